@@ -1,0 +1,96 @@
+// Package spec is the runtime-neutral description of one container: what to
+// run, with which environment, mounts, capabilities, namespaces and limits.
+//
+// It is the meeting point of the state parser (which translates upstream's
+// lxc.container.conf into it) and the container runtime (which turns it into a
+// libcontainer config). Keeping it free of both lets each side be tested alone.
+package spec
+
+// Container is everything the runtime needs to know about a container besides
+// its root filesystem, which the revision's storage provides.
+type Container struct {
+	// Args is the init command: argv[0] and its arguments. Empty means the
+	// runtime default, /sbin/init, as upstream's LXC template.
+	Args []string
+	// Cwd is the working directory of the init process ("" = "/").
+	Cwd string
+	// UID and GID run the init process; nil means 0.
+	UID, GID *uint32
+	// Env holds KEY=VALUE pairs in the order they were declared; a later
+	// duplicate key replaces an earlier one.
+	Env []string
+	// Hostname is the UTS name; "" lets the runtime use the container name.
+	Hostname string
+	// Mounts are applied in order after the runtime's own base mounts.
+	Mounts []Mount
+	// MountAuto lists LXC's automatic mounts ("proc", "sys:rw", "cgroup", ...).
+	MountAuto []string
+	// CapDrop and CapKeep are capability names without the CAP_ prefix, in
+	// lower case as LXC writes them ("sys_admin"). CapKeep, when non-empty,
+	// is the whole set to keep and wins over CapDrop, as in LXC. CapKeep
+	// ["none"] (LXC's lxc.cap.keep = none) means keep no capability at all.
+	CapDrop []string
+	CapKeep []string
+	// NamespaceKeep lists namespaces shared with the host instead of
+	// created ("net", "user", "ipc", ...). Upstream's template keeps
+	// user, net and ipc.
+	NamespaceKeep []string
+	// Net is the static network configuration from lxc.net.N.* keys.
+	Net []NetInterface
+	// Cgroup holds resource limits by controller file name
+	// ("memory.limit_in_bytes", "pids.max", "cpu.shares"), with the cgroup
+	// version they were written for.
+	Cgroup []CgroupSetting
+	// DevicesAllow holds lxc.cgroup.devices.allow rules ("a", "c 1:3 rwm").
+	DevicesAllow []string
+	// DevicesDeny holds lxc.cgroup.devices.deny rules.
+	DevicesDeny []string
+	// TTYMax and PTYMax are LXC's lxc.tty.max and lxc.pty.max.
+	TTYMax, PTYMax int
+	// Rootfs is what lxc.rootfs.path said; the runtime resolves it against
+	// the revision's volumes.
+	Rootfs Rootfs
+}
+
+// Mount is one bind or filesystem mount inside the container.
+type Mount struct {
+	// Source is a host path (or a filesystem name such as "tmpfs").
+	Source string
+	// Target is the path inside the container, always relative to its root
+	// and without a leading slash, as lxc.mount.entry writes it.
+	Target string
+	// FSType is "none" for bind mounts.
+	FSType string
+	// Options are the comma-separated mount options, split.
+	Options []string
+}
+
+// NetInterface is one lxc.net.<index> block. HWAddr is lower case and may
+// hold "xx" octets, which LXC randomises at start and so must the runtime.
+type NetInterface struct {
+	Index   int
+	Type    string // veth, macvlan, empty, none, ...
+	Link    string // host bridge or parent
+	Name    string // name inside the container
+	HWAddr  string
+	IPv4    []string // CIDR addresses
+	Gateway string   // IPv4 gateway
+	Flags   string   // "up"
+	MTU     int
+}
+
+// CgroupSetting is one lxc.cgroup.<key> or lxc.cgroup2.<key> line.
+type CgroupSetting struct {
+	Version int    // 1 or 2
+	Key     string // e.g. "memory.limit_in_bytes"
+	Value   string
+}
+
+// Rootfs is the parsed lxc.rootfs.path.
+type Rootfs struct {
+	// Type is "overlayfs", "dir" or "" when not given.
+	Type string
+	// Lower and Upper are the overlay layers as written (paths usually start
+	// with /volumes/<name>/); Lower alone for a dir rootfs.
+	Lower, Upper string
+}
