@@ -1,0 +1,549 @@
+package state
+
+import (
+	"encoding/json"
+	"net"
+	"net/netip"
+	"path"
+	"strings"
+)
+
+// readContainers builds one Container per <name>/run.json, attaches its
+// services.json and objects, and reports documents that belong to nobody.
+func (p *parser) readContainers() {
+	p.runlevels = map[string]string{}
+	for _, dir := range sortedKeys(p.runs) {
+		if c := p.readRun(dir, p.runs[dir]); c != nil {
+			p.st.Containers = append(p.st.Containers, c)
+		}
+	}
+	for _, dir := range sortedKeys(p.services) {
+		file := dir + "/services.json"
+		c := p.st.Container(dir)
+		if c == nil {
+			p.errorf(file, "", "no container %q: services.json needs a %s/run.json", dir, dir)
+			continue
+		}
+		c.Exports = p.readExports(file, p.services[dir])
+	}
+	// Attach objects and report orphans of the container namespace.
+	for key, sha := range p.st.Objects {
+		name := owner(key)
+		if name == "" || name == "bsp" {
+			continue
+		}
+		if c := p.st.Container(name); c != nil {
+			c.Objects[key] = sha
+		}
+	}
+}
+
+var validRecovery = map[string]RecoveryPolicy{
+	"no": RecoveryNo, "on-failure": RecoveryOnFailure, "always": RecoveryAlways,
+	"unless-stopped": RecoveryUnlessStopped,
+}
+
+var validServiceTypes = map[string]bool{
+	"rest": true, "dbus": true, "unix": true, "drm": true, "wayland": true, "tcp": true, "http": true,
+}
+
+func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
+	file := dir + "/run.json"
+	o := newObject(&p.c, file, "", raw)
+	if o == nil {
+		return nil
+	}
+	defer o.finish()
+	c := &Container{Objects: map[string]string{}, AutoModFW: true, Roles: []string{"mgmt"}}
+	name, ok := o.str("name")
+	switch {
+	case !ok && !o.has("name"):
+		p.errorf(file, "name", "missing: every container needs a name")
+		return nil
+	case !ok:
+		return nil
+	case name != dir:
+		// Keep going under the directory's name so that one typo does not
+		// cascade into errors about every reference to this container.
+		p.errorf(file, "name", "is %q but the file is under %s/: they must match", name, dir)
+	}
+	c.Name = dir
+	o.str("#spec") // service-manifest-run@1; upstream does not check it either
+	c.Type, _ = o.str("type")
+	if c.Type != "" && c.Type != "lxc" {
+		p.errorf(file, "type", "unsupported container type %q: only lxc", c.Type)
+	}
+	c.Config, _ = o.str("config")
+	if c.Config != "" {
+		p.needObject(c, file, "config", c.Config)
+	}
+	o.str("share") // legacy multi-platform key, ignored by system@1 as upstream
+	if rv, ok := o.str("root-volume"); ok {
+		c.RootVolume = rv
+		p.needVolume(c, file, "root-volume", rv)
+	}
+	if vols, ok := o.strings("volumes"); ok {
+		c.Volumes = vols
+		for i, v := range vols {
+			p.needVolume(c, file, indexPath("volumes", i), v)
+		}
+	}
+	if g, ok := o.str("group"); ok {
+		c.Group, c.GroupSet = g, true
+	}
+	if rl, ok := o.str("runlevel"); ok {
+		p.warnf(file, "runlevel", "deprecated: use group")
+		if c.GroupSet {
+			p.warnf(file, "runlevel", "ignored: group is set")
+		} else {
+			p.runlevels[name] = rl
+		}
+	}
+	if s, ok := o.str("status_goal"); ok {
+		if g, valid := validGoals[s]; valid {
+			c.StatusGoal = g
+		} else {
+			p.errorf(file, "status_goal", "must be MOUNTED, STARTED or READY, got %q", s)
+		}
+	}
+	if s, ok := o.str("restart_policy"); ok {
+		if rp, valid := validRestart[s]; valid {
+			c.RestartPolicy = rp
+		} else {
+			p.errorf(file, "restart_policy", "must be system or container, got %q", s)
+		}
+	}
+	if roles, ok := o.strings("roles"); ok {
+		c.Roles = []string{}
+		for i, r := range roles {
+			switch r {
+			case "mgmt":
+				c.Roles = append(c.Roles, r)
+			case "nobody":
+			default:
+				p.warnf(file, indexPath("roles", i), "unknown role %q, ignored", r)
+			}
+		}
+	}
+	if s, ok := o.str("automodfw"); ok {
+		c.AutoModFW = s != "no"
+	}
+	if d, ok := o.child("drivers"); ok {
+		c.Drivers.Required, _ = d.strings("required")
+		c.Drivers.Optional, _ = d.strings("optional")
+		c.Drivers.Manual, _ = d.strings("manual")
+		d.finish()
+	}
+	if st, ok := o.child("storage"); ok {
+		c.Storage = map[string]Volume{}
+		for _, k := range st.keys() {
+			raw, _ := st.raw(k)
+			if v := newObject(&p.c, file, st.at(k), raw); v != nil {
+				c.Storage[k] = p.readVolume(v)
+			}
+		}
+	}
+	if items, ok := o.array("logs"); ok {
+		c.Logs = p.readLogs(file, items)
+	}
+	if o.has("exports") {
+		c.Export = true
+	}
+	if s, ok := o.child("services"); ok {
+		c.Requires = p.readRequirements(s, "required")
+		c.Optional = p.readRequirements(s, "optional")
+		s.finish()
+	}
+	if ar, ok := o.child("auto_recovery"); ok {
+		c.HasAutoRecovery = true
+		c.AutoRecovery = p.readAutoRecovery(ar)
+	} else {
+		c.AutoRecovery.Policy = RecoveryNo
+	}
+	if n, ok := o.child("network"); ok {
+		c.Network = p.readNetwork(n)
+	}
+	return c
+}
+
+// needObject checks that a file a container names exists in the state.
+func (p *parser) needObject(c *Container, file, path, name string) {
+	key := c.Name + "/" + name
+	if _, ok := p.docs[key]; ok {
+		return // present; a malformed value is reported on its own key
+	}
+	p.errorf(file, path, "names %q but the state has no %s", name, key)
+}
+
+// needVolume checks a root-volume/volumes entry: "file" or "handler:file"
+// (upstream's dm-verity/crypt handlers).
+func (p *parser) needVolume(c *Container, file, path, v string) {
+	name := v
+	if h, f, ok := strings.Cut(v, ":"); ok {
+		if h == "" || f == "" {
+			p.errorf(file, path, "must be FILE or HANDLER:FILE, got %q", v)
+			return
+		}
+		name = f
+	}
+	p.needObject(c, file, path, name)
+}
+
+func (p *parser) readLogs(file string, items []json.RawMessage) []map[string]string {
+	logs := []map[string]string{}
+	for i, it := range items {
+		o := newObject(&p.c, file, indexPath("logs", i), it)
+		if o == nil {
+			continue
+		}
+		l := map[string]string{}
+		for _, k := range o.keys() {
+			if s, ok := o.str(k); ok {
+				l[k] = s
+			}
+		}
+		logs = append(logs, l)
+	}
+	return logs
+}
+
+// readRequirements reads services.required or services.optional. A plain
+// string element names a service of any type, as upstream.
+func (p *parser) readRequirements(s *object, key string) []ServiceRequirement {
+	items, ok := s.array(key)
+	if !ok {
+		return nil
+	}
+	var out []ServiceRequirement
+	for i, it := range items {
+		at := indexPath(s.at(key), i)
+		if kind(it) == '"' {
+			name, _ := decodeString(it)
+			out = append(out, ServiceRequirement{Name: name})
+			continue
+		}
+		o := newObject(&p.c, s.file, at, it)
+		if o == nil {
+			continue
+		}
+		var r ServiceRequirement
+		svc, hasSvc := o.str("service")
+		nm, hasName := o.str("name")
+		switch {
+		case hasSvc:
+			r.Name = svc
+			if hasName && nm != svc {
+				p.warnf(s.file, joinPath(at, "name"), "ignored: service %q is the name", svc)
+			}
+		case hasName:
+			r.Name = nm
+		default:
+			p.errorf(s.file, joinPath(at, "name"), "missing: the service name")
+		}
+		if t, ok := o.str("type"); ok {
+			if validServiceTypes[t] {
+				r.Type = t
+			} else {
+				p.errorf(s.file, joinPath(at, "type"), "unknown service type %q: rest, dbus, unix, drm, wayland, tcp or http", t)
+			}
+		}
+		r.Provider, _ = o.str("provider")
+		r.Role, _ = o.str("role")
+		r.Interface, _ = o.str("interface")
+		if t, ok := o.str("target"); ok {
+			r.Target = t
+		}
+		if t, ok := o.str("external"); ok {
+			if r.Target != "" {
+				p.warnf(s.file, joinPath(at, "target"), "ignored: external is set")
+			}
+			r.Target = t
+		}
+		o.finish()
+		out = append(out, r)
+	}
+	return out
+}
+
+func (p *parser) readAutoRecovery(o *object) AutoRecovery {
+	ar := AutoRecovery{Policy: RecoveryNo}
+	pol, hasPol := o.str("policy")
+	if t, ok := o.str("type"); ok {
+		if hasPol {
+			p.warnf(o.file, o.at("type"), "ignored: policy is set")
+		} else {
+			p.warnf(o.file, o.at("type"), "accepted as an alias of policy; write policy")
+			pol, hasPol = t, true
+		}
+	}
+	if hasPol {
+		if rp, valid := validRecovery[pol]; valid {
+			ar.Policy = rp
+		} else {
+			p.errorf(o.file, o.at(map[bool]string{true: "policy", false: "type"}[o.has("policy")]), "must be no, on-failure, always or unless-stopped, got %q", pol)
+		}
+	}
+	nonNeg := func(key, alias string) int {
+		n, ok := o.integer(key)
+		at := key
+		if a, aok := o.integer(alias); aok {
+			if ok {
+				p.warnf(o.file, o.at(alias), "ignored: %s is set", key)
+			} else {
+				p.warnf(o.file, o.at(alias), "accepted as an alias of %s; write %s", key, key)
+				n, ok, at = a, true, alias
+			}
+		}
+		if !ok {
+			return 0
+		}
+		if n < 0 {
+			p.errorf(o.file, o.at(at), "must be >= 0, got %d", n)
+			return 0
+		}
+		return int(min(n, 1<<31-1))
+	}
+	ar.MaxRetries = nonNeg("max_retries", "maximum_retry_count")
+	ar.RetryDelay = nonNeg("retry_delay", "")
+	ar.ResetWindow = nonNeg("reset_window", "")
+	if f, ok := o.number("backoff_factor"); ok {
+		if f < 0 {
+			p.errorf(o.file, o.at("backoff_factor"), "must be >= 0, got %g", f)
+		} else {
+			ar.BackoffFactor = f
+		}
+	}
+	o.finish()
+	return ar
+}
+
+func (p *parser) readNetwork(o *object) *Network {
+	n := &Network{}
+	if m, ok := o.str("mode"); ok {
+		switch NetworkMode(m) {
+		case NetHost, NetPool:
+			n.Mode = NetworkMode(m)
+		default:
+			p.errorf(o.file, o.at("mode"), "must be host or pool, got %q", m)
+		}
+	}
+	if pool, ok := o.str("pool"); ok {
+		n.Pool = pool
+		if n.Mode == NetHost {
+			p.errorf(o.file, o.at("pool"), "a host-mode container cannot take an address from pool %q", pool)
+		}
+		n.Mode = NetPool
+	} else if n.Mode == NetPool {
+		p.errorf(o.file, o.at("pool"), "missing: mode pool needs the name of a pool")
+	}
+	if n.Mode == "" {
+		n.Mode = NetHost
+	}
+	if h, ok := o.str("hostname"); ok {
+		if !validHostname(h) {
+			p.errorf(o.file, o.at("hostname"), "%q is not a valid host name", h)
+		}
+		n.Hostname = h
+	}
+	ipKey := "ip"
+	ipStr, hasIP := o.str("ip")
+	if s, ok := o.str("static_ip"); ok {
+		if hasIP {
+			p.warnf(o.file, o.at("static_ip"), "ignored: ip is set")
+		} else {
+			p.warnf(o.file, o.at("static_ip"), "accepted as an alias of ip; write ip")
+			ipStr, hasIP, ipKey = s, true, "static_ip"
+		}
+	}
+	if hasIP {
+		addrStr := ipStr
+		if a, _, cut := strings.Cut(ipStr, "/"); cut {
+			addrStr = a
+			if _, err := netip.ParsePrefix(ipStr); err != nil {
+				p.errorf(o.file, o.at(ipKey), "must be an IPv4 address, optionally with /prefix, got %q", ipStr)
+				addrStr = ""
+			}
+		}
+		if addrStr != "" {
+			if a, err := netip.ParseAddr(addrStr); err != nil || !a.Is4() {
+				p.errorf(o.file, o.at(ipKey), "must be an IPv4 address, got %q", ipStr)
+			} else {
+				n.IP, n.ipKey = a, ipKey
+			}
+		}
+		if n.Mode != NetPool {
+			p.errorf(o.file, o.at(ipKey), "a static address needs a pool")
+		}
+	}
+	if m, ok := o.str("mac"); ok {
+		hw, err := net.ParseMAC(m)
+		switch {
+		case err != nil || len(hw) != 6:
+			p.errorf(o.file, o.at("mac"), "must be a MAC address like 02:00:0a:00:05:02, got %q", m)
+		case hw[0]&1 == 1:
+			p.errorf(o.file, o.at("mac"), "%s is a multicast address", m)
+		default:
+			n.MAC = hw.String()
+		}
+		if n.Mode != NetPool {
+			p.errorf(o.file, o.at("mac"), "a static MAC needs a pool")
+		}
+	}
+	o.finish()
+	return n
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 64 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// readExports reads services.json in either shape: the current
+// {"#spec":"service-manifest-xconnect@1","services":[...]} or a bare array.
+func (p *parser) readExports(file string, raw json.RawMessage) []ServiceExport {
+	var items []json.RawMessage
+	base := ""
+	switch kind(raw) {
+	case '[':
+		var err error
+		if items, err = splitArray(raw); err != nil {
+			p.errorf(file, "", "not valid JSON")
+			return nil
+		}
+	case '{':
+		o := newObject(&p.c, file, "", raw)
+		if o == nil {
+			return nil
+		}
+		o.str("#spec")
+		items, _ = o.array("services")
+		base = "services"
+		o.finish()
+	default:
+		p.errorf(file, "", "must be an object with services or an array, got %s", describe(raw))
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []ServiceExport
+	for i, it := range items {
+		at := indexPath(base, i)
+		o := newObject(&p.c, file, at, it)
+		if o == nil {
+			continue
+		}
+		var e ServiceExport
+		var ok bool
+		if e.Name, ok = o.str("name"); !ok || e.Name == "" {
+			p.errorf(file, joinPath(at, "name"), "missing: every exported service needs a name")
+		} else if seen[e.Name] {
+			p.errorf(file, joinPath(at, "name"), "duplicate service %q", e.Name)
+		}
+		seen[e.Name] = true
+		if e.Type, ok = o.str("type"); !ok {
+			p.errorf(file, joinPath(at, "type"), "missing: rest, dbus, unix, drm, wayland, tcp or http")
+		} else if !validServiceTypes[e.Type] {
+			p.errorf(file, joinPath(at, "type"), "unknown service type %q: rest, dbus, unix, drm, wayland, tcp or http", e.Type)
+			e.Type = "" // matches any requirement: the error above is the one to fix
+		}
+		if e.Socket, ok = o.str("socket"); ok && !path.IsAbs(e.Socket) {
+			p.errorf(file, joinPath(at, "socket"), "must be an absolute path inside the provider, got %q", e.Socket)
+		}
+		hasPort := o.has("port")
+		if n, ok := o.integer("port"); ok {
+			if n < 0 || n > 65535 {
+				p.errorf(file, joinPath(at, "port"), "must be 0-65535, got %d", n)
+			} else {
+				e.Port = int(n)
+			}
+		}
+		if (e.Type == "tcp" || e.Type == "http") && e.Socket == "" && e.Port == 0 && !hasPort {
+			p.errorf(file, joinPath(at, "port"), "missing: a %s service needs a port or a socket", e.Type)
+		}
+		o.finish()
+		out = append(out, e)
+	}
+	return out
+}
+
+// assignGroups resolves every container's group, goal and policy.
+func (p *parser) assignGroups() {
+	if len(p.st.Groups) == 0 {
+		return // device.json without groups: already an error
+	}
+	if p.st.DefaultGroups {
+		p.assignRunlevels()
+	}
+	last := p.st.Groups[len(p.st.Groups)-1].Name
+	for _, c := range p.st.Containers {
+		file := c.Name + "/run.json"
+		if rl, ok := p.runlevels[c.Name]; ok && !c.GroupSet {
+			if p.st.Group(rl) == nil {
+				p.errorf(file, "runlevel", "unknown runlevel %q: no group of that name", rl)
+			} else {
+				c.Group, c.GroupSet = rl, true
+			}
+		}
+		if c.Group == "" && !c.GroupSet {
+			c.Group = last
+		}
+		g := p.st.Group(c.Group)
+		if g == nil {
+			if c.GroupSet {
+				p.errorf(file, "group", "unknown group %q (groups: %s)", c.Group, p.groupNames())
+			}
+			continue
+		}
+		if c.StatusGoal == "" {
+			c.StatusGoal = g.StatusGoal
+		}
+		if c.RestartPolicy == "" {
+			c.RestartPolicy = g.RestartPolicy
+		}
+	}
+}
+
+// assignRunlevels applies upstream's runlevel compatibility for states
+// without groups: when no container is in "root", the first unassigned one
+// in alphabetical order goes there; every other unassigned one goes to
+// "platform".
+func (p *parser) assignRunlevels() {
+	unassigned := func(c *Container) bool { return !c.GroupSet && p.runlevels[c.Name] == "" }
+	inRoot := false
+	for _, c := range p.st.Containers {
+		if c.Group == "root" || p.runlevels[c.Name] == "root" {
+			inRoot = true
+		}
+	}
+	for _, c := range p.st.Containers { // sorted by name
+		if !unassigned(c) {
+			continue
+		}
+		if !inRoot {
+			c.Group, inRoot = "root", true
+		} else {
+			c.Group = "platform"
+		}
+		c.GroupSet = false
+	}
+}
+
+func (p *parser) groupNames() string {
+	names := make([]string, len(p.st.Groups))
+	for i, g := range p.st.Groups {
+		names[i] = g.Name
+	}
+	return strings.Join(names, ", ")
+}

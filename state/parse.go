@@ -1,0 +1,275 @@
+// Package state parses and validates a Pantavisor revision: the
+// pantavisor-service-system@1 state JSON that upstream tools (pvr, pvtx)
+// write, with its device.json, run.json, services.json and BSP documents.
+//
+// Parse is strict where upstream is lenient in ways that brick devices:
+// keys match exactly, and every rule of the contract (unknown group, pool or
+// provider, bad addresses, ingress collisions, missing services, ...) is
+// checked in one pass before anything runs. All errors are returned together,
+// each naming the state key and the key path inside it.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+)
+
+// Options change how a state is read.
+type Options struct {
+	// AppEngine skips bsp/run.json and bsp/drivers.json as upstream does when
+	// pantavisor runs as an application rather than as the device's init.
+	AppEngine bool
+}
+
+// Parse reads a state JSON document and validates it. It returns the model
+// and, when the state has errors, an *InvalidError listing all of them; the
+// model is returned in both cases (partially filled when invalid) so that
+// tools can still show what was understood. A state with errors must not be
+// run.
+func Parse(data []byte, opt Options) (*State, error) {
+	p := &parser{opt: opt, st: &State{
+		Volumes: map[string]Volume{},
+		Objects: map[string]string{},
+		JSONs:   map[string]json.RawMessage{},
+	}}
+	p.parse(data)
+	sortProblems(p.c.errs)
+	sortProblems(p.c.warns)
+	p.st.Warnings = p.c.warns
+	if len(p.c.errs) > 0 {
+		return p.st, &InvalidError{Problems: p.c.errs}
+	}
+	return p.st, nil
+}
+
+// Problems returns the problems inside err when it is an *InvalidError, and
+// nil otherwise.
+func Problems(err error) []Problem {
+	var ie *InvalidError
+	if errors.As(err, &ie) {
+		return ie.Problems
+	}
+	return nil
+}
+
+type parser struct {
+	opt Options
+	c   collector
+	st  *State
+	// docs holds the top-level values by key.
+	docs map[string]json.RawMessage
+	// order is the key order of the document.
+	order []string
+	// runs and services hold the container documents by container name.
+	runs     map[string]json.RawMessage
+	services map[string]json.RawMessage
+	// runlevels records the deprecated runlevel key per container.
+	runlevels map[string]string
+	// deviceBroken is set when device.json is not an object at all, so that
+	// references into it are not reported a second time.
+	deviceBroken bool
+}
+
+func (p *parser) parse(data []byte) {
+	if !p.readTop(data) {
+		return
+	}
+	p.readSpec()
+	if len(p.c.errs) > 0 {
+		return // not a system@1 state: nothing else can be understood
+	}
+	p.classify()
+	p.readDevice()
+	if !p.opt.AppEngine {
+		p.readBSP()
+	}
+	p.readContainers()
+	p.assignGroups()
+	p.validate()
+}
+
+// readTop splits the document into its top-level keys, refusing duplicate
+// keys: encoding/json would silently keep the last one, and two different
+// values for one file of a revision is not something to guess about.
+func (p *parser) readTop(data []byte) bool {
+	if !json.Valid(data) {
+		var v any
+		err := json.Unmarshal(data, &v) // for the position of the fault
+		p.c.errorf("", "", "not valid JSON: %v", err)
+		return false
+	}
+	keys, values, err := splitObject(data)
+	if err != nil {
+		p.c.errorf("", "", "%v", err)
+		return false
+	}
+	p.docs = make(map[string]json.RawMessage, len(keys))
+	for i, key := range keys {
+		if _, dup := p.docs[key]; dup {
+			p.c.errorf(key, "", "key appears more than once in the state")
+			continue
+		}
+		p.docs[key] = values[i]
+		p.order = append(p.order, key)
+	}
+	return true
+}
+
+func (p *parser) readSpec() {
+	raw, ok := p.docs["#spec"]
+	if !ok {
+		p.c.errorf("#spec", "", "missing: a state must declare %q", SpecSystem1)
+		return
+	}
+	s, ok := decodeString(raw)
+	if !ok {
+		p.c.errorf("#spec", "", "must be a string, got %s", describe(raw))
+		return
+	}
+	switch s {
+	case SpecSystem1:
+		p.st.Spec = s
+	case "pantavisor-multi-platform@1":
+		p.c.errorf("#spec", "", "%q is the legacy multi-platform format, not supported; convert the revision to %q", s, SpecSystem1)
+	default:
+		p.c.errorf("#spec", "", "unsupported spec %q; want %q", s, SpecSystem1)
+	}
+}
+
+// Special top-level documents, parsed in their own passes.
+var specialKeys = map[string]bool{
+	"#spec": true, "bsp/run.json": true, "bsp/drivers.json": true,
+	"device.json": true, "disks.json": true, "groups.json": true,
+}
+
+// classify sorts every other key into container documents, inline JSON
+// documents and object references.
+func (p *parser) classify() {
+	p.runs = map[string]json.RawMessage{}
+	p.services = map[string]json.RawMessage{}
+	for _, key := range p.order {
+		if specialKeys[key] {
+			continue
+		}
+		if msg := checkKeyPath(key); msg != "" {
+			p.c.errorf(key, "", "%s", msg)
+			continue
+		}
+		if strings.HasPrefix(key, "_sigs/") {
+			continue // signatures are checked by the signature verifier, not here
+		}
+		raw := p.docs[key]
+		dir, file, nested := strings.Cut(key, "/")
+		if nested && !strings.Contains(file, "/") {
+			switch file {
+			case "run.json":
+				p.runs[dir] = raw
+				continue
+			case "services.json":
+				p.services[dir] = raw
+				continue
+			case "src.json", "build.json":
+				continue // build provenance, not part of the running revision
+			}
+		}
+		p.classifyArtifact(key, raw)
+	}
+}
+
+// classifyArtifact files a key as an object reference or an inline JSON.
+func (p *parser) classifyArtifact(key string, raw json.RawMessage) {
+	if kind(raw) == '"' {
+		s, _ := decodeString(raw)
+		if !isSHA256(s) {
+			p.c.errorf(key, "", "must be the sha256 of an object (64 lower-case hex digits), got %q", truncate(s, 70))
+			return
+		}
+		p.st.Objects[key] = s
+		return
+	}
+	if strings.HasSuffix(key, ".json") && (kind(raw) == '{' || kind(raw) == '[') {
+		p.st.JSONs[key] = raw
+		return
+	}
+	p.c.errorf(key, "", "must be an object sha256 or, for a .json file, a JSON document; got %s", describe(raw))
+}
+
+// checkKeyPath refuses state keys that would escape the trail directory when
+// written as files, or that cannot be files at all.
+func checkKeyPath(key string) string {
+	switch {
+	case key == "":
+		return "empty key"
+	case strings.HasPrefix(key, "/"):
+		return "key must be a relative path"
+	case strings.ContainsRune(key, 0):
+		return "key contains a NUL byte"
+	}
+	for _, seg := range strings.Split(key, "/") {
+		switch seg {
+		case "":
+			return "key has an empty path segment"
+		case ".", "..":
+			return "key has a '.' or '..' path segment"
+		}
+	}
+	return ""
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// owner returns the container a state key belongs to ("" for the BSP):
+// "<name>/..." and "_config/<name>/..." are the container's.
+func owner(key string) string {
+	first, rest, ok := strings.Cut(key, "/")
+	if !ok {
+		return ""
+	}
+	if first == "_config" {
+		name, _, ok := strings.Cut(rest, "/")
+		if ok {
+			return name
+		}
+		return ""
+	}
+	return first
+}
+
+// sortedKeys returns the keys of a map in order.
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// errorf is a shorthand used by the passes.
+func (p *parser) errorf(file, path, format string, args ...any) {
+	p.c.errorf(file, path, format, args...)
+}
+
+func (p *parser) warnf(file, path, format string, args ...any) {
+	p.c.warnf(file, path, format, args...)
+}

@@ -1,0 +1,110 @@
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const testLXC = `lxc.tty.max = 8
+lxc.rootfs.path = overlayfs:/volumes/app/root.squashfs:/volumes/app/lxc-overlay/upper
+lxc.init.cmd = /bin/sh "-c" "echo hi"
+lxc.environment = PATH=/bin
+lxc.namespace.keep = user net ipc
+`
+
+// writeTrail lays out <storage>/trails/0 and <storage>/objects as pantavisor
+// keeps them and returns the trail directory.
+func writeTrail(t *testing.T, files map[string]string, corrupt string) string {
+	t.Helper()
+	storage := t.TempDir()
+	trail := filepath.Join(storage, "trails", "0")
+	objects := filepath.Join(storage, "objects")
+	for _, d := range []string{filepath.Join(trail, ".pvr"), objects} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := map[string]any{
+		"#spec":       SpecSystem1,
+		"device.json": map[string]any{"groups": []any{map[string]any{"name": "app"}}},
+		"app/run.json": map[string]any{"name": "app", "type": "lxc", "config": "lxc.container.conf",
+			"root-volume": "root.squashfs", "storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}}},
+	}
+	for key, content := range files {
+		sum := sha256.Sum256([]byte(content))
+		sha := hex.EncodeToString(sum[:])
+		st[key] = sha
+		if key == corrupt {
+			content += "tampered"
+		}
+		if err := os.WriteFile(filepath.Join(objects, sha), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(trail, TrailJSON), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return trail
+}
+
+func TestLoadTrail(t *testing.T) {
+	files := map[string]string{"app/lxc.container.conf": testLXC, "app/root.squashfs": "not really a squashfs"}
+	st, err := LoadTrail(writeTrail(t, files, ""), Options{AppEngine: true})
+	if err != nil {
+		t.Fatalf("valid trail: %v", err)
+	}
+	lxc := st.Container("app").LXC
+	if lxc == nil || strings.Join(lxc.Args, "|") != "/bin/sh|-c|echo hi" || lxc.Env[0] != "PATH=/bin" {
+		t.Fatalf("lxc config not translated: %+v", lxc)
+	}
+}
+
+func TestLoadTrailObjectFaults(t *testing.T) {
+	files := map[string]string{"app/lxc.container.conf": testLXC, "app/root.squashfs": "rootfs"}
+	t.Run("corrupt object", func(t *testing.T) {
+		_, err := LoadTrail(writeTrail(t, files, "app/root.squashfs"), Options{AppEngine: true})
+		probs := Problems(err)
+		if len(probs) != 1 || probs[0].File != "app/root.squashfs" || !strings.Contains(probs[0].Msg, "corrupt") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("missing object", func(t *testing.T) {
+		trail := writeTrail(t, files, "")
+		sum := sha256.Sum256([]byte("rootfs"))
+		if err := os.Remove(filepath.Join(trail, "..", "..", "objects", hex.EncodeToString(sum[:]))); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadTrail(trail, Options{AppEngine: true})
+		probs := Problems(err)
+		if len(probs) != 1 || probs[0].File != "app/root.squashfs" || !strings.Contains(probs[0].Msg, "missing") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("bad lxc config", func(t *testing.T) {
+		bad := map[string]string{"app/lxc.container.conf": testLXC + "lxc.init.uid = -3\n", "app/root.squashfs": "rootfs"}
+		_, err := LoadTrail(writeTrail(t, bad, ""), Options{AppEngine: true})
+		probs := Problems(err)
+		if len(probs) != 1 || probs[0].File != "app/lxc.container.conf" || !strings.Contains(probs[0].Msg, "line 6") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("unreadable", func(t *testing.T) {
+		_, err := LoadTrail(t.TempDir(), Options{})
+		var re *ReadError
+		if err == nil || !errorsAs(err, &re) {
+			t.Fatalf("want a ReadError, got %v", err)
+		}
+	})
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

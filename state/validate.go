@@ -1,0 +1,294 @@
+package state
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// validate checks the rules that span documents: references between
+// containers, groups, pools, disks, services and ingress rules.
+func (p *parser) validate() {
+	p.validateDisks()
+	p.validateNetworks()
+	p.validateServices()
+	p.validateIngress()
+	p.validateOwners()
+	p.validateDrivers()
+}
+
+// validateDrivers checks that required driver aliases exist in the BSP's
+// bsp/drivers.json; optional ones may be missing by definition. In appengine
+// mode there is no BSP to check against.
+func (p *parser) validateDrivers() {
+	if p.opt.AppEngine {
+		return
+	}
+	aliases := p.st.Drivers.Aliases()
+	for _, c := range p.st.Containers {
+		for i, d := range c.Drivers.Required {
+			if !aliases[d] {
+				p.errorf(c.Name+"/run.json", indexPath("drivers.required", i), "unknown driver alias %q: bsp/drivers.json does not define it", d)
+			}
+		}
+	}
+}
+
+func (p *parser) validateDisks() {
+	file := "device.json"
+	path := "disks"
+	if !p.st.HasDeviceJSON {
+		file, path = "disks.json", ""
+	}
+	names := map[string]bool{}
+	defaults := 0
+	for i, d := range p.st.Disks {
+		if d.Name != "" && names[d.Name] {
+			p.errorf(file, joinPath(indexPath(path, i), "name"), "duplicate disk %q", d.Name)
+		}
+		names[d.Name] = true
+		if d.Default {
+			defaults++
+			if defaults == 2 {
+				p.errorf(file, joinPath(indexPath(path, i), "default"), "more than one disk is the default")
+			}
+		}
+	}
+	for _, name := range sortedKeys(p.st.Volumes) {
+		if d := p.st.Volumes[name].Disk; d != "" && !names[d] {
+			p.errorf("device.json", "volumes."+name+".disk", "unknown disk %q", d)
+		}
+	}
+	for _, c := range p.st.Containers {
+		for _, v := range sortedKeys(c.Storage) {
+			if d := c.Storage[v].Disk; d != "" && !names[d] {
+				p.errorf(c.Name+"/run.json", "storage."+v+".disk", "unknown disk %q", d)
+			}
+		}
+	}
+}
+
+func (p *parser) validateNetworks() {
+	type holder struct{ container, key string }
+	ips := map[netip.Addr]holder{}
+	macs := map[string]holder{}
+	for _, c := range p.st.Containers {
+		n := c.Network
+		if n == nil || n.Mode != NetPool || n.Pool == "" {
+			continue
+		}
+		file := c.Name + "/run.json"
+		pool := p.st.Pool(n.Pool)
+		if pool == nil && p.deviceBroken {
+			continue // device.json itself is the error to fix
+		}
+		if pool == nil {
+			p.errorf(file, "network.pool", "unknown pool %q%s", n.Pool, p.poolHint())
+			continue
+		}
+		ipAt := "network." + n.ipKey
+		if n.IP.IsValid() && pool.Subnet.IsValid() {
+			switch {
+			case !pool.Subnet.Contains(n.IP):
+				p.errorf(file, ipAt, "%s is outside pool %s (%s)", n.IP, pool.Name, pool.Subnet)
+			case n.IP == pool.Subnet.Addr():
+				p.errorf(file, ipAt, "%s is the network address of pool %s", n.IP, pool.Name)
+			case n.IP == Broadcast(pool.Subnet):
+				p.errorf(file, ipAt, "%s is the broadcast address of pool %s", n.IP, pool.Name)
+			case n.IP == pool.Gateway:
+				p.errorf(file, ipAt, "%s is the gateway of pool %s", n.IP, pool.Name)
+			default:
+				if h, taken := ips[n.IP]; taken {
+					p.errorf(file, ipAt, "%s is already the static address of container %s", n.IP, h.container)
+				} else {
+					ips[n.IP] = holder{c.Name, "ip"}
+				}
+			}
+		}
+		if n.MAC != "" {
+			if h, taken := macs[n.MAC]; taken {
+				p.errorf(file, "network.mac", "%s is already the MAC address of container %s", n.MAC, h.container)
+			} else {
+				macs[n.MAC] = holder{c.Name, "mac"}
+			}
+		}
+	}
+	// Two pools on one bridge would share leases' L2 segment but not their
+	// allocator: addresses could collide.
+	bridges := map[string]string{}
+	for _, pool := range p.st.Pools {
+		if pool.Type != PoolBridge || pool.Bridge == "" {
+			continue
+		}
+		if other, dup := bridges[pool.Bridge]; dup {
+			p.errorf("device.json", "network.pools."+pool.Name+".bridge", "bridge %q is already used by pool %s", pool.Bridge, other)
+		}
+		bridges[pool.Bridge] = pool.Name
+	}
+	for i, a := range p.st.Pools {
+		for _, b := range p.st.Pools[i+1:] {
+			if a.Subnet.IsValid() && b.Subnet.IsValid() && a.Subnet.Overlaps(b.Subnet) {
+				p.errorf("device.json", "network.pools."+b.Name+".subnet", "%s overlaps pool %s (%s)", b.Subnet, a.Name, a.Subnet)
+			}
+		}
+	}
+}
+
+func (p *parser) poolHint() string {
+	if len(p.st.Pools) == 0 {
+		return ": device.json declares no network.pools"
+	}
+	names := make([]string, len(p.st.Pools))
+	for i, pl := range p.st.Pools {
+		names[i] = pl.Name
+	}
+	return " (pools: " + strings.Join(names, ", ") + ")"
+}
+
+// exporter returns the export of service name by container c, or nil.
+func exportOf(c *Container, name string) *ServiceExport {
+	for i := range c.Exports {
+		if c.Exports[i].Name == name {
+			return &c.Exports[i]
+		}
+	}
+	return nil
+}
+
+// validateServices checks that every required service is exported by some
+// container with the same name and type (upstream matches by name only and
+// then reboot-loops when it is missing), and that a named provider exists.
+func (p *parser) validateServices() {
+	for _, c := range p.st.Containers {
+		file := c.Name + "/run.json"
+		check := func(list []ServiceRequirement, key string, required bool) {
+			for i, r := range list {
+				at := indexPath("services."+key, i)
+				if r.Provider != "" {
+					prov := p.st.Container(r.Provider)
+					if prov == nil {
+						p.errorf(file, joinPath(at, "provider"), "unknown container %q", r.Provider)
+						continue
+					}
+					if !required {
+						continue
+					}
+					e := exportOf(prov, r.Name)
+					switch {
+					case e == nil:
+						p.errorf(file, at, "container %s exports no service %q", r.Provider, r.Name)
+					case r.Type != "" && e.Type != "" && e.Type != r.Type:
+						p.errorf(file, at, "container %s exports %q as type %s, not %s", r.Provider, r.Name, e.Type, r.Type)
+					}
+					continue
+				}
+				if !required || r.Name == "" {
+					continue
+				}
+				found, wrongType := false, ""
+				for _, prov := range p.st.Containers {
+					if e := exportOf(prov, r.Name); e != nil {
+						if r.Type == "" || e.Type == "" || e.Type == r.Type {
+							found = true
+							break
+						}
+						wrongType = fmt.Sprintf(" (%s exports it as type %s)", prov.Name, e.Type)
+					}
+				}
+				if !found {
+					typ := ""
+					if r.Type != "" {
+						typ = " of type " + r.Type
+					}
+					p.errorf(file, at, "required service %q%s is exported by no container%s", r.Name, typ, wrongType)
+				}
+			}
+		}
+		check(c.Requires, "required", true)
+		check(c.Optional, "optional", false)
+	}
+}
+
+// ingressBackends lists the export types an ingress rule of each type can
+// forward to.
+var ingressBackends = map[string]map[string]bool{
+	"tcp":  {"tcp": true, "unix": true},
+	"http": {"http": true, "rest": true, "tcp": true, "unix": true},
+}
+
+func (p *parser) validateIngress() {
+	type claim struct {
+		index int
+		rule  IngressRule
+	}
+	var claims []claim
+	names := map[string]int{}
+	for i, r := range p.st.Ingress {
+		at := indexPath("ingress", i)
+		if r.Name != "" {
+			if j, dup := names[r.Name]; dup {
+				p.errorf("device.json", joinPath(at, "name"), "duplicate ingress name %q (ingress[%d])", r.Name, j)
+			}
+			names[r.Name] = i
+		}
+		if r.Provider != "" {
+			prov := p.st.Container(r.Provider)
+			switch {
+			case prov == nil:
+				p.errorf("device.json", joinPath(at, "provider"), "unknown container %q", r.Provider)
+			case r.Service != "":
+				e := exportOf(prov, r.Service)
+				switch {
+				case e == nil:
+					p.errorf("device.json", joinPath(at, "service"), "container %s exports no service %q", r.Provider, r.Service)
+				case ingressBackends[r.Type] != nil && !ingressBackends[r.Type][e.Type]:
+					p.errorf("device.json", joinPath(at, "service"), "a %s ingress cannot forward to %s's %s service %q", r.Type, r.Provider, e.Type, r.Service)
+				}
+			}
+		}
+		if !r.Addr.IsValid() {
+			continue
+		}
+		for _, c := range claims {
+			if !overlaps(c.rule.Addr, r.Addr) {
+				continue
+			}
+			if c.rule.Type == "http" && r.Type == "http" && c.rule.Prefix != r.Prefix && c.rule.Addr == r.Addr {
+				continue // one HTTP listener routes both prefixes
+			}
+			p.errorf("device.json", joinPath(at, "external"), "%s collides with ingress[%d] (%s)", r.External, c.index, c.rule.External)
+			break
+		}
+		claims = append(claims, claim{i, r})
+	}
+}
+
+// overlaps reports whether two listen addresses would compete for one port:
+// the same port and the same address, or either is the wildcard.
+func overlaps(a, b netip.AddrPort) bool {
+	if a.Port() != b.Port() {
+		return false
+	}
+	return a.Addr() == b.Addr() || a.Addr().IsUnspecified() || b.Addr().IsUnspecified()
+}
+
+// validateOwners warns about objects filed under a container that does not
+// exist: upstream quietly makes them part of the BSP, which forces reboots.
+func (p *parser) validateOwners() {
+	seen := map[string]bool{}
+	for _, key := range sortedKeys(p.st.Objects) {
+		p.checkOwner(key, seen)
+	}
+	for _, key := range sortedKeys(p.st.JSONs) {
+		p.checkOwner(key, seen)
+	}
+}
+
+func (p *parser) checkOwner(key string, seen map[string]bool) {
+	name := owner(key)
+	if !strings.HasPrefix(key, "_config/") || name == "" || p.st.Container(name) != nil || seen[name] {
+		return
+	}
+	seen[name] = true
+	p.warnf(key, "", "no container %q: its _config files belong to the BSP", name)
+}
