@@ -1,0 +1,170 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Pair is one KEY=VALUE item of a source, as written: the key is not yet
+// resolved, so it may be a legacy alias or unknown.
+type Pair struct {
+	Key   string
+	Value string
+	// Line is the 1-based line of a config file; 0 for sources without
+	// lines (cmdline, environment, maps).
+	Line int
+}
+
+// ErrSyntax is wrapped by every error of ParseConfigFile.
+var ErrSyntax = errors.New("syntax error")
+
+// SyntaxError locates a malformed line of a config file.
+type SyntaxError struct {
+	Line int
+	Msg  string
+}
+
+// Error renders the error as "line N: syntax error: MSG".
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("line %d: %s: %s", e.Line, ErrSyntax, e.Msg)
+}
+
+// Unwrap returns ErrSyntax.
+func (e *SyntaxError) Unwrap() error { return ErrSyntax }
+
+// ParseConfigFile parses pantavisor.config-style content: one KEY=VALUE per
+// line, blank lines and lines starting with '#' ignored, spaces around key
+// and value trimmed, and one pair of matching quotes ('…' or "…") around
+// the value removed. Only whole lines are comments: a '#' inside a value is
+// data (URLs contain it). The first malformed line ends parsing with a
+// *SyntaxError carrying its line number and no pairs, so that a caller
+// applies a file entirely or not at all.
+func ParseConfigFile(data []byte) ([]Pair, error) {
+	var pairs []Pair
+	for n, line := range strings.Split(string(data), "\n") {
+		lineNo := n + 1
+		t := strings.TrimSpace(line)
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(t, "=")
+		if !ok {
+			return nil, &SyntaxError{Line: lineNo, Msg: "missing '='"}
+		}
+		k = strings.TrimSpace(k)
+		if k == "" {
+			return nil, &SyntaxError{Line: lineNo, Msg: "empty key"}
+		}
+		if !validKeySyntax(k) {
+			return nil, &SyntaxError{Line: lineNo, Msg: fmt.Sprintf("bad key %q: want letters, digits, '_', '.', '-'", k)}
+		}
+		v = strings.TrimSpace(v)
+		if v != "" && (v[0] == '"' || v[0] == '\'') {
+			if len(v) < 2 || v[len(v)-1] != v[0] {
+				return nil, &SyntaxError{Line: lineNo, Msg: fmt.Sprintf("unterminated %c quote", v[0])}
+			}
+			v = v[1 : len(v)-1]
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, &SyntaxError{Line: lineNo, Msg: "NUL byte in value"}
+		}
+		pairs = append(pairs, Pair{Key: k, Value: v, Line: lineNo})
+	}
+	return pairs, nil
+}
+
+func validKeySyntax(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Cmdline prefixes: pv_ tokens are PV keys at LevelPVCmdline, ph_ tokens PH
+// keys at LevelPHCmdline.
+const (
+	pvPrefix = "pv_"
+	phPrefix = "ph_"
+)
+
+// ParseCmdline returns the pv_* and ph_* parameters of a kernel command
+// line, in order, with their keys as written ("pv_log.level"). Other
+// parameters are ignored. Splitting follows the kernel: whitespace
+// separates parameters except inside double quotes, and the quotes
+// themselves are dropped, so pv_x="a b" and "pv_x=a b" both give "a b"; an
+// unterminated quote runs to the end of the line. A parameter without '='
+// has an empty value. It never fails: the kernel accepted the line already.
+func ParseCmdline(cmdline string) []Pair {
+	var pairs []Pair
+	for _, tok := range splitCmdline(cmdline) {
+		k, v, _ := strings.Cut(tok, "=")
+		if hasPrefixFold(k, pvPrefix) || hasPrefixFold(k, phPrefix) {
+			pairs = append(pairs, Pair{Key: k, Value: v})
+		}
+	}
+	return pairs
+}
+
+func splitCmdline(s string) []string {
+	var (
+		toks    []string
+		b       strings.Builder
+		inQuote bool
+		inTok   bool
+	)
+	flush := func() {
+		if inTok {
+			toks = append(toks, b.String())
+		}
+		b.Reset()
+		inTok = false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			inQuote = !inQuote
+			inTok = true
+		case !inQuote && isCmdlineSpace(c):
+			flush()
+		default:
+			b.WriteByte(c)
+			inTok = true
+		}
+	}
+	flush()
+	return toks
+}
+
+// isCmdlineSpace is the kernel's isspace for the ASCII range.
+func isCmdlineSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// ParseEnviron returns the PV_* and PH_* variables (prefix in any case, as
+// upstream) of an environment in os.Environ form, in order. Entries without
+// '=' are ignored.
+func ParseEnviron(environ []string) []Pair {
+	var pairs []Pair
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || len(k) <= len("PV_") {
+			continue
+		}
+		if hasPrefixFold(k, "PV_") || hasPrefixFold(k, "PH_") {
+			pairs = append(pairs, Pair{Key: k, Value: v})
+		}
+	}
+	return pairs
+}
