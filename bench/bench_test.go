@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestMeasureTakesMedians(t *testing.T) {
+	vals := [][2]float64{{5, 1}, {100, 2}, {3, 3}}
+	i := 0
+	r := Measure(Figure{Name: "f", Run: func() (float64, float64, error) {
+		v := vals[i]
+		i++
+		return v[0], v[1], nil
+	}}, 3)
+	if r.Ours != 5 || r.Base != 2 || r.Ratio() != 2.5 || r.Runs != 3 {
+		t.Fatalf("got %+v ratio %v", r, r.Ratio())
+	}
+}
+
+func TestMeasureStopsOnError(t *testing.T) {
+	r := Measure(Figure{Name: "f", Run: func() (float64, float64, error) { return 0, 0, errors.New("no root") }}, 5)
+	if r.Err == nil || r.Runs != 0 {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestPrint(t *testing.T) {
+	var b bytes.Buffer
+	Print(&b, []Result{
+		{Figure: Figure{Name: "validate", Baseline: "json", Unit: "µs", Goal: 3}, Ours: 30, Base: 10, Runs: 5},
+		{Figure: Figure{Name: "broken", Baseline: "x"}, Err: errors.New("boom")},
+	})
+	out := b.String()
+	for _, want := range []string{"FIGURE", "validate", "3.00×", "≤ 3×", "error: boom"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestValidateFigureRuns(t *testing.T) {
+	FixturesDir = "../../shared/fixtures/upstream-pvtx"
+	for _, f := range Figures() {
+		if strings.HasPrefix(f.Name, "validate") {
+			ours, base, err := f.Run()
+			if err != nil || ours <= 0 || base <= 0 {
+				t.Fatalf("%s: %v %v %v", f.Name, ours, base, err)
+			}
+			return
+		}
+	}
+	t.Fatal("validate figure not registered")
+}

@@ -1,0 +1,43 @@
+// Command pantavisor is the init system of a containerized device. Its
+// subcommands:
+//
+//	pantavisor validate [--appengine] [--warnings] PATH
+//
+// validates a revision (a state JSON file, or a trail directory whose objects
+// are checked too) and exits 0 when valid, 1 when invalid, 2 when unreadable.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: pantavisor <command> [arguments]
+
+commands:
+  validate [--appengine] [--warnings] PATH
+        check a revision: PATH is a state JSON file or a trail directory
+        (trails/<rev>); exit 0 valid, 1 invalid, 2 unreadable
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "validate":
+		return validateCmd(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "pantavisor: unknown command %q\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/pantavisor/pv/state"
+)
+
+// Exit codes of `pantavisor validate`.
+const (
+	exitValid      = 0
+	exitInvalid    = 1
+	exitUnreadable = 2
+)
+
+func validateCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	appengine := fs.Bool("appengine", false, "validate for appengine mode (no BSP)")
+	warnings := fs.Bool("warnings", false, "also print warnings (unknown keys, aliases, ...)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: pantavisor validate [--appengine] [--warnings] PATH")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUnreadable
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUnreadable
+	}
+	path := fs.Arg(0)
+	st, err := load(path, state.Options{AppEngine: *appengine})
+	var rerr *state.ReadError
+	if errors.As(err, &rerr) {
+		fmt.Fprintf(stderr, "pantavisor validate: %v\n", err)
+		return exitUnreadable
+	}
+	if *warnings && st != nil {
+		for _, w := range st.Warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+	}
+	if probs := state.Problems(err); len(probs) > 0 {
+		for _, p := range probs {
+			fmt.Fprintln(stderr, p)
+		}
+		fmt.Fprintf(stderr, "%s: invalid (%d %s)\n", path, len(probs), plural(len(probs), "error", "errors"))
+		return exitInvalid
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor validate: %v\n", err)
+		return exitUnreadable
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d containers, %d groups, %d warnings)\n",
+		path, len(st.Containers), len(st.Groups), len(st.Warnings))
+	return exitValid
+}
+
+// load reads a state file or a trail directory.
+func load(path string, opt state.Options) (*state.State, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, &state.ReadError{Path: path, Err: err}
+	}
+	if fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(path, state.TrailJSON)); err != nil {
+			return nil, &state.ReadError{Path: path, Err: fmt.Errorf("not a trail directory: no %s", state.TrailJSON)}
+		}
+		return state.LoadTrail(path, opt)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &state.ReadError{Path: path, Err: err}
+	}
+	return state.Parse(data, opt)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

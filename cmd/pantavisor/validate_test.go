@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const fixtures = "../../../shared/fixtures/upstream-pvtx"
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidateExitCodes(t *testing.T) {
+	if _, err := os.Stat(fixtures); err != nil {
+		t.Skipf("fixtures not available: %v", err)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"#spec":"pantavisor-service-system@1",
+		"device.json":{"groups":[{"name":"app","status_goal":"UP"}]},
+		"web/run.json":{"name":"web","auto_recovery":{"max_retries":-1}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notJSON := filepath.Join(dir, "x.json")
+	if err := os.WriteFile(notJSON, []byte(`{"#spec":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stderrHas  []string
+		stdoutHas  string
+		stderrRows int // error lines before the summary; -1 = don't count
+	}{
+		{"valid appengine", []string{"validate", "--appengine", fixtures + "/resources-vaultwarden.json"}, 0, nil, "valid (1 containers", -1},
+		{"valid embedded", []string{"validate", fixtures + "/resources-initial_state.json"}, 0, nil, "valid (3 containers", -1},
+		{"fragment without bsp, embedded", []string{"validate", fixtures + "/resources-os.json"}, 1, []string{"bsp/run.json: missing"}, "", 1},
+		{"invalid", []string{"validate", "--appengine", bad}, 1, []string{
+			"device.json: groups[0].status_goal: must be MOUNTED, STARTED or READY, got \"UP\"",
+			"web/run.json: auto_recovery.max_retries: must be >= 0",
+		}, "", 2},
+		{"not json", []string{"validate", notJSON}, 1, []string{"not valid JSON"}, "", 1},
+		{"missing file", []string{"validate", filepath.Join(dir, "nope.json")}, 2, []string{"no such file"}, "", -1},
+		{"dir that is not a trail", []string{"validate", dir}, 2, []string{"not a trail directory"}, "", -1},
+		{"no path", []string{"validate"}, 2, []string{"usage"}, "", -1},
+		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}, "", -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runCLI(tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstderr: %s", code, tc.code, errs)
+			}
+			for _, s := range tc.stderrHas {
+				if !strings.Contains(errs, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errs)
+				}
+			}
+			if !strings.Contains(out, tc.stdoutHas) {
+				t.Errorf("stdout lacks %q: %s", tc.stdoutHas, out)
+			}
+			if tc.stderrRows >= 0 {
+				lines := strings.Split(strings.TrimSpace(errs), "\n")
+				if len(lines)-1 != tc.stderrRows {
+					t.Errorf("%d error lines, want %d:\n%s", len(lines)-1, tc.stderrRows, errs)
+				}
+			}
+		})
+	}
+}
