@@ -1,0 +1,390 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// containerRecord is the part of a container actor that must survive the
+// actor's own restarts (after a Go panic, or a recovery restart decided by
+// the revision): the mounted filesystem and the running container. A new
+// incarnation re-adopts a live run instead of killing a healthy container.
+// Only the actor's goroutine touches it.
+type containerRecord struct {
+	spec  *state.Container
+	mount Mount
+	run   Run
+	// running says the run's init has not exited yet.
+	running bool
+	// armed says the container should be up: StartContainer was received
+	// and no stop or final decision came after it. A restarted incarnation
+	// starts the container again when armed and not running.
+	armed bool
+	// gen tags asynchronous results: a result from an older operation than
+	// the current one is stale and ignored.
+	gen uint64
+
+	status    messages.Status
+	since     time.Time
+	startedAt time.Time
+	lastExit  *messages.Exit
+	err       string
+	// restarts counts container (not actor) restarts.
+	restarts      int
+	actorRestarts int
+	lastFailure   string
+	lastFailureAt time.Time
+}
+
+// containerActor runs one container: its status machine, its start, exit
+// and stop. A container that exits on its own makes the actor fail with
+// *messages.ContainerExited, so that the revision's supervision decides
+// what happens next.
+type containerActor struct {
+	rec    *containerRecord
+	engine Engine
+	log    *slog.Logger
+	// stopTimeout is the SIGTERM → SIGKILL grace when the actor itself is
+	// stopped without a StopContainer first.
+	stopTimeout time.Duration
+}
+
+// Internal results of the goroutines that do the blocking work.
+type (
+	mountDone struct {
+		gen   uint64
+		mount Mount
+		err   error
+	}
+	startDone struct {
+		gen uint64
+		run Run
+		err error
+	}
+	exitDone struct {
+		gen  uint64
+		exit messages.Exit
+	}
+	stopDone struct {
+		gen uint64
+		err error
+	}
+)
+
+func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &containerActor{rec: rec, engine: engine, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second}
+	})
+}
+
+func (a *containerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.started(ctx)
+	case *actor.Restarting:
+		a.rec.actorRestarts++
+	case *actor.Stopping:
+		a.stopping()
+	case *messages.StartContainer:
+		a.rec.armed = true
+		a.bringUp(ctx)
+	case *messages.StopContainer:
+		a.stop(ctx, m.Timeout)
+	case *mountDone:
+		a.mounted(ctx, m)
+	case *startDone:
+		a.runStarted(ctx, m)
+	case *exitDone:
+		a.exited(ctx, m)
+	case *stopDone:
+		a.stopped(ctx, m)
+	case *messages.RecoveryDecided:
+		a.rec.armed = false
+		a.release(ctx)
+		a.setStatus(ctx, m.Status, m.Reason)
+	case *messages.SignalContainer:
+		ctx.Respond(a.signal(ctx, m))
+	case *messages.Describe:
+		ctx.Respond(a.describe(ctx))
+	}
+}
+
+// started runs on every incarnation: adopt a live run, resume a wanted
+// start, or wait for StartContainer.
+func (a *containerActor) started(ctx actor.Context) {
+	r := a.rec
+	switch {
+	case r.run != nil && r.running:
+		a.log.Info("re-adopted running container", "pid", r.run.Pid())
+	case r.armed:
+		// Restarted by the revision after an exit: start again.
+		if r.lastExit != nil {
+			r.restarts++
+		}
+		a.bringUp(ctx)
+	default:
+		if r.status == "" {
+			a.setStatus(ctx, messages.StatusInstalled, "")
+		}
+	}
+}
+
+// bringUp mounts when needed, then starts unless the goal is MOUNTED.
+func (a *containerActor) bringUp(ctx actor.Context) {
+	r := a.rec
+	if r.run != nil && r.running {
+		return // already up
+	}
+	a.destroyRun() // a dead run from before
+	r.gen++
+	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
+	if r.mount == nil {
+		spec, engine := r.spec, a.engine
+		goSafe(sys, self, func() any { return &mountDone{gen: gen, err: errPanic} }, func() any {
+			m, err := engine.Mount(spec)
+			return &mountDone{gen: gen, mount: m, err: err}
+		})
+		return
+	}
+	a.startRun(ctx)
+}
+
+func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
+	r := a.rec
+	if m.gen != r.gen {
+		if m.mount != nil {
+			_ = m.mount.Unmount() // superseded: nobody will use it
+		}
+		return
+	}
+	if m.err != nil {
+		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
+	}
+	r.mount = m.mount
+	if r.spec.StatusGoal == state.GoalMounted {
+		a.setStatus(ctx, messages.StatusMounted, "")
+		return
+	}
+	a.startRun(ctx)
+}
+
+func (a *containerActor) startRun(ctx actor.Context) {
+	r := a.rec
+	a.setStatus(ctx, messages.StatusStarting, "")
+	gen, self, sys, mount := r.gen, ctx.Self(), ctx.ActorSystem(), r.mount
+	goSafe(sys, self, func() any { return &startDone{gen: gen, err: errPanic} }, func() any {
+		run, err := mount.Start()
+		return &startDone{gen: gen, run: run, err: err}
+	})
+}
+
+func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
+	r := a.rec
+	if m.gen != r.gen {
+		if m.run != nil { // a stop overtook this start: undo it
+			go func() {
+				defer func() { _ = recover() }()
+				_ = m.run.Stop(a.stopTimeout)
+				_ = m.run.Destroy()
+			}()
+		}
+		return
+	}
+	if m.err != nil {
+		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
+	}
+	r.run, r.running = m.run, true
+	r.startedAt = time.Now()
+	gen, self, sys, run := r.gen, ctx.Self(), ctx.ActorSystem(), m.run
+	goSafe(sys, self, func() any { return &exitDone{gen: gen, exit: messages.Exit{Code: -1, At: time.Now()}} }, func() any {
+		return &exitDone{gen: gen, exit: run.Wait()}
+	})
+	a.setStatus(ctx, messages.StatusStarted, "")
+}
+
+func (a *containerActor) exited(ctx actor.Context, m *exitDone) {
+	r := a.rec
+	if m.gen != r.gen {
+		return
+	}
+	r.running = false
+	exit := m.exit
+	r.lastExit = &exit
+	r.lastFailure, r.lastFailureAt = exit.String(), exit.At
+	a.log.Info("container exited", "code", exit.Code, "signal", exit.Signal)
+	a.sendStatus(ctx) // carries last_exit to the revision before it decides
+	panic(&messages.ContainerExited{Name: r.spec.Name, Exit: exit})
+}
+
+// stop brings the container down (and unmounts) in the background; the
+// revision waits for STOPPED before stopping the previous group.
+func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
+	r := a.rec
+	r.armed = false
+	r.gen++ // anything in flight is now stale
+	if r.run == nil && r.mount == nil {
+		a.setStatus(ctx, messages.StatusStopped, "")
+		return
+	}
+	a.setStatus(ctx, messages.StatusStopping, "")
+	run, mount, running := r.run, r.mount, r.running
+	r.run, r.mount, r.running = nil, nil, false
+	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
+	goSafe(sys, self, func() any { return &stopDone{gen: gen, err: errPanic} }, func() any {
+		return &stopDone{gen: gen, err: teardown(run, mount, running, timeout)}
+	})
+}
+
+func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
+	if m.gen != a.rec.gen {
+		return
+	}
+	errText := ""
+	if m.err != nil {
+		errText = m.err.Error()
+		a.log.Error("stop container", "err", m.err)
+	}
+	a.setStatus(ctx, messages.StatusStopped, errText)
+}
+
+// teardown stops a run, destroys it and unmounts, collecting every error
+// instead of stopping at the first, so that as much as possible is undone.
+func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
+	var errs []error
+	if run != nil {
+		if running {
+			if err := run.Stop(timeout); err != nil {
+				errs = append(errs, fmt.Errorf("stop: %w", err))
+			}
+		}
+		if err := run.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("destroy: %w", err))
+		}
+	}
+	if mount != nil {
+		if err := mount.Unmount(); err != nil {
+			errs = append(errs, fmt.Errorf("unmount: %w", err))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%v", errs)
+}
+
+// release destroys a dead run and unmounts, after a final decision.
+func (a *containerActor) release(ctx actor.Context) {
+	r := a.rec
+	r.gen++
+	run, mount := r.run, r.mount
+	r.run, r.mount, r.running = nil, nil, false
+	if run == nil && mount == nil {
+		return
+	}
+	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
+	goSafe(sys, self, func() any { return &stopDone{gen: gen - 1, err: errPanic} }, func() any {
+		if err := teardown(run, mount, false, a.stopTimeout); err != nil {
+			a.log.Error("release container", "err", err)
+		}
+		return &stopDone{gen: gen - 1} // stale on purpose: status is already decided
+	})
+}
+
+// destroyRun removes a run whose init has exited, before starting anew.
+func (a *containerActor) destroyRun() {
+	r := a.rec
+	if r.run == nil || r.running {
+		return
+	}
+	if err := r.run.Destroy(); err != nil {
+		a.log.Error("destroy exited container", "err", err)
+	}
+	r.run = nil
+}
+
+// stopping is the last resort when the actor is stopped with its container
+// still up (the revision normally stops containers first). It blocks, but
+// the actor is going away and nothing else is queued for it.
+func (a *containerActor) stopping() {
+	r := a.rec
+	r.gen++
+	if r.run == nil && r.mount == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error("panic while stopping container", "panic", p)
+		}
+	}()
+	if err := teardown(r.run, r.mount, r.running, a.stopTimeout); err != nil {
+		a.log.Error("stop container on actor stop", "err", err)
+	}
+	r.run, r.mount, r.running = nil, nil, false
+}
+
+func (a *containerActor) signal(ctx actor.Context, m *messages.SignalContainer) *messages.SignalResult {
+	r := a.rec
+	switch {
+	case m.Type != "ready":
+		return &messages.SignalResult{Err: "Signal not expected from this platform"}
+	case r.spec.StatusGoal != state.GoalReady:
+		return &messages.SignalResult{Err: "Signal not expected from this platform"}
+	case r.status != messages.StatusStarted && r.status != messages.StatusReady:
+		return &messages.SignalResult{Err: "Signal not expected from this platform"}
+	}
+	if r.status != messages.StatusReady {
+		a.setStatus(ctx, messages.StatusReady, "")
+	}
+	return &messages.SignalResult{}
+}
+
+func (a *containerActor) setStatus(ctx actor.Context, s messages.Status, errText string) {
+	r := a.rec
+	if r.status != s {
+		r.since = time.Now()
+	}
+	r.status, r.err = s, errText
+	if s == messages.StatusFailed && errText != "" {
+		r.lastFailure, r.lastFailureAt = errText, time.Now()
+	}
+	a.sendStatus(ctx)
+}
+
+func (a *containerActor) sendStatus(ctx actor.Context) {
+	r := a.rec
+	m := &messages.ContainerStatusChanged{
+		Name: r.spec.Name, Status: r.status, Since: r.since, StartedAt: r.startedAt,
+		LastExit: r.lastExit, Err: r.err,
+	}
+	if r.run != nil && r.running {
+		m.Pid = r.run.Pid()
+	}
+	ctx.Send(ctx.Parent(), m)
+}
+
+func (a *containerActor) describe(ctx actor.Context) *messages.Node {
+	r := a.rec
+	n := &messages.Node{
+		Path: ctx.Self().Id, Kind: "container", Status: string(r.status),
+		Restarts: r.restarts, ActorRestarts: r.actorRestarts, LastFailure: r.lastFailure,
+		Since: r.since, Info: map[string]string{"group": r.spec.Group, "goal": string(r.spec.StatusGoal)},
+	}
+	if !r.lastFailureAt.IsZero() {
+		t := r.lastFailureAt
+		n.LastFailureAt = &t
+	}
+	if r.run != nil && r.running {
+		n.Info["pid"] = strconv.Itoa(r.run.Pid())
+	}
+	if r.lastExit != nil {
+		n.Info["last_exit"] = r.lastExit.String()
+	}
+	return n
+}

@@ -1,0 +1,39 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// Engine is the container mechanism the container actors drive. The actors
+// own the when (group order, recovery, shutdown order); the engine owns the
+// how (rootfs mounts, libcontainer). Every method may block: actors call them
+// from goroutines, never from Receive.
+type Engine interface {
+	// Mount prepares a container's root filesystem and volumes. The result
+	// can start the container any number of times (restarts keep the
+	// writable layer, as upstream does within one boot).
+	Mount(c *state.Container) (Mount, error)
+}
+
+// Mount is a container's prepared filesystem.
+type Mount interface {
+	// Start creates the container and runs its init.
+	Start() (Run, error)
+	// Unmount undoes Mount. It must only be called with no run alive.
+	Unmount() error
+}
+
+// Run is one execution of a container's init.
+type Run interface {
+	Pid() int
+	// Wait blocks until the init exits and reports how.
+	Wait() messages.Exit
+	// Stop sends SIGTERM, waits up to timeout, then SIGKILLs; it returns
+	// when the init is gone.
+	Stop(timeout time.Duration) error
+	// Destroy removes the container (cgroups, state); the init must be gone.
+	Destroy() error
+}

@@ -1,0 +1,112 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// fakeEngine records the order of operations; containers run until the test
+// makes them exit. It stands in for the kernel only in these tests of the
+// actors' own logic; the real engine has its integration tests.
+type fakeEngine struct {
+	mu       sync.Mutex
+	events   []string
+	runs     map[string]*fakeRun
+	failOn   map[string]string // container → "mount" or "start"
+	startDly map[string]time.Duration
+	nextPid  int
+}
+
+func newFakeEngine() *fakeEngine {
+	return &fakeEngine{runs: map[string]*fakeRun{}, failOn: map[string]string{}, startDly: map[string]time.Duration{}, nextPid: 100}
+}
+
+func (e *fakeEngine) record(ev string) {
+	e.mu.Lock()
+	e.events = append(e.events, ev)
+	e.mu.Unlock()
+}
+
+func (e *fakeEngine) Events() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.events...)
+}
+
+func (e *fakeEngine) run(name string) *fakeRun {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runs[name]
+}
+
+func (e *fakeEngine) Mount(c *state.Container) (Mount, error) {
+	e.mu.Lock()
+	fail := e.failOn[c.Name] == "mount"
+	e.mu.Unlock()
+	if fail {
+		return nil, errors.New("mount squashfs: no such object")
+	}
+	e.record("mount " + c.Name)
+	return &fakeMount{e: e, name: c.Name}, nil
+}
+
+type fakeMount struct {
+	e    *fakeEngine
+	name string
+}
+
+func (m *fakeMount) Start() (Run, error) {
+	m.e.mu.Lock()
+	fail := m.e.failOn[m.name] == "start"
+	dly := m.e.startDly[m.name]
+	m.e.nextPid++
+	pid := m.e.nextPid
+	m.e.mu.Unlock()
+	if dly > 0 {
+		time.Sleep(dly)
+	}
+	if fail {
+		return nil, errors.New("exec /sbin/init: no such file")
+	}
+	r := &fakeRun{pid: pid, exit: make(chan messages.Exit, 1), e: m.e, name: m.name}
+	m.e.mu.Lock()
+	m.e.runs[m.name] = r
+	m.e.mu.Unlock()
+	m.e.record("start " + m.name)
+	return r, nil
+}
+
+func (m *fakeMount) Unmount() error { m.e.record("unmount " + m.name); return nil }
+
+type fakeRun struct {
+	e    *fakeEngine
+	name string
+	pid  int
+	exit chan messages.Exit
+	once sync.Once
+}
+
+func (r *fakeRun) Pid() int { return r.pid }
+func (r *fakeRun) Wait() messages.Exit {
+	ex := <-r.exit
+	r.exit <- ex // later Waits see it too
+	return ex
+}
+func (r *fakeRun) Exit(code, sig int) {
+	r.once.Do(func() { r.exit <- messages.Exit{Code: code, Signal: sig, At: time.Now()} })
+}
+func (r *fakeRun) Stop(time.Duration) error {
+	r.e.record("stop " + r.name)
+	r.Exit(0, 15)
+	return nil
+}
+func (r *fakeRun) Destroy() error { r.e.record("destroy " + r.name); return nil }
+
+var _ Engine = (*fakeEngine)(nil)
+
+func (e *fakeEngine) String() string { return fmt.Sprint(e.Events()) }

@@ -1,0 +1,139 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// rootName is the id of the root actor; every path in the tree starts here.
+const rootName = "root"
+
+// rootActor owns the running revision. It is spawned with a guardian that
+// never lets it die; the revision and its containers hang below it.
+type rootActor struct {
+	cfg      Config
+	since    time.Time
+	rev      *actor.PID
+	shutdown *actor.PID
+	reboots  []string
+}
+
+func (a *rootActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.since = time.Now()
+		a.startRevision(ctx)
+	case *messages.Shutdown:
+		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)
+		a.shutdown = ctx.Sender()
+		if a.rev == nil {
+			a.finishShutdown(ctx)
+			return
+		}
+		ctx.Request(a.rev, &messages.StopRevision{})
+	case *messages.RevisionStopped:
+		ctx.Stop(a.rev) // its containers are down; Terminated follows
+	case *actor.Terminated:
+		if a.rev != nil && m.Who.Equal(a.rev) {
+			a.rev = nil
+			a.finishShutdown(ctx)
+		}
+	case *messages.RebootRequested:
+		a.reboots = append(a.reboots, m.Reason)
+		if a.cfg.OnReboot != nil {
+			go func() {
+				defer func() { _ = recover() }()
+				a.cfg.OnReboot(m.Reason)
+			}()
+		}
+	case *messages.GetContainers:
+		a.forward(ctx, &messages.ContainersReply{})
+	case *messages.GetGroups:
+		a.forward(ctx, &messages.GroupsReply{})
+	case *messages.SignalContainer:
+		a.forward(ctx, &messages.SignalResult{Err: "no revision is running"})
+	case *messages.Describe:
+		n := &messages.Node{Path: ctx.Self().Id, Kind: "root", Status: "running", Since: a.since,
+			Info: map[string]string{"rev": a.cfg.Rev}}
+		if len(a.reboots) > 0 {
+			n.Status = "reboot-requested"
+			n.LastFailure = a.reboots[len(a.reboots)-1]
+		}
+		if a.rev != nil {
+			n.ChildIDs = []string{a.rev.Id}
+		}
+		ctx.Respond(n)
+	}
+}
+
+func (a *rootActor) startRevision(ctx actor.Context) {
+	props := newRevisionProps(a.cfg.Rev, a.cfg.State, a.cfg.Engine, a.cfg.Log, a.cfg.StopTimeout)
+	pid, err := ctx.SpawnNamed(props, "rev-"+a.cfg.Rev)
+	if err != nil {
+		a.cfg.Log.Error("spawn revision", "rev", a.cfg.Rev, "err", err)
+		return
+	}
+	a.rev = pid
+}
+
+func (a *rootActor) forward(ctx actor.Context, empty any) {
+	if a.rev == nil {
+		ctx.Respond(empty)
+		return
+	}
+	ctx.Forward(a.rev)
+}
+
+func (a *rootActor) finishShutdown(ctx actor.Context) {
+	if a.shutdown != nil {
+		ctx.Send(a.shutdown, &messages.ShutdownDone{})
+		a.shutdown = nil
+	}
+}
+
+// HandleFailure supervises the revision: a panic in the revision actor is a
+// bug; it is restarted (which restarts its containers) a few times, then left
+// stopped so that the device stays up with the control socket answering.
+func (a *rootActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	a.cfg.Log.Error("revision actor failed", "actor", child.Id, "reason", fmt.Sprint(reason))
+	if rs.NumberOfFailures(time.Minute) < 3 {
+		rs.Fail()
+		sup.RestartChildren(child)
+		return
+	}
+	a.cfg.Log.Error("revision keeps failing: safe mode, containers stopped")
+	sup.StopChildren(child)
+}
+
+// guardian keeps root alive whatever happens to it: PID 1 must not lose its
+// supervisor. Root restarts on a panic; its state is rebuilt from Config.
+type guardian struct{ log *slog.Logger }
+
+func (g guardian) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	g.log.Error("root actor failed; restarting it", "reason", fmt.Sprint(reason), "failures", rs.FailureCount())
+	rs.Fail()
+	sup.RestartChildren(child)
+}
+
+var _ actor.SupervisorStrategy = (*revisionActor)(nil)
+var _ actor.SupervisorStrategy = (*rootActor)(nil)
+var _ actor.SupervisorStrategy = guardian{}
+
+// Config is what the actor tree needs to run a revision.
+type Config struct {
+	Rev    string
+	State  *state.State
+	Engine Engine
+	Log    *slog.Logger
+	// StopTimeout is the SIGTERM → SIGKILL grace per container.
+	StopTimeout time.Duration
+	// OnReboot is called (in its own goroutine) when the revision asks for
+	// a reboot.
+	OnReboot func(reason string)
+}

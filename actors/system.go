@@ -1,0 +1,149 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// System is a running actor tree with the calls the control socket needs.
+// Its methods are safe for concurrent use and never block an actor: they wait
+// on futures from the caller's goroutine.
+type System struct {
+	sys     *actor.ActorSystem
+	root    *actor.PID
+	timeout time.Duration
+}
+
+// Start builds the actor system and spawns root, which starts the revision.
+func Start(cfg Config) (*System, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	protoLog := slog.New(levelFilter{h: cfg.Log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
+	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{cfg: cfg} },
+		actor.WithGuardian(guardian{log: cfg.Log}))
+	root, err := sys.Root.SpawnNamed(props, rootName)
+	if err != nil {
+		return nil, fmt.Errorf("spawn root actor: %w", err)
+	}
+	return &System{sys: sys, root: root, timeout: 2 * time.Second}, nil
+}
+
+func (s *System) request(msg any) (any, error) {
+	res, err := s.sys.Root.RequestFuture(s.root, msg, s.timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask root: %w", err)
+	}
+	return res, nil
+}
+
+// Containers returns GET /containers.
+func (s *System) Containers() ([]messages.ContainerInfo, error) {
+	res, err := s.request(&messages.GetContainers{})
+	if err != nil {
+		return nil, err
+	}
+	reply, ok := res.(*messages.ContainersReply)
+	if !ok {
+		return nil, fmt.Errorf("unexpected reply %T", res)
+	}
+	return reply.Containers, nil
+}
+
+// Groups returns GET /groups.
+func (s *System) Groups() ([]messages.GroupInfo, error) {
+	res, err := s.request(&messages.GetGroups{})
+	if err != nil {
+		return nil, err
+	}
+	reply, ok := res.(*messages.GroupsReply)
+	if !ok {
+		return nil, fmt.Errorf("unexpected reply %T", res)
+	}
+	return reply.Groups, nil
+}
+
+// ErrSignalRefused is returned when a container's signal is not expected.
+var ErrSignalRefused = errors.New("signal refused")
+
+// Signal delivers POST /signal from a container.
+func (s *System) Signal(container, typ, payload string) error {
+	res, err := s.request(&messages.SignalContainer{Name: container, Type: typ, Payload: payload})
+	if err != nil {
+		return err
+	}
+	reply, ok := res.(*messages.SignalResult)
+	if !ok {
+		return fmt.Errorf("unexpected reply %T", res)
+	}
+	if reply.Err != "" {
+		return fmt.Errorf("%w: %s", ErrSignalRefused, reply.Err)
+	}
+	return nil
+}
+
+// Tree describes every actor, depth first. An actor that does not answer
+// within the per-actor timeout appears with status "unresponsive": a blocked
+// actor is exactly what this view must reveal.
+func (s *System) Tree() *messages.Node {
+	return s.describe(s.root.Id)
+}
+
+func (s *System) describe(id string) *messages.Node {
+	pid := actor.NewPID(s.sys.Address(), id)
+	res, err := s.sys.Root.RequestFuture(pid, &messages.Describe{}, 500*time.Millisecond).Result()
+	n, ok := res.(*messages.Node)
+	if err != nil || !ok {
+		return &messages.Node{Path: id, Status: "unresponsive", LastFailure: fmt.Sprint(err)}
+	}
+	for _, c := range n.ChildIDs {
+		n.Children = append(n.Children, s.describe(c))
+	}
+	return n
+}
+
+// Shutdown stops every container in reverse group order and waits for it,
+// or for ctx to end.
+func (s *System) Shutdown(ctx context.Context, reason string) error {
+	timeout := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	res, err := s.sys.Root.RequestFuture(s.root, &messages.Shutdown{Reason: reason}, timeout).Result()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if _, ok := res.(*messages.ShutdownDone); !ok {
+		return fmt.Errorf("shutdown: unexpected reply %T", res)
+	}
+	return nil
+}
+
+// levelFilter drops records below min; protoactor logs every supervision
+// step at Info, which would drown the device's own log.
+type levelFilter struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.h.Enabled(ctx, l)
+}
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{h: f.h.WithAttrs(a), min: f.min}
+}
+func (f levelFilter) WithGroup(n string) slog.Handler {
+	return levelFilter{h: f.h.WithGroup(n), min: f.min}
+}

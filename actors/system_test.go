@@ -1,0 +1,225 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// threeGroups: 3 groups, 6 containers. g1 waits for READY (with a short
+// timeout on "slow"), g2 starts after g1, g3 after g2.
+func threeGroups(t *testing.T, timeout int) *state.State {
+	t.Helper()
+	doc := map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{"groups": []any{
+			map[string]any{"name": "g1", "status_goal": "READY", "timeout": timeout},
+			map[string]any{"name": "g2", "status_goal": "STARTED", "timeout": 30},
+			map[string]any{"name": "g3", "status_goal": "STARTED", "timeout": 30, "restart_policy": "container"},
+		}},
+	}
+	for name, group := range map[string]string{"a1": "g1", "a2": "g1", "b1": "g2", "b2": "g2", "c1": "g3", "c2": "g3"} {
+		doc[name+"/run.json"] = map[string]any{"name": name, "group": group}
+	}
+	data, _ := json.Marshal(doc)
+	st, err := state.Parse(data, state.Options{AppEngine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func startSystem(t *testing.T, st *state.State, e Engine) *System {
+	t.Helper()
+	sys, err := Start(Config{Rev: "0", State: st, Engine: e, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = sys.Shutdown(ctx, "test end")
+	})
+	return sys
+}
+
+func waitStatus(t *testing.T, sys *System, want map[string]messages.Status) []messages.ContainerInfo {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cs, err := sys.Containers()
+		if err == nil {
+			ok := true
+			for _, c := range cs {
+				if w, in := want[c.Name]; in && c.Status != w {
+					ok = false
+				}
+			}
+			if ok {
+				return cs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timeout waiting for %v; have %+v", want, cs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func index(events []string, ev string) int {
+	for i, e := range events {
+		if e == ev {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestGroupsStartInOrder(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, threeGroups(t, 30), e)
+	waitStatus(t, sys, map[string]messages.Status{
+		"a1": messages.StatusStarted, "a2": messages.StatusStarted,
+		"b1": messages.StatusBlocked, "c1": messages.StatusBlocked,
+	})
+	time.Sleep(50 * time.Millisecond)
+	if ev := e.Events(); index(ev, "start b1") >= 0 {
+		t.Fatalf("g2 started before g1 was READY: %v", ev)
+	}
+	if g, _ := sys.Groups(); g[0].Status != messages.StatusStarted || g[1].Status != messages.StatusBlocked {
+		t.Errorf("groups: %+v", g)
+	}
+	for _, name := range []string{"a1", "a2"} {
+		if err := sys.Signal(name, "ready", ""); err != nil {
+			t.Fatalf("signal %s: %v", name, err)
+		}
+	}
+	waitStatus(t, sys, map[string]messages.Status{
+		"a1": messages.StatusReady, "a2": messages.StatusReady,
+		"b1": messages.StatusStarted, "b2": messages.StatusStarted,
+		"c1": messages.StatusStarted, "c2": messages.StatusStarted,
+	})
+	ev := e.Events()
+	for _, g2 := range []string{"start b1", "start b2"} {
+		for _, g1 := range []string{"start a1", "start a2"} {
+			if index(ev, g1) > index(ev, g2) {
+				t.Errorf("%s after %s: %v", g1, g2, ev)
+			}
+		}
+		for _, g3 := range []string{"start c1", "start c2"} {
+			if index(ev, g2) > index(ev, g3) {
+				t.Errorf("%s after %s: %v", g2, g3, ev)
+			}
+		}
+	}
+	if err := sys.Signal("b1", "ready", ""); err == nil {
+		t.Error("READY accepted from a container whose goal is STARTED")
+	}
+}
+
+func TestContainersOfAGroupStartConcurrently(t *testing.T) {
+	e := newFakeEngine()
+	e.startDly["a1"], e.startDly["a2"] = 300*time.Millisecond, 300*time.Millisecond
+	start := time.Now()
+	sys := startSystem(t, threeGroups(t, 30), e)
+	waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusStarted, "a2": messages.StatusStarted})
+	if d := time.Since(start); d > 550*time.Millisecond {
+		t.Errorf("two 300 ms starts took %v: not concurrent", d)
+	}
+}
+
+func TestGroupTimeoutLetsNextGroupStart(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, threeGroups(t, 1), e) // g1 wants READY, nobody signals
+	start := time.Now()
+	waitStatus(t, sys, map[string]messages.Status{"b1": messages.StatusStarted, "c2": messages.StatusStarted})
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("g2 started after %v, before g1's 1 s timeout", d)
+	}
+}
+
+func TestExitCodesAndShutdownOrder(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, threeGroups(t, 1), e)
+	waitStatus(t, sys, map[string]messages.Status{"c1": messages.StatusStarted, "c2": messages.StatusStarted})
+	e.run("c1").Exit(7, 0)
+	e.run("b2").Exit(0, 9)
+	cs := waitStatus(t, sys, map[string]messages.Status{"c1": messages.StatusFailed, "b2": messages.StatusFailed})
+	for _, c := range cs {
+		switch c.Name {
+		case "c1":
+			if c.LastExit == nil || c.LastExit.Code != 7 || c.LastExit.Signal != 0 {
+				t.Errorf("c1 exit: %+v", c.LastExit)
+			}
+		case "b2":
+			if c.LastExit == nil || c.LastExit.Signal != 9 {
+				t.Errorf("b2 exit: %+v", c.LastExit)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.Events()
+	last := func(prefix string) int {
+		n := -1
+		for i, x := range ev {
+			if strings.HasPrefix(x, prefix) {
+				n = i
+			}
+		}
+		return n
+	}
+	first := func(prefix string) int {
+		for i, x := range ev {
+			if strings.HasPrefix(x, prefix) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, pair := range [][2]string{{"c2", "b1"}, {"b1", "a1"}, {"c2", "a2"}} {
+		if last("unmount "+pair[0]) > first("stop "+pair[1]) {
+			t.Errorf("%s not fully down before %s stopped: %v", pair[0], pair[1], ev)
+		}
+	}
+	if first("stop a1") < 0 || first("unmount a1") < 0 {
+		t.Errorf("a1 never stopped: %v", ev)
+	}
+}
+
+func TestStartFailureIsReported(t *testing.T) {
+	e := newFakeEngine()
+	e.failOn["a1"] = "start"
+	e.failOn["a2"] = "mount"
+	sys := startSystem(t, threeGroups(t, 30), e)
+	cs := waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusFailed, "a2": messages.StatusFailed})
+	for _, c := range cs {
+		if (c.Name == "a1" && !strings.Contains(c.Error, "exec /sbin/init")) || (c.Name == "a2" && !strings.Contains(c.Error, "mount squashfs")) {
+			t.Errorf("%s error: %q", c.Name, c.Error)
+		}
+	}
+}
+
+func TestTreeDescribesEveryActor(t *testing.T) {
+	sys := startSystem(t, threeGroups(t, 30), newFakeEngine())
+	waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusStarted})
+	tree := sys.Tree()
+	if tree.Kind != "root" || len(tree.Children) != 1 || tree.Children[0].Kind != "revision" {
+		t.Fatalf("tree: %+v", tree)
+	}
+	rev := tree.Children[0]
+	if len(rev.Children) != 6 || rev.Children[0].Path != "root/rev-0/a1" || rev.Children[0].Info["pid"] == "" {
+		b, _ := json.Marshal(rev)
+		t.Fatalf("revision children: %s", b)
+	}
+}
