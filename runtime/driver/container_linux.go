@@ -1,0 +1,529 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moby/sys/capability"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/spec"
+)
+
+// Defaults for Options.
+const (
+	DefaultStateRoot    = "/run/pantavisor/containers"
+	DefaultCgroupParent = "pantavisor"
+)
+
+// killWait bounds how long Stop and Destroy wait for a container to die
+// after SIGKILL (a process stuck in uninterruptible sleep can outlive it).
+const killWait = 10 * time.Second
+
+var (
+	// ErrNotStarted is returned by operations that need a started init.
+	ErrNotStarted = errors.New("container not started")
+	// ErrNotRunning is returned when signalling a container whose init has
+	// exited.
+	ErrNotRunning = errors.New("container not running")
+	// ErrDestroyed is returned by operations on a destroyed container.
+	ErrDestroyed = errors.New("container destroyed")
+	// ErrHostNetwork is returned by NetnsPath for a container that shares
+	// the host's network namespace.
+	ErrHostNetwork = errors.New("container shares the host network namespace")
+	// ErrKillTimeout is returned when a container survives SIGKILL for
+	// longer than the driver waits.
+	ErrKillTimeout = errors.New("container did not die after SIGKILL")
+)
+
+// Options configure a Driver.
+type Options struct {
+	// StateRoot is where libcontainer keeps per-container state
+	// (DefaultStateRoot when empty). It must be on a filesystem that
+	// allows fifos; a tmpfs such as /run is best.
+	StateRoot string
+	// CgroupParent is the cgroup under which each container gets its own
+	// (DefaultCgroupParent when empty). A relative path is made under the
+	// caller's own cgroup in each hierarchy; an absolute one under the
+	// hierarchy root. Two drivers must not share it while both are in use.
+	CgroupParent string
+}
+
+// Driver creates containers with one state root and one cgroup parent. It
+// is safe for concurrent use.
+type Driver struct {
+	stateRoot    string
+	cgroupParent string
+	// cgroupMu is held for reading while a container's cgroups are made
+	// (Start) and for writing while empty parent cgroups are removed, so
+	// a removal never races a creation below the same parent.
+	cgroupMu sync.RWMutex
+	// bounding is the capability bounding set of this process: containers
+	// cannot be given more.
+	bounding []string
+}
+
+// New returns a Driver, creating its state root (mode 0700).
+func New(o Options) (*Driver, error) {
+	d := &Driver{stateRoot: o.StateRoot, cgroupParent: o.CgroupParent}
+	if d.stateRoot == "" {
+		d.stateRoot = DefaultStateRoot
+	}
+	if d.cgroupParent == "" {
+		d.cgroupParent = DefaultCgroupParent
+	}
+	if err := os.MkdirAll(d.stateRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("create state root: %w", err)
+	}
+	b, err := ownBounding()
+	if err != nil {
+		return nil, err
+	}
+	d.bounding = b
+	return d, nil
+}
+
+// ownBounding reads this process's capability bounding set.
+func ownBounding() ([]string, error) {
+	caps, err := capability.NewPid2(0)
+	if err == nil {
+		err = caps.Load()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read capability bounding set: %w", err)
+	}
+	var out []string
+	for _, c := range capability.ListKnown() {
+		if caps.Get(capability.BOUNDING, c) {
+			out = append(out, c.String())
+		}
+	}
+	return out, nil
+}
+
+// CgroupParent is the cgroup parent of this driver's containers.
+func (d *Driver) CgroupParent() string { return d.cgroupParent }
+
+// StateRoot is the libcontainer state root of this driver.
+func (d *Driver) StateRoot() string { return d.stateRoot }
+
+// Config describes one container to create.
+type Config struct {
+	// Name is the container's id: unique within the driver, and its
+	// default hostname. libcontainer allows [a-zA-Z0-9_+\-.] only.
+	Name string
+	// Spec is what to run.
+	Spec *spec.Container
+	// Rootfs is the mounted root filesystem (see runtime/rootfs).
+	Rootfs string
+	// ConsoleLog receives the init's stdout and stderr, appended; it and
+	// its parent directories are created. Empty discards them.
+	ConsoleLog string
+	// ResolveSource maps bind-mount sources (see Input.ResolveSource).
+	ResolveSource func(string) (string, error)
+}
+
+// Container is one libcontainer container and at most one run of its init
+// process. Its methods are safe for concurrent use; in particular Wait may
+// block in one goroutine while Stop, Signal or Destroy run in others.
+type Container struct {
+	d    *Driver
+	name string
+	lc   *libcontainer.Container
+	tr   *Translated
+	log  string
+
+	mu        sync.Mutex
+	started   bool
+	destroyed bool
+	proc      *libcontainer.Process
+
+	done    chan struct{} // closed when the init has been waited for
+	exit    Exit
+	waitErr error
+}
+
+// Translate returns the libcontainer description Create would use.
+func (d *Driver) Translate(c Config) (*Translated, error) {
+	return Translate(Input{
+		Name: c.Name, Spec: c.Spec, Rootfs: c.Rootfs,
+		CgroupParent: d.cgroupParent, ResolveSource: c.ResolveSource,
+		Bounding: d.bounding,
+	})
+}
+
+// Create translates c and creates the container's state; no process runs
+// yet. A stopped container left with the same name by an earlier run (a
+// crash) is destroyed first; a live one is an error.
+func (d *Driver) Create(c Config) (*Container, error) {
+	tr, err := d.Translate(c)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := libcontainer.Create(d.stateRoot, c.Name, tr.Config)
+	if errors.Is(err, libcontainer.ErrExist) {
+		if rerr := d.removeStale(c.Name); rerr != nil {
+			return nil, fmt.Errorf("create container %s: %w", c.Name, errors.Join(err, rerr))
+		}
+		lc, err = libcontainer.Create(d.stateRoot, c.Name, tr.Config)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", c.Name, err)
+	}
+	return &Container{d: d, name: c.Name, lc: lc, tr: tr, log: c.ConsoleLog, done: make(chan struct{})}, nil
+}
+
+func (d *Driver) removeStale(name string) error {
+	old, err := libcontainer.Load(d.stateRoot, name)
+	if err != nil {
+		return fmt.Errorf("load stale container: %w", err)
+	}
+	st, err := old.Status()
+	if err != nil {
+		return fmt.Errorf("load stale container: %w", err)
+	}
+	if st != libcontainer.Stopped {
+		return fmt.Errorf("stale container is %s", st)
+	}
+	paths := cgroupPaths(old)
+	if err := old.Destroy(); err != nil {
+		return fmt.Errorf("destroy stale container: %w", err)
+	}
+	d.removeParents(paths)
+	return nil
+}
+
+// Name is the container's name.
+func (c *Container) Name() string { return c.name }
+
+// Config is the libcontainer configuration the container was created with.
+func (c *Container) Config() *configs.Config { return c.tr.Config }
+
+// Start creates the init process: namespaces, cgroups, mounts and the
+// pivot into the rootfs are done, and the process waits before executing
+// the user command until Exec is called. In between, NetnsPath names the
+// network namespace to plumb.
+func (c *Container) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.destroyed {
+		return fmt.Errorf("start container %s: %w", c.name, ErrDestroyed)
+	}
+	if c.started {
+		return fmt.Errorf("start container %s: already started", c.name)
+	}
+	out, err := openConsole(c.log)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.name, err)
+	}
+	// The init inherits its own descriptor; ours is not needed after start.
+	defer out.Close()
+	p := &libcontainer.Process{
+		Args: c.tr.Args, Env: c.tr.Env, Cwd: c.tr.Cwd, UID: c.tr.UID, GID: c.tr.GID,
+		Stdout: out, Stderr: out, Init: true,
+	}
+	c.d.cgroupMu.RLock()
+	err = c.lc.Start(p)
+	c.d.cgroupMu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.name, err)
+	}
+	c.started, c.proc = true, p
+	go c.waitInit(p)
+	return nil
+}
+
+// waitInit reaps the init process (it is our child: libcontainer clones it
+// with CLONE_PARENT) and publishes how it ended.
+func (c *Container) waitInit(p *libcontainer.Process) {
+	defer close(c.done)
+	defer func() {
+		if r := recover(); r != nil {
+			c.waitErr = fmt.Errorf("wait container %s: panic: %v", c.name, r)
+		}
+	}()
+	ps, err := p.Wait()
+	at := time.Now()
+	if ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && (ws.Exited() || ws.Signaled()) {
+			c.exit = exitFromStatus(ws, at)
+			return
+		}
+	}
+	if err == nil {
+		err = errors.New("no exit status")
+	}
+	c.waitErr = fmt.Errorf("wait container %s: %w", c.name, err)
+}
+
+func openConsole(path string) (*os.File, error) {
+	if path == "" {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open console: %w", err)
+		}
+		return f, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create console log dir: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open console log: %w", err)
+	}
+	return f, nil
+}
+
+// Pid is the init's pid in the caller's pid namespace, 0 before Start.
+func (c *Container) Pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil {
+		return 0
+	}
+	pid, err := c.proc.Pid()
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// NetnsPath is the path of the container's own network namespace
+// (/proc/<pid>/ns/net), valid while the init lives. It returns
+// ErrHostNetwork when the container keeps the host's.
+func (c *Container) NetnsPath() (string, error) {
+	if !c.tr.Config.Namespaces.Contains(configs.NEWNET) {
+		return "", ErrHostNetwork
+	}
+	st, err := c.lc.State()
+	if err != nil {
+		return "", fmt.Errorf("read container %s state: %w", c.name, err)
+	}
+	p := st.NamespacePaths[configs.NEWNET]
+	if p == "" {
+		return "", fmt.Errorf("read container %s netns: %w", c.name, ErrNotStarted)
+	}
+	return p, nil
+}
+
+// Exec lets a started init execute the user command. It returns once the
+// command has been executed (or the init died): until then the init is
+// libcontainer's Go code, which would turn a signal such as SIGTERM into
+// an exit status of 2.
+func (c *Container) Exec() error {
+	c.mu.Lock()
+	started, destroyed := c.started, c.destroyed
+	c.mu.Unlock()
+	if destroyed {
+		return fmt.Errorf("exec container %s: %w", c.name, ErrDestroyed)
+	}
+	if !started {
+		return fmt.Errorf("exec container %s: %w", c.name, ErrNotStarted)
+	}
+	if err := c.lc.Exec(); err != nil {
+		return fmt.Errorf("exec container %s: %w", c.name, err)
+	}
+	c.waitExecve()
+	return nil
+}
+
+// initComm is the name libcontainer's nsexec gives the init until execve.
+const initComm = "runc:[2:INIT]"
+
+// waitExecve waits until the init has replaced libcontainer's code with
+// the user command (its comm changes), or has exited. libcontainer's Exec
+// returns as soon as the init signalled it is about to execve.
+func (c *Container) waitExecve() {
+	pid := c.Pid()
+	if pid <= 0 {
+		return
+	}
+	commPath := "/proc/" + strconv.Itoa(pid) + "/comm"
+	deadline := time.Now().Add(time.Second)
+	for delay := 20 * time.Microsecond; time.Now().Before(deadline); delay = min(2*delay, 5*time.Millisecond) {
+		b, err := os.ReadFile(commPath)
+		if err != nil || strings.TrimSpace(string(b)) != initComm {
+			return
+		}
+		select {
+		case <-c.done:
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// Run is Start followed by Exec. If Exec fails the init is killed.
+func (c *Container) Run() error {
+	if err := c.Start(); err != nil {
+		return err
+	}
+	if err := c.Exec(); err != nil {
+		_ = c.kill()
+		return err
+	}
+	return nil
+}
+
+// Done is closed when the init has exited and been reaped. It never closes
+// for a container that was not started.
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// Wait blocks until the init exits and returns how it ended.
+func (c *Container) Wait() (Exit, error) {
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if !started {
+		return Exit{}, fmt.Errorf("wait container %s: %w", c.name, ErrNotStarted)
+	}
+	<-c.done
+	return c.exit, c.waitErr
+}
+
+// Signal sends sig to the init. When the container shares the caller's pid
+// namespace, SIGKILL goes to every process in its cgroup.
+func (c *Container) Signal(sig syscall.Signal) error {
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if !started {
+		return fmt.Errorf("signal container %s: %w", c.name, ErrNotStarted)
+	}
+	select {
+	case <-c.done:
+		return fmt.Errorf("signal container %s: %w", c.name, ErrNotRunning)
+	default:
+	}
+	if err := c.lc.Signal(sig); err != nil {
+		if errors.Is(err, libcontainer.ErrNotRunning) || errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("signal container %s: %w", c.name, ErrNotRunning)
+		}
+		return fmt.Errorf("signal container %s: %w", c.name, err)
+	}
+	return nil
+}
+
+// Stop sends SIGTERM, waits up to timeout for the init to exit, then sends
+// SIGKILL. An init that is PID 1 of its namespace ignores SIGTERM unless it
+// installed a handler, so expect the kill. Stopping an exited container
+// returns its exit.
+func (c *Container) Stop(timeout time.Duration) (Exit, error) {
+	if err := c.Signal(unix.SIGTERM); err != nil && !errors.Is(err, ErrNotRunning) {
+		return Exit{}, fmt.Errorf("stop: %w", err)
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return c.exit, c.waitErr
+	case <-t.C:
+	}
+	if err := c.kill(); err != nil {
+		return Exit{}, fmt.Errorf("stop: %w", err)
+	}
+	return c.exit, c.waitErr
+}
+
+// kill sends SIGKILL and waits for the init to be reaped.
+func (c *Container) kill() error {
+	if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	t := time.NewTimer(killWait)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("kill container %s: %w", c.name, ErrKillTimeout)
+	}
+}
+
+// Destroy kills the container if it still runs, then removes its cgroups
+// (and the parent cgroup directories, when no other container uses them)
+// and its libcontainer state. Anything written only inside the
+// container's namespaces is gone. Destroy is idempotent.
+func (c *Container) Destroy() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.destroyed {
+		return nil
+	}
+	if c.started {
+		select {
+		case <-c.done:
+		default:
+			if err := c.killLocked(); err != nil {
+				return fmt.Errorf("destroy: %w", err)
+			}
+		}
+	}
+	paths := cgroupPaths(c.lc)
+	if err := c.lc.Destroy(); err != nil {
+		return fmt.Errorf("destroy container %s: %w", c.name, err)
+	}
+	c.d.removeParents(paths)
+	c.destroyed = true
+	return nil
+}
+
+// killLocked is kill for callers holding c.mu (Signal would deadlock).
+func (c *Container) killLocked() error {
+	if err := c.lc.Signal(unix.SIGKILL); err != nil &&
+		!errors.Is(err, libcontainer.ErrNotRunning) && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill container %s: %w", c.name, err)
+	}
+	t := time.NewTimer(killWait)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("kill container %s: %w", c.name, ErrKillTimeout)
+	}
+}
+
+func cgroupPaths(lc *libcontainer.Container) map[string]string {
+	st, err := lc.State()
+	if err != nil {
+		return nil
+	}
+	// A copy: libcontainer's Destroy empties the map it returned.
+	return maps.Clone(st.CgroupPaths)
+}
+
+// removeParents removes the (empty) parent cgroup directories libcontainer
+// leaves behind, given the container's own cgroup paths. A parent still in
+// use by another container is not empty and stays.
+func (d *Driver) removeParents(paths map[string]string) {
+	parent := strings.Trim(filepath.Clean(d.cgroupParent), "/")
+	if parent == "" || parent == "." {
+		return
+	}
+	depth := len(strings.Split(parent, "/"))
+	d.cgroupMu.Lock()
+	defer d.cgroupMu.Unlock()
+	for _, p := range paths {
+		if p == "" || !strings.HasSuffix(filepath.Dir(p), "/"+parent) {
+			continue
+		}
+		dir := p
+		for range depth {
+			dir = filepath.Dir(dir)
+			if err := unix.Rmdir(dir); err != nil {
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,14 @@
+// Package rootfs prepares and tears down a container's root filesystem the
+// way upstream Pantavisor does: the root volume (a squashfs object) is
+// attached to a loop device and mounted read-only, and an overlayfs with a
+// writable upper layer is mounted on top of it. The upper layer lives on a
+// tmpfs private to the container (persistence "boot") or in a directory the
+// caller names (persistence "revision" and "permanent", typically under
+// <storage>/disks/...). A plain directory is accepted instead of a squashfs
+// image, for development. Extra volumes (more squashfs images) are
+// loop-mounted read-only at mountpoints the caller chooses.
+//
+// The package is mechanism only: it does not know about revisions, storage
+// layout or containers. It uses mount(2) and the loop ioctls directly and
+// never shells out to mount or losetup.
+package rootfs

@@ -1,0 +1,192 @@
+//go:build integration
+
+package rootfs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/runtime/testrootfs"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testrootfs.Cleanup()
+	os.Exit(code)
+}
+
+// requireIsolated skips unless the test binary is PID 1 of fresh namespaces
+// (go test -exec 'unshare --pid --net --mount --fork --mount-proc').
+func requireIsolated(t *testing.T) {
+	t.Helper()
+	if os.Getpid() != 1 || os.Geteuid() != 0 {
+		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
+	}
+}
+
+// waitNoLoops waits for the auto-clearing loop devices of image to go.
+func waitNoLoops(t *testing.T, image string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		loops := testrootfs.LoopsBackedBy(image)
+		if len(loops) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loop devices still bound to %s: %v", image, loops)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func assertClean(t *testing.T, work string, images ...string) {
+	t.Helper()
+	if m := testrootfs.MountsUnder(work); len(m) > 0 {
+		t.Errorf("mounts left under %s: %v", work, m)
+	}
+	for _, img := range images {
+		waitNoLoops(t, img)
+	}
+}
+
+func TestMountSquashfsBoot(t *testing.T) {
+	requireIsolated(t)
+	img := testrootfs.Squashfs(t)
+	work := filepath.Join(t.TempDir(), "c1")
+	r, err := Mount(Options{Image: img, WorkBase: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Kind() != Squashfs {
+		t.Errorf("kind = %v", r.Kind())
+	}
+	if _, err := os.Stat(filepath.Join(r.Path(), "bin/busybox")); err != nil {
+		t.Errorf("rootfs lacks busybox: %v", err)
+	}
+	if got := len(testrootfs.LoopsBackedBy(img)); got != 1 {
+		t.Errorf("loop devices bound to image = %d, want 1", got)
+	}
+	if err := os.WriteFile(filepath.Join(r.Path(), "etc/written"), []byte("x"), 0o644); err != nil {
+		t.Fatalf("write to overlay: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "overlay/upper/etc/written")); err != nil {
+		t.Errorf("write did not land in the tmpfs upper: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Lower(), "x"), nil, 0o644); err == nil {
+		t.Errorf("lower layer is writable")
+	}
+	if err := r.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unmount(); err != nil {
+		t.Fatalf("second Unmount: %v", err)
+	}
+	assertClean(t, work, img)
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("work base not removed: %v", err)
+	}
+}
+
+func TestMountPermanentKeepsWrites(t *testing.T) {
+	requireIsolated(t)
+	img := testrootfs.Squashfs(t)
+	tmp := t.TempDir()
+	work, persist := filepath.Join(tmp, "work"), filepath.Join(tmp, "disks/perm/c/lxc-overlay")
+	for i := range 2 {
+		r, err := Mount(Options{Image: img, WorkBase: work, Persistence: Permanent, PersistDir: persist})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(r.Path(), "root/counter")
+		b, _ := os.ReadFile(p)
+		if want := strings.Repeat("x", i); string(b) != want {
+			t.Errorf("mount %d: counter = %q, want %q", i, b, want)
+		}
+		if err := os.WriteFile(p, append(b, 'x'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		assertClean(t, work, img)
+	}
+	if _, err := os.Stat(filepath.Join(persist, "upper/root/counter")); err != nil {
+		t.Errorf("persist dir lacks the write: %v", err)
+	}
+}
+
+func TestMountDirWithVolumes(t *testing.T) {
+	requireIsolated(t)
+	dir := testrootfs.Dir(t)
+	img := testrootfs.Squashfs(t)
+	tmp := t.TempDir()
+	work := filepath.Join(tmp, "work")
+	volDir := filepath.Join(tmp, "voldir")
+	if err := os.MkdirAll(volDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(volDir, "f"), []byte("v"), 0o644)
+	r, err := Mount(Options{
+		Image: dir, WorkBase: work, Persistence: Revision, PersistDir: filepath.Join(tmp, "rev"),
+		Volumes: []Volume{
+			{Image: img, Target: filepath.Join(work, "vols/a")},
+			{Image: volDir, Target: filepath.Join(work, "vols/b")},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Kind() != Dir || r.Lower() != dir {
+		t.Errorf("kind %v lower %s", r.Kind(), r.Lower())
+	}
+	if _, err := os.Stat(filepath.Join(work, "vols/a/bin/sh")); err != nil {
+		t.Errorf("squashfs volume not mounted: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "vols/b/f")); string(b) != "v" {
+		t.Errorf("dir volume content = %q", b)
+	}
+	if err := os.WriteFile(filepath.Join(work, "vols/b/g"), nil, 0o644); err == nil {
+		t.Errorf("dir volume is writable")
+	}
+	if err := os.WriteFile(filepath.Join(r.Path(), "root/new"), nil, 0o644); err != nil {
+		t.Errorf("overlay over dir not writable: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root/new")); err == nil {
+		t.Errorf("write reached the lower dir")
+	}
+	if err := r.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, work, img)
+}
+
+func TestMountUnwindsOnFailure(t *testing.T) {
+	requireIsolated(t)
+	img := testrootfs.Squashfs(t)
+	tmp := t.TempDir()
+	bad := filepath.Join(tmp, "bad.img")
+	os.WriteFile(bad, []byte("not squashfs"), 0o644)
+	work := filepath.Join(tmp, "work")
+	_, err := Mount(Options{Image: img, WorkBase: work, Volumes: []Volume{{Image: bad, Target: filepath.Join(work, "v")}}})
+	if err == nil {
+		t.Fatal("Mount with a bad volume succeeded")
+	}
+	if !strings.Contains(err.Error(), "bad.img") {
+		t.Errorf("error does not name the image: %v", err)
+	}
+	assertClean(t, work, img)
+
+	// A squashfs-magic file that is not a valid filesystem fails in mount(2)
+	// after the loop device was attached: the device must auto-clear.
+	corrupt := filepath.Join(tmp, "corrupt.img")
+	os.WriteFile(corrupt, append([]byte("hsqs"), make([]byte, 8192)...), 0o644)
+	_, err = Mount(Options{Image: corrupt, WorkBase: work})
+	if err == nil || !strings.Contains(err.Error(), "mount squashfs") {
+		t.Fatalf("Mount of a corrupt image: %v", err)
+	}
+	assertClean(t, work, corrupt)
+}

@@ -1,0 +1,257 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Root is a mounted root filesystem. Its methods are safe for concurrent
+// use.
+type Root struct {
+	path  string
+	lower string
+	kind  Kind
+
+	mu   sync.Mutex
+	undo []undoStep // in the order they were done; undone in reverse
+}
+
+type undoStep struct {
+	what string
+	fn   func() error
+}
+
+// Path is the directory to use as the container's root.
+func (r *Root) Path() string { return r.path }
+
+// Lower is the read-only lower layer: the squashfs mountpoint, or the image
+// directory itself.
+func (r *Root) Lower() string { return r.lower }
+
+// Kind is the detected type of the root image.
+func (r *Root) Kind() Kind { return r.kind }
+
+// Mount attaches and mounts the root image, its overlay and the extra
+// volumes described by o. On failure it undoes what it did and returns an
+// error naming the step that failed.
+//
+// The mounts are made in the caller's mount namespace; a container created
+// on Path later gets copies of them in its own namespace.
+func Mount(o Options) (_ *Root, err error) {
+	p, err := ParsePersistence(string(o.Persistence))
+	if err != nil {
+		return nil, err
+	}
+	if o.Image == "" || o.WorkBase == "" {
+		return nil, fmt.Errorf("mount rootfs: image and work base are required: %w", ErrBadOptions)
+	}
+	if p != Boot && o.PersistDir == "" {
+		return nil, fmt.Errorf("mount rootfs: persistence %s needs a persist dir: %w", p, ErrBadOptions)
+	}
+	kind, err := Detect(o.Image)
+	if err != nil {
+		return nil, err
+	}
+	r := &Root{kind: kind}
+	defer func() {
+		if err != nil {
+			if uerr := r.Unmount(); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("unwind: %w", uerr))
+			}
+		}
+	}()
+
+	if err := r.mkdir(o.WorkBase); err != nil {
+		return nil, err
+	}
+	switch kind {
+	case Squashfs:
+		r.lower = filepath.Join(o.WorkBase, "lower")
+		if err := r.mountSquashfs(o.Image, r.lower); err != nil {
+			return nil, err
+		}
+	case Dir:
+		r.lower = o.Image
+	}
+
+	var layerDir string
+	switch p {
+	case Boot:
+		layerDir = filepath.Join(o.WorkBase, "overlay")
+		if err := r.mkdir(layerDir); err != nil {
+			return nil, err
+		}
+		data := "mode=0755"
+		if o.TmpfsSize != "" {
+			data += ",size=" + o.TmpfsSize
+		}
+		if err := r.mount("tmpfs", layerDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+			return nil, fmt.Errorf("mount overlay tmpfs for %s: %w", o.Image, err)
+		}
+	default:
+		layerDir = o.PersistDir
+	}
+	upper, work := filepath.Join(layerDir, "upper"), filepath.Join(layerDir, "work")
+	for _, d := range []string{upper, work} {
+		// Not tracked for removal: in a persist dir they are the data.
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create overlay dir: %w", err)
+		}
+	}
+	for _, d := range []string{r.lower, upper, work} {
+		if strings.ContainsAny(d, ",:\\") {
+			return nil, fmt.Errorf("mount overlay for %s: path %q has one of ,:\\: %w", o.Image, d, ErrBadOptions)
+		}
+	}
+	r.path = filepath.Join(o.WorkBase, "rootfs")
+	if err := r.mkdir(r.path); err != nil {
+		return nil, err
+	}
+	data := "lowerdir=" + r.lower + ",upperdir=" + upper + ",workdir=" + work
+	if err := r.mount("overlay", r.path, "overlay", 0, data); err != nil {
+		return nil, fmt.Errorf("mount overlay for %s: %w", o.Image, err)
+	}
+
+	for _, v := range o.Volumes {
+		if err := r.mountVolume(v); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// mountVolume mounts one extra image read-only at its target.
+func (r *Root) mountVolume(v Volume) error {
+	if !filepath.IsAbs(v.Target) {
+		return fmt.Errorf("mount volume %s: target %q is not absolute: %w", v.Image, v.Target, ErrBadOptions)
+	}
+	kind, err := Detect(v.Image)
+	if err != nil {
+		return fmt.Errorf("mount volume: %w", err)
+	}
+	if err := r.mkdir(v.Target); err != nil {
+		return err
+	}
+	switch kind {
+	case Squashfs:
+		return r.mountSquashfs(v.Image, v.Target)
+	default:
+		if err := r.mount(v.Image, v.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind volume %s: %w", v.Image, err)
+		}
+		// A bind mount ignores MS_RDONLY until it is remounted.
+		if err := unix.Mount("", v.Target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("remount volume %s read-only: %w", v.Image, err)
+		}
+		return nil
+	}
+}
+
+// mountSquashfs attaches image to a loop device and mounts it read-only at
+// target. The loop device auto-clears when the filesystem is unmounted
+// (from every mount namespace that holds it).
+func (r *Root) mountSquashfs(image, target string) error {
+	if err := r.mkdir(target); err != nil {
+		return err
+	}
+	dev, f, err := attachLoop(image)
+	if err != nil {
+		return fmt.Errorf("mount squashfs %s: %w", image, err)
+	}
+	// Closing the last handle of an auto-clearing device that is not mounted
+	// detaches it, so this also cleans up when the mount fails.
+	defer f.Close()
+	if err := r.mount(dev, target, "squashfs", unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return fmt.Errorf("mount squashfs %s on %s: %w", image, dev, err)
+	}
+	return nil
+}
+
+// mount calls mount(2) and records the matching unmount.
+func (r *Root) mount(source, target, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		return &os.PathError{Op: "mount", Path: target, Err: err}
+	}
+	r.push("unmount "+target, func() error { return unmount(target) })
+	return nil
+}
+
+// mkdir creates dir (and its parents) and, if dir itself did not exist,
+// records its removal.
+func (r *Root) mkdir(dir string) error {
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create mountpoint: %w", err)
+	}
+	r.push("remove "+dir, func() error {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+			return nil // a non-empty dir is left alone, it is not ours to clear
+		}
+		return err
+	})
+	return nil
+}
+
+func (r *Root) push(what string, fn func() error) {
+	r.mu.Lock()
+	r.undo = append(r.undo, undoStep{what, fn})
+	r.mu.Unlock()
+}
+
+// Unmount undoes Mount in reverse order: it unmounts the volumes, the
+// overlay, the tmpfs holding a Boot upper layer (its contents are lost)
+// and the squashfs mounts (their loop devices then auto-clear), and
+// removes the mountpoints Mount created. A mount that is still busy is
+// detached lazily (MNT_DETACH): it disappears from the tree at once and
+// the kernel frees it, and its loop device, when the last user lets go.
+//
+// Unmount is idempotent: steps that succeeded are not repeated, steps that
+// failed are kept and retried by the next call. Filesystems that are
+// already unmounted count as done.
+func (r *Root) Unmount() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	var failed []undoStep
+	for i := len(r.undo) - 1; i >= 0; i-- {
+		s := r.undo[i]
+		if err := s.fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
+			failed = append(failed, s)
+		}
+	}
+	// Keep failed steps in their original order for the next attempt.
+	for i, j := 0, len(failed)-1; i < j; i, j = i+1, j-1 {
+		failed[i], failed[j] = failed[j], failed[i]
+	}
+	r.undo = failed
+	if len(errs) > 0 {
+		return fmt.Errorf("unmount rootfs: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// unmount unmounts target, treating "not mounted" as success and falling
+// back to a lazy detach when it is busy.
+func unmount(target string) error {
+	err := unix.Unmount(target, 0)
+	switch {
+	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, unix.EBUSY):
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		return nil
+	}
+	return err
+}
