@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// now is the clock ages and uptimes are computed against; tests fix it.
+var now = time.Now
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// row writes one table line; cells are cleaned so a tab or newline in a
+// server string cannot break the columns.
+func row(tw *tabwriter.Writer, cells ...string) {
+	for i, c := range cells {
+		if i > 0 {
+			tw.Write([]byte{'\t'})
+		}
+		tw.Write([]byte(cell(c)))
+	}
+	tw.Write([]byte{'\n'})
+}
+
+var cellCleaner = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
+
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return cellCleaner.Replace(s)
+}
+
+// writeContainers prints GET /containers as a table.
+func writeContainers(w io.Writer, cs []messages.ContainerInfo, at time.Time) error {
+	tw := newTable(w)
+	row(tw, "NAME", "GROUP", "STATUS", "GOAL", "POLICY", "PID", "UPTIME", "LAST-EXIT")
+	for _, c := range cs {
+		pid, uptime := "", ""
+		// A container that does not run has no meaningful uptime.
+		if c.Pid != 0 {
+			pid = strconv.Itoa(c.Pid)
+			uptime = duration(time.Duration(c.UptimeSecs) * time.Second)
+		}
+		row(tw, c.Name, c.Group, string(c.Status), c.StatusGoal, c.RestartPolicy, pid, uptime, lastExit(c.LastExit, at))
+	}
+	return tw.Flush()
+}
+
+// lastExit is "code 1, 3m05s ago" or "signal 9, 12s ago".
+func lastExit(e *messages.Exit, at time.Time) string {
+	if e == nil {
+		return ""
+	}
+	s := "code " + strconv.Itoa(e.Code)
+	if e.Signal != 0 {
+		s = "signal " + strconv.Itoa(e.Signal)
+	}
+	if !e.At.IsZero() {
+		s += ", " + duration(at.Sub(e.At)) + " ago"
+	}
+	return s
+}
+
+// writeGroups prints GET /groups as a table.
+func writeGroups(w io.Writer, gs []messages.GroupInfo) error {
+	tw := newTable(w)
+	row(tw, "NAME", "GOAL", "POLICY", "STATUS")
+	for _, g := range gs {
+		row(tw, g.Name, g.StatusGoal, g.RestartPolicy, string(g.Status))
+	}
+	return tw.Flush()
+}
+
+// writeTree prints GET /actors, one actor per line, indented under its
+// parent. RESTARTS counts restarts of what the actor supervises (a
+// container's process); ACTOR-RESTARTS counts the actor's own restarts
+// after panics. The free-text LAST-FAILURE comes last.
+func writeTree(w io.Writer, root *messages.Node, at time.Time) error {
+	tw := newTable(w)
+	row(tw, "ACTOR", "KIND", "STATUS", "RESTARTS", "ACTOR-RESTARTS", "UPTIME", "INFO", "LAST-FAILURE")
+	var walk func(n *messages.Node, parent string, depth int)
+	walk = func(n *messages.Node, parent string, depth int) {
+		name := n.Path
+		if parent != "" {
+			name = strings.TrimPrefix(n.Path, parent+"/")
+		}
+		uptime := ""
+		if !n.Since.IsZero() {
+			uptime = duration(at.Sub(n.Since))
+		}
+		row(tw, strings.Repeat("  ", depth)+name, n.Kind, n.Status,
+			strconv.Itoa(n.Restarts), strconv.Itoa(n.ActorRestarts), uptime,
+			info(n.Info), failure(n, at))
+		for _, c := range n.Children {
+			if c != nil {
+				walk(c, n.Path, depth+1)
+			}
+		}
+	}
+	walk(root, "", 0)
+	return tw.Flush()
+}
+
+// info renders an actor's key facts as k=v, pid first, then by key.
+func info(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == "pid":
+			return -1
+		case b == "pid":
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := m[k]
+		if v == "" || strings.ContainsAny(v, " =\"") {
+			v = strconv.Quote(v)
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+// failure is "12s ago: reason", or the reason alone when it has no time.
+func failure(n *messages.Node, at time.Time) string {
+	if n.LastFailure == "" {
+		return ""
+	}
+	if n.LastFailureAt == nil || n.LastFailureAt.IsZero() {
+		return n.LastFailure
+	}
+	return duration(at.Sub(*n.LastFailureAt)) + " ago: " + n.LastFailure
+}
+
+// duration is compact and keeps two units at most: 12s, 3m05s, 2h03m, 4d07h.
+func duration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
+}

@@ -1,0 +1,165 @@
+package ctrl
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// fakeBackend is a Backend with canned answers that records signals.
+type fakeBackend struct {
+	mu             sync.Mutex
+	containers     []messages.ContainerInfo
+	groups         []messages.GroupInfo
+	tree           *messages.Node
+	containersErr  error
+	signalErr      error
+	panicTree      bool
+	signals        []string
+	containerCalls int
+}
+
+func newFakeBackend() *fakeBackend {
+	return &fakeBackend{
+		containers: []messages.ContainerInfo{
+			{Name: "mgmt-ctr", Group: "platform", Status: messages.StatusReady, Roles: []string{"mgmt"}},
+			{Name: "app", Group: "app", Status: messages.StatusStarted, Roles: []string{}},
+		},
+		groups: []messages.GroupInfo{{Name: "platform", StatusGoal: "READY", RestartPolicy: "system", Status: messages.StatusReady}},
+		tree:   &messages.Node{Path: "root", Kind: "root", Status: "running"},
+	}
+}
+
+func (f *fakeBackend) Containers() ([]messages.ContainerInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.containerCalls++
+	return f.containers, f.containersErr
+}
+
+func (f *fakeBackend) Groups() ([]messages.GroupInfo, error) { return f.groups, nil }
+
+func (f *fakeBackend) Signal(container, typ, payload string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.signalErr != nil {
+		return f.signalErr
+	}
+	f.signals = append(f.signals, container+" "+typ+" "+payload)
+	return nil
+}
+
+func (f *fakeBackend) Tree() *messages.Node {
+	if f.panicTree {
+		panic("tree exploded")
+	}
+	return f.tree
+}
+
+func (f *fakeBackend) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.containerCalls
+}
+
+// fixedResolver identifies every caller as container ("" = host), or fails.
+func fixedResolver(container string, err error) Resolver {
+	return func(int) (string, error) { return container, err }
+}
+
+// socketPath returns a fresh socket path short enough for sun_path (108
+// bytes): t.TempDir() when it fits, else a shorter temporary directory.
+func socketPath(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pv-ctrl")
+	if len(p) < 100 {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "ctrl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "pv-ctrl")
+}
+
+// startServer serves b on a fresh unix socket until the test ends.
+func startServer(t *testing.T, b Backend, r Resolver) string {
+	t.Helper()
+	sock := socketPath(t)
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(b, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return sock
+}
+
+// unixClient talks HTTP to sock, keeping connections alive.
+func unixClient(sock string) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", sock)
+			},
+		},
+	}
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, c *http.Client, method, path, body string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://localhost"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return reply{res.StatusCode, res.Header, string(b)}
+}
+
+// errJSON is the exact body of an error answer.
+func errJSON(msg string) string {
+	return `{"Error":"` + msg + `"}`
+}

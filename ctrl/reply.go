@@ -1,0 +1,75 @@
+package ctrl
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// Upstream's error messages, byte for byte: clients match on them.
+const (
+	msgMethod        = "Method not supported for this endpoint"
+	msgNotMgmt       = "Request not sent from mgmt platform"
+	msgUnknownCaller = "Internal error, unknown caller"
+	msgSignalFormat  = "Signal has bad format"
+	msgSignalRefused = "Signal not expected from this platform"
+)
+
+// Our own error messages, for cases upstream has none.
+const (
+	msgHost     = "Host not allowed"
+	msgTooLarge = "Request body too large"
+	msgInternal = "Internal error"
+)
+
+// errorBody is the shape of every error answer.
+type errorBody struct {
+	Error string `json:"Error"`
+}
+
+// writeJSON answers status with v as JSON. Marshalling first lets a
+// failure still become a clean 500 and gives the client a Content-Length.
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("ctrl: encode reply", "err", err)
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{msgInternal})
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeError answers status with {"Error": msg}.
+func (s *Server) writeError(w http.ResponseWriter, status int, msg string) {
+	s.writeJSON(w, status, errorBody{msg})
+}
+
+// writeOK answers 200 with an empty body, as upstream does for actions.
+func writeOK(w http.ResponseWriter) {
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+}
+
+// readBody reads the whole (size-limited) request body. When it fails it
+// has answered (413 beyond the route's limit, 400 otherwise) and returns
+// false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(r.Body)
+	if err == nil {
+		return b, true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		w.Header().Set("Connection", "close")
+		s.writeError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		return nil, false
+	}
+	s.writeError(w, http.StatusBadRequest, "Cannot read request body")
+	return nil, false
+}

@@ -1,0 +1,100 @@
+package ctrl
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// routeTable is every endpoint. An upstream endpoint still missing
+// (reference §7.2) is one more row and one handler; the permission table
+// test fails until the row has its cases.
+var routeTable = []route{
+	{method: http.MethodGet, pattern: "/containers", perm: permMgmt, handle: (*Server).getContainers},
+	{method: http.MethodGet, pattern: "/groups", perm: permMgmt, handle: (*Server).getGroups},
+	{method: http.MethodPost, pattern: "/signal", perm: permAny, maxBody: 4096, handle: (*Server).postSignal},
+	{method: http.MethodGet, pattern: "/actors", perm: permMgmt, handle: (*Server).getActors},
+}
+
+// defaultRouter is routeTable compiled once: a bad row is a programming
+// error that every test run catches at init.
+var defaultRouter = mustRouter(routeTable)
+
+func mustRouter(table []route) *router {
+	rt, err := newRouter(table)
+	if err != nil {
+		panic(err)
+	}
+	return rt
+}
+
+func (s *Server) getContainers(w http.ResponseWriter, _ *http.Request, _ *call) {
+	cs, err := s.b.Containers()
+	if err != nil {
+		s.log.Error("ctrl: list containers", "err", err)
+		s.writeError(w, http.StatusInternalServerError, "Cannot list containers")
+		return
+	}
+	if cs == nil {
+		cs = []messages.ContainerInfo{} // [] not null, as upstream
+	}
+	s.writeJSON(w, http.StatusOK, cs)
+}
+
+func (s *Server) getGroups(w http.ResponseWriter, _ *http.Request, _ *call) {
+	gs, err := s.b.Groups()
+	if err != nil {
+		s.log.Error("ctrl: list groups", "err", err)
+		s.writeError(w, http.StatusInternalServerError, "Cannot list groups")
+		return
+	}
+	if gs == nil {
+		gs = []messages.GroupInfo{}
+	}
+	s.writeJSON(w, http.StatusOK, gs)
+}
+
+// signalRequest is the body of POST /signal.
+type signalRequest struct {
+	Type    string `json:"type"`
+	Payload string `json:"payload"`
+}
+
+// postSignal delivers a signal from the calling container; the container is
+// always the caller, never named in the body, so a container can only
+// signal for itself.
+func (s *Server) postSignal(w http.ResponseWriter, r *http.Request, c *call) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req signalRequest
+	if err := json.Unmarshal(body, &req); err != nil || req.Type == "" {
+		s.writeError(w, http.StatusBadRequest, msgSignalFormat)
+		return
+	}
+	if c.caller.container == "" {
+		s.writeError(w, http.StatusInternalServerError, msgSignalRefused)
+		return
+	}
+	if err := s.b.Signal(c.caller.container, req.Type, req.Payload); err != nil {
+		// Upstream has one answer for every refusal; the reason goes to
+		// the log.
+		s.log.Info("ctrl: signal refused", "container", c.caller.container, "type", req.Type, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgSignalRefused)
+		return
+	}
+	writeOK(w)
+}
+
+func (s *Server) getActors(w http.ResponseWriter, _ *http.Request, _ *call) {
+	n := s.b.Tree()
+	if n == nil {
+		s.log.Error("ctrl: describe actors", "err", fmt.Errorf("backend returned no tree"))
+		s.writeError(w, http.StatusInternalServerError, "Cannot describe actors")
+		return
+	}
+	s.writeJSON(w, http.StatusOK, n)
+}
