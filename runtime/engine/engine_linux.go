@@ -1,0 +1,205 @@
+// Package engine puts the runtime mechanisms together for the actors: a
+// container's root filesystem (runtime/rootfs), its volumes and storage
+// directories, and its libcontainer container (runtime/driver), from the
+// revision's model and storage. It implements actors.Engine.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/runtime/driver"
+	"github.com/pantavisor/pv/runtime/rootfs"
+	"github.com/pantavisor/pv/spec"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+)
+
+// overlayVolume is the storage entry upstream's template uses for the
+// container's writable layer.
+const overlayVolume = "lxc-overlay"
+
+// Engine mounts and runs the containers of one revision.
+type Engine struct {
+	Layout storage.Layout
+	Rev    string
+	State  *state.State
+	Driver *driver.Driver
+	// WorkDir holds one directory per container with its mountpoints; it
+	// must be private to this process's mount namespace.
+	WorkDir string
+	// CtrlSocket, when set, is bind-mounted into every container at
+	// /pantavisor/pv-ctrl, where upstream containers expect it.
+	CtrlSocket string
+	Log        *slog.Logger
+}
+
+// Mount prepares a container: root volume (squashfs or directory) with an
+// overlay whose upper layer follows the lxc-overlay storage persistence,
+// extra volumes read-only, and a directory per storage entry.
+func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
+	work := filepath.Join(e.WorkDir, c.Name)
+	if c.RootVolume == "" {
+		return nil, fmt.Errorf("mount %s: run.json names no root-volume", c.Name)
+	}
+	image, err := e.object(c, c.RootVolume)
+	if err != nil {
+		return nil, err
+	}
+	overlay := c.Storage[overlayVolume]
+	persist, err := rootfs.ParsePersistence(string(overlay.Persistence))
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
+	}
+	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work}
+	if persist != rootfs.Boot {
+		opts.PersistDir = e.storageDir(c.Name, overlayVolume, overlay.Persistence)
+	}
+	prefixes := map[string]string{}
+	for _, v := range c.Volumes {
+		img, err := e.object(c, v)
+		if err != nil {
+			return nil, err
+		}
+		file := volumeFile(v)
+		target := filepath.Join(work, "volumes", file)
+		opts.Volumes = append(opts.Volumes, rootfs.Volume{Image: img, Target: target})
+		prefixes["/volumes/"+c.Name+"/"+file] = target
+	}
+	for name, vol := range c.Storage {
+		if name == overlayVolume {
+			continue
+		}
+		dir := e.storageDir(c.Name, name, vol.Persistence)
+		if vol.Persistence == state.PersistBoot || vol.Persistence == "" {
+			dir = filepath.Join(work, "storage", name)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create storage %s of %s: %w", name, c.Name, err)
+		}
+		prefixes["/volumes/"+c.Name+"/"+name] = dir
+	}
+	root, err := rootfs.Mount(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
+	}
+	prefixes["/volumes/"+c.Name+"/"+volumeFile(c.RootVolume)] = root.Lower()
+	sp := &spec.Container{}
+	if c.LXC != nil {
+		copied := *c.LXC // the model is shared and read-only
+		sp = &copied
+	}
+	if e.CtrlSocket != "" {
+		sp.Mounts = append(append([]spec.Mount(nil), sp.Mounts...), spec.Mount{
+			Source: e.CtrlSocket, Target: "pantavisor/pv-ctrl", FSType: "none",
+			Options: []string{"bind", "create=file"},
+		})
+	}
+	return &Mount{
+		e: e, name: c.Name, root: root, work: work, spec: sp,
+		resolve: driver.PrefixResolver(prefixes),
+		console: filepath.Join(e.Layout.Logs(e.Rev), c.Name, "console.log"),
+	}, nil
+}
+
+// object returns the file of a container's object, accepting upstream's
+// "handler:file" form. Handlers (dm-verity, crypt) need kernel features an
+// appengine host may lack; the plain image is used and the fact logged.
+func (e *Engine) object(c *state.Container, name string) (string, error) {
+	if h, f, ok := strings.Cut(name, ":"); ok {
+		e.Log.Warn("volume handler not supported here, mounting the plain image", "container", c.Name, "handler", h, "file", f)
+		name = f
+	}
+	key := c.Name + "/" + name
+	sha, ok := c.Objects[key]
+	if !ok {
+		return "", fmt.Errorf("mount %s: the revision has no object %s", c.Name, key)
+	}
+	return state.ObjectPath(e.Layout.Trail(e.Rev), e.Layout.Objects(), key, sha), nil
+}
+
+func (e *Engine) storageDir(container, volume string, p state.Persistence) string {
+	if p == state.PersistPermanent {
+		return e.Layout.PermanentDisk(container, volume)
+	}
+	return e.Layout.RevisionDisk(e.Rev, container, volume)
+}
+
+func volumeFile(v string) string {
+	if _, f, ok := strings.Cut(v, ":"); ok {
+		return f
+	}
+	return v
+}
+
+// Mount is a mounted container filesystem; it starts runs of the container.
+type Mount struct {
+	e       *Engine
+	name    string
+	root    *rootfs.Root
+	work    string
+	spec    *spec.Container
+	resolve func(string) (string, error)
+	console string
+}
+
+// Start creates the container and runs its init.
+func (m *Mount) Start() (*Run, error) {
+	ct, err := m.e.Driver.Create(driver.Config{
+		Name: m.name, Spec: m.spec, Rootfs: m.root.Path(),
+		ConsoleLog: m.console, ResolveSource: m.resolve,
+	})
+	if err != nil {
+		return nil, err // the driver's error names the container
+	}
+	if err := ct.Run(); err != nil {
+		_ = ct.Destroy()
+		return nil, err // the driver's error names the container
+	}
+	return &Run{ct: ct}, nil
+}
+
+// Unmount undoes Mount and removes the container's boot-persistence
+// storage. Persistent storage stays.
+func (m *Mount) Unmount() error {
+	err := m.root.Unmount()
+	if err == nil {
+		err = os.RemoveAll(filepath.Join(m.work, "storage"))
+	}
+	return err
+}
+
+// Run is one execution of a container's init.
+type Run struct {
+	ct *driver.Container
+}
+
+// Pid of the init, as seen from pantavisor's pid namespace.
+func (r *Run) Pid() int { return r.ct.Pid() }
+
+// Wait blocks until the init exits.
+func (r *Run) Wait() messages.Exit {
+	ex, err := r.ct.Wait()
+	if err != nil && ex.At.IsZero() {
+		return messages.Exit{Code: -1, At: time.Now()}
+	}
+	return messages.Exit{Code: ex.Code, Signal: int(ex.Signal), At: ex.At}
+}
+
+// Stop terminates the init: SIGTERM, then SIGKILL after timeout.
+func (r *Run) Stop(timeout time.Duration) error {
+	_, err := r.ct.Stop(timeout)
+	if errors.Is(err, driver.ErrNotRunning) {
+		return nil
+	}
+	return err
+}
+
+// Destroy removes the container's cgroups and state.
+func (r *Run) Destroy() error { return r.ct.Destroy() }
