@@ -169,6 +169,7 @@ func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 	}
 	r.mount = m.mount
 	if r.spec.StatusGoal == state.GoalMounted {
+		a.log.Info("container mounted")
 		a.setStatus(ctx, messages.StatusMounted, "")
 		return
 	}
@@ -177,6 +178,7 @@ func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 
 func (a *containerActor) startRun(ctx actor.Context) {
 	r := a.rec
+	a.log.Info("starting container")
 	a.setStatus(ctx, messages.StatusStarting, "")
 	gen, self, sys, mount := r.gen, ctx.Self(), ctx.ActorSystem(), r.mount
 	goSafe(sys, self, func() any { return &startDone{gen: gen, err: errPanic} }, func() any {
@@ -202,6 +204,7 @@ func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 	}
 	r.run, r.running = m.run, true
 	r.startedAt = time.Now()
+	a.log.Info("container started", "pid", m.run.Pid())
 	gen, self, sys, run := r.gen, ctx.Self(), ctx.ActorSystem(), m.run
 	goSafe(sys, self, func() any { return &exitDone{gen: gen, exit: messages.Exit{Code: -1, At: time.Now()}} }, func() any {
 		return &exitDone{gen: gen, exit: run.Wait()}
@@ -233,6 +236,7 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 		a.setStatus(ctx, messages.StatusStopped, "")
 		return
 	}
+	a.log.Info("stopping container")
 	a.setStatus(ctx, messages.StatusStopping, "")
 	run, mount, running := r.run, r.mount, r.running
 	r.run, r.mount, r.running = nil, nil, false
@@ -251,6 +255,7 @@ func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
 		errText = m.err.Error()
 		a.log.Error("stop container", "err", m.err)
 	}
+	a.log.Info("container stopped")
 	a.setStatus(ctx, messages.StatusStopped, errText)
 }
 

@@ -238,6 +238,11 @@ func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, chi
 	if failed {
 		status = messages.StatusFailed
 	}
+	if failed {
+		r.log.Error("container failed", "container", name, "reason", why)
+	} else {
+		r.log.Info("container stopped on its own", "container", name)
+	}
 	sup.ResumeChildren(child)
 	sys.Root.Send(child, &messages.RecoveryDecided{Status: status, Reason: why})
 	c := r.st.Container(name)

@@ -61,6 +61,9 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *messages.Describe:
 		n := &messages.Node{Path: ctx.Self().Id, Kind: "root", Status: "running", Since: a.since,
 			Info: map[string]string{"rev": a.cfg.Rev}}
+		if a.cfg.State == nil {
+			n.Status = "safe-mode"
+		}
 		if len(a.reboots) > 0 {
 			n.Status = "reboot-requested"
 			n.LastFailure = a.reboots[len(a.reboots)-1]
@@ -73,6 +76,11 @@ func (a *rootActor) Receive(ctx actor.Context) {
 }
 
 func (a *rootActor) startRevision(ctx actor.Context) {
+	if a.cfg.State == nil {
+		// Safe mode: the revision cannot run, but the device stays up and
+		// answers on the control socket.
+		return
+	}
 	props := newRevisionProps(a.cfg.Rev, a.cfg.State, a.cfg.Engine, a.cfg.Log, a.cfg.StopTimeout)
 	pid, err := ctx.SpawnNamed(props, "rev-"+a.cfg.Rev)
 	if err != nil {
@@ -127,7 +135,9 @@ var _ actor.SupervisorStrategy = guardian{}
 
 // Config is what the actor tree needs to run a revision.
 type Config struct {
-	Rev    string
+	Rev string
+	// State is the revision to run; nil starts root in safe mode (no
+	// revision, control socket only).
 	State  *state.State
 	Engine Engine
 	Log    *slog.Logger

@@ -5,12 +5,21 @@
 //
 // validates a revision (a state JSON file, or a trail directory whose objects
 // are checked too) and exits 0 when valid, 1 when invalid, 2 when unreadable.
+//
+//	pantavisor appengine --storage DIR [--run DIR] [--config FILE]
+//
+// runs the device as an application, in fresh pid+mount+net namespaces.
 package main
 
 import (
 	"fmt"
 	"io"
 	"os"
+
+	// Makes this binary libcontainer's container init when re-executed as
+	// "pantavisor init", and keeps the main thread out of container
+	// namespaces (see the package).
+	_ "github.com/pantavisor/pv/runtime/driver/initshim"
 )
 
 const usage = `usage: pantavisor <command> [arguments]
@@ -19,6 +28,9 @@ commands:
   validate [--appengine] [--warnings] PATH
         check a revision: PATH is a state JSON file or a trail directory
         (trails/<rev>); exit 0 valid, 1 invalid, 2 unreadable
+  appengine --storage DIR [--run DIR] [--config FILE] [-v]
+        run the revision the bootloader env in DIR/boot names (rev 0 when
+        none) in fresh pid+mount+net namespaces; control socket DIR/pv-ctrl
 `
 
 func main() {
@@ -34,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "validate":
 		return validateCmd(args[1:], stdout, stderr)
+	case "appengine":
+		return appengineCmd(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/ctrl"
+	"github.com/pantavisor/pv/runtime/driver"
+	"github.com/pantavisor/pv/runtime/engine"
+	"github.com/pantavisor/pv/runtime/reaper"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+)
+
+// stageEnv marks the process that runs as PID 1 inside the fresh
+// namespaces; reaper.ChildEnv marks the supervisor below it.
+const stageEnv = "PV_APPENGINE_STAGE"
+
+type appengineOpts struct {
+	storage string
+	run     string
+	config  string
+	verbose bool
+}
+
+// appengineCmd runs the device as an application: the host process
+// re-executes itself in fresh pid+mount+net namespaces, where PID 1 is the
+// reaper and its only child the supervisor. Bridges, iptables rules and
+// mounts live in those namespaces and vanish with them; the control socket
+// is a file under --run, reachable from the host.
+func appengineCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("appengine", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o appengineOpts
+	fs.StringVar(&o.storage, "storage", "", "device storage directory (trails/, objects/, boot/, logs/)")
+	fs.StringVar(&o.run, "run", "/run/pantavisor/pv", "run directory: the control socket pv-ctrl is created here")
+	fs.StringVar(&o.config, "config", "", "pantavisor.config file")
+	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.storage == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: pantavisor appengine --storage DIR [--run DIR] [--config FILE] [-v]")
+		return 2
+	}
+	var err error
+	if o.storage, err = filepath.Abs(o.storage); err != nil {
+		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
+		return 2
+	}
+	if o.run, err = filepath.Abs(o.run); err != nil {
+		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
+		return 2
+	}
+	switch {
+	case reaper.IsChild():
+		return supervise(o, stderr)
+	case os.Getenv(stageEnv) == "ns":
+		return pid1(stderr)
+	}
+	return hostStage(o, stderr)
+}
+
+// hostStage starts PID 1 in new namespaces and relays termination signals
+// to it, so that Ctrl-C stops the device cleanly.
+func hostStage(o appengineOpts, stderr io.Writer) int {
+	if fi, err := os.Stat(o.storage); err != nil || !fi.IsDir() {
+		fmt.Fprintf(stderr, "pantavisor: storage %s is not a directory\n", o.storage)
+		return 2
+	}
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Env = append(os.Environ(), stageEnv+"=ns")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET,
+		// Its own process group: a terminal's Ctrl-C reaches only this
+		// process, which forwards it once, in order.
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "pantavisor: start in new namespaces (needs root): %v\n", err)
+		return 1
+	}
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
+		}
+	}()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// pid1 is PID 1 of the new pid namespace: it seals its executable once (so
+// that no container start copies it again) and becomes the reaper of
+// everything below.
+func pid1(stderr io.Writer) int {
+	// Sealing re-executes this process: the stage marker must survive it,
+	// and only then be dropped so that the supervisor does not inherit it.
+	if err := driver.EnsureSealedExe(); err != nil {
+		fmt.Fprintf(stderr, "pantavisor: %v (containers will copy the binary at each start)\n", err)
+	}
+	os.Unsetenv(stageEnv)
+	code, err := reaper.Run(reaper.Options{Logf: func(f string, a ...any) { fmt.Fprintf(stderr, "reaper: "+f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
+		return 1
+	}
+	return code
+}
+
+// supervise is the device: it loads the revision the bootloader names, runs
+// it under the actor tree, serves the control socket and, on SIGTERM or
+// SIGINT, stops everything in reverse group order and cleans up.
+func supervise(o appengineOpts, stderr io.Writer) int {
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	boot, err := bootloader.AppEngine{Dir: storage.Layout{Root: o.storage}.Boot()}.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
+		return 1
+	}
+	rev := boot.Revision()
+	layout := storage.Layout{Root: o.storage}
+	log, closeLog, err := newLogger(stderr, filepath.Join(layout.Logs(rev), "pantavisor", "pantavisor.log"), level)
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor: open log: %v\n", err)
+		return 1
+	}
+	defer closeLog()
+	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "rev", rev, "pid", os.Getpid())
+	cfg := loadConfig(o, log)
+	if err := isolate(); err != nil {
+		log.Error("set up namespaces", "err", err)
+		return 1
+	}
+	work := filepath.Join(o.run, "work")
+	if err := mountWork(work); err != nil {
+		log.Error("mount work tmpfs", "err", err)
+		return 1
+	}
+	defer unmountWork(work, log)
+
+	var st *state.State
+	if err := storage.CheckRev(rev); err != nil {
+		log.Error("bootloader names a bad revision: safe mode", "err", err)
+	} else if st, err = state.LoadTrail(layout.Trail(rev), state.Options{AppEngine: true}); err != nil {
+		for _, p := range state.Problems(err) {
+			log.Error("invalid revision", "rev", rev, "problem", p.String())
+		}
+		log.Error("revision cannot run: safe mode (control socket up, no containers)", "rev", rev, "err", err)
+		st = nil
+	}
+	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: cgroupParent(o.storage)})
+	if err != nil {
+		log.Error("container driver", "err", err)
+		return 1
+	}
+	// The socket exists before any container starts: each one gets it
+	// bind-mounted at /pantavisor/pv-ctrl.
+	sock := filepath.Join(o.run, "pv-ctrl")
+	listener, err := ctrl.Listen(sock)
+	if err != nil {
+		log.Error("control socket", "err", err)
+		return 1
+	}
+	eng := &engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv,
+		WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log}
+	sys, err := actors.Start(actors.Config{
+		Rev: rev, State: st, Engine: engineAdapter{eng}, Log: log,
+		StopTimeout: cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
+		OnReboot: func(reason string) {
+			log.Error("reboot requested", "reason", reason)
+		},
+	})
+	if err != nil {
+		log.Error("start actors", "err", err)
+		return 1
+	}
+	stopCtrl := serveControl(listener, sys, drv.CgroupParent(), log)
+	log.Info("control socket ready", "path", sock)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sigs
+	log.Info("stopping", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "signal "+s.String()); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	stopCtrl()
+	log.Info("pantavisor stopped")
+	return 0
+}
+
+// loadConfig builds the layered configuration: defaults, the config file,
+// the environment; appengine mode is forced as upstream does.
+func loadConfig(o appengineOpts, log *slog.Logger) *config.Config {
+	cfg := config.New()
+	if o.config != "" {
+		data, err := os.ReadFile(o.config)
+		if err != nil {
+			log.Error("read config file; using defaults", "err", err)
+		} else if rep, err := cfg.LoadFile(config.LevelPVConf, o.config, data); err != nil {
+			log.Error("config file not applied", "err", err)
+		} else {
+			for _, w := range rep.Warnings {
+				log.Warn("config", "warning", w)
+			}
+		}
+	}
+	rep := cfg.LoadEnv(os.Environ())
+	for _, e := range rep.Refused {
+		log.Warn("config from environment refused", "err", e)
+	}
+	if _, err := cfg.SetArgs(config.PVSystemInitMode, "appengine"); err != nil {
+		log.Warn("config", "err", err)
+	}
+	return cfg
+}
+
+// isolate makes every mount private to this namespace (nothing propagates
+// back to the host), mounts a /proc that matches the new pid namespace, and
+// brings the new network namespace's loopback up.
+func isolate() error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find loopback: %w", err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
+// mountWork puts a tmpfs on the work directory: container mountpoints and
+// libcontainer state live there, private to this mount namespace, and go
+// away with it whatever happens.
+func mountWork(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700")
+}
+
+func unmountWork(dir string, log *slog.Logger) {
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+		log.Warn("unmount work tmpfs", "err", err)
+	}
+	_ = os.Remove(dir)
+}
+
+// cgroupParent names the cgroup of this device's containers after its
+// storage, so two appengine instances on one host never share it.
+func cgroupParent(storageDir string) string {
+	sum := sha256.Sum256([]byte(storageDir))
+	return "pantavisor-" + hex.EncodeToString(sum[:4])
+}

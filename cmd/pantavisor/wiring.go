@@ -1,0 +1,33 @@
+package main
+
+import (
+	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/runtime/engine"
+	"github.com/pantavisor/pv/state"
+)
+
+// engineAdapter presents the runtime engine to the actors: the engine
+// returns its concrete types, the actors want their interfaces, and neither
+// package imports the other.
+type engineAdapter struct{ e *engine.Engine }
+
+func (a engineAdapter) Mount(c *state.Container) (actors.Mount, error) {
+	m, err := a.e.Mount(c)
+	if err != nil {
+		return nil, err
+	}
+	return mountAdapter{m}, nil
+}
+
+type mountAdapter struct{ *engine.Mount }
+
+func (m mountAdapter) Start() (actors.Run, error) {
+	r, err := m.Mount.Start()
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+var _ actors.Engine = engineAdapter{}
+var _ actors.Run = (*engine.Run)(nil)
