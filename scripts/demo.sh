@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds the demo revision of examples/demo into examples/build/storage as a
-# device keeps it (trails/0/.pvr/json + content-addressed objects), then
-# validates it with the real objects: lxc.container.conf translation, sha256
-# of every object.
+# device keeps it (trails/0/.pvr/json + content-addressed objects), validates
+# it with the real objects (lxc.container.conf translation, sha256 of every
+# object), then runs it in appengine mode in the foreground. Ctrl-C stops it.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -16,7 +16,10 @@ mkdir -p "$storage/objects" "$storage/trails/0/.pvr" "$out/rootfs"
 root=$out/rootfs/base
 mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run" "$root/www"
 cp /bin/busybox "$root/bin/busybox"
-for app in $(/bin/busybox --list); do ln -sf busybox "$root/bin/$app"; done
+for app in $(/bin/busybox --list); do [ "$app" = busybox ] || ln -sf busybox "$root/bin/$app"; done
+# The web container runs a small static Go program (examples/pvapp).
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$root/bin/pvapp" ./examples/pvapp
+mkdir -p "$root/pantavisor"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
 echo 'root:x:0:' > "$root/etc/group"
 echo '<h1>Hello from a Pantavisor demo container</h1>' > "$root/www/index.html"
@@ -36,3 +39,19 @@ done
 printf '%s\n' "$state" > "$storage/trails/0/.pvr/json"
 echo "demo revision built in $storage"
 bin/pantavisor validate --appengine --warnings "$storage/trails/0"
+
+run=$out/run
+cat <<MSG
+
+Starting the device (appengine mode). In another terminal, as root:
+
+    bin/pvcontrol -s $run/pv-ctrl ls        # containers, their status and pid
+    bin/pvcontrol -s $run/pv-ctrl groups ls # groups in start order
+    bin/pvcontrol -s $run/pv-ctrl tree      # the live actor tree
+    tail -f $storage/logs/0/shell/console.log
+
+Press Ctrl-C here to stop it: containers stop in reverse group order.
+
+MSG
+[ -n "${PV_DEMO_NO_RUN:-}" ] && exit 0
+exec bin/pantavisor appengine --storage "$storage" --run "$run"

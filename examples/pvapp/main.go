@@ -1,0 +1,130 @@
+// Command pvapp is the small static program the demo and the integration
+// tests put in their containers, for what busybox cannot do: serve HTTP,
+// tell pantavisor it is ready over the control socket, exit with a chosen
+// code.
+//
+//	pvapp web [-addr :8080]     serve a page naming the container
+//	pvapp ready [then CMD...]   POST /signal {"type":"ready"}, then run CMD or sleep
+//	pvapp exit N                exit with status N
+//	pvapp segv                  die by SIGSEGV, as a crashing program does
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// ctrlSocket is where pantavisor exposes pv-ctrl inside every container.
+const ctrlSocket = "/pantavisor/pv-ctrl"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: pvapp web [-addr :8080] | ready [CMD...] | exit N")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "web":
+		addr := ":8080"
+		if len(os.Args) == 4 && os.Args[2] == "-addr" {
+			addr = os.Args[3]
+		}
+		web(addr)
+	case "ready":
+		if err := signalReady(); err != nil {
+			fmt.Fprintln(os.Stderr, "pvapp: signal ready:", err)
+			os.Exit(1)
+		}
+		fmt.Println("pvapp: signalled ready")
+		if len(os.Args) > 2 {
+			cmd := exec.Command(os.Args[2], os.Args[3:]...)
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+			if err := cmd.Run(); err != nil {
+				os.Exit(1)
+			}
+			return
+		}
+		waitForTerm()
+	case "segv":
+		segv()
+	case "exit":
+		n, err := strconv.Atoi(os.Args[2])
+		if err != nil {
+			os.Exit(2)
+		}
+		os.Exit(n)
+	default:
+		fmt.Fprintln(os.Stderr, "pvapp: unknown command", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// segv restores the default SIGSEGV disposition (the Go runtime would turn
+// the fault into a panic and exit 2) and faults. A fault is delivered even
+// to a pid namespace's init, which ignores every other signal it does not
+// handle, so this is how a container's init really dies by a signal.
+func segv() {
+	var dfl [4]uint64 // a zeroed kernel sigaction: SIG_DFL, no flags, empty mask
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(syscall.SIGSEGV),
+		uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0); e != 0 {
+		fmt.Fprintln(os.Stderr, "pvapp: rt_sigaction:", e)
+		os.Exit(1)
+	}
+	var p *int
+	*p = 1
+}
+
+func web(addr string) {
+	host, _ := os.Hostname()
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s, a pantavisor container\n", host)
+	})
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		waitForTerm()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	fmt.Printf("pvapp: serving on %s\n", addr)
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, "pvapp:", err)
+		os.Exit(1)
+	}
+}
+
+func signalReady() error {
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", ctrlSocket)
+		},
+	}}
+	resp, err := c.Post("http://localhost/signal", "application/json", bytes.NewBufferString(`{"type":"ready","payload":""}`))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return nil
+}
+
+// waitForTerm blocks until SIGTERM or SIGINT: as a container's init the
+// program must handle them itself, the kernel ignores them otherwise.
+func waitForTerm() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	<-ch
+}
