@@ -1,0 +1,357 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/runtime/testrootfs"
+)
+
+// bin holds the binaries under test, built once per test process.
+var bin string
+
+func TestMain(m *testing.M) {
+	if os.Getpid() != 1 {
+		fmt.Println("integration tests run as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "pv-integration-bin-")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	bin = dir
+	for _, b := range []struct{ out, pkg, cgo string }{
+		{"pantavisor", "../cmd/pantavisor", "1"},
+		{"pvcontrol", "../cmd/pvcontrol", "0"},
+		{"pvapp", "../examples/pvapp", "0"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("build %s: %v\n%s", b.pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	testrootfs.Cleanup()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	imageOnce sync.Once
+	image     string
+	imageErr  error
+)
+
+// rootImage is a squashfs of the busybox test rootfs plus /bin/pvapp.
+func rootImage(t *testing.T) string {
+	t.Helper()
+	imageOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pv-integration-root-")
+		if err != nil {
+			imageErr = err
+			return
+		}
+		root := filepath.Join(dir, "rootfs")
+		if out, err := exec.Command("cp", "-a", testrootfs.Dir(t), root).CombinedOutput(); err != nil {
+			imageErr = fmt.Errorf("copy rootfs: %v: %s", err, out)
+			return
+		}
+		data, err := os.ReadFile(filepath.Join(bin, "pvapp"))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(root, "bin", "pvapp"), data, 0o755)
+		}
+		if err == nil {
+			err = os.MkdirAll(filepath.Join(root, "pantavisor"), 0o755)
+		}
+		if err != nil {
+			imageErr = err
+			return
+		}
+		image = filepath.Join(dir, "root.squashfs")
+		imageErr = testrootfs.MakeSquashfs(root, image)
+	})
+	if imageErr != nil {
+		t.Fatalf("root image: %v", imageErr)
+	}
+	return image
+}
+
+// ctr is one container of a test revision.
+type ctr struct {
+	name  string
+	group string
+	// cmd is the init command line as lxc.init.cmd writes it.
+	cmd string
+	// lxc holds extra lxc.container.conf lines.
+	lxc []string
+	// run holds extra run.json keys.
+	run map[string]any
+}
+
+// lxcConf writes a container config the way upstream's pvr template does.
+func lxcConf(c ctr) string {
+	lines := []string{
+		"lxc.tty.max = 8",
+		"lxc.pty.max = 1024",
+		"lxc.cgroup.devices.allow = a",
+		fmt.Sprintf("lxc.rootfs.path = overlayfs:/volumes/%s/root.squashfs:/volumes/%s/lxc-overlay/upper", c.name, c.name),
+		"lxc.init.cmd = " + c.cmd,
+		"lxc.init.cwd = /",
+		"lxc.environment = PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"lxc.namespace.keep = user net ipc",
+		"lxc.mount.auto = proc sys:rw cgroup",
+		"lxc.mount.entry = tmpfs run tmpfs rw,nodev,relatime,mode=755 0 0",
+	}
+	return strings.Join(append(lines, c.lxc...), "\n") + "\n"
+}
+
+// buildStorage lays out a device storage with revision 0 made of ctrs, the
+// way a device keeps it: trails/0/.pvr/json and objects/<sha256>.
+func buildStorage(t *testing.T, groups []map[string]any, ctrs []ctr) string {
+	t.Helper()
+	dir := t.TempDir()
+	objects := filepath.Join(dir, "objects")
+	trail := filepath.Join(dir, "trails", "0", ".pvr")
+	for _, d := range []string{objects, trail} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(data []byte) string {
+		sum := sha256.Sum256(data)
+		sha := hex.EncodeToString(sum[:])
+		if err := os.WriteFile(filepath.Join(objects, sha), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return sha
+	}
+	img, err := os.ReadFile(rootImage(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootSha := put(img)
+	gs := make([]any, len(groups))
+	for i, g := range groups {
+		gs[i] = g
+	}
+	st := map[string]any{"#spec": "pantavisor-service-system@1", "device.json": map[string]any{"groups": gs}}
+	for _, c := range ctrs {
+		run := map[string]any{
+			"#spec": "service-manifest-run@1", "name": c.name, "type": "lxc",
+			"config": "lxc.container.conf", "root-volume": "root.squashfs", "volumes": []any{},
+			"group":   c.group,
+			"storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}},
+		}
+		for k, v := range c.run {
+			run[k] = v
+		}
+		st[c.name+"/run.json"] = run
+		st[c.name+"/lxc.container.conf"] = put([]byte(lxcConf(c)))
+		st[c.name+"/root.squashfs"] = rootSha
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(trail, "json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// device is a running `pantavisor appengine`.
+type device struct {
+	t       *testing.T
+	storage string
+	run     string
+	cmd     *exec.Cmd
+	out     *bytes.Buffer
+	outMu   *sync.Mutex
+	exited  chan struct{}
+	exitErr error
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// startDevice runs pantavisor appengine on storage and waits for its control
+// socket. The device is stopped (SIGTERM) at the end of the test if the test
+// did not stop it.
+func startDevice(t *testing.T, storage string) *device {
+	t.Helper()
+	d := &device{t: t, storage: storage, run: t.TempDir(), out: &bytes.Buffer{}, outMu: &sync.Mutex{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), "appengine", "--storage", storage, "--run", d.run)
+	w := lockedWriter{d.outMu, d.out}
+	d.cmd.Stdout, d.cmd.Stderr = w, w
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			d.stop(30 * time.Second)
+		}
+		if t.Failed() {
+			t.Logf("pantavisor output:\n%s", d.output())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(d.sock()); err == nil {
+			return d
+		}
+		select {
+		case <-d.exited:
+			t.Fatalf("pantavisor exited early: %v\n%s", d.exitErr, d.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no control socket after 20 s:\n%s", d.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *device) sock() string { return filepath.Join(d.run, "pv-ctrl") }
+
+func (d *device) output() string {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	return d.out.String()
+}
+
+// stop sends SIGTERM and returns pantavisor's exit code.
+func (d *device) stop(timeout time.Duration) int {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(timeout):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		d.t.Errorf("pantavisor did not stop within %v", timeout)
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
+// pvcontrol runs bin/pvcontrol against the device.
+func (d *device) pvcontrol(args ...string) (string, int) {
+	cmd := exec.Command(filepath.Join(bin, "pvcontrol"), append([]string{"-s", d.sock()}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatalf("pvcontrol: %v", err)
+	}
+	return out.String() + errb.String(), code
+}
+
+func (d *device) containers() []messages.ContainerInfo {
+	out, code := d.pvcontrol("ls", "--json")
+	if code != 0 {
+		d.t.Fatalf("pvcontrol ls: exit %d: %s", code, out)
+	}
+	var cs []messages.ContainerInfo
+	if err := json.Unmarshal([]byte(out), &cs); err != nil {
+		d.t.Fatalf("pvcontrol ls --json: %v: %s", err, out)
+	}
+	return cs
+}
+
+// waitContainers polls pvcontrol ls until cond holds.
+func (d *device) waitContainers(what string, timeout time.Duration, cond func(map[string]messages.ContainerInfo) bool) map[string]messages.ContainerInfo {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m := map[string]messages.ContainerInfo{}
+		for _, c := range d.containers() {
+			m[c.Name] = c
+		}
+		if cond(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(m, "", " ")
+			d.t.Fatalf("timeout waiting for %s; containers:\n%s", what, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// logLines returns pantavisor.log of revision 0.
+func (d *device) log() string {
+	data, _ := os.ReadFile(filepath.Join(d.storage, "logs", "0", "pantavisor", "pantavisor.log"))
+	return string(data)
+}
+
+// waitConsole waits until a container's console log contains s.
+func (d *device) waitConsole(name, s string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(d.console(name), s) {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s console never showed %q: %q", name, s, d.console(name))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *device) console(name string) string {
+	data, _ := os.ReadFile(filepath.Join(d.storage, "logs", "0", name, "console.log"))
+	return string(data)
+}
+
+// lineIndex returns the index of the first log line containing all parts.
+func lineIndex(log string, parts ...string) int {
+	for i, l := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return i
+		}
+	}
+	return -1
+}
+
+func statusIs(want messages.Status, names ...string) func(map[string]messages.ContainerInfo) bool {
+	return func(m map[string]messages.ContainerInfo) bool {
+		for _, n := range names {
+			if m[n].Status != want {
+				return false
+			}
+		}
+		return true
+	}
+}
