@@ -11,7 +11,7 @@ FUZZTIME  ?= 10s
 # host's network namespace is never touched.
 NS_EXEC   := unshare --pid --net --mount --fork --mount-proc
 FIXTURES  ?= $(abspath ../shared/fixtures/upstream-pvtx)
-export PV_FIXTURES := $(FIXTURES)
+export UPSTREAM_FIXTURES := $(FIXTURES)
 
 # package:FuzzTarget pairs run by `make fuzz` (each for FUZZTIME).
 FUZZ_TARGETS := \

@@ -36,6 +36,12 @@ type containerRecord struct {
 	startedAt time.Time
 	lastExit  *messages.Exit
 	err       string
+	// releasing is set while a dead run is being torn down after a final
+	// decision; a stop waits for it, so that shutdown never reports a
+	// container STOPPED while its cgroups or mounts still exist.
+	releasing bool
+	// stopWanted records a StopContainer that arrived while releasing.
+	stopWanted bool
 	// restarts counts container (not actor) restarts.
 	restarts      int
 	actorRestarts int
@@ -76,6 +82,7 @@ type (
 		gen uint64
 		err error
 	}
+	releaseDone struct{}
 )
 
 func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger) *actor.Props {
@@ -105,6 +112,13 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		a.exited(ctx, m)
 	case *stopDone:
 		a.stopped(ctx, m)
+	case *releaseDone:
+		a.rec.releasing = false
+		if a.rec.stopWanted {
+			a.rec.stopWanted = false
+			a.log.Info("container stopped")
+			a.setStatus(ctx, messages.StatusStopped, "")
+		}
 	case *messages.RecoveryDecided:
 		a.rec.armed = false
 		a.release(ctx)
@@ -232,6 +246,11 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 	r := a.rec
 	r.armed = false
 	r.gen++ // anything in flight is now stale
+	if r.releasing {
+		r.stopWanted = true
+		a.setStatus(ctx, messages.StatusStopping, "")
+		return
+	}
 	if r.run == nil && r.mount == nil {
 		a.setStatus(ctx, messages.StatusStopped, "")
 		return
@@ -293,12 +312,13 @@ func (a *containerActor) release(ctx actor.Context) {
 	if run == nil && mount == nil {
 		return
 	}
-	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
-	goSafe(sys, self, func() any { return &stopDone{gen: gen - 1, err: errPanic} }, func() any {
-		if err := teardown(run, mount, false, a.stopTimeout); err != nil {
-			a.log.Error("release container", "err", err)
+	r.releasing = true
+	self, sys, log, timeout := ctx.Self(), ctx.ActorSystem(), a.log, a.stopTimeout
+	goSafe(sys, self, func() any { return &releaseDone{} }, func() any {
+		if err := teardown(run, mount, false, timeout); err != nil {
+			log.Error("release container", "err", err)
 		}
-		return &stopDone{gen: gen - 1} // stale on purpose: status is already decided
+		return &releaseDone{}
 	})
 }
 

@@ -19,11 +19,14 @@ type fakeEngine struct {
 	runs     map[string]*fakeRun
 	failOn   map[string]string // container → "mount" or "start"
 	startDly map[string]time.Duration
-	nextPid  int
+	// slowDestroy makes Destroy of these containers take a while.
+	slowDestroy map[string]time.Duration
+	nextPid     int
 }
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{runs: map[string]*fakeRun{}, failOn: map[string]string{}, startDly: map[string]time.Duration{}, nextPid: 100}
+	return &fakeEngine{runs: map[string]*fakeRun{}, failOn: map[string]string{}, startDly: map[string]time.Duration{},
+		slowDestroy: map[string]time.Duration{}, nextPid: 100}
 }
 
 func (e *fakeEngine) record(ev string) {
@@ -105,7 +108,14 @@ func (r *fakeRun) Stop(time.Duration) error {
 	r.Exit(0, 15)
 	return nil
 }
-func (r *fakeRun) Destroy() error { r.e.record("destroy " + r.name); return nil }
+func (r *fakeRun) Destroy() error {
+	r.e.mu.Lock()
+	d := r.e.slowDestroy[r.name]
+	r.e.mu.Unlock()
+	time.Sleep(d)
+	r.e.record("destroy " + r.name)
+	return nil
+}
 
 var _ Engine = (*fakeEngine)(nil)
 

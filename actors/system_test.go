@@ -223,3 +223,22 @@ func TestTreeDescribesEveryActor(t *testing.T) {
 		t.Fatalf("revision children: %s", b)
 	}
 }
+
+// A container that failed is torn down in the background; a shutdown right
+// after must wait for that teardown instead of reporting it stopped.
+func TestShutdownWaitsForRelease(t *testing.T) {
+	e := newFakeEngine()
+	e.slowDestroy["c1"] = 300 * time.Millisecond
+	sys := startSystem(t, threeGroups(t, 1), e)
+	waitStatus(t, sys, map[string]messages.Status{"c1": messages.StatusStarted})
+	e.run("c1").Exit(3, 0)
+	waitStatus(t, sys, map[string]messages.Status{"c1": messages.StatusFailed})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := e.Events(); index(ev, "unmount c1") < 0 {
+		t.Fatalf("shutdown finished before c1 was released: %v", ev)
+	}
+}

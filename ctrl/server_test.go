@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -425,24 +426,60 @@ func TestRolesBackendError(t *testing.T) {
 	}
 }
 
-func TestServeNotUnix(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Skip("no loopback:", err)
+// pipeListener hands out in-memory connections: a caller that is not on a
+// unix socket, without opening any network socket.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (p *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.closed:
+		return nil, net.ErrClosed
 	}
+}
+
+func (p *pipeListener) Close() error   { p.once.Do(func() { close(p.closed) }); return nil }
+func (p *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+func (p *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case p.conns <- server:
+		return client, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+func TestServeNotUnix(t *testing.T) {
+	l := newPipeListener()
 	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go s.Serve(l)
 	defer s.Close()
-	req, _ := http.NewRequest("GET", "http://"+l.Addr().String()+"/groups", nil)
-	req.Host = "localhost"
-	res, err := http.DefaultClient.Do(req)
+	client := &http.Client{Transport: &http.Transport{DialContext: l.dial}}
+	req, _ := http.NewRequest("GET", "http://localhost/groups", nil)
+	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if res.StatusCode != 500 || string(b) != errJSON(msgUnknownCaller) {
-		t.Errorf("TCP caller = %d %s", res.StatusCode, b)
+		t.Errorf("non-unix caller = %d %s", res.StatusCode, b)
 	}
 }
 

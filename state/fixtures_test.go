@@ -12,7 +12,7 @@ import (
 func fixturesDir(t testing.TB) string {
 	t.Helper()
 	for _, d := range []string{
-		os.Getenv("PV_FIXTURES"),
+		os.Getenv("UPSTREAM_FIXTURES"),
 		"../../shared/fixtures/upstream-pvtx",
 		"../shared/fixtures/upstream-pvtx",
 		"testdata/upstream-pvtx",
@@ -24,7 +24,7 @@ func fixturesDir(t testing.TB) string {
 			return d
 		}
 	}
-	t.Fatal("upstream fixtures not found: set PV_FIXTURES")
+	t.Fatal("upstream fixtures not found: set UPSTREAM_FIXTURES")
 	return ""
 }
 
