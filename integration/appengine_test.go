@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -242,7 +244,7 @@ func TestSigtermStopsInReverseOrderAndCleansUp(t *testing.T) {
 			t.Errorf("loop devices left on %s: %v", o, l)
 		}
 	}
-	if cg := cgroupsNamed("pantavisor-"); len(cg) > 0 {
+	if cg := cgroupsNamed(cgroupParentOf(storage)); len(cg) > 0 {
 		t.Errorf("cgroups left: %v", cg)
 	}
 	if p := otherProcesses(); len(p) > 0 {
@@ -338,6 +340,14 @@ func zombiesIn(t *testing.T, pid1 int) []string {
 		}
 	}
 	return out
+}
+
+// cgroupParentOf is the cgroup parent pantavisor derives from a storage
+// path (cmd/pantavisor cgroupParent): other devices running on this host at
+// the same time have their own.
+func cgroupParentOf(storage string) string {
+	sum := sha256.Sum256([]byte(storage))
+	return "pantavisor-" + hex.EncodeToString(sum[:4])
 }
 
 // cgroupsNamed lists cgroup directories (any hierarchy, any depth up to 4)
