@@ -127,8 +127,16 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		ctx.Respond(a.signal(ctx, m))
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
+	case *injectedPanic:
+		// Only the package's tests can build this message: it proves that a
+		// Go bug in a container actor neither kills pantavisor nor loses
+		// the container.
+		panic(m.reason)
 	}
 }
+
+// injectedPanic makes the actor panic; see the tests.
+type injectedPanic struct{ reason string }
 
 // started runs on every incarnation: adopt a live run, resume a wanted
 // start, or wait for StartContainer.
@@ -156,7 +164,6 @@ func (a *containerActor) bringUp(ctx actor.Context) {
 	if r.run != nil && r.running {
 		return // already up
 	}
-	a.destroyRun() // a dead run from before
 	r.gen++
 	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
 	if r.mount == nil {
@@ -195,7 +202,20 @@ func (a *containerActor) startRun(ctx actor.Context) {
 	a.log.Info("starting container")
 	a.setStatus(ctx, messages.StatusStarting, "")
 	gen, self, sys, mount := r.gen, ctx.Self(), ctx.ActorSystem(), r.mount
+	// A run that exited before (a restart) is removed first, in the same
+	// background work: Destroy touches cgroups and must not block Receive.
+	dead := r.run
+	if r.running {
+		dead = nil
+	}
+	r.run = nil
+	log := a.log
 	goSafe(sys, self, func() any { return &startDone{gen: gen, err: errPanic} }, func() any {
+		if dead != nil {
+			if err := dead.Destroy(); err != nil {
+				log.Error("destroy exited container", "err", err)
+			}
+		}
 		run, err := mount.Start()
 		return &startDone{gen: gen, run: run, err: err}
 	})
@@ -236,7 +256,8 @@ func (a *containerActor) exited(ctx actor.Context, m *exitDone) {
 	r.lastExit = &exit
 	r.lastFailure, r.lastFailureAt = exit.String(), exit.At
 	a.log.Info("container exited", "code", exit.Code, "signal", exit.Signal)
-	a.sendStatus(ctx) // carries last_exit to the revision before it decides
+	// The exit travels in the failure itself: a status message would be
+	// processed after the revision's decision and undo it.
 	panic(&messages.ContainerExited{Name: r.spec.Name, Exit: exit})
 }
 
@@ -320,18 +341,6 @@ func (a *containerActor) release(ctx actor.Context) {
 		}
 		return &releaseDone{}
 	})
-}
-
-// destroyRun removes a run whose init has exited, before starting anew.
-func (a *containerActor) destroyRun() {
-	r := a.rec
-	if r.run == nil || r.running {
-		return
-	}
-	if err := r.run.Destroy(); err != nil {
-		a.log.Error("destroy exited container", "err", err)
-	}
-	r.run = nil
 }
 
 // stopping is the last resort when the actor is stopped with its container

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/supervision"
 )
 
 // revisionActor runs one revision: it spawns one container actor per
@@ -37,15 +38,46 @@ type revisionActor struct {
 	stopping  bool
 	stopGroup int
 	stopFor   *actor.PID
+
+	// self is the revision's PID, for timers that report back.
+	self *actor.PID
+	// trying says this revision is an update being tried: a container
+	// that gives up asks for a rollback instead of FAILED or a reboot.
+	trying   bool
+	maxDelay time.Duration
+	recovery map[string]*recovery
+}
+
+// recovery is the revision's auto-recovery bookkeeping for one container.
+type recovery struct {
+	policy  supervision.Policy
+	history supervision.History
+	// suspended: the container actor failed and waits for the revision's
+	// restart (after the backoff) or its final decision.
+	suspended   bool
+	retryGen    int
+	nextRetryAt time.Time
+	// pending is a PUT /containers start or restart waiting for its outcome.
+	pending *actor.PID
+	// restartAfterStop: an API restart stopped the container and starts it
+	// again once it is STOPPED.
+	restartAfterStop bool
+}
+
+// retryDue fires when a container's backoff delay is over.
+type retryDue struct {
+	name string
+	gen  int
 }
 
 // groupTimedOut fires when a container has not reached its goal within its
 // group's timeout.
 type groupTimedOut struct{ name string }
 
-func newRevisionProps(rev string, st *state.State, engine Engine, log *slog.Logger, stopTimeout time.Duration) *actor.Props {
+func newRevisionProps(cfg Config) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &revisionActor{rev: rev, st: st, engine: engine, log: log.With("rev", rev), stopTimeout: stopTimeout}
+		return &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
+			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay}
 	})
 }
 
@@ -76,6 +108,10 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 			return
 		}
 		ctx.Forward(pid)
+	case *retryDue:
+		r.retry(ctx, m)
+	case *messages.ContainerAction:
+		r.action(ctx, m)
 	case *messages.Describe:
 		ctx.Respond(r.describe(ctx))
 	}
@@ -90,6 +126,11 @@ func (r *revisionActor) start(ctx actor.Context) {
 	r.asked = map[string]bool{}
 	r.timedOut = map[string]bool{}
 	r.panics = map[string]int{}
+	r.recovery = map[string]*recovery{}
+	r.self = ctx.Self()
+	for _, c := range r.st.Containers {
+		r.recovery[c.Name] = &recovery{policy: supervision.PolicyFor(c, r.maxDelay)}
+	}
 	for i, g := range r.st.Groups {
 		for _, c := range r.st.Containers {
 			if c.Group == g.Name {
@@ -163,6 +204,23 @@ func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerSt
 		r.stopNextGroup(ctx)
 		return
 	}
+	rc := r.recovery[m.Name]
+	if rc.restartAfterStop && m.Status == messages.StatusStopped {
+		rc.restartAfterStop = false
+		rc.history = supervision.History{}
+		ctx.Send(r.pids[m.Name], &messages.StartContainer{})
+	}
+	if rc.pending != nil {
+		c := r.st.Container(m.Name)
+		switch {
+		case achieved(m.Status, c.StatusGoal) || m.Status == messages.StatusStarted:
+			ctx.Send(rc.pending, &messages.ActionResult{})
+			rc.pending = nil
+		case m.Status == messages.StatusFailed:
+			ctx.Send(rc.pending, &messages.ActionResult{Code: 500, Err: "container failed: " + m.Err})
+			rc.pending = nil
+		}
+	}
 	r.evaluate(ctx)
 }
 
@@ -187,9 +245,20 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 				pending = true
 				r.asked[c.Name] = false
 				r.table[c.Name].Status = messages.StatusStopping
-				if pid, ok := r.pids[c.Name]; ok {
-					ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
+				pid, ok := r.pids[c.Name]
+				if !ok {
+					continue
 				}
+				if rc := r.recovery[c.Name]; rc != nil && rc.suspended {
+					// Waiting for a retry: its mailbox is suspended. Cancel
+					// the retry and let it settle before it stops.
+					rc.suspended = false
+					rc.retryGen++
+					rc.nextRetryAt = time.Time{}
+					ctx.(actor.Supervisor).ResumeChildren(pid)
+					ctx.Send(pid, &messages.RecoveryDecided{Status: messages.StatusStopped, Reason: "revision stopping"})
+				}
+				ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
 			}
 		}
 		if pending {
@@ -205,16 +274,25 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 }
 
 // HandleFailure is the revision's supervision of its container actors. A
-// container that exited or could not start is a domain event decided by the
-// recovery policy; anything else is a Go panic (a bug), which gets a small
-// restart budget that re-adopts the running container.
+// container that exited or could not start is a domain event: the recovery
+// policy (package supervision) decides to restart it after a backoff or to
+// give up. Anything else is a Go panic (a bug), which gets a small restart
+// budget; the restarted actor re-adopts the running container.
 func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
 	name := r.nameOf(child)
 	switch why := reason.(type) {
 	case *messages.ContainerExited:
-		r.giveUp(sys, sup, child, name, why.Exit.Failed(), why.Error())
+		ran := time.Duration(0)
+		if t := r.table[name]; t != nil {
+			exit := why.Exit
+			t.LastExit, t.Pid = &exit, 0
+			if !t.StartedAt.IsZero() {
+				ran = why.Exit.At.Sub(t.StartedAt)
+			}
+		}
+		r.recover(sys, sup, child, name, supervision.Exit{Failed: why.Exit.Failed(), Ran: ran}, why.Error())
 	case *messages.ContainerStartFailed:
-		r.giveUp(sys, sup, child, name, true, why.Error())
+		r.recover(sys, sup, child, name, supervision.Exit{Failed: true}, why.Error())
 	default:
 		r.log.Error("container actor panicked", "container", name, "panic", fmt.Sprint(reason))
 		if rs.NumberOfFailures(time.Minute) < 3 {
@@ -230,25 +308,134 @@ func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervis
 	}
 }
 
+// recover applies the recovery policy to one exit or start failure.
+func (r *revisionActor) recover(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, name string, e supervision.Exit, why string) {
+	rc := r.recovery[name]
+	if rc == nil || r.stopping {
+		r.giveUp(sys, sup, child, name, e.Failed, why)
+		return
+	}
+	d := supervision.Decide(rc.policy, rc.history, e)
+	rc.history.Retries = d.Retry
+	if !d.Restart {
+		if rc.policy.Kind != supervision.No {
+			why = why + "; " + d.Reason
+		}
+		r.giveUp(sys, sup, child, name, e.Failed, why)
+		return
+	}
+	rc.suspended = true
+	rc.retryGen++
+	rc.nextRetryAt = time.Now().Add(d.Delay)
+	if t := r.table[name]; t != nil {
+		t.Status, t.Pid, t.Err = messages.StatusRecovering, 0, why
+	}
+	r.log.Info("container will be restarted", "container", name, "retry", d.Retry, "delay", d.Delay, "reason", why)
+	if rc.pending != nil {
+		sys.Root.Send(rc.pending, &messages.ActionResult{Code: 500, Err: fmt.Sprintf("%s; retry %d in %v", why, d.Retry, d.Delay)})
+		rc.pending = nil
+	}
+	gen, self := rc.retryGen, r.self
+	time.AfterFunc(d.Delay, func() { sys.Root.Send(self, &retryDue{name: name, gen: gen}) })
+}
+
+// retry restarts a container actor whose backoff is over, unless a stop or
+// a newer failure overtook it.
+func (r *revisionActor) retry(ctx actor.Context, m *retryDue) {
+	rc := r.recovery[m.name]
+	if rc == nil || !rc.suspended || rc.retryGen != m.gen || r.stopping {
+		return
+	}
+	rc.suspended = false
+	rc.nextRetryAt = time.Time{}
+	if sup, ok := ctx.(actor.Supervisor); ok {
+		sup.RestartChildren(r.pids[m.name])
+	}
+}
+
 // giveUp settles a container that will not be restarted: STOPPED after a
-// clean exit, FAILED otherwise; a system container failing outside an update
-// asks for a reboot.
+// clean exit, FAILED otherwise. A failure while this revision is being
+// tried asks root for a rollback; a system container failing outside an
+// update asks for a reboot.
 func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, name string, failed bool, why string) {
 	status := messages.StatusStopped
 	if failed {
 		status = messages.StatusFailed
-	}
-	if failed {
 		r.log.Error("container failed", "container", name, "reason", why)
 	} else {
 		r.log.Info("container stopped on its own", "container", name)
 	}
+	if rc := r.recovery[name]; rc != nil {
+		rc.suspended = false
+	}
 	sup.ResumeChildren(child)
 	sys.Root.Send(child, &messages.RecoveryDecided{Status: status, Reason: why})
+	if !failed || r.stopping {
+		return
+	}
 	c := r.st.Container(name)
-	if c != nil && c.RestartPolicy == state.RestartSystem && !r.stopping {
+	switch {
+	case r.trying:
+		r.log.Error("a container could not be started during an update: rollback", "container", name)
+		sys.Root.Send(r.parentPID(sys), &messages.RollbackRequested{Rev: r.rev, Reason: "A container could not be started: " + why})
+	case c != nil && c.RestartPolicy == state.RestartSystem:
 		r.log.Error("system container gave up; reboot required", "container", name, "reason", why)
 		sys.Root.Send(r.parentPID(sys), &messages.RebootRequested{Rev: r.rev, Reason: why})
+	}
+}
+
+// action carries out PUT /containers/{name}.
+func (r *revisionActor) action(ctx actor.Context, m *messages.ContainerAction) {
+	c := r.st.Container(m.Name)
+	pid, ok := r.pids[m.Name]
+	if c == nil || !ok {
+		ctx.Respond(&messages.ActionResult{Code: 404, Err: "Container not found"})
+		return
+	}
+	if c.RestartPolicy == state.RestartSystem {
+		ctx.Respond(&messages.ActionResult{Code: 403, Err: "Container has restart_policy 'system' and cannot be controlled via API"})
+		return
+	}
+	rc := r.recovery[m.Name]
+	status := r.table[m.Name].Status
+	up := status == messages.StatusStarted || status == messages.StatusReady ||
+		(status == messages.StatusMounted && c.StatusGoal == state.GoalMounted)
+	transitional := status == messages.StatusStarting || status == messages.StatusStopping
+	switch m.Action {
+	case "stop":
+		ctx.Respond(&messages.ActionResult{})
+		if status == messages.StatusStopped || status == messages.StatusStopping {
+			return
+		}
+		rc.restartAfterStop = false
+		if rc.suspended {
+			// Waiting for a retry: the stop cancels it.
+			rc.suspended = false
+			rc.retryGen++
+			rc.nextRetryAt = time.Time{}
+			ctx.(actor.Supervisor).ResumeChildren(pid)
+			ctx.Send(pid, &messages.RecoveryDecided{Status: messages.StatusStopped, Reason: "stopped through the API"})
+			return
+		}
+		r.asked[m.Name] = true
+		ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
+	case "start", "restart":
+		switch {
+		case r.stopping || transitional || status == messages.StatusRecovering:
+			ctx.Respond(&messages.ActionResult{Code: 400, Err: "Container state does not allow " + m.Action})
+		case up && m.Action == "start":
+			ctx.Respond(&messages.ActionResult{})
+		case up:
+			rc.pending, rc.restartAfterStop = ctx.Sender(), true
+			ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
+		default:
+			rc.pending = ctx.Sender()
+			rc.history = supervision.History{} // a manual start re-arms recovery afresh
+			r.asked[m.Name] = true
+			ctx.Send(pid, &messages.StartContainer{})
+		}
+	default:
+		ctx.Respond(&messages.ActionResult{Code: 400, Err: "Invalid action. Use 'start', 'stop', or 'restart'"})
 	}
 }
 
@@ -280,6 +467,13 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 				ResetWindow: v.AutoRecovery.ResetWindow,
 			},
 			Provides: []any{}, Consumes: []any{}, LastExit: t.LastExit, Error: t.Err,
+		}
+		if rc := r.recovery[c.Name]; rc != nil {
+			info.AutoRecovery.CurrentRetries = rc.history.Retries
+			if !rc.nextRetryAt.IsZero() {
+				next := rc.nextRetryAt
+				info.AutoRecovery.NextRetryAt = &next
+			}
 		}
 		for _, p := range v.Provides {
 			info.Provides = append(info.Provides, p)

@@ -21,7 +21,10 @@ type rootActor struct {
 	since    time.Time
 	rev      *actor.PID
 	shutdown *actor.PID
-	reboots  []string
+	// reboots and rollbacks are the requests received, newest last; the
+	// bootloader work behind them belongs to the updates feature.
+	reboots   []string
+	rollbacks []string
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -52,6 +55,17 @@ func (a *rootActor) Receive(ctx actor.Context) {
 				a.cfg.OnReboot(m.Reason)
 			}()
 		}
+	case *messages.RollbackRequested:
+		a.rollbacks = append(a.rollbacks, m.Reason)
+		a.cfg.Log.Error("rollback requested", "rev", m.Rev, "reason", m.Reason)
+		if a.cfg.OnRollback != nil {
+			go func() {
+				defer func() { _ = recover() }()
+				a.cfg.OnRollback(m.Reason)
+			}()
+		}
+	case *messages.ContainerAction:
+		a.forward(ctx, &messages.ActionResult{Code: 404, Err: "Container not found"})
 	case *messages.GetContainers:
 		a.forward(ctx, &messages.ContainersReply{})
 	case *messages.GetGroups:
@@ -68,6 +82,10 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			n.Status = "reboot-requested"
 			n.LastFailure = a.reboots[len(a.reboots)-1]
 		}
+		if len(a.rollbacks) > 0 {
+			n.Status = "rollback-requested"
+			n.LastFailure = a.rollbacks[len(a.rollbacks)-1]
+		}
 		if a.rev != nil {
 			n.ChildIDs = []string{a.rev.Id}
 		}
@@ -81,7 +99,7 @@ func (a *rootActor) startRevision(ctx actor.Context) {
 		// answers on the control socket.
 		return
 	}
-	props := newRevisionProps(a.cfg.Rev, a.cfg.State, a.cfg.Engine, a.cfg.Log, a.cfg.StopTimeout)
+	props := newRevisionProps(a.cfg)
 	pid, err := ctx.SpawnNamed(props, "rev-"+a.cfg.Rev)
 	if err != nil {
 		a.cfg.Log.Error("spawn revision", "rev", a.cfg.Rev, "err", err)
@@ -146,4 +164,13 @@ type Config struct {
 	// OnReboot is called (in its own goroutine) when the revision asks for
 	// a reboot.
 	OnReboot func(reason string)
+	// OnRollback is called (in its own goroutine) when the revision being
+	// tried asks for a rollback.
+	OnRollback func(reason string)
+	// Trying says the revision is an update being tried (pv_try): a
+	// container that gives up then means rollback.
+	Trying bool
+	// MaxRecoveryDelay caps auto-recovery delays
+	// (PV_AUTO_RECOVERY_MAX_DELAY).
+	MaxRecoveryDelay time.Duration
 }

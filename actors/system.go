@@ -93,6 +93,35 @@ func (s *System) Signal(container, typ, payload string) error {
 	return nil
 }
 
+// ActionError is a refused or failed container action, with the HTTP
+// status the control socket answers.
+type ActionError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ActionError) Error() string { return e.Msg }
+
+// StatusCode is the HTTP status for the error.
+func (e *ActionError) StatusCode() int { return e.Code }
+
+// ContainerAction carries out PUT /containers/{name} (start, stop,
+// restart). A start waits for the outcome, so a failure is reported.
+func (s *System) ContainerAction(name, action string) error {
+	res, err := s.sys.Root.RequestFuture(s.root, &messages.ContainerAction{Name: name, Action: action}, time.Minute).Result()
+	if err != nil {
+		return &ActionError{Code: 500, Msg: fmt.Sprintf("container %s: %v", action, err)}
+	}
+	reply, ok := res.(*messages.ActionResult)
+	if !ok {
+		return &ActionError{Code: 500, Msg: fmt.Sprintf("unexpected reply %T", res)}
+	}
+	if reply.Code != 0 {
+		return &ActionError{Code: reply.Code, Msg: reply.Err}
+	}
+	return nil
+}
+
 // Tree describes every actor, depth first. An actor that does not answer
 // within the per-actor timeout appears with status "unresponsive": a blocked
 // actor is exactly what this view must reveal.

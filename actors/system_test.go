@@ -26,7 +26,7 @@ func threeGroups(t *testing.T, timeout int) *state.State {
 		}},
 	}
 	for name, group := range map[string]string{"a1": "g1", "a2": "g1", "b1": "g2", "b2": "g2", "c1": "g3", "c2": "g3"} {
-		doc[name+"/run.json"] = map[string]any{"name": name, "group": group}
+		doc[name+"/run.json"] = map[string]any{"name": name, "group": group, "auto_recovery": map[string]any{"policy": "no"}}
 	}
 	data, _ := json.Marshal(doc)
 	st, err := state.Parse(data, state.Options{AppEngine: true})
@@ -38,7 +38,14 @@ func threeGroups(t *testing.T, timeout int) *state.State {
 
 func startSystem(t *testing.T, st *state.State, e Engine) *System {
 	t.Helper()
-	sys, err := Start(Config{Rev: "0", State: st, Engine: e, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startSystemCfg(t, Config{State: st, Engine: e})
+}
+
+func startSystemCfg(t *testing.T, cfg Config) *System {
+	t.Helper()
+	cfg.Rev = "0"
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

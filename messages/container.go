@@ -110,3 +110,16 @@ type SignalContainer struct {
 type SignalResult struct {
 	Err string
 }
+
+// ContainerAction is PUT /containers/{name}: start, stop or restart.
+type ContainerAction struct {
+	Name   string
+	Action string
+}
+
+// ActionResult answers ContainerAction. Code is an HTTP status (0 = OK)
+// and Err the message for the client.
+type ActionResult struct {
+	Code int
+	Err  string
+}

@@ -29,3 +29,10 @@ type RebootRequested struct {
 type RevisionBooted struct {
 	Rev string
 }
+
+// RollbackRequested tells root that the revision being tried cannot run: a
+// container gave up during an update. Root owns the bootloader and decides.
+type RollbackRequested struct {
+	Rev    string
+	Reason string
+}

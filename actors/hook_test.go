@@ -1,0 +1,14 @@
+package actors
+
+import (
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// injectPanic makes a container actor panic, as a Go bug would.
+func (s *System) injectPanic(t *testing.T, name string) {
+	t.Helper()
+	pid := actor.NewPID(s.sys.Address(), rootName+"/rev-0/"+name)
+	s.sys.Root.Send(pid, &injectedPanic{reason: "injected by the test"})
+}

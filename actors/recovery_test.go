@@ -1,0 +1,325 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// oneContainer builds a state with container "app" in group "apps" (policy
+// container) and "sys" in group "core" (policy system), with the given
+// run.json extras for "app".
+func oneContainer(t *testing.T, app map[string]any) *state.State {
+	t.Helper()
+	run := map[string]any{"name": "app", "group": "apps"}
+	for k, v := range app {
+		run[k] = v
+	}
+	doc := map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{"groups": []any{
+			map[string]any{"name": "core", "restart_policy": "system"},
+			map[string]any{"name": "apps", "restart_policy": "container"},
+		}},
+		"sys/run.json": map[string]any{"name": "sys", "group": "core", "auto_recovery": map[string]any{"policy": "no"}},
+		"app/run.json": run,
+	}
+	data, _ := json.Marshal(doc)
+	st, err := state.Parse(data, state.Options{AppEngine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func startsOf(e *fakeEngine, name string) []time.Time {
+	var n []time.Time
+	for _, ev := range e.Events() {
+		if ev == "start "+name {
+			n = append(n, time.Now())
+		}
+	}
+	return n
+}
+
+func countEvents(e *fakeEngine, ev string) int {
+	n := 0
+	for _, x := range e.Events() {
+		if x == ev {
+			n++
+		}
+	}
+	return n
+}
+
+// waitEvents waits until ev happened n times.
+func waitEvents(t *testing.T, e *fakeEngine, ev string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for countEvents(e, ev) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q happened %d times, want %d: %v", ev, countEvents(e, ev), n, e.Events())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func info(t *testing.T, sys *System, name string) messages.ContainerInfo {
+	t.Helper()
+	cs, err := sys.Containers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %s", name)
+	return messages.ContainerInfo{}
+}
+
+func TestOnFailureRetriesThenFails(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{
+		"policy": "on-failure", "max_retries": 3, "retry_delay": 0}}), e)
+	for i := 1; i <= 4; i++ {
+		waitEvents(t, e, "start app", i, 5*time.Second)
+		waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+		e.run("app").Exit(1, 0)
+		if i <= 3 {
+			waitEvents(t, e, "start app", i+1, 5*time.Second)
+		}
+	}
+	c := waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed})
+	if got := countEvents(e, "start app"); got != 4 {
+		t.Errorf("%d starts, want 1 + 3 retries", got)
+	}
+	for _, x := range c {
+		if x.Name == "app" && (x.AutoRecovery.CurrentRetries != 3 || !strings.Contains(x.Error, "gave up after 3 retries")) {
+			t.Errorf("app: retries %d error %q", x.AutoRecovery.CurrentRetries, x.Error)
+		}
+		if x.Name == "sys" && x.Status != messages.StatusStarted {
+			t.Errorf("the rest of the revision stopped: sys %s", x.Status)
+		}
+	}
+}
+
+func TestOnFailureCleanExitDoesNotRestart(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "on-failure"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(0, 0)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+	time.Sleep(50 * time.Millisecond)
+	if n := countEvents(e, "start app"); n != 1 {
+		t.Errorf("restarted after a clean exit: %d starts", n)
+	}
+}
+
+func TestAlwaysRestartsCleanExitAndSignals(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "always"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(0, 0)
+	waitEvents(t, e, "start app", 2, 5*time.Second)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(0, 9)
+	waitEvents(t, e, "start app", 3, 5*time.Second)
+	if n := info(t, sys, "app"); n.AutoRecovery.CurrentRetries != 2 {
+		t.Errorf("retries %d, want 2", n.AutoRecovery.CurrentRetries)
+	}
+}
+
+func TestBackoffDelayAndRecoveringStatus(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{
+		"policy": "on-failure", "retry_delay": 1}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(2, 0)
+	exited := time.Now()
+	c := waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusRecovering})
+	for _, x := range c {
+		if x.Name == "app" && (x.AutoRecovery.NextRetryAt == nil || x.AutoRecovery.NextRetryAt.Before(exited)) {
+			t.Errorf("next_retry_at: %v", x.AutoRecovery.NextRetryAt)
+		}
+	}
+	waitEvents(t, e, "start app", 2, 5*time.Second)
+	if d := time.Since(exited); d < 950*time.Millisecond {
+		t.Errorf("restarted after %v, before retry_delay 1 s", d)
+	}
+}
+
+func TestUnlessStoppedHonoursAPIStop(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "unless-stopped"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	if err := sys.ContainerAction("app", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+	time.Sleep(100 * time.Millisecond)
+	if n := countEvents(e, "start app"); n != 1 {
+		t.Fatalf("restarted after an API stop: %d starts", n)
+	}
+	if err := sys.ContainerAction("app", "start"); err != nil {
+		t.Fatalf("API start: %v", err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(0, 0) // armed again: an exit restarts it
+	waitEvents(t, e, "start app", 3, 5*time.Second)
+}
+
+func TestContainerActionErrors(t *testing.T) {
+	e := newFakeEngine()
+	e.failOn["app"] = "start"
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed, "sys": messages.StatusStarted})
+	var ae *ActionError
+	if err := sys.ContainerAction("sys", "stop"); !errors.As(err, &ae) || ae.Code != 403 {
+		t.Errorf("stop of a system container: %v", err)
+	}
+	if err := sys.ContainerAction("nope", "stop"); !errors.As(err, &ae) || ae.Code != 404 {
+		t.Errorf("unknown container: %v", err)
+	}
+	if err := sys.ContainerAction("app", "dance"); !errors.As(err, &ae) || ae.Code != 400 {
+		t.Errorf("bad action: %v", err)
+	}
+	// The start failure is reported, not swallowed (upstream says 200).
+	if err := sys.ContainerAction("app", "start"); !errors.As(err, &ae) || ae.Code != 500 || !strings.Contains(ae.Msg, "exec /sbin/init") {
+		t.Errorf("failing start: %v", err)
+	}
+	e.mu.Lock()
+	delete(e.failOn, "app")
+	e.mu.Unlock()
+	if err := sys.ContainerAction("app", "restart"); err != nil {
+		t.Errorf("restart from FAILED: %v", err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	if err := sys.ContainerAction("app", "restart"); err != nil {
+		t.Errorf("restart while running: %v", err)
+	}
+	if n := countEvents(e, "stop app"); n != 1 {
+		t.Errorf("restart did not stop the running container: %v", e.Events())
+	}
+}
+
+func TestResetWindowStartsOver(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{
+		"policy": "on-failure", "max_retries": 1, "reset_window": 1}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(1, 0) // retry 1 (the last allowed)
+	waitEvents(t, e, "start app", 2, 5*time.Second)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	time.Sleep(1100 * time.Millisecond) // runs longer than the window
+	e.run("app").Exit(1, 0)
+	waitEvents(t, e, "start app", 3, 5*time.Second) // counter reset: retried again
+	if n := info(t, sys, "app"); n.AutoRecovery.CurrentRetries != 1 {
+		t.Errorf("retries after reset: %d", n.AutoRecovery.CurrentRetries)
+	}
+}
+
+func TestLegacyFallbackRestartsWithFloorBackoff(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, nil), e) // container policy, no auto_recovery
+	start := time.Now()
+	for i := 1; i <= 4; i++ {
+		waitEvents(t, e, "start app", i, 5*time.Second)
+		waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+		e.run("app").Exit(1, 0)
+	}
+	waitEvents(t, e, "start app", 5, 5*time.Second)
+	// 100 + 200 + 400 + 800 ms of backoff at least.
+	if d := time.Since(start); d < 1450*time.Millisecond {
+		t.Errorf("4 legacy restarts took %v: no floor backoff", d)
+	}
+}
+
+func TestSystemContainerGivingUpRequestsReboot(t *testing.T) {
+	e := newFakeEngine()
+	var reboots atomic.Int32
+	sys := startSystemCfg(t, Config{State: oneContainer(t, nil), Engine: e, OnReboot: func(string) { reboots.Add(1) }})
+	waitStatus(t, sys, map[string]messages.Status{"sys": messages.StatusStarted})
+	e.run("sys").Exit(1, 0)
+	waitStatus(t, sys, map[string]messages.Status{"sys": messages.StatusFailed})
+	deadline := time.Now().Add(2 * time.Second)
+	for reboots.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if reboots.Load() != 1 {
+		t.Errorf("reboot requests: %d", reboots.Load())
+	}
+	if tree := sys.Tree(); tree.Status != "reboot-requested" {
+		t.Errorf("root status %q", tree.Status)
+	}
+}
+
+func TestGivingUpDuringUpdateRequestsRollback(t *testing.T) {
+	e := newFakeEngine()
+	var rollbacks, reboots atomic.Int32
+	sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}),
+		Engine: e, Trying: true,
+		OnRollback: func(string) { rollbacks.Add(1) }, OnReboot: func(string) { reboots.Add(1) }})
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(1, 0)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed})
+	deadline := time.Now().Add(2 * time.Second)
+	for rollbacks.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rollbacks.Load() != 1 || reboots.Load() != 0 {
+		t.Errorf("rollbacks %d reboots %d", rollbacks.Load(), reboots.Load())
+	}
+	if tree := sys.Tree(); tree.Status != "rollback-requested" || !strings.Contains(tree.LastFailure, "A container could not be started") {
+		t.Errorf("root: %q %q", tree.Status, tree.LastFailure)
+	}
+}
+
+func TestPanicInContainerActorKeepsContainer(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	pid := info(t, sys, "app").Pid
+	sys.injectPanic(t, "app")
+	time.Sleep(100 * time.Millisecond)
+	c := info(t, sys, "app")
+	if c.Status != messages.StatusStarted || c.Pid != pid {
+		t.Errorf("after a panic: %s pid %d (was %d)", c.Status, c.Pid, pid)
+	}
+	if n := countEvents(e, "start app") + countEvents(e, "stop app"); n != 1 {
+		t.Errorf("the container was replaced instead of re-adopted: %v", e.Events())
+	}
+	node := sys.Tree().Children[0].Children[0]
+	if node.Path != "root/rev-0/app" || node.ActorRestarts != 1 {
+		t.Errorf("tree does not show the actor restart: %+v", node)
+	}
+	// Still supervised: its exit is seen by the new incarnation.
+	e.run("app").Exit(4, 0)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed})
+}
+
+// A shutdown while a container waits for its retry cancels the retry and
+// still finishes.
+func TestShutdownDuringBackoff(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "always", "retry_delay": 30}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(1, 0)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusRecovering})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatalf("shutdown during backoff: %v", err)
+	}
+	if ev := e.Events(); index(ev, "unmount app") < 0 {
+		t.Errorf("app not released: %v", ev)
+	}
+}
