@@ -28,6 +28,15 @@ type fakeBackend struct {
 	panicTree      bool
 	signals        []string
 	containerCalls int
+	actions        []string
+	actionErr      error
+}
+
+func (f *fakeBackend) ContainerAction(name, action string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, name+":"+action)
+	return f.actionErr
 }
 
 func newFakeBackend() *fakeBackend {

@@ -2,6 +2,7 @@ package ctrl
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -16,6 +17,7 @@ var routeTable = []route{
 	{method: http.MethodGet, pattern: "/groups", perm: permMgmt, handle: (*Server).getGroups},
 	{method: http.MethodPost, pattern: "/signal", perm: permAny, maxBody: 4096, handle: (*Server).postSignal},
 	{method: http.MethodGet, pattern: "/actors", perm: permMgmt, handle: (*Server).getActors},
+	{method: http.MethodPut, pattern: "/containers/{}", perm: permMgmt, maxBody: 1024, handle: (*Server).putContainer},
 }
 
 // defaultRouter is routeTable compiled once: a bad row is a programming
@@ -97,4 +99,48 @@ func (s *Server) getActors(w http.ResponseWriter, _ *http.Request, _ *call) {
 		return
 	}
 	s.writeJSON(w, http.StatusOK, n)
+}
+
+// containerRequest is the body of PUT /containers/{name}.
+type containerRequest struct {
+	Action *string `json:"action"`
+}
+
+// putContainer starts, stops or restarts a container-policy container.
+// Unlike upstream, a start that fails is reported as an error.
+func (s *Server) putContainer(w http.ResponseWriter, r *http.Request, c *call) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	name := c.args[0]
+	var req containerRequest
+	switch {
+	case len(body) == 0:
+		s.writeError(w, http.StatusBadRequest, "No data")
+		return
+	case json.Unmarshal(body, &req) != nil:
+		s.writeError(w, http.StatusBadRequest, "Invalid JSON")
+		return
+	case req.Action == nil:
+		s.writeError(w, http.StatusBadRequest, "Missing 'action' field")
+		return
+	}
+	switch *req.Action {
+	case "start", "stop", "restart":
+	default:
+		s.writeError(w, http.StatusBadRequest, "Invalid action. Use 'start', 'stop', or 'restart'")
+		return
+	}
+	if err := s.b.ContainerAction(name, *req.Action); err != nil {
+		status := http.StatusInternalServerError
+		var se interface{ StatusCode() int }
+		if errors.As(err, &se) {
+			status = se.StatusCode()
+		}
+		s.log.Info("ctrl: container action refused", "container", name, "action", *req.Action, "err", err)
+		s.writeError(w, status, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

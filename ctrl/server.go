@@ -31,6 +31,11 @@ type Backend interface {
 	Signal(container, typ, payload string) error
 	// Tree returns the live actor tree for GET /actors.
 	Tree() *messages.Node
+	// ContainerAction carries out PUT /containers/{name}: "start", "stop"
+	// or "restart". An error that has a StatusCode() int method chooses
+	// the HTTP status (404 unknown container, 403 system container, ...);
+	// any other error is a 500.
+	ContainerAction(name, action string) error
 }
 
 // DefaultCgroupParent is the cgroup parent New resolves callers with when

@@ -62,6 +62,8 @@ func TestPermissions(t *testing.T) {
 			roleHost: ok200, roleMgmtCtr: ok200, roleAppCtr: denied403, roleGhost: unknown, roleResolver: unknown}},
 		{"GET", "/actors", "", map[role]outcome{
 			roleHost: ok200, roleMgmtCtr: ok200, roleAppCtr: denied403, roleGhost: unknown, roleResolver: unknown}},
+		{"PUT", "/containers/app", `{"action":"stop"}`, map[role]outcome{
+			roleHost: ok200, roleMgmtCtr: ok200, roleAppCtr: denied403, roleGhost: unknown, roleResolver: unknown}},
 		{"POST", "/signal", `{"type":"ready","payload":""}`, map[role]outcome{
 			// The host passes the permission check but may not signal.
 			roleHost:    {http.StatusInternalServerError, errJSON(msgSignalRefused)},
@@ -138,7 +140,8 @@ func TestErrorShapes(t *testing.T) {
 		{"unknown path", "GET", "/nope", 400, errJSON("unknown endpoint: /nope")},
 		{"unknown path keeps query", "GET", "/nope?a=1", 400, errJSON("unknown endpoint: /nope?a=1")},
 		{"trailing slash", "GET", "/containers/", 400, errJSON("unknown endpoint: /containers/")},
-		{"deeper path", "GET", "/containers/web", 400, errJSON("unknown endpoint: /containers/web")},
+		{"deeper path", "GET", "/containers/web/logs", 400, errJSON("unknown endpoint: /containers/web/logs")},
+		{"wrong method on a wildcard route", "GET", "/containers/web", 400, errJSON("Method not supported for this endpoint")},
 		{"wrong method", "DELETE", "/containers", 400, errJSON(msgMethod)},
 		{"GET on POST route", "GET", "/signal", 400, errJSON(msgMethod)},
 	}
@@ -595,5 +598,52 @@ func BenchmarkGetGroups(b *testing.B) {
 		if res.StatusCode != 200 {
 			b.Fatal(res.Status)
 		}
+	}
+}
+
+type statusErr struct {
+	code int
+	msg  string
+}
+
+func (e statusErr) Error() string   { return e.msg }
+func (e statusErr) StatusCode() int { return e.code }
+
+func TestPutContainer(t *testing.T) {
+	b := newFakeBackend()
+	sock := startServer(t, b, fixedResolver("", nil))
+	client := unixClient(sock)
+	tests := []struct {
+		name, body string
+		err        error
+		status     int
+		reply      string
+	}{
+		{"stop", `{"action":"stop"}`, nil, 200, ""},
+		{"no data", ``, nil, 400, errJSON("No data")},
+		{"bad json", `{"action":`, nil, 400, errJSON("Invalid JSON")},
+		{"no action", `{"verb":"stop"}`, nil, 400, errJSON("Missing 'action' field")},
+		{"bad action", `{"action":"pause"}`, nil, 400, errJSON("Invalid action. Use 'start', 'stop', or 'restart'")},
+		{"system container", `{"action":"stop"}`, statusErr{403, "Container has restart_policy 'system' and cannot be controlled via API"}, 403,
+			errJSON("Container has restart_policy 'system' and cannot be controlled via API")},
+		{"unknown", `{"action":"start"}`, statusErr{404, "Container not found"}, 404, errJSON("Container not found")},
+		{"start failure reported", `{"action":"start"}`, errors.New("container failed: exec /sbin/init: no such file"), 500,
+			errJSON("container failed: exec /sbin/init: no such file")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b.mu.Lock()
+			b.actionErr = tc.err
+			b.mu.Unlock()
+			got := do(t, client, "PUT", "/containers/app", tc.body)
+			if got.status != tc.status || (tc.reply != "" && got.body != tc.reply) {
+				t.Errorf("got %d %s, want %d %s", got.status, got.body, tc.status, tc.reply)
+			}
+		})
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.actions) == 0 || b.actions[0] != "app:stop" {
+		t.Errorf("backend calls: %v", b.actions)
 	}
 }

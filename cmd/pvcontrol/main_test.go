@@ -31,7 +31,25 @@ func init() { now = func() time.Time { return t0 } }
 type fakeBackend struct {
 	mu      sync.Mutex
 	signals []string
+	actions []string
 }
+
+func (f *fakeBackend) ContainerAction(name, action string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, name+":"+action)
+	if name == "mgmt" {
+		return actionErr{}
+	}
+	return nil
+}
+
+type actionErr struct{}
+
+func (actionErr) Error() string {
+	return "Container has restart_policy 'system' and cannot be controlled via API"
+}
+func (actionErr) StatusCode() int { return 403 }
 
 func (f *fakeBackend) Containers() ([]messages.ContainerInfo, error) {
 	return []messages.ContainerInfo{
@@ -254,8 +272,8 @@ func TestServerErrors(t *testing.T) {
 		{"not mgmt", []string{"-s", app, "ls"}, 255, "pvcontrol: Request not sent from mgmt platform (HTTP 403)\n"},
 		{"not mgmt tree", []string{"-s", app, "tree", "--json"}, 255, "pvcontrol: Request not sent from mgmt platform (HTTP 403)\n"},
 		{"host signal", []string{"-s", host, "signal", "ready"}, 255, "pvcontrol: Signal not expected from this platform (HTTP 500)\n"},
-		// The server has no PUT /containers/{} yet: the CLI reports its answer.
-		{"containers start", []string{"-s", host, "containers", "start", "web"}, 255, "pvcontrol: unknown endpoint: /containers/web (HTTP 400)\n"},
+		{"containers start of a system container", []string{"-s", host, "containers", "start", "mgmt"}, 255,
+			"pvcontrol: Container has restart_policy 'system' and cannot be controlled via API (HTTP 403)\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -282,6 +300,25 @@ func TestContainersAction(t *testing.T) {
 		if s := <-got; s != want {
 			t.Errorf("%s: request %+v, want %+v", action, s, want)
 		}
+	}
+}
+
+// Against the real server: the action reaches the backend, and a refusal
+// comes back as the server's message with exit 255.
+func TestContainersActionServer(t *testing.T) {
+	b := &fakeBackend{}
+	sock := startCtrl(t, b, "")
+	if code, _, errs := runCmd("-s", sock, "containers", "stop", "web"); code != 0 {
+		t.Fatalf("stop web: exit %d %s", code, errs)
+	}
+	code, _, errs := runCmd("-s", sock, "containers", "restart", "mgmt")
+	if code != 255 || !strings.Contains(errs, "restart_policy 'system'") {
+		t.Errorf("restart mgmt: exit %d %q", code, errs)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if strings.Join(b.actions, ",") != "web:stop,mgmt:restart" {
+		t.Errorf("actions: %v", b.actions)
 	}
 }
 
