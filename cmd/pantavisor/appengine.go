@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,6 +87,31 @@ func hostStage(o appengineOpts, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pantavisor: storage %s is not a directory\n", o.storage)
 		return 2
 	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		code, stopped := runOnce(sigs, stderr)
+		if code != exitReboot || stopped {
+			return code
+		}
+		// A reboot in appengine mode: everything was torn down with the
+		// namespaces; boot again, after a pause so that a revision that
+		// asks for a reboot at every boot cannot spin the CPU.
+		fmt.Fprintln(stderr, "pantavisor: reboot requested: starting again in 1 s")
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "pantavisor: %v during reboot: not starting again\n", s)
+			return 0
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// runOnce runs one boot of the device in fresh namespaces, relaying
+// signals to it, and returns its exit code and whether it was stopped by a
+// relayed signal.
+func runOnce(sigs chan os.Signal, stderr io.Writer) (int, bool) {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Env = append(os.Environ(), stageEnv+"=ns")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -96,31 +122,37 @@ func hostStage(o appengineOpts, stderr io.Writer) int {
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "pantavisor: start in new namespaces (needs root): %v\n", err)
-		return 1
+		return 1, true
 	}
+	done := make(chan struct{})
+	var stopped atomic.Bool
 	go func() {
-		for s := range sigs {
-			_ = cmd.Process.Signal(s)
+		for {
+			select {
+			case s := <-sigs:
+				stopped.Store(true)
+				_ = cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
 		}
 	}()
 	err := cmd.Wait()
+	close(done)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
+			return 128 + int(ws.Signal()), stopped.Load()
 		}
-		return ee.ExitCode()
+		return ee.ExitCode(), stopped.Load()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
-		return 1
+		return 1, true
 	}
-	return 0
+	return 0, stopped.Load()
 }
 
 // pid1 is PID 1 of the new pid namespace: it seals its executable once (so
@@ -200,11 +232,23 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	}
 	eng := &engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv,
 		WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log}
+	reboot := make(chan string, 1)
 	sys, err := actors.Start(actors.Config{
 		Rev: rev, State: st, Engine: engineAdapter{eng}, Log: log,
-		StopTimeout: cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
+		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
+		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
+		Trying:           boot["pv_try"] != "" && boot["pv_try"] == rev,
 		OnReboot: func(reason string) {
-			log.Error("reboot requested", "reason", reason)
+			select {
+			case reboot <- reason:
+			default:
+			}
+		},
+		OnRollback: func(reason string) {
+			// Installing, trying and rolling back revisions is the updates
+			// feature; until it exists the request is logged and shown by
+			// GET /actors, and the device keeps running.
+			log.Error("rollback requested; no update machinery to carry it out yet", "reason", reason)
 		},
 	})
 	if err != nil {
@@ -216,17 +260,27 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sigs
-	log.Info("stopping", "signal", s.String())
+	reason, code := "", 0
+	select {
+	case s := <-sigs:
+		reason = "signal " + s.String()
+	case why := <-reboot:
+		reason, code = "reboot: "+why, exitReboot
+	}
+	log.Info("stopping", "reason", reason)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := sys.Shutdown(ctx, "signal "+s.String()); err != nil {
+	if err := sys.Shutdown(ctx, reason); err != nil {
 		log.Error("shutdown", "err", err)
 	}
 	stopCtrl()
 	log.Info("pantavisor stopped")
-	return 0
+	return code
 }
+
+// exitReboot is the supervisor's exit status when the device must reboot;
+// in appengine mode the host process then starts it again from scratch.
+const exitReboot = 4
 
 // loadConfig builds the layered configuration: defaults, the config file,
 // the environment; appengine mode is forced as upstream does.
