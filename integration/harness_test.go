@@ -153,6 +153,11 @@ func buildStorage(t *testing.T, groups []map[string]any, ctrs []ctr) string {
 		gs[i] = g
 	}
 	st := map[string]any{"#spec": "pantavisor-service-system@1", "device.json": map[string]any{"groups": gs}}
+	for _, g := range groups {
+		if _, ok := g["restart_policy"]; !ok {
+			g["restart_policy"] = "container"
+		}
+	}
 	for _, c := range ctrs {
 		run := map[string]any{
 			"#spec": "service-manifest-run@1", "name": c.name, "type": "lxc",
@@ -205,8 +210,14 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // did not stop it.
 func startDevice(t *testing.T, storage string) *device {
 	t.Helper()
+	return startDeviceArgs(t, storage)
+}
+
+// startDeviceArgs is startDevice with extra appengine arguments.
+func startDeviceArgs(t *testing.T, storage string, args ...string) *device {
+	t.Helper()
 	d := &device{t: t, storage: storage, run: t.TempDir(), out: &bytes.Buffer{}, outMu: &sync.Mutex{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), "appengine", "--storage", storage, "--run", d.run)
+	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), append([]string{"appengine", "--storage", storage, "--run", d.run}, args...)...)
 	w := lockedWriter{d.outMu, d.out}
 	d.cmd.Stdout, d.cmd.Stderr = w, w
 	if err := d.cmd.Start(); err != nil {
