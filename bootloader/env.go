@@ -49,6 +49,15 @@ func (a AppEngine) Load() (Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read bootloader env: %w", err)
 	}
+	env, err := parseEnv(data)
+	if err != nil {
+		return nil, fmt.Errorf("read bootloader env %s: %w", a.path(), err)
+	}
+	return env, nil
+}
+
+// parseEnv reads key=value lines; blank lines and # comments are skipped.
+func parseEnv(data []byte) (Env, error) {
 	env := Env{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
@@ -57,10 +66,13 @@ func (a AppEngine) Load() (Env, error) {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("read bootloader env %s: line %d: want key=value", a.path(), n)
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("line %d: want key=value", n)
 		}
 		env[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
 	}
 	return env, nil
 }
@@ -77,6 +89,9 @@ func (a AppEngine) Save(env Env) error {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "= \t\n") || strings.ContainsAny(env[k], "\n") {
+			return fmt.Errorf("save bootloader env: bad variable %q=%q", k, env[k])
+		}
 		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
 	}
 	return storage.WriteFileAtomic(a.path(), []byte(b.String()), 0o644)

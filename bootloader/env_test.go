@@ -3,6 +3,7 @@ package bootloader
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,4 +30,34 @@ func TestAppEngineEnv(t *testing.T) {
 	if _, err := a.Load(); err == nil {
 		t.Error("malformed env accepted")
 	}
+}
+
+// FuzzParseEnv: never panics, and whatever parses survives a save/load
+// round trip unchanged.
+func FuzzParseEnv(f *testing.F) {
+	f.Add([]byte("pv_rev=3\npv_try=4\n"))
+	f.Add([]byte("# comment\n\n pv_rev = 0 \n"))
+	f.Add([]byte("=x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env, err := parseEnv(data)
+		if err != nil {
+			return
+		}
+		a := AppEngine{Dir: t.TempDir()}
+		if err := a.Save(env); err != nil {
+			return // values the format cannot hold are refused, not mangled
+		}
+		back, err := a.Load()
+		if err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+		if len(back) != len(env) {
+			t.Fatalf("round trip: %v != %v", back, env)
+		}
+		for k, v := range env {
+			if back[k] != strings.TrimSpace(v) && back[k] != v {
+				t.Fatalf("round trip %q: %q != %q", k, back[k], v)
+			}
+		}
+	})
 }
