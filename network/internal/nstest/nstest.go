@@ -1,0 +1,228 @@
+// Package nstest holds helpers for the network packages' integration tests:
+// an isolation guard, throwaway network namespaces standing in for
+// containers and WAN hosts, and a TCP echo of the caller's address.
+//
+// Every helper is for a test binary run as PID 1 in fresh namespaces
+// (go test -exec 'unshare --pid --net --mount --fork --mount-proc'); Isolated
+// skips the test anywhere else, so nothing here can touch the host network.
+package nstest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Isolated skips t unless the process is PID 1 of its own pid namespace and
+// its network namespace holds nothing but lo, i.e. it runs under unshare and
+// cannot reach the host's network. Tests clean up after themselves, so every
+// test of the binary starts from lo alone.
+func Isolated(t testing.TB) {
+	t.Helper()
+	if os.Getpid() != 1 {
+		t.Skip("not PID 1: run with go test -exec 'unshare --pid --net --mount --fork --mount-proc'")
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Skipf("cannot list links: %v", err)
+	}
+	if len(links) != 1 || links[0].Attrs().Name != "lo" {
+		var names []string
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		t.Skipf("links %v: not a fresh netns with only lo", names)
+	}
+}
+
+// NS is a network namespace made by the test.
+type NS struct {
+	Handle netns.NsHandle
+	// Path opens the namespace (a /proc/<pid>/fd path), like the
+	// /proc/<pid>/ns/net of a container.
+	Path string
+}
+
+// NewNS creates a network namespace, with only lo (down) in it, closed when
+// the test ends (the namespace and its links vanish with the last user).
+func NewNS(t testing.TB) NS {
+	t.Helper()
+	ns, err := MakeNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Handle.Close() })
+	return ns
+}
+
+// MakeNS creates a network namespace the caller must close.
+func MakeNS() (NS, error) {
+	var (
+		h   netns.NsHandle
+		err error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		runtime.LockOSThread()
+		orig, gerr := netns.Get()
+		if gerr != nil {
+			err = gerr
+			runtime.UnlockOSThread()
+			return
+		}
+		defer orig.Close()
+		h, err = netns.New()
+		if serr := netns.Set(orig); serr != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			err = errors.Join(err, serr)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	<-done
+	if err != nil {
+		return NS{}, fmt.Errorf("new netns: %w", err)
+	}
+	return NS{Handle: h, Path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))}, nil
+}
+
+// Do runs fn on an OS thread switched into ns; sockets fn creates stay in
+// ns after it returns. With netns.None() fn runs in the current netns.
+func Do(ns netns.NsHandle, fn func() error) error {
+	if !ns.IsOpen() {
+		return fn()
+	}
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic in netns: %v", r)
+			}
+		}()
+		runtime.LockOSThread()
+		orig, gerr := netns.Get()
+		if gerr != nil {
+			runtime.UnlockOSThread()
+			err = gerr
+			return
+		}
+		defer orig.Close()
+		if serr := netns.Set(ns); serr != nil {
+			runtime.UnlockOSThread()
+			err = serr
+			return
+		}
+		err = fn()
+		if serr := netns.Set(orig); serr != nil {
+			err = errors.Join(err, serr) // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	<-done
+	return err
+}
+
+// Echo listens on addr inside ns and answers each connection with the
+// remote address it sees, then closes it. It stops when the test ends.
+func Echo(t testing.TB, ns netns.NsHandle, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := Do(ns, func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
+		t.Fatalf("listen %s in netns: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		defer func() { _ = recover() }()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).IP)
+			c.Close()
+		}
+	}()
+}
+
+// Dial connects from inside ns to addr (an Echo) and returns the source
+// address the echo saw.
+func Dial(ns netns.NsHandle, addr string, timeout time.Duration) (string, error) {
+	var c net.Conn
+	if err := Do(ns, func() (err error) {
+		d := net.Dialer{Timeout: timeout}
+		c, err = d.Dial("tcp4", addr)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("read echo: %w", err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// Links returns the sorted names of the links in the current netns.
+func Links(t testing.TB) []string {
+	t.Helper()
+	ls, err := netlink.LinkList()
+	if err != nil {
+		t.Fatalf("list links: %v", err)
+	}
+	var names []string
+	for _, l := range ls {
+		names = append(names, l.Attrs().Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Tables returns `<binary> -S` and `<binary> -t nat -S` output in the
+// current netns. Call it only after Isolated.
+func Tables(t testing.TB, binary string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{{"-w", "-S"}, {"-w", "-t", "nat", "-S"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", binary, args, err, out)
+		}
+		b.Write(out)
+	}
+	return b.String()
+}
+
+// Run runs a command in the current netns and fails the test on error.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,439 @@
+package link
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ContainerIfName is the name of a container's interface inside its netns.
+const ContainerIfName = "eth0"
+
+// Errors callers branch on.
+var (
+	// ErrNotBridge means a link with the bridge's name exists and is not a
+	// bridge; it is left alone.
+	ErrNotBridge = errors.New("not a bridge")
+	// ErrInvalid means an argument (a name, an address) cannot be used.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrLinkExists means a link that is not ours already has the name we need.
+	ErrLinkExists = errors.New("link name taken")
+)
+
+// Kind is the type of a container's interface.
+type Kind string
+
+// The interface kinds.
+const (
+	KindVeth    Kind = "veth"
+	KindMacvlan Kind = "macvlan"
+)
+
+// Bridge describes a pool bridge.
+type Bridge struct {
+	Name  string
+	Index int
+	// Created is set when EnsureBridge made the link rather than finding it.
+	Created bool
+}
+
+// Endpoint is what a container's interface must look like.
+type Endpoint struct {
+	// Container names the container; the veth's host end is derived from it.
+	Container string
+	// NetNS is the path of the container's network namespace, e.g.
+	// /proc/<pid>/ns/net.
+	NetNS string
+	// Addr is the container's address with the pool's prefix length.
+	Addr netip.Prefix
+	// Gateway is the default route; the zero Addr adds no route.
+	Gateway netip.Addr
+	// MAC is the interface's address; nil lets the kernel choose.
+	MAC net.HardwareAddr
+}
+
+// Attachment is what AttachVeth or AttachMacvlan made; Detach undoes it.
+type Attachment struct {
+	Kind      Kind
+	Container string
+	// HostLink is the host end of a veth pair ("" for a macvlan).
+	HostLink string
+	// Master is the bridge (veth) or the parent link (macvlan).
+	Master string
+	// NetNS is the container netns path and NetNSID its identity
+	// (device:inode) when attached, so a reused path is recognised.
+	NetNS   string
+	NetNSID string
+	// Index is the interface's index inside the container netns.
+	Index int
+	Addr  netip.Prefix
+	MAC   net.HardwareAddr
+}
+
+// HostVethName returns the host-side veth name for a container: "pv"
+// followed by 12 hex digits of the SHA-256 of the name (14 bytes, within
+// the kernel's 15), the same for the same name on every call.
+func HostVethName(container string) string {
+	sum := sha256.Sum256([]byte(container))
+	return "pv" + hex.EncodeToString(sum[:6])
+}
+
+// EnsureBridge makes sure a bridge called name exists, carries the gateway
+// address gw (the gateway with the pool's prefix length; other addresses are
+// left alone) and is up. An existing bridge is reused; an existing link of
+// another type is an error wrapping ErrNotBridge and is not touched. A bridge
+// it created is deleted again if a later step fails.
+func EnsureBridge(name string, gw netip.Prefix) (Bridge, error) {
+	fail := func(step string, err error) (Bridge, error) {
+		return Bridge{}, fmt.Errorf("ensure bridge %s: %s: %w", name, step, err)
+	}
+	if err := checkName(name); err != nil {
+		return fail("check name", err)
+	}
+	if !gw.IsValid() || !gw.Addr().Is4() {
+		return fail("check gateway", fmt.Errorf("%v is not an IPv4 prefix: %w", gw, ErrInvalid))
+	}
+	created := true
+	err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}})
+	if errors.Is(err, unix.EEXIST) {
+		created = false
+	} else if err != nil {
+		return fail("add link", err)
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fail("find link", err)
+	}
+	undo := func() {
+		if created {
+			_ = netlink.LinkDel(l)
+		}
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return fail("check type", fmt.Errorf("link is a %s: %w", l.Type(), ErrNotBridge))
+	}
+	if err := netlink.AddrReplace(l, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
+		undo()
+		return fail("set address "+gw.String(), err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		undo()
+		return fail("set up", err)
+	}
+	return Bridge{Name: name, Index: l.Attrs().Index, Created: created}, nil
+}
+
+// RemoveBridge deletes the bridge called name and with it every address on
+// it; veths still enslaved to it are released, not deleted, and their
+// containers lose the pool's network. A missing bridge is not an error; a
+// link of another type is (ErrNotBridge) and is not deleted.
+func RemoveBridge(name string) error {
+	l, err := netlink.LinkByName(name)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove bridge %s: find link: %w", name, err)
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return fmt.Errorf("remove bridge %s: link is a %s: %w", name, l.Type(), ErrNotBridge)
+	}
+	if err := netlink.LinkDel(l); err != nil && !notFound(err) {
+		return fmt.Errorf("remove bridge %s: delete link: %w", name, err)
+	}
+	return nil
+}
+
+// AttachVeth connects a container to bridge: it creates a veth pair whose
+// host end (HostVethName) is enslaved to the bridge and up, and whose other
+// end is created inside the container's netns as eth0 with ep's MAC, address
+// and default route; lo is brought up there too. A leftover veth with the
+// same host name (from an earlier incarnation of the container) is deleted
+// first. On failure the pair is deleted.
+func AttachVeth(bridge string, ep Endpoint) (Attachment, error) {
+	host := HostVethName(ep.Container)
+	fail := func(step string, err error) (Attachment, error) {
+		return Attachment{}, fmt.Errorf("attach veth %s for %s: %s: %w", host, ep.Container, step, err)
+	}
+	if err := ep.check(); err != nil {
+		return fail("check endpoint", err)
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fail("find bridge "+bridge, err)
+	}
+	if _, ok := br.(*netlink.Bridge); !ok {
+		return fail("check bridge "+bridge, fmt.Errorf("link is a %s: %w", br.Type(), ErrNotBridge))
+	}
+	if err := removeStaleVeth(host); err != nil {
+		return fail("remove leftover", err)
+	}
+	ns, id, err := openNS(ep.NetNS)
+	if err != nil {
+		return fail("open netns", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fail("open netlink in netns", err)
+	}
+	defer h.Close()
+
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:        host,
+			MasterIndex: br.Attrs().Index,
+			Flags:       net.FlagUp, // the host end is created up
+
+		},
+		PeerName:         ContainerIfName,
+		PeerHardwareAddr: ep.MAC,
+		PeerNamespace:    netlink.NsFd(int(ns)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		// LinkAdd sets the master after creating the pair: the pair may exist.
+		_ = delByName(host)
+		return fail("add pair", err)
+	}
+	idx, err := configure(h, ep)
+	if err != nil {
+		_ = delByName(host)
+		return fail("configure "+ContainerIfName+" in netns", err)
+	}
+	return Attachment{
+		Kind: KindVeth, Container: ep.Container, HostLink: host, Master: bridge,
+		NetNS: ep.NetNS, NetNSID: id, Index: idx, Addr: ep.Addr, MAC: ep.MAC,
+	}, nil
+}
+
+// AttachMacvlan connects a container to the segment of parent: it creates a
+// bridge-mode macvlan on parent directly inside the container's netns as
+// eth0, with ep's MAC, address and default route, and brings lo up there.
+// The container then answers ARP on parent's segment for its address. On
+// failure the macvlan is deleted.
+func AttachMacvlan(parent string, ep Endpoint) (Attachment, error) {
+	fail := func(step string, err error) (Attachment, error) {
+		return Attachment{}, fmt.Errorf("attach macvlan on %s for %s: %s: %w", parent, ep.Container, step, err)
+	}
+	if err := ep.check(); err != nil {
+		return fail("check endpoint", err)
+	}
+	p, err := netlink.LinkByName(parent)
+	if err != nil {
+		return fail("find parent", err)
+	}
+	ns, id, err := openNS(ep.NetNS)
+	if err != nil {
+		return fail("open netns", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fail("open netlink in netns", err)
+	}
+	defer h.Close()
+
+	mv := &netlink.Macvlan{
+		LinkAttrs: netlink.LinkAttrs{
+			Name:         ContainerIfName,
+			ParentIndex:  p.Attrs().Index,
+			HardwareAddr: ep.MAC,
+			Namespace:    netlink.NsFd(int(ns)),
+		},
+		Mode: netlink.MACVLAN_MODE_BRIDGE,
+	}
+	// The library looks the new link up by name in the current netns
+	// afterwards; mv.Index is therefore meaningless and not used.
+	if err := netlink.LinkAdd(mv); err != nil {
+		delInNS(h, ContainerIfName, "macvlan")
+		return fail("add macvlan", err)
+	}
+	idx, err := configure(h, ep)
+	if err != nil {
+		delInNS(h, ContainerIfName, "macvlan")
+		return fail("configure "+ContainerIfName+" in netns", err)
+	}
+	return Attachment{
+		Kind: KindMacvlan, Container: ep.Container, Master: parent,
+		NetNS: ep.NetNS, NetNSID: id, Index: idx, Addr: ep.Addr, MAC: ep.MAC,
+	}, nil
+}
+
+// Detach deletes what an Attach made: a veth's host end (which deletes its
+// peer in the container), or a macvlan inside the container netns. Links
+// already gone, with their container's netns, are not an error; a netns path
+// now naming another namespace (a reused pid) is left alone.
+//
+// Call it after the container's processes are gone: the kernel then destroys
+// the container's links with its netns, asynchronously, and Detach is a
+// lookup. Deleting a live veth blocks for the kernel's RCU grace periods,
+// about 15-30 ms on the CI machine.
+func Detach(a Attachment) error {
+	switch a.Kind {
+	case KindVeth:
+		if err := delByName(a.HostLink); err != nil {
+			return fmt.Errorf("detach veth %s for %s: %w", a.HostLink, a.Container, err)
+		}
+		return nil
+	case KindMacvlan:
+		if err := detachInNS(a); err != nil {
+			return fmt.Errorf("detach macvlan for %s: %w", a.Container, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("detach %s: kind %q: %w", a.Container, a.Kind, ErrInvalid)
+}
+
+func detachInNS(a Attachment) error {
+	ns, id, err := openNS(a.NetNS)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open netns: %w", err)
+	}
+	defer ns.Close()
+	if id != a.NetNSID {
+		return nil
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("open netlink in netns: %w", err)
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(a.Index)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find link %d: %w", a.Index, err)
+	}
+	if l.Type() != "macvlan" {
+		return nil
+	}
+	if err := h.LinkDel(l); err != nil && !notFound(err) {
+		return fmt.Errorf("delete link %s: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// configure sets eth0 up with ep's address and route inside the netns of h
+// (its MAC was set at creation), and brings lo up. It returns eth0's index.
+func configure(h *netlink.Handle, ep Endpoint) (int, error) {
+	l, err := h.LinkByName(ContainerIfName)
+	if err != nil {
+		return 0, fmt.Errorf("find link: %w", err)
+	}
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(ep.Addr)}); err != nil {
+		return 0, fmt.Errorf("add address %s: %w", ep.Addr, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return 0, fmt.Errorf("set up: %w", err)
+	}
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return 0, fmt.Errorf("find lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return 0, fmt.Errorf("set lo up: %w", err)
+	}
+	if ep.Gateway.IsValid() {
+		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: ep.Gateway.AsSlice()}
+		if err := h.RouteAdd(r); err != nil {
+			return 0, fmt.Errorf("add default route via %s: %w", ep.Gateway, err)
+		}
+	}
+	return l.Attrs().Index, nil
+}
+
+func (ep Endpoint) check() error {
+	switch {
+	case ep.Container == "":
+		return fmt.Errorf("no container name: %w", ErrInvalid)
+	case ep.NetNS == "":
+		return fmt.Errorf("no netns path: %w", ErrInvalid)
+	case !ep.Addr.IsValid() || !ep.Addr.Addr().Is4():
+		return fmt.Errorf("address %v is not an IPv4 prefix: %w", ep.Addr, ErrInvalid)
+	case ep.Gateway.IsValid() && !ep.Addr.Masked().Contains(ep.Gateway):
+		return fmt.Errorf("gateway %s outside %s: %w", ep.Gateway, ep.Addr.Masked(), ErrInvalid)
+	case ep.MAC != nil && len(ep.MAC) != 6:
+		return fmt.Errorf("mac %s is not an Ethernet address: %w", ep.MAC, ErrInvalid)
+	}
+	return nil
+}
+
+// removeStaleVeth deletes a veth called name left by an earlier attach; any
+// other link with that name is an error.
+func removeStaleVeth(name string) error {
+	l, err := netlink.LinkByName(name)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := l.(*netlink.Veth); !ok {
+		return fmt.Errorf("%s is a %s: %w", name, l.Type(), ErrLinkExists)
+	}
+	if err := netlink.LinkDel(l); err != nil && !notFound(err) {
+		return err
+	}
+	return nil
+}
+
+// delByName deletes the veth called name; a missing link is fine.
+func delByName(name string) error {
+	l, err := netlink.LinkByName(name)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find link: %w", err)
+	}
+	if _, ok := l.(*netlink.Veth); !ok {
+		return fmt.Errorf("%s is a %s, not deleting it: %w", name, l.Type(), ErrLinkExists)
+	}
+	if err := netlink.LinkDel(l); err != nil && !notFound(err) {
+		return fmt.Errorf("delete link: %w", err)
+	}
+	return nil
+}
+
+func delInNS(h *netlink.Handle, name, typ string) {
+	if l, err := h.LinkByName(name); err == nil && l.Type() == typ {
+		_ = h.LinkDel(l)
+	}
+}
+
+func openNS(path string) (netns.NsHandle, string, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return netns.None(), "", err
+	}
+	return ns, ns.UniqueId(), nil
+}
+
+func notFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n:") || name == "." || name == ".." {
+		return fmt.Errorf("interface name %q: 1 to 15 bytes without '/', ':' or spaces: %w", name, ErrInvalid)
+	}
+	return nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
