@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -18,7 +19,11 @@ import (
 // incarnation re-adopts a live run instead of killing a healthy container.
 // Only the actor's goroutine touches it.
 type containerRecord struct {
-	spec  *state.Container
+	spec *state.Container
+	// pool is the actor of the container's IPAM pool, nil for host
+	// networking; lease is what it gave (kept across restarts).
+	pool  *actor.PID
+	lease *messages.Lease
 	mount Mount
 	run   Run
 	// running says the run's init has not exited yet.
@@ -70,9 +75,10 @@ type (
 		err   error
 	}
 	startDone struct {
-		gen uint64
-		run Run
-		err error
+		gen   uint64
+		run   Run
+		lease *messages.Lease
+		err   error
 	}
 	exitDone struct {
 		gen  uint64
@@ -209,15 +215,22 @@ func (a *containerActor) startRun(ctx actor.Context) {
 		dead = nil
 	}
 	r.run = nil
-	log := a.log
+	log, pool, req := a.log, r.pool, a.leaseRequest()
 	goSafe(sys, self, func() any { return &startDone{gen: gen, err: errPanic} }, func() any {
 		if dead != nil {
 			if err := dead.Destroy(); err != nil {
 				log.Error("destroy exited container", "err", err)
 			}
 		}
-		run, err := mount.Start()
-		return &startDone{gen: gen, run: run, err: err}
+		var lease *messages.Lease
+		if pool != nil {
+			var err error
+			if lease, err = askLease(sys, pool, req); err != nil {
+				return &startDone{gen: gen, err: err}
+			}
+		}
+		run, err := mount.Start(lease)
+		return &startDone{gen: gen, run: run, lease: lease, err: err}
 	})
 }
 
@@ -237,6 +250,7 @@ func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
 	}
 	r.run, r.running = m.run, true
+	r.lease = m.lease
 	r.startedAt = time.Now()
 	a.log.Info("container started", "pid", m.run.Pid())
 	gen, self, sys, run := r.gen, ctx.Self(), ctx.ActorSystem(), m.run
@@ -395,7 +409,7 @@ func (a *containerActor) sendStatus(ctx actor.Context) {
 	r := a.rec
 	m := &messages.ContainerStatusChanged{
 		Name: r.spec.Name, Status: r.status, Since: r.since, StartedAt: r.startedAt,
-		LastExit: r.lastExit, Err: r.err,
+		LastExit: r.lastExit, Err: r.err, Lease: r.lease,
 	}
 	if r.run != nil && r.running {
 		m.Pid = r.run.Pid()
@@ -420,5 +434,33 @@ func (a *containerActor) describe(ctx actor.Context) *messages.Node {
 	if r.lastExit != nil {
 		n.Info["last_exit"] = r.lastExit.String()
 	}
+	if r.lease != nil {
+		n.Info["ip"] = r.lease.Addr.String()
+	}
 	return n
+}
+
+func (a *containerActor) leaseRequest() *messages.LeaseRequest {
+	req := &messages.LeaseRequest{Container: a.rec.spec.Name}
+	if n := a.rec.spec.Network; n != nil {
+		req.Static, req.MAC = n.IP, n.MAC
+	}
+	return req
+}
+
+// askLease asks the pool for the container's address. It blocks, so it
+// runs in the start goroutine, never in Receive.
+func askLease(sys *actor.ActorSystem, pool *actor.PID, req *messages.LeaseRequest) (*messages.Lease, error) {
+	res, err := sys.Root.RequestFuture(pool, req, 30*time.Second).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ask pool for an address: %w", err)
+	}
+	l, ok := res.(*messages.Lease)
+	if !ok {
+		return nil, fmt.Errorf("ask pool for an address: unexpected reply %T", res)
+	}
+	if l.Err != "" {
+		return nil, errors.New(l.Err)
+	}
+	return l, nil
 }

@@ -20,8 +20,10 @@ type Engine interface {
 
 // Mount is a container's prepared filesystem.
 type Mount interface {
-	// Start creates the container and runs its init.
-	Start() (Run, error)
+	// Start creates the container and runs its init. With a lease, the
+	// container gets its own network namespace, plumbed with the lease's
+	// address before the init runs; without, it keeps what its config says.
+	Start(lease *messages.Lease) (Run, error)
 	// Unmount undoes Mount. It must only be called with no run alive.
 	Unmount() error
 }

@@ -63,7 +63,10 @@ type fakeMount struct {
 	name string
 }
 
-func (m *fakeMount) Start() (Run, error) {
+func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
+	if lease != nil {
+		m.e.record("lease " + m.name + " " + lease.Addr.String() + " " + lease.MAC)
+	}
 	m.e.mu.Lock()
 	fail := m.e.failOn[m.name] == "start"
 	dly := m.e.startDly[m.name]

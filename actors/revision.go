@@ -46,6 +46,12 @@ type revisionActor struct {
 	trying   bool
 	maxDelay time.Duration
 	recovery map[string]*recovery
+
+	poolNet PoolNet
+	pools   map[string]*actor.PID
+	// poolsStopping counts pools asked to stop during shutdown.
+	poolsStopping int
+	poolsStopped  bool
 }
 
 // recovery is the revision's auto-recovery bookkeeping for one container.
@@ -77,7 +83,7 @@ type groupTimedOut struct{ name string }
 func newRevisionProps(cfg Config) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
-			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay}
+			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet}
 	})
 }
 
@@ -110,6 +116,17 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		ctx.Forward(pid)
 	case *retryDue:
 		r.retry(ctx, m)
+	case *messages.PoolStopped:
+		if m.Err != "" {
+			r.log.Error("pool teardown incomplete", "pool", m.Name, "err", m.Err)
+		}
+		if r.poolsStopping > 0 {
+			r.poolsStopping--
+			if r.poolsStopping == 0 {
+				r.poolsStopped = true
+				r.stopNextGroup(ctx)
+			}
+		}
 	case *messages.ContainerAction:
 		r.action(ctx, m)
 	case *messages.Describe:
@@ -138,8 +155,26 @@ func (r *revisionActor) start(ctx actor.Context) {
 			}
 		}
 	}
+	r.pools = map[string]*actor.PID{}
+	for _, p := range r.st.Pools {
+		var peers []string
+		for _, q := range r.st.Pools {
+			if q.Name != p.Name && q.Type == state.PoolBridge && q.Bridge != "" {
+				peers = append(peers, q.Bridge)
+			}
+		}
+		pid, err := ctx.SpawnNamed(newPoolProps(p, peers, r.poolNet, r.log), "pool-"+p.Name)
+		if err != nil {
+			r.log.Error("spawn pool actor", "pool", p.Name, "err", err)
+			continue
+		}
+		r.pools[p.Name] = pid
+	}
 	for _, c := range r.st.Containers {
 		rec := &containerRecord{spec: c}
+		if c.Network != nil && c.Network.Mode == state.NetPool {
+			rec.pool = r.pools[c.Network.Pool]
+		}
 		r.recs[c.Name] = rec
 		r.table[c.Name] = &messages.ContainerStatusChanged{Name: c.Name, Status: messages.StatusInstalled}
 		pid, err := ctx.SpawnNamed(newContainerProps(rec, r.engine, r.log), c.Name)
@@ -266,6 +301,19 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 		}
 		r.log.Info("group stopped", "group", r.st.Groups[r.stopGroup].Name)
 		r.stopGroup--
+	}
+	// Containers are down: now the pools remove their bridges and rules.
+	if !r.poolsStopped {
+		if r.poolsStopping == 0 {
+			for _, pid := range r.pools {
+				ctx.Request(pid, &messages.StopPool{})
+				r.poolsStopping++
+			}
+		}
+		if r.poolsStopping > 0 {
+			return
+		}
+		r.poolsStopped = true
 	}
 	if r.stopFor != nil {
 		ctx.Send(r.stopFor, &messages.RevisionStopped{Rev: r.rev})
@@ -468,6 +516,9 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 			},
 			Provides: []any{}, Consumes: []any{}, LastExit: t.LastExit, Error: t.Err,
 		}
+		if l := t.Lease; l != nil {
+			info.IPv4Address, info.MACAddress, info.Pool = l.Addr.String(), l.MAC, l.Pool
+		}
 		if rc := r.recovery[c.Name]; rc != nil {
 			info.AutoRecovery.CurrentRetries = rc.history.Retries
 			if !rc.nextRetryAt.IsZero() {
@@ -521,6 +572,11 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 	}
 	n := &messages.Node{Path: ctx.Self().Id, Kind: "revision", Status: status, Since: r.since,
 		Info: map[string]string{"rev": r.rev, "containers": fmt.Sprint(len(r.st.Containers))}}
+	for _, p := range r.st.Pools {
+		if pid, ok := r.pools[p.Name]; ok {
+			n.ChildIDs = append(n.ChildIDs, pid.Id)
+		}
+	}
 	names := make([]string, 0, len(r.pids))
 	for name := range r.pids {
 		names = append(names, name)

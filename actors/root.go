@@ -173,4 +173,7 @@ type Config struct {
 	// MaxRecoveryDelay caps auto-recovery delays
 	// (PV_AUTO_RECOVERY_MAX_DELAY).
 	MaxRecoveryDelay time.Duration
+	// PoolNet sets up the IPAM pools' bridges and rules; nil sets up
+	// nothing (the pools still hand out leases).
+	PoolNet PoolNet
 }

@@ -55,6 +55,8 @@ const (
 	PVPolicy                 = "PV_POLICY"
 	PVOEMName                = "PV_OEM_NAME"
 	PVStorageMntPoint        = "PV_STORAGE_MNTPOINT"
+	PVNetIsolation           = "PV_NET_ISOLATION"
+	PVNetIptables            = "PV_NET_IPTABLES"
 	sysctlPrefix             = "PV_SYSCTL_"
 	legacySysctlPrefix       = "sysctl."
 )
@@ -218,6 +220,12 @@ var table = []KeyInfo{
 	{Name: PVPolicy, Kind: KindName, Default: "", Allowed: AllowPV},
 	{Name: PVOEMName, Kind: KindName, Default: "", Allowed: AllowPV},
 	{Name: PVStorageMntPoint, Kind: KindPath, Default: "/storage", Allowed: AllowPV},
+	// Ours: IPAM pools are isolated from each other (FORWARD drop between
+	// their bridges) unless this is 0.
+	{Name: PVNetIsolation, Kind: KindBool, Default: "1", Allowed: pvOEM},
+	// Ours: the iptables backend for NAT and isolation: the system's
+	// iptables, or the nf_tables or legacy one explicitly.
+	{Name: PVNetIptables, Kind: KindEnum, Default: "auto", Allowed: pvOEM, Values: []string{"auto", "nft", "legacy"}},
 }
 
 // byName maps the upper-cased canonical name, byAlias the lower-cased

@@ -73,6 +73,8 @@ func TestReferenceKeyTable(t *testing.T) {
 		{"PV_POLICY", "", AllowPV, KindName},
 		{"PV_OEM_NAME", "", AllowPV, KindName},
 		{"PV_STORAGE_MNTPOINT", "/storage", AllowPV, KindPath},
+		{"PV_NET_ISOLATION", "1", pvOEM, KindBool},
+		{"PV_NET_IPTABLES", "auto", pvOEM, KindEnum},
 	}
 	keys := Keys()
 	if len(keys) != len(want) {

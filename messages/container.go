@@ -66,6 +66,8 @@ type ContainerStatusChanged struct {
 	LastExit *Exit
 	// Err explains a FAILED status.
 	Err string
+	// Lease is the container's network address, when it has one.
+	Lease *Lease
 }
 
 // ContainerExited is the failure reason a container actor fails with when

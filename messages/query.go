@@ -49,6 +49,11 @@ type ContainerInfo struct {
 	Consumes      []any        `json:"consumes"`
 	LastExit      *Exit        `json:"last_exit,omitempty"`
 	Error         string       `json:"error,omitempty"`
+	// IPv4Address is the lease with its prefix ("10.0.5.2/24"), MACAddress
+	// its MAC and Pool its pool; empty for host-network containers.
+	IPv4Address string `json:"ipv4_address,omitempty"`
+	MACAddress  string `json:"mac_address,omitempty"`
+	Pool        string `json:"pool,omitempty"`
 }
 
 // AutoRecovery is the auto_recovery block of GET /containers (upstream's

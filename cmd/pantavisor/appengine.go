@@ -24,6 +24,7 @@ import (
 	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/ctrl"
+	"github.com/pantavisor/pv/network/nat"
 	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/runtime/reaper"
@@ -237,7 +238,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Rev: rev, State: st, Engine: engineAdapter{eng}, Log: log,
 		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
 		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
-		Trying:           boot["pv_try"] != "" && boot["pv_try"] == rev,
+		PoolNet: poolsAdapter{&engine.Pools{
+			Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
+			Isolation: cfg.Bool(config.PVNetIsolation),
+		}},
+		Trying: boot["pv_try"] != "" && boot["pv_try"] == rev,
 		OnReboot: func(reason string) {
 			select {
 			case reboot <- reason:
@@ -350,4 +355,15 @@ func unmountWork(dir string, log *slog.Logger) {
 func cgroupParent(storageDir string) string {
 	sum := sha256.Sum256([]byte(storageDir))
 	return "pantavisor-" + hex.EncodeToString(sum[:4])
+}
+
+// iptablesBinary maps PV_NET_IPTABLES to the binary go-iptables runs.
+func iptablesBinary(v string) string {
+	switch v {
+	case "nft":
+		return nat.NFTBinary
+	case "legacy":
+		return nat.LegacyBinary
+	}
+	return nat.DefaultBinary
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/state"
 )
@@ -21,8 +22,8 @@ func (a engineAdapter) Mount(c *state.Container) (actors.Mount, error) {
 
 type mountAdapter struct{ *engine.Mount }
 
-func (m mountAdapter) Start() (actors.Run, error) {
-	r, err := m.Mount.Start()
+func (m mountAdapter) Start(lease *messages.Lease) (actors.Run, error) {
+	r, err := m.Mount.Start(lease)
 	if err != nil {
 		return nil, err
 	}
@@ -31,3 +32,16 @@ func (m mountAdapter) Start() (actors.Run, error) {
 
 var _ actors.Engine = engineAdapter{}
 var _ actors.Run = (*engine.Run)(nil)
+
+// poolsAdapter presents the engine's pool setup to the actors.
+type poolsAdapter struct{ p *engine.Pools }
+
+func (a poolsAdapter) Setup(p state.Pool, peers []string) (actors.PoolSetup, error) {
+	s, err := a.p.Setup(p, peers)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var _ actors.PoolNet = poolsAdapter{}

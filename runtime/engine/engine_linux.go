@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/network/link"
 	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/rootfs"
 	"github.com/pantavisor/pv/spec"
@@ -95,6 +97,7 @@ func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
 		copied := *c.LXC // the model is shared and read-only
 		sp = &copied
 	}
+	applyNetwork(sp, c.Network)
 	if e.CtrlSocket != "" {
 		sp.Mounts = append(append([]spec.Mount(nil), sp.Mounts...), spec.Mount{
 			Source: e.CtrlSocket, Target: "pantavisor/pv-ctrl", FSType: "none",
@@ -149,8 +152,11 @@ type Mount struct {
 	console string
 }
 
-// Start creates the container and runs its init.
-func (m *Mount) Start() (*Run, error) {
+// Start creates the container and runs its init. With a lease, eth0 is
+// plumbed into the container's network namespace between the creation of
+// the init and its exec, so the application never sees a network without
+// its address.
+func (m *Mount) Start(lease *messages.Lease) (*Run, error) {
 	ct, err := m.e.Driver.Create(driver.Config{
 		Name: m.name, Spec: m.spec, Rootfs: m.root.Path(),
 		ConsoleLog: m.console, ResolveSource: m.resolve,
@@ -158,11 +164,64 @@ func (m *Mount) Start() (*Run, error) {
 	if err != nil {
 		return nil, err // the driver's error names the container
 	}
-	if err := ct.Run(); err != nil {
+	if err := ct.Start(); err != nil {
 		_ = ct.Destroy()
-		return nil, err // the driver's error names the container
+		return nil, err
 	}
-	return &Run{ct: ct}, nil
+	run := &Run{ct: ct}
+	if lease != nil {
+		att, err := plumb(m.name, ct, lease)
+		if err != nil {
+			_ = ct.Destroy()
+			return nil, err
+		}
+		run.link = &att
+	}
+	if err := ct.Exec(); err != nil {
+		_ = run.Destroy()
+		return nil, err
+	}
+	return run, nil
+}
+
+// applyNetwork adapts the container's namespaces to run.json network: a
+// pool gives it its own network namespace (upstream's template keeps the
+// host's); mode host shares the host's; the pool's hostname is the UTS name.
+func applyNetwork(sp *spec.Container, n *state.Network) {
+	if n == nil {
+		return
+	}
+	keep := make([]string, 0, len(sp.NamespaceKeep)+1)
+	for _, ns := range sp.NamespaceKeep {
+		if ns != "net" {
+			keep = append(keep, ns)
+		}
+	}
+	if n.Mode == state.NetHost {
+		keep = append(keep, "net")
+	}
+	sp.NamespaceKeep = keep
+	if n.Hostname != "" {
+		sp.Hostname = n.Hostname
+	}
+}
+
+// plumb gives the container its eth0 from the lease: a veth on the pool's
+// bridge or a macvlan on its parent.
+func plumb(name string, ct *driver.Container, l *messages.Lease) (link.Attachment, error) {
+	ns, err := ct.NetnsPath()
+	if err != nil {
+		return link.Attachment{}, fmt.Errorf("plumb %s: %w", name, err)
+	}
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		return link.Attachment{}, fmt.Errorf("plumb %s: bad MAC %q: %w", name, l.MAC, err)
+	}
+	ep := link.Endpoint{Container: name, NetNS: ns, Addr: l.Addr, Gateway: l.Gateway, MAC: mac}
+	if l.Type == string(state.PoolMacvlan) {
+		return link.AttachMacvlan(l.Link, ep)
+	}
+	return link.AttachVeth(l.Link, ep)
 }
 
 // Unmount undoes Mount and removes the container's boot-persistence
@@ -177,7 +236,8 @@ func (m *Mount) Unmount() error {
 
 // Run is one execution of a container's init.
 type Run struct {
-	ct *driver.Container
+	ct   *driver.Container
+	link *link.Attachment
 }
 
 // Pid of the init, as seen from pantavisor's pid namespace.
@@ -201,5 +261,17 @@ func (r *Run) Stop(timeout time.Duration) error {
 	return err
 }
 
-// Destroy removes the container's cgroups and state.
-func (r *Run) Destroy() error { return r.ct.Destroy() }
+// Destroy removes the container's network link, cgroups and state.
+func (r *Run) Destroy() error {
+	var errs []error
+	if r.link != nil {
+		if err := link.Detach(*r.link); err != nil {
+			errs = append(errs, err)
+		}
+		r.link = nil
+	}
+	if err := r.ct.Destroy(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,196 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/network/ipam"
+	"github.com/pantavisor/pv/state"
+)
+
+// PoolNet sets up and removes what a pool needs on the device: its bridge,
+// NAT and isolation rules. The pool actor calls it from goroutines.
+type PoolNet interface {
+	Setup(p state.Pool, peers []string) (PoolSetup, error)
+}
+
+// PoolSetup is what one pool set up; Teardown removes exactly that.
+type PoolSetup interface {
+	Teardown() error
+	// Describe names what was set up, for GET /actors.
+	Describe() string
+}
+
+// poolActor owns one IPAM pool: the allocator (sticky leases for the life
+// of the process, freed addresses reused) and the bridge and rules set up
+// for it. Lease requests that arrive before the setup finished wait for it.
+type poolActor struct {
+	pool   state.Pool
+	peers  []string
+	net    PoolNet
+	log    *slog.Logger
+	alloc  *ipam.Allocator
+	since  time.Time
+	setup  PoolSetup
+	ready  bool
+	err    error
+	queued []queuedLease
+	// stopFor is the revision waiting for StopPool.
+	stopFor *actor.PID
+}
+
+type queuedLease struct {
+	from *actor.PID
+	req  *messages.LeaseRequest
+}
+
+type poolSetupDone struct {
+	setup PoolSetup
+	err   error
+}
+
+type poolTeardownDone struct{ err error }
+
+func newPoolProps(p state.Pool, peers []string, net PoolNet, log *slog.Logger) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &poolActor{pool: p, peers: peers, net: net, log: log.With("pool", p.Name)}
+	})
+}
+
+func (a *poolActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.start(ctx)
+	case *poolSetupDone:
+		a.setup, a.err, a.ready = m.setup, m.err, true
+		if m.err != nil {
+			a.log.Error("pool setup failed", "err", m.err)
+		} else {
+			a.log.Info("pool ready", "setup", m.setup.Describe())
+		}
+		for _, q := range a.queued {
+			ctx.Send(q.from, a.lease(q.req))
+		}
+		a.queued = nil
+	case *messages.LeaseRequest:
+		if !a.ready {
+			a.queued = append(a.queued, queuedLease{from: ctx.Sender(), req: m})
+			return
+		}
+		ctx.Respond(a.lease(m))
+	case *messages.LeaseRelease:
+		if a.alloc != nil {
+			a.alloc.Release(m.Container)
+		}
+	case *messages.StopPool:
+		a.stopFor = ctx.Sender()
+		a.teardown(ctx)
+	case *poolTeardownDone:
+		reply := &messages.PoolStopped{Name: a.pool.Name}
+		if m.err != nil {
+			reply.Err = m.err.Error()
+			a.log.Error("pool teardown", "err", m.err)
+		}
+		if a.stopFor != nil {
+			ctx.Send(a.stopFor, reply)
+			a.stopFor = nil
+		}
+	case *actor.Stopping:
+		// Last resort when the pool is stopped without StopPool first.
+		if a.setup != nil {
+			if err := a.setup.Teardown(); err != nil {
+				a.log.Error("pool teardown on stop", "err", err)
+			}
+			a.setup = nil
+		}
+	case *messages.Describe:
+		ctx.Respond(a.describe(ctx))
+	}
+}
+
+func (a *poolActor) start(ctx actor.Context) {
+	a.since = time.Now()
+	alloc, err := ipam.New(a.pool.Subnet, a.pool.Gateway)
+	if err != nil {
+		// Validation refuses such pools; this is a last line of defence.
+		a.err, a.ready = fmt.Errorf("pool %s: %w", a.pool.Name, err), true
+		return
+	}
+	a.alloc = alloc
+	if a.setup != nil || a.net == nil {
+		a.ready = true // re-adopted after an actor restart, or nothing to set up
+		return
+	}
+	p, peers, net, self, sys := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem()
+	goSafe(sys, self, func() any { return &poolSetupDone{err: errPanic} }, func() any {
+		s, err := net.Setup(p, peers)
+		return &poolSetupDone{setup: s, err: err}
+	})
+}
+
+// lease allocates or reserves a container's address. A network error is a
+// start failure for that container, named clearly.
+func (a *poolActor) lease(req *messages.LeaseRequest) *messages.Lease {
+	l := &messages.Lease{Pool: a.pool.Name, Type: string(a.pool.Type), Gateway: a.pool.Gateway, MAC: req.MAC}
+	l.Link = a.pool.Bridge
+	if a.pool.Type == state.PoolMacvlan {
+		l.Link = a.pool.Parent
+	}
+	if a.err != nil {
+		l.Err = fmt.Sprintf("pool %s is not available: %v", a.pool.Name, a.err)
+		return l
+	}
+	var addr = req.Static
+	var err error
+	if req.Static.IsValid() {
+		err = a.alloc.Reserve(req.Container, req.Static)
+	} else {
+		addr, err = a.alloc.Allocate(req.Container)
+	}
+	if err != nil {
+		l.Err = fmt.Sprintf("lease from pool %s: %v", a.pool.Name, err)
+		return l
+	}
+	l.Addr = netipPrefix(addr, a.pool.Subnet.Bits())
+	if l.MAC == "" {
+		l.MAC = ipam.MAC(addr).String()
+	}
+	return l
+}
+
+func (a *poolActor) teardown(ctx actor.Context) {
+	setup, self, sys := a.setup, ctx.Self(), ctx.ActorSystem()
+	a.setup = nil
+	goSafe(sys, self, func() any { return &poolTeardownDone{err: errPanic} }, func() any {
+		if setup == nil {
+			return &poolTeardownDone{}
+		}
+		return &poolTeardownDone{err: setup.Teardown()}
+	})
+}
+
+func (a *poolActor) describe(ctx actor.Context) *messages.Node {
+	n := &messages.Node{Path: ctx.Self().Id, Kind: "pool", Status: "ready", Since: a.since,
+		Info: map[string]string{"type": string(a.pool.Type), "subnet": a.pool.Subnet.String()}}
+	switch {
+	case !a.ready:
+		n.Status = "setting-up"
+	case a.err != nil:
+		n.Status, n.LastFailure = "failed", a.err.Error()
+	}
+	if a.alloc != nil {
+		n.Info["leases"] = strconv.Itoa(a.alloc.Len()) + "/" + strconv.Itoa(a.alloc.Capacity())
+	}
+	if a.setup != nil {
+		n.Info["setup"] = a.setup.Describe()
+	}
+	return n
+}
+
+func netipPrefix(a netip.Addr, bits int) netip.Prefix { return netip.PrefixFrom(a, bits) }

@@ -1,0 +1,143 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// fakePoolNet records pool setups and teardowns; its events share the fake
+// engine's log so that their order with container events can be checked.
+type fakePoolNet struct {
+	e    *fakeEngine
+	fail map[string]bool
+	mu   sync.Mutex
+}
+
+func (f *fakePoolNet) Setup(p state.Pool, peers []string) (PoolSetup, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail[p.Name] {
+		return nil, errors.New("create bridge " + p.Bridge + ": operation not permitted")
+	}
+	f.e.record("setup " + p.Name + " peers=" + strings.Join(peers, ","))
+	return fakeSetup{f.e, p.Name}, nil
+}
+
+type fakeSetup struct {
+	e    *fakeEngine
+	name string
+}
+
+func (s fakeSetup) Teardown() error  { s.e.record("teardown " + s.name); return nil }
+func (s fakeSetup) Describe() string { return "fake " + s.name }
+
+func pooledState(t *testing.T) *state.State {
+	t.Helper()
+	doc := map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{
+			"groups": []any{map[string]any{"name": "app"}},
+			"network": map[string]any{"pools": map[string]any{
+				"lan":  map[string]any{"bridge": "pvbr0", "subnet": "10.0.5.0/29", "gateway": "10.0.5.1", "nat": true},
+				"iso":  map[string]any{"bridge": "pvbr1", "subnet": "10.0.6.0/24", "gateway": "10.0.6.1"},
+				"wifi": map[string]any{"type": "macvlan", "parent": "wlan0", "subnet": "192.168.7.0/24", "gateway": "192.168.7.1"},
+			}},
+		},
+		"web/run.json": map[string]any{"name": "web", "group": "app", "network": map[string]any{"pool": "lan"},
+			"auto_recovery": map[string]any{"policy": "always"}},
+		"db/run.json": map[string]any{"name": "db", "group": "app", "network": map[string]any{"pool": "lan", "ip": "10.0.5.6", "mac": "02:aa:00:00:00:06"},
+			"auto_recovery": map[string]any{"policy": "always"}},
+		"host/run.json": map[string]any{"name": "host", "group": "app", "auto_recovery": map[string]any{"policy": "no"}},
+	}
+	data, _ := json.Marshal(doc)
+	st, err := state.Parse(data, state.Options{AppEngine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestPoolsLeaseAndTeardown(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &fakePoolNet{e: e}})
+	cs := waitStatus(t, sys, map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted, "host": messages.StatusStarted})
+	byName := map[string]messages.ContainerInfo{}
+	for _, c := range cs {
+		byName[c.Name] = c
+	}
+	if c := byName["db"]; c.IPv4Address != "10.0.5.6/29" || c.MACAddress != "02:aa:00:00:00:06" || c.Pool != "lan" {
+		t.Errorf("db: %q %q %q", c.IPv4Address, c.MACAddress, c.Pool)
+	}
+	web := byName["web"]
+	if web.IPv4Address != "10.0.5.2/29" || web.MACAddress != "02:00:0a:00:05:02" {
+		t.Errorf("web: %q %q", web.IPv4Address, web.MACAddress)
+	}
+	if c := byName["host"]; c.IPv4Address != "" || c.Pool != "" {
+		t.Errorf("host-network container got a lease: %+v", c)
+	}
+	// Restarts keep the lease, dynamic and static.
+	for i := 0; i < 3; i++ {
+		e.run("web").Exit(1, 0)
+		e.run("db").Exit(1, 0)
+		waitEvents(t, e, "start web", i+2, 5*time.Second)
+		waitEvents(t, e, "start db", i+2, 5*time.Second)
+	}
+	if n := countEvents(e, "lease web 10.0.5.2/29 02:00:0a:00:05:02"); n != 4 {
+		t.Errorf("web leases: %d (%v)", n, e.Events())
+	}
+	if n := countEvents(e, "lease db 10.0.5.6/29 02:aa:00:00:00:06"); n != 4 {
+		t.Errorf("db leases: %d", n)
+	}
+	ev := e.Events()
+	if index(ev, "setup lan peers=pvbr1") < 0 || index(ev, "setup iso peers=pvbr0") < 0 {
+		t.Errorf("pools not set up with their peers: %v", ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	ev = e.Events()
+	td := index(ev, "teardown lan")
+	if td < 0 || td < index(ev, "unmount web") || td < index(ev, "unmount db") {
+		t.Errorf("pool torn down before its containers were: %v", ev)
+	}
+}
+
+func TestPoolSetupFailureFailsItsContainers(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &fakePoolNet{e: e, fail: map[string]bool{"lan": true}}})
+	waitStatus(t, sys, map[string]messages.Status{"host": messages.StatusStarted})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := info(t, sys, "web")
+		if strings.Contains(c.Error, "pool lan is not available: create bridge pvbr0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web error: %q (%s)", c.Error, c.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := countEvents(e, "start web"); n != 0 {
+		t.Errorf("web started without its network")
+	}
+	tree := sys.Tree()
+	var pool *messages.Node
+	for _, n := range tree.Children[0].Children {
+		if n.Path == "root/rev-0/pool-lan" {
+			pool = n
+		}
+	}
+	if pool == nil || pool.Kind != "pool" || pool.Status != "failed" {
+		t.Errorf("pool node: %+v", pool)
+	}
+}

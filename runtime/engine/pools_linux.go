@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/pantavisor/pv/network/link"
+	"github.com/pantavisor/pv/network/nat"
+	"github.com/pantavisor/pv/state"
+)
+
+// Pools sets up IPAM pools on the device: the bridge with the gateway
+// address, and NAT and isolation rules with iptables.
+type Pools struct {
+	// Iptables is the backend binary ("" = the system's iptables).
+	Iptables string
+	// Isolation drops forwarding between different pools' bridges.
+	Isolation bool
+}
+
+// PoolSetup is what Setup made for one pool.
+type PoolSetup struct {
+	bridge  string
+	created bool
+	rules   *nat.Rules
+	backend string
+}
+
+// Setup creates a bridge pool's bridge and its rules; a macvlan pool needs
+// nothing up front (its parent must exist when a container starts). A
+// failure undoes what was done.
+func (p *Pools) Setup(pool state.Pool, peers []string) (*PoolSetup, error) {
+	if pool.Type == state.PoolMacvlan {
+		return &PoolSetup{}, nil
+	}
+	s := &PoolSetup{bridge: pool.Bridge}
+	br, err := link.EnsureBridge(pool.Bridge, netip.PrefixFrom(pool.Gateway, pool.Subnet.Bits()))
+	if err != nil {
+		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
+	}
+	s.created = br.Created
+	backend, err := nat.NewBackend(p.Iptables)
+	if err != nil {
+		s.Teardown()
+		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
+	}
+	s.backend = backend.String()
+	rules, err := nat.Apply(backend, nat.Config{Pool: pool.Name, Bridge: pool.Bridge, Subnet: pool.Subnet,
+		NAT: pool.NAT, Peers: peers, AllowInterPool: !p.Isolation})
+	if err != nil {
+		s.Teardown()
+		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
+	}
+	s.rules = rules
+	return s, nil
+}
+
+// Teardown removes the rules this pool added, then its bridge if this pool
+// created it.
+func (s *PoolSetup) Teardown() error {
+	var errs []error
+	if s.rules != nil {
+		if err := s.rules.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+		s.rules = nil
+	}
+	if s.created {
+		if err := link.RemoveBridge(s.bridge); err != nil {
+			errs = append(errs, err)
+		}
+		s.created = false
+	}
+	return errors.Join(errs...)
+}
+
+// Describe names the bridge and the iptables backend.
+func (s *PoolSetup) Describe() string {
+	if s.bridge == "" {
+		return "macvlan"
+	}
+	n := 0
+	if s.rules != nil {
+		n = len(s.rules.Added())
+	}
+	return fmt.Sprintf("bridge %s, %d rules, %s", s.bridge, n, s.backend)
+}
