@@ -8,7 +8,10 @@ package bench
 import (
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -27,9 +30,16 @@ type Figure struct {
 	Goal float64
 	// Run measures once and returns this project's value and the baseline's.
 	Run func() (ours, baseline float64, err error)
-	// Needs lists what the figure requires ("root", "namespaces"); the
-	// runner skips it with a reason when not met.
+	// Needs lists what the figure requires (see Unmet for the names); the
+	// runner skips it with a reason when one is not met.
 	Needs []string
+	// Limit is an absolute goal for this project's value, in Unit, for
+	// figures whose issue states one (e.g. RSS ≤ 30 MB) rather than a
+	// ratio; 0 when there is none. The goal column shows it instead of Goal.
+	Limit float64
+	// Runs, when not 0, replaces the runner's run count: 1 for a figure
+	// that is the same on every run, such as a binary's size.
+	Runs int
 }
 
 // Result is a figure's median over several runs.
@@ -38,6 +48,8 @@ type Result struct {
 	Ours, Base float64
 	Runs       int
 	Err        error
+	// Skipped says why the figure was not measured ("" when it was).
+	Skipped string
 }
 
 // Ratio is ours divided by the baseline.
@@ -56,10 +68,64 @@ func Register(f Figure) { registry = append(registry, f) }
 // Figures returns the registered figures in registration order.
 func Figures() []Figure { return append([]Figure(nil), registry...) }
 
-// Measure runs f runs times and keeps the medians of both values, so that one
-// disturbed run (the machine has two cores shared with everything else) does
-// not decide the figure.
+// needChecks maps a need to its check, which returns why it is not met.
+var needChecks = map[string]func() string{
+	"root": func() string {
+		if os.Geteuid() != 0 {
+			return "needs root"
+		}
+		return ""
+	},
+	// Figures that start containers, mount and create cgroups must run as
+	// PID 1 of fresh pid, net and mount namespaces: whatever they leave
+	// behind dies with them and the host's network is out of reach.
+	"pid1": func() string {
+		if os.Getpid() != 1 {
+			return "needs to run as PID 1 of fresh namespaces (make bench: unshare --pid --net --mount --fork --mount-proc bin/pvbench)"
+		}
+		return ""
+	},
+}
+
+// RegisterNeed adds a named check for Figure.Needs; check returns why the
+// need is not met, or "".
+func RegisterNeed(name string, check func() string) { needChecks[name] = check }
+
+// Unmet returns why f cannot be measured here, or "" when every need is
+// met. Needs are "root", "pid1", "exec:NAME" (a program in PATH) and those
+// added with RegisterNeed.
+func Unmet(f Figure) string {
+	var why []string
+	for _, n := range f.Needs {
+		if prog, ok := strings.CutPrefix(n, "exec:"); ok {
+			if _, err := exec.LookPath(prog); err != nil {
+				why = append(why, "needs "+prog+" in PATH (scripts/deps.sh bench)")
+			}
+			continue
+		}
+		check, ok := needChecks[n]
+		if !ok {
+			why = append(why, "unknown need "+strconv.Quote(n))
+			continue
+		}
+		if w := check(); w != "" {
+			why = append(why, w)
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// Measure runs f runs times (f.Runs when set) and keeps the medians of both
+// values, so that one disturbed run (the machine has two cores shared with
+// everything else) does not decide the figure. A figure whose needs are
+// not met is skipped, not run.
 func Measure(f Figure, runs int) Result {
+	if why := Unmet(f); why != "" {
+		return Result{Figure: f, Skipped: why}
+	}
+	if f.Runs > 0 {
+		runs = f.Runs
+	}
 	var ours, base []float64
 	for i := 0; i < runs; i++ {
 		o, b, err := f.Run()
@@ -99,21 +165,38 @@ func Print(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIGURE\tTHIS PROJECT\tBASELINE\tRATIO\tGOAL\tRUNS")
 	for _, r := range results {
-		if r.Err != nil {
-			fmt.Fprintf(tw, "%s\terror: %v\t%s\t-\t%s\t%d\n", r.Name, r.Err, r.Baseline, goal(r.Goal), r.Runs)
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(tw, "%s\tskipped: %s\t%s\t-\t%s\t0\n", r.Name, r.Skipped, r.Baseline, r.goal())
+			continue
+		case r.Err != nil:
+			fmt.Fprintf(tw, "%s\terror: %s\t%s\t-\t%s\t%d\n", r.Name, short(r.Err), r.Baseline, r.goal(), r.Runs)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s %s\t%s %s (%s)\t%.2f×\t%s\t%d\n", r.Name,
-			num(r.Ours), r.Unit, num(r.Base), r.Unit, r.Baseline, r.Ratio(), goal(r.Goal), r.Runs)
+			num(r.Ours), r.Unit, num(r.Base), r.Unit, r.Baseline, r.Ratio(), r.goal(), r.Runs)
 	}
 	tw.Flush()
 }
 
-func goal(g float64) string {
-	if g == 0 {
-		return "-"
+// short is the first line of an error, cut to fit a table cell; the runner
+// prints errors in full as they happen.
+func short(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if r := []rune(s); len(r) > 160 {
+		s = string(r[:160]) + "…"
 	}
-	return fmt.Sprintf("≤ %.2g×", g)
+	return s
+}
+
+func (r Result) goal() string {
+	switch {
+	case r.Limit != 0:
+		return "≤ " + strconv.FormatFloat(r.Limit, 'g', -1, 64) + " " + r.Unit
+	case r.Goal != 0:
+		return fmt.Sprintf("≤ %.2g×", r.Goal)
+	}
+	return "-"
 }
 
 func num(v float64) string {
@@ -124,6 +207,17 @@ func num(v float64) string {
 		return fmt.Sprintf("%.2f", v)
 	}
 	return strings.TrimRight(fmt.Sprintf("%.4f", v), "0")
+}
+
+// Verbose makes figures report details (a breakdown of where time goes)
+// on standard error; set by the runner.
+var Verbose bool
+
+// logf writes a detail line when Verbose is set.
+func logf(format string, args ...any) {
+	if Verbose {
+		fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
+	}
 }
 
 // Elapsed measures one call of fn.

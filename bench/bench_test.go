@@ -54,3 +54,46 @@ func TestValidateFigureRuns(t *testing.T) {
 	}
 	t.Fatal("validate figure not registered")
 }
+
+func TestMeasureSkipsUnmetNeeds(t *testing.T) {
+	ran := false
+	f := Figure{Name: "f", Needs: []string{"exec:pvbench-no-such-program", "no-such-need"}, Run: func() (float64, float64, error) {
+		ran = true
+		return 1, 1, nil
+	}}
+	r := Measure(f, 3)
+	if ran || r.Err != nil || r.Runs != 0 {
+		t.Fatalf("figure with unmet needs was run: %+v", r)
+	}
+	for _, want := range []string{"pvbench-no-such-program", `unknown need "no-such-need"`} {
+		if !strings.Contains(r.Skipped, want) {
+			t.Errorf("skip reason %q lacks %q", r.Skipped, want)
+		}
+	}
+}
+
+func TestMeasureFigureRuns(t *testing.T) {
+	n := 0
+	r := Measure(Figure{Name: "f", Runs: 1, Run: func() (float64, float64, error) { n++; return 2, 1, nil }}, 5)
+	if n != 1 || r.Runs != 1 {
+		t.Fatalf("ran %d times, result %+v", n, r)
+	}
+}
+
+func TestPrintLimitAndSkip(t *testing.T) {
+	var b bytes.Buffer
+	Print(&b, []Result{
+		{Figure: Figure{Name: "rss", Baseline: "idle", Unit: "MiB", Limit: 30}, Ours: 25, Base: 20, Runs: 5},
+		{Figure: Figure{Name: "cold", Baseline: "runc", Goal: 0.5}, Skipped: "needs root"},
+		{Figure: Figure{Name: "long", Baseline: "x"}, Err: errors.New("first line\nsecond line")},
+	})
+	out := b.String()
+	for _, want := range []string{"≤ 30 MiB", "1.25×", "skipped: needs root", "≤ 0.5×", "error: first line"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "second line") {
+		t.Errorf("table cell holds a multi-line error:\n%s", out)
+	}
+}

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages the tests and the demo need, only when missing.
-# Needs root (apt-get); as another user it only reports what is missing.
+# `scripts/deps.sh bench` also installs what only `make bench` needs: the
+# runtimes its figures compare with (runc, LXC). Needs root (apt-get); as
+# another user it only reports what is missing.
 set -eu
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -10,6 +12,17 @@ have iptables-legacy || need="$need iptables"
 have unshare || need="$need util-linux"
 have ip || need="$need iproute2"
 have gcc || need="$need gcc"
+case "${1:-}" in
+"") ;;
+bench)
+	have runc || need="$need runc"
+	have lxc-start || need="$need lxc"
+	;;
+*)
+	echo "usage: $0 [bench]" >&2
+	exit 2
+	;;
+esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "missing Debian packages:$need (run as root to install them)" >&2
@@ -17,6 +30,19 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing:$need"
 export DEBIAN_FRONTEND=noninteractive
+# Installing lxc would start its lxc-net service where an init system runs
+# services: a bridge, dnsmasq and NAT rules in the host's network namespace.
+# Nothing here may touch the host's network, so services are kept from
+# starting for the duration of the install (policy-rc.d exit 101 = "action
+# forbidden", honoured by invoke-rc.d and deb-systemd-invoke), unless a
+# policy is already in place.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# scripts/deps.sh: no service starts during this install\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+	trap 'exit 130' INT TERM
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $need >/dev/null

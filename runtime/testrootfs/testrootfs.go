@@ -89,41 +89,52 @@ func Cleanup() {
 }
 
 func buildDir() (string, error) {
-	bb, err := staticBusybox()
-	if err != nil {
-		return "", err
-	}
 	if baseDir == "" {
+		var err error
 		if baseDir, err = os.MkdirTemp("", "pv-testrootfs-"); err != nil {
 			return "", fmt.Errorf("create temp dir: %w", err)
 		}
 	}
 	root := filepath.Join(baseDir, "rootfs")
+	if err := Build(root); err != nil {
+		return "", err
+	}
+	return root, nil
+}
+
+// Build makes the rootfs Dir describes at root (created if missing), for
+// callers that have no testing.TB, such as the benchmarks; the caller owns
+// root and removes it. Unlike Dir it builds a new tree on every call.
+func Build(root string) error {
+	bb, err := staticBusybox()
+	if err != nil {
+		return err
+	}
 	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "mnt", "var/log"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return "", fmt.Errorf("create rootfs dir: %w", err)
+			return fmt.Errorf("create rootfs dir: %w", err)
 		}
 	}
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return "", fmt.Errorf("chmod tmp: %w", err)
+		return fmt.Errorf("chmod tmp: %w", err)
 	}
 	if err := copyFile(bb, filepath.Join(root, "bin/busybox"), 0o755); err != nil {
-		return "", err
+		return err
 	}
 	out, err := exec.Command(bb, "--list").Output()
 	if err != nil {
-		return "", fmt.Errorf("list busybox applets: %w", err)
+		return fmt.Errorf("list busybox applets: %w", err)
 	}
 	for _, applet := range strings.Fields(string(out)) {
 		if applet == "busybox" || strings.Contains(applet, "/") {
 			continue
 		}
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", fmt.Errorf("link applet: %w", err)
+			return fmt.Errorf("link applet: %w", err)
 		}
 	}
 	if err := os.Symlink("../bin/busybox", filepath.Join(root, "sbin/init")); err != nil {
-		return "", fmt.Errorf("link init: %w", err)
+		return fmt.Errorf("link init: %w", err)
 	}
 	files := map[string]string{
 		"etc/passwd":      "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
@@ -133,10 +144,10 @@ func buildDir() (string, error) {
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
-			return "", fmt.Errorf("write rootfs file: %w", err)
+			return fmt.Errorf("write rootfs file: %w", err)
 		}
 	}
-	return root, nil
+	return nil
 }
 
 // staticBusybox finds busybox in PATH (or /bin) and checks that it is

@@ -1,23 +1,59 @@
 // Command pvbench runs every figure registered in package bench and prints
 // the table `make bench` shows. It never fails on speed: only a figure that
-// cannot be measured at all makes it exit non-zero.
+// cannot be measured at all makes it exit non-zero; a figure whose needs
+// are not met (root, PID 1 of fresh namespaces, a runtime to compare with)
+// is skipped with the reason.
+//
+// The container figures start containers in this process, so it is also
+// libcontainer's init (initshim) and runs from a sealed copy of itself,
+// as pantavisor does. `make bench` runs it as PID 1 of fresh pid, net and
+// mount namespaces:
+//
+//	unshare --pid --net --mount --fork --mount-proc bin/pvbench
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"regexp"
+	"syscall"
+	"time"
 
 	"github.com/pantavisor/pv/bench"
+	"github.com/pantavisor/pv/runtime/driver"
+	_ "github.com/pantavisor/pv/runtime/driver/initshim" // "pvbench init" is a container's init
 )
 
 func main() {
+	// Before anything else: on success this re-executes the process (same
+	// pid) from a sealed in-memory copy, so that libcontainer does not copy
+	// the binary at every container start, exactly as pantavisor does.
+	if err := driver.EnsureSealedExe(); err != nil {
+		fmt.Fprintf(os.Stderr, "pvbench: %v (containers will copy the binary at each start)\n", err)
+	}
 	runs := flag.Int("runs", 5, "runs per figure; the median is reported")
-	only := flag.String("run", "", "only figures whose name matches this regexp")
+	only := flag.String("run", "", "only figures whose name or baseline matches this regexp")
 	fixtures := flag.String("fixtures", bench.FixturesDir, "directory of upstream state fixtures")
+	pv := flag.String("pantavisor", bench.PantavisorBin, "pantavisor binary the appengine figures run")
+	src := flag.String("src", bench.ModuleDir, "root of this module (the binary-size figure builds it)")
+	verbose := flag.Bool("v", false, "print details (time breakdowns, RSS parts) on stderr")
 	flag.Parse()
 	bench.FixturesDir = *fixtures
+	bench.Verbose = *verbose
+	for _, p := range []struct {
+		dst *string
+		src string
+	}{{&bench.PantavisorBin, *pv}, {&bench.ModuleDir, *src}} {
+		abs, err := filepath.Abs(p.src)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pvbench: %v\n", err)
+			os.Exit(2)
+		}
+		*p.dst = abs
+	}
 	var re *regexp.Regexp
 	if *only != "" {
 		var err error
@@ -26,14 +62,33 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	// As PID 1 the kernel delivers no signal this process does not handle:
+	// without this, Ctrl-C would kill unshare and leave pvbench running.
+	// Everything it started dies with its pid and mount namespaces.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "pvbench: %v\n", s)
+		os.Exit(130)
+	}()
 	var results []bench.Result
 	failed := false
 	for _, f := range bench.Figures() {
-		if re != nil && !re.MatchString(f.Name) {
+		if re != nil && !re.MatchString(f.Name) && !re.MatchString(f.Baseline) {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "measuring: %s (%d runs)\n", f.Name, *runs)
+		fmt.Fprintf(os.Stderr, "measuring: %s vs %s\n", f.Name, f.Baseline)
+		t0 := time.Now()
 		r := bench.Measure(f, *runs)
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(os.Stderr, "  skipped: %s\n", r.Skipped)
+		case r.Err != nil:
+			fmt.Fprintf(os.Stderr, "  error: %v\n", r.Err)
+		default:
+			fmt.Fprintf(os.Stderr, "  done in %v\n", time.Since(t0).Round(100*time.Millisecond))
+		}
 		failed = failed || r.Err != nil
 		results = append(results, r)
 	}
