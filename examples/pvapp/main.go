@@ -7,6 +7,8 @@
 //	pvapp ready [then CMD...]   POST /signal {"type":"ready"}, then run CMD or sleep
 //	pvapp exit N                exit with status N
 //	pvapp segv                  die by SIGSEGV, as a crashing program does
+//	pvapp get URL               print the body of an HTTP GET (2 s timeout);
+//	                            exit 1 when it fails
 package main
 
 import (
@@ -57,6 +59,19 @@ func main() {
 		waitForTerm()
 	case "segv":
 		segv()
+	case "get":
+		if len(os.Args) != 3 {
+			os.Exit(2)
+		}
+		c := http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pvapp:", err)
+			os.Exit(1)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Print(string(body))
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
