@@ -104,55 +104,39 @@ func (o *object) str(key string) (string, bool) {
 // integer returns an integer field. Upstream reads numbers as token text with
 // atoi, so a numeric string is accepted too, with a warning.
 func (o *object) integer(key string) (int64, bool) {
-	raw, ok := o.raw(key)
-	if !ok {
-		return 0, false
-	}
-	text := string(bytes.TrimSpace(raw))
-	if kind(raw) == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-				o.c.warnf(o.file, o.at(key), "is a string; write it as a number")
-				return n, true
-			}
-		}
-		o.c.errorf(o.file, o.at(key), "must be an integer, got %s", text)
-		return 0, false
-	}
-	n, err := strconv.ParseInt(text, 10, 64)
-	if err != nil {
-		o.c.errorf(o.file, o.at(key), "must be an integer, got %s", describeValue(raw))
-		return 0, false
-	}
-	return n, true
+	return numeric(o, key, "an integer", func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
 }
 
 // number returns a floating-point field (numeric strings accepted with a
 // warning, as for integer).
 func (o *object) number(key string) (float64, bool) {
+	return numeric(o, key, "a number", func(s string) (float64, error) { return strconv.ParseFloat(s, 64) })
+}
+
+// numeric reads a JSON number, or a string holding one, with parse.
+func numeric[T any](o *object, key, what string, parse func(string) (T, error)) (T, bool) {
+	var zero T
 	raw, ok := o.raw(key)
 	if !ok {
-		return 0, false
+		return zero, false
 	}
 	text := string(bytes.TrimSpace(raw))
 	if kind(raw) == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if s, ok := decodeString(raw); ok {
+			if v, err := parse(s); err == nil {
 				o.c.warnf(o.file, o.at(key), "is a string; write it as a number")
-				return f, true
+				return v, true
 			}
 		}
-		o.c.errorf(o.file, o.at(key), "must be a number, got %s", text)
-		return 0, false
+		o.c.errorf(o.file, o.at(key), "must be %s, got %s", what, text)
+		return zero, false
 	}
-	f, err := strconv.ParseFloat(text, 64)
+	v, err := parse(text)
 	if err != nil {
-		o.c.errorf(o.file, o.at(key), "must be a number, got %s", describeValue(raw))
-		return 0, false
+		o.c.errorf(o.file, o.at(key), "must be %s, got %s", what, describeValue(raw))
+		return zero, false
 	}
-	return f, true
+	return v, true
 }
 
 // boolean returns a boolean field; the strings "true"/"false" are accepted

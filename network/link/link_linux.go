@@ -177,15 +177,11 @@ func AttachVeth(bridge string, ep Endpoint) (Attachment, error) {
 	if err := removeStaleVeth(host); err != nil {
 		return fail("remove leftover", err)
 	}
-	ns, id, err := openNS(ep.NetNS)
+	ns, id, h, err := openNSHandle(ep.NetNS)
 	if err != nil {
 		return fail("open netns", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fail("open netlink in netns", err)
-	}
 	defer h.Close()
 
 	veth := &netlink.Veth{
@@ -231,15 +227,11 @@ func AttachMacvlan(parent string, ep Endpoint) (Attachment, error) {
 	if err != nil {
 		return fail("find parent", err)
 	}
-	ns, id, err := openNS(ep.NetNS)
+	ns, id, h, err := openNSHandle(ep.NetNS)
 	if err != nil {
 		return fail("open netns", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fail("open netlink in netns", err)
-	}
 	defer h.Close()
 
 	mv := &netlink.Macvlan{
@@ -436,4 +428,20 @@ func checkName(name string) error {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// openNSHandle opens a container's network namespace and a netlink handle
+// inside it, so that its links are configured without moving any thread.
+// The caller closes both.
+func openNSHandle(path string) (netns.NsHandle, string, *netlink.Handle, error) {
+	ns, id, err := openNS(path)
+	if err != nil {
+		return ns, "", nil, err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return ns, "", nil, fmt.Errorf("open netlink in netns: %w", err)
+	}
+	return ns, id, h, nil
 }
