@@ -175,7 +175,9 @@ func TestPoolNetworking(t *testing.T) {
 			"network":       map[string]any{"pool": "tiny"},
 			"auto_recovery": map[string]any{"policy": "always", "retry_delay": 0, "max_retries": 40}}})
 	}
-	d := startDevice(t, poolsDevice(t, crashers...))
+	hostNet := ctr{name: "hostnet", group: "app", cmd: `/bin/sh "-c" "n=0; until ip link show pvbr0 >/dev/null 2>&1 || [ $n -gt 50 ]; do n=$((n+1)); sleep 0.2; done; ip link show pvbr0 >/dev/null 2>&1 && echo SEES-HOST-NET; exec sleep 1000"`,
+		run: map[string]any{"network": map[string]any{"mode": "host"}}}
+	d := startDevice(t, poolsDevice(t, append(crashers, hostNet)...))
 	pid1 := nsInit(t, d)
 	linkToDevice(t, pid1, "twan0", "wan0", "10.88.0.1/24", "10.88.0.2/24")
 	wan := startWAN(t, "10.88.0.1:9999")
@@ -192,6 +194,9 @@ func TestPoolNetworking(t *testing.T) {
 	if c := d.console("other"); !strings.Contains(c, "ISO-BLOCKED") {
 		t.Errorf("a container of pool iso reached pool lan: %s", c)
 	}
+	// network.mode host shares the device's network namespace: the pools'
+	// bridges are visible from inside.
+	d.waitConsole("hostnet", "SEES-HOST-NET", 20*time.Second)
 
 	m := d.waitContainers("crashers gave up", 60*time.Second, statusIs(messages.StatusFailed, "crash0", "crash1", "crash2"))
 	if c := m["srv"]; c.IPv4Address != "10.0.5.10/24" || c.MACAddress != "02:00:00:00:05:10" || c.Pool != "lan" {
