@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pantavisor/pv/messages"
@@ -40,6 +41,27 @@ type Engine struct {
 	// /pantavisor/pv-ctrl, where upstream containers expect it.
 	CtrlSocket string
 	Log        *slog.Logger
+	// Lowers shares the read-only squashfs mounts of objects between the
+	// containers that use them (see rootfs.Lowers); nil: the engine makes
+	// its own, in WorkDir/@lowers, at the first Mount. A container's
+	// restarts keep its Mount and so its lower; a stop and a new start
+	// mount the object again unless another container still uses it.
+	Lowers *rootfs.Lowers
+
+	lowersOnce sync.Once
+}
+
+// lowersDir is the directory of the engine's own Lowers inside WorkDir.
+// '@' is not allowed in libcontainer ids, so no container is named so.
+const lowersDir = "@lowers"
+
+func (e *Engine) lowers() *rootfs.Lowers {
+	e.lowersOnce.Do(func() {
+		if e.Lowers == nil {
+			e.Lowers = rootfs.NewLowers(filepath.Join(e.WorkDir, lowersDir))
+		}
+	})
+	return e.Lowers
 }
 
 // Mount prepares a container: root volume (squashfs or directory) with an
@@ -47,6 +69,9 @@ type Engine struct {
 // extra volumes read-only, and a directory per storage entry.
 func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
 	work := filepath.Join(e.WorkDir, c.Name)
+	if c.Name == lowersDir {
+		return nil, fmt.Errorf("mount %s: reserved name", c.Name)
+	}
 	if c.RootVolume == "" {
 		return nil, fmt.Errorf("mount %s: run.json names no root-volume", c.Name)
 	}
@@ -59,7 +84,7 @@ func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
 	}
-	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work}
+	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work, Lowers: e.lowers()}
 	if persist != rootfs.Boot {
 		opts.PersistDir = e.storageDir(c.Name, overlayVolume, overlay.Persistence)
 	}

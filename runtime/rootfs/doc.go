@@ -8,6 +8,14 @@
 // image, for development. Extra volumes (more squashfs images) are
 // loop-mounted read-only at mountpoints the caller chooses.
 //
+// With Options.Lowers, the squashfs mounts are shared: one loop device and
+// one read-only squashfs mount per image file, reference-counted across
+// every root and volume that uses it, so an xz image is decompressed once
+// into one page cache rather than once per container (and per fresh
+// mount). Only the overlay and its upper layer are per root. The last
+// user's Unmount unmounts the shared mount. Without Lowers each root
+// mounts its own, as before.
+//
 // The package is mechanism only: it does not know about revisions, storage
 // layout or containers. It uses mount(2) and the loop ioctls directly and
 // never shells out to mount or losetup.

@@ -3,6 +3,7 @@
 package rootfs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,4 +190,128 @@ func TestMountUnwindsOnFailure(t *testing.T) {
 		t.Fatalf("Mount of a corrupt image: %v", err)
 	}
 	assertClean(t, work, corrupt)
+}
+
+// Roots mounted with one Lowers share a single loop device and squashfs
+// mount of their image, keep their own overlays, and the last Unmount
+// releases the shared mount.
+func TestMountSharedLower(t *testing.T) {
+	requireIsolated(t)
+	img := testrootfs.Squashfs(t)
+	tmp := t.TempDir()
+	lowers := NewLowers(filepath.Join(tmp, "lowers"))
+	const n = 8
+	roots := make([]*Root, n)
+	errs := make(chan error, n)
+	// Concurrently: the first Acquire mounts, the others wait for it.
+	for i := range n {
+		go func() {
+			defer func() {
+				if p := recover(); p != nil {
+					errs <- fmt.Errorf("panic: %v", p)
+				}
+			}()
+			r, err := Mount(Options{Image: img, WorkBase: filepath.Join(tmp, "work", fmt.Sprint(i)), Lowers: lowers,
+				Volumes: []Volume{{Image: img, Target: filepath.Join(tmp, "work", fmt.Sprint(i), "vol")}}})
+			roots[i] = r
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, r := range roots {
+			if r != nil {
+				r.Unmount()
+			}
+		}
+	})
+	if got := testrootfs.LoopsBackedBy(img); len(got) != 1 {
+		t.Errorf("loop devices bound to image = %v, want 1", got)
+	}
+	if lowers.Len() != 1 {
+		t.Errorf("Lowers.Len = %d, want 1", lowers.Len())
+	}
+	for i, r := range roots {
+		if r.Lower() != roots[0].Lower() {
+			t.Errorf("root %d lower %s, root 0 lower %s", i, r.Lower(), roots[0].Lower())
+		}
+		if !strings.HasPrefix(r.Lower(), lowers.Dir()+"/") {
+			t.Errorf("lower %s not under %s", r.Lower(), lowers.Dir())
+		}
+		if _, err := os.Stat(filepath.Join(tmp, "work", fmt.Sprint(i), "vol/bin/sh")); err != nil {
+			t.Errorf("volume of root %d: %v", i, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(roots[0].Path(), "etc/only0"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(roots[1].Path(), "etc/only0")); err == nil {
+		t.Errorf("a write to root 0 shows in root 1")
+	}
+	for i, r := range roots[:n-1] {
+		if err := r.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		assertClean(t, filepath.Join(tmp, "work", fmt.Sprint(i)))
+	}
+	// The last user still reads the shared lower.
+	last := roots[n-1]
+	if _, err := os.ReadFile(filepath.Join(last.Path(), "bin/busybox")); err != nil {
+		t.Errorf("last root after the others unmounted: %v", err)
+	}
+	if got := len(testrootfs.LoopsBackedBy(img)); got != 1 {
+		t.Errorf("loop devices with one user left = %d, want 1", got)
+	}
+	if err := last.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := last.Unmount(); err != nil {
+		t.Fatalf("second Unmount: %v", err)
+	}
+	assertClean(t, tmp, img)
+	if lowers.Len() != 0 {
+		t.Errorf("Lowers.Len after the last Unmount = %d", lowers.Len())
+	}
+	if ents, _ := os.ReadDir(lowers.Dir()); len(ents) > 0 {
+		t.Errorf("mountpoints left in %s: %d", lowers.Dir(), len(ents))
+	}
+	// A new user mounts it again.
+	lw, err := lowers.Acquire(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(lw.Path(), "bin/sh")); err != nil {
+		t.Errorf("re-acquired lower: %v", err)
+	}
+	if err := lw.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Release(); err != nil {
+		t.Errorf("second Release: %v", err)
+	}
+	assertClean(t, tmp, img)
+}
+
+// A shared lower that fails to mount is not cached: the error reaches the
+// caller, nothing is left, and a later Acquire tries again.
+func TestSharedLowerFailure(t *testing.T) {
+	requireIsolated(t)
+	tmp := t.TempDir()
+	lowers := NewLowers(filepath.Join(tmp, "lowers"))
+	corrupt := filepath.Join(tmp, "corrupt.img")
+	os.WriteFile(corrupt, append([]byte("hsqs"), make([]byte, 8192)...), 0o644)
+	for range 2 {
+		_, err := Mount(Options{Image: corrupt, WorkBase: filepath.Join(tmp, "work"), Lowers: lowers})
+		if err == nil || !strings.Contains(err.Error(), "mount squashfs") {
+			t.Fatalf("Mount of a corrupt image: %v", err)
+		}
+		if lowers.Len() != 0 {
+			t.Errorf("failed mount cached: Len = %d", lowers.Len())
+		}
+		assertClean(t, tmp, corrupt)
+	}
 }

@@ -72,6 +72,14 @@ func Mount(o Options) (_ *Root, err error) {
 	}
 	switch kind {
 	case Squashfs:
+		if o.Lowers != nil {
+			lw, err := r.acquire(o.Lowers, o.Image)
+			if err != nil {
+				return nil, err
+			}
+			r.lower = lw.Path()
+			break
+		}
 		r.lower = filepath.Join(o.WorkBase, "lower")
 		if err := r.mountSquashfs(o.Image, r.lower); err != nil {
 			return nil, err
@@ -119,15 +127,16 @@ func Mount(o Options) (_ *Root, err error) {
 	}
 
 	for _, v := range o.Volumes {
-		if err := r.mountVolume(v); err != nil {
+		if err := r.mountVolume(v, o.Lowers); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
 }
 
-// mountVolume mounts one extra image read-only at its target.
-func (r *Root) mountVolume(v Volume) error {
+// mountVolume mounts one extra image read-only at its target; a squashfs
+// image comes from lowers when it is set.
+func (r *Root) mountVolume(v Volume, lowers *Lowers) error {
 	if !filepath.IsAbs(v.Target) {
 		return fmt.Errorf("mount volume %s: target %q is not absolute: %w", v.Image, v.Target, ErrBadOptions)
 	}
@@ -138,11 +147,19 @@ func (r *Root) mountVolume(v Volume) error {
 	if err := r.mkdir(v.Target); err != nil {
 		return err
 	}
-	switch kind {
-	case Squashfs:
+	source := v.Image
+	switch {
+	case kind == Squashfs && lowers == nil:
 		return r.mountSquashfs(v.Image, v.Target)
+	case kind == Squashfs:
+		lw, err := r.acquire(lowers, v.Image)
+		if err != nil {
+			return fmt.Errorf("mount volume: %w", err)
+		}
+		source = lw.Path()
+		fallthrough
 	default:
-		if err := r.mount(v.Image, v.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if err := r.mount(source, v.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind volume %s: %w", v.Image, err)
 		}
 		// A bind mount ignores MS_RDONLY until it is remounted.
@@ -171,6 +188,18 @@ func (r *Root) mountSquashfs(image, target string) error {
 		return fmt.Errorf("mount squashfs %s on %s: %w", image, dev, err)
 	}
 	return nil
+}
+
+// acquire takes a reference to the shared mount of image and records its
+// release, which therefore comes after the unmount of whatever is mounted
+// on top of it later (overlay, volume bind).
+func (r *Root) acquire(lowers *Lowers, image string) (*Lower, error) {
+	lw, err := lowers.Acquire(image)
+	if err != nil {
+		return nil, err
+	}
+	r.push("release shared lower "+lw.Path(), lw.Release)
+	return lw, nil
 }
 
 // mount calls mount(2) and records the matching unmount.

@@ -112,6 +112,12 @@ type Options struct {
 	TmpfsSize string
 	// Volumes are extra images mounted read-only, in order, after the root.
 	Volumes []Volume
+	// Lowers, when set, provides the squashfs mounts of the root image and
+	// of squashfs volumes, shared with every other root mounted with the
+	// same Lowers: the root's Lower is then a directory of Lowers, and a
+	// volume's Target a read-only bind of it. Nil mounts them privately
+	// for this root, under WorkBase.
+	Lowers *Lowers
 }
 
 // Volume is an extra read-only image and where to mount it.
