@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,14 @@ type Driver struct {
 	// bounding is the capability bounding set of this process: containers
 	// cannot be given more.
 	bounding []string
+	// parentDirs are the parent cgroup directories (every hierarchy, every
+	// level of CgroupParent) seen under any container, guarded by
+	// parentMu. Every Destroy tries to remove
+	// them all, so that a container whose own paths are unknown by then
+	// (its start failed half-way, libcontainer forgot them) still leaves
+	// nothing behind once the last container is gone.
+	parentMu   sync.Mutex
+	parentDirs map[string]struct{}
 }
 
 // New returns a Driver, creating its state root (mode 0700).
@@ -147,6 +156,10 @@ type Container struct {
 	started   bool
 	destroyed bool
 	proc      *libcontainer.Process
+	// paths are the container's cgroup directories, read while it ran:
+	// libcontainer may no longer report them for a container that exited
+	// long before Destroy, and Destroy needs them to remove the parents.
+	paths map[string]string
 
 	done    chan struct{} // closed when the init has been waited for
 	exit    Exit
@@ -234,6 +247,8 @@ func (c *Container) Start() error {
 	}
 	c.d.cgroupMu.RLock()
 	err = c.lc.Start(p)
+	c.paths = cgroupPaths(c.lc)
+	c.d.noteParents(c.paths)
 	c.d.cgroupMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.name, err)
@@ -470,6 +485,9 @@ func (c *Container) Destroy() error {
 		}
 	}
 	paths := cgroupPaths(c.lc)
+	if len(paths) == 0 {
+		paths = c.paths
+	}
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroy container %s: %w", c.name, err)
 	}
@@ -503,17 +521,15 @@ func cgroupPaths(lc *libcontainer.Container) map[string]string {
 	return maps.Clone(st.CgroupPaths)
 }
 
-// removeParents removes the (empty) parent cgroup directories libcontainer
-// leaves behind, given the container's own cgroup paths. A parent still in
-// use by another container is not empty and stays.
-func (d *Driver) removeParents(paths map[string]string) {
+// parentsOf returns the parent cgroup directories of a container's cgroup
+// paths, deepest first within each hierarchy.
+func (d *Driver) parentsOf(paths map[string]string) []string {
 	parent := strings.Trim(filepath.Clean(d.cgroupParent), "/")
 	if parent == "" || parent == "." {
-		return
+		return nil
 	}
 	depth := len(strings.Split(parent, "/"))
-	d.cgroupMu.Lock()
-	defer d.cgroupMu.Unlock()
+	var out []string
 	for _, p := range paths {
 		if p == "" || !strings.HasSuffix(filepath.Dir(p), "/"+parent) {
 			continue
@@ -521,9 +537,77 @@ func (d *Driver) removeParents(paths map[string]string) {
 		dir := p
 		for range depth {
 			dir = filepath.Dir(dir)
-			if err := unix.Rmdir(dir); err != nil {
-				break
-			}
+			out = append(out, dir)
 		}
 	}
+	return out
+}
+
+// noteParents remembers the parent directories of a started container.
+func (d *Driver) noteParents(paths map[string]string) {
+	dirs := d.parentsOf(paths)
+	d.parentMu.Lock()
+	defer d.parentMu.Unlock()
+	if d.parentDirs == nil {
+		d.parentDirs = map[string]struct{}{}
+	}
+	for _, dir := range dirs {
+		d.parentDirs[dir] = struct{}{}
+	}
+}
+
+// removeParents removes the (empty) parent cgroup directories libcontainer
+// leaves behind: those of the container's own cgroup paths and every one
+// this driver has seen. A parent still in use by another container is not
+// empty and stays.
+func (d *Driver) removeParents(paths map[string]string) {
+	d.cgroupMu.Lock()
+	defer d.cgroupMu.Unlock()
+	d.parentMu.Lock()
+	dirs := d.parentsOf(paths)
+	for dir := range d.parentDirs {
+		dirs = append(dirs, dir)
+	}
+	d.parentMu.Unlock()
+	// Deepest first, so that a nested parent goes before its own parent.
+	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+	done := map[string]bool{}
+	for _, dir := range dirs {
+		if done[dir] {
+			continue
+		}
+		done[dir] = true
+		// In use (or already gone): the next Destroy tries again.
+		_ = rmdirCgroup(dir)
+	}
+}
+
+// rmdirCgroup removes an empty cgroup directory. cgroup v1 answers EBUSY
+// both for a directory with child cgroups (in use by another container:
+// final) and for one whose just-removed child the kernel is still
+// offlining, asynchronously (the directory looks empty): only the latter
+// is retried, briefly.
+func rmdirCgroup(dir string) error {
+	var err error
+	for range 10 {
+		if err = unix.Rmdir(dir); !errors.Is(err, unix.EBUSY) || hasSubdir(dir) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return err
+}
+
+// hasSubdir reports whether dir holds a directory (a child cgroup).
+func hasSubdir(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			return true
+		}
+	}
+	return false
 }
