@@ -45,8 +45,13 @@ type containerRecord struct {
 	// decision; a stop waits for it, so that shutdown never reports a
 	// container STOPPED while its cgroups or mounts still exist.
 	releasing bool
-	// stopWanted records a StopContainer that arrived while releasing.
-	stopWanted bool
+	// stopWanted records a StopContainer that arrived while releasing,
+	// mounting or starting: the stop goes on once that work reports back,
+	// so that nothing it made outlives the stop.
+	stopWanted  bool
+	stopTimeout time.Duration
+	// busy is set while a mount or start runs in the background.
+	busy bool
 	// restarts counts container (not actor) restarts.
 	restarts      int
 	actorRestarts int
@@ -174,6 +179,7 @@ func (a *containerActor) bringUp(ctx actor.Context) {
 	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
 	if r.mount == nil {
 		spec, engine := r.spec, a.engine
+		r.busy = true
 		goSafe(sys, self, func() any { return &mountDone{gen: gen, err: errPanic} }, func() any {
 			m, err := engine.Mount(spec)
 			return &mountDone{gen: gen, mount: m, err: err}
@@ -185,6 +191,15 @@ func (a *containerActor) bringUp(ctx actor.Context) {
 
 func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 	r := a.rec
+	r.busy = false
+	if r.stopWanted {
+		r.stopWanted = false
+		if m.mount != nil {
+			r.mount = m.mount
+		}
+		a.stop(ctx, r.stopTimeout)
+		return
+	}
 	if m.gen != r.gen {
 		if m.mount != nil {
 			_ = m.mount.Unmount() // superseded: nobody will use it
@@ -215,6 +230,7 @@ func (a *containerActor) startRun(ctx actor.Context) {
 		dead = nil
 	}
 	r.run = nil
+	r.busy = true
 	log, pool, req := a.log, r.pool, a.leaseRequest()
 	goSafe(sys, self, func() any { return &startDone{gen: gen, err: errPanic} }, func() any {
 		if dead != nil {
@@ -236,6 +252,17 @@ func (a *containerActor) startRun(ctx actor.Context) {
 
 func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 	r := a.rec
+	r.busy = false
+	if r.stopWanted {
+		// A stop arrived while the container was being created: finish it
+		// now, with whatever the start made.
+		r.stopWanted = false
+		if m.run != nil {
+			r.run, r.running, r.lease = m.run, true, m.lease
+		}
+		a.stop(ctx, r.stopTimeout)
+		return
+	}
 	if m.gen != r.gen {
 		if m.run != nil { // a stop overtook this start: undo it
 			go func() {
@@ -280,12 +307,12 @@ func (a *containerActor) exited(ctx actor.Context, m *exitDone) {
 func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 	r := a.rec
 	r.armed = false
-	r.gen++ // anything in flight is now stale
-	if r.releasing {
-		r.stopWanted = true
+	if r.releasing || r.busy {
+		r.stopWanted, r.stopTimeout = true, timeout
 		a.setStatus(ctx, messages.StatusStopping, "")
 		return
 	}
+	r.gen++ // anything in flight is now stale
 	if r.run == nil && r.mount == nil {
 		a.setStatus(ctx, messages.StatusStopped, "")
 		return

@@ -323,3 +323,23 @@ func TestShutdownDuringBackoff(t *testing.T) {
 		t.Errorf("app not released: %v", ev)
 	}
 }
+
+// A stop that arrives while the container is being created waits for the
+// creation and then undoes it: nothing the start made outlives the stop.
+func TestStopDuringStart(t *testing.T) {
+	e := newFakeEngine()
+	e.startDly["app"] = 300 * time.Millisecond
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarting})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.Events()
+	for _, want := range []string{"start app", "stop app", "destroy app", "unmount app"} {
+		if index(ev, want) < 0 {
+			t.Errorf("shutdown finished without %q: %v", want, ev)
+		}
+	}
+}
