@@ -137,6 +137,8 @@ type benchCtr struct {
 	cmd string
 	// lxc holds the lines of lxc.container.conf other than rootfs and init.
 	lxc []string
+	// run holds more run.json keys (auto_recovery, restart_policy, ...).
+	run map[string]any
 }
 
 // upstreamLXC are the lines upstream's pvr template writes into every
@@ -204,12 +206,16 @@ func buildStorage(dir, image string, ctrs []benchCtr) error {
 		if err != nil {
 			return err
 		}
-		st[c.name+"/run.json"] = map[string]any{
+		run := map[string]any{
 			"#spec": "service-manifest-run@1", "name": c.name, "type": "lxc",
 			"config": "lxc.container.conf", "root-volume": "root.squashfs", "volumes": []any{},
 			"group":   "app",
 			"storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}},
 		}
+		for k, v := range c.run {
+			run[k] = v
+		}
+		st[c.name+"/run.json"] = run
 		st[c.name+"/lxc.container.conf"] = confSha
 		st[c.name+"/root.squashfs"] = rootSha
 	}

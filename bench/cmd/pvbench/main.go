@@ -40,7 +40,12 @@ func main() {
 	pv := flag.String("pantavisor", bench.PantavisorBin, "pantavisor binary the appengine figures run")
 	src := flag.String("src", bench.ModuleDir, "root of this module (the binary-size figure builds it)")
 	verbose := flag.Bool("v", false, "print details (time breakdowns, RSS parts) on stderr")
+	soak := flag.Bool("soak", false, "also run the crash-loop soak figures (opt-in: 5 min each by default)")
+	soakFor := flag.Duration("soakfor", 5*time.Minute, "length of each crash-loop soak (with -soak)")
 	flag.Parse()
+	if *soak {
+		bench.Soak = *soakFor
+	}
 	bench.FixturesDir = *fixtures
 	bench.Verbose = *verbose
 	for _, p := range []struct {

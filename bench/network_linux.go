@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/runtime/engine"
+	"github.com/pantavisor/pv/state"
+)
+
+// netInitLines make the container of the network figures: the minimal
+// container of the start→exit figures, but with a network namespace of
+// its own (net is not kept), as a container in an IPAM pool has. Both
+// sides of the comparison get the new namespace; only the lease differs.
+var netInitLines = []string{
+	"lxc.namespace.keep = user ipc",
+	"lxc.environment = PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+}
+
+// The bench pool lives in pvbench's own network namespace (make bench runs
+// it under unshare --net): the bridge, the veths and the addresses die
+// with it, and no packet is sent anywhere.
+var (
+	benchPool = state.Pool{
+		Name: "pvbench", Type: state.PoolBridge, Bridge: "pvbench0",
+		Subnet: netip.MustParsePrefix("10.213.0.0/24"), Gateway: netip.MustParseAddr("10.213.0.1"),
+	}
+	benchLease = &messages.Lease{
+		Pool: benchPool.Name, Type: string(state.PoolBridge), Link: benchPool.Bridge,
+		Addr: netip.MustParsePrefix("10.213.0.2/24"), Gateway: benchPool.Gateway, MAC: "02:42:0a:d5:00:02",
+	}
+)
+
+func init() {
+	Register(Figure{
+		Name:     "container start→exit of /bin/true with an IPAM lease (own netns + veth on a bridge, address, route)",
+		Baseline: "same container and netns, no lease (engine Mount.Start(nil)), mount kept",
+		Unit:     "ms",
+		Needs:    containerNeeds("exec:iptables"),
+		Run: func() (float64, float64, error) {
+			r, err := netStarts()
+			return r.cycleWith, r.cycleWithout, err
+		},
+	})
+	Register(Figure{
+		Name:     "network setup per container (Mount.Start with lease − without: veth, bridge port, address, route)",
+		Baseline: "Mount.Start without lease (create + run, own netns)",
+		Unit:     "ms",
+		Needs:    containerNeeds("exec:iptables"),
+		Run: func() (float64, float64, error) {
+			r, err := netStarts()
+			return r.startWith - r.startWithout, r.startWithout, err
+		},
+	})
+}
+
+// netResult holds the medians of one run, in ms: whole start→exit cycles
+// and their Start calls alone, with and without a lease.
+type netResult struct {
+	cycleWith, cycleWithout float64
+	startWith, startWithout float64
+}
+
+var netRuns int
+
+// netStarts sets up the bench pool's bridge through engine.Pools (as the
+// pool actor does), mounts one container once, and times startsPerRun
+// Start→Wait→Destroy cycles with the lease and as many without, in
+// blocks whose order alternates from run to run.
+func netStarts() (res netResult, err error) {
+	f, err := newFixture()
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, f.close()) }()
+	ef, err := newEngineFixture(f, "net", []benchCtr{{name: "n", cmd: "/bin/true", lxc: netInitLines}})
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, ef.cleanup()) }()
+	pool, err := (&engine.Pools{}).Setup(benchPool, nil)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, pool.Teardown()) }()
+	logf("pool: %s", pool.Describe())
+	m, err := ef.eng.Mount(ef.st.Containers[0])
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, m.Unmount()) }()
+
+	var cw, cwo, sw, swo []time.Duration
+	once := func(lease *messages.Lease, cycles, starts *[]time.Duration) error {
+		t0 := time.Now()
+		r, err := m.Start(lease)
+		if err != nil {
+			return err
+		}
+		started := time.Since(t0)
+		ex := r.Wait()
+		if err := r.Destroy(); err != nil {
+			return err
+		}
+		el := time.Since(t0)
+		if ex.Code != 0 || ex.Signal != 0 {
+			return fmt.Errorf("/bin/true ended with %+v", ex)
+		}
+		if cycles != nil {
+			*cycles = append(*cycles, el)
+			*starts = append(*starts, started)
+		}
+		return nil
+	}
+	block := func(lease *messages.Lease, cycles, starts *[]time.Duration) error {
+		if err := once(lease, nil, nil); err != nil { // warm-up
+			return err
+		}
+		for range startsPerRun {
+			if err := once(lease, cycles, starts); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	blocks := []func() error{
+		func() error { return block(benchLease, &cw, &sw) },
+		func() error { return block(nil, &cwo, &swo) },
+	}
+	if netRuns%2 == 1 {
+		blocks[0], blocks[1] = blocks[1], blocks[0]
+	}
+	netRuns++
+	for i, b := range blocks {
+		if i > 0 {
+			time.Sleep(settle)
+		}
+		if err := b(); err != nil {
+			return res, err
+		}
+	}
+	res = netResult{cycleWith: medianMs(cw), cycleWithout: medianMs(cwo), startWith: medianMs(sw), startWithout: medianMs(swo)}
+	logf("network: start→exit %.2f ms with lease, %.2f without; Start %.2f ms with, %.2f without",
+		res.cycleWith, res.cycleWithout, res.startWith, res.startWithout)
+	return res, nil
+}
