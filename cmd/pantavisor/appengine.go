@@ -24,6 +24,7 @@ import (
 	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/ctrl"
+	"github.com/pantavisor/pv/internal/wire"
 	"github.com/pantavisor/pv/network/nat"
 	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/engine"
@@ -235,13 +236,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log}
 	reboot := make(chan string, 1)
 	sys, err := actors.Start(actors.Config{
-		Rev: rev, State: st, Engine: engineAdapter{eng}, Log: log,
+		Rev: rev, State: st, Engine: wire.Engine(eng), Log: log,
 		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
 		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
-		PoolNet: poolsAdapter{&engine.Pools{
+		PoolNet: wire.Pools(&engine.Pools{
 			Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
 			Isolation: cfg.Bool(config.PVNetIsolation),
-		}},
+		}),
 		Trying: boot["pv_try"] != "" && boot["pv_try"] == rev,
 		OnReboot: func(reason string) {
 			select {
