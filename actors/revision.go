@@ -31,8 +31,6 @@ type revisionActor struct {
 	groupOf  map[string]int
 	asked    map[string]bool
 	timedOut map[string]bool
-	// failures counts actor-level failures (Go panics) per container.
-	panics map[string]int
 	since  time.Time
 
 	stopping  bool
@@ -142,7 +140,6 @@ func (r *revisionActor) start(ctx actor.Context) {
 	r.groupOf = map[string]int{}
 	r.asked = map[string]bool{}
 	r.timedOut = map[string]bool{}
-	r.panics = map[string]int{}
 	r.recovery = map[string]*recovery{}
 	r.self = ctx.Self()
 	for _, c := range r.st.Containers {
