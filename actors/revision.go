@@ -31,7 +31,7 @@ type revisionActor struct {
 	groupOf  map[string]int
 	asked    map[string]bool
 	timedOut map[string]bool
-	since  time.Time
+	since    time.Time
 
 	stopping  bool
 	stopGroup int
