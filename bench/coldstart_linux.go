@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 )
 
@@ -245,18 +244,11 @@ func (d *device) stopAndCheck() error {
 			errs = append(errs, fmt.Errorf("loop devices left on %s: %v", o, l))
 		}
 	}
-	if cg := cgroupDirs(deviceCgroup(d.storage)); len(cg) > 0 {
+	if cg := cgroupDirs(driver.DeviceCgroupParent(d.storage)); len(cg) > 0 {
 		errs = append(errs, fmt.Errorf("cgroups left: %v", cg))
 	}
 	if err := reapOrphans(5 * time.Second); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// deviceCgroup is the cgroup parent pantavisor appengine names after its
-// storage (cmd/pantavisor's cgroupParent).
-func deviceCgroup(storage string) string {
-	sum := sha256.Sum256([]byte(storage))
-	return "pantavisor-" + hex.EncodeToString(sum[:4])
 }

@@ -3,8 +3,6 @@
 package integration
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 )
 
@@ -244,7 +243,7 @@ func TestSigtermStopsInReverseOrderAndCleansUp(t *testing.T) {
 			t.Errorf("loop devices left on %s: %v", o, l)
 		}
 	}
-	if cg := cgroupsNamed(cgroupParentOf(storage)); len(cg) > 0 {
+	if cg := cgroupsNamed(driver.DeviceCgroupParent(storage)); len(cg) > 0 {
 		t.Errorf("cgroups left: %v", cg)
 	}
 	if p := otherProcesses(); len(p) > 0 {
@@ -340,14 +339,6 @@ func zombiesIn(t *testing.T, pid1 int) []string {
 		}
 	}
 	return out
-}
-
-// cgroupParentOf is the cgroup parent pantavisor derives from a storage
-// path (cmd/pantavisor cgroupParent): other devices running on this host at
-// the same time have their own.
-func cgroupParentOf(storage string) string {
-	sum := sha256.Sum256([]byte(storage))
-	return "pantavisor-" + hex.EncodeToString(sum[:4])
 }
 
 // cgroupsNamed lists cgroup directories (any hierarchy, any depth up to 4)

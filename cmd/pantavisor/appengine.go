@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -219,7 +217,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("revision cannot run: safe mode (control socket up, no containers)", "rev", rev, "err", err)
 		st = nil
 	}
-	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: cgroupParent(o.storage)})
+	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: driver.DeviceCgroupParent(o.storage)})
 	if err != nil {
 		log.Error("container driver", "err", err)
 		return 1
@@ -349,13 +347,6 @@ func unmountWork(dir string, log *slog.Logger) {
 		log.Warn("unmount work tmpfs", "err", err)
 	}
 	_ = os.Remove(dir)
-}
-
-// cgroupParent names the cgroup of this device's containers after its
-// storage, so two appengine instances on one host never share it.
-func cgroupParent(storageDir string) string {
-	sum := sha256.Sum256([]byte(storageDir))
-	return "pantavisor-" + hex.EncodeToString(sum[:4])
 }
 
 // iptablesBinary maps PV_NET_IPTABLES to the binary go-iptables runs.

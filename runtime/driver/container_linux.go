@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -610,4 +612,12 @@ func hasSubdir(dir string) bool {
 		}
 	}
 	return false
+}
+
+// DeviceCgroupParent names the cgroup parent of a device's containers after
+// its storage directory, so that two devices on one host (two appengine
+// instances, a test and a benchmark) never share one.
+func DeviceCgroupParent(storageDir string) string {
+	sum := sha256.Sum256([]byte(storageDir))
+	return "pantavisor-" + hex.EncodeToString(sum[:4])
 }
