@@ -4,9 +4,6 @@ package actors_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/internal/wire"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/driver"
@@ -39,35 +37,11 @@ func TestPanicKeepsRealContainer(t *testing.T) {
 		t.Skip("run under unshare --pid --net --mount --fork --mount-proc")
 	}
 	dir := t.TempDir()
-	objects := filepath.Join(dir, "objects")
 	trail := filepath.Join(dir, "trails", "0")
-	for _, d := range []string{objects, filepath.Join(trail, ".pvr")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put := func(data []byte) string {
-		sum := sha256.Sum256(data)
-		sha := hex.EncodeToString(sum[:])
-		if err := os.WriteFile(filepath.Join(objects, sha), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return sha
-	}
-	img, err := os.ReadFile(testrootfs.Squashfs(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := map[string]any{
-		"#spec":       state.SpecSystem1,
-		"device.json": map[string]any{"groups": []any{map[string]any{"name": "app"}}},
-		"app/run.json": map[string]any{"name": "app", "group": "app", "config": "lxc.container.conf", "root-volume": "root.squashfs",
-			"storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}}, "auto_recovery": map[string]any{"policy": "no"}},
-		"app/lxc.container.conf": put([]byte("lxc.init.cmd = /bin/sh \"-c\" \"exec sleep 1000\"\nlxc.namespace.keep = user net ipc\n")),
-		"app/root.squashfs":      put(img),
-	}
-	data, _ := json.Marshal(doc)
-	if err := os.WriteFile(filepath.Join(trail, ".pvr", "json"), data, 0o644); err != nil {
+	if err := revtest.Build(dir, testrootfs.Squashfs(t), nil, []revtest.Container{{
+		Name: "app", Cmd: `/bin/sh "-c" "exec sleep 1000"`, LXC: []string{"lxc.namespace.keep = user net ipc"},
+		Run: map[string]any{"auto_recovery": map[string]any{"policy": "no"}},
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := state.LoadTrail(trail, state.Options{AppEngine: true})

@@ -2,9 +2,7 @@ package bench
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/runtime/rootfs"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 )
@@ -142,19 +141,9 @@ type benchCtr struct {
 }
 
 // upstreamLXC are the lines upstream's pvr template writes into every
-// lxc.container.conf (as integration/harness_test.go reproduces them),
-// besides rootfs and init: the containers of the cold-start revision are
-// the containers a device really runs.
-var upstreamLXC = []string{
-	"lxc.tty.max = 8",
-	"lxc.pty.max = 1024",
-	"lxc.cgroup.devices.allow = a",
-	"lxc.init.cwd = /",
-	"lxc.environment = PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"lxc.namespace.keep = user net ipc",
-	"lxc.mount.auto = proc sys:rw cgroup",
-	"lxc.mount.entry = tmpfs run tmpfs rw,nodev,relatime,mode=755 0 0",
-}
+// lxc.container.conf: the containers of the cold-start revision are the
+// containers a device really runs.
+var upstreamLXC = revtest.UpstreamLXC
 
 // sleeperScript sleeps until SIGTERM, which it obeys at once: a shell that
 // is PID 1 of its namespace only dies of a signal it traps, and `wait`
@@ -167,66 +156,13 @@ const sleeperCmd = `/bin/sh "-c" "` + sleeperScript + `"`
 var sleeperArgs = []string{"/bin/sh", "-c", sleeperScript}
 
 // buildStorage lays out a device storage under dir with revision 0 made
-// of ctrs in one group, the way a device keeps it: trails/0/.pvr/json and
-// objects/<sha256>, every container's root volume being image.
+// of ctrs in one group "app", every container's root volume being image.
 func buildStorage(dir, image string, ctrs []benchCtr) error {
-	objects := filepath.Join(dir, "objects")
-	trail := filepath.Join(dir, "trails", "0", ".pvr")
-	for _, d := range []string{objects, trail} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("build storage: %w", err)
-		}
+	rc := make([]revtest.Container, len(ctrs))
+	for i, c := range ctrs {
+		rc[i] = revtest.Container{Name: c.name, Cmd: c.cmd, LXC: c.lxc, Run: c.run}
 	}
-	put := func(data []byte) (string, error) {
-		sum := sha256.Sum256(data)
-		sha := hex.EncodeToString(sum[:])
-		if err := os.WriteFile(filepath.Join(objects, sha), data, 0o644); err != nil {
-			return "", fmt.Errorf("build storage: %w", err)
-		}
-		return sha, nil
-	}
-	img, err := os.ReadFile(image)
-	if err != nil {
-		return fmt.Errorf("build storage: %w", err)
-	}
-	rootSha, err := put(img)
-	if err != nil {
-		return err
-	}
-	st := map[string]any{
-		"#spec":       "pantavisor-service-system@1",
-		"device.json": map[string]any{"groups": []any{map[string]any{"name": "app"}}},
-	}
-	for _, c := range ctrs {
-		conf := append([]string{
-			fmt.Sprintf("lxc.rootfs.path = overlayfs:/volumes/%s/root.squashfs:/volumes/%s/lxc-overlay/upper", c.name, c.name),
-			"lxc.init.cmd = " + c.cmd,
-		}, c.lxc...)
-		confSha, err := put([]byte(strings.Join(conf, "\n") + "\n"))
-		if err != nil {
-			return err
-		}
-		run := map[string]any{
-			"#spec": "service-manifest-run@1", "name": c.name, "type": "lxc",
-			"config": "lxc.container.conf", "root-volume": "root.squashfs", "volumes": []any{},
-			"group":   "app",
-			"storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}},
-		}
-		for k, v := range c.run {
-			run[k] = v
-		}
-		st[c.name+"/run.json"] = run
-		st[c.name+"/lxc.container.conf"] = confSha
-		st[c.name+"/root.squashfs"] = rootSha
-	}
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return fmt.Errorf("build storage: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(trail, "json"), data, 0o644); err != nil {
-		return fmt.Errorf("build storage: %w", err)
-	}
-	return nil
+	return revtest.Build(dir, image, nil, rc)
 }
 
 // children lists the pids whose parent is this process, and which of them

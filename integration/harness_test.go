@@ -4,8 +4,6 @@ package integration
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 )
@@ -106,77 +105,25 @@ type ctr struct {
 	run map[string]any
 }
 
-// lxcConf writes a container config the way upstream's pvr template does.
-func lxcConf(c ctr) string {
-	lines := []string{
-		"lxc.tty.max = 8",
-		"lxc.pty.max = 1024",
-		"lxc.cgroup.devices.allow = a",
-		fmt.Sprintf("lxc.rootfs.path = overlayfs:/volumes/%s/root.squashfs:/volumes/%s/lxc-overlay/upper", c.name, c.name),
-		"lxc.init.cmd = " + c.cmd,
-		"lxc.init.cwd = /",
-		"lxc.environment = PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"lxc.namespace.keep = user net ipc",
-		"lxc.mount.auto = proc sys:rw cgroup",
-		"lxc.mount.entry = tmpfs run tmpfs rw,nodev,relatime,mode=755 0 0",
-	}
-	return strings.Join(append(lines, c.lxc...), "\n") + "\n"
-}
-
 // buildStorage lays out a device storage with revision 0 made of ctrs, the
-// way a device keeps it: trails/0/.pvr/json and objects/<sha256>.
+// way a device keeps it, with upstream's container template; groups get the
+// container restart policy unless they name one.
 func buildStorage(t *testing.T, groups []map[string]any, ctrs []ctr) string {
 	t.Helper()
 	dir := t.TempDir()
-	objects := filepath.Join(dir, "objects")
-	trail := filepath.Join(dir, "trails", "0", ".pvr")
-	for _, d := range []string{objects, trail} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put := func(data []byte) string {
-		sum := sha256.Sum256(data)
-		sha := hex.EncodeToString(sum[:])
-		if err := os.WriteFile(filepath.Join(objects, sha), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return sha
-	}
-	img, err := os.ReadFile(rootImage(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootSha := put(img)
 	gs := make([]any, len(groups))
 	for i, g := range groups {
-		gs[i] = g
-	}
-	st := map[string]any{"#spec": "pantavisor-service-system@1", "device.json": map[string]any{"groups": gs}}
-	for _, g := range groups {
 		if _, ok := g["restart_policy"]; !ok {
 			g["restart_policy"] = "container"
 		}
+		gs[i] = g
 	}
-	for _, c := range ctrs {
-		run := map[string]any{
-			"#spec": "service-manifest-run@1", "name": c.name, "type": "lxc",
-			"config": "lxc.container.conf", "root-volume": "root.squashfs", "volumes": []any{},
-			"group":   c.group,
-			"storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}},
-		}
-		for k, v := range c.run {
-			run[k] = v
-		}
-		st[c.name+"/run.json"] = run
-		st[c.name+"/lxc.container.conf"] = put([]byte(lxcConf(c)))
-		st[c.name+"/root.squashfs"] = rootSha
+	rc := make([]revtest.Container, len(ctrs))
+	for i, c := range ctrs {
+		rc[i] = revtest.Container{Name: c.name, Group: c.group, Cmd: c.cmd,
+			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run}
 	}
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(trail, "json"), data, 0o644); err != nil {
+	if err := revtest.Build(dir, rootImage(t), map[string]any{"groups": gs}, rc); err != nil {
 		t.Fatal(err)
 	}
 	return dir
