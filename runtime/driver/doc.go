@@ -14,21 +14,20 @@
 //     initshim also keeps goroutines off the main thread (a thread wedged
 //     in a container's mount namespace would pin its rootfs forever);
 //   - cgo (libcontainer's nsenter is C);
-//   - optionally, call EnsureSealedExe first thing in main, so that
-//     libcontainer does not copy the binary on every container start.
+//   - call PrepareExeSealing first thing in main (or at least before
+//     the first container start), so that no start copies the binary:
+//     libcontainer's per-start overlay when the kernel allows it, else a
+//     sealed copy made once.
 //
-// A PID-1 main therefore starts like this:
+// A main therefore starts like this:
 //
 //	import _ "github.com/pantavisor/pv/runtime/driver/initshim"
 //
 //	func main() {
-//		_ = driver.EnsureSealedExe() // re-executes once; on error, runs unsealed
-//		if os.Getpid() == 1 && !reaper.IsChild() {
-//			code, err := reaper.Run(reaper.Options{})
-//			...
-//			os.Exit(code)
+//		if _, err := driver.PrepareExeSealing(stateRoot); err != nil {
+//			log.Print(err) // containers will copy the binary at each start
 //		}
-//		// the supervisor
+//		...
 //	}
 //
 // Cgroups are handled by libcontainer's cgroupfs managers (v1 or v2, as

@@ -13,36 +13,75 @@ import (
 // re-exec, so the new process can close it (and knows not to loop).
 const sealedExeEnv = "_PV_SEALED_EXE_FD"
 
-// EnsureSealedExe re-executes the process from a sealed in-memory copy of
-// its binary (a memfd with all write seals), unless it already runs from
-// one. libcontainer protects against CVE-2019-5736 by starting each
-// container's init from a sealed copy of /proc/self/exe, and makes that
-// copy on every start unless the running binary already is one; after this
-// call it never has to.
+// Sealing says how libcontainer will protect the binary (CVE-2019-5736)
+// when it starts a container's init from it.
+type Sealing string
+
+const (
+	// SealingOverlay: at each start libcontainer opens the binary through
+	// a private read-only overlayfs (tens of microseconds, no copy). The
+	// process runs from the file on disk, whose pages are shared with the
+	// page cache.
+	SealingOverlay Sealing = "overlay"
+	// SealingMemfd: the process runs from a sealed in-memory copy of its
+	// binary, made once; libcontainer uses it as it is.
+	SealingMemfd Sealing = "memfd"
+)
+
+// PrepareExeSealing makes sure no container start has to copy the binary.
+// libcontainer's own preference is a private read-only overlayfs with the
+// binary's directory as lower layer, made at each start in the container's
+// state directory; when the kernel or the filesystems refuse that (no
+// overlayfs, a binary on a filesystem overlayfs cannot use, a state
+// directory overlapping the binary's directory), it copies the whole binary
+// into a sealed memfd at every start — some 20 MB of copying and memory
+// per container. PrepareExeSealing tries the overlay the same way, with
+// stateDir standing in for the state directory, and when it is refused it
+// re-executes the process from a sealed copy made once, which libcontainer
+// then uses as it is.
 //
 // Call it at the very start of main, before any goroutine, file or lock
-// matters: on success in the original process it does not return (the
-// process image is replaced, with the same pid, arguments and environment).
-// It returns nil in the re-executed process and an error if the copy or
-// the exec fails, in which case the process simply continues unsealed.
+// matters: when it re-executes, the original process does not return (the
+// image is replaced, with the same pid, arguments and environment) and the
+// re-executed one gets SealingMemfd. On error the process simply continues
+// and containers copy the binary at each start.
 //
-// Cost: the copy lives in RAM (shmem) for the life of the process, about
-// the binary's size, and os.Executable then names the memfd, not a path
-// on disk. The copy is inherited across exec, so a PID-1 reaper that calls
-// this before re-executing its supervisor pays for it once.
-func EnsureSealedExe() error {
-	if fd := os.Getenv(sealedExeEnv); fd != "" {
-		os.Unsetenv(sealedExeEnv)
-		if n, err := strconv.Atoi(fd); err == nil && n > 2 {
-			unix.Close(n) // the mapping of the executable keeps the memfd alive
+// Why not always seal once: the copy lives in RAM for the life of the
+// process and counts in the RSS of every process that runs from it (about
+// 10 MB each for the reaper and the supervisor), and making it costs a
+// 20 MB copy and an exec at boot.
+func PrepareExeSealing(stateDir string) (Sealing, error) {
+	if reexecuted, err := afterReexec(); reexecuted || exeseal.IsSelfExeCloned() {
+		if err != nil {
+			return "", err
 		}
-		if exeseal.IsSelfExeCloned() {
-			return nil
-		}
-		return fmt.Errorf("seal exe: re-executed, but /proc/self/exe is not a sealed copy")
+		return SealingMemfd, nil
 	}
-	if exeseal.IsSelfExeCloned() {
-		return nil
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return "", fmt.Errorf("seal exe: %w", err)
+	}
+	// CloneSelfExe is what libcontainer calls at each start: the overlay
+	// when it works, else a sealed memfd copy — which is then exactly the
+	// copy to re-execute from.
+	clone, err := exeseal.CloneSelfExe(stateDir)
+	if err != nil {
+		return "", fmt.Errorf("seal exe: %w", err)
+	}
+	defer clone.Close()
+	if !exeseal.IsCloned(clone) {
+		return SealingOverlay, nil
+	}
+	return "", reexecFrom(clone)
+}
+
+// EnsureSealedExe re-executes the process from a sealed in-memory copy of
+// its binary (a memfd with all write seals), unless it already runs from
+// one; libcontainer then never copies or overlays the binary at a start.
+// Same calling rules as PrepareExeSealing; it returns nil in the
+// re-executed process.
+func EnsureSealedExe() error {
+	if reexecuted, err := afterReexec(); reexecuted || exeseal.IsSelfExeCloned() {
+		return err
 	}
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
@@ -58,6 +97,29 @@ func EnsureSealedExe() error {
 		return fmt.Errorf("seal exe: %w", err)
 	}
 	defer sealed.Close()
+	return reexecFrom(sealed)
+}
+
+// afterReexec reports whether this process is the re-executed one, closes
+// the descriptor the previous image passed and checks the result.
+func afterReexec() (bool, error) {
+	fd := os.Getenv(sealedExeEnv)
+	if fd == "" {
+		return false, nil
+	}
+	os.Unsetenv(sealedExeEnv)
+	if n, err := strconv.Atoi(fd); err == nil && n > 2 {
+		unix.Close(n) // the mapping of the executable keeps the memfd alive
+	}
+	if !exeseal.IsSelfExeCloned() {
+		return true, fmt.Errorf("seal exe: re-executed, but /proc/self/exe is not a sealed copy")
+	}
+	return true, nil
+}
+
+// reexecFrom replaces the process image with the sealed copy, passing its
+// descriptor in the environment so the new image can close it.
+func reexecFrom(sealed *os.File) error {
 	// The exec'd image must stay reachable through a descriptor that
 	// survives exec: dup without O_CLOEXEC.
 	fd, err := unix.FcntlInt(sealed.Fd(), unix.F_DUPFD, 3)

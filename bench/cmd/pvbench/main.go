@@ -5,8 +5,8 @@
 // is skipped with the reason.
 //
 // The container figures start containers in this process, so it is also
-// libcontainer's init (initshim) and runs from a sealed copy of itself,
-// as pantavisor does. `make bench` runs it as PID 1 of fresh pid, net and
+// libcontainer's init (initshim) and prepares the protection of its
+// binary as pantavisor does (driver.PrepareExeSealing). `make bench` runs it as PID 1 of fresh pid, net and
 // mount namespaces:
 //
 //	unshare --pid --net --mount --fork --mount-proc bin/pvbench
@@ -28,10 +28,11 @@ import (
 )
 
 func main() {
-	// Before anything else: on success this re-executes the process (same
-	// pid) from a sealed in-memory copy, so that libcontainer does not copy
-	// the binary at every container start, exactly as pantavisor does.
-	if err := driver.EnsureSealedExe(); err != nil {
+	// Before anything else, as pantavisor does: make sure libcontainer
+	// does not copy the binary at every container start (its overlay, or
+	// else a sealed copy made once, which re-executes this process). The
+	// containers' state directories are under the temporary directory.
+	if _, err := driver.PrepareExeSealing(os.TempDir()); err != nil {
 		fmt.Fprintf(os.Stderr, "pvbench: %v (containers will copy the binary at each start)\n", err)
 	}
 	runs := flag.Int("runs", 5, "runs per figure; the median is reported")
