@@ -74,6 +74,8 @@ type Driver struct {
 	// bounding is the capability bounding set of this process: containers
 	// cannot be given more.
 	bounding []string
+	// cgroupns: the kernel has cgroup namespaces; containers get one.
+	cgroupns bool
 	// parentDirs are the parent cgroup directories (every hierarchy, every
 	// level of CgroupParent) seen under any container, guarded by
 	// parentMu. Every Destroy tries to remove
@@ -101,6 +103,9 @@ func New(o Options) (*Driver, error) {
 		return nil, err
 	}
 	d.bounding = b
+	// What libcontainer checks before it would clone one.
+	_, err = os.Stat("/proc/self/ns/cgroup")
+	d.cgroupns = err == nil
 	return d, nil
 }
 
@@ -173,7 +178,7 @@ func (d *Driver) Translate(c Config) (*Translated, error) {
 	return Translate(Input{
 		Name: c.Name, Spec: c.Spec, Rootfs: c.Rootfs,
 		CgroupParent: d.cgroupParent, ResolveSource: c.ResolveSource,
-		Bounding: d.bounding,
+		Bounding: d.bounding, CgroupNamespaces: d.cgroupns,
 	})
 }
 

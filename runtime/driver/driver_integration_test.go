@@ -163,7 +163,14 @@ func TestContainerSeesSpec(t *testing.T) {
 		`touch /mnt/data/x 2>/dev/null && echo BIND=rw || echo BIND=ro; ` +
 		`grep CapEff /proc/self/status; echo "ID=$(id -u):$(id -g)"; ` +
 		`touch /proc/sys/kernel/hostname 2>/dev/null && echo PROCSYS=rw || echo PROCSYS=ro; ` +
-		`test -c /dev/null && echo DEVNULL=ok; exit 0`
+		`test -c /dev/null && echo DEVNULL=ok; ` +
+		// Its own cgroup namespace: every hierarchy's path is "/", and
+		// /sys/fs/cgroup shows its own cgroup (v1: per hierarchy; v2:
+		// the root), read-only as lxc.mount.auto = cgroup asks.
+		`echo "CGPATHS=$(grep -c -v ':/$' /proc/self/cgroup)"; ` +
+		`f=/sys/fs/cgroup/pids/cgroup.procs; test -e $f || f=/sys/fs/cgroup/cgroup.procs; ` +
+		`grep -qx 1 $f && echo CGROUPFS=own; ` +
+		`mkdir ${f%/*}/x 2>/dev/null && echo CGROUPFS=rw || echo CGROUPFS=ro; exit 0`
 	s := &spec.Container{
 		Args:          []string{"/bin/sh", "-c", script},
 		Cwd:           "/tmp",
@@ -197,7 +204,7 @@ func TestContainerSeesSpec(t *testing.T) {
 	want := []string{
 		"FOO=bar baz", "EMPTY=[]", "container=lxc", "PWD=/tmp", "HOST=spec-host",
 		"DATA=hello from the host", "BIND=ro", fmt.Sprintf("CapEff:\t%016x", wantCaps),
-		"ID=0:0", "PROCSYS=ro", "DEVNULL=ok",
+		"ID=0:0", "PROCSYS=ro", "DEVNULL=ok", "CGPATHS=0", "CGROUPFS=own", "CGROUPFS=ro",
 	}
 	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("console:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
@@ -520,26 +527,42 @@ func TestCreateReplacesStale(t *testing.T) {
 }
 
 // BenchmarkStartExit measures create + run + wait + destroy of a container
-// that exits at once, on an overlay over squashfs. Run it with and without
-// PV_SEALED_EXE=1 to see the cost of copying /proc/self/exe per start.
+// that exits at once, on an overlay over squashfs: with a minimal spec, and
+// with what upstream's template asks of every container (proc, sys,
+// cgroup, a /run tmpfs, ttys). Run it with and without PV_SEALED_EXE=1 to
+// compare libcontainer's per-start overlay with a binary sealed once.
 func BenchmarkStartExit(b *testing.B) {
 	e := newEnv(b)
 	b.Logf("sealed exe: %v", exeseal.IsSelfExeCloned())
-	s := &spec.Container{Args: []string{"/bin/true"}}
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		c, err := e.d.Create(Config{Name: "bench" + strconv.Itoa(i), Spec: s, Rootfs: e.root.Path()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Run(); err != nil {
-			b.Fatal(err)
-		}
-		if exit, err := c.Wait(); err != nil || !exit.Success() {
-			b.Fatal(exit, err)
-		}
-		if err := c.Destroy(); err != nil {
-			b.Fatal(err)
-		}
+	keep := []string{"user", "net", "ipc"}
+	variants := []struct {
+		name string
+		spec *spec.Container
+	}{
+		{"minimal", &spec.Container{Args: []string{"/bin/true"}, NamespaceKeep: keep}},
+		{"upstream", &spec.Container{
+			Args: []string{"/bin/true"}, NamespaceKeep: keep,
+			MountAuto: []string{"proc", "sys:rw", "cgroup"}, DevicesAllow: []string{"a"}, TTYMax: 8, PTYMax: 1024,
+			Mounts: []spec.Mount{{Source: "tmpfs", Target: "run", FSType: "tmpfs", Options: []string{"rw", "nodev", "relatime", "mode=755"}}},
+		}},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				c, err := e.d.Create(Config{Name: v.name + strconv.Itoa(i), Spec: v.spec, Rootfs: e.root.Path()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Run(); err != nil {
+					b.Fatal(err)
+				}
+				if exit, err := c.Wait(); err != nil || !exit.Success() {
+					b.Fatal(exit, err)
+				}
+				if err := c.Destroy(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -53,6 +53,10 @@ type Input struct {
 	// the library. The default set is limited to it, and CapKeep naming
 	// a capability outside it is an error: the kernel would refuse it.
 	Bounding []string
+	// CgroupNamespaces says the kernel has cgroup namespaces (4.6+):
+	// then every container gets its own unless it keeps the host's, as
+	// LXC clones every namespace lxc.namespace.keep does not name.
+	CgroupNamespaces bool
 }
 
 // Translated is the libcontainer description of a container and of its
@@ -95,7 +99,7 @@ func Translate(in Input) (*Translated, error) {
 		bad("rootfs %q is not an absolute path", in.Rootfs)
 	}
 
-	ns, err := namespaces(s.NamespaceKeep)
+	ns, err := namespaces(s.NamespaceKeep, in.CgroupNamespaces)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -187,11 +191,15 @@ func environment(specEnv []string) []string {
 	return env
 }
 
-// namespaces returns the default set minus the kept ones.
-func namespaces(keep []string) (configs.Namespaces, error) {
+// namespaces returns the default set minus the kept ones. The cgroup
+// namespace is in the default set where the kernel has it (cgroupns):
+// besides matching LXC, it makes the container's /sys/fs/cgroup cheaper
+// to set up on cgroup v1 (one cgroup mount per hierarchy instead of a
+// bind mount with its extra remount and checks).
+func namespaces(keep []string, cgroupns bool) (configs.Namespaces, error) {
 	create := map[configs.NamespaceType]bool{
 		configs.NEWNS: true, configs.NEWUTS: true, configs.NEWIPC: true,
-		configs.NEWPID: true, configs.NEWNET: true,
+		configs.NEWPID: true, configs.NEWNET: true, configs.NEWCGROUP: cgroupns,
 	}
 	var errs []error
 	for _, k := range keep {
@@ -204,7 +212,9 @@ func namespaces(keep []string) (configs.Namespaces, error) {
 			create[configs.NEWUTS] = false
 		case "pid":
 			create[configs.NEWPID] = false
-		case "user", "cgroup", "time":
+		case "cgroup":
+			create[configs.NEWCGROUP] = false
+		case "user", "time":
 			// Never created: keeping them is the default.
 		case "mnt", "mount":
 			errs = append(errs, fmt.Errorf("%w: namespace.keep %q: a container needs its own mount namespace", ErrInvalidSpec, k))
@@ -213,7 +223,7 @@ func namespaces(keep []string) (configs.Namespaces, error) {
 		}
 	}
 	var ns configs.Namespaces
-	for _, t := range []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWIPC, configs.NEWPID, configs.NEWNET} {
+	for _, t := range []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWIPC, configs.NEWPID, configs.NEWNET, configs.NEWCGROUP} {
 		if create[t] {
 			ns = append(ns, configs.Namespace{Type: t})
 		}

@@ -47,25 +47,29 @@ func nsTypes(ns configs.Namespaces) []configs.NamespaceType {
 
 func TestTranslateNamespaces(t *testing.T) {
 	all := []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWIPC, configs.NEWPID, configs.NEWNET}
+	withCgroup := append(slices.Clone(all), configs.NEWCGROUP)
 	tests := []struct {
 		name     string
 		keep     []string
+		cgroupns bool // the kernel has cgroup namespaces
 		want     []configs.NamespaceType
 		hostname string
 		loopback bool
 		err      bool
 	}{
-		{"default", nil, all, "web", true, false},
-		{"upstream template", []string{"user", "net", "ipc"}, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWPID}, "web", false, false},
-		{"ipam pool", []string{"user", "ipc"}, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWPID, configs.NEWNET}, "web", true, false},
-		{"keep uts", []string{"uts"}, []configs.NamespaceType{configs.NEWNS, configs.NEWIPC, configs.NEWPID, configs.NEWNET}, "", true, false},
-		{"keep pid cgroup time", []string{"pid", "cgroup", "time"}, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWIPC, configs.NEWNET}, "web", true, false},
-		{"keep mnt", []string{"mnt"}, nil, "", false, true},
-		{"unknown", []string{"bogus"}, nil, "", false, true},
+		{"default", nil, false, all, "web", true, false},
+		{"default with cgroupns", nil, true, withCgroup, "web", true, false},
+		{"upstream template", []string{"user", "net", "ipc"}, true, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWPID, configs.NEWCGROUP}, "web", false, false},
+		{"upstream template, old kernel", []string{"user", "net", "ipc"}, false, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWPID}, "web", false, false},
+		{"ipam pool", []string{"user", "ipc"}, true, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWPID, configs.NEWNET, configs.NEWCGROUP}, "web", true, false},
+		{"keep uts", []string{"uts"}, false, []configs.NamespaceType{configs.NEWNS, configs.NEWIPC, configs.NEWPID, configs.NEWNET}, "", true, false},
+		{"keep pid cgroup time", []string{"pid", "cgroup", "time"}, true, []configs.NamespaceType{configs.NEWNS, configs.NEWUTS, configs.NEWIPC, configs.NEWNET}, "web", true, false},
+		{"keep mnt", []string{"mnt"}, true, nil, "", false, true},
+		{"unknown", []string{"bogus"}, true, nil, "", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr, err := Translate(Input{Name: "web", Rootfs: "/r", Spec: &spec.Container{NamespaceKeep: tt.keep}})
+			tr, err := Translate(Input{Name: "web", Rootfs: "/r", Spec: &spec.Container{NamespaceKeep: tt.keep}, CgroupNamespaces: tt.cgroupns})
 			if tt.err {
 				if !errors.Is(err, ErrInvalidSpec) {
 					t.Fatalf("err = %v, want ErrInvalidSpec", err)
