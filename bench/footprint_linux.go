@@ -67,8 +67,9 @@ func deviceRSS(f *fixture, name string, n int) (float64, error) {
 			if err != nil {
 				return 0, err
 			}
-			// PSS shares the pages both processes map (the sealed copy of
-			// the binary they run) between them; VmRSS counts them twice.
+			// PSS shares the pages several processes map (the binary's
+			// page cache, with the host-side process and the container
+			// inits) between them; VmRSS counts them in full.
 			pss := "?"
 			if r, err := smapsRollup(pid, "Pss"); err == nil {
 				pss = strconv.Itoa(r["Pss"])

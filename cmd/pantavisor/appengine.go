@@ -31,10 +31,6 @@ import (
 	"github.com/pantavisor/pv/storage"
 )
 
-// stageEnv marks the process that runs as PID 1 inside the fresh
-// namespaces; reaper.ChildEnv marks the supervisor below it.
-const stageEnv = "PV_APPENGINE_STAGE"
-
 type appengineOpts struct {
 	storage string
 	run     string
@@ -71,11 +67,8 @@ func appengineCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
 		return 2
 	}
-	switch {
-	case reaper.IsChild():
+	if reaper.IsChild() {
 		return supervise(o, stderr)
-	case os.Getenv(stageEnv) == "ns":
-		return pid1(stderr)
 	}
 	return hostStage(o, stderr)
 }
@@ -113,7 +106,9 @@ func hostStage(o appengineOpts, stderr io.Writer) int {
 // relayed signal.
 func runOnce(sigs chan os.Signal, stderr io.Writer) (int, bool) {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Env = append(os.Environ(), stageEnv+"=ns")
+	// PID 1 of the new namespaces is the reaper (runtime/reaper, before
+	// the Go runtime starts); it runs this command again as the supervisor.
+	cmd.Env = append(os.Environ(), reaper.PID1Env+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET,
@@ -155,28 +150,18 @@ func runOnce(sigs chan os.Signal, stderr io.Writer) (int, bool) {
 	return 0, stopped.Load()
 }
 
-// pid1 is PID 1 of the new pid namespace: it seals its executable once (so
-// that no container start copies it again) and becomes the reaper of
-// everything below.
-func pid1(stderr io.Writer) int {
-	// Sealing re-executes this process: the stage marker must survive it,
-	// and only then be dropped so that the supervisor does not inherit it.
-	if err := driver.EnsureSealedExe(); err != nil {
-		fmt.Fprintf(stderr, "pantavisor: %v (containers will copy the binary at each start)\n", err)
-	}
-	os.Unsetenv(stageEnv)
-	code, err := reaper.Run(reaper.Options{Logf: func(f string, a ...any) { fmt.Fprintf(stderr, "reaper: "+f+"\n", a...) }})
-	if err != nil {
-		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
-		return 1
-	}
-	return code
-}
-
 // supervise is the device: it loads the revision the bootloader names, runs
 // it under the actor tree, serves the control socket and, on SIGTERM or
 // SIGINT, stops everything in reverse group order and cleans up.
 func supervise(o appengineOpts, stderr io.Writer) int {
+	// First, before any file, mount or goroutine matters: make sure no
+	// container start copies the binary (driver.PrepareExeSealing: the
+	// overlay libcontainer prefers, else a sealed copy made once, which
+	// re-executes this process — as the supervisor again). The probe uses
+	// the parent of libcontainer's state directories.
+	os.Setenv(reaper.ChildEnv, "1")
+	sealing, sealErr := driver.PrepareExeSealing(workDir(o))
+	os.Unsetenv(reaper.ChildEnv)
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -194,13 +179,16 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	defer closeLog()
-	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "rev", rev, "pid", os.Getpid())
+	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "rev", rev, "pid", os.Getpid(), "exe_sealing", sealing)
+	if sealErr != nil {
+		log.Warn("containers will copy the binary at each start", "err", sealErr)
+	}
 	cfg := loadConfig(o, log)
 	if err := isolate(); err != nil {
 		log.Error("set up namespaces", "err", err)
 		return 1
 	}
-	work := filepath.Join(o.run, "work")
+	work := workDir(o)
 	if err := mountWork(work); err != nil {
 		log.Error("mount work tmpfs", "err", err)
 		return 1
@@ -281,6 +269,10 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	log.Info("pantavisor stopped")
 	return code
 }
+
+// workDir is the supervisor's tmpfs under the run directory: container
+// mountpoints and libcontainer state.
+func workDir(o appengineOpts) string { return filepath.Join(o.run, "work") }
 
 // exitReboot is the supervisor's exit status when the device must reboot;
 // in appengine mode the host process then starts it again from scratch.

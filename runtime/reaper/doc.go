@@ -8,23 +8,28 @@
 // (iptables via go-iptables, dbus-daemon, ...), which then fail with
 // "no child processes". So PID 1 is split in two processes:
 //
-//   - the reaper (this package's Run, in PID 1): it starts the supervisor
-//     as its only child (a re-execution of the same binary, marked with
-//     ChildEnv), forwards every catchable termination/control signal to
-//     it, and wait4(-1)s for everything. Its only own child is the
-//     supervisor, so the only status it cares about is the supervisor's;
-//     every other pid it reaps is an orphan that nobody else can wait for.
+//   - the reaper (PID 1): it starts the supervisor as its only child (a
+//     re-execution of the same binary, marked with ChildEnv), forwards
+//     every catchable termination/control signal to it, and waits for
+//     everything. Its only own child is the supervisor, so the only
+//     status it cares about is the supervisor's; every other pid it reaps
+//     is an orphan that nobody else can wait for.
 //   - the supervisor (the child): it waits only for its own children.
 //     Container inits are its children (libcontainer starts them with
 //     CLONE_PARENT), so their statuses are never stolen.
 //
-// When the supervisor exits, Run reaps the remaining zombies and returns
-// the supervisor's exit status; the caller exits with it. In appengine mode
-// that ends the pid namespace (the kernel kills what is left); in embedded
-// mode the caller decides (reboot). The supervisor does not set
-// PR_SET_PDEATHSIG: PID 1 never dies before it (the reaper returns only
-// after the supervisor exited), and if PID 1 crashes the kernel kills the
-// whole namespace or panics anyway. What matters is that the supervisor,
-// on SIGTERM, does its own orderly teardown (stop containers, unmount,
-// sync), which an automatic SIGKILL would pre-empt.
+// The reaper is written in C and runs from a constructor, before the Go
+// runtime starts, in a process started with PID1Env=1: PID 1 then costs
+// about a megabyte of memory instead of a Go runtime with the whole
+// binary's package initialisation, and adds no Go start-up to the boot.
+// Importing the package (from the main package) is what links it in.
+//
+// When the supervisor exits, the reaper reaps the remaining zombies and
+// exits with the supervisor's status. In appengine mode that ends the pid
+// namespace (the kernel kills what is left); in embedded mode the caller
+// decides (reboot). The supervisor does not set PR_SET_PDEATHSIG: PID 1
+// never dies before it, and if PID 1 crashes the kernel kills the whole
+// namespace or panics anyway. What matters is that the supervisor, on
+// SIGTERM, does its own orderly teardown (stop containers, unmount, sync),
+// which an automatic SIGKILL would pre-empt.
 package reaper

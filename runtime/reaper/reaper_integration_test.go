@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pantavisor/pv/runtime/driver"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
 	"github.com/pantavisor/pv/runtime/reaper"
@@ -30,9 +32,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runSupervisor runs this test binary under reaper.Run, as the child, with
-// only the named test selected.
-func runSupervisor(t *testing.T, test string) int {
+// underReaper starts this test binary as PID 1 of a new pid namespace with
+// reaper.PID1Env set: the C reaper runs it again as the supervisor, where
+// only the named test is selected.
+func underReaper(t *testing.T, test string) *exec.Cmd {
 	t.Helper()
 	if os.Getpid() != 1 || os.Geteuid() != 0 {
 		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
@@ -40,22 +43,41 @@ func runSupervisor(t *testing.T, test string) int {
 	if reaper.IsChild() {
 		t.Skip("parent-side test")
 	}
-	code, err := reaper.Run(reaper.Options{
-		Args: []string{os.Args[0], "-test.run=^" + test + "$", "-test.v", "-test.count=1"},
-		Logf: t.Logf,
-	})
-	if err != nil {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), reaper.PID1Env+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
+	cmd.Stdout, cmd.Stderr = &testWriter{t: t}, &testWriter{t: t}
+	return cmd
+}
+
+// runSupervisor runs test under the reaper and returns PID 1's exit code.
+func runSupervisor(t *testing.T, test string) int {
+	t.Helper()
+	cmd := underReaper(t, test)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
 		t.Fatal(err)
 	}
-	return code
+	return cmd.ProcessState.ExitCode()
+}
+
+// testWriter passes a child's output to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", p)
+	return len(p), nil
 }
 
 func childOnly(t *testing.T) {
 	if !reaper.IsChild() {
 		t.Skip("runs as the supervisor child of another test")
 	}
-	if os.Getenv(reaper.ChildEnv) != "" {
-		t.Errorf("%s still in the child's environment", reaper.ChildEnv)
+	for _, env := range []string{reaper.ChildEnv, reaper.PID1Env} {
+		if v, ok := os.LookupEnv(env); ok {
+			t.Errorf("%s=%s in the supervisor's environment", env, v)
+		}
 	}
 }
 
@@ -73,8 +95,16 @@ func TestReaperNoZombiesNoStolenStatus(t *testing.T) {
 
 func TestSupervisorWorkload(t *testing.T) {
 	childOnly(t)
-	if os.Getpid() == 1 {
-		t.Fatal("supervisor is PID 1")
+	if os.Getpid() != 2 || os.Getppid() != 1 {
+		t.Fatalf("supervisor is pid %d, child of %d: want 2, child of the reaper", os.Getpid(), os.Getppid())
+	}
+	// A /proc of the new pid namespace, as the appengine supervisor
+	// mounts one: libcontainer looks its children up there.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatal(err)
 	}
 	tmp := t.TempDir()
 	suffix := make([]byte, 4)
@@ -173,20 +203,21 @@ func TestSupervisorExit3(t *testing.T) {
 	os.Exit(3)
 }
 
-// A signal sent to PID 1 reaches the supervisor.
+// A signal sent to PID 1 (from outside its namespace, as the appengine
+// host stage does) reaches the supervisor.
 func TestReaperForwardsSignals(t *testing.T) {
+	ready := filepath.Join(os.TempDir(), "pv-reaper-ready")
+	os.Remove(ready)
+	cmd := underReaper(t, "TestSupervisorWaitsForUSR1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan int, 1)
 	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				t.Errorf("panic: %v", r)
-				done <- -1
-			}
-		}()
-		done <- runSupervisor(t, "TestSupervisorWaitsForUSR1")
+		cmd.Wait()
+		done <- cmd.ProcessState.ExitCode()
 	}()
 	// The child tells us it is ready by creating this file.
-	ready := filepath.Join(os.TempDir(), "pv-reaper-ready")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(ready); err == nil {
@@ -198,20 +229,35 @@ func TestReaperForwardsSignals(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
+			cmd.Process.Kill()
 			t.Fatal("supervisor never ready")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	os.Remove(ready)
-	syscall.Kill(1, syscall.SIGUSR1) // ourselves: PID 1
+	cmd.Process.Signal(syscall.SIGUSR1) // the reaper, PID 1 of its namespace
 	select {
 	case code := <-done:
 		if code != 42 {
 			t.Fatalf("code = %d, want 42", code)
 		}
 	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
 		t.Fatal("supervisor did not get SIGUSR1")
 	}
+}
+
+// A supervisor killed by a signal: PID 1 exits with 128+n.
+func TestReaperReportsSignalDeath(t *testing.T) {
+	if code := runSupervisor(t, "TestSupervisorKillsItself"); code != 128+int(syscall.SIGKILL) {
+		t.Fatalf("code = %d, want %d", code, 128+int(syscall.SIGKILL))
+	}
+}
+
+func TestSupervisorKillsItself(t *testing.T) {
+	childOnly(t)
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	time.Sleep(10 * time.Second)
 }
 
 func TestSupervisorWaitsForUSR1(t *testing.T) {

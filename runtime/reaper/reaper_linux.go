@@ -1,0 +1,50 @@
+package reaper
+
+// The reaper itself is reaper_linux.c: a constructor that runs before the
+// Go runtime when PID1Env is set in PID 1's environment; importing C is
+// what compiles and links it.
+
+import "C"
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// PID1Env, set to "1" in the environment of a process that is PID 1 (of
+// the system, or of a fresh pid namespace), makes it the reaper: before
+// the Go runtime starts, it removes the marker, re-executes the same
+// binary with the same arguments as its only child (the supervisor, marked
+// with ChildEnv), and from then on forwards ForwardedSignals to it and
+// reaps every process that exits. When the supervisor exits, PID 1 reaps
+// what is left and exits with the supervisor's code (128+n if it was
+// killed by signal n). In any other process the marker does nothing.
+const PID1Env = "PV_REAPER_PID1"
+
+// ChildEnv marks the supervisor started by the reaper. The package
+// removes it from the environment when it is initialised, so that the
+// supervisor's own children do not inherit it.
+const ChildEnv = "PV_REAPER_CHILD"
+
+// isChild is read once, before main, and the marker removed.
+var isChild = os.Getenv(ChildEnv) == "1"
+
+func init() {
+	if isChild {
+		os.Unsetenv(ChildEnv)
+	}
+}
+
+// IsChild reports whether this process is the supervisor started by the
+// reaper.
+func IsChild() bool { return isChild }
+
+// ForwardedSignals are the signals PID 1 passes on to the supervisor:
+// termination requests (busybox-style init uses SIGTERM to reboot, SIGUSR1
+// to halt and SIGUSR2 to power off; SIGPWR comes from UPS daemons), plus
+// SIGHUP, SIGQUIT, SIGWINCH and SIGALRM. The C loop has the same list.
+var ForwardedSignals = []os.Signal{
+	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR, unix.SIGWINCH, unix.SIGALRM,
+}
