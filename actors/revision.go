@@ -32,6 +32,8 @@ type revisionActor struct {
 	asked    map[string]bool
 	timedOut map[string]bool
 	since    time.Time
+	// booted: RevisionBooted was sent (once per revision run).
+	booted bool
 
 	stopping  bool
 	stopGroup int
@@ -185,6 +187,28 @@ func (r *revisionActor) start(ctx actor.Context) {
 	r.evaluate(ctx)
 }
 
+// checkBooted tells root, once, that the boot of the revision is over:
+// every container reached its status goal, or its group's timeout passed,
+// or it gave up (FAILED). The containers that did not reach their goal are
+// named, for whoever decides what a boot must achieve.
+func (r *revisionActor) checkBooted(ctx actor.Context) {
+	if r.booted || r.stopping {
+		return
+	}
+	var missed []string
+	for _, c := range r.st.Containers {
+		switch {
+		case r.reached(c.Name):
+		case r.timedOut[c.Name] || r.table[c.Name].Status == messages.StatusFailed:
+			missed = append(missed, c.Name)
+		default:
+			return // still on its way
+		}
+	}
+	r.booted = true
+	ctx.Send(ctx.Parent(), &messages.RevisionBooted{Rev: r.rev, Took: time.Since(r.since), Missed: missed})
+}
+
 func (r *revisionActor) reached(name string) bool {
 	c := r.st.Container(name)
 	return achieved(r.table[name].Status, c.StatusGoal)
@@ -225,6 +249,7 @@ func (r *revisionActor) evaluate(ctx actor.Context) {
 			time.AfterFunc(timeout, func() { sys.Root.Send(self, &groupTimedOut{name: name}) })
 		}
 	}
+	r.checkBooted(ctx)
 }
 
 func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerStatusChanged) {

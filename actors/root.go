@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -25,6 +26,8 @@ type rootActor struct {
 	// bootloader work behind them belongs to the updates feature.
 	reboots   []string
 	rollbacks []string
+	// booted is the revision's boot report, once it came.
+	booted *messages.RevisionBooted
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -55,6 +58,19 @@ func (a *rootActor) Receive(ctx actor.Context) {
 				a.cfg.OnReboot(m.Reason)
 			}()
 		}
+	case *messages.RevisionBooted:
+		a.booted = m
+		if len(m.Missed) > 0 {
+			a.cfg.Log.Warn("revision booted without reaching every goal", "rev", m.Rev, "took", m.Took.Round(time.Millisecond), "missed", m.Missed)
+		} else {
+			a.cfg.Log.Info("revision booted", "rev", m.Rev, "took", m.Took.Round(time.Millisecond))
+		}
+		if a.cfg.OnBooted != nil {
+			go func() {
+				defer func() { _ = recover() }()
+				a.cfg.OnBooted(m.Took, m.Missed)
+			}()
+		}
 	case *messages.RollbackRequested:
 		a.rollbacks = append(a.rollbacks, m.Reason)
 		a.cfg.Log.Error("rollback requested", "rev", m.Rev, "reason", m.Reason)
@@ -77,6 +93,12 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			Info: map[string]string{"rev": a.cfg.Rev}}
 		if a.cfg.State == nil {
 			n.Status = "safe-mode"
+		}
+		if b := a.booted; b != nil {
+			n.Info["booted_in"] = b.Took.Round(time.Millisecond).String()
+			if len(b.Missed) > 0 {
+				n.Info["boot_missed"] = strings.Join(b.Missed, ",")
+			}
 		}
 		if len(a.reboots) > 0 {
 			n.Status = "reboot-requested"
@@ -167,6 +189,10 @@ type Config struct {
 	// OnRollback is called (in its own goroutine) when the revision being
 	// tried asks for a rollback.
 	OnRollback func(reason string)
+	// OnBooted is called (in its own goroutine) once the boot of the
+	// revision is over: every container reached its status goal, timed
+	// out or gave up; missed names those that did not reach it.
+	OnBooted func(took time.Duration, missed []string)
 	// Trying says the revision is an update being tried (pv_try): a
 	// container that gives up then means rollback.
 	Trying bool

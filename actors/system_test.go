@@ -249,3 +249,52 @@ func TestShutdownWaitsForRelease(t *testing.T) {
 		t.Fatalf("shutdown finished before c1 was released: %v", ev)
 	}
 }
+
+// The boot is reported once, when every container reached its goal or its
+// group timed out, naming those that missed it; GET /actors shows it.
+func TestRevisionBootedOnce(t *testing.T) {
+	type boot struct {
+		took   time.Duration
+		missed []string
+	}
+	boots := make(chan boot, 4)
+	e := newFakeEngine()
+	sys := startSystemCfg(t, Config{State: threeGroups(t, 1), Engine: e, OnBooted: func(took time.Duration, missed []string) {
+		boots <- boot{took, missed}
+	}})
+	// a1 signals READY, a2 never does: g1 times out after 1 s, then g2
+	// and g3 start; the boot is over once they are STARTED.
+	waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusStarted, "a2": messages.StatusStarted})
+	signalThenNoBoot := func(name string, wait time.Duration, why string) {
+		t.Helper()
+		if err := sys.Signal(name, "ready", ""); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case b := <-boots:
+			t.Errorf("%s: %+v", why, b)
+		case <-time.After(wait):
+		}
+	}
+	signalThenNoBoot("a1", 500*time.Millisecond, "booted before g1 timed out")
+	var b boot
+	select {
+	case b = <-boots:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no boot report")
+	}
+	if strings.Join(b.missed, ",") != "a2" || b.took < time.Second {
+		t.Errorf("boot = %+v, want a2 missed after >= 1 s", b)
+	}
+	cs := waitStatus(t, sys, map[string]messages.Status{"c1": messages.StatusStarted, "c2": messages.StatusStarted})
+	for _, c := range cs {
+		if c.Name != "a2" && c.Status != messages.StatusStarted && c.Status != messages.StatusReady {
+			t.Errorf("%s is %s at boot report", c.Name, c.Status)
+		}
+	}
+	// Later changes (a late READY, a restart) do not report again.
+	signalThenNoBoot("a2", 200*time.Millisecond, "second boot report")
+	if tree := sys.Tree(); tree.Info["boot_missed"] != "a2" || tree.Info["booted_in"] == "" {
+		t.Errorf("root info = %v", tree.Info)
+	}
+}

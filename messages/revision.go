@@ -1,5 +1,7 @@
 package messages
 
+import "time"
+
 // Shutdown asks root to stop the running revision (containers in reverse
 // group order) and report when everything is down.
 type Shutdown struct {
@@ -25,9 +27,15 @@ type RebootRequested struct {
 	Reason string
 }
 
-// RevisionBooted tells root whether the revision reached all its goals.
+// RevisionBooted tells root, once per run of a revision, that its boot is
+// over: every container reached its status goal, timed out or gave up.
 type RevisionBooted struct {
 	Rev string
+	// Took is the time from the revision actor's start.
+	Took time.Duration
+	// Missed names the containers that did not reach their goal (their
+	// group timed out, or they FAILED); empty for a complete boot.
+	Missed []string
 }
 
 // RollbackRequested tells root that the revision being tried cannot run: a

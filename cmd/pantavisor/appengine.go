@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -235,6 +236,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			case reboot <- reason:
 			default:
 			}
+		},
+		OnBooted: func(time.Duration, []string) {
+			// The boot is a burst of allocations (revision, container
+			// configs, libcontainer state) that is garbage by now: give
+			// it back to the kernel rather than wait for the scavenger
+			// (about 2 MB of the supervisor's resident memory).
+			debug.FreeOSMemory()
 		},
 		OnRollback: func(reason string) {
 			// Installing, trying and rolling back revisions is the updates
