@@ -48,12 +48,18 @@ func init() {
 }
 
 // deviceRSS starts a device on a revision of n sleeping containers, waits
-// until all are STARTED and returns the summed VmRSS, in MiB, of the
-// device's PID 1 (the reaper) and its supervisor. The host-side process
-// that only waits for them is not counted.
+// until all are STARTED and the device reports its boot over, and returns
+// the summed VmRSS, in MiB, of the device's PID 1 (the reaper) and its
+// supervisor: the footprint of a device that runs its revision, not the
+// peak of the boot burst. The host-side process that only waits for them
+// is not counted.
 func deviceRSS(f *fixture, name string, n int) (float64, error) {
 	d, _, err := startRevision(f, name, n)
 	if err != nil {
+		return 0, err
+	}
+	if err := d.waitBooted(10 * time.Second); err != nil {
+		d.kill()
 		return 0, err
 	}
 	kb, err := func() (int, error) {
