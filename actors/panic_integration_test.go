@@ -101,4 +101,7 @@ func TestPanicKeepsRealContainer(t *testing.T) {
 	if err := sys.Shutdown(ctx, "test"); err != nil {
 		t.Fatal(err)
 	}
+	if err := eng.Close(); err != nil {
+		t.Error(err)
+	}
 }

@@ -107,6 +107,9 @@ func TestShutdownRemovesEveryLinkAndRule(t *testing.T) {
 			if err := sys.Shutdown(ctx, "test"); err != nil {
 				t.Fatal(err)
 			}
+			if err := eng.Close(); err != nil {
+				t.Error(err)
+			}
 			if after := netSnapshot(t); after != before {
 				t.Errorf("left behind after shutdown:\nbefore:\n%s\nafter:\n%s", before, after)
 			}

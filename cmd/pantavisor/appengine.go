@@ -273,6 +273,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if err := sys.Shutdown(ctx, reason); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+	if err := eng.Close(); err != nil {
+		log.Error("release images", "err", err)
+	}
 	stopCtrl()
 	log.Info("pantavisor stopped")
 	return code

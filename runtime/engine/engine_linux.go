@@ -43,12 +43,59 @@ type Engine struct {
 	Log        *slog.Logger
 	// Lowers shares the read-only squashfs mounts of objects between the
 	// containers that use them (see rootfs.Lowers); nil: the engine makes
-	// its own, in WorkDir/@lowers, at the first Mount. A container's
-	// restarts keep its Mount and so its lower; a stop and a new start
-	// mount the object again unless another container still uses it.
+	// its own, in WorkDir/@lowers, at the first Mount.
 	Lowers *rootfs.Lowers
 
 	lowersOnce sync.Once
+	// warm holds one reference of the engine's own to every squashfs
+	// object a Mount used, until Close: a container stopped and started
+	// again (or mounted afresh after a failure) finds its image mounted
+	// and its page cache warm, instead of decompressing its init again.
+	// It costs a loop device and a squashfs mount per object of the
+	// revision, whose containers mostly run anyway.
+	warmMu sync.Mutex
+	warm   map[string]*rootfs.Lower
+	closed bool
+}
+
+// keepWarm takes the engine's reference to image when it has none yet.
+// Failing to is not an error: the image is mounted (its container holds
+// it) and only a later start may be slower.
+func (e *Engine) keepWarm(image string) {
+	if kind, err := rootfs.Detect(image); err != nil || kind != rootfs.Squashfs {
+		return
+	}
+	e.warmMu.Lock()
+	defer e.warmMu.Unlock()
+	if _, ok := e.warm[image]; ok || e.closed {
+		return
+	}
+	lw, err := e.lowers().Acquire(image)
+	if err != nil {
+		e.Log.Warn("keep image mounted", "image", image, "err", err)
+		return
+	}
+	if e.warm == nil {
+		e.warm = map[string]*rootfs.Lower{}
+	}
+	e.warm[image] = lw
+}
+
+// Close releases the images the engine kept mounted; those no container
+// uses any more are unmounted. Call it once every container is unmounted
+// (the revision stopped). Mounts after Close keep nothing warm.
+func (e *Engine) Close() error {
+	e.warmMu.Lock()
+	defer e.warmMu.Unlock()
+	e.closed = true
+	var errs []error
+	for image, lw := range e.warm {
+		if err := lw.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", image, err))
+		}
+	}
+	e.warm = nil
+	return errors.Join(errs...)
 }
 
 // lowersDir is the directory of the engine's own Lowers inside WorkDir.
@@ -115,6 +162,10 @@ func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
 	root, err := rootfs.Mount(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
+	}
+	e.keepWarm(image)
+	for _, v := range opts.Volumes {
+		e.keepWarm(v.Image)
 	}
 	prefixes["/volumes/"+c.Name+"/"+volumeFile(c.RootVolume)] = root.Lower()
 	sp := &spec.Container{}
