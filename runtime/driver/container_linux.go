@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/capability"
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
@@ -76,6 +77,8 @@ type Driver struct {
 	bounding []string
 	// cgroupns: the kernel has cgroup namespaces; containers get one.
 	cgroupns bool
+	// cgroupV2: the host has the unified cgroup v2 hierarchy only.
+	cgroupV2 bool
 	// parentDirs are the parent cgroup directories (every hierarchy, every
 	// level of CgroupParent) seen under any container, guarded by
 	// parentMu. Every Destroy tries to remove
@@ -106,6 +109,7 @@ func New(o Options) (*Driver, error) {
 	// What libcontainer checks before it would clone one.
 	_, err = os.Stat("/proc/self/ns/cgroup")
 	d.cgroupns = err == nil
+	d.cgroupV2 = cgroups.IsCgroup2UnifiedMode()
 	return d, nil
 }
 
@@ -178,7 +182,7 @@ func (d *Driver) Translate(c Config) (*Translated, error) {
 	return Translate(Input{
 		Name: c.Name, Spec: c.Spec, Rootfs: c.Rootfs,
 		CgroupParent: d.cgroupParent, ResolveSource: c.ResolveSource,
-		Bounding: d.bounding, CgroupNamespaces: d.cgroupns,
+		Bounding: d.bounding, CgroupNamespaces: d.cgroupns, CgroupV2: d.cgroupV2,
 	})
 }
 

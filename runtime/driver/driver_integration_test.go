@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
 
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
@@ -164,13 +165,11 @@ func TestContainerSeesSpec(t *testing.T) {
 		`grep CapEff /proc/self/status; echo "ID=$(id -u):$(id -g)"; ` +
 		`touch /proc/sys/kernel/hostname 2>/dev/null && echo PROCSYS=rw || echo PROCSYS=ro; ` +
 		`test -c /dev/null && echo DEVNULL=ok; ` +
-		// Its own cgroup namespace: every hierarchy's path is "/", and
-		// /sys/fs/cgroup shows its own cgroup (v1: per hierarchy; v2:
-		// the root), read-only as lxc.mount.auto = cgroup asks.
+		// Its own cgroup namespace: every hierarchy's path is "/". With
+		// CAP_SYS_ADMIN it mounts its cgroups itself, as under LXC:
+		// lxc.mount.auto = cgroup mounts nothing (but on a v2-only host).
 		`echo "CGPATHS=$(grep -c -v ':/$' /proc/self/cgroup)"; ` +
-		`f=/sys/fs/cgroup/pids/cgroup.procs; test -e $f || f=/sys/fs/cgroup/cgroup.procs; ` +
-		`grep -qx 1 $f && echo CGROUPFS=own; ` +
-		`mkdir ${f%/*}/x 2>/dev/null && echo CGROUPFS=rw || echo CGROUPFS=ro; exit 0`
+		`grep -q ' /sys/fs/cgroup[ /]' /proc/self/mountinfo && echo CGMOUNT=yes || echo CGMOUNT=no; exit 0`
 	s := &spec.Container{
 		Args:          []string{"/bin/sh", "-c", script},
 		Cwd:           "/tmp",
@@ -201,16 +200,43 @@ func TestContainerSeesSpec(t *testing.T) {
 	}
 	out, _ := os.ReadFile(log)
 	wantCaps := ownCapBnd(t) &^ (1 << 13) // CAP_NET_RAW = 13
+	cgmount := "CGMOUNT=no"
+	if cgroups.IsCgroup2UnifiedMode() {
+		cgmount = "CGMOUNT=yes"
+	}
 	want := []string{
 		"FOO=bar baz", "EMPTY=[]", "container=lxc", "PWD=/tmp", "HOST=spec-host",
 		"DATA=hello from the host", "BIND=ro", fmt.Sprintf("CapEff:\t%016x", wantCaps),
-		"ID=0:0", "PROCSYS=ro", "DEVNULL=ok", "CGPATHS=0", "CGROUPFS=own", "CGROUPFS=ro",
+		"ID=0:0", "PROCSYS=ro", "DEVNULL=ok", "CGPATHS=0", cgmount,
 	}
 	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("console:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
 	}
 	if _, err := os.Stat(filepath.Join(data, "x")); err == nil {
 		t.Errorf("read-only bind was written")
+	}
+}
+
+// lxc.mount.auto = cgroup:force mounts the container's cgroups even though
+// it could: in its own cgroup namespace it sees its own cgroup as the root
+// (v1: per hierarchy; v2: the root), read-only.
+func TestCgroupForceMount(t *testing.T) {
+	e := newEnv(t)
+	script := `f=/sys/fs/cgroup/pids/cgroup.procs; test -e $f || f=/sys/fs/cgroup/cgroup.procs; ` +
+		`grep -qx 1 $f && echo CGROUPFS=own; ` +
+		`mkdir ${f%/*}/x 2>/dev/null && echo CGROUPFS=rw || echo CGROUPFS=ro; exit 0`
+	s := &spec.Container{Args: []string{"/bin/sh", "-c", script}, MountAuto: []string{"proc", "sys:rw", "cgroup:force"},
+		NamespaceKeep: []string{"user", "net", "ipc"}}
+	c, log := e.create(t, "cgforce", s, nil)
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := c.Wait(); err != nil || !exit.Success() {
+		t.Fatalf("exit %v, %v", exit, err)
+	}
+	out, _ := os.ReadFile(log)
+	if got := strings.TrimSpace(string(out)); got != "CGROUPFS=own\nCGROUPFS=ro" {
+		t.Errorf("console:\n%s\nwant own cgroup, read-only", got)
 	}
 }
 

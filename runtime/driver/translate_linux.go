@@ -57,6 +57,8 @@ type Input struct {
 	// then every container gets its own unless it keeps the host's, as
 	// LXC clones every namespace lxc.namespace.keep does not name.
 	CgroupNamespaces bool
+	// CgroupV2 says the host has the unified cgroup v2 hierarchy only.
+	CgroupV2 bool
 }
 
 // Translated is the libcontainer description of a container and of its
@@ -139,6 +141,14 @@ func Translate(in Input) (*Translated, error) {
 	}
 	if ns.Contains(configs.NEWNET) {
 		cfg.Networks = []*configs.Network{{Type: "loopback", Address: "127.0.0.1/0", Gateway: "localhost"}}
+	}
+	// As LXC does: a container in a cgroup namespace of its own that
+	// keeps CAP_SYS_ADMIN can mount its cgroups itself, and they are not
+	// mounted for it, unless :force asks or the host is cgroup v2 only
+	// (many inits do not mount cgroup2 themselves).
+	if auto.cgroup != "" && !auto.cgroupForce && !in.CgroupV2 && ns.Contains(configs.NEWCGROUP) &&
+		caps != nil && slices.Contains(caps.Bounding, "CAP_SYS_ADMIN") {
+		auto.cgroup = ""
 	}
 	cfg.Mounts = baseMounts(ns.Contains(configs.NEWIPC), s.PTYMax, auto)
 	cfg.Mounts = append(cfg.Mounts, userMounts...)
@@ -527,12 +537,18 @@ func deviceNodes() []*devices.Device {
 // "mixed" per filesystem.
 type mountAuto struct {
 	proc, sys, cgroup string
+	// cgroupForce: a cgroup item ended in :force (mount even where the
+	// container could mount its cgroups itself).
+	cgroupForce bool
 }
 
 func parseMountAuto(list []string) (mountAuto, error) {
 	a := mountAuto{proc: "mixed"}
 	var errs []error
 	for _, item := range list {
+		if rest, ok := strings.CutSuffix(item, ":force"); ok && strings.HasPrefix(item, "cgroup") {
+			a.cgroupForce, item = true, rest
+		}
 		switch item {
 		case "proc", "proc:mixed":
 			a.proc = "mixed"

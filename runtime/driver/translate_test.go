@@ -295,6 +295,52 @@ func findMount(ms []*configs.Mount, dest string) *configs.Mount {
 	return nil
 }
 
+// TestTranslateCgroupAutomount: as LXC, lxc.mount.auto cgroup is left to
+// a container in its own cgroup namespace that keeps CAP_SYS_ADMIN (it
+// can mount its cgroups itself), unless :force or a cgroup v2 only host.
+func TestTranslateCgroupAutomount(t *testing.T) {
+	tests := []struct {
+		name     string
+		auto     string
+		keep     []string // lxc.namespace.keep
+		drop     []string // lxc.cap.drop
+		cgroupns bool     // the kernel has cgroup namespaces
+		v2       bool     // cgroup v2 only host
+		want     int      // -1 not mounted, else flags & MS_RDONLY
+	}{
+		{"own cgroupns, sys_admin kept", "cgroup", nil, nil, true, false, -1},
+		{"own cgroupns, rw asked", "cgroup:rw", nil, []string{"net_raw"}, true, false, -1},
+		{"no cgroupns in the kernel", "cgroup", nil, nil, false, false, unix.MS_RDONLY},
+		{"host cgroup namespace kept", "cgroup", []string{"cgroup"}, nil, true, false, unix.MS_RDONLY},
+		{"sys_admin dropped", "cgroup", nil, []string{"sys_admin"}, true, false, unix.MS_RDONLY},
+		{"force", "cgroup:force", nil, nil, true, false, unix.MS_RDONLY},
+		{"rw force", "cgroup:rw:force", nil, nil, true, false, 0},
+		{"full mixed force", "cgroup-full:mixed:force", nil, nil, true, false, unix.MS_RDONLY},
+		{"cgroup v2 only host", "cgroup", nil, nil, true, true, unix.MS_RDONLY},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, err := Translate(Input{Name: "c", Rootfs: "/r", CgroupNamespaces: tt.cgroupns, CgroupV2: tt.v2,
+				Spec: &spec.Container{MountAuto: []string{"sys", tt.auto}, NamespaceKeep: tt.keep, CapDrop: tt.drop}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := findMount(tr.Config.Mounts, "/sys/fs/cgroup")
+			switch {
+			case tt.want < 0 && m != nil:
+				t.Errorf("/sys/fs/cgroup mounted")
+			case tt.want >= 0 && m == nil:
+				t.Errorf("/sys/fs/cgroup not mounted")
+			case m != nil && m.Flags&unix.MS_RDONLY != tt.want:
+				t.Errorf("flags %#x, want ro bit %#x", m.Flags, tt.want)
+			}
+		})
+	}
+	if _, err := Translate(Input{Name: "c", Rootfs: "/r", Spec: &spec.Container{MountAuto: []string{"proc:force"}}}); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf(":force on proc: err = %v, want ErrInvalidSpec", err)
+	}
+}
+
 func TestTranslateMountAuto(t *testing.T) {
 	tests := []struct {
 		name       string
