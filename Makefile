@@ -1,5 +1,6 @@
 # Pantavisor in Go. Targets:
-#   make build   bin/pantavisor and bin/pvcontrol (cgo on: libcontainer's nsenter is C)
+#   make build   bin/pantavisor, bin/pvinit (its containers' init) and bin/pvcontrol
+#                (cgo on: libcontainer's nsenter is C)
 #   make test    lint + unit tests + fuzz smoke + integration tests (root, fresh namespaces)
 #   make bench   the benchmark table (figure, this project, baseline, ratio); root, fresh namespaces
 #   make demo    the demo revision (see README)
@@ -30,7 +31,8 @@ all: build
 build:
 	@mkdir -p bin
 	$(GO) build -trimpath -o bin/pantavisor ./cmd/pantavisor
-	@if [ -d cmd/pvcontrol ]; then $(GO) build -trimpath -o bin/pvcontrol ./cmd/pvcontrol; fi
+	$(GO) build -trimpath -o bin/pvinit ./cmd/pvinit
+	$(GO) build -trimpath -o bin/pvcontrol ./cmd/pvcontrol
 
 deps:
 	@scripts/deps.sh

@@ -124,6 +124,11 @@ func TestUpstreamShapedContainer(t *testing.T) {
 	if caps&(1<<netAdmin) == 0 {
 		t.Errorf("net_admin missing though not dropped: %#x", caps)
 	}
+	// The init was bin/pvinit (beside bin/pantavisor), not a copy of the
+	// supervisor.
+	if lineIndex(d.log(), `msg="container init"`, "pvinit", "sealing=overlay") < 0 {
+		t.Errorf("the log does not show pvinit as the containers' init:\n%s", d.log())
+	}
 }
 
 // Twenty containers exit with distinct codes (some killed by signals) while

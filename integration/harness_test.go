@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 	bin = dir
 	for _, b := range []struct{ out, pkg, cgo string }{
 		{"pantavisor", "../cmd/pantavisor", "1"},
+		{"pvinit", "../cmd/pvinit", "1"},
 		{"pvcontrol", "../cmd/pvcontrol", "0"},
 		{"pvapp", "../examples/pvapp", "0"},
 	} {

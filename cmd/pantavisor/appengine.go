@@ -161,8 +161,19 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// re-executes this process — as the supervisor again). The probe uses
 	// the parent of libcontainer's state directories.
 	os.Setenv(reaper.ChildEnv, "1")
+	// Where the container init is, found while this process still runs
+	// from its file (a sealed copy has no directory), and kept across the
+	// re-execution in the environment.
+	initPath := os.Getenv(initPathEnv)
+	if initPath == "" {
+		if exe, err := os.Executable(); err == nil {
+			initPath = driver.InitPath(exe)
+			os.Setenv(initPathEnv, initPath)
+		}
+	}
 	sealing, sealErr := driver.PrepareExeSealing(workDir(o))
 	os.Unsetenv(reaper.ChildEnv)
+	os.Unsetenv(initPathEnv)
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -195,6 +206,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	defer unmountWork(work, log)
+	if ci := openContainerInit(initPath, work, log); ci != nil {
+		defer ci.Close()
+	}
 
 	var st *state.State
 	if err := storage.CheckRev(rev); err != nil {
@@ -279,6 +293,36 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	stopCtrl()
 	log.Info("pantavisor stopped")
 	return code
+}
+
+// initPathEnv carries the container init's path across the supervisor's
+// re-execution from a sealed copy of itself.
+const initPathEnv = "_PV_INIT_PATH"
+
+// openContainerInit opens the handle that makes every container's init
+// the small pvinit binary rather than a copy of this one (driver.OpenInit).
+// Without it containers still start, each at the cost of starting this
+// whole program once more.
+func openContainerInit(path, work string, log *slog.Logger) *driver.Init {
+	if path == "" {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		log.Info("no container init beside pantavisor: containers start from pantavisor itself", "looked_for", path)
+		return nil
+	}
+	lower := filepath.Join(work, "init-lower")
+	if err := os.MkdirAll(lower, 0o700); err != nil {
+		log.Warn("container init not used", "err", err)
+		return nil
+	}
+	ci, err := driver.OpenInit(path, lower)
+	if err != nil {
+		log.Warn("container init not used: containers start from pantavisor itself", "err", err)
+		return nil
+	}
+	log.Info("container init", "path", ci.Path, "sealing", ci.Sealing)
+	return ci
 }
 
 // workDir is the supervisor's tmpfs under the run directory: container

@@ -17,7 +17,10 @@
 //   - call PrepareExeSealing first thing in main (or at least before
 //     the first container start), so that no start copies the binary:
 //     libcontainer's per-start overlay when the kernel allows it, else a
-//     sealed copy made once.
+//     sealed copy made once;
+//   - optionally, open the container init with OpenInit before the first
+//     start: every init then becomes pvinit (cmd/pvinit, from the same
+//     build) instead of running a copy of the whole program.
 //
 // A main therefore starts like this:
 //

@@ -11,7 +11,15 @@
 // device cgroup managers (without which device rules fail).
 //
 // It also locks the main goroutine to the main thread, for good: see init.
+//
+// In a binary that starts containers, it also links the hand-off to the
+// container init binary (handoff_linux.c, see driver.OpenInit): an init
+// started while the supervisor holds a handle on pvinit becomes pvinit
+// before this binary's runtime starts.
 package initshim
+
+// #cgo CFLAGS: -Wall
+import "C"
 
 import (
 	"os"

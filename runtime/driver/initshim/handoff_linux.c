@@ -1,0 +1,101 @@
+// The hand-off to the container init binary (cmd/pvinit), run from a
+// constructor before libcontainer's nsexec and before the Go runtime.
+//
+// libcontainer makes every container's init by re-executing the program
+// that starts it ("<binary> init"). For pantavisor that is a 20 MB Go
+// program whose runtime start and package initialisation (actors, metrics,
+// protobuf descriptors, HTTP, ...) cost some 3.5 ms of CPU per container
+// before libcontainer's init code even runs. The supervisor can instead
+// hold a read-only handle on pvinit, a program that is nothing but
+// libcontainer's init (see driver.OpenInit), at a known descriptor; this
+// constructor, finding it there, replaces the process with pvinit before
+// anything else happens. pvinit then does exactly what
+// this binary would have done, from its own constructor (nsexec) on.
+//
+// Without such a handle, or when the exec fails, the constructor returns
+// and this binary is the init, as libcontainer intends.
+
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h> // ST_RDONLY, the flag fstatfs reports too
+#include <sys/syscall.h>
+#include <unistd.h>
+
+// Keep in step with initName, initFd and the memfd name in
+// driver/init_linux.go.
+#define INIT_NAME "pvinit"
+#define INIT_FD 100
+#define MEMFD_NAME "/memfd:" INIT_NAME " (deleted)"
+
+// Seals a memfd must carry (libcontainer's own rule for a sealed binary).
+#define BASE_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+extern char **environ;
+
+// is_init_handle reports whether fd, opened O_PATH, is the supervisor's
+// handle on pvinit: a regular file named pvinit that nobody can write
+// through, either on a read-only overlayfs mount or a memfd with every
+// write sealed.
+static int is_init_handle(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	char link[64], target[256];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, target, sizeof target - 1);
+	if (n <= 0)
+		return 0;
+	target[n] = '\0';
+	if (strcmp(target, MEMFD_NAME) == 0) {
+		// Seals can only be read through a real descriptor; a regular
+		// file opens without blocking.
+		int rd = open(link, O_RDONLY | O_CLOEXEC);
+		if (rd < 0)
+			return 0;
+		int seals = fcntl(rd, F_GET_SEALS);
+		close(rd);
+		return seals >= 0 && (seals & BASE_SEALS) == BASE_SEALS;
+	}
+	const char *base = strrchr(target, '/');
+	if (base == NULL || strcmp(base + 1, INIT_NAME) != 0)
+		return 0;
+	struct statfs fs;
+	return fstatfs(fd, &fs) == 0 && fs.f_type == OVERLAYFS_SUPER_MAGIC && (fs.f_flags & ST_RDONLY);
+}
+
+__attribute__((constructor(101))) static void pv_init_handoff(void)
+{
+	// libcontainer marks every init (and every process it joins to a
+	// container) with its init pipe; nothing else concerns us.
+	if (getenv("_LIBCONTAINER_INITPIPE") == NULL)
+		return;
+	// libcontainer lets no descriptor of the supervisor leak into an init
+	// (it marks them all close-on-exec first), so the handle is opened
+	// anew from the supervisor's table: it is this process's parent.
+	// O_PATH: whatever is there is looked at, never opened (a fifo, such
+	// as libcontainer's exec fifo, would block an open, and opening it is
+	// a signal to libcontainer).
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)getppid(), INIT_FD);
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	// pvinit itself comes here too, and must not hand off to itself.
+	struct stat self, handle;
+	int is_self = stat("/proc/self/exe", &self) == 0 && fstat(fd, &handle) == 0 &&
+		      self.st_dev == handle.st_dev && self.st_ino == handle.st_ino;
+	if (!is_self && is_init_handle(fd)) {
+		char *argv[] = {INIT_NAME, "init", NULL};
+		syscall(SYS_execveat, fd, "", argv, environ, AT_EMPTY_PATH);
+	}
+	// Still here: no handle, or the exec was refused. Be the init
+	// ourselves.
+	close(fd);
+}
