@@ -90,7 +90,17 @@ type Driver struct {
 }
 
 // New returns a Driver, creating its state root (mode 0700).
+//
+// It sets GOMAXPROCS=1 in the process environment when the variable is
+// not set: libcontainer hands that variable to every container's init, a
+// Go program that runs one thread's worth of work, and whose runtime would
+// otherwise work out its CPU limit from /proc/self/mountinfo at each start,
+// a file that grows with every container. The running process is not
+// affected; only programs it starts read the variable.
 func New(o Options) (*Driver, error) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		os.Setenv("GOMAXPROCS", "1")
+	}
 	d := &Driver{stateRoot: o.StateRoot, cgroupParent: o.CgroupParent}
 	if d.stateRoot == "" {
 		d.stateRoot = DefaultStateRoot
