@@ -222,7 +222,11 @@ func restartLatency(q float64) (ours, base float64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	bare, err := bareStarts(f, root, restartsMeasured)
+	var bare []float64
+	err = withoutInit(func() (err error) {
+		bare, err = bareStarts(f, root, restartsMeasured)
+		return err
+	})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -60,6 +60,11 @@ func main() {
 		}
 		*p.dst = abs
 	}
+	// The containers' init, as pantavisor finds it: pvinit beside the
+	// pantavisor binary.
+	if err := bench.OpenContainerInit(driver.InitPath(bench.PantavisorBin), filepath.Join(os.TempDir(), "pvbench-init-lower")); err != nil {
+		fmt.Fprintf(os.Stderr, "pvbench: %v (containers start from pvbench itself)\n", err)
+	}
 	var re *regexp.Regexp
 	if *only != "" {
 		var err error
