@@ -12,6 +12,8 @@ have iptables-legacy || need="$need iptables"
 have unshare || need="$need util-linux"
 have ip || need="$need iproute2"
 have gcc || need="$need gcc"
+# The static link of make build needs glibc's static library.
+{ have gcc && [ "$(gcc -print-file-name=libc.a)" != libc.a ]; } || need="$need libc6-dev"
 case "${1:-}" in
 "") ;;
 bench)
