@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -165,39 +164,6 @@ func buildStorage(dir, image string, ctrs []benchCtr) error {
 	return revtest.Build(dir, image, nil, rc)
 }
 
-// children lists the pids whose parent is this process, and which of them
-// are zombies.
-func children() (all, zombies []int) {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// State and ppid follow the parenthesised command, which may
-		// contain spaces.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[1] != strconv.Itoa(self) {
-			continue
-		}
-		all = append(all, pid)
-		if f[0] == "Z" {
-			zombies = append(zombies, pid)
-		}
-	}
-	return all, zombies
-}
-
 // reapOrphans waits, up to timeout, until this process has no children
 // left, reaping the zombies among them. The runtimes the baselines run
 // (runc run -d, lxc-start -d) leave their containers' inits and monitors
@@ -207,7 +173,7 @@ func children() (all, zombies []int) {
 func reapOrphans(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		all, zombies := children()
+		all, zombies := testrootfs.Children(os.Getpid())
 		for _, pid := range zombies {
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)

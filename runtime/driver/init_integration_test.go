@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/runtime/testrootfs"
 	"github.com/pantavisor/pv/spec"
 )
 
@@ -33,7 +34,8 @@ func runLister(t *testing.T, e *testEnv, name string) (initExe, fds string) {
 	case <-time.After(20 * time.Second):
 		// The init is stuck before libcontainer knows its pid: kill every
 		// child, so that the start fails and the test ends.
-		for _, pid := range childPids() {
+		children, _ := testrootfs.Children(os.Getpid())
+		for _, pid := range children {
 			unix.Kill(pid, unix.SIGKILL)
 		}
 		t.Fatalf("container start hangs (%v)", <-done)
@@ -132,25 +134,4 @@ func TestInitHandoffIgnoresOthers(t *testing.T) {
 			}
 		})
 	}
-}
-
-// childPids lists the processes whose parent is this one.
-func childPids() []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The parent pid follows the state, after the parenthesised name.
-		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -66,6 +67,38 @@ func Zombies() []string {
 		}
 	}
 	return out
+}
+
+// Children lists the pids whose parent is ppid, and which of them are
+// zombies.
+func Children(ppid int) (all, zombies []int) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// State and ppid follow the parenthesised command, which may
+		// contain spaces.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
+			continue
+		}
+		all = append(all, pid)
+		if f[0] == "Z" {
+			zombies = append(zombies, pid)
+		}
+	}
+	return all, zombies
 }
 
 func unescapeOctal(s string) string {
