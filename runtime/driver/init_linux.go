@@ -47,8 +47,8 @@ func InitPath(exe string) string { return filepath.Join(filepath.Dir(exe), initN
 var ErrInitMismatch = errors.New("container init is from another build")
 
 // OpenInit checks the container init binary at path (named pvinit) against
-// this program's build and opens the handle every container init will
-// inherit; tmpDir is an empty directory for the overlay's second layer. It
+// this program's build and opens the handle every container init will look
+// for; tmpDir is an empty directory for the overlay's second layer. It
 // changes nothing on error, and containers then start as before.
 //
 // The handle stays open until Close, at descriptor 100 (OpenInit fails if
