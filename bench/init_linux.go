@@ -3,7 +3,6 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/pantavisor/pv/runtime/driver"
 )
@@ -21,9 +20,6 @@ var heldInit struct {
 // OpenContainerInit opens the handle on the container init at path, with
 // lower as the overlay's empty layer, and keeps it for the figures.
 func OpenContainerInit(path, lower string) error {
-	if err := os.MkdirAll(lower, 0o700); err != nil {
-		return fmt.Errorf("container init: %w", err)
-	}
 	ci, err := driver.OpenInit(path, lower)
 	if err != nil {
 		return err

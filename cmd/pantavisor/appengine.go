@@ -311,12 +311,7 @@ func openContainerInit(path, work string, log *slog.Logger) *driver.Init {
 		log.Info("no container init beside pantavisor: containers start from pantavisor itself", "looked_for", path)
 		return nil
 	}
-	lower := filepath.Join(work, "init-lower")
-	if err := os.MkdirAll(lower, 0o700); err != nil {
-		log.Warn("container init not used", "err", err)
-		return nil
-	}
-	ci, err := driver.OpenInit(path, lower)
+	ci, err := driver.OpenInit(path, filepath.Join(work, "init-lower"))
 	if err != nil {
 		log.Warn("container init not used: containers start from pantavisor itself", "err", err)
 		return nil

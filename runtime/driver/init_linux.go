@@ -48,8 +48,9 @@ var ErrInitMismatch = errors.New("container init is from another build")
 
 // OpenInit checks the container init binary at path (named pvinit) against
 // this program's build and opens the handle every container init will look
-// for; tmpDir is an empty directory for the overlay's second layer. It
-// changes nothing on error, and containers then start as before.
+// for; tmpDir is an empty directory for the overlay's second layer,
+// created when missing. It changes nothing else on error, and containers
+// then start as before.
 //
 // The handle stays open until Close, at descriptor 100 (OpenInit fails if
 // that is taken). It is close-on-exec: only container inits reach it,
@@ -71,7 +72,9 @@ func openInit(path, tmpDir string, tryOverlay bool) (*Init, error) {
 	var err error
 	sealing := SealingOverlay
 	if tryOverlay {
-		f, err = overlayHandle(path, tmpDir)
+		if err = os.MkdirAll(tmpDir, 0o700); err == nil {
+			f, err = overlayHandle(path, tmpDir)
+		}
 	}
 	if f == nil {
 		if f, err = memfdCopy(path); err != nil {
