@@ -316,6 +316,9 @@ func openContainerInit(path, work string, log *slog.Logger) *driver.Init {
 		log.Warn("container init not used: containers start from pantavisor itself", "err", err)
 		return nil
 	}
+	if ci.OverlayErr != nil {
+		log.Warn("container init copied into memory: overlayfs refused", "size_of", ci.Path, "err", ci.OverlayErr)
+	}
 	log.Info("container init", "path", ci.Path, "sealing", ci.Sealing)
 	return ci
 }

@@ -83,6 +83,9 @@ func TestInitHandoff(t *testing.T) {
 			if ci.Sealing != tt.sealing {
 				t.Fatalf("sealing %s, want %s", ci.Sealing, tt.sealing)
 			}
+			if ci.OverlayErr != nil {
+				t.Errorf("overlay refused: %v", ci.OverlayErr)
+			}
 			exe, fds := runLister(t, e, "handoff-"+string(tt.sealing))
 			if exe != tt.exe {
 				t.Errorf("init executed from %q, want %q", exe, tt.exe)

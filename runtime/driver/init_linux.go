@@ -36,6 +36,9 @@ type Init struct {
 	// (CVE-2019-5736): a private read-only overlay of its directory, or
 	// a sealed in-memory copy where overlayfs refuses.
 	Sealing Sealing
+	// OverlayErr is why the overlay was refused when Sealing is
+	// SealingMemfd: the copy costs the binary's size in memory.
+	OverlayErr error
 }
 
 // InitPath is where the container init is installed: beside the binary exe.
@@ -76,9 +79,10 @@ func openInit(path, tmpDir string, tryOverlay bool) (*Init, error) {
 			f, err = overlayHandle(path, tmpDir)
 		}
 	}
+	overlayErr := err
 	if f == nil {
 		if f, err = memfdCopy(path); err != nil {
-			return nil, fmt.Errorf("open container init %s: %w", path, err)
+			return nil, fmt.Errorf("open container init %s: %w", path, errors.Join(overlayErr, err))
 		}
 		sealing = SealingMemfd
 	}
@@ -91,7 +95,7 @@ func openInit(path, tmpDir string, tryOverlay bool) (*Init, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("open container init %s: descriptor %d is taken", path, initFd)
 	}
-	return &Init{file: os.NewFile(uintptr(fd), path), Path: path, Sealing: sealing}, nil
+	return &Init{file: os.NewFile(uintptr(fd), path), Path: path, Sealing: sealing, OverlayErr: overlayErr}, nil
 }
 
 // Close releases the handle: containers started afterwards are copies of
