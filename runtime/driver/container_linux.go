@@ -87,6 +87,9 @@ type Driver struct {
 	// nothing behind once the last container is gone.
 	parentMu   sync.Mutex
 	parentDirs map[string]struct{}
+	// initMakesDev leaves /dev to libcontainer's init (tests compare the
+	// two).
+	initMakesDev bool
 }
 
 // New returns a Driver, creating its state root (mode 0700).
@@ -171,6 +174,7 @@ type Container struct {
 	name string
 	lc   *libcontainer.Container
 	tr   *Translated
+	dev  *devTree // nil: libcontainer's init makes /dev
 	log  string
 
 	mu        sync.Mutex
@@ -204,6 +208,10 @@ func (d *Driver) Create(c Config) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dev *devTree
+	if !d.initMakesDev {
+		dev = splitDev(tr.Config, d.devDir(c.Name))
+	}
 	lc, err := libcontainer.Create(d.stateRoot, c.Name, tr.Config)
 	if errors.Is(err, libcontainer.ErrExist) {
 		if rerr := d.removeStale(c.Name); rerr != nil {
@@ -214,7 +222,14 @@ func (d *Driver) Create(c Config) (*Container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", c.Name, err)
 	}
-	return &Container{d: d, name: c.Name, lc: lc, tr: tr, log: c.ConsoleLog, done: make(chan struct{})}, nil
+	return &Container{d: d, name: c.Name, lc: lc, tr: tr, dev: dev, log: c.ConsoleLog, done: make(chan struct{})}, nil
+}
+
+// devDir is where a container's /dev tree is made while it starts: beside
+// libcontainer's state directories, under a name no container id can
+// have ('@' is not allowed in them).
+func (d *Driver) devDir(name string) string {
+	return filepath.Join(d.stateRoot, name+"@dev")
 }
 
 func (d *Driver) removeStale(name string) error {
@@ -256,7 +271,20 @@ func (c *Container) Start() error {
 	if c.started {
 		return fmt.Errorf("start container %s: already started", c.name)
 	}
-	out, err := openConsole(c.log)
+	var null *os.File
+	if c.dev != nil {
+		if err := c.dev.build(); err != nil {
+			return fmt.Errorf("start container %s: %w", c.name, err)
+		}
+		// The init has its own copy once it started (or failed to). A
+		// tree that cannot be detached now is tried again, and reported,
+		// by Destroy.
+		defer func() { _ = c.dev.remove() }()
+		if null = c.dev.null(); null != nil {
+			defer null.Close()
+		}
+	}
+	out, err := openConsole(c.log, null)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.name, err)
 	}
@@ -265,6 +293,11 @@ func (c *Container) Start() error {
 	p := &libcontainer.Process{
 		Args: c.tr.Args, Env: c.tr.Env, Cwd: c.tr.Cwd, UID: c.tr.UID, GID: c.tr.GID,
 		Stdout: out, Stderr: out, Init: true,
+	}
+	if null != nil {
+		// What libcontainer's init does when it makes /dev: the
+		// container's streams that are /dev/null are its own node.
+		p.Stdin = null
 	}
 	c.d.cgroupMu.RLock()
 	err = c.lc.Start(p)
@@ -302,7 +335,16 @@ func (c *Container) waitInit(p *libcontainer.Process) {
 	c.waitErr = fmt.Errorf("wait container %s: %w", c.name, err)
 }
 
-func openConsole(path string) (*os.File, error) {
+func openConsole(path string, null *os.File) (*os.File, error) {
+	if path == "" && null != nil {
+		// Close-on-exec, like every descriptor Go opens: other inits
+		// may be started at this moment.
+		fd, err := unix.FcntlInt(null.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open console: %w", err)
+		}
+		return os.NewFile(uintptr(fd), null.Name()), nil
+	}
 	if path == "" {
 		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 		if err != nil {
@@ -514,6 +556,11 @@ func (c *Container) Destroy() error {
 	}
 	c.d.removeParents(paths)
 	c.destroyed = true
+	if c.dev != nil {
+		if err := c.dev.remove(); err != nil {
+			return fmt.Errorf("destroy container %s: %w", c.name, err)
+		}
+	}
 	return nil
 }
 

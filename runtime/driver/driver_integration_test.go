@@ -592,3 +592,73 @@ func BenchmarkStartExit(b *testing.B) {
 		})
 	}
 }
+
+// The /dev the driver makes before the start is the one libcontainer's
+// init would make: the same nodes, modes, owners and links, the same
+// mounts with the same options, and the init's null streams on the
+// container's own /dev/null. The driver's mount table is back to what it
+// was once the container started.
+func TestDevTreeAsLibcontainer(t *testing.T) {
+	e := newEnv(t)
+	// Everything in /dev, one line each; the /dev mounts as mountinfo
+	// shows them (mount point, mount options, type, source, super
+	// options); where the streams point.
+	script := `cd /dev && for f in * pts/* shm/*; do [ -e "$f" -o -L "$f" ] && stat -c '%n %F %a %u:%g %t:%T %N' "$f"; done; ` +
+		`awk '$5 ~ /^\/dev/ { for (i = 7; $i != "-"; i++) ; print $5, $6, $(i+1), $(i+2), $(i+3) }' /proc/self/mountinfo; ` +
+		`for fd in 0 3 4; do [ "$(stat -L -c %d:%i /proc/self/fd/$fd)" = "$(stat -c %d:%i /dev/null)" ] && echo "fd $fd: own /dev/null"; done; ` +
+		`echo x > /dev/shm/w && echo shm writable`
+	// The output goes to a file in the rootfs: the streams are /dev/null
+	// (no console log), which the init must see as the container's own.
+	// Descriptors 3 and 4 keep the init's stdout and stderr.
+	s := &spec.Container{
+		Args: []string{"/bin/sh", "-c", "exec 3>&1 4>&2; (" + script + ") >/tmp/dev.out 2>&1"}, PTYMax: 64,
+		MountAuto: []string{"proc", "sys:rw"}, NamespaceKeep: []string{"net"},
+	}
+	run := func(name string, initMakesDev bool) string {
+		e.d.initMakesDev = initMakesDev
+		defer func() { e.d.initMakesDev = false }()
+		mountsBefore := testrootfs.MountsUnder("/")
+		c, err := e.d.Create(Config{Name: name, Spec: s, Rootfs: e.root.Path()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := c.Destroy(); err != nil {
+				t.Errorf("destroy %s: %v", name, err)
+			}
+		}()
+		if (c.dev == nil) != initMakesDev {
+			t.Fatalf("%s: tree %v, initMakesDev %v", name, c.dev, initMakesDev)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if got := testrootfs.MountsUnder("/"); strings.Join(got, "\n") != strings.Join(mountsBefore, "\n") {
+			t.Errorf("%s: mounts after start differ from before:\n%v\nbefore:\n%v", name, got, mountsBefore)
+		}
+		if err := c.Exec(); err != nil {
+			t.Fatal(err)
+		}
+		if exit, err := c.Wait(); err != nil || !exit.Success() {
+			t.Fatalf("%s: exit %v %v", name, exit, err)
+		}
+		out, err := os.ReadFile(filepath.Join(e.root.Path(), "tmp", "dev.out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	theirs := run("libcontainer-dev", true)
+	ours := run("driver-dev", false)
+	for _, want := range []string{"null character special file 666 0:0 1:3", "ptmx symbolic link", "/dev/pts rw,nosuid,noexec,relatime devpts devpts", "tmpfs shm rw", "/dev/mqueue", "fd 0: own /dev/null", "fd 3: own /dev/null", "fd 4: own /dev/null", "shm writable"} {
+		if !strings.Contains(theirs, want) {
+			t.Errorf("libcontainer's /dev lacks %q; the comparison is void:\n%s", want, theirs)
+		}
+	}
+	if ours != theirs {
+		t.Errorf("/dev differs from libcontainer's:\n%s\nlibcontainer's:\n%s", ours, theirs)
+	}
+	if _, err := os.Stat(e.d.devDir("driver-dev")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("tree directory left: %v", err)
+	}
+}
