@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -44,6 +45,23 @@ type devTree struct {
 // mount entry) stays with the init.
 var devSubs = map[string]string{"/dev/pts": "devpts", "/dev/shm": "tmpfs"}
 
+// devLinks are the links libcontainer makes in /dev; /dev/core only where
+// the kernel has /proc/kcore, as libcontainer checks (once here: the
+// kernel does not change).
+var devLinks = sync.OnceValue(func() [][2]string {
+	links := [][2]string{
+		{"/proc/self/fd", "fd"},
+		{"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"},
+		{"/proc/self/fd/2", "stderr"},
+		{"pts/ptmx", "ptmx"},
+	}
+	if _, err := os.Stat("/proc/kcore"); err == nil {
+		links = append(links, [2]string{"/proc/kcore", "core"})
+	}
+	return links
+})
+
 // splitDev moves the making of cfg's /dev into a devTree at dir and binds
 // dir at /dev in its place. It returns nil, leaving cfg alone, when cfg
 // has no /dev tmpfs to move (libcontainer then makes /dev itself).
@@ -77,17 +95,7 @@ func splitDev(cfg *configs.Config, dir string) *devTree {
 			t.nodes = append(t.nodes, d)
 		}
 	}
-	t.links = [][2]string{
-		{"/proc/self/fd", "fd"},
-		{"/proc/self/fd/0", "stdin"},
-		{"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"},
-		{"pts/ptmx", "ptmx"},
-	}
-	// As libcontainer: only where the kernel has it.
-	if _, err := os.Stat("/proc/kcore"); err == nil {
-		t.links = append(t.links, [2]string{"/proc/kcore", "core"})
-	}
+	t.links = devLinks()
 	bind := &configs.Mount{Source: dir, Destination: "/dev", Device: "bind", Flags: unix.MS_BIND | unix.MS_REC}
 	cfg.Mounts = append(append(cfg.Mounts[:at:at], bind), cfg.Mounts[end:]...)
 	return t
