@@ -64,8 +64,12 @@ var devLinks = sync.OnceValue(func() [][2]string {
 
 // splitDev moves the making of cfg's /dev into a devTree at dir and binds
 // dir at /dev in its place. It returns nil, leaving cfg alone, when cfg
-// has no /dev tmpfs to move (libcontainer then makes /dev itself).
+// has no /dev tmpfs to move, or a user namespace (whose root could not
+// use nodes made by ours): libcontainer then makes /dev itself.
 func splitDev(cfg *configs.Config, dir string) *devTree {
+	if cfg.Namespaces.Contains(configs.NEWUSER) {
+		return nil
+	}
 	at := -1
 	for i, m := range cfg.Mounts {
 		if m.Destination == "/dev" {

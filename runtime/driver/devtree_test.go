@@ -59,6 +59,16 @@ func TestSplitDev(t *testing.T) {
 		t.Error("/dev/ptmx is a node; libcontainer makes it a link to pts/ptmx")
 	}
 
+	// A user namespace keeps libcontainer's own /dev.
+	tr, err = Translate(Input{Name: "c", Rootfs: "/r", Spec: &spec.Container{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Config.Namespaces = append(tr.Config.Namespaces, configs.Namespace{Type: configs.NEWUSER})
+	if dt := splitDev(tr.Config, "/x"); dt != nil || needsNoSetupDev(tr.Config) {
+		t.Errorf("split with a user namespace: %+v", dt)
+	}
+
 	// Without a /dev tmpfs there is nothing to move.
 	cfg := &configs.Config{Mounts: []*configs.Mount{{Source: "/host/dev", Destination: "/dev", Device: "bind", Flags: unix.MS_BIND}}}
 	if dt := splitDev(cfg, "/x"); dt != nil || cfg.Mounts[0].Source != "/host/dev" {
