@@ -343,3 +343,38 @@ func TestStopDuringStart(t *testing.T) {
 		}
 	}
 }
+
+// An exit and what the revision made of it show together: GET /containers
+// never has a container's last exit with the status it had before it
+// exited (the decision used to reach the table only once the container
+// actor had reported it back).
+func TestExitAndOutcomeShowTogether(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		want messages.Status
+	}{{3, messages.StatusFailed}, {0, messages.StatusStopped}} {
+		e := newFakeEngine()
+		sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+		waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+		done := make(chan struct{})
+		go func() {
+			time.Sleep(time.Millisecond)
+			e.run("app").Exit(tc.code, 0)
+			close(done)
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c := info(t, sys, "app")
+			if c.LastExit != nil {
+				if c.Status != tc.want || c.LastExit.Code != tc.code {
+					t.Errorf("exit %d: first seen as %s with exit %+v, want %s", tc.code, c.Status, *c.LastExit, tc.want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("exit %d never shown: %+v", tc.code, c)
+			}
+		}
+		<-done
+	}
+}

@@ -438,6 +438,12 @@ func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, chi
 	if rc := r.recovery[name]; rc != nil {
 		rc.suspended = false
 	}
+	if t := r.table[name]; t != nil {
+		// At once, as RECOVERING is: the exit is in the table already,
+		// and it must not show beside the status from before it until
+		// the container actor reports the decision back.
+		t.Status, t.Since, t.Pid, t.Err = status, time.Now(), 0, why
+	}
 	sup.ResumeChildren(child)
 	sys.Root.Send(child, &messages.RecoveryDecided{Status: status, Reason: why})
 	if !failed || r.stopping {
