@@ -107,10 +107,15 @@ func splitDev(cfg *configs.Config, dir string) *devTree {
 
 // build makes the tree. On failure it removes what it made.
 func (t *devTree) build() (err error) {
-	if err := t.remove(); err != nil {
-		return fmt.Errorf("stale /dev tree: %w", err)
+	err = os.Mkdir(t.dir, 0o755)
+	if errors.Is(err, os.ErrExist) {
+		// Left by a start that could not detach it: clear it first.
+		if rerr := t.remove(); rerr != nil {
+			return fmt.Errorf("stale /dev tree: %w", rerr)
+		}
+		err = os.Mkdir(t.dir, 0o755)
 	}
-	if err := os.Mkdir(t.dir, 0o755); err != nil {
+	if err != nil {
 		return fmt.Errorf("make /dev tree: %w", err)
 	}
 	defer func() {

@@ -662,3 +662,28 @@ func TestDevTreeAsLibcontainer(t *testing.T) {
 		t.Errorf("tree directory left: %v", err)
 	}
 }
+
+// A /dev tree left mounted by an earlier start is cleared, not an error.
+func TestDevTreeReplacesStale(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.create(t, "stale-dev", &spec.Container{Args: []string{"/bin/true"}}, nil)
+	dir := e.d.devDir("stale-dev")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := c.Wait(); err != nil || !exit.Success() {
+		t.Fatalf("exit %v %v", exit, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("tree directory left: %v", err)
+	}
+	if m := testrootfs.MountsUnder(dir); len(m) > 0 {
+		t.Errorf("mounts left: %v", m)
+	}
+}
