@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ type device struct {
 	out          *tailBuffer
 	client       *http.Client
 	exited       chan struct{}
+	booted       <-chan time.Time // when the boot report was logged
+	missed       <-chan time.Time // a boot report naming missed goals
 	exitErr      error
 	t0           time.Time // when the process was started
 }
@@ -40,6 +43,7 @@ type device struct {
 // socket in run.
 func startDevice(storage, run string) (*device, error) {
 	d := &device{storage: storage, run: run, out: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
+	d.booted, d.missed = d.out.watch(bootLine), d.out.watch(missedLine)
 	d.cmd = exec.Command(PantavisorBin, "appengine", "--storage", storage, "--run", run)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	sock := filepath.Join(run, "pv-ctrl")
@@ -81,55 +85,51 @@ func (d *device) containers() ([]messages.ContainerInfo, error) {
 	return cs, nil
 }
 
-// waitStarted polls the control socket until n containers are STARTED. A
-// socket that does not answer yet is polled again; a container that fails
-// ends the wait.
-func (d *device) waitStarted(n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last []messages.ContainerInfo
-	var lastErr error
-	var answered, first time.Duration
-	for {
-		cs, err := d.containers()
-		if err == nil {
-			if answered == 0 {
-				answered = time.Since(d.t0)
-			}
-			last, lastErr = cs, nil
-			started := 0
-			for _, c := range cs {
-				switch c.Status {
-				case messages.StatusStarted:
-					started++
-				case messages.StatusFailed, messages.StatusStopped:
-					return fmt.Errorf("container %s is %s (%s): %s", c.Name, c.Status, c.Error, d.out.String())
-				}
-			}
-			if started > 0 && first == 0 {
-				first = time.Since(d.t0)
-			}
-			if started == n && len(cs) == n {
-				logf("device: control socket answered after %v, first STARTED after %v, all %d after %v",
-					answered.Round(time.Millisecond), first.Round(time.Millisecond), n, time.Since(d.t0).Round(time.Millisecond))
-				return nil
-			}
-		} else {
-			var refused *refusedError
-			if errors.As(err, &refused) {
-				return err // an answer, not a socket that is not up yet
-			}
-			lastErr = err
-		}
-		select {
-		case <-d.exited:
-			return fmt.Errorf("pantavisor exited early: %v: %s", d.exitErr, d.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d containers not STARTED after %v (last answer %v, error %v): %s", n, timeout, summary(last), lastErr, d.out.String())
-		}
-		time.Sleep(pollEvery)
+// bootLine is what the device logs when every container of its revision
+// reached its goal; missedLine when the boot ended with some that timed
+// out or gave up instead (actors/root.go).
+const (
+	bootLine   = `msg="revision booted" `
+	missedLine = `msg="revision booted without reaching every goal"`
+)
+
+// waitStarted waits until the device reports its revision booted, then
+// checks with one GET /containers that n containers are there and STARTED,
+// and returns when the report came, from the process start.
+//
+// The wait does not poll the control socket: on two cores busy with the
+// starts, a poll every few milliseconds (an HTTP request, a JSON answer
+// of every container and its decoding) takes a share of the CPU the boot
+// needs, which the baselines, timed by their own commands' exits, do not
+// pay. The boot report is logged by root as soon as the revision's table
+// shows every goal reached, the table GET /containers answers from.
+func (d *device) waitStarted(n int, timeout time.Duration) (time.Duration, error) {
+	var at time.Time
+	select {
+	case at = <-d.booted:
+	case <-d.missed:
+		return 0, fmt.Errorf("the boot ended with containers short of STARTED: %s", d.out.String())
+	case <-d.exited:
+		return 0, fmt.Errorf("pantavisor exited before its boot report: %v: %s", d.exitErr, d.out.String())
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("no boot report after %v: %s", timeout, d.out.String())
 	}
+	el := at.Sub(d.t0)
+	cs, err := d.containers()
+	if err != nil {
+		return 0, fmt.Errorf("after the boot report: %w", err)
+	}
+	started := 0
+	for _, c := range cs {
+		if c.Status == messages.StatusStarted {
+			started++
+		}
+	}
+	if started != n || len(cs) != n {
+		return 0, fmt.Errorf("boot reported with %d of %d containers STARTED (%v): %s", started, n, summary(cs), d.out.String())
+	}
+	logf("device: boot reported after %v", el.Round(time.Millisecond))
+	return el, nil
 }
 
 // bootSettle is the time given, after the boot report, to what the device
@@ -277,21 +277,66 @@ type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return e.msg }
 
-// tailBuffer keeps the last max bytes written to it, for error messages.
+// tailBuffer keeps the last max bytes written to it, for error messages,
+// and tells watchers when a line holding their text is written.
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   bytes.Buffer
+	mu      sync.Mutex
+	max     int
+	b       bytes.Buffer
+	line    []byte // the start of a line whose end is not written yet
+	watches []lineWatch
+}
+
+type lineWatch struct {
+	text string
+	c    chan time.Time
+}
+
+// watch returns a channel that receives the time of the first write that
+// completes a line holding text.
+func (t *tailBuffer) watch(text string) <-chan time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := make(chan time.Time, 1)
+	t.watches = append(t.watches, lineWatch{text, c})
+	return c
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
+	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b.Write(p)
 	if extra := t.b.Len() - t.max; extra > 0 {
 		t.b.Next(extra)
 	}
+	if len(t.watches) > 0 {
+		t.line = append(t.line, p...)
+		for {
+			i := bytes.IndexByte(t.line, '\n')
+			if i < 0 {
+				break
+			}
+			t.match(t.line[:i], now)
+			t.line = t.line[i+1:]
+		}
+		if len(t.line) > t.max {
+			t.line = t.line[len(t.line)-t.max:]
+		}
+		t.line = append([]byte(nil), t.line...)
+	}
 	return len(p), nil
+}
+
+// match fires and drops the watches whose text is in line.
+func (t *tailBuffer) match(line []byte, now time.Time) {
+	t.watches = slices.DeleteFunc(t.watches, func(w lineWatch) bool {
+		if !bytes.Contains(line, []byte(w.text)) {
+			return false
+		}
+		w.c <- now
+		return true
+	})
 }
 
 func (t *tailBuffer) String() string {

@@ -147,16 +147,15 @@ func startRevision(f *fixture, name string, n int) (*device, time.Duration, erro
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		return nil, 0, fmt.Errorf("run dir: %w", err)
 	}
-	t0 := time.Now()
 	d, err := startDevice(storage, run)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := d.waitStarted(n, time.Minute); err != nil {
+	el, err := d.waitStarted(n, time.Minute)
+	if err != nil {
 		d.kill()
 		return nil, 0, err
 	}
-	el := time.Since(t0)
 	if err := waitTrapped(n, time.Minute); err != nil {
 		d.kill()
 		return nil, 0, err
