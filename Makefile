@@ -39,10 +39,23 @@ all: build
 # cannot load) out.
 STATIC    := -tags netgo,osusergo -ldflags '-extldflags=-static'
 
-build:
+# The C parts (nsenter, the reaper, the init hand-off) link against musl
+# where musl-gcc is installed (scripts/deps.sh installs it), glibc
+# otherwise. Every container start executes two of these binaries (the
+# trampoline and pvinit), and glibc's static start-up (CPU feature and
+# cache detection by cpuid, which traps to the hypervisor in a VM, and
+# its IRELATIVE relocations) costs ~0.33 ms each time against musl's
+# nothing: an exec and exit of an empty static program takes 600 µs with
+# glibc and 270 µs with musl here; a boot of 20 containers, 8 % less CPU.
+# Evaluated when a recipe runs, after deps may have installed musl.
+MUSL_INC  := $(CURDIR)/bin/musl-include
+CGO_ENV    = $(if $(shell command -v musl-gcc 2>/dev/null),CC=musl-gcc CGO_CFLAGS='-O2 -g -isystem $(MUSL_INC)')
+
+build: deps
 	@mkdir -p bin
-	$(GO) build -trimpath $(STATIC) -o bin/pantavisor ./cmd/pantavisor
-	$(GO) build -trimpath $(STATIC) -o bin/pvinit ./cmd/pvinit
+	@scripts/musl-include.sh $(MUSL_INC)
+	$(CGO_ENV) $(GO) build -trimpath $(STATIC) -o bin/pantavisor ./cmd/pantavisor
+	$(CGO_ENV) $(GO) build -trimpath $(STATIC) -o bin/pvinit ./cmd/pvinit
 	$(GO) build -trimpath $(STATIC) -o bin/pvcontrol ./cmd/pvcontrol
 
 deps:
@@ -67,7 +80,7 @@ fuzz:
 integration: build
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "integration tests need root (containers, namespaces): skipped"; exit 0; fi; \
-	$(GO) test -count=1 -tags integration -exec '$(NS_EXEC)' ./...
+	$(CGO_ENV) $(GO) test -count=1 -tags integration -exec '$(NS_EXEC)' ./...
 
 test: deps lint unit fuzz integration
 

@@ -41,7 +41,13 @@ func TestMain(m *testing.M) {
 		{"pvcontrol", "../cmd/pvcontrol", "0"},
 		{"pvapp", "../examples/pvapp", "0"},
 	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		args := []string{"build", "-o", filepath.Join(dir, b.out)}
+		if b.cgo == "1" {
+			// Linked as make build links them, with the C compiler and
+			// flags it passes (CC, CGO_CFLAGS: musl where installed).
+			args = append(args, "-tags", "netgo,osusergo", "-ldflags", "-extldflags=-static")
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Printf("build %s: %v\n%s", b.pkg, err, out)

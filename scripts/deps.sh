@@ -12,8 +12,12 @@ have iptables-legacy || need="$need iptables"
 have unshare || need="$need util-linux"
 have ip || need="$need iproute2"
 have gcc || need="$need gcc"
-# The static link of make build needs glibc's static library.
+# The static link of make build needs glibc's static library (the tests'
+# builds) and musl (the shipped binaries, see the Makefile), with the
+# kernel's headers.
 { have gcc && [ "$(gcc -print-file-name=libc.a)" != libc.a ]; } || need="$need libc6-dev"
+have musl-gcc || need="$need musl-tools"
+[ -d /usr/include/linux ] || need="$need linux-libc-dev"
 case "${1:-}" in
 "") ;;
 bench)
