@@ -170,8 +170,18 @@ func startDevice(t *testing.T, storage string) *device {
 // startDeviceArgs is startDevice with extra appengine arguments.
 func startDeviceArgs(t *testing.T, storage string, args ...string) *device {
 	t.Helper()
+	return startDeviceEnv(t, storage, nil, args...)
+}
+
+// startDeviceEnv is startDeviceArgs with variables added to pantavisor's
+// environment.
+func startDeviceEnv(t *testing.T, storage string, env []string, args ...string) *device {
+	t.Helper()
 	d := &device{t: t, storage: storage, run: t.TempDir(), out: &bytes.Buffer{}, outMu: &sync.Mutex{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), append([]string{"appengine", "--storage", storage, "--run", d.run}, args...)...)
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	w := lockedWriter{d.outMu, d.out}
 	d.cmd.Stdout, d.cmd.Stderr = w, w
 	if err := d.cmd.Start(); err != nil {
@@ -211,6 +221,29 @@ func (d *device) output() string {
 	d.outMu.Lock()
 	defer d.outMu.Unlock()
 	return d.out.String()
+}
+
+// waitOutput waits until pantavisor's output holds s.
+func (d *device) waitOutput(s string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(d.output(), s) {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("no %q in the output after %v:\n%s", s, timeout, d.output())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitExit waits for pantavisor to exit and returns its exit code.
+func (d *device) waitExit(timeout time.Duration) int {
+	d.t.Helper()
+	select {
+	case <-d.exited:
+	case <-time.After(timeout):
+		d.t.Fatalf("pantavisor did not exit within %v", timeout)
+	}
+	return d.cmd.ProcessState.ExitCode()
 }
 
 // stop sends SIGTERM and returns pantavisor's exit code.

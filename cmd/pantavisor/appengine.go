@@ -68,19 +68,27 @@ func appengineCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
 		return 2
 	}
-	if reaper.IsChild() {
-		return supervise(o, stderr)
-	}
-	return hostStage(o, stderr)
-}
-
-// hostStage starts PID 1 in new namespaces and relays termination signals
-// to it, so that Ctrl-C stops the device cleanly.
-func hostStage(o appengineOpts, stderr io.Writer) int {
+	// Checked by the supervisor too: the host stage is usually the C one
+	// (runtime/reaper, host_linux.c), which leaves every argument to it.
 	if fi, err := os.Stat(o.storage); err != nil || !fi.IsDir() {
 		fmt.Fprintf(stderr, "pantavisor: storage %s is not a directory\n", o.storage)
 		return 2
 	}
+	if reaper.IsChild() {
+		return supervise(o, stderr)
+	}
+	return hostStage(stderr)
+}
+
+// hostStage starts PID 1 in new namespaces and relays termination signals
+// to it, so that Ctrl-C stops the device cleanly. The C host stage
+// (runtime/reaper) does the same before the Go runtime starts, and this
+// one runs only when that one declined (reaper.GoHostEnv, or namespaces
+// it could not make, which this one then reports).
+func hostStage(stderr io.Writer) int {
+	// The marker is for this stage only; the device's configuration
+	// would take a PV_* variable for one of its keys.
+	os.Unsetenv(reaper.GoHostEnv)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)

@@ -32,4 +32,12 @@
 // namespace or panics anyway. What matters is that the supervisor, on
 // SIGTERM, does its own orderly teardown (stop containers, unmount, sync),
 // which an automatic SIGKILL would pre-empt.
+//
+// The package also holds the appengine host stage in C (host_linux.c):
+// `pantavisor appengine` run from a shell clones PID 1 of fresh
+// pid+mount+net namespaces (which becomes the reaper), relays SIGINT,
+// SIGTERM and SIGHUP to it and starts it again after a reboot exit, all
+// before a Go runtime exists. cmd/pantavisor keeps the same stage in Go
+// for when the C one declines (GoHostEnv, a help flag, no privileges to
+// make namespaces).
 package reaper

@@ -16,9 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-// Keep in step with PID1Env and ChildEnv in reaper.go.
-#define PID1_ENV "PV_REAPER_PID1"
-#define CHILD_ENV "PV_REAPER_CHILD"
+#include "cstage_linux.h"
 
 // Termination requests (busybox-style init uses SIGTERM to reboot, SIGUSR1
 // to halt and SIGUSR2 to power off; SIGPWR comes from UPS daemons), plus
@@ -30,62 +28,7 @@ static const int forwarded[] = {
 
 static void logmsg(const char *what)
 {
-	// One write: no stdio buffering in PID 1.
-	char buf[256];
-	int n = snprintf(buf, sizeof buf, "reaper: %s: %s\n", what, strerror(errno));
-	if (n > 0)
-		(void)!write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-}
-
-// read_cmdline returns this process's argv as the kernel holds it, or NULL.
-static char **read_cmdline(void)
-{
-	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap + 1);
-	for (;;) {
-		if (buf == NULL) {
-			close(fd);
-			return NULL;
-		}
-		if (len == cap) {
-			cap *= 2;
-			char *nb = realloc(buf, cap + 1);
-			if (nb == NULL)
-				free(buf);
-			buf = nb;
-			continue;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			close(fd);
-			free(buf);
-			return NULL;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (len == 0 || buf[len - 1] != '\0')
-		buf[len++] = '\0';
-	size_t argc = 0;
-	for (size_t i = 0; i < len; i++)
-		argc += buf[i] == '\0';
-	char **argv = calloc(argc + 1, sizeof *argv);
-	if (argv == NULL) {
-		free(buf);
-		return NULL;
-	}
-	for (size_t i = 0, a = 0; i < len && a < argc; a++) {
-		argv[a] = buf + i;
-		i += strlen(buf + i) + 1;
-	}
-	return argv;
+	pv_logmsg("reaper", what);
 }
 
 // reap_all collects every exited child without blocking and records the
@@ -126,7 +69,7 @@ __attribute__((constructor)) static void pv_reaper(void)
 		sigaddset(&set, forwarded[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
 
-	char **argv = read_cmdline();
+	char **argv = pv_read_cmdline();
 	static char *fallback[] = {"pantavisor", NULL};
 	if (argv == NULL) {
 		logmsg("read /proc/self/cmdline");

@@ -1,8 +1,9 @@
 package reaper
 
 // The reaper itself is reaper_linux.c: a constructor that runs before the
-// Go runtime when PID1Env is set in PID 1's environment; importing C is
-// what compiles and links it.
+// Go runtime when PID1Env is set in PID 1's environment; host_linux.c is
+// the appengine host stage, another one; importing C is what compiles and
+// links them.
 
 import "C"
 
@@ -26,6 +27,13 @@ const PID1Env = "PV_REAPER_PID1"
 // removes it from the environment when it is initialised, so that the
 // supervisor's own children do not inherit it.
 const ChildEnv = "PV_REAPER_CHILD"
+
+// GoHostEnv, set in the environment of `pantavisor appengine`, keeps the
+// C host stage (host_linux.c) out of the way: the Go one then starts the
+// device. The C stage otherwise takes every `appengine` command line that
+// asks for no help, before the Go runtime starts, and declines by itself
+// when it cannot make the namespaces.
+const GoHostEnv = "PV_HOST_STAGE_GO"
 
 // isChild is read once, before main, and the marker removed.
 var isChild = os.Getenv(ChildEnv) == "1"
