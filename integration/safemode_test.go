@@ -1,0 +1,72 @@
+//go:build integration
+
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/storage"
+)
+
+// A revision that cannot run leaves the device up in safe mode: the
+// control socket answers, no container starts, the log says why, and
+// SIGTERM still stops it cleanly.
+func TestSafeMode(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		spoil func(t *testing.T, storage string)
+		want  []string
+	}{
+		{"corrupt object", func(t *testing.T, dir string) {
+			objs, _ := filepath.Glob(filepath.Join(dir, "objects", "*"))
+			if len(objs) == 0 {
+				t.Fatal("no objects in the storage")
+			}
+			for _, o := range objs {
+				// A new file: objects are hard-linked into the trail.
+				data, err := os.ReadFile(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Remove(o); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(o, append(data, 'x'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, []string{"is corrupt", "revision cannot run: safe mode"}},
+		{"bad revision name", func(t *testing.T, dir string) {
+			env := bootloader.AppEngine{Dir: storage.Layout{Root: dir}.Boot()}
+			if err := env.Save(bootloader.Env{"pv_rev": "../0"}); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"bootloader names a bad revision: safe mode"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{name: "a", group: "app", cmd: sleeper}})
+			c.spoil(t, dir)
+			d := startDevice(t, dir)
+			d.waitOutput("control socket ready", 20*time.Second)
+			if cs := d.containers(); len(cs) != 0 {
+				t.Errorf("containers in safe mode: %v", cs)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(d.output(), w) {
+					t.Errorf("output lacks %q:\n%s", w, d.output())
+				}
+			}
+			if strings.Contains(d.output(), "starting container") {
+				t.Errorf("a container was started:\n%s", d.output())
+			}
+			if code := d.stop(30 * time.Second); code != 0 {
+				t.Errorf("exit code %d", code)
+			}
+		})
+	}
+}
