@@ -428,7 +428,7 @@ func (c *Container) waitExecve() {
 	}
 	commPath := "/proc/" + strconv.Itoa(pid) + "/comm"
 	deadline := time.Now().Add(time.Second)
-	for delay := 20 * time.Microsecond; time.Now().Before(deadline); delay = min(2*delay, 5*time.Millisecond) {
+	for delay := 100 * time.Microsecond; time.Now().Before(deadline); delay = min(2*delay, time.Millisecond) {
 		b, err := os.ReadFile(commPath)
 		if err != nil || strings.TrimSpace(string(b)) != initComm {
 			return
