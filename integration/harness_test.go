@@ -35,11 +35,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = dir
-	for _, b := range []struct{ out, pkg, cgo string }{
-		{"pantavisor", "../cmd/pantavisor", "1"},
-		{"pvinit", "../cmd/pvinit", "1"},
-		{"pvcontrol", "../cmd/pvcontrol", "0"},
-		{"pvapp", "../examples/pvapp", "0"},
+	for _, b := range []struct{ out, pkg, cgo, experiment string }{
+		{"pantavisor", "../cmd/pantavisor", "1", ""},
+		// As make build builds it (PVINIT_EXPERIMENT in the Makefile).
+		{"pvinit", "../cmd/pvinit", "1", "jsonv2"},
+		{"pvcontrol", "../cmd/pvcontrol", "0", ""},
+		{"pvapp", "../examples/pvapp", "0", ""},
 	} {
 		args := []string{"build", "-o", filepath.Join(dir, b.out)}
 		if b.cgo == "1" {
@@ -48,7 +49,7 @@ func TestMain(m *testing.M) {
 			args = append(args, "-tags", "netgo,osusergo", "-ldflags", "-extldflags=-static")
 		}
 		cmd := exec.Command("go", append(args, b.pkg)...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo, "GOEXPERIMENT="+b.experiment)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Printf("build %s: %v\n%s", b.pkg, err, out)
 			os.Exit(1)
