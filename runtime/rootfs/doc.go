@@ -2,9 +2,10 @@
 // way upstream Pantavisor does: the root volume (a squashfs object) is
 // attached to a loop device and mounted read-only, and an overlayfs with a
 // writable upper layer is mounted on top of it. The upper layer lives on a
-// tmpfs private to the container (persistence "boot") or in a directory the
-// caller names (persistence "revision" and "permanent", typically under
-// <storage>/disks/...). A plain directory is accepted instead of a squashfs
+// tmpfs private to the container (persistence "boot"; it is detached from
+// the mount table once the overlay holds it, so it is reachable through the
+// overlay only) or in a directory the caller names (persistence "revision"
+// and "permanent", typically under <storage>/disks/...). A plain directory is accepted instead of a squashfs
 // image, for development. Extra volumes (more squashfs images) are
 // loop-mounted read-only at mountpoints the caller chooses.
 //

@@ -3,10 +3,12 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,8 +76,18 @@ func TestMountSquashfsBoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.Path(), "etc/written"), []byte("x"), 0o644); err != nil {
 		t.Fatalf("write to overlay: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(work, "overlay/upper/etc/written")); err != nil {
-		t.Errorf("write did not land in the tmpfs upper: %v", err)
+	if b, err := os.ReadFile(filepath.Join(r.Path(), "etc/written")); err != nil || string(b) != "x" {
+		t.Errorf("write not read back through the overlay: %q, %v", b, err)
+	}
+	// The upper tmpfs belongs to the overlay alone: it is not in the
+	// mount table and the write is nowhere under the work base.
+	for _, m := range testrootfs.MountsUnder(work) {
+		if m == filepath.Join(work, "overlay") {
+			t.Errorf("the upper tmpfs is still mounted at %s", m)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(work, "overlay/upper/etc/written")); err == nil {
+		t.Errorf("the write landed on the work base's filesystem")
 	}
 	if err := os.WriteFile(filepath.Join(r.Lower(), "x"), nil, 0o644); err == nil {
 		t.Errorf("lower layer is writable")
@@ -89,6 +101,39 @@ func TestMountSquashfsBoot(t *testing.T) {
 	assertClean(t, work, img)
 	if _, err := os.Stat(work); !os.IsNotExist(err) {
 		t.Errorf("work base not removed: %v", err)
+	}
+	// Boot persistence: the write is gone with the unmount.
+	r, err = Mount(Options{Image: img, WorkBase: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Path(), "etc/written")); err == nil {
+		t.Errorf("a Boot write survived the unmount")
+	}
+	if err := r.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, work, img)
+}
+
+// The size limit of the Boot tmpfs holds with the tmpfs detached.
+func TestMountBootTmpfsSize(t *testing.T) {
+	requireIsolated(t)
+	img := testrootfs.Squashfs(t)
+	work := filepath.Join(t.TempDir(), "c1")
+	r, err := Mount(Options{Image: img, WorkBase: work, TmpfsSize: "64k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := r.Unmount(); err != nil {
+			t.Error(err)
+		}
+		assertClean(t, work, img)
+	}()
+	err = os.WriteFile(filepath.Join(r.Path(), "big"), make([]byte, 256<<10), 0o644)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("256 KiB into a 64 KiB tmpfs: %v, want ENOSPC", err)
 	}
 }
 

@@ -125,6 +125,16 @@ func Mount(o Options) (_ *Root, err error) {
 	if err := r.mount("overlay", r.path, "overlay", 0, data); err != nil {
 		return nil, fmt.Errorf("mount overlay for %s: %w", o.Image, err)
 	}
+	if p == Boot {
+		// The overlay holds a private clone of the upper tmpfs, so the
+		// tmpfs leaves the mount table now: every container started
+		// after this one copies that table into its namespace, and its
+		// init (the Go runtime, libcontainer) reads it line by line. The
+		// writes stay reachable through the overlay only, and go with it.
+		if err := unix.Unmount(layerDir, unix.MNT_DETACH); err != nil {
+			return nil, fmt.Errorf("detach overlay tmpfs for %s: %w", o.Image, err)
+		}
+	}
 
 	for _, v := range o.Volumes {
 		if err := r.mountVolume(v, o.Lowers); err != nil {
@@ -237,8 +247,8 @@ func (r *Root) push(what string, fn func() error) {
 }
 
 // Unmount undoes Mount in reverse order: it unmounts the volumes, the
-// overlay, the tmpfs holding a Boot upper layer (its contents are lost)
-// and the squashfs mounts (their loop devices then auto-clear), and
+// overlay (with it goes the tmpfs of a Boot upper layer, detached since
+// the overlay was mounted, and its contents) and the squashfs mounts (their loop devices then auto-clear), and
 // removes the mountpoints Mount created. A mount that is still busy is
 // detached lazily (MNT_DETACH): it disappears from the tree at once and
 // the kernel frees it, and its loop device, when the last user lets go.

@@ -13,8 +13,8 @@ import (
 type Persistence string
 
 const (
-	// Boot keeps writes on a tmpfs mounted for this root only: they vanish
-	// at Unmount.
+	// Boot keeps writes on a tmpfs mounted for this root only, which only
+	// its overlay can reach: they vanish at Unmount.
 	Boot Persistence = "boot"
 	// Revision keeps writes in Options.PersistDir, which the caller scopes
 	// to one revision.
