@@ -132,6 +132,11 @@ static int run_once(pid_t pid, const sigset_t *set, int *stopped)
 
 __attribute__((constructor)) static void pv_host_stage(void)
 {
+	// Every container start executes this binary as libcontainer's init
+	// (the trampoline to pvinit): leave it at once, without reading
+	// /proc. Its environment is libcontainer's alone.
+	if (getenv("_LIBCONTAINER_INITPIPE") != NULL)
+		return;
 	char **argv = pv_read_cmdline();
 	if (argv == NULL || !wants_host_stage(argv))
 		return; // the Go program runs as usual (and argv leaks: a few bytes)
