@@ -299,6 +299,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("release images", "err", err)
 	}
 	stopCtrl()
+	// Every container is down: their parent cgroups go too, once the
+	// kernel has let go of the last ones.
+	if err := drv.Close(); err != nil {
+		log.Warn("cgroups left behind", "err", err)
+	}
 	log.Info("pantavisor stopped")
 	return code
 }

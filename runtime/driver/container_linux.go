@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -637,8 +638,7 @@ func (d *Driver) removeParents(paths map[string]string) {
 		dirs = append(dirs, dir)
 	}
 	d.parentMu.Unlock()
-	// Deepest first, so that a nested parent goes before its own parent.
-	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+	deepestFirst(dirs)
 	done := map[string]bool{}
 	for _, dir := range dirs {
 		if done[dir] {
@@ -648,6 +648,55 @@ func (d *Driver) removeParents(paths map[string]string) {
 		// In use (or already gone): the next Destroy tries again.
 		_ = rmdirCgroup(dir)
 	}
+}
+
+// deepestFirst orders cgroup directories so that a nested parent goes
+// before its own parent.
+func deepestFirst(dirs []string) {
+	sort.Slice(dirs, func(i, j int) bool { return strings.Count(dirs[i], "/") > strings.Count(dirs[j], "/") })
+}
+
+// closeWait bounds how long Close waits for the kernel to finish offlining
+// the last containers' cgroups before their parents can be removed.
+const closeWait = 2 * time.Second
+
+// Close removes the parent cgroup directories the driver has seen, once
+// its containers are destroyed; call it when the device stops. Every
+// Destroy already tries, briefly, but on a busy machine the kernel can
+// take longer to offline the last container's cgroups (the parent answers
+// EBUSY while it looks empty), and the parent would be left behind. Close
+// waits up to closeWait for that, and names what is still there: a parent
+// holding a child cgroup (a container not destroyed) or one still busy.
+// It can be called again.
+func (d *Driver) Close() error {
+	d.cgroupMu.Lock()
+	defer d.cgroupMu.Unlock()
+	d.parentMu.Lock()
+	dirs := slices.Collect(maps.Keys(d.parentDirs))
+	d.parentMu.Unlock()
+	deepestFirst(dirs)
+	deadline := time.Now().Add(closeWait)
+	var left []string
+	for _, dir := range dirs {
+		for {
+			err := unix.Rmdir(dir)
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				d.parentMu.Lock()
+				delete(d.parentDirs, dir)
+				d.parentMu.Unlock()
+				break
+			}
+			if !errors.Is(err, unix.EBUSY) || hasSubdir(dir) || time.Now().After(deadline) {
+				left = append(left, fmt.Sprintf("%s: %v", dir, err))
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("container cgroups left: %s", strings.Join(left, "; "))
+	}
+	return nil
 }
 
 // rmdirCgroup removes an empty cgroup directory. cgroup v1 answers EBUSY

@@ -687,3 +687,48 @@ func TestDevTreeReplacesStale(t *testing.T) {
 		t.Errorf("mounts left: %v", m)
 	}
 }
+
+// Close removes the parent cgroups the driver made once its containers are
+// gone, and names a parent it cannot remove because a child cgroup is
+// still in it; once that child is gone, Close succeeds.
+func TestCloseRemovesParents(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.create(t, "c", &spec.Container{Args: []string{"/bin/true"}}, nil)
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	parents := cgroupDirs(e.d.CgroupParent())
+	if len(parents) == 0 {
+		t.Fatal("no parent cgroups while the container exists: the check below would prove nothing")
+	}
+	// A child cgroup the driver did not make keeps its parent busy
+	// whatever the kernel does: Destroy leaves that parent, and Close
+	// must say so at once.
+	stray := filepath.Join(parents[0], "stray")
+	if err := os.Mkdir(stray, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := e.d.Close()
+	if el := time.Since(start); el > closeWait/2 {
+		t.Errorf("Close waited %v for a parent that cannot go", el)
+	}
+	if err == nil || !strings.Contains(err.Error(), parents[0]) {
+		t.Fatalf("Close with %s in place: %v, want an error naming %s", stray, err, parents[0])
+	}
+	if err := os.Remove(stray); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if left := cgroupDirs(e.d.CgroupParent()); len(left) > 0 {
+		t.Errorf("parents left after Close: %v", left)
+	}
+}
