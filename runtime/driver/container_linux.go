@@ -645,8 +645,9 @@ func (d *Driver) removeParents(paths map[string]string) {
 			continue
 		}
 		done[dir] = true
-		// In use (or already gone): the next Destroy tries again.
-		_ = rmdirCgroup(dir)
+		// In use (or already gone): the next Destroy tries again, and
+		// Close at the end.
+		_ = rmdirCgroup(dir, time.Now().Add(10*time.Millisecond))
 	}
 }
 
@@ -678,20 +679,13 @@ func (d *Driver) Close() error {
 	deadline := time.Now().Add(closeWait)
 	var left []string
 	for _, dir := range dirs {
-		for {
-			err := unix.Rmdir(dir)
-			if err == nil || errors.Is(err, unix.ENOENT) {
-				d.parentMu.Lock()
-				delete(d.parentDirs, dir)
-				d.parentMu.Unlock()
-				break
-			}
-			if !errors.Is(err, unix.EBUSY) || hasSubdir(dir) || time.Now().After(deadline) {
-				left = append(left, fmt.Sprintf("%s: %v", dir, err))
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := rmdirCgroup(dir, deadline); err != nil && !errors.Is(err, unix.ENOENT) {
+			left = append(left, fmt.Sprintf("%s: %v", dir, err))
+			continue
 		}
+		d.parentMu.Lock()
+		delete(d.parentDirs, dir)
+		d.parentMu.Unlock()
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("container cgroups left: %s", strings.Join(left, "; "))
@@ -703,16 +697,15 @@ func (d *Driver) Close() error {
 // both for a directory with child cgroups (in use by another container:
 // final) and for one whose just-removed child the kernel is still
 // offlining, asynchronously (the directory looks empty): only the latter
-// is retried, briefly.
-func rmdirCgroup(dir string) error {
-	var err error
-	for range 10 {
-		if err = unix.Rmdir(dir); !errors.Is(err, unix.EBUSY) || hasSubdir(dir) {
+// is retried, until the deadline.
+func rmdirCgroup(dir string, deadline time.Time) error {
+	for {
+		err := unix.Rmdir(dir)
+		if !errors.Is(err, unix.EBUSY) || hasSubdir(dir) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return err
 }
 
 // hasSubdir reports whether dir holds a directory (a child cgroup).
