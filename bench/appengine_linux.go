@@ -22,10 +22,6 @@ import (
 	"github.com/pantavisor/pv/messages"
 )
 
-// pollEvery is how often the control socket is asked for the containers'
-// status while waiting for them to start.
-const pollEvery = 5 * time.Millisecond
-
 // device is a running `pantavisor appengine`.
 type device struct {
 	storage, run string
@@ -135,28 +131,6 @@ func (d *device) waitStarted(n int, timeout time.Duration) (time.Duration, error
 // bootSettle is the time given, after the boot report, to what the device
 // does once its boot is over (it returns the boot's garbage to the kernel).
 const bootSettle = 100 * time.Millisecond
-
-// waitBooted polls GET /actors until root reports the revision booted,
-// then lets the device settle.
-func (d *device) waitBooted(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := d.client.Get("http://localhost/actors")
-		if err == nil {
-			var root messages.Node
-			err = json.NewDecoder(resp.Body).Decode(&root)
-			resp.Body.Close()
-			if err == nil && root.Info["booted_in"] != "" {
-				time.Sleep(bootSettle)
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no boot report after %v (last error %v): %s", timeout, err, d.out.String())
-		}
-		time.Sleep(pollEvery)
-	}
-}
 
 func summary(cs []messages.ContainerInfo) string {
 	count := map[messages.Status]int{}

@@ -58,10 +58,9 @@ func deviceRSS(f *fixture, name string, n int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := d.waitBooted(10 * time.Second); err != nil {
-		d.kill()
-		return 0, err
-	}
+	// startRevision returned on the boot report, which is also when root
+	// runs what follows a boot.
+	time.Sleep(bootSettle)
 	kb, err := func() (int, error) {
 		reaper, sups, err := d.namespacePids()
 		if err != nil {
