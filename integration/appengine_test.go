@@ -266,20 +266,11 @@ func hostPid(t *testing.T, pid1, nsPid int) int {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(data), "\n") {
-			f := strings.Fields(strings.TrimPrefix(l, "NSpid:"))
-			if !strings.HasPrefix(l, "NSpid:") || len(f) < 2 {
-				continue
-			}
-			// NSpid lists this pid from our namespace inwards; the second
-			// entry is the pid in pantavisor's namespace.
-			if f[1] == strconv.Itoa(nsPid) && isDescendant(pid, pid1) {
-				return pid
-			}
+		v, _ := statusLine(pid, "NSpid")
+		// NSpid lists this pid from our namespace inwards; the second
+		// entry is the pid in pantavisor's namespace.
+		if f := strings.Fields(v); len(f) >= 2 && f[1] == strconv.Itoa(nsPid) && isDescendant(pid, pid1) {
+			return pid
 		}
 	}
 	t.Fatalf("no process with pid %d in pantavisor's namespace", nsPid)

@@ -17,20 +17,29 @@ import (
 	"github.com/pantavisor/pv/runtime/reaper"
 )
 
-// statusField reads a field of /proc/<pid>/status.
-func statusField(t *testing.T, pid int, key string) string {
-	t.Helper()
+// statusLine reads a field of /proc/<pid>/status; false when the process
+// or the field is not there.
+func statusLine(pid int, key string) (string, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		t.Fatal(err)
+		return "", false
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, key+":"); ok {
-			return strings.TrimSpace(v)
+			return strings.TrimSpace(v), true
 		}
 	}
-	t.Fatalf("no %s in /proc/%d/status", key, pid)
-	return ""
+	return "", false
+}
+
+// statusField is statusLine for a process that must be there.
+func statusField(t *testing.T, pid int, key string) string {
+	t.Helper()
+	v, ok := statusLine(pid, key)
+	if !ok {
+		t.Fatalf("no %s in /proc/%d/status", key, pid)
+	}
+	return v
 }
 
 // threads is the number of threads of pid.
