@@ -18,6 +18,7 @@ import (
 
 	"github.com/moby/sys/capability"
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
@@ -303,6 +304,12 @@ func (c *Container) Start() error {
 	c.d.cgroupMu.RLock()
 	err = c.lc.Start(p)
 	c.paths = cgroupPaths(c.lc)
+	if err != nil && len(c.paths) == 0 {
+		// A start that failed in the init: libcontainer removed the
+		// container's cgroups and forgot them, but not the parents it
+		// made for them.
+		c.paths = plannedCgroupPaths(c.lc)
+	}
 	c.d.noteParents(c.paths)
 	c.d.cgroupMu.RUnlock()
 	if err != nil {
@@ -579,6 +586,20 @@ func (c *Container) killLocked() error {
 	case <-t.C:
 		return fmt.Errorf("kill container %s: %w", c.name, ErrKillTimeout)
 	}
+}
+
+// plannedCgroupPaths returns the cgroup paths libcontainer computes for the
+// container's configuration, whether or not they exist.
+func plannedCgroupPaths(lc *libcontainer.Container) map[string]string {
+	cfg := lc.Config()
+	if cfg.Cgroups == nil {
+		return nil
+	}
+	m, err := manager.New(cfg.Cgroups)
+	if err != nil {
+		return nil
+	}
+	return m.GetPaths()
 }
 
 func cgroupPaths(lc *libcontainer.Container) map[string]string {

@@ -732,3 +732,25 @@ func TestCloseRemovesParents(t *testing.T) {
 		t.Errorf("parents left after Close: %v", left)
 	}
 }
+
+// A start that fails inside the init (after libcontainer made the
+// container's cgroups) leaves no parent cgroup behind once the container
+// is destroyed and the driver closed, even when no container ever started.
+func TestFailedStartLeavesNoParents(t *testing.T) {
+	e := newEnv(t)
+	s := &spec.Container{Args: []string{"/bin/true"},
+		Mounts: []spec.Mount{{Source: "tmpfs", Target: "run", FSType: "tmpfs", Options: []string{"no-such-option=1"}}}}
+	c, _ := e.create(t, "bad", s, nil)
+	if err := c.Start(); err == nil {
+		t.Fatal("a start with a tmpfs option the kernel refuses succeeded")
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if left := cgroupDirs(e.d.CgroupParent()); len(left) > 0 {
+		t.Errorf("parents left after a failed start: %v", left)
+	}
+}
