@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -78,7 +79,7 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) (out context.Conte
 	defer func() {
 		if v := recover(); v != nil {
 			p.err = fmt.Errorf("resolve caller: %w: panic: %v", errUnknownCaller, v)
-			s.log.Error("ctrl: caller resolver panicked", "pid", p.pid, "panic", v)
+			s.log.Error("ctrl: caller resolver panicked", "pid", p.pid, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 	pid, err := peerPid(c)

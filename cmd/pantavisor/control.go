@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/pantavisor/pv/actors"
@@ -20,7 +21,7 @@ func serveControl(l net.Listener, sys *actors.System, cgroupParent string, log *
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				log.Error("control socket server panicked", "panic", p)
+				log.Error("control socket server panicked", "panic", p, "stack", string(debug.Stack()))
 			}
 		}()
 		if err := srv.Serve(l); err != nil {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -326,7 +327,9 @@ func (c *Container) waitInit(p *libcontainer.Process) {
 	defer close(c.done)
 	defer func() {
 		if r := recover(); r != nil {
-			c.waitErr = fmt.Errorf("wait container %s: panic: %v", c.name, r)
+			// No logger here: the stack travels in the error, which
+			// the engine logs.
+			c.waitErr = fmt.Errorf("wait container %s: panic: %v\n%s", c.name, r, debug.Stack())
 		}
 	}()
 	ps, err := p.Wait()

@@ -240,22 +240,21 @@ func (m *Mount) Start(lease *messages.Lease) (*Run, error) {
 	if err != nil {
 		return nil, err // the driver's error names the container
 	}
+	// A start that fails halfway is undone; an undo that fails too is
+	// joined to the cause, so that neither is lost.
 	if err := ct.Start(); err != nil {
-		_ = ct.Destroy()
-		return nil, err
+		return nil, errors.Join(err, ct.Destroy())
 	}
-	run := &Run{ct: ct}
+	run := &Run{ct: ct, log: m.e.Log}
 	if lease != nil {
 		att, err := plumb(m.name, ct, lease)
 		if err != nil {
-			_ = ct.Destroy()
-			return nil, err
+			return nil, errors.Join(err, ct.Destroy())
 		}
 		run.link = &att
 	}
 	if err := ct.Exec(); err != nil {
-		_ = run.Destroy()
-		return nil, err
+		return nil, errors.Join(err, run.Destroy())
 	}
 	return run, nil
 }
@@ -314,6 +313,7 @@ func (m *Mount) Unmount() error {
 type Run struct {
 	ct   *driver.Container
 	link *link.Attachment
+	log  *slog.Logger
 }
 
 // Pid of the init, as seen from pantavisor's pid namespace.
@@ -323,6 +323,11 @@ func (r *Run) Pid() int { return r.ct.Pid() }
 func (r *Run) Wait() messages.Exit {
 	ex, err := r.ct.Wait()
 	if err != nil && ex.At.IsZero() {
+		// How the init ended is unknown: it counts as a failure, and
+		// why goes to the log.
+		if r.log != nil {
+			r.log.Error("wait for container init", "err", err)
+		}
 		return messages.Exit{Code: -1, At: time.Now()}
 	}
 	return messages.Exit{Code: ex.Code, Signal: int(ex.Signal), At: ex.At}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"testing"
@@ -78,7 +79,7 @@ func MakeNS() (NS, error) {
 		defer close(done)
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("panic: %v", r)
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}
 		}()
 		runtime.LockOSThread()
@@ -116,7 +117,7 @@ func Do(ns netns.NsHandle, fn func() error) error {
 		defer close(done)
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("panic in netns: %v", r)
+				err = fmt.Errorf("panic in netns: %v\n%s", r, debug.Stack())
 			}
 		}()
 		runtime.LockOSThread()
@@ -153,7 +154,12 @@ func Echo(t testing.TB, ns netns.NsHandle, addr string) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
-		defer func() { _ = recover() }()
+		defer func() {
+			// The test may be over: no t to report to, so stderr.
+			if r := recover(); r != nil {
+				fmt.Fprintf(os.Stderr, "nstest: echo server panicked: %v\n%s", r, debug.Stack())
+			}
+		}()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
