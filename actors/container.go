@@ -201,8 +201,13 @@ func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 		return
 	}
 	if m.gen != r.gen {
-		if m.mount != nil {
-			_ = m.mount.Unmount() // superseded: nobody will use it
+		if m.mount != nil { // superseded: nobody will use it
+			mount, log := m.mount, a.log
+			goLogged(log, "unmount a superseded mount", func() {
+				if err := mount.Unmount(); err != nil {
+					log.Error("unmount a superseded mount", "err", err)
+				}
+			})
 		}
 		return
 	}
@@ -265,11 +270,12 @@ func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 	}
 	if m.gen != r.gen {
 		if m.run != nil { // a stop overtook this start: undo it
-			go func() {
-				defer func() { _ = recover() }()
-				_ = m.run.Stop(a.stopTimeout)
-				_ = m.run.Destroy()
-			}()
+			run, timeout, log := m.run, a.stopTimeout, a.log
+			goLogged(log, "undo a superseded start", func() {
+				if err := teardown(run, nil, true, timeout); err != nil {
+					log.Error("undo a superseded start", "err", err)
+				}
+			})
 		}
 		return
 	}
@@ -341,7 +347,8 @@ func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
 }
 
 // teardown stops a run, destroys it and unmounts, collecting every error
-// instead of stopping at the first, so that as much as possible is undone.
+// instead of stopping at the first, so that as much as possible is undone;
+// the errors are joined, so errors.Is still finds each (a kill timeout).
 func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
 	var errs []error
 	if run != nil {
@@ -359,10 +366,7 @@ func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
 			errs = append(errs, fmt.Errorf("unmount: %w", err))
 		}
 	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%v", errs)
+	return errors.Join(errs...)
 }
 
 // release destroys a dead run and unmounts, after a final decision.
@@ -395,7 +399,7 @@ func (a *containerActor) stopping() {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			a.log.Error("panic while stopping container", "panic", p)
+			logPanic(a.log, "stop container on actor stop", p)
 		}
 	}()
 	if err := teardown(r.run, r.mount, r.running, a.stopTimeout); err != nil {
@@ -404,15 +408,17 @@ func (a *containerActor) stopping() {
 	r.run, r.mount, r.running = nil, nil, false
 }
 
+// signal takes a container's signal; the one known is "ready", which a
+// container whose goal is READY sends once it is STARTED.
 func (a *containerActor) signal(ctx actor.Context, m *messages.SignalContainer) *messages.SignalResult {
 	r := a.rec
 	switch {
 	case m.Type != "ready":
-		return &messages.SignalResult{Err: "Signal not expected from this platform"}
+		return &messages.SignalResult{Refusal: messages.SignalUnknownType, Detail: m.Type}
 	case r.spec.StatusGoal != state.GoalReady:
-		return &messages.SignalResult{Err: "Signal not expected from this platform"}
+		return &messages.SignalResult{Refusal: messages.SignalGoalNotReady, Detail: "goal " + string(r.spec.StatusGoal)}
 	case r.status != messages.StatusStarted && r.status != messages.StatusReady:
-		return &messages.SignalResult{Err: "Signal not expected from this platform"}
+		return &messages.SignalResult{Refusal: messages.SignalWrongStatus, Detail: "status " + string(r.status)}
 	}
 	if r.status != messages.StatusReady {
 		a.setStatus(ctx, messages.StatusReady, "")

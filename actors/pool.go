@@ -27,20 +27,31 @@ type PoolSetup interface {
 	Describe() string
 }
 
+// poolRecord is the part of a pool that must outlive the pool actor's
+// incarnations: the allocator (sticky leases), what was set up on the
+// device, and the lease requests waiting for that setup. A pool actor
+// restarted after a Go panic re-adopts them instead of setting the bridge
+// up a second time. Only the actor's goroutine touches it.
+type poolRecord struct {
+	alloc *ipam.Allocator
+	setup PoolSetup
+	// settingUp: the setup runs in the background; ready: it reported.
+	settingUp, ready bool
+	err              error
+	queued           []queuedLease
+	since            time.Time
+	actorRestarts    int
+}
+
 // poolActor owns one IPAM pool: the allocator (sticky leases for the life
 // of the process, freed addresses reused) and the bridge and rules set up
 // for it. Lease requests that arrive before the setup finished wait for it.
 type poolActor struct {
-	pool   state.Pool
-	peers  []string
-	net    PoolNet
-	log    *slog.Logger
-	alloc  *ipam.Allocator
-	since  time.Time
-	setup  PoolSetup
-	ready  bool
-	err    error
-	queued []queuedLease
+	pool  state.Pool
+	peers []string
+	net   PoolNet
+	log   *slog.Logger
+	rec   *poolRecord
 	// stopFor is the revision waiting for StopPool.
 	stopFor *actor.PID
 }
@@ -57,36 +68,39 @@ type poolSetupDone struct {
 
 type poolTeardownDone struct{ err error }
 
-func newPoolProps(p state.Pool, peers []string, net PoolNet, log *slog.Logger) *actor.Props {
+func newPoolProps(p state.Pool, peers []string, rec *poolRecord, net PoolNet, log *slog.Logger) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &poolActor{pool: p, peers: peers, net: net, log: log.With("pool", p.Name)}
+		return &poolActor{pool: p, peers: peers, rec: rec, net: net, log: log.With("pool", p.Name)}
 	})
 }
 
 func (a *poolActor) Receive(ctx actor.Context) {
+	r := a.rec
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		a.start(ctx)
+	case *actor.Restarting:
+		r.actorRestarts++
 	case *poolSetupDone:
-		a.setup, a.err, a.ready = m.setup, m.err, true
+		r.setup, r.err, r.ready, r.settingUp = m.setup, m.err, true, false
 		if m.err != nil {
 			a.log.Error("pool setup failed", "err", m.err)
 		} else {
 			a.log.Info("pool ready", "setup", m.setup.Describe())
 		}
-		for _, q := range a.queued {
+		for _, q := range r.queued {
 			ctx.Send(q.from, a.lease(q.req))
 		}
-		a.queued = nil
+		r.queued = nil
 	case *messages.LeaseRequest:
-		if !a.ready {
-			a.queued = append(a.queued, queuedLease{from: ctx.Sender(), req: m})
+		if !r.ready {
+			r.queued = append(r.queued, queuedLease{from: ctx.Sender(), req: m})
 			return
 		}
 		ctx.Respond(a.lease(m))
 	case *messages.LeaseRelease:
-		if a.alloc != nil {
-			a.alloc.Release(m.Container)
+		if r.alloc != nil {
+			r.alloc.Release(m.Container)
 		}
 	case *messages.StopPool:
 		a.stopFor = ctx.Sender()
@@ -102,31 +116,46 @@ func (a *poolActor) Receive(ctx actor.Context) {
 			a.stopFor = nil
 		}
 	case *actor.Stopping:
-		// Last resort when the pool is stopped without StopPool first.
-		if a.setup != nil {
-			if err := a.setup.Teardown(); err != nil {
+		// Last resort when the pool is stopped without StopPool first
+		// (the revision gave up on it, or is itself going away). It
+		// blocks, but the actor is going away.
+		if r.setup != nil {
+			if err := r.setup.Teardown(); err != nil {
 				a.log.Error("pool teardown on stop", "err", err)
 			}
-			a.setup = nil
+			r.setup = nil
 		}
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
+	case *injectedPanic:
+		panic(m.reason) // tests only; see containerActor
 	}
 }
 
+// start runs on every incarnation. The first sets the pool up; a
+// restarted one finds the allocator and the setup (done or in flight) in
+// the record and carries on with them.
 func (a *poolActor) start(ctx actor.Context) {
-	a.since = time.Now()
+	r := a.rec
+	if r.since.IsZero() {
+		r.since = time.Now()
+	}
+	if r.ready || r.settingUp {
+		a.log.Info("pool re-adopted", "ready", r.ready)
+		return
+	}
 	alloc, err := ipam.New(a.pool.Subnet, a.pool.Gateway)
 	if err != nil {
 		// Validation refuses such pools; this is a last line of defence.
-		a.err, a.ready = fmt.Errorf("pool %s: %w", a.pool.Name, err), true
+		r.err, r.ready = fmt.Errorf("pool %s: %w", a.pool.Name, err), true
 		return
 	}
-	a.alloc = alloc
-	if a.setup != nil || a.net == nil {
-		a.ready = true // re-adopted after an actor restart, or nothing to set up
+	r.alloc = alloc
+	if a.net == nil {
+		r.ready = true // nothing to set up
 		return
 	}
+	r.settingUp = true
 	p, peers, net, self, sys := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem()
 	goSafe(sys, self, func() any { return &poolSetupDone{err: errPanic} }, func() any {
 		s, err := net.Setup(p, peers)
@@ -142,16 +171,16 @@ func (a *poolActor) lease(req *messages.LeaseRequest) *messages.Lease {
 	if a.pool.Type == state.PoolMacvlan {
 		l.Link = a.pool.Parent
 	}
-	if a.err != nil {
-		l.Err = fmt.Sprintf("pool %s is not available: %v", a.pool.Name, a.err)
+	if a.rec.err != nil {
+		l.Err = fmt.Sprintf("pool %s is not available: %v", a.pool.Name, a.rec.err)
 		return l
 	}
 	var addr = req.Static
 	var err error
 	if req.Static.IsValid() {
-		err = a.alloc.Reserve(req.Container, req.Static)
+		err = a.rec.alloc.Reserve(req.Container, req.Static)
 	} else {
-		addr, err = a.alloc.Allocate(req.Container)
+		addr, err = a.rec.alloc.Allocate(req.Container)
 	}
 	if err != nil {
 		l.Err = fmt.Sprintf("lease from pool %s: %v", a.pool.Name, err)
@@ -165,8 +194,8 @@ func (a *poolActor) lease(req *messages.LeaseRequest) *messages.Lease {
 }
 
 func (a *poolActor) teardown(ctx actor.Context) {
-	setup, self, sys := a.setup, ctx.Self(), ctx.ActorSystem()
-	a.setup = nil
+	setup, self, sys := a.rec.setup, ctx.Self(), ctx.ActorSystem()
+	a.rec.setup = nil
 	goSafe(sys, self, func() any { return &poolTeardownDone{err: errPanic} }, func() any {
 		if setup == nil {
 			return &poolTeardownDone{}
@@ -176,19 +205,20 @@ func (a *poolActor) teardown(ctx actor.Context) {
 }
 
 func (a *poolActor) describe(ctx actor.Context) *messages.Node {
-	n := &messages.Node{Path: ctx.Self().Id, Kind: "pool", Status: "ready", Since: a.since,
+	r := a.rec
+	n := &messages.Node{Path: ctx.Self().Id, Kind: "pool", Status: "ready", Since: r.since, ActorRestarts: r.actorRestarts,
 		Info: map[string]string{"type": string(a.pool.Type), "subnet": a.pool.Subnet.String()}}
 	switch {
-	case !a.ready:
+	case !r.ready:
 		n.Status = "setting-up"
-	case a.err != nil:
-		n.Status, n.LastFailure = "failed", a.err.Error()
+	case r.err != nil:
+		n.Status, n.LastFailure = "failed", r.err.Error()
 	}
-	if a.alloc != nil {
-		n.Info["leases"] = strconv.Itoa(a.alloc.Len()) + "/" + strconv.Itoa(a.alloc.Capacity())
+	if r.alloc != nil {
+		n.Info["leases"] = strconv.Itoa(r.alloc.Len()) + "/" + strconv.Itoa(r.alloc.Capacity())
 	}
-	if a.setup != nil {
-		n.Info["setup"] = a.setup.Describe()
+	if r.setup != nil {
+		n.Info["setup"] = r.setup.Describe()
 	}
 	return n
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -140,4 +141,107 @@ func TestPoolSetupFailureFailsItsContainers(t *testing.T) {
 	if pool == nil || pool.Kind != "pool" || pool.Status != "failed" {
 		t.Errorf("pool node: %+v", pool)
 	}
+}
+
+// logBuffer collects a System's log for tests that check what was logged.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A Go panic in a pool actor is supervised as a pool's: logged as one,
+// restarted within its budget with its bridge and leases re-adopted (no
+// second setup, the same addresses), then stopped for good, its setup
+// removed and its failure shown in the tree; the device shuts down cleanly.
+func TestPoolActorPanicHandledAsPool(t *testing.T) {
+	e := newFakeEngine()
+	logs := &logBuffer{}
+	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &fakePoolNet{e: e},
+		Log: slog.New(slog.NewTextHandler(logs, nil))})
+	waitStatus(t, sys, map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted})
+
+	sys.injectPanic(t, "pool-lan")
+	pool := waitNode(t, sys, "root/rev-0/pool-lan", func(n *messages.Node) bool { return n.ActorRestarts == 1 })
+	if pool.Status != "ready" || pool.Info["leases"] != "2/5" {
+		t.Errorf("restarted pool: %s leases %s, want ready with 2/5", pool.Status, pool.Info["leases"])
+	}
+	if !strings.Contains(logs.String(), `msg="pool actor panicked" rev=0 pool=lan panic="injected by the test"`) {
+		t.Errorf("the panic is not logged as a pool's:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), "container actor panicked") {
+		t.Errorf("a pool's panic logged as a container's:\n%s", logs)
+	}
+	// Re-adopted: still one setup, and a restarted container keeps its
+	// address from the restarted pool.
+	e.run("web").Exit(1, 0)
+	waitEvents(t, e, "start web", 2, 5*time.Second)
+	if n := countEvents(e, "lease web 10.0.5.2/29 02:00:0a:00:05:02"); n != 2 {
+		t.Errorf("web's lease after the pool's restart: %v", e.Events())
+	}
+	if n := countEvents(e, "setup lan peers=pvbr1"); n != 1 {
+		t.Errorf("pool set up %d times, want once: %v", n, e.Events())
+	}
+
+	// Past the budget (3 a minute) the pool is stopped for good.
+	for i := 0; i < 3; i++ {
+		sys.injectPanic(t, "pool-lan")
+	}
+	gone := waitNode(t, sys, "root/rev-0/pool-lan", func(n *messages.Node) bool { return n.Status == "gone" })
+	if gone.Kind != "pool" || !strings.Contains(gone.LastFailure, "actor panicked repeatedly") {
+		t.Errorf("stopped pool in the tree: %+v", gone)
+	}
+	if !strings.Contains(logs.String(), `msg="pool actor keeps panicking; stopping it" rev=0 pool=lan`) {
+		t.Errorf("giving up on the pool is not logged as a pool's:\n%s", logs)
+	}
+	waitEvents(t, e, "teardown lan", 1, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatalf("shutdown with a pool stopped: %v", err)
+	}
+	if n := countEvents(e, "teardown lan"); n != 1 {
+		t.Errorf("lan torn down %d times: %v", n, e.Events())
+	}
+}
+
+// waitNode waits until the actor at path is in the tree and ok says so.
+func waitNode(t *testing.T, sys *System, path string, ok func(*messages.Node) bool) *messages.Node {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if n := findNode(sys.Tree(), path); n != nil && ok(n) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timeout waiting for %s; tree: %+v", path, sys.Tree())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func findNode(n *messages.Node, path string) *messages.Node {
+	if n == nil {
+		return nil
+	}
+	if n.Path == path {
+		return n
+	}
+	for _, c := range n.Children {
+		if f := findNode(c, path); f != nil {
+			return f
+		}
+	}
+	return nil
 }

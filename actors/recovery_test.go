@@ -182,18 +182,18 @@ func TestContainerActionErrors(t *testing.T) {
 	e.failOn["app"] = "start"
 	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed, "sys": messages.StatusStarted})
-	var ae *ActionError
-	if err := sys.ContainerAction("sys", "stop"); !errors.As(err, &ae) || ae.Code != 403 {
+	var ae *messages.ActionError
+	if err := sys.ContainerAction("sys", "stop"); !errors.As(err, &ae) || ae.Outcome != messages.NotAllowed {
 		t.Errorf("stop of a system container: %v", err)
 	}
-	if err := sys.ContainerAction("nope", "stop"); !errors.As(err, &ae) || ae.Code != 404 {
+	if err := sys.ContainerAction("nope", "stop"); !errors.As(err, &ae) || ae.Outcome != messages.NotFound {
 		t.Errorf("unknown container: %v", err)
 	}
-	if err := sys.ContainerAction("app", "dance"); !errors.As(err, &ae) || ae.Code != 400 {
+	if err := sys.ContainerAction("app", "dance"); !errors.As(err, &ae) || ae.Outcome != messages.InvalidAction {
 		t.Errorf("bad action: %v", err)
 	}
 	// The start failure is reported, not swallowed (upstream says 200).
-	if err := sys.ContainerAction("app", "start"); !errors.As(err, &ae) || ae.Code != 500 || !strings.Contains(ae.Msg, "exec /sbin/init") {
+	if err := sys.ContainerAction("app", "start"); !errors.As(err, &ae) || ae.Outcome != messages.StartFailed || !strings.Contains(ae.Detail, "exec /sbin/init") {
 		t.Errorf("failing start: %v", err)
 	}
 	e.mu.Lock()

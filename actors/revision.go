@@ -13,10 +13,11 @@ import (
 	"github.com/pantavisor/pv/supervision"
 )
 
-// revisionActor runs one revision: it spawns one container actor per
-// container, starts groups in order (a group when every earlier group reached
-// its goals or timed out), supervises the containers (HandleFailure) and stops
-// them group by group in reverse order.
+// revisionActor runs one revision: it spawns one pool actor per IPAM pool
+// and one container actor per container, starts groups in order (a group
+// when every earlier group reached its goals or timed out), supervises its
+// children (HandleFailure) and stops them in reverse: containers group by
+// group, then the pools.
 type revisionActor struct {
 	rev    string
 	st     *state.State
@@ -24,50 +25,26 @@ type revisionActor struct {
 	log    *slog.Logger
 	// stopTimeout is the SIGTERM grace given to each container on stop.
 	stopTimeout time.Duration
+	// trying says this revision is an update being tried: a container
+	// that gives up asks for a rollback instead of FAILED or a reboot.
+	trying   bool
+	maxDelay time.Duration
+	poolNet  PoolNet
 
-	recs     map[string]*containerRecord
-	pids     map[string]*actor.PID
-	table    map[string]*messages.ContainerStatusChanged
-	groupOf  map[string]int
-	asked    map[string]bool
-	timedOut map[string]bool
-	since    time.Time
+	// order is every child in spawn order; byKey finds one by kind and
+	// name. They hold the same records.
+	order []*child
+	byKey map[childKey]*child
+
+	since time.Time
+	// self is the revision's PID, for timers that report back.
+	self *actor.PID
 	// booted: RevisionBooted was sent (once per revision run).
 	booted bool
 
 	stopping  bool
 	stopGroup int
 	stopFor   *actor.PID
-
-	// self is the revision's PID, for timers that report back.
-	self *actor.PID
-	// trying says this revision is an update being tried: a container
-	// that gives up asks for a rollback instead of FAILED or a reboot.
-	trying   bool
-	maxDelay time.Duration
-	recovery map[string]*recovery
-
-	poolNet PoolNet
-	pools   map[string]*actor.PID
-	// poolsStopping counts pools asked to stop during shutdown.
-	poolsStopping int
-	poolsStopped  bool
-}
-
-// recovery is the revision's auto-recovery bookkeeping for one container.
-type recovery struct {
-	policy  supervision.Policy
-	history supervision.History
-	// suspended: the container actor failed and waits for the revision's
-	// restart (after the backoff) or its final decision.
-	suspended   bool
-	retryGen    int
-	nextRetryAt time.Time
-	// pending is a PUT /containers start or restart waiting for its outcome.
-	pending *actor.PID
-	// restartAfterStop: an API restart stopped the container and starts it
-	// again once it is STOPPED.
-	restartAfterStop bool
 }
 
 // retryDue fires when a container's backoff delay is over.
@@ -94,9 +71,9 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 	case *messages.ContainerStatusChanged:
 		r.statusChanged(ctx, m)
 	case *groupTimedOut:
-		if !r.timedOut[m.name] && !r.reached(m.name) {
+		if ch := r.container(m.name); ch != nil && !ch.ctr.timedOut && !r.reached(ch) {
 			r.log.Warn("container did not reach its goal in time", "container", m.name)
-			r.timedOut[m.name] = true
+			ch.ctr.timedOut = true
 			r.evaluate(ctx)
 		}
 	case *messages.StopRevision:
@@ -108,25 +85,16 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 	case *messages.GetGroups:
 		ctx.Respond(&messages.GroupsReply{Groups: r.groups()})
 	case *messages.SignalContainer:
-		pid, ok := r.pids[m.Name]
-		if !ok {
-			ctx.Respond(&messages.SignalResult{Err: "Signal not expected from this platform"})
+		ch := r.container(m.Name)
+		if ch == nil || ch.pid == nil {
+			ctx.Respond(&messages.SignalResult{Refusal: messages.SignalNoContainer, Detail: m.Name})
 			return
 		}
-		ctx.Forward(pid)
+		ctx.Forward(ch.pid)
 	case *retryDue:
 		r.retry(ctx, m)
 	case *messages.PoolStopped:
-		if m.Err != "" {
-			r.log.Error("pool teardown incomplete", "pool", m.Name, "err", m.Err)
-		}
-		if r.poolsStopping > 0 {
-			r.poolsStopping--
-			if r.poolsStopping == 0 {
-				r.poolsStopped = true
-				r.stopNextGroup(ctx)
-			}
-		}
+		r.poolStopped(ctx, m)
 	case *messages.ContainerAction:
 		r.action(ctx, m)
 	case *messages.Describe:
@@ -136,25 +104,8 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 
 func (r *revisionActor) start(ctx actor.Context) {
 	r.since = time.Now()
-	r.recs = map[string]*containerRecord{}
-	r.pids = map[string]*actor.PID{}
-	r.table = map[string]*messages.ContainerStatusChanged{}
-	r.groupOf = map[string]int{}
-	r.asked = map[string]bool{}
-	r.timedOut = map[string]bool{}
-	r.recovery = map[string]*recovery{}
 	r.self = ctx.Self()
-	for _, c := range r.st.Containers {
-		r.recovery[c.Name] = &recovery{policy: supervision.PolicyFor(c, r.maxDelay)}
-	}
-	for i, g := range r.st.Groups {
-		for _, c := range r.st.Containers {
-			if c.Group == g.Name {
-				r.groupOf[c.Name] = i
-			}
-		}
-	}
-	r.pools = map[string]*actor.PID{}
+	r.order, r.byKey = nil, map[childKey]*child{}
 	for _, p := range r.st.Pools {
 		var peers []string
 		for _, q := range r.st.Pools {
@@ -162,27 +113,31 @@ func (r *revisionActor) start(ctx actor.Context) {
 				peers = append(peers, q.Bridge)
 			}
 		}
-		pid, err := ctx.SpawnNamed(newPoolProps(p, peers, r.poolNet, r.log), "pool-"+p.Name)
-		if err != nil {
-			r.log.Error("spawn pool actor", "pool", p.Name, "err", err)
-			continue
-		}
-		r.pools[p.Name] = pid
+		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: &poolRecord{}}}
+		props := newPoolProps(p, peers, ch.pool.rec, r.poolNet, r.log)
+		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, "pool-"+p.Name) })
+	}
+	group := map[string]int{}
+	for i, g := range r.st.Groups {
+		group[g.Name] = i
 	}
 	for _, c := range r.st.Containers {
 		rec := &containerRecord{spec: c}
 		if c.Network != nil && c.Network.Mode == state.NetPool {
-			rec.pool = r.pools[c.Network.Pool]
+			if pool := r.byKey[childKey{kindPool, c.Network.Pool}]; pool != nil {
+				rec.pool = pool.pid
+			}
 		}
-		r.recs[c.Name] = rec
-		r.table[c.Name] = &messages.ContainerStatusChanged{Name: c.Name, Status: messages.StatusInstalled}
-		pid, err := ctx.SpawnNamed(newContainerProps(rec, r.engine, r.log), c.Name)
-		if err != nil {
-			r.log.Error("spawn container actor", "container", c.Name, "err", err)
-			r.table[c.Name].Status, r.table[c.Name].Err = messages.StatusFailed, err.Error()
-			continue
+		ch := &child{kind: kindContainer, name: c.Name, ctr: &containerChild{
+			spec: c, group: group[c.Group],
+			row:      &messages.ContainerStatusChanged{Name: c.Name, Status: messages.StatusInstalled},
+			recovery: recovery{policy: supervision.PolicyFor(c, r.maxDelay)},
+		}}
+		props := newContainerProps(rec, r.engine, r.log)
+		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, c.Name) })
+		if ch.pid == nil {
+			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone
 		}
-		r.pids[c.Name] = pid
 	}
 	r.evaluate(ctx)
 }
@@ -196,11 +151,11 @@ func (r *revisionActor) checkBooted(ctx actor.Context) {
 		return
 	}
 	var missed []string
-	for _, c := range r.st.Containers {
+	for ch := range r.children(kindContainer) {
 		switch {
-		case r.reached(c.Name):
-		case r.timedOut[c.Name] || r.table[c.Name].Status == messages.StatusFailed:
-			missed = append(missed, c.Name)
+		case r.reached(ch):
+		case ch.ctr.timedOut || ch.ctr.row.Status == messages.StatusFailed:
+			missed = append(missed, ch.name)
 		default:
 			return // still on its way
 		}
@@ -209,15 +164,15 @@ func (r *revisionActor) checkBooted(ctx actor.Context) {
 	ctx.Send(ctx.Parent(), &messages.RevisionBooted{Rev: r.rev, Took: time.Since(r.since), Missed: missed})
 }
 
-func (r *revisionActor) reached(name string) bool {
-	c := r.st.Container(name)
-	return achieved(r.table[name].Status, c.StatusGoal)
+func (r *revisionActor) reached(ch *child) bool {
+	return achieved(ch.ctr.row.Status, ch.ctr.spec.StatusGoal)
 }
 
 func (r *revisionActor) members() []member {
 	ms := make([]member, 0, len(r.st.Containers))
-	for _, c := range r.st.Containers {
-		ms = append(ms, member{group: r.groupOf[c.Name], status: r.table[c.Name].Status, goal: c.StatusGoal, timedOut: r.timedOut[c.Name]})
+	for ch := range r.children(kindContainer) {
+		c := ch.ctr
+		ms = append(ms, member{group: c.group, status: c.row.Status, goal: c.spec.StatusGoal, timedOut: c.timedOut})
 	}
 	return ms
 }
@@ -234,17 +189,13 @@ func (r *revisionActor) evaluate(ctx actor.Context) {
 		if !groupOpen(gi, ms) {
 			break
 		}
-		for _, c := range r.st.Containers {
-			if r.groupOf[c.Name] != gi || r.asked[c.Name] {
+		for ch := range r.children(kindContainer) {
+			if ch.ctr.group != gi || ch.ctr.asked || ch.pid == nil {
 				continue
 			}
-			pid, ok := r.pids[c.Name]
-			if !ok {
-				continue
-			}
-			r.asked[c.Name] = true
-			ctx.Send(pid, &messages.StartContainer{})
-			name, self, sys := c.Name, ctx.Self(), ctx.ActorSystem()
+			ch.ctr.asked = true
+			ctx.Send(ch.pid, &messages.StartContainer{})
+			name, self, sys := ch.name, ctx.Self(), ctx.ActorSystem()
 			timeout := time.Duration(g.Timeout) * time.Second
 			time.AfterFunc(timeout, func() { sys.Root.Send(self, &groupTimedOut{name: name}) })
 		}
@@ -253,70 +204,75 @@ func (r *revisionActor) evaluate(ctx actor.Context) {
 }
 
 func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerStatusChanged) {
-	if _, ok := r.table[m.Name]; !ok {
+	ch := r.container(m.Name)
+	if ch == nil {
 		return
 	}
-	r.table[m.Name] = m
+	ch.ctr.row = m
 	if r.stopping {
 		r.stopNextGroup(ctx)
 		return
 	}
-	rc := r.recovery[m.Name]
+	rc := &ch.ctr.recovery
 	if rc.restartAfterStop && m.Status == messages.StatusStopped {
 		rc.restartAfterStop = false
 		rc.history = supervision.History{}
-		ctx.Send(r.pids[m.Name], &messages.StartContainer{})
+		ctx.Send(ch.pid, &messages.StartContainer{})
 	}
 	if rc.pending != nil {
-		c := r.st.Container(m.Name)
 		switch {
-		case achieved(m.Status, c.StatusGoal) || m.Status == messages.StatusStarted:
-			ctx.Send(rc.pending, &messages.ActionResult{})
-			rc.pending = nil
+		case achieved(m.Status, ch.ctr.spec.StatusGoal) || m.Status == messages.StatusStarted:
+			r.answerPending(ctx.ActorSystem(), ch, messages.Done, "")
 		case m.Status == messages.StatusFailed:
-			ctx.Send(rc.pending, &messages.ActionResult{Code: 500, Err: "container failed: " + m.Err})
-			rc.pending = nil
+			r.answerPending(ctx.ActorSystem(), ch, messages.StartFailed, m.Err)
 		}
 	}
 	r.evaluate(ctx)
 }
 
+// answerPending answers the PUT /containers start or restart waiting on a
+// container, if any.
+func (r *revisionActor) answerPending(sys *actor.ActorSystem, ch *child, o messages.Outcome, detail string) {
+	rc := &ch.ctr.recovery
+	if rc.pending == nil {
+		return
+	}
+	sys.Root.Send(rc.pending, &messages.ActionResult{Outcome: o, Detail: detail})
+	rc.pending, rc.pendingAction = nil, ""
+}
+
 // stopNextGroup stops the highest group that still has containers up, and
-// moves down once all of them are STOPPED; the last group down answers the
+// moves down once all of them are STOPPED; once the last group is down,
+// the pools remove their bridges and rules, and the revision answers the
 // StopRevision.
 func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 	for r.stopGroup >= 0 {
 		pending := false
-		for _, c := range r.st.Containers {
-			if r.groupOf[c.Name] != r.stopGroup {
+		for ch := range r.children(kindContainer) {
+			c := ch.ctr
+			if c.group != r.stopGroup {
 				continue
 			}
-			switch r.table[c.Name].Status {
+			switch c.row.Status {
 			case messages.StatusStopped:
 				continue
 			case messages.StatusStopping:
 				pending = true
 				continue
 			}
-			if r.asked[c.Name] || r.table[c.Name].Status != messages.StatusInstalled {
-				pending = true
-				r.asked[c.Name] = false
-				r.table[c.Name].Status = messages.StatusStopping
-				pid, ok := r.pids[c.Name]
-				if !ok {
-					continue
-				}
-				if rc := r.recovery[c.Name]; rc != nil && rc.suspended {
-					// Waiting for a retry: its mailbox is suspended. Cancel
-					// the retry and let it settle before it stops.
-					rc.suspended = false
-					rc.retryGen++
-					rc.nextRetryAt = time.Time{}
-					ctx.(actor.Supervisor).ResumeChildren(pid)
-					ctx.Send(pid, &messages.RecoveryDecided{Status: messages.StatusStopped, Reason: "revision stopping"})
-				}
-				ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
+			if !c.asked && c.row.Status == messages.StatusInstalled {
+				continue // never asked up
 			}
+			if ch.pid == nil {
+				continue // its actor is gone; nothing will report
+			}
+			pending = true
+			c.asked = false
+			c.row.Status = messages.StatusStopping
+			// A container waiting for a retry has a suspended mailbox:
+			// the retry is cancelled and it settles before it stops.
+			r.cancelRetry(ctx, ch, "revision stopping")
+			ctx.Send(ch.pid, &messages.StopContainer{Timeout: r.stopTimeout})
 		}
 		if pending {
 			return
@@ -325,17 +281,16 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 		r.stopGroup--
 	}
 	// Containers are down: now the pools remove their bridges and rules.
-	if !r.poolsStopped {
-		if r.poolsStopping == 0 {
-			for _, pid := range r.pools {
-				ctx.Request(pid, &messages.StopPool{})
-				r.poolsStopping++
-			}
+	for ch := range r.children(kindPool) {
+		p := ch.pool
+		if p.stopped || ch.pid == nil {
+			continue
 		}
-		if r.poolsStopping > 0 {
-			return
+		if !p.stopSent {
+			p.stopSent = true
+			ctx.Request(ch.pid, &messages.StopPool{})
 		}
-		r.poolsStopped = true
+		return // the next PoolStopped comes back here
 	}
 	if r.stopFor != nil {
 		ctx.Send(r.stopFor, &messages.RevisionStopped{Rev: r.rev})
@@ -343,46 +298,78 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 	}
 }
 
-// HandleFailure is the revision's supervision of its container actors. A
-// container that exited or could not start is a domain event: the recovery
-// policy (package supervision) decides to restart it after a backoff or to
-// give up. Anything else is a Go panic (a bug), which gets a small restart
-// budget; the restarted actor re-adopts the running container.
-func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
-	name := r.nameOf(child)
+func (r *revisionActor) poolStopped(ctx actor.Context, m *messages.PoolStopped) {
+	ch := r.byKey[childKey{kindPool, m.Name}]
+	if ch == nil {
+		return
+	}
+	if m.Err != "" {
+		r.log.Error("pool teardown incomplete", "pool", m.Name, "err", m.Err)
+	}
+	ch.pool.stopped = true
+	if r.stopping {
+		r.stopNextGroup(ctx)
+	}
+}
+
+// HandleFailure is the revision's supervision of its children; each kind
+// has its rule. The failing child is found by its PID; one the revision
+// does not know is stopped, since nothing would look after it.
+func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, pid *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	ch := r.childOf(pid)
+	if ch == nil {
+		r.log.Error("unknown child actor failed; stopping it", "actor", pid.Id, "reason", fmt.Sprint(reason))
+		sup.StopChildren(pid)
+		return
+	}
+	switch ch.kind {
+	case kindContainer:
+		r.containerFailed(sys, sup, ch, rs, reason)
+	case kindPool:
+		r.poolFailed(sup, ch, rs, reason)
+	}
+}
+
+// containerFailed: a container that exited or could not start is a domain
+// event, for its recovery policy (package supervision) to restart after a
+// backoff or give up. Anything else is a Go panic in the container actor
+// (a bug): it is restarted within panicBudget and re-adopts the running
+// container.
+func (r *revisionActor) containerFailed(sys *actor.ActorSystem, sup actor.Supervisor, ch *child, rs *actor.RestartStatistics, reason any) {
 	switch why := reason.(type) {
 	case *messages.ContainerExited:
-		ran := time.Duration(0)
-		if t := r.table[name]; t != nil {
-			exit := why.Exit
-			t.LastExit, t.Pid = &exit, 0
-			if !t.StartedAt.IsZero() {
-				ran = why.Exit.At.Sub(t.StartedAt)
-			}
+		row, ran := ch.ctr.row, time.Duration(0)
+		exit := why.Exit
+		row.LastExit, row.Pid = &exit, 0
+		if !row.StartedAt.IsZero() {
+			ran = why.Exit.At.Sub(row.StartedAt)
 		}
-		r.recover(sys, sup, child, name, supervision.Exit{Failed: why.Exit.Failed(), Ran: ran}, why.Error())
+		r.decide(sys, sup, ch, supervision.Exit{Failed: why.Exit.Failed(), Ran: ran}, why.Error())
 	case *messages.ContainerStartFailed:
-		r.recover(sys, sup, child, name, supervision.Exit{Failed: true}, why.Error())
+		r.decide(sys, sup, ch, supervision.Exit{Failed: true}, why.Error())
 	default:
-		r.log.Error("container actor panicked", "container", name, "panic", fmt.Sprint(reason))
-		if rs.NumberOfFailures(time.Minute) < 3 {
-			rs.Fail()
-			sup.RestartChildren(child)
-			return
-		}
-		r.log.Error("container actor keeps panicking; stopping it", "container", name)
-		sup.StopChildren(child)
-		if t, ok := r.table[name]; ok {
-			t.Status, t.Err = messages.StatusFailed, "actor panicked repeatedly: "+fmt.Sprint(reason)
+		r.log.Error("container actor panicked", "container", ch.name, "panic", fmt.Sprint(reason))
+		if !r.restartAfterPanic(sup, ch, rs, reason) {
+			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone
 		}
 	}
 }
 
-// recover applies the recovery policy to one exit or start failure.
-func (r *revisionActor) recover(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, name string, e supervision.Exit, why string) {
-	rc := r.recovery[name]
-	if rc == nil || r.stopping {
-		r.giveUp(sys, sup, child, name, e.Failed, why)
+// poolFailed: a pool actor fails only by a Go panic (a setup that fails is
+// a result, shown on the pool). It is restarted within panicBudget and
+// re-adopts its bridge and leases from its record; past the budget it is
+// stopped, which removes what it set up, and its containers' next starts
+// fail for want of an address, each under its own recovery policy.
+func (r *revisionActor) poolFailed(sup actor.Supervisor, ch *child, rs *actor.RestartStatistics, reason any) {
+	r.log.Error("pool actor panicked", "pool", ch.name, "panic", fmt.Sprint(reason))
+	r.restartAfterPanic(sup, ch, rs, reason)
+}
+
+// decide applies the recovery policy to one exit or start failure.
+func (r *revisionActor) decide(sys *actor.ActorSystem, sup actor.Supervisor, ch *child, e supervision.Exit, why string) {
+	rc := &ch.ctr.recovery
+	if r.stopping {
+		r.giveUp(sys, sup, ch, e.Failed, why)
 		return
 	}
 	d := supervision.Decide(rc.policy, rc.history, e)
@@ -391,127 +378,124 @@ func (r *revisionActor) recover(sys *actor.ActorSystem, sup actor.Supervisor, ch
 		if rc.policy.Kind != supervision.No {
 			why = why + "; " + d.Reason
 		}
-		r.giveUp(sys, sup, child, name, e.Failed, why)
+		r.giveUp(sys, sup, ch, e.Failed, why)
 		return
 	}
 	rc.suspended = true
 	rc.retryGen++
 	rc.nextRetryAt = time.Now().Add(d.Delay)
-	if t := r.table[name]; t != nil {
-		t.Status, t.Pid, t.Err = messages.StatusRecovering, 0, why
-	}
-	r.log.Info("container will be restarted", "container", name, "retry", d.Retry, "delay", d.Delay, "reason", why)
-	if rc.pending != nil {
-		sys.Root.Send(rc.pending, &messages.ActionResult{Code: 500, Err: fmt.Sprintf("%s; retry %d in %v", why, d.Retry, d.Delay)})
-		rc.pending = nil
-	}
-	gen, self := rc.retryGen, r.self
+	row := ch.ctr.row
+	row.Status, row.Pid, row.Err = messages.StatusRecovering, 0, why
+	r.log.Info("container will be restarted", "container", ch.name, "retry", d.Retry, "delay", d.Delay, "reason", why)
+	r.answerPending(sys, ch, messages.StartFailed, fmt.Sprintf("%s; retry %d in %v", why, d.Retry, d.Delay))
+	name, gen, self := ch.name, rc.retryGen, r.self
 	time.AfterFunc(d.Delay, func() { sys.Root.Send(self, &retryDue{name: name, gen: gen}) })
 }
 
 // retry restarts a container actor whose backoff is over, unless a stop or
 // a newer failure overtook it.
 func (r *revisionActor) retry(ctx actor.Context, m *retryDue) {
-	rc := r.recovery[m.name]
-	if rc == nil || !rc.suspended || rc.retryGen != m.gen || r.stopping {
+	ch := r.container(m.name)
+	if ch == nil || ch.pid == nil || r.stopping {
+		return
+	}
+	rc := &ch.ctr.recovery
+	if !rc.suspended || rc.retryGen != m.gen {
 		return
 	}
 	rc.suspended = false
 	rc.nextRetryAt = time.Time{}
-	if sup, ok := ctx.(actor.Supervisor); ok {
-		sup.RestartChildren(r.pids[m.name])
-	}
+	ctx.(actor.Supervisor).RestartChildren(ch.pid)
 }
 
 // giveUp settles a container that will not be restarted: STOPPED after a
 // clean exit, FAILED otherwise. A failure while this revision is being
 // tried asks root for a rollback; a system container failing outside an
 // update asks for a reboot.
-func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, name string, failed bool, why string) {
+func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, ch *child, failed bool, why string) {
 	status := messages.StatusStopped
 	if failed {
 		status = messages.StatusFailed
-		r.log.Error("container failed", "container", name, "reason", why)
+		r.log.Error("container failed", "container", ch.name, "reason", why)
 	} else {
-		r.log.Info("container stopped on its own", "container", name)
+		r.log.Info("container stopped on its own", "container", ch.name)
 	}
-	if rc := r.recovery[name]; rc != nil {
-		rc.suspended = false
-	}
-	if t := r.table[name]; t != nil {
-		// At once, as RECOVERING is: the exit is in the table already,
-		// and it must not show beside the status from before it until
-		// the container actor reports the decision back.
-		t.Status, t.Since, t.Pid, t.Err = status, time.Now(), 0, why
-	}
-	sup.ResumeChildren(child)
-	sys.Root.Send(child, &messages.RecoveryDecided{Status: status, Reason: why})
+	ch.ctr.recovery.suspended = false
+	// At once, as RECOVERING is: the exit is in the row already, and it
+	// must not show beside the status from before it until the container
+	// actor reports the decision back.
+	row := ch.ctr.row
+	row.Status, row.Since, row.Pid, row.Err = status, time.Now(), 0, why
+	sup.ResumeChildren(ch.pid)
+	sys.Root.Send(ch.pid, &messages.RecoveryDecided{Status: status, Reason: why})
 	if !failed || r.stopping {
 		return
 	}
-	c := r.st.Container(name)
 	switch {
 	case r.trying:
-		r.log.Error("a container could not be started during an update: rollback", "container", name)
+		r.log.Error("a container could not be started during an update: rollback", "container", ch.name)
 		sys.Root.Send(r.parentPID(sys), &messages.RollbackRequested{Rev: r.rev, Reason: "A container could not be started: " + why})
-	case c != nil && c.RestartPolicy == state.RestartSystem:
-		r.log.Error("system container gave up; reboot required", "container", name, "reason", why)
+	case ch.ctr.spec.RestartPolicy == state.RestartSystem:
+		r.log.Error("system container gave up; reboot required", "container", ch.name, "reason", why)
 		sys.Root.Send(r.parentPID(sys), &messages.RebootRequested{Rev: r.rev, Reason: why})
 	}
 }
 
 // action carries out PUT /containers/{name}.
 func (r *revisionActor) action(ctx actor.Context, m *messages.ContainerAction) {
-	c := r.st.Container(m.Name)
-	pid, ok := r.pids[m.Name]
-	if c == nil || !ok {
-		ctx.Respond(&messages.ActionResult{Code: 404, Err: "Container not found"})
+	refuse := func(o messages.Outcome, detail string) {
+		ctx.Respond(&messages.ActionResult{Outcome: o, Detail: detail})
+	}
+	ch := r.container(m.Name)
+	switch {
+	case ch == nil:
+		refuse(messages.NotFound, "")
+		return
+	case ch.ctr.spec.RestartPolicy == state.RestartSystem:
+		refuse(messages.NotAllowed, "")
+		return
+	case ch.pid == nil:
+		refuse(messages.WrongState, ch.gone)
 		return
 	}
-	if c.RestartPolicy == state.RestartSystem {
-		ctx.Respond(&messages.ActionResult{Code: 403, Err: "Container has restart_policy 'system' and cannot be controlled via API"})
-		return
-	}
-	rc := r.recovery[m.Name]
-	status := r.table[m.Name].Status
+	c, rc := ch.ctr, &ch.ctr.recovery
+	status := c.row.Status
 	up := status == messages.StatusStarted || status == messages.StatusReady ||
-		(status == messages.StatusMounted && c.StatusGoal == state.GoalMounted)
+		(status == messages.StatusMounted && c.spec.StatusGoal == state.GoalMounted)
 	transitional := status == messages.StatusStarting || status == messages.StatusStopping
 	switch m.Action {
-	case "stop":
+	case messages.ActionStop:
 		ctx.Respond(&messages.ActionResult{})
 		if status == messages.StatusStopped || status == messages.StatusStopping {
 			return
 		}
 		rc.restartAfterStop = false
-		if rc.suspended {
-			// Waiting for a retry: the stop cancels it.
-			rc.suspended = false
-			rc.retryGen++
-			rc.nextRetryAt = time.Time{}
-			ctx.(actor.Supervisor).ResumeChildren(pid)
-			ctx.Send(pid, &messages.RecoveryDecided{Status: messages.StatusStopped, Reason: "stopped through the API"})
+		if r.cancelRetry(ctx, ch, "stopped through the API") {
 			return
 		}
-		r.asked[m.Name] = true
-		ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
-	case "start", "restart":
+		c.asked = true
+		ctx.Send(ch.pid, &messages.StopContainer{Timeout: r.stopTimeout})
+	case messages.ActionStart, messages.ActionRestart:
 		switch {
-		case r.stopping || transitional || status == messages.StatusRecovering:
-			ctx.Respond(&messages.ActionResult{Code: 400, Err: "Container state does not allow " + m.Action})
-		case up && m.Action == "start":
+		case r.stopping:
+			refuse(messages.WrongState, "the revision is stopping")
+		case transitional || status == messages.StatusRecovering:
+			refuse(messages.WrongState, "status "+string(status))
+		case rc.pending != nil:
+			refuse(messages.WrongState, "a "+rc.pendingAction+" is in progress")
+		case up && m.Action == messages.ActionStart:
 			ctx.Respond(&messages.ActionResult{})
 		case up:
-			rc.pending, rc.restartAfterStop = ctx.Sender(), true
-			ctx.Send(pid, &messages.StopContainer{Timeout: r.stopTimeout})
+			rc.pending, rc.pendingAction, rc.restartAfterStop = ctx.Sender(), m.Action, true
+			ctx.Send(ch.pid, &messages.StopContainer{Timeout: r.stopTimeout})
 		default:
-			rc.pending = ctx.Sender()
+			rc.pending, rc.pendingAction = ctx.Sender(), m.Action
 			rc.history = supervision.History{} // a manual start re-arms recovery afresh
-			r.asked[m.Name] = true
-			ctx.Send(pid, &messages.StartContainer{})
+			c.asked = true
+			ctx.Send(ch.pid, &messages.StartContainer{})
 		}
 	default:
-		ctx.Respond(&messages.ActionResult{Code: 400, Err: "Invalid action. Use 'start', 'stop', or 'restart'"})
+		refuse(messages.InvalidAction, m.Action)
 	}
 }
 
@@ -519,23 +503,14 @@ func (r *revisionActor) parentPID(sys *actor.ActorSystem) *actor.PID {
 	return actor.NewPID(sys.Address(), rootName)
 }
 
-func (r *revisionActor) nameOf(child *actor.PID) string {
-	for name, pid := range r.pids {
-		if pid.Equal(child) {
-			return name
-		}
-	}
-	return child.Id
-}
-
 func (r *revisionActor) containers() []messages.ContainerInfo {
 	out := make([]messages.ContainerInfo, 0, len(r.st.Containers))
 	now := time.Now()
-	for _, c := range r.st.Containers {
+	for ch := range r.children(kindContainer) {
+		c, t := ch.ctr.spec, ch.ctr.row
 		v := c.View()
-		t := r.table[c.Name]
 		info := messages.ContainerInfo{
-			Name: c.Name, Group: c.Group, Status: r.displayStatus(c.Name), StatusGoal: string(c.StatusGoal),
+			Name: c.Name, Group: c.Group, Status: r.displayStatus(ch), StatusGoal: string(c.StatusGoal),
 			RestartPolicy: string(c.RestartPolicy), Pid: t.Pid, Roles: v.Roles,
 			AutoRecovery: messages.AutoRecovery{
 				Type: string(v.AutoRecovery.Type), MaxRetries: v.AutoRecovery.MaxRetries,
@@ -547,12 +522,11 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 		if l := t.Lease; l != nil {
 			info.IPv4Address, info.MACAddress, info.Pool = l.Addr.String(), l.MAC, l.Pool
 		}
-		if rc := r.recovery[c.Name]; rc != nil {
-			info.AutoRecovery.CurrentRetries = rc.history.Retries
-			if !rc.nextRetryAt.IsZero() {
-				next := rc.nextRetryAt
-				info.AutoRecovery.NextRetryAt = &next
-			}
+		rc := &ch.ctr.recovery
+		info.AutoRecovery.CurrentRetries = rc.history.Retries
+		if !rc.nextRetryAt.IsZero() {
+			next := rc.nextRetryAt
+			info.AutoRecovery.NextRetryAt = &next
 		}
 		for _, p := range v.Provides {
 			info.Provides = append(info.Provides, p)
@@ -570,9 +544,9 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 
 // displayStatus shows BLOCKED for a container waiting on an earlier group,
 // as upstream does.
-func (r *revisionActor) displayStatus(name string) messages.Status {
-	s := r.table[name].Status
-	if s == messages.StatusInstalled && !r.asked[name] && !r.stopping {
+func (r *revisionActor) displayStatus(ch *child) messages.Status {
+	s := ch.ctr.row.Status
+	if s == messages.StatusInstalled && !ch.ctr.asked && !r.stopping {
 		return messages.StatusBlocked
 	}
 	return s
@@ -580,8 +554,10 @@ func (r *revisionActor) displayStatus(name string) messages.Status {
 
 func (r *revisionActor) groups() []messages.GroupInfo {
 	ms := r.members()
-	for i, c := range r.st.Containers {
-		ms[i].status = r.displayStatus(c.Name)
+	i := 0
+	for ch := range r.children(kindContainer) {
+		ms[i].status = r.displayStatus(ch)
+		i++
 	}
 	out := make([]messages.GroupInfo, 0, len(r.st.Groups))
 	for i, g := range r.st.Groups {
@@ -593,6 +569,9 @@ func (r *revisionActor) groups() []messages.GroupInfo {
 	return out
 }
 
+// describe is the revision's node of GET /actors: its live children are
+// described by their actors; a child whose actor is gone is described here,
+// with the reason, so that its failure stays visible.
 func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 	status := "running"
 	if r.stopping {
@@ -600,18 +579,26 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 	}
 	n := &messages.Node{Path: ctx.Self().Id, Kind: "revision", Status: status, Since: r.since,
 		Info: map[string]string{"rev": r.rev, "containers": fmt.Sprint(len(r.st.Containers))}}
-	for _, p := range r.st.Pools {
-		if pid, ok := r.pools[p.Name]; ok {
-			n.ChildIDs = append(n.ChildIDs, pid.Id)
+	pools, containers := []*child{}, []*child{}
+	for _, ch := range r.order {
+		switch ch.kind {
+		case kindPool:
+			pools = append(pools, ch)
+		default:
+			containers = append(containers, ch)
 		}
 	}
-	names := make([]string, 0, len(r.pids))
-	for name := range r.pids {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		n.ChildIDs = append(n.ChildIDs, r.pids[name].Id)
+	sort.Slice(containers, func(i, j int) bool { return containers[i].name < containers[j].name })
+	for _, ch := range append(pools, containers...) {
+		if ch.pid != nil {
+			n.ChildIDs = append(n.ChildIDs, ch.pid.Id)
+			continue
+		}
+		path := n.Path + "/" + ch.name
+		if ch.kind == kindPool {
+			path = n.Path + "/pool-" + ch.name
+		}
+		n.Children = append(n.Children, &messages.Node{Path: path, Kind: ch.kind.String(), Status: "gone", LastFailure: ch.gone})
 	}
 	return n
 }

@@ -53,10 +53,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *messages.RebootRequested:
 		a.reboots = append(a.reboots, m.Reason)
 		if a.cfg.OnReboot != nil {
-			go func() {
-				defer func() { _ = recover() }()
-				a.cfg.OnReboot(m.Reason)
-			}()
+			goLogged(a.cfg.Log, "OnReboot callback", func() { a.cfg.OnReboot(m.Reason) })
 		}
 	case *messages.RevisionBooted:
 		a.booted = m
@@ -66,28 +63,22 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			a.cfg.Log.Info("revision booted", "rev", m.Rev, "took", m.Took.Round(time.Millisecond))
 		}
 		if a.cfg.OnBooted != nil {
-			go func() {
-				defer func() { _ = recover() }()
-				a.cfg.OnBooted(m.Took, m.Missed)
-			}()
+			goLogged(a.cfg.Log, "OnBooted callback", func() { a.cfg.OnBooted(m.Took, m.Missed) })
 		}
 	case *messages.RollbackRequested:
 		a.rollbacks = append(a.rollbacks, m.Reason)
 		a.cfg.Log.Error("rollback requested", "rev", m.Rev, "reason", m.Reason)
 		if a.cfg.OnRollback != nil {
-			go func() {
-				defer func() { _ = recover() }()
-				a.cfg.OnRollback(m.Reason)
-			}()
+			goLogged(a.cfg.Log, "OnRollback callback", func() { a.cfg.OnRollback(m.Reason) })
 		}
 	case *messages.ContainerAction:
-		a.forward(ctx, &messages.ActionResult{Code: 404, Err: "Container not found"})
+		a.forward(ctx, &messages.ActionResult{Outcome: messages.NotFound})
 	case *messages.GetContainers:
 		a.forward(ctx, &messages.ContainersReply{})
 	case *messages.GetGroups:
 		a.forward(ctx, &messages.GroupsReply{})
 	case *messages.SignalContainer:
-		a.forward(ctx, &messages.SignalResult{Err: "no revision is running"})
+		a.forward(ctx, &messages.SignalResult{Refusal: messages.SignalNoRevision})
 	case *messages.Describe:
 		n := &messages.Node{Path: ctx.Self().Id, Kind: "root", Status: "running", Since: a.since,
 			Info: map[string]string{"rev": a.cfg.Rev}}

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -27,4 +28,23 @@ func goSafe(sys *actor.ActorSystem, self *actor.PID, onPanic func() any, work fu
 		}()
 		result = work()
 	}()
+}
+
+// goLogged runs fn in a goroutine whose panic is logged with its stack and
+// goes no further: for work whose outcome nobody waits for (an undo, a
+// callback), where the log is the report.
+func goLogged(log *slog.Logger, what string, fn func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				logPanic(log, what, p)
+			}
+		}()
+		fn()
+	}()
+}
+
+// logPanic logs a recovered panic with the stack that raised it.
+func logPanic(log *slog.Logger, what string, p any) {
+	log.Error("panic in "+what, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 }

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -87,50 +86,38 @@ func (s *System) Groups() ([]messages.GroupInfo, error) {
 	return reply.Groups, nil
 }
 
-// ErrSignalRefused is returned when a container's signal is not expected.
-var ErrSignalRefused = errors.New("signal refused")
-
-// Signal delivers POST /signal from a container.
+// Signal delivers POST /signal from a container. A refusal is a
+// *messages.SignalError saying why.
 func (s *System) Signal(container, typ, payload string) error {
 	res, err := s.request(&messages.SignalContainer{Name: container, Type: typ, Payload: payload})
 	if err != nil {
-		return err
+		return fmt.Errorf("signal %q from container %s: %w", typ, container, err)
 	}
 	reply, ok := res.(*messages.SignalResult)
 	if !ok {
-		return fmt.Errorf("unexpected reply %T", res)
+		return fmt.Errorf("signal %q from container %s: unexpected reply %T", typ, container, res)
 	}
-	if reply.Err != "" {
-		return fmt.Errorf("%w: %s", ErrSignalRefused, reply.Err)
+	if reply.Refusal != messages.SignalAccepted {
+		return &messages.SignalError{Container: container, Type: typ, Refusal: reply.Refusal, Detail: reply.Detail}
 	}
 	return nil
 }
 
-// ActionError is a refused or failed container action, with the HTTP
-// status the control socket answers.
-type ActionError struct {
-	Code int
-	Msg  string
-}
-
-func (e *ActionError) Error() string { return e.Msg }
-
-// StatusCode is the HTTP status for the error.
-func (e *ActionError) StatusCode() int { return e.Code }
-
 // ContainerAction carries out PUT /containers/{name} (start, stop,
-// restart). A start waits for the outcome, so a failure is reported.
+// restart). A start waits for the outcome, so a failure is reported. An
+// outcome other than done is a *messages.ActionError; an error of any other
+// type means the tree did not answer.
 func (s *System) ContainerAction(name, action string) error {
 	res, err := s.sys.Root.RequestFuture(s.root, &messages.ContainerAction{Name: name, Action: action}, time.Minute).Result()
 	if err != nil {
-		return &ActionError{Code: 500, Msg: fmt.Sprintf("container %s: %v", action, err)}
+		return fmt.Errorf("%s container %s: %w", action, name, err)
 	}
 	reply, ok := res.(*messages.ActionResult)
 	if !ok {
-		return &ActionError{Code: 500, Msg: fmt.Sprintf("unexpected reply %T", res)}
+		return fmt.Errorf("%s container %s: unexpected reply %T", action, name, res)
 	}
-	if reply.Code != 0 {
-		return &ActionError{Code: reply.Code, Msg: reply.Err}
+	if reply.Outcome != messages.Done {
+		return &messages.ActionError{Container: name, Action: action, Outcome: reply.Outcome, Detail: reply.Detail}
 	}
 	return nil
 }

@@ -44,7 +44,9 @@ func startSystem(t *testing.T, st *state.State, e Engine) *System {
 func startSystemCfg(t *testing.T, cfg Config) *System {
 	t.Helper()
 	cfg.Rev = "0"
-	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	sys, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,10 @@ const (
 	msgUnknownCaller = "Internal error, unknown caller"
 	msgSignalFormat  = "Signal has bad format"
 	msgSignalRefused = "Signal not expected from this platform"
+
+	msgNoContainer     = "Container not found"
+	msgSystemContainer = "Container has restart_policy 'system' and cannot be controlled via API"
+	msgInvalidAction   = "Invalid action. Use 'start', 'stop', or 'restart'"
 )
 
 // Our own error messages, for cases upstream has none.

@@ -127,20 +127,39 @@ func (s *Server) putContainer(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	switch *req.Action {
-	case "start", "stop", "restart":
+	case messages.ActionStart, messages.ActionStop, messages.ActionRestart:
 	default:
-		s.writeError(w, http.StatusBadRequest, "Invalid action. Use 'start', 'stop', or 'restart'")
+		s.writeError(w, http.StatusBadRequest, msgInvalidAction)
 		return
 	}
 	if err := s.b.ContainerAction(name, *req.Action); err != nil {
-		status := http.StatusInternalServerError
-		var se interface{ StatusCode() int }
-		if errors.As(err, &se) {
-			status = se.StatusCode()
-		}
+		status, msg := actionReply(err)
 		s.log.Info("ctrl: container action refused", "container", name, "action", *req.Action, "err", err)
-		s.writeError(w, status, err.Error())
+		s.writeError(w, status, msg)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// actionReply is the HTTP status and message for a container action that
+// did not succeed: upstream's status and words for each outcome, and the
+// cause of a failed start (upstream answers 200 even then).
+func actionReply(err error) (int, string) {
+	var ae *messages.ActionError
+	if !errors.As(err, &ae) {
+		return http.StatusInternalServerError, err.Error()
+	}
+	switch ae.Outcome {
+	case messages.NotFound:
+		return http.StatusNotFound, msgNoContainer
+	case messages.NotAllowed:
+		return http.StatusForbidden, msgSystemContainer
+	case messages.InvalidAction:
+		return http.StatusBadRequest, msgInvalidAction
+	case messages.WrongState:
+		return http.StatusBadRequest, "Container state does not allow " + ae.Action
+	case messages.StartFailed:
+		return http.StatusInternalServerError, "container failed: " + ae.Detail
+	}
+	return http.StatusInternalServerError, err.Error()
 }

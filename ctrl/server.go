@@ -32,8 +32,8 @@ type Backend interface {
 	// Tree returns the live actor tree for GET /actors.
 	Tree() *messages.Node
 	// ContainerAction carries out PUT /containers/{name}: "start", "stop"
-	// or "restart". An error that has a StatusCode() int method chooses
-	// the HTTP status (404 unknown container, 403 system container, ...);
+	// or "restart". A *messages.ActionError says how it ended (unknown
+	// container, system container, ...), which chooses the HTTP status;
 	// any other error is a 500.
 	ContainerAction(name, action string) error
 }

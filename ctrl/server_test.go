@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pantavisor/pv/messages"
 )
 
 // role names one kind of caller in the permission table.
@@ -601,14 +603,6 @@ func BenchmarkGetGroups(b *testing.B) {
 	}
 }
 
-type statusErr struct {
-	code int
-	msg  string
-}
-
-func (e statusErr) Error() string   { return e.msg }
-func (e statusErr) StatusCode() int { return e.code }
-
 func TestPutContainer(t *testing.T) {
 	b := newFakeBackend()
 	sock := startServer(t, b, fixedResolver("", nil))
@@ -624,11 +618,17 @@ func TestPutContainer(t *testing.T) {
 		{"bad json", `{"action":`, nil, 400, errJSON("Invalid JSON")},
 		{"no action", `{"verb":"stop"}`, nil, 400, errJSON("Missing 'action' field")},
 		{"bad action", `{"action":"pause"}`, nil, 400, errJSON("Invalid action. Use 'start', 'stop', or 'restart'")},
-		{"system container", `{"action":"stop"}`, statusErr{403, "Container has restart_policy 'system' and cannot be controlled via API"}, 403,
+		{"system container", `{"action":"stop"}`, &messages.ActionError{Container: "app", Action: "stop", Outcome: messages.NotAllowed}, 403,
 			errJSON("Container has restart_policy 'system' and cannot be controlled via API")},
-		{"unknown", `{"action":"start"}`, statusErr{404, "Container not found"}, 404, errJSON("Container not found")},
-		{"start failure reported", `{"action":"start"}`, errors.New("container failed: exec /sbin/init: no such file"), 500,
+		{"unknown", `{"action":"start"}`, &messages.ActionError{Container: "app", Action: "start", Outcome: messages.NotFound}, 404, errJSON("Container not found")},
+		{"invalid action", `{"action":"start"}`, &messages.ActionError{Container: "app", Action: "start", Outcome: messages.InvalidAction}, 400,
+			errJSON("Invalid action. Use 'start', 'stop', or 'restart'")},
+		{"state forbids", `{"action":"restart"}`, &messages.ActionError{Container: "app", Action: "restart", Outcome: messages.WrongState, Detail: "status RECOVERING"}, 400,
+			errJSON("Container state does not allow restart")},
+		{"start failure reported", `{"action":"start"}`, &messages.ActionError{Container: "app", Action: "start", Outcome: messages.StartFailed, Detail: "exec /sbin/init: no such file"}, 500,
 			errJSON("container failed: exec /sbin/init: no such file")},
+		{"tree not answering", `{"action":"start"}`, errors.New("start container app: ask root: future: timeout"), 500,
+			errJSON("start container app: ask root: future: timeout")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

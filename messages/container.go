@@ -108,20 +108,136 @@ type SignalContainer struct {
 	Payload string
 }
 
-// SignalResult answers SignalContainer; Err is empty on success.
-type SignalResult struct {
-	Err string
+// SignalRefusal says why a container's signal was not taken. Upstream
+// answers every refusal alike; the reason is for the device's log.
+type SignalRefusal uint8
+
+// The refusals, from the outside of the tree in.
+const (
+	// SignalAccepted: the signal was taken.
+	SignalAccepted SignalRefusal = iota
+	// SignalNoRevision: no revision is running (safe mode).
+	SignalNoRevision
+	// SignalNoContainer: the caller is no container of the running revision.
+	SignalNoContainer
+	// SignalUnknownType: the type is not one the device knows ("ready").
+	SignalUnknownType
+	// SignalGoalNotReady: the container's status goal is not READY, so
+	// nothing waits for its ready signal.
+	SignalGoalNotReady
+	// SignalWrongStatus: the container is neither STARTED nor READY.
+	SignalWrongStatus
+)
+
+var signalRefusals = [...]string{
+	SignalAccepted:     "accepted",
+	SignalNoRevision:   "no revision is running",
+	SignalNoContainer:  "no such container in the running revision",
+	SignalUnknownType:  "unknown signal type",
+	SignalGoalNotReady: "the container's status goal is not READY",
+	SignalWrongStatus:  "the container is neither STARTED nor READY",
 }
 
-// ContainerAction is PUT /containers/{name}: start, stop or restart.
+func (r SignalRefusal) String() string {
+	if int(r) < len(signalRefusals) {
+		return signalRefusals[r]
+	}
+	return fmt.Sprintf("SignalRefusal(%d)", r)
+}
+
+// SignalResult answers SignalContainer: SignalAccepted, or why not, with
+// the detail (the type or status concerned) in Detail.
+type SignalResult struct {
+	Refusal SignalRefusal
+	Detail  string
+}
+
+// SignalError is a refused signal, as the tree's callers get it.
+type SignalError struct {
+	Container, Type string
+	Refusal         SignalRefusal
+	Detail          string
+}
+
+func (e *SignalError) Error() string {
+	msg := fmt.Sprintf("signal %q from container %s refused: %s", e.Type, e.Container, e.Refusal)
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
+// Container actions of PUT /containers/{name}.
+const (
+	ActionStart   = "start"
+	ActionStop    = "stop"
+	ActionRestart = "restart"
+)
+
+// ContainerAction is PUT /containers/{name}: ActionStart, ActionStop or
+// ActionRestart.
 type ContainerAction struct {
 	Name   string
 	Action string
 }
 
-// ActionResult answers ContainerAction. Code is an HTTP status (0 = OK)
-// and Err the message for the client.
+// Outcome is how a container action ended, in the device's terms; the
+// control socket alone turns it into an HTTP status and upstream's words.
+type Outcome uint8
+
+// The outcomes of a container action.
+const (
+	// Done: the action was carried out (a start: the container reached
+	// its goal or STARTED).
+	Done Outcome = iota
+	// NotFound: no container of that name in the running revision.
+	NotFound
+	// NotAllowed: the container has restart_policy system, which the API
+	// does not control.
+	NotAllowed
+	// InvalidAction: the action is none of start, stop and restart.
+	InvalidAction
+	// WrongState: the container's status (starting, stopping,
+	// recovering) or the revision's (stopping) does not allow it now.
+	WrongState
+	// StartFailed: the container was asked up and failed.
+	StartFailed
+)
+
+var outcomes = [...]string{
+	Done:          "done",
+	NotFound:      "no such container",
+	NotAllowed:    "restart policy system is not controlled through the API",
+	InvalidAction: "invalid action",
+	WrongState:    "the container's state does not allow it",
+	StartFailed:   "start failed",
+}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomes) {
+		return outcomes[o]
+	}
+	return fmt.Sprintf("Outcome(%d)", o)
+}
+
+// ActionResult answers ContainerAction; Detail says more than the Outcome
+// (the failure of a start, the status that refused an action).
 type ActionResult struct {
-	Code int
-	Err  string
+	Outcome Outcome
+	Detail  string
+}
+
+// ActionError is a container action whose outcome is not Done.
+type ActionError struct {
+	Container, Action string
+	Outcome           Outcome
+	Detail            string
+}
+
+func (e *ActionError) Error() string {
+	msg := fmt.Sprintf("%s container %s: %s", e.Action, e.Container, e.Outcome)
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
 }

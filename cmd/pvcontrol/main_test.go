@@ -39,17 +39,10 @@ func (f *fakeBackend) ContainerAction(name, action string) error {
 	defer f.mu.Unlock()
 	f.actions = append(f.actions, name+":"+action)
 	if name == "mgmt" {
-		return actionErr{}
+		return &messages.ActionError{Container: name, Action: action, Outcome: messages.NotAllowed}
 	}
 	return nil
 }
-
-type actionErr struct{}
-
-func (actionErr) Error() string {
-	return "Container has restart_policy 'system' and cannot be controlled via API"
-}
-func (actionErr) StatusCode() int { return 403 }
 
 func (f *fakeBackend) Containers() ([]messages.ContainerInfo, error) {
 	return []messages.ContainerInfo{
