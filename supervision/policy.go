@@ -79,8 +79,6 @@ func PolicyFor(c *state.Container, maxDelay time.Duration) Policy {
 // Exit is how the container's run ended, as far as the policy cares.
 type Exit struct {
 	Failed bool // non-zero exit code or death by signal
-	// ByAPI is set when the run ended because of PUT /containers stop.
-	ByAPI bool
 	// Ran is how long the run lasted.
 	Ran time.Duration
 }
@@ -112,16 +110,13 @@ func Decide(p Policy, h History, e Exit) Decision {
 		if !e.Failed {
 			return Decision{Retry: retries, Reason: "exited successfully; policy on-failure does not restart"}
 		}
-	case Always, Legacy:
-	case UnlessStopped:
-		if e.ByAPI {
-			return Decision{Retry: retries, Reason: "stopped through the API; policy unless-stopped does not restart"}
-		}
+	case Always, Legacy, UnlessStopped:
+		// unless-stopped differs from always only in not undoing a stop
+		// through the API, and such a stop never comes here: the
+		// container actor makes the exit it causes stale, so the
+		// revision's supervision, the only caller, never sees it.
 	default:
 		return Decision{Retry: retries, Reason: "policy no does not restart"}
-	}
-	if e.ByAPI && p.Kind != UnlessStopped {
-		return Decision{Retry: retries, Reason: "stopped through the API"}
 	}
 	if p.MaxRetries > 0 && retries >= p.MaxRetries {
 		return Decision{Retry: retries, Reason: fmt.Sprintf("gave up after %d retries", retries)}
