@@ -21,7 +21,6 @@
 // Termination requests (busybox-style init uses SIGTERM to reboot, SIGUSR1
 // to halt and SIGUSR2 to power off; SIGPWR comes from UPS daemons), plus
 // SIGHUP, SIGQUIT, SIGWINCH and SIGALRM: all passed on to the supervisor.
-// Keep in step with ForwardedSignals in reaper.go.
 static const int forwarded[] = {
 	SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPWR, SIGWINCH, SIGALRM,
 };

@@ -7,20 +7,17 @@ package reaper
 
 import "C"
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
+import "os"
 
 // PID1Env, set to "1" in the environment of a process that is PID 1 (of
 // the system, or of a fresh pid namespace), makes it the reaper: before
 // the Go runtime starts, it removes the marker, re-executes the same
 // binary with the same arguments as its only child (the supervisor, marked
-// with ChildEnv), and from then on forwards ForwardedSignals to it and
-// reaps every process that exits. When the supervisor exits, PID 1 reaps
-// what is left and exits with the supervisor's code (128+n if it was
-// killed by signal n). In any other process the marker does nothing.
+// with ChildEnv), and from then on forwards the catchable termination and
+// control signals to it (the list is in reaper_linux.c) and reaps every
+// process that exits. When the supervisor exits, PID 1 reaps what is left
+// and exits with the supervisor's code (128+n if it was killed by signal
+// n). In any other process the marker does nothing.
 const PID1Env = "PV_REAPER_PID1"
 
 // ChildEnv marks the supervisor started by the reaper. The package
@@ -47,12 +44,3 @@ func init() {
 // IsChild reports whether this process is the supervisor started by the
 // reaper.
 func IsChild() bool { return isChild }
-
-// ForwardedSignals are the signals PID 1 passes on to the supervisor:
-// termination requests (busybox-style init uses SIGTERM to reboot, SIGUSR1
-// to halt and SIGUSR2 to power off; SIGPWR comes from UPS daemons), plus
-// SIGHUP, SIGQUIT, SIGWINCH and SIGALRM. The C loop has the same list.
-var ForwardedSignals = []os.Signal{
-	unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
-	unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR, unix.SIGWINCH, unix.SIGALRM,
-}
