@@ -3,8 +3,10 @@ package reaper
 // The reaper itself is reaper_linux.c: a constructor that runs before the
 // Go runtime when PID1Env is set in PID 1's environment; host_linux.c is
 // the appengine host stage, another one; importing C is what compiles and
-// links them.
+// links them. The values below are the C stages' own (cstage_linux.h),
+// read through cgo so that C and Go cannot disagree on them.
 
+// #include "cstage_linux.h"
 import "C"
 
 import "os"
@@ -18,19 +20,19 @@ import "os"
 // process that exits. When the supervisor exits, PID 1 reaps what is left
 // and exits with the supervisor's code (128+n if it was killed by signal
 // n). In any other process the marker does nothing.
-const PID1Env = "PV_REAPER_PID1"
+const PID1Env = C.PID1_ENV
 
 // ChildEnv marks the supervisor started by the reaper. The package
 // removes it from the environment when it is initialised, so that the
 // supervisor's own children do not inherit it.
-const ChildEnv = "PV_REAPER_CHILD"
+const ChildEnv = C.CHILD_ENV
 
 // GoHostEnv, set in the environment of `pantavisor appengine`, keeps the
 // C host stage (host_linux.c) out of the way: the Go one then starts the
 // device. The C stage otherwise takes every `appengine` command line that
 // asks for no help, before the Go runtime starts, and declines by itself
 // when it cannot make the namespaces.
-const GoHostEnv = "PV_HOST_STAGE_GO"
+const GoHostEnv = C.GO_HOST_ENV
 
 // isChild is read once, before main, and the marker removed.
 var isChild = os.Getenv(ChildEnv) == "1"
