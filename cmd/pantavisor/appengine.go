@@ -94,7 +94,7 @@ func hostStage(stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	for {
 		code, stopped := runOnce(sigs, stderr)
-		if code != exitReboot || stopped {
+		if code != reaper.ExitReboot || stopped {
 			return code
 		}
 		// A reboot in appengine mode: everything was torn down with the
@@ -287,7 +287,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	case s := <-sigs:
 		reason = "signal " + s.String()
 	case why := <-reboot:
-		reason, code = "reboot: "+why, exitReboot
+		reason, code = "reboot: "+why, reaper.ExitReboot
 	}
 	log.Info("stopping", "reason", reason)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -339,10 +339,6 @@ func openContainerInit(path, work string, log *slog.Logger) *driver.Init {
 // workDir is the supervisor's tmpfs under the run directory: container
 // mountpoints and libcontainer state.
 func workDir(o appengineOpts) string { return filepath.Join(o.run, "work") }
-
-// exitReboot is the supervisor's exit status when the device must reboot;
-// in appengine mode the host process then starts it again from scratch.
-const exitReboot = 4
 
 // loadConfig builds the layered configuration: defaults, the config file,
 // the environment; appengine mode is forced as upstream does.

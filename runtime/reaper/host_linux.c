@@ -29,9 +29,6 @@
 
 #include "cstage_linux.h"
 
-// Keep in step with exitReboot in cmd/pantavisor/appengine.go.
-#define EXIT_REBOOT 4
-
 // The signals relayed to the device, named as Go names them (the Go stage
 // prints the same messages).
 static const struct {

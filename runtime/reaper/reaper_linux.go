@@ -34,6 +34,11 @@ const ChildEnv = C.CHILD_ENV
 // when it cannot make the namespaces.
 const GoHostEnv = C.GO_HOST_ENV
 
+// ExitReboot is the supervisor's exit code when the device must reboot. In
+// appengine mode the host stage, C or Go, then starts the device again
+// from scratch, unless it was stopped by a signal it relayed.
+const ExitReboot = C.EXIT_REBOOT
+
 // isChild is read once, before main, and the marker removed.
 var isChild = os.Getenv(ChildEnv) == "1"
 
