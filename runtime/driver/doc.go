@@ -8,11 +8,13 @@
 //
 // Requirements on the program that uses it:
 //
-//   - blank-import runtime/driver/initshim in the main package and in every
-//     test package that starts containers: libcontainer re-executes the
-//     binary as "<binary> init" to become the container's init, and
-//     initshim also keeps goroutines off the main thread (a thread wedged
-//     in a container's mount namespace would pin its rootfs forever);
+//   - runtime/driver/initshim, blank-imported in the main package and in
+//     every test package that starts containers (this package imports it
+//     too, for the hand-off's values, so it is linked in any case):
+//     libcontainer re-executes the binary as "<binary> init" to become the
+//     container's init, and initshim also keeps goroutines off the main
+//     thread (a thread wedged in a container's mount namespace would pin
+//     its rootfs forever);
 //   - cgo (libcontainer's nsenter is C);
 //   - call PrepareExeSealing first thing in main (or at least before
 //     the first container start), so that no start copies the binary:

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/runtime/driver/initshim"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 	"github.com/pantavisor/pv/spec"
 )
@@ -60,19 +61,19 @@ func runLister(t *testing.T, e *testEnv, name string) (initExe, fds string) {
 func TestInitHandoff(t *testing.T) {
 	e := newEnv(t)
 	selfExe, selfFds := runLister(t, e, "handoff-self")
-	if filepath.Base(selfExe) == initName {
+	if filepath.Base(selfExe) == initshim.InitName {
 		t.Fatalf("init is %s without a handle", selfExe)
 	}
 	if selfFds != "0 1 2 3 " {
 		t.Errorf("without a handle the command has %q open, want 0 1 2 and its own", selfFds)
 	}
-	path := goBuild(t, t.TempDir(), initName, "../../cmd/pvinit")
+	path := goBuild(t, t.TempDir(), initshim.InitName, "../../cmd/pvinit")
 	for _, tt := range []struct {
 		sealing Sealing
 		exe     string
 	}{
-		{SealingOverlay, "/" + initName},
-		{SealingMemfd, "/memfd:" + initName + " (deleted)"},
+		{SealingOverlay, "/" + initshim.InitName},
+		{SealingMemfd, "/memfd:" + initshim.InitName + " (deleted)"},
 	} {
 		t.Run(string(tt.sealing), func(t *testing.T) {
 			ci, err := openInit(path, t.TempDir(), tt.sealing == SealingOverlay)
@@ -106,16 +107,16 @@ func TestInitHandoff(t *testing.T) {
 // is one), and a pvinit that can be written to is not executed.
 func TestInitHandoffIgnoresOthers(t *testing.T) {
 	e := newEnv(t)
-	if _, err := unix.FcntlInt(initFd, unix.F_GETFD, 0); err == nil {
-		t.Skipf("descriptor %d is in use in this test process", initFd)
+	if _, err := unix.FcntlInt(initshim.InitFd, unix.F_GETFD, 0); err == nil {
+		t.Skipf("descriptor %d is in use in this test process", initshim.InitFd)
 	}
 	dir := t.TempDir()
-	fifo := filepath.Join(dir, initName)
+	fifo := filepath.Join(dir, initshim.InitName)
 	if err := unix.Mkfifo(fifo, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writable := filepath.Join(t.TempDir(), initName)
-	goBuild(t, filepath.Dir(writable), initName, "../../cmd/pvinit")
+	writable := filepath.Join(t.TempDir(), initshim.InitName)
+	goBuild(t, filepath.Dir(writable), initshim.InitName, "../../cmd/pvinit")
 	for _, tt := range []struct{ name, path string }{
 		{"fifo", fifo},
 		{"writable pvinit", writable},
@@ -125,14 +126,14 @@ func TestInitHandoffIgnoresOthers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = unix.Dup3(fd, initFd, unix.O_CLOEXEC)
+			err = unix.Dup3(fd, initshim.InitFd, unix.O_CLOEXEC)
 			unix.Close(fd)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer unix.Close(initFd)
+			defer unix.Close(initshim.InitFd)
 			exe, _ := runLister(t, e, "ignore-"+strings.ReplaceAll(tt.name, " ", "-"))
-			if filepath.Base(exe) == initName {
+			if filepath.Base(exe) == initshim.InitName {
 				t.Errorf("init executed from %s", exe)
 			}
 		})

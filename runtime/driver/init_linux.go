@@ -11,16 +11,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/runtime/driver/initshim"
 )
-
-// initName is the file name of the container init binary (cmd/pvinit).
-// The hand-off in initshim recognises the handle by it: keep both in step.
-const initName = "pvinit"
-
-// initFd is the supervisor's descriptor for the handle, where the
-// hand-off looks for it (/proc/<parent>/fd/100). A process has far fewer
-// descriptors open when it calls OpenInit, early at start-up.
-const initFd = 100
 
 // Init is a read-only handle on the container init binary, held open by
 // the supervisor for as long as containers may start. Every container init
@@ -42,7 +35,7 @@ type Init struct {
 }
 
 // InitPath is where the container init is installed: beside the binary exe.
-func InitPath(exe string) string { return filepath.Join(filepath.Dir(exe), initName) }
+func InitPath(exe string) string { return filepath.Join(filepath.Dir(exe), initshim.InitName) }
 
 // ErrInitMismatch is returned by OpenInit for a container init that was
 // not built with the same libcontainer as this program: the two halves of
@@ -65,8 +58,8 @@ func OpenInit(path, tmpDir string) (*Init, error) { return openInit(path, tmpDir
 // openInit is OpenInit; tryOverlay false goes straight to the memfd copy
 // (for tests: overlayfs takes every binary this machine has).
 func openInit(path, tmpDir string, tryOverlay bool) (*Init, error) {
-	if filepath.Base(path) != initName {
-		return nil, fmt.Errorf("open container init %s: must be named %s", path, initName)
+	if filepath.Base(path) != initshim.InitName {
+		return nil, fmt.Errorf("open container init %s: must be named %s", path, initshim.InitName)
 	}
 	if err := sameBuild(path); err != nil {
 		return nil, fmt.Errorf("open container init %s: %w", path, err)
@@ -87,13 +80,13 @@ func openInit(path, tmpDir string, tryOverlay bool) (*Init, error) {
 		sealing = SealingMemfd
 	}
 	defer f.Close()
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, initFd)
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, initshim.InitFd)
 	if err != nil {
 		return nil, fmt.Errorf("open container init %s: dup: %w", path, err)
 	}
-	if fd != initFd {
+	if fd != initshim.InitFd {
 		unix.Close(fd)
-		return nil, fmt.Errorf("open container init %s: descriptor %d is taken", path, initFd)
+		return nil, fmt.Errorf("open container init %s: descriptor %d is taken", path, initshim.InitFd)
 	}
 	return &Init{file: os.NewFile(uintptr(fd), path), Path: path, Sealing: sealing, OverlayErr: overlayErr}, nil
 }
@@ -211,11 +204,11 @@ func memfdCopy(path string) (_ *os.File, err error) {
 		return nil, err
 	}
 	defer src.Close()
-	fd, err := unix.MemfdCreate(initName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := unix.MemfdCreate(initshim.InitName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, os.NewSyscallError("memfd_create", err)
 	}
-	f := os.NewFile(uintptr(fd), "memfd:"+initName)
+	f := os.NewFile(uintptr(fd), "memfd:"+initshim.InitName)
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -227,8 +220,7 @@ func memfdCopy(path string) (_ *os.File, err error) {
 	if err := f.Chmod(0o511); err != nil {
 		return nil, err
 	}
-	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, initshim.InitSeals); err != nil {
 		return nil, os.NewSyscallError("seal memfd", err)
 	}
 	return f, nil

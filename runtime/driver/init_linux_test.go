@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/pantavisor/pv/runtime/driver/initshim"
 )
 
 // goBuild builds the package pkg (a directory, or source files) into
@@ -36,12 +38,12 @@ func TestOpenInitRefuses(t *testing.T) {
 	if err := os.Mkdir(other, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	goBuild(t, other, initName, hello)
+	goBuild(t, other, initshim.InitName, hello)
 	notGo := filepath.Join(dir, "notgo")
 	if err := os.Mkdir(notGo, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(notGo, initName), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(notGo, initshim.InitName), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -49,9 +51,9 @@ func TestOpenInitRefuses(t *testing.T) {
 		is               error
 	}{
 		{"wrong name", filepath.Join(other, "init"), "must be named pvinit", nil},
-		{"missing", filepath.Join(dir, "none", initName), "no such file", nil},
-		{"not a Go program", filepath.Join(notGo, initName), "read build info", nil},
-		{"another build", filepath.Join(other, initName), "github.com/opencontainers/runc", ErrInitMismatch},
+		{"missing", filepath.Join(dir, "none", initshim.InitName), "no such file", nil},
+		{"not a Go program", filepath.Join(notGo, initshim.InitName), "read build info", nil},
+		{"another build", filepath.Join(other, initshim.InitName), "github.com/opencontainers/runc", ErrInitMismatch},
 	}
 	before := openFds(t)
 	for _, tt := range tests {

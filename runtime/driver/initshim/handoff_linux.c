@@ -28,14 +28,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-// Keep in step with initName, initFd and the memfd name in
-// driver/init_linux.go.
-#define INIT_NAME "pvinit"
-#define INIT_FD 100
-#define MEMFD_NAME "/memfd:" INIT_NAME " (deleted)"
+#include "handoff_linux.h"
 
-// Seals a memfd must carry (libcontainer's own rule for a sealed binary).
-#define BASE_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+// What /proc shows as the target of a memfd created as INIT_NAME (the
+// supervisor's copy where overlayfs is refused): a memfd is in no
+// directory, hence "(deleted)".
+#define MEMFD_NAME "/memfd:" INIT_NAME " (deleted)"
 
 extern char **environ;
 
@@ -62,7 +60,7 @@ static int is_init_handle(int fd)
 			return 0;
 		int seals = fcntl(rd, F_GET_SEALS);
 		close(rd);
-		return seals >= 0 && (seals & BASE_SEALS) == BASE_SEALS;
+		return seals >= 0 && (seals & INIT_SEALS) == INIT_SEALS;
 	}
 	const char *base = strrchr(target, '/');
 	if (base == NULL || strcmp(base + 1, INIT_NAME) != 0)

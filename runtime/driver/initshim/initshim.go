@@ -1,6 +1,9 @@
 // Package initshim turns the importing binary into libcontainer's container
-// init when it is re-executed as "<binary> init". Blank-import it from the
-// main package and from every test package that starts containers:
+// init when it is re-executed as "<binary> init". Package driver imports it
+// (for the hand-off's values, below), so every program that starts
+// containers links it; blank-import it from the main package and from every
+// test package that starts containers all the same, to say so where its
+// init runs:
 //
 //	import _ "github.com/pantavisor/pv/runtime/driver/initshim"
 //
@@ -15,7 +18,8 @@
 // In a binary that starts containers, it also links the hand-off to the
 // container init binary (handoff_linux.c, see driver.OpenInit): an init
 // started while the supervisor holds a handle on pvinit becomes pvinit
-// before this binary's runtime starts.
+// before this binary's runtime starts. InitName, InitFd and InitSeals are
+// what the hand-off and OpenInit agree on.
 package initshim
 
 // #cgo CFLAGS: -Wall

@@ -1,0 +1,24 @@
+package initshim
+
+// The hand-off itself is handoff_linux.c. What it and driver.OpenInit
+// must agree on is defined in handoff_linux.h and read here through cgo,
+// so that C and Go cannot disagree on it.
+
+// #define _GNU_SOURCE
+// #include "handoff_linux.h"
+import "C"
+
+// InitName is the file name of the container init binary (cmd/pvinit),
+// and the name of its memfd copy. The hand-off recognises the handle by
+// it.
+const InitName = C.INIT_NAME
+
+// InitFd is the supervisor's descriptor for the handle, where the hand-off
+// looks for it (/proc/<parent>/fd/<InitFd>). A process has far fewer
+// descriptors open when it calls driver.OpenInit, early at start-up.
+const InitFd = C.INIT_FD
+
+// InitSeals are the seals a memfd copy of the container init carries:
+// every write sealed (libcontainer's own rule for a sealed binary). The
+// hand-off refuses a memfd without all of them.
+const InitSeals = C.INIT_SEALS
