@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -298,5 +299,40 @@ func TestRevisionBootedOnce(t *testing.T) {
 	signalThenNoBoot("a2", 200*time.Millisecond, "second boot report")
 	if tree := sys.Tree(); tree.Info["boot_missed"] != "a2" || tree.Info["booted_in"] == "" {
 		t.Errorf("root info = %v", tree.Info)
+	}
+}
+
+// Each way a signal can be refused is told apart: upstream answers all of
+// them alike, so the reason in the log is all an operator has.
+func TestSignalRefusalsSayWhy(t *testing.T) {
+	e := newFakeEngine()
+	e.startDly["a1"] = time.Second // STARTING while the signals are sent
+	sys := startSystem(t, threeGroups(t, 30), e)
+	waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusStarting, "a2": messages.StatusStarted})
+	tests := []struct {
+		name, container, typ string
+		want                 messages.SignalRefusal
+	}{
+		{"unknown type", "a2", "alive", messages.SignalUnknownType},
+		{"goal not READY", "b1", "ready", messages.SignalGoalNotReady},
+		{"not started yet", "a1", "ready", messages.SignalWrongStatus},
+		{"no such container", "zz", "ready", messages.SignalNoContainer},
+	}
+	seen := map[string]string{}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := sys.Signal(tc.container, tc.typ, "")
+			var se *messages.SignalError
+			if !errors.As(err, &se) || se.Refusal != tc.want {
+				t.Fatalf("got %v, want refusal %q", err, tc.want)
+			}
+			if other, dup := seen[err.Error()]; dup {
+				t.Errorf("%q says the same as %q: %v", tc.name, other, err)
+			}
+			seen[err.Error()] = tc.name
+		})
+	}
+	if err := sys.Signal("a2", "ready", ""); err != nil {
+		t.Errorf("ready from a STARTED container whose goal is READY: %v", err)
 	}
 }
