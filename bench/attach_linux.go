@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/pantavisor/pv/network/link"
+)
+
+// attachName is what the attach figures time of this project: the call
+// the engine makes between a container's creation and its exec when the
+// container has a lease (engine plumb), alone.
+const attachName = "network attach per container: link.AttachVeth into a fresh netns (veth pair, host end on the bridge and up, eth0 MAC + address + up, lo up, default route)"
+
+// attachesPerRun is how many attaches each side of an attach figure times
+// per run, after one that warms up; the run reports the median.
+const attachesPerRun = 20
+
+// attachContainer names the container of the attach figures; its veth's
+// host end is link.HostVethName of it.
+const attachContainer = "pvbench-attach"
+
+// attacher gives the netns at nsPath its eth0 from the bench lease, on the
+// bench pool's bridge, and returns when it is done.
+type attacher func(nsPath string) error
+
+// oursAttach is what the engine's plumb does for a bridge lease once it
+// has the container's netns path.
+func oursAttach(nsPath string) error {
+	mac, err := net.ParseMAC(benchLease.MAC)
+	if err != nil {
+		return fmt.Errorf("bad MAC %q: %w", benchLease.MAC, err)
+	}
+	_, err = link.AttachVeth(benchLease.Link, link.Endpoint{
+		Container: attachContainer, NetNS: nsPath,
+		Addr: benchLease.Addr, Gateway: benchLease.Gateway, MAC: mac,
+	})
+	return err
+}
+
+// Runs of each attach figure so far: they decide which side goes first.
+var attachStartRuns int
+
+// attachVsStart times attachesPerRun attaches of this project into fresh
+// netns and, as the baseline, the Start calls without a lease of the
+// network figures' container (its own netns, no network), and returns
+// both medians in ms: the network's cost against the start it is part of.
+func attachVsStart() (ours, base float64, err error) {
+	var att []time.Duration
+	var starts netResult
+	sides := []func() error{
+		func() error {
+			return withPool(func() (err error) {
+				att, err = attachTimes("link.AttachVeth", oursAttach)
+				return err
+			})
+		},
+		func() (err error) { starts, err = netStarts(false); return err },
+	}
+	if attachStartRuns%2 == 1 {
+		sides[0], sides[1] = sides[1], sides[0]
+	}
+	attachStartRuns++
+	for i, side := range sides {
+		if i > 0 {
+			time.Sleep(settle)
+		}
+		if err := side(); err != nil {
+			return 0, 0, err
+		}
+	}
+	return medianMs(att), starts.startWithout, nil
+}
+
+// attachTimes times attach into a fresh network namespace attachesPerRun
+// times, after one warm-up, and returns the durations. The bench pool's
+// bridge must be up.
+//
+// Each namespace is made before the clock starts, as a container's is by
+// its creation, and holds only lo, down, as a container's does when the
+// engine plumbs it. Each attach is checked (untimed) to have made what
+// the lease asks for, so that a side doing less cannot look faster. The
+// namespace is then closed and the host end waited for: the kernel
+// destroys the pair with the namespace, as it does when a container's
+// processes are gone, and the next attach does not find the previous one's
+// teardown still running (a host end left behind is deleted).
+func attachTimes(what string, attach attacher) ([]time.Duration, error) {
+	host := link.HostVethName(attachContainer)
+	var ds, gone []time.Duration
+	for i := 0; i <= attachesPerRun; i++ {
+		ns, err := newNetns()
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		err = attach(ns.path)
+		el := time.Since(t0)
+		if err == nil {
+			err = checkAttached(ns.path, host)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: %w", what, err)
+		}
+		ns.close()
+		t1 := time.Now()
+		if uerr := unplug(host); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %w", what, uerr))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			ds = append(ds, el)
+			gone = append(gone, time.Since(t1))
+		}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	logf("%s: attach median %.3f ms, min %.3f, max %.3f over %d; teardown after the netns closed (untimed) median %.2f ms",
+		what, medianMs(ds), float64(s[0])/1e6, float64(s[len(s)-1])/1e6, len(ds), medianMs(gone))
+	return ds, nil
+}
+
+// benchNetns is a network namespace made by the bench, standing in for a
+// container's.
+type benchNetns struct {
+	h netns.NsHandle
+	// path opens it (/proc/<pid>/fd/<fd>), from this process and from
+	// the commands it runs, as /proc/<pid>/ns/net opens a container's.
+	path string
+}
+
+func (n benchNetns) close() { n.h.Close() }
+
+// newNetns makes a network namespace on a thread of its own and puts the
+// thread back into this process's namespace: the rest of the bench, and
+// the netlink calls of the attach, stay in the namespace of make bench's
+// unshare.
+func newNetns() (benchNetns, error) {
+	var (
+		h   netns.NsHandle
+		err error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		orig, gerr := netns.Get()
+		if gerr != nil {
+			runtime.UnlockOSThread()
+			err = gerr
+			return
+		}
+		defer orig.Close()
+		h, err = netns.New()
+		if serr := netns.Set(orig); serr != nil {
+			// Left locked, the thread ends with this goroutine
+			// instead of running others in the new namespace.
+			err = errors.Join(err, serr)
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	<-done
+	if err != nil {
+		if h.IsOpen() {
+			h.Close()
+		}
+		return benchNetns{}, fmt.Errorf("new netns: %w", err)
+	}
+	return benchNetns{h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))}, nil
+}
+
+// checkAttached checks what an attach made: the host end host is a veth
+// on the bench bridge and up; in the netns at nsPath, eth0 has the lease's
+// MAC and address and is up, lo is up, and the default route goes through
+// the lease's gateway.
+func checkAttached(nsPath, host string) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("check attach: "+format, args...)
+	}
+	br, err := netlink.LinkByName(benchLease.Link)
+	if err != nil {
+		return fail("bridge: %w", err)
+	}
+	hl, err := netlink.LinkByName(host)
+	if err != nil {
+		return fail("host end: %w", err)
+	}
+	if _, ok := hl.(*netlink.Veth); !ok || hl.Attrs().MasterIndex != br.Attrs().Index || hl.Attrs().Flags&net.FlagUp == 0 {
+		return fail("host end %s: %s on master %d, flags %v; want an up veth on %s (%d)",
+			host, hl.Type(), hl.Attrs().MasterIndex, hl.Attrs().Flags, benchLease.Link, br.Attrs().Index)
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fail("open netns: %w", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fail("netlink in netns: %w", err)
+	}
+	defer h.Close()
+	eth, err := h.LinkByName(link.ContainerIfName)
+	if err != nil {
+		return fail("%s: %w", link.ContainerIfName, err)
+	}
+	if eth.Attrs().HardwareAddr.String() != benchLease.MAC || eth.Attrs().Flags&net.FlagUp == 0 {
+		return fail("%s: MAC %s, flags %v; want %s, up", link.ContainerIfName, eth.Attrs().HardwareAddr, eth.Attrs().Flags, benchLease.MAC)
+	}
+	addrs, err := h.AddrList(eth, netlink.FAMILY_V4)
+	if err != nil {
+		return fail("addresses: %w", err)
+	}
+	if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IPNet.String() == benchLease.Addr.String() }) {
+		return fail("%s has %v, not %s", link.ContainerIfName, addrs, benchLease.Addr)
+	}
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fail("lo: %w", err)
+	}
+	if lo.Attrs().Flags&net.FlagUp == 0 {
+		return fail("lo is down")
+	}
+	routes, err := h.RouteList(eth, netlink.FAMILY_V4)
+	if err != nil {
+		return fail("routes: %w", err)
+	}
+	if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
+		return (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.String() == benchLease.Gateway.String()
+	}) {
+		return fail("no default route via %s in %v", benchLease.Gateway, routes)
+	}
+	return nil
+}
+
+// unplug waits up to a second for the kernel to delete the veth whose
+// host end is host, with the namespace its peer was in, then deletes it
+// if it is still there.
+func unplug(host string) error {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := netlink.LinkByName(host); err != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return link.Detach(link.Attachment{Kind: link.KindVeth, Container: attachContainer, HostLink: host})
+}
