@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -46,8 +48,58 @@ func oursAttach(nsPath string) error {
 	return err
 }
 
+// iprouteAttach does what oursAttach does with iproute2: the pair is
+// created with its host end on the bridge and up and its peer, eth0 with
+// the lease's MAC, in the netns; one ip inside the netns (nsenter) then
+// adds the address, brings eth0 and lo up and adds the default route.
+func iprouteAttach(nsPath string) error {
+	host := link.HostVethName(attachContainer)
+	add := exec.Command("ip", "link", "add", host, "master", benchLease.Link, "up",
+		"type", "veth", "peer", "name", link.ContainerIfName, "address", benchLease.MAC, "netns", nsPath)
+	if out, err := add.CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link add: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	in := exec.Command("nsenter", "--net="+nsPath, "ip", "-batch", "-")
+	in.Stdin = strings.NewReader(fmt.Sprintf("address add %s dev %s\nlink set %[2]s up\nlink set lo up\nroute add default via %s dev %[2]s\n",
+		benchLease.Addr, link.ContainerIfName, benchLease.Gateway))
+	if out, err := in.CombinedOutput(); err != nil {
+		return fmt.Errorf("nsenter ip -batch: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // Runs of each attach figure so far: they decide which side goes first.
-var attachStartRuns int
+var attachStartRuns, attachIPRuns int
+
+// attachVsIproute2 times attachesPerRun attaches of this project and as
+// many of iproute2, in blocks whose order alternates from run to run with
+// a pause between them, on one bench pool, and returns both medians in ms.
+func attachVsIproute2() (ours, base float64, err error) {
+	var o, b []time.Duration
+	err = withPool(func() error {
+		blocks := []func() (err error){
+			func() (err error) { o, err = attachTimes("link.AttachVeth", oursAttach); return err },
+			func() (err error) { b, err = attachTimes("iproute2", iprouteAttach); return err },
+		}
+		if attachIPRuns%2 == 1 {
+			blocks[0], blocks[1] = blocks[1], blocks[0]
+		}
+		attachIPRuns++
+		for i, block := range blocks {
+			if i > 0 {
+				time.Sleep(settle)
+			}
+			if err := block(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return medianMs(o), medianMs(b), nil
+}
 
 // attachVsStart times attachesPerRun attaches of this project into fresh
 // netns and, as the baseline, the Start calls without a lease of the
