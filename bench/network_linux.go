@@ -36,8 +36,8 @@ var (
 
 func init() {
 	Register(Figure{
-		Name:     "container start→exit of /bin/true with an IPAM lease (own netns + veth on a bridge, address, route)",
-		Baseline: "same container and netns, no lease (engine Mount.Start(nil)), mount kept",
+		Name:     "container start→exit of /bin/true with an IPAM lease (engine Start(lease) + Wait + Destroy, mount kept; own netns, veth on a bridge, address, route)",
+		Baseline: "same container and netns without a lease (engine Start(nil) + Wait + Destroy, mount kept)",
 		Unit:     "ms",
 		Needs:    containerNeeds("exec:iptables"),
 		Run: func() (float64, float64, error) {
