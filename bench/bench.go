@@ -6,8 +6,10 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"sort"
@@ -28,7 +30,8 @@ type Figure struct {
 	Unit string
 	// Goal is the target ratio (ours/baseline); 0 when there is none.
 	Goal float64
-	// Run measures once and returns this project's value and the baseline's.
+	// Run measures once and returns this project's value and the baseline's,
+	// each measured by itself (never negative: see Measure).
 	Run func() (ours, baseline float64, err error)
 	// Needs lists what the figure requires (see Unmet for the names); the
 	// runner skips it with a reason when one is not met.
@@ -118,7 +121,9 @@ func Unmet(f Figure) string {
 // Measure runs f runs times (f.Runs when set) and keeps the medians of both
 // values, so that one disturbed run (the machine has two cores shared with
 // everything else) does not decide the figure. A figure whose needs are
-// not met is skipped, not run.
+// not met is skipped, not run; a run that returns a negative, NaN or
+// infinite value fails the figure (ErrBadValue), so that the table only
+// shows what was measured.
 func Measure(f Figure, runs int) Result {
 	if why := Unmet(f); why != "" {
 		return Result{Figure: f, Skipped: why}
@@ -129,6 +134,9 @@ func Measure(f Figure, runs int) Result {
 	var ours, base []float64
 	for i := 0; i < runs; i++ {
 		o, b, err := f.Run()
+		if err == nil {
+			err = checkValues(o, b)
+		}
 		if err != nil {
 			return Result{Figure: f, Err: err, Runs: i}
 		}
@@ -136,6 +144,24 @@ func Measure(f Figure, runs int) Result {
 		base = append(base, b)
 	}
 	return Result{Figure: f, Ours: median(ours), Base: median(base), Runs: runs}
+}
+
+// ErrBadValue means a figure's run returned a value no measurement can
+// have: every figure is a duration, size, count or share, so a negative
+// value (or NaN) comes from arithmetic on measurements, such as the
+// difference of two noisy totals, not from measuring.
+var ErrBadValue = errors.New("not a measurement")
+
+func checkValues(ours, base float64) error {
+	for _, v := range []struct {
+		side string
+		v    float64
+	}{{"this project", ours}, {"baseline", base}} {
+		if v.v < 0 || math.IsNaN(v.v) || math.IsInf(v.v, 0) {
+			return fmt.Errorf("%s value %v: %w", v.side, v.v, ErrBadValue)
+		}
+	}
+	return nil
 }
 
 func median(v []float64) float64 {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,18 @@ func TestMeasureStopsOnError(t *testing.T) {
 	r := Measure(Figure{Name: "f", Run: func() (float64, float64, error) { return 0, 0, errors.New("no root") }}, 5)
 	if r.Err == nil || r.Runs != 0 {
 		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestMeasureRejectsImpossibleValues(t *testing.T) {
+	for _, v := range [][2]float64{{-0.24, 25}, {1, -1}, {math.NaN(), 1}, {math.Inf(1), 1}} {
+		r := Measure(Figure{Name: "f", Run: func() (float64, float64, error) { return v[0], v[1], nil }}, 3)
+		if !errors.Is(r.Err, ErrBadValue) || r.Runs != 0 {
+			t.Errorf("values %v: got %+v", v, r)
+		}
+	}
+	if r := Measure(Figure{Name: "f", Run: func() (float64, float64, error) { return 0, 0, nil }}, 1); r.Err != nil {
+		t.Errorf("zero values: %v", r.Err)
 	}
 }
 
