@@ -15,8 +15,8 @@ FUZZTIME  ?= 50000x
 # namespaces: every bridge, veth, iptables rule and mount dies with it and the
 # host's network namespace is never touched.
 NS_EXEC   := unshare --pid --net --mount --fork --mount-proc
-FIXTURES  ?= $(abspath ../shared/fixtures/upstream-pvtx)
-export UPSTREAM_FIXTURES := $(FIXTURES)
+# Upstream's real state files, kept in the repository (testdata/upstream-pvtx/README.md).
+FIXTURES  ?= $(abspath testdata/upstream-pvtx)
 
 # package:FuzzTarget pairs run by `make fuzz` (each for FUZZTIME).
 FUZZ_TARGETS := \

@@ -55,7 +55,7 @@ func TestPrint(t *testing.T) {
 }
 
 func TestValidateFigureRuns(t *testing.T) {
-	FixturesDir = "../../shared/fixtures/upstream-pvtx"
+	FixturesDir = "../testdata/upstream-pvtx"
 	for _, f := range Figures() {
 		if strings.HasPrefix(f.Name, "validate") {
 			ours, base, err := f.Run()

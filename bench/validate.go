@@ -10,8 +10,9 @@ import (
 	"github.com/pantavisor/pv/state"
 )
 
-// FixturesDir is where the upstream state fixtures are; set by the runner.
-var FixturesDir = "../shared/fixtures/upstream-pvtx"
+// FixturesDir is where the upstream state fixtures are: the repository's
+// testdata/ from its root, where make bench runs; pvbench -fixtures sets it.
+var FixturesDir = "testdata/upstream-pvtx"
 
 // largestFixture returns the biggest upstream state, the worst case for the
 // parser among real revisions.

@@ -8,24 +8,15 @@ import (
 )
 
 // fixturesDir holds real upstream states (pvtx test resources and expected
-// outputs), shipped beside the repository in shared/.
+// outputs), kept in the repository's testdata/ (see its README for their
+// origin and license).
 func fixturesDir(t testing.TB) string {
 	t.Helper()
-	for _, d := range []string{
-		os.Getenv("UPSTREAM_FIXTURES"),
-		"../../shared/fixtures/upstream-pvtx",
-		"../shared/fixtures/upstream-pvtx",
-		"testdata/upstream-pvtx",
-	} {
-		if d == "" {
-			continue
-		}
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			return d
-		}
+	const dir = "../testdata/upstream-pvtx"
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("upstream fixtures: %v", err)
 	}
-	t.Fatal("upstream fixtures not found: set UPSTREAM_FIXTURES")
-	return ""
+	return dir
 }
 
 func fixtureFiles(t testing.TB) []string {

@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-const fixtures = "../../../shared/fixtures/upstream-pvtx"
+// fixtures are upstream's states, in the repository's testdata/.
+const fixtures = "../../testdata/upstream-pvtx"
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
@@ -18,7 +19,7 @@ func runCLI(args ...string) (int, string, string) {
 
 func TestValidateExitCodes(t *testing.T) {
 	if _, err := os.Stat(fixtures); err != nil {
-		t.Skipf("fixtures not available: %v", err)
+		t.Fatalf("upstream fixtures: %v", err)
 	}
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
