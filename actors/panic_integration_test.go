@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/internal/wire"
 	"github.com/pantavisor/pv/messages"
@@ -33,9 +34,7 @@ func TestMain(m *testing.M) {
 // survives, the actor restarts and re-adopts the same container (same pid),
 // and the container is still supervised afterwards.
 func TestPanicKeepsRealContainer(t *testing.T) {
-	if os.Getpid() != 1 {
-		t.Skip("run under unshare --pid --net --mount --fork --mount-proc")
-	}
+	isolated.Require(t)
 	dir := t.TempDir()
 	trail := filepath.Join(dir, "trails", "0")
 	if err := revtest.Build(dir, testrootfs.Squashfs(t), nil, []revtest.Container{{

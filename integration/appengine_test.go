@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/testrootfs"
@@ -24,6 +25,7 @@ const sleeper = `/bin/sh "-c" "trap 'echo stopped-by-term; exit 0' TERM; echo up
 // it through the bind-mounted control socket), g2 holds a container whose
 // READY never comes (its 2 s timeout lets g3 start), g3 plain.
 func TestGroupsOrderReadyAndTimeout(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{
 		{"name": "g1", "status_goal": "READY", "timeout": 30},
 		{"name": "g2", "status_goal": "STARTED", "timeout": 2},
@@ -72,6 +74,7 @@ func TestGroupsOrderReadyAndTimeout(t *testing.T) {
 // command, environment, a mount entry from a storage volume and a dropped
 // capability, all checked from inside the container.
 func TestUpstreamShapedContainer(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{
 		name: "up", group: "app",
 		cmd: `/bin/sh "-c" "echo ARGS=$0-$1; echo FOO=$FOO; echo GREETING=$GREETING; grep CapEff /proc/self/status; cat /data/hello.txt; hostname; exec sleep 1000" "first" "second"`,
@@ -135,6 +138,7 @@ func TestUpstreamShapedContainer(t *testing.T) {
 // orphans are reaped in pantavisor's pid namespace: every exit is reported
 // exactly and no zombie is left.
 func TestExitCodesWhileReapingOrphans(t *testing.T) {
+	isolated.Require(t)
 	// x04 and x14 run until the test SIGKILLs them (from outside: an init
 	// ignores every signal it has no handler for, except SIGKILL from an
 	// ancestor namespace); x09 and x19 die by SIGSEGV (a fault is always
@@ -205,6 +209,7 @@ func TestExitCodesWhileReapingOrphans(t *testing.T) {
 // SIGTERM stops every container in reverse group order, pantavisor exits 0
 // and leaves no mount, loop device, cgroup or process behind.
 func TestSigtermStopsInReverseOrderAndCleansUp(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{
 		{"name": "first"}, {"name": "second"}, {"name": "third"},
 	}, []ctr{

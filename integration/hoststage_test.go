@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/reaper"
 )
@@ -56,6 +57,7 @@ func threads(t *testing.T, pid int) int {
 // a Go program has several), Ctrl-C (SIGINT) goes through it to the device,
 // which stops cleanly; with reaper.GoHostEnv the Go stage does the same.
 func TestHostStages(t *testing.T) {
+	isolated.Require(t)
 	for _, c := range []struct {
 		name string
 		env  []string
@@ -112,6 +114,7 @@ func nsPids(t *testing.T, pid int) []int {
 // Bad arguments are reported as before, whichever stage runs: the C stage
 // leaves them to the supervisor, which checks the same things.
 func TestHostStageBadArguments(t *testing.T) {
+	isolated.Require(t)
 	empty := t.TempDir()
 	for _, c := range []struct {
 		args []string
@@ -136,6 +139,7 @@ func TestHostStageBadArguments(t *testing.T) {
 // A signal during the pause before a reboot's new start ends the device
 // there: the C stage says so and exits 0 without starting it again.
 func TestSignalDuringRebootPause(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "core", "restart_policy": "system"}}, []ctr{
 		{name: "sys", group: "core", cmd: `/bin/sh "-c" "exit 1"`,
 			run: map[string]any{"auto_recovery": map[string]any{"policy": "no"}}},

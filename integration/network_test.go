@@ -19,22 +19,16 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
 )
 
 // requireIsolatedNet refuses to touch the network unless this test process
-// has a network namespace of its own (only lo): the host's is never touched.
+// has a network namespace of its own: lo and the links earlier tests of
+// this binary made (all named t...). The host's is never touched.
 func requireIsolatedNet(t *testing.T) {
 	t.Helper()
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range links {
-		if l.Attrs().Name != "lo" && !strings.HasPrefix(l.Attrs().Name, "t") {
-			t.Skipf("not in a test network namespace (found %s)", l.Attrs().Name)
-		}
-	}
+	isolated.RequireNet(t, "t")
 }
 
 // linkToDevice connects this test's network namespace to the device's with

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
 )
 
@@ -48,6 +49,7 @@ func withinPct(got, want time.Duration, pct float64) bool {
 // is restarted exactly 3 times, ~1 s, 2 s, 4 s apart, then FAILED; the rest
 // of the revision keeps running.
 func TestOnFailureBackoffThenFailed(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		{name: "crash", group: "app", cmd: `/bin/sh "-c" "echo run; exit 1"`, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "on-failure", "max_retries": 3, "retry_delay": 1, "backoff_factor": 2}}},
@@ -81,6 +83,7 @@ func TestOnFailureBackoffThenFailed(t *testing.T) {
 // on-failure does not restart a clean exit; always does; a death by signal
 // counts as a failure.
 func TestPoliciesAndSignals(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		{name: "clean", group: "app", cmd: `/bin/sh "-c" "echo run; exit 0"`, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "on-failure"}}},
@@ -113,6 +116,7 @@ func TestPoliciesAndSignals(t *testing.T) {
 // unless-stopped: an API stop is not undone by recovery; an API start arms
 // it again.
 func TestUnlessStoppedWithAPI(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		{name: "svc", group: "app", cmd: sleeper, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "unless-stopped"}}},
@@ -143,6 +147,7 @@ func TestUnlessStoppedWithAPI(t *testing.T) {
 
 // reset_window: a run longer than the window starts again from retry 1.
 func TestResetWindow(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		{name: "slow", group: "app", cmd: `/bin/sh "-c" "echo run; sleep 1.5; exit 3"`, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "on-failure", "max_retries": 1, "reset_window": 1}}},
@@ -165,6 +170,7 @@ func TestResetWindow(t *testing.T) {
 // The cap: factor 10 with retry_delay 1 never waits more than
 // PV_AUTO_RECOVERY_MAX_DELAY (2 s here, from the config file).
 func TestBackoffCap(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		{name: "crash", group: "app", cmd: `/bin/sh "-c" "exit 1"`, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "on-failure", "max_retries": 4, "retry_delay": 1, "backoff_factor": 10}}},
@@ -195,6 +201,7 @@ func TestBackoffCap(t *testing.T) {
 // with the floor backoff instead of spinning: a container that exits at
 // once costs pantavisor < 5 % of a CPU over 30 s.
 func TestLegacyFallbackDoesNotSpin(t *testing.T) {
+	isolated.Require(t)
 	if testing.Short() {
 		t.Skip("30 s CPU measurement")
 	}
@@ -224,6 +231,7 @@ func TestLegacyFallbackDoesNotSpin(t *testing.T) {
 // A system container that gives up outside an update reboots the device:
 // in appengine mode a full teardown and a new start, after which it runs.
 func TestSystemContainerFailureReboots(t *testing.T) {
+	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "core", "restart_policy": "system"}}, []ctr{
 		// Fails on the first boot only: a marker on permanent storage.
 		{name: "sys", group: "core",

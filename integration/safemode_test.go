@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/storage"
 )
 
@@ -17,6 +18,7 @@ import (
 // control socket answers, no container starts, the log says why, and
 // SIGTERM still stops it cleanly.
 func TestSafeMode(t *testing.T) {
+	isolated.Require(t)
 	for _, c := range []struct {
 		name  string
 		spoil func(t *testing.T, storage string)

@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/exeseal"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
 	"github.com/pantavisor/pv/runtime/rootfs"
 	"github.com/pantavisor/pv/runtime/testrootfs"
@@ -39,13 +40,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireIsolated(tb testing.TB) {
-	tb.Helper()
-	if os.Getpid() != 1 || os.Geteuid() != 0 {
-		tb.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
-}
-
 func randomSuffix() string {
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -63,7 +57,7 @@ type testEnv struct {
 
 func newEnv(tb testing.TB) *testEnv {
 	tb.Helper()
-	requireIsolated(tb)
+	isolated.Require(tb)
 	tmp := tb.TempDir()
 	d, err := New(Options{StateRoot: filepath.Join(tmp, "state"), CgroupParent: "pvtest-" + randomSuffix()})
 	if err != nil {
@@ -442,7 +436,7 @@ func TestStop(t *testing.T) {
 // (d) Nothing is left after Destroy and Unmount: mounts, loop devices,
 // cgroups, processes, state.
 func TestNoLeaks(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	tmp := t.TempDir()
 	parent := "pvtest-" + randomSuffix()
 	d, err := New(Options{StateRoot: filepath.Join(tmp, "state"), CgroupParent: parent})

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/runtime/driver"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
@@ -51,9 +52,7 @@ func squashfsMounts(t *testing.T, dir string) []string {
 // and the next start (Mount), so that the image is not decompressed again,
 // and lets go of it at Close.
 func TestImageStaysMountedUntilClose(t *testing.T) {
-	if os.Getpid() != 1 || os.Geteuid() != 0 {
-		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
+	isolated.Require(t)
 	dir := t.TempDir()
 	image := testrootfs.Squashfs(t)
 	if err := revtest.Build(dir, image, nil, []revtest.Container{{Name: "app", Cmd: "/bin/true", LXC: []string{"lxc.namespace.keep = user net ipc"}}}); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/runtime/driver"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
 	"github.com/pantavisor/pv/runtime/reaper"
@@ -37,9 +38,7 @@ func TestMain(m *testing.M) {
 // only the named test is selected.
 func underReaper(t *testing.T, test string) *exec.Cmd {
 	t.Helper()
-	if os.Getpid() != 1 || os.Geteuid() != 0 {
-		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
+	isolated.Require(t)
 	if reaper.IsChild() {
 		t.Skip("parent-side test")
 	}

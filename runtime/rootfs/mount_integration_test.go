@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 )
 
@@ -19,15 +20,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testrootfs.Cleanup()
 	os.Exit(code)
-}
-
-// requireIsolated skips unless the test binary is PID 1 of fresh namespaces
-// (go test -exec 'unshare --pid --net --mount --fork --mount-proc').
-func requireIsolated(t *testing.T) {
-	t.Helper()
-	if os.Getpid() != 1 || os.Geteuid() != 0 {
-		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
 }
 
 // waitNoLoops waits for the auto-clearing loop devices of image to go.
@@ -57,7 +49,7 @@ func assertClean(t *testing.T, work string, images ...string) {
 }
 
 func TestMountSquashfsBoot(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	img := testrootfs.Squashfs(t)
 	work := filepath.Join(t.TempDir(), "c1")
 	r, err := Mount(Options{Image: img, WorkBase: work})
@@ -118,7 +110,7 @@ func TestMountSquashfsBoot(t *testing.T) {
 
 // The size limit of the Boot tmpfs holds with the tmpfs detached.
 func TestMountBootTmpfsSize(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	img := testrootfs.Squashfs(t)
 	work := filepath.Join(t.TempDir(), "c1")
 	r, err := Mount(Options{Image: img, WorkBase: work, TmpfsSize: "64k"})
@@ -138,7 +130,7 @@ func TestMountBootTmpfsSize(t *testing.T) {
 }
 
 func TestMountPermanentKeepsWrites(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	img := testrootfs.Squashfs(t)
 	tmp := t.TempDir()
 	work, persist := filepath.Join(tmp, "work"), filepath.Join(tmp, "disks/perm/c/lxc-overlay")
@@ -166,7 +158,7 @@ func TestMountPermanentKeepsWrites(t *testing.T) {
 }
 
 func TestMountDirWithVolumes(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	dir := testrootfs.Dir(t)
 	img := testrootfs.Squashfs(t)
 	tmp := t.TempDir()
@@ -211,7 +203,7 @@ func TestMountDirWithVolumes(t *testing.T) {
 }
 
 func TestMountUnwindsOnFailure(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	img := testrootfs.Squashfs(t)
 	tmp := t.TempDir()
 	bad := filepath.Join(tmp, "bad.img")
@@ -241,7 +233,7 @@ func TestMountUnwindsOnFailure(t *testing.T) {
 // mount of their image, keep their own overlays, and the last Unmount
 // releases the shared mount.
 func TestMountSharedLower(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	img := testrootfs.Squashfs(t)
 	tmp := t.TempDir()
 	lowers := NewLowers(filepath.Join(tmp, "lowers"))
@@ -344,7 +336,7 @@ func TestMountSharedLower(t *testing.T) {
 // A shared lower that fails to mount is not cached: the error reaches the
 // caller, nothing is left, and a later Acquire tries again.
 func TestSharedLowerFailure(t *testing.T) {
-	requireIsolated(t)
+	isolated.Require(t)
 	tmp := t.TempDir()
 	lowers := NewLowers(filepath.Join(tmp, "lowers"))
 	corrupt := filepath.Join(tmp, "corrupt.img")

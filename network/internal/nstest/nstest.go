@@ -24,28 +24,17 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/pantavisor/pv/internal/isolated"
 )
 
-// Isolated skips t unless the process is PID 1 of its own pid namespace and
-// its network namespace holds nothing but lo, i.e. it runs under unshare and
-// cannot reach the host's network. Tests clean up after themselves, so every
-// test of the binary starts from lo alone.
+// Isolated skips t unless the process is root and PID 1 of its own pid
+// namespace and its network namespace holds nothing but lo, i.e. it runs
+// under unshare and cannot reach the host's network. Tests clean up after
+// themselves, so every test of the binary starts from lo alone.
 func Isolated(t testing.TB) {
 	t.Helper()
-	if os.Getpid() != 1 {
-		t.Skip("not PID 1: run with go test -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Skipf("cannot list links: %v", err)
-	}
-	if len(links) != 1 || links[0].Attrs().Name != "lo" {
-		var names []string
-		for _, l := range links {
-			names = append(names, l.Attrs().Name)
-		}
-		t.Skipf("links %v: not a fresh netns with only lo", names)
-	}
+	isolated.RequireNet(t)
 }
 
 // NS is a network namespace made by the test.

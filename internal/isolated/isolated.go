@@ -1,0 +1,72 @@
+// Package isolated guards the integration tests. They make mounts, loop
+// devices, cgroups, bridges and iptables rules, which must vanish with the
+// test process and never touch the host's: they run as root and PID 1 of
+// fresh pid, net and mount namespaces, made by Command. Anywhere else they
+// skip, saying how to run them, so that a run without the namespaces shows
+// what it left out instead of passing with nothing run.
+package isolated
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Command runs the integration tests the only way they may run.
+const Command = "go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc' ./..."
+
+// Check reports why this process may not run integration tests, or nil:
+// it must be root and PID 1 of its pid namespace.
+func Check() error {
+	switch {
+	case os.Geteuid() != 0:
+		return errors.New("not root")
+	case os.Getpid() != 1:
+		return fmt.Errorf("pid %d, not PID 1 of a fresh pid namespace", os.Getpid())
+	}
+	return nil
+}
+
+// Require skips tb unless Check passes.
+func Require(tb testing.TB) {
+	tb.Helper()
+	if err := Check(); err != nil {
+		tb.Skipf("integration test needs fresh namespaces (%v): %s", err, Command)
+	}
+}
+
+// RequireNet is Require, and also skips tb unless this network namespace
+// holds nothing but lo and links whose names start with one of prefixes
+// (those a test of the same binary made): proof that it is not the
+// host's, whose network a test must never touch.
+func RequireNet(tb testing.TB, prefixes ...string) {
+	tb.Helper()
+	Require(tb)
+	links, err := netlink.LinkList()
+	if err != nil {
+		tb.Skipf("cannot list network links, so cannot tell this netns from the host's: %v", err)
+	}
+	var foreign []string
+	for _, l := range links {
+		name := l.Attrs().Name
+		if name != "lo" && !hasAnyPrefix(name, prefixes) {
+			foreign = append(foreign, name)
+		}
+	}
+	if len(foreign) > 0 {
+		tb.Skipf("network namespace has links %v: not a fresh one; %s", foreign, Command)
+	}
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
