@@ -34,9 +34,9 @@ all: build
 
 # The binaries are linked statically: pantavisor is executed for every
 # container start (libcontainer re-runs it as the init, which hands over to
-# pvinit), and the dynamic loader's work cost about a millisecond of CPU
-# each time. netgo and osusergo keep glibc's NSS (which a static binary
-# cannot load) out.
+# pvinit), and the dynamic loader's work would be paid each time (figures:
+# ARCHITECTURE.md, Performance notes). netgo and osusergo keep glibc's NSS
+# (which a static binary cannot load) out.
 STATIC    := -tags netgo,osusergo -ldflags '-extldflags=-static'
 
 # The C parts (nsenter, the reaper, the init hand-off) link against musl
@@ -44,20 +44,19 @@ STATIC    := -tags netgo,osusergo -ldflags '-extldflags=-static'
 # otherwise. Every container start executes two of these binaries (the
 # trampoline and pvinit), and glibc's static start-up (CPU feature and
 # cache detection by cpuid, which traps to the hypervisor in a VM, and
-# its IRELATIVE relocations) costs ~0.33 ms each time against musl's
-# nothing: an exec and exit of an empty static program takes 600 µs with
-# glibc and 270 µs with musl here; a boot of 20 containers, 8 % less CPU.
+# its IRELATIVE relocations) is paid each time; musl has none of it
+# (figures: ARCHITECTURE.md, Performance notes).
 # Evaluated when a recipe runs, after deps may have installed musl.
 MUSL_INC  := $(CURDIR)/bin/musl-include
 CGO_ENV    = $(if $(shell command -v musl-gcc 2>/dev/null),CC=musl-gcc CGO_CFLAGS='-O2 -g -isystem $(MUSL_INC)')
 
 # pvinit decodes libcontainer's init configuration once per container
 # start. encoding/json v1 builds an encoder for every type of that large
-# graph while decoding it (typeFields), ~9 % of the init's CPU; with the
-# v2 implementation behind the same API (the default from Go 1.27; same
-# behaviour, error texts aside) a boot of 20 containers took 4.6 % less CPU
-# (20 alternating boots). Only pvinit: the integration harness builds it
-# the same way, the driver's own tests build it without.
+# graph while decoding it (typeFields); the v2 implementation behind the
+# same API (the default from Go 1.27; same behaviour, error texts aside)
+# does not (figures: ARCHITECTURE.md, Performance notes). Only pvinit: the
+# integration harness builds it the same way, the driver's own tests build
+# it without.
 PVINIT_EXPERIMENT := jsonv2
 
 build: deps

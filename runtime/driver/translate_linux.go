@@ -80,7 +80,8 @@ type Translated struct {
 //   - capabilities: all capabilities minus CapDrop (LXC's default for a
 //     privileged container), or exactly CapKeep when it is set;
 //   - namespaces: mnt, uts, ipc, pid and net are created unless named in
-//     NamespaceKeep; a user or cgroup namespace is never created;
+//     NamespaceKeep, and cgroup too where the kernel has cgroup
+//     namespaces (as LXC does); a user or time namespace is never created;
 //   - /proc is always mounted (libcontainer's init needs it); /sys and
 //     /sys/fs/cgroup only as MountAuto asks;
 //   - the console is not a tty: TTYMax is ignored, PTYMax bounds the
