@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/network/link"
 )
 
@@ -81,19 +80,7 @@ func attachVsIproute2() (ours, base float64, err error) {
 			func() (err error) { o, err = attachTimes("link.AttachVeth", oursAttach); return err },
 			func() (err error) { b, err = attachTimes("iproute2", iprouteAttach); return err },
 		}
-		if attachIPRuns%2 == 1 {
-			blocks[0], blocks[1] = blocks[1], blocks[0]
-		}
-		attachIPRuns++
-		for i, block := range blocks {
-			if i > 0 {
-				time.Sleep(settle)
-			}
-			if err := block(); err != nil {
-				return err
-			}
-		}
-		return nil
+		return alternate(&attachIPRuns, blocks...)
 	})
 	if err != nil {
 		return 0, 0, err
@@ -117,17 +104,8 @@ func attachVsStart() (ours, base float64, err error) {
 		},
 		func() (err error) { starts, err = netStarts(false); return err },
 	}
-	if attachStartRuns%2 == 1 {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	attachStartRuns++
-	for i, side := range sides {
-		if i > 0 {
-			time.Sleep(settle)
-		}
-		if err := side(); err != nil {
-			return 0, 0, err
-		}
+	if err := alternate(&attachStartRuns, sides...); err != nil {
+		return 0, 0, err
 	}
 	return medianMs(att), starts.startWithout, nil
 }
@@ -148,20 +126,20 @@ func attachTimes(what string, attach attacher) ([]time.Duration, error) {
 	host := link.HostVethName(attachContainer)
 	var ds, gone []time.Duration
 	for i := 0; i <= attachesPerRun; i++ {
-		ns, err := newNetns()
+		ns, err := nstest.MakeNS() // made on a thread of its own: the bench stays in its netns
 		if err != nil {
 			return nil, err
 		}
 		t0 := time.Now()
-		err = attach(ns.path)
+		err = attach(ns.Path)
 		el := time.Since(t0)
 		if err == nil {
-			err = checkAttached(ns.path, host)
+			err = checkAttached(ns.Path, host)
 		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", what, err)
 		}
-		ns.close()
+		ns.Handle.Close()
 		t1 := time.Now()
 		if uerr := unplug(host); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("%s: %w", what, uerr))
@@ -179,56 +157,6 @@ func attachTimes(what string, attach attacher) ([]time.Duration, error) {
 	logf("%s: attach median %.3f ms, min %.3f, max %.3f over %d; teardown after the netns closed (untimed) median %.2f ms",
 		what, medianMs(ds), float64(s[0])/1e6, float64(s[len(s)-1])/1e6, len(ds), medianMs(gone))
 	return ds, nil
-}
-
-// benchNetns is a network namespace made by the bench, standing in for a
-// container's.
-type benchNetns struct {
-	h netns.NsHandle
-	// path opens it (/proc/<pid>/fd/<fd>), from this process and from
-	// the commands it runs, as /proc/<pid>/ns/net opens a container's.
-	path string
-}
-
-func (n benchNetns) close() { n.h.Close() }
-
-// newNetns makes a network namespace on a thread of its own and puts the
-// thread back into this process's namespace: the rest of the bench, and
-// the netlink calls of the attach, stay in the namespace of make bench's
-// unshare.
-func newNetns() (benchNetns, error) {
-	var (
-		h   netns.NsHandle
-		err error
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		orig, gerr := netns.Get()
-		if gerr != nil {
-			runtime.UnlockOSThread()
-			err = gerr
-			return
-		}
-		defer orig.Close()
-		h, err = netns.New()
-		if serr := netns.Set(orig); serr != nil {
-			// Left locked, the thread ends with this goroutine
-			// instead of running others in the new namespace.
-			err = errors.Join(err, serr)
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	<-done
-	if err != nil {
-		if h.IsOpen() {
-			h.Close()
-		}
-		return benchNetns{}, fmt.Errorf("new netns: %w", err)
-	}
-	return benchNetns{h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))}, nil
 }
 
 // checkAttached checks what an attach made: the host end host is a veth

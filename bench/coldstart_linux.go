@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,26 @@ var runcRuns, lxcRuns int
 // second side's.
 const settle = 300 * time.Millisecond
 
+// alternate runs the sides of one run of a figure, with settle between
+// them, first to last on even runs and last to first on odd ones (runs
+// counts them), so that neither side is always timed on a machine still
+// busy with the other's teardown. It stops at the first error.
+func alternate(runs *int, sides ...func() error) error {
+	if *runs%2 == 1 {
+		slices.Reverse(sides)
+	}
+	*runs++
+	for i, side := range sides {
+		if i > 0 {
+			time.Sleep(settle)
+		}
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // coldStart measures this project's cold start of the 20-container
 // revision and the baseline's 20 starts on the same rootfs (mounted once),
 // in one fixture. The side that goes first alternates from run to run, so
@@ -86,17 +107,8 @@ func coldStart(runs *int, baseline func(f *fixture, root string) (time.Duration,
 		func() (err error) { o, err = coldStartOurs(f); return err },
 		func() (err error) { b, err = baseline(f, root); return err },
 	}
-	if *runs%2 == 1 {
-		sides[0], sides[1] = sides[1], sides[0]
-	}
-	*runs++
-	for i, side := range sides {
-		if i > 0 {
-			time.Sleep(settle)
-		}
-		if err := side(); err != nil {
-			return 0, 0, err
-		}
+	if err := alternate(runs, sides...); err != nil {
+		return 0, 0, err
 	}
 	return float64(o) / 1e6, float64(b) / 1e6, nil
 }

@@ -152,20 +152,13 @@ func netCycles(m *engine.Mount, withLease bool) (res netResult, err error) {
 		return nil
 	}
 	blocks := []func() error{func() error { return block(nil, &cwo, &swo) }}
+	runs := new(int) // one side alone: nothing to alternate
 	if withLease {
 		blocks = append(blocks, func() error { return block(benchLease, &cw, &sw) })
-		if netRuns%2 == 1 {
-			blocks[0], blocks[1] = blocks[1], blocks[0]
-		}
-		netRuns++
+		runs = &netRuns
 	}
-	for i, b := range blocks {
-		if i > 0 {
-			time.Sleep(settle)
-		}
-		if err := b(); err != nil {
-			return res, err
-		}
+	if err := alternate(runs, blocks...); err != nil {
+		return res, err
 	}
 	res = netResult{cycleWith: medianMs(cw), cycleWithout: medianMs(cwo), startWith: medianMs(sw), startWithout: medianMs(swo)}
 	if withLease {

@@ -138,17 +138,8 @@ func startExit(runs *int, baseline starter) (ours, base float64, err error) {
 		func() error { return block(o.once, &od) },
 		func() error { return withoutInit(func() error { return block(b, &bd) }) },
 	}
-	if *runs%2 == 1 {
-		blocks[0], blocks[1] = blocks[1], blocks[0]
-	}
-	*runs++
-	for i, run := range blocks {
-		if i > 0 {
-			time.Sleep(settle)
-		}
-		if err := run(); err != nil {
-			return 0, 0, err
-		}
+	if err := alternate(runs, blocks...); err != nil {
+		return 0, 0, err
 	}
 	return medianMs(od), medianMs(bd), nil
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pantavisor/pv/network/internal/nstest"
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )

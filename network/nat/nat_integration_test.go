@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pantavisor/pv/network/internal/nstest"
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/network/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"

@@ -1,10 +1,11 @@
-// Package nstest holds helpers for the network packages' integration tests:
-// an isolation guard, throwaway network namespaces standing in for
+// Package nstest holds helpers for the network integration tests and the
+// bench: an isolation guard, throwaway network namespaces standing in for
 // containers and WAN hosts, and a TCP echo of the caller's address.
 //
-// Every helper is for a test binary run as PID 1 in fresh namespaces
-// (go test -exec 'unshare --pid --net --mount --fork --mount-proc'); Isolated
-// skips the test anywhere else, so nothing here can touch the host network.
+// Every helper is for a process run as PID 1 in fresh namespaces (go test
+// -exec 'unshare --pid --net --mount --fork --mount-proc', or make bench);
+// Isolated skips a test anywhere else, so nothing here can touch the host
+// network.
 package nstest
 
 import (
@@ -89,6 +90,9 @@ func MakeNS() (NS, error) {
 	}()
 	<-done
 	if err != nil {
+		if h.IsOpen() {
+			h.Close()
+		}
 		return NS{}, fmt.Errorf("new netns: %w", err)
 	}
 	return NS{Handle: h, Path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))}, nil
