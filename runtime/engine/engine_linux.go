@@ -1,7 +1,12 @@
 // Package engine puts the runtime mechanisms together for the actors: a
 // container's root filesystem (runtime/rootfs), its volumes and storage
-// directories, and its libcontainer container (runtime/driver), from the
-// revision's model and storage. It implements actors.Engine.
+// directories, its libcontainer container (runtime/driver) and its eth0
+// from a pool lease (network/link), from the revision's model and storage;
+// Pools sets up a pool's bridge and rules (network/link, network/nat).
+//
+// It does not import the actors: it returns its concrete types, and
+// internal/wire adapts Engine and Pools to actors.Engine and
+// actors.PoolNet.
 package engine
 
 import (
