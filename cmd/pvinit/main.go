@@ -3,8 +3,8 @@
 // init), without the rest of pantavisor. A container started while the
 // supervisor holds a handle on it (driver.OpenInit) becomes pvinit
 // instead of a second copy of the whole pantavisor binary, which saves
-// each start the runtime start-up and package initialisation of a program
-// ten times larger.
+// each start the runtime start-up and package initialisation of all of
+// pantavisor's packages (actors, protobuf, metrics, HTTP, ...).
 //
 // It must come from the same build as the pantavisor binary it serves:
 // libcontainer's parent and init speak a private protocol. The
