@@ -47,9 +47,9 @@ const (
 // and containers copy the binary at each start.
 //
 // Why not always seal once: the copy lives in RAM for the life of the
-// process and counts in the RSS of every process that runs from it (about
-// 10 MB each for the reaper and the supervisor), and making it costs a
-// 20 MB copy and an exec at boot.
+// process and counts in the RSS of every process that runs from it (the
+// supervisor; the reaper is C and runs from the file, see runtime/reaper),
+// and making it costs a 20 MB copy and an exec at boot.
 func PrepareExeSealing(stateDir string) (Sealing, error) {
 	if reexecuted, err := afterReexec(); reexecuted || exeseal.IsSelfExeCloned() {
 		if err != nil {
