@@ -5,8 +5,8 @@
 // them or they stay zombies. A wait4(-1) inside the supervisor itself would
 // steal exit statuses from the waits it relies on: libcontainer's
 // Process.Wait for container inits and os/exec's Cmd.Wait for tools it runs
-// (iptables via go-iptables, dbus-daemon, ...), which then fail with
-// "no child processes". So PID 1 is split in two processes:
+// (iptables, which go-iptables executes), which then fail with "no child
+// processes". So PID 1 is split in two processes:
 //
 //   - the reaper (PID 1): it starts the supervisor as its only child (a
 //     re-execution of the same binary, marked with ChildEnv), forwards
