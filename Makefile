@@ -2,7 +2,8 @@
 #   make build   bin/pantavisor, bin/pvinit (its containers' init) and bin/pvcontrol
 #                (cgo on: libcontainer's nsenter is C)
 #   make test    lint + unit tests + fuzz smoke + integration tests (root, fresh namespaces)
-#   make bench   the benchmark table (figure, this project, baseline, ratio); root, fresh namespaces
+#   make bench   the benchmark table (figure, this project, baseline, ratio, goal, runs);
+#                as root in fresh namespaces (without root, figures that need it are skipped)
 #   make demo    the demo revision (see README)
 export PATH := /usr/local/go/bin:$(PATH)
 GO        ?= go
