@@ -56,7 +56,7 @@ func appengineCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.storage == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: pantavisor appengine --storage DIR [--run DIR] [--config FILE] [-v]")
+		fmt.Fprintln(stderr, "usage: pantavisor appengine --storage DIR [--run RUN] [--config FILE] [-v]")
 		return 2
 	}
 	var err error

@@ -6,7 +6,7 @@
 // validates a revision (a state JSON file, or a trail directory whose objects
 // are checked too) and exits 0 when valid, 1 when invalid, 2 when unreadable.
 //
-//	pantavisor appengine --storage DIR [--run DIR] [--config FILE]
+//	pantavisor appengine --storage DIR [--run RUN] [--config FILE] [-v]
 //
 // runs the device as an application, in fresh pid+mount+net namespaces.
 package main
@@ -28,9 +28,9 @@ commands:
   validate [--appengine] [--warnings] PATH
         check a revision: PATH is a state JSON file or a trail directory
         (trails/<rev>); exit 0 valid, 1 invalid, 2 unreadable
-  appengine --storage DIR [--run DIR] [--config FILE] [-v]
+  appengine --storage DIR [--run RUN] [--config FILE] [-v]
         run the revision the bootloader env in DIR/boot names (rev 0 when
-        none) in fresh pid+mount+net namespaces; control socket DIR/pv-ctrl
+        none) in fresh pid+mount+net namespaces; control socket RUN/pv-ctrl
 `
 
 func main() {
