@@ -15,12 +15,13 @@ import (
 func init() {
 	// protoactor's process registry (built by actor.NewActorSystem) is
 	// 1024 concurrent maps of cmap.SHARD_COUNT shards each: with the
-	// default 32, that is 32768 Go maps, 2.8 MB of live heap and 4 ms of
-	// boot for a tree of a few dozen actors (and GC work for as long as
-	// the device runs). One shard per map keeps 1024-way striping, far
-	// more than the actor count needs. SHARD_COUNT is read at every access
-	// and must be set before the first map is made: no map exists before
-	// a system is built, and nothing else in the binary uses the package.
+	// default 32, that is 32768 Go maps for a tree of a few dozen actors,
+	// paid in heap and boot time (ARCHITECTURE.md, Performance notes) and
+	// in GC work for as long as the device runs. One shard per map keeps
+	// 1024-way striping, far more than the actor count needs. SHARD_COUNT
+	// is read at every access and must be set before the first map is
+	// made: no map exists before a system is built, and nothing else in
+	// the binary uses the package.
 	cmap.SHARD_COUNT = 1
 }
 

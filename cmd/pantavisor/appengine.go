@@ -263,7 +263,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			// The boot is a burst of allocations (revision, container
 			// configs, libcontainer state) that is garbage by now: give
 			// it back to the kernel rather than wait for the scavenger
-			// (about 2 MB of the supervisor's resident memory).
+			// (ARCHITECTURE.md, Performance notes).
 			debug.FreeOSMemory()
 		},
 		OnRollback: func(reason string) {

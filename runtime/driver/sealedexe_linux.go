@@ -19,9 +19,8 @@ type Sealing string
 
 const (
 	// SealingOverlay: at each start libcontainer opens the binary through
-	// a private read-only overlayfs (tens of microseconds, no copy). The
-	// process runs from the file on disk, whose pages are shared with the
-	// page cache.
+	// a private read-only overlayfs (no copy). The process runs from the
+	// file on disk, whose pages are shared with the page cache.
 	SealingOverlay Sealing = "overlay"
 	// SealingMemfd: the process runs from a sealed in-memory copy of its
 	// binary, made once; libcontainer uses it as it is.
@@ -34,11 +33,11 @@ const (
 // state directory; when the kernel or the filesystems refuse that (no
 // overlayfs, a binary on a filesystem overlayfs cannot use, a state
 // directory overlapping the binary's directory), it copies the whole binary
-// into a sealed memfd at every start — some 20 MB of copying and memory
-// per container. PrepareExeSealing tries the overlay the same way, with
-// stateDir standing in for the state directory, and when it is refused it
-// re-executes the process from a sealed copy made once, which libcontainer
-// then uses as it is.
+// into a sealed memfd at every start: a copy of the binary per start.
+// PrepareExeSealing tries the overlay the same way, with stateDir standing
+// in for the state directory, and when it is refused it re-executes the
+// process from a sealed copy made once, which libcontainer then uses as it
+// is.
 //
 // Call it at the very start of main, before any goroutine, file or lock
 // matters: when it re-executes, the original process does not return (the
@@ -49,7 +48,8 @@ const (
 // Why not always seal once: the copy lives in RAM for the life of the
 // process and counts in the RSS of every process that runs from it (the
 // supervisor; the reaper is C and runs from the file, see runtime/reaper),
-// and making it costs a 20 MB copy and an exec at boot.
+// and making it costs a copy of the binary and an exec at boot (figures:
+// ARCHITECTURE.md, Performance notes).
 func PrepareExeSealing(stateDir string) (Sealing, error) {
 	if reexecuted, err := afterReexec(); reexecuted || exeseal.IsSelfExeCloned() {
 		if err != nil {

@@ -19,9 +19,10 @@
 //     CLONE_PARENT), so their statuses are never stolen.
 //
 // The reaper is written in C and runs from a constructor, before the Go
-// runtime starts, in a process started with PID1Env=1: PID 1 then costs
-// about a megabyte of memory instead of a Go runtime with the whole
-// binary's package initialisation, and adds no Go start-up to the boot.
+// runtime starts, in a process started with PID1Env=1: PID 1 then keeps
+// no Go runtime and none of the whole binary's package initialisation
+// resident, and adds no Go start-up to the boot (ARCHITECTURE.md,
+// Performance notes).
 // Importing the package (from the main package) is what links it in.
 //
 // When the supervisor exits, the reaper reaps the remaining zombies and

@@ -8,10 +8,11 @@
 // namespaces cannot be made (no root), so that every message about bad
 // arguments or missing privileges comes from one place. It exists in C
 // because the host stage is on the boot's critical path and does nothing
-// but wait: as Go it spent ~8 ms of a cold start in the Go runtime's
-// start-up and the whole binary's package initialisation before its
-// first system call of interest. Arguments are not parsed here: the
-// supervisor parses the same command line and reports what is wrong.
+// but wait: as Go it spent milliseconds of every cold start in the Go
+// runtime's start-up and the whole binary's package initialisation before
+// its first system call of interest (ARCHITECTURE.md, Performance notes).
+// Arguments are not parsed here: the supervisor parses the same command
+// line and reports what is wrong.
 
 #define _GNU_SOURCE
 #include <errno.h>

@@ -2,8 +2,9 @@
 // before the Go runtime starts. See doc.go for why PID 1 is a process of
 // its own; it is C because its whole job is a signal loop, and a Go
 // runtime with the supervisor's dependencies would cost PID 1 its
-// package initialisation and some 15 MB of resident memory for the life
-// of the device. libcontainer's nsexec uses the same technique.
+// package initialisation and megabytes of resident memory for the life
+// of the device (ARCHITECTURE.md, Performance notes). libcontainer's
+// nsexec uses the same technique.
 
 #define _GNU_SOURCE
 #include <errno.h>

@@ -2,16 +2,16 @@
 // constructor before libcontainer's nsexec and before the Go runtime.
 //
 // libcontainer makes every container's init by re-executing the program
-// that starts it ("<binary> init"). For pantavisor that is a 20 MB Go
-// program whose runtime start and package initialisation (actors, metrics,
-// protobuf descriptors, HTTP, ...) cost each start some 1.5 to 3.5 ms of
-// CPU more than pvinit's (perf stat, up to libcontainer's init, static and
-// dynamic builds) before libcontainer's init code even runs. The
-// supervisor can instead hold a read-only handle on pvinit, a program that
-// is nothing but libcontainer's init (see driver.OpenInit), at a known
-// descriptor; this constructor, finding it there, replaces the process
-// with pvinit before anything else happens. pvinit then does exactly what
-// this binary would have done, from its own constructor (nsexec) on.
+// that starts it ("<binary> init"). For pantavisor that is the whole Go
+// program, whose runtime start and package initialisation (actors,
+// metrics, protobuf descriptors, HTTP, ...) cost each start CPU that
+// pvinit's does not (ARCHITECTURE.md, Performance notes), before
+// libcontainer's init code even runs. The supervisor can instead hold a
+// read-only handle on pvinit, a program that is nothing but libcontainer's
+// init (see driver.OpenInit), at a known descriptor; this constructor,
+// finding it there, replaces the process with pvinit before anything else
+// happens. pvinit then does exactly what this binary would have done, from
+// its own constructor (nsexec) on.
 //
 // Without such a handle, or when the exec fails, the constructor returns
 // and this binary is the init, as libcontainer intends.
