@@ -18,6 +18,10 @@ have gcc || need="$need gcc"
 { have gcc && [ "$(gcc -print-file-name=libc.a)" != libc.a ]; } || need="$need libc6-dev"
 have musl-gcc || need="$need musl-tools"
 [ -d /usr/include/linux ] || need="$need linux-libc-dev"
+# The bootloader tests check our environment files against the real tools:
+# fw_printenv/fw_setenv (libubootenv) and grub-editenv.
+have fw_printenv || need="$need libubootenv-tool"
+have grub-editenv || need="$need grub-common"
 case "${1:-}" in
 "") ;;
 bench)
