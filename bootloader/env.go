@@ -1,98 +1,174 @@
 // Package bootloader reads and writes the variables that select the revision
-// to boot (pv_rev, pv_try). Each backend keeps them where its bootloader
-// reads them; this package holds what all backends share.
+// to boot, each backend where its bootloader reads them, and carries out the
+// bootloader's part of an update: install (arm a revision to be tried once),
+// commit (make it the one to boot) and fail (drop it).
+//
+// The variables, as upstream Pantavisor names them:
+//
+//	pv_rev     the committed revision ("pv_done" in upstream's code); absent: "0", the factory revision
+//	pv_try     the revision to try at the next boot; absent or empty: no update
+//	pv_trying  the boot script's latch: set when it boots pv_try, so that the
+//	           boot after a failed try (crash, watchdog) boots pv_rev instead
+//
+// Backends, selected by PV_BOOTLOADER_TYPE (New):
+//
+//	uboot, uboot-pvk  <storage>/boot/uboot.txt, upstream's NUL-separated 1 KiB file
+//	uboot-env         a U-Boot environment image (CRC32, single or redundant), as fw_printenv reads it
+//	grub              <storage>/boot/grubenv, GRUB's 1024-byte environment block
+//	rpiab             <storage>/boot/rpiab.txt plus autoboot.txt, pv_rev.txt and the tryboot flag of a Raspberry Pi
+//	appengine         <storage>/boot/appengine.txt, for pantavisor run as an application
 package bootloader
 
 import (
-	"bufio"
-	"bytes"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/pantavisor/pv/storage"
 )
 
+// The variables every backend keeps.
+const (
+	VarRev    = "pv_rev"
+	VarTry    = "pv_try"
+	VarTrying = "pv_trying"
+)
+
+// FactoryRev is the revision a device boots when nothing was ever committed.
+const FactoryRev = "0"
+
+// ErrTooBig is returned when the variables do not fit the backend's fixed
+// size; nothing was written.
+var ErrTooBig = errors.New("environment does not fit")
+
 // Env is a set of bootloader variables.
 type Env map[string]string
 
-// Revision returns the revision to boot now: pv_try when an update is being
-// tried, else pv_rev, else the factory revision "0".
+// Revision returns the revision to boot now, ignoring the pv_trying latch:
+// pv_try when an update is being tried, else pv_rev, else the factory
+// revision "0".
 func (e Env) Revision() string {
-	if t := e["pv_try"]; t != "" {
+	if t := e[VarTry]; t != "" {
 		return t
 	}
-	if r := e["pv_rev"]; r != "" {
+	return e.Committed()
+}
+
+// Committed returns the committed revision (upstream's pv_done): pv_rev, or
+// the factory revision "0" when none was ever committed.
+func (e Env) Committed() string {
+	if r := e[VarRev]; r != "" {
 		return r
 	}
-	return "0"
+	return FactoryRev
 }
 
-// AppEngine keeps the environment in <storage>/boot/appengine.txt, one
-// key=value per line, for pantavisor running as an application: there is no
-// real bootloader, and "reboot" is a re-exec.
-type AppEngine struct {
-	Dir string
+// Try returns the revision armed to be tried, "" when there is no update.
+func (e Env) Try() string { return e[VarTry] }
+
+// Boot is what a try-once boot script (meta-pantavisor's U-Boot script) does
+// at power-on: with no pv_try it boots the committed revision; with pv_try
+// not yet attempted it sets pv_trying=pv_try and boots pv_try; with pv_try
+// already attempted (pv_trying == pv_try: the try crashed or hung before a
+// commit) it clears the latch and boots the committed revision, leaving
+// pv_try set so that pantavisor sees the rollback. It returns the revision
+// to boot and the variables to store; the caller must store them durably
+// before starting the revision, or a crash during the try would retry it
+// forever.
+func (e Env) Boot() (rev string, next Env) {
+	next = e.clone()
+	try := e[VarTry]
+	switch {
+	case try == "":
+		return e.Committed(), next
+	case e[VarTrying] == try:
+		delete(next, VarTrying)
+		return e.Committed(), next
+	default:
+		next[VarTrying] = try
+		return try, next
+	}
 }
 
-func (a AppEngine) path() string { return filepath.Join(a.Dir, "appengine.txt") }
-
-// Load reads the environment; a missing file is an empty environment (a
-// device that never updated boots the factory revision).
-func (a AppEngine) Load() (Env, error) {
-	data, err := os.ReadFile(a.path())
-	if os.IsNotExist(err) {
-		return Env{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env: %w", err)
-	}
-	env, err := parseEnv(data)
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env %s: %w", a.path(), err)
-	}
-	return env, nil
+// installed returns e with rev armed to be tried at the next boot. A latch
+// left by an earlier attempt is dropped: if it named the same revision (a
+// retry after a failure), the boot script would take the new attempt for a
+// failed one and never boot it.
+func (e Env) installed(rev string) Env {
+	n := e.clone()
+	n[VarTry] = rev
+	delete(n, VarTrying)
+	return n
 }
 
-// parseEnv reads key=value lines; blank lines and # comments are skipped.
-func parseEnv(data []byte) (Env, error) {
-	env := Env{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("line %d: want key=value", n)
-		}
-		env[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return env, nil
+// committed returns e with rev as the committed revision and no update
+// pending.
+func (e Env) committed(rev string) Env {
+	n := e.clone()
+	n[VarRev] = rev
+	delete(n, VarTry)
+	delete(n, VarTrying)
+	return n
 }
 
-// Save writes the environment crash-safely.
-func (a AppEngine) Save(env Env) error {
-	if err := os.MkdirAll(a.Dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", a.Dir, err)
+// failed returns e with the pending update dropped: the next boot runs the
+// committed revision.
+func (e Env) failed() Env {
+	n := e.clone()
+	delete(n, VarTry)
+	delete(n, VarTrying)
+	return n
+}
+
+func (e Env) clone() Env {
+	n := make(Env, len(e))
+	for k, v := range e {
+		n[k] = v
 	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
+	return n
+}
+
+// keys returns the variable names sorted, so that every write of the same
+// variables produces the same bytes (as fw_setenv and grub-editenv do).
+func (e Env) keys() []string {
+	keys := make([]string, 0, len(e))
+	for k := range e {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		if k == "" || strings.ContainsAny(k, "= \t\n") || strings.ContainsAny(env[k], "\n") {
-			return fmt.Errorf("save bootloader env: bad variable %q=%q", k, env[k])
-		}
-		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
+	return keys
+}
+
+// checkVar refuses a variable no backend can store unambiguously: an empty
+// name, or a name holding '=', NUL or a newline; and a value holding any of
+// badValue, which each format sets.
+func checkVar(k, v, badValue string) error {
+	if k == "" {
+		return fmt.Errorf("variable with an empty name")
 	}
-	return storage.WriteFileAtomic(a.path(), []byte(b.String()), 0o644)
+	if i := strings.IndexAny(k, "=\x00\n"); i >= 0 {
+		return fmt.Errorf("variable name %q holds %q", k, k[i])
+	}
+	if i := strings.IndexAny(v, badValue); badValue != "" && i >= 0 {
+		return fmt.Errorf("variable %s: value %q holds %q", k, v, v[i])
+	}
+	return nil
+}
+
+// checkRev refuses a revision name that could not travel through every
+// backend and the kernel command line (pv_rev=<rev>): besides what storage
+// refuses, white space, control characters and ',' (the separator of
+// rpiab's pv_rev.txt).
+func checkRev(rev string) error {
+	if err := storage.CheckRev(rev); err != nil {
+		return err
+	}
+	for _, r := range rev {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == ',' {
+			return fmt.Errorf("bad revision name %q: holds %q", rev, r)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,119 @@
+package bootloader
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Backend is one bootloader's store of the variables and its steps of an
+// update. Every write is crash-safe: a crash at any instant leaves the old
+// variables or the new ones, never a torn mix (the exceptions, a single
+// U-Boot environment on a raw device, say so).
+type Backend interface {
+	// Load reads the variables.
+	Load() (Env, error)
+	// Save replaces the stored variables with env. Variables missing from
+	// env are gone, for the bootloader too: change what Load returned.
+	// Variables the format cannot hold, or that do not fit, are refused
+	// before anything is written.
+	Save(env Env) error
+	// Install arms rev to be tried once at the next boot: the backend's own
+	// preparation first, then pv_try=rev. reboot is true when the backend
+	// can only start rev by a reboot (rpiab, when its list of revisions on
+	// the try partition is full).
+	Install(rev string) (reboot bool, err error)
+	// Commit makes rev the revision every later boot runs: pv_rev=rev,
+	// pv_try unset, stored; then the backend's own step (rpiab points
+	// autoboot.txt at rev's partition). After it there is nothing to roll
+	// back to but rev.
+	Commit(rev string) error
+	// Fail drops the pending update (pv_try unset): the next boot runs the
+	// committed revision.
+	Fail() error
+}
+
+// Bootloader types, the values of PV_BOOTLOADER_TYPE.
+const (
+	TypeUboot     = "uboot"
+	TypeUbootPVK  = "uboot-pvk" // upstream's alias of uboot: the same uboot.txt
+	TypeUbootEnv  = "uboot-env"
+	TypeGrub      = "grub"
+	TypeRPiAB     = "rpiab"
+	TypeAppEngine = "appengine"
+	TypeUbootAB   = "uboot-ab" // upstream's FIT A/B in MTD: not implemented
+)
+
+// ErrUnknownType is returned by New for a type it does not know.
+var ErrUnknownType = errors.New("unknown bootloader type")
+
+// Options place the files of each backend; New uses those its type needs.
+type Options struct {
+	// BootDir is <storage>/boot: uboot.txt, grubenv, rpiab.txt and
+	// appengine.txt live there.
+	BootDir string
+	// FwEnvConfig names the fw_env.config file that places the U-Boot
+	// environment (uboot-env); DefaultFwEnvConfig when empty.
+	FwEnvConfig string
+}
+
+// New returns the backend named typ, as PV_BOOTLOADER_TYPE names it. For
+// uboot-env it reads the fw_env.config file; it writes nothing.
+func New(typ string, o Options) (Backend, error) {
+	needDir := func() error {
+		if o.BootDir == "" {
+			return fmt.Errorf("new %s bootloader: no boot directory", typ)
+		}
+		return nil
+	}
+	switch typ {
+	case TypeAppEngine:
+		if err := needDir(); err != nil {
+			return nil, err
+		}
+		return AppEngine{Dir: o.BootDir}, nil
+	case TypeUbootAB:
+		return nil, fmt.Errorf("new bootloader: %w %q: upstream's FIT A/B in MTD partitions is not implemented", ErrUnknownType, typ)
+	}
+	return nil, fmt.Errorf("new bootloader: %w %q (want one of %s, %s, %s, %s, %s, %s)", ErrUnknownType, typ,
+		TypeUboot, TypeUbootPVK, TypeUbootEnv, TypeGrub, TypeRPiAB, TypeAppEngine)
+}
+
+// store is the part of a backend that holds the variables.
+type store interface {
+	Load() (Env, error)
+	Save(Env) error
+}
+
+// The steps of an update for backends that have nothing to do but change
+// their variables.
+
+func install(s store, rev string) (bool, error) {
+	if err := checkRev(rev); err != nil {
+		return false, fmt.Errorf("install revision: %w", err)
+	}
+	return false, change(s, "install revision "+rev, func(e Env) Env { return e.installed(rev) })
+}
+
+func commit(s store, rev string) error {
+	if err := checkRev(rev); err != nil {
+		return fmt.Errorf("commit revision: %w", err)
+	}
+	return change(s, "commit revision "+rev, func(e Env) Env { return e.committed(rev) })
+}
+
+func fail(s store) error {
+	return change(s, "fail update", Env.failed)
+}
+
+// change loads the variables, applies f and saves the result: the other
+// variables (U-Boot's own, in a U-Boot environment) are kept as they were.
+func change(s store, what string, f func(Env) Env) error {
+	env, err := s.Load()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := s.Save(f(env)); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}

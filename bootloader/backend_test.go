@@ -1,0 +1,92 @@
+package bootloader
+
+import (
+	"errors"
+	"maps"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNew(t *testing.T) {
+	dir := t.TempDir()
+	b, err := New(TypeAppEngine, Options{BootDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := b.(AppEngine); !ok || a.Dir != dir {
+		t.Errorf("New(appengine) = %#v", b)
+	}
+	for _, typ := range []string{"lilo", "", "UBOOT", TypeUbootAB} {
+		_, err := New(typ, Options{BootDir: dir})
+		if !errors.Is(err, ErrUnknownType) || !strings.Contains(err.Error(), `"`+typ+`"`) {
+			t.Errorf("New(%q) = %v, want ErrUnknownType naming it", typ, err)
+		}
+	}
+	if _, err := New(TypeAppEngine, Options{}); err == nil {
+		t.Error("New(appengine) without a boot directory accepted")
+	}
+}
+
+// backends returns one of each backend, in fresh directories.
+func backends(t *testing.T) map[string]Backend {
+	t.Helper()
+	return map[string]Backend{
+		TypeAppEngine: AppEngine{Dir: filepath.Join(t.TempDir(), "boot")},
+	}
+}
+
+// TestBackendSteps runs install, commit and fail on every backend and
+// checks the variables after each step, including that the backend keeps
+// variables it does not own.
+func TestBackendSteps(t *testing.T) {
+	for name, b := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			load := func() Env {
+				t.Helper()
+				env, err := b.Load()
+				if err != nil {
+					t.Fatalf("load: %v", err)
+				}
+				return env
+			}
+			want := func(step string, w Env) {
+				t.Helper()
+				if got := load(); !maps.Equal(got, w) {
+					t.Fatalf("after %s: %v, want %v", step, got, w)
+				}
+			}
+			if env := load(); env.Revision() != FactoryRev {
+				t.Fatalf("fresh backend boots %q", env.Revision())
+			}
+			if err := b.Save(Env{"other": "kept"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Install("1"); err != nil {
+				t.Fatal(err)
+			}
+			want("install", Env{"other": "kept", "pv_try": "1"})
+			if err := b.Commit("1"); err != nil {
+				t.Fatal(err)
+			}
+			want("commit", Env{"other": "kept", "pv_rev": "1"})
+			if _, err := b.Install("2"); err != nil {
+				t.Fatal(err)
+			}
+			want("second install", Env{"other": "kept", "pv_rev": "1", "pv_try": "2"})
+			if err := b.Fail(); err != nil {
+				t.Fatal(err)
+			}
+			want("fail", Env{"other": "kept", "pv_rev": "1"})
+			for _, bad := range []string{"", "a b", "a,b", "../x"} {
+				if _, err := b.Install(bad); err == nil {
+					t.Errorf("install %q accepted", bad)
+				}
+				if err := b.Commit(bad); err == nil {
+					t.Errorf("commit %q accepted", bad)
+				}
+			}
+			want("bad revisions", Env{"other": "kept", "pv_rev": "1"})
+		})
+	}
+}
