@@ -71,6 +71,11 @@ func New(typ string, o Options) (Backend, error) {
 			return nil, err
 		}
 		return AppEngine{Dir: o.BootDir}, nil
+	case TypeUboot, TypeUbootPVK:
+		if err := needDir(); err != nil {
+			return nil, err
+		}
+		return Uboot{Dir: o.BootDir}, nil
 	case TypeUbootAB:
 		return nil, fmt.Errorf("new bootloader: %w %q: upstream's FIT A/B in MTD partitions is not implemented", ErrUnknownType, typ)
 	}

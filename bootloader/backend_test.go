@@ -17,6 +17,11 @@ func TestNew(t *testing.T) {
 	if a, ok := b.(AppEngine); !ok || a.Dir != dir {
 		t.Errorf("New(appengine) = %#v", b)
 	}
+	for _, typ := range []string{TypeUboot, TypeUbootPVK} {
+		if b, err := New(typ, Options{BootDir: dir}); err != nil || b != (Uboot{Dir: dir}) {
+			t.Errorf("New(%s) = %#v, %v", typ, b, err)
+		}
+	}
 	for _, typ := range []string{"lilo", "", "UBOOT", TypeUbootAB} {
 		_, err := New(typ, Options{BootDir: dir})
 		if !errors.Is(err, ErrUnknownType) || !strings.Contains(err.Error(), `"`+typ+`"`) {
@@ -33,6 +38,7 @@ func backends(t *testing.T) map[string]Backend {
 	t.Helper()
 	return map[string]Backend{
 		TypeAppEngine: AppEngine{Dir: filepath.Join(t.TempDir(), "boot")},
+		TypeUboot:     Uboot{Dir: filepath.Join(t.TempDir(), "boot")},
 	}
 }
 
