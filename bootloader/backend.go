@@ -76,6 +76,16 @@ func New(typ string, o Options) (Backend, error) {
 			return nil, err
 		}
 		return Uboot{Dir: o.BootDir}, nil
+	case TypeUbootEnv:
+		path := o.FwEnvConfig
+		if path == "" {
+			path = DefaultFwEnvConfig
+		}
+		u, err := LoadFwEnvConfig(path)
+		if err != nil {
+			return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
+		}
+		return u, nil
 	case TypeUbootAB:
 		return nil, fmt.Errorf("new bootloader: %w %q: upstream's FIT A/B in MTD partitions is not implemented", ErrUnknownType, typ)
 	}

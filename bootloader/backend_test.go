@@ -2,7 +2,9 @@ package bootloader
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +24,17 @@ func TestNew(t *testing.T) {
 			t.Errorf("New(%s) = %#v, %v", typ, b, err)
 		}
 	}
+	cfg := filepath.Join(dir, "fw_env.config")
+	if err := os.WriteFile(cfg, []byte("/dev/mmcblk0 0x3f8000 0x4000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err = New(TypeUbootEnv, Options{FwEnvConfig: cfg})
+	if u, ok := b.(UbootEnv); err != nil || !ok || fmt.Sprint(u.Copies) != "[{/dev/mmcblk0 4161536 16384}]" {
+		t.Errorf("New(uboot-env) = %#v, %v", b, err)
+	}
+	if _, err := New(TypeUbootEnv, Options{FwEnvConfig: filepath.Join(dir, "none")}); err == nil || !strings.Contains(err.Error(), "fw_env.config") {
+		t.Errorf("New(uboot-env) without a config: %v", err)
+	}
 	for _, typ := range []string{"lilo", "", "UBOOT", TypeUbootAB} {
 		_, err := New(typ, Options{BootDir: dir})
 		if !errors.Is(err, ErrUnknownType) || !strings.Contains(err.Error(), `"`+typ+`"`) {
@@ -37,8 +50,10 @@ func TestNew(t *testing.T) {
 func backends(t *testing.T) map[string]Backend {
 	t.Helper()
 	return map[string]Backend{
-		TypeAppEngine: AppEngine{Dir: filepath.Join(t.TempDir(), "boot")},
-		TypeUboot:     Uboot{Dir: filepath.Join(t.TempDir(), "boot")},
+		TypeAppEngine:               AppEngine{Dir: filepath.Join(t.TempDir(), "boot")},
+		TypeUboot:                   Uboot{Dir: filepath.Join(t.TempDir(), "boot")},
+		TypeUbootEnv + " single":    freshEnv(t, singleEnv(zeroFile(t, 0x400), 0x400)),
+		TypeUbootEnv + " redundant": freshEnv(t, redundantEnv(zeroFile(t, 0x800), 0x400)),
 	}
 }
 
@@ -95,4 +110,14 @@ func TestBackendSteps(t *testing.T) {
 			want("bad revisions", Env{"other": "kept", "pv_rev": "1"})
 		})
 	}
+}
+
+// freshEnv writes an empty environment, as a board's first fw_setenv would
+// from an empty default.
+func freshEnv(t *testing.T, u UbootEnv) UbootEnv {
+	t.Helper()
+	if err := u.Save(Env{}); err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
