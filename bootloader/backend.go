@@ -76,6 +76,11 @@ func New(typ string, o Options) (Backend, error) {
 			return nil, err
 		}
 		return Uboot{Dir: o.BootDir}, nil
+	case TypeGrub:
+		if err := needDir(); err != nil {
+			return nil, err
+		}
+		return Grub{Dir: o.BootDir}, nil
 	case TypeUbootEnv:
 		path := o.FwEnvConfig
 		if path == "" {

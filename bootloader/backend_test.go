@@ -24,6 +24,9 @@ func TestNew(t *testing.T) {
 			t.Errorf("New(%s) = %#v, %v", typ, b, err)
 		}
 	}
+	if b, err := New(TypeGrub, Options{BootDir: dir}); err != nil || b != (Grub{Dir: dir}) {
+		t.Errorf("New(grub) = %#v, %v", b, err)
+	}
 	cfg := filepath.Join(dir, "fw_env.config")
 	if err := os.WriteFile(cfg, []byte("/dev/mmcblk0 0x3f8000 0x4000\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -52,6 +55,7 @@ func backends(t *testing.T) map[string]Backend {
 	return map[string]Backend{
 		TypeAppEngine:               AppEngine{Dir: filepath.Join(t.TempDir(), "boot")},
 		TypeUboot:                   Uboot{Dir: filepath.Join(t.TempDir(), "boot")},
+		TypeGrub:                    Grub{Dir: filepath.Join(t.TempDir(), "boot")},
 		TypeUbootEnv + " single":    freshEnv(t, singleEnv(zeroFile(t, 0x400), 0x400)),
 		TypeUbootEnv + " redundant": freshEnv(t, redundantEnv(zeroFile(t, 0x800), 0x400)),
 	}
