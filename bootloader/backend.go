@@ -54,6 +54,9 @@ type Options struct {
 	// FwEnvConfig names the fw_env.config file that places the U-Boot
 	// environment (uboot-env); DefaultFwEnvConfig when empty.
 	FwEnvConfig string
+	// RPiAB places the Raspberry Pi's partitions (rpiab). Its BootDir is
+	// Options.BootDir when empty.
+	RPiAB RPiAB
 }
 
 // New returns the backend named typ, as PV_BOOTLOADER_TYPE names it. For
@@ -81,6 +84,15 @@ func New(typ string, o Options) (Backend, error) {
 			return nil, err
 		}
 		return Grub{Dir: o.BootDir}, nil
+	case TypeRPiAB:
+		r := o.RPiAB
+		if r.BootDir == "" {
+			r.BootDir = o.BootDir
+		}
+		if err := r.check(); err != nil {
+			return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
+		}
+		return r, nil
 	case TypeUbootEnv:
 		path := o.FwEnvConfig
 		if path == "" {

@@ -27,6 +27,16 @@ func TestNew(t *testing.T) {
 	if b, err := New(TypeGrub, Options{BootDir: dir}); err != nil || b != (Grub{Dir: dir}) {
 		t.Errorf("New(grub) = %#v, %v", b, err)
 	}
+	r := newRPi(t)
+	boot := r.BootDir
+	r.BootDir = ""
+	b, err = New(TypeRPiAB, Options{BootDir: boot, RPiAB: r})
+	if rb, ok := b.(RPiAB); err != nil || !ok || rb.BootDir != boot || rb.Bootsel != r.Bootsel {
+		t.Errorf("New(rpiab) = %#v, %v", b, err)
+	}
+	if _, err := New(TypeRPiAB, Options{BootDir: boot}); err == nil || !strings.Contains(err.Error(), "no bootsel partition") {
+		t.Errorf("New(rpiab) without partitions: %v", err)
+	}
 	cfg := filepath.Join(dir, "fw_env.config")
 	if err := os.WriteFile(cfg, []byte("/dev/mmcblk0 0x3f8000 0x4000\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -56,6 +66,7 @@ func backends(t *testing.T) map[string]Backend {
 		TypeAppEngine:               AppEngine{Dir: filepath.Join(t.TempDir(), "boot")},
 		TypeUboot:                   Uboot{Dir: filepath.Join(t.TempDir(), "boot")},
 		TypeGrub:                    Grub{Dir: filepath.Join(t.TempDir(), "boot")},
+		TypeRPiAB:                   newRPi(t),
 		TypeUbootEnv + " single":    freshEnv(t, singleEnv(zeroFile(t, 0x400), 0x400)),
 		TypeUbootEnv + " redundant": freshEnv(t, redundantEnv(zeroFile(t, 0x800), 0x400)),
 	}

@@ -1,0 +1,345 @@
+package bootloader
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/pantavisor/pv/storage"
+)
+
+// RPiABSize is the size of upstream's rpiab.txt.
+const RPiABSize = 512
+
+// DefaultTrybootProperty is where the Raspberry Pi firmware tells the
+// running system whether this boot is a tryboot.
+const DefaultTrybootProperty = "/proc/device-tree/chosen/bootloader/tryboot"
+
+// ErrCommitUnfinished is returned by RPiAB.Running when a commit stopped
+// between storing pv_rev and switching autoboot.txt: the device booted the
+// old partition, whose pv_rev.txt does not list the committed revision, and
+// the other one does. Commit(env.Committed()) finishes it; then reboot.
+var ErrCommitUnfinished = errors.New("commit stopped before autoboot.txt was switched")
+
+// RPiAB is upstream's Raspberry Pi A/B backend, built on the firmware's
+// tryboot. What the firmware (the Pi 4/5 EEPROM bootloader) does:
+//
+//   - It reads autoboot.txt (at most 512 bytes) from the first FAT
+//     partition. With tryboot_a_b=1 in [all], a normal boot loads
+//     boot_partition of [all], and a tryboot that of [tryboot], each with
+//     its own config.txt.
+//   - The tryboot flag is one-shot: set by the mailbox property
+//     SET_REBOOT_FLAGS (what `reboot "0 tryboot"` does), cleared by the
+//     firmware before it boots. Any reboot after a tryboot, a crash or the
+//     watchdog included, is a normal boot: that is the rollback.
+//   - It tells the booted system in the device tree: chosen/bootloader/
+//     tryboot is a big-endian 32-bit 1 in a tryboot.
+//
+// pv_rev.txt on each boot partition is upstream's own, not the firmware's:
+// the revisions that partition's kernel and files were installed for.
+// rpiab.txt in <storage>/boot holds pv_rev and pv_try, upstream's
+// NUL-separated format in 512 bytes.
+//
+// What is modelled: the partitions are directories where they are mounted
+// (upstream writes the FAT images with mtools, unmounted); the tryboot flag
+// is the file TrybootFlag, present when armed. No mailbox call is made here:
+// on a Pi, whoever reboots must turn a present flag into `reboot "0
+// tryboot"` (and consume it), and the tryboot property is the real one. The
+// boot files of a revision (upstream dd's rpiboot.img into the try
+// partition) must be in place before Install: that is not done here.
+//
+// Every file is replaced crash-safely (temp, fsync, rename, fsync dir);
+// on FAT, which has no journal, the rename is as safe as FAT makes it.
+type RPiAB struct {
+	// BootDir is <storage>/boot, where rpiab.txt lives.
+	BootDir string
+	// Bootsel is where partition 1, with autoboot.txt, is mounted.
+	Bootsel string
+	// Partitions maps the partition numbers of autoboot.txt to where
+	// those boot partitions are mounted.
+	Partitions map[int]string
+	// TrybootFlag is the file standing for the firmware's tryboot flag.
+	TrybootFlag string
+	// TrybootProperty is the device-tree property saying whether this boot
+	// is a tryboot; DefaultTrybootProperty when empty.
+	TrybootProperty string
+}
+
+var _ Backend = RPiAB{}
+
+func (r RPiAB) check() error {
+	switch {
+	case r.BootDir == "":
+		return fmt.Errorf("rpiab: no boot directory")
+	case r.Bootsel == "":
+		return fmt.Errorf("rpiab: no bootsel partition (autoboot.txt)")
+	case len(r.Partitions) < 2:
+		return fmt.Errorf("rpiab: %d boot partitions, want 2", len(r.Partitions))
+	case r.TrybootFlag == "":
+		return fmt.Errorf("rpiab: no tryboot flag file")
+	}
+	return nil
+}
+
+func (r RPiAB) envPath() string      { return filepath.Join(r.BootDir, "rpiab.txt") }
+func (r RPiAB) autobootPath() string { return filepath.Join(r.Bootsel, "autoboot.txt") }
+
+// Load reads rpiab.txt; a missing file is an empty environment.
+func (r RPiAB) Load() (Env, error) { return loadNulEnv(r.envPath(), RPiABSize) }
+
+// Save replaces rpiab.txt with env, crash-safely; an env that does not fit
+// 512 bytes is refused and nothing is written. It arms or disarms nothing:
+// Install, Commit and Fail do.
+func (r RPiAB) Save(env Env) error { return saveNulEnv(r.envPath(), env, RPiABSize) }
+
+// Install arms rev to be tried at the next boot, in upstream's order: the
+// list of revisions in pv_rev.txt of the [tryboot] partition (rev added to
+// the list there when the flag is already armed, updates stacked without a
+// reboot; else rev alone), then pv_try=rev in rpiab.txt, then the tryboot
+// flag, last: only from then on does a reboot load the try partition. A
+// crash before it leaves a normal boot with pv_try set, which Running
+// reports as the committed revision (a rollback). reboot is true when the
+// list was full and started afresh with rev.
+func (r RPiAB) Install(rev string) (reboot bool, err error) {
+	if err := checkRev(rev); err != nil {
+		return false, fmt.Errorf("install revision: %w", err)
+	}
+	if err := r.check(); err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, err)
+	}
+	ab, err := r.autoboot()
+	if err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, err)
+	}
+	armed, err := r.armed()
+	if err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, err)
+	}
+	var prev []string
+	if armed {
+		prev, err = r.revs(ab.Try)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, fmt.Errorf("install revision %s: %w", rev, err)
+		}
+	}
+	revs, reboot := stackRevs(prev, rev)
+	if err := r.writeRevs(ab.Try, revs); err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, err)
+	}
+	if err := change(r, "install revision "+rev, func(e Env) Env { return e.installed(rev) }); err != nil {
+		return false, err
+	}
+	if err := storage.WriteFileAtomic(r.TrybootFlag, []byte("1\n"), 0o644); err != nil {
+		return false, fmt.Errorf("install revision %s: arm tryboot: %w", rev, err)
+	}
+	return reboot, nil
+}
+
+// Commit makes rev the revision of every later boot: pv_rev=rev and pv_try
+// unset in rpiab.txt; the tryboot flag disarmed (a tryboot now would load
+// the old partition); autoboot.txt pointed at the partition whose
+// pv_rev.txt lists rev (swapping [all] and [tryboot]), unless [all]
+// already is; and that list cut to rev alone. A crash after rpiab.txt and
+// before autoboot.txt boots the old partition: Running then returns
+// ErrCommitUnfinished, and Commit again finishes the job.
+func (r RPiAB) Commit(rev string) error {
+	if err := checkRev(rev); err != nil {
+		return fmt.Errorf("commit revision: %w", err)
+	}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("commit revision %s: %w", rev, err)
+	}
+	ab, err := r.autoboot()
+	if err != nil {
+		return fmt.Errorf("commit revision %s: %w", rev, err)
+	}
+	target, err := r.partitionOf(ab, rev)
+	if err != nil {
+		return fmt.Errorf("commit revision %s: %w", rev, err)
+	}
+	if err := change(r, "commit revision "+rev, func(e Env) Env { return e.committed(rev) }); err != nil {
+		return err
+	}
+	if err := r.disarm(); err != nil {
+		return fmt.Errorf("commit revision %s: %w", rev, err)
+	}
+	if target != ab.Boot {
+		swapped := autoboot{Boot: ab.Try, Try: ab.Boot}
+		if err := storage.WriteFileAtomic(r.autobootPath(), swapped.format(), 0o644); err != nil {
+			return fmt.Errorf("commit revision %s: switch autoboot.txt: %w", rev, err)
+		}
+	}
+	if err := r.writeRevs(target, []string{rev}); err != nil {
+		return fmt.Errorf("commit revision %s: %w", rev, err)
+	}
+	return nil
+}
+
+// Fail drops the pending update: the tryboot flag disarmed first (a reboot
+// must not try what failed), then pv_try unset.
+func (r RPiAB) Fail() error {
+	if err := r.check(); err != nil {
+		return fmt.Errorf("fail update: %w", err)
+	}
+	if err := r.disarm(); err != nil {
+		return fmt.Errorf("fail update: %w", err)
+	}
+	return change(r, "fail update", Env.failed)
+}
+
+// Running returns the revision this boot runs, as upstream's
+// validate_state decides it from the tryboot property, the booted
+// partition's pv_rev.txt and env (rpiab.txt). A partition without
+// pv_rev.txt (a factory image) runs the committed revision.
+func (r RPiAB) Running(env Env) (string, error) {
+	if err := r.check(); err != nil {
+		return "", fmt.Errorf("read running revision: %w", err)
+	}
+	tryboot, err := r.tryboot()
+	if err != nil {
+		return "", fmt.Errorf("read running revision: %w", err)
+	}
+	ab, err := r.autoboot()
+	if err != nil {
+		return "", fmt.Errorf("read running revision: %w", err)
+	}
+	booted, other := ab.Boot, ab.Try
+	if tryboot {
+		booted, other = ab.Try, ab.Boot
+	}
+	revs, err := r.revs(booted)
+	if errors.Is(err, os.ErrNotExist) {
+		return env.Committed(), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read running revision: %w", err)
+	}
+	otherRevs, err := r.revs(other)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read running revision: %w", err)
+	}
+	rev, err := runningRev(tryboot, booted, revs, otherRevs, env)
+	if err != nil {
+		return "", fmt.Errorf("read running revision: %w", err)
+	}
+	return rev, nil
+}
+
+// runningRev is upstream's validate_state: in a tryboot, pv_try, which the
+// booted partition must list; in a normal boot with pv_try set, the
+// committed revision (the try never ran, or crashed: a rollback, whatever
+// the partition lists); otherwise the committed revision, which the booted
+// partition must list.
+func runningRev(tryboot bool, booted int, revs, otherRevs []string, env Env) (string, error) {
+	try, done := env.Try(), env.Committed()
+	switch {
+	case tryboot && try == "":
+		return "", fmt.Errorf("a tryboot of partition %d with no pv_try", booted)
+	case tryboot && !slices.Contains(revs, try):
+		return "", fmt.Errorf("a tryboot of partition %d for revisions %v, not pv_try %s", booted, revs, try)
+	case tryboot:
+		return try, nil
+	case try != "":
+		return done, nil
+	case slices.Contains(revs, done):
+		return done, nil
+	case slices.Contains(otherRevs, done):
+		return "", fmt.Errorf("partition %d booted for revisions %v, committed %s: %w", booted, revs, done, ErrCommitUnfinished)
+	default:
+		return "", fmt.Errorf("partition %d booted for revisions %v, not the committed %s", booted, revs, done)
+	}
+}
+
+func (r RPiAB) autoboot() (autoboot, error) {
+	data, err := os.ReadFile(r.autobootPath())
+	if err != nil {
+		return autoboot{}, fmt.Errorf("read autoboot.txt: %w", err)
+	}
+	ab, err := parseAutoboot(data)
+	if err != nil {
+		return autoboot{}, fmt.Errorf("read autoboot.txt %s: %w", r.autobootPath(), err)
+	}
+	for _, p := range []int{ab.Boot, ab.Try} {
+		if r.Partitions[p] == "" {
+			return autoboot{}, fmt.Errorf("autoboot.txt names partition %d, not one of the boot partitions", p)
+		}
+	}
+	return ab, nil
+}
+
+// partitionOf returns the partition of ab whose pv_rev.txt lists rev,
+// [all]'s first.
+func (r RPiAB) partitionOf(ab autoboot, rev string) (int, error) {
+	for _, p := range []int{ab.Boot, ab.Try} {
+		revs, err := r.revs(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, err
+		}
+		if slices.Contains(revs, rev) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("neither boot partition %d nor %d lists revision %s in pv_rev.txt", ab.Boot, ab.Try, rev)
+}
+
+func (r RPiAB) revsPath(part int) string { return filepath.Join(r.Partitions[part], "pv_rev.txt") }
+
+func (r RPiAB) revs(part int) ([]string, error) {
+	data, err := os.ReadFile(r.revsPath(part))
+	if err != nil {
+		return nil, fmt.Errorf("read pv_rev.txt of partition %d: %w", part, err)
+	}
+	revs, err := parseRevList(data)
+	if err != nil {
+		return nil, fmt.Errorf("read pv_rev.txt %s: %w", r.revsPath(part), err)
+	}
+	return revs, nil
+}
+
+func (r RPiAB) writeRevs(part int, revs []string) error {
+	if err := storage.WriteFileAtomic(r.revsPath(part), formatRevList(revs), 0o644); err != nil {
+		return fmt.Errorf("write pv_rev.txt of partition %d: %w", part, err)
+	}
+	return nil
+}
+
+func (r RPiAB) armed() (bool, error) {
+	_, err := os.Stat(r.TrybootFlag)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read tryboot flag: %w", err)
+	}
+	return true, nil
+}
+
+func (r RPiAB) disarm() error {
+	err := os.Remove(r.TrybootFlag)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("disarm tryboot: %w", err)
+	}
+	return storage.SyncDir(filepath.Dir(r.TrybootFlag))
+}
+
+// tryboot reads the firmware's tryboot property.
+func (r RPiAB) tryboot() (bool, error) {
+	path := r.TrybootProperty
+	if path == "" {
+		path = DefaultTrybootProperty
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read tryboot property: %w", err)
+	}
+	if len(data) != 4 {
+		return false, fmt.Errorf("tryboot property %s: %d bytes, want a 32-bit cell", path, len(data))
+	}
+	return binary.BigEndian.Uint32(data) != 0, nil
+}

@@ -1,0 +1,453 @@
+package bootloader
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const abDefault = "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
+
+// newRPi lays out a Raspberry Pi in a temporary directory: partition 1
+// with autoboot.txt booting 2 and trying 3, partition 2 installed for the
+// factory revision, partition 3 empty, the tryboot flag unarmed.
+func newRPi(t *testing.T) RPiAB {
+	t.Helper()
+	dir := t.TempDir()
+	r := RPiAB{
+		BootDir:         filepath.Join(dir, "storage", "boot"),
+		Bootsel:         filepath.Join(dir, "p1"),
+		Partitions:      map[int]string{2: filepath.Join(dir, "p2"), 3: filepath.Join(dir, "p3")},
+		TrybootFlag:     filepath.Join(dir, "tryboot-flag"),
+		TrybootProperty: filepath.Join(dir, "dt", "tryboot"),
+	}
+	for _, d := range []string{r.Bootsel, r.Partitions[2], r.Partitions[3], filepath.Dir(r.TrybootProperty)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, r.autobootPath(), abDefault)
+	writeFile(t, r.revsPath(2), "0\n")
+	setTryboot(t, r, false)
+	return r
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func setTryboot(t *testing.T, r RPiAB, on bool) {
+	t.Helper()
+	cell := make([]byte, 4)
+	if on {
+		binary.BigEndian.PutUint32(cell, 1)
+	}
+	if err := os.WriteFile(r.TrybootProperty, cell, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// firmwareBoot stands in for the Raspberry Pi firmware at a reboot: it
+// reads autoboot.txt, consumes the one-shot tryboot flag, tells the system
+// in the tryboot property and returns the partition it boots.
+func firmwareBoot(t *testing.T, r RPiAB) int {
+	t.Helper()
+	ab, err := parseAutoboot([]byte(readFile(t, r.autobootPath())))
+	if err != nil {
+		t.Fatalf("the firmware cannot read autoboot.txt: %v", err)
+	}
+	_, err = os.Stat(r.TrybootFlag)
+	tryboot := err == nil
+	if tryboot {
+		if err := os.Remove(r.TrybootFlag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setTryboot(t, r, tryboot)
+	if tryboot {
+		return ab.Try
+	}
+	return ab.Boot
+}
+
+func running(t *testing.T, r RPiAB) string {
+	t.Helper()
+	rev, err := r.Running(mustLoad(t, r))
+	if err != nil {
+		t.Fatalf("running: %v", err)
+	}
+	return rev
+}
+
+// TestRPiABCycle runs updates through the model of the firmware: a try
+// that commits, a try that crashes, a failed one, updates stacked without
+// a reboot, and a commit cut short.
+func TestRPiABCycle(t *testing.T) {
+	r := newRPi(t)
+	if p := firmwareBoot(t, r); p != 2 || running(t, r) != "0" {
+		t.Fatalf("factory boot: partition %d running %s", p, running(t, r))
+	}
+
+	// Update to 1: tried on partition 3, committed.
+	if reboot, err := r.Install("1"); err != nil || reboot {
+		t.Fatalf("install 1: %v %v", reboot, err)
+	}
+	if got := readFile(t, r.revsPath(3)); got != "1\n" {
+		t.Fatalf("pv_rev.txt of the try partition: %q", got)
+	}
+	if p := firmwareBoot(t, r); p != 3 || running(t, r) != "1" {
+		t.Fatalf("tryboot: partition %d running %s", p, running(t, r))
+	}
+	if err := r.Commit("1"); err != nil {
+		t.Fatal(err)
+	}
+	want := "[all]\ntryboot_a_b=1\nboot_partition=3\n[tryboot]\nboot_partition=2\n"
+	if got := readFile(t, r.autobootPath()); got != want {
+		t.Fatalf("autoboot.txt after commit:\n%s", got)
+	}
+	if p := firmwareBoot(t, r); p != 3 || running(t, r) != "1" {
+		t.Fatalf("boot after commit: partition %d running %s", p, running(t, r))
+	}
+
+	// Update to 2 crashes during its try: the next boot is normal, on 3.
+	if _, err := r.Install("2"); err != nil {
+		t.Fatal(err)
+	}
+	if p := firmwareBoot(t, r); p != 2 || running(t, r) != "2" {
+		t.Fatalf("tryboot of 2: partition %d running %s", p, running(t, r))
+	}
+	if p := firmwareBoot(t, r); p != 3 || running(t, r) != "1" {
+		t.Fatalf("boot after a crashed try: partition %d running %s", p, running(t, r))
+	}
+	if err := r.Fail(); err != nil {
+		t.Fatal(err)
+	}
+	if env := mustLoad(t, r); !maps.Equal(env, Env{"pv_rev": "1"}) {
+		t.Fatalf("after fail: %v", env)
+	}
+
+	// A failed update before its reboot: Fail disarms the flag, so the
+	// next boot does not try it.
+	if _, err := r.Install("3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Fail(); err != nil {
+		t.Fatal(err)
+	}
+	if p := firmwareBoot(t, r); p != 3 || running(t, r) != "1" {
+		t.Fatalf("boot after a failed install: partition %d running %s", p, running(t, r))
+	}
+
+	// Updates 4 and 5 stacked without a reboot: the try partition lists
+	// both, and the tryboot runs the last.
+	for _, rev := range []string{"4", "5"} {
+		if _, err := r.Install(rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readFile(t, r.revsPath(2)); got != "4,5\n" {
+		t.Fatalf("stacked pv_rev.txt: %q", got)
+	}
+	if p := firmwareBoot(t, r); p != 2 || running(t, r) != "5" {
+		t.Fatalf("tryboot of stacked updates: partition %d running %s", p, running(t, r))
+	}
+
+	// The commit of 5 stops after rpiab.txt: the reboot boots the old
+	// partition, Running says so, and a second Commit finishes it.
+	env := mustLoad(t, r)
+	if err := r.Save(env.committed("5")); err != nil {
+		t.Fatal(err)
+	}
+	if p := firmwareBoot(t, r); p != 3 {
+		t.Fatalf("boot after a cut commit: partition %d", p)
+	}
+	if _, err := r.Running(mustLoad(t, r)); !errors.Is(err, ErrCommitUnfinished) {
+		t.Fatalf("running after a cut commit: %v, want ErrCommitUnfinished", err)
+	}
+	if err := r.Commit(mustLoad(t, r).Committed()); err != nil {
+		t.Fatal(err)
+	}
+	if p := firmwareBoot(t, r); p != 2 || running(t, r) != "5" {
+		t.Fatalf("boot after the finished commit: partition %d running %s", p, running(t, r))
+	}
+	if got := readFile(t, r.revsPath(2)); got != "5\n" {
+		t.Fatalf("pv_rev.txt after commit: %q", got)
+	}
+	// Committing again changes nothing.
+	before := readFile(t, r.autobootPath())
+	if err := r.Commit("5"); err != nil || readFile(t, r.autobootPath()) != before {
+		t.Fatalf("second commit: %v", err)
+	}
+}
+
+// TestRPiABRefusals: bad files are refused by name, and nothing is
+// written: no pv_rev.txt, no rpiab.txt, no flag.
+func TestRPiABRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, r RPiAB)
+		errHas string
+	}{
+		{"garbage autoboot.txt", func(t *testing.T, r RPiAB) { writeFile(t, r.autobootPath(), "garbage\n") },
+			"read autoboot.txt /"},
+		{"no autoboot.txt", func(t *testing.T, r RPiAB) { os.Remove(r.autobootPath()) }, "read autoboot.txt: open"},
+		{"unknown partition", func(t *testing.T, r RPiAB) {
+			writeFile(t, r.autobootPath(), strings.Replace(abDefault, "=3", "=4", 1))
+		}, "autoboot.txt names partition 4"},
+		{"garbage rpiab.txt", func(t *testing.T, r RPiAB) {
+			os.MkdirAll(r.BootDir, 0o755)
+			writeFile(t, r.envPath(), "garbage")
+		}, "rpiab.txt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRPi(t)
+			tt.setup(t, r)
+			_, err := r.Install("1")
+			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+				t.Fatalf("install: %v, want %q", err, tt.errHas)
+			}
+			if _, err := os.Stat(r.TrybootFlag); err == nil {
+				t.Error("refused install armed the tryboot flag")
+			}
+			if tt.name != "garbage rpiab.txt" {
+				if _, err := os.Stat(r.revsPath(3)); err == nil {
+					t.Error("refused install wrote pv_rev.txt")
+				}
+				if _, err := os.Stat(r.envPath()); err == nil {
+					t.Error("refused install wrote rpiab.txt")
+				}
+			}
+		})
+	}
+	r := newRPi(t)
+	if err := r.Commit("7"); err == nil || !strings.Contains(err.Error(), "neither boot partition 2 nor 3 lists revision 7") {
+		t.Errorf("commit of a revision no partition holds: %v", err)
+	}
+	if _, err := os.Stat(r.envPath()); err == nil {
+		t.Error("refused commit wrote rpiab.txt")
+	}
+	if err := (RPiAB{}).Fail(); err == nil || !strings.Contains(err.Error(), "rpiab: no boot directory") {
+		t.Errorf("fail without a layout: %v", err)
+	}
+	writeFile(t, r.TrybootProperty, "1")
+	if _, err := r.Running(Env{}); err == nil || !strings.Contains(err.Error(), "1 bytes, want a 32-bit cell") {
+		t.Errorf("running with a bad tryboot property: %v", err)
+	}
+}
+
+func TestRPiABFormat(t *testing.T) {
+	r := newRPi(t)
+	if _, err := r.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(r.envPath())
+	if want := append([]byte("pv_try=1\x00\x00"), make([]byte, RPiABSize-10)...); !bytes.Equal(data, want) {
+		t.Fatalf("rpiab.txt = %q…, %d bytes", data[:16], len(data))
+	}
+	if err := r.Save(Env{"big": strings.Repeat("x", RPiABSize)}); !errors.Is(err, ErrTooBig) || !strings.Contains(err.Error(), "rpiab.txt") {
+		t.Errorf("too big rpiab.txt: %v", err)
+	}
+}
+
+func TestParseAutoboot(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		want   autoboot
+		errHas string
+	}{
+		{"documented", abDefault, autoboot{2, 3}, ""},
+		{"swapped", "[all]\ntryboot_a_b=1\nboot_partition=3\n[tryboot]\nboot_partition=2\n", autoboot{3, 2}, ""},
+		{"upstream's trailing NUL", abDefault + "\x00", autoboot{2, 3}, ""},
+		{"before any section is [all]", "tryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n", autoboot{2, 3}, ""},
+		{"CRLF, comments, spaces", "# A/B\r\n[all]\r\n tryboot_a_b = 1\r\nboot_partition=2\r\n\r\n[tryboot]\r\nboot_partition=3\r\n", autoboot{2, 3}, ""},
+		{"later wins", abDefault + "[all]\nboot_partition=4\n", autoboot{4, 3}, ""},
+		{"[none] hides", abDefault + "[none]\nboot_partition=9\n", autoboot{2, 3}, ""},
+		{"no tryboot_a_b", "[all]\nboot_partition=2\n[tryboot]\nboot_partition=3\n", autoboot{}, "no tryboot_a_b=1 in [all]"},
+		{"tryboot_a_b=0", strings.Replace(abDefault, "a_b=1", "a_b=0", 1), autoboot{}, "no tryboot_a_b=1"},
+		{"no [tryboot]", "[all]\ntryboot_a_b=1\nboot_partition=2\n", autoboot{}, "[all] and [tryboot] boot partition 2"},
+		{"no boot_partition", "[all]\ntryboot_a_b=1\n[tryboot]\nboot_partition=3\n", autoboot{}, "no boot_partition in [all]"},
+		{"same partitions", "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=2\n", autoboot{}, "not an A/B layout"},
+		{"other filter", "[pi4]\n" + abDefault, autoboot{}, `line 1: section "[pi4]"`},
+		{"unclosed section", "[all\n", autoboot{}, `section "[all"`},
+		{"other property", abDefault + "kernel=x\n", autoboot{}, `line 6: "kernel=x": want boot_partition=N`},
+		{"not a number", strings.Replace(abDefault, "=2", "=two", 1), autoboot{}, `line 3: boot_partition="two": not a number`},
+		{"too big a number", strings.Replace(abDefault, "=2", "=256", 1), autoboot{}, "not a number"},
+		{"too long", abDefault + strings.Repeat("#", 512), autoboot{}, "bytes: the firmware reads 512"},
+		{"NUL inside", "[all]\x00\n", autoboot{}, "NUL at byte 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseAutoboot([]byte(tt.in))
+			if tt.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("err = %v, want %q", err, tt.errHas)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+	if got := string(autoboot{2, 3}.format()); got != abDefault {
+		t.Errorf("format = %q", got)
+	}
+}
+
+func TestParseRevList(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   []string
+		errHas string
+	}{
+		{"35\n", []string{"35"}, ""},
+		{"35", []string{"35"}, ""},
+		{"35,36,37\r\n", []string{"35", "36", "37"}, ""},
+		{"35, 36\n", []string{"35", "36"}, ""},
+		{"locals/a,5\n", []string{"locals/a", "5"}, ""},
+		{"\n", nil, "no revision"},
+		{"35,,36\n", nil, "revision 2"},
+		{"a b\n", nil, "revision 1"},
+		{strings.Repeat("1,", 128), nil, "256 bytes: upstream reads 255"},
+	}
+	for _, tt := range tests {
+		got, err := parseRevList([]byte(tt.in))
+		if tt.errHas != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+				t.Errorf("parseRevList(%q) = %v, want %q", tt.in, err, tt.errHas)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("parseRevList(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestStackRevs(t *testing.T) {
+	long := make([]string, 0, 60)
+	for len(formatRevList(append(long, "1234"))) <= maxRevList {
+		long = append(long, "1234")
+	}
+	tests := []struct {
+		name   string
+		prev   []string
+		rev    string
+		want   []string
+		reboot bool
+	}{
+		{"fresh", nil, "35", []string{"35"}, false},
+		{"stacked", []string{"35"}, "36", []string{"35", "36"}, false},
+		{"stacked twice", []string{"35", "36"}, "37", []string{"35", "36", "37"}, false},
+		{"already listed starts afresh", []string{"35", "36"}, "35", []string{"35"}, false},
+		{"full starts afresh", long, "9", []string{"9"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reboot := stackRevs(tt.prev, tt.rev)
+			if !slices.Equal(got, tt.want) || reboot != tt.reboot {
+				t.Errorf("got %v %v, want %v %v", got, reboot, tt.want, tt.reboot)
+			}
+		})
+	}
+}
+
+func TestRunningRev(t *testing.T) {
+	tests := []struct {
+		name        string
+		tryboot     bool
+		revs, other []string
+		env         Env
+		want        string
+		err         error
+		errHas      string
+	}{
+		{"tryboot", true, []string{"5"}, []string{"4"}, Env{"pv_rev": "4", "pv_try": "5"}, "5", nil, ""},
+		{"tryboot of a stack", true, []string{"5", "6"}, nil, Env{"pv_rev": "4", "pv_try": "6"}, "6", nil, ""},
+		{"tryboot without try", true, []string{"5"}, nil, Env{"pv_rev": "4"}, "", nil, "a tryboot of partition 3 with no pv_try"},
+		{"tryboot of the wrong partition", true, []string{"4"}, nil, Env{"pv_rev": "4", "pv_try": "5"}, "", nil, "not pv_try 5"},
+		{"early rollback", false, []string{"4"}, []string{"5"}, Env{"pv_rev": "4", "pv_try": "5"}, "4", nil, ""},
+		{"early rollback, any partition", false, []string{"9"}, nil, Env{"pv_rev": "4", "pv_try": "5"}, "4", nil, ""},
+		{"normal", false, []string{"4"}, []string{"3"}, Env{"pv_rev": "4"}, "4", nil, ""},
+		{"factory", false, []string{"0"}, nil, Env{}, "0", nil, ""},
+		{"commit unfinished", false, []string{"3"}, []string{"4"}, Env{"pv_rev": "4"}, "", ErrCommitUnfinished, ""},
+		{"wrong partition", false, []string{"3"}, []string{"2"}, Env{"pv_rev": "4"}, "", nil, "not the committed 4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := runningRev(tt.tryboot, 3, tt.revs, tt.other, tt.env)
+			switch {
+			case tt.err != nil:
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+			case tt.errHas != "":
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("err = %v, want %q", err, tt.errHas)
+				}
+			case err != nil || got != tt.want:
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseAutoboot: never panics, and what parses is written back to an
+// autoboot.txt that parses the same and fits the firmware's 512 bytes.
+func FuzzParseAutoboot(f *testing.F) {
+	f.Add([]byte(abDefault))
+	f.Add([]byte(abDefault + "\x00"))
+	f.Add([]byte("tryboot_a_b=1\r\nboot_partition=2\n[none]\nx\n[tryboot]\nboot_partition=3"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ab, err := parseAutoboot(data)
+		if err != nil {
+			return
+		}
+		out := ab.format()
+		if len(out) > AutobootMax {
+			t.Fatalf("%d bytes", len(out))
+		}
+		back, err := parseAutoboot(out)
+		if err != nil || back != ab {
+			t.Fatalf("round trip: %v, %v != %v", back, err, ab)
+		}
+	})
+}
+
+// FuzzParsePvRevTxt: never panics, and what parses is written back to a
+// pv_rev.txt that parses the same.
+func FuzzParsePvRevTxt(f *testing.F) {
+	f.Add([]byte("35\n"))
+	f.Add([]byte("35, 36,37\r\n"))
+	f.Add([]byte("locals/a,,b"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		revs, err := parseRevList(data)
+		if err != nil {
+			return
+		}
+		back, err := parseRevList(formatRevList(revs))
+		if err != nil || !slices.Equal(back, revs) {
+			t.Fatalf("round trip: %v, %v != %v", back, err, revs)
+		}
+	})
+}
