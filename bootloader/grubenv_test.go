@@ -127,6 +127,13 @@ func FuzzParseGrubenv(f *testing.F) {
 	f.Add(block("a=1\n\n# c\nb"))
 	f.Add([]byte(grubenvHeader))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Inputs of another size or without the header are refused at
+		// once: try each as it is, and as the body of a 1024-byte block.
+		parseGrubenv(data)
+		if len(data) > GrubenvSize-len(grubenvHeader) {
+			data = data[:GrubenvSize-len(grubenvHeader)]
+		}
+		data = block(string(data))
 		env, err := parseGrubenv(data)
 		if err != nil {
 			return

@@ -431,13 +431,21 @@ func FuzzParseUbootEnv(f *testing.F) {
 	f.Add([]byte("\x00\x00\x00\x00\x00a=b\x00\x00"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, redundant := range []bool{false, true} {
-			img := checkEnvImage(raw, redundant)
-			if !img.valid {
-				continue
-			}
 			hdr := 4
 			if redundant {
 				hdr = 5
+			}
+			// A random CRC is all but never right: check the input as it
+			// is, then with its CRC made right, so that the content is
+			// what gets fuzzed.
+			checkEnvImage(raw, redundant)
+			if len(raw) <= hdr {
+				continue
+			}
+			raw := bytes.Clone(raw)
+			binary.LittleEndian.PutUint32(raw, crc32.ChecksumIEEE(raw[hdr:]))
+			if !checkEnvImage(raw, redundant).valid {
+				t.Fatal("a right CRC is not valid")
 			}
 			env, err := parseNulEntries(raw[hdr:], false)
 			if err != nil {
