@@ -27,6 +27,12 @@ FUZZ_TARGETS := \
 	./config:FuzzParseConfigFile \
 	./config:FuzzParseCmdline \
 	./bootloader:FuzzParseEnv \
+	./bootloader:FuzzParseUbootTxt \
+	./bootloader:FuzzParseUbootEnv \
+	./bootloader:FuzzParseFwEnvConfig \
+	./bootloader:FuzzParseGrubenv \
+	./bootloader:FuzzParseAutoboot \
+	./bootloader:FuzzParsePvRevTxt \
 	./ctrl:FuzzRouterMatch
 
 .PHONY: all build test deps lint unit fuzz integration bench demo clean
