@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,8 +30,9 @@ func TestWriteFileAtomic(t *testing.T) {
 
 func TestCheckRev(t *testing.T) {
 	for rev, ok := range map[string]bool{"0": true, "42": true, "locals/dev-1": true, "": false, "..": false,
-		"a/b": false, "locals/": false, "locals/a/b": false, "../0": false} {
-		if err := CheckRev(rev); (err == nil) != ok {
+		"a/b": false, "locals/": false, "locals/a/b": false, "../0": false, "current": false, "locals": false,
+		".install-1": false, "locals/.x": false, "locals/current": true} {
+		if err := CheckRev(rev); (err == nil) != ok || (err != nil && !errors.Is(err, ErrBadRevision)) {
 			t.Errorf("CheckRev(%q) = %v", rev, err)
 		}
 	}
