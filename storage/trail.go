@@ -1,0 +1,482 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Errors of the trails that callers branch on.
+var (
+	// ErrTrailExists is returned when installing a revision that is
+	// already there.
+	ErrTrailExists = errors.New("revision already exists")
+	// ErrBadState is returned for a state JSON that cannot be installed:
+	// not a JSON object, or with a key that cannot be a file of the trail.
+	ErrBadState = errors.New("bad state json")
+)
+
+// Temporary directories in trails/: a revision being installed, and one
+// being removed. Recover removes both kinds.
+const (
+	installPrefix = ".install-"
+	removePrefix  = ".remove-"
+)
+
+// Refs is what a state JSON refers to, as the store sees it: the keys that
+// name objects and the inline JSON documents that upstream expands into the
+// trail as files.
+type Refs struct {
+	// Objects maps each state key naming an object to its sha256.
+	Objects map[string]string
+	// JSONs maps each ".json" key holding an inline document to it.
+	JSONs map[string]json.RawMessage
+}
+
+// ParseRefs reads the references of a state JSON. It is deliberately
+// looser than state.Parse: any string value that is a sha256 names an
+// object, so that a garbage collection keeps every object a state could
+// mean, valid or not. It refuses what the store cannot lay out: a document
+// that is not a JSON object, and keys that are not clean relative paths or
+// that would land in the trail's own .pv/ or .pvr/.
+func ParseRefs(data []byte) (Refs, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return Refs{}, fmt.Errorf("parse refs: %w: %w", ErrBadState, err)
+	}
+	if top == nil {
+		return Refs{}, fmt.Errorf("parse refs: %w: not a JSON object", ErrBadState)
+	}
+	r := Refs{Objects: map[string]string{}, JSONs: map[string]json.RawMessage{}}
+	for key, raw := range top {
+		if key == "#spec" || strings.HasPrefix(key, "_sigs/") {
+			continue
+		}
+		var s string
+		isString := len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil
+		isDoc := len(raw) > 0 && (raw[0] == '{' || raw[0] == '[')
+		if !(isString && IsSHA256(s)) && !(isDoc && strings.HasSuffix(key, ".json")) {
+			continue
+		}
+		if err := checkKey(key); err != nil {
+			return Refs{}, fmt.Errorf("parse refs: %w", err)
+		}
+		if isString {
+			r.Objects[key] = s
+		} else {
+			r.JSONs[key] = raw
+		}
+	}
+	return r, nil
+}
+
+// checkKey refuses a state key that cannot be a file of the trail.
+func checkKey(key string) error {
+	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsRune(key, 0) {
+		return fmt.Errorf("%w: key %q is not a relative path", ErrBadState, key)
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("%w: key %q is not a clean path", ErrBadState, key)
+		}
+	}
+	first, _, _ := strings.Cut(key, "/")
+	if first == ".pv" || first == ".pvr" {
+		return fmt.Errorf("%w: key %q would overwrite the trail's metadata", ErrBadState, key)
+	}
+	return nil
+}
+
+// InstallOptions are the optional parts of a revision being installed.
+type InstallOptions struct {
+	// Progress, when set, is written as the trail's .pv/progress.
+	Progress *Progress
+	// CommitMsg, when not empty, is written as .pv/commitmsg.
+	CommitMsg string
+}
+
+// InstallTrail writes revision rev: trails/<rev>/.pvr/json (stateJSON as
+// given), .pvr/config naming the object store as upstream does, every
+// object hard-linked at its key (copied where the filesystem cannot link),
+// every inline ".json" document expanded as a file, and the files of opt.
+//
+// Every object must already be in the store (PutObject): a missing one is
+// an *ObjectError wrapping ErrObjectMissing, a corrupt unmarked one
+// ErrBadChecksum. An existing revision is refused with ErrTrailExists;
+// RemoveTrail it first to replace it. A bad rev is ErrBadRevision, a state
+// that cannot be laid out ErrBadState, a full storage ErrNoSpace.
+//
+// Order: everything is written and fsynced in a temporary directory
+// trails/.install-*, the directory tree is fsynced, then renamed to its
+// name and the parent fsynced. A crash leaves either no trails/<rev> (and
+// a temporary directory that Recover removes) or the whole trail.
+func (l Layout) InstallTrail(rev string, stateJSON []byte, opt InstallOptions) error {
+	if err := CheckRev(rev); err != nil {
+		return fmt.Errorf("install trail: %w", err)
+	}
+	refs, err := ParseRefs(stateJSON)
+	if err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, err)
+	}
+	for _, key := range sortedKeys(refs.Objects) {
+		sha := refs.Objects[key]
+		if err := CheckObject(l.Object(sha), sha); err != nil {
+			return fmt.Errorf("install trail %s: %s: %w", rev, key, err)
+		}
+	}
+	final := l.Trail(rev)
+	if _, err := os.Lstat(final); err == nil {
+		return fmt.Errorf("install trail %s: %w", rev, ErrTrailExists)
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+	}
+	tmp, err := os.MkdirTemp(l.Trails(), installPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+	}
+	defer os.RemoveAll(tmp) // no-op once renamed
+	if err := l.fillTrail(tmp, stateJSON, refs, opt); err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, err)
+	}
+	if err := syncTree(tmp); err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, err)
+	}
+	if err := hit("install.rename"); err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return fmt.Errorf("install trail %s: %w", rev, ErrTrailExists)
+		}
+		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+	}
+	// The new entry first, then (for locals/) the old one's removal.
+	if err := SyncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("install trail %s: %w", rev, err)
+	}
+	if filepath.Dir(final) != l.Trails() {
+		if err := SyncDir(l.Trails()); err != nil {
+			return fmt.Errorf("install trail %s: %w", rev, err)
+		}
+	}
+	return nil
+}
+
+// fillTrail writes a trail's content into dir, each file fsynced.
+func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOptions) error {
+	if err := writeNew(filepath.Join(dir, TrailJSON), stateJSON); err != nil {
+		return err
+	}
+	if err := hit("install.json"); err != nil {
+		return noSpace(err)
+	}
+	objects := l.Objects()
+	if abs, err := filepath.Abs(objects); err == nil {
+		objects = abs // upstream's tools read it from anywhere
+	}
+	cfg, err := json.Marshal(map[string]string{"ObjectsDir": objects})
+	if err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	if err := writeNew(filepath.Join(dir, TrailConfig), cfg); err != nil {
+		return err
+	}
+	for _, key := range sortedKeys(refs.Objects) {
+		if err := hit("install.link"); err != nil {
+			return noSpace(err)
+		}
+		if err := linkObject(l.Object(refs.Objects[key]), filepath.Join(dir, filepath.FromSlash(key))); err != nil {
+			return fmt.Errorf("link %s: %w", key, err)
+		}
+	}
+	for _, key := range sortedKeys(refs.JSONs) {
+		if err := writeNew(filepath.Join(dir, filepath.FromSlash(key)), refs.JSONs[key]); err != nil {
+			return err
+		}
+	}
+	if opt.Progress != nil {
+		data, err := opt.Progress.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := writeNew(filepath.Join(dir, TrailProgress), data); err != nil {
+			return err
+		}
+	}
+	if opt.CommitMsg != "" {
+		if err := writeNew(filepath.Join(dir, TrailCommit), []byte(opt.CommitMsg)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeNew creates path (and its directories) with data, fsynced. It
+// refuses to replace a file: inside a fresh directory a clash means two
+// keys of the state map to one path.
+func writeNew(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return noSpace(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return noSpace(err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, noSpace(err))
+	}
+	return nil
+}
+
+// linkObject makes dst a hard link to the object src, or a copy where the
+// filesystem refuses the link (another filesystem, too many links, or no
+// hard links at all). A copy is fsynced and carries the verified mark,
+// since it is made from a verified object.
+func linkObject(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return noSpace(err)
+	}
+	err := os.Link(src, dst)
+	if err == nil || !(errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.EPERM)) {
+		return noSpace(err)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return noSpace(err)
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if err == nil {
+		err = out.Chmod(verifiedMode)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return noSpace(err)
+}
+
+// syncTree fsyncs every directory under root, deepest first, so that all
+// the entries created in it are durable.
+func syncTree(root string) error {
+	var dirs []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sync tree %s: %w", root, err)
+	}
+	if err := hit("install.sync"); err != nil {
+		return noSpace(err)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := SyncDir(dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveTrail deletes revision rev's trail with everything in it (its
+// progress and the hard links to its objects; the objects stay in the
+// store until GC). It does not ask whether the revision is running,
+// committed or being tried: the caller must. Returns ErrNoTrail when there
+// is none.
+//
+// Order: the trail is first renamed to a temporary trails/.remove-* and
+// that rename made durable, then deleted; a crash never leaves a trail
+// that looks whole with files missing.
+func (l Layout) RemoveTrail(rev string) error {
+	if err := CheckRev(rev); err != nil {
+		return fmt.Errorf("remove trail: %w", err)
+	}
+	final := l.Trail(rev)
+	if _, err := os.Lstat(final); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove trail %s: %w", rev, ErrNoTrail)
+		}
+		return fmt.Errorf("remove trail %s: %w", rev, err)
+	}
+	// A fresh name: 64 random bits make a clash with another removal
+	// (which os.Rename would refuse, not overwrite) practically impossible.
+	tmp := filepath.Join(l.Trails(), fmt.Sprintf("%s%016x", removePrefix, rand.Uint64()))
+	if err := os.Rename(final, tmp); err != nil {
+		return fmt.Errorf("remove trail %s: %w", rev, err)
+	}
+	if err := SyncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("remove trail %s: %w", rev, err)
+	}
+	if filepath.Dir(final) != l.Trails() {
+		if err := SyncDir(l.Trails()); err != nil {
+			return fmt.Errorf("remove trail %s: %w", rev, err)
+		}
+	}
+	if err := hit("remove.delete"); err != nil {
+		return fmt.Errorf("remove trail %s: %w", rev, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove trail %s: %w", rev, err)
+	}
+	return nil
+}
+
+// ReadState returns revision rev's state JSON.
+func (l Layout) ReadState(rev string) ([]byte, error) {
+	if err := CheckRev(rev); err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	data, err := os.ReadFile(filepath.Join(l.Trail(rev), TrailJSON))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read state %s: %w: %w", rev, ErrNoTrail, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state %s: %w", rev, err)
+	}
+	return data, nil
+}
+
+// Revisions lists the revisions in trails/ as upstream's GET /steps does:
+// every directory name but "current" and "locals", then "locals/<name>"
+// for each local revision. The store's temporary directories (names
+// starting with ".") are not revisions. Numeric names come first, in
+// numeric order, then the others in lexical order.
+func (l Layout) Revisions() ([]string, error) {
+	var revs []string
+	for _, sub := range []string{"", "locals"} {
+		entries, err := os.ReadDir(filepath.Join(l.Trails(), sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list revisions: %w", err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || !e.IsDir() {
+				continue
+			}
+			if sub == "" && (name == "current" || name == "locals") {
+				continue
+			}
+			if sub != "" {
+				name = sub + "/" + name
+			}
+			revs = append(revs, name)
+		}
+	}
+	sort.Slice(revs, func(i, j int) bool { return revLess(revs[i], revs[j]) })
+	return revs, nil
+}
+
+func revLess(a, b string) bool {
+	na, ea := strconv.ParseUint(a, 10, 64)
+	nb, eb := strconv.ParseUint(b, 10, 64)
+	switch {
+	case ea == nil && eb == nil:
+		return na < nb
+	case ea == nil:
+		return true
+	case eb == nil:
+		return false
+	}
+	return a < b
+}
+
+// Step is what GET /steps shows of a revision.
+type Step struct {
+	Name string
+	// Date is when the trail directory last changed.
+	Date      time.Time
+	CommitMsg string
+	// Progress is nil when the revision has none, or none readable.
+	Progress *Progress
+}
+
+// Steps describes every revision, in the order of Revisions.
+func (l Layout) Steps() ([]Step, error) {
+	revs, err := l.Revisions()
+	if err != nil {
+		return nil, err
+	}
+	steps := make([]Step, 0, len(revs))
+	for _, rev := range revs {
+		fi, err := os.Stat(l.Trail(rev))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		s := Step{Name: rev, Date: fi.ModTime()}
+		s.CommitMsg, _ = l.ReadCommitMsg(rev)
+		if p, err := l.ReadProgress(rev); err == nil {
+			s.Progress = &p
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+// SetCurrent points trails/current at revision rev, as upstream does for
+// the running revision. The link is replaced atomically (a new link renamed
+// over the old).
+func (l Layout) SetCurrent(rev string) error {
+	if err := CheckRev(rev); err != nil {
+		return fmt.Errorf("set current: %w", err)
+	}
+	tmp := filepath.Join(l.Trails(), ".current.tmp")
+	os.Remove(tmp)
+	if err := os.Symlink(rev, tmp); err != nil {
+		return fmt.Errorf("set current %s: %w", rev, noSpace(err))
+	}
+	if err := os.Rename(tmp, l.Current()); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("set current %s: %w", rev, err)
+	}
+	return SyncDir(l.Trails())
+}
+
+// CurrentRev is the revision trails/current points at, "" when none.
+func (l Layout) CurrentRev() string {
+	target, err := os.Readlink(l.Current())
+	if err != nil || CheckRev(target) != nil {
+		return ""
+	}
+	return target
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

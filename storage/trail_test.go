@@ -1,0 +1,221 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"testing"
+)
+
+// stateJSON is a state whose keys name the given objects (key -> sha), with
+// one inline document.
+func stateJSON(t testing.TB, objects map[string]string) []byte {
+	t.Helper()
+	st := map[string]any{
+		"#spec":        "pantavisor-service-system@1",
+		"device.json":  map[string]any{"groups": []any{map[string]any{"name": "app"}}},
+		"app/run.json": map[string]any{"name": "app", "type": "lxc"},
+	}
+	for k, v := range objects {
+		st[k] = v
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// install puts each content as an object and installs rev referring to them
+// by key; it returns the state.
+func install(t testing.TB, l Layout, rev string, files map[string]string) []byte {
+	t.Helper()
+	objs := map[string]string{}
+	for key, content := range files {
+		objs[key] = put(t, l, content)
+	}
+	data := stateJSON(t, objs)
+	if err := l.InstallTrail(rev, data, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestInstallTrail(t *testing.T) {
+	l := newLayout(t)
+	files := map[string]string{"app/root.squashfs": "rootfs", "app/lxc.container.conf": "conf", "bsp/kernel.img": "rootfs"}
+	objs := map[string]string{}
+	for key, content := range files {
+		objs[key] = put(t, l, content)
+	}
+	data := stateJSON(t, objs)
+	p := NewProgress(StatusNew, MsgInstalled)
+	if err := l.InstallTrail("locals/dev", data, InstallOptions{Progress: &p, CommitMsg: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := l.Trail("locals/dev")
+	if got, err := os.ReadFile(filepath.Join(dir, TrailJSON)); err != nil || string(got) != string(data) {
+		t.Fatalf(".pvr/json = %q, %v", got, err)
+	}
+	var cfg map[string]string
+	if b, err := os.ReadFile(filepath.Join(dir, TrailConfig)); err != nil || json.Unmarshal(b, &cfg) != nil || cfg["ObjectsDir"] != l.Objects() {
+		t.Fatalf(".pvr/config = %s, %v", b, err)
+	}
+	for key, sha := range objs {
+		linked, err := os.Stat(filepath.Join(dir, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := os.Stat(l.Object(sha))
+		if err != nil || !os.SameFile(linked, stored) {
+			t.Errorf("%s is not a hard link to its object", key)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "app/run.json")); err != nil || string(b) != `{"name":"app","type":"lxc"}` {
+		t.Errorf("expanded run.json = %s, %v", b, err)
+	}
+	if got, err := l.ReadProgress("locals/dev"); err != nil || got != p {
+		t.Errorf("progress = %+v, %v", got, err)
+	}
+	if msg, err := l.ReadCommitMsg("locals/dev"); err != nil || msg != "first" {
+		t.Errorf("commit message = %q, %v", msg, err)
+	}
+	if got, err := l.ReadState("locals/dev"); err != nil || string(got) != string(data) {
+		t.Errorf("ReadState = %q, %v", got, err)
+	}
+	if err := l.InstallTrail("locals/dev", data, InstallOptions{}); !errors.Is(err, ErrTrailExists) {
+		t.Errorf("second install: %v", err)
+	}
+	if tmps := dotEntries(t, l.Trails()); len(tmps) != 0 {
+		t.Errorf("temporaries left: %v", tmps)
+	}
+}
+
+func TestInstallTrailRefusals(t *testing.T) {
+	sha := shaOf("present")
+	tests := []struct {
+		name  string
+		rev   string
+		state string
+		fault string // step failing with ENOSPC
+		want  error
+	}{
+		{"bad rev", "../x", `{}`, "", ErrBadRevision},
+		{"not json", "1", `{"a":`, "", ErrBadState},
+		{"not an object", "1", `[1]`, "", ErrBadState},
+		{"escaping key", "1", `{"../../etc/x":"` + sha + `"}`, "", ErrBadState},
+		{"metadata key", "1", `{".pvr/json":"` + sha + `"}`, "", ErrBadState},
+		{"missing object", "1", `{"a/b":"` + shaOf("absent") + `"}`, "", ErrObjectMissing},
+		{"no space linking", "1", `{"a/b":"` + sha + `"}`, "install.link", ErrNoSpace},
+		{"no space syncing", "1", `{"a/b":"` + sha + `"}`, "install.sync", ErrNoSpace},
+		{"no space renaming", "1", `{"a/b":"` + sha + `"}`, "install.rename", ErrNoSpace},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLayout(t)
+			put(t, l, "present")
+			setFault(t, func(step string) error {
+				if step == tc.fault {
+					return syscall.ENOSPC
+				}
+				return nil
+			})
+			err := l.InstallTrail(tc.rev, []byte(tc.state), InstallOptions{})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			entries, _ := os.ReadDir(l.Trails())
+			if len(entries) != 0 {
+				t.Errorf("trails/ not empty: %v", entries)
+			}
+		})
+	}
+}
+
+func TestRemoveTrail(t *testing.T) {
+	l := newLayout(t)
+	install(t, l, "1", map[string]string{"app/root.squashfs": "rootfs"})
+	install(t, l, "locals/a", map[string]string{"app/root.squashfs": "rootfs"})
+	for _, rev := range []string{"1", "locals/a"} {
+		if err := l.RemoveTrail(rev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(l.Trail(rev)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there: %v", rev, err)
+		}
+	}
+	if err := l.RemoveTrail("1"); !errors.Is(err, ErrNoTrail) {
+		t.Errorf("removing a removed trail: %v", err)
+	}
+	if err := l.Verify(shaOf("rootfs")); err != nil {
+		t.Errorf("object went with the trail: %v", err)
+	}
+	if tmps := dotEntries(t, l.Trails()); len(tmps) != 0 {
+		t.Errorf("temporaries left: %v", tmps)
+	}
+}
+
+func TestRevisions(t *testing.T) {
+	l := newLayout(t)
+	for _, rev := range []string{"10", "2", "0", "locals/b", "locals/a", "abc"} {
+		install(t, l, rev, nil)
+	}
+	// Not revisions: the current link, a temporary directory, a file.
+	if err := l.SetCurrent("2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(l.Trails(), installPrefix+"x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.Trails(), "stray"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Revisions()
+	want := []string{"0", "2", "10", "abc", "locals/a", "locals/b"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Revisions = %v, %v; want %v", got, err, want)
+	}
+	if cur := l.CurrentRev(); cur != "2" {
+		t.Errorf("CurrentRev = %q", cur)
+	}
+	if err := l.WriteCommitMsg("10", "ten"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WriteProgress("10", NewProgress(StatusDone, MsgDone)); err != nil {
+		t.Fatal(err)
+	}
+	steps, err := l.Steps()
+	if err != nil || len(steps) != len(want) {
+		t.Fatalf("Steps = %v, %v", steps, err)
+	}
+	ten := steps[2]
+	if ten.Name != "10" || ten.CommitMsg != "ten" || ten.Progress == nil || ten.Progress.Status != StatusDone || ten.Date.IsZero() {
+		t.Errorf("step 10 = %+v", ten)
+	}
+	if steps[0].Progress != nil || steps[0].CommitMsg != "" {
+		t.Errorf("step 0 = %+v", steps[0])
+	}
+}
+
+func TestParseRefs(t *testing.T) {
+	sha := shaOf("x")
+	refs, err := ParseRefs([]byte(`{"#spec":"pantavisor-service-system@1","a/b":"` + sha + `",
+		"_sigs/a.json":"` + sha + `","c/run.json":{"x":1},"d/notes":"not a sha","e/x":{"y":2},"f/list.json":[1]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(refs.Objects, map[string]string{"a/b": sha}) {
+		t.Errorf("objects %v", refs.Objects)
+	}
+	if len(refs.JSONs) != 2 || string(refs.JSONs["c/run.json"]) != `{"x":1}` || string(refs.JSONs["f/list.json"]) != `[1]` {
+		t.Errorf("jsons %v", refs.JSONs)
+	}
+	for _, bad := range []string{`null`, `"x"`, `{"/abs":"` + sha + `"}`, `{"a//b":"` + sha + `"}`, `{".pv/progress.json":{}}`} {
+		if _, err := ParseRefs([]byte(bad)); !errors.Is(err, ErrBadState) {
+			t.Errorf("ParseRefs(%s) = %v", bad, err)
+		}
+	}
+}
