@@ -1,0 +1,100 @@
+package storage
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+func TestGC(t *testing.T) {
+	l := newLayout(t)
+	install(t, l, "0", map[string]string{"app/root.squashfs": "factory root", "app/conf": "shared conf"})
+	install(t, l, "1", map[string]string{"app/root.squashfs": "old root", "app/conf": "shared conf"})
+	install(t, l, "2", map[string]string{"app/root.squashfs": "running root", "app/conf": "shared conf"})
+	install(t, l, "locals/dev", map[string]string{"app/root.squashfs": "dev root"})
+	install(t, l, "3", map[string]string{"app/root.squashfs": "tried root"})
+	// Revision 1's logs and revision disks go with it.
+	for _, dir := range []string{l.Logs("1"), l.RevisionDisk("1", "app", "data")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An object put for an update not installed yet, one kept by name, one
+	// orphan, and one a state only upstream's layout knows (a trail
+	// without hard links).
+	pending := put(t, l, "pending object")
+	orphan := put(t, l, "orphan")
+	legacy := put(t, l, "legacy layout object")
+	if err := os.MkdirAll(filepath.Join(l.Trail("4"), ".pvr"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.Trail("4"), TrailJSON), stateJSON(t, map[string]string{"x/y": legacy}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetCurrent("2"); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := l.GC(GCOptions{Keep: []string{"0", "3", "4"}, KeepObjects: []string{pending}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(rep.Objects)
+	wantObjs := []string{shaOf("dev root"), shaOf("old root"), orphan}
+	sort.Strings(wantObjs)
+	if !reflect.DeepEqual(rep.Revisions, []string{"1", "locals/dev"}) || !reflect.DeepEqual(rep.Objects, wantObjs) {
+		t.Fatalf("report %+v", rep)
+	}
+	wantBytes := int64(len("dev root") + len("old root") + len("orphan") + 2000)
+	if rep.Bytes < wantBytes {
+		t.Errorf("freed %d bytes, want at least %d", rep.Bytes, wantBytes)
+	}
+	revs, _ := l.Revisions()
+	if !reflect.DeepEqual(revs, []string{"0", "2", "3", "4"}) {
+		t.Errorf("revisions left %v", revs)
+	}
+	for _, gone := range []string{l.Logs("1"), filepath.Join(l.Root, "disks", "rev", "1")} {
+		if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left: %v", gone, err)
+		}
+	}
+	for _, sha := range []string{pending, legacy, shaOf("shared conf"), shaOf("factory root"), shaOf("running root")} {
+		if err := l.Verify(sha); err != nil {
+			t.Errorf("kept object: %v", err)
+		}
+	}
+	if err := l.Check(); err != nil {
+		t.Error(err)
+	}
+
+	// Nothing more to collect; the pending object goes once not kept.
+	rep, err = l.GC(GCOptions{Keep: []string{"0", "3", "4"}})
+	if err != nil || len(rep.Revisions) != 0 || !reflect.DeepEqual(rep.Objects, []string{pending}) {
+		t.Fatalf("second GC: %+v, %v", rep, err)
+	}
+}
+
+func TestGCUnreadableState(t *testing.T) {
+	l := newLayout(t)
+	install(t, l, "0", map[string]string{"a/b": "kept"})
+	orphan := put(t, l, "orphan")
+	if err := os.Chmod(filepath.Join(l.Trail("0"), TrailJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.Trail("0"), TrailJSON), []byte("{torn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := l.GC(GCOptions{Keep: []string{"0"}})
+	if err == nil || len(rep.Objects) != 0 {
+		t.Fatalf("GC with an unreadable state: %+v, %v", rep, err)
+	}
+	if err := l.Verify(orphan); err != nil {
+		t.Errorf("object removed although references are unknown: %v", err)
+	}
+}
