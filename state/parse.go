@@ -21,6 +21,12 @@ type Options struct {
 	// AppEngine skips bsp/run.json and bsp/drivers.json as upstream does when
 	// pantavisor runs as an application rather than as the device's init.
 	AppEngine bool
+	// VerifyObjects makes LoadTrail hash every object, even those the
+	// store marked verified when it wrote them, and leave the storage
+	// untouched. For `pantavisor validate` and checks; a boot leaves it
+	// off (a 200 MB root volume costs a stat instead of a read). Parse
+	// ignores it.
+	VerifyObjects bool
 }
 
 // Parse reads a state JSON document and validates it. It returns the model

@@ -1,20 +1,17 @@
 package state
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/pantavisor/pv/state/lxcconf"
+	"github.com/pantavisor/pv/storage"
 )
 
 // TrailJSON is where a revision's state lives inside its trail directory.
-const TrailJSON = ".pvr/json"
+const TrailJSON = storage.TrailJSON
 
 // ReadError means a state or one of its files could not be read at all, as
 // opposed to being read and found invalid.
@@ -27,11 +24,19 @@ func (e *ReadError) Error() string { return fmt.Sprintf("read %s: %v", e.Path, e
 func (e *ReadError) Unwrap() error { return e.Err }
 
 // LoadTrail reads and validates the revision in a trail directory
-// (<storage>/trails/<rev>). Beyond Parse it checks every object: present in
-// <storage>/objects/<sha256> (or hard-linked into the trail as upstream
-// does) with content matching its sha256, and it translates each container's
+// (<storage>/trails/<rev> or <storage>/trails/locals/<name>). Beyond Parse it
+// checks every object: present in <storage>/objects/<sha256> (or hard-linked
+// into the trail as upstream does), and it translates each container's
 // lxc.container.conf into the container's spec. Problems with objects are
 // validation errors; an unreadable .pvr/json is a *ReadError.
+//
+// A boot does not hash the objects: one marked verified by the store (see
+// storage.CheckObject) is trusted on a stat, since it was hashed when it
+// was written. An unmarked one (put there by upstream or by older code) is
+// hashed once and, if it matches, marked, which changes its mode to 0444:
+// LoadTrail writes to the storage then. With opt.VerifyObjects every object
+// is hashed whatever its mark and nothing is changed, as `pantavisor
+// validate` needs.
 func LoadTrail(dir string, opt Options) (*State, error) {
 	jsonPath := filepath.Join(dir, TrailJSON)
 	data, err := os.ReadFile(jsonPath)
@@ -39,9 +44,9 @@ func LoadTrail(dir string, opt Options) (*State, error) {
 		return nil, &ReadError{Path: jsonPath, Err: err}
 	}
 	st, perr := Parse(data, opt)
-	objectsDir := filepath.Join(dir, "..", "..", "objects")
+	objectsDir := storage.TrailObjects(dir)
 	var c collector
-	checkObjects(&c, st, dir, objectsDir)
+	checkObjects(&c, st, dir, objectsDir, opt.VerifyObjects)
 	if perr == nil && len(c.errs) == 0 {
 		readLXC(&c, st, dir, objectsDir)
 	}
@@ -64,39 +69,36 @@ func ObjectPath(trailDir, objectsDir, key, sha string) string {
 	return filepath.Join(trailDir, filepath.FromSlash(key))
 }
 
-func checkObjects(c *collector, st *State, trailDir, objectsDir string) {
-	verified := map[string]error{} // one object may back several keys
+func checkObjects(c *collector, st *State, trailDir, objectsDir string, hash bool) {
+	checked := map[string]error{} // one object may back several keys
 	for _, key := range sortedKeys(st.Objects) {
 		sha := st.Objects[key]
-		err, done := verified[sha]
+		err, done := checked[sha]
 		if !done {
-			err = verifyObject(ObjectPath(trailDir, objectsDir, key, sha), sha)
-			verified[sha] = err
+			path := ObjectPath(trailDir, objectsDir, key, sha)
+			if hash {
+				err = storage.VerifyFile(path, sha)
+			} else {
+				err = storage.CheckObject(path, sha)
+			}
+			checked[sha] = err
 		}
 		if err != nil {
-			c.errorf(key, "", "%v", err)
+			c.errorf(key, "", "%s", objectProblem(sha, err))
 		}
 	}
 }
 
-// verifyObject checks that the file at path hashes to sha.
-func verifyObject(path, sha string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("object %s is missing from the objects store", sha)
+// objectProblem words an object's fault for `pantavisor validate`.
+func objectProblem(sha string, err error) string {
+	var oe *storage.ObjectError
+	switch {
+	case errors.Is(err, storage.ErrObjectMissing):
+		return fmt.Sprintf("object %s is missing from the objects store", sha)
+	case errors.As(err, &oe) && errors.Is(err, storage.ErrBadChecksum):
+		return fmt.Sprintf("object %s is corrupt: its content hashes to %s", sha, oe.Got)
 	}
-	if err != nil {
-		return fmt.Errorf("open object %s: %w", sha, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("read object %s: %w", sha, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
-		return fmt.Errorf("object %s is corrupt: its content hashes to %s", sha, got)
-	}
-	return nil
+	return err.Error()
 }
 
 // readLXC translates every container's LXC config file.

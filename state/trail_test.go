@@ -107,4 +107,58 @@ func TestLoadTrailObjectFaults(t *testing.T) {
 	})
 }
 
+// TestLoadTrailTrustsVerifiedObjects: a boot hashes an unmarked object
+// once and marks it; a marked object is trusted on a stat, so damage after
+// the mark is found by VerifyObjects only.
+func TestLoadTrailTrustsVerifiedObjects(t *testing.T) {
+	files := map[string]string{"app/lxc.container.conf": testLXC, "app/root.squashfs": "rootfs"}
+	trail := writeTrail(t, files, "")
+	sum := sha256.Sum256([]byte("rootfs"))
+	root := filepath.Join(trail, "..", "..", "objects", hex.EncodeToString(sum[:]))
+	if _, err := LoadTrail(trail, Options{AppEngine: true}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(root)
+	if err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("object not marked by the boot that hashed it: %v, %v", fi.Mode(), err)
+	}
+	if err := os.Chmod(root, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, []byte("rot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadTrail(trail, Options{AppEngine: true}); err != nil {
+		t.Fatalf("a boot read a marked object: %v", err)
+	}
+	_, err = LoadTrail(trail, Options{AppEngine: true, VerifyObjects: true})
+	probs := Problems(err)
+	if len(probs) != 1 || probs[0].File != "app/root.squashfs" || !strings.Contains(probs[0].Msg, "corrupt") {
+		t.Fatalf("VerifyObjects: got %v", err)
+	}
+	if fi, _ := os.Stat(root); fi.Mode().Perm() != 0o444 {
+		t.Errorf("VerifyObjects changed the storage: %v", fi.Mode())
+	}
+}
+
+// TestLoadTrailLocal: a local revision's objects are in the same store,
+// one level further up.
+func TestLoadTrailLocal(t *testing.T) {
+	files := map[string]string{"app/lxc.container.conf": testLXC, "app/root.squashfs": "rootfs"}
+	trail := writeTrail(t, files, "")
+	local := filepath.Join(trail, "..", "locals", "dev")
+	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(trail, local); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadTrail(local, Options{AppEngine: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -35,7 +35,9 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 		return exitUnreadable
 	}
 	path := fs.Arg(0)
-	st, err := load(path, state.Options{AppEngine: *appengine})
+	// Every object is hashed: validate is the check that does not trust
+	// the store's marks.
+	st, err := load(path, state.Options{AppEngine: *appengine, VerifyObjects: true})
 	var rerr *state.ReadError
 	if errors.As(err, &rerr) {
 		fmt.Fprintf(stderr, "pantavisor validate: %v\n", err)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +76,32 @@ func TestValidateExitCodes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidateHashesEveryObject: validate does not trust the store's
+// verified mark (mode 0444) that lets a boot skip hashing.
+func TestValidateHashesEveryObject(t *testing.T) {
+	storage := t.TempDir()
+	trail := filepath.Join(storage, "trails", "0")
+	objects := filepath.Join(storage, "objects")
+	for _, d := range []string{filepath.Join(trail, ".pvr"), objects} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256([]byte("rootfs"))
+	sha := hex.EncodeToString(sum[:])
+	if err := os.WriteFile(filepath.Join(objects, sha), []byte("tampered"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	st := `{"#spec":"pantavisor-service-system@1","device.json":{"groups":[{"name":"app"}]},
+		"app/run.json":{"name":"app","type":"lxc","root-volume":"root.squashfs"},"app/root.squashfs":"` + sha + `"}`
+	if err := os.WriteFile(filepath.Join(trail, ".pvr", "json"), []byte(st), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI("validate", "--appengine", trail)
+	if code != exitInvalid || !strings.Contains(errs, "app/root.squashfs: object "+sha+" is corrupt") {
+		t.Fatalf("exit %d, stderr:\n%s", code, errs)
 	}
 }
