@@ -33,7 +33,8 @@ FUZZ_TARGETS := \
 	./bootloader:FuzzParseGrubenv \
 	./bootloader:FuzzParseAutoboot \
 	./bootloader:FuzzParsePvRevTxt \
-	./ctrl:FuzzRouterMatch
+	./ctrl:FuzzRouterMatch \
+	./storage:FuzzParseProgress
 
 .PHONY: all build test deps lint unit fuzz integration bench demo clean
 
