@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
 )
 
 // fakeBackend is a Backend with canned answers that records signals.
@@ -103,8 +105,15 @@ func socketPath(t *testing.T) string {
 	return filepath.Join(dir, "pv-ctrl")
 }
 
-// startServer serves b on a fresh unix socket until the test ends.
+// startServer serves b on a fresh unix socket, with a fresh empty storage,
+// until the test ends.
 func startServer(t *testing.T, b Backend, r Resolver) string {
+	t.Helper()
+	return startServerWith(t, b, r, &Storage{Layout: storage.Layout{Root: t.TempDir()}, State: state.Options{AppEngine: true}})
+}
+
+// startServerWith is startServer with storage st (none when nil).
+func startServerWith(t *testing.T, b Backend, r Resolver, st *Storage) string {
 	t.Helper()
 	sock := socketPath(t)
 	l, err := Listen(sock)
@@ -112,6 +121,9 @@ func startServer(t *testing.T, b Backend, r Resolver) string {
 		t.Fatal(err)
 	}
 	s := New(b, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if st != nil {
+		s.SetStorage(*st)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {

@@ -18,6 +18,20 @@ var routeTable = []route{
 	{method: http.MethodPost, pattern: "/signal", perm: permAny, maxBody: 4096, handle: (*Server).postSignal},
 	{method: http.MethodGet, pattern: "/actors", perm: permMgmt, handle: (*Server).getActors},
 	{method: http.MethodPut, pattern: "/containers/{}", perm: permMgmt, maxBody: 1024, handle: (*Server).putContainer},
+
+	// Local updates' storage side (storage.go).
+	{method: http.MethodGet, pattern: "/objects", perm: permMgmt, handle: (*Server).getObjects},
+	{method: http.MethodGet, pattern: "/objects/{}", perm: permMgmt, handle: (*Server).getObject},
+	{method: http.MethodPut, pattern: "/objects/{}", perm: permMgmt, maxBody: bodyObject, handle: (*Server).putObject},
+	{method: http.MethodGet, pattern: "/steps", perm: permMgmt, handle: (*Server).getSteps},
+	{method: http.MethodGet, pattern: "/steps/{}", perm: permMgmt, handle: (*Server).getStepRemote},
+	{method: http.MethodGet, pattern: "/steps/locals/{}", perm: permMgmt, handle: (*Server).getStepLocal},
+	{method: http.MethodPut, pattern: "/steps/{}", perm: permMgmt, maxBody: maxStateJSON, handle: (*Server).putStepRemote},
+	{method: http.MethodPut, pattern: "/steps/locals/{}", perm: permMgmt, maxBody: maxStateJSON, handle: (*Server).putStepLocal},
+	{method: http.MethodGet, pattern: "/steps/{}/progress", perm: permMgmt, handle: (*Server).getProgressRemote},
+	{method: http.MethodGet, pattern: "/steps/locals/{}/progress", perm: permMgmt, handle: (*Server).getProgressLocal},
+	{method: http.MethodPut, pattern: "/steps/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: (*Server).putCommitMsgRemote},
+	{method: http.MethodPut, pattern: "/steps/locals/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: (*Server).putCommitMsgLocal},
 }
 
 // defaultRouter is routeTable compiled once: a bad row is a programming

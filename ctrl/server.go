@@ -50,6 +50,9 @@ type Server struct {
 	log     *slog.Logger
 	routes  *router
 	hs      *http.Server
+	// store is the device storage of the update endpoints; nil until
+	// SetStorage.
+	store *Storage
 }
 
 // New returns a server answering from b, identifying callers with r
@@ -131,14 +134,15 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.writeError(w, status, msg)
 		return
 	}
-	if r.ContentLength > rt.maxBody {
+	limit := s.bodyLimit(rt)
+	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close")
 		s.writeError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
 		return
 	}
 	// The server's own writer, not the wrapper: MaxBytesReader tells it to
 	// close the connection once the limit is hit.
-	r.Body = http.MaxBytesReader(rw, r.Body, rt.maxBody)
+	r.Body = http.MaxBytesReader(rw, r.Body, limit)
 	rt.handle(s, w, r, &call{caller: c, args: args})
 }
 

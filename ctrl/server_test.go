@@ -51,6 +51,14 @@ var (
 	unknown   = outcome{http.StatusInternalServerError, errJSON(msgUnknownCaller)}
 )
 
+var notFound404 = outcome{http.StatusNotFound, errJSON(msgNoResource)}
+
+// mgmtOnly is the outcomes of a mgmt route that answers ok to the host and
+// to mgmt containers.
+func mgmtOnly(ok outcome) map[role]outcome {
+	return map[role]outcome{roleHost: ok, roleMgmtCtr: ok, roleAppCtr: denied403, roleGhost: unknown, roleResolver: unknown}
+}
+
 // TestPermissions checks every endpoint for every kind of caller. A route
 // added to routeTable without cases here fails the test.
 func TestPermissions(t *testing.T) {
@@ -70,6 +78,20 @@ func TestPermissions(t *testing.T) {
 			// The host passes the permission check but may not signal.
 			roleHost:    {http.StatusInternalServerError, errJSON(msgSignalRefused)},
 			roleMgmtCtr: ok200, roleAppCtr: ok200, roleGhost: unknown, roleResolver: unknown}},
+		// Each role has a fresh storage and its cases run in order: the
+		// object and the revision are put before they are read.
+		{"GET", "/objects", "", mgmtOnly(ok200)},
+		{"PUT", "/objects/" + shaX, "x", mgmtOnly(ok200)},
+		{"GET", "/objects/" + shaX, "", mgmtOnly(ok200)},
+		{"PUT", "/steps/locals/perm", permState, mgmtOnly(ok200)},
+		{"GET", "/steps", "", mgmtOnly(ok200)},
+		{"GET", "/steps/locals/perm", "", mgmtOnly(ok200)},
+		{"GET", "/steps/locals/perm/progress", "", mgmtOnly(ok200)},
+		{"PUT", "/steps/locals/perm/commitmsg", "why", mgmtOnly(ok200)},
+		{"GET", "/steps/current", "", mgmtOnly(notFound404)},
+		{"GET", "/steps/0/progress", "", mgmtOnly(notFound404)},
+		{"PUT", "/steps/0/commitmsg", "why", mgmtOnly(notFound404)},
+		{"PUT", "/steps/0", permState, mgmtOnly(outcome{http.StatusBadRequest, errJSON(msgBadRevName)})},
 	}
 
 	covered := map[*route]bool{}

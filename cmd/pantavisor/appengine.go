@@ -277,7 +277,8 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("start actors", "err", err)
 		return 1
 	}
-	stopCtrl := serveControl(listener, sys, drv.CgroupParent(), log)
+	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
+		ctrl.Storage{Layout: layout, State: state.Options{AppEngine: true}}, log)
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)

@@ -15,9 +15,12 @@ var _ ctrl.Backend = (*actors.System)(nil)
 
 // serveControl serves pv-ctrl on l and returns the function that stops
 // it. Callers are identified by the cgroup of their pid: containers live
-// under the driver's cgroup parent.
-func serveControl(l net.Listener, sys *actors.System, cgroupParent string, log *slog.Logger) func() {
+// under the driver's cgroup parent. The update endpoints (/objects,
+// /steps) write to st directly: mgmt callers can add objects and local
+// revisions to the device storage.
+func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ctrl.Storage, log *slog.Logger) func() {
 	srv := ctrl.New(sys, ctrl.CgroupResolver(cgroupParent), log.With("component", "ctrl"))
+	srv.SetStorage(st)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {

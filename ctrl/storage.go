@@ -1,0 +1,471 @@
+package ctrl
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+)
+
+// Storage is the device storage behind the update endpoints (/objects and
+// /steps). Their handlers read and write it directly rather than through
+// the Backend: an object upload is streamed from the socket to the disk,
+// where a message to the actor tree would have to carry it whole.
+type Storage struct {
+	// Layout is the storage directory (objects/, trails/).
+	Layout storage.Layout
+	// State is how an uploaded state JSON is validated (AppEngine skips
+	// the bsp, as the running pantavisor does).
+	State state.Options
+	// MaxObject is the largest object PUT /objects accepts, in bytes;
+	// DefaultMaxObject when 0. Free space is checked by the writes
+	// themselves; this only bounds a runaway upload.
+	MaxObject int64
+}
+
+// DefaultMaxObject is the largest object accepted when Storage.MaxObject is
+// not set: larger than any root filesystem image we expect.
+const DefaultMaxObject int64 = 8 << 30
+
+// maxStateJSON is the largest state JSON PUT /steps/locals/{name} accepts.
+const maxStateJSON = 4 << 20
+
+// maxCommitMsg is upstream's limit on a commit message.
+const maxCommitMsg = 256
+
+// bodyObject is the maxBody of the object upload route: the limit is the
+// server's MaxObject, known only at run time.
+const bodyObject int64 = -1
+
+// Upstream's messages for the storage endpoints.
+const (
+	msgBadObjectName = "Request has bad object name"
+	msgBadChecksum   = "Object has bad checksum"
+	msgNoSpace       = "Not enough disk space available"
+	msgNoResource    = "Resource does not exist"
+	msgNoCommitMsg   = "No commit message"
+	msgBadStateJSON  = "Parser: State JSON has bad format"
+)
+
+// Our own messages for the storage endpoints.
+const (
+	msgNoStorage   = "Storage not available"
+	msgBadRevName  = "Request has bad revision name"
+	msgTrailExists = "Revision already exists"
+)
+
+// SetStorage gives the server the device storage; without it the /objects
+// and /steps endpoints answer 500 "Storage not available". It must be
+// called before Serve.
+func (s *Server) SetStorage(st Storage) {
+	if st.MaxObject <= 0 {
+		st.MaxObject = DefaultMaxObject
+	}
+	s.store = &st
+}
+
+// bodyLimit is the largest body route rt accepts on this server.
+func (s *Server) bodyLimit(rt *route) int64 {
+	if rt.maxBody != bodyObject {
+		return rt.maxBody
+	}
+	if s.store == nil {
+		return 0
+	}
+	return s.store.MaxObject
+}
+
+// storageOr answers 500 when the server has no storage and returns false.
+func (s *Server) storageOr(w http.ResponseWriter) (*Storage, bool) {
+	if s.store == nil {
+		s.writeError(w, http.StatusInternalServerError, msgNoStorage)
+		return nil, false
+	}
+	return s.store, true
+}
+
+// objectJSON is one entry of GET /objects; upstream gives the size as a
+// string.
+type objectJSON struct {
+	SHA256 string `json:"sha256"`
+	Size   string `json:"size"`
+}
+
+func (s *Server) getObjects(w http.ResponseWriter, _ *http.Request, _ *call) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	objs, err := st.Layout.ListObjects()
+	if err != nil {
+		s.log.Error("ctrl: list objects", "err", err)
+		s.writeError(w, http.StatusInternalServerError, "Cannot list objects")
+		return
+	}
+	out := make([]objectJSON, len(objs))
+	for i, o := range objs {
+		out[i] = objectJSON{o.SHA, strconv.FormatInt(o.Size, 10)}
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
+
+// putObject streams the body into the object store; the object is
+// published only when the content hashes to its name. An object already
+// stored and verified is not rewritten: the body is read and dropped.
+func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	sha := c.args[0]
+	if !storage.IsSHA256(sha) {
+		s.writeError(w, http.StatusBadRequest, msgBadObjectName)
+		return
+	}
+	existed, err := st.Layout.PutObject(sha, r.Body, st.MaxObject)
+	if err == nil && existed {
+		// Draining lets the client finish sending and keeps the
+		// connection usable; a failure only costs the connection.
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.Is(err, storage.ErrBadChecksum):
+			s.log.Info("ctrl: object refused", "sha256", sha, "err", err)
+			s.writeError(w, http.StatusUnprocessableEntity, msgBadChecksum)
+		case errors.Is(err, storage.ErrNoSpace):
+			s.log.Warn("ctrl: object refused", "sha256", sha, "err", err)
+			s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+		case errors.As(err, &tooLarge), errors.Is(err, storage.ErrTooLarge):
+			w.Header().Set("Connection", "close")
+			s.writeError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
+		case errors.Is(err, storage.ErrBadObjectName):
+			s.writeError(w, http.StatusBadRequest, msgBadObjectName)
+		default:
+			// Most often the client went away mid-upload; nothing was
+			// published.
+			s.log.Warn("ctrl: object not stored", "sha256", sha, "err", err)
+			s.writeError(w, http.StatusInternalServerError, "Cannot store object")
+		}
+		return
+	}
+	s.log.Info("ctrl: object stored", "sha256", sha, "existed", existed)
+	writeOK(w)
+}
+
+// getObject streams a stored object.
+func (s *Server) getObject(w http.ResponseWriter, _ *http.Request, c *call) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	sha := c.args[0]
+	if !storage.IsSHA256(sha) {
+		s.writeError(w, http.StatusBadRequest, msgBadObjectName)
+		return
+	}
+	f, err := os.Open(st.Layout.Object(sha))
+	if errors.Is(err, fs.ErrNotExist) {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return
+	}
+	if err != nil {
+		s.log.Error("ctrl: open object", "sha256", sha, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgInternal)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		s.log.Error("ctrl: stat object", "sha256", sha, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgInternal)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, f); err != nil {
+		s.log.Info("ctrl: object download cut", "sha256", sha, "err", err)
+	}
+}
+
+// stepJSON is one entry of GET /steps. Progress is {} when the revision
+// has none, as upstream answers.
+type stepJSON struct {
+	Name      string `json:"name"`
+	Date      string `json:"date"`
+	CommitMsg string `json:"commitmsg"`
+	Progress  any    `json:"progress"`
+}
+
+func (s *Server) getSteps(w http.ResponseWriter, _ *http.Request, _ *call) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	steps, err := st.Layout.Steps()
+	if err != nil {
+		s.log.Error("ctrl: list steps", "err", err)
+		s.writeError(w, http.StatusInternalServerError, "Cannot list steps")
+		return
+	}
+	out := make([]stepJSON, len(steps))
+	for i, step := range steps {
+		out[i] = stepJSON{
+			Name:      step.Name,
+			Date:      step.Date.UTC().Format("2006-01-02T15:04:05Z"),
+			CommitMsg: step.CommitMsg,
+			Progress:  struct{}{},
+		}
+		if step.Progress != nil {
+			out[i].Progress = step.Progress
+		}
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
+
+// revOf is the revision a /steps route names: the wildcard, under locals/
+// for the locals routes; "current" is the revision trails/current points
+// at. ok is false when it names none.
+func revOf(st *Storage, c *call, local bool) (rev string, ok bool) {
+	rev = c.args[0]
+	if local {
+		rev = "locals/" + rev
+	} else if rev == "current" {
+		rev = st.Layout.CurrentRev()
+	}
+	return rev, storage.CheckRev(rev) == nil
+}
+
+func (s *Server) getStep(w http.ResponseWriter, c *call, local bool) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	rev, ok := revOf(st, c, local)
+	if !ok {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return
+	}
+	data, err := st.Layout.ReadState(rev)
+	if errors.Is(err, storage.ErrNoTrail) {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return
+	}
+	if err != nil {
+		s.log.Error("ctrl: read state", "rev", rev, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgInternal)
+		return
+	}
+	// As stored, byte for byte: the client may hash or sign it.
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+}
+
+func (s *Server) getStepRemote(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.getStep(w, c, false)
+}
+
+func (s *Server) getStepLocal(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.getStep(w, c, true)
+}
+
+func (s *Server) getProgress(w http.ResponseWriter, c *call, local bool) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	rev, ok := revOf(st, c, local)
+	if !ok {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return
+	}
+	p, err := st.Layout.ReadProgress(rev)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return
+	}
+	if err != nil {
+		s.log.Error("ctrl: read progress", "rev", rev, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgInternal)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) getProgressRemote(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.getProgress(w, c, false)
+}
+
+func (s *Server) getProgressLocal(w http.ResponseWriter, _ *http.Request, c *call) {
+	s.getProgress(w, c, true)
+}
+
+func (s *Server) putCommitMsg(w http.ResponseWriter, r *http.Request, c *call, local bool) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	if len(body) == 0 {
+		s.writeError(w, http.StatusBadRequest, msgNoCommitMsg)
+		return
+	}
+	rev, ok := revOf(st, c, local)
+	if !ok {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return
+	}
+	err := st.Layout.WriteCommitMsg(rev, string(body))
+	switch {
+	case err == nil:
+		writeOK(w)
+	case errors.Is(err, storage.ErrNoTrail):
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+	case errors.Is(err, storage.ErrNoSpace):
+		s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+	default:
+		s.log.Error("ctrl: write commit message", "rev", rev, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgInternal)
+	}
+}
+
+func (s *Server) putCommitMsgRemote(w http.ResponseWriter, r *http.Request, c *call) {
+	s.putCommitMsg(w, r, c, false)
+}
+
+func (s *Server) putCommitMsgLocal(w http.ResponseWriter, r *http.Request, c *call) {
+	s.putCommitMsg(w, r, c, true)
+}
+
+// putStepRemote refuses PUT /steps/{rev}: only local revisions are
+// uploaded through the socket; the others come from the hub.
+func (s *Server) putStepRemote(w http.ResponseWriter, _ *http.Request, _ *call) {
+	s.writeError(w, http.StatusBadRequest, msgBadRevName)
+}
+
+// putStepLocal installs the body as revision locals/{name}: step 2 of
+// upstream's local update. The state is validated and every object it
+// names must be stored before anything is written, so a refused upload
+// leaves no trace; the trail is then installed whole with progress NEW
+// "Update not yet installed", and marked NEW "Update ready to be run" once
+// it is. Running it is another request (LOCAL_RUN). An existing revision
+// is never replaced (409): it may be the one running.
+func (s *Server) putStepLocal(w http.ResponseWriter, r *http.Request, c *call) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	rev := "locals/" + c.args[0]
+	if storage.CheckRev(rev) != nil {
+		s.writeError(w, http.StatusBadRequest, msgBadRevName)
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	if _, err := state.Parse(body, st.State); err != nil {
+		s.log.Info("ctrl: local revision refused", "rev", rev, "err", err)
+		s.writeError(w, http.StatusUnprocessableEntity, badStateMsg(err))
+		return
+	}
+	if missing, err := missingObjects(st.Layout, body); err != nil {
+		s.log.Info("ctrl: local revision refused", "rev", rev, "err", err)
+		s.writeError(w, http.StatusUnprocessableEntity, "Storage: "+err.Error())
+		return
+	} else if len(missing) > 0 {
+		s.log.Info("ctrl: local revision refused", "rev", rev, "missing", missing)
+		s.writeError(w, http.StatusUnprocessableEntity,
+			"Storage: objects not in storage: "+strings.Join(missing, ", "))
+		return
+	}
+	prepared := storage.NewProgress(storage.StatusNew, storage.MsgPrepared)
+	if err := st.Layout.InstallTrail(rev, body, storage.InstallOptions{Progress: &prepared}); err != nil {
+		s.installFailed(w, rev, err)
+		return
+	}
+	if err := st.Layout.WriteProgress(rev, storage.NewProgress(storage.StatusNew, storage.MsgInstalled)); err != nil {
+		// Upstream removes a revision it could not finish installing;
+		// one left "not yet installed" could not be run anyway.
+		if rerr := st.Layout.RemoveTrail(rev); rerr != nil {
+			s.log.Error("ctrl: remove half-installed revision", "rev", rev, "err", rerr)
+		}
+		s.installFailed(w, rev, err)
+		return
+	}
+	s.log.Info("ctrl: local revision installed", "rev", rev)
+	writeOK(w)
+}
+
+// installFailed answers an install that storage refused or failed.
+func (s *Server) installFailed(w http.ResponseWriter, rev string, err error) {
+	switch {
+	case errors.Is(err, storage.ErrTrailExists):
+		s.writeError(w, http.StatusConflict, msgTrailExists)
+	case errors.Is(err, storage.ErrNoSpace):
+		s.log.Warn("ctrl: local revision not installed", "rev", rev, "err", err)
+		s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+	case errors.Is(err, storage.ErrBadRevision):
+		s.writeError(w, http.StatusBadRequest, msgBadRevName)
+	case errors.Is(err, storage.ErrBadState), errors.Is(err, storage.ErrObjectMissing), errors.Is(err, storage.ErrBadChecksum):
+		s.log.Info("ctrl: local revision refused", "rev", rev, "err", err)
+		s.writeError(w, http.StatusUnprocessableEntity, "Storage: "+err.Error())
+	default:
+		s.log.Error("ctrl: local revision not installed", "rev", rev, "err", err)
+		s.writeError(w, http.StatusInternalServerError, msgInternal)
+	}
+}
+
+// badStateMsg is upstream's parser message followed by every problem
+// found, so that the user fixes them all at once.
+func badStateMsg(err error) string {
+	ps := state.Problems(err)
+	if len(ps) == 0 {
+		return msgBadStateJSON + ": " + err.Error()
+	}
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return msgBadStateJSON + ": " + strings.Join(lines, "; ")
+}
+
+// missingObjects lists, as "key (sha256)" sorted by key, the objects the
+// state JSON names that are not in the store. It uses storage's reading of
+// the references, which is what InstallTrail will need.
+func missingObjects(l storage.Layout, stateJSON []byte) ([]string, error) {
+	refs, err := storage.ParseRefs(stateJSON)
+	if err != nil {
+		return nil, fmt.Errorf("check objects: %w", err)
+	}
+	var missing []string
+	for key, sha := range refs.Objects {
+		_, err := os.Stat(l.Object(sha))
+		if errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, key+" ("+sha+")")
+		} else if err != nil {
+			return nil, fmt.Errorf("check object %s: %w", sha, err)
+		}
+	}
+	sort.Strings(missing)
+	return missing, nil
+}
