@@ -22,6 +22,9 @@ have musl-gcc || need="$need musl-tools"
 # fw_printenv/fw_setenv (libubootenv) and grub-editenv.
 have fw_printenv || need="$need libubootenv-tool"
 have grub-editenv || need="$need grub-common"
+# The control socket's end-to-end test talks to it with the real curl, as
+# upstream's pvcontrol does.
+have curl || need="$need curl"
 case "${1:-}" in
 "") ;;
 bench)
