@@ -1,0 +1,59 @@
+//go:build integration
+
+package ctrl
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+)
+
+// TestNoSpace507 uploads to a 1 MiB tmpfs: the kernel's ENOSPC must come
+// out as upstream's 507, with nothing kept, for an object and for a
+// revision.
+func TestNoSpace507(t *testing.T) {
+	if os.Getpid() != 1 || os.Geteuid() != 0 {
+		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
+	}
+	root := t.TempDir()
+	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
+	st := &Storage{Layout: storage.Layout{Root: root}, State: state.Options{AppEngine: true}}
+	client := unixClient(startServerWith(t, newFakeBackend(), fixedResolver("", nil), st))
+
+	big := strings.Repeat("x", 2<<20)
+	if got := do(t, client, "PUT", "/objects/"+shaOf(big), big); got.status != 507 || got.body != errJSON(msgNoSpace) {
+		t.Fatalf("2 MiB object on 1 MiB = %d %s", got.status, got.body)
+	}
+	if fs := files(t, st.Layout.Objects()); len(fs) != 0 {
+		t.Fatalf("left behind: %q", fs)
+	}
+	if got := do(t, client, "PUT", "/objects/"+shaX, "x"); got.status != 200 {
+		t.Fatalf("small object = %d %s", got.status, got.body)
+	}
+	// Fill the storage, then a revision does not fit.
+	for i := 0; ; i++ {
+		data := strings.Repeat(string(rune('a'+i%26)), 64<<10) + string(rune(i))
+		got := do(t, client, "PUT", "/objects/"+shaOf(data), data)
+		if got.status == 507 {
+			break
+		}
+		if got.status != 200 || i > 100 {
+			t.Fatalf("filling: %d %s", got.status, got.body)
+		}
+	}
+	// A state with a large inline document: more than what is left.
+	padded := strings.TrimSuffix(permState, "}") + `,"pad.json":{"x":"` + strings.Repeat("p", 256<<10) + `"}}`
+	if got := do(t, client, "PUT", "/steps/locals/full", padded); got.status != 507 || got.body != errJSON(msgNoSpace) {
+		t.Fatalf("install on a full storage = %d %s", got.status, got.body)
+	}
+	if fs := files(t, st.Layout.Trails()); len(fs) != 0 {
+		t.Fatalf("left behind: %q", fs)
+	}
+}
