@@ -47,4 +47,16 @@
 // pattern with the same number of segments; when several match, the one
 // with a literal segment further left wins (/steps/locals/{} beats
 // /steps/{}/progress for /steps/locals/progress).
+//
+// # Update endpoints
+//
+// /objects and /steps read and write the device storage (SetStorage)
+// through the storage package, not through the Backend: an object upload
+// is streamed from the socket into objects/ (hashed on the way, published
+// only when it matches its name), where a message to the actor tree would
+// carry it whole. Its body limit is Storage.MaxObject instead of a fixed
+// one. PUT /steps/locals/{name} validates the state JSON (state.Parse) and
+// checks every object it names is stored before writing anything, so a
+// refused revision leaves nothing on disk; it never replaces an existing
+// revision (409). Running a revision (POST /commands) is the actor tree's.
 package ctrl
