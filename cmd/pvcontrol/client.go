@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// Upstream pvcontrol's curl limits: --connect-timeout 5 --max-time 240.
+// Upstream pvcontrol's curl limits: --connect-timeout 5 --max-time 240,
+// and 4 hours for an object upload.
 const (
 	connectTimeout = 5 * time.Second
 	requestTimeout = 240 * time.Second
+	uploadTimeout  = 4 * time.Hour
 )
 
 // client sends requests to pv-ctrl over its unix socket.
@@ -32,8 +34,8 @@ func newClient(sock string, verbose bool, log io.Writer) *client {
 		sock:    sock,
 		verbose: verbose,
 		log:     log,
+		// Each request has its own deadline (send): uploads get longer.
 		hc: &http.Client{
-			Timeout: requestTimeout,
 			Transport: &http.Transport{
 				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 					return dialer.DialContext(ctx, "unix", sock)
@@ -57,20 +59,39 @@ func (c *client) do(method, path, contentType string, body []byte) (*response, e
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	// The host is only a placeholder for the socket; pv-ctrl wants it to be
-	// localhost.
-	req, err := http.NewRequest(method, "http://localhost"+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
 	if c.verbose {
 		fmt.Fprintf(c.log, "* socket %s\n> %s %s\n", c.sock, method, path)
 		if body != nil {
 			fmt.Fprintf(c.log, "> %d bytes: %s\n", len(body), preview(body))
 		}
+	}
+	return c.send(method, path, contentType, rd, int64(len(body)), requestTimeout)
+}
+
+// upload sends size bytes read from r, streamed, within timeout: objects
+// can be far larger than memory and take far longer than other requests.
+func (c *client) upload(method, path string, r io.Reader, size int64, timeout time.Duration) (*response, error) {
+	if c.verbose {
+		fmt.Fprintf(c.log, "* socket %s\n> %s %s\n> %d bytes\n", c.sock, method, path, size)
+	}
+	return c.send(method, path, "application/octet-stream", r, size, timeout)
+}
+
+// send is one request with the whole answer read.
+func (c *client) send(method, path, contentType string, body io.Reader, size int64, timeout time.Duration) (*response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// The host is only a placeholder for the socket; pv-ctrl wants it to be
+	// localhost.
+	req, err := http.NewRequestWithContext(ctx, method, "http://localhost"+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.ContentLength = size
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/pantavisor/pv/messages"
@@ -36,6 +39,15 @@ var commands = []command{
 		help: "stop a container (disables its auto-recovery)", run: containerAction("stop")},
 	{spec: "containers restart", args: "NAME", min: 1, max: 1,
 		help: "stop then start a container", run: containerAction("restart")},
+	{spec: "objects ls|list", help: "list the objects in storage", run: listObjects},
+	{spec: "objects put", args: "FILE [SHA256]", min: 1, max: 2,
+		help: "upload FILE as an object (SHA256 computed when not given)", run: putObject},
+	{spec: "steps ls|list", help: "list the revisions in storage", run: listSteps},
+	{spec: "steps get", args: "REV", min: 1, max: 1, help: "print revision REV's state JSON", run: stepFile("")},
+	{spec: "steps show-progress", args: "REV", min: 1, max: 1,
+		help: "print revision REV's update progress", run: stepFile("/progress")},
+	{spec: "steps put", args: "FILE locals/NAME", min: 2, max: 2,
+		help: "install state JSON FILE as a local revision (objects first)", run: putStep},
 }
 
 func (c command) synopsis() string {
@@ -103,21 +115,7 @@ func (e *env) call(method, path string, body any) ([]byte, int) {
 		ct = "application/json"
 	}
 	res, err := e.c.do(method, path, ct, b)
-	if err != nil {
-		// The URL is a placeholder; the socket is the interesting part.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		fmt.Fprintf(e.stderr, "pvcontrol: cannot reach control socket %s: %v\n", e.c.sock, err)
-		return nil, exitFailed
-	}
-	if res.status != 200 {
-		msg := errorMessage(res)
-		fmt.Fprintf(e.stderr, "pvcontrol: %s (HTTP %d)\n", msg, res.status)
-		return nil, exitCode(res.status, msg)
-	}
-	return res.body, exitOK
+	return e.answer(res, err)
 }
 
 // list GETs a listing and prints it: the server's JSON, indented, with
@@ -197,4 +195,144 @@ func containerAction(action string) func(*env, []string) int {
 		_, code := e.call("PUT", "/containers/"+url.PathEscape(args[0]), body)
 		return code
 	}
+}
+
+func listObjects(e *env, _ []string) int {
+	return e.list("/objects", func(body []byte, w io.Writer) error {
+		var objs []struct {
+			SHA256 string `json:"sha256"`
+			Size   string `json:"size"`
+		}
+		if err := json.Unmarshal(body, &objs); err != nil {
+			return err
+		}
+		tw := newTable(w)
+		row(tw, "SHA256", "SIZE")
+		for _, o := range objs {
+			row(tw, o.SHA256, o.Size)
+		}
+		return tw.Flush()
+	})
+}
+
+// putObject streams a file to PUT /objects/SHA256. Without a SHA256 the
+// file is read twice: once to name it, once to send it.
+func putObject(e *env, args []string) int {
+	f, err := os.Open(args[0])
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
+		return exitFailed
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		fmt.Fprintf(e.stderr, "pvcontrol: %s is not a regular file\n", args[0])
+		return exitFailed
+	}
+	var sha string
+	if len(args) > 1 {
+		sha = args[1]
+	} else {
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			fmt.Fprintf(e.stderr, "pvcontrol: hash %s: %v\n", args[0], err)
+			return exitFailed
+		}
+		sha = hex.EncodeToString(h.Sum(nil))
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			fmt.Fprintf(e.stderr, "pvcontrol: rewind %s: %v\n", args[0], err)
+			return exitFailed
+		}
+	}
+	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), f, fi.Size(), uploadTimeout)
+	if _, code := e.answer(res, err); code != exitOK {
+		return code
+	}
+	fmt.Fprintln(e.stdout, sha)
+	return exitOK
+}
+
+// answer is call's handling of a response: the body on HTTP 200, else the
+// failure reported on stderr and the exit code.
+func (e *env) answer(res *response, err error) ([]byte, int) {
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		fmt.Fprintf(e.stderr, "pvcontrol: cannot reach control socket %s: %v\n", e.c.sock, err)
+		return nil, exitFailed
+	}
+	if res.status != 200 {
+		msg := errorMessage(res)
+		fmt.Fprintf(e.stderr, "pvcontrol: %s (HTTP %d)\n", msg, res.status)
+		return nil, exitCode(res.status, msg)
+	}
+	return res.body, exitOK
+}
+
+func listSteps(e *env, _ []string) int {
+	return e.list("/steps", func(body []byte, w io.Writer) error {
+		var steps []struct {
+			Name      string `json:"name"`
+			Date      string `json:"date"`
+			CommitMsg string `json:"commitmsg"`
+			Progress  struct {
+				Status string `json:"status"`
+				Msg    string `json:"status-msg"`
+			} `json:"progress"`
+		}
+		if err := json.Unmarshal(body, &steps); err != nil {
+			return err
+		}
+		tw := newTable(w)
+		row(tw, "REV", "DATE", "STATUS", "MESSAGE", "COMMIT-MSG")
+		for _, s := range steps {
+			row(tw, s.Name, s.Date, s.Progress.Status, s.Progress.Msg, s.CommitMsg)
+		}
+		return tw.Flush()
+	})
+}
+
+// stepPath is /steps/REV with each segment of REV escaped: locals/NAME
+// keeps its slash.
+func stepPath(rev string) string {
+	segs := strings.Split(rev, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "/steps/" + strings.Join(segs, "/")
+}
+
+// stepFile prints a revision's file as the server sends it: the state
+// JSON (suffix "") or its progress ("/progress").
+func stepFile(suffix string) func(*env, []string) int {
+	return func(e *env, args []string) int {
+		body, code := e.call("GET", stepPath(args[0])+suffix, nil)
+		if code != exitOK {
+			return code
+		}
+		_, _ = e.stdout.Write(body)
+		if len(body) > 0 && body[len(body)-1] != '\n' {
+			fmt.Fprintln(e.stdout)
+		}
+		return exitOK
+	}
+}
+
+// putStep installs a state JSON file as a local revision. Its objects
+// must have been put first; the server names those missing.
+func putStep(e *env, args []string) int {
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
+		return exitFailed
+	}
+	if !strings.HasPrefix(args[1], "locals/") {
+		fmt.Fprintf(e.stderr, "pvcontrol: revision %q: only local revisions (locals/NAME) can be installed\n", args[1])
+		return exitUsage
+	}
+	res, err := e.c.do("PUT", stepPath(args[1]), "application/json", data)
+	_, code := e.answer(res, err)
+	return code
 }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/ctrl"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+)
+
+// startCtrlStorage serves a real ctrl.Server, called by the host, with an
+// empty storage in a temporary directory.
+func startCtrlStorage(t *testing.T) string {
+	t.Helper()
+	sock := socketPath(t)
+	l, err := ctrl.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ctrl.New(&fakeBackend{}, func(int) (string, error) { return "", nil },
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.SetStorage(ctrl.Storage{Layout: storage.Layout{Root: t.TempDir()}, State: state.Options{AppEngine: true}})
+	go s.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return sock
+}
+
+func hexSHA(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func TestObjectsAndSteps(t *testing.T) {
+	sock := startCtrlStorage(t)
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	conf, root := write("conf", "lxc conf\n"), write("root", "root image")
+	st := `{"#spec":"pantavisor-service-system@1",` +
+		`"web/run.json":{"#spec":"service-manifest-run@1","name":"web","type":"lxc",` +
+		`"config":"lxc.container.conf","root-volume":"root.squashfs","volumes":[],` +
+		`"storage":{"lxc-overlay":{"persistence":"boot"}}},` +
+		`"web/lxc.container.conf":"` + hexSHA("lxc conf\n") + `","web/root.squashfs":"` + hexSHA("root image") + `"}`
+	stateFile := write("state.json", st)
+
+	steps := []struct {
+		args   []string
+		code   int
+		stdout string // exact, when set
+		stderr string // contained, when set
+	}{
+		{[]string{"steps", "put", stateFile, "locals/one"}, exitFailed, "", hexSHA("root image")},
+		{[]string{"objects", "put", conf}, exitOK, hexSHA("lxc conf\n") + "\n", ""},
+		{[]string{"objects", "put", root, hexSHA("root image")}, exitOK, hexSHA("root image") + "\n", ""},
+		{[]string{"objects", "put", root, hexSHA("other")}, exitBadChecksum, "", "Object has bad checksum (HTTP 422)"},
+		{[]string{"objects", "ls"}, exitOK, "SHA256" + strings.Repeat(" ", 60) + "SIZE\n" + objectRows(), ""},
+		{[]string{"steps", "put", stateFile, "one"}, exitUsage, "", "only local revisions"},
+		{[]string{"steps", "put", stateFile, "locals/one"}, exitOK, "", ""},
+		{[]string{"steps", "get", "locals/one"}, exitOK, st + "\n", ""},
+		{[]string{"steps", "show-progress", "locals/one"}, exitOK, "", ""},
+		{[]string{"steps", "get", "locals/none"}, exitFailed, "", "Resource does not exist (HTTP 404)"},
+	}
+	for _, s := range steps {
+		code, out, errs := runCmd(append([]string{"-s", sock}, s.args...)...)
+		if code != s.code || (s.stdout != "" && !strings.HasPrefix(out, s.stdout)) || (s.stderr != "" && !strings.Contains(errs, s.stderr)) {
+			t.Errorf("pvcontrol %q = %d\nstdout %q\nstderr %q\nwant %d %q %q", s.args, code, out, errs, s.code, s.stdout, s.stderr)
+		}
+	}
+	code, out, _ := runCmd("-s", sock, "steps", "show-progress", "locals/one")
+	if code != 0 || !strings.Contains(out, `"status-msg":"Update ready to be run"`) {
+		t.Errorf("progress = %d %s", code, out)
+	}
+	code, out, _ = runCmd("-s", sock, "steps", "ls")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "REV ") ||
+		strings.Join(strings.Fields(lines[1])[2:], " ") != "NEW Update ready to be run -" {
+		t.Errorf("steps ls = %d\n%s", code, out)
+	}
+}
+
+// objectRows is the objects ls table body for the test's two objects,
+// listed by name.
+func objectRows() string {
+	conf, root := hexSHA("lxc conf\n")+"  9", hexSHA("root image")+"  10"
+	if conf > root {
+		conf, root = root, conf
+	}
+	return conf + "\n" + root + "\n"
+}
