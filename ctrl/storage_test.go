@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
@@ -108,6 +111,18 @@ func TestObjectTooLarge(t *testing.T) {
 	client := unixClient(startServerWith(t, newFakeBackend(), fixedResolver("", nil), st))
 	if got := do(t, client, "PUT", "/objects/"+shaOf("12345"), "12345"); got.status != 413 || got.body != errJSON(msgTooLarge) {
 		t.Errorf("5 bytes over a 4-byte limit = %d %s", got.status, got.body)
+	}
+	// Without Content-Length the limit is enforced while streaming.
+	req, _ := http.NewRequest("PUT", "http://localhost/objects/"+shaOf("12345"), strings.NewReader("12345"))
+	req.ContentLength = -1
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 413 || string(b) != errJSON(msgTooLarge) {
+		t.Errorf("chunked 5 bytes over a 4-byte limit = %d %s", res.StatusCode, b)
 	}
 	if got := do(t, client, "PUT", "/objects/"+shaOf("1234"), "1234"); got.status != 200 {
 		t.Errorf("4 bytes = %d %s", got.status, got.body)
@@ -274,5 +289,60 @@ func TestLocalStep(t *testing.T) {
 	}
 	if got := do(t, client, "GET", "/steps/current/progress", ""); got.status != 200 || !strings.HasPrefix(got.body, wantProgress) {
 		t.Errorf("current progress = %d %s", got.status, got.body)
+	}
+}
+
+// TestObjectStreamed checks the upload reaches the disk while the body is
+// still coming: it is streamed, never held whole in memory.
+func TestObjectStreamed(t *testing.T) {
+	st := newStorage(t)
+	client := unixClient(startServerWith(t, newFakeBackend(), fixedResolver("", nil), st))
+	part := strings.Repeat("s", 1<<20)
+	pr, pw := io.Pipe()
+	done := make(chan reply, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", "http://localhost/objects/"+shaOf(part+part), pr)
+		req.ContentLength = int64(2 * len(part))
+		res, err := client.Do(req)
+		if err != nil {
+			done <- reply{status: -1, body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		done <- reply{status: res.StatusCode, body: string(b)}
+	}()
+	if _, err := io.WriteString(pw, part); err != nil {
+		t.Fatal(err)
+	}
+	// The first half must land in a temporary file before the second is
+	// sent.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var size int64
+		entries, _ := os.ReadDir(st.Layout.Objects())
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".") {
+				size += fi.Size()
+			}
+		}
+		if size > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			pw.Close()
+			t.Fatal("nothing written to objects/ while the body is half sent")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := io.WriteString(pw, part); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if got := <-done; got.status != 200 {
+		t.Fatalf("streamed upload = %d %s", got.status, got.body)
+	}
+	if fs := files(t, st.Layout.Objects()); len(fs) != 1 || fs[0] != shaOf(part+part) {
+		t.Errorf("objects/ holds %q", fs)
 	}
 }
