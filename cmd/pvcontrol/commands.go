@@ -48,6 +48,8 @@ var commands = []command{
 		help: "print revision REV's update progress", run: stepFile("/progress")},
 	{spec: "steps put", args: "FILE locals/NAME", min: 2, max: 2,
 		help: "install state JSON FILE as a local revision (objects first)", run: putStep},
+	{spec: "steps install", args: "FILE.tgz [locals/NAME]", min: 1, max: 2,
+		help: "upload a tarball's missing objects/ and install its json (NAME: the tarball's sha256)", run: installTarball},
 }
 
 func (c command) synopsis() string {
@@ -98,6 +100,8 @@ type env struct {
 	c              *client
 	stdout, stderr io.Writer
 	json           bool
+	// msg is -m, the commit message for steps put and install.
+	msg string
 }
 
 // call sends a request with an optional JSON body and returns the answer
@@ -332,7 +336,20 @@ func putStep(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "pvcontrol: revision %q: only local revisions (locals/NAME) can be installed\n", args[1])
 		return exitUsage
 	}
-	res, err := e.c.do("PUT", stepPath(args[1]), "application/json", data)
+	return e.putRevision(args[1], data)
+}
+
+// putRevision installs a state JSON as rev, then sets its commit message
+// when -m gave one.
+func (e *env) putRevision(rev string, data []byte) int {
+	res, err := e.c.do("PUT", stepPath(rev), "application/json", data)
+	if _, code := e.answer(res, err); code != exitOK {
+		return code
+	}
+	if e.msg == "" {
+		return exitOK
+	}
+	res, err = e.c.do("PUT", stepPath(rev)+"/commitmsg", "text/plain", []byte(e.msg))
 	_, code := e.answer(res, err)
 	return code
 }

@@ -1,7 +1,7 @@
 // Command pvcontrol drives Pantavisor through its control socket, pv-ctrl:
 // it speaks HTTP over the unix socket and nothing else.
 //
-//	pvcontrol [-s SOCK] [-v] [--json] COMMAND [ARGS]
+//	pvcontrol [-s SOCK] [-v] [--json] [-m MSG] COMMAND [ARGS]
 //
 // Options may come anywhere on the line ("--" ends them). The socket
 // defaults to the first that exists of /run/pantavisor/pv/pv-ctrl,
@@ -46,6 +46,8 @@ type options struct {
 	verbose bool
 	json    bool
 	help    bool
+	// commitMsg is -m: the commit message of a revision put or installed.
+	commitMsg string
 	// words are the positional arguments: the command and its arguments.
 	words []string
 }
@@ -69,6 +71,12 @@ func parseArgs(args []string) (options, error) {
 			o.sock = args[i]
 		case strings.HasPrefix(a, "-s="), strings.HasPrefix(a, "--socket="):
 			_, o.sock, _ = strings.Cut(a, "=")
+		case a == "-m" || a == "--message":
+			if i+1 >= len(args) {
+				return o, fmt.Errorf("option %s needs a commit message", a)
+			}
+			i++
+			o.commitMsg = args[i]
 		case a == "-v" || a == "--verbose":
 			o.verbose = true
 		case a == "--json" || a == "-json":
@@ -140,18 +148,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stdout: stdout,
 		stderr: stderr,
 		json:   o.json,
+		msg:    o.commitMsg,
 	}
 	return cmd.run(e, args)
 }
 
 // writeUsage prints the options and every command of the table.
 func writeUsage(w io.Writer) {
-	fmt.Fprint(w, `usage: pvcontrol [-s SOCK] [-v] [--json] COMMAND [ARGS]
+	fmt.Fprint(w, `usage: pvcontrol [-s SOCK] [-v] [--json] [-m MSG] COMMAND [ARGS]
 
 options (anywhere on the line; -- ends them):
   -s SOCK   control socket (default: first existing of `+strings.Join(defaultSockets, ", ")+`)
   -v        print each request and its status on stderr
   --json    print listings as the server's JSON instead of a table
+  -m MSG    commit message of the revision steps put or steps install writes
   -h        this help
 
 commands:

@@ -413,13 +413,15 @@ func TestParseArgs(t *testing.T) {
 			options{words: []string{"signal", "ready", "--json"}}},
 		{"negative number is an argument", []string{"objects", "put", "-1024", "abc"},
 			options{words: []string{"objects", "put", "-1024", "abc"}}},
+		{"commit message", []string{"-m", "why", "steps", "put", "f", "locals/x"},
+			options{commitMsg: "why", words: []string{"steps", "put", "f", "locals/x"}}},
 		{"lone dash is an argument", []string{"objects", "put", "-"}, options{words: []string{"objects", "put", "-"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := parseArgs(c.args)
 			if err != nil || got.sock != c.want.sock || got.json != c.want.json ||
-				got.verbose != c.want.verbose || !slices.Equal(got.words, c.want.words) {
+				got.verbose != c.want.verbose || got.commitMsg != c.want.commitMsg || !slices.Equal(got.words, c.want.words) {
 				t.Errorf("parseArgs = %+v, %v; want %+v", got, err, c.want)
 			}
 		})

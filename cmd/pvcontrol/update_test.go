@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -104,4 +106,84 @@ func objectRows() string {
 		conf, root = root, conf
 	}
 	return conf + "\n" + root + "\n"
+}
+
+// writeTarball writes a gzipped tarball of files (name → content).
+func writeTarball(t *testing.T, p string, files [][2]string) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	for _, fl := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: fl[0], Mode: 0o644, Size: int64(len(fl[1])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(fl[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStepsInstall(t *testing.T) {
+	sock := startCtrlStorage(t)
+	dir := t.TempDir()
+	st := `{"#spec":"pantavisor-service-system@1",` +
+		`"web/run.json":{"#spec":"service-manifest-run@1","name":"web","type":"lxc",` +
+		`"config":"lxc.container.conf","root-volume":"root.squashfs","volumes":[],` +
+		`"storage":{"lxc-overlay":{"persistence":"boot"}}},` +
+		`"web/lxc.container.conf":"` + hexSHA("conf") + `","web/root.squashfs":"` + hexSHA("root") + `"}`
+	// One object is on the device already: only the other is sent.
+	if code, _, errs := runCmd("-s", sock, "objects", "put", writeFile(t, dir, "conf", "conf")); code != 0 {
+		t.Fatalf("objects put: %s", errs)
+	}
+	tgz := filepath.Join(dir, "update.tgz")
+	writeTarball(t, tgz, [][2]string{
+		{"objects/" + hexSHA("conf"), "conf"}, {"objects/" + hexSHA("root"), "root"}, {"json", st}})
+	sha, err := fileSHA(tgz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"revision":"locals/` + sha + `"}` + "\n"
+	for i := 0; i < 2; i++ { // the second time the revision exists: left as it is
+		code, out, errs := runCmd("-s", sock, "-m", "from a tarball", "steps", "install", tgz)
+		if code != 0 || out != want {
+			t.Fatalf("steps install #%d = %d %q %s", i+1, code, out, errs)
+		}
+	}
+	code, out, _ := runCmd("-s", sock, "--json", "steps", "ls")
+	if code != 0 || !strings.Contains(out, `"commitmsg": "from a tarball"`) || !strings.Contains(out, `"Update ready to be run"`) {
+		t.Errorf("steps ls = %d %s", code, out)
+	}
+	if code, out, _ := runCmd("-s", sock, "steps", "get", "locals/"+sha); code != 0 || out != st+"\n" {
+		t.Errorf("steps get = %d %s", code, out)
+	}
+
+	// A named revision; a tarball without json.
+	if code, out, errs := runCmd("-s", sock, "steps", "install", tgz, "locals/named"); code != 0 || out != `{"revision":"locals/named"}`+"\n" {
+		t.Errorf("steps install named = %d %q %s", code, out, errs)
+	}
+	bad := filepath.Join(dir, "bad.tgz")
+	writeTarball(t, bad, [][2]string{{"objects/" + hexSHA("root"), "root"}})
+	if code, _, errs := runCmd("-s", sock, "steps", "install", bad); code != exitFailed || !strings.Contains(errs, "has no json") {
+		t.Errorf("tarball without json = %d %s", code, errs)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, data string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
