@@ -42,7 +42,7 @@ type route struct {
 	pattern string
 	perm    perm
 	// maxBody is the largest request body accepted, in bytes; 0 refuses
-	// any body.
+	// any body, bodyObject takes the server's Storage.MaxObject.
 	maxBody int64
 	handle  handler
 
