@@ -2,9 +2,11 @@ package state
 
 import (
 	"encoding/json"
+	"maps"
 	"net"
 	"net/netip"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -12,12 +14,12 @@ import (
 // services.json and objects, and reports documents that belong to nobody.
 func (p *parser) readContainers() {
 	p.runlevels = map[string]string{}
-	for _, dir := range sortedKeys(p.runs) {
+	for _, dir := range slices.Sorted(maps.Keys(p.runs)) {
 		if c := p.readRun(dir, p.runs[dir]); c != nil {
 			p.st.Containers = append(p.st.Containers, c)
 		}
 	}
-	for _, dir := range sortedKeys(p.services) {
+	for _, dir := range slices.Sorted(maps.Keys(p.services)) {
 		file := dir + "/services.json"
 		c := p.st.Container(dir)
 		if c == nil {

@@ -12,8 +12,9 @@ package state
 import (
 	"encoding/json"
 	"errors"
-	"sort"
 	"strings"
+
+	"github.com/pantavisor/pv/storage"
 )
 
 // Options change how a state is read.
@@ -188,7 +189,7 @@ func (p *parser) classify() {
 func (p *parser) classifyArtifact(key string, raw json.RawMessage) {
 	if kind(raw) == '"' {
 		s, _ := decodeString(raw)
-		if !isSHA256(s) {
+		if !storage.IsSHA256(s) {
 			p.c.errorf(key, "", "must be the sha256 of an object (64 lower-case hex digits), got %q", truncate(s, 70))
 			return
 		}
@@ -224,19 +225,6 @@ func checkKeyPath(key string) string {
 	return ""
 }
 
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -259,16 +247,6 @@ func owner(key string) string {
 		return ""
 	}
 	return first
-}
-
-// sortedKeys returns the keys of a map in order.
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // errorf is a shorthand used by the passes.

@@ -3,8 +3,10 @@ package state
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/pantavisor/pv/state/lxcconf"
 	"github.com/pantavisor/pv/storage"
@@ -71,7 +73,7 @@ func ObjectPath(trailDir, objectsDir, key, sha string) string {
 
 func checkObjects(c *collector, st *State, trailDir, objectsDir string, hash bool) {
 	checked := map[string]error{} // one object may back several keys
-	for _, key := range sortedKeys(st.Objects) {
+	for _, key := range slices.Sorted(maps.Keys(st.Objects)) {
 		sha := st.Objects[key]
 		err, done := checked[sha]
 		if !done {

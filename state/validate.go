@@ -2,7 +2,9 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -54,13 +56,13 @@ func (p *parser) validateDisks() {
 			}
 		}
 	}
-	for _, name := range sortedKeys(p.st.Volumes) {
+	for _, name := range slices.Sorted(maps.Keys(p.st.Volumes)) {
 		if d := p.st.Volumes[name].Disk; d != "" && !names[d] {
 			p.errorf("device.json", "volumes."+name+".disk", "unknown disk %q", d)
 		}
 	}
 	for _, c := range p.st.Containers {
-		for _, v := range sortedKeys(c.Storage) {
+		for _, v := range slices.Sorted(maps.Keys(c.Storage)) {
 			if d := c.Storage[v].Disk; d != "" && !names[d] {
 				p.errorf(c.Name+"/run.json", "storage."+v+".disk", "unknown disk %q", d)
 			}
@@ -276,10 +278,10 @@ func overlaps(a, b netip.AddrPort) bool {
 // exist: upstream quietly makes them part of the BSP, which forces reboots.
 func (p *parser) validateOwners() {
 	seen := map[string]bool{}
-	for _, key := range sortedKeys(p.st.Objects) {
+	for _, key := range slices.Sorted(maps.Keys(p.st.Objects)) {
 		p.checkOwner(key, seen)
 	}
-	for _, key := range sortedKeys(p.st.JSONs) {
+	for _, key := range slices.Sorted(maps.Keys(p.st.JSONs)) {
 		p.checkOwner(key, seen)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -105,7 +107,7 @@ func (l Layout) checkTrail(rev string, good map[string]error) []string {
 	if err != nil {
 		return append(probs, err.Error())
 	}
-	for _, key := range sortedKeys(refs.Objects) {
+	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
 		sha := refs.Objects[key]
 		inStore, checked := good[sha]
 		if !checked {

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +57,7 @@ var (
 func crashState(objs map[string][]byte) []byte {
 	var b strings.Builder
 	b.WriteString(`{"#spec":"pantavisor-service-system@1","device.json":{"groups":[{"name":"app"}]}`)
-	for _, key := range sortedKeys(objs) {
+	for _, key := range slices.Sorted(maps.Keys(objs)) {
 		fmt.Fprintf(&b, ",%q:%q", key, shaBytes(objs[key]))
 	}
 	b.WriteString("}")
@@ -93,7 +95,7 @@ var crashPhases = []string{"objects", "install", "progress", "gc", "commit"}
 // is called as each of crashPhases begins.
 func crashUpdate(l Layout, phase func(string)) error {
 	phase("objects")
-	for _, key := range sortedKeys(crashRev1) {
+	for _, key := range slices.Sorted(maps.Keys(crashRev1)) {
 		data := crashRev1[key]
 		if _, err := l.PutObject(shaBytes(data), bytes.NewReader(data), 0); err != nil {
 			return err

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,7 +130,7 @@ func (l Layout) InstallTrail(rev string, stateJSON []byte, opt InstallOptions) e
 	if err != nil {
 		return fmt.Errorf("install trail %s: %w", rev, err)
 	}
-	for _, key := range sortedKeys(refs.Objects) {
+	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
 		sha := refs.Objects[key]
 		if err := CheckObject(l.Object(sha), sha); err != nil {
 			return fmt.Errorf("install trail %s: %s: %w", rev, key, err)
@@ -192,7 +194,7 @@ func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOp
 	if err := writeNew(filepath.Join(dir, TrailConfig), cfg); err != nil {
 		return err
 	}
-	for _, key := range sortedKeys(refs.Objects) {
+	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
 		if err := hit("install.link"); err != nil {
 			return noSpace(err)
 		}
@@ -200,7 +202,7 @@ func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOp
 			return fmt.Errorf("link %s: %w", key, err)
 		}
 	}
-	for _, key := range sortedKeys(refs.JSONs) {
+	for _, key := range slices.Sorted(maps.Keys(refs.JSONs)) {
 		if err := writeNew(filepath.Join(dir, filepath.FromSlash(key)), refs.JSONs[key]); err != nil {
 			return err
 		}
@@ -470,13 +472,4 @@ func (l Layout) CurrentRev() string {
 		return ""
 	}
 	return target
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
