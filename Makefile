@@ -12,6 +12,13 @@ GO        ?= go
 # exceeded", no failing input) when the machine is busy (golang/go#75804,
 # fixed in Go 1.27). 50000 runs take 1 to 20 s a target here.
 FUZZTIME  ?= 50000x
+# With a count, Go minimises every new interesting input for up to half the
+# count (25000 runs) or 60 s: on a busy machine that stalled a 50000-run
+# smoke run for a minute, and the worker restarted after it failed its first
+# ping ("fuzzing process terminated without fuzzing: EOF"). A smoke run
+# needs no minimised corpus; a crasher is still reported, minimised for up
+# to this long.
+FUZZMINTIME ?= 2s
 # Integration tests run with the test binary as PID 1 in fresh pid+net+mount
 # namespaces: every bridge, veth, iptables rule and mount dies with it and the
 # host's network namespace is never touched.
@@ -90,7 +97,7 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg; \
 	done
 
 integration: build
