@@ -1,0 +1,45 @@
+package update
+
+import (
+	"testing"
+
+	"github.com/pantavisor/pv/storage"
+)
+
+func TestOnFailure(t *testing.T) {
+	tests := []struct {
+		name     string
+		running  string
+		updating bool
+		want     Recovery
+	}{
+		// Upstream WAIT: an error during an update → ROLLBACK.
+		{"update under test", "6", true, RecoverRollback},
+		// Upstream WAIT: an error outside an update → REBOOT.
+		{"committed revision", "5", false, RecoverReboot},
+		// Upstream: ROLLBACK of "0" → ERROR → reboot loop. SPEC §4: safe mode.
+		{"factory revision", "0", false, RecoverSafeMode},
+		{"factory revision under test", "0", true, RecoverSafeMode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := OnFailure(tt.running, tt.updating); got != tt.want {
+				t.Errorf("OnFailure(%q, %v) = %v, want %v", tt.running, tt.updating, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOngoing(t *testing.T) {
+	for _, s := range []storage.Status{storage.StatusNew, storage.StatusQueued, storage.StatusDownloading,
+		storage.StatusInProgress, storage.StatusTesting, storage.StatusUpdated, storage.StatusDone,
+		storage.StatusWontGo, storage.StatusError} {
+		want := s == storage.StatusInProgress || s == storage.StatusTesting
+		if got := Ongoing(prog(s, "")); got != want {
+			t.Errorf("Ongoing(%s) = %v, want %v", s, got, want)
+		}
+	}
+	if Ongoing(nil) {
+		t.Error("Ongoing(nil) = true")
+	}
+}
