@@ -181,11 +181,10 @@ func containerChanges(cur, next *state.State) map[string]string {
 }
 
 // containerChange says what differs between a container's two versions
-// apart from its state keys; "" when nothing.
+// (nil where it is absent; never both) apart from its state keys; ""
+// when nothing.
 func containerChange(a, b *state.Container) string {
 	switch {
-	case a == nil && b == nil:
-		return ""
 	case a == nil:
 		return "added"
 	case b == nil:

@@ -3,6 +3,7 @@ package update
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,6 +104,13 @@ func TestDiff(t *testing.T) {
 			},
 			want:       Transition{Stop: []string{"db"}, Start: []string{"db"}, Keep: []string{"os", "web"}},
 			wantReason: "db (run.json changed)",
+		},
+		{
+			name: "container services.json", edit: func(d doc) {
+				d["web/services.json"] = []any{map[string]any{"name": "http", "type": "tcp", "port": 80}}
+			},
+			want:       Transition{Stop: []string{"web"}, Start: []string{"web"}, Keep: []string{"db", "os"}},
+			wantReason: "web (services.json changed)",
 		},
 		{
 			name: "container group", edit: func(d doc) { d["db/run.json"] = runJSONDoc("db", "app2") },
@@ -214,7 +222,9 @@ func TestDiff(t *testing.T) {
 			d := baseDoc()
 			tt.edit(d)
 			next := parseDoc(t, d)
-			checkTransition(t, Diff(cur, next), tt.want, tt.wantReason)
+			got := Diff(cur, next)
+			checkTransition(t, got, tt.want, tt.wantReason)
+			checkCovers(t, got, cur, next)
 		})
 	}
 }
@@ -230,6 +240,23 @@ func checkTransition(t *testing.T, got, want Transition, reason string) {
 	}
 }
 
+// checkCovers checks that a transition accounts for every container once:
+// each one of cur is stopped or kept, each one of next started or kept.
+func checkCovers(t *testing.T, tr Transition, cur, next *state.State) {
+	t.Helper()
+	sorted := func(a, b []string) []string {
+		out := append(append([]string{}, a...), b...)
+		slices.Sort(out)
+		return out
+	}
+	if got := sorted(tr.Stop, tr.Keep); !slices.Equal(got, names(cur)) {
+		t.Errorf("stop+keep = %v, want the current containers %v", got, names(cur))
+	}
+	if got := sorted(tr.Start, tr.Keep); !slices.Equal(got, names(next)) {
+		t.Errorf("start+keep = %v, want the next containers %v", got, names(next))
+	}
+}
+
 // TestDiffBuiltStates covers what a map document cannot: the BSP of an
 // embedded state and the absence of a running revision.
 func TestDiffBuiltStates(t *testing.T) {
@@ -238,6 +265,11 @@ func TestDiffBuiltStates(t *testing.T) {
 	withBSP := func(linux string) *state.State {
 		st := *parseDoc(t, baseDoc())
 		st.BSP = &state.BSP{Linux: linux}
+		return &st
+	}
+	withDrivers := func(module string) *state.State {
+		st := *parseDoc(t, baseDoc())
+		st.Drivers = &state.Drivers{Sections: map[string]map[string][]string{"all": {"wifi": {module}}}}
 		return &st
 	}
 	withLXC := *parseDoc(t, baseDoc())
@@ -258,6 +290,7 @@ func TestDiffBuiltStates(t *testing.T) {
 	}{
 		{"bsp run.json", withBSP("kernel-1"), withBSP("kernel-2"), Transition{Reboot: true, Stop: all, Start: all}, "bsp/run.json changed"},
 		{"same bsp", withBSP("kernel-1"), withBSP("kernel-1"), Transition{Keep: all}, "no container changed"},
+		{"bsp drivers.json", withDrivers("a"), withDrivers("b"), Transition{Reboot: true, Stop: all, Start: all}, "bsp/drivers.json changed"},
 		{"first revision", nil, base, Transition{Reboot: true, Start: all}, "no revision running"},
 		{"no next revision", base, nil, Transition{Reboot: true, Stop: all}, "device.json changed"},
 		// The translated LXC config comes from an object, compared as such,
@@ -268,5 +301,21 @@ func TestDiffBuiltStates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			checkTransition(t, Diff(tt.cur, tt.next), tt.want, tt.wantReason)
 		})
+	}
+}
+
+func TestOwnerOf(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"web/root.squashfs", "web"},
+		{"web/etc/x.json", "web"},
+		{"_config/web/etc/x.conf", "web"},
+		{"_config/web", ""},
+		{"bsp/kernel.img", ""},
+		{"device.json", ""},
+	}
+	for _, tt := range tests {
+		if got := ownerOf(tt.key); got != tt.want {
+			t.Errorf("ownerOf(%q) = %q, want %q", tt.key, got, tt.want)
+		}
 	}
 }

@@ -43,3 +43,22 @@ func TestOngoing(t *testing.T) {
 		t.Error("Ongoing(nil) = true")
 	}
 }
+
+// TestStrings checks that every value of each enum has its own name for
+// the logs.
+func TestStrings(t *testing.T) {
+	for _, names := range [][]string{
+		{RecoverReboot.String(), RecoverRollback.String(), RecoverSafeMode.String(), Recovery(9).String()},
+		{ActionWait.String(), ActionStartCommitTimer.String(), ActionCommit.String(), ActionUpdated.String(),
+			ActionRollback.String(), Action(9).String()},
+		{BootRun.String(), BootRollback.String(), BootSafeMode.String(), BootAction(9).String()},
+	} {
+		seen := map[string]bool{}
+		for _, s := range names {
+			if s == "" || seen[s] {
+				t.Errorf("name %q empty or repeated in %q", s, names)
+			}
+			seen[s] = true
+		}
+	}
+}
