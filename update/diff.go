@@ -43,8 +43,8 @@ type Transition struct {
 // revision forces a reboot: stopping a system container alone is what
 // upstream never does, and its failure would be a device failure anyway.
 //
-// Deliberately stricter than upstream, which compares only the BSP and
-// the platforms: any change to what device.json declares (groups, disks,
+// Deliberately stricter than upstream, whose comparison (reference §3.4)
+// looks at the BSP and the platforms only: any change to what device.json declares (groups, disks,
 // volumes, network pools, ingress) reboots too. Groups order and govern
 // every container; pools, disks and volumes are set up once for the
 // whole revision before any container starts (upstream's
