@@ -24,14 +24,14 @@ var routeTable = []route{
 	{method: http.MethodGet, pattern: "/objects/{}", perm: permMgmt, handle: (*Server).getObject},
 	{method: http.MethodPut, pattern: "/objects/{}", perm: permMgmt, maxBody: bodyObject, handle: (*Server).putObject},
 	{method: http.MethodGet, pattern: "/steps", perm: permMgmt, handle: (*Server).getSteps},
-	{method: http.MethodGet, pattern: "/steps/{}", perm: permMgmt, handle: (*Server).getStepRemote},
-	{method: http.MethodGet, pattern: "/steps/locals/{}", perm: permMgmt, handle: (*Server).getStepLocal},
+	{method: http.MethodGet, pattern: "/steps/{}", perm: permMgmt, handle: remoteStep((*Server).getStep)},
+	{method: http.MethodGet, pattern: "/steps/locals/{}", perm: permMgmt, handle: localStep((*Server).getStep)},
 	{method: http.MethodPut, pattern: "/steps/{}", perm: permMgmt, maxBody: maxStateJSON, handle: (*Server).putStepRemote},
 	{method: http.MethodPut, pattern: "/steps/locals/{}", perm: permMgmt, maxBody: maxStateJSON, handle: (*Server).putStepLocal},
-	{method: http.MethodGet, pattern: "/steps/{}/progress", perm: permMgmt, handle: (*Server).getProgressRemote},
-	{method: http.MethodGet, pattern: "/steps/locals/{}/progress", perm: permMgmt, handle: (*Server).getProgressLocal},
-	{method: http.MethodPut, pattern: "/steps/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: (*Server).putCommitMsgRemote},
-	{method: http.MethodPut, pattern: "/steps/locals/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: (*Server).putCommitMsgLocal},
+	{method: http.MethodGet, pattern: "/steps/{}/progress", perm: permMgmt, handle: remoteStep((*Server).getProgress)},
+	{method: http.MethodGet, pattern: "/steps/locals/{}/progress", perm: permMgmt, handle: localStep((*Server).getProgress)},
+	{method: http.MethodPut, pattern: "/steps/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: remoteStep((*Server).putCommitMsg)},
+	{method: http.MethodPut, pattern: "/steps/locals/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: localStep((*Server).putCommitMsg)},
 }
 
 // defaultRouter is routeTable compiled once: a bad row is a programming

@@ -236,27 +236,43 @@ func (s *Server) getSteps(w http.ResponseWriter, _ *http.Request, _ *call) {
 	s.writeJSON(w, http.StatusOK, out)
 }
 
-// revOf is the revision a /steps route names: the wildcard, under locals/
-// for the locals routes; "current" is the revision trails/current points
-// at. ok is false when it names none.
-func revOf(st *Storage, c *call, local bool) (rev string, ok bool) {
+// stepRev is the revision a /steps route names: its argument, under
+// locals/ for the locals routes; "current" is the revision trails/current
+// points at. When there is no storage or the name is no revision it has
+// answered (500, 404) and ok is false.
+func (s *Server) stepRev(w http.ResponseWriter, c *call, local bool) (st *Storage, rev string, ok bool) {
+	if st, ok = s.storageOr(w); !ok {
+		return nil, "", false
+	}
 	rev = c.args[0]
 	if local {
 		rev = "locals/" + rev
 	} else if rev == "current" {
 		rev = st.Layout.CurrentRev()
 	}
-	return rev, storage.CheckRev(rev) == nil
+	if storage.CheckRev(rev) != nil {
+		s.writeError(w, http.StatusNotFound, msgNoResource)
+		return nil, "", false
+	}
+	return st, rev, true
 }
 
-func (s *Server) getStep(w http.ResponseWriter, c *call, local bool) {
-	st, ok := s.storageOr(w)
+// stepHandler is a /steps handler for the revisions of one kind.
+type stepHandler func(s *Server, w http.ResponseWriter, r *http.Request, c *call, local bool)
+
+// remoteStep and localStep make the route handlers of /steps/{rev}/... and
+// /steps/locals/{name}/... from one stepHandler.
+func remoteStep(h stepHandler) handler {
+	return func(s *Server, w http.ResponseWriter, r *http.Request, c *call) { h(s, w, r, c, false) }
+}
+
+func localStep(h stepHandler) handler {
+	return func(s *Server, w http.ResponseWriter, r *http.Request, c *call) { h(s, w, r, c, true) }
+}
+
+func (s *Server) getStep(w http.ResponseWriter, _ *http.Request, c *call, local bool) {
+	st, rev, ok := s.stepRev(w, c, local)
 	if !ok {
-		return
-	}
-	rev, ok := revOf(st, c, local)
-	if !ok {
-		s.writeError(w, http.StatusNotFound, msgNoResource)
 		return
 	}
 	data, err := st.Layout.ReadState(rev)
@@ -277,22 +293,9 @@ func (s *Server) getStep(w http.ResponseWriter, c *call, local bool) {
 	_, _ = w.Write(data)
 }
 
-func (s *Server) getStepRemote(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.getStep(w, c, false)
-}
-
-func (s *Server) getStepLocal(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.getStep(w, c, true)
-}
-
-func (s *Server) getProgress(w http.ResponseWriter, c *call, local bool) {
-	st, ok := s.storageOr(w)
+func (s *Server) getProgress(w http.ResponseWriter, _ *http.Request, c *call, local bool) {
+	st, rev, ok := s.stepRev(w, c, local)
 	if !ok {
-		return
-	}
-	rev, ok := revOf(st, c, local)
-	if !ok {
-		s.writeError(w, http.StatusNotFound, msgNoResource)
 		return
 	}
 	p, err := st.Layout.ReadProgress(rev)
@@ -308,17 +311,10 @@ func (s *Server) getProgress(w http.ResponseWriter, c *call, local bool) {
 	s.writeJSON(w, http.StatusOK, p)
 }
 
-func (s *Server) getProgressRemote(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.getProgress(w, c, false)
-}
-
-func (s *Server) getProgressLocal(w http.ResponseWriter, _ *http.Request, c *call) {
-	s.getProgress(w, c, true)
-}
-
+// putCommitMsg reads the body before it resolves the revision, as before:
+// an empty message is a 400 whatever the name.
 func (s *Server) putCommitMsg(w http.ResponseWriter, r *http.Request, c *call, local bool) {
-	st, ok := s.storageOr(w)
-	if !ok {
+	if _, ok := s.storageOr(w); !ok {
 		return
 	}
 	body, ok := s.readBody(w, r)
@@ -329,9 +325,8 @@ func (s *Server) putCommitMsg(w http.ResponseWriter, r *http.Request, c *call, l
 		s.writeError(w, http.StatusBadRequest, msgNoCommitMsg)
 		return
 	}
-	rev, ok := revOf(st, c, local)
+	st, rev, ok := s.stepRev(w, c, local)
 	if !ok {
-		s.writeError(w, http.StatusNotFound, msgNoResource)
 		return
 	}
 	err := st.Layout.WriteCommitMsg(rev, string(body))
@@ -346,14 +341,6 @@ func (s *Server) putCommitMsg(w http.ResponseWriter, r *http.Request, c *call, l
 		s.log.Error("ctrl: write commit message", "rev", rev, "err", err)
 		s.writeError(w, http.StatusInternalServerError, msgInternal)
 	}
-}
-
-func (s *Server) putCommitMsgRemote(w http.ResponseWriter, r *http.Request, c *call) {
-	s.putCommitMsg(w, r, c, false)
-}
-
-func (s *Server) putCommitMsgLocal(w http.ResponseWriter, r *http.Request, c *call) {
-	s.putCommitMsg(w, r, c, true)
 }
 
 // putStepRemote refuses PUT /steps/{rev}: only local revisions are
