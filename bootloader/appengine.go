@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/pantavisor/pv/storage"
 )
 
 // AppEngine keeps the environment in <storage>/boot/appengine.txt, one
@@ -25,20 +22,7 @@ func (a AppEngine) path() string { return filepath.Join(a.Dir, "appengine.txt") 
 
 // Load reads the environment; a missing file is an empty environment (a
 // device that never updated boots the factory revision).
-func (a AppEngine) Load() (Env, error) {
-	data, err := os.ReadFile(a.path())
-	if os.IsNotExist(err) {
-		return Env{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env: %w", err)
-	}
-	env, err := parseEnv(data)
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env %s: %w", a.path(), err)
-	}
-	return env, nil
-}
+func (a AppEngine) Load() (Env, error) { return loadEnvFile(a.path(), parseEnv) }
 
 // parseEnv reads key=value lines; blank lines and # comments are skipped.
 func parseEnv(data []byte) (Env, error) {
@@ -74,10 +58,7 @@ func (a AppEngine) Save(env Env) error {
 		}
 		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
 	}
-	if err := os.MkdirAll(a.Dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", a.Dir, err)
-	}
-	return storage.WriteFileAtomic(a.path(), []byte(b.String()), 0o644)
+	return saveEnvFile(a.path(), []byte(b.String()))
 }
 
 // Install sets pv_try=rev.

@@ -3,11 +3,8 @@ package bootloader
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/pantavisor/pv/storage"
 )
 
 // GrubenvSize is the size of a GRUB environment block as grub-editenv
@@ -31,20 +28,7 @@ func (g Grub) path() string { return filepath.Join(g.Dir, "grubenv") }
 
 // Load reads grubenv; a missing file is an empty environment (a device that
 // never updated boots the factory revision).
-func (g Grub) Load() (Env, error) {
-	data, err := os.ReadFile(g.path())
-	if os.IsNotExist(err) {
-		return Env{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env: %w", err)
-	}
-	env, err := parseGrubenv(data)
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env %s: %w", g.path(), err)
-	}
-	return env, nil
-}
+func (g Grub) Load() (Env, error) { return loadEnvFile(g.path(), parseGrubenv) }
 
 // Save replaces grubenv with env, crash-safely (temp, fsync, rename, fsync
 // dir: GRUB finds the file's blocks anew each boot); an env that does not
@@ -54,10 +38,7 @@ func (g Grub) Save(env Env) error {
 	if err != nil {
 		return fmt.Errorf("save grubenv: %w", err)
 	}
-	if err := os.MkdirAll(g.Dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", g.Dir, err)
-	}
-	return storage.WriteFileAtomic(g.path(), data, 0o644)
+	return saveEnvFile(g.path(), data)
 }
 
 // Install sets pv_try=rev.

@@ -50,18 +50,7 @@ func (u Uboot) Commit(rev string) error { return commit(u, rev) }
 func (u Uboot) Fail() error { return fail(u) }
 
 func loadNulEnv(path string, size int) (Env, error) {
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return Env{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env: %w", err)
-	}
-	env, err := parseNulFile(data, size)
-	if err != nil {
-		return nil, fmt.Errorf("read bootloader env %s: %w", path, err)
-	}
-	return env, nil
+	return loadEnvFile(path, func(data []byte) (Env, error) { return parseNulFile(data, size) })
 }
 
 func saveNulEnv(path string, env Env, size int) error {
@@ -69,6 +58,30 @@ func saveNulEnv(path string, env Env, size int) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", filepath.Base(path), err)
 	}
+	return saveEnvFile(path, data)
+}
+
+// loadEnvFile reads the environment file at path with parse; a missing
+// file is an empty environment (a device that never updated boots the
+// factory revision).
+func loadEnvFile(path string, parse func([]byte) (Env, error)) (Env, error) {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return Env{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read bootloader env: %w", err)
+	}
+	env, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("read bootloader env %s: %w", path, err)
+	}
+	return env, nil
+}
+
+// saveEnvFile replaces the environment file at path with data,
+// crash-safely, making its directory when needed.
+func saveEnvFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
