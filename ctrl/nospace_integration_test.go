@@ -3,11 +3,10 @@
 package ctrl
 
 import (
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 )
@@ -16,14 +15,7 @@ import (
 // out as upstream's 507, with nothing kept, for an object and for a
 // revision.
 func TestNoSpace507(t *testing.T) {
-	if os.Getpid() != 1 || os.Geteuid() != 0 {
-		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
-	root := t.TempDir()
-	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
+	root := isolated.Tmpfs(t, "1m")
 	st := &Storage{Layout: storage.Layout{Root: root}, State: state.Options{AppEngine: true}}
 	client := unixClient(startServerWith(t, newFakeBackend(), fixedResolver("", nil), st))
 

@@ -7,22 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
+
+	"github.com/pantavisor/pv/internal/isolated"
 )
 
 // TestNoSpaceOnRealFilesystem fills a small tmpfs: the kernel's ENOSPC,
 // not a fault hook, must come out as ErrNoSpace with nothing left behind,
 // and what was there before must be intact.
 func TestNoSpaceOnRealFilesystem(t *testing.T) {
-	if os.Getpid() != 1 || os.Geteuid() != 0 {
-		t.Skip("needs root as PID 1 in fresh namespaces: go test -tags integration -exec 'unshare --pid --net --mount --fork --mount-proc'")
-	}
-	root := t.TempDir()
-	if err := syscall.Mount("tmpfs", root, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Unmount(root, syscall.MNT_DETACH) })
+	root := isolated.Tmpfs(t, "1m")
 	l := Layout{Root: root}
 	install(t, l, "0", map[string]string{"app/root.squashfs": "factory"})
 	before := NewProgress(StatusDone, MsgFactory)

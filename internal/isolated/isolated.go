@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -69,4 +70,19 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// Tmpfs mounts a tmpfs of size (mount's size= syntax, e.g. "1m") on a new
+// temporary directory and returns it, detached when tb ends: a small real
+// filesystem on which the kernel's own ENOSPC can be met. It requires what
+// Require does.
+func Tmpfs(tb testing.TB, size string) string {
+	tb.Helper()
+	Require(tb)
+	dir := tb.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		tb.Fatalf("mount a %s tmpfs: %v", size, err)
+	}
+	tb.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
 }
