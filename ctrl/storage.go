@@ -370,12 +370,13 @@ func (s *Server) putStepLocal(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
-	if _, err := state.Parse(body, st.State); err != nil {
+	parsed, err := state.Parse(body, st.State)
+	if err != nil {
 		s.log.Info("ctrl: local revision refused", "rev", rev, "err", err)
 		s.writeError(w, http.StatusUnprocessableEntity, badStateMsg(err))
 		return
 	}
-	if missing, err := missingObjects(st.Layout, body); err != nil {
+	if missing, err := missingObjects(st.Layout, parsed.Objects); err != nil {
 		s.log.Info("ctrl: local revision refused", "rev", rev, "err", err)
 		s.writeError(w, http.StatusUnprocessableEntity, "Storage: "+err.Error())
 		return
@@ -436,16 +437,12 @@ func badStateMsg(err error) string {
 	return msgBadStateJSON + ": " + strings.Join(lines, "; ")
 }
 
-// missingObjects lists, as "key (sha256)" sorted by key, the objects the
-// state JSON names that are not in the store. It uses storage's reading of
-// the references, which is what InstallTrail will need.
-func missingObjects(l storage.Layout, stateJSON []byte) ([]string, error) {
-	refs, err := storage.ParseRefs(stateJSON)
-	if err != nil {
-		return nil, fmt.Errorf("check objects: %w", err)
-	}
+// missingObjects lists, as "key (sha256)" sorted by key, the objects
+// (state key → sha256, as state.Parse read them) that are not in the
+// store: all of them at once, where InstallTrail stops at the first.
+func missingObjects(l storage.Layout, objects map[string]string) ([]string, error) {
 	var missing []string
-	for key, sha := range refs.Objects {
+	for key, sha := range objects {
 		_, err := os.Stat(l.Object(sha))
 		if errors.Is(err, fs.ErrNotExist) {
 			missing = append(missing, key+" ("+sha+")")
