@@ -39,16 +39,6 @@ func oneContainer(t *testing.T, app map[string]any) *state.State {
 	return st
 }
 
-func startsOf(e *fakeEngine, name string) []time.Time {
-	var n []time.Time
-	for _, ev := range e.Events() {
-		if ev == "start "+name {
-			n = append(n, time.Now())
-		}
-	}
-	return n
-}
-
 func countEvents(e *fakeEngine, ev string) int {
 	n := 0
 	for _, x := range e.Events() {

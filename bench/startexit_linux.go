@@ -195,12 +195,6 @@ func newEngineFixture(f *fixture, name string, ctrs []benchCtr) (*engineFixture,
 	}, nil
 }
 
-// rootImage is the file of c's root volume.
-func (ef *engineFixture) rootImage(c *state.Container) string {
-	key := c.Name + "/" + c.RootVolume
-	return state.ObjectPath(ef.eng.Layout.Trail(ef.eng.Rev), ef.eng.Layout.Objects(), key, c.Objects[key])
-}
-
 // cleanup releases the images the engine kept mounted and checks that
 // the driver removed its cgroup parent itself: anything left is a leak of
 // the driver, reported as an error.

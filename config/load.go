@@ -31,13 +31,6 @@ type Report struct {
 // Err joins the refusals, or returns nil when there were none.
 func (r *Report) Err() error { return errors.Join(r.Refused...) }
 
-func (r *Report) merge(o Report) {
-	r.Applied = append(r.Applied, o.Applied...)
-	r.Warnings = append(r.Warnings, o.Warnings...)
-	r.Refused = append(r.Refused, o.Refused...)
-	r.Sysctl = append(r.Sysctl, o.Sysctl...)
-}
-
 // sysctlLevels are where upstream honours sysctl entries.
 const sysctlLevels = AllowPV | LevelOEM
 
