@@ -160,6 +160,18 @@ type reply struct {
 
 func do(t *testing.T, c *http.Client, method, path, body string) reply {
 	t.Helper()
+	return send(t, c, method, path, body, int64(len(body)))
+}
+
+// doChunked is do without a Content-Length: the body is sent chunked, so
+// a limit can only be enforced while it is read.
+func doChunked(t *testing.T, c *http.Client, method, path, body string) reply {
+	t.Helper()
+	return send(t, c, method, path, body, -1)
+}
+
+func send(t *testing.T, c *http.Client, method, path, body string, length int64) reply {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -168,6 +180,7 @@ func do(t *testing.T, c *http.Client, method, path, body string) reply {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.ContentLength = length
 	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

@@ -267,16 +267,8 @@ func TestBodyLimit(t *testing.T) {
 	}
 
 	// Without Content-Length the limit is enforced while reading.
-	req, _ := http.NewRequest("POST", "http://localhost/signal", strings.NewReader(over))
-	req.ContentLength = -1
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 413 || string(b) != errJSON(msgTooLarge) {
-		t.Errorf("chunked 4097-byte signal = %d %s", res.StatusCode, b)
+	if got := doChunked(t, client, "POST", "/signal", over); got.status != 413 || got.body != errJSON(msgTooLarge) {
+		t.Errorf("chunked 4097-byte signal = %d %s", got.status, got.body)
 	}
 
 	// Routes without a body refuse one.

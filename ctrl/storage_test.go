@@ -113,16 +113,8 @@ func TestObjectTooLarge(t *testing.T) {
 		t.Errorf("5 bytes over a 4-byte limit = %d %s", got.status, got.body)
 	}
 	// Without Content-Length the limit is enforced while streaming.
-	req, _ := http.NewRequest("PUT", "http://localhost/objects/"+shaOf("12345"), strings.NewReader("12345"))
-	req.ContentLength = -1
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 413 || string(b) != errJSON(msgTooLarge) {
-		t.Errorf("chunked 5 bytes over a 4-byte limit = %d %s", res.StatusCode, b)
+	if got := doChunked(t, client, "PUT", "/objects/"+shaOf("12345"), "12345"); got.status != 413 || got.body != errJSON(msgTooLarge) {
+		t.Errorf("chunked 5 bytes over a 4-byte limit = %d %s", got.status, got.body)
 	}
 	if got := do(t, client, "PUT", "/objects/"+shaOf("1234"), "1234"); got.status != 200 {
 		t.Errorf("4 bytes = %d %s", got.status, got.body)
