@@ -1,6 +1,7 @@
 package bootloader
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -135,4 +136,57 @@ func freshEnv(t *testing.T, u UbootEnv) UbootEnv {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// parseCase is one row of a parser's table: want with no error, or an
+// error holding errHas.
+type parseCase struct {
+	name   string
+	data   []byte
+	want   Env
+	errHas string
+}
+
+func checkParse(t *testing.T, parse func([]byte) (Env, error), tests []parseCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parse(tt.data)
+			if tt.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
+					t.Fatalf("err = %v, want %q", err, tt.errHas)
+				}
+				return
+			}
+			if err != nil || !maps.Equal(got, tt.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// refusal is an env a backend must refuse to save, with an error naming
+// the file and holding errHas.
+type refusal struct {
+	name   string
+	env    Env
+	errHas string
+}
+
+// checkRefusals saves each refused env with save and checks the error
+// names file and the file at path is left as it was.
+func checkRefusals(t *testing.T, save func(Env) error, path, file string, tests []refusal) {
+	t.Helper()
+	before, _ := os.ReadFile(path)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := save(tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.errHas) || !strings.Contains(err.Error(), file) {
+				t.Fatalf("err = %v, want one naming %s and %q", err, file, tt.errHas)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+				t.Fatalf("refused save changed %s", file)
+			}
+		})
+	}
 }

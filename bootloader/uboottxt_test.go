@@ -25,12 +25,7 @@ func TestUbootTxtFormat(t *testing.T) {
 }
 
 func TestParseUbootTxt(t *testing.T) {
-	tests := []struct {
-		name   string
-		data   []byte
-		want   Env
-		errHas string
-	}{
+	tests := []parseCase{
 		{"empty file", nil, Env{}, ""},
 		{"zeros", make([]byte, 1024), Env{}, ""},
 		{"erased flash", bytes.Repeat([]byte{0xff}, 1024), Env{}, ""},
@@ -48,20 +43,7 @@ func TestParseUbootTxt(t *testing.T) {
 		{"unterminated in the first KiB", append(bytes.Repeat([]byte("a"), 1030), 0), nil, "no NUL before the end"},
 		{"newline in name", []byte("a\nb=1\x00\x00"), nil, `holds '\n'`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseNulFile(tt.data, UbootTxtSize)
-			if tt.errHas != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.errHas) {
-					t.Fatalf("err = %v, want %q", err, tt.errHas)
-				}
-				return
-			}
-			if err != nil || !maps.Equal(got, tt.want) {
-				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
-			}
-		})
-	}
+	checkParse(t, func(d []byte) (Env, error) { return parseNulFile(d, UbootTxtSize) }, tests)
 }
 
 // TestUbootTxtRefusals: what cannot be stored is refused by name and the
@@ -71,12 +53,7 @@ func TestUbootTxtRefusals(t *testing.T) {
 	if err := u.Save(Env{"pv_rev": "3"}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(u.path())
-	tests := []struct {
-		name   string
-		env    Env
-		errHas string
-	}{
+	tests := []refusal{
 		{"too big", Env{"pv_rev": strings.Repeat("x", 1020)}, "the variables take 1029 bytes, the file holds 1024"},
 		{"exactly one byte too big", Env{"a": strings.Repeat("x", 1021)}, "take 1025 bytes"},
 		{"= in name", Env{"a=b": "1"}, `variable name "a=b" holds '='`},
@@ -85,17 +62,7 @@ func TestUbootTxtRefusals(t *testing.T) {
 		{"empty name", Env{"": "1"}, "empty name"},
 		{"0xff name", Env{"\xffa": "1"}, "starts with 0xff"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := u.Save(tt.env)
-			if err == nil || !strings.Contains(err.Error(), tt.errHas) || !strings.Contains(err.Error(), "uboot.txt") {
-				t.Fatalf("err = %v, want one naming uboot.txt and %q", err, tt.errHas)
-			}
-			if after, _ := os.ReadFile(u.path()); !bytes.Equal(after, before) {
-				t.Fatal("refused save changed uboot.txt")
-			}
-		})
-	}
+	checkRefusals(t, u.Save, u.path(), "uboot.txt", tests)
 	if err := u.Save(Env{"pv_rev": strings.Repeat("x", 1024-9)}); err != nil {
 		t.Errorf("a full 1 KiB env refused: %v", err)
 	}
