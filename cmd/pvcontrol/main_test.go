@@ -114,6 +114,12 @@ func socketPath(t *testing.T) string {
 // ("" = the host).
 func startCtrl(t *testing.T, b ctrl.Backend, container string) string {
 	t.Helper()
+	return startCtrlWith(t, b, container, nil)
+}
+
+// startCtrlWith is startCtrl with the server's storage, when st is not nil.
+func startCtrlWith(t *testing.T, b ctrl.Backend, container string, st *ctrl.Storage) string {
+	t.Helper()
 	sock := socketPath(t)
 	l, err := ctrl.Listen(sock)
 	if err != nil {
@@ -121,6 +127,9 @@ func startCtrl(t *testing.T, b ctrl.Backend, container string) string {
 	}
 	s := ctrl.New(b, func(int) (string, error) { return container, nil },
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if st != nil {
+		s.SetStorage(*st)
+	}
 	go s.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

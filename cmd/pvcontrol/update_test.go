@@ -3,16 +3,12 @@ package main
 import (
 	"archive/tar"
 	"compress/gzip"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/state"
@@ -23,21 +19,8 @@ import (
 // empty storage in a temporary directory.
 func startCtrlStorage(t *testing.T) string {
 	t.Helper()
-	sock := socketPath(t)
-	l, err := ctrl.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := ctrl.New(&fakeBackend{}, func(int) (string, error) { return "", nil },
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s.SetStorage(ctrl.Storage{Layout: storage.Layout{Root: t.TempDir()}, State: state.Options{AppEngine: true}})
-	go s.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return sock
+	return startCtrlWith(t, &fakeBackend{}, "",
+		&ctrl.Storage{Layout: storage.Layout{Root: t.TempDir()}, State: state.Options{AppEngine: true}})
 }
 
 func hexSHA(s string) string {
