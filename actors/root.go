@@ -10,6 +10,7 @@ import (
 
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
 )
 
 // rootName is the id of the root actor; every path in the tree starts here.
@@ -193,4 +194,21 @@ type Config struct {
 	// PoolNet sets up the IPAM pools' bridges and rules; nil sets up
 	// nothing (the pools still hand out leases).
 	PoolNet PoolNet
+
+	// Updates is the device storage and bootloader; nil runs Rev and
+	// nothing else (no POST /commands LOCAL_RUN), and a rollback request
+	// is only recorded and handed to OnRollback.
+	Updates Updates
+	// TryProgress is Rev's progress when Trying: where the try/commit loop
+	// starts (package update's Resume decided it at boot).
+	TryProgress *storage.Progress
+	// NewEngine makes the engine of a revision a non-reboot update
+	// starts; nil makes every update a reboot transition.
+	NewEngine func(rev string, st *state.State) Engine
+	// CommitDelay is PV_UPDATER_COMMIT_DELAY: how long a tried revision
+	// stays TESTING before it is committed.
+	CommitDelay time.Duration
+	// OnPoweroff is called (in its own goroutine) when a power-off is
+	// requested (POST /commands POWEROFF_DEVICE).
+	OnPoweroff func(reason string)
 }

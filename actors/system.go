@@ -2,7 +2,9 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"time"
 
@@ -10,6 +12,9 @@ import (
 	cmap "github.com/orcaman/concurrent-map"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
 )
 
 func init() {
@@ -32,6 +37,7 @@ type System struct {
 	sys     *actor.ActorSystem
 	root    *actor.PID
 	timeout time.Duration
+	updates Updates
 }
 
 // Start builds the actor system and spawns root, which starts the revision.
@@ -50,7 +56,7 @@ func Start(cfg Config) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn root actor: %w", err)
 	}
-	return &System{sys: sys, root: root, timeout: 2 * time.Second}, nil
+	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates}, nil
 }
 
 func (s *System) request(msg any) (any, error) {
@@ -177,3 +183,80 @@ func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
 func (f levelFilter) WithGroup(n string) slog.Handler {
 	return levelFilter{h: f.h.WithGroup(n), min: f.min}
 }
+
+// RunRevision starts the update to rev (POST /commands LOCAL_RUN; commit:
+// LOCAL_RUN_COMMIT, which forces a reboot). It returns once the update is
+// installed, before the transition. Refusals wrap update's sentinels:
+// ErrUpdateOngoing (checked first, as upstream answers 503 before reading
+// anything), ErrInvalidRevision, ErrUnknownRevision; with no storage it
+// wraps ErrNoUpdates. The state is loaded here, in the caller's goroutine:
+// loading may hash objects, which no actor may wait for.
+func (s *System) RunRevision(rev string, commit bool) error {
+	if s.updates == nil {
+		return fmt.Errorf("run %s: %w", rev, ErrNoUpdates)
+	}
+	revs, err := s.Revisions()
+	if err != nil {
+		return fmt.Errorf("run %s: %w", rev, err)
+	}
+	facts := update.RunFacts{Exists: true}
+	if revs.Updating {
+		facts.Tried = &storage.Progress{Status: storage.StatusInProgress}
+	}
+	var st *state.State
+	if err := update.Run(rev, facts); err != nil { // ongoing, bad name
+		return err
+	}
+	st, err = s.updates.Load(rev)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		facts.Exists = false
+	case err != nil:
+		facts.Invalid = err
+	}
+	if err := update.Run(rev, facts); err != nil {
+		return err
+	}
+	res, err := s.sys.Root.RequestFuture(s.root, &messages.RunRevision{Rev: rev, State: st, Commit: commit}, time.Minute).Result()
+	if err != nil {
+		return fmt.Errorf("run %s: %w", rev, err)
+	}
+	reply, ok := res.(*messages.RunResult)
+	if !ok {
+		return fmt.Errorf("run %s: unexpected reply %T", rev, res)
+	}
+	return reply.Err
+}
+
+// Power reboots (or powers off) the device: POST /commands REBOOT_DEVICE
+// and POWEROFF_DEVICE. It is refused with update.ErrUpdateOngoing while an
+// update is under test.
+func (s *System) Power(poweroff bool, reason string) error {
+	res, err := s.request(&messages.PowerRequest{Poweroff: poweroff, Reason: reason})
+	if err != nil {
+		return err
+	}
+	reply, ok := res.(*messages.PowerResult)
+	if !ok {
+		return fmt.Errorf("power request: unexpected reply %T", res)
+	}
+	return reply.Err
+}
+
+// Revisions names the revisions in use (running, committed, tried) and
+// whether an update is under test.
+func (s *System) Revisions() (*messages.RevisionsReply, error) {
+	res, err := s.request(&messages.GetRevisions{})
+	if err != nil {
+		return nil, err
+	}
+	reply, ok := res.(*messages.RevisionsReply)
+	if !ok {
+		return nil, fmt.Errorf("revisions: unexpected reply %T", res)
+	}
+	return reply, nil
+}
+
+// ErrNoUpdates: the tree runs without storage (Config.Updates nil), so it
+// cannot run another revision.
+var ErrNoUpdates = errors.New("no update storage")

@@ -1,0 +1,75 @@
+package messages
+
+import "github.com/pantavisor/pv/state"
+
+// RunRevision asks root to start an update to Rev (POST /commands
+// LOCAL_RUN; LOCAL_RUN_COMMIT with Commit). State is Rev's state, loaded
+// and validated by the caller, off the actor tree: loading may hash
+// objects. Root answers with RunResult once the update is installed
+// (pv_try set, progress INPROGRESS written), before the transition.
+type RunRevision struct {
+	Rev   string
+	State *state.State
+	// Commit forces a reboot transition (upstream's LOCAL_RUN_COMMIT).
+	Commit bool
+}
+
+// RunResult answers RunRevision; Err is nil when the update started. Its
+// sentinels are package update's (update.ErrUpdateOngoing, ...).
+type RunResult struct {
+	Err error
+}
+
+// PowerRequest asks root to reboot or power off the device (POST
+// /commands REBOOT_DEVICE, POWEROFF_DEVICE). Root answers with
+// PowerResult; it refuses while an update is under test.
+type PowerRequest struct {
+	Poweroff bool
+	Reason   string
+}
+
+// PowerResult answers PowerRequest; Err is nil when the request was taken.
+type PowerResult struct {
+	Err error
+}
+
+// GetRevisions asks root which revisions the device uses; it answers with
+// RevisionsReply.
+type GetRevisions struct{}
+
+// RevisionsReply names the revisions that storage's garbage collection
+// must keep, and the update under way.
+type RevisionsReply struct {
+	// Running is the revision the containers run ("" in safe mode with
+	// none loaded).
+	Running string
+	// Committed is the bootloader's pv_rev; Tried its pv_try ("" when no
+	// update is pending).
+	Committed, Tried string
+	// Updating says an update is under test (INPROGRESS or TESTING): the
+	// commands that change revisions are refused.
+	Updating bool
+}
+
+// Revisions returns the distinct non-empty revisions of r, for GC.
+func (r *RevisionsReply) Revisions() []string {
+	var out []string
+	for _, rev := range []string{r.Running, r.Committed, r.Tried} {
+		if rev == "" {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			dup = dup || o == rev
+		}
+		if !dup {
+			out = append(out, rev)
+		}
+	}
+	return out
+}
+
+// TryOver tells a revision that it is no longer under test (committed, or
+// UPDATED): a container that gives up from now on is handled as outside
+// an update.
+type TryOver struct{}
