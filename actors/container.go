@@ -70,6 +70,9 @@ type containerActor struct {
 	// stopTimeout is the SIGTERM → SIGKILL grace when the actor itself is
 	// stopped without a StopContainer first.
 	stopTimeout time.Duration
+	// adopted: rec was handed over by the previous revision (see
+	// handover.go); the first incarnation takes it over.
+	adopted bool
 }
 
 // Internal results of the goroutines that do the blocking work.
@@ -96,9 +99,13 @@ type (
 	releaseDone struct{}
 )
 
-func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger) *actor.Props {
+func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger, adopted bool) *actor.Props {
+	first := adopted
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &containerActor{rec: rec, engine: engine, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second}
+		a := &containerActor{rec: rec, engine: engine, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second,
+			adopted: first}
+		first = false // a restarted incarnation re-adopts as usual
+		return a
 	})
 }
 
@@ -138,6 +145,8 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		ctx.Respond(a.signal(ctx, m))
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
+	case *detach:
+		a.detach(ctx)
 	case *injectedPanic:
 		// Only the package's tests can build this message: it proves that a
 		// Go bug in a container actor neither kills pantavisor nor loses
@@ -154,6 +163,8 @@ type injectedPanic struct{ reason string }
 func (a *containerActor) started(ctx actor.Context) {
 	r := a.rec
 	switch {
+	case a.adopted:
+		a.adopt(ctx)
 	case r.run != nil && r.running:
 		a.log.Info("re-adopted running container", "pid", r.run.Pid())
 	case r.armed:
@@ -286,11 +297,17 @@ func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 	r.lease = m.lease
 	r.startedAt = time.Now()
 	a.log.Info("container started", "pid", m.run.Pid())
-	gen, self, sys, run := r.gen, ctx.Self(), ctx.ActorSystem(), m.run
+	a.watch(ctx, m.run)
+	a.setStatus(ctx, messages.StatusStarted, "")
+}
+
+// watch waits for run's init to exit, in the background, and reports it
+// to this actor tagged with the current generation.
+func (a *containerActor) watch(ctx actor.Context, run Run) {
+	gen, self, sys := a.rec.gen, ctx.Self(), ctx.ActorSystem()
 	goSafe(sys, self, func() any { return &exitDone{gen: gen, exit: messages.Exit{Code: -1, At: time.Now()}} }, func() any {
 		return &exitDone{gen: gen, exit: run.Wait()}
 	})
-	a.setStatus(ctx, messages.StatusStarted, "")
 }
 
 func (a *containerActor) exited(ctx actor.Context, m *exitDone) {

@@ -127,6 +127,8 @@ func (a *poolActor) Receive(ctx actor.Context) {
 		}
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
+	case *detach:
+		a.detach(ctx)
 	case *injectedPanic:
 		panic(m.reason) // tests only; see containerActor
 	}

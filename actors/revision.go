@@ -45,6 +45,10 @@ type revisionActor struct {
 	stopping  bool
 	stopGroup int
 	stopFor   *actor.PID
+	// handing is the handover to the next revision under way, nil
+	// otherwise; from is what the previous revision handed to this one.
+	handing *handing
+	from    *handover
 }
 
 // retryDue fires when a container's backoff delay is over.
@@ -57,10 +61,17 @@ type retryDue struct {
 // group's timeout.
 type groupTimedOut struct{ name string }
 
-func newRevisionProps(cfg Config) *actor.Props {
+// newRevisionProps makes the revision actor of cfg.Rev; from is what the
+// previous revision handed over (nil at boot). Only the first incarnation
+// takes it over: a revision actor restarted after a Go panic has stopped
+// its children, and with them the containers, so it starts afresh.
+func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
-			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet}
+		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
+			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet,
+			from: from}
+		from = nil
+		return r
 	})
 }
 
@@ -99,6 +110,12 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		r.action(ctx, m)
 	case *messages.Describe:
 		ctx.Respond(r.describe(ctx))
+	case *messages.TryOver:
+		r.trying = false
+	case *handOver:
+		r.handOver(ctx, m)
+	case *detached:
+		r.detachedReply(ctx, m)
 	}
 }
 
@@ -113,7 +130,11 @@ func (r *revisionActor) start(ctx actor.Context) {
 				peers = append(peers, q.Bridge)
 			}
 		}
-		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: &poolRecord{}}}
+		rec := &poolRecord{}
+		if h := r.from; h != nil && h.pools[p.Name] != nil {
+			rec = h.pools[p.Name]
+		}
+		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: rec}}
 		props := newPoolProps(p, peers, ch.pool.rec, r.poolNet, r.log)
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, "pool-"+p.Name) })
 	}
@@ -133,13 +154,35 @@ func (r *revisionActor) start(ctx actor.Context) {
 			row:      &messages.ContainerStatusChanged{Name: c.Name, Status: messages.StatusInstalled},
 			recovery: recovery{policy: supervision.PolicyFor(c, r.maxDelay)},
 		}}
-		props := newContainerProps(rec, r.engine, r.log)
+		rec, adopted := r.adopt(rec, ch)
+		props := newContainerProps(rec, r.engine, r.log, adopted)
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, c.Name) })
 		if ch.pid == nil {
 			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone
 		}
 	}
 	r.evaluate(ctx)
+}
+
+// adopt returns the record the previous revision handed over for the
+// container, given this revision's spec and pool, or rec when there is
+// none. A record taken over is up already: the row shows where it stands
+// and the container is not asked to start.
+func (r *revisionActor) adopt(rec *containerRecord, ch *child) (*containerRecord, bool) {
+	if r.from == nil || r.from.containers[ch.name] == nil {
+		return rec, false
+	}
+	old := r.from.containers[ch.name]
+	old.spec, old.pool = rec.spec, rec.pool
+	// Asked already unless it never left INSTALLED (its group was still
+	// blocked): then this revision's group order starts it.
+	ch.ctr.asked = old.status != "" && old.status != messages.StatusInstalled
+	row := ch.ctr.row
+	row.Status, row.Since, row.StartedAt, row.LastExit, row.Err, row.Lease = old.status, old.since, old.startedAt, old.lastExit, old.err, old.lease
+	if old.run != nil && old.running {
+		row.Pid = old.run.Pid()
+	}
+	return old, true
 }
 
 // checkBooted tells root, once, that the boot of the revision is over:
@@ -250,7 +293,7 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 		pending := false
 		for ch := range r.children(kindContainer) {
 			c := ch.ctr
-			if c.group != r.stopGroup {
+			if c.group != r.stopGroup || r.kept(ch.name) {
 				continue
 			}
 			switch c.row.Status {
@@ -280,7 +323,11 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 		r.log.Info("group stopped", "group", r.st.Groups[r.stopGroup].Name)
 		r.stopGroup--
 	}
-	// Containers are down: now the pools remove their bridges and rules.
+	// Containers are down: now the pools remove their bridges and rules,
+	// or, in a handover, give them to the next revision.
+	if r.handing != nil && r.detachPools(ctx) {
+		return // the last detached answer comes back here
+	}
 	for ch := range r.children(kindPool) {
 		p := ch.pool
 		if p.stopped || ch.pid == nil {
@@ -292,7 +339,11 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 		}
 		return // the next PoolStopped comes back here
 	}
-	if r.stopFor != nil {
+	switch {
+	case r.stopFor == nil:
+	case r.handing != nil:
+		r.finishHandover(ctx)
+	default:
 		ctx.Send(r.stopFor, &messages.RevisionStopped{Rev: r.rev})
 		r.stopFor = nil
 	}

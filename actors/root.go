@@ -11,6 +11,7 @@ import (
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
 )
 
 // rootName is the id of the root actor; every path in the tree starts here.
@@ -19,7 +20,9 @@ const rootName = "root"
 // rootActor owns the running revision. It is spawned with a guardian that
 // never lets it die; the revision and its containers hang below it.
 type rootActor struct {
-	cfg      Config
+	// cfg and up are shared by root's incarnations (see rootUpdate).
+	cfg      *Config
+	up       *rootUpdate
 	since    time.Time
 	rev      *actor.PID
 	shutdown *actor.PID
@@ -39,6 +42,9 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *messages.Shutdown:
 		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)
 		a.shutdown = ctx.Sender()
+		if a.up.next != nil {
+			return // the transition's end stops the next revision
+		}
 		if a.rev == nil {
 			a.finishShutdown(ctx)
 			return
@@ -49,13 +55,26 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		if a.rev != nil && m.Who.Equal(a.rev) {
 			a.rev = nil
+			if n := a.up.next; n != nil && n.from != nil {
+				a.startNext(ctx)
+				return
+			}
 			a.finishShutdown(ctx)
 		}
 	case *messages.RebootRequested:
-		a.reboots = append(a.reboots, m.Reason)
-		if a.cfg.OnReboot != nil {
-			goLogged(a.cfg.Log, "OnReboot callback", func() { a.cfg.OnReboot(m.Reason) })
+		a.leave(ctx, false, m.Reason)
+	case *messages.RunRevision:
+		a.runRevision(ctx, m)
+	case *handedOver:
+		a.handedOver(ctx, m)
+	case *commitDue:
+		if tr := a.up.try; tr != nil && tr.gen == m.gen {
+			a.tryStep(ctx, update.Check{CommitDue: true})
 		}
+	case *messages.PowerRequest:
+		a.power(ctx, m)
+	case *messages.GetRevisions:
+		ctx.Respond(a.revisions())
 	case *messages.RevisionBooted:
 		a.booted = m
 		if len(m.Missed) > 0 {
@@ -64,14 +83,18 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			a.cfg.Log.Info("revision booted", "rev", m.Rev, "took", m.Took.Round(time.Millisecond))
 		}
 		if a.cfg.OnBooted != nil {
-			goLogged(a.cfg.Log, "OnBooted callback", func() { a.cfg.OnBooted(m.Took, m.Missed) })
+			cb := a.cfg.OnBooted
+			goLogged(a.cfg.Log, "OnBooted callback", func() { cb(m.Took, m.Missed) })
 		}
+		a.bootedUnderTest(ctx, m)
 	case *messages.RollbackRequested:
 		a.rollbacks = append(a.rollbacks, m.Reason)
 		a.cfg.Log.Error("rollback requested", "rev", m.Rev, "reason", m.Reason)
 		if a.cfg.OnRollback != nil {
-			goLogged(a.cfg.Log, "OnRollback callback", func() { a.cfg.OnRollback(m.Reason) })
+			cb := a.cfg.OnRollback
+			goLogged(a.cfg.Log, "OnRollback callback", func() { cb(m.Reason) })
 		}
+		a.rollbackRequested(ctx, m)
 	case *messages.ContainerAction:
 		a.forward(ctx, &messages.ActionResult{Outcome: messages.NotFound})
 	case *messages.GetContainers:
@@ -100,6 +123,12 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			n.Status = "rollback-requested"
 			n.LastFailure = a.rollbacks[len(a.rollbacks)-1]
 		}
+		if a.up.safeMode != "" {
+			n.Status, n.LastFailure = "safe-mode", a.up.safeMode
+		}
+		if tr := a.up.try; tr != nil {
+			n.Info["update"] = tr.rev + " " + string(tr.progress.Status)
+		}
 		if a.rev != nil {
 			n.ChildIDs = []string{a.rev.Id}
 		}
@@ -108,18 +137,30 @@ func (a *rootActor) Receive(ctx actor.Context) {
 }
 
 func (a *rootActor) startRevision(ctx actor.Context) {
-	if a.cfg.State == nil {
+	if a.cfg.State == nil || a.up.safeMode != "" {
 		// Safe mode: the revision cannot run, but the device stays up and
 		// answers on the control socket.
 		return
 	}
-	props := newRevisionProps(a.cfg)
-	pid, err := ctx.SpawnNamed(props, "rev-"+a.cfg.Rev)
+	a.spawnRevision(ctx, nil)
+}
+
+// spawnRevision spawns the actor of the revision cfg names, with what the
+// previous revision handed over (nil at boot).
+func (a *rootActor) spawnRevision(ctx actor.Context, from *handover) {
+	props := newRevisionProps(*a.cfg, from)
+	pid, err := ctx.SpawnNamed(props, revisionActorName(a.cfg.Rev))
 	if err != nil {
 		a.cfg.Log.Error("spawn revision", "rev", a.cfg.Rev, "err", err)
 		return
 	}
 	a.rev = pid
+}
+
+// revisionActorName is the revision actor's name: "rev-" and the revision,
+// whose slashes (locals/NAME) would read as levels of the actor tree.
+func revisionActorName(rev string) string {
+	return "rev-" + strings.ReplaceAll(rev, "/", ":")
 }
 
 func (a *rootActor) forward(ctx actor.Context, empty any) {

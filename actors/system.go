@@ -50,7 +50,12 @@ func Start(cfg Config) (*System, error) {
 	}
 	protoLog := slog.New(levelFilter{h: cfg.Log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
-	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{cfg: cfg} },
+	// Root's configuration and update state outlive its incarnations.
+	shared, up := cfg, &rootUpdate{}
+	if cfg.Trying && cfg.TryProgress != nil && cfg.Updates != nil {
+		up.try = &tryRun{rev: cfg.Rev, progress: *cfg.TryProgress, reboot: true}
+	}
+	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{cfg: &shared, up: up} },
 		actor.WithGuardian(guardian{log: cfg.Log}))
 	root, err := sys.Root.SpawnNamed(props, rootName)
 	if err != nil {

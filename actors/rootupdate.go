@@ -1,0 +1,336 @@
+package actors
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// Root carries out the update flow that package update decides: it owns
+// the device's storage and bootloader (Config.Updates), installs a
+// revision on LOCAL_RUN, makes the transition (a reboot, or a handover to
+// a new revision actor), runs the try/commit loop of the revision under
+// test, and commits or rolls back. The order of its writes is the one
+// update's doc comments ask for, so that a crash between any two of them
+// is resolved by update.Resume at the next boot.
+
+// rootUpdate is root's update state. Like cfg, it outlives root's
+// incarnations: a root restarted after a Go panic goes on with the
+// revision a non-reboot update started, not the one the device booted.
+type rootUpdate struct {
+	try  *tryRun
+	next *pendingRun
+	// leaving is why a reboot or power-off was requested, "" before.
+	leaving string
+	// safeMode is why the revision was stopped for safe mode.
+	safeMode string
+}
+
+// tryRun is the update under test.
+type tryRun struct {
+	rev      string
+	progress storage.Progress
+	// reboot: the revision came up by a reboot (committed when the test
+	// passes), not by a non-reboot transition (UPDATED, not committed).
+	reboot bool
+	// gen tags the commit timer: a commitDue of another generation is
+	// stale.
+	gen int
+}
+
+// commitDue fires when the commit delay of a TESTING revision is over.
+type commitDue struct{ gen int }
+
+// pendingRun is a non-reboot transition under way: the running revision
+// is handing over to rev.
+type pendingRun struct {
+	rev    string
+	st     *state.State
+	reason string
+	// from is the handover, once the running revision answered.
+	from *handover
+}
+
+// updating says an update is under test: INPROGRESS or TESTING, or a
+// transition under way.
+func (a *rootActor) updating() bool {
+	u := a.up
+	return u.next != nil || (u.try != nil && update.Ongoing(&u.try.progress))
+}
+
+// runRevision is POST /commands LOCAL_RUN: install rev (pv_try, then the
+// INPROGRESS progress: a crash between them boots rev as a try, which
+// writes its own), answer, then make the transition.
+func (a *rootActor) runRevision(ctx actor.Context, m *messages.RunRevision) {
+	refuse := func(err error) { ctx.Respond(&messages.RunResult{Err: err}) }
+	cfg, u := a.cfg, a.up
+	switch {
+	case cfg.Updates == nil:
+		refuse(fmt.Errorf("run %s: %w", m.Rev, ErrNoUpdates))
+		return
+	case a.updating() || a.shutdown != nil || u.leaving != "":
+		refuse(fmt.Errorf("run %s: %w", m.Rev, update.ErrUpdateOngoing))
+		return
+	case m.State == nil:
+		refuse(fmt.Errorf("run %s: %w: no state", m.Rev, update.ErrInvalidRevision))
+		return
+	}
+	t := update.Diff(cfg.State, m.State)
+	switch {
+	case m.Commit && !t.Reboot:
+		t.Reboot, t.Reason = true, "LOCAL_RUN_COMMIT asks for a reboot"
+	case !t.Reboot && (cfg.NewEngine == nil || a.rev == nil):
+		t.Reboot, t.Reason = true, "no running revision to hand over from"
+	}
+	reboot, err := cfg.Updates.Install(m.Rev)
+	if err != nil {
+		cfg.Log.Error("install update", "rev", m.Rev, "err", err)
+		refuse(fmt.Errorf("run %s: %w", m.Rev, err))
+		return
+	}
+	if reboot && !t.Reboot {
+		t.Reboot, t.Reason = true, "the bootloader starts it only by a reboot"
+	}
+	msg := storage.MsgTransition
+	if t.Reboot {
+		msg = storage.MsgReboot
+	}
+	p := a.progressOf(m.Rev)
+	p.Status, p.Msg, p.Progress = storage.StatusInProgress, msg, storage.StatusInProgress.Percent()
+	if err := cfg.Updates.WriteProgress(m.Rev, p); err != nil {
+		// pv_try is set: undo it, so that nothing runs an update whose
+		// progress cannot be recorded.
+		cfg.Log.Error("write update progress; update dropped", "rev", m.Rev, "err", err)
+		if ferr := cfg.Updates.Fail(); ferr != nil {
+			cfg.Log.Error("drop pv_try", "err", ferr)
+		}
+		refuse(fmt.Errorf("run %s: %w", m.Rev, err))
+		return
+	}
+	u.try = &tryRun{rev: m.Rev, progress: p, reboot: t.Reboot}
+	ctx.Respond(&messages.RunResult{})
+	cfg.Log.Info("update installed", "rev", m.Rev, "reboot", t.Reboot, "why", t.Reason)
+	if t.Reboot {
+		a.leave(ctx, false, "update to "+m.Rev+": "+t.Reason)
+		return
+	}
+	u.next = &pendingRun{rev: m.Rev, st: m.State, reason: t.Reason}
+	ctx.Request(a.rev, &handOver{stop: t.Stop, keep: t.Keep})
+}
+
+// progressOf is rev's progress on disk, or a fresh one.
+func (a *rootActor) progressOf(rev string) storage.Progress {
+	p, err := a.cfg.Updates.Progress(rev)
+	if err != nil {
+		a.cfg.Log.Warn("read update progress", "rev", rev, "err", err)
+	}
+	if p == nil {
+		return storage.Progress{}
+	}
+	return *p
+}
+
+// handedOver: the running revision stopped its changed containers and
+// detached the others; it is stopped now (its actors have nothing left
+// to tear down), and the next revision starts once it is gone.
+func (a *rootActor) handedOver(ctx actor.Context, m *handedOver) {
+	n := a.up.next
+	if n == nil || a.rev == nil {
+		return
+	}
+	n.from = m.h
+	ctx.Stop(a.rev)
+}
+
+// startNext spawns the revision of the transition with what the previous
+// one handed over, and releases the previous revision's engine.
+func (a *rootActor) startNext(ctx actor.Context) {
+	n, cfg := a.up.next, a.cfg
+	a.up.next = nil
+	old := cfg.Engine
+	cfg.Rev, cfg.State, cfg.Engine, cfg.Trying = n.rev, n.st, cfg.NewEngine(n.rev, n.st), true
+	if c, ok := old.(interface{ Close() error }); ok {
+		goLogged(cfg.Log, "release the previous revision's engine", func() {
+			if err := c.Close(); err != nil {
+				cfg.Log.Warn("release the previous revision's engine", "err", err)
+			}
+		})
+	}
+	if err := cfg.Updates.SetCurrent(n.rev); err != nil {
+		cfg.Log.Warn("point trails/current at the new revision", "rev", n.rev, "err", err)
+	}
+	a.booted = nil
+	cfg.Log.Info("non-reboot transition", "rev", n.rev, "why", n.reason,
+		"kept", len(n.from.containers))
+	a.spawnRevision(ctx, n.from)
+	if a.shutdown != nil && a.rev != nil {
+		ctx.Request(a.rev, &messages.StopRevision{})
+	}
+}
+
+// tryStep runs one step of the try/commit loop (update.Next) for the
+// revision under test and carries it out.
+func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
+	tr, cfg := a.up.try, a.cfg
+	if tr == nil || cfg.Updates == nil {
+		return
+	}
+	c.Progress, c.Reboot = tr.progress, tr.reboot
+	s := update.Next(c)
+	switch s.Action {
+	case update.ActionWait:
+		return
+	case update.ActionStartCommitTimer:
+		a.writeProgress(tr, s.Progress)
+		tr.gen++
+		gen, self, sys := tr.gen, ctx.Self(), ctx.ActorSystem()
+		time.AfterFunc(cfg.CommitDelay, func() { sys.Root.Send(self, &commitDue{gen: gen}) })
+		cfg.Log.Info("update testing", "rev", tr.rev, "commit_in", cfg.CommitDelay)
+	case update.ActionCommit:
+		if err := cfg.Updates.Commit(tr.rev); err != nil {
+			cfg.Log.Error("commit update to the bootloader", "rev", tr.rev, "err", err)
+			p := tr.progress
+			p.Status, p.Msg, p.Progress = storage.StatusError, storage.MsgInternalError, storage.StatusError.Percent()
+			a.writeProgress(tr, &p)
+			a.recover(ctx, update.OnFailure(tr.rev, true), "commit failed: "+err.Error())
+			return
+		}
+		a.writeProgress(tr, s.Progress)
+		if err := cfg.Updates.MarkDone(tr.rev); err != nil {
+			cfg.Log.Warn("mark revision done", "rev", tr.rev, "err", err)
+		}
+		a.tryOver(ctx)
+		cfg.Log.Info("update committed", "rev", tr.rev)
+	case update.ActionUpdated:
+		a.writeProgress(tr, s.Progress)
+		a.tryOver(ctx)
+		cfg.Log.Info("update finished without reboot; committed at the next boot", "rev", tr.rev)
+	case update.ActionRollback:
+		a.writeProgress(tr, s.Progress)
+		cfg.Log.Error("update failed", "rev", tr.rev, "why", s.Progress.Msg)
+		a.recover(ctx, update.OnFailure(tr.rev, true), s.Progress.Msg)
+	}
+}
+
+func (a *rootActor) writeProgress(tr *tryRun, p *storage.Progress) {
+	if p == nil {
+		return
+	}
+	tr.progress = *p
+	if err := a.cfg.Updates.WriteProgress(tr.rev, *p); err != nil {
+		a.cfg.Log.Error("write update progress", "rev", tr.rev, "status", p.Status, "err", err)
+	}
+}
+
+// tryOver tells the revision it is no longer under test.
+func (a *rootActor) tryOver(ctx actor.Context) {
+	a.cfg.Trying = false
+	if a.rev != nil {
+		ctx.Send(a.rev, &messages.TryOver{})
+	}
+}
+
+// recover carries out a recovery of package update after the failed
+// progress is written: a rollback clears pv_try, then reboots into the
+// committed revision; safe mode clears pv_try and stops the containers,
+// keeping the control socket up.
+func (a *rootActor) recover(ctx actor.Context, r update.Recovery, why string) {
+	cfg := a.cfg
+	if r != update.RecoverReboot && cfg.Updates != nil {
+		if err := cfg.Updates.Fail(); err != nil {
+			// The boot script's latch still rolls back after the reboot.
+			cfg.Log.Error("clear pv_try", "err", err)
+		}
+	}
+	switch r {
+	case update.RecoverSafeMode:
+		cfg.Log.Error("safe mode: containers stopped, control socket up", "why", why)
+		a.up.safeMode = why
+		if a.rev != nil {
+			ctx.Request(a.rev, &messages.StopRevision{})
+		}
+	case update.RecoverRollback:
+		a.leave(ctx, false, "rollback: "+why)
+	default:
+		a.leave(ctx, false, why)
+	}
+}
+
+// leave asks the process to reboot (or power off): it stops the device,
+// whose next boot the bootloader decides.
+func (a *rootActor) leave(ctx actor.Context, poweroff bool, why string) {
+	u, cfg := a.up, a.cfg
+	if u.leaving != "" {
+		return
+	}
+	u.leaving = why
+	if poweroff {
+		cfg.Log.Info("power-off requested", "why", why)
+		if cfg.OnPoweroff != nil {
+			goLogged(cfg.Log, "OnPoweroff callback", func() { cfg.OnPoweroff(why) })
+		}
+		return
+	}
+	a.reboots = append(a.reboots, why)
+	cfg.Log.Info("reboot requested", "why", why)
+	if cfg.OnReboot != nil {
+		goLogged(cfg.Log, "OnReboot callback", func() { cfg.OnReboot(why) })
+	}
+}
+
+// power is POST /commands REBOOT_DEVICE and POWEROFF_DEVICE.
+func (a *rootActor) power(ctx actor.Context, m *messages.PowerRequest) {
+	if a.updating() {
+		ctx.Respond(&messages.PowerResult{Err: fmt.Errorf("power request: %w", update.ErrUpdateOngoing)})
+		return
+	}
+	ctx.Respond(&messages.PowerResult{})
+	why := m.Reason
+	if why == "" {
+		why = "requested through the control socket"
+	}
+	a.leave(ctx, m.Poweroff, why)
+}
+
+// revisions answers GetRevisions.
+func (a *rootActor) revisions() *messages.RevisionsReply {
+	r := &messages.RevisionsReply{Updating: a.updating()}
+	if a.cfg.State != nil {
+		r.Running = a.cfg.Rev
+	}
+	if a.cfg.Updates != nil {
+		var err error
+		if r.Committed, r.Tried, err = a.cfg.Updates.Env(); err != nil {
+			a.cfg.Log.Warn("read bootloader variables", "err", err)
+		}
+	}
+	return r
+}
+
+// booted feeds a revision's boot report to the try/commit loop.
+func (a *rootActor) bootedUnderTest(ctx actor.Context, m *messages.RevisionBooted) {
+	tr := a.up.try
+	if tr == nil || tr.rev != m.Rev {
+		return
+	}
+	goals := update.GoalsAchieved
+	if len(m.Missed) > 0 {
+		goals = update.GoalsTimedOut
+	}
+	a.tryStep(ctx, update.Check{Goals: goals})
+}
+
+// rollbackRequested: a container gave up during the test.
+func (a *rootActor) rollbackRequested(ctx actor.Context, m *messages.RollbackRequested) {
+	tr := a.up.try
+	if a.cfg.Updates == nil || tr == nil || tr.rev != m.Rev || !update.Ongoing(&tr.progress) {
+		return
+	}
+	a.tryStep(ctx, update.Check{ContainerFailed: true})
+}

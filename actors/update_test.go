@@ -1,0 +1,425 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// fakeUpdates keeps the storage and bootloader of root's update flow in
+// memory and records the calls in order; the real ones are storage's and
+// bootloader's, tested against the disk and the real tools, and the whole
+// flow runs on them in the integration tests.
+type fakeUpdates struct {
+	mu       sync.Mutex
+	states   map[string]*state.State
+	progress map[string]storage.Progress
+	calls    []string
+	rev, try string
+}
+
+func newFakeUpdates(committed string) *fakeUpdates {
+	return &fakeUpdates{states: map[string]*state.State{}, progress: map[string]storage.Progress{}, rev: committed}
+}
+
+func (u *fakeUpdates) call(c string) {
+	u.mu.Lock()
+	u.calls = append(u.calls, c)
+	u.mu.Unlock()
+}
+
+func (u *fakeUpdates) Calls() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.calls)
+}
+
+func (u *fakeUpdates) Load(rev string) (*state.State, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st, ok := u.states[rev]
+	if !ok {
+		return nil, fmt.Errorf("load %s: %w", rev, fs.ErrNotExist)
+	}
+	return st, nil
+}
+
+func (u *fakeUpdates) Progress(rev string) (*storage.Progress, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p, ok := u.progress[rev]
+	if !ok {
+		return nil, nil
+	}
+	return &p, nil
+}
+
+func (u *fakeUpdates) WriteProgress(rev string, p storage.Progress) error {
+	u.mu.Lock()
+	u.progress[rev] = p
+	u.mu.Unlock()
+	u.call("progress " + rev + " " + string(p.Status) + " " + p.Msg)
+	return nil
+}
+
+func (u *fakeUpdates) MarkDone(rev string) error   { u.call("done " + rev); return nil }
+func (u *fakeUpdates) SetCurrent(rev string) error { u.call("current " + rev); return nil }
+
+func (u *fakeUpdates) Install(rev string) (bool, error) {
+	u.mu.Lock()
+	u.try = rev
+	u.mu.Unlock()
+	u.call("install " + rev)
+	return false, nil
+}
+
+func (u *fakeUpdates) Commit(rev string) error {
+	u.mu.Lock()
+	u.rev, u.try = rev, ""
+	u.mu.Unlock()
+	u.call("commit " + rev)
+	return nil
+}
+
+func (u *fakeUpdates) Fail() error {
+	u.mu.Lock()
+	u.try = ""
+	u.mu.Unlock()
+	u.call("fail")
+	return nil
+}
+
+func (u *fakeUpdates) Env() (string, string, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.rev, u.try, nil
+}
+
+// status returns rev's progress status and message.
+func (u *fakeUpdates) status(rev string) (storage.Status, string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p := u.progress[rev]
+	return p.Status, p.Msg
+}
+
+func (u *fakeUpdates) waitStatus(t *testing.T, rev string, want storage.Status) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, msg := u.status(rev)
+		if s == want {
+			return msg
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("progress of %s: %s %q, want %s; calls %v", rev, s, msg, want, u.Calls())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// appState is a revision of a system container "sys" and two container
+// ones, "app" and "other"; sysExec and appExec (in a JSON document each
+// container owns) make a container differ between revisions.
+func appState(t *testing.T, sysExec, appExec string, app map[string]any) *state.State {
+	t.Helper()
+	run := map[string]any{"name": "app", "group": "apps"}
+	for k, v := range app {
+		run[k] = v
+	}
+	doc := map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{"groups": []any{
+			map[string]any{"name": "core", "restart_policy": "system"},
+			map[string]any{"name": "apps", "restart_policy": "container"},
+		}},
+		"sys/run.json":   map[string]any{"name": "sys", "group": "core"},
+		"sys/conf.json":  map[string]any{"exec": sysExec},
+		"app/run.json":   run,
+		"app/conf.json":  map[string]any{"exec": appExec},
+		"other/run.json": map[string]any{"name": "other", "group": "apps"},
+	}
+	data, _ := json.Marshal(doc)
+	st, err := state.Parse(data, state.Options{AppEngine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// updateRig is a running tree with update storage.
+type updateRig struct {
+	sys     *System
+	e       *fakeEngine
+	u       *fakeUpdates
+	reboots chan string
+}
+
+func startUpdateRig(t *testing.T, cfg Config, u *fakeUpdates) *updateRig {
+	t.Helper()
+	rig := &updateRig{e: newFakeEngine(), u: u, reboots: make(chan string, 4)}
+	if cfg.Rev == "" {
+		cfg.Rev = "1"
+	}
+	cfg.Engine, cfg.Updates = rig.e, u
+	cfg.NewEngine = func(string, *state.State) Engine { return rig.e }
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.CommitDelay == 0 {
+		cfg.CommitDelay = 30 * time.Millisecond
+	}
+	cfg.OnReboot = func(why string) { rig.reboots <- why }
+	sys, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sys.Shutdown(ctx, "test over"); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	rig.sys = sys
+	return rig
+}
+
+func (r *updateRig) pids(t *testing.T) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	cs, err := r.sys.Containers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		out[c.Name] = c.Pid
+	}
+	return out
+}
+
+func (r *updateRig) waitReboot(t *testing.T) string {
+	t.Helper()
+	select {
+	case why := <-r.reboots:
+		return why
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no reboot requested; calls %v", r.u.Calls())
+		return ""
+	}
+}
+
+var allStarted = map[string]messages.Status{"sys": messages.StatusStarted, "app": messages.StatusStarted, "other": messages.StatusStarted}
+
+func TestNonRebootUpdateSwapsOnlyTheChangedContainer(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	before := rig.pids(t)
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	if s, msg := u.status("locals/b"); s != storage.StatusInProgress && s != storage.StatusTesting && s != storage.StatusUpdated {
+		t.Fatalf("after LOCAL_RUN: %s %q", s, msg)
+	}
+	if msg := u.waitStatus(t, "locals/b", storage.StatusUpdated); msg != storage.MsgUpdated {
+		t.Errorf("UPDATED message %q", msg)
+	}
+	after := rig.pids(t)
+	if after["sys"] != before["sys"] || after["other"] != before["other"] {
+		t.Errorf("kept containers changed pids: before %v after %v", before, after)
+	}
+	if after["app"] == before["app"] || after["app"] == 0 {
+		t.Errorf("app was not restarted: before %v after %v", before, after)
+	}
+	if n := countEvents(rig.e, "start other") + countEvents(rig.e, "stop other") + countEvents(rig.e, "stop sys"); n != 1 {
+		t.Errorf("kept containers stopped or started again: %v", rig.e.Events())
+	}
+	if countEvents(rig.e, "stop app") != 1 || countEvents(rig.e, "start app") != 2 {
+		t.Errorf("app not swapped once: %v", rig.e.Events())
+	}
+	want := []string{
+		"install locals/b",
+		"progress locals/b INPROGRESS " + storage.MsgTransition,
+		"current locals/b",
+		"progress locals/b TESTING " + storage.MsgTestingNonReboot,
+		"progress locals/b UPDATED " + storage.MsgUpdated,
+	}
+	if got := u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+	revs, err := rig.sys.Revisions()
+	if err != nil || revs.Running != "locals/b" || revs.Updating || revs.Tried != "locals/b" {
+		t.Errorf("revisions %+v %v", revs, err)
+	}
+	// The new revision runs the kept containers: they can be managed.
+	if err := rig.sys.ContainerAction("other", "restart"); err != nil {
+		t.Errorf("restart a kept container: %v", err)
+	}
+	waitStatus(t, rig.sys, allStarted)
+	if rig.pids(t)["other"] == before["other"] {
+		t.Error("restart of a kept container did not restart it")
+	}
+}
+
+func TestUpdateOfSystemContainerReboots(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	u.states["2"] = appState(t, "/sbin/init2", "/bin/a", nil)
+	if err := rig.sys.RunRevision("2", false); err != nil {
+		t.Fatal(err)
+	}
+	why := rig.waitReboot(t)
+	if s, msg := u.status("2"); s != storage.StatusInProgress || msg != storage.MsgReboot {
+		t.Errorf("progress %s %q (reboot %q)", s, msg, why)
+	}
+	if got := u.Calls(); !slices.Equal(got, []string{"install 2", "progress 2 INPROGRESS " + storage.MsgReboot}) {
+		t.Errorf("calls %q", got)
+	}
+	if err := rig.sys.RunRevision("2", false); !errors.Is(err, update.ErrUpdateOngoing) {
+		t.Errorf("a second run while the first is INPROGRESS: %v", err)
+	}
+}
+
+func TestRunCommitAlwaysReboots(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", true); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitReboot(t)
+	if countEvents(rig.e, "stop app") != 0 {
+		t.Errorf("LOCAL_RUN_COMMIT swapped a container: %v", rig.e.Events())
+	}
+}
+
+func TestRunRefusals(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	if err := rig.sys.RunRevision("locals/nothing", false); !errors.Is(err, update.ErrUnknownRevision) {
+		t.Errorf("unknown revision: %v", err)
+	}
+	if err := rig.sys.RunRevision("../etc", false); !errors.Is(err, update.ErrInvalidRevision) {
+		t.Errorf("bad name: %v", err)
+	}
+	if len(u.Calls()) != 0 {
+		t.Errorf("a refused run wrote: %q", u.Calls())
+	}
+}
+
+func TestTriedRevisionCommitsAfterTheDelay(t *testing.T) {
+	u := newFakeUpdates("1")
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	rig := startUpdateRig(t, Config{Rev: "2", State: appState(t, "/sbin/init", "/bin/a", nil), Trying: true, TryProgress: &p}, u)
+	if msg := u.waitStatus(t, "2", storage.StatusDone); msg != storage.MsgDone {
+		t.Errorf("DONE message %q", msg)
+	}
+	want := []string{
+		"progress 2 TESTING " + storage.MsgTestingReboot,
+		"commit 2",
+		"progress 2 DONE " + storage.MsgDone,
+		"done 2",
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(u.Calls()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if got := u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+	// Committed: a container that gives up now is not a rollback.
+	rig.e.run("app").Exit(1, 0)
+	time.Sleep(50 * time.Millisecond)
+	if s, _ := u.status("2"); s != storage.StatusDone || len(rig.reboots) != 0 {
+		t.Errorf("after commit, a failure changed the update: %s, reboots %d", s, len(rig.reboots))
+	}
+}
+
+func TestTriedRevisionRollsBackWhenAContainerGivesUp(t *testing.T) {
+	u := newFakeUpdates("1")
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	rig := startUpdateRig(t, Config{Rev: "2", State: appState(t, "/sbin/init", "/bin/a",
+		map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), Trying: true, TryProgress: &p,
+		CommitDelay: time.Hour}, u)
+	u.waitStatus(t, "2", storage.StatusTesting)
+	rig.e.run("app").Exit(1, 0)
+	why := rig.waitReboot(t)
+	if msg := u.waitStatus(t, "2", storage.StatusError); msg != storage.MsgContainerFailed {
+		t.Errorf("ERROR message %q", msg)
+	}
+	calls := u.Calls()
+	if i, j := slices.Index(calls, "progress 2 ERROR "+storage.MsgContainerFailed), slices.Index(calls, "fail"); i < 0 || j < i {
+		t.Errorf("the failure must be recorded before pv_try is cleared: %q", calls)
+	}
+	if slices.Contains(calls, "commit 2") {
+		t.Errorf("committed a failed update: %q", calls)
+	}
+	if why == "" {
+		t.Error("reboot without a reason")
+	}
+}
+
+func TestTriedRevisionRollsBackOnGoalTimeout(t *testing.T) {
+	u := newFakeUpdates("1")
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	st := threeGroups(t, 1) // "a1", "a2" wait for READY for 1 s
+	rig := startUpdateRig(t, Config{Rev: "2", State: st, Trying: true, TryProgress: &p}, u)
+	rig.waitReboot(t)
+	if msg := u.waitStatus(t, "2", storage.StatusError); msg != storage.MsgStatusGoalFailed {
+		t.Errorf("ERROR message %q", msg)
+	}
+}
+
+func TestFailingFactoryTryEntersSafeMode(t *testing.T) {
+	u := newFakeUpdates("0")
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	rig := startUpdateRig(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a",
+		map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), Trying: true, TryProgress: &p,
+		CommitDelay: time.Hour}, u)
+	u.waitStatus(t, "0", storage.StatusTesting)
+	rig.e.run("app").Exit(1, 0)
+	u.waitStatus(t, "0", storage.StatusError)
+	deadline := time.Now().Add(5 * time.Second)
+	for rig.sys.Tree().Status != "safe-mode" {
+		if time.Now().After(deadline) {
+			t.Fatalf("root %+v", rig.sys.Tree())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitEvents(t, rig.e, "stop sys", 1, 5*time.Second)
+	if len(rig.reboots) != 0 {
+		t.Error("safe mode rebooted")
+	}
+}
+
+func TestPowerRefusedDuringTest(t *testing.T) {
+	u := newFakeUpdates("1")
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	rig := startUpdateRig(t, Config{Rev: "2", State: appState(t, "/sbin/init", "/bin/a", nil), Trying: true, TryProgress: &p,
+		CommitDelay: time.Hour}, u)
+	u.waitStatus(t, "2", storage.StatusTesting)
+	if err := rig.sys.Power(false, "now"); !errors.Is(err, update.ErrUpdateOngoing) {
+		t.Errorf("reboot during the test: %v", err)
+	}
+	revs, err := rig.sys.Revisions()
+	if err != nil || !revs.Updating || revs.Running != "2" {
+		t.Errorf("revisions %+v %v", revs, err)
+	}
+}
