@@ -62,7 +62,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			a.finishShutdown(ctx)
 		}
 	case *messages.RebootRequested:
-		a.leave(ctx, false, m.Reason)
+		a.failedOutsideUpdate(ctx, m.Reason)
 	case *messages.RunRevision:
 		a.runRevision(ctx, m)
 	case *handedOver:
@@ -173,6 +173,12 @@ func (a *rootActor) forward(ctx actor.Context, empty any) {
 
 func (a *rootActor) finishShutdown(ctx actor.Context) {
 	if a.shutdown != nil {
+		// Every container is down: the engine's kept images go too.
+		if c, ok := a.cfg.Engine.(interface{ Close() error }); ok {
+			if err := c.Close(); err != nil {
+				a.cfg.Log.Warn("release images", "err", err)
+			}
+		}
 		ctx.Send(a.shutdown, &messages.ShutdownDone{})
 		a.shutdown = nil
 	}

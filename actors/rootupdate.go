@@ -334,3 +334,20 @@ func (a *rootActor) rollbackRequested(ctx actor.Context, m *messages.RollbackReq
 	}
 	a.tryStep(ctx, update.Check{ContainerFailed: true})
 }
+
+// failedOutsideUpdate: a system container gave up with no update under
+// test. A revision reboots, as upstream does, except the factory revision,
+// whose reboot would loop: it enters safe mode with its progress in ERROR
+// (SPEC §4).
+func (a *rootActor) failedOutsideUpdate(ctx actor.Context, why string) {
+	r := update.OnFailure(a.cfg.Rev, false)
+	if a.cfg.Updates == nil || r != update.RecoverSafeMode {
+		a.leave(ctx, false, why)
+		return
+	}
+	p := storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)
+	if err := a.cfg.Updates.WriteProgress(a.cfg.Rev, p); err != nil {
+		a.cfg.Log.Error("write progress", "rev", a.cfg.Rev, "err", err)
+	}
+	a.recover(ctx, r, why)
+}

@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/testrootfs"
+	pvstorage "github.com/pantavisor/pv/storage"
 )
 
 // bin holds the binaries under test, built once per test process.
@@ -310,9 +312,37 @@ func (d *device) waitContainers(what string, timeout time.Duration, cond func(ma
 }
 
 // logLines returns pantavisor.log of revision 0.
+// log is pantavisor's log file of every revision that ran.
 func (d *device) log() string {
-	data, _ := os.ReadFile(filepath.Join(d.storage, "logs", "0", "pantavisor", "pantavisor.log"))
-	return string(data)
+	return readAll(filepath.Join(d.storage, "logs", "*", "pantavisor", "pantavisor.log"))
+}
+
+// readAll concatenates the files that pattern matches, in name order.
+func readAll(pattern string) string {
+	paths, _ := filepath.Glob(pattern)
+	var b strings.Builder
+	for _, p := range paths {
+		data, _ := os.ReadFile(p)
+		b.Write(data)
+	}
+	return b.String()
+}
+
+// commitAs makes the storage's revision "0" (buildStorage's) revision rev,
+// committed in the appengine bootloader: a device past its factory
+// revision, whose failures reboot instead of entering safe mode.
+func commitAs(t *testing.T, dir, rev string) {
+	t.Helper()
+	l := pvstorage.Layout{Root: dir}
+	if err := os.Rename(l.Trail("0"), l.Trail(rev)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(l.Boot(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := (bootloader.AppEngine{Dir: l.Boot()}).Save(bootloader.Env{"pv_rev": rev}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitConsole waits until a container's console log contains s.
@@ -328,8 +358,7 @@ func (d *device) waitConsole(name, s string, timeout time.Duration) {
 }
 
 func (d *device) console(name string) string {
-	data, _ := os.ReadFile(filepath.Join(d.storage, "logs", "0", name, "console.log"))
-	return string(data)
+	return readAll(filepath.Join(d.storage, "logs", "*", name, "console.log"))
 }
 
 // lineIndex returns the index of the first log line containing all parts.

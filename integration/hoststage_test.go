@@ -144,6 +144,7 @@ func TestSignalDuringRebootPause(t *testing.T) {
 		{name: "sys", group: "core", cmd: `/bin/sh "-c" "exit 1"`,
 			run: map[string]any{"auto_recovery": map[string]any{"policy": "no"}}},
 	})
+	commitAs(t, storage, "1")
 	d := startDevice(t, storage)
 	d.waitOutput("reboot requested: starting again in 1 s", 30*time.Second)
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)

@@ -243,6 +243,8 @@ func TestSystemContainerFailureReboots(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(storage, "disks", "perm", "sys", "docker--data"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Past the factory revision, which would enter safe mode instead.
+	commitAs(t, storage, "1")
 	d := startDevice(t, storage)
 	d.waitConsole("sys", "second-boot", 30*time.Second)
 	d.waitContainers("sys up after the reboot", 20*time.Second, statusIs(messages.StatusStarted, "sys"))

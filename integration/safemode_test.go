@@ -42,13 +42,13 @@ func TestSafeMode(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}, []string{"is corrupt", "revision cannot run: safe mode"}},
+		}, []string{"is corrupt", "revision 0 cannot run", "safe mode (control socket up, no containers)"}},
 		{"bad revision name", func(t *testing.T, dir string) {
 			env := bootloader.AppEngine{Dir: storage.Layout{Root: dir}.Boot()}
 			if err := env.Save(bootloader.Env{"pv_rev": "../0"}); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"bootloader names a bad revision: safe mode"}},
+		}, []string{"revision ../0 cannot run: bad revision name", "safe mode (control socket up, no containers)"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{name: "a", group: "app", cmd: sleeper}})

@@ -29,7 +29,9 @@ import (
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/runtime/reaper"
 	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/runtime/rootfs"
 	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/updater"
 )
 
 type appengineOpts struct {
@@ -186,24 +188,51 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if o.verbose {
 		level = slog.LevelDebug
 	}
-	boot, err := bootloader.AppEngine{Dir: storage.Layout{Root: o.storage}.Boot()}.Load()
+	layout := storage.Layout{Root: o.storage}
+	// The configuration picks the bootloader, whose variables pick the
+	// revision, whose log directory the log file goes to: until then,
+	// logs go to stderr only.
+	console, _, _ := newLogger(stderr, "", level)
+	cfg := loadConfig(o, console)
+	bl, err := newBootloader(cfg, layout)
 	if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
 		return 1
 	}
-	rev := boot.Revision()
-	layout := storage.Layout{Root: o.storage}
+	env, err := bl.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor: read bootloader variables: %v\n", err)
+		return 1
+	}
+	rev, _ := env.Boot()
 	log, closeLog, err := newLogger(stderr, filepath.Join(layout.Logs(rev), "pantavisor", "pantavisor.log"), level)
 	if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: open log: %v\n", err)
 		return 1
 	}
 	defer closeLog()
-	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "rev", rev, "pid", os.Getpid(), "exe_sealing", sealing)
+	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "bootloader", cfg.String(config.PVBootloaderType),
+		"pid", os.Getpid(), "exe_sealing", sealing)
 	if sealErr != nil {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
-	cfg := loadConfig(o, log)
+	dev := &updater.Device{Layout: layout, Bootloader: bl, State: state.Options{AppEngine: true}, Log: log}
+	boot, err := dev.Start()
+	switch {
+	case err != nil:
+		log.Error("boot decision failed: safe mode (control socket up, no containers)", "err", err)
+		boot.Rev, boot.SafeMode = rev, err.Error()
+	case boot.Reboot != "":
+		// Nothing runs: the next boot runs the committed revision.
+		log.Error("rebooting", "why", boot.Reboot)
+		return reaper.ExitReboot
+	case boot.SafeMode != "":
+		log.Error("safe mode (control socket up, no containers)", "why", boot.SafeMode)
+	}
+	rev, st := boot.Rev, boot.State
+	if len(boot.Recovered) > 0 {
+		log.Info("storage: removed what interrupted writes left", "files", boot.Recovered)
+	}
 	if err := isolate(); err != nil {
 		log.Error("set up namespaces", "err", err)
 		return 1
@@ -218,16 +247,6 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		defer ci.Close()
 	}
 
-	var st *state.State
-	if err := storage.CheckRev(rev); err != nil {
-		log.Error("bootloader names a bad revision: safe mode", "err", err)
-	} else if st, err = state.LoadTrail(layout.Trail(rev), state.Options{AppEngine: true}); err != nil {
-		for _, p := range state.Problems(err) {
-			log.Error("invalid revision", "rev", rev, "problem", p.String())
-		}
-		log.Error("revision cannot run: safe mode (control socket up, no containers)", "rev", rev, "err", err)
-		st = nil
-	}
 	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: driver.DeviceCgroupParent(o.storage)})
 	if err != nil {
 		log.Error("container driver", "err", err)
@@ -241,36 +260,33 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("control socket", "err", err)
 		return 1
 	}
-	eng := &engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv,
-		WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log}
-	reboot := make(chan string, 1)
+	// The engines of successive revisions (non-reboot updates) share the
+	// read-only image mounts: a kept container holds its image while the
+	// next revision's engine starts the changed ones.
+	lowers := rootfs.NewLowers(filepath.Join(work, "volumes", "@lowers"))
+	newEngine := func(rev string, st *state.State) actors.Engine {
+		return wire.Engine(&engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv, Lowers: lowers,
+			WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log})
+	}
+	reboot, poweroff := make(chan string, 1), make(chan string, 1)
 	sys, err := actors.Start(actors.Config{
-		Rev: rev, State: st, Engine: wire.Engine(eng), Log: log,
+		Rev: rev, State: st, Engine: newEngine(rev, st), NewEngine: newEngine, Log: log,
 		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
 		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
 		PoolNet: wire.Pools(&engine.Pools{
 			Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
 			Isolation: cfg.Bool(config.PVNetIsolation),
 		}),
-		Trying: boot["pv_try"] != "" && boot["pv_try"] == rev,
-		OnReboot: func(reason string) {
-			select {
-			case reboot <- reason:
-			default:
-			}
-		},
+		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
+		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
+		OnReboot:    func(reason string) { offer(reboot, reason) },
+		OnPoweroff:  func(reason string) { offer(poweroff, reason) },
 		OnBooted: func(time.Duration, []string) {
 			// The boot is a burst of allocations (revision, container
 			// configs, libcontainer state) that is garbage by now: give
 			// it back to the kernel rather than wait for the scavenger
 			// (ARCHITECTURE.md, Performance notes).
 			debug.FreeOSMemory()
-		},
-		OnRollback: func(reason string) {
-			// Installing, trying and rolling back revisions is the updates
-			// feature; until it exists the request is logged and shown by
-			// GET /actors, and the device keeps running.
-			log.Error("rollback requested; no update machinery to carry it out yet", "reason", reason)
 		},
 	})
 	if err != nil {
@@ -289,15 +305,14 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		reason = "signal " + s.String()
 	case why := <-reboot:
 		reason, code = "reboot: "+why, reaper.ExitReboot
+	case why := <-poweroff:
+		reason = "power-off: " + why
 	}
 	log.Info("stopping", "reason", reason)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := sys.Shutdown(ctx, reason); err != nil {
 		log.Error("shutdown", "err", err)
-	}
-	if err := eng.Close(); err != nil {
-		log.Error("release images", "err", err)
 	}
 	stopCtrl()
 	// Every container is down: their parent cgroups go too, once the
@@ -307,6 +322,30 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	}
 	log.Info("pantavisor stopped")
 	return code
+}
+
+// offer hands v to whoever reads ch, unless a value is waiting already:
+// the first reboot or power-off request wins.
+func offer(ch chan string, v string) {
+	select {
+	case ch <- v:
+	default:
+	}
+}
+
+// newBootloader is the backend PV_BOOTLOADER_TYPE names. In appengine
+// mode the default is the appengine backend (a file in storage's boot/);
+// a type set in the configuration is used as it is, so that a bootloader
+// backend can run its whole update cycle in appengine mode too.
+func newBootloader(cfg *config.Config, layout storage.Layout) (bootloader.Backend, error) {
+	typ := bootloader.TypeAppEngine
+	if v, ok := cfg.Get(config.PVBootloaderType); ok && v.Level != config.LevelDefault {
+		typ = v.Value
+	}
+	if err := os.MkdirAll(layout.Boot(), 0o755); err != nil {
+		return nil, fmt.Errorf("boot directory: %w", err)
+	}
+	return bootloader.New(typ, bootloader.Options{BootDir: layout.Boot()})
 }
 
 // initPathEnv carries the container init's path across the supervisor's

@@ -27,6 +27,10 @@ func (a engineAdapter) Mount(c *state.Container) (actors.Mount, error) {
 	return mountAdapter{m}, nil
 }
 
+// Close releases the images the engine keeps mounted (engine.Engine.Close);
+// root calls it once the engine's revision is gone.
+func (a engineAdapter) Close() error { return a.e.Close() }
+
 type mountAdapter struct{ *engine.Mount }
 
 func (m mountAdapter) Start(lease *messages.Lease) (actors.Run, error) {

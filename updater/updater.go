@@ -1,0 +1,230 @@
+// Package updater carries out on the device what package update decides:
+// it reads and writes the storage (progress, done flags, trails/current)
+// and the bootloader variables. Device implements actors.Updates, which
+// root drives during an update; Device.Start is the boot-time part
+// (upstream's pv_update_resume and the boot script's try-once latch).
+package updater
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// Device is the storage and bootloader of one device.
+type Device struct {
+	Layout     storage.Layout
+	Bootloader bootloader.Backend
+	// State are the options revisions are loaded with.
+	State state.Options
+	Log   *slog.Logger
+}
+
+// Load reads and validates rev's state; an error wraps fs.ErrNotExist
+// when rev has no state JSON.
+func (d *Device) Load(rev string) (*state.State, error) {
+	if err := storage.CheckRev(rev); err != nil {
+		return nil, err
+	}
+	trail := d.Layout.Trail(rev)
+	if _, err := os.Stat(filepath.Join(trail, ".pvr", "json")); err != nil {
+		return nil, fmt.Errorf("load revision %s: %w", rev, err)
+	}
+	st, err := state.LoadTrail(trail, d.State)
+	if err != nil {
+		return nil, fmt.Errorf("load revision %s: %w", rev, err)
+	}
+	return st, nil
+}
+
+// Progress reads rev's progress; nil when it has none.
+func (d *Device) Progress(rev string) (*storage.Progress, error) {
+	p, err := d.Layout.ReadProgress(rev)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// WriteProgress replaces rev's progress.
+func (d *Device) WriteProgress(rev string, p storage.Progress) error {
+	return d.Layout.WriteProgress(rev, p)
+}
+
+// MarkDone writes rev's done flag.
+func (d *Device) MarkDone(rev string) error { return d.Layout.MarkDone(rev) }
+
+// SetCurrent points trails/current at rev.
+func (d *Device) SetCurrent(rev string) error { return d.Layout.SetCurrent(rev) }
+
+// Install arms rev to be tried at the next boot (pv_try).
+func (d *Device) Install(rev string) (bool, error) { return d.Bootloader.Install(rev) }
+
+// Commit makes rev the committed revision.
+func (d *Device) Commit(rev string) error { return d.Bootloader.Commit(rev) }
+
+// Fail drops the pending update.
+func (d *Device) Fail() error { return d.Bootloader.Fail() }
+
+// Env returns pv_rev (the factory revision when unset) and pv_try.
+func (d *Device) Env() (committed, tried string, err error) {
+	env, err := d.Bootloader.Load()
+	if err != nil {
+		return "", "", err
+	}
+	return env.Committed(), env.Try(), nil
+}
+
+// Boot is what Start found and decided: the revision to run, or why none
+// runs.
+type Boot struct {
+	update.Boot
+	// State is Rev's state when Action is update.BootRun and it loaded.
+	State *state.State
+	// TryProgress is Rev's progress when it is tried (Boot.Trying).
+	TryProgress *storage.Progress
+	// Reboot, when set, says why the device must reboot at once without
+	// running anything: the tried revision failed, pv_try is cleared, and
+	// the next boot runs the committed revision.
+	Reboot string
+	// SafeMode, when set, says why nothing runs: the control socket stays
+	// up with no containers.
+	SafeMode string
+	// Recovered are the leftovers of interrupted writes that storage
+	// removed.
+	Recovered []string
+}
+
+// Start is the boot of the device: storage removes what interrupted
+// writes left, the try-once latch is stored (the boot script's part,
+// for bootloaders that run none: appengine), update.Resume decides from
+// the bootloader variables and the progress on disk, and its decision is
+// recorded in the order it asks for (progress, done flag, bootloader)
+// before the revision is loaded. A revision under test that does not load
+// is a failed try (rolled back); a committed one that does not load runs
+// nothing (safe mode), rather than reboot in a loop.
+func (d *Device) Start() (Boot, error) {
+	var b Boot
+	rec, err := d.Layout.Recover()
+	b.Recovered = rec
+	if err != nil {
+		d.Log.Warn("storage recovery incomplete", "err", err)
+	}
+	env, err := d.Bootloader.Load()
+	if err != nil {
+		return b, fmt.Errorf("read bootloader variables: %w", err)
+	}
+	booted, next := env.Boot()
+	if !maps.Equal(env, next) {
+		// Stored before the try runs: a crash during it must fall back.
+		if err := d.Bootloader.Save(next); err != nil {
+			return b, fmt.Errorf("store the try-once latch: %w", err)
+		}
+	}
+	concerned := update.Concerned(env, booted)
+	p, err := d.Progress(concerned)
+	if err != nil {
+		d.Log.Warn("read update progress", "rev", concerned, "err", err)
+	}
+	b.Boot = update.Resume(env, booted, p)
+	d.Log.Info("boot decision", "booted", booted, "action", b.Action, "rev", b.Rev, "why", b.Why)
+	if err := d.apply(b.Boot); err != nil {
+		return b, err
+	}
+	switch b.Action {
+	case update.BootRollback:
+		b.Reboot = "tried revision " + b.Rev + " already failed: back to the committed revision"
+		return b, nil
+	case update.BootSafeMode:
+		b.SafeMode = "factory revision " + b.Rev + " failed its try"
+		return b, nil
+	}
+	st, err := d.Load(b.Rev)
+	if err != nil {
+		for _, pr := range state.Problems(err) {
+			d.Log.Error("invalid revision", "rev", b.Rev, "problem", pr.String())
+		}
+		return d.unloadable(b, err), nil
+	}
+	b.State = st
+	if b.Trying {
+		b.TryProgress = b.Progress
+		if b.TryProgress == nil {
+			tp := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+			b.TryProgress = &tp
+		}
+	}
+	if err := d.SetCurrent(b.Rev); err != nil {
+		d.Log.Warn("point trails/current at the running revision", "rev", b.Rev, "err", err)
+	}
+	return b, nil
+}
+
+// apply records a boot decision in the order update.Boot asks for.
+func (d *Device) apply(b update.Boot) error {
+	if b.Progress != nil {
+		if err := d.WriteProgress(b.ProgressRev, *b.Progress); err != nil {
+			return fmt.Errorf("write progress of %s: %w", b.ProgressRev, err)
+		}
+	}
+	if b.MarkDone {
+		if err := d.MarkDone(b.Rev); err != nil {
+			d.Log.Warn("mark revision done", "rev", b.Rev, "err", err)
+		}
+	}
+	if b.Commit {
+		if err := d.Commit(b.Rev); err != nil {
+			return fmt.Errorf("complete the commit of %s: %w", b.Rev, err)
+		}
+	}
+	if b.Fail {
+		if err := d.Fail(); err != nil {
+			return fmt.Errorf("clear pv_try: %w", err)
+		}
+	}
+	return nil
+}
+
+// unloadable decides about a revision whose state does not load: a try
+// fails (its progress says why) and rolls back, or enters safe mode for
+// the factory revision; a committed revision runs nothing.
+func (d *Device) unloadable(b Boot, err error) Boot {
+	why := fmt.Sprintf("revision %s cannot run: %v", b.Rev, err)
+	if !b.Trying {
+		b.SafeMode = why
+		return b
+	}
+	msg := storage.MsgNoParse
+	if errors.Is(err, fs.ErrNotExist) {
+		msg = storage.MsgNoStateJSON
+	}
+	p := storage.NewProgress(storage.StatusError, msg)
+	if b.Progress != nil {
+		p = *b.Progress
+		p.Status, p.Msg, p.Progress = storage.StatusError, msg, storage.StatusError.Percent()
+	}
+	if werr := d.WriteProgress(b.Rev, p); werr != nil {
+		d.Log.Error("write progress", "rev", b.Rev, "err", werr)
+	}
+	if ferr := d.Fail(); ferr != nil {
+		d.Log.Error("clear pv_try", "err", ferr)
+	}
+	if update.OnFailure(b.Rev, true) == update.RecoverSafeMode {
+		b.SafeMode = why
+		return b
+	}
+	b.Reboot = why + ": back to the committed revision"
+	return b
+}

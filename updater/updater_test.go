@@ -1,0 +1,154 @@
+package updater
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// device is a storage in a temporary directory with the appengine
+// bootloader, holding revisions "0" and "1" (valid, no containers).
+func device(t *testing.T, env bootloader.Env) *Device {
+	t.Helper()
+	l := storage.Layout{Root: t.TempDir()}
+	for _, rev := range []string{"0", "1"} {
+		if err := l.InstallTrail(rev, []byte(`{"#spec":"pantavisor-service-system@1"}`), storage.InstallOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(l.Boot(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bl := bootloader.AppEngine{Dir: l.Boot()}
+	if env != nil {
+		if err := bl.Save(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Device{Layout: l, Bootloader: bl, State: state.Options{AppEngine: true},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (d *Device) mustEnv(t *testing.T) bootloader.Env {
+	t.Helper()
+	env, err := d.Bootloader.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func (d *Device) mustProgress(t *testing.T, rev string) storage.Progress {
+	t.Helper()
+	p, err := d.Layout.ReadProgress(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStartFactory(t *testing.T) {
+	d := device(t, nil)
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Action != update.BootRun || b.Rev != "0" || !b.Factory || b.State == nil || b.Trying {
+		t.Fatalf("boot %+v", b)
+	}
+	if p := d.mustProgress(t, "0"); p.Status != storage.StatusDone || p.Msg != storage.MsgFactory {
+		t.Errorf("progress %+v", p)
+	}
+	if !d.Layout.Done("0") || d.Layout.CurrentRev() != "0" {
+		t.Errorf("done %v current %q", d.Layout.Done("0"), d.Layout.CurrentRev())
+	}
+}
+
+func TestStartTriesPendingUpdateAndStoresTheLatch(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "1" || !b.Trying || b.TryProgress == nil || b.TryProgress.Msg != storage.MsgTry || b.State == nil {
+		t.Fatalf("boot %+v", b)
+	}
+	if env := d.mustEnv(t); env["pv_trying"] != "1" {
+		t.Errorf("latch not stored: %v", env)
+	}
+	// A crash during the try: the next start falls back and records it.
+	b, err = d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "0" || b.Trying {
+		t.Fatalf("second boot %+v", b)
+	}
+	if p := d.mustProgress(t, "1"); p.Status != storage.StatusError || p.Msg != storage.MsgRolledBack {
+		t.Errorf("progress %+v", p)
+	}
+	if env := d.mustEnv(t); env.Try() != "" {
+		t.Errorf("pv_try left: %v", env)
+	}
+}
+
+func TestStartRollsBackAFailedTry(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
+	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Action != update.BootRollback || b.Reboot == "" || b.State != nil {
+		t.Fatalf("boot %+v", b)
+	}
+	if env := d.mustEnv(t); env.Try() != "" {
+		t.Errorf("pv_try left: %v", env)
+	}
+}
+
+func TestStartFailsATryWhoseStateIsGone(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "2"})
+	if err := os.MkdirAll(filepath.Join(d.Layout.Trail("2"), ".pv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reboot == "" || b.State != nil {
+		t.Fatalf("boot %+v", b)
+	}
+	if p := d.mustProgress(t, "2"); p.Status != storage.StatusError || p.Msg != storage.MsgNoStateJSON {
+		t.Errorf("progress %+v", p)
+	}
+	if env := d.mustEnv(t); env.Try() != "" {
+		t.Errorf("pv_try left: %v", env)
+	}
+}
+
+func TestStartCompletesAnInterruptedCommit(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
+	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusDone, storage.MsgDone)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "1" || b.Trying {
+		t.Fatalf("boot %+v", b)
+	}
+	if env := d.mustEnv(t); env.Committed() != "1" || env.Try() != "" {
+		t.Errorf("commit not completed: %v", env)
+	}
+}
