@@ -123,37 +123,12 @@ type InstallOptions struct {
 // name and the parent fsynced. A crash leaves either no trails/<rev> (and
 // a temporary directory that Recover removes) or the whole trail.
 func (l Layout) InstallTrail(rev string, stateJSON []byte, opt InstallOptions) error {
-	if err := CheckRev(rev); err != nil {
-		return fmt.Errorf("install trail: %w", err)
-	}
-	refs, err := ParseRefs(stateJSON)
-	if err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, err)
-	}
-	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
-		sha := refs.Objects[key]
-		if err := CheckObject(l.Object(sha), sha); err != nil {
-			return fmt.Errorf("install trail %s: %s: %w", rev, key, err)
-		}
-	}
 	final := l.Trail(rev)
-	if _, err := os.Lstat(final); err == nil {
-		return fmt.Errorf("install trail %s: %w", rev, ErrTrailExists)
-	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
-	}
-	tmp, err := os.MkdirTemp(l.Trails(), installPrefix+"*")
+	tmp, err := l.prepareTrail(rev, stateJSON, opt, false)
 	if err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+		return err
 	}
 	defer os.RemoveAll(tmp) // no-op once renamed
-	if err := l.fillTrail(tmp, stateJSON, refs, opt); err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, err)
-	}
-	if err := syncTree(tmp); err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, err)
-	}
 	if err := hit("install.rename"); err != nil {
 		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
 	}
@@ -163,13 +138,114 @@ func (l Layout) InstallTrail(rev string, stateJSON []byte, opt InstallOptions) e
 		}
 		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
 	}
-	// The new entry first, then (for locals/) the old one's removal.
-	if err := SyncDir(filepath.Dir(final)); err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, err)
+	return l.syncTrailParents(rev, "install")
+}
+
+// ReplaceTrail is InstallTrail for a revision that may exist: the new
+// trail replaces the old one whole (MAKE_FACTORY's new revision "0"). The
+// old trail goes with its progress, commit message and links; its logs and
+// revision disks stay.
+//
+// Order: the new trail is written and fsynced in trails/.install-*, as
+// InstallTrail does, then swapped with the old one in a single
+// renameat2(RENAME_EXCHANGE) and the parent fsynced; the old trail, now
+// under the temporary name, is deleted. A crash leaves either the old
+// trail or the new one at trails/<rev>, never none or a mix; the
+// temporary directory left is removed by Recover. When the filesystem
+// cannot exchange (EINVAL, ENOSYS), or there is no old trail, the new
+// trail is published by a plain rename after the old one is moved away:
+// there a crash between the two renames leaves no trails/<rev>.
+func (l Layout) ReplaceTrail(rev string, stateJSON []byte, opt InstallOptions) error {
+	final := l.Trail(rev)
+	tmp, err := l.prepareTrail(rev, stateJSON, opt, true)
+	if err != nil {
+		return err
 	}
-	if filepath.Dir(final) != l.Trails() {
+	defer os.RemoveAll(tmp) // the old trail once exchanged
+	if err := hit("install.rename"); err != nil {
+		return fmt.Errorf("replace trail %s: %w", rev, noSpace(err))
+	}
+	err = exchange(tmp, final)
+	switch {
+	case err == nil:
+		if err := l.syncTrailParents(rev, "replace"); err != nil {
+			return err
+		}
+		if err := hit("replace.delete"); err != nil {
+			return fmt.Errorf("replace trail %s: %w", rev, err)
+		}
+		if err := os.RemoveAll(tmp); err != nil {
+			return fmt.Errorf("replace trail %s: remove the old trail: %w", rev, err)
+		}
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		// No old trail: a plain install.
+	case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EOPNOTSUPP):
+		if err := l.RemoveTrail(rev); err != nil && !errors.Is(err, ErrNoTrail) {
+			return fmt.Errorf("replace trail %s: %w", rev, err)
+		}
+	default:
+		return fmt.Errorf("replace trail %s: %w", rev, noSpace(err))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("replace trail %s: %w", rev, noSpace(err))
+	}
+	return l.syncTrailParents(rev, "replace")
+}
+
+// prepareTrail checks a revision to be installed and writes its trail,
+// fsynced, in a fresh temporary directory trails/.install-*, which it
+// returns. Unless replace, an existing revision is ErrTrailExists.
+func (l Layout) prepareTrail(rev string, stateJSON []byte, opt InstallOptions, replace bool) (string, error) {
+	verb := "install"
+	if replace {
+		verb = "replace"
+	}
+	if err := CheckRev(rev); err != nil {
+		return "", fmt.Errorf("%s trail: %w", verb, err)
+	}
+	refs, err := ParseRefs(stateJSON)
+	if err != nil {
+		return "", fmt.Errorf("%s trail %s: %w", verb, rev, err)
+	}
+	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
+		sha := refs.Objects[key]
+		if err := CheckObject(l.Object(sha), sha); err != nil {
+			return "", fmt.Errorf("%s trail %s: %s: %w", verb, rev, key, err)
+		}
+	}
+	final := l.Trail(rev)
+	if _, err := os.Lstat(final); err == nil && !replace {
+		return "", fmt.Errorf("install trail %s: %w", rev, ErrTrailExists)
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return "", fmt.Errorf("%s trail %s: %w", verb, rev, noSpace(err))
+	}
+	tmp, err := os.MkdirTemp(l.Trails(), installPrefix+"*")
+	if err != nil {
+		return "", fmt.Errorf("%s trail %s: %w", verb, rev, noSpace(err))
+	}
+	err = l.fillTrail(tmp, stateJSON, refs, opt)
+	if err == nil {
+		err = syncTree(tmp)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("%s trail %s: %w", verb, rev, err)
+	}
+	return tmp, nil
+}
+
+// syncTrailParents makes a rename into trails/<rev> durable: the new
+// entry first, then (for locals/) the temporary's departure from trails/.
+func (l Layout) syncTrailParents(rev, verb string) error {
+	dir := filepath.Dir(l.Trail(rev))
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("%s trail %s: %w", verb, rev, err)
+	}
+	if dir != l.Trails() {
 		if err := SyncDir(l.Trails()); err != nil {
-			return fmt.Errorf("install trail %s: %w", rev, err)
+			return fmt.Errorf("%s trail %s: %w", verb, rev, err)
 		}
 	}
 	return nil

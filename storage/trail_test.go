@@ -219,3 +219,82 @@ func TestParseRefs(t *testing.T) {
 		}
 	}
 }
+
+func TestReplaceTrail(t *testing.T) {
+	l := newLayout(t)
+	old := install(t, l, "0", map[string]string{"app/root.squashfs": "old rootfs", "app/old.conf": "old"})
+	p := NewProgress(StatusDone, MsgDone)
+	if err := l.WriteProgress("0", p); err != nil {
+		t.Fatal(err)
+	}
+	data := stateJSON(t, map[string]string{"app/root.squashfs": put(t, l, "new rootfs")})
+
+	// Failing before the swap leaves the old trail whole.
+	setFault(t, func(step string) error {
+		if step == "install.rename" {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	if err := l.ReplaceTrail("0", data, InstallOptions{}); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("failed replace: %v", err)
+	}
+	if got, err := l.ReadState("0"); err != nil || string(got) != string(old) {
+		t.Fatalf("after a failed replace the state is %q, %v", got, err)
+	}
+	// Right after the swap (where a crash may strike) trails/0 is the new
+	// trail and a temporary directory, which Recover would remove, holds
+	// the old one.
+	swapped := false
+	setFault(t, func(step string) error {
+		if step != "replace.delete" {
+			return nil
+		}
+		swapped = true
+		if got, err := l.ReadState("0"); err != nil || string(got) != string(data) {
+			t.Errorf("after the swap the state is %q, %v", got, err)
+		}
+		tmps := dotEntries(t, l.Trails())
+		if len(tmps) != 1 {
+			t.Errorf("temporaries after the swap: %v", tmps)
+		} else if got, err := os.ReadFile(filepath.Join(l.Trails(), tmps[0], TrailJSON)); err != nil || string(got) != string(old) {
+			t.Errorf("the old trail is not in %s: %q, %v", tmps[0], got, err)
+		}
+		return nil
+	})
+	if err := l.ReplaceTrail("0", data, InstallOptions{}); err != nil || !swapped {
+		t.Fatalf("replace: %v (swapped %v)", err, swapped)
+	}
+	if tmps := dotEntries(t, l.Trails()); len(tmps) != 0 {
+		t.Errorf("temporaries left: %v", tmps)
+	}
+	fault = nil
+
+	c := NewProgress(StatusNew, MsgInstalled)
+	if err := l.ReplaceTrail("0", old, InstallOptions{Progress: &c}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.ReadState("0"); err != nil || string(got) != string(old) {
+		t.Errorf("state = %q, %v", got, err)
+	}
+	if got, err := l.ReadProgress("0"); err != nil || got != c {
+		t.Errorf("progress = %+v, %v, want the new one", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(l.Trail("0"), "app/old.conf")); err != nil {
+		t.Errorf("object link missing: %v", err)
+	}
+	if tmps := dotEntries(t, l.Trails()); len(tmps) != 0 {
+		t.Errorf("temporaries left: %v", tmps)
+	}
+
+	// No old trail: a plain install.
+	if err := l.ReplaceTrail("locals/new", data, InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.ReadState("locals/new"); err != nil || string(got) != string(data) {
+		t.Errorf("new trail state = %q, %v", got, err)
+	}
+	if err := l.ReplaceTrail("../x", data, InstallOptions{}); !errors.Is(err, ErrBadRevision) {
+		t.Errorf("bad name: %v", err)
+	}
+}
