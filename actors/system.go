@@ -263,5 +263,5 @@ func (s *System) Revisions() (*messages.RevisionsReply, error) {
 }
 
 // ErrNoUpdates: the tree runs without storage (Config.Updates nil), so it
-// cannot run another revision.
-var ErrNoUpdates = errors.New("no update storage")
+// cannot run another revision. It is messages.ErrNoUpdates, for ctrl.
+var ErrNoUpdates = messages.ErrNoUpdates

@@ -42,7 +42,8 @@ func TestCurlLocalUpdate(t *testing.T) {
 		t.Skip("curl not installed (scripts/deps.sh installs it): the end-to-end check with the real client is skipped")
 	}
 	st := newStorage(t)
-	sock := startServerWith(t, newFakeBackend(), fixedResolver("", nil), st)
+	b := newFakeBackend()
+	sock := startServerWith(t, b, fixedResolver("", nil), st)
 	dir := t.TempDir()
 
 	// 3 MiB: beyond curl's Expect: 100-continue threshold, and more than
@@ -106,5 +107,13 @@ func TestCurlLocalUpdate(t *testing.T) {
 	}
 	if code, body := curlCall(t, sock, url+"/steps/locals/e2e/progress"); code != 200 || !strings.Contains(body, `"status":"NEW"`) {
 		t.Errorf("progress = %d %s", code, body)
+	}
+
+	// Running it: POST /commands as upstream's pvcontrol sends it.
+	if code, body := curlCall(t, sock, "-X", "POST", "--data", `{"op":"LOCAL_RUN","payload":"locals/e2e"}`, url+"/commands"); code != 200 || body != "" {
+		t.Errorf("LOCAL_RUN = %d %s", code, body)
+	}
+	if cmds := b.commandLog(); len(cmds) != 1 || cmds[0] != "run locals/e2e" {
+		t.Errorf("backend commands = %q", cmds)
 	}
 }

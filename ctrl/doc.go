@@ -59,4 +59,36 @@
 // checks every object it names is stored before writing anything, so a
 // refused revision leaves nothing on disk; it never replaces an existing
 // revision (409). Running a revision (POST /commands) is the actor tree's.
+// Uploads hold the storage shared; RUN_GC needs it alone and is refused
+// (503 "Storage is busy", Retry-After) while an upload is being written.
+//
+// # Commands
+//
+// POST /commands {"op":OP,"payload":"..."} (mgmt, ≤4096 bytes) carries out
+// one command before it answers (upstream queues it and answers at once),
+// one at a time: a command meanwhile is 503 "A command is already in
+// progress. Try again" with Retry-After: 120. OP must be a whole name;
+// upstream also takes any prefix of one (strncmp on the op's length), which
+// is not mimicked: "" or "LOCAL" would pick an arbitrary command.
+//
+//   - LOCAL_RUN, LOCAL_RUN_COMMIT (payload: revision): Backend.RunRevision.
+//   - REBOOT_DEVICE, POWEROFF_DEVICE (payload: reason): Backend.Power.
+//   - RUN_GC: storage.Layout.GC keeping Backend.Revisions() and "0".
+//   - MAKE_FACTORY (payload: revision, "" for the running one): its state
+//     JSON replaces trail 0 whole (storage.ReplaceTrail), then "0" is run
+//     as LOCAL_RUN_COMMIT; refused while an update is under test.
+//   - UPDATE_METADATA, GO_REMOTE, DEFER_REBOOT: 409 naming the op (there
+//     is no remote mode and no debug shell: upstream's answers when they
+//     are off); ENABLE_SSH, DISABLE_SSH: 501 (no ssh server).
+//   - TRY_ONCE, LOCAL_APPLY, XCONNECT_GRAPH: 200 and a log line, ignored
+//     as upstream ignores them.
+//
+// Bad JSON is 400 "Command has bad format", an unknown op 400 "No command
+// found: <op>". Refusals: update.ErrUpdateOngoing → 503
+// update.MsgUpdateOngoing with Retry-After: 600 (upstream's); a revision
+// never uploaded (update.ErrUnknownRevision, storage.ErrNoTrail) → 404
+// "Resource does not exist"; a bad name or a state that does not validate
+// (update.ErrInvalidRevision, ...) → 422 with the error text; a full
+// storage → 507; messages.ErrNoUpdates → 500 naming it; anything else →
+// 500 "Internal error" and a log line.
 package ctrl

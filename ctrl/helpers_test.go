@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,55 @@ type fakeBackend struct {
 	containerCalls int
 	actions        []string
 	actionErr      error
+	// commands records RunRevision ("run REV", "run-commit REV") and
+	// Power ("reboot MSG", "poweroff MSG") calls; cmdErr answers them.
+	commands []string
+	cmdErr   error
+	revs     messages.RevisionsReply
+	revsErr  error
+	// cmdGate, when set, holds every command until it is closed.
+	cmdGate chan struct{}
+}
+
+func (f *fakeBackend) RunRevision(rev string, commit bool) error {
+	verb := "run"
+	if commit {
+		verb = "run-commit"
+	}
+	return f.command(verb + " " + rev)
+}
+
+func (f *fakeBackend) Power(poweroff bool, reason string) error {
+	verb := "reboot"
+	if poweroff {
+		verb = "poweroff"
+	}
+	return f.command(verb + " " + reason)
+}
+
+func (f *fakeBackend) command(c string) error {
+	f.mu.Lock()
+	f.commands = append(f.commands, c)
+	gate, err := f.cmdGate, f.cmdErr
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return err
+}
+
+// commandLog returns the commands carried out so far.
+func (f *fakeBackend) commandLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.commands)
+}
+
+func (f *fakeBackend) Revisions() (*messages.RevisionsReply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.revs
+	return &r, f.revsErr
 }
 
 func (f *fakeBackend) ContainerAction(name, action string) error {

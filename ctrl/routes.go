@@ -18,6 +18,7 @@ var routeTable = []route{
 	{method: http.MethodPost, pattern: "/signal", perm: permAny, maxBody: 4096, handle: (*Server).postSignal},
 	{method: http.MethodGet, pattern: "/actors", perm: permMgmt, handle: (*Server).getActors},
 	{method: http.MethodPut, pattern: "/containers/{}", perm: permMgmt, maxBody: 1024, handle: (*Server).putContainer},
+	{method: http.MethodPost, pattern: "/commands", perm: permMgmt, maxBody: maxCommand, handle: (*Server).postCommand},
 
 	// Local updates' storage side (storage.go).
 	{method: http.MethodGet, pattern: "/objects", perm: permMgmt, handle: (*Server).getObjects},

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pantavisor/pv/messages"
@@ -36,6 +37,18 @@ type Backend interface {
 	// container, system container, ...), which chooses the HTTP status;
 	// any other error is a 500.
 	ContainerAction(name, action string) error
+	// RunRevision starts the update to rev (POST /commands LOCAL_RUN;
+	// commit: LOCAL_RUN_COMMIT, which forces a reboot). Refusals wrap
+	// update.ErrUpdateOngoing, ErrUnknownRevision or ErrInvalidRevision,
+	// which choose the HTTP status; actors.ErrNoUpdates without storage.
+	RunRevision(rev string, commit bool) error
+	// Power reboots or powers off the device (REBOOT_DEVICE,
+	// POWEROFF_DEVICE); refused with update.ErrUpdateOngoing while an
+	// update is under test.
+	Power(poweroff bool, reason string) error
+	// Revisions names the revisions in use, which RUN_GC keeps, and
+	// whether an update is under test.
+	Revisions() (*messages.RevisionsReply, error)
 }
 
 // DefaultCgroupParent is the cgroup parent New resolves callers with when
@@ -53,6 +66,11 @@ type Server struct {
 	// store is the device storage of the update endpoints; nil until
 	// SetStorage.
 	store *Storage
+	// storeMu serializes storage GC (Lock) with the writes of the update
+	// endpoints (RLock), which may run together.
+	storeMu sync.RWMutex
+	// cmdMu lets one POST /commands run at a time.
+	cmdMu sync.Mutex
 }
 
 // New returns a server answering from b, identifying callers with r

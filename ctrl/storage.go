@@ -125,6 +125,9 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
+	// RUN_GC is refused while a write holds the storage.
+	s.storeMu.RLock()
+	defer s.storeMu.RUnlock()
 	sha := c.args[0]
 	if !storage.IsSHA256(sha) {
 		s.writeError(w, http.StatusBadRequest, msgBadObjectName)
@@ -361,6 +364,9 @@ func (s *Server) putStepLocal(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
+	// RUN_GC is refused while a write holds the storage.
+	s.storeMu.RLock()
+	defer s.storeMu.RUnlock()
 	rev := "locals/" + c.args[0]
 	if storage.CheckRev(rev) != nil {
 		s.writeError(w, http.StatusBadRequest, msgBadRevName)

@@ -1,6 +1,15 @@
 package messages
 
-import "github.com/pantavisor/pv/state"
+import (
+	"errors"
+
+	"github.com/pantavisor/pv/state"
+)
+
+// ErrNoUpdates: the actor tree runs without update storage, so it cannot
+// run another revision (actors.ErrNoUpdates; here so that ctrl can map it
+// without importing the actors).
+var ErrNoUpdates = errors.New("no update storage")
 
 // RunRevision asks root to start an update to Rev (POST /commands
 // LOCAL_RUN; LOCAL_RUN_COMMIT with Commit). State is Rev's state, loaded

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/update"
 )
 
 // t0 is the fixed "now" of every test.
@@ -32,6 +34,30 @@ type fakeBackend struct {
 	mu      sync.Mutex
 	signals []string
 	actions []string
+	// commands records RunRevision and Power calls.
+	commands []string
+}
+
+func (f *fakeBackend) RunRevision(rev string, commit bool) error {
+	if rev == "locals/missing" {
+		return fmt.Errorf("run %s: %w", rev, update.ErrUnknownRevision)
+	}
+	return f.command(fmt.Sprintf("run %s commit=%v", rev, commit))
+}
+
+func (f *fakeBackend) Power(poweroff bool, reason string) error {
+	return f.command(fmt.Sprintf("power poweroff=%v %s", poweroff, reason))
+}
+
+func (f *fakeBackend) command(c string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commands = append(f.commands, c)
+	return nil
+}
+
+func (f *fakeBackend) Revisions() (*messages.RevisionsReply, error) {
+	return &messages.RevisionsReply{Running: "0", Committed: "0"}, nil
 }
 
 func (f *fakeBackend) ContainerAction(name, action string) error {

@@ -1,0 +1,254 @@
+package ctrl
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// maxCommand is upstream's limit on a POST /commands body.
+const maxCommand = 4096
+
+// Upstream's messages for POST /commands.
+const (
+	msgNoCommand     = "No command found"
+	msgCommandFormat = "Command has bad format"
+	msgCommandBusy   = "A command is already in progress. Try again"
+)
+
+// Our own messages for POST /commands.
+const (
+	msgNoUpdates   = "Updates are not available: pantavisor runs without update storage"
+	msgStorageBusy = "Storage is busy with an upload. Try again"
+	msgNoRunning   = "No revision is running"
+)
+
+// Upstream's Retry-After, in seconds, for an update under test and for a
+// command already in progress.
+const (
+	retryUpdating = 600
+	retryBusy     = 120
+)
+
+// commandRequest is the body of POST /commands.
+type commandRequest struct {
+	Op      string `json:"op"`
+	Payload string `json:"payload"`
+}
+
+// commandHandler carries out one op with its payload; it answers.
+type commandHandler func(s *Server, w http.ResponseWriter, payload string)
+
+// commandOps are upstream's ops (reference §7.3). Unlike upstream, which
+// takes any prefix of a name (strncmp with the length of the op: "" runs
+// the first op, "LOCAL_RUN" could never reach LOCAL_RUN_COMMIT's row if it
+// came first), the op must be a whole name: an abbreviation is an unknown
+// op. pvcontrol and every known client send whole names.
+var commandOps = map[string]commandHandler{
+	"LOCAL_RUN":        runCommand(false),
+	"LOCAL_RUN_COMMIT": runCommand(true),
+	"REBOOT_DEVICE":    powerCommand(false),
+	"POWEROFF_DEVICE":  powerCommand(true),
+	"MAKE_FACTORY":     (*Server).makeFactory,
+	"RUN_GC":           (*Server).runGC,
+	// Remote mode (Pantahub) is not implemented: the device is always in
+	// local mode, where upstream refuses device metadata with 409.
+	"UPDATE_METADATA": refuseCommand(http.StatusConflict, "UPDATE_METADATA: device metadata from the hub is not accepted in local mode"),
+	// Upstream answers 409 when PV_CONTROL_REMOTE=0: here remote mode
+	// does not exist.
+	"GO_REMOTE": refuseCommand(http.StatusConflict, "GO_REMOTE: remote mode is not supported"),
+	// Upstream answers 409 when PV_DEBUG_SHELL=0: here there is no debug
+	// shell, so no reboot is ever deferred for it.
+	"DEFER_REBOOT": refuseCommand(http.StatusConflict, "DEFER_REBOOT: there is no debug shell to defer a reboot for"),
+	"ENABLE_SSH":   refuseCommand(http.StatusNotImplemented, "ENABLE_SSH: there is no debug ssh server"),
+	"DISABLE_SSH":  refuseCommand(http.StatusNotImplemented, "DISABLE_SSH: there is no debug ssh server"),
+	// Upstream accepts these and then logs "unknown command ... Ignoring".
+	"TRY_ONCE":       ignoreCommand("TRY_ONCE"),
+	"LOCAL_APPLY":    ignoreCommand("LOCAL_APPLY"),
+	"XCONNECT_GRAPH": ignoreCommand("XCONNECT_GRAPH"),
+}
+
+// postCommand runs one command. Upstream queues it for the state machine
+// and answers at once; here it is carried out before the answer, so the
+// client learns how it ended (a revision that cannot run is a 404 or 422,
+// not a silent nothing). Like upstream, one command runs at a time: a
+// second one meanwhile is answered 503 "A command is already in progress".
+func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, _ *call) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req commandRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.writeError(w, http.StatusBadRequest, msgCommandFormat)
+		return
+	}
+	h, ok := commandOps[req.Op]
+	if !ok {
+		s.writeError(w, http.StatusBadRequest, msgNoCommand+": "+strconv.Quote(req.Op))
+		return
+	}
+	if !s.cmdMu.TryLock() {
+		w.Header().Set("Retry-After", strconv.Itoa(retryBusy))
+		s.writeError(w, http.StatusServiceUnavailable, msgCommandBusy)
+		return
+	}
+	defer s.cmdMu.Unlock()
+	s.log.Info("ctrl: command", "op", req.Op, "payload", req.Payload)
+	h(s, w, req.Payload)
+}
+
+// runCommand is LOCAL_RUN (LOCAL_RUN_COMMIT with commit): start the
+// update to the revision named by the payload.
+func runCommand(commit bool) commandHandler {
+	return func(s *Server, w http.ResponseWriter, rev string) {
+		s.commandDone(w, "run "+rev, s.b.RunRevision(rev, commit))
+	}
+}
+
+// powerCommand is REBOOT_DEVICE (POWEROFF_DEVICE with poweroff); the
+// payload is the reason logged.
+func powerCommand(poweroff bool) commandHandler {
+	return func(s *Server, w http.ResponseWriter, reason string) {
+		s.commandDone(w, "power", s.b.Power(poweroff, reason))
+	}
+}
+
+func refuseCommand(status int, msg string) commandHandler {
+	return func(s *Server, w http.ResponseWriter, _ string) {
+		s.writeError(w, status, msg)
+	}
+}
+
+func ignoreCommand(op string) commandHandler {
+	return func(s *Server, w http.ResponseWriter, _ string) {
+		s.log.Info("ctrl: unknown command, ignoring", "op", op)
+		writeOK(w)
+	}
+}
+
+// commandDone answers 200, or the status for err (commandError).
+func (s *Server) commandDone(w http.ResponseWriter, what string, err error) {
+	if err == nil {
+		writeOK(w)
+		return
+	}
+	status, msg := commandError(err)
+	switch {
+	case status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(retryUpdating))
+		s.log.Info("ctrl: command refused", "command", what, "err", err)
+	case status >= 500:
+		s.log.Error("ctrl: command failed", "command", what, "err", err)
+	default:
+		s.log.Info("ctrl: command refused", "command", what, "err", err)
+	}
+	s.writeError(w, status, msg)
+}
+
+// commandError is the HTTP status and message for a command that did not
+// succeed: 503 while an update is under test, 404 for a revision never
+// uploaded, 422 for a bad name or a state that does not validate, 500
+// otherwise.
+func commandError(err error) (int, string) {
+	switch {
+	case errors.Is(err, update.ErrUpdateOngoing):
+		return http.StatusServiceUnavailable, update.MsgUpdateOngoing
+	case errors.Is(err, update.ErrUnknownRevision), errors.Is(err, storage.ErrNoTrail):
+		return http.StatusNotFound, msgNoResource
+	case errors.Is(err, update.ErrInvalidRevision), errors.Is(err, storage.ErrBadRevision), errors.Is(err, storage.ErrBadState),
+		errors.Is(err, storage.ErrObjectMissing), errors.Is(err, storage.ErrBadChecksum):
+		return http.StatusUnprocessableEntity, err.Error()
+	case errors.Is(err, storage.ErrNoSpace):
+		return http.StatusInsufficientStorage, msgNoSpace
+	case errors.Is(err, messages.ErrNoUpdates):
+		return http.StatusInternalServerError, msgNoUpdates
+	}
+	return http.StatusInternalServerError, msgInternal
+}
+
+// runGC removes every revision but those in use (running, committed,
+// tried) and the factory "0", then every object no remaining revision
+// refers to. It waits for no upload: while one is being written it is
+// answered 503 "Storage is busy", as the upload's object would go.
+func (s *Server) runGC(w http.ResponseWriter, _ string) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	revs, err := s.b.Revisions()
+	if err != nil {
+		s.commandDone(w, "gc", err)
+		return
+	}
+	if !s.storeMu.TryLock() {
+		w.Header().Set("Retry-After", strconv.Itoa(retryBusy))
+		s.writeError(w, http.StatusServiceUnavailable, msgStorageBusy)
+		return
+	}
+	defer s.storeMu.Unlock()
+	keep := append(revs.Revisions(), "0")
+	rep, err := st.Layout.GC(storage.GCOptions{Keep: keep})
+	s.log.Info("ctrl: storage garbage collected", "keep", keep, "revisions", rep.Revisions, "objects", len(rep.Objects), "bytes", rep.Bytes)
+	if err != nil {
+		s.commandDone(w, "gc", err)
+		return
+	}
+	writeOK(w)
+}
+
+// makeFactory makes the revision named by the payload (the running one
+// when empty) the factory revision "0": its state JSON replaces trail 0
+// whole (storage.ReplaceTrail: a crash leaves the old trail 0 or the new
+// one), then "0" is run with a reboot, as LOCAL_RUN_COMMIT. Upstream
+// refuses it on a device claimed by the hub (409); here there is no hub.
+// Beware: "0" is replaced even when it is the committed revision, and
+// stays replaced if running it is then refused.
+func (s *Server) makeFactory(w http.ResponseWriter, rev string) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return
+	}
+	revs, err := s.b.Revisions()
+	if err != nil {
+		s.commandDone(w, "make factory", err)
+		return
+	}
+	if revs.Updating {
+		s.commandDone(w, "make factory", update.ErrUpdateOngoing)
+		return
+	}
+	if rev == "" {
+		if rev = revs.Running; rev == "" {
+			s.writeError(w, http.StatusConflict, msgNoRunning)
+			return
+		}
+	}
+	if rev != "0" {
+		if err := s.copyRevision(st, rev, "0"); err != nil {
+			s.commandDone(w, "make factory from "+rev, err)
+			return
+		}
+		s.log.Info("ctrl: factory revision replaced", "from", rev)
+	}
+	s.commandDone(w, "run factory revision", s.b.RunRevision("0", true))
+}
+
+// copyRevision installs from's state JSON as revision to, replacing it.
+func (s *Server) copyRevision(st *Storage, from, to string) error {
+	if err := storage.CheckRev(from); err != nil {
+		return errors.Join(update.ErrInvalidRevision, err)
+	}
+	data, err := st.Layout.ReadState(from)
+	if err != nil {
+		return err
+	}
+	s.storeMu.RLock()
+	defer s.storeMu.RUnlock()
+	return st.Layout.ReplaceTrail(to, data, storage.InstallOptions{})
+}
