@@ -50,6 +50,19 @@ var commands = []command{
 		help: "install state JSON FILE as a local revision (objects first)", run: putStep},
 	{spec: "steps install", args: "FILE.tgz [locals/NAME]", min: 1, max: 2,
 		help: "upload a tarball's missing objects/ and install its json (NAME: the tarball's sha256)", run: installTarball},
+	{spec: "cmd run", args: "REV", min: 1, max: 1, help: "start the update to revision REV", run: postCommand("LOCAL_RUN")},
+	{spec: "cmd run-commit", args: "REV", min: 1, max: 1,
+		help: "start the update to revision REV with a reboot", run: postCommand("LOCAL_RUN_COMMIT")},
+	{spec: "cmd reboot", args: "[MSG]", max: 1, help: "reboot the device, logging MSG", run: postCommand("REBOOT_DEVICE")},
+	{spec: "cmd poweroff", args: "[MSG]", max: 1, help: "power the device off, logging MSG", run: postCommand("POWEROFF_DEVICE")},
+	{spec: "cmd make-factory", args: "[REV]", max: 1,
+		help: "make REV (default: the running one) the factory revision 0 and run it", run: postCommand("MAKE_FACTORY")},
+	{spec: "cmd run-gc", help: "remove the revisions and objects not in use", run: postCommand("RUN_GC")},
+	{spec: "cmd enable-ssh", help: "enable the debug ssh server", run: postCommand("ENABLE_SSH")},
+	{spec: "cmd disable-ssh", help: "disable the debug ssh server", run: postCommand("DISABLE_SSH")},
+	{spec: "cmd go-remote", help: "leave local mode for the hub", run: postCommand("GO_REMOTE")},
+	{spec: "cmd defer-reboot", args: "TIMEOUT", min: 1, max: 1,
+		help: "defer the debug shell's reboot", run: postCommand("DEFER_REBOOT")},
 }
 
 func (c command) synopsis() string {
@@ -197,6 +210,22 @@ func containerAction(action string) func(*env, []string) int {
 			Action string `json:"action"`
 		}{action}
 		_, code := e.call("PUT", "/containers/"+url.PathEscape(args[0]), body)
+		return code
+	}
+}
+
+// postCommand is POST /commands {"op": op, "payload": the argument, or
+// "" without one}, as upstream's pvcontrol sends it.
+func postCommand(op string) func(*env, []string) int {
+	return func(e *env, args []string) int {
+		req := struct {
+			Op      string `json:"op"`
+			Payload string `json:"payload"`
+		}{Op: op}
+		if len(args) > 0 {
+			req.Payload = args[0]
+		}
+		_, code := e.call("POST", "/commands", req)
 		return code
 	}
 }

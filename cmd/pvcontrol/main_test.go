@@ -56,6 +56,13 @@ func (f *fakeBackend) command(c string) error {
 	return nil
 }
 
+// commandLog returns the RunRevision and Power calls so far.
+func (f *fakeBackend) commandLog() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.commands)
+}
+
 func (f *fakeBackend) Revisions() (*messages.RevisionsReply, error) {
 	return &messages.RevisionsReply{Running: "0", Committed: "0"}, nil
 }
