@@ -94,8 +94,7 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, _ *call) {
 		return
 	}
 	if !s.cmdMu.TryLock() {
-		w.Header().Set("Retry-After", strconv.Itoa(retryBusy))
-		s.writeError(w, http.StatusServiceUnavailable, msgCommandBusy)
+		s.writeBusy(w, retryBusy, msgCommandBusy)
 		return
 	}
 	defer s.cmdMu.Unlock()
@@ -141,14 +140,37 @@ func (s *Server) commandDone(w http.ResponseWriter, what string, err error) {
 	status, msg := commandError(err)
 	switch {
 	case status == http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", strconv.Itoa(retryUpdating))
 		s.log.Info("ctrl: command refused", "command", what, "err", err)
+		s.writeBusy(w, retryUpdating, msg)
+		return
 	case status >= 500:
 		s.log.Error("ctrl: command failed", "command", what, "err", err)
 	default:
 		s.log.Info("ctrl: command refused", "command", what, "err", err)
 	}
 	s.writeError(w, status, msg)
+}
+
+// writeBusy answers 503 with msg and a Retry-After of retry seconds.
+func (s *Server) writeBusy(w http.ResponseWriter, retry int, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(retry))
+	s.writeError(w, http.StatusServiceUnavailable, msg)
+}
+
+// commandStorage is what the storage commands start from: the storage and
+// the revisions in use. When either is missing it has answered and ok is
+// false.
+func (s *Server) commandStorage(w http.ResponseWriter, what string) (*Storage, *messages.RevisionsReply, bool) {
+	st, ok := s.storageOr(w)
+	if !ok {
+		return nil, nil, false
+	}
+	revs, err := s.b.Revisions()
+	if err != nil {
+		s.commandDone(w, what, err)
+		return nil, nil, false
+	}
+	return st, revs, true
 }
 
 // commandError is the HTTP status and message for a command that did not
@@ -177,18 +199,12 @@ func commandError(err error) (int, string) {
 // refers to. It waits for no upload: while one is being written it is
 // answered 503 "Storage is busy", as the upload's object would go.
 func (s *Server) runGC(w http.ResponseWriter, _ string) {
-	st, ok := s.storageOr(w)
+	st, revs, ok := s.commandStorage(w, "gc")
 	if !ok {
 		return
 	}
-	revs, err := s.b.Revisions()
-	if err != nil {
-		s.commandDone(w, "gc", err)
-		return
-	}
 	if !s.storeMu.TryLock() {
-		w.Header().Set("Retry-After", strconv.Itoa(retryBusy))
-		s.writeError(w, http.StatusServiceUnavailable, msgStorageBusy)
+		s.writeBusy(w, retryBusy, msgStorageBusy)
 		return
 	}
 	defer s.storeMu.Unlock()
@@ -210,13 +226,8 @@ func (s *Server) runGC(w http.ResponseWriter, _ string) {
 // Beware: "0" is replaced even when it is the committed revision, and
 // stays replaced if running it is then refused.
 func (s *Server) makeFactory(w http.ResponseWriter, rev string) {
-	st, ok := s.storageOr(w)
+	st, revs, ok := s.commandStorage(w, "make factory")
 	if !ok {
-		return
-	}
-	revs, err := s.b.Revisions()
-	if err != nil {
-		s.commandDone(w, "make factory", err)
 		return
 	}
 	if revs.Updating {
