@@ -82,6 +82,9 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) (out context.Conte
 			s.log.Error("ctrl: caller resolver panicked", "pid", p.pid, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = u.NetConn() // teConn: the credentials are the socket's
+	}
 	pid, err := peerPid(c)
 	if err != nil {
 		p.err = fmt.Errorf("read peer credentials: %w: %w", errUnknownCaller, err)

@@ -102,7 +102,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 // l should be a unix socket listener (see Listen): on any other kind peers
 // have no credentials, so every caller is unknown and denied.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.hs.Serve(l)
+	err := s.hs.Serve(teListener{l})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
