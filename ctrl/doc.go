@@ -62,6 +62,12 @@
 // Uploads hold the storage shared; RUN_GC needs it alone and is refused
 // (503 "Storage is busy", Retry-After) while an upload is being written.
 //
+// Upstream's pvcontrol uploads objects with "Transfer-Encoding: identity"
+// beside Content-Length, which net/http answers 501 before any handler;
+// the server's connections drop that one header line from request heads
+// (identity_te.go). ctrl/upstream_tools_test.go runs upstream's unchanged
+// script (testdata/upstream-tools) against the server.
+//
 // # Commands
 //
 // POST /commands {"op":OP,"payload":"..."} (mgmt, ≤4096 bytes) carries out

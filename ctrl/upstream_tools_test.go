@@ -253,6 +253,9 @@ func TestUpstreamPvcontrol(t *testing.T) {
 	t.Run("export-layout", func(t *testing.T) {
 		tgz := filepath.Join(t.TempDir(), "rev.tgz")
 		stateJSON, objects := pvrExportLayout(t, tgz, revisionFiles(t))
+		if gotState, gotObjects := readExport(t, tgz); !bytes.Equal(gotState, stateJSON) || len(gotObjects) != len(objects) {
+			t.Fatalf("tarball reads back as %s with %d objects", gotState, len(gotObjects))
+		}
 		checkLocalUpdate(t, tgz, stateJSON, objects)
 	})
 	t.Run("pvr-export", func(t *testing.T) {

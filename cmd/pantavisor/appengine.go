@@ -28,8 +28,8 @@ import (
 	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/runtime/reaper"
-	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/runtime/rootfs"
+	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/updater"
 )
