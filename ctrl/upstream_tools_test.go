@@ -11,11 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/storage"
 )
 
@@ -116,34 +115,7 @@ func pvrExportLayout(t *testing.T, tgz string, files map[string][]byte) ([]byte,
 	}
 	stateJSON := bytes.TrimSuffix(js.Bytes(), []byte("\n"))
 
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	add := func(name string, mode int64, data []byte) {
-		hdr := &tar.Header{Name: name, Mode: mode, Size: int64(len(data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	add("json", 0o600, stateJSON)
-	shas := make([]string, 0, len(objects))
-	for sha := range objects {
-		shas = append(shas, sha)
-	}
-	sort.Strings(shas)
-	for _, sha := range shas {
-		add("objects/"+sha, 0o644, objects[sha])
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tgz, buf.Bytes(), 0o644); err != nil {
+	if err := revtest.WriteExport(tgz, stateJSON, objects); err != nil {
 		t.Fatal(err)
 	}
 	return stateJSON, objects

@@ -5,13 +5,19 @@
 package revtest
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 )
 
 // UpstreamLXC are the lines upstream's pvr template writes into every
@@ -104,4 +110,63 @@ func Build(dir, image string, device map[string]any, ctrs []Container) error {
 		return fmt.Errorf("build storage: %w", err)
 	}
 	return nil
+}
+
+// WriteExport writes to tgz a revision as upstream's `pvr export` writes it
+// (libpvr's Pvr.Export): a gzip'd tar without directory entries whose
+// first member is "json", the state, then "objects/<sha256>" for each
+// object, sorted and once each, all dated the epoch.
+func WriteExport(tgz string, stateJSON []byte, objects map[string][]byte) error {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	add := func(name string, mode int64, data []byte) error {
+		hdr := &tar.Header{Name: name, Mode: mode, Size: int64(len(data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	if err := add("json", 0o600, stateJSON); err != nil {
+		return fmt.Errorf("export %s: %w", tgz, err)
+	}
+	for _, sha := range slices.Sorted(maps.Keys(objects)) {
+		if err := add("objects/"+sha, 0o644, objects[sha]); err != nil {
+			return fmt.Errorf("export %s: %w", tgz, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("export %s: %w", tgz, err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("export %s: %w", tgz, err)
+	}
+	return os.WriteFile(tgz, buf.Bytes(), 0o644)
+}
+
+// Export writes the revision 0 that Build laid out under dir to tgz, as
+// `pvr export` would (WriteExport): its state and the objects it names.
+func Export(dir, tgz string) error {
+	stateJSON, err := os.ReadFile(filepath.Join(dir, "trails", "0", ".pvr", "json"))
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(stateJSON, &st); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	objects := map[string][]byte{}
+	for _, v := range st {
+		sha, ok := v.(string)
+		if !ok || len(sha) != 64 {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "objects", sha))
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		objects[sha] = data
+	}
+	return WriteExport(tgz, stateJSON, objects)
 }
