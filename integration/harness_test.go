@@ -314,14 +314,16 @@ func (d *device) waitContainers(what string, timeout time.Duration, cond func(ma
 // logLines returns pantavisor.log of revision 0.
 // log is pantavisor's log file of every revision that ran.
 func (d *device) log() string {
-	return readAll(filepath.Join(d.storage, "logs", "*", "pantavisor", "pantavisor.log"))
+	return d.logFiles("pantavisor", "pantavisor.log")
 }
 
-// readAll concatenates the files that pattern matches, in name order.
-func readAll(pattern string) string {
-	paths, _ := filepath.Glob(pattern)
+// logFiles concatenates a log file of every revision that ran (logs/<rev>/
+// and logs/locals/<name>/), in name order.
+func (d *device) logFiles(dir, file string) string {
+	paths, _ := filepath.Glob(filepath.Join(d.storage, "logs", "*", dir, file))
+	locals, _ := filepath.Glob(filepath.Join(d.storage, "logs", "locals", "*", dir, file))
 	var b strings.Builder
-	for _, p := range paths {
+	for _, p := range append(paths, locals...) {
 		data, _ := os.ReadFile(p)
 		b.Write(data)
 	}
@@ -358,7 +360,7 @@ func (d *device) waitConsole(name, s string, timeout time.Duration) {
 }
 
 func (d *device) console(name string) string {
-	return readAll(filepath.Join(d.storage, "logs", "*", name, "console.log"))
+	return d.logFiles(name, "console.log")
 }
 
 // lineIndex returns the index of the first log line containing all parts.
