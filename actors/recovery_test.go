@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,11 @@ import (
 // run.json extras for "app".
 func oneContainer(t *testing.T, app map[string]any) *state.State {
 	t.Helper()
+	return parseState(t, oneContainerDoc(app))
+}
+
+// oneContainerDoc is oneContainer's state document.
+func oneContainerDoc(app map[string]any) map[string]any {
 	run := map[string]any{"name": "app", "group": "apps"}
 	for k, v := range app {
 		run[k] = v
@@ -31,12 +35,7 @@ func oneContainer(t *testing.T, app map[string]any) *state.State {
 		"sys/run.json": map[string]any{"name": "sys", "group": "core", "auto_recovery": map[string]any{"policy": "no"}},
 		"app/run.json": run,
 	}
-	data, _ := json.Marshal(doc)
-	st, err := state.Parse(data, state.Options{AppEngine: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return doc
 }
 
 func countEvents(e *fakeEngine, ev string) int {

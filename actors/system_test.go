@@ -29,7 +29,16 @@ func threeGroups(t *testing.T, timeout int) *state.State {
 	for name, group := range map[string]string{"a1": "g1", "a2": "g1", "b1": "g2", "b2": "g2", "c1": "g3", "c2": "g3"} {
 		doc[name+"/run.json"] = map[string]any{"name": name, "group": group, "auto_recovery": map[string]any{"policy": "no"}}
 	}
-	data, _ := json.Marshal(doc)
+	return parseState(t, doc)
+}
+
+// parseState is the revision doc describes, as appengine parses it.
+func parseState(t *testing.T, doc map[string]any) *state.State {
+	t.Helper()
+	data, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := state.Parse(data, state.Options{AppEngine: true})
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +53,9 @@ func startSystem(t *testing.T, st *state.State, e Engine) *System {
 
 func startSystemCfg(t *testing.T, cfg Config) *System {
 	t.Helper()
-	cfg.Rev = "0"
+	if cfg.Rev == "" {
+		cfg.Rev = "0"
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -136,28 +134,12 @@ func (u *fakeUpdates) waitStatus(t *testing.T, rev string, want storage.Status) 
 // container owns) make a container differ between revisions.
 func appState(t *testing.T, sysExec, appExec string, app map[string]any) *state.State {
 	t.Helper()
-	run := map[string]any{"name": "app", "group": "apps"}
-	for k, v := range app {
-		run[k] = v
-	}
-	doc := map[string]any{
-		"#spec": state.SpecSystem1,
-		"device.json": map[string]any{"groups": []any{
-			map[string]any{"name": "core", "restart_policy": "system"},
-			map[string]any{"name": "apps", "restart_policy": "container"},
-		}},
-		"sys/run.json":   map[string]any{"name": "sys", "group": "core"},
-		"sys/conf.json":  map[string]any{"exec": sysExec},
-		"app/run.json":   run,
-		"app/conf.json":  map[string]any{"exec": appExec},
-		"other/run.json": map[string]any{"name": "other", "group": "apps"},
-	}
-	data, _ := json.Marshal(doc)
-	st, err := state.Parse(data, state.Options{AppEngine: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	doc := oneContainerDoc(app)
+	doc["sys/run.json"] = map[string]any{"name": "sys", "group": "core"}
+	doc["sys/conf.json"] = map[string]any{"exec": sysExec}
+	doc["app/conf.json"] = map[string]any{"exec": appExec}
+	doc["other/run.json"] = map[string]any{"name": "other", "group": "apps"}
+	return parseState(t, doc)
 }
 
 // updateRig is a running tree with update storage.
@@ -181,19 +163,26 @@ func startUpdateRig(t *testing.T, cfg Config, u *fakeUpdates) *updateRig {
 		cfg.CommitDelay = 30 * time.Millisecond
 	}
 	cfg.OnReboot = func(why string) { rig.reboots <- why }
-	sys, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sys.Shutdown(ctx, "test over"); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	rig.sys = sys
+	rig.sys = startSystemCfg(t, cfg)
 	return rig
+}
+
+// tryingRig runs revision "2" (rev "0" with factory) as a try with its
+// INPROGRESS progress, committed "1" ("0"), app of policy "no", and no
+// commit before the test's end.
+func tryingRig(t *testing.T, factory bool) (*updateRig, *fakeUpdates, string) {
+	t.Helper()
+	rev, committed := "2", "1"
+	if factory {
+		rev, committed = "0", "0"
+	}
+	u := newFakeUpdates(committed)
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	rig := startUpdateRig(t, Config{Rev: rev, State: appState(t, "/sbin/init", "/bin/a",
+		map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), Trying: true, TryProgress: &p,
+		CommitDelay: time.Hour}, u)
+	u.waitStatus(t, rev, storage.StatusTesting)
+	return rig, u, rev
 }
 
 func (r *updateRig) pids(t *testing.T) map[string]int {
@@ -353,12 +342,7 @@ func TestTriedRevisionCommitsAfterTheDelay(t *testing.T) {
 }
 
 func TestTriedRevisionRollsBackWhenAContainerGivesUp(t *testing.T) {
-	u := newFakeUpdates("1")
-	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
-	rig := startUpdateRig(t, Config{Rev: "2", State: appState(t, "/sbin/init", "/bin/a",
-		map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), Trying: true, TryProgress: &p,
-		CommitDelay: time.Hour}, u)
-	u.waitStatus(t, "2", storage.StatusTesting)
+	rig, u, _ := tryingRig(t, false)
 	rig.e.run("app").Exit(1, 0)
 	why := rig.waitReboot(t)
 	if msg := u.waitStatus(t, "2", storage.StatusError); msg != storage.MsgContainerFailed {
@@ -388,12 +372,7 @@ func TestTriedRevisionRollsBackOnGoalTimeout(t *testing.T) {
 }
 
 func TestFailingFactoryTryEntersSafeMode(t *testing.T) {
-	u := newFakeUpdates("0")
-	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
-	rig := startUpdateRig(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a",
-		map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), Trying: true, TryProgress: &p,
-		CommitDelay: time.Hour}, u)
-	u.waitStatus(t, "0", storage.StatusTesting)
+	rig, u, _ := tryingRig(t, true)
 	rig.e.run("app").Exit(1, 0)
 	u.waitStatus(t, "0", storage.StatusError)
 	deadline := time.Now().Add(5 * time.Second)
@@ -410,11 +389,7 @@ func TestFailingFactoryTryEntersSafeMode(t *testing.T) {
 }
 
 func TestPowerRefusedDuringTest(t *testing.T) {
-	u := newFakeUpdates("1")
-	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
-	rig := startUpdateRig(t, Config{Rev: "2", State: appState(t, "/sbin/init", "/bin/a", nil), Trying: true, TryProgress: &p,
-		CommitDelay: time.Hour}, u)
-	u.waitStatus(t, "2", storage.StatusTesting)
+	rig, _, _ := tryingRig(t, false)
 	if err := rig.sys.Power(false, "now"); !errors.Is(err, update.ErrUpdateOngoing) {
 		t.Errorf("reboot during the test: %v", err)
 	}

@@ -79,6 +79,20 @@ func (d *device) progress(rev string) (storage.Progress, bool) {
 // ERROR, WONTGO) and returns it with every status seen on the way.
 func (d *device) waitProgress(rev string, timeout time.Duration) (storage.Progress, []storage.Status) {
 	d.t.Helper()
+	return d.waitProgressFor(rev, "final", timeout, func(s storage.Status) bool { return s.Final() })
+}
+
+// waitProgressStatus polls rev's progress until it is want.
+func (d *device) waitProgressStatus(rev string, want storage.Status, timeout time.Duration) (storage.Progress, []storage.Status) {
+	d.t.Helper()
+	return d.waitProgressFor(rev, string(want), timeout, func(s storage.Status) bool { return s == want })
+}
+
+// waitProgressFor polls rev's progress through pvcontrol, tolerating a
+// device that does not answer (rebooting), until done holds for its
+// status; it returns the progress and every status seen on the way.
+func (d *device) waitProgressFor(rev, what string, timeout time.Duration, done func(storage.Status) bool) (storage.Progress, []storage.Status) {
+	d.t.Helper()
 	var seen []storage.Status
 	deadline := time.Now().Add(timeout)
 	for {
@@ -86,11 +100,11 @@ func (d *device) waitProgress(rev string, timeout time.Duration) (storage.Progre
 		if ok && (len(seen) == 0 || seen[len(seen)-1] != p.Status) {
 			seen = append(seen, p.Status)
 		}
-		if ok && p.Status.Final() {
+		if ok && done(p.Status) {
 			return p, seen
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("progress of %s not final after %v: %v", rev, timeout, seen)
+			d.t.Fatalf("progress of %s not %s after %v: %v", rev, what, timeout, seen)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -222,26 +236,6 @@ func TestUpdateNonRebootSwapsOneContainer(t *testing.T) {
 	}
 }
 
-// waitProgressStatus polls rev's progress until it is want.
-func (d *device) waitProgressStatus(rev string, want storage.Status, timeout time.Duration) (storage.Progress, []storage.Status) {
-	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var seen []storage.Status
-	for {
-		p, ok := d.progress(rev)
-		if ok && (len(seen) == 0 || seen[len(seen)-1] != p.Status) {
-			seen = append(seen, p.Status)
-		}
-		if ok && p.Status == want {
-			return p, seen
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("progress of %s not %s after %v: %v", rev, want, timeout, seen)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func containsStatus(seen []storage.Status, s storage.Status) bool {
 	for _, x := range seen {
 		if x == s {
@@ -280,52 +274,53 @@ func TestUpdateOfSystemContainerRebootsAndCommits(t *testing.T) {
 	}
 }
 
-func TestBadUpdateRollsBack(t *testing.T) {
+// An update that fails its test (a container gives up; a group misses
+// its goal) is rolled back: ERROR with upstream's message, pv_try cleared,
+// a reboot into the committed revision, which runs again.
+func TestFailedUpdateRollsBack(t *testing.T) {
 	isolated.Require(t)
-	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
-	d := startDeviceEnv(t, dir, commitDelay)
-	before := pidsOf(d.waitUp("first boot", 30*time.Second))
-	crash := map[string]any{"auto_recovery": map[string]any{"policy": "no"}}
-	d.upload(buildStorage(t, updateGroups(), updateCtrs("sys-v1", `/bin/sh "-c" "echo b-crash; exit 1"`, crash)), "bad")
-	if out, code := d.pvcontrol("cmd", "run", "locals/bad"); code != 0 {
-		t.Fatalf("cmd run: %d %s", code, out)
-	}
-	p, seen := d.waitProgress("locals/bad", 60*time.Second)
-	if p.Status != storage.StatusError || p.Msg != storage.MsgContainerFailed {
-		t.Fatalf("final progress %+v (seen %v)", p, seen)
-	}
-	// The rollback reboots into the committed revision, which runs again.
-	d.waitOutput("rollback: ", 30*time.Second)
-	after := pidsOf(d.waitUp("after the rollback", 60*time.Second))
-	if after["b"] == before["b"] {
-		t.Errorf("no reboot happened: %v %v", before, after)
-	}
-	if out, code := d.pvcontrol("steps", "get", "current"); code != 0 || strings.Contains(out, "b-crash") {
-		t.Errorf("current after rollback: %d", code)
-	}
-	if env := bootEnv(t, dir); env.Committed() != "0" || env.Try() != "" {
-		t.Errorf("bootloader after the rollback: %v", env)
-	}
-}
-
-func TestGoalTimeoutRollsBack(t *testing.T) {
-	isolated.Require(t)
-	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
-	d := startDeviceEnv(t, dir, commitDelay)
-	d.waitUp("first boot", 30*time.Second)
-	groups := updateGroups()
-	groups[1]["status_goal"], groups[1]["timeout"] = "READY", 2 // b never signals ready
-	d.upload(buildStorage(t, groups, updateCtrs("sys-v1", echoer("b-v2"), nil)), "slow")
-	if out, code := d.pvcontrol("cmd", "run", "locals/slow"); code != 0 {
-		t.Fatalf("cmd run: %d %s", code, out)
-	}
-	p, seen := d.waitProgress("locals/slow", 60*time.Second)
-	if p.Status != storage.StatusError || p.Msg != storage.MsgStatusGoalFailed {
-		t.Fatalf("final progress %+v (seen %v)", p, seen)
-	}
-	d.waitUp("after the rollback", 60*time.Second)
-	if env := bootEnv(t, dir); env.Committed() != "0" || env.Try() != "" {
-		t.Errorf("bootloader after the rollback: %v", env)
+	slow := updateGroups()
+	slow[1]["status_goal"], slow[1]["timeout"] = "READY", 2 // b never signals ready
+	for _, c := range []struct {
+		name   string
+		groups []map[string]any
+		bCmd   string
+		bRun   map[string]any
+		msg    string
+		// boots: a non-reboot try, then the rollback's; a device.json
+		// change (the goal) boots the try too.
+		boots int
+	}{
+		{"container gives up", updateGroups(), `/bin/sh "-c" "echo b-crash; exit 1"`,
+			map[string]any{"auto_recovery": map[string]any{"policy": "no"}}, storage.MsgContainerFailed, 2},
+		{"goal timeout", slow, echoer("b-v2"), nil, storage.MsgStatusGoalFailed, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
+			d := startDeviceEnv(t, dir, commitDelay)
+			d.waitUp("first boot", 30*time.Second)
+			d.upload(buildStorage(t, c.groups, updateCtrs("sys-v1", c.bCmd, c.bRun)), "bad")
+			if out, code := d.pvcontrol("cmd", "run", "locals/bad"); code != 0 {
+				t.Fatalf("cmd run: %d %s", code, out)
+			}
+			p, seen := d.waitProgress("locals/bad", 60*time.Second)
+			if p.Status != storage.StatusError || p.Msg != c.msg {
+				t.Fatalf("final progress %+v (seen %v)", p, seen)
+			}
+			d.waitOutput("rollback: ", 30*time.Second)
+			// Each boot is a new pid namespace: the boots are counted.
+			d.waitUp("after the rollback", 60*time.Second)
+			d.waitConsole("b", "b-v1\nb-v1", 10*time.Second)
+			if n := strings.Count(d.log(), "pantavisor starting"); n != c.boots {
+				t.Errorf("%d boots, want %d", n, c.boots)
+			}
+			if env := bootEnv(t, dir); env.Committed() != "0" || env.Try() != "" {
+				t.Errorf("bootloader after the rollback: %v", env)
+			}
+			if err := (storage.Layout{Root: dir}).Check(); err != nil {
+				t.Errorf("storage: %v", err)
+			}
+		})
 	}
 }
 
