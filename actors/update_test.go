@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -134,12 +135,17 @@ func (u *fakeUpdates) waitStatus(t *testing.T, rev string, want storage.Status) 
 // container owns) make a container differ between revisions.
 func appState(t *testing.T, sysExec, appExec string, app map[string]any) *state.State {
 	t.Helper()
+	return parseState(t, appDoc(sysExec, appExec, app))
+}
+
+// appDoc is appState's state document.
+func appDoc(sysExec, appExec string, app map[string]any) map[string]any {
 	doc := oneContainerDoc(app)
 	doc["sys/run.json"] = map[string]any{"name": "sys", "group": "core"}
 	doc["sys/conf.json"] = map[string]any{"exec": sysExec}
 	doc["app/conf.json"] = map[string]any{"exec": appExec}
 	doc["other/run.json"] = map[string]any{"name": "other", "group": "apps"}
-	return parseState(t, doc)
+	return doc
 }
 
 // updateRig is a running tree with update storage.
@@ -396,5 +402,57 @@ func TestPowerRefusedDuringTest(t *testing.T) {
 	revs, err := rig.sys.Revisions()
 	if err != nil || !revs.Updating || revs.Running != "2" {
 		t.Errorf("revisions %+v %v", revs, err)
+	}
+}
+
+// A kept container that is waiting for a recovery retry is not handed
+// over half-way: it is stopped with the changed ones and the next
+// revision starts it afresh.
+func TestHandoverOfARecoveringContainerStartsItAfresh(t *testing.T) {
+	u := newFakeUpdates("1")
+	slowRetry := map[string]any{"auto_recovery": map[string]any{"policy": "always", "retry_delay": 30}}
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", slowRetry)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	// other is the changed one; app, unchanged, is waiting 30 s to retry.
+	next := appDoc("/sbin/init", "/bin/a", slowRetry)
+	next["other/conf.json"] = map[string]any{"exec": "/bin/other2"}
+	u.states["locals/b"] = parseState(t, next)
+	rig.e.run("app").Exit(1, 0)
+	waitStatus(t, rig.sys, map[string]messages.Status{"app": messages.StatusRecovering})
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	waitStatus(t, rig.sys, allStarted)
+	if n := countEvents(rig.e, "start app"); n != 2 {
+		t.Errorf("app started %d times, want 2 (the boot, then afresh by the next revision): %v", n, rig.e.Events())
+	}
+}
+
+// A shutdown that arrives during a handover stops every container: those
+// the next revision took over too.
+func TestShutdownDuringHandoverStopsEverything(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	rig.e.mu.Lock()
+	rig.e.slowDestroy["app"] = 200 * time.Millisecond // the handover waits for app's stop
+	rig.e.mu.Unlock()
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rig.sys.Shutdown(ctx, "during the handover"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sys", "other"} {
+		if n := countEvents(rig.e, "stop "+name); n != 1 {
+			t.Errorf("%s stopped %d times: %v", name, n, rig.e.Events())
+		}
+	}
+	if n := countEvents(rig.e, "start app") - countEvents(rig.e, "stop app"); n != 0 {
+		t.Errorf("app runs left: %v", rig.e.Events())
 	}
 }
