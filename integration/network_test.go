@@ -21,6 +21,7 @@ import (
 
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/storage"
 )
 
 // requireIsolatedNet refuses to touch the network unless this test process
@@ -130,11 +131,16 @@ func pooledGroups() []map[string]any {
 }
 
 func poolsDevice(t *testing.T, extra ...ctr) string {
+	return poolsDeviceWith(t, lanClient, extra...)
+}
+
+// poolsDeviceWith is poolsDevice with cli's init command.
+func poolsDeviceWith(t *testing.T, cliCmd string, extra ...ctr) string {
 	always := map[string]any{"policy": "always", "retry_delay": 0}
 	ctrs := append([]ctr{
 		{name: "srv", group: "app", cmd: `/bin/pvapp "web" "-addr" ":8080"`, run: map[string]any{
 			"network": map[string]any{"pool": "lan", "hostname": "srv", "ip": "10.0.5.10", "mac": "02:00:00:00:05:10"}, "auto_recovery": always}},
-		{name: "cli", group: "app", cmd: lanClient, run: map[string]any{"network": map[string]any{"pool": "lan"}}},
+		{name: "cli", group: "app", cmd: cliCmd, run: map[string]any{"network": map[string]any{"pool": "lan"}}},
 		{name: "other", group: "app", cmd: isoClient, run: map[string]any{"network": map[string]any{"pool": "iso"}}},
 	}, extra...)
 	storage := buildStorage(t, pooledGroups(), ctrs)
@@ -305,5 +311,49 @@ func TestMacvlanPool(t *testing.T) {
 	}
 	if a, err := netip.ParseAddr("192.168.7.20"); err != nil || !a.IsPrivate() {
 		t.Fatal("bad test address")
+	}
+}
+
+// lanProbe is a client of pool lan that prints word once it reached srv.
+func lanProbe(word string) string {
+	return `/bin/sh "-c" "until pvapp get http://10.0.5.10:8080/ > /tmp/lan 2>/dev/null; do sleep 0.3; done; echo ` + word + `; ip -4 addr show eth0 | grep inet; exec sleep 1000"`
+}
+
+// A non-reboot update of one pooled container keeps the pools as they
+// are (no second setup, no teardown) and the unchanged containers with
+// their pids and addresses; the swapped container gets its address back
+// (leases are sticky by name) and reaches the kept server.
+func TestNonRebootUpdateKeepsPoolNetworking(t *testing.T) {
+	requireIsolatedNet(t)
+	d := startDeviceEnv(t, poolsDeviceWith(t, lanProbe("LAN-V1")), commitDelay)
+	d.waitConsole("cli", "LAN-V1", 30*time.Second)
+	before := d.waitContainers("all up", 30*time.Second, statusIs(messages.StatusStarted, "srv", "cli", "other"))
+
+	d.upload(poolsDeviceWith(t, lanProbe("LAN-V2")), "v2")
+	if out, code := d.pvcontrol("cmd", "run", "locals/v2"); code != 0 {
+		t.Fatalf("cmd run: %d %s", code, out)
+	}
+	if p, seen := d.waitProgress("locals/v2", 60*time.Second); p.Status != storage.StatusUpdated {
+		t.Fatalf("final progress %+v (seen %v)", p, seen)
+	}
+	d.waitConsole("cli", "LAN-V2", 30*time.Second)
+	after := d.waitContainers("all up", 10*time.Second, statusIs(messages.StatusStarted, "srv", "cli", "other"))
+	for _, name := range []string{"srv", "other"} {
+		if after[name].Pid != before[name].Pid || after[name].IPv4Address != before[name].IPv4Address {
+			t.Errorf("%s changed: %+v → %+v", name, before[name], after[name])
+		}
+	}
+	if after["cli"].Pid == before["cli"].Pid || after["cli"].IPv4Address != before["cli"].IPv4Address {
+		t.Errorf("cli: %s %d → %s %d", before["cli"].IPv4Address, before["cli"].Pid, after["cli"].IPv4Address, after["cli"].Pid)
+	}
+	log := d.log()
+	if n := strings.Count(log, "pool ready"); n != 3 {
+		t.Errorf("pools set up %d times, want 3 (once each)", n)
+	}
+	if n := strings.Count(log, "pool re-adopted"); n != 3 {
+		t.Errorf("the next revision adopted %d pools, want 3", n)
+	}
+	if strings.Contains(log, "pool teardown") {
+		t.Errorf("pool errors in the log:\n%s", log)
 	}
 }
