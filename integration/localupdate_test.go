@@ -61,4 +61,38 @@ func TestLocalUpdateUpload(t *testing.T) {
 	if _, err := os.Stat(l.Trail("locals/bad")); !os.IsNotExist(err) {
 		t.Errorf("refused revision is on disk: %v", err)
 	}
+
+	// A state that does not validate: 422 with every problem named, and
+	// nothing kept.
+	invalid := strings.Replace(string(st), `"group": "app"`, `"group": "nosuchgroup"`, 1)
+	if invalid == string(st) {
+		t.Fatal("the test's edit did not apply")
+	}
+	if err := os.WriteFile(file, []byte(invalid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := d.pvcontrol("steps", "put", file, "locals/invalid"); code != 255 ||
+		!strings.Contains(out, "State JSON has bad format") || !strings.Contains(out, "nosuchgroup") {
+		t.Errorf("steps put of an invalid state: %d %s", code, out)
+	}
+	if _, err := os.Stat(l.Trail("locals/invalid")); !os.IsNotExist(err) {
+		t.Errorf("invalid revision is on disk: %v", err)
+	}
+
+	// An object whose content does not match its name: 422, exit 60, and
+	// no object kept.
+	obj := filepath.Join(t.TempDir(), "obj")
+	if err := os.WriteFile(obj, []byte("not what the name says"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wrong := strings.Repeat("cd", 32)
+	if out, code := d.pvcontrol("objects", "put", obj, wrong); code != 60 || !strings.Contains(out, "Object has bad checksum") {
+		t.Errorf("objects put with a bad checksum: %d %s", code, out)
+	}
+	if _, err := os.Stat(l.Object(wrong)); !os.IsNotExist(err) {
+		t.Errorf("object with a bad checksum is on disk: %v", err)
+	}
+	if err := l.Check(); err != nil {
+		t.Errorf("storage after the refusals: %v", err)
+	}
 }
