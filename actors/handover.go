@@ -35,7 +35,7 @@ type handover struct {
 }
 
 // handedOver answers handOver once the changed containers are stopped and
-// the records detached.
+// the records detached; h is nil when the revision could not hand over.
 type handedOver struct {
 	h *handover
 }
@@ -69,7 +69,9 @@ type handing struct {
 // changed ones once the answers are in.
 func (r *revisionActor) handOver(ctx actor.Context, m *handOver) {
 	if r.stopping {
-		// A shutdown came first: it stops everything, and root knows.
+		// Already stopping (safe mode): nothing to hand over; root falls
+		// back to a reboot, which starts the next revision.
+		ctx.Respond(&handedOver{})
 		return
 	}
 	r.stopping = true
@@ -126,6 +128,13 @@ func (r *revisionActor) stopChanged(ctx actor.Context) {
 	r.stopFor = r.handing.replyTo
 	r.stopGroup = len(r.st.Groups) - 1
 	r.stopNextGroup(ctx)
+}
+
+// handoverStarted says the stop phase of a handover may run: not while
+// the kept containers' records are still being detached (a status change
+// meanwhile must not start it early).
+func (r *revisionActor) handoverStarted() bool {
+	return r.handing == nil || r.stopFor != nil
 }
 
 // kept says the container was detached for the next revision: the

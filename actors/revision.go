@@ -289,6 +289,9 @@ func (r *revisionActor) answerPending(sys *actor.ActorSystem, ch *child, o messa
 // the pools remove their bridges and rules, and the revision answers the
 // StopRevision.
 func (r *revisionActor) stopNextGroup(ctx actor.Context) {
+	if !r.handoverStarted() {
+		return
+	}
 	for r.stopGroup >= 0 {
 		pending := false
 		for ch := range r.children(kindContainer) {

@@ -85,7 +85,7 @@ func (a *rootActor) runRevision(ctx actor.Context, m *messages.RunRevision) {
 	switch {
 	case m.Commit && !t.Reboot:
 		t.Reboot, t.Reason = true, "LOCAL_RUN_COMMIT asks for a reboot"
-	case !t.Reboot && (cfg.NewEngine == nil || a.rev == nil):
+	case !t.Reboot && (cfg.NewEngine == nil || a.rev == nil || u.safeMode != ""):
 		t.Reboot, t.Reason = true, "no running revision to hand over from"
 	}
 	reboot, err := cfg.Updates.Install(m.Rev)
@@ -142,6 +142,13 @@ func (a *rootActor) progressOf(rev string) storage.Progress {
 func (a *rootActor) handedOver(ctx actor.Context, m *handedOver) {
 	n := a.up.next
 	if n == nil || a.rev == nil {
+		return
+	}
+	if m.h == nil {
+		// pv_try names the update and its progress says INPROGRESS: the
+		// boot after the reboot tries it.
+		a.up.next = nil
+		a.leave(ctx, false, "update to "+n.rev+": the running revision could not hand over")
 		return
 	}
 	n.from = m.h

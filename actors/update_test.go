@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -391,6 +392,14 @@ func TestFailingFactoryTryEntersSafeMode(t *testing.T) {
 	waitEvents(t, rig.e, "stop sys", 1, 5*time.Second)
 	if len(rig.reboots) != 0 {
 		t.Error("safe mode rebooted")
+	}
+	// The way out of safe mode is an update: it reboots into it.
+	u.states["locals/fix"] = appState(t, "/sbin/init", "/bin/fixed", nil)
+	if err := rig.sys.RunRevision("locals/fix", false); err != nil {
+		t.Fatal(err)
+	}
+	if why := rig.waitReboot(t); !strings.Contains(why, "locals/fix") {
+		t.Errorf("reboot %q", why)
 	}
 }
 
