@@ -85,11 +85,35 @@ func (r *recorder) times(name string) (calls, ups, exits []time.Time) {
 }
 
 func (r *recorder) Mount(c *state.Container) (actors.Mount, error) {
-	m, err := r.inner.Mount(c)
+	return recEngine{inner: r.inner, r: r}.Mount(c)
+}
+
+// Close releases the wrapped engine's images (engine.Engine.Close), as
+// root does once the engine's revision is gone.
+func (r *recorder) Close() error { return recEngine{inner: r.inner, r: r}.Close() }
+
+// engine returns inner recording into r: the engines of successive
+// revisions (a non-reboot update, a rollback's reboot) share one record.
+func (r *recorder) engine(inner actors.Engine) actors.Engine { return recEngine{inner: inner, r: r} }
+
+type recEngine struct {
+	inner actors.Engine
+	r     *recorder
+}
+
+func (e recEngine) Mount(c *state.Container) (actors.Mount, error) {
+	m, err := e.inner.Mount(c)
 	if err != nil {
 		return nil, err
 	}
-	return recMount{Mount: m, r: r, name: c.Name}, nil
+	return recMount{Mount: m, r: e.r, name: c.Name}, nil
+}
+
+func (e recEngine) Close() error {
+	if c, ok := e.inner.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 type recMount struct {
