@@ -16,6 +16,11 @@ type Engine interface {
 	// can start the container any number of times (restarts keep the
 	// writable layer, as upstream does within one boot).
 	Mount(c *state.Container) (Mount, error)
+	// Close releases what the engine keeps for its revision (mounted
+	// images); root calls it once the revision is gone: after a shutdown,
+	// and for the previous revision after a handover. Mounts it made stay
+	// usable (a kept container holds its own image).
+	Close() error
 }
 
 // Mount is a container's prepared filesystem.

@@ -58,6 +58,9 @@ func (e *fakeEngine) Mount(c *state.Container) (Mount, error) {
 	return &fakeMount{e: e, name: c.Name}, nil
 }
 
+// Close records the release of the engine's images.
+func (e *fakeEngine) Close() error { e.record("close engine"); return nil }
+
 type fakeMount struct {
 	e    *fakeEngine
 	name string

@@ -174,8 +174,8 @@ func (a *rootActor) forward(ctx actor.Context, empty any) {
 func (a *rootActor) finishShutdown(ctx actor.Context) {
 	if a.shutdown != nil {
 		// Every container is down: the engine's kept images go too.
-		if c, ok := a.cfg.Engine.(interface{ Close() error }); ok {
-			if err := c.Close(); err != nil {
+		if a.cfg.Engine != nil {
+			if err := a.cfg.Engine.Close(); err != nil {
 				a.cfg.Log.Warn("release images", "err", err)
 			}
 		}

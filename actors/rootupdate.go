@@ -162,9 +162,9 @@ func (a *rootActor) startNext(ctx actor.Context) {
 	a.up.next = nil
 	old := cfg.Engine
 	cfg.Rev, cfg.State, cfg.Engine, cfg.Trying = n.rev, n.st, cfg.NewEngine(n.rev, n.st), true
-	if c, ok := old.(interface{ Close() error }); ok {
+	if old != nil {
 		goLogged(cfg.Log, "release the previous revision's engine", func() {
-			if err := c.Close(); err != nil {
+			if err := old.Close(); err != nil {
 				cfg.Log.Warn("release the previous revision's engine", "err", err)
 			}
 		})

@@ -247,6 +247,8 @@ func TestNonRebootUpdateSwapsOnlyTheChangedContainer(t *testing.T) {
 	if countEvents(rig.e, "stop app") != 1 || countEvents(rig.e, "start app") != 2 {
 		t.Errorf("app not swapped once: %v", rig.e.Events())
 	}
+	// The previous revision's engine lets go of its images.
+	waitEvents(t, rig.e, "close engine", 1, 2*time.Second)
 	want := []string{
 		"install locals/b",
 		"progress locals/b INPROGRESS " + storage.MsgTransition,

@@ -109,12 +109,7 @@ func (e recEngine) Mount(c *state.Container) (actors.Mount, error) {
 	return recMount{Mount: m, r: e.r, name: c.Name}, nil
 }
 
-func (e recEngine) Close() error {
-	if c, ok := e.inner.(interface{ Close() error }); ok {
-		return c.Close()
-	}
-	return nil
-}
+func (e recEngine) Close() error { return e.inner.Close() }
 
 type recMount struct {
 	actors.Mount
