@@ -262,13 +262,7 @@ func deviceProcesses(t *testing.T, d *device) []int {
 	pids := []int{d.cmd.Process.Pid}
 	pid1 := nsInit(t, d)
 	pids = append(pids, pid1)
-	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid1) + "/task/" + strconv.Itoa(pid1) + "/children")
-	for _, f := range strings.Fields(string(data)) {
-		if p, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, p)
-		}
-	}
-	return pids
+	return append(pids, childPids(pid1)...)
 }
 
 // cpuTicks sums utime+stime of pids (and their threads) in clock ticks.
