@@ -14,6 +14,7 @@ import (
 // services.json and objects, and reports documents that belong to nobody.
 func (p *parser) readContainers() {
 	p.runlevels = map[string]string{}
+	p.reqAt = map[string][]string{}
 	for _, dir := range slices.Sorted(maps.Keys(p.runs)) {
 		if c := p.readRun(dir, p.runs[dir]); c != nil {
 			p.st.Containers = append(p.st.Containers, c)
@@ -80,6 +81,9 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 		p.needObject(c, file, "config", c.Config)
 	}
 	o.str("share") // legacy multi-platform key, ignored by system@1 as upstream
+	// Written by pvr's builtin template from PV_CONDITIONS for the
+	// conditions of pantavisor before 019; upstream no longer reads it.
+	o.has("conditions")
 	if rv, ok := o.str("root-volume"); ok {
 		c.RootVolume = rv
 		p.needVolume(c, file, "root-volume", rv)
@@ -152,8 +156,11 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 		c.Export = true
 	}
 	if s, ok := o.child("services"); ok {
-		c.Requires = p.readRequirements(s, "required")
-		c.Optional = p.readRequirements(s, "optional")
+		c.Requires = p.readRequirements(c.Name, s, "required")
+		c.Optional = p.readRequirements(c.Name, s, "optional")
+		// pvr's template writes manual beside required and optional, as for
+		// drivers; upstream pantavisor does not read it.
+		s.has("manual")
 		s.finish()
 	}
 	if ar, ok := o.child("auto_recovery"); ok {
@@ -211,19 +218,21 @@ func (p *parser) readLogs(file string, items []json.RawMessage) []map[string]str
 
 // readRequirements reads services.required or services.optional. A plain
 // string element names a service of any type, as upstream.
-func (p *parser) readRequirements(s *object, key string) []ServiceRequirement {
+func (p *parser) readRequirements(container string, s *object, key string) []ServiceRequirement {
 	items, ok := s.array(key)
 	if !ok {
 		return nil
 	}
+	reqKey := container + "/" + key
 	var out []ServiceRequirement
 	for i, it := range items {
-		at := indexPath(s.at(key), i)
 		if kind(it) == '"' {
 			name, _ := decodeString(it)
 			out = append(out, ServiceRequirement{Name: name})
+			p.reqAt[reqKey] = append(p.reqAt[reqKey], itemPath(s.at(key), i, name))
 			continue
 		}
+		at := itemPath(s.at(key), i, peekName(it, "service", "name"))
 		o := newObject(&p.c, s.file, at, it)
 		if o == nil {
 			continue
@@ -263,6 +272,7 @@ func (p *parser) readRequirements(s *object, key string) []ServiceRequirement {
 		}
 		o.finish()
 		out = append(out, r)
+		p.reqAt[reqKey] = append(p.reqAt[reqKey], at)
 	}
 	return out
 }
@@ -441,7 +451,7 @@ func (p *parser) readExports(file string, raw json.RawMessage) []ServiceExport {
 	seen := map[string]bool{}
 	var out []ServiceExport
 	for i, it := range items {
-		at := indexPath(base, i)
+		at := itemPath(base, i, peekName(it, "name"))
 		o := newObject(&p.c, file, at, it)
 		if o == nil {
 			continue

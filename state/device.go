@@ -83,7 +83,7 @@ func (p *parser) readGroups(file, path string, raw json.RawMessage) []Group {
 	seen := map[string]bool{}
 	var groups []Group
 	for i, it := range items {
-		at := indexPath(path, i)
+		at := itemPath(path, i, peekName(it, "name"))
 		o := newObject(&p.c, file, at, it)
 		if o == nil {
 			continue
@@ -143,7 +143,7 @@ func (p *parser) readDisks(file, path string, raw json.RawMessage) []Disk {
 	}
 	var disks []Disk
 	for i, it := range items {
-		at := indexPath(path, i)
+		at := itemPath(path, i, peekName(it, "name"))
 		o := newObject(&p.c, file, at, it)
 		if o == nil {
 			continue
@@ -177,6 +177,7 @@ func (p *parser) readDisks(file, path string, raw json.RawMessage) []Disk {
 		}
 		o.finish()
 		disks = append(disks, d)
+		p.diskAt = append(p.diskAt, at)
 	}
 	return disks
 }
@@ -309,7 +310,7 @@ func checkIfName(s string) string {
 func (p *parser) readIngress(items []json.RawMessage) {
 	const file = "device.json"
 	for i, it := range items {
-		at := indexPath("ingress", i)
+		at := itemPath("ingress", i, peekName(it, "name", "service"))
 		o := newObject(&p.c, file, at, it)
 		if o == nil {
 			continue
@@ -340,6 +341,7 @@ func (p *parser) readIngress(items []json.RawMessage) {
 		}
 		o.finish()
 		p.st.Ingress = append(p.st.Ingress, r)
+		p.ingressAt = append(p.ingressAt, at)
 	}
 }
 

@@ -42,6 +42,32 @@ func newObject(c *collector, file, path string, raw json.RawMessage) *object {
 	return &object{c: c, file: file, path: path, m: m, used: make(map[string]bool, len(m))}
 }
 
+// peekName returns the first non-empty string among keys of the JSON object
+// raw, without reporting anything: the label of an array element for
+// itemPath, read before the element itself is checked. "" when raw is not an
+// object or has none of the keys as a string.
+func peekName(raw json.RawMessage, keys ...string) string {
+	if kind(raw) != '{' {
+		return ""
+	}
+	ks, vs, err := splitObject(raw)
+	if err != nil {
+		return ""
+	}
+	for _, want := range keys {
+		for i, k := range ks {
+			if k != want {
+				continue
+			}
+			if s, ok := decodeString(vs[i]); ok && s != "" {
+				return s
+			}
+			break // a duplicate key is an error reported elsewhere
+		}
+	}
+	return ""
+}
+
 // kind returns the first significant byte of a JSON value: '{', '[', '"',
 // 't'/'f' (booleans), 'n' (null) or a digit/'-' for numbers; 0 for nothing.
 func kind(raw json.RawMessage) byte {

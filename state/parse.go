@@ -74,6 +74,14 @@ type parser struct {
 	services map[string]json.RawMessage
 	// runlevels records the deprecated runlevel key per container.
 	runlevels map[string]string
+	// diskAt, ingressAt and reqAt hold the key path of every element of
+	// st.Disks, st.Ingress and each container's services.required/optional
+	// (by "<container>/<key>"), index for index: elements that were not
+	// objects are absent from the model, so the model's index is not the
+	// document's.
+	diskAt    []string
+	ingressAt []string
+	reqAt     map[string][]string
 	// deviceBroken is set when device.json is not an object at all, so that
 	// references into it are not reported a second time.
 	deviceBroken bool

@@ -3,13 +3,17 @@ package state
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
 // Problem is one finding about a state: an error that makes it invalid, or a
 // warning that does not. File is the state key of the document it was found
 // in ("web/run.json", "device.json"; "" for the state itself) and Path the
-// key path inside that document ("auto_recovery.max_retries", "groups[1].name").
+// key path inside that document ("auto_recovery.max_retries",
+// `groups[1] ("app").timeout`). An array element in a path carries its name
+// next to its index, as itemPath writes it, so that a person finds the item
+// without counting.
 type Problem struct {
 	File string
 	Path string
@@ -98,4 +102,16 @@ func joinPath(base, key string) string {
 // indexPath appends an array index to a key path.
 func indexPath(base string, i int) string {
 	return fmt.Sprintf("%s[%d]", base, i)
+}
+
+// itemPath is the key path of array element i of base, labelled with the
+// element's name when it has one: `groups[1] ("app")`. Every problem about
+// an element of a named list (groups, disks, ingress rules, exported and
+// required services) uses it, so that messages name the item, not only its
+// position.
+func itemPath(base string, i int, name string) string {
+	if name == "" {
+		return indexPath(base, i)
+	}
+	return fmt.Sprintf("%s[%d] (%s)", base, i, strconv.Quote(truncate(name, 40)))
 }

@@ -118,20 +118,20 @@ func TestValidationRules(t *testing.T) {
 		{"empty groups", false, func(st map[string]any) { doc(st, "device.json")["groups"] = []any{} }, "device.json: groups", "at least one"},
 		{"group bad goal", false, func(st map[string]any) {
 			doc(st, "device.json")["groups"].([]any)[0].(map[string]any)["status_goal"] = "RUNNING"
-		}, "device.json: groups[0].status_goal", "MOUNTED, STARTED or READY"},
+		}, `device.json: groups[0] ("root").status_goal`, "MOUNTED, STARTED or READY"},
 		{"group bad policy", false, func(st map[string]any) {
 			doc(st, "device.json")["groups"].([]any)[1].(map[string]any)["restart_policy"] = "always"
-		}, "device.json: groups[1].restart_policy", "system or container"},
+		}, `device.json: groups[1] ("app").restart_policy`, "system or container"},
 		{"group negative timeout", false, func(st map[string]any) {
 			doc(st, "device.json")["groups"].([]any)[0].(map[string]any)["timeout"] = -5
-		}, "device.json: groups[0].timeout", "must be >= 0"},
+		}, `device.json: groups[0] ("root").timeout`, "must be >= 0"},
 		{"group timeout not a number", false, func(st map[string]any) {
 			doc(st, "device.json")["groups"].([]any)[0].(map[string]any)["timeout"] = true
-		}, "device.json: groups[0].timeout", "must be an integer"},
+		}, `device.json: groups[0] ("root").timeout`, "must be an integer"},
 		{"group duplicate", false, func(st map[string]any) {
 			d := doc(st, "device.json")
 			d["groups"] = append(d["groups"].([]any), map[string]any{"name": "root"})
-		}, "device.json: groups[2].name", "duplicate group"},
+		}, `device.json: groups[2] ("root").name`, "duplicate group"},
 		{"group no name", false, func(st map[string]any) {
 			delete(doc(st, "device.json")["groups"].([]any)[0].(map[string]any), "name")
 		}, "device.json: groups[0].name", "missing"},
@@ -267,71 +267,71 @@ func TestValidationRules(t *testing.T) {
 		{"ingress collision same address", false, func(st map[string]any) {
 			ing := doc(st, "device.json")["ingress"].([]any)
 			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"name": "web2", "type": "tcp", "external": ":8080", "provider": "web", "service": "web-http"})
-		}, "device.json: ingress[2].external", "collides with ingress[0]"},
+		}, `device.json: ingress[2] ("web2").external`, "collides with ingress[0]"},
 		{"ingress collision tcp vs http", false, func(st map[string]any) {
 			ing := doc(st, "device.json")["ingress"].([]any)
 			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"type": "tcp", "external": "10.1.1.1:80", "provider": "web", "service": "web-http"})
-		}, "device.json: ingress[2].external", "collides with ingress[1]"},
+		}, `device.json: ingress[2] ("web-http").external`, "collides with ingress[1]"},
 		{"ingress collision same prefix", false, func(st map[string]any) {
 			ing := doc(st, "device.json")["ingress"].([]any)
 			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"type": "http", "external": "0.0.0.0:80/api", "provider": "web", "service": "web-http"})
-		}, "device.json: ingress[2].external", "collides with ingress[1]"},
+		}, `device.json: ingress[2] ("web-http").external`, "collides with ingress[1]"},
 		{"ingress duplicate name", false, func(st map[string]any) {
 			ing := doc(st, "device.json")["ingress"].([]any)
 			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"name": "web", "type": "tcp", "external": ":9090", "provider": "web", "service": "web-http"})
-		}, "device.json: ingress[2].name", "duplicate ingress name"},
+		}, `device.json: ingress[2] ("web").name`, "duplicate ingress name"},
 		{"ingress unknown provider", false, func(st map[string]any) {
 			doc(st, "device.json")["ingress"].([]any)[0].(map[string]any)["provider"] = "nginx"
-		}, "device.json: ingress[0].provider", `unknown container "nginx"`},
+		}, `device.json: ingress[0] ("web").provider`, `unknown container "nginx"`},
 		{"ingress service not exported", false, func(st map[string]any) {
 			doc(st, "device.json")["ingress"].([]any)[0].(map[string]any)["service"] = "ssh"
-		}, "device.json: ingress[0].service", `exports no service "ssh"`},
+		}, `device.json: ingress[0] ("web").service`, `exports no service "ssh"`},
 		{"ingress incompatible backend", false, func(st map[string]any) {
 			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "bus", "type": "dbus", "socket": "/run/dbus.sock"})
 			doc(st, "device.json")["ingress"].([]any)[0].(map[string]any)["service"] = "bus"
-		}, "device.json: ingress[0].service", "cannot forward to web's dbus"},
+		}, `device.json: ingress[0] ("web").service`, "cannot forward to web's dbus"},
 		{"ingress bad external", false, func(st map[string]any) {
 			doc(st, "device.json")["ingress"].([]any)[0].(map[string]any)["external"] = "8080"
-		}, "device.json: ingress[0].external", "IP:PORT"},
+		}, `device.json: ingress[0] ("web").external`, "IP:PORT"},
 		{"ingress bad port", false, func(st map[string]any) {
 			doc(st, "device.json")["ingress"].([]any)[0].(map[string]any)["external"] = ":70000"
-		}, "device.json: ingress[0].external", "1-65535"},
+		}, `device.json: ingress[0] ("web").external`, "1-65535"},
 		{"ingress bad type", false, func(st map[string]any) {
 			doc(st, "device.json")["ingress"].([]any)[0].(map[string]any)["type"] = "udp"
-		}, "device.json: ingress[0].type", "tcp or http"},
+		}, `device.json: ingress[0] ("web").type`, "tcp or http"},
 		{"required service missing", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "db", "type": "unix"}}}
-		}, "cli/run.json: services.required[0]", `required service "db" of type unix is exported by no container`},
+		}, `cli/run.json: services.required[0] ("db")`, `required service "db" of type unix is exported by no container`},
 		{"required service wrong type", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "api", "type": "rest"}}}
-		}, "cli/run.json: services.required[0]", "web exports it as type unix"},
+		}, `cli/run.json: services.required[0] ("api")`, "web exports it as type unix"},
 		{"required service unknown provider", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "api", "type": "unix", "provider": "ghost"}}}
-		}, "cli/run.json: services.required[0].provider", `unknown container "ghost"`},
+		}, `cli/run.json: services.required[0] ("api").provider`, `unknown container "ghost"`},
 		{"required service not exported by provider", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "db", "provider": "web"}}}
-		}, "cli/run.json: services.required[0]", `container web exports no service "db"`},
+		}, `cli/run.json: services.required[0] ("db")`, `container web exports no service "db"`},
 		{"required service bad type", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "api", "type": "grpc"}}}
-		}, "cli/run.json: services.required[0].type", "unknown service type"},
+		}, `cli/run.json: services.required[0] ("api").type`, "unknown service type"},
 		{"services.json without container", false, func(st map[string]any) {
 			st["ghost/services.json"] = []any{map[string]any{"name": "x", "type": "unix", "socket": "/x"}}
 		}, "ghost/services.json", "no container"},
 		{"export bad type", false, func(st map[string]any) {
 			doc(st, "web/services.json")["services"].([]any)[1].(map[string]any)["type"] = "grpc"
-		}, "web/services.json: services[1].type", "unknown service type"},
+		}, `web/services.json: services[1] ("api").type`, "unknown service type"},
 		{"export relative socket", false, func(st map[string]any) {
 			doc(st, "web/services.json")["services"].([]any)[1].(map[string]any)["socket"] = "run/api.sock"
-		}, "web/services.json: services[1].socket", "absolute path"},
+		}, `web/services.json: services[1] ("api").socket`, "absolute path"},
 		{"export bad port", false, func(st map[string]any) {
 			doc(st, "web/services.json")["services"].([]any)[0].(map[string]any)["port"] = 65536
-		}, "web/services.json: services[0].port", "0-65535"},
+		}, `web/services.json: services[0] ("web-http").port`, "0-65535"},
 		{"export tcp without port", false, func(st map[string]any) {
 			delete(doc(st, "web/services.json")["services"].([]any)[0].(map[string]any), "port")
-		}, "web/services.json: services[0].port", "needs a port or a socket"},
+		}, `web/services.json: services[0] ("web-http").port`, "needs a port or a socket"},
 		{"export duplicate", false, func(st map[string]any) {
 			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "web-http", "type": "tcp", "port": 81})
-		}, "web/services.json: services[2].name", "duplicate service"},
+		}, `web/services.json: services[2] ("web-http").name`, "duplicate service"},
 		{"bsp missing in embedded mode", false, func(st map[string]any) { delete(st, "bsp/run.json") }, "bsp/run.json", "missing"},
 		{"bsp asset missing", false, func(st map[string]any) { delete(st, "bsp/kernel.img") }, "bsp/run.json: linux", "no bsp/kernel.img"},
 		{"bsp addon missing", false, func(st map[string]any) { doc(st, "bsp/run.json")["addons"] = []any{"plymouth.cpio"} }, "bsp/run.json: addons[0]", "no bsp/plymouth.cpio"},
@@ -350,14 +350,14 @@ func TestValidationRules(t *testing.T) {
 		}, "device.json: volumes.pv--devmeta.disk", `unknown disk "sdcard"`},
 		{"disk bad type", false, func(st map[string]any) {
 			doc(st, "device.json")["disks"].([]any)[0].(map[string]any)["type"] = "nfs"
-		}, "device.json: disks[0].type", `unknown disk type "nfs"`},
+		}, `device.json: disks[0] ("internal").type`, `unknown disk type "nfs"`},
 		{"volume-disk without format", false, func(st map[string]any) {
 			doc(st, "device.json")["disks"].([]any)[0].(map[string]any)["type"] = "volume-disk"
-		}, "device.json: disks[0].format", "required for a volume-disk"},
+		}, `device.json: disks[0] ("internal").format`, "required for a volume-disk"},
 		{"two default disks", false, func(st map[string]any) {
 			d := doc(st, "device.json")
 			d["disks"] = append(d["disks"].([]any), map[string]any{"name": "other", "type": "directory", "default": "yes"})
-		}, "device.json: disks[1].default", "more than one"},
+		}, `device.json: disks[1] ("other").default`, "more than one"},
 		{"roles not strings", false, func(st map[string]any) { doc(st, "web/run.json")["roles"] = []any{1} }, "web/run.json: roles[0]", "must be a string"},
 		{"appengine still checks containers", true, func(st map[string]any) { doc(st, "web/run.json")["group"] = "nope" }, "web/run.json: group", "unknown group"},
 		{"legacy groups.json bad goal", true, func(st map[string]any) {
@@ -365,7 +365,7 @@ func TestValidationRules(t *testing.T) {
 			delete(doc(st, "web/run.json"), "network")
 			delete(doc(st, "cli/run.json"), "network")
 			st["groups.json"] = []any{map[string]any{"name": "app", "status_goal": "DONE"}}
-		}, "groups.json: [0].status_goal", "MOUNTED, STARTED or READY"},
+		}, `groups.json: [0] ("app").status_goal`, "MOUNTED, STARTED or READY"},
 		{"runlevel unknown", true, func(st map[string]any) {
 			delete(st, "device.json")
 			delete(doc(st, "web/run.json"), "network")
@@ -408,8 +408,8 @@ func TestSeveralFaultsAllReported(t *testing.T) {
 	want := []string{
 		"bsp/run.json: linux",
 		"cli/run.json: group",
-		"device.json: groups[0].status_goal",
-		"device.json: ingress[1].provider",
+		`device.json: groups[0] ("root").status_goal`,
+		`device.json: ingress[1] ("api").provider`,
 		"web/run.json: auto_recovery.max_retries",
 		"web/run.json: network.ip",
 	}

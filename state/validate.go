@@ -38,21 +38,20 @@ func (p *parser) validateDrivers() {
 
 func (p *parser) validateDisks() {
 	file := "device.json"
-	path := "disks"
 	if !p.st.HasDeviceJSON {
-		file, path = "disks.json", ""
+		file = "disks.json"
 	}
 	names := map[string]bool{}
 	defaults := 0
 	for i, d := range p.st.Disks {
 		if d.Name != "" && names[d.Name] {
-			p.errorf(file, joinPath(indexPath(path, i), "name"), "duplicate disk %q", d.Name)
+			p.errorf(file, joinPath(p.diskAt[i], "name"), "duplicate disk %q", d.Name)
 		}
 		names[d.Name] = true
 		if d.Default {
 			defaults++
 			if defaults == 2 {
-				p.errorf(file, joinPath(indexPath(path, i), "default"), "more than one disk is the default")
+				p.errorf(file, joinPath(p.diskAt[i], "default"), "more than one disk is the default")
 			}
 		}
 	}
@@ -165,7 +164,7 @@ func (p *parser) validateServices() {
 		file := c.Name + "/run.json"
 		check := func(list []ServiceRequirement, key string, required bool) {
 			for i, r := range list {
-				at := indexPath("services."+key, i)
+				at := p.reqAt[c.Name+"/"+key][i]
 				if r.Provider != "" {
 					prov := p.st.Container(r.Provider)
 					if prov == nil {
@@ -226,10 +225,10 @@ func (p *parser) validateIngress() {
 	var claims []claim
 	names := map[string]int{}
 	for i, r := range p.st.Ingress {
-		at := indexPath("ingress", i)
+		at := p.ingressAt[i]
 		if r.Name != "" {
 			if j, dup := names[r.Name]; dup {
-				p.errorf("device.json", joinPath(at, "name"), "duplicate ingress name %q (ingress[%d])", r.Name, j)
+				p.errorf("device.json", joinPath(at, "name"), "duplicate ingress name %q: %s has it too", r.Name, p.ingressAt[j])
 			}
 			names[r.Name] = i
 		}
@@ -258,7 +257,7 @@ func (p *parser) validateIngress() {
 			if c.rule.Type == "http" && r.Type == "http" && c.rule.Prefix != r.Prefix && c.rule.Addr == r.Addr {
 				continue // one HTTP listener routes both prefixes
 			}
-			p.errorf("device.json", joinPath(at, "external"), "%s collides with ingress[%d] (%s)", r.External, c.index, c.rule.External)
+			p.errorf("device.json", joinPath(at, "external"), "%s collides with %s (%s)", r.External, p.ingressAt[c.index], c.rule.External)
 			break
 		}
 		claims = append(claims, claim{i, r})

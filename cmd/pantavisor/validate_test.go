@@ -46,7 +46,7 @@ func TestValidateExitCodes(t *testing.T) {
 		{"valid embedded", []string{"validate", fixtures + "/resources-initial_state.json"}, 0, nil, "valid (3 containers", -1},
 		{"fragment without bsp, embedded", []string{"validate", fixtures + "/resources-os.json"}, 1, []string{"bsp/run.json: missing"}, "", 1},
 		{"invalid", []string{"validate", "--appengine", bad}, 1, []string{
-			"device.json: groups[0].status_goal: must be MOUNTED, STARTED or READY, got \"UP\"",
+			`device.json: groups[0] ("app").status_goal: must be MOUNTED, STARTED or READY, got "UP"`,
 			"web/run.json: auto_recovery.max_retries: must be >= 0",
 		}, "", 2},
 		{"not json", []string{"validate", notJSON}, 1, []string{"not valid JSON"}, "", 1},
