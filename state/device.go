@@ -191,9 +191,14 @@ var validPersistence = map[string]Persistence{
 func (p *parser) readVolume(o *object) Volume {
 	v := Volume{Persistence: PersistBoot}
 	if s, ok := o.str("persistence"); ok {
-		if pe, valid := validPersistence[s]; valid {
+		switch pe, valid := validPersistence[s]; {
+		case valid:
 			v.Persistence = pe
-		} else {
+		case s == "built-in":
+			// pvr's template writes it for an entry without persistence;
+			// upstream warns and keeps the layer for the boot only.
+			p.warnf(o.file, o.at("persistence"), "%q is pvr's placeholder: treated as boot", s)
+		default:
 			p.errorf(o.file, o.at("persistence"), "must be permanent, revision or boot, got %q", s)
 		}
 	}

@@ -170,6 +170,29 @@ func TestPvrTemplateKeysAreKnown(t *testing.T) {
 	}
 }
 
+// pvr's template writes "built-in" for a storage entry without a
+// persistence: upstream warns and keeps the layer for the boot only.
+func TestPvrBuiltinPersistenceIsBoot(t *testing.T) {
+	st := baseState()
+	st["pvr/run.json"] = map[string]any{
+		"#spec": "service-manifest-run@1", "name": "pvr", "type": "lxc", "config": "lxc.container.conf",
+		"root-volume": "root.squashfs",
+		"storage":     map[string]any{"lxc-overlay": map[string]any{"persistence": "built-in"}},
+	}
+	st["pvr/lxc.container.conf"] = sha1
+	st["pvr/root.squashfs"] = sha2
+	parsed, err := Parse(encode(t, st), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parsed.Container("pvr").Storage["lxc-overlay"].Persistence; got != PersistBoot {
+		t.Errorf("persistence %q, want boot", got)
+	}
+	if len(parsed.Warnings) != 1 || !strings.Contains(parsed.Warnings[0].String(), `"built-in" is pvr's placeholder: treated as boot`) {
+		t.Errorf("warnings %v", parsed.Warnings)
+	}
+}
+
 // TestFixturesHaveNoUnknownKeys: the real upstream states use only keys
 // upstream writes; none of them may be reported as unknown, in either mode.
 func TestFixturesHaveNoUnknownKeys(t *testing.T) {
