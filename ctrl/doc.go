@@ -68,6 +68,27 @@
 // (identity_te.go). ctrl/upstream_tools_test.go runs upstream's unchanged
 // script (testdata/upstream-tools) against the server.
 //
+// # Metadata and information
+//
+// GET /user-meta and /device-meta list {key: value}; PUT .../{key} (raw
+// value, 1 to 4096 bytes) and DELETE .../{key} (404 "User meta does not
+// exist" / "Device meta does not exist") change one key (SetMeta). A key is
+// one file name: empty, over 255 bytes, a slash or backslash, a leading
+// dot or a control character is 400 "Bad meta key ...". Each key is a file
+// in <run>/user-meta or <run>/device-meta (what containers read) and in
+// <storage>/cache/meta or cache/devmeta (written first, fsynced), which
+// SetMeta loads and republishes at the next start. A user-meta key that is
+// a configuration key overrides it at config.LevelMeta (SetConfig), at
+// once and at every start; a delete does not undo it until the next start.
+// Upstream's per-platform copies (user-meta.<plat>/) are not written.
+//
+// GET /config (config.Config.Legacy) and /config2 (All) serve the
+// configuration; GET /buildinfo the binary's Go build information as
+// text/plain. There are no drivers, daemons or xconnect yet: GET /drivers,
+// /daemons and /xconnect-graph answer [], PUT /drivers/load|unload 200,
+// PUT /drivers/{alias}/load|unload 400 "Error loading driver", and a
+// well-formed PUT /daemons/{name} 404 "Daemon not found".
+//
 // # Commands
 //
 // POST /commands {"op":OP,"payload":"..."} (mgmt, ≤4096 bytes) carries out

@@ -33,6 +33,25 @@ var routeTable = []route{
 	{method: http.MethodGet, pattern: "/steps/locals/{}/progress", perm: permMgmt, handle: localStep((*Server).getProgress)},
 	{method: http.MethodPut, pattern: "/steps/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: remoteStep((*Server).putCommitMsg)},
 	{method: http.MethodPut, pattern: "/steps/locals/{}/commitmsg", perm: permMgmt, maxBody: maxCommitMsg, handle: localStep((*Server).putCommitMsg)},
+
+	// Metadata (meta.go) and information (info.go).
+	{method: http.MethodGet, pattern: "/user-meta", perm: permMgmt, handle: getMeta(userMeta)},
+	{method: http.MethodPut, pattern: "/user-meta/{}", perm: permMgmt, maxBody: maxMetaValue, handle: putMeta(userMeta)},
+	{method: http.MethodDelete, pattern: "/user-meta/{}", perm: permMgmt, handle: deleteMeta(userMeta)},
+	{method: http.MethodGet, pattern: "/device-meta", perm: permMgmt, handle: getMeta(deviceMeta)},
+	{method: http.MethodPut, pattern: "/device-meta/{}", perm: permMgmt, maxBody: maxMetaValue, handle: putMeta(deviceMeta)},
+	{method: http.MethodDelete, pattern: "/device-meta/{}", perm: permMgmt, handle: deleteMeta(deviceMeta)},
+	{method: http.MethodGet, pattern: "/buildinfo", perm: permMgmt, handle: (*Server).getBuildInfo},
+	{method: http.MethodGet, pattern: "/drivers", perm: permMgmt, handle: (*Server).getDrivers},
+	{method: http.MethodPut, pattern: "/drivers/load", perm: permMgmt, handle: (*Server).putDrivers},
+	{method: http.MethodPut, pattern: "/drivers/unload", perm: permMgmt, handle: (*Server).putDrivers},
+	{method: http.MethodPut, pattern: "/drivers/{}/load", perm: permMgmt, handle: (*Server).putDriver},
+	{method: http.MethodPut, pattern: "/drivers/{}/unload", perm: permMgmt, handle: (*Server).putDriver},
+	{method: http.MethodGet, pattern: "/config", perm: permMgmt, handle: (*Server).getConfig},
+	{method: http.MethodGet, pattern: "/config2", perm: permMgmt, handle: (*Server).getConfig2},
+	{method: http.MethodGet, pattern: "/xconnect-graph", perm: permMgmt, handle: (*Server).getXconnectGraph},
+	{method: http.MethodGet, pattern: "/daemons", perm: permMgmt, handle: (*Server).getDaemons},
+	{method: http.MethodPut, pattern: "/daemons/{}", perm: permMgmt, maxBody: 1024, handle: (*Server).putDaemon},
 }
 
 // defaultRouter is routeTable compiled once: a bad row is a programming

@@ -71,6 +71,8 @@ type Server struct {
 	storeMu sync.RWMutex
 	// cmdMu lets one POST /commands run at a time.
 	cmdMu sync.Mutex
+	// x is what SetConfig and SetMeta gave (info.go); nil until then.
+	x *extras
 }
 
 // New returns a server answering from b, identifying callers with r

@@ -294,7 +294,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
-		ctrl.Storage{Layout: layout, State: state.Options{AppEngine: true}}, log)
+		ctrl.Storage{Layout: layout, State: state.Options{AppEngine: true}}, cfg, o.run, log)
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/ctrl"
 )
 
@@ -17,10 +18,17 @@ var _ ctrl.Backend = (*actors.System)(nil)
 // it. Callers are identified by the cgroup of their pid: containers live
 // under the driver's cgroup parent. The update endpoints (/objects,
 // /steps) write to st directly: mgmt callers can add objects and local
-// revisions to the device storage.
-func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ctrl.Storage, log *slog.Logger) func() {
+// revisions to the device storage. /config and /config2 serve cfg, which
+// PUT /user-meta overrides; user-meta and device-meta live under runDir and
+// are kept under the storage's cache/ (a failure there leaves those
+// endpoints answering 500, the rest of the socket works).
+func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ctrl.Storage, cfg *config.Config, runDir string, log *slog.Logger) func() {
 	srv := ctrl.New(sys, ctrl.CgroupResolver(cgroupParent), log.With("component", "ctrl"))
 	srv.SetStorage(st)
+	srv.SetConfig(cfg)
+	if err := srv.SetMeta(runDir, st.Layout.Root); err != nil {
+		log.Error("control socket: user-meta and device-meta unavailable", "err", err)
+	}
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
