@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
@@ -173,6 +174,10 @@ func startServerWith(t *testing.T, b Backend, r Resolver, st *Storage) string {
 	s := New(b, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if st != nil {
 		s.SetStorage(*st)
+	}
+	s.SetConfig(config.New())
+	if err := s.SetMeta(t.TempDir(), t.TempDir()); err != nil {
+		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()

@@ -93,6 +93,24 @@ func TestPermissions(t *testing.T) {
 		{"GET", "/steps/0/progress", "", mgmtOnly(notFound404)},
 		{"PUT", "/steps/0/commitmsg", "why", mgmtOnly(notFound404)},
 		{"PUT", "/steps/0", permState, mgmtOnly(outcome{http.StatusBadRequest, errJSON(msgBadRevName)})},
+		// Metadata and information (meta.go, info.go).
+		{"PUT", "/user-meta/perm", "v", mgmtOnly(ok200)},
+		{"GET", "/user-meta", "", mgmtOnly(outcome{http.StatusOK, `{"perm":"v"}`})},
+		{"DELETE", "/user-meta/perm", "", mgmtOnly(ok200)},
+		{"PUT", "/device-meta/perm", "v", mgmtOnly(ok200)},
+		{"GET", "/device-meta", "", mgmtOnly(outcome{http.StatusOK, `{"perm":"v"}`})},
+		{"DELETE", "/device-meta/perm", "", mgmtOnly(ok200)},
+		{"GET", "/buildinfo", "", mgmtOnly(ok200)},
+		{"GET", "/drivers", "", mgmtOnly(outcome{http.StatusOK, "[]"})},
+		{"PUT", "/drivers/load", "", mgmtOnly(ok200)},
+		{"PUT", "/drivers/unload", "", mgmtOnly(ok200)},
+		{"PUT", "/drivers/usb/load", "", mgmtOnly(outcome{http.StatusBadRequest, errJSON("Error loading driver")})},
+		{"PUT", "/drivers/usb/unload", "", mgmtOnly(outcome{http.StatusBadRequest, errJSON("Error loading driver")})},
+		{"GET", "/config", "", mgmtOnly(ok200)},
+		{"GET", "/config2", "", mgmtOnly(ok200)},
+		{"GET", "/xconnect-graph", "", mgmtOnly(outcome{http.StatusOK, "[]"})},
+		{"GET", "/daemons", "", mgmtOnly(outcome{http.StatusOK, "[]"})},
+		{"PUT", "/daemons/pv-xconnect", `{"action":"stop"}`, mgmtOnly(outcome{http.StatusNotFound, errJSON("Daemon not found")})},
 	}
 
 	covered := map[*route]bool{}
