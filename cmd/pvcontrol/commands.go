@@ -63,6 +63,25 @@ var commands = []command{
 	{spec: "cmd go-remote", help: "leave local mode for the hub", run: postCommand("GO_REMOTE")},
 	{spec: "cmd defer-reboot", args: "TIMEOUT", min: 1, max: 1,
 		help: "defer the debug shell's reboot", run: postCommand("DEFER_REBOOT")},
+	// Metadata, configuration, information and raw requests (info.go).
+	{spec: "devmeta ls|list", help: "list device metadata", run: listMeta("/device-meta")},
+	{spec: "devmeta save|upload", args: "KEY [VALUE]", min: 1, max: 2,
+		help: "set device metadata KEY to VALUE", run: saveMeta("/device-meta")},
+	{spec: "devmeta delete", args: "KEY", min: 1, max: 1, help: "delete device metadata KEY", run: deleteMeta("/device-meta")},
+	{spec: "usrmeta ls|list", help: "list user metadata", run: listMeta("/user-meta")},
+	{spec: "usrmeta save", args: "KEY [VALUE]", min: 1, max: 2,
+		help: "set user metadata KEY to VALUE (a config key is overridden)", run: saveMeta("/user-meta")},
+	{spec: "usrmeta delete", args: "KEY", min: 1, max: 1, help: "delete user metadata KEY", run: deleteMeta("/user-meta")},
+	{spec: "buildinfo", help: "print pantavisor's build information", run: printBody("/buildinfo")},
+	{spec: "config ls|list", help: "list the configuration by legacy name (GET /config)", run: listLegacyConfig},
+	{spec: "conf|configuration ls|list", help: "list the configuration and where each value comes from", run: listConfig},
+	{spec: "graph ls|list", help: "list the xconnect service mesh links", run: listGraph},
+	{spec: "daemons ls|list", help: "list pantavisor's daemons", run: listDaemons},
+	{spec: "daemons start", args: "NAME", min: 1, max: 1, help: "start daemon NAME", run: daemonAction("start")},
+	{spec: "daemons stop", args: "NAME", min: 1, max: 1, help: "stop daemon NAME", run: daemonAction("stop")},
+	{spec: "daemons restart", args: "NAME", min: 1, max: 1, help: "stop then start daemon NAME", run: daemonRestart},
+	{spec: "request", args: "METHOD PATH [BODY|@FILE]", min: 2, max: 3,
+		help: "send any request and print the answer's body", run: rawRequest},
 }
 
 func (c command) synopsis() string {
@@ -341,15 +360,7 @@ func stepPath(rev string) string {
 // JSON (suffix "") or its progress ("/progress").
 func stepFile(suffix string) func(*env, []string) int {
 	return func(e *env, args []string) int {
-		body, code := e.call("GET", stepPath(args[0])+suffix, nil)
-		if code != exitOK {
-			return code
-		}
-		_, _ = e.stdout.Write(body)
-		if len(body) > 0 && body[len(body)-1] != '\n' {
-			fmt.Fprintln(e.stdout)
-		}
-		return exitOK
+		return printBody(stepPath(args[0])+suffix)(e, nil)
 	}
 }
 
