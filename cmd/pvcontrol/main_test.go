@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/update"
@@ -162,6 +163,10 @@ func startCtrlWith(t *testing.T, b ctrl.Backend, container string, st *ctrl.Stor
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if st != nil {
 		s.SetStorage(*st)
+	}
+	s.SetConfig(config.New())
+	if err := s.SetMeta(t.TempDir(), t.TempDir()); err != nil {
+		t.Fatal(err)
 	}
 	go s.Serve(l)
 	t.Cleanup(func() {
