@@ -129,8 +129,9 @@ func errorMessage(r *response) string {
 	return http.StatusText(r.status)
 }
 
-// exitCode maps an answer to pvcontrol's exit code, as upstream: three
-// messages have their own code, any other non-200 answer is 255.
+// exitCode maps an answer to pvcontrol's exit code, as upstream's script:
+// three messages have their own code, then 503 (busy, try again) is 75,
+// any other non-200 answer is 255.
 func exitCode(status int, msg string) int {
 	switch {
 	case status == http.StatusOK:
@@ -141,6 +142,8 @@ func exitCode(status int, msg string) int {
 		return exitBadChecksum
 	case strings.Contains(msg, "State verification has failed"):
 		return exitBadState
+	case status == http.StatusServiceUnavailable:
+		return exitBusy
 	}
 	return exitFailed
 }

@@ -11,7 +11,8 @@
 // Exit codes follow upstream's pvcontrol for HTTP outcomes: 0 when the
 // server answered 200; 48, 60 or 70 when its error says "Not enough disk
 // space available", "Object has bad checksum" or "State verification has
-// failed"; 255 for any other answer and when the socket cannot be reached.
+// failed"; 75 for any other 503 (an update or a command is under way: try
+// again); 255 for any other answer and when the socket cannot be reached.
 // A bad command line exits 2, which upstream (a shell script) never uses,
 // so scripts can tell a typo from a refusal.
 package main
@@ -30,6 +31,7 @@ const (
 	exitNoSpace     = 48
 	exitBadChecksum = 60
 	exitBadState    = 70
+	exitBusy        = 75
 	exitFailed      = 255
 )
 
@@ -171,7 +173,7 @@ commands:
 	}
 	fmt.Fprint(w, `
 exit: 0 on HTTP 200; 48 "Not enough disk space available", 60 "Object has
-bad checksum", 70 "State verification has failed"; 255 any other answer or
-no connection; 2 bad command line
+bad checksum", 70 "State verification has failed"; 75 HTTP 503 (busy);
+255 any other answer or no connection; 2 bad command line
 `)
 }

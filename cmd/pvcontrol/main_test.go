@@ -373,6 +373,8 @@ func TestExitCodes(t *testing.T) {
 		{422, `{"Error":"Object has bad checksum"}`, 60},
 		{422, `{"Error":"State verification has failed"}`, 70},
 		{409, `{"Error":"Cannot do this"}`, 255},
+		{503, `{"Error":"Cannot do this operation while update is ongoing"}`, 75},
+		{503, `{"Error":"Not enough disk space available"}`, 48},
 		{204, ``, 255},
 		{500, `not json`, 255},
 	}
