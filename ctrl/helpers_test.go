@@ -166,11 +166,6 @@ func startServer(t *testing.T, b Backend, r Resolver) string {
 // startServerWith is startServer with storage st (none when nil).
 func startServerWith(t *testing.T, b Backend, r Resolver, st *Storage) string {
 	t.Helper()
-	sock := socketPath(t)
-	l, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := New(b, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if st != nil {
 		s.SetStorage(*st)
@@ -179,19 +174,36 @@ func startServerWith(t *testing.T, b Backend, r Resolver, st *Storage) string {
 	if err := s.SetMeta(t.TempDir(), t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
+	sock, _ := serve(t, s)
+	return sock
+}
+
+// serve serves s on a fresh unix socket until stop is called or the test
+// ends.
+func serve(t *testing.T, s *Server) (sock string, stop func()) {
+	t.Helper()
+	sock = socketPath(t)
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return sock
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return sock, stop
 }
 
 // unixClient talks HTTP to sock, keeping connections alive.

@@ -61,22 +61,22 @@ const msgNoConfig = "Configuration not available"
 // getConfig is GET /config: every key's value keyed by its legacy alias,
 // typed as upstream serves them.
 func (s *Server) getConfig(w http.ResponseWriter, _ *http.Request, _ *call) {
-	cfg := s.config()
-	if cfg == nil {
-		s.writeError(w, http.StatusInternalServerError, msgNoConfig)
-		return
-	}
-	s.writeJSON(w, http.StatusOK, cfg.Legacy())
+	s.serveConfig(w, func(cfg *config.Config) any { return cfg.Legacy() })
 }
 
 // getConfig2 is GET /config2: [{"key","value","modified"}], sorted by key.
 func (s *Server) getConfig2(w http.ResponseWriter, _ *http.Request, _ *call) {
+	s.serveConfig(w, func(cfg *config.Config) any { return cfg.All() })
+}
+
+// serveConfig answers view(configuration), or 500 without one.
+func (s *Server) serveConfig(w http.ResponseWriter, view func(*config.Config) any) {
 	cfg := s.config()
 	if cfg == nil {
 		s.writeError(w, http.StatusInternalServerError, msgNoConfig)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, cfg.All())
+	s.writeJSON(w, http.StatusOK, view(cfg))
 }
 
 // readBuildInfo is runtime/debug.ReadBuildInfo; tests replace it.

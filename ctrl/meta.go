@@ -244,15 +244,20 @@ func (s *Server) metaOr(w http.ResponseWriter, pick func(*Server) *metaStore) (*
 	return m, true
 }
 
-// metaKeyOr checks the key of a /user-meta/{key} or /device-meta/{key}
-// request; a bad one is answered 400 and false returned.
-func (s *Server) metaKeyOr(w http.ResponseWriter, c *call) (string, bool) {
+// metaKeyOr picks the store and checks the key of a /user-meta/{key} or
+// /device-meta/{key} request. Without metadata it answers 500, on a bad key
+// 400 "Bad meta key ...", and returns false.
+func (s *Server) metaKeyOr(w http.ResponseWriter, pick func(*Server) *metaStore, c *call) (*metaStore, string, bool) {
+	m, ok := s.metaOr(w, pick)
+	if !ok {
+		return nil, "", false
+	}
 	key := c.args[0]
 	if err := checkMetaKey(key); err != nil {
 		s.writeError(w, http.StatusBadRequest, fmt.Sprintf("Bad meta key %q: %v", key, err))
-		return "", false
+		return nil, "", false
 	}
-	return key, true
+	return m, key, true
 }
 
 // getMeta is GET /user-meta and GET /device-meta: {key: value, ...}.
@@ -270,11 +275,7 @@ func getMeta(pick func(*Server) *metaStore) handler {
 // the value, raw.
 func putMeta(pick func(*Server) *metaStore) handler {
 	return func(s *Server, w http.ResponseWriter, r *http.Request, c *call) {
-		m, ok := s.metaOr(w, pick)
-		if !ok {
-			return
-		}
-		key, ok := s.metaKeyOr(w, c)
+		m, key, ok := s.metaKeyOr(w, pick, c)
 		if !ok {
 			return
 		}
@@ -304,11 +305,7 @@ func putMeta(pick func(*Server) *metaStore) handler {
 // upstream); the next boot no longer applies it.
 func deleteMeta(pick func(*Server) *metaStore) handler {
 	return func(s *Server, w http.ResponseWriter, _ *http.Request, c *call) {
-		m, ok := s.metaOr(w, pick)
-		if !ok {
-			return
-		}
-		key, ok := s.metaKeyOr(w, c)
+		m, key, ok := s.metaKeyOr(w, pick, c)
 		if !ok {
 			return
 		}

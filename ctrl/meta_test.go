@@ -1,7 +1,6 @@
 package ctrl
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pantavisor/pv/config"
 )
@@ -21,11 +19,6 @@ import (
 // run and store until the test ends (or stop is called).
 func metaServer(t *testing.T, cfg *config.Config, run, store string) (client *http.Client, stop func()) {
 	t.Helper()
-	sock := socketPath(t)
-	l, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.SetMeta(run, store); err != nil {
 		t.Fatal(err)
@@ -33,24 +26,7 @@ func metaServer(t *testing.T, cfg *config.Config, run, store string) (client *ht
 	if cfg != nil {
 		s.SetConfig(cfg)
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}
-	t.Cleanup(stop)
+	sock, stop := serve(t, s)
 	return unixClient(sock), stop
 }
 
