@@ -224,13 +224,7 @@ func sendSignal(e *env, args []string) int {
 
 // containerAction is PUT /containers/NAME {"action": action}.
 func containerAction(action string) func(*env, []string) int {
-	return func(e *env, args []string) int {
-		body := struct {
-			Action string `json:"action"`
-		}{action}
-		_, code := e.call("PUT", "/containers/"+url.PathEscape(args[0]), body)
-		return code
-	}
+	return putAction("/containers/", action)
 }
 
 // postCommand is POST /commands {"op": op, "payload": the argument, or
@@ -270,17 +264,11 @@ func listObjects(e *env, _ []string) int {
 // putObject streams a file to PUT /objects/SHA256. Without a SHA256 the
 // file is read twice: once to name it, once to send it.
 func putObject(e *env, args []string) int {
-	f, err := os.Open(args[0])
-	if err != nil {
-		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
+	f, size, ok := e.openRegular(args[0])
+	if !ok {
 		return exitFailed
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		fmt.Fprintf(e.stderr, "pvcontrol: %s is not a regular file\n", args[0])
-		return exitFailed
-	}
 	var sha string
 	if len(args) > 1 {
 		sha = args[1]
@@ -296,7 +284,7 @@ func putObject(e *env, args []string) int {
 			return exitFailed
 		}
 	}
-	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), f, fi.Size(), uploadTimeout)
+	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), f, size, uploadTimeout)
 	if _, code := e.answer(res, err); code != exitOK {
 		return code
 	}

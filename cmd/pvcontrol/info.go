@@ -175,15 +175,21 @@ func listDaemons(e *env, _ []string) int {
 	})
 }
 
-// daemonAction is PUT /daemons/NAME {"action": action}.
-func daemonAction(action string) func(*env, []string) int {
+// putAction is PUT PREFIX/NAME {"action": action}: a container's or a
+// daemon's start, stop or restart.
+func putAction(prefix, action string) func(*env, []string) int {
 	return func(e *env, args []string) int {
 		body := struct {
 			Action string `json:"action"`
 		}{action}
-		_, code := e.call("PUT", "/daemons/"+url.PathEscape(args[0]), body)
+		_, code := e.call("PUT", prefix+url.PathEscape(args[0]), body)
 		return code
 	}
+}
+
+// daemonAction is PUT /daemons/NAME {"action": action}.
+func daemonAction(action string) func(*env, []string) int {
+	return putAction("/daemons/", action)
 }
 
 // daemonRestart is a stop then, when it succeeded, a start, as upstream's
@@ -216,18 +222,12 @@ func rawRequest(e *env, args []string) int {
 	case len(args) < 3:
 		res, err = e.c.do(method, path, "", nil)
 	case strings.HasPrefix(args[2], "@"):
-		f, ferr := os.Open(args[2][1:])
-		if ferr != nil {
-			fmt.Fprintf(e.stderr, "pvcontrol: %v\n", ferr)
+		f, size, ok := e.openRegular(args[2][1:])
+		if !ok {
 			return exitFailed
 		}
 		defer f.Close()
-		fi, ferr := f.Stat()
-		if ferr != nil || !fi.Mode().IsRegular() {
-			fmt.Fprintf(e.stderr, "pvcontrol: %s is not a regular file\n", args[2][1:])
-			return exitFailed
-		}
-		res, err = e.c.upload(method, path, f, fi.Size(), uploadTimeout)
+		res, err = e.c.upload(method, path, f, size, uploadTimeout)
 	default:
 		res, err = e.c.do(method, path, "", []byte(args[2]))
 	}
@@ -236,4 +236,21 @@ func rawRequest(e *env, args []string) int {
 		e.writeBody(body)
 	}
 	return code
+}
+
+// openRegular opens a regular file to upload and returns its size; on
+// failure it has said why on stderr.
+func (e *env) openRegular(path string) (*os.File, int64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
+		return nil, 0, false
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		fmt.Fprintf(e.stderr, "pvcontrol: %s is not a regular file\n", path)
+		return nil, 0, false
+	}
+	return f, fi.Size(), true
 }
