@@ -362,7 +362,11 @@ func TestExitCodesAndSignals(t *testing.T) {
 			for !fileContains(log, "ready")() {
 				time.Sleep(5 * time.Millisecond)
 			}
-			time.Sleep(20 * time.Millisecond) // let sh exec sleep
+			// The signal is for sleep, not for sh on its way to exec it: a
+			// fixed pause was not enough on a loaded machine.
+			for deadline := time.Now().Add(10 * time.Second); !isComm(c.Pid(), "sleep") && time.Now().Before(deadline); {
+				time.Sleep(2 * time.Millisecond)
+			}
 			if err := c.Signal(sg.sig); err != nil {
 				errs <- err
 				return
@@ -747,4 +751,10 @@ func TestFailedStartLeavesNoParents(t *testing.T) {
 	if left := cgroupDirs(e.d.CgroupParent()); len(left) > 0 {
 		t.Errorf("parents left after a failed start: %v", left)
 	}
+}
+
+// isComm says whether process pid runs a program named name.
+func isComm(pid int, name string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(data)) == name
 }
