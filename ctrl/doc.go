@@ -37,6 +37,37 @@
 //     (the connection is closed).
 //
 // Every error body is {"Error":"<msg>"} with Content-Type application/json.
+// The route's limit is checked against Content-Length before any byte of
+// the body is read; a chunked body is cut at the limit while it is read
+// (http.MaxBytesReader), so a 100 MB body to a 4096-byte endpoint costs the
+// server 4096 bytes and the socket buffers.
+//
+// # Limits
+//
+// A slow or malicious client must not stall the socket for others. Every
+// connection has its own goroutine, so a slow one delays nobody; what is
+// bounded is how many there are and how long each may take:
+//
+//   - Connections: at most DefaultMaxConns (256; SetMaxConns) open at once,
+//     counted across listeners. One more is refused at accept, before the
+//     caller resolver runs: it is answered 503 {"Error":"Too many
+//     connections"} with Retry-After: 1 and Connection: close, then closed;
+//     a log line counts refusals (at most one per 10 s). 256 leaves room
+//     for upstream's clients and a few hundred stuck ones (each costs ~20
+//     KiB) on a small device.
+//   - Request header: within 10 s of its first byte (ReadHeaderTimeout);
+//     at most 64 KiB.
+//   - Request body: within 30 s of the end of the header; a route accepting
+//     more than 1 MiB (object uploads) instead must make progress every
+//     30 s, since an upload may take hours. Once the body ends the read
+//     deadline is lifted: a command that runs long after reading its body
+//     is not cut off.
+//   - Answer: each write within 30 s (the deadline is pushed ahead before
+//     every write, a streamed file 1 MiB at a time), so a client that
+//     stops reading is dropped but a long download is not.
+//   - Idle keep-alive connections: closed after 2 min.
+//
+// HTTP/1.0 and HTTP/1.1 are served (no HTTP/2 on the socket).
 // A handler that panics is answered 500 {"Error":"Internal error"} (or its
 // connection is aborted when the answer had started) and the server goes on.
 //

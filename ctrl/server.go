@@ -73,6 +73,8 @@ type Server struct {
 	cmdMu sync.Mutex
 	// x is what SetConfig and SetMeta gave (info.go); nil until then.
 	x *extras
+	// conns caps the open connections (SetMaxConns).
+	conns connLimit
 }
 
 // New returns a server answering from b, identifying callers with r
@@ -86,14 +88,18 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 		log = slog.Default()
 	}
 	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter}
+	s.conns.max = DefaultMaxConns
 	s.hs = &http.Server{
 		Handler:     s,
 		ConnContext: s.connContext,
-		// No ReadTimeout or WriteTimeout: object uploads and downloads
-		// may legitimately take hours. Headers must come quickly, idle
-		// connections go away.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// No ReadTimeout: it would cut object uploads, which may take
+		// hours, and time out net/http's background read while a long
+		// command runs; ServeHTTP bounds bodies instead (limitBody).
+		// WriteTimeout is pushed ahead by every write (trackWriter), so
+		// it bounds each write, not a whole download.
+		ReadHeaderTimeout: headerTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -104,7 +110,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 // l should be a unix socket listener (see Listen): on any other kind peers
 // have no credentials, so every caller is unknown and denied.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.hs.Serve(teListener{l})
+	err := s.hs.Serve(limitListener{Listener: teListener{l}, lim: &s.conns, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -162,6 +168,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	// The server's own writer, not the wrapper: MaxBytesReader tells it to
 	// close the connection once the limit is hit.
+	limitBody(rw, r, limit)
 	r.Body = http.MaxBytesReader(rw, r.Body, limit)
 	rt.handle(s, w, r, &call{caller: c, args: args})
 }
@@ -192,31 +199,52 @@ func (s *Server) recoverHandler(w *trackWriter, r *http.Request) {
 }
 
 // trackWriter remembers whether the answer has begun, for recoverHandler.
+// It also pushes the write deadline ahead of every write (renewWrite).
 type trackWriter struct {
 	http.ResponseWriter
 	wrote bool
+	rc    *http.ResponseController
 }
 
 func (t *trackWriter) WriteHeader(code int) {
 	if code >= 200 {
 		t.wrote = true
 	}
+	t.renewWrite()
 	t.ResponseWriter.WriteHeader(code)
 }
 
 func (t *trackWriter) Write(b []byte) (int, error) {
 	t.wrote = true
+	t.renewWrite()
 	return t.ResponseWriter.Write(b)
 }
 
 // ReadFrom keeps net/http's sendfile/splice path for handlers that io.Copy
-// a file into the answer.
+// a file into the answer, streamChunk at a time, each under a fresh write
+// deadline.
 func (t *trackWriter) ReadFrom(r io.Reader) (int64, error) {
 	t.wrote = true
-	if rf, ok := t.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+	rf, ok := t.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		rf = readerFrom{t.ResponseWriter}
 	}
-	return io.Copy(t.ResponseWriter, r)
+	var total int64
+	for {
+		t.renewWrite()
+		n, err := rf.ReadFrom(io.LimitReader(r, streamChunk))
+		total += n
+		if err != nil || n < streamChunk {
+			return total, err
+		}
+	}
+}
+
+// readerFrom is io.Copy to a writer without its own ReadFrom.
+type readerFrom struct{ w io.Writer }
+
+func (f readerFrom) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(f.w, r)
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.

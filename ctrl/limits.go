@@ -1,0 +1,190 @@
+package ctrl
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The socket's limits (package documentation, "Limits").
+const (
+	// DefaultMaxConns is how many connections the server holds at once.
+	DefaultMaxConns = 256
+	// headerTimeout bounds the time from a request's first byte to the
+	// end of its header.
+	headerTimeout = 10 * time.Second
+	// bodyTimeout bounds the reading of a request's body; an object
+	// upload instead must make progress every bodyTimeout.
+	bodyTimeout = 30 * time.Second
+	// writeTimeout bounds every write of an answer (a stalled reader).
+	writeTimeout = 30 * time.Second
+	// idleTimeout closes keep-alive connections with no request.
+	idleTimeout = 2 * time.Minute
+	// streamChunk is how much of a streamed answer is written per write
+	// deadline.
+	streamChunk = 1 << 20
+	// refuseTimeout bounds the writing of the refusal of a connection
+	// beyond the cap.
+	refuseTimeout = time.Second
+	// refuseLogEvery rate-limits the log line of refused connections.
+	refuseLogEvery = 10 * time.Second
+)
+
+// msgTooManyConns answers a connection beyond the cap.
+const msgTooManyConns = "Too many connections"
+
+// refusal is the whole answer to a connection beyond the cap.
+var refusal = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: application/json\r\n" +
+	"Content-Length: " + strconv.Itoa(len(refusalBody)) + "\r\n" +
+	"Retry-After: 1\r\n" +
+	"Connection: close\r\n\r\n" + refusalBody)
+
+const refusalBody = `{"Error":"` + msgTooManyConns + `"}`
+
+// SetMaxConns sets how many connections the server holds at once
+// (DefaultMaxConns when n <= 0). It must be called before Serve.
+func (s *Server) SetMaxConns(n int) {
+	if n <= 0 {
+		n = DefaultMaxConns
+	}
+	s.conns.max = int64(n)
+}
+
+// connLimit counts a server's open connections across its listeners.
+type connLimit struct {
+	max    int64
+	active atomic.Int64
+
+	logMu   sync.Mutex
+	lastLog time.Time
+	refused int
+}
+
+// limitListener refuses connections beyond its limit at accept: they are
+// answered 503 {"Error":"Too many connections"} and closed, without ever
+// reaching the HTTP server or the caller resolver.
+type limitListener struct {
+	net.Listener
+	lim *connLimit
+	s   *Server
+}
+
+func (l limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.lim.active.Add(1) <= l.lim.max {
+			return &countedConn{Conn: c, lim: l.lim}, nil
+		}
+		l.lim.active.Add(-1)
+		l.s.logRefused()
+		go refuse(socketOf(c))
+	}
+}
+
+// refuse writes the refusal to c and closes it. Shutting down the write
+// side first and draining what the client sent lets it read the answer
+// instead of a reset.
+func refuse(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+	if _, err := c.Write(refusal); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+}
+
+// logRefused logs refused connections, at most once per refuseLogEvery.
+func (s *Server) logRefused() {
+	l := &s.conns
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	l.refused++
+	if now := time.Now(); now.Sub(l.lastLog) >= refuseLogEvery {
+		s.log.Warn("ctrl: connections refused: too many connections", "refused", l.refused, "max", l.max)
+		l.lastLog, l.refused = now, 0
+	}
+}
+
+// countedConn gives its slot back when closed.
+type countedConn struct {
+	net.Conn
+	lim  *connLimit
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.lim.active.Add(-1) })
+	return c.Conn.Close()
+}
+
+// NetConn is the socket itself under every wrapper, for its peer
+// credentials.
+func (c *countedConn) NetConn() net.Conn { return socketOf(c.Conn) }
+
+// socketOf is the connection under every wrapper that has NetConn.
+func socketOf(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = u.NetConn()
+	}
+}
+
+// deadlineBody bounds the reading of a request body: the whole body within
+// bodyTimeout, or, when renew is set (object uploads), each read within
+// bodyTimeout. Once the body ends the deadline is lifted, so a handler that
+// runs long after reading (POST /commands) is not cut off by net/http's
+// background read timing out.
+type deadlineBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	renew bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	if b.renew {
+		_ = b.rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// limitBody applies the body timeout of a route whose limit is limit to r.
+func limitBody(rw http.ResponseWriter, r *http.Request, limit int64) {
+	if limit == 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	rc := http.NewResponseController(rw)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, renew: limit > maxSmallBody}
+}
+
+// maxSmallBody is the largest body limit read under one bodyTimeout; a
+// route accepting more (object uploads) must only make progress.
+const maxSmallBody = 1 << 20
+
+// renewWrite pushes the connection's write deadline writeTimeout ahead:
+// every write of an answer (not the whole answer) must complete within it,
+// and a handler may take long before its first write.
+func (t *trackWriter) renewWrite() {
+	if t.rc == nil {
+		t.rc = http.NewResponseController(t.ResponseWriter)
+	}
+	_ = t.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+}
