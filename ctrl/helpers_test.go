@@ -142,7 +142,7 @@ func fixedResolver(container string, err error) Resolver {
 
 // socketPath returns a fresh socket path short enough for sun_path (108
 // bytes): t.TempDir() when it fits, else a shorter temporary directory.
-func socketPath(t *testing.T) string {
+func socketPath(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "pv-ctrl")
 	if len(p) < 100 {
@@ -180,7 +180,7 @@ func startServerWith(t *testing.T, b Backend, r Resolver, st *Storage) string {
 
 // serve serves s on a fresh unix socket until stop is called or the test
 // ends.
-func serve(t *testing.T, s *Server) (sock string, stop func()) {
+func serve(t testing.TB, s *Server) (sock string, stop func()) {
 	t.Helper()
 	sock = socketPath(t)
 	l, err := Listen(sock)
@@ -204,6 +204,13 @@ func serve(t *testing.T, s *Server) (sock string, stop func()) {
 	}
 	t.Cleanup(stop)
 	return sock, stop
+}
+
+// serveTest serves s on a fresh unix socket until the test ends.
+func serveTest(t testing.TB, s *Server) string {
+	t.Helper()
+	sock, _ := serve(t, s)
+	return sock
 }
 
 // unixClient talks HTTP to sock, keeping connections alive.
