@@ -79,6 +79,29 @@
 // with a literal segment further left wins (/steps/locals/{} beats
 // /steps/{}/progress for /steps/locals/progress).
 //
+// # Metrics
+//
+// GET /metrics (mgmt) answers Prometheus' text format from a registry of
+// the server's own (never the process-wide default one). The Backend is
+// read at scrape time:
+//
+//   - pv_container_status{container,group,status} 1 for the current status;
+//   - pv_container_recovery_retries{container}: auto_recovery's retries in
+//     its current window (a gauge: the window resets it);
+//   - pv_actor_supervised_restarts_total{actor,kind}: Node.Restarts (a
+//     container actor's process restarts); pv_actor_restarts_total
+//     {actor,kind}: Node.ActorRestarts (actor panics);
+//   - pv_revision_boot_seconds: the root node's Info["booted_in"], absent
+//     until the revision has booted;
+//   - pv_update_in_progress (0/1) and pv_revision_info{running,committed,
+//     tried} 1, from Backend.Revisions.
+//
+// pv_ctrl_requests_total{route,code} counts every answered request by
+// route pattern ("GET /containers/{}"; "unmatched" for no route, never
+// the raw path, so the series are bounded) and status code ("aborted"
+// when the connection was cut before an answer). A source that fails
+// (or panics) is logged and left out; the other metrics are served.
+//
 // # Update endpoints
 //
 // /objects and /steps read and write the device storage (SetStorage)

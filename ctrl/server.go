@@ -75,6 +75,8 @@ type Server struct {
 	x *extras
 	// conns caps the open connections (SetMaxConns).
 	conns connLimit
+	// metrics is GET /metrics' registry.
+	metrics *metrics
 }
 
 // New returns a server answering from b, identifying callers with r
@@ -89,6 +91,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 	}
 	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter}
 	s.conns.max = DefaultMaxConns
+	s.metrics = newMetrics(s)
 	s.hs = &http.Server{
 		Handler:     s,
 		ConnContext: s.connContext,
@@ -134,6 +137,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Serve has no peer and is denied as unknown.
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &trackWriter{ResponseWriter: rw}
+	var rt *route
+	// Deferred first, so it runs after recoverHandler has answered.
+	defer func() { s.metrics.count(rt, w.statusCode()) }()
 	defer s.recoverHandler(w, r)
 	if !hostAllowed(r.Host) {
 		w.Header().Set("Connection", "close")
@@ -204,10 +210,25 @@ type trackWriter struct {
 	http.ResponseWriter
 	wrote bool
 	rc    *http.ResponseController
+	// status is the answer's status code, 0 until written.
+	status int
+}
+
+// statusCode is the status the client got: 200 when the handler wrote a
+// body without a status, 0 when the answer never began (an aborted
+// connection).
+func (t *trackWriter) statusCode() int {
+	if t.status == 0 && t.wrote {
+		return http.StatusOK
+	}
+	return t.status
 }
 
 func (t *trackWriter) WriteHeader(code int) {
 	if code >= 200 {
+		if !t.wrote {
+			t.status = code
+		}
 		t.wrote = true
 	}
 	t.renewWrite()

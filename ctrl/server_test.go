@@ -79,6 +79,7 @@ func TestPermissions(t *testing.T) {
 			roleHost:    {http.StatusInternalServerError, errJSON(msgSignalRefused)},
 			roleMgmtCtr: ok200, roleAppCtr: ok200, roleGhost: unknown, roleResolver: unknown}},
 		{"POST", "/commands", `{"op":"REBOOT_DEVICE","payload":"perm"}`, mgmtOnly(ok200)},
+		{"GET", "/metrics", "", mgmtOnly(ok200)},
 		// Each role has a fresh storage and its cases run in order: the
 		// object and the revision are put before they are read.
 		{"GET", "/objects", "", mgmtOnly(ok200)},

@@ -1,0 +1,157 @@
+package ctrl
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// routeUnmatched is the route label of requests that matched no route, so
+// the request counter has one series per route, never one per raw path.
+const routeUnmatched = "unmatched"
+
+// metrics is a server's Prometheus registry: its own, not the global
+// default one, so nothing registered elsewhere in the process leaks into
+// GET /metrics and two servers do not collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	handler  http.Handler
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pv_ctrl_requests_total",
+			Help: "Control socket requests answered, by route pattern and HTTP status code.",
+		}, []string{"route", "code"}),
+	}
+	m.reg.MustRegister(m.requests, backendCollector{s})
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog: promLogger{s},
+		// A scrape with a backend error still serves the other metrics;
+		// only a scrape with none is a 500.
+		ErrorHandling:      promhttp.ContinueOnError,
+		DisableCompression: true,
+	})
+	return m
+}
+
+// count records one request of route rt (nil: no route matched) answered
+// status (0: aborted before an answer).
+func (m *metrics) count(rt *route, status int) {
+	label := routeUnmatched
+	if rt != nil {
+		label = rt.method + " " + rt.pattern
+	}
+	code := "aborted" // the answer never began
+	if status != 0 {
+		code = strconv.Itoa(status)
+	}
+	m.requests.WithLabelValues(label, code).Inc()
+}
+
+// promLogger sends promhttp's errors to the server's log.
+type promLogger struct{ s *Server }
+
+func (l promLogger) Println(v ...any) {
+	l.s.log.Warn("ctrl: metrics", "err", strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// The metrics read from the Backend at scrape time.
+var (
+	descContainerStatus = prometheus.NewDesc("pv_container_status",
+		"1 for each container's current status.", []string{"container", "group", "status"}, nil)
+	descRecoveryRetries = prometheus.NewDesc("pv_container_recovery_retries",
+		"Retries of the container's auto_recovery in its current window.", []string{"container"}, nil)
+	descRestarts = prometheus.NewDesc("pv_actor_supervised_restarts_total",
+		"Restarts of what an actor supervises (a container's process for a container actor).", []string{"actor", "kind"}, nil)
+	descActorRestarts = prometheus.NewDesc("pv_actor_restarts_total",
+		"Restarts of the actor itself after a Go panic.", []string{"actor", "kind"}, nil)
+	descBootSeconds = prometheus.NewDesc("pv_revision_boot_seconds",
+		"Time the running revision took to boot (every group up to its goal).", nil, nil)
+	descUpdating = prometheus.NewDesc("pv_update_in_progress",
+		"1 while an update is under test, 0 otherwise.", nil, nil)
+	descRevision = prometheus.NewDesc("pv_revision_info",
+		"1, labelled with the running, committed and tried revisions.", []string{"running", "committed", "tried"}, nil)
+)
+
+// backendCollector reads containers, the actor tree and revisions from the
+// Backend at each scrape; a source that fails is reported as an invalid
+// metric (logged, the others are still served).
+type backendCollector struct{ s *Server }
+
+func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descContainerStatus, descRecoveryRetries, descRestarts,
+		descActorRestarts, descBootSeconds, descUpdating, descRevision} {
+		ch <- d
+	}
+}
+
+func (c backendCollector) Collect(ch chan<- prometheus.Metric) {
+	// The registry collects in its own goroutine, beyond recoverHandler.
+	defer func() {
+		if v := recover(); v != nil {
+			c.s.log.Error("ctrl: metrics collector panicked", "panic", v, "stack", string(debug.Stack()))
+			ch <- prometheus.NewInvalidMetric(descRestarts, fmt.Errorf("collector panicked: %v", v))
+		}
+	}()
+	b := c.s.b
+	if cs, err := b.Containers(); err != nil {
+		ch <- prometheus.NewInvalidMetric(descContainerStatus, err)
+	} else {
+		for i := range cs {
+			ci := &cs[i]
+			ch <- prometheus.MustNewConstMetric(descContainerStatus, prometheus.GaugeValue, 1, ci.Name, ci.Group, string(ci.Status))
+			ch <- prometheus.MustNewConstMetric(descRecoveryRetries, prometheus.GaugeValue, float64(ci.AutoRecovery.CurrentRetries), ci.Name)
+		}
+	}
+	if n := b.Tree(); n != nil {
+		collectTree(ch, n)
+		if d, err := time.ParseDuration(n.Info["booted_in"]); err == nil {
+			ch <- prometheus.MustNewConstMetric(descBootSeconds, prometheus.GaugeValue, d.Seconds())
+		}
+	}
+	if r, err := b.Revisions(); err != nil {
+		ch <- prometheus.NewInvalidMetric(descUpdating, err)
+	} else if r != nil {
+		up := 0.0
+		if r.Updating {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUpdating, prometheus.GaugeValue, up)
+		ch <- prometheus.MustNewConstMetric(descRevision, prometheus.GaugeValue, 1, r.Running, r.Committed, r.Tried)
+	}
+}
+
+// collectTree emits the restart counters of n and its descendants.
+func collectTree(ch chan<- prometheus.Metric, n *messages.Node) {
+	seen := make(map[string]bool)
+	var walk func(*messages.Node)
+	walk = func(n *messages.Node) {
+		if n == nil || seen[n.Path] {
+			return // two nodes with one path would fail the whole scrape
+		}
+		seen[n.Path] = true
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(n.Restarts), n.Path, n.Kind)
+		ch <- prometheus.MustNewConstMetric(descActorRestarts, prometheus.CounterValue, float64(n.ActorRestarts), n.Path, n.Kind)
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(n)
+}
+
+// getMetrics answers GET /metrics in Prometheus' text format.
+func (s *Server) getMetrics(w http.ResponseWriter, r *http.Request, _ *call) {
+	s.metrics.handler.ServeHTTP(w, r)
+}
