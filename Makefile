@@ -41,6 +41,7 @@ FUZZ_TARGETS := \
 	./bootloader:FuzzParseAutoboot \
 	./bootloader:FuzzParsePvRevTxt \
 	./ctrl:FuzzRouterMatch \
+	./ctrl:FuzzServer \
 	./storage:FuzzParseProgress
 
 .PHONY: all build test deps lint unit fuzz integration bench demo clean

@@ -71,6 +71,15 @@
 // A handler that panics is answered 500 {"Error":"Internal error"} (or its
 // connection is aborted when the answer had started) and the server goes on.
 //
+// With a healthy backend and storage the server answers no 5xx but these:
+// 500 "Signal not expected from this platform" (upstream's, for the host
+// or a refused signal); 501 for ENABLE_SSH and DISABLE_SSH; 503 "A command
+// is already in progress. Try again", 503 "Too many connections" (see
+// Limits) and 503 update.MsgUpdateOngoing; 507 "Not enough disk space
+// available"; net/http's own plain-text 501 (a transfer encoding other
+// than chunked) and 505 (an HTTP version other than 1.x). FuzzServer
+// checks this for arbitrary methods, paths and bodies.
+//
 // # Routes
 //
 // Endpoints are rows of one table (routes.go): method, path pattern with
