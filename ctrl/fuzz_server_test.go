@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/update"
@@ -57,6 +58,10 @@ func FuzzServer(f *testing.F) {
 	root := f.TempDir()
 	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.SetStorage(Storage{Layout: storage.Layout{Root: root}, State: state.Options{AppEngine: true}, MaxObject: 1 << 20})
+	s.SetConfig(config.New())
+	if err := s.SetMeta(f.TempDir(), f.TempDir()); err != nil {
+		f.Fatal(err)
+	}
 	sock := serveTest(f, s)
 
 	f.Fuzz(func(t *testing.T, method, path, body string, http10 bool) {
