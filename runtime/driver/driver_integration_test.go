@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -346,6 +347,10 @@ func TestExitCodesAndSignals(t *testing.T) {
 		{syscall.SIGUSR1, true},
 		{syscall.SIGHUP, true},
 	}
+	// A supervisor started under nohup ignores SIGHUP; its containers must
+	// not inherit that (the init hand-off gives them default actions).
+	signal.Ignore(syscall.SIGHUP)
+	defer signal.Reset(syscall.SIGHUP)
 	for _, sg := range signals {
 		s := &spec.Container{Args: []string{"/bin/sh", "-c", "echo ready; exec sleep 100"}}
 		if sg.keepPID {

@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,12 +70,28 @@ static int is_init_handle(int fd)
 	return fstatfs(fd, &fs) == 0 && fs.f_type == OVERLAYFS_SUPER_MAGIC && (fs.f_flags & ST_RDONLY);
 }
 
+// reset_ignored_signals gives every signal the supervisor ignores back its
+// default action. An ignored signal stays ignored across execve, so a
+// supervisor started under nohup (SIGHUP ignored) would otherwise pass
+// that on to every container's init and its children, where a SIGHUP
+// must terminate. Handled signals are reset by execve already, and the
+// Go runtime of the supervisor restores the signal mask in the child.
+static void reset_ignored_signals(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction old;
+		if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			signal(sig, SIG_DFL);
+	}
+}
+
 __attribute__((constructor(101))) static void pv_init_handoff(void)
 {
 	// libcontainer marks every init (and every process it joins to a
 	// container) with its init pipe; nothing else concerns us.
 	if (getenv("_LIBCONTAINER_INITPIPE") == NULL)
 		return;
+	reset_ignored_signals();
 	// libcontainer lets no descriptor of the supervisor leak into an init
 	// (it marks them all close-on-exec first), so the handle is opened
 	// anew from the supervisor's table: it is this process's parent.
