@@ -7,7 +7,7 @@ import (
 )
 
 // injectPanic makes a child actor of the revision panic, as a Go bug
-// would: name is its actor name (a container's name, "pool-" and a pool's).
+// would: name is its actor name (a container's name, "pool:" and a pool's).
 func (s *System) injectPanic(t *testing.T, name string) {
 	if t != nil {
 		t.Helper()

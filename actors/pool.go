@@ -27,6 +27,11 @@ type PoolSetup interface {
 	Describe() string
 }
 
+// poolActorName is a pool's actor name under its revision: "pool:" and the
+// pool's name. A container's actor is named as the container, whose name
+// cannot hold a ':' (state refuses it), so the two never clash.
+func poolActorName(pool string) string { return "pool:" + pool }
+
 // poolRecord is the part of a pool that must outlive the pool actor's
 // incarnations: the allocator (sticky leases), what was set up on the
 // device, and the lease requests waiting for that setup. A pool actor

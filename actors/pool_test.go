@@ -134,7 +134,7 @@ func TestPoolSetupFailureFailsItsContainers(t *testing.T) {
 	tree := sys.Tree()
 	var pool *messages.Node
 	for _, n := range tree.Children[0].Children {
-		if n.Path == "root/rev-0/pool-lan" {
+		if n.Path == "root/rev-0/pool:lan" {
 			pool = n
 		}
 	}
@@ -172,8 +172,8 @@ func TestPoolActorPanicHandledAsPool(t *testing.T) {
 		Log: slog.New(slog.NewTextHandler(logs, nil))})
 	waitStatus(t, sys, map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted})
 
-	sys.injectPanic(t, "pool-lan")
-	pool := waitNode(t, sys, "root/rev-0/pool-lan", func(n *messages.Node) bool { return n.ActorRestarts == 1 })
+	sys.injectPanic(t, "pool:lan")
+	pool := waitNode(t, sys, "root/rev-0/pool:lan", func(n *messages.Node) bool { return n.ActorRestarts == 1 })
 	if pool.Status != "ready" || pool.Info["leases"] != "2/5" {
 		t.Errorf("restarted pool: %s leases %s, want ready with 2/5", pool.Status, pool.Info["leases"])
 	}
@@ -196,9 +196,9 @@ func TestPoolActorPanicHandledAsPool(t *testing.T) {
 
 	// Past the budget (3 a minute) the pool is stopped for good.
 	for i := 0; i < 3; i++ {
-		sys.injectPanic(t, "pool-lan")
+		sys.injectPanic(t, "pool:lan")
 	}
-	gone := waitNode(t, sys, "root/rev-0/pool-lan", func(n *messages.Node) bool { return n.Status == "gone" })
+	gone := waitNode(t, sys, "root/rev-0/pool:lan", func(n *messages.Node) bool { return n.Status == "gone" })
 	if gone.Kind != "pool" || !strings.Contains(gone.LastFailure, "actor panicked repeatedly") {
 		t.Errorf("stopped pool in the tree: %+v", gone)
 	}

@@ -136,7 +136,7 @@ func (r *revisionActor) start(ctx actor.Context) {
 		}
 		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: rec}}
 		props := newPoolProps(p, peers, ch.pool.rec, r.poolNet, r.log)
-		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, "pool-"+p.Name) })
+		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, poolActorName(p.Name)) })
 	}
 	group := map[string]int{}
 	for i, g := range r.st.Groups {
@@ -650,7 +650,7 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 		}
 		path := n.Path + "/" + ch.name
 		if ch.kind == kindPool {
-			path = n.Path + "/pool-" + ch.name
+			path = n.Path + "/" + poolActorName(ch.name)
 		}
 		n.Children = append(n.Children, &messages.Node{Path: path, Kind: ch.kind.String(), Status: "gone", LastFailure: ch.gone})
 	}

@@ -41,6 +41,23 @@ func (p *parser) readContainers() {
 	}
 }
 
+// validContainerName says whether name can be a container's id for the
+// runtime (libcontainer's ^[\w+.-]+$, and not "." or "..", which would
+// name directories of its state).
+func validContainerName(name string) bool {
+	if name == "" || strings.Trim(name, ".") == "" {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '+', r == '-', r == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 var validRecovery = map[string]RecoveryPolicy{
 	"no": RecoveryNo, "on-failure": RecoveryOnFailure, "always": RecoveryAlways,
 	"unless-stopped": RecoveryUnlessStopped,
@@ -71,6 +88,9 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 		p.errorf(file, "name", "is %q but the file is under %s/: they must match", name, dir)
 	}
 	c.Name = dir
+	if !validContainerName(dir) {
+		p.errorf(file, "name", "%q cannot name a container: use letters, digits, '_', '+', '-' and '.' (the runtime's container ids), not only dots", dir)
+	}
 	o.str("#spec") // service-manifest-run@1; upstream does not check it either
 	c.Type, _ = o.str("type")
 	if c.Type != "" && c.Type != "lxc" {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,6 +209,29 @@ func TestFixturesHaveNoUnknownKeys(t *testing.T) {
 					t.Errorf("%s (appengine=%v): %s", filepath.Base(f), opt.AppEngine, w)
 				}
 			}
+		}
+	}
+}
+
+// A container's name is its runtime id: characters the runtime refuses
+// are an error at validation, not a start that fails on the device.
+func TestContainerNameMustSuitTheRuntime(t *testing.T) {
+	for _, name := range []string{"pool:lan", "a b", "...", "é"} {
+		st := baseState()
+		st[name+"/run.json"] = map[string]any{"name": name, "type": "lxc"}
+		_, err := Parse(encode(t, st), Options{})
+		want := fmt.Sprintf("%q cannot name a container", name)
+		found := false
+		for _, p := range Problems(err) {
+			found = found || strings.Contains(p.String(), want)
+		}
+		if !found {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	for _, name := range []string{"web_2", "a.b+c-d"} {
+		if validContainerName(name) != true {
+			t.Errorf("%q refused", name)
 		}
 	}
 }
