@@ -29,7 +29,11 @@ type Figure struct {
 	// Unit of the two values ("ns/op", "ms", "MB").
 	Unit string
 	// Goal is the target ratio (ours/baseline); 0 when there is none.
+	// It is a ceiling, unless Higher is set.
 	Goal float64
+	// Higher says a larger value is better (requests/s): Goal is then a
+	// floor the ratio should reach, not a ceiling.
+	Higher bool
 	// Run measures once and returns this project's value and the baseline's,
 	// each measured by itself (never negative: see Measure).
 	Run func() (ours, baseline float64, err error)
@@ -219,6 +223,8 @@ func (r Result) goal() string {
 	switch {
 	case r.Limit != 0:
 		return "≤ " + strconv.FormatFloat(r.Limit, 'g', -1, 64) + " " + r.Unit
+	case r.Goal != 0 && r.Higher:
+		return fmt.Sprintf("≥ %.2g×", r.Goal)
 	case r.Goal != 0:
 		return fmt.Sprintf("≤ %.2g×", r.Goal)
 	}

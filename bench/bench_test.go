@@ -45,9 +45,10 @@ func TestPrint(t *testing.T) {
 	Print(&b, []Result{
 		{Figure: Figure{Name: "validate", Baseline: "json", Unit: "µs", Goal: 3}, Ours: 30, Base: 10, Runs: 5},
 		{Figure: Figure{Name: "broken", Baseline: "x"}, Err: errors.New("boom")},
+		{Figure: Figure{Name: "served", Baseline: "bare", Unit: "req/s", Goal: 0.8, Higher: true}, Ours: 9, Base: 10, Runs: 5},
 	})
 	out := b.String()
-	for _, want := range []string{"FIGURE", "validate", "3.00×", "≤ 3×", "error: boom"} {
+	for _, want := range []string{"FIGURE", "validate", "3.00×", "≤ 3×", "error: boom", "0.90×", "≥ 0.8×"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
