@@ -37,6 +37,12 @@ type errorBody struct {
 // failure still become a clean 500 and gives the client a Content-Length.
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
+	s.writeEncoded(w, status, b, err)
+}
+
+// writeEncoded answers status with b, the JSON encoding of a reply, or a
+// 500 when encoding it failed with err.
+func (s *Server) writeEncoded(w http.ResponseWriter, status int, b []byte, err error) {
 	if err != nil {
 		s.log.Error("ctrl: encode reply", "err", err)
 		status = http.StatusInternalServerError

@@ -77,7 +77,8 @@ func (s *Server) getContainers(w http.ResponseWriter, _ *http.Request, _ *call) 
 	if cs == nil {
 		cs = []messages.ContainerInfo{} // [] not null, as upstream
 	}
-	s.writeJSON(w, http.StatusOK, cs)
+	b, err := s.listed.encode(cs)
+	s.writeEncoded(w, http.StatusOK, b, err)
 }
 
 func (s *Server) getGroups(w http.ResponseWriter, _ *http.Request, _ *call) {

@@ -77,6 +77,8 @@ type Server struct {
 	conns connLimit
 	// metrics is GET /metrics' registry.
 	metrics *metrics
+	// listed is the last GET /containers answer (listcache.go).
+	listed containersCache
 }
 
 // New returns a server answering from b, identifying callers with r
