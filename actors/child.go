@@ -56,7 +56,12 @@ type child struct {
 // containerChild is what the revision knows of one container: where it
 // stands in the group order, its status row, its recovery bookkeeping.
 type containerChild struct {
-	spec  *state.Container
+	spec *state.Container
+	// view is spec.View(), made once: the spec does not change, and
+	// GET /containers would otherwise make it anew for every container at
+	// every request. Its slices go out in the replies, shared: they are
+	// read-only.
+	view  state.ContainerView
 	group int
 	// row is the container's status as GET /containers shows it.
 	row *messages.ContainerStatusChanged

@@ -150,7 +150,7 @@ func (r *revisionActor) start(ctx actor.Context) {
 			}
 		}
 		ch := &child{kind: kindContainer, name: c.Name, ctr: &containerChild{
-			spec: c, group: group[c.Group],
+			spec: c, view: c.View(), group: group[c.Group],
 			row:      &messages.ContainerStatusChanged{Name: c.Name, Status: messages.StatusInstalled},
 			recovery: recovery{policy: supervision.PolicyFor(c, r.maxDelay)},
 		}}
@@ -562,8 +562,11 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 	now := time.Now()
 	for ch := range r.children(kindContainer) {
 		c, t := ch.ctr.spec, ch.ctr.row
-		v := c.View()
-		info := messages.ContainerInfo{
+		v := &ch.ctr.view
+		// Filled in place: the entry is large, a copy per container counts.
+		out = append(out, messages.ContainerInfo{})
+		info := &out[len(out)-1]
+		*info = messages.ContainerInfo{
 			Name: c.Name, Group: c.Group, Status: r.displayStatus(ch), StatusGoal: string(c.StatusGoal),
 			RestartPolicy: string(c.RestartPolicy), Pid: t.Pid, Roles: v.Roles,
 			AutoRecovery: messages.AutoRecovery{
@@ -591,7 +594,6 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 		if t.Pid > 0 && !t.StartedAt.IsZero() {
 			info.UptimeSecs = int64(now.Sub(t.StartedAt).Seconds())
 		}
-		out = append(out, info)
 	}
 	return out
 }
