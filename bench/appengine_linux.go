@@ -2,12 +2,9 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,13 +40,8 @@ func startDevice(storage, run string) (*device, error) {
 	d.cmd = exec.Command(PantavisorBin, "appengine", "--storage", storage, "--run", run)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	sock := filepath.Join(run, "pv-ctrl")
-	d.client = &http.Client{
-		Timeout: 2 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", sock)
-		}},
-	}
+	d.client = unixClient(sock)
+	d.client.Timeout = 2 * time.Second
 	d.t0 = time.Now()
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start pantavisor: %w", err)
@@ -60,19 +52,9 @@ func startDevice(storage, run string) (*device, error) {
 
 // containers asks GET /containers.
 func (d *device) containers() ([]messages.ContainerInfo, error) {
-	// The control socket only accepts Host "localhost" (or none), as
-	// upstream's does.
-	resp, err := d.client.Get("http://localhost/containers")
+	body, err := getContainers(d.client)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &refusedError{fmt.Sprintf("GET /containers: %s: %s", resp.Status, bytes.TrimSpace(body))}
 	}
 	var cs []messages.ContainerInfo
 	if err := json.Unmarshal(body, &cs); err != nil {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,7 +87,10 @@ func pvcontrolBin() string { return filepath.Join(filepath.Dir(PantavisorBin), "
 // over an *actors.System, the cgroup resolver, the default limits and
 // metrics) for ctrlN STARTED containers, and beside it, on a socket of the
 // same kind, a bare net/http handler answering the bytes the real server
-// answered to GET /containers.
+// answered to GET /containers. One difference from the device: pvbench is
+// built with GOEXPERIMENT=jsonv2 (Makefile) and pantavisor is not; the
+// server encodes the list only when it changes, so the load figures do
+// not depend on which encoding/json it runs.
 type ctrlDevice struct {
 	dir        string
 	sys        *actors.System
@@ -202,8 +206,11 @@ func unixClient(path string) *http.Client {
 	}}
 }
 
-// getContainers is one GET /containers with the whole answer read.
+// getContainers is one GET /containers with the whole answer read; an
+// answer other than 200 is a *refusedError.
 func getContainers(c *http.Client) ([]byte, error) {
+	// The control socket only accepts Host "localhost" (or none), as
+	// upstream's does.
 	res, err := c.Get("http://localhost/containers")
 	if err != nil {
 		return nil, err
@@ -214,7 +221,7 @@ func getContainers(c *http.Client) ([]byte, error) {
 		return nil, err
 	}
 	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /containers: %s: %s", res.Status, b)
+		return nil, &refusedError{fmt.Sprintf("GET /containers: %s: %s", res.Status, bytes.TrimSpace(b))}
 	}
 	return b, nil
 }
