@@ -165,6 +165,7 @@ func (r *revisionActor) detachPools(ctx actor.Context) bool {
 // finishHandover answers root with the records.
 func (r *revisionActor) finishHandover(ctx actor.Context) {
 	hd := r.handing
+	r.publish()
 	ctx.Send(hd.replyTo, &handedOver{h: hd.h})
 	r.stopFor = nil
 	r.log.Info("handed over", "containers", len(hd.h.containers), "pools", len(hd.h.pools))

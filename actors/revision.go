@@ -49,6 +49,9 @@ type revisionActor struct {
 	// otherwise; from is what the previous revision handed to this one.
 	handing *handing
 	from    *handover
+	// board is where the rows are published for GET /containers and
+	// /groups (board.go).
+	board *board
 }
 
 // retryDue fires when a container's backoff delay is over.
@@ -69,13 +72,19 @@ func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet,
-			from: from}
+			from: from, board: cfg.board}
 		from = nil
 		return r
 	})
 }
 
 func (r *revisionActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *messages.GetContainers, *messages.GetGroups, *messages.Describe, *messages.SignalContainer:
+		// Queries change nothing to publish.
+	default:
+		defer r.publish()
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.start(ctx)
@@ -204,6 +213,7 @@ func (r *revisionActor) checkBooted(ctx actor.Context) {
 		}
 	}
 	r.booted = true
+	r.publish() // whoever hears this may read the board next
 	ctx.Send(ctx.Parent(), &messages.RevisionBooted{Rev: r.rev, Took: time.Since(r.since), Missed: missed})
 }
 
@@ -280,6 +290,7 @@ func (r *revisionActor) answerPending(sys *actor.ActorSystem, ch *child, o messa
 	if rc.pending == nil {
 		return
 	}
+	r.publish() // whoever hears this may read the board next
 	sys.Root.Send(rc.pending, &messages.ActionResult{Outcome: o, Detail: detail})
 	rc.pending, rc.pendingAction = nil, ""
 }
@@ -347,6 +358,7 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 	case r.handing != nil:
 		r.finishHandover(ctx)
 	default:
+		r.publish() // whoever hears this may read the board next
 		ctx.Send(r.stopFor, &messages.RevisionStopped{Rev: r.rev})
 		r.stopFor = nil
 	}
@@ -370,6 +382,7 @@ func (r *revisionActor) poolStopped(ctx actor.Context, m *messages.PoolStopped) 
 // has its rule. The failing child is found by its PID; one the revision
 // does not know is stopped, since nothing would look after it.
 func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, pid *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	defer r.publish()
 	ch := r.childOf(pid)
 	if ch == nil {
 		r.log.Error("unknown child actor failed; stopping it", "actor", pid.Id, "reason", fmt.Sprint(reason))
@@ -485,6 +498,7 @@ func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, ch 
 	if !failed || r.stopping {
 		return
 	}
+	r.publish() // root acts on what follows; readers must see the failure
 	switch {
 	case r.trying:
 		r.log.Error("a container could not be started during an update: rollback", "container", ch.name)

@@ -55,6 +55,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		if a.rev != nil && m.Who.Equal(a.rev) {
 			a.rev = nil
+			a.cfg.board.publish(nil) // no revision: the tree answers (empty)
 			if n := a.up.next; n != nil && n.from != nil {
 				a.startNext(ctx)
 				return
@@ -258,4 +259,7 @@ type Config struct {
 	// OnPoweroff is called (in its own goroutine) when a power-off is
 	// requested (POST /commands POWEROFF_DEVICE).
 	OnPoweroff func(reason string)
+
+	// board is where the revision publishes its rows; Start makes it.
+	board *board
 }

@@ -38,6 +38,7 @@ type System struct {
 	root    *actor.PID
 	timeout time.Duration
 	updates Updates
+	board   *board
 }
 
 // Start builds the actor system and spawns root, which starts the revision.
@@ -51,6 +52,7 @@ func Start(cfg Config) (*System, error) {
 	protoLog := slog.New(levelFilter{h: cfg.Log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
 	// Root's configuration and update state outlive its incarnations.
+	cfg.board = &board{}
 	shared, up := cfg, &rootUpdate{}
 	if cfg.Trying && cfg.TryProgress != nil && cfg.Updates != nil {
 		up.try = &tryRun{rev: cfg.Rev, progress: *cfg.TryProgress, reboot: true}
@@ -61,7 +63,7 @@ func Start(cfg Config) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn root actor: %w", err)
 	}
-	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates}, nil
+	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates, board: cfg.board}, nil
 }
 
 func (s *System) request(msg any) (any, error) {
@@ -74,6 +76,9 @@ func (s *System) request(msg any) (any, error) {
 
 // Containers returns GET /containers.
 func (s *System) Containers() ([]messages.ContainerInfo, error) {
+	if cs, ok := s.board.containers(); ok {
+		return cs, nil
+	}
 	res, err := s.request(&messages.GetContainers{})
 	if err != nil {
 		return nil, err
@@ -87,6 +92,9 @@ func (s *System) Containers() ([]messages.ContainerInfo, error) {
 
 // Groups returns GET /groups.
 func (s *System) Groups() ([]messages.GroupInfo, error) {
+	if gs, ok := s.board.groups(); ok {
+		return gs, nil
+	}
 	res, err := s.request(&messages.GetGroups{})
 	if err != nil {
 		return nil, err

@@ -19,14 +19,19 @@ type containersCache struct {
 	mu   sync.Mutex
 	cs   []messages.ContainerInfo
 	body []byte
+	// last is the list as the backend gave it: the same list handed out
+	// again (Backend.Containers never changes a list it returned) is the
+	// same answer without comparing.
+	last []messages.ContainerInfo
 }
 
 // encode returns the JSON of cs: the cached bytes when cs equals the last
 // list, else json.Marshal's, which it keeps when cs can be compared.
 func (c *containersCache) encode(cs []messages.ContainerInfo) ([]byte, error) {
 	c.mu.Lock()
-	if c.body != nil && containersEqual(c.cs, cs) {
+	if c.body != nil && (sameList(c.last, cs) || containersEqual(c.cs, cs)) {
 		b := c.body
+		c.last = cs
 		c.mu.Unlock()
 		return b, nil
 	}
@@ -37,9 +42,15 @@ func (c *containersCache) encode(cs []messages.ContainerInfo) ([]byte, error) {
 	}
 	cp := cloneContainers(cs)
 	c.mu.Lock()
-	c.cs, c.body = cp, b
+	c.cs, c.body, c.last = cp, b, cs
 	c.mu.Unlock()
 	return b, nil
+}
+
+// sameList reports whether a and b are the same list: the same elements
+// of the same backing array.
+func sameList(a, b []messages.ContainerInfo) bool {
+	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
 }
 
 // cacheable reports whether containersEqual can compare cs: Provides and

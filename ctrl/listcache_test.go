@@ -91,7 +91,13 @@ func TestContainersCache(t *testing.T) {
 	if &again[0] != &first[0] {
 		t.Error("an equal list was encoded again")
 	}
-	// A backend changing its slice in place must not get the old answer.
+	// The same list handed out again is the same answer.
+	if same, _ := c.encode(list); &same[0] != &first[0] {
+		t.Error("the same list was encoded again")
+	}
+	// A changed list, even one equal but for a pointed-to value, gets a new
+	// answer (a backend hands out a new list for every change).
+	list = cloneContainers(list)
 	list[1].Status = messages.StatusStopped
 	list[0].LastExit.Code = 2
 	got, _ := c.encode(list)
@@ -99,9 +105,11 @@ func TestContainersCache(t *testing.T) {
 		t.Fatalf("after a change: got %s, want %s", got, want)
 	}
 	// Lists with provides or consumes are encoded every time.
+	list = cloneContainers(list)
 	list[0].Provides = []any{map[string]any{"name": "x"}}
 	got, _ = c.encode(list)
-	list[0].Provides[0].(map[string]any)["name"] = "y"
+	list = cloneContainers(list)
+	list[0].Provides = []any{map[string]any{"name": "y"}}
 	got2, _ := c.encode(list)
 	if bytes.Equal(got, got2) {
 		t.Error("an uncacheable list was served from the cache")

@@ -24,6 +24,8 @@ import (
 // from request goroutines, concurrently.
 type Backend interface {
 	// Containers returns GET /containers; it also gives callers' roles.
+	// The list is the caller's to read only, and the backend never
+	// changes a list it returned (it may return the same one again).
 	Containers() ([]messages.ContainerInfo, error)
 	// Groups returns GET /groups.
 	Groups() ([]messages.GroupInfo, error)
