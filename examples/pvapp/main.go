@@ -9,6 +9,9 @@
 //	pvapp segv                  die by SIGSEGV, as a crashing program does
 //	pvapp get URL               print the body of an HTTP GET (2 s timeout);
 //	                            exit 1 when it fails
+//	pvapp ctrl METHOD PATH [BODY]...
+//	                            send each request to pv-ctrl in turn and print
+//	                            "METHOD PATH STATUS BODY" a line each
 package main
 
 import (
@@ -72,6 +75,12 @@ func main() {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		fmt.Print(string(body))
+	case "ctrl":
+		if len(os.Args) < 4 {
+			os.Exit(2)
+		}
+		ctrlRequests(os.Args[2:])
+		waitForTerm()
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
@@ -118,12 +127,46 @@ func web(addr string) {
 	}
 }
 
-func signalReady() error {
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+// ctrlClient talks HTTP to pv-ctrl.
+func ctrlClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", ctrlSocket)
 		},
 	}}
+}
+
+// ctrlRequests sends the requests given as METHOD PATH [BODY] triples
+// (BODY "-" for none) and prints each answer's status and body on a line:
+// what the control socket lets this container do.
+func ctrlRequests(args []string) {
+	c := ctrlClient()
+	for len(args) >= 3 {
+		method, path, body := args[0], args[1], args[2]
+		args = args[3:]
+		var r io.Reader
+		if body != "-" {
+			r = bytes.NewBufferString(body)
+		}
+		req, err := http.NewRequest(method, "http://localhost"+path, r)
+		if err != nil {
+			fmt.Println(method, path, "error", err)
+			continue
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			fmt.Println(method, path, "error", err)
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		resp.Body.Close()
+		fmt.Println(method, path, resp.StatusCode, string(bytes.ReplaceAll(b, []byte("\n"), []byte(" "))))
+	}
+	fmt.Println("pvapp: ctrl done")
+}
+
+func signalReady() error {
+	c := ctrlClient()
 	resp, err := c.Post("http://localhost/signal", "application/json", bytes.NewBufferString(`{"type":"ready","payload":""}`))
 	if err != nil {
 		return err
