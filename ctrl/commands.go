@@ -62,6 +62,9 @@ var commandOps = map[string]commandHandler{
 	// Upstream answers 409 when PV_CONTROL_REMOTE=0: here remote mode
 	// does not exist.
 	"GO_REMOTE": refuseCommand(http.StatusConflict, "GO_REMOTE: remote mode is not supported"),
+	// Newer upstream scripts send it (pvcontrol cmd unclaim): with no hub
+	// the device was never claimed.
+	"UNCLAIM": refuseCommand(http.StatusConflict, "UNCLAIM: the device is not claimed: there is no hub"),
 	// Upstream answers 409 when PV_DEBUG_SHELL=0: here there is no debug
 	// shell, so no reboot is ever deferred for it.
 	"DEFER_REBOOT": refuseCommand(http.StatusConflict, "DEFER_REBOOT: there is no debug shell to defer a reboot for"),
@@ -216,6 +219,18 @@ func (s *Server) runGC(w http.ResponseWriter, _ string) {
 		return
 	}
 	writeOK(w)
+}
+
+// postStorageGC is POST /storage/gc, which newer upstream scripts send for
+// `pvcontrol storage gc`: RUN_GC under its own path, one command at a
+// time like the others.
+func (s *Server) postStorageGC(w http.ResponseWriter, _ *http.Request, _ *call) {
+	if !s.cmdMu.TryLock() {
+		s.writeBusy(w, retryBusy, msgCommandBusy)
+		return
+	}
+	defer s.cmdMu.Unlock()
+	s.runGC(w, "")
 }
 
 // makeFactory makes the revision named by the payload (the running one

@@ -19,6 +19,7 @@ var routeTable = []route{
 	{method: http.MethodGet, pattern: "/actors", perm: permMgmt, handle: (*Server).getActors},
 	{method: http.MethodPut, pattern: "/containers/{}", perm: permMgmt, maxBody: 1024, handle: (*Server).putContainer},
 	{method: http.MethodPost, pattern: "/commands", perm: permMgmt, maxBody: maxCommand, handle: (*Server).postCommand},
+	{method: http.MethodPost, pattern: "/storage/gc", perm: permMgmt, handle: (*Server).postStorageGC},
 	{method: http.MethodGet, pattern: "/metrics", perm: permMgmt, handle: (*Server).getMetrics},
 
 	// Local updates' storage side (storage.go).

@@ -94,6 +94,8 @@ func TestPermissions(t *testing.T) {
 		{"GET", "/steps/0/progress", "", mgmtOnly(notFound404)},
 		{"PUT", "/steps/0/commitmsg", "why", mgmtOnly(notFound404)},
 		{"PUT", "/steps/0", permState, mgmtOnly(outcome{http.StatusBadRequest, errJSON(msgBadRevName)})},
+		// Last of the storage cases: it removes the revision put above.
+		{"POST", "/storage/gc", "", mgmtOnly(ok200)},
 		// Metadata and information (meta.go, info.go).
 		{"PUT", "/user-meta/perm", "v", mgmtOnly(ok200)},
 		{"GET", "/user-meta", "", mgmtOnly(outcome{http.StatusOK, `{"perm":"v"}`})},

@@ -31,6 +31,8 @@ func TestCmd(t *testing.T) {
 		{[]string{"cmd", "run-gc"}, exitOK, "", ""},
 		{[]string{"cmd", "run", "locals/missing"}, exitFailed, "Resource does not exist (HTTP 404)", ""},
 		{[]string{"cmd", "go-remote"}, exitFailed, "GO_REMOTE: remote mode is not supported (HTTP 409)", ""},
+		{[]string{"cmd", "unclaim"}, exitFailed, "UNCLAIM: the device is not claimed: there is no hub (HTTP 409)", ""},
+		{[]string{"storage", "gc"}, exitOK, "", ""},
 		{[]string{"cmd", "defer-reboot", "60"}, exitFailed, "(HTTP 409)", ""},
 		{[]string{"cmd", "enable-ssh"}, exitFailed, "(HTTP 501)", ""},
 		{[]string{"cmd", "disable-ssh"}, exitFailed, "(HTTP 501)", ""},

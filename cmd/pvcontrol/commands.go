@@ -61,6 +61,8 @@ var commands = []command{
 	{spec: "cmd enable-ssh", help: "enable the debug ssh server", run: postCommand("ENABLE_SSH")},
 	{spec: "cmd disable-ssh", help: "disable the debug ssh server", run: postCommand("DISABLE_SSH")},
 	{spec: "cmd go-remote", help: "leave local mode for the hub", run: postCommand("GO_REMOTE")},
+	{spec: "cmd unclaim", help: "forget the hub's credentials (no hub here: refused)", run: postCommand("UNCLAIM")},
+	{spec: "storage gc", help: "remove the revisions and objects not in use (as cmd run-gc)", run: storageGC},
 	{spec: "cmd defer-reboot", args: "TIMEOUT", min: 1, max: 1,
 		help: "defer the debug shell's reboot", run: postCommand("DEFER_REBOOT")},
 	// Metadata, configuration, information and raw requests (info.go).
@@ -241,6 +243,12 @@ func postCommand(op string) func(*env, []string) int {
 		_, code := e.call("POST", "/commands", req)
 		return code
 	}
+}
+
+// storageGC is POST /storage/gc, as newer upstream scripts send it.
+func storageGC(e *env, _ []string) int {
+	_, code := e.call("POST", "/storage/gc", nil)
+	return code
 }
 
 func listObjects(e *env, _ []string) int {
