@@ -42,6 +42,7 @@ const ctrlRig = "real actor tree, no-op engine"
 
 func init() {
 	for _, clients := range []int{1, 8} {
+		runs := 0 // of this figure pair so far: it decides which side goes first
 		what := fmt.Sprintf("GET /containers, %d containers (%s), unix socket, %d keep-alive client", ctrlN, ctrlRig, clients)
 		if clients > 1 {
 			what += "s"
@@ -51,7 +52,7 @@ func init() {
 			Name: what + ": requests/s", Baseline: base, Unit: "req/s",
 			Goal: 0.8, Higher: true,
 			Run: func() (float64, float64, error) {
-				o, b, err := ctrlLoad(clients)
+				o, b, err := ctrlLoad(&runs, clients)
 				return o.rps, b.rps, err
 			},
 		})
@@ -59,7 +60,7 @@ func init() {
 			Name: what + ": p99 latency", Baseline: base, Unit: "ms",
 			Goal: 1.5,
 			Run: func() (float64, float64, error) {
-				o, b, err := ctrlLoad(clients)
+				o, b, err := ctrlLoad(&runs, clients)
 				return o.p99ms, b.p99ms, err
 			},
 		})
@@ -255,18 +256,30 @@ type loadResult struct {
 }
 
 // ctrlLoad starts a device and drives both sockets with clients
-// concurrent keep-alive clients, each for ctrlLoadFor.
-func ctrlLoad(clients int) (ours, bare loadResult, err error) {
+// concurrent keep-alive clients, each for ctrlLoadFor. The side that goes
+// first alternates from run to run (alternate), so that a drift of the
+// machine during a run is shared.
+func ctrlLoad(runs *int, clients int) (ours, bare loadResult, err error) {
 	d, err := startCtrlDevice()
 	if err != nil {
 		return ours, bare, err
 	}
 	defer func() { err = errors.Join(err, d.close()) }()
-	if ours, err = drive(d.sock, clients, len(d.body)); err != nil {
-		return ours, bare, fmt.Errorf("real server: %w", err)
-	}
-	if bare, err = drive(d.bsok, clients, len(d.body)); err != nil {
-		return ours, bare, fmt.Errorf("bare handler: %w", err)
+	err = alternate(runs, func() error {
+		var err error
+		if ours, err = drive(d.sock, clients, len(d.body)); err != nil {
+			return fmt.Errorf("real server: %w", err)
+		}
+		return nil
+	}, func() error {
+		var err error
+		if bare, err = drive(d.bsok, clients, len(d.body)); err != nil {
+			return fmt.Errorf("bare handler: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return ours, bare, err
 	}
 	logf("%d clients: real %.0f req/s p99 %.3f ms (%d requests); bare %.0f req/s p99 %.3f ms (%d requests); %d-byte answer",
 		clients, ours.rps, ours.p99ms, ours.n, bare.rps, bare.p99ms, bare.n, len(d.body))
