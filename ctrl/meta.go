@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"unicode/utf8"
 
 	"github.com/pantavisor/pv/config"
@@ -289,7 +288,7 @@ func putMeta(pick func(*Server) *metaStore) handler {
 		}
 		if err := m.set(key, string(body)); err != nil {
 			s.log.Error("ctrl: write metadata", "key", key, "err", err)
-			if errors.Is(err, storage.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			if errors.Is(err, storage.ErrNoSpace) {
 				s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
 				return
 			}

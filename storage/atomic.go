@@ -11,8 +11,13 @@ import (
 // WriteFileAtomic replaces path with data so that a crash at any instant
 // leaves either the old content or the new, never a torn file: write a
 // temporary file in the same directory, fsync it, rename it over path, then
-// fsync the directory so the rename itself is durable.
+// fsync the directory so the rename itself is durable. A full storage is
+// ErrNoSpace, for every caller alike.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return noSpace(writeFileAtomic(path, data, perm))
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
