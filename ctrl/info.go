@@ -1,7 +1,6 @@
 package ctrl
 
 import (
-	"encoding/json"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -131,19 +130,7 @@ func (s *Server) getDaemons(w http.ResponseWriter, _ *http.Request, _ *call) {
 // putDaemon is PUT /daemons/{name} {"action":"start"|"stop"}: with no
 // daemons every well-formed request is upstream's 404 "Daemon not found".
 func (s *Server) putDaemon(w http.ResponseWriter, r *http.Request, _ *call) {
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
-	var req containerRequest
-	switch {
-	case len(body) == 0:
-		s.writeError(w, http.StatusBadRequest, "No data")
-	case json.Unmarshal(body, &req) != nil:
-		s.writeError(w, http.StatusBadRequest, "Invalid JSON")
-	case req.Action == nil:
-		s.writeError(w, http.StatusBadRequest, "Missing 'action' field")
-	default:
+	if _, ok := s.readAction(w, r); ok {
 		s.writeError(w, http.StatusNotFound, "Daemon not found")
 	}
 }

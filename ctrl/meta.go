@@ -278,12 +278,8 @@ func putMeta(pick func(*Server) *metaStore) handler {
 		if !ok {
 			return
 		}
-		body, ok := s.readBody(w, r)
+		body, ok := s.readValue(w, r, msgNoMetaData)
 		if !ok {
-			return
-		}
-		if len(body) == 0 {
-			s.writeError(w, http.StatusBadRequest, msgNoMetaData)
 			return
 		}
 		if err := m.set(key, string(body)); err != nil {

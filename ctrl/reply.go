@@ -69,6 +69,17 @@ func writeOK(w http.ResponseWriter) {
 // readBody reads the whole (size-limited) request body. When it fails it
 // has answered (413 beyond the route's limit, 400 otherwise) and returns
 // false.
+// readValue is readBody for a body that must not be empty: an empty one is
+// answered 400 with empty, upstream's message for what was missing.
+func (s *Server) readValue(w http.ResponseWriter, r *http.Request, empty string) ([]byte, bool) {
+	body, ok := s.readBody(w, r)
+	if ok && len(body) == 0 {
+		s.writeError(w, http.StatusBadRequest, empty)
+		return nil, false
+	}
+	return body, ok
+}
+
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	b, err := io.ReadAll(r.Body)
 	if err == nil {

@@ -143,35 +143,43 @@ type containerRequest struct {
 	Action *string `json:"action"`
 }
 
+// readAction reads the {"action": ...} body of PUT /containers/{name}
+// and PUT /daemons/{name}, answering upstream's 400s for a body that is
+// empty, not JSON, or without an action.
+func (s *Server) readAction(w http.ResponseWriter, r *http.Request) (string, bool) {
+	body, ok := s.readValue(w, r, "No data")
+	if !ok {
+		return "", false
+	}
+	var req containerRequest
+	switch {
+	case json.Unmarshal(body, &req) != nil:
+		s.writeError(w, http.StatusBadRequest, "Invalid JSON")
+		return "", false
+	case req.Action == nil:
+		s.writeError(w, http.StatusBadRequest, "Missing 'action' field")
+		return "", false
+	}
+	return *req.Action, true
+}
+
 // putContainer starts, stops or restarts a container-policy container.
 // Unlike upstream, a start that fails is reported as an error.
 func (s *Server) putContainer(w http.ResponseWriter, r *http.Request, c *call) {
-	body, ok := s.readBody(w, r)
+	action, ok := s.readAction(w, r)
 	if !ok {
 		return
 	}
 	name := c.args[0]
-	var req containerRequest
-	switch {
-	case len(body) == 0:
-		s.writeError(w, http.StatusBadRequest, "No data")
-		return
-	case json.Unmarshal(body, &req) != nil:
-		s.writeError(w, http.StatusBadRequest, "Invalid JSON")
-		return
-	case req.Action == nil:
-		s.writeError(w, http.StatusBadRequest, "Missing 'action' field")
-		return
-	}
-	switch *req.Action {
+	switch action {
 	case messages.ActionStart, messages.ActionStop, messages.ActionRestart:
 	default:
 		s.writeError(w, http.StatusBadRequest, msgInvalidAction)
 		return
 	}
-	if err := s.b.ContainerAction(name, *req.Action); err != nil {
+	if err := s.b.ContainerAction(name, action); err != nil {
 		status, msg := actionReply(err)
-		s.log.Info("ctrl: container action refused", "container", name, "action", *req.Action, "err", err)
+		s.log.Info("ctrl: container action refused", "container", name, "action", action, "err", err)
 		s.writeError(w, status, msg)
 		return
 	}

@@ -320,12 +320,8 @@ func (s *Server) putCommitMsg(w http.ResponseWriter, r *http.Request, c *call, l
 	if _, ok := s.storageOr(w); !ok {
 		return
 	}
-	body, ok := s.readBody(w, r)
+	body, ok := s.readValue(w, r, msgNoCommitMsg)
 	if !ok {
-		return
-	}
-	if len(body) == 0 {
-		s.writeError(w, http.StatusBadRequest, msgNoCommitMsg)
 		return
 	}
 	st, rev, ok := s.stepRev(w, c, local)
