@@ -1,0 +1,251 @@
+package xconnect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A link's consumer end lives inside the consumer: its socket in the
+// consumer's mount namespace, its TCP listener in the consumer's network
+// namespace. The work is done on an OS thread that enters those namespaces
+// and is never given back to the Go scheduler: the thread ends with its
+// goroutine, so no other goroutine ever runs in a container's namespaces.
+// The file descriptors it creates are the process's and stay valid after.
+
+// nsKind is one namespace a thread can enter.
+type nsKind struct {
+	file string // under /proc/<pid>/ns
+	flag int
+}
+
+var (
+	mntNS = nsKind{"mnt", unix.CLONE_NEWNS}
+	netNS = nsKind{"net", unix.CLONE_NEWNET}
+)
+
+// inNamespaces runs fn on a fresh OS thread inside pid's namespaces of the
+// given kinds. pid 0 runs fn in pantavisor's own namespaces (a consumer
+// end on the host, as ingress has).
+func inNamespaces(pid int, kinds []nsKind, fn func() error) error {
+	if pid == 0 {
+		return fn()
+	}
+	// The namespace files are opened before any setns: once in the
+	// container's mount namespace, /proc is the container's.
+	fds := make([]int, 0, len(kinds))
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, k := range kinds {
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, k.file), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s namespace of pid %d: %w", k.file, pid, err)
+		}
+		fds = append(fds, fd)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				errc <- fmt.Errorf("panic in namespace of pid %d: %v", pid, p)
+			}
+		}()
+		// Never unlocked: this thread leaves pantavisor's namespaces and
+		// must die with the goroutine rather than run anything else.
+		runtime.LockOSThread()
+		for i, k := range kinds {
+			if k.flag == unix.CLONE_NEWNS {
+				// A thread sharing its filesystem attributes (root,
+				// cwd) with the process's other threads may not
+				// change mount namespace.
+				if err := unix.Unshare(unix.CLONE_FS); err != nil {
+					errc <- fmt.Errorf("unshare filesystem attributes: %w", err)
+					return
+				}
+			}
+			if err := unix.Setns(fds[i], k.flag); err != nil {
+				errc <- fmt.Errorf("enter %s namespace of pid %d: %w", k.file, pid, err)
+				return
+			}
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// ListenUnix creates a listening unix socket at path inside pid's mount
+// namespace (on the host for pid 0): missing directories are made (0755),
+// a stale socket there is replaced, anything else there is an error. The
+// socket is mode 0666: the consumer container is the one that may use it,
+// whatever uid its processes run as. The socket file is left in place when
+// the listener closes (it is in another namespace); RemoveUnix removes it.
+func ListenUnix(pid int, path string) (*net.UnixListener, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("consumer socket %q: not an absolute path", path)
+	}
+	var ln *net.UnixListener
+	err := inNamespaces(pid, []nsKind{mntNS}, func() error {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := removeSocket(path); err != nil {
+			return err
+		}
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			return err
+		}
+		l.SetUnlinkOnClose(false)
+		if err := os.Chmod(path, 0o666); err != nil {
+			l.Close()
+			return err
+		}
+		ln = l
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// RemoveUnix removes the socket ListenUnix made at path inside pid's mount
+// namespace. A consumer that is gone took its namespace with it: that is
+// not an error.
+func RemoveUnix(pid int, path string) error {
+	err := inNamespaces(pid, []nsKind{mntNS}, func() error { return removeSocket(path) })
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+// removeSocket removes a socket at path; nothing there is fine, anything
+// other than a socket is left and reported.
+func removeSocket(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&os.ModeSocket == 0:
+		return fmt.Errorf("%s exists and is not a socket (%s)", path, fi.Mode().Type())
+	}
+	return os.Remove(path)
+}
+
+// ListenTCP listens on addr inside pid's network namespace (the host's for
+// pid 0).
+func ListenTCP(pid int, addr string) (*net.TCPListener, error) {
+	var ln *net.TCPListener
+	err := inNamespaces(pid, []nsKind{netNS}, func() error {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		ln = l.(*net.TCPListener)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer listener %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Mknod creates a device node at path inside pid's mount namespace with
+// the given mode (type and permissions) and device number, owned by root.
+// A node already there with the same type and number is kept; anything
+// else there is an error.
+func Mknod(pid int, path string, mode uint32, rdev uint64) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("device node %q: not an absolute path", path)
+	}
+	err := inNamespaces(pid, []nsKind{mntNS}, func() error {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err == nil {
+			if st.Mode&unix.S_IFMT == mode&unix.S_IFMT && st.Rdev == rdev {
+				return unix.Chmod(path, mode&0o7777)
+			}
+			return fmt.Errorf("%s exists and is not the same device", path)
+		}
+		if err := unix.Mknod(path, mode, int(rdev)); err != nil {
+			return err
+		}
+		// mknod applies the umask; the provider's permissions are wanted.
+		return unix.Chmod(path, mode&0o7777)
+	})
+	if err != nil {
+		return fmt.Errorf("device node %s: %w", path, err)
+	}
+	return nil
+}
+
+// OpenIn opens path as the process pid sees it, resolved inside pid's root
+// (RESOLVE_IN_ROOT): a symlink in the container, absolute or with "..",
+// cannot lead out of it to the host's files. It returns an O_PATH file.
+func OpenIn(pid int, path string) (*os.File, error) {
+	if pid == 0 {
+		fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
+	root, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("root of pid %d: %w", pid, err)
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, &os.PathError{Op: "open in pid " + strconv.Itoa(pid), Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// DialUnixIn connects to the unix socket at path inside pid's root, safely
+// resolved (OpenIn): the connection goes through the O_PATH descriptor's
+// /proc/self/fd name, so what is connected is what was resolved.
+func DialUnixIn(ctx context.Context, pid int, path string) (*net.UnixConn, error) {
+	f, err := OpenIn(pid, path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s in pid %d: %w", path, pid, err)
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// UnixDialer dials the provider's socket at path inside pid's root.
+func UnixDialer(pid int, path string) Dialer {
+	return func(ctx context.Context) (net.Conn, error) { return DialUnixIn(ctx, pid, path) }
+}
+
+// TCPDialer dials addr (the provider's lease address and export port).
+func TCPDialer(addr string) Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+}

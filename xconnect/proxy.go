@@ -1,0 +1,111 @@
+package xconnect
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+)
+
+// Dialer opens one connection to the provider's end of a link.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// Proxy is a plugin's data plane for one link: it accepts consumer
+// connections on the listener injected into the consumer and carries each
+// to the provider.
+type Proxy interface {
+	// Serve accepts on ln until Close or until ln fails; it returns nil
+	// after Close.
+	Serve(ln net.Listener) error
+	// Close stops accepting and ends every connection under way.
+	Close() error
+}
+
+// Config is what every plugin is built from.
+type Config struct {
+	Link  Link
+	Dial  Dialer
+	Stats *Stats
+	Log   *slog.Logger
+}
+
+// Stats are a link's traffic counters, shared by its proxy (which counts)
+// and its actor (which reports them in GET /actors and /metrics).
+type Stats struct {
+	// Connections accepted in all, and open now.
+	Connections atomic.Int64
+	Active      atomic.Int64
+	// BytesUp went consumer → provider, BytesDown provider → consumer.
+	BytesUp   atomic.Int64
+	BytesDown atomic.Int64
+	// Errors counts connections that could not reach the provider or
+	// ended with an error other than a close.
+	Errors atomic.Int64
+}
+
+// StatsSnapshot is Stats read at one instant.
+type StatsSnapshot struct {
+	Connections, Active, BytesUp, BytesDown, Errors int64
+}
+
+// Snapshot reads the counters.
+func (s *Stats) Snapshot() StatsSnapshot {
+	return StatsSnapshot{Connections: s.Connections.Load(), Active: s.Active.Load(),
+		BytesUp: s.BytesUp.Load(), BytesDown: s.BytesDown.Load(), Errors: s.Errors.Load()}
+}
+
+// halfCloser is a connection that can end its write side alone.
+type halfCloser interface{ CloseWrite() error }
+
+// Relay copies both ways between the consumer's connection c and the
+// provider's p until both sides have ended, passing each end of stream on
+// as a half-close, and counts the bytes. It closes both connections before
+// it returns. A relay between two TCP connections, or from a unix socket
+// to TCP, is spliced by the kernel (io.Copy uses the connections'
+// ReadFrom/WriteTo).
+func Relay(c, p net.Conn, st *Stats) error {
+	errc := make(chan error, 2)
+	go func() { errc <- pipe(p, c, &st.BytesUp) }()
+	go func() { errc <- pipe(c, p, &st.BytesDown) }()
+	err1, err2 := <-errc, <-errc
+	c.Close()
+	p.Close()
+	return errors.Join(quiet(err1), quiet(err2))
+}
+
+// pipe copies src to dst, then half-closes dst (or closes it, when it
+// cannot half-close, which also ends the other direction).
+func pipe(dst, src net.Conn, n *atomic.Int64) error {
+	_, err := io.Copy(counter{dst, n}, src)
+	if hc, ok := dst.(halfCloser); ok {
+		hc.CloseWrite()
+	} else {
+		dst.Close()
+	}
+	return err
+}
+
+// counter counts what is written through it, as it goes, so that a
+// long-lived connection shows its traffic. It hides the connection's
+// ReadFrom, so the copy is not spliced.
+type counter struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c counter) Write(b []byte) (int, error) {
+	k, err := c.Conn.Write(b)
+	c.n.Add(int64(k))
+	return k, err
+}
+
+// quiet drops the errors a relay ends with in normal operation: the other
+// side closed.
+func quiet(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
