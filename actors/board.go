@@ -34,6 +34,7 @@ type boardView struct {
 	// moment it is read.
 	started []time.Time
 	groups  []messages.GroupInfo
+	links   []messages.LinkInfo
 }
 
 // publish replaces the view; nil clears it (no revision running).
@@ -65,6 +66,15 @@ func (b *board) containers() (out []messages.ContainerInfo, ok bool) {
 	return out, true
 }
 
+// links returns the published xconnect graph; nil when nothing is
+// published.
+func (b *board) links() []messages.LinkInfo {
+	if v := b.load(); v != nil {
+		return v.links
+	}
+	return nil
+}
+
 // groups returns the published groups; ok is false when nothing is
 // published.
 func (b *board) groups() ([]messages.GroupInfo, bool) {
@@ -89,7 +99,7 @@ func (r *revisionActor) publish() {
 	if r.board == nil || r.st == nil {
 		return
 	}
-	v := &boardView{containers: r.containers(), groups: r.groups()}
+	v := &boardView{containers: r.containers(), groups: r.groups(), links: r.linkInfos()}
 	v.started = make([]time.Time, 0, len(v.containers))
 	for ch := range r.children(kindContainer) {
 		v.started = append(v.started, ch.ctr.row.StartedAt)

@@ -21,6 +21,7 @@ type kind uint8
 const (
 	kindContainer kind = iota + 1
 	kindPool
+	kindLink
 )
 
 func (k kind) String() string {
@@ -29,6 +30,8 @@ func (k kind) String() string {
 		return "container"
 	case kindPool:
 		return "pool"
+	case kindLink:
+		return "link"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -51,6 +54,7 @@ type child struct {
 	// The part of the record that belongs to the kind; exactly one is set.
 	ctr  *containerChild
 	pool *poolChild
+	link *linkChild
 }
 
 // containerChild is what the revision knows of one container: where it

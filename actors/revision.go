@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/supervision"
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // revisionActor runs one revision: it spawns one pool actor per IPAM pool
@@ -30,6 +32,9 @@ type revisionActor struct {
 	trying   bool
 	maxDelay time.Duration
 	poolNet  PoolNet
+	links    LinkPlane
+	// graph is the state's xconnect links, in graph order.
+	graph []xconnect.Link
 
 	// order is every child in spawn order; byKey finds one by kind and
 	// name. They hold the same records.
@@ -72,7 +77,7 @@ func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet,
-			from: from, board: cfg.board}
+			links: cfg.Links, from: from, board: cfg.board}
 		from = nil
 		return r
 	})
@@ -83,7 +88,10 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 	case *messages.GetContainers, *messages.GetGroups, *messages.Describe, *messages.SignalContainer:
 		// Queries change nothing to publish.
 	default:
-		defer r.publish()
+		defer func() {
+			r.syncLinks(ctx.ActorSystem())
+			r.publish()
+		}()
 	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
@@ -168,6 +176,14 @@ func (r *revisionActor) start(ctx actor.Context) {
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, c.Name) })
 		if ch.pid == nil {
 			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone
+		}
+	}
+	r.graph = xconnect.Graph(r.st)
+	if r.links != nil {
+		for _, l := range r.graph {
+			ch := &child{kind: kindLink, name: l.Key(), link: &linkChild{link: l}}
+			props := newLinkProps(l, r.links, r.log)
+			r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, linkActorName(l)) })
 		}
 	}
 	r.evaluate(ctx)
@@ -382,7 +398,10 @@ func (r *revisionActor) poolStopped(ctx actor.Context, m *messages.PoolStopped) 
 // has its rule. The failing child is found by its PID; one the revision
 // does not know is stopped, since nothing would look after it.
 func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, pid *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
-	defer r.publish()
+	defer func() {
+		r.syncLinks(sys)
+		r.publish()
+	}()
 	ch := r.childOf(pid)
 	if ch == nil {
 		r.log.Error("unknown child actor failed; stopping it", "actor", pid.Id, "reason", fmt.Sprint(reason))
@@ -394,6 +413,12 @@ func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervis
 		r.containerFailed(sys, sup, ch, rs, reason)
 	case kindPool:
 		r.poolFailed(sup, ch, rs, reason)
+	case kindLink:
+		// A link actor fails only by a Go panic; its new incarnation
+		// starts with no link and is told the ends again.
+		r.log.Error("link actor panicked", "link", ch.name, "panic", fmt.Sprint(reason))
+		r.restartAfterPanic(sup, ch, rs, reason)
+		ch.link.told = false
 	}
 }
 
@@ -649,24 +674,32 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 	}
 	n := &messages.Node{Path: ctx.Self().Id, Kind: "revision", Status: status, Since: r.since,
 		Info: map[string]string{"rev": r.rev, "containers": fmt.Sprint(len(r.st.Containers))}}
-	pools, containers := []*child{}, []*child{}
+	pools, containers, links := []*child{}, []*child{}, []*child{}
 	for _, ch := range r.order {
 		switch ch.kind {
 		case kindPool:
 			pools = append(pools, ch)
+		case kindLink:
+			links = append(links, ch)
 		default:
 			containers = append(containers, ch)
 		}
 	}
+	if len(r.graph) > 0 {
+		n.Info["links"] = fmt.Sprint(len(r.graph))
+	}
 	sort.Slice(containers, func(i, j int) bool { return containers[i].name < containers[j].name })
-	for _, ch := range append(pools, containers...) {
+	for _, ch := range slices.Concat(pools, containers, links) {
 		if ch.pid != nil {
 			n.ChildIDs = append(n.ChildIDs, ch.pid.Id)
 			continue
 		}
 		path := n.Path + "/" + ch.name
-		if ch.kind == kindPool {
+		switch ch.kind {
+		case kindPool:
 			path = n.Path + "/" + poolActorName(ch.name)
+		case kindLink:
+			path = n.Path + "/" + linkActorName(ch.link.link)
 		}
 		n.Children = append(n.Children, &messages.Node{Path: path, Kind: ch.kind.String(), Status: "gone", LastFailure: ch.gone})
 	}

@@ -242,6 +242,9 @@ type Config struct {
 	// PoolNet sets up the IPAM pools' bridges and rules; nil sets up
 	// nothing (the pools still hand out leases).
 	PoolNet PoolNet
+	// Links builds xconnect links' data plane; nil makes no link (the
+	// graph is still computed and shown).
+	Links LinkPlane
 
 	// Updates is the device storage and bootloader; nil runs Rev and
 	// nothing else (no POST /commands LOCAL_RUN), and a rollback request

@@ -90,6 +90,15 @@ func (s *System) Containers() ([]messages.ContainerInfo, error) {
 	return reply.Containers, nil
 }
 
+// XconnectGraph returns GET /xconnect-graph: the running revision's links
+// (empty when no revision runs).
+func (s *System) XconnectGraph() ([]messages.LinkInfo, error) {
+	if ls := s.board.links(); ls != nil {
+		return ls, nil
+	}
+	return []messages.LinkInfo{}, nil
+}
+
 // Groups returns GET /groups.
 func (s *System) Groups() ([]messages.GroupInfo, error) {
 	if gs, ok := s.board.groups(); ok {

@@ -147,8 +147,9 @@
 //
 // GET /config (config.Config.Legacy) and /config2 (All) serve the
 // configuration; GET /buildinfo the binary's Go build information as
-// text/plain. There are no drivers, daemons or xconnect yet: GET /drivers,
-// /daemons and /xconnect-graph answer [], PUT /drivers/load|unload 200,
+// text/plain. GET /xconnect-graph is the running revision's links in
+// upstream's shape (GraphBackend). There are no drivers or daemons: GET
+// /drivers and /daemons answer [], PUT /drivers/load|unload 200,
 // PUT /drivers/{alias}/load|unload 400 "Error loading driver", and a
 // well-formed PUT /daemons/{name} 404 "Daemon not found".
 //

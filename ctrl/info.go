@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/messages"
 )
 
 // extras is what the informational endpoints serve from, set before Serve
@@ -115,10 +116,26 @@ func (s *Server) putDriver(w http.ResponseWriter, _ *http.Request, _ *call) {
 	s.writeError(w, http.StatusBadRequest, "Error loading driver")
 }
 
-// getXconnectGraph is GET /xconnect-graph: the service mesh's links. There
-// is no xconnect yet, so the graph is empty.
+// GraphBackend is the part of a Backend that knows the xconnect graph; a
+// Backend without it has no links, and GET /xconnect-graph answers [].
+type GraphBackend interface {
+	XconnectGraph() ([]messages.LinkInfo, error)
+}
+
+// getXconnectGraph is GET /xconnect-graph: the service mesh's links, in
+// upstream's shape.
 func (s *Server) getXconnectGraph(w http.ResponseWriter, _ *http.Request, _ *call) {
-	s.writeJSON(w, http.StatusOK, []struct{}{})
+	g, ok := s.b.(GraphBackend)
+	if !ok {
+		s.writeJSON(w, http.StatusOK, []messages.LinkInfo{})
+		return
+	}
+	links, err := g.XconnectGraph()
+	if err != nil {
+		s.writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	s.writeJSON(w, http.StatusOK, links)
 }
 
 // getDaemons is GET /daemons: [{"name","pid","respawn"}]. Pantavisor here

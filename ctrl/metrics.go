@@ -83,7 +83,19 @@ var (
 		"1 while an update is under test, 0 otherwise.", nil, nil)
 	descRevision = prometheus.NewDesc("pv_revision_info",
 		"1, labelled with the running, committed and tried revisions.", []string{"running", "committed", "tried"}, nil)
+	descLinkUp = prometheus.NewDesc("pv_link_established",
+		"1 while an xconnect link is established (both ends run and the consumer end is in place).", linkLabels, nil)
+	descLinkConns = prometheus.NewDesc("pv_link_connections_total",
+		"Connections an xconnect link accepted from its consumer.", linkLabels, nil)
+	descLinkActive = prometheus.NewDesc("pv_link_active_connections",
+		"Connections an xconnect link carries now.", linkLabels, nil)
+	descLinkBytes = prometheus.NewDesc("pv_link_bytes_total",
+		"Bytes an xconnect link carried, by direction (up: consumer to provider).", append(linkLabels[:3:3], "direction"), nil)
+	descLinkErrors = prometheus.NewDesc("pv_link_errors_total",
+		"Connections of an xconnect link that failed (provider unreachable, I/O error).", linkLabels, nil)
 )
+
+var linkLabels = []string{"consumer", "service", "type"}
 
 // backendCollector reads containers, the actor tree and revisions from the
 // Backend at each scrape; a source that fails is reported as an invalid
@@ -92,7 +104,8 @@ type backendCollector struct{ s *Server }
 
 func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descContainerStatus, descRecoveryRetries, descRestarts,
-		descActorRestarts, descBootSeconds, descUpdating, descRevision} {
+		descActorRestarts, descBootSeconds, descUpdating, descRevision,
+		descLinkUp, descLinkConns, descLinkActive, descLinkBytes, descLinkErrors} {
 		ch <- d
 	}
 }
@@ -144,11 +157,34 @@ func collectTree(ch chan<- prometheus.Metric, n *messages.Node) {
 		seen[n.Path] = true
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(n.Restarts), n.Path, n.Kind)
 		ch <- prometheus.MustNewConstMetric(descActorRestarts, prometheus.CounterValue, float64(n.ActorRestarts), n.Path, n.Kind)
+		if n.Kind == "link" {
+			collectLink(ch, n)
+		}
 		for _, c := range n.Children {
 			walk(c)
 		}
 	}
 	walk(n)
+}
+
+// collectLink emits a link's traffic from its node of the actor tree
+// (the link actor puts its counters in Info).
+func collectLink(ch chan<- prometheus.Metric, n *messages.Node) {
+	lv := []string{n.Info["consumer"], n.Info["service"], n.Info["type"]}
+	num := func(k string) float64 {
+		v, _ := strconv.ParseFloat(n.Info[k], 64)
+		return v
+	}
+	up := 0.0
+	if n.Status == "established" {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descLinkUp, prometheus.GaugeValue, up, lv...)
+	ch <- prometheus.MustNewConstMetric(descLinkConns, prometheus.CounterValue, num("connections"), lv...)
+	ch <- prometheus.MustNewConstMetric(descLinkActive, prometheus.GaugeValue, num("active"), lv...)
+	ch <- prometheus.MustNewConstMetric(descLinkErrors, prometheus.CounterValue, num("errors"), lv...)
+	ch <- prometheus.MustNewConstMetric(descLinkBytes, prometheus.CounterValue, num("bytes_up"), append(lv, "up")...)
+	ch <- prometheus.MustNewConstMetric(descLinkBytes, prometheus.CounterValue, num("bytes_down"), append(lv, "down")...)
 }
 
 // getMetrics answers GET /metrics in Prometheus' text format.

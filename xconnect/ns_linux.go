@@ -83,15 +83,64 @@ func inNamespaces(pid int, kinds []nsKind, fn func() error) error {
 	return <-errc
 }
 
+// Injected is a consumer end made inside a container: where it is, and
+// the inode it got, so that removing it never removes what someone else
+// put at that path since (the consumer end of the next incarnation of the
+// link, say).
+type Injected struct {
+	Pid      int
+	Path     string
+	Dev, Ino uint64
+}
+
+// Remove removes the consumer end if it is still the one that was made. A
+// consumer that is gone took its namespace, and the end, with it: that is
+// not an error.
+func (i Injected) Remove() error {
+	if i.Path == "" {
+		return nil
+	}
+	err := inNamespaces(i.Pid, []nsKind{mntNS}, func() error {
+		var st unix.Stat_t
+		if err := unix.Lstat(i.Path, &st); err != nil {
+			return err
+		}
+		if st.Dev != i.Dev || st.Ino != i.Ino {
+			return nil // not ours any more
+		}
+		return unix.Unlink(i.Path)
+	})
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove consumer end %s: %w", i.Path, err)
+	}
+	return nil
+}
+
+// stamp records the inode now at i.Path (inside the namespace the caller
+// is in).
+func (i *Injected) stamp() error {
+	var st unix.Stat_t
+	if err := unix.Lstat(i.Path, &st); err != nil {
+		return err
+	}
+	i.Dev, i.Ino = st.Dev, st.Ino
+	return nil
+}
+
 // ListenUnix creates a listening unix socket at path inside pid's mount
 // namespace (on the host for pid 0): missing directories are made (0755),
 // a stale socket there is replaced, anything else there is an error. The
 // socket is mode 0666: the consumer container is the one that may use it,
 // whatever uid its processes run as. The socket file is left in place when
-// the listener closes (it is in another namespace); RemoveUnix removes it.
-func ListenUnix(pid int, path string) (*net.UnixListener, error) {
+// the listener closes (it is in another namespace); the Injected returned
+// removes it.
+func ListenUnix(pid int, path string) (*net.UnixListener, Injected, error) {
+	inj := Injected{Pid: pid, Path: path}
 	if !filepath.IsAbs(path) {
-		return nil, fmt.Errorf("consumer socket %q: not an absolute path", path)
+		return nil, inj, fmt.Errorf("consumer socket %q: not an absolute path", path)
 	}
 	var ln *net.UnixListener
 	err := inNamespaces(pid, []nsKind{mntNS}, func() error {
@@ -110,24 +159,17 @@ func ListenUnix(pid int, path string) (*net.UnixListener, error) {
 			l.Close()
 			return err
 		}
+		if err := inj.stamp(); err != nil {
+			l.Close()
+			return err
+		}
 		ln = l
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consumer socket %s: %w", path, err)
+		return nil, inj, fmt.Errorf("consumer socket %s: %w", path, err)
 	}
-	return ln, nil
-}
-
-// RemoveUnix removes the socket ListenUnix made at path inside pid's mount
-// namespace. A consumer that is gone took its namespace with it: that is
-// not an error.
-func RemoveUnix(pid int, path string) error {
-	err := inNamespaces(pid, []nsKind{mntNS}, func() error { return removeSocket(path) })
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-		return nil
-	}
-	return err
+	return ln, inj, nil
 }
 
 // removeSocket removes a socket at path; nothing there is fine, anything
@@ -164,12 +206,13 @@ func ListenTCP(pid int, addr string) (*net.TCPListener, error) {
 }
 
 // Mknod creates a device node at path inside pid's mount namespace with
-// the given mode (type and permissions) and device number, owned by root.
-// A node already there with the same type and number is kept; anything
-// else there is an error.
-func Mknod(pid int, path string, mode uint32, rdev uint64) error {
+// the given mode (type and permissions) and device number, owned by uid
+// and gid. A node already there with the same type and number is kept
+// (and stamped as this one); anything else there is an error.
+func Mknod(pid int, path string, mode uint32, rdev uint64, uid, gid int) (Injected, error) {
+	inj := Injected{Pid: pid, Path: path}
 	if !filepath.IsAbs(path) {
-		return fmt.Errorf("device node %q: not an absolute path", path)
+		return inj, fmt.Errorf("device node %q: not an absolute path", path)
 	}
 	err := inNamespaces(pid, []nsKind{mntNS}, func() error {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -177,21 +220,25 @@ func Mknod(pid int, path string, mode uint32, rdev uint64) error {
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(path, &st); err == nil {
-			if st.Mode&unix.S_IFMT == mode&unix.S_IFMT && st.Rdev == rdev {
-				return unix.Chmod(path, mode&0o7777)
+			if st.Mode&unix.S_IFMT != mode&unix.S_IFMT || st.Rdev != rdev {
+				return fmt.Errorf("%s exists and is not the same device", path)
 			}
-			return fmt.Errorf("%s exists and is not the same device", path)
-		}
-		if err := unix.Mknod(path, mode, int(rdev)); err != nil {
+		} else if err := unix.Mknod(path, mode, int(rdev)); err != nil {
 			return err
 		}
 		// mknod applies the umask; the provider's permissions are wanted.
-		return unix.Chmod(path, mode&0o7777)
+		if err := unix.Chmod(path, mode&0o7777); err != nil {
+			return err
+		}
+		if err := unix.Lchown(path, uid, gid); err != nil {
+			return err
+		}
+		return inj.stamp()
 	})
 	if err != nil {
-		return fmt.Errorf("device node %s: %w", path, err)
+		return inj, fmt.Errorf("device node %s: %w", path, err)
 	}
-	return nil
+	return inj, nil
 }
 
 // OpenIn opens path as the process pid sees it, resolved inside pid's root

@@ -6,8 +6,21 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 )
+
+// Ends is where a link's two ends are now: each container's init pid (0
+// when it is not running) and the provider's address, for exports reached
+// by port.
+type Ends struct {
+	ConsumerPid  int
+	ProviderPid  int
+	ProviderAddr netip.Addr
+}
+
+// Up says both ends run: the link can be established.
+func (e Ends) Up() bool { return e.ConsumerPid > 0 && e.ProviderPid > 0 }
 
 // Dialer opens one connection to the provider's end of a link.
 type Dialer func(ctx context.Context) (net.Conn, error)

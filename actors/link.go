@@ -1,0 +1,300 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// LinkPlane builds the data plane of xconnect links: the consumer end
+// inside the consumer (a socket, a listener, a device node) and the proxy
+// to the provider (package xconnect/mesh on a device). The link actor
+// calls it from goroutines.
+type LinkPlane interface {
+	Establish(l xconnect.Link, ends xconnect.Ends, st *xconnect.Stats) (LinkSetup, error)
+}
+
+// LinkSetup is one established link.
+type LinkSetup interface {
+	// Provider points new connections at the provider's current end (a
+	// restarted provider has a new pid and, maybe, a new address).
+	Provider(ends xconnect.Ends)
+	// Close ends the link: listener and connections closed, the consumer
+	// end removed from the consumer if it is still the one this setup
+	// made.
+	Close() error
+	// Describe names the consumer end and the provider end, for
+	// GET /actors.
+	Describe() string
+}
+
+// linkActorName is a link's actor name under its revision. Container names
+// cannot hold a ':', so "link:<consumer>:<service>" is unique and never
+// clashes with a container's or a pool's.
+func linkActorName(l xconnect.Link) string { return "link:" + l.Consumer + ":" + l.Name }
+
+// linkChild is what the revision knows of one link: the graph edge and
+// the ends it last told the link actor.
+type linkChild struct {
+	link xconnect.Link
+	ends xconnect.Ends
+	told bool
+}
+
+// linkActor keeps one link of the graph established while both its ends
+// run: it exists for the life of its revision, and its link — the consumer
+// end and the proxy — exists while both containers run. The revision
+// pushes every change of the ends (linkEnds); a consumer restart (a new
+// pid, so a new mount namespace) re-injects the consumer end, a provider
+// restart only re-points new connections, either end stopping closes the
+// link. Establishing runs in a goroutine; a failure is retried with a
+// backoff while the ends stay the same.
+type linkActor struct {
+	link  xconnect.Link
+	plane LinkPlane
+	log   *slog.Logger
+	stats *xconnect.Stats
+
+	ends  xconnect.Ends
+	setup LinkSetup
+	// gen tags the establishing under way; a result of another
+	// generation is stale and is closed at once.
+	gen   int
+	busy  bool
+	err   string
+	retry time.Duration
+	since time.Time
+	times int
+}
+
+type linkEnds struct{ ends xconnect.Ends }
+
+type linkEstablished struct {
+	gen   int
+	setup LinkSetup
+	err   error
+}
+
+type linkRetry struct{ gen int }
+
+const (
+	linkRetryMin = 500 * time.Millisecond
+	linkRetryMax = 30 * time.Second
+)
+
+func newLinkProps(l xconnect.Link, plane LinkPlane, log *slog.Logger) *actor.Props {
+	stats := &xconnect.Stats{} // outlives the actor's incarnations
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &linkActor{link: l, plane: plane, stats: stats,
+			log: log.With("link", l.Consumer+"/"+l.Name, "type", l.Type, "provider", l.Provider)}
+	})
+}
+
+func (a *linkActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.since = time.Now()
+	case *linkEnds:
+		a.endsChanged(ctx, m.ends)
+	case *linkEstablished:
+		a.onEstablished(ctx, m)
+	case *linkRetry:
+		if m.gen == a.gen && !a.busy && a.setup == nil && a.ends.Up() {
+			a.establish(ctx)
+		}
+	case *actor.Stopping, *actor.Restarting:
+		// A restart after a panic starts from nothing: the revision
+		// tells the new incarnation the ends again.
+		a.gen++
+		a.close("link actor stopping")
+	case *messages.Describe:
+		ctx.Respond(a.describe(ctx))
+	}
+}
+
+func (a *linkActor) endsChanged(ctx actor.Context, e xconnect.Ends) {
+	old := a.ends
+	a.ends = e
+	switch {
+	case !e.Up():
+		a.gen++
+		a.err, a.busy = "", false
+		a.close("an end stopped")
+	case a.setup != nil && e.ConsumerPid == old.ConsumerPid:
+		a.setup.Provider(e)
+	default:
+		// A new consumer (or the first time both run): the consumer end
+		// is made in its new namespaces.
+		a.gen++
+		a.close("consumer restarted")
+		a.retry = 0
+		a.establish(ctx)
+	}
+}
+
+// establish starts making the link for the current ends in the background.
+func (a *linkActor) establish(ctx actor.Context) {
+	a.busy = true
+	gen, ends, self, sys := a.gen, a.ends, ctx.Self(), ctx.ActorSystem()
+	go func() {
+		var res linkEstablished
+		defer func() {
+			if p := recover(); p != nil {
+				res = linkEstablished{gen: gen, err: fmt.Errorf("panic: %v", p)}
+			}
+			sys.Root.Send(self, &res)
+		}()
+		s, err := a.plane.Establish(a.link, ends, a.stats)
+		res = linkEstablished{gen: gen, setup: s, err: err}
+	}()
+}
+
+func (a *linkActor) onEstablished(ctx actor.Context, m *linkEstablished) {
+	if m.gen != a.gen {
+		if m.setup != nil {
+			closeSetup(a.log, m.setup, "superseded")
+		}
+		return
+	}
+	a.busy = false
+	if m.err != nil {
+		a.err = m.err.Error()
+		a.retry = min(max(2*a.retry, linkRetryMin), linkRetryMax)
+		a.log.Warn("link not established; will retry", "err", m.err, "retry_in", a.retry)
+		gen, self, sys := a.gen, ctx.Self(), ctx.ActorSystem()
+		time.AfterFunc(a.retry, func() { sys.Root.Send(self, &linkRetry{gen: gen}) })
+		return
+	}
+	a.setup, a.err, a.retry = m.setup, "", 0
+	a.since = time.Now()
+	a.times++
+	a.log.Info("link established", "at", m.setup.Describe())
+}
+
+// close ends the current link, if any, in the background: removing the
+// consumer end enters the consumer's namespaces.
+func (a *linkActor) close(why string) {
+	if a.setup == nil {
+		return
+	}
+	s := a.setup
+	a.setup, a.since = nil, time.Now()
+	go closeSetup(a.log, s, why)
+}
+
+func closeSetup(log *slog.Logger, s LinkSetup, why string) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("closing link panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	if err := s.Close(); err != nil {
+		log.Warn("link closed with errors", "why", why, "err", err)
+		return
+	}
+	log.Info("link closed", "why", why)
+}
+
+func (a *linkActor) describe(ctx actor.Context) *messages.Node {
+	status := "waiting"
+	switch {
+	case a.setup != nil:
+		status = "established"
+	case a.busy:
+		status = "establishing"
+	case a.err != "":
+		status = "failed"
+	}
+	st := a.stats.Snapshot()
+	info := map[string]string{
+		"consumer": a.link.Consumer, "provider": a.link.Provider, "service": a.link.Name, "type": a.link.Type,
+		"role": a.link.Role, "target": a.link.ConsumerEnd(),
+		"connections": strconv.FormatInt(st.Connections, 10), "active": strconv.FormatInt(st.Active, 10),
+		"bytes_up": strconv.FormatInt(st.BytesUp, 10), "bytes_down": strconv.FormatInt(st.BytesDown, 10),
+		"errors": strconv.FormatInt(st.Errors, 10), "established_times": strconv.Itoa(a.times),
+	}
+	if a.setup != nil {
+		info["at"] = a.setup.Describe()
+	}
+	n := &messages.Node{Path: ctx.Self().Id, Kind: "link", Status: status, Since: a.since, Info: info}
+	if a.err != "" {
+		n.LastFailure = a.err
+	}
+	return n
+}
+
+// syncLinks tells each link actor where its ends are, when that changed
+// since it was last told: it runs after every message and failure the
+// revision handles, so a link follows its containers one step behind at
+// most, without polling. A stopping revision tells every link its ends
+// are gone, so consumer ends are removed before the containers stop.
+func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
+	for ch := range r.children(kindLink) {
+		if ch.pid == nil {
+			continue
+		}
+		lc := ch.link
+		var e xconnect.Ends
+		if !r.stopping {
+			e = r.linkEnds(lc.link)
+		}
+		if lc.told && e == lc.ends {
+			continue
+		}
+		lc.ends, lc.told = e, true
+		sys.Root.Send(ch.pid, &linkEnds{ends: e})
+	}
+}
+
+// linkEnds is where l's ends are now: a container is an end while it runs
+// (STARTED or READY, with its init's pid).
+func (r *revisionActor) linkEnds(l xconnect.Link) xconnect.Ends {
+	var e xconnect.Ends
+	if c := r.container(l.Consumer); c != nil && running(c.ctr.row) {
+		e.ConsumerPid = c.ctr.row.Pid
+	}
+	if p := r.container(l.Provider); p != nil && running(p.ctr.row) {
+		e.ProviderPid = p.ctr.row.Pid
+		if p.ctr.row.Lease != nil {
+			e.ProviderAddr = p.ctr.row.Lease.Addr.Addr()
+		}
+	}
+	return e
+}
+
+func running(row *messages.ContainerStatusChanged) bool {
+	return row.Pid > 0 && (row.Status == messages.StatusStarted || row.Status == messages.StatusReady)
+}
+
+// linkInfos is the graph as GET /xconnect-graph shows it.
+func (r *revisionActor) linkInfos() []messages.LinkInfo {
+	out := make([]messages.LinkInfo, 0, len(r.graph))
+	pid := func(name string) int {
+		if c := r.container(name); c != nil && c.ctr.row.Pid > 0 {
+			return c.ctr.row.Pid
+		}
+		return -1
+	}
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	for _, l := range r.graph {
+		iface := l.Interface
+		if iface == "" {
+			iface = l.Type
+		}
+		out = append(out, messages.LinkInfo{Consumer: l.Consumer, ConsumerPid: pid(l.Consumer),
+			Provider: l.Provider, ProviderPid: pid(l.Provider), Name: l.Name, Type: l.Type, Role: l.Role,
+			Interface: iface, Target: opt(l.Target), Socket: opt(l.Socket)})
+	}
+	return out
+}
