@@ -12,28 +12,6 @@ import (
 	"github.com/pantavisor/pv/xconnect"
 )
 
-// LinkPlane builds the data plane of xconnect links: the consumer end
-// inside the consumer (a socket, a listener, a device node) and the proxy
-// to the provider (package xconnect/mesh on a device). The link actor
-// calls it from goroutines.
-type LinkPlane interface {
-	Establish(l xconnect.Link, ends xconnect.Ends, st *xconnect.Stats) (LinkSetup, error)
-}
-
-// LinkSetup is one established link.
-type LinkSetup interface {
-	// Provider points new connections at the provider's current end (a
-	// restarted provider has a new pid and, maybe, a new address).
-	Provider(ends xconnect.Ends)
-	// Close ends the link: listener and connections closed, the consumer
-	// end removed from the consumer if it is still the one this setup
-	// made.
-	Close() error
-	// Describe names the consumer end and the provider end, for
-	// GET /actors.
-	Describe() string
-}
-
 // linkActorName is a link's actor name under its revision. Container names
 // cannot hold a ':', so "link:<consumer>:<service>" is unique and never
 // clashes with a container's or a pool's.
@@ -57,12 +35,12 @@ type linkChild struct {
 // backoff while the ends stay the same.
 type linkActor struct {
 	link  xconnect.Link
-	plane LinkPlane
+	plane xconnect.Plane
 	log   *slog.Logger
 	stats *xconnect.Stats
 
 	ends  xconnect.Ends
-	setup LinkSetup
+	setup xconnect.Setup
 	// gen tags the establishing under way; a result of another
 	// generation is stale and is closed at once.
 	gen   int
@@ -77,7 +55,8 @@ type linkEnds struct{ ends xconnect.Ends }
 
 type linkEstablished struct {
 	gen   int
-	setup LinkSetup
+	ends  xconnect.Ends
+	setup xconnect.Setup
 	err   error
 }
 
@@ -88,7 +67,7 @@ const (
 	linkRetryMax = 30 * time.Second
 )
 
-func newLinkProps(l xconnect.Link, plane LinkPlane, log *slog.Logger) *actor.Props {
+func newLinkProps(l xconnect.Link, plane xconnect.Plane, log *slog.Logger) *actor.Props {
 	stats := &xconnect.Stats{} // outlives the actor's incarnations
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &linkActor{link: l, plane: plane, stats: stats,
@@ -126,11 +105,15 @@ func (a *linkActor) endsChanged(ctx actor.Context, e xconnect.Ends) {
 		a.gen++
 		a.err, a.busy = "", false
 		a.close("an end stopped")
-	case a.setup != nil && e.ConsumerPid == old.ConsumerPid:
-		a.setup.Provider(e)
+	case old.Up() && e.ConsumerPid == old.ConsumerPid && (a.setup != nil || a.busy):
+		// Only the provider moved: new connections go to it. A setup
+		// still being made is pointed at it when it arrives.
+		if a.setup != nil {
+			a.setup.Provider(e)
+		}
 	default:
-		// A new consumer (or the first time both run): the consumer end
-		// is made in its new namespaces.
+		// A new consumer (or the first time both ends are there): the
+		// consumer end is made in its new namespaces.
 		a.gen++
 		a.close("consumer restarted")
 		a.retry = 0
@@ -151,7 +134,7 @@ func (a *linkActor) establish(ctx actor.Context) {
 			sys.Root.Send(self, &res)
 		}()
 		s, err := a.plane.Establish(a.link, ends, a.stats)
-		res = linkEstablished{gen: gen, setup: s, err: err}
+		res = linkEstablished{gen: gen, ends: ends, setup: s, err: err}
 	}()
 }
 
@@ -172,6 +155,9 @@ func (a *linkActor) onEstablished(ctx actor.Context, m *linkEstablished) {
 		return
 	}
 	a.setup, a.err, a.retry = m.setup, "", 0
+	if m.ends != a.ends {
+		a.setup.Provider(a.ends)
+	}
 	a.since = time.Now()
 	a.times++
 	a.log.Info("link established", "at", m.setup.Describe())
@@ -188,7 +174,7 @@ func (a *linkActor) close(why string) {
 	go closeSetup(a.log, s, why)
 }
 
-func closeSetup(log *slog.Logger, s LinkSetup, why string) {
+func closeSetup(log *slog.Logger, s xconnect.Setup, why string) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("closing link panicked", "panic", fmt.Sprint(p))
@@ -233,7 +219,8 @@ func (a *linkActor) describe(ctx actor.Context) *messages.Node {
 // since it was last told: it runs after every message and failure the
 // revision handles, so a link follows its containers one step behind at
 // most, without polling. A stopping revision tells every link its ends
-// are gone, so consumer ends are removed before the containers stop.
+// are gone: links close while the containers stop (a consumer end left in
+// a consumer that is gone went with its mount namespace).
 func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
 	for ch := range r.children(kindLink) {
 		if ch.pid == nil {
@@ -253,16 +240,29 @@ func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
 }
 
 // linkEnds is where l's ends are now: a container is an end while it runs
-// (STARTED or READY, with its init's pid).
+// (STARTED or READY, with its init's pid). A provider on its way back
+// (recovering, restarting, starting) keeps the link: its consumer keeps
+// its socket, and connections are refused meanwhile.
 func (r *revisionActor) linkEnds(l xconnect.Link) xconnect.Ends {
 	var e xconnect.Ends
 	if c := r.container(l.Consumer); c != nil && running(c.ctr.row) {
 		e.ConsumerPid = c.ctr.row.Pid
 	}
-	if p := r.container(l.Provider); p != nil && running(p.ctr.row) {
-		e.ProviderPid = p.ctr.row.Pid
-		if p.ctr.row.Lease != nil {
-			e.ProviderAddr = p.ctr.row.Lease.Addr.Addr()
+	if p := r.container(l.Provider); p != nil {
+		row := p.ctr.row
+		switch {
+		case running(row):
+			e.ProviderPid = row.Pid
+			if row.Lease != nil {
+				e.ProviderAddr = row.Lease.Addr.Addr()
+			}
+		case p.ctr.recovery.restartAfterStop || p.ctr.recovery.suspended || p.ctr.recovery.pending != nil:
+			e.ProviderRestarting = true
+		default:
+			switch row.Status {
+			case messages.StatusRecovering, messages.StatusStarting, messages.StatusMounted:
+				e.ProviderRestarting = true
+			}
 		}
 	}
 	return e

@@ -32,7 +32,7 @@ type revisionActor struct {
 	trying   bool
 	maxDelay time.Duration
 	poolNet  PoolNet
-	links    LinkPlane
+	links    xconnect.Plane
 	// graph is the state's xconnect links, in graph order.
 	graph []xconnect.Link
 

@@ -12,6 +12,7 @@ import (
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/update"
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // rootName is the id of the root actor; every path in the tree starts here.
@@ -244,7 +245,7 @@ type Config struct {
 	PoolNet PoolNet
 	// Links builds xconnect links' data plane; nil makes no link (the
 	// graph is still computed and shown).
-	Links LinkPlane
+	Links xconnect.Plane
 
 	// Updates is the device storage and bootloader; nil runs Rev and
 	// nothing else (no POST /commands LOCAL_RUN), and a rollback request

@@ -91,6 +91,10 @@ type Injected struct {
 	Pid      int
 	Path     string
 	Dev, Ino uint64
+	// Mode and Ctime tell a new file from this one when the filesystem
+	// gave the freed inode number to it.
+	Mode  uint32
+	Ctime unix.Timespec
 }
 
 // Remove removes the consumer end if it is still the one that was made. A
@@ -105,7 +109,7 @@ func (i Injected) Remove() error {
 		if err := unix.Lstat(i.Path, &st); err != nil {
 			return err
 		}
-		if st.Dev != i.Dev || st.Ino != i.Ino {
+		if st.Dev != i.Dev || st.Ino != i.Ino || st.Mode != i.Mode || st.Ctim != i.Ctime {
 			return nil // not ours any more
 		}
 		return unix.Unlink(i.Path)
@@ -126,7 +130,7 @@ func (i *Injected) stamp() error {
 	if err := unix.Lstat(i.Path, &st); err != nil {
 		return err
 	}
-	i.Dev, i.Ino = st.Dev, st.Ino
+	i.Dev, i.Ino, i.Mode, i.Ctime = st.Dev, st.Ino, st.Mode, st.Ctim
 	return nil
 }
 

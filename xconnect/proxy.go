@@ -17,10 +17,37 @@ type Ends struct {
 	ConsumerPid  int
 	ProviderPid  int
 	ProviderAddr netip.Addr
+	// ProviderRestarting says the provider is not running but on its way
+	// back (auto-recovery, an API restart): the link stays, its new
+	// connections are refused until the provider runs again.
+	ProviderRestarting bool
 }
 
-// Up says both ends run: the link can be established.
-func (e Ends) Up() bool { return e.ConsumerPid > 0 && e.ProviderPid > 0 }
+// Up says the link should exist: the consumer runs and the provider runs
+// or is restarting.
+func (e Ends) Up() bool { return e.ConsumerPid > 0 && (e.ProviderPid > 0 || e.ProviderRestarting) }
+
+// Plane builds the data plane of links: the consumer end inside the
+// consumer (a socket, a listener, a device node) and the proxy to the
+// provider (package xconnect/mesh). The link actors call it from
+// goroutines.
+type Plane interface {
+	Establish(l Link, ends Ends, st *Stats) (Setup, error)
+}
+
+// Setup is one established link.
+type Setup interface {
+	// Provider points new connections at the provider's current end (a
+	// restarted provider has a new pid and, maybe, a new address).
+	Provider(ends Ends)
+	// Close ends the link: listener and connections closed, the consumer
+	// end removed from the consumer if it is still the one this setup
+	// made.
+	Close() error
+	// Describe names the consumer end and the provider end, for
+	// GET /actors.
+	Describe() string
+}
 
 // Dialer opens one connection to the provider's end of a link.
 type Dialer func(ctx context.Context) (net.Conn, error)

@@ -32,6 +32,7 @@ import (
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/updater"
+	"github.com/pantavisor/pv/xconnect/mesh"
 )
 
 type appengineOpts struct {
@@ -277,6 +278,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
 			Isolation: cfg.Bool(config.PVNetIsolation),
 		}),
+		Links:   &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
 		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },

@@ -1,0 +1,179 @@
+// Package mesh is the data plane of every xconnect link type, behind the
+// xconnect.Plane the link actors call: it makes the consumer end inside
+// the consumer (a unix socket in its mount namespace, a TCP listener in its
+// network namespace, a device node), builds the type's proxy from its
+// plugin package, and serves it until the link closes.
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pantavisor/pv/xconnect"
+	"github.com/pantavisor/pv/xconnect/drm"
+)
+
+// NewProxy builds one link type's proxy.
+type NewProxy func(cfg xconnect.Config) xconnect.Proxy
+
+// Plane establishes links. Proxies maps a link type to its plugin; a type
+// without one (and other than drm, which needs no proxy) cannot be
+// established, and says so.
+type Plane struct {
+	Log     *slog.Logger
+	Proxies map[string]NewProxy
+}
+
+// tcpTypes are the link types whose consumer end is a TCP listener
+// (target "IP:PORT", "IP:PORT/prefix" for http); the others' is a unix
+// socket.
+var tcpTypes = map[string]bool{"tcp": true, "http": true}
+
+// Establish makes l's consumer end for the ends given and starts its
+// proxy.
+func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) (xconnect.Setup, error) {
+	if l.Type == "drm" {
+		inj, err := drm.Inject(l, e)
+		if err != nil {
+			return nil, err
+		}
+		return &nodeSetup{inj: inj, from: l.Provider + ":" + l.Socket}, nil
+	}
+	newProxy := p.Proxies[l.Type]
+	if newProxy == nil {
+		return nil, fmt.Errorf("link type %q has no plugin", l.Type)
+	}
+	be := &backend{link: l}
+	be.ends.Store(&e)
+	var (
+		ln  net.Listener
+		inj xconnect.Injected
+		err error
+	)
+	end := l.ConsumerEnd()
+	if tcpTypes[l.Type] {
+		addr, _, _ := strings.Cut(end, "/")
+		if strings.HasPrefix(addr, ":") {
+			addr = "0.0.0.0" + addr
+		}
+		ln, err = xconnect.ListenTCP(e.ConsumerPid, addr)
+	} else {
+		ln, inj, err = xconnect.ListenUnix(e.ConsumerPid, end)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log := p.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("link", l.Key())
+	px := newProxy(xconnect.Config{Link: l, Dial: be.dial, Stats: st, Log: log})
+	s := &proxySetup{link: l, be: be, ln: ln, inj: inj, px: px, consumerPid: e.ConsumerPid, done: make(chan struct{})}
+	go s.serve(log)
+	return s, nil
+}
+
+// backend dials the provider where it is now: a restarted provider has a
+// new pid (and root) and, in a pool, maybe a new address.
+type backend struct {
+	link xconnect.Link
+	ends atomic.Pointer[xconnect.Ends]
+}
+
+func (b *backend) dial(ctx context.Context) (net.Conn, error) {
+	e := b.ends.Load()
+	if e.ProviderPid <= 0 {
+		// Never pid 0: that would resolve the socket on the host.
+		return nil, fmt.Errorf("provider %s is restarting", b.link.Provider)
+	}
+	if b.link.Socket != "" {
+		return xconnect.DialUnixIn(ctx, e.ProviderPid, b.link.Socket)
+	}
+	if b.link.Port > 0 {
+		addr := e.ProviderAddr
+		if !addr.IsValid() {
+			// A provider in the host's network namespace answers there.
+			addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		return xconnect.TCPDialer(netip.AddrPortFrom(addr, uint16(b.link.Port)).String())(ctx)
+	}
+	return nil, fmt.Errorf("service %q of %s exports neither a socket nor a port", b.link.Name, b.link.Provider)
+}
+
+func (b *backend) describe() string {
+	e := b.ends.Load()
+	if b.link.Socket != "" {
+		return b.link.Provider + "[" + strconv.Itoa(e.ProviderPid) + "]:" + b.link.Socket
+	}
+	return b.link.Provider + "[" + strconv.Itoa(e.ProviderPid) + "]:" + e.ProviderAddr.String() + ":" + strconv.Itoa(b.link.Port)
+}
+
+// proxySetup is an established link with a proxy.
+type proxySetup struct {
+	link        xconnect.Link
+	be          *backend
+	ln          net.Listener
+	inj         xconnect.Injected
+	px          xconnect.Proxy
+	consumerPid int
+	done        chan struct{}
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+func (s *proxySetup) serve(log *slog.Logger) {
+	defer close(s.done)
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("link proxy panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	if err := s.px.Serve(s.ln); err != nil {
+		log.Error("link proxy stopped", "err", err)
+	}
+}
+
+func (s *proxySetup) Provider(e xconnect.Ends) { s.be.ends.Store(&e) }
+
+func (s *proxySetup) Close() error {
+	s.closeOnce.Do(func() {
+		err := s.px.Close()
+		if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = errors.Join(err, cerr)
+		}
+		<-s.done
+		s.closeErr = errors.Join(err, s.inj.Remove())
+	})
+	return s.closeErr
+}
+
+func (s *proxySetup) Describe() string {
+	return fmt.Sprintf("%s %s in %s[%d] -> %s", s.link.Type, s.link.ConsumerEnd(), s.link.Consumer, s.consumerPid, s.be.describe())
+}
+
+// nodeSetup is an injected device node (drm): nothing to proxy, nothing
+// to re-point when the provider restarts (the device number stays).
+type nodeSetup struct {
+	inj  xconnect.Injected
+	from string
+}
+
+func (s *nodeSetup) Provider(xconnect.Ends) {}
+func (s *nodeSetup) Close() error           { return s.inj.Remove() }
+func (s *nodeSetup) Describe() string {
+	return fmt.Sprintf("drm %s in pid %d <- %s", s.inj.Path, s.inj.Pid, s.from)
+}
+
+// Plugins is every link type's plugin.
+func Plugins() map[string]NewProxy {
+	return map[string]NewProxy{}
+}
