@@ -115,6 +115,8 @@ type ctr struct {
 	lxc []string
 	// run holds extra run.json keys.
 	run map[string]any
+	// services is the container's services.json, when it exports any.
+	services any
 }
 
 // buildStorage lays out a device storage with revision 0 made of ctrs, the
@@ -133,7 +135,7 @@ func buildStorage(t *testing.T, groups []map[string]any, ctrs []ctr) string {
 	rc := make([]revtest.Container, len(ctrs))
 	for i, c := range ctrs {
 		rc[i] = revtest.Container{Name: c.name, Group: c.group, Cmd: c.cmd,
-			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run}
+			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run, Services: c.services}
 	}
 	if err := revtest.Build(dir, rootImage(t), map[string]any{"groups": gs}, rc); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pantavisor/pv/messages"
 )
 
 // metaPath is /user-meta/KEY or /device-meta/KEY.
@@ -116,23 +118,9 @@ func listConfig(e *env, _ []string) int {
 	})
 }
 
-// graphLink is one link of GET /xconnect-graph (reference §5.2).
-type graphLink struct {
-	Consumer    string  `json:"consumer"`
-	ConsumerPid int     `json:"consumer_pid"`
-	Provider    string  `json:"provider"`
-	ProviderPid int     `json:"provider_pid"`
-	Name        string  `json:"name"`
-	Type        string  `json:"type"`
-	Role        string  `json:"role"`
-	Interface   string  `json:"interface"`
-	Target      *string `json:"target"`
-	Socket      *string `json:"socket"`
-}
-
 func listGraph(e *env, _ []string) int {
 	return e.list("/xconnect-graph", func(body []byte, w io.Writer) error {
-		var links []graphLink
+		var links []messages.LinkInfo
 		if err := json.Unmarshal(body, &links); err != nil {
 			return err
 		}

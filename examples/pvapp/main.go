@@ -9,6 +9,11 @@
 //	pvapp segv                  die by SIGSEGV, as a crashing program does
 //	pvapp get URL               print the body of an HTTP GET (2 s timeout);
 //	                            exit 1 when it fails
+//	pvapp serve-unix PATH       answer each unix connection, after its end of
+//	                            stream, with what came (bytes, fds' content)
+//	pvapp dial-unix [-fd] PATH MSG
+//	                            wait for PATH, send MSG (with a memfd), half-
+//	                            close and print the answer
 //	pvapp ctrl METHOD PATH [BODY]...
 //	                            send each request to pv-ctrl in turn and print
 //	                            "METHOD PATH STATUS BODY" a line each
@@ -81,6 +86,13 @@ func main() {
 		}
 		ctrlRequests(os.Args[2:])
 		waitForTerm()
+	case "serve-unix":
+		if len(os.Args) != 3 {
+			os.Exit(2)
+		}
+		serveUnix(os.Args[2])
+	case "dial-unix":
+		dialUnix(os.Args[2:])
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {

@@ -43,6 +43,9 @@ type Container struct {
 	LXC []string
 	// Run holds more run.json keys, replacing the defaults.
 	Run map[string]any
+	// Services, when set, is the container's services.json (its xconnect
+	// exports).
+	Services any
 }
 
 // Build writes the storage under dir: device.json (as given, or one group
@@ -99,6 +102,9 @@ func Build(dir, image string, device map[string]any, ctrs []Container) error {
 			run[k] = v
 		}
 		st[c.Name+"/run.json"] = run
+		if c.Services != nil {
+			st[c.Name+"/services.json"] = c.Services
+		}
 		st[c.Name+"/lxc.container.conf"] = confSha
 		st[c.Name+"/root.squashfs"] = rootSha
 	}
