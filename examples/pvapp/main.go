@@ -14,6 +14,12 @@
 //	pvapp dial-unix [-fd] PATH MSG
 //	                            wait for PATH, send MSG (with a memfd), half-
 //	                            close and print the answer
+//	pvapp web-unix PATH         HTTP on a unix socket, answering with the
+//	                            X-PV-Client/-Role headers it got
+//	pvapp get-unix PATH N       N keep-alive GETs there, with a forged
+//	                            X-PV-Client
+//	pvapp dbus-serve ADDR NAME  own NAME on the bus, answer Ping with pong
+//	pvapp dbus-call ADDR NAME   call NAME's Ping and print the answer
 //	pvapp ctrl METHOD PATH [BODY]...
 //	                            send each request to pv-ctrl in turn and print
 //	                            "METHOD PATH STATUS BODY" a line each
@@ -93,6 +99,8 @@ func main() {
 		serveUnix(os.Args[2])
 	case "dial-unix":
 		dialUnix(os.Args[2:])
+	case "web-unix", "get-unix", "dbus-serve", "dbus-call":
+		meshCommand(os.Args[1], os.Args[2:])
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
