@@ -22,6 +22,7 @@ const (
 	kindContainer kind = iota + 1
 	kindPool
 	kindLink
+	kindIngress
 )
 
 func (k kind) String() string {
@@ -32,6 +33,8 @@ func (k kind) String() string {
 		return "pool"
 	case kindLink:
 		return "link"
+	case kindIngress:
+		return "ingress"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -55,6 +58,7 @@ type child struct {
 	ctr  *containerChild
 	pool *poolChild
 	link *linkChild
+	ing  *ingressChild
 }
 
 // containerChild is what the revision knows of one container: where it

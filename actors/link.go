@@ -3,6 +3,8 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -215,12 +217,13 @@ func (a *linkActor) describe(ctx actor.Context) *messages.Node {
 	return n
 }
 
-// syncLinks tells each link actor where its ends are, when that changed
-// since it was last told: it runs after every message and failure the
-// revision handles, so a link follows its containers one step behind at
-// most, without polling. A stopping revision tells every link its ends
-// are gone: links close while the containers stop (a consumer end left in
-// a consumer that is gone went with its mount namespace).
+// syncLinks tells each link and ingress actor where its ends are, when
+// that changed since it was last told: it runs after every message and
+// failure the revision handles, so links and listeners follow their
+// containers one step behind at most, without polling. A stopping revision
+// tells every link its ends are gone and closes the listeners: they close
+// while the containers stop (a consumer end left in a consumer that is
+// gone went with its mount namespace).
 func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
 	for ch := range r.children(kindLink) {
 		if ch.pid == nil {
@@ -229,7 +232,11 @@ func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
 		lc := ch.link
 		var e xconnect.Ends
 		if !r.stopping {
-			e = r.linkEnds(lc.link)
+			e = r.providerEnds(lc.link.Provider)
+			e.ConsumerPid = 0
+			if c := r.container(lc.link.Consumer); c != nil && running(c.ctr.row) {
+				e.ConsumerPid = c.ctr.row.Pid
+			}
 		}
 		if lc.told && e == lc.ends {
 			continue
@@ -237,32 +244,53 @@ func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
 		lc.ends, lc.told = e, true
 		sys.Root.Send(ch.pid, &linkEnds{ends: e})
 	}
+	for ch := range r.children(kindIngress) {
+		if ch.pid == nil {
+			continue
+		}
+		ic := ch.ing
+		if r.stopping {
+			if !ic.stopped {
+				ic.stopped = true
+				sys.Root.Send(ch.pid, &stopIngress{})
+			}
+			continue
+		}
+		ends := make([]xconnect.Ends, len(ic.listener.Rules))
+		for i, rule := range ic.listener.Rules {
+			ends[i] = r.providerEnds(rule.Provider)
+		}
+		if ic.told && slices.Equal(ends, ic.ends) {
+			continue
+		}
+		ic.ends, ic.told = ends, true
+		sys.Root.Send(ch.pid, &ingressEnds{ends: ends})
+	}
 }
 
-// linkEnds is where l's ends are now: a container is an end while it runs
-// (STARTED or READY, with its init's pid). A provider on its way back
-// (recovering, restarting, starting) keeps the link: its consumer keeps
-// its socket, and connections are refused meanwhile.
-func (r *revisionActor) linkEnds(l xconnect.Link) xconnect.Ends {
+// providerEnds is where a provider is now: its init's pid while it runs
+// (STARTED or READY) and its address. A provider on its way back
+// (recovering, restarting, starting) keeps its links: their consumers
+// keep their sockets, and connections are refused meanwhile.
+func (r *revisionActor) providerEnds(name string) xconnect.Ends {
 	var e xconnect.Ends
-	if c := r.container(l.Consumer); c != nil && running(c.ctr.row) {
-		e.ConsumerPid = c.ctr.row.Pid
+	p := r.container(name)
+	if p == nil {
+		return e
 	}
-	if p := r.container(l.Provider); p != nil {
-		row := p.ctr.row
-		switch {
-		case running(row):
-			e.ProviderPid = row.Pid
-			if row.Lease != nil {
-				e.ProviderAddr = row.Lease.Addr.Addr()
-			}
-		case p.ctr.recovery.restartAfterStop || p.ctr.recovery.suspended || p.ctr.recovery.pending != nil:
+	row := p.ctr.row
+	switch {
+	case running(row):
+		e.ProviderPid = row.Pid
+		if row.Lease != nil {
+			e.ProviderAddr = row.Lease.Addr.Addr()
+		}
+	case p.ctr.recovery.restartAfterStop || p.ctr.recovery.suspended || p.ctr.recovery.pending != nil:
+		e.ProviderRestarting = true
+	default:
+		switch row.Status {
+		case messages.StatusRecovering, messages.StatusStarting, messages.StatusMounted:
 			e.ProviderRestarting = true
-		default:
-			switch row.Status {
-			case messages.StatusRecovering, messages.StatusStarting, messages.StatusMounted:
-				e.ProviderRestarting = true
-			}
 		}
 	}
 	return e
@@ -295,6 +323,26 @@ func (r *revisionActor) linkInfos() []messages.LinkInfo {
 		out = append(out, messages.LinkInfo{Consumer: l.Consumer, ConsumerPid: pid(l.Consumer),
 			Provider: l.Provider, ProviderPid: pid(l.Provider), Name: l.Name, Type: l.Type, Role: l.Role,
 			Interface: iface, Target: opt(l.Target), Socket: opt(l.Socket)})
+	}
+	// Ingress rules, as upstream appends them: the consumer is EXTERNAL,
+	// the socket the provider's address and port for an export by port.
+	for _, ing := range r.st.Ingress {
+		socket := ""
+		if p := r.container(ing.Provider); p != nil {
+			for _, e := range p.ctr.spec.Exports {
+				if e.Name != ing.Service {
+					continue
+				}
+				socket = e.Socket
+				if e.Socket == "" && e.Port > 0 && p.ctr.row.Lease != nil {
+					socket = netip.AddrPortFrom(p.ctr.row.Lease.Addr.Addr(), uint16(e.Port)).String()
+				}
+				break
+			}
+		}
+		target := ing.External
+		out = append(out, messages.LinkInfo{Consumer: "EXTERNAL", Provider: ing.Provider, ProviderPid: pid(ing.Provider),
+			Name: ing.Service, Type: ing.Type, Role: "EXTERNAL", Target: &target, Socket: &socket})
 	}
 	return out
 }

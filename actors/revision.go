@@ -33,6 +33,7 @@ type revisionActor struct {
 	maxDelay time.Duration
 	poolNet  PoolNet
 	links    xconnect.Plane
+	ingress  IngressPlane
 	// graph is the state's xconnect links, in graph order.
 	graph []xconnect.Link
 
@@ -77,7 +78,7 @@ func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet,
-			links: cfg.Links, from: from, board: cfg.board}
+			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board}
 		from = nil
 		return r
 	})
@@ -184,6 +185,13 @@ func (r *revisionActor) start(ctx actor.Context) {
 			ch := &child{kind: kindLink, name: l.Key(), link: &linkChild{link: l}}
 			props := newLinkProps(l, r.links, r.log)
 			r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, linkActorName(l)) })
+		}
+	}
+	if r.ingress != nil {
+		for _, l := range ingressListeners(r.st) {
+			ch := &child{kind: kindIngress, name: l.Addr, ing: &ingressChild{listener: l}}
+			props := newIngressProps(l, r.ingress, r.log)
+			r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, ingressActorName(l.Addr)) })
 		}
 	}
 	r.evaluate(ctx)
@@ -419,6 +427,10 @@ func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervis
 		r.log.Error("link actor panicked", "link", ch.name, "panic", fmt.Sprint(reason))
 		r.restartAfterPanic(sup, ch, rs, reason)
 		ch.link.told = false
+	case kindIngress:
+		r.log.Error("ingress actor panicked", "ingress", ch.name, "panic", fmt.Sprint(reason))
+		r.restartAfterPanic(sup, ch, rs, reason)
+		ch.ing.told = false
 	}
 }
 
@@ -679,7 +691,7 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 		switch ch.kind {
 		case kindPool:
 			pools = append(pools, ch)
-		case kindLink:
+		case kindLink, kindIngress:
 			links = append(links, ch)
 		default:
 			containers = append(containers, ch)
@@ -700,6 +712,8 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 			path = n.Path + "/" + poolActorName(ch.name)
 		case kindLink:
 			path = n.Path + "/" + linkActorName(ch.link.link)
+		case kindIngress:
+			path = n.Path + "/" + ingressActorName(ch.name)
 		}
 		n.Children = append(n.Children, &messages.Node{Path: path, Kind: ch.kind.String(), Status: "gone", LastFailure: ch.gone})
 	}

@@ -246,6 +246,8 @@ type Config struct {
 	// Links builds xconnect links' data plane; nil makes no link (the
 	// graph is still computed and shown).
 	Links xconnect.Plane
+	// Ingress opens device.json's ingress listeners; nil opens none.
+	Ingress IngressPlane
 
 	// Updates is the device storage and bootloader; nil runs Rev and
 	// nothing else (no POST /commands LOCAL_RUN), and a rollback request

@@ -97,6 +97,19 @@ var (
 
 var linkLabels = []string{"consumer", "service", "type"}
 
+var (
+	descIngressUp = prometheus.NewDesc("pv_ingress_listening",
+		"1 while an ingress listener is bound.", ingressLabels, nil)
+	descIngressConns = prometheus.NewDesc("pv_ingress_connections_total",
+		"Connections an ingress listener accepted.", ingressLabels, nil)
+	descIngressBytes = prometheus.NewDesc("pv_ingress_bytes_total",
+		"Bytes an ingress listener carried, by direction (in: client to container).", append(ingressLabels[:2:2], "direction"), nil)
+	descIngressErrors = prometheus.NewDesc("pv_ingress_errors_total",
+		"Connections or requests of an ingress listener that failed (backend down, timeout).", ingressLabels, nil)
+)
+
+var ingressLabels = []string{"listen", "type"}
+
 // backendCollector reads containers, the actor tree and revisions from the
 // Backend at each scrape; a source that fails is reported as an invalid
 // metric (logged, the others are still served).
@@ -105,7 +118,8 @@ type backendCollector struct{ s *Server }
 func (c backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descContainerStatus, descRecoveryRetries, descRestarts,
 		descActorRestarts, descBootSeconds, descUpdating, descRevision,
-		descLinkUp, descLinkConns, descLinkActive, descLinkBytes, descLinkErrors} {
+		descLinkUp, descLinkConns, descLinkActive, descLinkBytes, descLinkErrors,
+		descIngressUp, descIngressConns, descIngressBytes, descIngressErrors} {
 		ch <- d
 	}
 }
@@ -157,8 +171,11 @@ func collectTree(ch chan<- prometheus.Metric, n *messages.Node) {
 		seen[n.Path] = true
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(n.Restarts), n.Path, n.Kind)
 		ch <- prometheus.MustNewConstMetric(descActorRestarts, prometheus.CounterValue, float64(n.ActorRestarts), n.Path, n.Kind)
-		if n.Kind == "link" {
+		switch n.Kind {
+		case "link":
 			collectLink(ch, n)
+		case "ingress":
+			collectIngress(ch, n)
 		}
 		for _, c := range n.Children {
 			walk(c)
@@ -167,14 +184,32 @@ func collectTree(ch chan<- prometheus.Metric, n *messages.Node) {
 	walk(n)
 }
 
+// collectIngress emits a listener's traffic from its node of the actor
+// tree.
+func collectIngress(ch chan<- prometheus.Metric, n *messages.Node) {
+	lv := []string{n.Info["listen"], n.Info["type"]}
+	up := 0.0
+	if n.Status == "listening" {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descIngressUp, prometheus.GaugeValue, up, lv...)
+	ch <- prometheus.MustNewConstMetric(descIngressConns, prometheus.CounterValue, infoNum(n, "connections"), lv...)
+	ch <- prometheus.MustNewConstMetric(descIngressErrors, prometheus.CounterValue, infoNum(n, "errors"), lv...)
+	ch <- prometheus.MustNewConstMetric(descIngressBytes, prometheus.CounterValue, infoNum(n, "bytes_in"), append(lv, "in")...)
+	ch <- prometheus.MustNewConstMetric(descIngressBytes, prometheus.CounterValue, infoNum(n, "bytes_out"), append(lv, "out")...)
+}
+
+// infoNum is a number of a node's Info, 0 when absent.
+func infoNum(n *messages.Node, key string) float64 {
+	v, _ := strconv.ParseFloat(n.Info[key], 64)
+	return v
+}
+
 // collectLink emits a link's traffic from its node of the actor tree
 // (the link actor puts its counters in Info).
 func collectLink(ch chan<- prometheus.Metric, n *messages.Node) {
 	lv := []string{n.Info["consumer"], n.Info["service"], n.Info["type"]}
-	num := func(k string) float64 {
-		v, _ := strconv.ParseFloat(n.Info[k], 64)
-		return v
-	}
+	num := func(k string) float64 { return infoNum(n, k) }
 	up := 0.0
 	if n.Status == "established" {
 		up = 1

@@ -1,0 +1,253 @@
+package actors
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// IngressPlane opens the device's ingress listeners (package ingress on a
+// device). The ingress actors call it from goroutines.
+type IngressPlane interface {
+	// Listen binds one listen address and serves its rules: one rule for
+	// tcp, one or more prefixes for http. stats has one entry per rule.
+	Listen(l IngressListener, stats []*xconnect.Stats) (IngressSetup, error)
+}
+
+// IngressListener is one listen address of device.json's ingress and the
+// rules it serves, each with the provider's export resolved.
+type IngressListener struct {
+	Type  string // tcp or http
+	Addr  string // IP:PORT
+	Rules []IngressRule
+}
+
+// IngressRule is one ingress rule with its backend: the provider's export
+// is reached by its unix socket inside the provider, or by port at the
+// provider's address.
+type IngressRule struct {
+	state.IngressRule
+	Socket string
+	Port   int
+}
+
+// IngressSetup is one bound listener.
+type IngressSetup interface {
+	// Backend points rule i at its provider's current end.
+	Backend(i int, ends xconnect.Ends)
+	Close() error
+	Describe() string
+}
+
+// ingressActorName is a listener's actor name under its revision:
+// "ingress:" and the listen address.
+func ingressActorName(addr string) string { return "ingress:" + addr }
+
+// ingressChild is what the revision knows of one listener: its rules and
+// the provider ends it last told the actor, per rule.
+type ingressChild struct {
+	listener IngressListener
+	ends     []xconnect.Ends
+	told     bool
+	// stopped: the revision is stopping and told it to close.
+	stopped bool
+}
+
+// ingressActor keeps one ingress listener bound for the life of its
+// revision: a listen address that cannot be bound (taken, not on this
+// device) is a failure of this listener alone, shown in GET /actors and
+// retried with a backoff, while the rest of the revision runs. The
+// revision pushes each rule's provider end as it changes; the listener
+// follows provider restarts without being re-bound.
+type ingressActor struct {
+	listener IngressListener
+	plane    IngressPlane
+	log      *slog.Logger
+	stats    []*xconnect.Stats
+
+	ends  []xconnect.Ends
+	setup IngressSetup
+	busy  bool
+	err   string
+	retry time.Duration
+	since time.Time
+	// closed: the revision is stopping; nothing is bound again.
+	closed bool
+}
+
+type ingressEnds struct{ ends []xconnect.Ends }
+
+type ingressBound struct {
+	setup IngressSetup
+	err   error
+}
+
+type ingressRetry struct{}
+
+func newIngressProps(l IngressListener, plane IngressPlane, log *slog.Logger) *actor.Props {
+	stats := make([]*xconnect.Stats, len(l.Rules)) // outlive the actor's incarnations
+	for i := range stats {
+		stats[i] = &xconnect.Stats{}
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &ingressActor{listener: l, plane: plane, stats: stats, ends: make([]xconnect.Ends, len(l.Rules)),
+			log: log.With("ingress", l.Addr, "type", l.Type)}
+	})
+}
+
+func (a *ingressActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.since = time.Now()
+		a.bind(ctx)
+	case *ingressEnds:
+		a.ends = m.ends
+		if a.setup != nil {
+			for i, e := range a.ends {
+				a.setup.Backend(i, e)
+			}
+		}
+	case *ingressBound:
+		a.bound(ctx, m)
+	case *ingressRetry:
+		if a.setup == nil && !a.busy && !a.closed {
+			a.bind(ctx)
+		}
+	case *stopIngress:
+		a.closed = true
+		a.close()
+	case *actor.Stopping, *actor.Restarting:
+		a.closed = true
+		a.close()
+	case *messages.Describe:
+		ctx.Respond(a.describe(ctx))
+	}
+}
+
+// stopIngress closes the listener ahead of the revision's containers.
+type stopIngress struct{}
+
+func (a *ingressActor) bind(ctx actor.Context) {
+	a.busy = true
+	self, sys, l := ctx.Self(), ctx.ActorSystem(), a.listener
+	go func() {
+		var res ingressBound
+		defer func() {
+			if p := recover(); p != nil {
+				res = ingressBound{err: fmt.Errorf("panic: %v", p)}
+			}
+			sys.Root.Send(self, &res)
+		}()
+		s, err := a.plane.Listen(l, a.stats)
+		res = ingressBound{setup: s, err: err}
+	}()
+}
+
+func (a *ingressActor) bound(ctx actor.Context, m *ingressBound) {
+	a.busy = false
+	if a.closed {
+		if m.setup != nil {
+			go closeIngress(a.log, m.setup)
+		}
+		return
+	}
+	if m.err != nil {
+		a.err = m.err.Error()
+		a.retry = min(max(2*a.retry, linkRetryMin), linkRetryMax)
+		a.log.Error("ingress listener not bound; will retry", "err", m.err, "retry_in", a.retry)
+		self, sys := ctx.Self(), ctx.ActorSystem()
+		time.AfterFunc(a.retry, func() { sys.Root.Send(self, &ingressRetry{}) })
+		return
+	}
+	a.setup, a.err, a.retry, a.since = m.setup, "", 0, time.Now()
+	for i, e := range a.ends {
+		a.setup.Backend(i, e)
+	}
+	a.log.Info("ingress listening", "at", m.setup.Describe())
+}
+
+func (a *ingressActor) close() {
+	if a.setup == nil {
+		return
+	}
+	s := a.setup
+	a.setup = nil
+	go closeIngress(a.log, s)
+}
+
+func closeIngress(log *slog.Logger, s IngressSetup) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("closing ingress panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	if err := s.Close(); err != nil {
+		log.Warn("ingress closed with errors", "err", err)
+	}
+}
+
+func (a *ingressActor) describe(ctx actor.Context) *messages.Node {
+	status := "binding"
+	switch {
+	case a.closed:
+		status = "closed"
+	case a.setup != nil:
+		status = "listening"
+	case a.err != "" && !a.busy:
+		status = "failed"
+	}
+	var conns, active, up, down, errs int64
+	routes := make([]string, 0, len(a.listener.Rules))
+	for i, r := range a.listener.Rules {
+		s := a.stats[i].Snapshot()
+		conns, active, up, down, errs = conns+s.Connections, active+s.Active, up+s.BytesUp, down+s.BytesDown, errs+s.Errors
+		route := r.Provider + "/" + r.Service
+		if a.listener.Type == "http" {
+			route = r.Prefix + "=" + route
+		}
+		routes = append(routes, route)
+	}
+	info := map[string]string{"type": a.listener.Type, "listen": a.listener.Addr, "routes": strings.Join(routes, ","),
+		"connections": strconv.FormatInt(conns, 10), "active": strconv.FormatInt(active, 10),
+		"bytes_in": strconv.FormatInt(up, 10), "bytes_out": strconv.FormatInt(down, 10), "errors": strconv.FormatInt(errs, 10)}
+	n := &messages.Node{Path: ctx.Self().Id, Kind: "ingress", Status: status, Since: a.since, Info: info, LastFailure: a.err}
+	return n
+}
+
+// ingressListeners groups the state's ingress rules by listen address, in
+// the order they come, with each rule's backend resolved from its
+// provider's export.
+func ingressListeners(st *state.State) []IngressListener {
+	var out []IngressListener
+	at := map[string]int{}
+	for _, r := range st.Ingress {
+		if !r.Addr.IsValid() {
+			continue
+		}
+		rule := IngressRule{IngressRule: r}
+		if p := st.Container(r.Provider); p != nil {
+			for _, e := range p.Exports {
+				if e.Name == r.Service {
+					rule.Socket, rule.Port = e.Socket, e.Port
+					break
+				}
+			}
+		}
+		addr := r.Addr.String()
+		if i, ok := at[addr]; ok {
+			out[i].Rules = append(out[i].Rules, rule)
+			continue
+		}
+		at[addr] = len(out)
+		out = append(out, IngressListener{Type: r.Type, Addr: addr, Rules: []IngressRule{rule}})
+	}
+	return out
+}
