@@ -12,10 +12,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/pantavisor/pv/xconnect"
 	"github.com/pantavisor/pv/xconnect/drm"
@@ -51,8 +54,7 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 	if newProxy == nil {
 		return nil, fmt.Errorf("link type %q has no plugin", l.Type)
 	}
-	be := &backend{link: l}
-	be.ends.Store(&e)
+	be := newBackend(l, e)
 	var (
 		ln  net.Listener
 		inj xconnect.Injected
@@ -87,13 +89,73 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 type backend struct {
 	link xconnect.Link
 	ends atomic.Pointer[xconnect.Ends]
+	// moved is closed, and replaced, whenever the ends change: a dial
+	// waiting for the provider wakes up.
+	mu    sync.Mutex
+	moved chan struct{}
 }
 
+func newBackend(l xconnect.Link, e xconnect.Ends) *backend {
+	b := &backend{link: l, moved: make(chan struct{})}
+	b.ends.Store(&e)
+	return b
+}
+
+func (b *backend) set(e xconnect.Ends) {
+	b.ends.Store(&e)
+	b.mu.Lock()
+	close(b.moved)
+	b.moved = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *backend) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.moved
+}
+
+// dialPatience is how long a consumer's connection waits for its provider:
+// one that is (re)starting, or has not made its socket yet. Consumers and
+// providers start together (a link exists as soon as the consumer runs),
+// and a connection that waits a moment beats one that fails.
+var dialPatience = 5 * time.Second
+
+// dial connects to the provider, waiting up to dialPatience for it to run
+// and to answer.
 func (b *backend) dial(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialPatience)
+	defer cancel()
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		moved := b.wait()
+		c, err := b.dialOnce(ctx)
+		if err == nil || !retryable(err) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waited %v)", err, dialPatience)
+		case <-moved:
+		case <-time.After(delay):
+		}
+	}
+}
+
+// errRestarting: the provider is not running now.
+var errRestarting = errors.New("provider is not running")
+
+// retryable says a dial may succeed if tried again: the provider is not
+// running yet, its socket is not there yet, or nobody listens on it yet.
+func retryable(err error) bool {
+	return errors.Is(err, errRestarting) || errors.Is(err, os.ErrNotExist) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+}
+
+func (b *backend) dialOnce(ctx context.Context) (net.Conn, error) {
 	e := b.ends.Load()
 	if e.ProviderPid <= 0 {
 		// Never pid 0: that would resolve the socket on the host.
-		return nil, fmt.Errorf("provider %s is restarting", b.link.Provider)
+		return nil, fmt.Errorf("%s: %w", b.link.Provider, errRestarting)
 	}
 	if b.link.Socket != "" {
 		return xconnect.DialUnixIn(ctx, e.ProviderPid, b.link.Socket)
@@ -142,7 +204,7 @@ func (s *proxySetup) serve(log *slog.Logger) {
 	}
 }
 
-func (s *proxySetup) Provider(e xconnect.Ends) { s.be.ends.Store(&e) }
+func (s *proxySetup) Provider(e xconnect.Ends) { s.be.set(e) }
 
 func (s *proxySetup) Close() error {
 	s.closeOnce.Do(func() {
