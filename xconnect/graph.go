@@ -56,16 +56,19 @@ func (l Link) ConsumerEnd() string {
 // that exports a service of that name and a matching type — the named
 // provider only, when the requirement names one. A requirement nothing
 // answers has no link: validation refused the state already when it was
-// required.
+// required. A consumer has one link per service name: a second requirement
+// of the same name (optional after required, in that order) is left out.
 func Graph(st *state.State) []Link {
 	var out []Link
+	seen := map[string]bool{}
 	for _, c := range st.Containers {
 		for _, set := range []struct {
 			list     []state.ServiceRequirement
 			required bool
 		}{{c.Requires, true}, {c.Optional, false}} {
 			for _, r := range set.list {
-				if l, ok := resolve(st, c, r); ok {
+				if l, ok := resolve(st, c, r); ok && !seen[l.Key()] {
+					seen[l.Key()] = true
 					l.Required = set.required
 					out = append(out, l)
 				}
