@@ -24,6 +24,7 @@ import (
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/internal/wire"
+	"github.com/pantavisor/pv/logs"
 	"github.com/pantavisor/pv/network/nat"
 	"github.com/pantavisor/pv/runtime/driver"
 	"github.com/pantavisor/pv/runtime/engine"
@@ -212,6 +213,14 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	defer closeLog()
+	// The log directory is kept within PV_LOG_MAXSIZE (per file) and
+	// PV_LOG_DIR_MAXSIZE for as long as the device runs.
+	keeper := &logs.Keeper{Dir: filepath.Dir(layout.Logs(rev)), Current: layout.Logs(rev), Log: log,
+		Limits: logs.Limits{MaxFile: int64(cfg.Int(config.PVLogMaxSize)), MaxDir: int64(cfg.Int(config.PVLogDirMaxSize)),
+			Hysteresis: int64(cfg.Int(config.PVLogHysteresisFactor))}}
+	keepCtx, stopKeeper := context.WithCancel(context.Background())
+	defer stopKeeper()
+	go keeper.Run(keepCtx)
 	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "bootloader", cfg.String(config.PVBootloaderType),
 		"pid", os.Getpid(), "exe_sealing", sealing)
 	if sealErr != nil {

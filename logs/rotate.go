@@ -1,0 +1,309 @@
+// Package logs keeps the device's log directory (<storage>/logs) within
+// its limits: pantavisor's own log and every container's console log are
+// files their writers append to directly (a container's console is a
+// file descriptor of its init, which outlives pantavisor's own process),
+// so the sizes are enforced from outside the writers.
+//
+// A file over PV_LOG_MAXSIZE is rotated by copy and truncate: its last
+// PV_LOG_MAXSIZE bytes go to <file>.1 (replacing the previous one), then it
+// is truncated to zero; the writer, appending, carries on at the new end.
+// What is written during the copy is lost: the price of never holding a
+// writer (a flood loses more, a steady log the odd line). A directory
+// over PV_LOG_DIR_MAXSIZE loses its oldest files first — rotated copies,
+// then other revisions' logs, then the current revision's rotated and live
+// files, oldest first — until it is under the limit less a hysteresis
+// margin (1/PV_LOG_HYSTERESIS_FACTOR of it), so a steady writer does not
+// make it sweep at every write.
+package logs
+
+import (
+	"context"
+	"errors"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits are the sizes the directory is kept within.
+type Limits struct {
+	// MaxFile is the size a log file is rotated at; 0 never rotates.
+	MaxFile int64
+	// MaxDir is the size of the whole directory tree; 0 is no limit.
+	MaxDir int64
+	// Hysteresis: a sweep goes down to MaxDir - MaxDir/Hysteresis (0
+	// or 1: down to MaxDir).
+	Hysteresis int64
+}
+
+// Keeper watches one log directory tree and keeps it within its limits.
+type Keeper struct {
+	Dir    string
+	Limits Limits
+	// Current is the running revision's log directory (under Dir), whose
+	// live files go last.
+	Current string
+	Log     *slog.Logger
+
+	mu sync.Mutex
+	// Rotations and Removed count what the keeper did, for tests and
+	// GET /metrics.
+	Rotations, Removed int64
+}
+
+// sweepEvery is the fallback sweep when no change was notified (a writer
+// on a file that existed before the watch, an inotify queue overflow).
+var sweepEvery = 5 * time.Second
+
+// Run watches the tree with inotify (every directory, as they appear) and
+// enforces the limits after each batch of changes and every sweepEvery,
+// until ctx ends. A failure of the watch falls back to the periodic sweep:
+// logs must never stop the device.
+func (k *Keeper) Run(ctx context.Context) {
+	if k.Log == nil {
+		k.Log = slog.Default()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			k.Log.Error("log keeper panicked; log sizes are no longer enforced", "panic", fmt.Sprint(p))
+		}
+	}()
+	if err := os.MkdirAll(k.Dir, 0o755); err != nil {
+		k.Log.Error("log keeper: log directory", "err", err)
+		return
+	}
+	w, err := newWatch(k.Dir)
+	if err != nil {
+		k.Log.Warn("log keeper: no inotify, sweeping periodically", "err", err)
+	}
+	if w != nil {
+		defer w.close()
+		go func() { <-ctx.Done(); w.close() }()
+	}
+	k.Enforce()
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	events := make(chan struct{}, 1)
+	if w != nil {
+		go w.loop(events)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-events:
+		}
+		k.Enforce()
+	}
+}
+
+// Enforce rotates what is over MaxFile and sweeps the tree under MaxDir.
+func (k *Keeper) Enforce() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	files, _ := k.scan()
+	for i := range files {
+		f := &files[i]
+		if k.Limits.MaxFile <= 0 || f.rotated || f.size <= k.Limits.MaxFile {
+			continue
+		}
+		if err := rotate(f.path, k.Limits.MaxFile); err != nil {
+			k.Log.Warn("log rotation failed", "file", f.path, "err", err)
+			continue
+		}
+		k.Rotations++
+	}
+	if k.Limits.MaxDir <= 0 {
+		return
+	}
+	files, total := k.scan()
+	if total <= k.Limits.MaxDir {
+		return
+	}
+	target := k.Limits.MaxDir
+	if h := k.Limits.Hysteresis; h > 1 {
+		target -= k.Limits.MaxDir / h
+	}
+	slices.SortStableFunc(files, func(a, b logFile) int { return k.rank(a) - k.rank(b) })
+	for _, f := range files {
+		if total <= target {
+			break
+		}
+		if f.live && f.inCurrent(k.Current) {
+			// The running revision's live logs are truncated, not
+			// removed: their writers hold them open.
+			if err := os.Truncate(f.path, 0); err == nil {
+				total -= f.size
+				k.Removed++
+			}
+			continue
+		}
+		if err := os.Remove(f.path); err == nil {
+			total -= f.size
+			k.Removed++
+		}
+	}
+	if total > k.Limits.MaxDir {
+		k.Log.Warn("log directory over its limit", "dir", k.Dir, "bytes", total, "limit", k.Limits.MaxDir)
+	}
+}
+
+// rank orders the files a sweep removes: rotated copies, then other
+// revisions' logs, then the current revision's live ones; oldest first
+// within each.
+func (k *Keeper) rank(f logFile) int {
+	r := 0
+	switch {
+	case f.rotated:
+		r = 0
+	case !f.inCurrent(k.Current):
+		r = 1 << 40
+	default:
+		r = 2 << 40
+	}
+	return r + int(f.mtime.Unix()&(1<<40-1))
+}
+
+type logFile struct {
+	path    string
+	size    int64
+	mtime   time.Time
+	rotated bool
+	live    bool
+}
+
+func (f logFile) inCurrent(cur string) bool {
+	return cur != "" && strings.HasPrefix(f.path, cur+string(filepath.Separator))
+}
+
+func (k *Keeper) scan() ([]logFile, int64) {
+	var out []logFile
+	var total int64
+	filepath.WalkDir(k.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rot := strings.HasSuffix(p, ".1")
+		out = append(out, logFile{path: p, size: fi.Size(), mtime: fi.ModTime(), rotated: rot, live: !rot})
+		total += fi.Size()
+		return nil
+	})
+	return out, total
+}
+
+// rotate copies the last keep bytes of path to path.1 (through a
+// temporary file and a rename) and truncates path. Only the tail is copied: a file far over
+// its limit (a flood between two checks) costs one file's worth of copy,
+// not the flood's.
+func rotate(path string, keep int64) error {
+	src, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if fi, err := src.Stat(); err == nil && fi.Size() > keep {
+		if _, err := src.Seek(fi.Size()-keep, io.SeekStart); err != nil {
+			return err
+		}
+	}
+	tmp := path + ".1.tmp"
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	// Bounded: a writer appending as fast as the copy reads would
+	// otherwise keep it going.
+	if _, err = io.CopyN(dst, src, keep); errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err == nil {
+		err = os.Truncate(path, 0)
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path+".1")
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// watch is an inotify watch on every directory of a tree.
+type watch struct {
+	root string
+	// f reads the events through Go's poller, so close ends a read under
+	// way; fd is its descriptor, for adding watches.
+	f  *os.File
+	fd int
+}
+
+func newWatch(root string) (*watch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	w := &watch{root: root, fd: fd, f: os.NewFile(uintptr(fd), "inotify")}
+	if err := w.addTree(); err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// addTree watches every directory of the tree; a directory watched
+// already keeps its watch.
+func (w *watch) addTree() error {
+	return filepath.WalkDir(w.root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_, err = unix.InotifyAddWatch(w.fd, p, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO)
+		}
+		return err
+	})
+}
+
+func (w *watch) close() { w.f.Close() }
+
+// loop reads events until the watch is closed, watches new directories and
+// signals changes, coalesced: one pending signal at most. A burst of
+// appends is a burst of events, read in batches, so a flood of writes
+// costs one check per batch.
+func (w *watch) loop(events chan<- struct{}) {
+	buf := make([]byte, 64*1024)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil || n <= 0 {
+			return
+		}
+		newDir := false
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			mask := binary.NativeEndian.Uint32(buf[off+4:])
+			size := binary.NativeEndian.Uint32(buf[off+12:])
+			newDir = newDir || mask&unix.IN_ISDIR != 0
+			off += unix.SizeofInotifyEvent + int(size)
+		}
+		if newDir {
+			w.addTree()
+		}
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package logs
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total
+}
+
+// A file over MaxFile is rotated: its content in .1, the file emptied,
+// and a writer appending to it carries on at the new end.
+func TestRotateKeepsTheWriterWriting(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0", "app", "console.log")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	w, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	first := bytes.Repeat([]byte("a"), 3000)
+	w.Write(first)
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "0"), Limits: Limits{MaxFile: 1000}, Log: quiet()}
+	k.Enforce()
+	if got, _ := os.ReadFile(path + ".1"); !bytes.Equal(got, first[:1000]) {
+		t.Fatalf(".1 holds %d bytes, want the last 1000 written", len(got))
+	}
+	w.Write([]byte("after"))
+	if got, _ := os.ReadFile(path); string(got) != "after" {
+		t.Fatalf("after rotation the file holds %q", got)
+	}
+	if k.Rotations != 1 {
+		t.Errorf("rotations %d", k.Rotations)
+	}
+}
+
+// Over MaxDir, rotated copies go first, then other revisions' logs; the
+// current revision's live logs are the last resort and are truncated, not
+// removed (their writers hold them).
+func TestSweepOrder(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel string, n int, age time.Duration) string {
+		p := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(-age)
+		os.Chtimes(p, at, at)
+		return p
+	}
+	live := write("1/app/console.log", 400, 0)
+	rotated := write("1/app/console.log.1", 400, time.Minute)
+	oldRev := write("0/app/console.log", 400, time.Hour)
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "1"), Limits: Limits{MaxDir: 900, Hysteresis: 4}, Log: quiet()}
+	k.Enforce()
+	// 1200 bytes, target 900-225 = 675: the rotated copy and the old
+	// revision go, the live log stays whole.
+	if _, err := os.Stat(rotated); !os.IsNotExist(err) {
+		t.Errorf("rotated copy kept")
+	}
+	if _, err := os.Stat(oldRev); !os.IsNotExist(err) {
+		t.Errorf("old revision's log kept")
+	}
+	if fi, err := os.Stat(live); err != nil || fi.Size() != 400 {
+		t.Errorf("live log: %v %v", fi, err)
+	}
+	write("1/other/console.log", 800, time.Second)
+	k.Enforce()
+	if got := dirSize(t, dir); got > 900 {
+		t.Errorf("dir is %d bytes after the sweep", got)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live log was removed: %v", err)
+	}
+}
+
+// A container printing 50 MB: the keeper, woken by inotify, holds the
+// directory near its limit while the writer runs and under it after.
+func TestFloodStaysUnderTheLimit(t *testing.T) {
+	dir := t.TempDir()
+	cur := filepath.Join(dir, "0")
+	path := filepath.Join(cur, "flood", "console.log")
+	k := &Keeper{Dir: dir, Current: cur, Limits: Limits{MaxFile: 2 << 20, MaxDir: 8 << 20, Hysteresis: 4}, Log: quiet()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	time.Sleep(50 * time.Millisecond) // the watch is set
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	w, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
+	var peak int64
+	for i := 0; i < 50<<20/len(chunk); i++ {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		if i%16 == 0 {
+			peak = max(peak, dirSize(t, dir))
+		}
+	}
+	w.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for dirSize(t, dir) > k.Limits.MaxDir && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := dirSize(t, dir); got > k.Limits.MaxDir {
+		t.Errorf("log dir %d bytes after the flood, limit %d", got, k.Limits.MaxDir)
+	}
+	t.Logf("peak %d MiB during a 50 MiB flood, limit %d MiB, %d rotations", peak>>20, k.Limits.MaxDir>>20, k.Rotations)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the keeper did not stop with its context")
+	}
+}
