@@ -1,0 +1,42 @@
+//go:build integration
+
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A container printing 50 MB to its console: the log directory stays
+// within PV_LOG_DIR_MAXSIZE, and the console log goes on after rotation.
+func TestLogDirStaysUnderItsLimit(t *testing.T) {
+	flood := `/bin/sh "-c" "trap 'exit 0' TERM; dd if=/dev/zero bs=65536 count=800 2>/dev/null | tr '\000' x; echo; echo FLOOD-DONE; while true; do sleep 1; done"`
+	dir := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{name: "flood", group: "app", cmd: flood}})
+	const limit = 4 << 20
+	d := startDeviceEnv(t, dir, []string{"PV_LOG_MAXSIZE=1048576", "PV_LOG_DIR_MAXSIZE=4194304"})
+	d.waitConsole("flood", "FLOOD-DONE", 60*time.Second)
+	logs := filepath.Join(dir, "logs")
+	var total int64
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		total = 0
+		filepath.Walk(logs, func(_ string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				total += fi.Size()
+			}
+			return nil
+		})
+		if total <= limit || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if total > limit {
+		t.Fatalf("log dir holds %d bytes after a 50 MB flood, limit %d", total, limit)
+	}
+	if _, err := os.Stat(filepath.Join(logs, "0", "flood", "console.log.1")); err != nil {
+		t.Errorf("no rotated console log: %v", err)
+	}
+}
