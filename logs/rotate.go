@@ -18,8 +18,8 @@ package logs
 
 import (
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
