@@ -14,8 +14,8 @@ import (
 // makes them exit. It stands in for the kernel only in these tests of the
 // actors' own logic; the real engine has its integration tests.
 type fakeEngine struct {
+	recorder
 	mu       sync.Mutex
-	events   []string
 	runs     map[string]*fakeRun
 	failOn   map[string]string // container → "mount" or "start"
 	startDly map[string]time.Duration
@@ -29,16 +29,23 @@ func newFakeEngine() *fakeEngine {
 		slowDestroy: map[string]time.Duration{}, nextPid: 100}
 }
 
-func (e *fakeEngine) record(ev string) {
-	e.mu.Lock()
-	e.events = append(e.events, ev)
-	e.mu.Unlock()
+// recorder keeps what a fake was asked, in order, for the test to read.
+type recorder struct {
+	recMu  sync.Mutex
+	events []string
 }
 
-func (e *fakeEngine) Events() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.events...)
+func (r *recorder) record(ev string) {
+	r.recMu.Lock()
+	r.events = append(r.events, ev)
+	r.recMu.Unlock()
+}
+
+// Events returns what was recorded so far.
+func (r *recorder) Events() []string {
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	return append([]string(nil), r.events...)
 }
 
 func (e *fakeEngine) run(name string) *fakeRun {

@@ -16,22 +16,10 @@ import (
 // fakePlane records what the link actors ask of the data plane; the real
 // plane (xconnect/mesh) has its integration tests with real containers.
 type fakePlane struct {
-	mu     sync.Mutex
-	events []string
+	recorder
+	mu sync.Mutex
 	// failures makes the next n Establish calls fail.
 	failures int
-}
-
-func (p *fakePlane) record(ev string) {
-	p.mu.Lock()
-	p.events = append(p.events, ev)
-	p.mu.Unlock()
-}
-
-func (p *fakePlane) Events() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.events)
 }
 
 func (p *fakePlane) Establish(l xconnect.Link, e xconnect.Ends, _ *xconnect.Stats) (xconnect.Setup, error) {

@@ -27,7 +27,7 @@ type fakeUpdates struct {
 	mu       sync.Mutex
 	states   map[string]*state.State
 	progress map[string]storage.Progress
-	calls    []string
+	recorder
 	rev, try string
 }
 
@@ -35,17 +35,10 @@ func newFakeUpdates(committed string) *fakeUpdates {
 	return &fakeUpdates{states: map[string]*state.State{}, progress: map[string]storage.Progress{}, rev: committed}
 }
 
-func (u *fakeUpdates) call(c string) {
-	u.mu.Lock()
-	u.calls = append(u.calls, c)
-	u.mu.Unlock()
-}
+func (u *fakeUpdates) call(c string) { u.record(c) }
 
-func (u *fakeUpdates) Calls() []string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return slices.Clone(u.calls)
-}
+// Calls are the storage and bootloader calls so far, in order.
+func (u *fakeUpdates) Calls() []string { return u.Events() }
 
 func (u *fakeUpdates) Load(rev string) (*state.State, error) {
 	u.mu.Lock()
