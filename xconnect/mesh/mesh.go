@@ -22,6 +22,9 @@ import (
 
 	"github.com/pantavisor/pv/xconnect"
 	"github.com/pantavisor/pv/xconnect/drm"
+	"github.com/pantavisor/pv/xconnect/rest"
+	"github.com/pantavisor/pv/xconnect/unix"
+	"github.com/pantavisor/pv/xconnect/wayland"
 )
 
 // NewProxy builds one link type's proxy.
@@ -237,5 +240,9 @@ func (s *nodeSetup) Describe() string {
 
 // Plugins is every link type's plugin.
 func Plugins() map[string]NewProxy {
-	return map[string]NewProxy{}
+	return map[string]NewProxy{
+		"unix":    unix.New,
+		"wayland": wayland.New,
+		"rest":    rest.New,
+	}
 }

@@ -1,0 +1,146 @@
+// Package rest is the xconnect plugin for a provider's HTTP API on a unix
+// socket: an HTTP/1.1 reverse proxy that tells the provider who is asking.
+// Every request, each one of a keep-alive connection, reaches the provider
+// with X-PV-Client (the consumer container) and X-PV-Role (the link's
+// role) set by pantavisor; whatever the consumer sent under those names is
+// replaced. Bodies stream both ways; connections to the provider are kept
+// alive and reused.
+package rest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// The identity headers.
+const (
+	HeaderClient = "X-PV-Client"
+	HeaderRole   = "X-PV-Role"
+)
+
+// Proxy is one rest link's HTTP proxy.
+type Proxy struct {
+	cfg  xconnect.Config
+	srv  *http.Server
+	tr   *http.Transport
+	once sync.Once
+}
+
+// New makes the proxy of cfg.Link.
+func New(cfg xconnect.Config) xconnect.Proxy {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = &xconnect.Stats{}
+	}
+	p := &Proxy{cfg: cfg}
+	p.tr = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := cfg.Dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		MaxIdleConns: 16, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Minute,
+	}
+	client, role := cfg.Link.Consumer, cfg.Link.Role
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", "localhost"
+			r.Out.Host = r.In.Host
+			// Set, not added: the consumer's own values go.
+			r.Out.Header.Set(HeaderClient, client)
+			r.Out.Header.Set(HeaderRole, role)
+		},
+		Transport:     p.tr,
+		FlushInterval: -1, // stream: server-sent events, long polls
+		ErrorLog:      slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			cfg.Stats.Errors.Add(1)
+			if errors.Is(err, context.Canceled) {
+				return // the consumer went away
+			}
+			cfg.Log.Warn("rest link: provider failed", "err", err)
+			http.Error(w, "provider "+cfg.Link.Provider+" unavailable", http.StatusBadGateway)
+		},
+	}
+	p.srv = &http.Server{
+		Handler:           rp,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				cfg.Stats.Connections.Add(1)
+				cfg.Stats.Active.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				cfg.Stats.Active.Add(-1)
+			}
+		},
+	}
+	return p
+}
+
+// Serve serves the consumer's requests on ln until Close.
+func (p *Proxy) Serve(ln net.Listener) error {
+	err := p.srv.Serve(countingListener{ln, p.cfg.Stats})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close ends the server, its connections and the idle ones to the
+// provider.
+func (p *Proxy) Close() error {
+	var err error
+	p.once.Do(func() {
+		err = p.srv.Close()
+		p.tr.CloseIdleConnections()
+	})
+	return err
+}
+
+// countingListener counts the bytes of every consumer connection: read is
+// up (consumer → provider), written down.
+type countingListener struct {
+	net.Listener
+	st *xconnect.Stats
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, st: l.st}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	st *xconnect.Stats
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.st.BytesUp.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.st.BytesDown.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,137 @@
+package rest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// seen is what the provider got: per request, the identity headers and the
+// connection it came on.
+type seen struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func startProvider(t *testing.T, path string) *seen {
+	s := &seen{}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{}
+	var n int
+	srv := &http.Server{
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			s.mu.Lock()
+			n++
+			defer s.mu.Unlock()
+			return context.WithValue(ctx, key{}, n)
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			s.mu.Lock()
+			s.reqs = append(s.reqs, fmt.Sprintf("conn=%d %s %s client=%q role=%q body=%s", r.Context().Value(key{}),
+				r.Method, r.URL.Path, r.Header.Values(HeaderClient), r.Header.Values(HeaderRole), body))
+			s.mu.Unlock()
+			if r.URL.Path == "/missing" {
+				w.Header().Set("X-Custom", "yes")
+				http.Error(w, "no such thing", http.StatusNotFound)
+				return
+			}
+			fmt.Fprint(w, "ok")
+		}),
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+func startLink(t *testing.T, prov string) (string, *xconnect.Stats) {
+	dir := t.TempDir()
+	st := &xconnect.Stats{}
+	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"}, Stats: st,
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", prov)
+		}})
+	cons := filepath.Join(dir, "api.sock")
+	ln, err := net.Listen("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() { p.Close() })
+	return cons, st
+}
+
+// Every request of one keep-alive connection carries the consumer's
+// identity; forged headers are replaced, statuses and headers come back.
+func TestIdentityOnEveryRequest(t *testing.T) {
+	prov := filepath.Join(t.TempDir(), "prov.sock")
+	s := startProvider(t, prov)
+	cons, st := startLink(t, prov)
+	c, err := net.Dial("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	for i, req := range []string{
+		"GET /a HTTP/1.1\r\nHost: api\r\nX-PV-Client: root\r\nX-PV-Role: mgmt\r\n\r\n",
+		"POST /b HTTP/1.1\r\nHost: api\r\nContent-Length: 4\r\nX-Pv-Client: forged\r\n\r\nbody",
+		"GET /missing HTTP/1.1\r\nHost: api\r\n\r\n",
+	} {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if i == 2 && (resp.StatusCode != 404 || resp.Header.Get("X-Custom") != "yes") {
+			t.Errorf("404 with a header came back as %d %v", resp.StatusCode, resp.Header)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := []string{
+		`conn=1 GET /a client=["app"] role=["reader"] body=`,
+		`conn=1 POST /b client=["app"] role=["reader"] body=body`,
+		`conn=1 GET /missing client=["app"] role=["reader"] body=`,
+	}
+	if strings.Join(s.reqs, "\n") != strings.Join(want, "\n") {
+		t.Errorf("provider saw\n%s\nwant\n%s", strings.Join(s.reqs, "\n"), strings.Join(want, "\n"))
+	}
+	if st.Connections.Load() != 1 || st.BytesUp.Load() == 0 || st.BytesDown.Load() == 0 {
+		t.Errorf("stats %+v", st.Snapshot())
+	}
+}
+
+func TestProviderDownIs502(t *testing.T) {
+	cons, st := startLink(t, filepath.Join(t.TempDir(), "nobody.sock"))
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", cons)
+	}}}
+	resp, err := c.Get("http://api/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || st.Errors.Load() != 1 {
+		t.Fatalf("status %d, errors %d", resp.StatusCode, st.Errors.Load())
+	}
+}

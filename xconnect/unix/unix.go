@@ -1,0 +1,247 @@
+// Package unix is the xconnect plugin for unix stream sockets: each
+// consumer connection gets its own connection to the provider's socket,
+// bytes flow both ways, an end of stream is passed on as a half-close, and
+// file descriptors (SCM_RIGHTS) are carried with the bytes they were sent
+// with, both ways.
+package unix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// bufSize is the data read at once per direction, oobSize room for the
+// largest SCM_RIGHTS message the kernel passes (SCM_MAX_FD descriptors).
+var (
+	bufSize = 32 << 10
+	oobSize = unix.CmsgSpace(253 * 4)
+)
+
+// Proxy carries one link's consumer connections to its provider.
+type Proxy struct {
+	cfg   xconnect.Config
+	ctx   context.Context
+	stop  context.CancelFunc
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+	// lastFail rate-limits the log of failed dials: a consumer retrying
+	// in a loop must not flood the log.
+	lastFail atomic.Int64
+}
+
+// New makes the proxy of cfg.Link.
+func New(cfg xconnect.Config) xconnect.Proxy {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = &xconnect.Stats{}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Proxy{cfg: cfg, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
+}
+
+// Serve accepts consumer connections on ln until Close.
+func (p *Proxy) Serve(ln net.Listener) error {
+	p.mu.Lock()
+	if p.ctx.Err() != nil {
+		p.mu.Unlock()
+		return nil
+	}
+	p.ln = ln
+	p.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and the like: wait rather than spin.
+			p.cfg.Log.Warn("accept on link", "err", err)
+			select {
+			case <-p.ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if !p.track(c, true) {
+			c.Close()
+			return nil
+		}
+		p.wg.Add(1)
+		go p.handle(c)
+	}
+}
+
+// track adds or removes a live connection; adding fails once closed.
+func (p *Proxy) track(c net.Conn, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !add {
+		delete(p.conns, c)
+		return true
+	}
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) handle(c net.Conn) {
+	st := p.cfg.Stats
+	defer p.wg.Done()
+	defer func() {
+		if r := recover(); r != nil {
+			p.cfg.Log.Error("link connection panicked", "panic", fmt.Sprint(r))
+			c.Close()
+		}
+	}()
+	st.Connections.Add(1)
+	st.Active.Add(1)
+	defer st.Active.Add(-1)
+	defer p.track(c, false)
+	b, err := p.cfg.Dial(p.ctx)
+	if err != nil {
+		st.Errors.Add(1)
+		if now := time.Now().UnixNano(); now-p.lastFail.Load() > int64(10*time.Second) {
+			p.lastFail.Store(now)
+			p.cfg.Log.Warn("link: provider not reachable", "err", err)
+		}
+		c.Close()
+		return
+	}
+	if !p.track(b, true) {
+		b.Close()
+		c.Close()
+		return
+	}
+	defer p.track(b, false)
+	cu, ok1 := c.(*net.UnixConn)
+	bu, ok2 := b.(*net.UnixConn)
+	if !ok1 || !ok2 {
+		// Not a unix pair (a test's pipe, say): bytes only.
+		if err := xconnect.Relay(c, b, st); err != nil {
+			st.Errors.Add(1)
+		}
+		return
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- pump(bu, cu, &st.BytesUp) }()
+	go func() { errc <- pump(cu, bu, &st.BytesDown) }()
+	e1, e2 := <-errc, <-errc
+	c.Close()
+	b.Close()
+	if e1 != nil || e2 != nil {
+		st.Errors.Add(1)
+	}
+}
+
+// pump copies src to dst with the descriptors that come with the bytes,
+// until src's end of stream, which it passes on as a half-close of dst. It
+// returns nil at a clean end; an error ends both directions (the caller
+// closes both connections).
+func pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	buf, oob := make([]byte, bufSize), make([]byte, oobSize)
+	for {
+		k, oobn, flags, _, rerr := src.ReadMsgUnix(buf, oob)
+		if oobn > 0 {
+			fds := rights(oob[:oobn])
+			if flags&unix.MSG_CTRUNC != 0 {
+				closeAll(fds)
+				return errors.New("file descriptors truncated")
+			}
+			_, _, werr := dst.WriteMsgUnix(buf[:k], oob[:oobn], nil)
+			// Ours are copies: the receiver has its own now.
+			closeAll(fds)
+			if werr != nil {
+				return quiet(werr)
+			}
+			n.Add(int64(k))
+		} else if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return quiet(werr)
+			}
+			n.Add(int64(k))
+		}
+		if rerr != nil || (k == 0 && oobn == 0) {
+			if rerr != nil && !errors.Is(rerr, io.EOF) {
+				return quiet(rerr)
+			}
+			// End of stream: pass it on and let the other
+			// direction finish.
+			dst.CloseWrite()
+			return nil
+		}
+	}
+}
+
+// rights lists the descriptors of the SCM_RIGHTS messages in oob.
+func rights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for i := range msgs {
+		if f, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	return fds
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// quiet drops the errors of a connection the other side closed.
+func quiet(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		return nil
+	}
+	return err
+}
+
+// Close stops accepting, ends every connection and waits for them.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.stop()
+	var err error
+	if p.ln != nil {
+		if cerr := p.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	return err
+}

@@ -1,0 +1,239 @@
+package unix
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// provider answers each connection, after the consumer's end of stream,
+// with what it got: the bytes and, for each descriptor, what reading it
+// gives; then it sends a descriptor of its own back.
+func provider(t *testing.T, path string) {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.AcceptUnix()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var got []byte
+				var fds []string
+				buf, oob := make([]byte, 1024), make([]byte, 1024)
+				for {
+					n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+					got = append(got, buf[:n]...)
+					for _, fd := range rights(oob[:oobn]) {
+						b := make([]byte, 64)
+						k, _ := unix.Pread(fd, b, 0)
+						fds = append(fds, string(b[:k]))
+						unix.Close(fd)
+					}
+					if err != nil || (n == 0 && oobn == 0) {
+						break
+					}
+				}
+				reply := "got " + string(got) + " fds [" + strings.Join(fds, ",") + "]"
+				fd := memfd(t, "from-provider")
+				c.WriteMsgUnix([]byte(reply), unix.UnixRights(fd), nil)
+				unix.Close(fd)
+			}()
+		}
+	}()
+}
+
+func memfd(t *testing.T, content string) int {
+	fd, err := unix.MemfdCreate("t", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(fd, []byte(content))
+	return fd
+}
+
+// link starts a proxy from a listener at dir/consumer.sock to the
+// provider at dir/provider.sock.
+func link(t *testing.T) (string, *xconnect.Stats, xconnect.Proxy) {
+	dir := t.TempDir()
+	prov := filepath.Join(dir, "provider.sock")
+	provider(t, prov)
+	st := &xconnect.Stats{}
+	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "c", Name: "s", Type: "unix"}, Stats: st,
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", prov)
+		}})
+	cons := filepath.Join(dir, "consumer.sock")
+	ln, err := net.Listen("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return cons, st, p
+}
+
+// The consumer sends bytes and a descriptor, half-closes, and still reads
+// the provider's answer, which carries a descriptor back.
+func TestHalfCloseAndDescriptorsBothWays(t *testing.T) {
+	cons, st, _ := link(t)
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fd := memfd(t, "fd-content")
+	if _, _, err := c.WriteMsgUnix([]byte("hello"), unix.UnixRights(fd), nil); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	c.Write([]byte(" world"))
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	var got []byte
+	var back []string
+	buf, oob := make([]byte, 1024), make([]byte, 1024)
+	for {
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		got = append(got, buf[:n]...)
+		for _, fd := range rights(oob[:oobn]) {
+			b := make([]byte, 64)
+			k, _ := unix.Pread(fd, b, 0)
+			back = append(back, string(b[:k]))
+			unix.Close(fd)
+		}
+		if err != nil || (n == 0 && oobn == 0) {
+			if err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if string(got) != "got hello world fds [fd-content]" {
+		t.Errorf("provider answered %q", got)
+	}
+	if len(back) != 1 || back[0] != "from-provider" {
+		t.Errorf("descriptors back: %q", back)
+	}
+	if s := st.Snapshot(); s.Connections != 1 || s.BytesUp != 11 || s.BytesDown != int64(len(got)) || s.Errors != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// The proxy keeps none of the descriptors it passed on.
+func TestNoDescriptorLeak(t *testing.T) {
+	cons, _, _ := link(t)
+	before := openFds(t)
+	for i := 0; i < 20; i++ {
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd := memfd(t, "x")
+		c.WriteMsgUnix([]byte("m"), unix.UnixRights(fd, fd, fd), nil)
+		unix.Close(fd)
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf, oob := make([]byte, 256), make([]byte, 256)
+		for {
+			n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+			closeAll(rights(oob[:oobn]))
+			if err != nil || (n == 0 && oobn == 0) {
+				break
+			}
+		}
+		c.Close()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after := openFds(t); after > before+2 {
+		t.Errorf("%d descriptors open after 20 connections, %d before", after, before)
+	}
+}
+
+func openFds(t *testing.T) int {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+// A provider that cannot be reached closes the consumer's connection and
+// counts an error; Close ends connections under way and every goroutine.
+func TestUnreachableProviderAndClose(t *testing.T) {
+	base := runtime.NumGoroutine()
+	dir := t.TempDir()
+	st := &xconnect.Stats{}
+	p := New(xconnect.Config{Stats: st, Dial: func(ctx context.Context) (net.Conn, error) {
+		return nil, errors.New("no provider")
+	}})
+	ln, err := net.Listen("unix", filepath.Join(dir, "c.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	c, err := net.Dial("unix", filepath.Join(dir, "c.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("read from a link without provider: %d %v", n, err)
+	}
+	c.Close()
+	if st.Errors.Load() != 1 {
+		t.Errorf("errors %d", st.Errors.Load())
+	}
+
+	// A connection under way is ended by Close.
+	cons, _, q := link(t)
+	c2, err := net.Dial("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.Write([]byte("pending"))
+	time.Sleep(50 * time.Millisecond)
+	q.Close()
+	c2.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.ReadAll(c2); err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	p.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base+2 {
+		t.Errorf("%d goroutines after Close, %d before", n, base)
+	}
+}
