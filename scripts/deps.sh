@@ -25,6 +25,10 @@ have grub-editenv || need="$need grub-common"
 # The control socket's end-to-end test talks to it with the real curl, as
 # upstream's pvcontrol does.
 have curl || need="$need curl"
+# The xconnect dbus tests run a stock dbus-daemon and libdbus's dbus-send
+# (the integration test binds them into its containers).
+have dbus-daemon || need="$need dbus-daemon"
+have dbus-send || need="$need dbus-bin"
 case "${1:-}" in
 "") ;;
 bench)

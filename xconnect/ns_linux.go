@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -269,6 +270,32 @@ func OpenIn(pid int, path string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open in pid " + strconv.Itoa(pid), Path: path, Err: err}
 	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// ReadFileIn reads the regular file at path inside pid's root (resolved
+// as OpenIn does), up to max bytes: more is an error.
+func ReadFileIn(pid int, path string, max int64) ([]byte, error) {
+	f, err := OpenIn(pid, path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if fi, err := r.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s in pid %d: not a regular file", path, pid)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s in pid %d: larger than %d bytes", path, pid, max)
+	}
+	return data, nil
 }
 
 // DialUnixIn connects to the unix socket at path inside pid's root, safely

@@ -69,6 +69,13 @@ type Config struct {
 	Dial  Dialer
 	Stats *Stats
 	Log   *slog.Logger
+	// DialAs connects to the provider's socket with the credentials of
+	// uid and gid (DialAs in ns_linux.go), for providers that take the
+	// caller's identity from the socket (dbus); nil where not available.
+	DialAs func(ctx context.Context, uid, gid int) (net.Conn, error)
+	// ReadProviderFile reads a file inside the provider (its
+	// /etc/passwd), bounded; nil where not available.
+	ReadProviderFile func(path string) ([]byte, error)
 }
 
 // Stats are a link's traffic counters, shared by its proxy (which counts)

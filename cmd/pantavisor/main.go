@@ -20,6 +20,7 @@ import (
 	// "pantavisor init", and keeps the main thread out of container
 	// namespaces (see the package).
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
+	"github.com/pantavisor/pv/xconnect"
 )
 
 const usage = `usage: pantavisor <command> [arguments]
@@ -34,6 +35,9 @@ commands:
 `
 
 func main() {
+	// A copy of pantavisor started to connect to a link's provider as
+	// another uid does that and exits (xconnect.DialAs).
+	xconnect.HelperMain()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/xconnect"
+	"github.com/pantavisor/pv/xconnect/dbus"
 	"github.com/pantavisor/pv/xconnect/drm"
 	"github.com/pantavisor/pv/xconnect/rest"
 	"github.com/pantavisor/pv/xconnect/unix"
@@ -81,7 +82,7 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 		log = slog.Default()
 	}
 	log = log.With("link", l.Key())
-	px := newProxy(xconnect.Config{Link: l, Dial: be.dial, Stats: st, Log: log})
+	px := newProxy(xconnect.Config{Link: l, Dial: be.dial, Stats: st, Log: log, DialAs: be.dialAs, ReadProviderFile: be.readFile})
 	s := &proxySetup{link: l, be: be, ln: ln, inj: inj, px: px, consumerPid: e.ConsumerPid, done: make(chan struct{})}
 	go s.serve(log)
 	return s, nil
@@ -126,12 +127,37 @@ var dialPatience = 5 * time.Second
 
 // dial connects to the provider, waiting up to dialPatience for it to run
 // and to answer.
-func (b *backend) dial(ctx context.Context) (net.Conn, error) {
+func (b *backend) dial(ctx context.Context) (net.Conn, error) { return b.patiently(ctx, b.dialOnce) }
+
+// dialAs connects to the provider's socket with uid's credentials (dbus),
+// as patiently as dial.
+func (b *backend) dialAs(ctx context.Context, uid, gid int) (net.Conn, error) {
+	return b.patiently(ctx, func(ctx context.Context) (net.Conn, error) {
+		e := b.ends.Load()
+		if e.ProviderPid <= 0 {
+			return nil, fmt.Errorf("%s: %w", b.link.Provider, errRestarting)
+		}
+		return xconnect.DialAs(ctx, e.ProviderPid, b.link.Socket, uid, gid)
+	})
+}
+
+// readFile reads a file inside the provider as it is now.
+func (b *backend) readFile(path string) ([]byte, error) {
+	e := b.ends.Load()
+	if e.ProviderPid <= 0 {
+		return nil, fmt.Errorf("%s: %w", b.link.Provider, errRestarting)
+	}
+	return xconnect.ReadFileIn(e.ProviderPid, path, 1<<20)
+}
+
+// patiently calls dial until it succeeds, fails for good or dialPatience
+// is over, trying again when the provider moves.
+func (b *backend) patiently(ctx context.Context, dial xconnect.Dialer) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialPatience)
 	defer cancel()
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
 		moved := b.wait()
-		c, err := b.dialOnce(ctx)
+		c, err := dial(ctx)
 		if err == nil || !retryable(err) {
 			return c, err
 		}
@@ -244,5 +270,6 @@ func Plugins() map[string]NewProxy {
 		"unix":    unix.New,
 		"wayland": wayland.New,
 		"rest":    rest.New,
+		"dbus":    dbus.New,
 	}
 }

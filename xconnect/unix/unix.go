@@ -30,20 +30,31 @@ var (
 
 // Proxy carries one link's consumer connections to its provider.
 type Proxy struct {
-	cfg   xconnect.Config
-	ctx   context.Context
-	stop  context.CancelFunc
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	cfg     xconnect.Config
+	connect Connect
+	ctx     context.Context
+	stop    context.CancelFunc
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 	// lastFail rate-limits the log of failed dials: a consumer retrying
 	// in a loop must not flood the log.
 	lastFail atomic.Int64
 }
 
+// Connect makes the provider's end of one consumer connection c: a
+// plugin on top of this one (dbus) dials its own way and speaks to both
+// ends before the bytes flow. Nothing may be left unread in c's buffers:
+// what was read from c must have been sent on.
+type Connect func(ctx context.Context, c *net.UnixConn) (*net.UnixConn, error)
+
 // New makes the proxy of cfg.Link.
-func New(cfg xconnect.Config) xconnect.Proxy {
+func New(cfg xconnect.Config) xconnect.Proxy { return NewWith(cfg, nil) }
+
+// NewWith makes a proxy whose provider connections connect makes (nil:
+// cfg.Dial, nothing said first).
+func NewWith(cfg xconnect.Config, connect Connect) xconnect.Proxy {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -51,7 +62,7 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 		cfg.Stats = &xconnect.Stats{}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Proxy{cfg: cfg, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
+	return &Proxy{cfg: cfg, connect: connect, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
 }
 
 // Serve accepts consumer connections on ln until Close.
@@ -119,7 +130,16 @@ func (p *Proxy) handle(c net.Conn) {
 	st.Active.Add(1)
 	defer st.Active.Add(-1)
 	defer p.track(c, false)
-	b, err := p.cfg.Dial(p.ctx)
+	var b net.Conn
+	var err error
+	if cu, ok := c.(*net.UnixConn); ok && p.connect != nil {
+		var bu *net.UnixConn
+		if bu, err = p.connect(p.ctx, cu); err == nil {
+			b = bu
+		}
+	} else {
+		b, err = p.cfg.Dial(p.ctx)
+	}
 	if err != nil {
 		st.Errors.Add(1)
 		if now := time.Now().UnixNano(); now-p.lastFail.Load() > int64(10*time.Second) {
@@ -145,8 +165,8 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- pump(bu, cu, &st.BytesUp) }()
-	go func() { errc <- pump(cu, bu, &st.BytesDown) }()
+	go func() { errc <- Pump(bu, cu, &st.BytesUp) }()
+	go func() { errc <- Pump(cu, bu, &st.BytesDown) }()
 	e1, e2 := <-errc, <-errc
 	c.Close()
 	b.Close()
@@ -155,11 +175,11 @@ func (p *Proxy) handle(c net.Conn) {
 	}
 }
 
-// pump copies src to dst with the descriptors that come with the bytes,
+// Pump copies src to dst with the descriptors that come with the bytes,
 // until src's end of stream, which it passes on as a half-close of dst. It
 // returns nil at a clean end; an error ends both directions (the caller
 // closes both connections).
-func pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
+func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
