@@ -42,7 +42,9 @@ FUZZ_TARGETS := \
 	./bootloader:FuzzParsePvRevTxt \
 	./ctrl:FuzzRouterMatch \
 	./ctrl:FuzzServer \
-	./storage:FuzzParseProgress
+	./storage:FuzzParseProgress \
+	./xconnect/dbus:FuzzLookup \
+	./xconnect/dbus:FuzzCommand
 
 .PHONY: all build test deps lint unit fuzz integration bench demo clean
 
