@@ -1,0 +1,176 @@
+package tcp
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// backend answers each connection, after its end of stream, with what it
+// got, upper-cased by nothing: an echo after EOF.
+func backend(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				c.Write(append([]byte("echo:"), b...))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func start(t *testing.T, to string, opt Options) (string, *xconnect.Stats) {
+	st := &xconnect.Stats{}
+	p := NewWith(xconnect.Config{Stats: st, Dial: xconnect.TCPDialer(to)}, opt)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return ln.Addr().String(), st
+}
+
+func TestRelayHalfCloseAndCounts(t *testing.T) {
+	addr, st := start(t, backend(t), Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	payload := bytes.Repeat([]byte("x"), 1<<20)
+	go func() {
+		c.Write(payload)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(payload)+5 || string(got[:5]) != "echo:" {
+		t.Fatalf("got %d bytes", len(got))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for st.Active.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := st.Snapshot(); s.Connections != 1 || s.BytesUp != int64(len(payload)) || s.BytesDown != int64(len(got)) || s.Active != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestConnectionCap(t *testing.T) {
+	// A backend that holds connections open.
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	go func() {
+		for {
+			c, err := hold.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	addr, st := start(t, hold.Addr().String(), Options{MaxConns: 2})
+	var conns []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for st.Active.Load() != 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	third, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := third.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the connection over the cap: %v", err)
+	}
+	if st.Errors.Load() != 1 {
+		t.Errorf("refusals counted: %d", st.Errors.Load())
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	go func() {
+		for {
+			c, err := hold.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	addr, _ := start(t, hold.Addr().String(), Options{IdleTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	began := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: %v", err)
+	}
+	if d := time.Since(began); d < 300*time.Millisecond {
+		t.Fatalf("ended after %v, before its idle timeout", d)
+	}
+}
+
+func TestBackendDown(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	to := dead.Addr().String()
+	dead.Close()
+	addr, st := start(t, to, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read: %v", err)
+	}
+	if st.Errors.Load() != 1 {
+		t.Errorf("errors %d", st.Errors.Load())
+	}
+}
