@@ -44,7 +44,9 @@ FUZZ_TARGETS := \
 	./ctrl:FuzzServer \
 	./storage:FuzzParseProgress \
 	./xconnect/dbus:FuzzLookup \
-	./xconnect/dbus:FuzzCommand
+	./xconnect/dbus:FuzzCommand \
+	./xconnect/http:FuzzMatch \
+	./xconnect/http:FuzzParseTarget
 
 .PHONY: all build test deps lint unit fuzz integration bench demo clean
 

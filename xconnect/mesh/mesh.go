@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,7 +22,9 @@ import (
 	"github.com/pantavisor/pv/xconnect"
 	"github.com/pantavisor/pv/xconnect/dbus"
 	"github.com/pantavisor/pv/xconnect/drm"
+	xhttp "github.com/pantavisor/pv/xconnect/http"
 	"github.com/pantavisor/pv/xconnect/rest"
+	"github.com/pantavisor/pv/xconnect/tcp"
 	"github.com/pantavisor/pv/xconnect/unix"
 	"github.com/pantavisor/pv/xconnect/wayland"
 )
@@ -66,9 +67,9 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 	)
 	end := l.ConsumerEnd()
 	if tcpTypes[l.Type] {
-		addr, _, _ := strings.Cut(end, "/")
-		if strings.HasPrefix(addr, ":") {
-			addr = "0.0.0.0" + addr
+		var addr string
+		if addr, _, err = xhttp.ParseTarget(end); err != nil {
+			return nil, err
 		}
 		ln, err = xconnect.ListenTCP(e.ConsumerPid, addr)
 	} else {
@@ -271,5 +272,7 @@ func Plugins() map[string]NewProxy {
 		"wayland": wayland.New,
 		"rest":    rest.New,
 		"dbus":    dbus.New,
+		"tcp":     tcp.New,
+		"http":    xhttp.New,
 	}
 }

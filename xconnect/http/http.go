@@ -1,0 +1,297 @@
+// Package http is the HTTP reverse proxy of http links and of http
+// ingress rules: one server per listen address, routes by longest path
+// prefix (on segment boundaries: "/api" takes "/api" and "/api/x", never
+// "/apix"), the prefix stripped; the backend's status, headers and body
+// come back as they are, streamed both ways; X-Forwarded-For, -Proto and
+// -Host are set; connections to each backend are kept alive; a backend
+// that is down is a 502, one that does not answer in time a 504; a
+// WebSocket upgrade passes through. Routes of an xconnect link also carry
+// the consumer's identity (X-PV-Client, X-PV-Role), replacing any the
+// client sent.
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// Route sends the requests under Prefix to a backend.
+type Route struct {
+	Prefix string
+	Dial   xconnect.Dialer
+	Stats  *xconnect.Stats
+	// Client and Role, when Client is set, go to the backend as
+	// X-PV-Client and X-PV-Role on every request.
+	Client, Role string
+}
+
+// Options tune a server; zero values take the defaults.
+type Options struct {
+	// ReadHeaderTimeout bounds a client's request head (default 10 s);
+	// IdleTimeout its keep-alive silence (default 2 min).
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// BackendTimeout is how long a backend may take to answer a request's
+	// head (default 60 s): past it, 504.
+	BackendTimeout time.Duration
+	Log            *slog.Logger
+}
+
+// Server is one listen address's proxy.
+type Server struct {
+	opt    Options
+	srv    *nethttp.Server
+	routes atomic.Pointer[[]*route]
+	mu     sync.Mutex
+	all    []*route
+}
+
+type route struct {
+	Route
+	proxy *httputil.ReverseProxy
+	tr    *nethttp.Transport
+}
+
+// NewServer makes a server with no route (every request a 404 until Set).
+func NewServer(opt Options) *Server {
+	if opt.ReadHeaderTimeout <= 0 {
+		opt.ReadHeaderTimeout = 10 * time.Second
+	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = 2 * time.Minute
+	}
+	if opt.BackendTimeout <= 0 {
+		opt.BackendTimeout = 60 * time.Second
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	s := &Server{opt: opt}
+	s.routes.Store(&[]*route{})
+	s.srv = &nethttp.Server{Handler: s, ReadHeaderTimeout: opt.ReadHeaderTimeout, IdleTimeout: opt.IdleTimeout,
+		ErrorLog: slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug)}
+	return s
+}
+
+// Set replaces the routes. Each route's backend connections are its own.
+func (s *Server) Set(routes []Route) {
+	rs := make([]*route, 0, len(routes))
+	for _, r := range routes {
+		if r.Stats == nil {
+			r.Stats = &xconnect.Stats{}
+		}
+		r.Prefix = cleanPrefix(r.Prefix)
+		rs = append(rs, s.newRoute(r))
+	}
+	// Longest prefix first: the first match is the longest.
+	sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Prefix) > len(rs[j].Prefix) })
+	s.mu.Lock()
+	old := s.all
+	s.all = rs
+	s.routes.Store(&rs)
+	s.mu.Unlock()
+	for _, r := range old {
+		r.tr.CloseIdleConnections()
+	}
+}
+
+func cleanPrefix(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+	}
+	return p
+}
+
+// Match is the route of path, by longest prefix on segment boundaries,
+// and the path the backend gets (the prefix stripped, a leading "/"
+// kept); ok is false when no route takes it.
+func Match(prefixes []string, path string) (i int, rest string, ok bool) {
+	best := -1
+	for j, p := range prefixes {
+		p = cleanPrefix(p)
+		if p != "/" && path != p && !strings.HasPrefix(path, p+"/") {
+			continue
+		}
+		if best < 0 || len(p) > len(cleanPrefix(prefixes[best])) {
+			best = j
+		}
+	}
+	if best < 0 {
+		return -1, "", false
+	}
+	p := cleanPrefix(prefixes[best])
+	rest = path
+	if p != "/" {
+		rest = strings.TrimPrefix(path, p)
+	}
+	if rest == "" || rest[0] != '/' {
+		rest = "/" + rest
+	}
+	return best, rest, true
+}
+
+func (s *Server) newRoute(r Route) *route {
+	rt := &route{Route: r}
+	rt.tr = &nethttp.Transport{
+		DialContext:           func(ctx context.Context, _, _ string) (net.Conn, error) { return r.Dial(ctx) },
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: s.opt.BackendTimeout,
+	}
+	rt.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "backend"
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			if r.Client != "" {
+				pr.Out.Header.Set("X-PV-Client", r.Client)
+				pr.Out.Header.Set("X-PV-Role", r.Role)
+			}
+		},
+		Transport:     rt.tr,
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(s.opt.Log.Handler(), slog.LevelDebug),
+		ErrorHandler: func(w nethttp.ResponseWriter, req *nethttp.Request, err error) {
+			r.Stats.Errors.Add(1)
+			if errors.Is(err, context.Canceled) {
+				return // the client went away
+			}
+			status := nethttp.StatusBadGateway
+			var ne net.Error
+			if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) ||
+				strings.Contains(err.Error(), "timeout awaiting response headers") {
+				status = nethttp.StatusGatewayTimeout
+			}
+			s.opt.Log.Debug("http proxy: backend failed", "prefix", r.Prefix, "status", status, "err", err)
+			nethttp.Error(w, nethttp.StatusText(status), status)
+		},
+	}
+	return rt
+}
+
+// ServeHTTP routes one request.
+func (s *Server) ServeHTTP(w nethttp.ResponseWriter, req *nethttp.Request) {
+	rs := *s.routes.Load()
+	prefixes := make([]string, len(rs))
+	for i, r := range rs {
+		prefixes[i] = r.Prefix
+	}
+	i, rest, ok := Match(prefixes, req.URL.Path)
+	if !ok {
+		nethttp.NotFound(w, req)
+		return
+	}
+	r := rs[i]
+	st := r.Stats
+	st.Connections.Add(1)
+	st.Active.Add(1)
+	defer st.Active.Add(-1)
+	req.URL.Path, req.URL.RawPath = rest, ""
+	if req.Body != nil && req.Body != nethttp.NoBody {
+		req.Body = &countingBody{ReadCloser: req.Body, n: &st.BytesUp}
+	}
+	r.proxy.ServeHTTP(&countingWriter{ResponseWriter: w, n: &st.BytesDown}, req)
+}
+
+// Serve serves on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.srv.Serve(ln); !errors.Is(err, nethttp.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close ends the server, its connections and the idle backend ones.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	s.mu.Lock()
+	for _, r := range s.all {
+		r.tr.CloseIdleConnections()
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// countingBody counts a request body as it streams to the backend.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	k, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(k))
+	return k, err
+}
+
+// countingWriter counts a response as it streams to the client; Unwrap
+// lets the proxy reach the connection for flushes and upgrades.
+type countingWriter struct {
+	nethttp.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	k, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(k))
+	return k, err
+}
+
+func (w *countingWriter) Unwrap() nethttp.ResponseWriter { return w.ResponseWriter }
+
+// ParseTarget splits an http target "IP:PORT[/prefix]" or ":PORT[/prefix]"
+// (0.0.0.0 then) into the listen address and the path prefix ("/" when
+// none).
+func ParseTarget(s string) (addr, prefix string, err error) {
+	hostport, path, _ := strings.Cut(s, "/")
+	prefix = cleanPrefix(path)
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", "", fmt.Errorf("target %q: want IP:PORT[/prefix] or :PORT[/prefix]: %w", s, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return "", "", fmt.Errorf("target %q: %q is not an IP address", s, host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("target %q: port %q is not 1-65535", s, port)
+	}
+	return netip.AddrPortFrom(ip, uint16(n)).String(), prefix, nil
+}
+
+// Link is an http link's proxy: one route, the consumer's identity on
+// every request.
+type Link struct{ *Server }
+
+// New makes the proxy of an xconnect http link.
+func New(cfg xconnect.Config) xconnect.Proxy {
+	s := NewServer(Options{Log: cfg.Log})
+	_, prefix, err := ParseTarget(cfg.Link.ConsumerEnd())
+	if err != nil {
+		prefix = "/"
+	}
+	s.Set([]Route{{Prefix: prefix, Dial: cfg.Dial, Stats: cfg.Stats, Client: cfg.Link.Consumer, Role: cfg.Link.Role}})
+	return Link{s}
+}
