@@ -254,4 +254,3 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
-
