@@ -23,6 +23,7 @@ import (
 	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/ctrl"
+	"github.com/pantavisor/pv/ingress"
 	"github.com/pantavisor/pv/internal/wire"
 	"github.com/pantavisor/pv/logs"
 	"github.com/pantavisor/pv/network/nat"
@@ -288,6 +289,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			Isolation: cfg.Bool(config.PVNetIsolation),
 		}),
 		Links:   &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
+		Ingress: &ingress.Plane{Log: log},
 		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },

@@ -20,6 +20,7 @@
 //	                            X-PV-Client
 //	pvapp dbus-serve ADDR NAME  own NAME on the bus, answer Ping with pong
 //	pvapp dbus-call ADDR NAME   call NAME's Ping and print the answer
+//	pvapp forward LISTEN TARGET relay TCP connections to TARGET
 //	pvapp ctrl METHOD PATH [BODY]...
 //	                            send each request to pv-ctrl in turn and print
 //	                            "METHOD PATH STATUS BODY" a line each
@@ -99,7 +100,7 @@ func main() {
 		serveUnix(os.Args[2])
 	case "dial-unix":
 		dialUnix(os.Args[2:])
-	case "web-unix", "get-unix", "dbus-serve", "dbus-call":
+	case "web-unix", "get-unix", "dbus-serve", "dbus-call", "forward":
 		meshCommand(os.Args[1], os.Args[2:])
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
@@ -131,7 +132,12 @@ func segv() {
 func web(addr string) {
 	host, _ := os.Hostname()
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from %s, a pantavisor container\n", host)
+		if r.URL.Path == "/missing" {
+			w.Header().Set("X-Pvapp", "missing")
+			http.Error(w, "no such page on "+host, http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, "hello from %s, a pantavisor container (path %s)\n", host, r.URL.Path)
 	})
 	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

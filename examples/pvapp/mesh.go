@@ -127,7 +127,7 @@ func atoi(s string) int {
 }
 
 func meshCommand(cmd string, args []string) {
-	need := map[string]int{"web-unix": 1, "get-unix": 2, "dbus-serve": 2, "dbus-call": 2}[cmd]
+	need := map[string]int{"web-unix": 1, "get-unix": 2, "dbus-serve": 2, "dbus-call": 2, "forward": 2}[cmd]
 	if len(args) != need {
 		fmt.Fprintln(os.Stderr, "pvapp: wrong arguments for", cmd)
 		os.Exit(2)
@@ -141,5 +141,33 @@ func meshCommand(cmd string, args []string) {
 		dbusServe(args[0], args[1])
 	case "dbus-call":
 		dbusCall(args[0], args[1])
+	case "forward":
+		forward(args[0], args[1])
+	}
+}
+
+// forward is `pvapp forward LISTEN TARGET`: a TCP relay, as a reverse
+// proxy container would run one in front of its pool.
+func forward(listen, target string) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Println("pvapp: forwarding", listen, "to", target)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			fail(err)
+		}
+		go func() {
+			defer c.Close()
+			b, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				return
+			}
+			defer b.Close()
+			go func() { io.Copy(b, c); b.(*net.TCPConn).CloseWrite() }()
+			io.Copy(c, b)
+		}()
 	}
 }

@@ -59,7 +59,7 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 	if newProxy == nil {
 		return nil, fmt.Errorf("link type %q has no plugin", l.Type)
 	}
-	be := newBackend(l, e)
+	be := NewBackend(l, e)
 	var (
 		ln  net.Listener
 		inj xconnect.Injected
@@ -83,15 +83,16 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 		log = slog.Default()
 	}
 	log = log.With("link", l.Key())
-	px := newProxy(xconnect.Config{Link: l, Dial: be.dial, Stats: st, Log: log, DialAs: be.dialAs, ReadProviderFile: be.readFile})
+	px := newProxy(xconnect.Config{Link: l, Dial: be.Dial, Stats: st, Log: log, DialAs: be.dialAs, ReadProviderFile: be.readFile})
 	s := &proxySetup{link: l, be: be, ln: ln, inj: inj, px: px, consumerPid: e.ConsumerPid, done: make(chan struct{})}
 	go s.serve(log)
 	return s, nil
 }
 
-// backend dials the provider where it is now: a restarted provider has a
-// new pid (and root) and, in a pool, maybe a new address.
-type backend struct {
+// Backend dials a provider's export where the provider is now: a
+// restarted provider has a new pid (and root) and, in a pool, maybe a new
+// address. Links and ingress rules dial through one.
+type Backend struct {
 	link xconnect.Link
 	ends atomic.Pointer[xconnect.Ends]
 	// moved is closed, and replaced, whenever the ends change: a dial
@@ -100,13 +101,17 @@ type backend struct {
 	moved chan struct{}
 }
 
-func newBackend(l xconnect.Link, e xconnect.Ends) *backend {
-	b := &backend{link: l, moved: make(chan struct{})}
+// NewBackend dials l's export (Socket inside the provider, or Port at its
+// address) at the ends given, until Set moves it.
+func NewBackend(l xconnect.Link, e xconnect.Ends) *Backend {
+	b := &Backend{link: l, moved: make(chan struct{})}
 	b.ends.Store(&e)
 	return b
 }
 
-func (b *backend) set(e xconnect.Ends) {
+// Set moves the backend to the provider's current ends; dials waiting
+// for the provider try again at once.
+func (b *Backend) Set(e xconnect.Ends) {
 	b.ends.Store(&e)
 	b.mu.Lock()
 	close(b.moved)
@@ -114,7 +119,7 @@ func (b *backend) set(e xconnect.Ends) {
 	b.mu.Unlock()
 }
 
-func (b *backend) wait() <-chan struct{} {
+func (b *Backend) wait() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.moved
@@ -126,13 +131,13 @@ func (b *backend) wait() <-chan struct{} {
 // and a connection that waits a moment beats one that fails.
 var dialPatience = 5 * time.Second
 
-// dial connects to the provider, waiting up to dialPatience for it to run
+// Dial connects to the provider, waiting up to dialPatience for it to run
 // and to answer.
-func (b *backend) dial(ctx context.Context) (net.Conn, error) { return b.patiently(ctx, b.dialOnce) }
+func (b *Backend) Dial(ctx context.Context) (net.Conn, error) { return b.patiently(ctx, b.dialOnce) }
 
 // dialAs connects to the provider's socket with uid's credentials (dbus),
 // as patiently as dial.
-func (b *backend) dialAs(ctx context.Context, uid, gid int) (net.Conn, error) {
+func (b *Backend) dialAs(ctx context.Context, uid, gid int) (net.Conn, error) {
 	return b.patiently(ctx, func(ctx context.Context) (net.Conn, error) {
 		e := b.ends.Load()
 		if e.ProviderPid <= 0 {
@@ -143,7 +148,7 @@ func (b *backend) dialAs(ctx context.Context, uid, gid int) (net.Conn, error) {
 }
 
 // readFile reads a file inside the provider as it is now.
-func (b *backend) readFile(path string) ([]byte, error) {
+func (b *Backend) readFile(path string) ([]byte, error) {
 	e := b.ends.Load()
 	if e.ProviderPid <= 0 {
 		return nil, fmt.Errorf("%s: %w", b.link.Provider, errRestarting)
@@ -153,7 +158,7 @@ func (b *backend) readFile(path string) ([]byte, error) {
 
 // patiently calls dial until it succeeds, fails for good or dialPatience
 // is over, trying again when the provider moves.
-func (b *backend) patiently(ctx context.Context, dial xconnect.Dialer) (net.Conn, error) {
+func (b *Backend) patiently(ctx context.Context, dial xconnect.Dialer) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialPatience)
 	defer cancel()
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
@@ -181,7 +186,7 @@ func retryable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }
 
-func (b *backend) dialOnce(ctx context.Context) (net.Conn, error) {
+func (b *Backend) dialOnce(ctx context.Context) (net.Conn, error) {
 	e := b.ends.Load()
 	if e.ProviderPid <= 0 {
 		// Never pid 0: that would resolve the socket on the host.
@@ -201,7 +206,7 @@ func (b *backend) dialOnce(ctx context.Context) (net.Conn, error) {
 	return nil, fmt.Errorf("service %q of %s exports neither a socket nor a port", b.link.Name, b.link.Provider)
 }
 
-func (b *backend) describe() string {
+func (b *Backend) describe() string {
 	e := b.ends.Load()
 	if b.link.Socket != "" {
 		return b.link.Provider + "[" + strconv.Itoa(e.ProviderPid) + "]:" + b.link.Socket
@@ -212,7 +217,7 @@ func (b *backend) describe() string {
 // proxySetup is an established link with a proxy.
 type proxySetup struct {
 	link        xconnect.Link
-	be          *backend
+	be          *Backend
 	ln          net.Listener
 	inj         xconnect.Injected
 	px          xconnect.Proxy
@@ -234,7 +239,7 @@ func (s *proxySetup) serve(log *slog.Logger) {
 	}
 }
 
-func (s *proxySetup) Provider(e xconnect.Ends) { s.be.set(e) }
+func (s *proxySetup) Provider(e xconnect.Ends) { s.be.Set(e) }
 
 func (s *proxySetup) Close() error {
 	s.closeOnce.Do(func() {

@@ -1,0 +1,180 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// ingressDevice has, besides the pools of poolsDevice's kind:
+//   - direct: in the device's network namespace, serving :8081 itself;
+//   - web1, web2: pool members serving :8080;
+//   - edge: a proxy in the pool (the hybrid pattern), relaying :80 to web2;
+//   - hostproxy: a proxy in the device's namespace (the host-proxy pattern),
+//     relaying :8082 to web1 by its pool address;
+//   - api: serving HTTP on a unix socket.
+//
+// and ingress rules: tcp :9001 → direct (direct), tcp :9080 → edge:80
+// (hybrid), http :9090/ → web1, :9090/api → web2, :9090/unix → api.
+func ingressDevice(t *testing.T) string {
+	always := map[string]any{"policy": "always", "retry_delay": 0}
+	pool := func(ip string) map[string]any {
+		return map[string]any{"network": map[string]any{"pool": "lan", "ip": ip}, "auto_recovery": always,
+			"exports": "services.json"}
+	}
+	web := []any{map[string]any{"name": "web", "type": "tcp", "port": 8080}}
+	ctrs := []ctr{
+		{name: "direct", group: "app", cmd: `/bin/pvapp "web" "-addr" ":8081"`,
+			run:      map[string]any{"network": map[string]any{"mode": "host"}, "exports": "services.json", "auto_recovery": always},
+			services: []any{map[string]any{"name": "web", "type": "tcp", "port": 8081}}},
+		{name: "web1", group: "app", cmd: `/bin/pvapp "web" "-addr" ":8080"`, run: pool("10.0.5.11"), services: web},
+		{name: "web2", group: "app", cmd: `/bin/pvapp "web" "-addr" ":8080"`, run: pool("10.0.5.12"), services: web},
+		{name: "edge", group: "app", cmd: `/bin/pvapp "forward" ":80" "10.0.5.12:8080"`, run: pool("10.0.5.13"),
+			services: []any{map[string]any{"name": "proxy", "type": "tcp", "port": 80}}},
+		{name: "hostproxy", group: "app", cmd: `/bin/pvapp "forward" ":8082" "10.0.5.11:8080"`,
+			run: map[string]any{"network": map[string]any{"mode": "host"}}},
+		{name: "api", group: "app", cmd: `/bin/pvapp "web-unix" "/run/api.sock"`,
+			run:      map[string]any{"exports": "services.json", "auto_recovery": always},
+			services: []any{map[string]any{"name": "api", "type": "rest", "socket": "/run/api.sock"}}},
+	}
+	storage := buildStorage(t, []map[string]any{{"name": "app"}}, ctrs)
+	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
+    "network": {"pools": {"lan": {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true}}},
+    "ingress": [
+      {"name": "direct", "type": "tcp", "external": ":9001", "provider": "direct", "service": "web"},
+      {"name": "hybrid", "type": "tcp", "external": "0.0.0.0:9080", "provider": "edge", "service": "proxy"},
+      {"name": "site", "type": "http", "external": ":9090/", "provider": "web1", "service": "web"},
+      {"name": "api", "type": "http", "external": ":9090/api", "provider": "web2", "service": "web"},
+      {"name": "unix", "type": "http", "external": ":9090/unix", "provider": "api", "service": "api"}
+    ],`, 1)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return storage
+}
+
+// fetch GETs url from this test's namespace (the device's clients are on
+// the other end of a veth), retrying while the device comes up.
+func fetch(t *testing.T, url string, timeout time.Duration) (int, http.Header, string) {
+	t.Helper()
+	c := http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway || time.Now().After(deadline) {
+				return resp.StatusCode, resp.Header, string(b)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The three upstream patterns end to end, with clients in a second
+// namespace: direct (tcp ingress to a host-namespace provider), host proxy
+// (a proxy container in the device's namespace reaching a pool member by
+// its address), hybrid (tcp ingress to a proxy isolated in the pool, which
+// reaches another member); and an http listener routing by longest
+// prefix to pool members and to a unix socket, following a provider that
+// crashed and came back.
+func TestIngressPatterns(t *testing.T) {
+	requireIsolatedNet(t)
+	d := startDevice(t, ingressDevice(t))
+	pid1 := nsInit(t, d)
+	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
+	const dev = "10.77.0.2"
+	d.waitContainers("all started", 30*time.Second, statusIs(messages.StatusStarted, "direct", "web1", "web2", "edge", "hostproxy", "api"))
+
+	// Direct.
+	if code, _, body := fetch(t, "http://"+dev+":9001/d", 20*time.Second); code != 200 || !strings.Contains(body, "(path /d)") {
+		t.Errorf("direct: %d %q", code, body)
+	}
+	// Host proxy: no ingress rule, the container itself listens on the
+	// device's namespace and reaches web1 across the bridge.
+	if code, _, body := fetch(t, "http://"+dev+":8082/h", 20*time.Second); code != 200 || !strings.Contains(body, "(path /h)") {
+		t.Errorf("host proxy: %d %q", code, body)
+	}
+	// Hybrid: ingress → edge (isolated in the pool) → web2.
+	if code, _, body := fetch(t, "http://"+dev+":9080/y", 20*time.Second); code != 200 || !strings.Contains(body, "(path /y)") {
+		t.Errorf("hybrid: %d %q", code, body)
+	}
+	// HTTP routing: /api → web2 with the prefix stripped, / → web1, a
+	// 404 with its header, /unix → a unix socket backend.
+	code, _, body := fetch(t, "http://"+dev+":9090/api/v1/x", 20*time.Second)
+	hostOf := regexp.MustCompile(`hello from (\S+),`)
+	if code != 200 || !strings.Contains(body, "(path /v1/x)") {
+		t.Errorf("/api: %d %q", code, body)
+	}
+	apiHost := hostOf.FindStringSubmatch(body)
+	_, _, rootBody := fetch(t, "http://"+dev+":9090/other", 10*time.Second)
+	rootHost := hostOf.FindStringSubmatch(rootBody)
+	if apiHost == nil || rootHost == nil || apiHost[1] == rootHost[1] || !strings.Contains(rootBody, "(path /other)") {
+		t.Errorf("/api and / went to the same backend: %q / %q", body, rootBody)
+	}
+	code, hdr, body := fetch(t, "http://"+dev+":9090/api/missing", 10*time.Second)
+	if code != 404 || hdr.Get("X-Pvapp") != "missing" {
+		t.Errorf("backend 404: %d %v %q", code, hdr, body)
+	}
+	if code, _, body := fetch(t, "http://"+dev+":9090/unix/z", 10*time.Second); code != 200 || !strings.Contains(body, "conn=") {
+		t.Errorf("/unix: %d %q", code, body)
+	}
+
+	// web2 crashes and is restarted: the listener serves again, without
+	// a restart of pantavisor.
+	m := d.waitContainers("web2 up", 10*time.Second, statusIs(messages.StatusStarted, "web2"))
+	if err := syscall.Kill(hostPid(t, pid1, m["web2"].Pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.waitContainers("web2 back", 20*time.Second, func(m map[string]messages.ContainerInfo) bool {
+		return m["web2"].Status == messages.StatusStarted && m["web2"].AutoRecovery.CurrentRetries == 1
+	})
+	if code, _, body := fetch(t, "http://"+dev+":9090/api/again", 20*time.Second); code != 200 || !strings.Contains(body, "(path /again)") {
+		t.Errorf("after web2's restart: %d %q", code, body)
+	}
+
+	// A WebSocket-style upgrade request reaches the backend (pvapp web
+	// does not upgrade: it answers, and the proxy passes that on).
+	c, err := net.Dial("tcp", dev+":9090")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET /api/ws HTTP/1.1\r\nHost: dev\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+		t.Errorf("upgrade request: %v %v", resp, err)
+	}
+
+	tree, _ := d.pvcontrol("tree")
+	for _, l := range []string{"ingress:0.0.0.0:9001", "ingress:0.0.0.0:9080", "ingress:0.0.0.0:9090"} {
+		if !regexp.MustCompile(regexp.QuoteMeta(l) + `.*listening`).MatchString(tree) {
+			t.Errorf("%s not listening:\n%s", l, tree)
+		}
+	}
+	out, _ := d.pvcontrol("request", "GET", "/metrics")
+	if !regexp.MustCompile(`pv_ingress_connections_total\{listen="0.0.0.0:9090",type="http"\} [1-9]`).MatchString(out) {
+		t.Errorf("no ingress traffic in /metrics:\n%s", out)
+	}
+}
