@@ -24,10 +24,14 @@ import (
 
 	"github.com/pantavisor/pv/bench"
 	"github.com/pantavisor/pv/runtime/driver"
+	"github.com/pantavisor/pv/xconnect"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim" // "pvbench init" is a container's init
 )
 
 func main() {
+	// A copy started to dial a D-Bus link's provider as another uid
+	// (the D-Bus figure) does only that.
+	xconnect.HelperMain()
 	// Before anything else, as pantavisor does: make sure libcontainer
 	// does not copy the binary at every container start (its overlay, or
 	// else a sealed copy made once, which re-executes this process). The
