@@ -24,8 +24,8 @@ import (
 
 	"github.com/pantavisor/pv/bench"
 	"github.com/pantavisor/pv/runtime/driver"
-	"github.com/pantavisor/pv/xconnect"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim" // "pvbench init" is a container's init
+	"github.com/pantavisor/pv/xconnect"
 )
 
 func main() {
