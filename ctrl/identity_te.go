@@ -86,9 +86,11 @@ func (c *teConn) readHead() error {
 		c.head = append(c.head, chunk...)
 		switch {
 		case err == nil:
-			l := string(c.head[c.line:])
+			// Compared as bytes: a string of each line would cost an
+			// allocation per header line on every request.
+			l := c.head[c.line:]
 			c.line = len(c.head)
-			if l == "\n" || l == "\r\n" {
+			if len(l) <= 2 && (l[0] == '\n' || l[0] == '\r' && len(l) == 2) {
 				c.pending = c.rewrite(c.head)
 				c.head, c.line = c.head[:0], 0
 				return nil
@@ -115,9 +117,11 @@ func (c *teConn) readHead() error {
 }
 
 // rewrite drops the "Transfer-Encoding: identity" lines of head and sets
-// how much body follows it.
+// how much body follows it. A head with nothing to drop, nearly every one,
+// is returned as it is rather than copied: readHead reuses its buffer only
+// once pending is out.
 func (c *teConn) rewrite(head []byte) []byte {
-	out := make([]byte, 0, len(head))
+	var out []byte // nil until a line is dropped
 	length := int64(-1)
 	for i, rest := 0, head; len(rest) > 0; i++ {
 		end := bytes.IndexByte(rest, '\n') + 1
@@ -129,6 +133,9 @@ func (c *teConn) rewrite(head []byte) []byte {
 		case i == 0 || !ok:
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			if bytes.EqualFold(value, []byte("identity")) {
+				if out == nil {
+					out = append(make([]byte, 0, len(head)), head[:len(head)-len(rest)-len(line)]...)
+				}
 				continue
 			}
 			c.through = true // chunked or refused: no framing to follow
@@ -139,10 +146,15 @@ func (c *teConn) rewrite(head []byte) []byte {
 			}
 			length = n
 		}
-		out = append(out, line...)
+		if out != nil {
+			out = append(out, line...)
+		}
 	}
 	if length > 0 && !c.through {
 		c.body = length
+	}
+	if out == nil {
+		return head
 	}
 	return out
 }
