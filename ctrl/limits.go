@@ -181,10 +181,22 @@ const maxSmallBody = 1 << 20
 
 // renewWrite pushes the connection's write deadline writeTimeout ahead:
 // every write of an answer (not the whole answer) must complete within it,
-// and a handler may take long before its first write.
+// and a handler may take long before its first write. It renews at most
+// once per renewEvery: moving the deadline costs a timer update in the
+// runtime poller, and a small answer's WriteHeader and Write come
+// microseconds apart, so each write still has writeTimeout less at most
+// renewEvery.
 func (t *trackWriter) renewWrite() {
+	now := time.Now()
+	if !t.renewed.IsZero() && now.Sub(t.renewed) < renewEvery {
+		return
+	}
+	t.renewed = now
 	if t.rc == nil {
 		t.rc = http.NewResponseController(t.ResponseWriter)
 	}
-	_ = t.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = t.rc.SetWriteDeadline(now.Add(writeTimeout))
 }
+
+// renewEvery is how often, at most, renewWrite moves the write deadline.
+const renewEvery = time.Second

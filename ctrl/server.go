@@ -214,6 +214,8 @@ type trackWriter struct {
 	http.ResponseWriter
 	wrote bool
 	rc    *http.ResponseController
+	// renewed is when renewWrite last moved the write deadline.
+	renewed time.Time
 	// status is the answer's status code, 0 until written.
 	status int
 }
