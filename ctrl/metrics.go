@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,19 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	handler  http.Handler
+
+	// counters holds each (route, status) series once looked up: building
+	// its labels and hashing them into the CounterVec cost allocations and
+	// a lock on every request otherwise. The series are never deleted, so
+	// a held counter stays the one GET /metrics reports.
+	mu       sync.RWMutex
+	counters map[countKey]prometheus.Counter
+}
+
+// countKey names one series of the request counter.
+type countKey struct {
+	rt     *route
+	status int
 }
 
 func newMetrics(s *Server) *metrics {
@@ -49,6 +63,24 @@ func newMetrics(s *Server) *metrics {
 // count records one request of route rt (nil: no route matched) answered
 // status (0: aborted before an answer).
 func (m *metrics) count(rt *route, status int) {
+	key := countKey{rt, status}
+	m.mu.RLock()
+	c, ok := m.counters[key]
+	m.mu.RUnlock()
+	if !ok {
+		c = m.series(rt, status)
+		m.mu.Lock()
+		if m.counters == nil {
+			m.counters = make(map[countKey]prometheus.Counter)
+		}
+		m.counters[key] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
+}
+
+// series is the request counter's series for route rt answered status.
+func (m *metrics) series(rt *route, status int) prometheus.Counter {
 	label := routeUnmatched
 	if rt != nil {
 		label = rt.method + " " + rt.pattern
@@ -57,7 +89,7 @@ func (m *metrics) count(rt *route, status int) {
 	if status != 0 {
 		code = strconv.Itoa(status)
 	}
-	m.requests.WithLabelValues(label, code).Inc()
+	return m.requests.WithLabelValues(label, code)
 }
 
 // promLogger sends promhttp's errors to the server's log.
