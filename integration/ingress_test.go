@@ -63,7 +63,8 @@ func ingressDevice(t *testing.T) string {
       {"name": "hybrid", "type": "tcp", "external": "0.0.0.0:9080", "provider": "edge", "service": "proxy"},
       {"name": "site", "type": "http", "external": ":9090/", "provider": "web1", "service": "web"},
       {"name": "api", "type": "http", "external": ":9090/api", "provider": "web2", "service": "web"},
-      {"name": "unix", "type": "http", "external": ":9090/unix", "provider": "api", "service": "api"}
+      {"name": "unix", "type": "http", "external": ":9090/unix", "provider": "api", "service": "api"},
+      {"name": "nowhere", "type": "tcp", "external": "10.99.99.99:9000", "provider": "direct", "service": "web"}
     ],`, 1)
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
@@ -172,6 +173,11 @@ func TestIngressPatterns(t *testing.T) {
 		if !regexp.MustCompile(regexp.QuoteMeta(l) + `.*listening`).MatchString(tree) {
 			t.Errorf("%s not listening:\n%s", l, tree)
 		}
+	}
+	// An address the device does not have: that listener alone fails,
+	// visibly, with the reason; everything above ran beside it.
+	if !regexp.MustCompile(`ingress:10\.99\.99\.99:9000\s+ingress\s+failed.*assign requested address`).MatchString(tree) {
+		t.Errorf("the unbindable listener is not shown failed:\n%s", tree)
 	}
 	out, _ := d.pvcontrol("request", "GET", "/metrics")
 	if !regexp.MustCompile(`pv_ingress_connections_total\{listen="0.0.0.0:9090",type="http"\} [1-9]`).MatchString(out) {
