@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,7 +58,7 @@ type Keeper struct {
 	mu sync.Mutex
 	// Rotations and Removed count what the keeper did, for tests and
 	// GET /metrics.
-	Rotations, Removed int64
+	Rotations, Removed atomic.Int64
 }
 
 // sweepEvery is the fallback sweep when no change was notified (a writer
@@ -121,7 +122,7 @@ func (k *Keeper) Enforce() {
 			k.Log.Warn("log rotation failed", "file", f.path, "err", err)
 			continue
 		}
-		k.Rotations++
+		k.Rotations.Add(1)
 	}
 	if k.Limits.MaxDir <= 0 {
 		return
@@ -144,13 +145,13 @@ func (k *Keeper) Enforce() {
 			// removed: their writers hold them open.
 			if err := os.Truncate(f.path, 0); err == nil {
 				total -= f.size
-				k.Removed++
+				k.Removed.Add(1)
 			}
 			continue
 		}
 		if err := os.Remove(f.path); err == nil {
 			total -= f.size
-			k.Removed++
+			k.Removed.Add(1)
 		}
 	}
 	if total > k.Limits.MaxDir {

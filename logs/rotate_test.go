@@ -47,8 +47,8 @@ func TestRotateKeepsTheWriterWriting(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "after" {
 		t.Fatalf("after rotation the file holds %q", got)
 	}
-	if k.Rotations != 1 {
-		t.Errorf("rotations %d", k.Rotations)
+	if k.Rotations.Load() != 1 {
+		t.Errorf("rotations %d", k.Rotations.Load())
 	}
 }
 
@@ -127,7 +127,7 @@ func TestFloodStaysUnderTheLimit(t *testing.T) {
 	if got := dirSize(t, dir); got > k.Limits.MaxDir {
 		t.Errorf("log dir %d bytes after the flood, limit %d", got, k.Limits.MaxDir)
 	}
-	t.Logf("peak %d MiB during a 50 MiB flood, limit %d MiB, %d rotations", peak>>20, k.Limits.MaxDir>>20, k.Rotations)
+	t.Logf("peak %d MiB during a 50 MiB flood, limit %d MiB, %d rotations", peak>>20, k.Limits.MaxDir>>20, k.Rotations.Load())
 	cancel()
 	select {
 	case <-done:

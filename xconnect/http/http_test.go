@@ -169,8 +169,9 @@ func TestUploadStreams(t *testing.T) {
 	base := serve(t, Options{}, Route{Prefix: "/", Dial: up, Stats: st})
 	const size = 100 << 20
 	var peak uint64
-	done := make(chan struct{})
+	done, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(sampled)
 		var ms runtime.MemStats
 		for {
 			select {
@@ -187,6 +188,7 @@ func TestUploadStreams(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	resp, err := nethttp.Post(base+"/upload", "application/octet-stream", io.LimitReader(zeros{}, size))
 	close(done)
+	<-sampled
 	if err != nil {
 		t.Fatal(err)
 	}
