@@ -34,6 +34,9 @@ case "${1:-}" in
 bench)
 	have runc || need="$need runc"
 	have lxc-start || need="$need lxc"
+	# The tcp ingress figures compare with HAProxy (splicing) and socat.
+	have haproxy || need="$need haproxy"
+	have socat || need="$need socat"
 	;;
 *)
 	echo "usage: $0 [bench]" >&2

@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/ingress"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// The ingress TCP figures: bulk throughput from a client through a relay
+// to a sink on loopback, all in the bench's own network namespace, for
+// pantavisor's tcp ingress, HAProxy with splicing on both sides, socat,
+// and the client straight to the sink; the same sink, the same client,
+// the same run.
+
+const ingressBulk = 1 << 30 // bytes per throughput run
+
+func init() {
+	needs := []string{"root", "pid1"}
+	var runsD, runsH, runsS int
+	Register(Figure{
+		Name: "tcp ingress: bulk throughput (1 GiB, loopback)", Baseline: "client straight to the backend",
+		Unit: "MB/s", Higher: true, Needs: needs,
+		Run: func() (float64, float64, error) { return ingressVs(&runsD, "") },
+	})
+	Register(Figure{
+		Name: "tcp ingress: bulk throughput (1 GiB, loopback)", Baseline: "HAProxy, mode tcp, splice-request/-response",
+		Unit: "MB/s", Goal: 1.3, Higher: true, Needs: append(needs, "exec:haproxy"),
+		Run: func() (float64, float64, error) { return ingressVs(&runsH, "haproxy") },
+	})
+	Register(Figure{
+		Name: "tcp ingress: bulk throughput (1 GiB, loopback)", Baseline: "socat -b 262144",
+		Unit: "MB/s", Higher: true, Needs: append(needs, "exec:socat"),
+		Run: func() (float64, float64, error) { return ingressVs(&runsS, "socat") },
+	})
+}
+
+// loUp brings the namespace's loopback up (a fresh one has it down).
+func loUp() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(lo)
+}
+
+// sink accepts connections, reads each to its end and answers one byte.
+func sink() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(io.Discard, c)
+				c.Write([]byte{1})
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() { ln.Close() }, nil
+}
+
+// pushBulk sends ingressBulk bytes to addr and waits for the sink's byte.
+func pushBulk(addr string) (float64, error) {
+	var c net.Conn
+	var err error
+	for i := 0; i < 100; i++ { // a relay just started may not listen yet
+		if c, err = net.Dial("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	for sent := 0; sent < ingressBulk; sent += len(buf) {
+		if _, err := c.Write(buf); err != nil {
+			return 0, err
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		return 0, fmt.Errorf("no acknowledgement: %w", err)
+	}
+	return float64(ingressBulk) / 1e6 / time.Since(start).Seconds(), nil
+}
+
+// ingressVs measures the tcp ingress and, as the baseline, other ("" for
+// the client straight to the sink), the order alternating per run.
+func ingressVs(runs *int, other string) (ours, base float64, err error) {
+	if err := loUp(); err != nil {
+		return 0, 0, err
+	}
+	backend, stop, err := sink()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop()
+	_, portS, _ := net.SplitHostPort(backend)
+	port, _ := strconv.Atoi(portS)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ingAddr := ln.Addr().String()
+	ln.Close()
+	plane := &ingress.Plane{Log: quietLog()}
+	stats := []*xconnect.Stats{{}}
+	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: ingAddr, Rules: []actors.IngressRule{{
+		IngressRule: state.IngressRule{Type: "tcp", Provider: "sink", Service: "bulk"}, Port: port}}}, stats)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.Close()
+	// The provider is "in the host's namespace": its port on loopback.
+	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
+
+	baseAddr := backend
+	switch other {
+	case "haproxy", "socat":
+		addr, stopOther, err := startRelay(other, backend)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer stopOther()
+		baseAddr = addr
+	}
+	*runs++
+	if *runs%2 == 1 {
+		if ours, err = pushBulk(ingAddr); err == nil {
+			base, err = pushBulk(baseAddr)
+		}
+	} else {
+		if base, err = pushBulk(baseAddr); err == nil {
+			ours, err = pushBulk(ingAddr)
+		}
+	}
+	return ours, base, err
+}
+
+// startRelay runs HAProxy (splicing both ways) or socat in front of
+// backend and returns its address.
+func startRelay(which, backend string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var cmd *exec.Cmd
+	dir, err := os.MkdirTemp("", "pvbench-relay")
+	if err != nil {
+		return "", nil, err
+	}
+	switch which {
+	case "haproxy":
+		cfg := filepath.Join(dir, "haproxy.cfg")
+		conf := fmt.Sprintf(`global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-request
+    option splice-response
+frontend in
+    bind %s
+    default_backend out
+backend out
+    server s %s
+`, addr, backend)
+		if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+			return "", nil, err
+		}
+		cmd = exec.Command("haproxy", "-db", "-f", cfg)
+	case "socat":
+		_, port, _ := net.SplitHostPort(addr)
+		cmd = exec.Command("socat", "-b", "262144", "TCP-LISTEN:"+port+",bind=127.0.0.1,reuseaddr,fork", "TCP:"+backend)
+	}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return addr, func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }, nil
+}
