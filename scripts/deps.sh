@@ -37,6 +37,9 @@ bench)
 	# The tcp ingress figures compare with HAProxy (splicing) and socat.
 	have haproxy || need="$need haproxy"
 	have socat || need="$need socat"
+	# The http ingress figures compare with nginx, loaded by wrk.
+	have nginx || need="$need nginx-light"
+	have wrk || need="$need wrk"
 	;;
 *)
 	echo "usage: $0 [bench]" >&2

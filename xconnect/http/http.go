@@ -55,9 +55,16 @@ type Options struct {
 type Server struct {
 	opt    Options
 	srv    *nethttp.Server
-	routes atomic.Pointer[[]*route]
+	routes atomic.Pointer[routeTable]
 	mu     sync.Mutex
 	all    []*route
+}
+
+// routeTable is the routes and their prefixes, replaced whole by Set and
+// read without a lock per request.
+type routeTable struct {
+	routes   []*route
+	prefixes []string
 }
 
 type route struct {
@@ -81,7 +88,7 @@ func NewServer(opt Options) *Server {
 		opt.Log = slog.Default()
 	}
 	s := &Server{opt: opt}
-	s.routes.Store(&[]*route{})
+	s.routes.Store(&routeTable{})
 	s.srv = &nethttp.Server{Handler: s, ReadHeaderTimeout: opt.ReadHeaderTimeout, IdleTimeout: opt.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug)}
 	return s
@@ -99,10 +106,14 @@ func (s *Server) Set(routes []Route) {
 	}
 	// Longest prefix first: the first match is the longest.
 	sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].Prefix) > len(rs[j].Prefix) })
+	t := &routeTable{routes: rs, prefixes: make([]string, len(rs))}
+	for i, r := range rs {
+		t.prefixes[i] = r.Prefix
+	}
 	s.mu.Lock()
 	old := s.all
 	s.all = rs
-	s.routes.Store(&rs)
+	s.routes.Store(t)
 	s.mu.Unlock()
 	for _, r := range old {
 		r.tr.CloseIdleConnections()
@@ -189,17 +200,13 @@ func (s *Server) newRoute(r Route) *route {
 
 // ServeHTTP routes one request.
 func (s *Server) ServeHTTP(w nethttp.ResponseWriter, req *nethttp.Request) {
-	rs := *s.routes.Load()
-	prefixes := make([]string, len(rs))
-	for i, r := range rs {
-		prefixes[i] = r.Prefix
-	}
-	i, rest, ok := Match(prefixes, req.URL.Path)
+	t := s.routes.Load()
+	i, rest, ok := Match(t.prefixes, req.URL.Path)
 	if !ok {
 		nethttp.NotFound(w, req)
 		return
 	}
-	r := rs[i]
+	r := t.routes[i]
 	st := r.Stats
 	st.Connections.Add(1)
 	st.Active.Add(1)
