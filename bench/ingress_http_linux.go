@@ -34,7 +34,10 @@ func init() {
 	Register(Figure{
 		Name: "http ingress: CPU time per request (proxy on its own core, wrk -c8)", Baseline: "nginx, 1 worker, upstream keepalive",
 		Unit: "µs", Goal: 1.0, Needs: needs,
-		Run: func() (float64, float64, error) { o, b, err := httpIngressVs(&runs[0]); return o.cpuPerReq, b.cpuPerReq, err },
+		Run: func() (float64, float64, error) {
+			o, b, err := httpIngressVs(&runs[0])
+			return o.cpuPerReq, b.cpuPerReq, err
+		},
 	})
 	Register(Figure{
 		Name: "http ingress: requests/s (proxy on its own core, wrk -c8)", Baseline: "nginx, 1 worker, upstream keepalive",
