@@ -172,6 +172,11 @@ func (s *Server) newRoute(r Route) *route {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "backend"
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			// Identity comes from the proxy only: what a client sent
+			// is dropped on every route, as a backend behind an
+			// ingress rule may trust these headers as a link's.
+			pr.Out.Header.Del("X-PV-Client")
+			pr.Out.Header.Del("X-PV-Role")
 			if r.Client != "" {
 				pr.Out.Header.Set("X-PV-Client", r.Client)
 				pr.Out.Header.Set("X-PV-Role", r.Role)

@@ -256,3 +256,33 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+// A client must not be able to claim an identity: X-PV-Client and
+// X-PV-Role reach a backend only as the proxy set them, also on routes
+// that carry no identity (ingress).
+func TestIdentityHeadersNotForged(t *testing.T) {
+	seen := func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		fmt.Fprintf(w, "client=%q role=%q", r.Header.Values("X-PV-Client"), r.Header.Values("X-PV-Role"))
+	}
+	base := serve(t, Options{},
+		Route{Prefix: "/open", Dial: backend(t, seen)},
+		Route{Prefix: "/link", Dial: backend(t, seen), Client: "app"},
+	)
+	for path, want := range map[string]string{
+		"/open": `client=[] role=[]`,
+		"/link": `client=["app"] role=[""]`,
+	} {
+		req, _ := nethttp.NewRequest("GET", base+path, nil)
+		req.Header.Set("X-PV-Client", "root")
+		req.Header.Set("X-PV-Role", "admin")
+		resp, err := nethttp.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Errorf("%s: backend saw %s, want %s", path, b, want)
+		}
+	}
+}
