@@ -20,6 +20,7 @@ import (
 	nethttp "net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -216,11 +217,29 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, req *nethttp.Request) {
 	st.Connections.Add(1)
 	st.Active.Add(1)
 	defer st.Active.Add(-1)
-	req.URL.Path, req.URL.RawPath = rest, ""
+	req.URL.Path, req.URL.RawPath = rest, stripEscaped(req.URL, r.Prefix)
 	if req.Body != nil && req.Body != nethttp.NoBody {
 		req.Body = &countingBody{ReadCloser: req.Body, n: &st.BytesUp}
 	}
 	r.proxy.ServeHTTP(&countingWriter{ResponseWriter: w, n: &st.BytesDown}, req)
+}
+
+// stripEscaped is u's path as the client escaped it, without prefix, when
+// that escaping is not the default one (an encoded "/" must reach the
+// backend encoded, or a segment would become two); "" otherwise. The URL
+// only uses it when it decodes to the stripped Path.
+func stripEscaped(u *url.URL, prefix string) string {
+	if u.RawPath == "" || prefix == "/" {
+		return u.RawPath
+	}
+	rest, ok := strings.CutPrefix(u.RawPath, prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return ""
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	return rest
 }
 
 // Serve serves on ln until Close.

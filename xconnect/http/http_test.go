@@ -286,3 +286,21 @@ func TestIdentityHeadersNotForged(t *testing.T) {
 		}
 	}
 }
+
+// Stripping the prefix keeps the rest of the path as the client escaped
+// it: an encoded slash stays one segment.
+func TestEscapedPathKept(t *testing.T) {
+	base := serve(t, Options{}, Route{Prefix: "/api", Dial: backend(t, func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		fmt.Fprint(w, r.RequestURI)
+	})})
+	for path, want := range map[string]string{
+		"/api/a%2Fb?q=1": "/a%2Fb?q=1",
+		"/api/a%20b":     "/a%20b",
+		"/api/x/y":       "/x/y",
+		"/api":           "/",
+	} {
+		if _, body := get(t, base+path); body != want {
+			t.Errorf("%s: backend got %q, want %q", path, body, want)
+		}
+	}
+}
