@@ -128,6 +128,9 @@ func cleanPrefix(p string) string {
 	if len(p) > 1 {
 		p = strings.TrimRight(p, "/")
 	}
+	if p == "" {
+		return "/" // it was all slashes
+	}
 	return p
 }
 

@@ -217,6 +217,7 @@ func TestParseTarget(t *testing.T) {
 		":8080":          {"0.0.0.0:8080", "/"},
 		"127.0.0.1:81/":  {"127.0.0.1:81", "/"},
 		":80/a/b/":       {"0.0.0.0:80", "/a/b"},
+		":80///":         {"0.0.0.0:80", "/"},
 	} {
 		addr, prefix, err := ParseTarget(in)
 		if err != nil || addr != want[0] || prefix != want[1] {
