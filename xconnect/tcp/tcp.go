@@ -68,8 +68,14 @@ func NewWith(cfg xconnect.Config, opt Options) *Proxy {
 // Serve accepts on ln until Close.
 func (p *Proxy) Serve(ln net.Listener) error {
 	p.mu.Lock()
+	closed := p.ctx.Err() != nil
 	p.ln = ln
 	p.mu.Unlock()
+	if closed {
+		// Closed before serving: Close could not end this listener.
+		ln.Close()
+		return nil
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {

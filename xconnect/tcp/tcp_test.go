@@ -174,3 +174,33 @@ func TestBackendDown(t *testing.T) {
 		t.Errorf("errors %d", st.Errors.Load())
 	}
 }
+
+// A relay closed before it serves (a link removed while its listener was
+// being made) returns from Serve at once and closes the listener, instead
+// of accepting on it for ever.
+func TestServeAfterClose(t *testing.T) {
+	p := NewWith(xconnect.Config{Dial: xconnect.TCPDialer(backend(t))}, Options{})
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		ln.Close()
+		t.Fatal("Serve after Close still accepting")
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the listener of a closed relay still takes connections")
+	}
+}
