@@ -96,14 +96,28 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			c.Close()
 			continue
 		}
-		if !p.track(c, true) {
+		if !p.admit(c) {
 			p.n.Add(-1)
 			c.Close()
 			return nil
 		}
-		p.wg.Add(1)
 		go p.handle(c)
 	}
+}
+
+// admit tracks a consumer's connection and counts its goroutine in wg,
+// both under mu: Close, which holds mu while it cancels, then waits on wg,
+// either sees the goroutine counted or keeps it from starting (a wg.Add
+// racing Close's Wait would let Close return with it still running).
+func (p *Proxy) admit(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	p.wg.Add(1)
+	return true
 }
 
 func (p *Proxy) track(c net.Conn, add bool) bool {

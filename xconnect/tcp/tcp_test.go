@@ -204,3 +204,49 @@ func TestServeAfterClose(t *testing.T) {
 		t.Error("the listener of a closed relay still takes connections")
 	}
 }
+
+// Close waits for every connection's goroutine: once it returns, no
+// connection is taken or counted any more, even with clients arriving
+// while it runs.
+func TestCloseUnderLoad(t *testing.T) {
+	to := backend(t)
+	for range 30 {
+		st := &xconnect.Stats{}
+		p := NewWith(xconnect.Config{Stats: st, Dial: xconnect.TCPDialer(to)}, Options{})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Serve(ln) }()
+		stop := make(chan struct{})
+		dialed := make(chan struct{})
+		go func() {
+			defer close(dialed)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+					c.Close()
+				} else {
+					return
+				}
+			}
+		}()
+		time.Sleep(5 * time.Millisecond)
+		p.Close()
+		after := st.Snapshot()
+		close(stop)
+		<-dialed
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if now := st.Snapshot(); now != after || now.Active != 0 {
+			t.Fatalf("after Close returned: %+v, then %+v", after, now)
+		}
+	}
+}
