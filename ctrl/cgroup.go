@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -35,10 +34,7 @@ func CgroupResolver(parent string) Resolver {
 }
 
 func cgroupResolver(procRoot, parent string) Resolver {
-	var segs []string
-	if p := strings.Trim(path.Clean("/"+parent), "/"); p != "" {
-		segs = strings.Split(p, "/")
-	}
+	segs := cgroupSegments(parent)
 	return func(pid int) (string, error) {
 		if len(segs) == 0 {
 			return "", errors.New("resolve cgroup: no container cgroup parent configured")

@@ -85,14 +85,21 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) (out context.Conte
 	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = u.NetConn() // teConn: the credentials are the socket's
 	}
-	pid, err := peerPid(c)
+	pid, pidfd, err := peerProcess(c)
 	if err != nil {
 		p.err = fmt.Errorf("read peer credentials: %w: %w", errUnknownCaller, err)
 		return out
 	}
+	defer closePidfd(pidfd)
 	p.pid = pid
 	name, err := s.resolve(pid)
 	if err != nil {
+		p.err = fmt.Errorf("resolve caller pid %d: %w: %w", pid, errUnknownCaller, err)
+		return out
+	}
+	// Only now that /proc/<pid> was read: if the peer is gone its pid may
+	// have named another process during the reads.
+	if err := peerAlive(pidfd); err != nil {
 		p.err = fmt.Errorf("resolve caller pid %d: %w: %w", pid, errUnknownCaller, err)
 		return out
 	}

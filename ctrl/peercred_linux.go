@@ -1,33 +1,80 @@
 package ctrl
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
 	"golang.org/x/sys/unix"
 )
 
-// peerPid returns the pid of the process that connected c, as SO_PEERCRED
-// recorded it at connect(2) and translated into our pid namespace (0 when
-// the peer is outside it).
-func peerPid(c net.Conn) (int, error) {
+// soPeerPidfd is SO_PEERPIDFD (Linux 6.5+), which golang.org/x/sys does not
+// name yet: a pidfd for the very process that called connect(2).
+const soPeerPidfd = 77
+
+// peerProcess returns the peer's pid and a pidfd that pins the peer, so
+// that after reading /proc/<pid> the caller can ask peerAlive whether the
+// pid still named the same process. The pidfd is -1 when the peer is
+// outside our pid namespace (pid 0). The caller closes it.
+//
+// SO_PEERPIDFD gives the pidfd of the process that connected. Where the
+// kernel lacks it, pidfd_open(SO_PEERCRED pid) is the fallback, which is
+// weaker: a peer that exited before pidfd_open, its pid reused, pins the
+// new process, which is then trusted as the peer.
+func peerProcess(c net.Conn) (pid, pidfd int, err error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return 0, fmt.Errorf("get peer pid: %T is not a unix socket connection", c)
+		return 0, -1, fmt.Errorf("get peer pid: %T is not a unix socket connection", c)
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("get peer pid: %w", err)
+		return 0, -1, fmt.Errorf("get peer pid: %w", err)
 	}
 	var cred *unix.Ucred
-	var credErr error
+	var credErr, fdErr error
+	pidfd = -1
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if credErr != nil || cred.Pid == 0 {
+			return
+		}
+		pidfd, fdErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, soPeerPidfd)
 	}); err != nil {
-		return 0, fmt.Errorf("get peer pid: %w", err)
+		return 0, -1, fmt.Errorf("get peer pid: %w", err)
 	}
 	if credErr != nil {
-		return 0, fmt.Errorf("get peer pid: SO_PEERCRED: %w", credErr)
+		return 0, -1, fmt.Errorf("get peer pid: SO_PEERCRED: %w", credErr)
 	}
-	return int(cred.Pid), nil
+	if cred.Pid == 0 {
+		return 0, -1, nil
+	}
+	if fdErr != nil {
+		if !errors.Is(fdErr, unix.ENOPROTOOPT) && !errors.Is(fdErr, unix.EINVAL) {
+			return 0, -1, fmt.Errorf("get peer pidfd: SO_PEERPIDFD: %w", fdErr)
+		}
+		pidfd, fdErr = unix.PidfdOpen(int(cred.Pid), 0)
+		if fdErr != nil {
+			return 0, -1, fmt.Errorf("get peer pidfd: pidfd_open(%d): %w", cred.Pid, fdErr)
+		}
+	}
+	return int(cred.Pid), pidfd, nil
+}
+
+// peerAlive reports whether the process pidfd pins still runs; when it
+// does, its pid was not reused, so what /proc/<pid> said was about it.
+func peerAlive(pidfd int) error {
+	if pidfd < 0 {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		return fmt.Errorf("peer exited during lookup: %w", err)
+	}
+	return nil
+}
+
+// closePidfd closes a pidfd from peerProcess; -1 is no pidfd.
+func closePidfd(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 }

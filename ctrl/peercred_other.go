@@ -7,7 +7,12 @@ import (
 	"net"
 )
 
-// peerPid is Linux-only: elsewhere every caller is unknown, hence denied.
-func peerPid(net.Conn) (int, error) {
-	return 0, errors.New("get peer pid: SO_PEERCRED needs Linux")
+// peerProcess is Linux-only: elsewhere every caller is unknown, hence
+// denied.
+func peerProcess(net.Conn) (int, int, error) {
+	return 0, -1, errors.New("get peer pid: SO_PEERCRED needs Linux")
 }
+
+func peerAlive(int) error { return nil }
+
+func closePidfd(int) {}

@@ -15,15 +15,23 @@ import (
 var _ ctrl.Backend = (*actors.System)(nil)
 
 // serveControl serves pv-ctrl on l and returns the function that stops
-// it. Callers are identified by the cgroup of their pid: containers live
-// under the driver's cgroup parent. The update endpoints (/objects,
+// it. Callers are identified by their pid and mount namespaces, with the
+// cgroup (containers live under the driver's cgroup parent) as a second
+// signal. The update endpoints (/objects,
 // /steps) write to st directly: mgmt callers can add objects and local
 // revisions to the device storage. /config and /config2 serve cfg, which
 // PUT /user-meta overrides; user-meta and device-meta live under runDir and
 // are kept under the storage's cache/ (a failure there leaves those
 // endpoints answering 500, the rest of the socket works).
 func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ctrl.Storage, cfg *config.Config, runDir string, log *slog.Logger) func() {
-	srv := ctrl.New(sys, ctrl.CgroupResolver(cgroupParent), log.With("component", "ctrl"))
+	resolve, err := ctrl.IdentityResolver(cgroupParent, sys.Containers)
+	if err != nil {
+		// Without our own namespaces no caller can be told from the host:
+		// everyone is unknown, hence denied.
+		log.Error("control socket: callers cannot be identified", "err", err)
+		resolve = func(int) (string, error) { return "", err }
+	}
+	srv := ctrl.New(sys, resolve, log.With("component", "ctrl"))
 	srv.SetStorage(st)
 	srv.SetConfig(cfg)
 	if err := srv.SetMeta(runDir, st.Layout.Root); err != nil {
