@@ -342,6 +342,22 @@ func TestValidationRules(t *testing.T) {
 		{"storage bad persistence", false, func(st map[string]any) {
 			doc(st, "web/run.json")["storage"].(map[string]any)["lxc-overlay"].(map[string]any)["persistence"] = "forever"
 		}, "web/run.json: storage.lxc-overlay.persistence", "permanent, revision or boot"},
+		{"storage name climbs out", false, func(st map[string]any) {
+			doc(st, "web/run.json")["storage"].(map[string]any)["../../../../../tmp/x"] = map[string]any{"persistence": "boot"}
+		}, "web/run.json: storage.../../../../../tmp/x", "contains a slash"},
+		{"storage name dot-dot", false, func(st map[string]any) {
+			doc(st, "web/run.json")["storage"].(map[string]any)[".."] = map[string]any{"persistence": "boot"}
+		}, "web/run.json: storage...", "dot segment"},
+		{"storage name empty", false, func(st map[string]any) {
+			doc(st, "web/run.json")["storage"].(map[string]any)[""] = map[string]any{"persistence": "boot"}
+		}, "web/run.json: storage.", "is empty"},
+		{"volume name with slash", false, func(st map[string]any) {
+			doc(st, "device.json")["volumes"].(map[string]any)["a/b"] = map[string]any{"persistence": "permanent"}
+		}, "device.json: volumes.a/b", "contains a slash"},
+		{"disk name dot", false, func(st map[string]any) {
+			doc(st, "device.json")["disks"].([]any)[0].(map[string]any)["name"] = "."
+			doc(st, "device.json")["volumes"].(map[string]any)["pv--devmeta"].(map[string]any)["disk"] = "."
+		}, `device.json: disks[0] (".").name`, "dot segment"},
 		{"storage unknown disk", false, func(st map[string]any) {
 			doc(st, "web/run.json")["storage"].(map[string]any)["lxc-overlay"].(map[string]any)["disk"] = "sdcard"
 		}, "web/run.json: storage.lxc-overlay.disk", `unknown disk "sdcard"`},

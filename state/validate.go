@@ -11,6 +11,7 @@ import (
 // validate checks the rules that span documents: references between
 // containers, groups, pools, disks, services and ingress rules.
 func (p *parser) validate() {
+	p.validateNames()
 	p.validateDisks()
 	p.validateNetworks()
 	p.validateServices()
@@ -31,6 +32,52 @@ func (p *parser) validateDrivers() {
 		for i, d := range c.Drivers.Required {
 			if !aliases[d] {
 				p.errorf(c.Name+"/run.json", indexPath("drivers.required", i), "unknown driver alias %q: bsp/drivers.json does not define it", d)
+			}
+		}
+	}
+}
+
+// segmentProblem says why name cannot be one path segment, or "". Storage,
+// volume and disk names become directory names under the device storage:
+// a name with a slash or a dot segment would climb out of it.
+func segmentProblem(name string) string {
+	switch {
+	case name == "":
+		return "is empty"
+	case name == "." || name == "..":
+		return fmt.Sprintf("%q is a dot segment", name)
+	case strings.ContainsRune(name, '/'):
+		return fmt.Sprintf("%q contains a slash", name)
+	case strings.ContainsRune(name, 0):
+		return fmt.Sprintf("%q contains a NUL byte", name)
+	}
+	return ""
+}
+
+// validateNames refuses storage, volume and disk names that are not one
+// path segment, naming the key.
+func (p *parser) validateNames() {
+	file := "device.json"
+	if !p.st.HasDeviceJSON {
+		file = "disks.json"
+	}
+	for i, d := range p.st.Disks {
+		if d.Name == "" {
+			continue // an unnamed disk is only ever the default one
+		}
+		if why := segmentProblem(d.Name); why != "" {
+			p.errorf(file, joinPath(p.diskAt[i], "name"), "disk name %s: it must be a single path segment", why)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.st.Volumes)) {
+		if why := segmentProblem(name); why != "" {
+			p.errorf("device.json", "volumes."+name, "volume name %s: it must be a single path segment", why)
+		}
+	}
+	for _, c := range p.st.Containers {
+		for _, v := range slices.Sorted(maps.Keys(c.Storage)) {
+			if why := segmentProblem(v); why != "" {
+				p.errorf(c.Name+"/run.json", "storage."+v, "storage name %s: it must be a single path segment", why)
 			}
 		}
 	}
