@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/runtime/rootfs"
 	"github.com/pantavisor/pv/spec"
 )
 
@@ -732,18 +733,27 @@ func PrefixResolver(prefixes map[string]string) func(string) (string, error) {
 	}
 	sort.Slice(list, func(i, j int) bool { return len(list[i].from) > len(list[j].from) })
 	return func(p string) (string, error) {
-		p = path.Clean(p)
+		// Under /volumes/ the ".." are resolved inside the volume, not
+		// lexically first, which could climb from a volume to the host.
+		raw := p
+		if strings.HasPrefix(p, "/volumes/") {
+			raw = "/" + strings.Join(slices.DeleteFunc(strings.Split(p, "/"), func(s string) bool { return s == "" || s == "." }), "/")
+		} else {
+			raw = path.Clean(p)
+		}
 		for _, pr := range list {
-			if p == pr.from {
-				return pr.to, nil
+			if raw == pr.from {
+				return rootfs.ResolveIn(pr.to, "")
 			}
-			if rest, ok := strings.CutPrefix(p, pr.from+"/"); ok {
-				return filepath.Join(pr.to, rest), nil
+			if rest, ok := strings.CutPrefix(raw, pr.from+"/"); ok {
+				// The rest is resolved inside the volume root: ".." and
+				// symlinks in the image stay in it.
+				return rootfs.ResolveIn(pr.to, rest)
 			}
 		}
-		if strings.HasPrefix(p, "/volumes/") {
+		if strings.HasPrefix(raw, "/volumes/") {
 			return "", fmt.Errorf("no volume for %s", p)
 		}
-		return p, nil
+		return raw, nil
 	}
 }

@@ -477,19 +477,46 @@ func TestTranslateJoinsErrors(t *testing.T) {
 }
 
 func TestPrefixResolver(t *testing.T) {
-	r := PrefixResolver(map[string]string{"/volumes/web": "/s/web", "/volumes/web/big": "/disk/big", "/volumes/db/": "/s/db"})
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"s/web/docker--etc", "disk/big/x", "s/db/b", "img/etc"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An image whose link -> / must bind the image's own root.
+	if err := os.Symlink("/", filepath.Join(base, "img", "link")); err != nil {
+		t.Fatal(err)
+	}
+	r := PrefixResolver(map[string]string{
+		"/volumes/web": base + "/s/web", "/volumes/web/big": base + "/disk/big", "/volumes/db/": base + "/s/db",
+		"/volumes/app/root.squashfs": base + "/img",
+	})
 	tests := []struct{ in, want, err string }{
-		{"/volumes/web/docker--etc", "/s/web/docker--etc", ""},
-		{"/volumes/web/big/x", "/disk/big/x", ""},
-		{"/volumes/web", "/s/web", ""},
-		{"/volumes/db/a/../b", "/s/db/b", ""},
+		{"/volumes/web/docker--etc", base + "/s/web/docker--etc", ""},
+		{"/volumes/web/big/x", base + "/disk/big/x", ""},
+		{"/volumes/web", base + "/s/web", ""},
+		{"/volumes/db/a/../b", "", "no such file"}, // a does not exist in the volume
+		{"/volumes/db/./b", base + "/s/db/b", ""},
+		{"/volumes/db/../../etc", base + "/s/db/etc", "no such file"},
+		{"/volumes/db/../..", base + "/s/db", ""},
+		{"/volumes/app/root.squashfs/link", base + "/img", ""},
+		{"/volumes/app/root.squashfs/link/etc", base + "/img/etc", ""},
 		{"/volumes/webby/x", "", "no volume"},
 		{"/etc/resolv.conf", "/etc/resolv.conf", ""},
 	}
 	for _, tt := range tests {
 		got, err := r(tt.in)
-		if got != tt.want || (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("resolve(%q) = %q, %v; want %q, %q", tt.in, got, err, tt.want, tt.err)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("resolve(%q) = %q, %v; want error %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if got != tt.want || err != nil {
+			t.Errorf("resolve(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }
