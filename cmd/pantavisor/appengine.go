@@ -208,17 +208,32 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	rev, _ := env.Boot()
-	log, closeLog, err := newLogger(stderr, filepath.Join(layout.Logs(rev), "pantavisor", "pantavisor.log"), level)
+	// The name comes from a file anyone with storage access can edit; it
+	// becomes a directory, so it is checked first. A bad one logs to
+	// stderr only, and the boot decision below refuses it (safe mode).
+	logFile := ""
+	revErr := storage.CheckRev(rev)
+	if revErr == nil {
+		logFile = filepath.Join(layout.Logs(rev), "pantavisor", "pantavisor.log")
+	}
+	log, closeLog, err := newLogger(stderr, logFile, level)
 	if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: open log: %v\n", err)
 		return 1
 	}
 	defer closeLog()
+	if revErr != nil {
+		log.Error("bootloader names a bad revision: no log file", "rev", rev, "err", revErr)
+	}
 	// The log directory is kept within PV_LOG_MAXSIZE (per file) and
-	// PV_LOG_DIR_MAXSIZE for as long as the device runs.
-	keeper := &logs.Keeper{Dir: filepath.Dir(layout.Logs(rev)), Current: layout.Logs(rev), Log: log,
+	// PV_LOG_DIR_MAXSIZE for as long as the device runs; the running
+	// revision's logs go last (none is running under a bad name).
+	keeper := &logs.Keeper{Dir: filepath.Join(layout.Root, "logs"), Log: log,
 		Limits: logs.Limits{MaxFile: int64(cfg.Int(config.PVLogMaxSize)), MaxDir: int64(cfg.Int(config.PVLogDirMaxSize)),
 			Hysteresis: int64(cfg.Int(config.PVLogHysteresisFactor))}}
+	if revErr == nil {
+		keeper.Current = layout.Logs(rev)
+	}
 	keepCtx, stopKeeper := context.WithCancel(context.Background())
 	defer stopKeeper()
 	go keeper.Run(keepCtx)
