@@ -119,12 +119,12 @@ func (m *metaStore) load() error {
 		if !e.Type().IsRegular() || checkMetaKey(name) != nil {
 			continue // a temporary file left by a crash, or not ours
 		}
-		b, err := os.ReadFile(filepath.Join(m.cache, name))
+		b, err := storage.ReadFileMax(filepath.Join(m.cache, name), maxMetaValue)
+		if errors.Is(err, storage.ErrFileTooLarge) {
+			continue // not a value the socket would have stored
+		}
 		if err != nil {
 			return fmt.Errorf("load metadata: %w", err)
-		}
-		if len(b) > maxMetaValue {
-			continue
 		}
 		m.values[name] = string(b)
 	}

@@ -41,7 +41,7 @@ func (e *ReadError) Unwrap() error { return e.Err }
 // validate` needs.
 func LoadTrail(dir string, opt Options) (*State, error) {
 	jsonPath := filepath.Join(dir, TrailJSON)
-	data, err := os.ReadFile(jsonPath)
+	data, err := storage.ReadFileMax(jsonPath, storage.MaxStateJSON)
 	if err != nil {
 		return nil, &ReadError{Path: jsonPath, Err: err}
 	}

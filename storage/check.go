@@ -96,7 +96,7 @@ func (l Layout) checkTrail(rev string, good map[string]error) []string {
 			add("%v", err)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(dir, TrailJSON))
+	data, err := ReadFileMax(filepath.Join(dir, TrailJSON), MaxStateJSON)
 	if errors.Is(err, fs.ErrNotExist) {
 		return probs // a revision announced, not installed: upstream writes progress first
 	}

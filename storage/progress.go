@@ -204,7 +204,7 @@ func (l Layout) ReadProgress(rev string) (Progress, error) {
 	if err != nil {
 		return Progress{}, fmt.Errorf("read progress: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := ReadFileMax(path, MaxProgressJSON)
 	if err != nil {
 		return Progress{}, fmt.Errorf("read progress %s: %w", rev, err)
 	}
@@ -231,7 +231,7 @@ func (l Layout) ReadCommitMsg(rev string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read commit message: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := ReadFileMax(path, MaxCommitMsg)
 	if err != nil {
 		return "", fmt.Errorf("read commit message %s: %w", rev, err)
 	}

@@ -433,7 +433,7 @@ func (l Layout) ReadState(rev string) ([]byte, error) {
 	if err := CheckRev(rev); err != nil {
 		return nil, fmt.Errorf("read state: %w", err)
 	}
-	data, err := os.ReadFile(filepath.Join(l.Trail(rev), TrailJSON))
+	data, err := ReadFileMax(filepath.Join(l.Trail(rev), TrailJSON), MaxStateJSON)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read state %s: %w: %w", rev, ErrNoTrail, err)
 	}
