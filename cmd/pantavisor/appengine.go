@@ -273,7 +273,15 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		defer ci.Close()
 	}
 
-	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: driver.DeviceCgroupParent(o.storage)})
+	// A run killed with SIGKILL left its container cgroups behind; they
+	// hold no process (the pid namespace died with it).
+	cgParent := driver.DeviceCgroupParent(o.storage)
+	if removed, err := removeLeftoverCgroups(cgParent); err != nil {
+		log.Warn("cgroups of a previous run left", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("removed the cgroups a previous run left", "dirs", len(removed))
+	}
+	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: cgParent})
 	if err != nil {
 		log.Error("container driver", "err", err)
 		return 1
