@@ -16,6 +16,8 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -72,6 +74,31 @@ static int wants_host_stage(char **argv)
 	return 1;
 }
 
+// parent_alive is a pipe whose write end only this process holds: its
+// read end reports POLLHUP once this process is gone. The device cannot
+// ask getppid(), which answers 0 in its new pid namespace whether or not
+// its parent lives. -1 when the pipe could not be made.
+static int parent_alive[2] = {-1, -1};
+
+// exit_if_orphaned closes the race of PR_SET_PDEATHSIG: a parent that died
+// before the prctl sends no signal, so the child looks once, after it.
+static void exit_if_orphaned(void)
+{
+	if (parent_alive[0] < 0)
+		return;
+	close(parent_alive[1]); // our copy would keep the pipe open
+	struct pollfd p = {.fd = parent_alive[0], .events = POLLIN};
+	int n;
+	do
+		n = poll(&p, 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) {
+		say("pantavisor: the host stage exited while the device started\n");
+		_exit(1);
+	}
+	close(parent_alive[0]);
+}
+
 // start_device clones PID 1 of new namespaces, which executes this binary
 // again as the reaper. It returns the pid, or -1 with errno set.
 static pid_t start_device(char **argv, const sigset_t *old)
@@ -86,6 +113,7 @@ static pid_t start_device(char **argv, const sigset_t *old)
 	// stage, which relays it once. It dies with the host stage.
 	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	exit_if_orphaned();
 	sigprocmask(SIG_SETMASK, old, NULL);
 	if (setenv(PID1_ENV, "1", 1) != 0) {
 		pv_logmsg("pantavisor", "setenv");
@@ -145,6 +173,11 @@ __attribute__((constructor)) static void pv_host_stage(void)
 	for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)
 		sigaddset(&set, relayed[i].sig);
 	sigprocmask(SIG_BLOCK, &set, &old);
+	if (pipe2(parent_alive, O_CLOEXEC) != 0) {
+		// The device then relies on PR_SET_PDEATHSIG alone, whose
+		// race (this process dying before the prctl) stays open.
+		parent_alive[0] = parent_alive[1] = -1;
+	}
 
 	for (int boot = 0;; boot++) {
 		pid_t pid = start_device(argv, &old);
