@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -433,6 +434,10 @@ func parseBytes(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	if n > math.MaxInt64/mult {
+		// n*mult would wrap, to a negative size or a small one.
+		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return n * mult, nil
 }
