@@ -42,6 +42,11 @@ FUZZ_TARGETS := \
 	./bootloader:FuzzParsePvRevTxt \
 	./ctrl:FuzzRouterMatch \
 	./ctrl:FuzzServer \
+	./ctrl:FuzzContainerOfCgroups \
+	./runtime/driver:FuzzParseBytes \
+	./runtime/driver:FuzzParseDeviceRule \
+	./runtime/driver:FuzzParseMountAuto \
+	./runtime/rootfs:FuzzResolveIn \
 	./storage:FuzzParseProgress \
 	./xconnect/dbus:FuzzLookup \
 	./xconnect/dbus:FuzzCommand \

@@ -48,6 +48,7 @@ const bodyObject int64 = -1
 // Upstream's messages for the storage endpoints.
 const (
 	msgBadObjectName = "Request has bad object name"
+	msgShortBody     = "Request body shorter than its Content-Length"
 	msgBadChecksum   = "Object has bad checksum"
 	msgNoSpace       = "Not enough disk space available"
 	msgNoResource    = "Resource does not exist"
@@ -155,6 +156,11 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 			s.writeError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
 		case errors.Is(err, storage.ErrBadObjectName):
 			s.writeError(w, http.StatusBadRequest, msgBadObjectName)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			// The client sent less than its Content-Length: its fault,
+			// and nothing was published.
+			w.Header().Set("Connection", "close")
+			s.writeError(w, http.StatusBadRequest, msgShortBody)
 		default:
 			// Most often the client went away mid-upload; nothing was
 			// published.
