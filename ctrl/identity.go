@@ -85,26 +85,30 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) (out context.Conte
 	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = u.NetConn() // teConn: the credentials are the socket's
 	}
+	p.pid, p.container, p.err = Identify(c, s.resolve)
+	return out
+}
+
+// Identify is who connected c: its pid (0 when outside our pid namespace)
+// and the container resolve names for it ("" for the host). The peer is
+// pinned by a pidfd while resolve reads /proc, and checked alive after, so
+// a pid reused by then is not trusted. The error wraps errUnknownCaller.
+func Identify(c net.Conn, resolve Resolver) (pid int, container string, err error) {
 	pid, pidfd, err := peerProcess(c)
 	if err != nil {
-		p.err = fmt.Errorf("read peer credentials: %w: %w", errUnknownCaller, err)
-		return out
+		return 0, "", fmt.Errorf("read peer credentials: %w: %w", errUnknownCaller, err)
 	}
 	defer closePidfd(pidfd)
-	p.pid = pid
-	name, err := s.resolve(pid)
+	name, err := resolve(pid)
 	if err != nil {
-		p.err = fmt.Errorf("resolve caller pid %d: %w: %w", pid, errUnknownCaller, err)
-		return out
+		return pid, "", fmt.Errorf("resolve caller pid %d: %w: %w", pid, errUnknownCaller, err)
 	}
 	// Only now that /proc/<pid> was read: if the peer is gone its pid may
 	// have named another process during the reads.
 	if err := peerAlive(pidfd); err != nil {
-		p.err = fmt.Errorf("resolve caller pid %d: %w: %w", pid, errUnknownCaller, err)
-		return out
+		return pid, "", fmt.Errorf("resolve caller pid %d: %w: %w", pid, errUnknownCaller, err)
 	}
-	p.container = name
-	return out
+	return pid, name, nil
 }
 
 // callerOf returns the identified caller of a request, with its roles

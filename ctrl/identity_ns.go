@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/pantavisor/pv/messages"
@@ -37,8 +38,8 @@ type ContainerLister func() ([]messages.ContainerInfo, error)
 // container's init and with the supervisor's own, and its cgroup (as
 // CgroupResolver reads it) is the second signal; see decideIdentity.
 //
-// It stats two /proc links per running container per connection, which
-// the ctrl server does once per connection, not per request.
+// The ctrl server calls it once per connection, not per request; the
+// containers' init namespaces are cached while their inits live.
 func IdentityResolver(parent string, list ContainerLister) (Resolver, error) {
 	self, err := readNS("/proc", "self")
 	if err != nil {
@@ -49,6 +50,7 @@ func IdentityResolver(parent string, list ContainerLister) (Resolver, error) {
 
 func identityResolver(procRoot string, self nsPair, parent string, list ContainerLister) Resolver {
 	byCgroup := cgroupResolver(procRoot, parent)
+	cache := &initCache{byPid: map[int]cachedInit{}}
 	return func(pid int) (string, error) {
 		if pid == 0 {
 			// Outside our pid namespace is above it: the host of an
@@ -66,22 +68,69 @@ func identityResolver(procRoot string, self nsPair, parent string, list Containe
 		if err != nil {
 			return "", fmt.Errorf("resolve namespaces: list containers: %w", err)
 		}
-		inits := make([]initNS, 0, len(cs))
-		for i := range cs {
-			if cs[i].Pid <= 0 {
-				continue
-			}
-			ns, err := readNS(procRoot, strconv.Itoa(cs[i].Pid))
-			if err != nil {
-				// Its init exited since the list was made: it has no
-				// namespaces a peer could be in.
-				continue
-			}
-			inits = append(inits, initNS{name: cs[i].Name, ns: ns})
-		}
+		inits := cache.inits(procRoot, cs)
 		cg, cgErr := byCgroup(pid)
 		return decideIdentity(peer, self, inits, cg, cgErr)
 	}
+}
+
+// initCache keeps each running container init's namespaces with a pidfd
+// that pins the init: reading them costs two /proc stats (about 6 µs
+// each), checking the pidfd alive one system call. While the init lives
+// its pid names it, so the namespaces read once stay its own.
+type initCache struct {
+	mu    sync.Mutex
+	byPid map[int]cachedInit
+}
+
+type cachedInit struct {
+	pidfd int
+	ns    nsPair
+}
+
+// inits returns the namespaces of the inits of cs, from the cache where
+// the init is still alive; inits that exited, and containers not running,
+// have none.
+func (c *initCache) inits(procRoot string, cs []messages.ContainerInfo) []initNS {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make(map[int]bool, len(cs))
+	out := make([]initNS, 0, len(cs))
+	for i := range cs {
+		pid := cs[i].Pid
+		if pid <= 0 {
+			continue
+		}
+		seen[pid] = true
+		e, ok := c.byPid[pid]
+		if ok && peerAlive(e.pidfd) != nil {
+			closePidfd(e.pidfd)
+			delete(c.byPid, pid)
+			ok = false
+		}
+		if !ok {
+			fd, err := openPidfd(pid)
+			if err != nil {
+				continue // exited since the list was made
+			}
+			ns, err := readNS(procRoot, strconv.Itoa(pid))
+			// Read after the pidfd: alive now means the read was of it.
+			if err != nil || peerAlive(fd) != nil {
+				closePidfd(fd)
+				continue
+			}
+			e = cachedInit{pidfd: fd, ns: ns}
+			c.byPid[pid] = e
+		}
+		out = append(out, initNS{name: cs[i].Name, ns: e.ns})
+	}
+	for pid, e := range c.byPid {
+		if !seen[pid] {
+			closePidfd(e.pidfd)
+			delete(c.byPid, pid)
+		}
+	}
+	return out
 }
 
 // decideIdentity is who a peer is, from its namespaces, the supervisor's

@@ -82,8 +82,9 @@ func TestIdentityResolverRealNamespaces(t *testing.T) {
 	}
 	t.Cleanup(func() { stray.Process.Kill(); stray.Wait() })
 
+	boxPid := box.Process.Pid
 	list := func() ([]messages.ContainerInfo, error) {
-		return []messages.ContainerInfo{{Name: "box", Pid: box.Process.Pid}, {Name: "gone", Pid: 0}}, nil
+		return []messages.ContainerInfo{{Name: "box", Pid: boxPid}, {Name: "gone", Pid: 0}}, nil
 	}
 	r, err := IdentityResolver(DefaultCgroupParent, list)
 	if err != nil {
@@ -97,6 +98,21 @@ func TestIdentityResolverRealNamespaces(t *testing.T) {
 	}
 	if got, err := r(stray.Process.Pid); err == nil {
 		t.Errorf("process in a mount namespace of no container: got %q, want an error", got)
+	}
+
+	// The container restarts: its old init's cached namespaces go, the
+	// new init's are read.
+	box.Process.Kill()
+	box.Wait()
+	box2 := exec.Command("sleep", "60")
+	box2.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
+	if err := box2.Start(); err != nil {
+		t.Fatalf("restart namespaced process: %v", err)
+	}
+	t.Cleanup(func() { box2.Process.Kill(); box2.Wait() })
+	boxPid = box2.Process.Pid
+	if got, err := r(box2.Process.Pid); err != nil || got != "box" {
+		t.Errorf("restarted container: got %q, %v; want box", got, err)
 	}
 }
 

@@ -78,3 +78,12 @@ func closePidfd(fd int) {
 		unix.Close(fd)
 	}
 }
+
+// openPidfd pins the process pid names now.
+func openPidfd(pid int) (int, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open(%d): %w", pid, err)
+	}
+	return fd, nil
+}

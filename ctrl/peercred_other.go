@@ -16,3 +16,5 @@ func peerProcess(net.Conn) (int, int, error) {
 func peerAlive(int) error { return nil }
 
 func closePidfd(int) {}
+
+func openPidfd(int) (int, error) { return -1, errors.New("pidfd_open needs Linux") }
