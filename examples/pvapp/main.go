@@ -24,6 +24,12 @@
 //	pvapp ctrl METHOD PATH [BODY]...
 //	                            send each request to pv-ctrl in turn and print
 //	                            "METHOD PATH STATUS BODY" a line each
+//	pvapp escape-cgroups ctrl METHOD PATH [BODY]...
+//	                            move to the root of every cgroup hierarchy
+//	                            (a container keeping the host cgroup
+//	                            namespace can), then do what ctrl does
+//	pvapp orphan METHOD PATH    a child connects, sends the request and exits;
+//	                            print "ORPHAN METHOD PATH STATUS BODY"
 package main
 
 import (
@@ -102,6 +108,26 @@ func main() {
 		dialUnix(os.Args[2:])
 	case "web-unix", "get-unix", "dbus-serve", "dbus-call", "forward":
 		meshCommand(os.Args[1], os.Args[2:])
+	case "escape-cgroups":
+		cg, err := escapeCgroups()
+		if err != nil {
+			fmt.Println("pvapp: escape-cgroups failed:", err)
+		} else {
+			fmt.Println("pvapp: escaped cgroups:", cg)
+		}
+		if len(os.Args) > 5 && os.Args[2] == "ctrl" {
+			ctrlRequests(os.Args[3:])
+		}
+		waitForTerm()
+	case "orphan":
+		if len(os.Args) != 4 {
+			os.Exit(2)
+		}
+		orphanRequest(os.Args[2], os.Args[3])
+		fmt.Println("pvapp: orphan done")
+		waitForTerm()
+	case "orphan-child":
+		orphanChild(os.Args[2], os.Args[3])
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
