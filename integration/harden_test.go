@@ -3,11 +3,17 @@
 package integration
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/runtime/driver"
 )
 
 // A container that keeps the host cgroup namespace can mount the cgroup
@@ -59,5 +65,97 @@ func TestControlSocketIdentityOutlivesCgroupEscape(t *testing.T) {
 	t.Logf("orphan:\n%s", out)
 	if !strings.Contains(out, "ORPHAN GET /containers 403") {
 		t.Errorf("a request whose sender exited: want 403:\n%s", out)
+	}
+}
+
+// cgroupDirs lists the directories under the device's cgroup parent in
+// every hierarchy this process is in (the device's containers are made
+// under its cgroup), with their inode numbers, which a directory made
+// again under the same name does not share.
+func cgroupDirs(t *testing.T, parent string) map[string]uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		tops, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", f[2], parent))
+		if v2 := filepath.Join("/sys/fs/cgroup", f[2], parent); f[0] == "0" {
+			tops = append(tops, v2)
+		}
+		for _, top := range tops {
+			filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
+				if err == nil && e.IsDir() {
+					if fi, err := e.Info(); err == nil {
+						out[p] = fi.Sys().(*syscall.Stat_t).Ino
+					}
+				}
+				return nil
+			})
+		}
+	}
+	return out
+}
+
+// After a SIGKILL of the appengine host stage, its device dies with it
+// and the cgroups of its containers stay; the next start removes them
+// before it makes its own.
+func TestCgroupsOfKilledDeviceRemovedAtNextStart(t *testing.T) {
+	isolated.Require(t)
+	ctrs := []ctr{
+		{name: "one", group: "app", cmd: `/bin/sh "-c" "sleep 1000"`},
+		{name: "two", group: "app", cmd: `/bin/sh "-c" "sleep 1000"`},
+	}
+	storage := buildStorage(t, []map[string]any{{"name": "app"}}, ctrs)
+	parent := driver.DeviceCgroupParent(storage)
+	d := startDevice(t, storage)
+	d.waitContainers("both started", 30*time.Second, statusIs(messages.StatusStarted, "one", "two"))
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	d.waitExit(10 * time.Second)
+	// The device is PID 1 of its namespace: when it goes, so do the
+	// containers, but not their cgroup directories.
+	var old map[string]uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		old = cgroupDirs(t, parent)
+		busy := false
+		for dir := range old {
+			if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				busy = true
+			}
+		}
+		if !busy || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	containerDirs := 0
+	for dir := range old {
+		if strings.HasSuffix(dir, "/one") || strings.HasSuffix(dir, "/two") {
+			containerDirs++
+		}
+	}
+	if containerDirs == 0 {
+		t.Fatalf("no container cgroup left by the killed device, so the test proves nothing: %v", old)
+	}
+
+	d2 := startDevice(t, storage)
+	d2.waitContainers("both started again", 30*time.Second, statusIs(messages.StatusStarted, "one", "two"))
+	now := cgroupDirs(t, parent)
+	for dir, ino := range old {
+		if ino2, ok := now[dir]; ok && ino2 == ino {
+			// The parent itself may stay if another process holds it;
+			// a container's directory must be a new one.
+			if strings.HasSuffix(dir, "/one") || strings.HasSuffix(dir, "/two") {
+				t.Errorf("cgroup %s of the killed run is still there (inode %d)", dir, ino)
+			}
+		}
 	}
 }
