@@ -63,7 +63,7 @@ func (p *parser) validateNames() {
 	}
 	for i, d := range p.st.Disks {
 		if d.Name == "" {
-			continue // an unnamed disk is only ever the default one
+			continue // refused where the disk is read: "every disk needs a name"
 		}
 		if why := segmentProblem(d.Name); why != "" {
 			p.errorf(file, joinPath(p.diskAt[i], "name"), "disk name %s: it must be a single path segment", why)
