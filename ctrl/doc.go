@@ -5,10 +5,16 @@
 // # Caller identity
 //
 // Who is calling is decided once per connection, right after accept: the
-// peer's pid comes from SO_PEERCRED and a Resolver maps it to the container
-// it runs in ("" for pantavisor itself and host tools). Resolving at accept
-// time, not at the first request, keeps the window in which the pid could
-// be reused by another process as short as possible. The container's roles
+// peer's pid comes from SO_PEERCRED, a pidfd from SO_PEERPIDFD pins the
+// process, and a Resolver maps the pid to the container it runs in (""
+// for pantavisor itself and host tools); the pidfd is checked alive after
+// the Resolver's /proc reads, so a pid reused meanwhile is not trusted.
+// pantavisor's Resolver (IdentityResolver) compares the peer's pid and
+// mount namespaces with each running container's init and with its own:
+// a process in a container's namespaces is that container whatever its
+// cgroup says (a container keeping the host cgroup namespace can leave
+// its cgroup), one in pantavisor's own is the host unless its cgroup names
+// a container, and any other case is unknown. The container's roles
 // come from Backend.Containers(), looked up on the connection's first
 // request that needs them and cached on the connection for rolesTTL, so a
 // keep-alive client costs one Containers() call per second at most.
