@@ -5,6 +5,7 @@ package integration
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/runtime/driver"
+	"github.com/pantavisor/pv/runtime/testrootfs"
 )
 
 // A container that keeps the host cgroup namespace can mount the cgroup
@@ -160,5 +163,42 @@ func TestCgroupsOfKilledDeviceRemovedAtNextStart(t *testing.T) {
 				t.Errorf("cgroup %s of the killed run is still there (inode %d)", dir, ino)
 			}
 		}
+	}
+}
+
+// A bind source under /volumes/ is resolved inside its volume: an image
+// whose /link points at / binds the image's own root, not the host's.
+func TestBindSourceSymlinkStaysInImage(t *testing.T) {
+	isolated.Require(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "rootfs")
+	if out, err := exec.Command("cp", "-a", testrootfs.Dir(t), root).CombinedOutput(); err != nil {
+		t.Fatalf("copy rootfs: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(root, "image-marker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(dir, "root.squashfs")
+	if err := testrootfs.MakeSquashfs(root, image); err != nil {
+		t.Fatal(err)
+	}
+	// The host's root has what the image has not: this test's directory.
+	hostOnly := strings.TrimPrefix(dir, "/")
+	cmd := `/bin/sh "-c" "test -e /mnt/img/image-marker && echo BIND-IMAGE-ROOT; test -e /mnt/img/` + hostOnly + ` && echo BIND-HOST-ROOT; echo bind-check-done; sleep 1000"`
+	storage := filepath.Join(dir, "storage")
+	err := revtest.Build(storage, image, map[string]any{"groups": []any{map[string]any{"name": "app", "restart_policy": "container"}}},
+		[]revtest.Container{{Name: "img", Group: "app", Cmd: cmd,
+			LXC: append(append([]string(nil), revtest.UpstreamLXC...), "lxc.mount.entry = /volumes/img/root.squashfs/link mnt/img none bind,ro,create=dir 0 0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDevice(t, storage)
+	d.waitConsole("img", "bind-check-done", 30*time.Second)
+	out := d.console("img")
+	if !strings.Contains(out, "BIND-IMAGE-ROOT") || strings.Contains(out, "BIND-HOST-ROOT") {
+		t.Errorf("/volumes/img/root.squashfs/link (-> /) bound something else than the image's root:\n%s", out)
 	}
 }
