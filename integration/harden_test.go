@@ -202,3 +202,28 @@ func TestBindSourceSymlinkStaysInImage(t *testing.T) {
 		t.Errorf("/volumes/img/root.squashfs/link (-> /) bound something else than the image's root:\n%s", out)
 	}
 }
+
+// A revision name from boot/appengine.txt that climbs out of logs/ is
+// refused before it names the log directory: the device runs in safe
+// mode and nothing is made where the name points.
+func TestBadRevisionNameMakesNoLogDir(t *testing.T) {
+	isolated.Require(t)
+	base := t.TempDir()
+	storage := filepath.Join(base, "a", "storage")
+	if err := revtest.Build(storage, rootImage(t), nil, []revtest.Container{{Name: "one", Group: "app", Cmd: `/bin/sh "-c" "sleep 1000"`,
+		LXC: revtest.UpstreamLXC}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(storage, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// logs/../../../escape is base/escape.
+	if err := os.WriteFile(filepath.Join(storage, "boot", "appengine.txt"), []byte("pv_rev=../../../escape\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDevice(t, storage)
+	d.waitOutput("bootloader names a bad revision", 20*time.Second)
+	if _, err := os.Stat(filepath.Join(base, "escape")); !os.IsNotExist(err) {
+		t.Errorf("a directory was made where the bad revision name points: %v", err)
+	}
+}
