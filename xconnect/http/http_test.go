@@ -248,12 +248,24 @@ func FuzzParseTarget(f *testing.F) {
 func FuzzMatch(f *testing.F) {
 	f.Add("/api", "/api/v2", "/api/v2/x")
 	f.Fuzz(func(t *testing.T, a, b, path string) {
-		i, rest, ok := Match([]string{a, b}, path)
+		prefixes := []string{a, b}
+		i, rest, ok := Match(prefixes, path)
+		// takes says whether prefix p covers path on a segment boundary.
+		takes := func(p string) bool {
+			p = cleanPrefix(p)
+			return p == "/" || path == p || strings.HasPrefix(path, p+"/")
+		}
 		if !ok {
+			if takes(a) || takes(b) {
+				t.Fatalf("Match(%q, %q, %q): no route, but one covers the path", a, b, path)
+			}
 			return
 		}
 		if rest == "" || rest[0] != '/' || i < 0 || i > 1 {
 			t.Fatalf("Match(%q, %q, %q) = %d %q", a, b, path, i, rest)
+		}
+		if !takes(prefixes[i]) || (takes(prefixes[1-i]) && len(cleanPrefix(prefixes[1-i])) > len(cleanPrefix(prefixes[i]))) {
+			t.Fatalf("Match(%q, %q, %q) = %d: not the longest covering prefix", a, b, path, i)
 		}
 	})
 }
