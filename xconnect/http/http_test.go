@@ -317,3 +317,33 @@ func TestEscapedPathKept(t *testing.T) {
 		}
 	}
 }
+
+// A client that sends half a request head, or stays silent on a kept-alive
+// connection, is cut off after its timeout instead of holding the
+// connection for ever.
+func TestSlowClientsCutOff(t *testing.T) {
+	base := serve(t, Options{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond},
+		Route{Prefix: "/", Dial: backend(t, func(w nethttp.ResponseWriter, r *nethttp.Request) { fmt.Fprint(w, "ok") })})
+	addr := strings.TrimPrefix(base, "http://")
+	for name, send := range map[string]string{
+		"half a head": "GET / HTTP/1.1\r\nHost: x\r\n",
+		"idle":        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		if _, err := io.WriteString(c, send); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, c) // to the server's close
+		c.Close()
+		if err != nil {
+			t.Errorf("%s: not cut off: %v", name, err)
+		} else if d := time.Since(began); d < 200*time.Millisecond || d > 3*time.Second {
+			t.Errorf("%s: cut off after %v", name, d)
+		}
+	}
+}
