@@ -179,6 +179,13 @@ func relay(c, b net.Conn, st *xconnect.Stats, idle time.Duration) error {
 		go watchIdle(tc, idle, done, func() { c.Close(); b.Close() })
 	}
 	e1 := <-errc
+	if e1 != nil {
+		// Not an end of stream but a reset or a failure: the other
+		// direction cannot go on (its peer may keep its side open for
+		// ever), so both connections end now.
+		c.Close()
+		b.Close()
+	}
 	e2 := <-errc
 	close(done)
 	c.Close()

@@ -250,3 +250,36 @@ func TestCloseUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// A consumer that resets its connection (a crashed client) ends the
+// relay and the backend's connection, rather than leaving them open until
+// the idle timeout when the backend keeps its side open.
+func TestResetEndsBoth(t *testing.T) {
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := hold.Accept(); err == nil {
+			held <- c // kept open, silent
+		}
+	}()
+	addr, st := start(t, hold.Addr().String(), Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-held
+	defer b.Close()
+	c.(*net.TCPConn).SetLinger(0) // close sends a reset
+	c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for st.Active.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := st.Active.Load(); n != 0 {
+		t.Fatalf("%d connection still relayed after the consumer's reset", n)
+	}
+}
