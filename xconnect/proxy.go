@@ -116,7 +116,14 @@ func Relay(c, p net.Conn, st *Stats) error {
 	errc := make(chan error, 2)
 	go func() { errc <- pipe(p, c, &st.BytesUp) }()
 	go func() { errc <- pipe(c, p, &st.BytesDown) }()
-	err1, err2 := <-errc, <-errc
+	err1 := <-errc
+	if err1 != nil {
+		// A reset or a failure, not an end of stream: the other
+		// direction's peer may keep its side open for ever.
+		c.Close()
+		p.Close()
+	}
+	err2 := <-errc
 	c.Close()
 	p.Close()
 	return errors.Join(quiet(err1), quiet(err2))
