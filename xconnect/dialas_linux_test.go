@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/internal/isolated"
 )
 
 func TestMain(m *testing.M) {
 	HelperMain()
+	isolated.Loopback() // run by the integration runner: a fresh netns
 	os.Exit(m.Run())
 }
 

@@ -86,3 +86,20 @@ func Tmpfs(tb testing.TB, size string) string {
 	tb.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	return dir
 }
+
+// Loopback brings lo up when this process is PID 1 of fresh namespaces
+// whose network namespace holds nothing but lo (the integration runner
+// runs every package's tests that way, and a fresh namespace has lo
+// down); anywhere else it does nothing: the host's lo is up, and the
+// host's network is never touched. Tests on 127.0.0.1 call it first
+// (TestMain).
+func Loopback() {
+	if Check() != nil {
+		return
+	}
+	links, err := netlink.LinkList()
+	if err != nil || len(links) != 1 || links[0].Attrs().Name != "lo" {
+		return
+	}
+	_ = netlink.LinkSetUp(links[0])
+}
