@@ -31,6 +31,9 @@ type Container struct {
 	// ["none"] (LXC's lxc.cap.keep = none) means keep no capability at all.
 	CapDrop []string
 	CapKeep []string
+	// NoNewPrivileges is lxc.no_new_privs: execve never grants privileges
+	// (setuid bits, file capabilities) to the container's processes.
+	NoNewPrivileges bool
 	// NamespaceKeep lists namespaces shared with the host instead of
 	// created ("net", "user", "ipc", ...). Upstream's template keeps
 	// user, net and ipc.

@@ -126,10 +126,11 @@ func Translate(in Input) (*Translated, error) {
 	}
 
 	cfg := &configs.Config{
-		Rootfs:       in.Rootfs,
-		Namespaces:   ns,
-		Capabilities: caps,
-		Devices:      deviceNodes(),
+		Rootfs:          in.Rootfs,
+		Namespaces:      ns,
+		Capabilities:    caps,
+		NoNewPrivileges: s.NoNewPrivileges,
+		Devices:         deviceNodes(),
 		Cgroups: &cgroups.Cgroup{
 			Name:      in.Name,
 			Parent:    in.CgroupParent,

@@ -56,7 +56,6 @@ var ignoredKeys = map[string]string{
 	"lxc.rootfs.mount":        "",
 	"lxc.rootfs.managed":      "",
 	"lxc.ephemeral":           "",
-	"lxc.no_new_privs":        "",
 	"lxc.tty.dir":             "",
 	"lxc.group":               "",
 	"lxc.idmap":               "",

@@ -306,6 +306,7 @@ var handlers = map[string]func(*parser, entry) error{
 	"lxc.mount.auto":     (*parser).setMountAuto,
 	"lxc.cap.drop":       (*parser).setCapDrop,
 	"lxc.cap.keep":       (*parser).setCapKeep,
+	"lxc.no_new_privs":   (*parser).setNoNewPrivs,
 	"lxc.uts.name":       (*parser).setUTSName,
 	"lxc.namespace.keep": (*parser).setNamespaceKeep,
 	"lxc.tty.max":        func(p *parser, e entry) error { return setCount(&p.c.TTYMax, e.val) },

@@ -251,6 +251,18 @@ func TestParse(t *testing.T) {
 			want: &spec.Container{MountAuto: []string{"cgroup"}},
 		},
 
+		// lxc.no_new_privs
+		{
+			name: "no_new_privs 1, the last value wins",
+			in:   lines("lxc.no_new_privs = 0", "lxc.no_new_privs = 1"),
+			want: &spec.Container{NoNewPrivileges: true},
+		},
+		{
+			name: "no_new_privs 0",
+			in:   "lxc.no_new_privs = 0\n",
+			want: &spec.Container{},
+		},
+
 		// lxc.cap.drop / lxc.cap.keep
 		{
 			name: "cap drop accumulates, accepts numbers, drops duplicates",
@@ -767,6 +779,7 @@ func TestParseErrors(t *testing.T) {
 		{"net index key with value", "lxc.net.0 = x\n", 1, "lxc.net.0", "only an empty value"},
 		{"legacy network key before type", "lxc.network.link = br0\n", 1, "lxc.network.link", "before any lxc.network.type"},
 		{"legacy indexed network bad value", "lxc.network.3.type = bogus\n", 1, "lxc.network.3.type", "unknown interface type"},
+		{"no_new_privs word", "lxc.no_new_privs = yes\n", 1, "lxc.no_new_privs", "must be 0 or 1"},
 
 		{"cgroup file with slash", "lxc.cgroup.memory/../x.y = 1\n", 1, "lxc.cgroup.memory/../x.y", "not a cgroup file name"},
 		{"cgroup file with dot-dot", "lxc.cgroup2.a..b = 1\n", 1, "lxc.cgroup2.a..b", "not a cgroup file name"},

@@ -428,3 +428,16 @@ func (p *parser) setRootfs(e entry) error {
 	}
 	return nil
 }
+
+// setNoNewPrivs is lxc.no_new_privs: 0 or 1, as LXC reads it.
+func (p *parser) setNoNewPrivs(e entry) error {
+	switch strings.TrimSpace(e.val) {
+	case "0":
+		p.c.NoNewPrivileges = false
+	case "1":
+		p.c.NoNewPrivileges = true
+	default:
+		return fmt.Errorf("must be 0 or 1, got %q", e.val)
+	}
+	return nil
+}
