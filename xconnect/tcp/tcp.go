@@ -6,13 +6,10 @@
 package tcp
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,15 +30,10 @@ type Options struct {
 
 // Proxy is one relay.
 type Proxy struct {
-	cfg   xconnect.Config
-	opt   Options
-	ctx   context.Context
-	stop  context.CancelFunc
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	n     atomic.Int64
+	*xconnect.Conns
+	cfg xconnect.Config
+	opt Options
+	n   atomic.Int64
 }
 
 // New makes a relay to cfg.Dial's backend.
@@ -61,104 +53,34 @@ func NewWith(cfg xconnect.Config, opt Options) *Proxy {
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = 1024
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &Proxy{cfg: cfg, opt: opt, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
+	return &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, opt: opt}
 }
 
 // Serve accepts on ln until Close.
-func (p *Proxy) Serve(ln net.Listener) error {
-	p.mu.Lock()
-	closed := p.ctx.Err() != nil
-	p.ln = ln
-	p.mu.Unlock()
-	if closed {
-		// Closed before serving: Close could not end this listener.
-		ln.Close()
-		return nil
-	}
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			p.cfg.Log.Warn("relay accept", "err", err)
-			select {
-			case <-p.ctx.Done():
-				return nil
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		if p.n.Add(1) > int64(p.opt.MaxConns) {
-			p.n.Add(-1)
-			p.cfg.Stats.Errors.Add(1)
-			c.Close()
-			continue
-		}
-		if !p.admit(c) {
-			p.n.Add(-1)
-			c.Close()
-			return nil
-		}
-		go p.handle(c)
-	}
-}
-
-// admit tracks a consumer's connection and counts its goroutine in wg,
-// both under mu: Close, which holds mu while it cancels, then waits on wg,
-// either sees the goroutine counted or keeps it from starting (a wg.Add
-// racing Close's Wait would let Close return with it still running).
-func (p *Proxy) admit(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ctx.Err() != nil {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	p.wg.Add(1)
-	return true
-}
-
-func (p *Proxy) track(c net.Conn, add bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !add {
-		delete(p.conns, c)
-		return true
-	}
-	if p.ctx.Err() != nil {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
+func (p *Proxy) Serve(ln net.Listener) error { return p.Conns.Serve(ln, p.handle) }
 
 func (p *Proxy) handle(c net.Conn) {
 	st := p.cfg.Stats
-	defer p.wg.Done()
 	defer p.n.Add(-1)
-	defer p.track(c, false)
-	defer func() {
-		if r := recover(); r != nil {
-			p.cfg.Log.Error("relay connection panicked", "panic", fmt.Sprint(r))
-		}
-		c.Close()
-	}()
+	if p.n.Add(1) > int64(p.opt.MaxConns) {
+		// Over the cap: refused at once (closed on return).
+		st.Errors.Add(1)
+		return
+	}
 	st.Connections.Add(1)
 	st.Active.Add(1)
 	defer st.Active.Add(-1)
-	b, err := p.cfg.Dial(p.ctx)
+	b, err := p.cfg.Dial(p.Context())
 	if err != nil {
 		st.Errors.Add(1)
 		p.cfg.Log.Debug("relay: backend not reachable", "err", err)
 		return
 	}
-	if !p.track(b, true) {
+	if !p.Track(b) {
 		b.Close()
 		return
 	}
-	defer p.track(b, false)
+	defer p.Untrack(b)
 	if err := relay(c, b, st, p.opt.IdleTimeout); err != nil {
 		st.Errors.Add(1)
 	}
@@ -245,23 +167,5 @@ func quiet(err error) error {
 	if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
 		return nil
 	}
-	return err
-}
-
-// Close stops accepting and ends every connection.
-func (p *Proxy) Close() error {
-	p.mu.Lock()
-	p.stop()
-	var err error
-	if p.ln != nil {
-		if cerr := p.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			err = cerr
-		}
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 	return err
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,14 +29,9 @@ var (
 
 // Proxy carries one link's consumer connections to its provider.
 type Proxy struct {
+	*xconnect.Conns
 	cfg     xconnect.Config
 	connect Connect
-	ctx     context.Context
-	stop    context.CancelFunc
-	mu      sync.Mutex
-	ln      net.Listener
-	conns   map[net.Conn]struct{}
-	wg      sync.WaitGroup
 	// lastFail rate-limits the log of failed dials: a consumer retrying
 	// in a loop must not flood the log.
 	lastFail atomic.Int64
@@ -61,84 +55,26 @@ func NewWith(cfg xconnect.Config, connect Connect) xconnect.Proxy {
 	if cfg.Stats == nil {
 		cfg.Stats = &xconnect.Stats{}
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &Proxy{cfg: cfg, connect: connect, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
+	return &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, connect: connect}
 }
 
 // Serve accepts consumer connections on ln until Close.
-func (p *Proxy) Serve(ln net.Listener) error {
-	p.mu.Lock()
-	if p.ctx.Err() != nil {
-		p.mu.Unlock()
-		return nil
-	}
-	p.ln = ln
-	p.mu.Unlock()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			// EMFILE and the like: wait rather than spin.
-			p.cfg.Log.Warn("accept on link", "err", err)
-			select {
-			case <-p.ctx.Done():
-				return nil
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		if !p.track(c, true) {
-			c.Close()
-			return nil
-		}
-		p.wg.Add(1)
-		go p.handle(c)
-	}
-}
-
-// track adds or removes a live connection; adding fails once closed.
-func (p *Proxy) track(c net.Conn, add bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !add {
-		delete(p.conns, c)
-		return true
-	}
-	if p.ctx.Err() != nil {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
+func (p *Proxy) Serve(ln net.Listener) error { return p.Conns.Serve(ln, p.handle) }
 
 func (p *Proxy) handle(c net.Conn) {
 	st := p.cfg.Stats
-	defer p.wg.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			p.cfg.Log.Error("link connection panicked", "panic", fmt.Sprint(r))
-			c.Close()
-		}
-	}()
 	st.Connections.Add(1)
 	st.Active.Add(1)
 	defer st.Active.Add(-1)
-	defer p.track(c, false)
 	var b net.Conn
 	var err error
 	if cu, ok := c.(*net.UnixConn); ok && p.connect != nil {
 		var bu *net.UnixConn
-		if bu, err = p.connect(p.ctx, cu); err == nil {
+		if bu, err = p.connect(p.Context(), cu); err == nil {
 			b = bu
 		}
 	} else {
-		b, err = p.cfg.Dial(p.ctx)
+		b, err = p.cfg.Dial(p.Context())
 	}
 	if err != nil {
 		st.Errors.Add(1)
@@ -149,12 +85,11 @@ func (p *Proxy) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	if !p.track(b, true) {
+	if !p.Track(b) {
 		b.Close()
-		c.Close()
 		return
 	}
-	defer p.track(b, false)
+	defer p.Untrack(b)
 	cu, ok1 := c.(*net.UnixConn)
 	bu, ok2 := b.(*net.UnixConn)
 	if !ok1 || !ok2 {
@@ -245,23 +180,5 @@ func quiet(err error) error {
 	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
 		return nil
 	}
-	return err
-}
-
-// Close stops accepting, ends every connection and waits for them.
-func (p *Proxy) Close() error {
-	p.mu.Lock()
-	p.stop()
-	var err error
-	if p.ln != nil {
-		if cerr := p.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			err = cerr
-		}
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 	return err
 }

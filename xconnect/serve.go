@@ -1,0 +1,142 @@
+package xconnect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Conns is the accept loop and connection bookkeeping of the byte
+// plugins (unix, tcp): each accepted connection is handled in its own
+// goroutine, which recovers from a panic; Close stops accepting, closes
+// every connection tracked (the accepted ones, and the provider ones a
+// handler tracks) and waits for every handler.
+type Conns struct {
+	log   *slog.Logger
+	ctx   context.Context
+	stop  context.CancelFunc
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// NewConns makes the bookkeeping of one proxy.
+func NewConns(log *slog.Logger) *Conns {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
+}
+
+// Context ends when Close is called: handlers dial with it.
+func (s *Conns) Context() context.Context { return s.ctx }
+
+// Serve accepts on ln until Close, handing each connection to handle in
+// a goroutine; the connection is closed and forgotten when handle
+// returns. A listener that fails for another reason than Close is
+// retried after a pause (EMFILE and the like), never spun on.
+func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
+	s.mu.Lock()
+	closed := s.ctx.Err() != nil
+	s.ln = ln
+	s.mu.Unlock()
+	if closed {
+		// Closed before serving: Close could not end this listener.
+		ln.Close()
+		return nil
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Warn("accept", "err", err)
+			select {
+			case <-s.ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if !s.admit(c) {
+			c.Close()
+			return nil
+		}
+		go s.run(c, handle)
+	}
+}
+
+// admit tracks an accepted connection and counts its goroutine, both
+// under mu: Close, which holds mu while it cancels and then waits, either
+// sees the goroutine counted or keeps it from starting (a wg.Add racing
+// Close's Wait would let Close return with a handler still running).
+func (s *Conns) admit(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Conns) run(c net.Conn, handle func(net.Conn)) {
+	defer s.wg.Done()
+	defer s.Untrack(c)
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("link connection panicked", "panic", fmt.Sprint(r))
+		}
+		c.Close()
+	}()
+	handle(c)
+}
+
+// Track adds a connection (a provider's) for Close to end; false once
+// closed, and the caller closes it then.
+func (s *Conns) Track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// Untrack forgets a connection.
+func (s *Conns) Untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Close stops accepting, ends every connection and waits for the handlers.
+func (s *Conns) Close() error {
+	s.mu.Lock()
+	s.stop()
+	var err error
+	if s.ln != nil {
+		if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = cerr
+		}
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
