@@ -40,7 +40,13 @@ func FuzzContainerOfCgroups(f *testing.F) {
 		if !strings.Contains(string(content), strings.Join(segs, "/")+"/"+name) {
 			t.Fatalf("container %q does not follow %q in %q", name, segs, content)
 		}
-		// The same file with the name's line appended again agrees.
+		// The same file with the name's line appended again agrees. (A
+		// name ending in "\r" on the last, unterminated line keeps its
+		// "\r", which the scanner drops before a newline: no cgroup file
+		// the kernel writes has either.)
+		if strings.HasSuffix(name, "\r") {
+			return
+		}
 		again, err := containerOfCgroups(append([]byte("0::/"+strings.Join(segs, "/")+"/"+name+"\n"), content...), segs)
 		if err != nil || again != name {
 			t.Fatalf("a line naming %q added: got %q, %v", name, again, err)
