@@ -34,6 +34,14 @@ type Container struct {
 	// NoNewPrivileges is lxc.no_new_privs: execve never grants privileges
 	// (setuid bits, file capabilities) to the container's processes.
 	NoNewPrivileges bool
+	// AppArmorProfile is lxc.apparmor.profile ("" or "unconfined": none).
+	// As LXC, a profile on a kernel without AppArmor is ignored.
+	AppArmorProfile string
+	// Unenforceable lists confinement the configuration asks for that the
+	// runtime cannot enforce yet ("lxc.seccomp.profile: ..."): the
+	// container is refused rather than run with less confinement than
+	// asked.
+	Unenforceable []string
 	// NamespaceKeep lists namespaces shared with the host instead of
 	// created ("net", "user", "ipc", ...). Upstream's template keeps
 	// user, net and ipc.

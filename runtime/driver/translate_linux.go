@@ -103,6 +103,15 @@ func Translate(in Input) (*Translated, error) {
 	if !filepath.IsAbs(in.Rootfs) {
 		bad("rootfs %q is not an absolute path", in.Rootfs)
 	}
+	// Confinement the configuration asks for and this runtime does not
+	// enforce refuses the container: running it with less would be a
+	// silent downgrade.
+	for _, u := range s.Unenforceable {
+		bad("refused: %s", u)
+	}
+	if p := s.AppArmorProfile; p != "" && p != "unconfined" && appArmorEnabled() {
+		bad("refused: lxc.apparmor.profile %q: AppArmor profiles are not applied yet", p)
+	}
 
 	ns, err := namespaces(s.NamespaceKeep, in.CgroupNamespaces)
 	if err != nil {
@@ -762,4 +771,11 @@ func PrefixResolver(prefixes map[string]string) func(string) (string, error) {
 		}
 		return raw, nil
 	}
+}
+
+// appArmorEnabled says whether the kernel enforces AppArmor. Without it, a
+// profile is ignored, as LXC does.
+func appArmorEnabled() bool {
+	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	return err == nil && len(b) > 0 && b[0] == 'Y'
 }

@@ -540,3 +540,17 @@ func TestExit(t *testing.T) {
 }
 
 func syscallWS(ws unix.WaitStatus) syscall.WaitStatus { return syscall.WaitStatus(ws) }
+
+// Confinement asked for and not enforced refuses the container, naming
+// the key; no_new_privs reaches libcontainer.
+func TestTranslateConfinement(t *testing.T) {
+	_, err := Translate(Input{Name: "c", Rootfs: "/r", Spec: &spec.Container{
+		Unenforceable: []string{"lxc.seccomp.profile (line 3): seccomp profiles are not enforced yet"}}})
+	if err == nil || !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "lxc.seccomp.profile") {
+		t.Fatalf("unenforceable seccomp: %v", err)
+	}
+	tr, err := Translate(Input{Name: "c", Rootfs: "/r", Spec: &spec.Container{NoNewPrivileges: true, AppArmorProfile: "unconfined"}})
+	if err != nil || !tr.Config.NoNewPrivileges {
+		t.Fatalf("no_new_privs: %v %v", tr, err)
+	}
+}

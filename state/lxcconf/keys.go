@@ -58,7 +58,6 @@ var ignoredKeys = map[string]string{
 	"lxc.ephemeral":           "",
 	"lxc.tty.dir":             "",
 	"lxc.group":               "",
-	"lxc.idmap":               "",
 	"lxc.init.groups":         "",
 	"lxc.execute.cmd":         "",
 	"lxc.keyring.session":     "",
@@ -66,7 +65,6 @@ var ignoredKeys = map[string]string{
 	"lxc.environment.hook":    "",
 	"lxc.namespace.clone":     "",
 	"lxc.sched.core":          "",
-	"lxc.include":             "included file not followed, ignored",
 	"lxc.pivotdir":            "obsolete, ignored",
 	"lxc.kmsg":                "obsolete, ignored",
 	"lxc.rootfs.backend":      "obsolete, ignored",
@@ -77,8 +75,6 @@ var ignoredPrefixes = []string{
 	"lxc.console.",
 	"lxc.log.",
 	"lxc.hook.",
-	"lxc.apparmor.",
-	"lxc.seccomp.",
 	"lxc.selinux.",
 	"lxc.signal.",
 	"lxc.start.",
@@ -172,4 +168,18 @@ func isDigits(s string) bool {
 // blanks, never producing empty items).
 func splitList(v string) []string {
 	return strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' })
+}
+
+// unenforceable says whether a key asks for confinement this runtime does
+// not enforce yet, and why.
+func unenforceable(key string) (string, bool) {
+	switch {
+	case strings.HasPrefix(key, "lxc.seccomp."):
+		return "seccomp profiles are not enforced yet", true
+	case key == "lxc.idmap":
+		return "user namespace id mappings are not supported yet", true
+	case key == "lxc.include":
+		return "included files are not read yet", true
+	}
+	return "", false
 }

@@ -276,6 +276,13 @@ func (p *parser) set(n int, key, val string) {
 		p.warn(n, key, deprecated)
 	}
 
+	if why, ok := unenforceable(e.name); ok {
+		// Confinement asked for and not enforced would be a silent
+		// downgrade: the container is refused instead, saying why.
+		p.c.Unenforceable = append(p.c.Unenforceable, fmt.Sprintf("%s (line %d): %s", key, n, why))
+		return
+	}
+
 	var err error
 	switch {
 	case handlers[e.name] != nil:
@@ -297,21 +304,27 @@ func (p *parser) set(n int, key, val string) {
 // handlers translate the keys with a fixed name; lxc.net.* and
 // lxc.cgroup*.* carry an index or a file name and are dispatched by prefix.
 var handlers = map[string]func(*parser, entry) error{
-	"lxc.init.cmd":       (*parser).setInitCmd,
-	"lxc.init.cwd":       (*parser).setInitCwd,
-	"lxc.init.uid":       func(p *parser, e entry) error { return setID(&p.c.UID, e.val) },
-	"lxc.init.gid":       func(p *parser, e entry) error { return setID(&p.c.GID, e.val) },
-	"lxc.environment":    (*parser).setEnv,
-	"lxc.mount.entry":    (*parser).setMountEntry,
-	"lxc.mount.auto":     (*parser).setMountAuto,
-	"lxc.cap.drop":       (*parser).setCapDrop,
-	"lxc.cap.keep":       (*parser).setCapKeep,
-	"lxc.no_new_privs":   (*parser).setNoNewPrivs,
-	"lxc.uts.name":       (*parser).setUTSName,
-	"lxc.namespace.keep": (*parser).setNamespaceKeep,
-	"lxc.tty.max":        func(p *parser, e entry) error { return setCount(&p.c.TTYMax, e.val) },
-	"lxc.pty.max":        func(p *parser, e entry) error { return setCount(&p.c.PTYMax, e.val) },
-	"lxc.rootfs.path":    (*parser).setRootfs,
+	"lxc.init.cmd":     (*parser).setInitCmd,
+	"lxc.init.cwd":     (*parser).setInitCwd,
+	"lxc.init.uid":     func(p *parser, e entry) error { return setID(&p.c.UID, e.val) },
+	"lxc.init.gid":     func(p *parser, e entry) error { return setID(&p.c.GID, e.val) },
+	"lxc.environment":  (*parser).setEnv,
+	"lxc.mount.entry":  (*parser).setMountEntry,
+	"lxc.mount.auto":   (*parser).setMountAuto,
+	"lxc.cap.drop":     (*parser).setCapDrop,
+	"lxc.cap.keep":     (*parser).setCapKeep,
+	"lxc.no_new_privs": (*parser).setNoNewPrivs,
+	"lxc.apparmor.profile": func(p *parser, e entry) error {
+		p.c.AppArmorProfile = strings.TrimSpace(e.val)
+		return nil
+	},
+	"lxc.apparmor.allow_incomplete": func(*parser, entry) error { return nil },
+	"lxc.apparmor.allow_nesting":    func(*parser, entry) error { return nil },
+	"lxc.uts.name":                  (*parser).setUTSName,
+	"lxc.namespace.keep":            (*parser).setNamespaceKeep,
+	"lxc.tty.max":                   func(p *parser, e entry) error { return setCount(&p.c.TTYMax, e.val) },
+	"lxc.pty.max":                   func(p *parser, e entry) error { return setCount(&p.c.PTYMax, e.val) },
+	"lxc.rootfs.path":               (*parser).setRootfs,
 }
 
 // finish assembles the container from what was read and adds the warnings

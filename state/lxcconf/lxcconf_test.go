@@ -251,6 +251,19 @@ func TestParse(t *testing.T) {
 			want: &spec.Container{MountAuto: []string{"cgroup"}},
 		},
 
+		// Confinement that cannot be enforced refuses the container
+		// (Unenforceable); AppArmor is the driver's decision.
+		{
+			name: "seccomp, idmap and include are unenforceable",
+			in: lines("lxc.apparmor.profile = unconfined", "lxc.seccomp.profile = /x", "lxc.idmap = u 0 100000 65536",
+				"lxc.include = /usr/share/lxc/config/common.conf", "lxc.apparmor.allow_nesting = 1"),
+			want: &spec.Container{AppArmorProfile: "unconfined", Unenforceable: []string{
+				"lxc.seccomp.profile (line 2): seccomp profiles are not enforced yet",
+				"lxc.idmap (line 3): user namespace id mappings are not supported yet",
+				"lxc.include (line 4): included files are not read yet",
+			}},
+		},
+
 		// lxc.no_new_privs
 		{
 			name: "no_new_privs 1, the last value wins",
@@ -604,10 +617,10 @@ func TestParse(t *testing.T) {
 		{
 			name: "ignored keys warn once each",
 			in: lines(
-				"lxc.include = /usr/share/lxc/config/common.conf",
+				"lxc.tty.dir = lxc",
 				"lxc.hook.pre-start = /bin/true",
-				"lxc.apparmor.profile = unconfined",
-				"lxc.seccomp.profile = /x",
+				"lxc.group = onboot",
+				"lxc.ephemeral = 0",
 				"lxc.arch = amd64",
 				"lxc.autodev = 1",
 				"lxc.signal.halt = SIGUSR1",
@@ -615,18 +628,18 @@ func TestParse(t *testing.T) {
 				"lxc.mount.fstab = /x/fstab",
 				"lxc.rootfs.options = idmap=container",
 				"lxc.hook.pre-start = /bin/false",
-				"lxc.include = /other",
+				"lxc.tty.dir = x",
 				"lxc.console.logfile = /x",
 				"lxc.console.path = none",
 				"lxc.pivotdir = x",
-				"lxc.apparmor.allow_nesting = 1",
+				"lxc.keyring.session = 0",
 			),
 			want: &spec.Container{},
 			warns: []string{
-				"line 1: lxc.include: included file not followed, ignored (also on line 12)",
+				"line 1: lxc.tty.dir: not supported, ignored (also on line 12)",
 				"line 2: lxc.hook.pre-start: not supported, ignored (also on line 11)",
-				"line 3: lxc.apparmor.profile: not supported, ignored",
-				"line 4: lxc.seccomp.profile: not supported, ignored",
+				"line 3: lxc.group: not supported, ignored",
+				"line 4: lxc.ephemeral: not supported, ignored",
 				"line 5: lxc.arch: not supported, ignored",
 				"line 6: lxc.autodev: not supported, ignored",
 				"line 7: lxc.signal.halt: not supported, ignored",
@@ -636,7 +649,7 @@ func TestParse(t *testing.T) {
 				"line 13: lxc.console.logfile: not supported, ignored",
 				"line 14: lxc.console.path: not supported, ignored",
 				"line 15: lxc.pivotdir: obsolete, ignored",
-				"line 16: lxc.apparmor.allow_nesting: not supported, ignored",
+				"line 16: lxc.keyring.session: not supported, ignored",
 			},
 		},
 		{
