@@ -126,6 +126,12 @@ func Handshake(c, p *net.UnixConn, uid int) error {
 	}
 	auth := []byte("AUTH EXTERNAL " + hex.EncodeToString([]byte(strconv.Itoa(uid))) + "\r\n")
 	cr, pr := lineReader{c}, lineReader{p}
+	// authed: the provider accepted the AUTH, whose initial response
+	// already carried the uid. A client that sent "AUTH EXTERNAL" bare
+	// and "DATA" without waiting (sd-bus does) answers a challenge the
+	// provider never made: that DATA is answered here with the provider's OK,
+	// not relayed, which the provider would answer with ERROR.
+	var authed []byte
 	for range maxExchanges {
 		line, err := cr.line()
 		if err != nil {
@@ -143,6 +149,13 @@ func Handshake(c, p *net.UnixConn, uid int) error {
 				continue
 			}
 			line = auth
+		case "DATA":
+			if authed != nil {
+				if _, err := c.Write(authed); err != nil {
+					return err
+				}
+				continue
+			}
 		case "BEGIN":
 			_, err := p.Write(line)
 			return err
@@ -153,6 +166,12 @@ func Handshake(c, p *net.UnixConn, uid int) error {
 		reply, err := pr.line()
 		if err != nil {
 			return fmt.Errorf("provider: %w", err)
+		}
+		if Command(line) == "AUTH" {
+			authed = nil
+			if Command(reply) == "OK" {
+				authed = reply
+			}
 		}
 		if _, err := c.Write(reply); err != nil {
 			return err
