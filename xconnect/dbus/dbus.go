@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"strconv"
 	"time"
@@ -42,7 +43,14 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 		}
 		var passwd []byte
 		if cfg.ReadProviderFile != nil {
-			passwd, _ = cfg.ReadProviderFile("/etc/passwd") // none: the role is nobody
+			var err error
+			// A provider without a passwd knows no names: the role
+			// is nobody. Any other failure (a provider restarting,
+			// a passwd too large) ends this connection instead of
+			// quietly connecting a named role as nobody.
+			if passwd, err = cfg.ReadProviderFile("/etc/passwd"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("dbus link: the provider's /etc/passwd: %w", err)
+			}
 		}
 		uid, gid := Lookup(cfg.Link.Role, passwd)
 		p, err := cfg.DialAs(ctx, uid, gid)

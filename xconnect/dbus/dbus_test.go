@@ -2,12 +2,15 @@ package dbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,5 +215,48 @@ func TestBusctlThroughTheLink(t *testing.T) {
 		"org.pantavisor.Test", "/org/pantavisor/Test", "org.pantavisor.Test", "Ping").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "pong") {
 		t.Fatalf("busctl: %v\n%s", err, out)
+	}
+}
+
+// A provider's passwd that cannot be read (the provider restarting) ends
+// the connection: the role is not quietly connected as nobody. One that
+// does not exist makes every name nobody.
+func TestUnreadablePasswdIsNotNobody(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		wantN int
+	}{{errors.New("provider restarting"), 0}, {fs.ErrNotExist, 1}} {
+		var dials atomic.Int32
+		st := &xconnect.Stats{}
+		p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "bus", Name: "system-bus", Type: "dbus", Role: "operator"},
+			Stats: st,
+			DialAs: func(ctx context.Context, uid, gid int) (net.Conn, error) {
+				dials.Add(1)
+				if uid != Nobody {
+					t.Errorf("dialled as uid %d, want nobody", uid)
+				}
+				return nil, errors.New("no bus here")
+			},
+			ReadProviderFile: func(string) ([]byte, error) { return nil, tc.err },
+		})
+		cons := filepath.Join(t.TempDir(), "consumer.sock")
+		ln, err := net.Listen("unix", cons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go p.Serve(ln)
+		c, err := net.Dial("unix", cons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("%v: the connection was not closed", tc.err)
+		}
+		c.Close()
+		p.Close()
+		if n := int(dials.Load()); n != tc.wantN {
+			t.Errorf("%v: %d dials, want %d", tc.err, n, tc.wantN)
+		}
 	}
 }
