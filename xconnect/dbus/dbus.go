@@ -32,8 +32,6 @@ import (
 // Nobody is the uid, and gid, of a role the provider does not know.
 const Nobody = 65534
 
-// maxPasswd bounds the provider's /etc/passwd read.
-const maxPasswd = 1 << 20
 
 // New makes the proxy of cfg.Link. It needs cfg.DialAs.
 func New(cfg xconnect.Config) xconnect.Proxy {

@@ -147,13 +147,17 @@ func (b *Backend) dialAs(ctx context.Context, uid, gid int) (net.Conn, error) {
 	})
 }
 
+// maxProviderFile bounds a file read inside a provider (a dbus link's
+// /etc/passwd).
+const maxProviderFile = 1 << 20
+
 // readFile reads a file inside the provider as it is now.
 func (b *Backend) readFile(path string) ([]byte, error) {
 	e := b.ends.Load()
 	if e.ProviderPid <= 0 {
 		return nil, fmt.Errorf("%s: %w", b.link.Provider, errRestarting)
 	}
-	return xconnect.ReadFileIn(e.ProviderPid, path, 1<<20)
+	return xconnect.ReadFileIn(e.ProviderPid, path, maxProviderFile)
 }
 
 // patiently calls dial until it succeeds, fails for good or dialPatience
