@@ -1,0 +1,131 @@
+// Package watchdog drives the kernel watchdog device (/dev/watchdog) for
+// pantavisor as PID 1: when it is open, whether kicks continue (only while the
+// actor tree answers), and whether it may be magic-closed on a clean stop.
+package watchdog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// Mode is PV_WDT_MODE: when the watchdog is armed.
+type Mode int
+
+const (
+	// Disabled never opens the device.
+	Disabled Mode = iota
+	// Shutdown arms the watchdog only while shutting down, so a hung
+	// shutdown still ends in a reset.
+	Shutdown
+	// Startup arms it from boot until the revision has booted.
+	Startup
+	// Always keeps it armed for the whole life of the device.
+	Always
+)
+
+// ParseMode reads a PV_WDT_MODE value; empty means disabled.
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "disabled":
+		return Disabled, nil
+	case "shutdown":
+		return Shutdown, nil
+	case "startup":
+		return Startup, nil
+	case "always":
+		return Always, nil
+	}
+	return Disabled, fmt.Errorf("PV_WDT_MODE %q: want disabled, shutdown, startup or always", s)
+}
+
+// Phase is where the device is in its life.
+type Phase int
+
+const (
+	// Booting: before the revision reached its goals.
+	Booting Phase = iota
+	// Running: the revision booted.
+	Running
+	// Stopping: shutdown for reboot or poweroff has begun.
+	Stopping
+)
+
+// Armed says whether the watchdog must be open in this phase.
+func (m Mode) Armed(p Phase) bool {
+	switch m {
+	case Always:
+		return true
+	case Startup:
+		return p == Booting
+	case Shutdown:
+		return p == Stopping
+	}
+	return false
+}
+
+// Liveness asks the actor tree whether it still answers; an error (or a
+// timeout through ctx) stops the kicks so the hardware resets a hung device.
+type Liveness func(ctx context.Context) error
+
+// Kicker writes keep-alives to an open watchdog device.
+type Kicker struct {
+	Dev      io.WriteCloser
+	Interval time.Duration // a fraction of the timeout, e.g. timeout/3
+	Probe    Liveness
+}
+
+// Run kicks until ctx ends or the probe fails. It returns the probe error
+// that stopped the kicks, or nil when ctx ended. A panic is recovered and
+// returned: this runs in PID 1.
+func (k *Kicker) Run(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("watchdog kicker panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	if k.Interval <= 0 {
+		return fmt.Errorf("watchdog kick interval %v: must be positive", k.Interval)
+	}
+	t := time.NewTicker(k.Interval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, k.Interval)
+		perr := k.Probe(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if perr != nil {
+			// Stop kicking on purpose: the device resets the machine.
+			return fmt.Errorf("actor tree not live, watchdog kicks stopped: %w", perr)
+		}
+		if _, werr := k.Dev.Write([]byte{0}); werr != nil {
+			return fmt.Errorf("kick watchdog: %w", werr)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close disarms the watchdog with the magic 'V' when allowed (a clean stop
+// and a mode that does not want the watchdog armed afterwards); otherwise it
+// closes without it, leaving the timer running.
+func Close(dev io.WriteCloser, magic bool) error {
+	if magic {
+		if _, err := dev.Write([]byte{'V'}); err != nil {
+			dev.Close()
+			return fmt.Errorf("magic close of watchdog: %w", err)
+		}
+	}
+	if err := dev.Close(); err != nil {
+		return fmt.Errorf("close watchdog: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package watchdog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestParseModeAndArmed(t *testing.T) {
+	cases := []struct {
+		in                      string
+		want                    Mode
+		boot, running, stopping bool
+	}{
+		{"", Disabled, false, false, false},
+		{"disabled", Disabled, false, false, false},
+		{"shutdown", Shutdown, false, false, true},
+		{"Startup", Startup, true, false, false},
+		{" always ", Always, true, true, true},
+	}
+	for _, c := range cases {
+		m, err := ParseMode(c.in)
+		if err != nil || m != c.want {
+			t.Fatalf("ParseMode(%q) = %v, %v; want %v", c.in, m, err, c.want)
+		}
+		got := []bool{m.Armed(Booting), m.Armed(Running), m.Armed(Stopping)}
+		want := []bool{c.boot, c.running, c.stopping}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("mode %q phase %d armed = %v, want %v", c.in, i, got[i], want[i])
+			}
+		}
+	}
+	if _, err := ParseMode("sometimes"); err == nil || !strings.Contains(err.Error(), "sometimes") {
+		t.Fatalf("bad mode error %v does not name the value", err)
+	}
+}
+
+// fakeDev returns a regular file standing in for /dev/watchdog.
+func fakeDev(t *testing.T) (*os.File, string) {
+	p := filepath.Join(t.TempDir(), "watchdog")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, p
+}
+
+func TestKickerKicksWhileLiveAndStopsWhenHung(t *testing.T) {
+	f, p := fakeDev(t)
+	defer f.Close()
+	var probes atomic.Int32
+	k := &Kicker{Dev: f, Interval: 5 * time.Millisecond, Probe: func(ctx context.Context) error {
+		if probes.Add(1) > 3 {
+			<-ctx.Done() // root hangs: the probe times out
+			return ctx.Err()
+		}
+		return nil
+	}}
+	err := k.Run(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v, want the probe timeout", err)
+	}
+	b, _ := os.ReadFile(p)
+	if len(b) != 3 {
+		t.Fatalf("%d kicks written, want 3 (one per live probe, none after the hang)", len(b))
+	}
+}
+
+func TestKickerStopsOnContext(t *testing.T) {
+	f, _ := fakeDev(t)
+	defer f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &Kicker{Dev: f, Interval: time.Millisecond, Probe: func(context.Context) error { cancel(); return nil }}
+	if err := k.Run(ctx); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	if err := (&Kicker{Dev: f, Probe: func(context.Context) error { return nil }}).Run(context.Background()); err == nil {
+		t.Fatal("zero interval accepted")
+	}
+}
+
+func TestKickerRecoversPanic(t *testing.T) {
+	f, _ := fakeDev(t)
+	defer f.Close()
+	k := &Kicker{Dev: f, Interval: time.Millisecond, Probe: func(context.Context) error { panic("boom") }}
+	if err := k.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Run = %v, want the recovered panic", err)
+	}
+}
+
+func TestCloseMagic(t *testing.T) {
+	for _, magic := range []bool{true, false} {
+		f, p := fakeDev(t)
+		if err := Close(f, magic); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(p)
+		if magic != bytes.Equal(b, []byte("V")) {
+			t.Errorf("magic=%v wrote %q", magic, b)
+		}
+	}
+}
+
+func TestOpenRejectsBadTimeoutAndNonDevice(t *testing.T) {
+	if _, _, err := Open("/nonexistent", 0); err == nil || !strings.Contains(err.Error(), "PV_WDT_TIMEOUT") {
+		t.Fatalf("Open with timeout 0 = %v", err)
+	}
+	_, p := fakeDev(t)
+	if _, _, err := Open(p, 10); err == nil || !strings.Contains(err.Error(), "set watchdog timeout") {
+		t.Fatalf("Open on a regular file = %v, want the ioctl error", err)
+	}
+}
