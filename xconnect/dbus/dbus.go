@@ -32,7 +32,6 @@ import (
 // Nobody is the uid, and gid, of a role the provider does not know.
 const Nobody = 65534
 
-
 // New makes the proxy of cfg.Link. It needs cfg.DialAs.
 func New(cfg xconnect.Config) xconnect.Proxy {
 	return unix.NewWith(cfg, func(ctx context.Context, c *net.UnixConn) (*net.UnixConn, error) {
