@@ -1,3 +1,8 @@
+//go:build !integration
+
+// With the integration tag the package's external tests have their own
+// TestMain (panic_integration_test.go): one per test binary.
+
 package actors
 
 import (
