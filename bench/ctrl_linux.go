@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -117,7 +116,7 @@ func startCtrlDevice() (d *ctrlDevice, err error) {
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := quietLog()
 	d.sys, err = actors.Start(actors.Config{Rev: "0", State: st, Engine: &noopEngine{}, Log: log})
 	if err != nil {
 		return nil, err

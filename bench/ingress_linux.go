@@ -119,9 +119,10 @@ func ingressVs(runs *int, other string) (ours, base float64, err error) {
 	defer stop()
 	_, portS, _ := net.SplitHostPort(backend)
 	port, _ := strconv.Atoi(portS)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ingAddr := ln.Addr().String()
-	ln.Close()
+	ingAddr, err := freePort()
+	if err != nil {
+		return 0, 0, err
+	}
 	plane := &ingress.Plane{Log: quietLog()}
 	stats := []*xconnect.Stats{{}}
 	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: ingAddr, Rules: []actors.IngressRule{{
@@ -159,12 +160,10 @@ func ingressVs(runs *int, other string) (ours, base float64, err error) {
 // startRelay runs HAProxy (splicing both ways) or socat in front of
 // backend and returns its address.
 func startRelay(which, backend string) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freePort()
 	if err != nil {
 		return "", nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	var cmd *exec.Cmd
 	dir, err := os.MkdirTemp("", "pvbench-relay")
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"os"
 	"runtime"
@@ -158,7 +156,7 @@ func startActors(f *fixture, name string, ctrs []benchCtr) (*actorRun, error) {
 	}
 	rec := newRecorder(wire.Engine(ef.eng))
 	sys, err := actors.Start(actors.Config{Rev: "0", State: ef.st, Engine: rec,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), StopTimeout: 5 * time.Second})
+		Log: quietLog(), StopTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("start actors: %w", err)
 	}

@@ -3,8 +3,6 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,7 +188,7 @@ func newEngineFixture(f *fixture, name string, ctrs []benchCtr) (*engineFixture,
 	}
 	return &engineFixture{
 		eng: &engine.Engine{Layout: layout, Rev: "0", State: st, Driver: drv,
-			WorkDir: filepath.Join(f.dir, name, "volumes"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			WorkDir: filepath.Join(f.dir, name, "volumes"), Log: quietLog()},
 		st: st, cgroupParent: cgroupParent,
 	}, nil
 }

@@ -111,7 +111,7 @@ func newUpdDevice(f *fixture, name string, rev0 []benchCtr) (*updDevice, error) 
 	if err != nil {
 		return nil, fmt.Errorf("driver: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := quietLog()
 	return &updDevice{f: f, dir: dir, layout: layout, drv: drv, log: log, cgroupParent: cgroupParent,
 		dev:    &updater.Device{Layout: layout, Bootloader: bootloader.AppEngine{Dir: layout.Boot()}, State: state.Options{AppEngine: true}, Log: log},
 		lowers: rootfs.NewLowers(filepath.Join(dir, "volumes", "@lowers")),

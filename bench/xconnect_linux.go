@@ -346,5 +346,6 @@ func dbusRate() (float64, float64, error) {
 	return (o1 + o2) / 2, (b1 + b2) / 2, nil
 }
 
-// quietLog drops log records: the figures time the data plane, not logs.
+// quietLog drops log records: the figures time what they measure, not
+// logging.
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
