@@ -17,6 +17,7 @@
 package logs
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -135,7 +136,9 @@ func (k *Keeper) Enforce() {
 	if h := k.Limits.Hysteresis; h > 1 {
 		target -= k.Limits.MaxDir / h
 	}
-	slices.SortStableFunc(files, func(a, b logFile) int { return k.rank(a) - k.rank(b) })
+	slices.SortStableFunc(files, func(a, b logFile) int {
+		return cmp.Or(cmp.Compare(k.class(a), k.class(b)), a.mtime.Compare(b.mtime))
+	})
 	for _, f := range files {
 		if total <= target {
 			break
@@ -159,20 +162,17 @@ func (k *Keeper) Enforce() {
 	}
 }
 
-// rank orders the files a sweep removes: rotated copies, then other
+// class orders the files a sweep removes: rotated copies, then other
 // revisions' logs, then the current revision's live ones; oldest first
-// within each.
-func (k *Keeper) rank(f logFile) int {
-	r := 0
+// within each (the sort's second key).
+func (k *Keeper) class(f logFile) int {
 	switch {
 	case f.rotated:
-		r = 0
+		return 0
 	case !f.inCurrent(k.Current):
-		r = 1 << 40
-	default:
-		r = 2 << 40
+		return 1
 	}
-	return r + int(f.mtime.Unix()&(1<<40-1))
+	return 2
 }
 
 type logFile struct {
