@@ -256,15 +256,24 @@ func (r *revisionActor) syncLinks(sys *actor.ActorSystem) {
 			}
 			continue
 		}
+		// Compared in place: this runs after every message, and the
+		// ends rarely change.
+		same := ic.told && len(ic.ends) == len(ic.listener.Rules)
+		for i, rule := range ic.listener.Rules {
+			if same && ic.ends[i] != r.providerEnds(rule.Provider) {
+				same = false
+			}
+		}
+		if same {
+			continue
+		}
 		ends := make([]xconnect.Ends, len(ic.listener.Rules))
 		for i, rule := range ic.listener.Rules {
 			ends[i] = r.providerEnds(rule.Provider)
 		}
-		if ic.told && slices.Equal(ends, ic.ends) {
-			continue
-		}
 		ic.ends, ic.told = ends, true
-		sys.Root.Send(ch.pid, &ingressEnds{ends: ends})
+		// The actor gets its own copy: messages are values.
+		sys.Root.Send(ch.pid, &ingressEnds{ends: slices.Clone(ends)})
 	}
 }
 
