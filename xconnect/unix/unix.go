@@ -129,9 +129,15 @@ func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 				closeAll(fds)
 				return errors.New("file descriptors truncated")
 			}
-			_, _, werr := dst.WriteMsgUnix(buf[:k], oob[:oobn], nil)
+			w, _, werr := dst.WriteMsgUnix(buf[:k], oob[:oobn], nil)
 			// Ours are copies: the receiver has its own now.
 			closeAll(fds)
+			if werr == nil && w < k {
+				// A stream socket may take part of a message
+				// (sendmsg returns short when dst's buffer
+				// fills); the descriptors went with that part.
+				_, werr = dst.Write(buf[w:k])
+			}
 			if werr != nil {
 				return quiet(werr)
 			}
