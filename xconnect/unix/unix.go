@@ -121,6 +121,8 @@ func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 		}
 	}()
 	buf, oob := make([]byte, bufSize), make([]byte, oobSize)
+	sp := newSplicer(dst, src)
+	defer sp.close()
 	for {
 		k, oobn, flags, _, rerr := src.ReadMsgUnix(buf, oob)
 		if oobn > 0 {
@@ -147,6 +149,14 @@ func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 				return quiet(werr)
 			}
 			n.Add(int64(k))
+		}
+		if rerr == nil && k == len(buf) && oobn == 0 && sp.open() {
+			// A full buffer: more is likely queued. Bulk moves
+			// without a copy while it carries no descriptors.
+			if err := sp.move(n); err != nil {
+				return quiet(err)
+			}
+			continue
 		}
 		if rerr != nil || (k == 0 && oobn == 0) {
 			if rerr != nil && !errors.Is(rerr, io.EOF) {
