@@ -53,7 +53,7 @@ FUZZ_TARGETS := \
 	./xconnect/http:FuzzMatch \
 	./xconnect/http:FuzzParseTarget
 
-.PHONY: all build test deps lint unit fuzz integration bench demo clean
+.PHONY: all build test deps lint unit fuzz integration reliability bench demo clean
 
 all: build
 
@@ -113,9 +113,22 @@ fuzz:
 integration: build
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "integration tests need root (containers, namespaces): skipped"; exit 0; fi; \
-	$(CGO_ENV) $(GO) test -count=1 -tags integration -exec '$(NS_EXEC)' ./...
+	$(CGO_ENV) $(GO) test -count=1 -tags integration -exec '$(NS_EXEC)' -skip '^TestReliability' ./...
+
+# The reliability suite (integration/reliability_test.go): faults, load and
+# soak against real devices, one table at the end. PROFILE=full (the
+# default) is the whole budget; make test runs PROFILE=short. Run from the
+# package's directory so that go test shows its output (the table) also
+# when everything passed.
+PROFILE ?= full
+reliability: build
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "the reliability suite needs root (containers, namespaces): skipped"; exit 0; fi; \
+	cd integration && PROFILE=$(PROFILE) FUZZ_TARGETS='$(strip $(FUZZ_TARGETS))' $(CGO_ENV) $(GO) test -count=1 \
+		-tags integration -exec '$(NS_EXEC)' -run '^TestReliability' -timeout 120m
 
 test: deps lint unit fuzz integration
+	@$(MAKE) --no-print-directory reliability PROFILE=short
 
 # The bench runs as PID 1 of fresh pid+net+mount namespaces too: the
 # containers, mounts, loop devices and runc/LXC state of its figures die

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	if isolated.Check() != nil {
 		// Nothing to build: every test skips, saying why (isolated.Require
 		// first thing in each), so the run shows what it left out.
-		os.Exit(m.Run())
+		os.Exit(printSuite(m.Run()))
 	}
 	dir, err := os.MkdirTemp("", "pv-integration-bin-")
 	if err != nil {
@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := m.Run()
+	code := printSuite(m.Run())
 	testrootfs.Cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)

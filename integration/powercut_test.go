@@ -23,7 +23,7 @@ import (
 	"github.com/pantavisor/pv/storage"
 )
 
-// The power-cut acceptance test (issue 12): pantavisor SIGKILLed at
+// The power-cut case of the reliability suite (issues 12, 18): pantavisor SIGKILLed at
 // random points of an update (its install, the transition, the reboot,
 // the try, the commit); after each cut the storage passes Check, the next
 // start runs either the old or the new revision, and the update ends
@@ -35,8 +35,8 @@ import (
 // is not the factory one, many trails, earlier failures), and a cut that
 // leaves something behind shows in the next cycles too.
 
-// powerCuts is the number of cuts.
-const powerCuts = 30
+// powerCuts is the number of cuts: the issue's 100 in the full profile.
+const powerCuts, powerCutsShort = 100, 12
 
 // envPowerCutSeed replays a run: the seed its log gave.
 const envPowerCutSeed = "PV_POWERCUT_SEED"
@@ -178,8 +178,26 @@ func (d *device) runningRev(revs ...string) string {
 	return ""
 }
 
-func TestPowerCut(t *testing.T) {
+func TestReliabilityPowerCut(t *testing.T) {
 	isolated.Require(t)
+	cuts := runs(t, powerCuts, powerCutsShort)
+	var done, passed, checks int
+	phases := map[string]int{}
+	outcomes := map[string]int{}
+	record(t, "SIGKILL at random instants of updates", &done, &passed, func() string {
+		var ok, failed, notRun int
+		for k, n := range outcomes {
+			switch {
+			case k == "not run":
+				notRun += n
+			case strings.HasPrefix(k, string(storage.StatusDone)):
+				ok += n
+			default:
+				failed += n
+			}
+		}
+		return fmt.Sprintf("%d phases; %d DONE, %d failed with a message, %d not run; storage whole at %d checks", len(phases), ok, failed, notRun, checks)
+	})
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv(envPowerCutSeed); s != "" {
 		var err error
@@ -194,9 +212,8 @@ func TestPowerCut(t *testing.T) {
 	dir := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
 	l := storage.Layout{Root: dir}
 	old, sysWord := "0", "sys-0"
-	phases := map[string]int{}
-	outcomes := map[string]int{}
-	for i := 1; i <= powerCuts; i++ {
+	for i := 1; i <= cuts; i++ {
+		done = i
 		plan := planCut(rng)
 		name := fmt.Sprintf("pc%d", i)
 		rev := "locals/" + name
@@ -243,6 +260,7 @@ func TestPowerCut(t *testing.T) {
 		} else if err != nil {
 			t.Fatalf("cut %d (%s): storage after the cut: %v", i, phase, err)
 		}
+		checks++
 
 		// A cut during the try or after UPDATED tries the revision again
 		// and commits it; a cut that the bootloader takes for a failed
@@ -282,11 +300,13 @@ func TestPowerCut(t *testing.T) {
 		if err := l.Check(); err != nil {
 			t.Fatalf("cut %d (%s): storage after a clean stop: %v", i, phase, err)
 		}
+		checks++
 		if running == rev {
 			old, sysWord = rev, newSys
 		}
+		passed++
 	}
-	t.Logf("seed %d: %d cuts in %v", seed, powerCuts, time.Since(start).Round(time.Second))
+	t.Logf("seed %d: %d cuts in %v", seed, cuts, time.Since(start).Round(time.Second))
 	t.Logf("cuts by phase: %s", countList(phases))
 	t.Logf("outcomes: %s", countList(outcomes))
 }

@@ -46,15 +46,22 @@ func (t *Table) Record(r Row) {
 	t.rows = append(t.rows, r)
 }
 
+// Len is the number of rows recorded.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.rows)
+}
+
 // Print writes the table and the last line "N passed, M failed"; it
 // returns M so TestMain can exit non-zero. A case passes when every run did.
 func (t *Table) Print(w io.Writer) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	fmt.Fprintf(w, "%-40s %6s %6s  %s\n", "case", "runs", "passed", "figure")
+	fmt.Fprintf(w, "%-48s %6s %6s  %s\n", "case", "runs", "passed", "figure")
 	passed, failed := 0, 0
 	for _, r := range t.rows {
-		fmt.Fprintf(w, "%-40s %6d %6d  %s\n", r.Case, r.Runs, r.Passed, r.Figure)
+		fmt.Fprintf(w, "%-48s %6d %6d  %s\n", r.Case, r.Runs, r.Passed, r.Figure)
 		if r.Runs > 0 && r.Passed == r.Runs {
 			passed++
 		} else {
