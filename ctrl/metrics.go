@@ -3,6 +3,8 @@ package ctrl
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -49,7 +51,18 @@ func newMetrics(s *Server) *metrics {
 			Help: "Control socket requests answered, by route pattern and HTTP status code.",
 		}, []string{"route", "code"}),
 	}
-	m.reg.MustRegister(m.requests, backendCollector{s})
+	m.reg.MustRegister(m.requests, backendCollector{s},
+		// The supervisor's own leaks are what a soak watches for: a
+		// goroutine or descriptor per crash, per update or per client
+		// would end a device after weeks.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pv_supervisor_goroutines",
+			Help: "Goroutines of the supervisor process.",
+		}, func() float64 { return float64(runtime.NumGoroutine()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pv_supervisor_open_fds",
+			Help: "Open file descriptors of the supervisor process.",
+		}, openFds))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog: promLogger{s},
 		// A scrape with a backend error still serves the other metrics;
@@ -257,4 +270,18 @@ func collectLink(ch chan<- prometheus.Metric, n *messages.Node) {
 // getMetrics answers GET /metrics in Prometheus' text format.
 func (s *Server) getMetrics(w http.ResponseWriter, r *http.Request, _ *call) {
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+// openFds counts the entries of /proc/self/fd (-1 when it cannot be read).
+func openFds() float64 {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return -1
+	}
+	return float64(len(names) - 1) // not d itself
 }

@@ -55,6 +55,8 @@ func TestMetrics(t *testing.T) {
 		`pv_ctrl_requests_total{code="400",route="PUT /containers/{}"} 1`,
 		// Raw paths never become labels.
 		`pv_ctrl_requests_total{code="400",route="unmatched"} 2`,
+		"# TYPE pv_supervisor_goroutines gauge",
+		"# TYPE pv_supervisor_open_fds gauge",
 	} {
 		if !strings.Contains(got.body, want+"\n") {
 			t.Errorf("no %s in\n%s", want, got.body)
