@@ -18,6 +18,11 @@ void pv_logmsg(const char *who, const char *what)
 		(void)!write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
+void pv_say(const char *msg)
+{
+	(void)!write(2, msg, strlen(msg));
+}
+
 char **pv_read_cmdline(void)
 {
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);

@@ -51,11 +51,6 @@ static const char *signame(int sig)
 	return "signal";
 }
 
-static void say(const char *msg)
-{
-	(void)!write(2, msg, strlen(msg));
-}
-
 // wants_host_stage reports whether this process is `pantavisor appengine`
 // started from outside the device, with nothing the Go stage must answer.
 static int wants_host_stage(char **argv)
@@ -93,7 +88,7 @@ static void exit_if_orphaned(void)
 		n = poll(&p, 1, 0);
 	while (n < 0 && errno == EINTR);
 	if (n > 0 && (p.revents & (POLLHUP | POLLERR)) != 0) {
-		say("pantavisor: the host stage exited while the device started\n");
+		pv_say("pantavisor: the host stage exited while the device started\n");
 		_exit(1);
 	}
 	close(parent_alive[0]);
@@ -190,7 +185,7 @@ __attribute__((constructor)) static void pv_host_stage(void)
 		if (pid < 0) {
 			char msg[160];
 			snprintf(msg, sizeof msg, "pantavisor: start in new namespaces (needs root): %s\n", strerror(errno));
-			say(msg);
+			pv_say(msg);
 			_exit(1);
 		}
 		int stopped = 0;
@@ -200,7 +195,7 @@ __attribute__((constructor)) static void pv_host_stage(void)
 		// A reboot in appengine mode: everything was torn down with the
 		// namespaces; boot again, after a pause so that a revision that
 		// asks for a reboot at every boot cannot spin the CPU.
-		say("pantavisor: reboot requested: starting again in 1 s\n");
+		pv_say("pantavisor: reboot requested: starting again in 1 s\n");
 		struct timespec pause = {1, 0};
 		sigset_t sigs = set;
 		sigdelset(&sigs, SIGCHLD);
@@ -210,7 +205,7 @@ __attribute__((constructor)) static void pv_host_stage(void)
 			if (sig > 0) {
 				char msg[96];
 				snprintf(msg, sizeof msg, "pantavisor: %s during reboot: not starting again\n", signame(sig));
-				say(msg);
+				pv_say(msg);
 				_exit(0);
 			}
 			if (errno == EINTR)

@@ -39,6 +39,16 @@ const GoHostEnv = C.GO_HOST_ENV
 // from scratch, unless it was stopped by a signal it relayed.
 const ExitReboot = C.EXIT_REBOOT
 
+// ExitPoweroff is the supervisor's exit code when the device must power
+// off. In embedded mode PID 1 then syncs and powers the board off; any
+// other exit of the supervisor but ExitReboot is a crash (see doc.go).
+const ExitPoweroff = C.EXIT_POWEROFF
+
+// EmbeddedCmd is the command of an embedded device's supervisor: PID 1
+// (the kernel's /init, or `pantavisor embedded` started as PID 1) runs
+// `pantavisor embedded` as its child.
+const EmbeddedCmd = C.EMBEDDED_CMD
+
 // isChild is read once, before main, and the marker removed.
 var isChild = os.Getenv(ChildEnv) == "1"
 
