@@ -55,6 +55,8 @@ const (
 	PVPolicy                 = "PV_POLICY"
 	PVOEMName                = "PV_OEM_NAME"
 	PVStorageMntPoint        = "PV_STORAGE_MNTPOINT"
+	PVStorageDevice          = "PV_STORAGE_DEVICE"
+	PVStorageFSType          = "PV_STORAGE_FSTYPE"
 	PVNetIsolation           = "PV_NET_ISOLATION"
 	PVNetIptables            = "PV_NET_IPTABLES"
 	sysctlPrefix             = "PV_SYSCTL_"
@@ -220,6 +222,11 @@ var table = []KeyInfo{
 	{Name: PVPolicy, Kind: KindName, Default: "", Allowed: AllowPV},
 	{Name: PVOEMName, Kind: KindName, Default: "", Allowed: AllowPV},
 	{Name: PVStorageMntPoint, Kind: KindPath, Default: "/storage", Allowed: AllowPV},
+	// Embedded mode: the block device mounted at PV_STORAGE_MNTPOINT
+	// (waited for up to PV_STORAGE_WAIT); empty means storage is already
+	// there (a directory of the initramfs, or mounted by an earlier stage).
+	{Name: PVStorageDevice, Kind: KindString, Default: "", Allowed: AllowPV},
+	{Name: PVStorageFSType, Kind: KindString, Default: "ext4", Allowed: AllowPV},
 	// Ours: IPAM pools are isolated from each other (FORWARD drop between
 	// their bridges) unless this is 0.
 	{Name: PVNetIsolation, Kind: KindBool, Default: "1", Allowed: pvOEM},

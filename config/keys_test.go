@@ -73,6 +73,8 @@ func TestReferenceKeyTable(t *testing.T) {
 		{"PV_POLICY", "", AllowPV, KindName},
 		{"PV_OEM_NAME", "", AllowPV, KindName},
 		{"PV_STORAGE_MNTPOINT", "/storage", AllowPV, KindPath},
+		{"PV_STORAGE_DEVICE", "", AllowPV, KindString},
+		{"PV_STORAGE_FSTYPE", "ext4", AllowPV, KindString},
 		{"PV_NET_ISOLATION", "1", pvOEM, KindBool},
 		{"PV_NET_IPTABLES", "auto", pvOEM, KindEnum},
 	}
