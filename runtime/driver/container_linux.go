@@ -64,6 +64,13 @@ type Options struct {
 	// caller's own cgroup in each hierarchy; an absolute one under the
 	// hierarchy root. Two drivers must not share it while both are in use.
 	CgroupParent string
+	// NoPivotRoot enters each container's root by moving it onto / and
+	// chroot, not pivot_root(2), which the kernel refuses while the
+	// current root is the initramfs (rootfs): the case of an embedded
+	// device whose PID 1 runs from its initramfs. The container's old
+	// root is then not detached from its mount namespace, which is why
+	// pivot_root is kept wherever it works.
+	NoPivotRoot bool
 }
 
 // Driver creates containers with one state root and one cgroup parent. It
@@ -93,6 +100,7 @@ type Driver struct {
 	// initMakesDev leaves /dev to libcontainer's init (tests compare the
 	// two).
 	initMakesDev bool
+	noPivotRoot  bool
 }
 
 // New returns a Driver, creating its state root (mode 0700).
@@ -107,7 +115,7 @@ func New(o Options) (*Driver, error) {
 	if os.Getenv("GOMAXPROCS") == "" {
 		os.Setenv("GOMAXPROCS", "1")
 	}
-	d := &Driver{stateRoot: o.StateRoot, cgroupParent: o.CgroupParent}
+	d := &Driver{stateRoot: o.StateRoot, cgroupParent: o.CgroupParent, noPivotRoot: o.NoPivotRoot}
 	if d.stateRoot == "" {
 		d.stateRoot = DefaultStateRoot
 	}
@@ -211,6 +219,7 @@ func (d *Driver) Create(c Config) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	tr.Config.NoPivotRoot = d.noPivotRoot
 	var dev *devTree
 	if !d.initMakesDev {
 		dev = splitDev(tr.Config, d.devDir(c.Name))
