@@ -42,6 +42,19 @@ type appengineOpts struct {
 	run     string
 	config  string
 	verbose bool
+	// embedded: the device itself (PID 1's supervisor), not an
+	// application on a host; cfg is then the configuration already
+	// loaded from the device's boot sources.
+	embedded bool
+	cfg      *config.Config
+}
+
+// mode names o's mode in logs and PV_SYSTEM_INIT_MODE.
+func (o appengineOpts) mode() string {
+	if o.embedded {
+		return "embedded"
+	}
+	return "appengine"
 }
 
 // appengineCmd runs the device as an application: the host process
@@ -196,8 +209,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// revision, whose log directory the log file goes to: until then,
 	// logs go to stderr only.
 	console, _, _ := newLogger(stderr, "", level)
-	cfg := loadConfig(o, console)
-	bl, err := newBootloader(cfg, layout)
+	cfg := o.cfg
+	if cfg == nil {
+		cfg = loadConfig(o, console)
+	}
+	bl, err := newBootloader(cfg, layout, o.embedded)
 	if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
 		return 1
@@ -237,12 +253,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	keepCtx, stopKeeper := context.WithCancel(context.Background())
 	defer stopKeeper()
 	go keeper.Run(keepCtx)
-	log.Info("pantavisor starting", "mode", "appengine", "storage", o.storage, "bootloader", cfg.String(config.PVBootloaderType),
+	log.Info("pantavisor starting", "mode", o.mode(), "storage", o.storage, "bootloader", cfg.String(config.PVBootloaderType),
 		"pid", os.Getpid(), "exe_sealing", sealing)
 	if sealErr != nil {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
-	dev := &updater.Device{Layout: layout, Bootloader: bl, State: state.Options{AppEngine: true}, Log: log}
+	stateOpts := state.Options{AppEngine: !o.embedded}
+	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log}
 	boot, err := dev.Start()
 	switch {
 	case err != nil:
@@ -259,7 +276,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if len(boot.Recovered) > 0 {
 		log.Info("storage: removed what interrupted writes left", "files", boot.Recovered)
 	}
-	if err := isolate(); err != nil {
+	if err := isolate(!o.embedded); err != nil {
 		log.Error("set up namespaces", "err", err)
 		return 1
 	}
@@ -281,7 +298,8 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	} else if len(removed) > 0 {
 		log.Info("removed the cgroups a previous run left", "dirs", len(removed))
 	}
-	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: cgParent})
+	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: cgParent,
+		NoPivotRoot: o.embedded && onInitramfs()})
 	if err != nil {
 		log.Error("container driver", "err", err)
 		return 1
@@ -330,19 +348,31 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
-		ctrl.Storage{Layout: layout, State: state.Options{AppEngine: true}}, cfg, o.run, log)
+		ctrl.Storage{Layout: layout, State: stateOpts}, cfg, o.run, log)
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	reason, code := "", 0
 	select {
 	case s := <-sigs:
 		reason = "signal " + s.String()
+		if o.embedded {
+			// As busybox's init reads them: SIGUSR1 halt and
+			// SIGUSR2 power off; SIGTERM (and Ctrl-Alt-Del's
+			// SIGINT) reboot.
+			code = reaper.ExitReboot
+			if s == syscall.SIGUSR1 || s == syscall.SIGUSR2 {
+				code = reaper.ExitPoweroff
+			}
+		}
 	case why := <-reboot:
 		reason, code = "reboot: "+why, reaper.ExitReboot
 	case why := <-poweroff:
 		reason = "power-off: " + why
+		if o.embedded {
+			code = reaper.ExitPoweroff
+		}
 	}
 	log.Info("stopping", "reason", reason)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -373,9 +403,9 @@ func offer(ch chan string, v string) {
 // mode the default is the appengine backend (a file in storage's boot/);
 // a type set in the configuration is used as it is, so that a bootloader
 // backend can run its whole update cycle in appengine mode too.
-func newBootloader(cfg *config.Config, layout storage.Layout) (bootloader.Backend, error) {
+func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool) (bootloader.Backend, error) {
 	typ := bootloader.TypeAppEngine
-	if v, ok := cfg.Get(config.PVBootloaderType); ok && v.Level != config.LevelDefault {
+	if v, ok := cfg.Get(config.PVBootloaderType); ok && (embedded || v.Level != config.LevelDefault) {
 		typ = v.Value
 	}
 	if err := os.MkdirAll(layout.Boot(), 0o755); err != nil {
@@ -443,14 +473,17 @@ func loadConfig(o appengineOpts, log *slog.Logger) *config.Config {
 }
 
 // isolate makes every mount private to this namespace (nothing propagates
-// back to the host), mounts a /proc that matches the new pid namespace, and
-// brings the new network namespace's loopback up.
-func isolate() error {
+// back to the host, nor between containers), mounts a /proc that matches
+// the new pid namespace (ownProc; embedded mode has the one PID 1 mounted),
+// and brings the network namespace's loopback up.
+func isolate(ownProc bool) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc: %w", err)
+	if ownProc {
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fmt.Errorf("mount /proc: %w", err)
+		}
 	}
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {

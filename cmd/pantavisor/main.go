@@ -9,6 +9,10 @@
 //	pantavisor appengine --storage DIR [--run RUN] [--config FILE] [-v]
 //
 // runs the device as an application, in fresh pid+mount+net namespaces.
+//
+//	pantavisor (as the kernel's init)
+//
+// runs the device itself (embedded mode, embedded.go).
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	// "pantavisor init", and keeps the main thread out of container
 	// namespaces (see the package).
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
+	"github.com/pantavisor/pv/runtime/reaper"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -32,6 +37,9 @@ commands:
   appengine --storage DIR [--run RUN] [--config FILE] [-v]
         run the revision the bootloader env in DIR/boot names (rev 0 when
         none) in fresh pid+mount+net namespaces; control socket RUN/pv-ctrl
+
+as the kernel's init (/init), pantavisor runs the device itself: PID 1
+starts "pantavisor embedded" and powers off or reboots when it ends
 `
 
 func main() {
@@ -52,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validateCmd(args[1:], stdout, stderr)
 	case "appengine":
 		return appengineCmd(args[1:], stdout, stderr)
+	case reaper.EmbeddedCmd:
+		return embeddedCmd(args[1:], stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

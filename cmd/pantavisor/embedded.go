@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/runtime/reaper"
+)
+
+// Embedded mode: the device itself. The kernel starts pantavisor as its
+// init (/init of the initramfs); the C stage (runtime/reaper) is PID 1,
+// mounts /proc and runs `pantavisor embedded` as the supervisor, and
+// powers off or reboots when the supervisor exits (reaper.ExitPoweroff,
+// reaper.ExitReboot; anything else is a crash). The supervisor mounts
+// what a system needs, reads the configuration from the device's boot
+// sources, mounts the storage device and runs the revision as appengine
+// mode does, without the namespaces appengine makes for itself.
+
+// confFile is the device's pantavisor.config, as upstream places it.
+const confFile = "/etc/pantavisor.config"
+
+func embeddedCmd(args []string, stderr io.Writer) int {
+	if !reaper.IsChild() || len(args) != 0 {
+		fmt.Fprintln(stderr, "pantavisor: embedded mode is PID 1's: boot pantavisor as the kernel's init, or start `pantavisor embedded` as PID 1 of a pid namespace")
+		return 2
+	}
+	console, _, _ := newLogger(stderr, "", slog.LevelInfo)
+	if err := mountSystem(); err != nil {
+		console.Error("mount system filesystems", "err", err)
+		return 1
+	}
+	cfg := loadBootConfig(console)
+	loadModules(console)
+	mnt := cfg.String(config.PVStorageMntPoint)
+	if err := mountStorage(cfg, console); err != nil {
+		console.Error("storage", "err", err)
+		return 1
+	}
+	code := supervise(appengineOpts{storage: mnt, run: cfg.String(config.PVSystemRunDir), embedded: true, cfg: cfg,
+		verbose: cfg.Int(config.PVLogLevel) >= 5}, stderr)
+	// Everything that wrote to storage has stopped: what is cached goes
+	// to the disk before PID 1 reboots or powers off.
+	unix.Sync()
+	if cfg.String(config.PVStorageDevice) != "" {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			console.Warn("unmount storage; remounting it read-only", "err", err)
+			_ = unix.Mount("", mnt, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		}
+	}
+	return code
+}
+
+// systemMounts are what PID 1 of a device mounts, in order, unless a
+// filesystem is there already (an earlier stage mounted it).
+var systemMounts = []struct {
+	target, fstype, data string
+	flags                uintptr
+}{
+	{"/sys", "sysfs", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{"/dev", "devtmpfs", "mode=0755", unix.MS_NOSUID},
+	{"/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620", unix.MS_NOSUID | unix.MS_NOEXEC},
+	{"/dev/shm", "tmpfs", "mode=1777", unix.MS_NOSUID | unix.MS_NODEV},
+	{"/run", "tmpfs", "mode=0755", unix.MS_NOSUID | unix.MS_NODEV},
+	{"/sys/fs/cgroup", "cgroup2", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+}
+
+// mountSystem mounts systemMounts. cgroup v2 is what this supervisor
+// runs containers with; a kernel without it is reported here, by name.
+func mountSystem() error {
+	mounted, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	for _, m := range systemMounts {
+		if mounted[m.target] {
+			continue
+		}
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("%s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	return nil
+}
+
+// mountPoints are the mount points of this mount namespace.
+func mountPoints() (map[string]bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
+			out[fields[4]] = true
+		}
+	}
+	return out, sc.Err()
+}
+
+// loadBootConfig is the configuration of the device's boot sources:
+// pantavisor.config, the policy it names, the kernel command line's pv_*
+// and ph_* and the environment. What cannot be read is logged and left
+// at its defaults: a device boots with a bad config file.
+func loadBootConfig(log *slog.Logger) *config.Config {
+	cfg := config.New()
+	conf, err := os.ReadFile(confFile)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.Error("read config file; using defaults", "file", confFile, "err", err)
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		log.Error("read the kernel command line", "err", err)
+	}
+	rep, err := cfg.LoadBoot(config.BootSources{Conf: conf, Cmdline: string(cmdline), Environ: os.Environ(),
+		Policy: func(name string) ([]byte, error) {
+			return os.ReadFile(filepath.Join(cfg.String(config.PVSystemEtcPantavisorDir), "policies", name+".config"))
+		}})
+	if err != nil {
+		log.Error("configuration partly applied", "err", err)
+	}
+	for _, w := range rep.Warnings {
+		log.Warn("config", "warning", w)
+	}
+	for _, e := range rep.Refused {
+		log.Warn("config refused", "err", e)
+	}
+	if _, err := cfg.SetArgs(config.PVSystemInitMode, "embedded"); err != nil {
+		log.Warn("config", "err", err)
+	}
+	return cfg
+}
+
+// mountStorage mounts PV_STORAGE_DEVICE at PV_STORAGE_MNTPOINT, waiting
+// up to PV_STORAGE_WAIT for the device to appear (a disk is probed after
+// init starts). Without a device, storage must be a directory already.
+func mountStorage(cfg *config.Config, log *slog.Logger) error {
+	mnt, dev := cfg.String(config.PVStorageMntPoint), cfg.String(config.PVStorageDevice)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return err
+	}
+	if dev == "" {
+		return nil
+	}
+	wait := cfg.Duration(config.PVStorageWait)
+	deadline := time.Now().Add(wait)
+	for {
+		_, err := os.Stat(dev)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("storage device %s did not appear within %v (PV_STORAGE_WAIT): %w", dev, wait, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fstype := cfg.String(config.PVStorageFSType)
+	if err := unix.Mount(dev, mnt, fstype, unix.MS_NOATIME, ""); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", dev, fstype, mnt, err)
+	}
+	log.Info("storage mounted", "device", dev, "fstype", fstype, "on", mnt)
+	return nil
+}
+
+// onInitramfs reports whether / is the kernel's rootfs (an initramfs),
+// where pivot_root(2) is refused.
+func onInitramfs() bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	root := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "... mountpoint opts [optional...] - fstype source superopts"
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) < 5 || fields[4] != "/" {
+			continue
+		}
+		if _, after, ok := strings.Cut(line, " - "); ok {
+			root = strings.HasPrefix(after, "rootfs ") // the last "/" wins
+		}
+	}
+	return root
+}
+
+// modulesLoadDir lists kernel modules to load at boot, one name per line
+// in *.conf files (systemd's modules-load.d format: # comments): what the
+// storage device and the containers need that the kernel does not load
+// by itself (loop, squashfs, overlay, a disk driver).
+const modulesLoadDir = "/etc/modules-load.d"
+
+// loadModules loads the modules modulesLoadDir names, each after the
+// modules it depends on (modules.dep of the running kernel). A module
+// that is built in or loaded already is fine; one that fails is logged
+// and the boot goes on: what needs it then fails with its own error.
+func loadModules(log *slog.Logger) {
+	confs, _ := filepath.Glob(filepath.Join(modulesLoadDir, "*.conf"))
+	var want []string
+	for _, c := range confs {
+		data, err := os.ReadFile(c)
+		if err != nil {
+			log.Warn("modules list", "file", c, "err", err)
+			continue
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, ";") {
+				want = append(want, l)
+			}
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]))
+	deps, err := readModulesDep(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		log.Error("modules not loaded", "err", err)
+		return
+	}
+	loaded := map[string]bool{}
+	for _, name := range want {
+		if err := loadModule(dir, deps, name, loaded, 0, finitModule); err != nil {
+			log.Error("load module", "module", name, "err", err)
+		}
+	}
+	log.Info("modules loaded", "modules", want)
+}
+
+// readModulesDep maps each module name (dashes as underscores) to its
+// path and its dependencies' paths, relative to the modules directory.
+func readModulesDep(path string) (map[string][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, l := range strings.Split(string(data), "\n") {
+		mod, rest, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		out[moduleName(mod)] = append([]string{mod}, strings.Fields(rest)...)
+	}
+	return out, nil
+}
+
+// moduleName is the name of a module file: "kernel/fs/squashfs/squashfs.ko"
+// is squashfs; dashes and underscores are one.
+func moduleName(path string) string {
+	base := filepath.Base(path)
+	if i := strings.Index(base, ".ko"); i >= 0 {
+		base = base[:i]
+	}
+	return strings.ReplaceAll(base, "-", "_")
+}
+
+// loadModule loads name after its dependencies, with load (finitModule;
+// tests pass their own), once: loaded holds what was done.
+func loadModule(dir string, deps map[string][]string, name string, loaded map[string]bool, depth int, load func(string) error) error {
+	name = moduleName(name)
+	if loaded[name] {
+		return nil
+	}
+	entry, ok := deps[name]
+	if !ok {
+		if builtinModule(dir, name) {
+			return nil
+		}
+		return fmt.Errorf("not in modules.dep")
+	}
+	if depth > 32 {
+		return fmt.Errorf("dependencies too deep")
+	}
+	loaded[name] = true
+	// modules.dep lists every dependency, indirect ones too, nearest
+	// last: load them from the end.
+	for i := len(entry) - 1; i >= 1; i-- {
+		if err := loadModule(dir, deps, entry[i], loaded, depth+1, load); err != nil {
+			return fmt.Errorf("%s (for %s): %w", moduleName(entry[i]), name, err)
+		}
+	}
+	return load(filepath.Join(dir, entry[0]))
+}
+
+// finitModule loads the module file at path; one loaded already is fine.
+func finitModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("finit_module %s: %w", path, err)
+	}
+	return nil
+}
+
+// builtinModule reports whether modules.builtin names name.
+func builtinModule(dir, name string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "modules.builtin"))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if l != "" && moduleName(l) == name {
+			return true
+		}
+	}
+	return false
+}

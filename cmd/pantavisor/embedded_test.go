@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Modules load after what they depend on, each once; a built-in one needs
+// nothing; an unknown one is an error naming it.
+func TestLoadModuleOrder(t *testing.T) {
+	dir := t.TempDir()
+	dep := strings.Join([]string{
+		"kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko kernel/net/llc/llc.ko",
+		"kernel/net/802/stp.ko: kernel/net/llc/llc.ko",
+		"kernel/net/llc/llc.ko:",
+		"kernel/fs/squashfs/squashfs.ko:",
+		"kernel/drivers/net/veth-x.ko:",
+	}, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/fs/ext4/ext4.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deps, err := readModulesDep(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	load := func(path string) error {
+		order = append(order, strings.TrimPrefix(path, dir+"/"))
+		return nil
+	}
+	loaded := map[string]bool{}
+	for _, m := range []string{"bridge", "stp", "squashfs", "veth_x", "ext4"} {
+		if err := loadModule(dir, deps, m, loaded, 0, load); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	want := []string{"kernel/net/llc/llc.ko", "kernel/net/802/stp.ko", "kernel/net/bridge/bridge.ko",
+		"kernel/fs/squashfs/squashfs.ko", "kernel/drivers/net/veth-x.ko"}
+	if !slices.Equal(order, want) {
+		t.Errorf("load order %v, want %v", order, want)
+	}
+	if err := loadModule(dir, deps, "nosuch", loaded, 0, load); err == nil || !strings.Contains(err.Error(), "modules.dep") {
+		t.Errorf("unknown module: %v", err)
+	}
+}
+
+func TestModuleName(t *testing.T) {
+	for in, want := range map[string]string{
+		"kernel/fs/squashfs/squashfs.ko":  "squashfs",
+		"kernel/drivers/net/veth-x.ko.xz": "veth_x",
+		"nf-nat":                          "nf_nat",
+	} {
+		if got := moduleName(in); got != want {
+			t.Errorf("moduleName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
