@@ -53,7 +53,7 @@ FUZZ_TARGETS := \
 	./xconnect/http:FuzzMatch \
 	./xconnect/http:FuzzParseTarget
 
-.PHONY: all build test deps lint unit fuzz integration reliability bench demo clean
+.PHONY: all build test deps lint unit fuzz integration reliability boot-test bench demo clean
 
 all: build
 
@@ -127,7 +127,14 @@ reliability: build
 	cd integration && PROFILE=$(PROFILE) FUZZ_TARGETS='$(strip $(FUZZ_TARGETS))' $(CGO_ENV) $(GO) test -count=1 \
 		-tags integration -exec '$(NS_EXEC)' -run '^TestReliability' -timeout 120m
 
-test: deps lint unit fuzz integration
+# The QEMU boot test: pantavisor as the init of a real kernel (embedded
+# mode), storage on an emulated disk; see integration/boot/boot-test.sh.
+boot-test: build
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "the boot test needs root (device nodes of its initramfs): skipped"; exit 0; fi; \
+	integration/boot/boot-test.sh
+
+test: deps lint unit fuzz integration boot-test
 	@$(MAKE) --no-print-directory reliability PROFILE=short
 
 # The bench runs as PID 1 of fresh pid+net+mount namespaces too: the

@@ -29,6 +29,12 @@ have curl || need="$need curl"
 # (the integration test binds them into its containers).
 have dbus-daemon || need="$need dbus-daemon"
 have dbus-send || need="$need dbus-bin"
+# The boot test (integration/boot) boots pantavisor as a kernel's init in
+# QEMU: the emulator, cpio for the initramfs, mkfs.ext4 -d for the storage
+# image. Its kernel is Debian's, fetched with apt-get download.
+have qemu-system-x86_64 || need="$need qemu-system-x86"
+have cpio || need="$need cpio"
+have mkfs.ext4 || need="$need e2fsprogs"
 case "${1:-}" in
 "") ;;
 bench)
