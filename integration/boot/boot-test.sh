@@ -1,10 +1,17 @@
 #!/bin/bash
 # The QEMU boot test (issue 16): boots a real Debian kernel with pantavisor
 # as the initramfs's /init, its storage on an emulated NVMe disk (ext4,
-# PV_STORAGE_DEVICE), and checks on the serial console that the revision's
-# containers come up and that `pvcontrol cmd poweroff` from a management
-# container powers the machine off in order. Software emulation (TCG):
-# KVM is used only when it works (these machines' nested KVM does not).
+# PV_STORAGE_DEVICE), and follows a device through three boots on the
+# serial console:
+#   1. revision 0 comes up; its management container "ctl" installs the
+#      update locals/bad through the control socket and runs it: the BSP
+#      changes, so the device reboots;
+#   2. the bootloader (uboot.txt on storage) tries locals/bad, whose system
+#      container fails: pantavisor rolls back and reboots;
+#   3. revision 0 again; ctl finds locals/bad failed and powers the device
+#      off through the control socket, which stops it in order.
+# Software emulation (TCG): KVM is used only when it works (these
+# machines' nested KVM does not).
 #
 # usage: integration/boot/boot-test.sh   (after make build; needs root for
 # the /dev/console node of the initramfs)
@@ -28,9 +35,10 @@ dpkg-deb -x "$(ls "$cache"/linux-image-*-cloud-amd64_*.deb | head -1)" "$cache/x
 kver=$(ls "$cache/x/lib/modules" | head -1)
 kernel=$cache/x/boot/vmlinuz-$kver
 
-# The revision: two containers on one busybox root; "ctl" (mgmt, in the
-# second group, so it starts once "app" has) powers the device off
-# through the control socket.
+# The revisions: containers on one busybox root. In revision 0, "app" (the
+# system group) prints and waits; "ctl" (mgmt, the second group, so it
+# starts once "app" has) drives the test through the control socket. In
+# locals/bad, "app" exits 1 at once and the BSP differs.
 rev=$work/rev
 rootdir=$work/rootfs
 storage=$work/storage
@@ -63,32 +71,59 @@ lxc.uts.name = $1
 CONF
 }
 conf app "/bin/sh \"-c\" \"trap 'exit 0' TERM; echo app up; while true; do sleep 1; done\"" >"$rev/app.conf"
-conf ctl "/bin/sh \"-c\" \"trap 'exit 0' TERM; sleep 1; pvcontrol -s /pantavisor/pv-ctrl ls; pvcontrol -s /pantavisor/pv-ctrl cmd poweroff boot-test-done; while true; do sleep 1; done\"" >"$rev/ctl.conf"
-echo "placeholder: the bootloader loads the kernel, not pantavisor" >"$rev/kernel.img"
+conf badapp "/bin/sh \"-c\" \"echo bad app; exit 1\"" >"$rev/badapp.conf"
+conf ctl "/bin/sh /ctl.sh" >"$rev/ctl.conf"
+echo "placeholder kernel: the bootloader loads it, not pantavisor" >"$rev/kernel.img"
+echo "placeholder kernel of the update" >"$rev/kernel2.img"
 rootsha=$(put "$rev/root.squashfs")
 appsha=$(put "$rev/app.conf")
+badappsha=$(put "$rev/badapp.conf")
 ctlsha=$(put "$rev/ctl.conf")
 ksha=$(put "$rev/kernel.img")
+k2sha=$(put "$rev/kernel2.img")
 run() { # run NAME GROUP ROLES
 	printf '{"#spec": "service-manifest-run@1", "name": "%s", "type": "lxc", "config": "lxc.container.conf", "root-volume": "root.squashfs", "volumes": [], "group": "%s", "roles": [%s], "storage": {"lxc-overlay": {"persistence": "boot"}}}' "$1" "$2" "$3"
 }
-cat >"$storage/trails/0/.pvr/json" <<JSON
+state() { # state KERNEL APPCONF CTLROOT
+	cat <<JSON
 {
   "#spec": "pantavisor-service-system@1",
   "bsp/run.json": {"addons": [], "linux": "kernel.img", "initrd": "kernel.img"},
-  "bsp/kernel.img": "$ksha",
+  "bsp/kernel.img": "$1",
   "device.json": {"groups": [
     {"name": "root", "status_goal": "STARTED", "restart_policy": "system", "timeout": 60},
     {"name": "app", "status_goal": "STARTED", "restart_policy": "container", "timeout": 60}
   ]},
   "app/run.json": $(run app root ''),
-  "app/lxc.container.conf": "$appsha",
+  "app/lxc.container.conf": "$2",
   "app/root.squashfs": "$rootsha",
   "ctl/run.json": $(run ctl app '"mgmt"'),
   "ctl/lxc.container.conf": "$ctlsha",
-  "ctl/root.squashfs": "$rootsha"
+  "ctl/root.squashfs": "$3"
 }
 JSON
+}
+# ctl's root is the same plus its script and the update it installs.
+ctlroot=$work/ctlroot
+cp -a "$rootdir" "$ctlroot"
+state "$k2sha" "$badappsha" "$rootsha" >"$ctlroot/bad.json"
+cat >"$ctlroot/ctl.sh" <<'CTL'
+trap 'exit 0' TERM
+pv() { pvcontrol -s /pantavisor/pv-ctrl "$@"; }
+sleep 1
+pv ls
+progress=$(pv steps show-progress locals/bad 2>&1)
+echo "locals/bad: $progress"
+case "$progress" in
+*ERROR*|*WONTGO*) pv cmd poweroff "update-rolled-back" ;;
+*DONE*|*UPDATED*) pv cmd poweroff "update-committed-wrongly" ;;
+*) pv steps put /bad.json locals/bad && pv cmd run locals/bad ;;
+esac
+while true; do sleep 1; done
+CTL
+mksquashfs "$ctlroot" "$rev/ctlroot.squashfs" -noappend -quiet -comp gzip >/dev/null
+ctlrootsha=$(put "$rev/ctlroot.squashfs")
+state "$ksha" "$appsha" "$ctlrootsha" >"$storage/trails/0/.pvr/json"
 bin/pantavisor validate "$storage/trails/0"
 rm -f "$work/storage.img"
 mkfs.ext4 -q -L pvstorage -d "$storage" "$work/storage.img" 128M
@@ -123,42 +158,66 @@ if [ -w /dev/kvm ] && (timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 64 
 	accel=kvm
 fi
 echo "boot-test: kernel $kver, accel $accel, initramfs $(stat -c %s "$work/initramfs.cpio.gz") bytes"
-log=$work/console.log
+# Boots until one ends in a power-off (QEMU exits at a reboot: -no-reboot),
+# at most 4.
 start=$(date +%s.%N)
-set +e
-timeout 170 qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot \
-	-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 loglevel=4" \
-	-drive file="$work/storage.img",if=none,id=pvdisk,format=raw -device nvme,serial=pvstorage,drive=pvdisk \
-	</dev/null >"$log" 2>&1
-code=$?
-set -e
+boots=0
+while [ $boots -lt 4 ]; do
+	boots=$((boots + 1))
+	log=$work/console-$boots.log
+	set +e
+	timeout 170 qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot \
+		-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
+		-append "console=ttyS0 panic=-1 loglevel=4" \
+		-drive file="$work/storage.img",if=none,id=pvdisk,format=raw -device nvme,serial=pvstorage,drive=pvdisk \
+		</dev/null >"$log" 2>&1
+	code=$?
+	set -e
+	# The console is a terminal: the log is coloured (tint). Checked
+	# without.
+	sed -r 's/\x1b\[[0-9;?]*[a-zA-Z]//g' "$log" >"$work/boot-$boots.txt"
+	echo "boot $boots: qemu exit $code, $(grep -cE 'reboot: (Restarting|Power down)' "$work/boot-$boots.txt") end(s)"
+	if [ "$code" != 0 ] || grep -q 'reboot: Power down' "$work/boot-$boots.txt"; then
+		break
+	fi
+done
 end=$(date +%s.%N)
-# The console is a terminal: the log is coloured (tint). Checked without.
-plain=$work/console.txt
-sed -r 's/\x1b\[[0-9;?]*[a-zA-Z]//g' "$log" >"$plain"
 fails=0
-check() { # check WHAT PATTERN
-	if grep -qE "$2" "$plain"; then echo "ok: $1"; else echo "FAIL: $1 (no /$2/ in the console)"; fails=$((fails + 1)); fi
+check() { # check BOOT WHAT PATTERN
+	if [ -f "$work/boot-$1.txt" ] && grep -qE "$3" "$work/boot-$1.txt"; then
+		echo "ok: boot $1: $2"
+	else
+		echo "FAIL: boot $1: $2 (no /$3/ on its console)"
+		fails=$((fails + 1))
+	fi
 }
-check "storage mounted from the NVMe disk" 'storage mounted.*nvme0n1'
-check "modules loaded" 'modules loaded'
-check "app started" 'container started.*container=app'
-check "ctl started" 'container started.*container=ctl'
-check "power-off requested through the control socket" 'stopping.*power-off.*boot-test-done'
-check "pantavisor stopped in order" 'pantavisor stopped'
-check "PID 1 powered off" 'pantavisor: powering off'
-check "the kernel powered down" 'reboot: Power down'
-if [ "$code" != 0 ]; then echo "FAIL: qemu exited with $code"; fails=$((fails + 1)); fi
+check 1 "storage mounted from the NVMe disk" 'storage mounted.*nvme0n1'
+check 1 "modules loaded" 'modules loaded'
+check 1 "revision 0 runs" 'boot decision.*rev=0'
+check 1 "app started" 'container started.*container=app'
+check 1 "ctl started" 'container started.*container=ctl'
+check 1 "the update is run from the control socket" 'LOCAL_RUN.*locals/bad'
+check 1 "the update's reboot, in order" 'pantavisor: rebooting'
+check 2 "the bootloader tries locals/bad" 'boot decision.*rev=locals/bad'
+check 2 "its failure rolls back" 'rollback requested rev=locals/bad'
+check 2 "and reboots" 'pantavisor: rebooting'
+check 3 "revision 0 again" 'boot decision.*rev=0'
+check 3 "power-off requested through the control socket" 'stopping.*power-off.*update-rolled-back'
+check 3 "pantavisor stopped in order" 'pantavisor stopped'
+check 3 "PID 1 powered off" 'pantavisor: powering off'
+check 3 "the kernel powered down" 'reboot: Power down'
+[ "$boots" = 3 ] || { echo "FAIL: $boots boots, want 3"; fails=$((fails + 1)); }
 echo "--- boot figures"
-echo "wall time, qemu start to power-off: $(awk "BEGIN{printf \"%.1f\", $end - $start}") s ($accel)"
+echo "wall time, three boots to power-off: $(awk "BEGIN{printf \"%.1f\", $end - $start}") s ($accel)"
 # Kernel time at /init's first log line is not printed (loglevel); the
 # revision's own figure is pantavisor's "revision booted took=".
-grep -oE 'revision booted.*took=[^ ]+' "$plain" | sed 's/^/boot: /' || true
+grep -hoE 'revision booted.*took=[^ ]+' "$work"/boot-*.txt | sed 's/^/boot: /' || true
 echo "initramfs: $(stat -c %s "$work/initramfs.cpio.gz") bytes"
 if [ "$fails" != 0 ]; then
-	echo "--- console"
-	cat "$plain"
+	for f in "$work"/boot-*.txt; do
+		echo "--- console of $(basename "$f" .txt)"
+		cat "$f"
+	done
 	echo "boot-test: $fails failed"
 	exit 1
 fi
