@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,5 +118,90 @@ func TestOpenRejectsBadTimeoutAndNonDevice(t *testing.T) {
 	_, p := fakeDev(t)
 	if _, _, err := Open(p, 10); err == nil || !strings.Contains(err.Error(), "set watchdog timeout") {
 		t.Fatalf("Open on a regular file = %v, want the ioctl error", err)
+	}
+}
+
+// guardDev counts what the guard writes to the device.
+type guardDev struct {
+	mu     sync.Mutex
+	kicks  int
+	magic  bool
+	closed bool
+}
+
+func (d *guardDev) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if bytes.Equal(p, []byte{'V'}) {
+		d.magic = true
+	} else {
+		d.kicks++
+	}
+	return len(p), nil
+}
+
+func (d *guardDev) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	return nil
+}
+
+func (d *guardDev) state() (int, bool, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.kicks, d.magic, d.closed
+}
+
+// startup mode: armed and kicking while booting, magic-closed once the
+// revision runs.
+func TestGuardArmsPerPhase(t *testing.T) {
+	dev := &guardDev{}
+	opened := 0
+	g := &Guard{Mode: Startup, Timeout: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Open:  func(int) (io.WriteCloser, int, error) { opened++; return dev, 1, nil },
+		Probe: func(context.Context) error { return nil }}
+	g.Enter(Booting)
+	time.Sleep(50 * time.Millisecond)
+	if k, _, _ := dev.state(); k == 0 || opened != 1 {
+		t.Fatalf("booting: %d kicks, opened %d times", k, opened)
+	}
+	g.Enter(Running)
+	if _, magic, closed := dev.state(); !magic || !closed {
+		t.Fatalf("running: magic %v closed %v, want both", magic, closed)
+	}
+	g.Enter(Stopping)
+	if opened != 1 {
+		t.Fatalf("startup mode opened the device again when stopping")
+	}
+}
+
+// A probe that fails stops the kicks for good and leaves the device open
+// without the magic close: the hardware resets the board.
+func TestGuardStopsKickingWhenHung(t *testing.T) {
+	dev := &guardDev{}
+	var fail atomic.Bool
+	g := &Guard{Mode: Always, Timeout: 3, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Open: func(int) (io.WriteCloser, int, error) { return dev, 1, nil },
+		Probe: func(context.Context) error {
+			if fail.Load() {
+				return errors.New("root not answering")
+			}
+			return nil
+		}}
+	g.Enter(Booting)
+	time.Sleep(20 * time.Millisecond)
+	fail.Store(true)
+	time.Sleep(time.Second) // interval 1/3 s: a probe has failed by now
+	k1, _, _ := dev.state()
+	time.Sleep(700 * time.Millisecond)
+	k2, magic, closed := dev.state()
+	if k2 != k1 || k1 == 0 {
+		t.Fatalf("kicks %d then %d: want some, then none", k1, k2)
+	}
+	g.Enter(Stopping)
+	g.Enter(Running) // always: armed anyway; a hung guard never closes
+	if magic || closed {
+		t.Fatalf("hung watchdog closed (magic %v, closed %v)", magic, closed)
 	}
 }

@@ -1,0 +1,77 @@
+package watchdog
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Guard keeps the watchdog as the mode wants it in each phase of the
+// device: it opens the device and starts kicking when the phase arms it,
+// and magic-closes it when the phase disarms it. When the probe fails the
+// kicks stop for good and the device is left open: the hardware resets a
+// device whose actor tree no longer answers.
+type Guard struct {
+	Mode    Mode
+	Timeout int // seconds (PV_WDT_TIMEOUT)
+	// Open opens the device with a timeout and returns the timeout it
+	// took (Open of this package on "/dev/watchdog").
+	Open  func(timeoutSec int) (io.WriteCloser, int, error)
+	Probe Liveness
+	Log   *slog.Logger
+
+	mu     sync.Mutex
+	dev    io.WriteCloser
+	cancel context.CancelFunc
+	done   chan struct{}
+	hung   bool
+}
+
+// Enter moves the guard to phase p.
+func (g *Guard) Enter(p Phase) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	armed := g.Mode.Armed(p)
+	switch {
+	case g.hung:
+		// Kicks stopped on purpose: nothing may start them again.
+	case armed && g.dev == nil:
+		dev, took, err := g.Open(g.Timeout)
+		if err != nil {
+			g.Log.Warn("watchdog not armed", "err", err)
+			return
+		}
+		g.dev = dev
+		ctx, cancel := context.WithCancel(context.Background())
+		g.cancel, g.done = cancel, make(chan struct{})
+		interval := time.Duration(took) * time.Second / 3
+		g.Log.Info("watchdog armed", "timeout_s", took, "kick_every", interval)
+		go g.kick(ctx, &Kicker{Dev: dev, Interval: interval, Probe: g.Probe}, g.done)
+	case !armed && g.dev != nil:
+		g.cancel()
+		g.mu.Unlock()
+		<-g.done
+		g.mu.Lock()
+		if g.hung || g.dev == nil {
+			return
+		}
+		if err := Close(g.dev, true); err != nil {
+			g.Log.Error("watchdog", "err", err)
+		} else {
+			g.Log.Info("watchdog disarmed")
+		}
+		g.dev = nil
+	}
+}
+
+func (g *Guard) kick(ctx context.Context, k *Kicker, done chan struct{}) {
+	defer close(done)
+	if err := k.Run(ctx); err != nil {
+		g.mu.Lock()
+		g.hung = true
+		g.mu.Unlock()
+		g.Log.Error("watchdog: kicks stopped; the board resets when its timer ends", "err", err)
+	}
+}
