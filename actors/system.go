@@ -158,6 +158,26 @@ func (s *System) Tree() *messages.Node {
 	return s.describe(s.root.Id)
 }
 
+// Alive reports whether the root actor answers before ctx ends: what the
+// watchdog asks before each kick.
+func (s *System) Alive(ctx context.Context) error {
+	timeout := s.timeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return context.DeadlineExceeded
+	}
+	res, err := s.sys.Root.RequestFuture(s.root, &messages.Describe{}, timeout).Result()
+	if err != nil {
+		return fmt.Errorf("root actor: %w", err)
+	}
+	if _, ok := res.(*messages.Node); !ok {
+		return fmt.Errorf("root actor answered %T", res)
+	}
+	return nil
+}
+
 func (s *System) describe(id string) *messages.Node {
 	pid := actor.NewPID(s.sys.Address(), id)
 	res, err := s.sys.Root.RequestFuture(pid, &messages.Describe{}, 500*time.Millisecond).Result()
