@@ -34,6 +34,7 @@ import (
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/updater"
+	"github.com/pantavisor/pv/watchdog"
 	"github.com/pantavisor/pv/xconnect/mesh"
 )
 
@@ -320,6 +321,30 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return wire.Engine(&engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv, Lowers: lowers,
 			WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log})
 	}
+	// The hardware watchdog, on a device only (an appengine host's own
+	// watchdog is not ours to drive).
+	var live atomic.Pointer[actors.System]
+	guard := &watchdog.Guard{Mode: watchdog.Disabled, Log: log,
+		Probe: func(ctx context.Context) error {
+			if s := live.Load(); s != nil {
+				return s.Alive(ctx)
+			}
+			return nil // the tree is being made by the main goroutine
+		},
+		Open: func(t int) (io.WriteCloser, int, error) {
+			f, took, err := watchdog.Open(watchdogDevice, t)
+			if err != nil {
+				return nil, 0, err
+			}
+			return f, took, nil
+		}}
+	if o.embedded {
+		if guard.Mode, err = watchdog.ParseMode(cfg.String(config.PVWDTMode)); err != nil {
+			log.Error("watchdog not used", "err", err)
+		}
+		guard.Timeout = int(cfg.Duration(config.PVWDTTimeout) / time.Second)
+	}
+	guard.Enter(watchdog.Booting)
 	reboot, poweroff := make(chan string, 1), make(chan string, 1)
 	sys, err := actors.Start(actors.Config{
 		Rev: rev, State: st, Engine: newEngine(rev, st), NewEngine: newEngine, Log: log,
@@ -336,6 +361,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		OnReboot:    func(reason string) { offer(reboot, reason) },
 		OnPoweroff:  func(reason string) { offer(poweroff, reason) },
 		OnBooted: func(time.Duration, []string) {
+			// Not from the actor that calls this: disarming waits for
+			// a kick whose probe asks the root.
+			go guard.Enter(watchdog.Running)
 			// The boot is a burst of allocations (revision, container
 			// configs, libcontainer state) that is garbage by now: give
 			// it back to the kernel rather than wait for the scavenger
@@ -347,6 +375,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("start actors", "err", err)
 		return 1
 	}
+	live.Store(sys)
 	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
 		ctrl.Storage{Layout: layout, State: stateOpts}, cfg, o.run, log)
 	log.Info("control socket ready", "path", sock)
@@ -375,6 +404,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		}
 	}
 	log.Info("stopping", "reason", reason)
+	guard.Enter(watchdog.Stopping)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := sys.Shutdown(ctx, reason); err != nil {
@@ -389,6 +419,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	log.Info("pantavisor stopped")
 	return code
 }
+
+// watchdogDevice is the kernel's watchdog device.
+const watchdogDevice = "/dev/watchdog"
 
 // offer hands v to whoever reads ch, unless a value is waiting already:
 // the first reboot or power-off request wins.
