@@ -140,15 +140,25 @@ PV_STORAGE_DEVICE=/dev/nvme0n1
 PV_STORAGE_FSTYPE=ext4
 PV_STORAGE_WAIT=20
 PV_BOOTLOADER_TYPE=uboot
+PV_WDT_MODE=always
+PV_WDT_TIMEOUT=3
 CONF
-printf 'loop\nsquashfs\noverlay\n' >"$ird/etc/modules-load.d/pantavisor.conf"
+# softdog is the watchdog: kept alive by pantavisor through every boot.
+printf 'loop\nsquashfs\noverlay\nsoftdog\n' >"$ird/etc/modules-load.d/pantavisor.conf"
+# The modules named there and what they depend on (modules.dep of the
+# whole package, made once), then modules.dep of the initramfs' own.
+kmods=$cache/x/lib/modules/$kver
+[ -f "$kmods/modules.dep" ] || /bin/busybox depmod -b "$cache/x" "$kver"
 mods=$ird/lib/modules/$kver
 mkdir -p "$mods"
-for m in drivers/block/loop.ko fs/squashfs/squashfs.ko fs/overlayfs/overlay.ko; do
-	mkdir -p "$mods/kernel/$(dirname "$m")"
-	cp "$cache/x/lib/modules/$kver/kernel/$m" "$mods/kernel/$m"
+for name in $(cat "$ird/etc/modules-load.d/pantavisor.conf"); do
+	line=$(grep -E "(^|/)$name\.ko:" "$kmods/modules.dep")
+	for f in $(echo "$line" | tr -d ':'); do
+		mkdir -p "$mods/$(dirname "$f")"
+		cp "$kmods/$f" "$mods/$f"
+	done
 done
-cp "$cache/x/lib/modules/$kver/modules.builtin" "$mods/"
+cp "$kmods/modules.builtin" "$mods/"
 /bin/busybox depmod -b "$ird" "$kver"
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initramfs.cpio.gz")
 
@@ -193,6 +203,7 @@ check() { # check BOOT WHAT PATTERN
 }
 check 1 "storage mounted from the NVMe disk" 'storage mounted.*nvme0n1'
 check 1 "modules loaded" 'modules loaded'
+check 1 "the watchdog is armed (softdog)" 'watchdog armed.*timeout_s=3'
 check 1 "revision 0 runs" 'boot decision.*rev=0'
 check 1 "app started" 'container started.*container=app'
 check 1 "ctl started" 'container started.*container=ctl'
@@ -207,6 +218,10 @@ check 3 "pantavisor stopped in order" 'pantavisor stopped'
 check 3 "PID 1 powered off" 'pantavisor: powering off'
 check 3 "the kernel powered down" 'reboot: Power down'
 [ "$boots" = 3 ] || { echo "FAIL: $boots boots, want 3"; fails=$((fails + 1)); }
+if grep -l 'softdog: Initiating' "$work"/boot-*.txt; then
+	echo "FAIL: the watchdog reset the machine (above): kicks missed"
+	fails=$((fails + 1))
+fi
 echo "--- boot figures"
 echo "wall time, three boots to power-off: $(awk "BEGIN{printf \"%.1f\", $end - $start}") s ($accel)"
 # Kernel time at /init's first log line is not printed (loglevel); the
