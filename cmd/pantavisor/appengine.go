@@ -369,6 +369,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			// it back to the kernel rather than wait for the scavenger
 			// (ARCHITECTURE.md, Performance notes).
 			debug.FreeOSMemory()
+			if o.embedded {
+				logBootFigures(log)
+			}
 		},
 	})
 	if err != nil {

@@ -226,7 +226,9 @@ echo "--- boot figures"
 echo "wall time, three boots to power-off: $(awk "BEGIN{printf \"%.1f\", $end - $start}") s ($accel)"
 # Kernel time at /init's first log line is not printed (loglevel); the
 # revision's own figure is pantavisor's "revision booted took=".
-grep -hoE 'revision booted.*took=[^ ]+' "$work"/boot-*.txt | sed 's/^/boot: /' || true
+# From the kernel starting /init to the revision booted, and resident
+# memory then (pantavisor's own "device booted" line, each boot).
+grep -hoE 'device booted.*' "$work"/boot-*.txt | sed 's/^/boot: /' || true
 echo "initramfs: $(stat -c %s "$work/initramfs.cpio.gz") bytes"
 if [ "$fails" != 0 ]; then
 	for f in "$work"/boot-*.txt; do
