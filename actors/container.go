@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -26,6 +27,8 @@ type containerRecord struct {
 	lease *messages.Lease
 	mount Mount
 	run   Run
+	// exits is run's one exit wait (see exitWatch), made on first watch.
+	exits *exitWatch
 	// running says the run's init has not exited yet.
 	running bool
 	// armed says the container should be up: StartContainer was received
@@ -73,6 +76,42 @@ type containerActor struct {
 	// adopted: rec was handed over by the previous revision (see
 	// handover.go); the first incarnation takes it over.
 	adopted bool
+	// life ends when the actor stops for good (every incarnation shares
+	// it): its exit watches end with it.
+	life *actorLife
+}
+
+// actorLife is closed once, when an actor stops (not when it restarts).
+type actorLife struct {
+	quit chan struct{}
+	once sync.Once
+}
+
+func (l *actorLife) end() { l.once.Do(func() { close(l.quit) }) }
+
+// exitWatch is the one wait for a run's exit, however many actors hear of
+// it: one per revision that kept the container running (a non-reboot
+// update hands a live run to the next revision's actor). Each actor's
+// watch waits on done or on its own end, so a watch never outlives the
+// actor that made it, however many updates a container lives through.
+type exitWatch struct {
+	run  Run
+	done chan struct{}
+	exit messages.Exit
+}
+
+func newExitWatch(run Run) *exitWatch {
+	w := &exitWatch{run: run, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer func() {
+			if p := recover(); p != nil {
+				w.exit = messages.Exit{Code: -1, At: time.Now()}
+			}
+		}()
+		w.exit = run.Wait()
+	}()
+	return w
 }
 
 // Internal results of the goroutines that do the blocking work.
@@ -101,9 +140,10 @@ type (
 
 func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger, adopted bool) *actor.Props {
 	first := adopted
+	life := &actorLife{quit: make(chan struct{})}
 	return actor.PropsFromProducer(func() actor.Actor {
 		a := &containerActor{rec: rec, engine: engine, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second,
-			adopted: first}
+			adopted: first, life: life}
 		first = false // a restarted incarnation re-adopts as usual
 		return a
 	})
@@ -304,9 +344,18 @@ func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 // watch waits for run's init to exit, in the background, and reports it
 // to this actor tagged with the current generation.
 func (a *containerActor) watch(ctx actor.Context, run Run) {
-	gen, self, sys := a.rec.gen, ctx.Self(), ctx.ActorSystem()
+	r := a.rec
+	if r.exits == nil || r.exits.run != run {
+		r.exits = newExitWatch(run)
+	}
+	gen, self, sys, w, quit := r.gen, ctx.Self(), ctx.ActorSystem(), r.exits, a.life.quit
 	goSafe(sys, self, func() any { return &exitDone{gen: gen, exit: messages.Exit{Code: -1, At: time.Now()}} }, func() any {
-		return &exitDone{gen: gen, exit: run.Wait()}
+		select {
+		case <-w.done:
+			return &exitDone{gen: gen, exit: w.exit}
+		case <-quit:
+			return nil // this actor is gone; the next owner watches
+		}
 	})
 }
 
@@ -409,6 +458,7 @@ func (a *containerActor) release(ctx actor.Context) {
 // still up (the revision normally stops containers first). It blocks, but
 // the actor is going away and nothing else is queued for it.
 func (a *containerActor) stopping() {
+	a.life.end()
 	r := a.rec
 	r.gen++
 	if r.run == nil && r.mount == nil {

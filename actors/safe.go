@@ -12,7 +12,8 @@ import (
 // errPanic marks a result produced because the work panicked.
 var errPanic = errors.New("panic in background work (see log)")
 
-// goSafe runs work in a goroutine and sends its result to self. A panic in
+// goSafe runs work in a goroutine and sends its result to self (a nil one
+// is not sent: the work had nothing to report). A panic in
 // work must not kill the process (it may be PID 1): it is logged and turned
 // into the result onPanic builds, so the actor learns the work failed.
 func goSafe(sys *actor.ActorSystem, self *actor.PID, onPanic func() any, work func() any) {
@@ -24,7 +25,9 @@ func goSafe(sys *actor.ActorSystem, self *actor.PID, onPanic func() any, work fu
 					"actor", self.Id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				result = onPanic()
 			}
-			sys.Root.Send(self, result)
+			if result != nil { // nil: nothing to report
+				sys.Root.Send(self, result)
+			}
 		}()
 		result = work()
 	}()

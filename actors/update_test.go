@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -458,5 +459,62 @@ func TestShutdownDuringHandoverStopsEverything(t *testing.T) {
 	}
 	if n := countEvents(rig.e, "start app") - countEvents(rig.e, "stop app"); n != 0 {
 		t.Errorf("app runs left: %v", rig.e.Events())
+	}
+}
+
+// A container kept through non-reboot updates is watched by one goroutine,
+// not one more per update: each revision's actor ends its watch when it
+// stops (the soak of the reliability suite found them piling up).
+func TestKeptContainerWatchesDoNotPileUp(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a0", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	update := func(i int) {
+		t.Helper()
+		rev := fmt.Sprintf("locals/u%d", i)
+		u.mu.Lock()
+		u.states[rev] = appState(t, "/sbin/init", fmt.Sprintf("/bin/a%d", i), nil)
+		u.mu.Unlock()
+		if err := rig.sys.RunRevision(rev, false); err != nil {
+			t.Fatal(err)
+		}
+		u.waitStatus(t, rev, storage.StatusUpdated)
+		waitStatus(t, rig.sys, allStarted)
+	}
+	update(1)
+	update(2)
+	settle := func() int {
+		// Goroutines of stopped actors end asynchronously.
+		n := runtime.NumGoroutine()
+		for i := 0; i < 50; i++ {
+			time.Sleep(20 * time.Millisecond)
+			n = min(n, runtime.NumGoroutine())
+		}
+		return n
+	}
+	before := settle()
+	for i := 3; i <= 12; i++ {
+		update(i)
+	}
+	if after := settle(); after > before+2 {
+		t.Errorf("goroutines grew from %d to %d over 10 non-reboot updates", before, after)
+	}
+	// The kept container's exit still reaches the revision that runs it.
+	old := rig.pids(t)["other"]
+	rig.e.run("other").Exit(1, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cs, err := rig.sys.Containers()
+		if err == nil {
+			for _, c := range cs {
+				if c.Name == "other" && (c.Status != messages.StatusStarted || c.Pid != old) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exit of kept container other (pid %d) went unnoticed: %+v", old, cs)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
