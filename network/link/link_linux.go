@@ -297,7 +297,7 @@ func detachInNS(a Attachment) error {
 	if id != a.NetNSID {
 		return nil
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open netlink in netns: %w", err)
 	}
@@ -438,7 +438,10 @@ func openNSHandle(path string) (netns.NsHandle, string, *netlink.Handle, error) 
 	if err != nil {
 		return ns, "", nil, err
 	}
-	h, err := netlink.NewHandleAt(ns)
+	// Routing only: with no family named, netlink opens xfrm and
+	// netfilter sockets too, which a device kernel without xfrm_user
+	// refuses (EPROTONOSUPPORT) though nothing here needs them.
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.Close()
 		return ns, "", nil, fmt.Errorf("open netlink in netns: %w", err)
