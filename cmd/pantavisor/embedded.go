@@ -36,6 +36,9 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		return 2
 	}
 	console, _, _ := newLogger(stderr, "", slog.LevelInfo)
+	// The tools pantavisor runs (iptables) are looked up in PATH, which
+	// the kernel gives init short or not at all.
+	os.Setenv("PATH", systemPath(os.Getenv("PATH")))
 	if err := mountSystem(); err != nil {
 		console.Error("mount system filesystems", "err", err)
 		return 1
@@ -385,4 +388,22 @@ func residentKiB(who string) int64 {
 		}
 	}
 	return 0
+}
+
+// systemPath is path with the system directories it lacks appended.
+func systemPath(path string) string {
+	have := map[string]bool{}
+	var dirs []string
+	for _, d := range filepath.SplitList(path) {
+		if d != "" && !have[d] {
+			have[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		if !have[d] {
+			dirs = append(dirs, d)
+		}
+	}
+	return strings.Join(dirs, string(filepath.ListSeparator))
 }

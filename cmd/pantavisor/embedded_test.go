@@ -61,3 +61,15 @@ func TestModuleName(t *testing.T) {
 		}
 	}
 }
+
+func TestSystemPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "/usr/sbin:/usr/bin:/sbin:/bin",
+		"/sbin:/bin":     "/sbin:/bin:/usr/sbin:/usr/bin",
+		"/opt/x::/opt/x": "/opt/x:/usr/sbin:/usr/bin:/sbin:/bin",
+	} {
+		if got := systemPath(in); got != want {
+			t.Errorf("systemPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
