@@ -110,12 +110,30 @@ state "$k2sha" "$badappsha" "$rootsha" >"$ctlroot/bad.json"
 cat >"$ctlroot/ctl.sh" <<'CTL'
 trap 'exit 0' TERM
 pv() { pvcontrol -s /pantavisor/pv-ctrl "$@"; }
-sleep 1
+# Once the demo's assets (MOUNTED), shell and web and this one run:
+for i in $(seq 60); do
+	[ "$(pv ls | grep -cE ' (STARTED|MOUNTED) ')" -ge 4 ] && break
+	sleep 1
+done
 pv ls
+# The demo's web container, in its pool, through the device's tcp ingress.
+# (busybox nc: busybox's static wget resolves even an address through
+# glibc's NSS, which crashes a static binary.)
+web=down
+for i in $(seq 15); do
+	# stdin stays open: nc ends at its end, before a slow answer.
+	answer=$({ printf 'GET / HTTP/1.0\r\nHost: device\r\n\r\n'; sleep 5; } | nc -w 5 127.0.0.1 8080 2>&1)
+	echo "try $i: $answer"
+	if echo "$answer" | grep -q '^hello from web'; then
+		web=up
+		break
+	fi
+	sleep 1
+done
 progress=$(pv steps show-progress locals/bad 2>&1)
 echo "locals/bad: $progress"
 case "$progress" in
-*ERROR*|*WONTGO*) pv cmd poweroff "update-rolled-back" ;;
+*ERROR*|*WONTGO*) pv cmd poweroff "update-rolled-back web-through-ingress-$web" ;;
 *DONE*|*UPDATED*) pv cmd poweroff "update-committed-wrongly" ;;
 *) pv steps put /bad.json locals/bad && pv cmd run locals/bad ;;
 esac
@@ -123,7 +141,22 @@ while true; do sleep 1; done
 CTL
 mksquashfs "$ctlroot" "$rev/ctlroot.squashfs" -noappend -quiet -comp gzip >/dev/null
 ctlrootsha=$(put "$rev/ctlroot.squashfs")
-state "$ksha" "$appsha" "$ctlrootsha" >"$storage/trails/0/.pvr/json"
+# Revision 0 is the demo revision (examples/demo: an IPAM pool with NAT, a
+# tcp ingress on :8080 to its web container) with a BSP, and ctl in its
+# app group.
+PV_DEMO_NO_RUN=1 scripts/demo.sh >/dev/null
+cp examples/build/storage/objects/* "$storage/objects/"
+{
+	sed '$d' examples/build/storage/trails/0/.pvr/json
+	cat <<JSON
+  ,"bsp/run.json": {"addons": [], "linux": "kernel.img", "initrd": "kernel.img"},
+  "bsp/kernel.img": "$ksha",
+  "ctl/run.json": $(run ctl app '"mgmt"'),
+  "ctl/lxc.container.conf": "$ctlsha",
+  "ctl/root.squashfs": "$ctlrootsha"
+}
+JSON
+} >"$storage/trails/0/.pvr/json"
 bin/pantavisor validate "$storage/trails/0"
 rm -f "$work/storage.img"
 mkfs.ext4 -q -L pvstorage -d "$storage" "$work/storage.img" 128M
@@ -142,9 +175,20 @@ PV_STORAGE_WAIT=20
 PV_BOOTLOADER_TYPE=uboot
 PV_WDT_MODE=always
 PV_WDT_TIMEOUT=3
+PV_NET_IPTABLES=legacy
 CONF
 # softdog is the watchdog: kept alive by pantavisor through every boot.
-printf 'loop\nsquashfs\noverlay\nsoftdog\n' >"$ird/etc/modules-load.d/pantavisor.conf"
+# The pool: a bridge, veths, NAT by iptables (legacy tables).
+printf '%s\n' loop squashfs overlay softdog bridge veth iptable_filter iptable_nat xt_MASQUERADE xt_conntrack \
+	>"$ird/etc/modules-load.d/pantavisor.conf"
+# iptables-legacy, its libraries and extensions, as Debian has them.
+mkdir -p "$ird/usr/sbin" "$ird/lib64" "$ird/lib/x86_64-linux-gnu" "$ird/usr/lib/x86_64-linux-gnu"
+cp "$(readlink -f /usr/sbin/xtables-legacy-multi)" "$ird/usr/sbin/xtables-legacy-multi"
+ln -s xtables-legacy-multi "$ird/usr/sbin/iptables-legacy"
+for lib in $(ldd /usr/sbin/xtables-legacy-multi | grep -oE '/[^ ]+'); do
+	cp -L "$lib" "$ird$lib"
+done
+cp -a /usr/lib/x86_64-linux-gnu/xtables "$ird/usr/lib/x86_64-linux-gnu/"
 # The modules named there and what they depend on (modules.dep of the
 # whole package, made once), then modules.dep of the initramfs' own.
 kmods=$cache/x/lib/modules/$kver
@@ -205,7 +249,9 @@ check 1 "storage mounted from the NVMe disk" 'storage mounted.*nvme0n1'
 check 1 "modules loaded" 'modules loaded'
 check 1 "the watchdog is armed (softdog)" 'watchdog armed.*timeout_s=3'
 check 1 "revision 0 runs" 'boot decision.*rev=0'
-check 1 "app started" 'container started.*container=app'
+check 1 "the demo's pool is up (bridge, NAT by iptables)" 'pool ready'
+check 1 "the demo's web started" 'container started.*container=web'
+check 1 "the demo's shell started" 'container started.*container=shell'
 check 1 "ctl started" 'container started.*container=ctl'
 check 1 "the update is run from the control socket" 'LOCAL_RUN.*locals/bad'
 check 1 "the update's reboot, in order" 'pantavisor: rebooting'
@@ -214,6 +260,7 @@ check 2 "its failure rolls back" 'rollback requested rev=locals/bad'
 check 2 "and reboots" 'pantavisor: rebooting'
 check 3 "revision 0 again" 'boot decision.*rev=0'
 check 3 "power-off requested through the control socket" 'stopping.*power-off.*update-rolled-back'
+check 3 "web answered through the tcp ingress" 'power-off.*web-through-ingress-up'
 check 3 "pantavisor stopped in order" 'pantavisor stopped'
 check 3 "PID 1 powered off" 'pantavisor: powering off'
 check 3 "the kernel powered down" 'reboot: Power down'
