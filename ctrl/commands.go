@@ -189,8 +189,9 @@ func commandError(err error) (int, string) {
 	case errors.Is(err, update.ErrInvalidRevision), errors.Is(err, storage.ErrBadRevision), errors.Is(err, storage.ErrBadState),
 		errors.Is(err, storage.ErrObjectMissing), errors.Is(err, storage.ErrBadChecksum):
 		return http.StatusUnprocessableEntity, err.Error()
-	case errors.Is(err, storage.ErrNoSpace):
-		return http.StatusInsufficientStorage, msgNoSpace
+	case errors.Is(err, storage.ErrNoSpace), errors.Is(err, storage.ErrReadOnly):
+		code, msg, _ := unwritable(err)
+		return code, msg
 	case errors.Is(err, messages.ErrNoUpdates):
 		return http.StatusInternalServerError, msgNoUpdates
 	}

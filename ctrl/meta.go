@@ -284,8 +284,8 @@ func putMeta(pick func(*Server) *metaStore) handler {
 		}
 		if err := m.set(key, string(body)); err != nil {
 			s.log.Error("ctrl: write metadata", "key", key, "err", err)
-			if errors.Is(err, storage.ErrNoSpace) {
-				s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+			if code, msg, ok := unwritable(err); ok {
+				s.writeError(w, code, msg)
 				return
 			}
 			s.writeError(w, http.StatusInternalServerError, "Cannot save metadata")

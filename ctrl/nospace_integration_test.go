@@ -4,6 +4,7 @@ package ctrl
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pantavisor/pv/internal/isolated"
@@ -47,5 +48,28 @@ func TestNoSpace507(t *testing.T) {
 	}
 	if fs := files(t, st.Layout.Trails()); len(fs) != 0 {
 		t.Fatalf("left behind: %q", fs)
+	}
+}
+
+// TestReadOnly507 uploads to a storage remounted read-only: the kernel's
+// EROFS is 507 naming the read-only storage, not a 500 that says nothing
+// of the cause, for an object and for a revision.
+func TestReadOnly507(t *testing.T) {
+	root := isolated.Tmpfs(t, "1m")
+	st := &Storage{Layout: storage.Layout{Root: root}, State: state.Options{AppEngine: true}}
+	client := unixClient(startServerWith(t, newFakeBackend(), fixedResolver("", nil), st))
+	// The revision's object is there: only its trail is refused.
+	if got := do(t, client, "PUT", "/objects/"+shaX, "x"); got.status != 200 {
+		t.Fatalf("object = %d %s", got.status, got.body)
+	}
+	if err := syscall.Mount("", root, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Mount("", root, "", syscall.MS_REMOUNT, "")
+	if got := do(t, client, "PUT", "/objects/"+shaOf("y"), "y"); got.status != 507 || got.body != errJSON(msgReadOnly) {
+		t.Fatalf("object on a read-only storage = %d %s", got.status, got.body)
+	}
+	if got := do(t, client, "PUT", "/steps/locals/ro", permState); got.status != 507 || got.body != errJSON(msgReadOnly) {
+		t.Fatalf("install on a read-only storage = %d %s", got.status, got.body)
 	}
 }

@@ -61,7 +61,21 @@ const (
 	msgNoStorage   = "Storage not available"
 	msgBadRevName  = "Request has bad revision name"
 	msgTrailExists = "Revision already exists"
+	msgReadOnly    = "Storage is read-only"
 )
+
+// unwritable is the answer to a write the storage cannot take: 507 (the
+// server "is unable to store the representation"), with the cause the user
+// acts on, full or read-only; ok is false for any other error.
+func unwritable(err error) (code int, msg string, ok bool) {
+	switch {
+	case errors.Is(err, storage.ErrNoSpace):
+		return http.StatusInsufficientStorage, msgNoSpace, true
+	case errors.Is(err, storage.ErrReadOnly):
+		return http.StatusInsufficientStorage, msgReadOnly, true
+	}
+	return 0, "", false
+}
 
 // SetStorage gives the server the device storage; without it the /objects
 // and /steps endpoints answer 500 "Storage not available". It must be
@@ -148,9 +162,10 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 		case errors.Is(err, storage.ErrBadChecksum):
 			s.log.Info("ctrl: object refused", "sha256", sha, "err", err)
 			s.writeError(w, http.StatusUnprocessableEntity, msgBadChecksum)
-		case errors.Is(err, storage.ErrNoSpace):
+		case errors.Is(err, storage.ErrNoSpace), errors.Is(err, storage.ErrReadOnly):
 			s.log.Warn("ctrl: object refused", "sha256", sha, "err", err)
-			s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+			code, msg, _ := unwritable(err)
+			s.writeError(w, code, msg)
 		case errors.As(err, &tooLarge), errors.Is(err, storage.ErrTooLarge):
 			w.Header().Set("Connection", "close")
 			s.writeError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
@@ -340,8 +355,9 @@ func (s *Server) putCommitMsg(w http.ResponseWriter, r *http.Request, c *call, l
 		writeOK(w)
 	case errors.Is(err, storage.ErrNoTrail):
 		s.writeError(w, http.StatusNotFound, msgNoResource)
-	case errors.Is(err, storage.ErrNoSpace):
-		s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+	case errors.Is(err, storage.ErrNoSpace), errors.Is(err, storage.ErrReadOnly):
+		code, msg, _ := unwritable(err)
+		s.writeError(w, code, msg)
 	default:
 		s.log.Error("ctrl: write commit message", "rev", rev, "err", err)
 		s.writeError(w, http.StatusInternalServerError, msgInternal)
@@ -417,9 +433,10 @@ func (s *Server) installFailed(w http.ResponseWriter, rev string, err error) {
 	switch {
 	case errors.Is(err, storage.ErrTrailExists):
 		s.writeError(w, http.StatusConflict, msgTrailExists)
-	case errors.Is(err, storage.ErrNoSpace):
+	case errors.Is(err, storage.ErrNoSpace), errors.Is(err, storage.ErrReadOnly):
 		s.log.Warn("ctrl: local revision not installed", "rev", rev, "err", err)
-		s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+		code, msg, _ := unwritable(err)
+		s.writeError(w, code, msg)
 	case errors.Is(err, storage.ErrBadRevision):
 		s.writeError(w, http.StatusBadRequest, msgBadRevName)
 	case errors.Is(err, storage.ErrBadState), errors.Is(err, storage.ErrObjectMissing), errors.Is(err, storage.ErrBadChecksum):

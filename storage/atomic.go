@@ -12,9 +12,9 @@ import (
 // leaves either the old content or the new, never a torn file: write a
 // temporary file in the same directory, fsync it, rename it over path, then
 // fsync the directory so the rename itself is durable. A full storage is
-// ErrNoSpace, for every caller alike.
+// ErrNoSpace, a read-only one ErrReadOnly, for every caller alike.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return noSpace(writeFileAtomic(path, data, perm))
+	return unwritable(writeFileAtomic(path, data, perm))
 }
 
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {

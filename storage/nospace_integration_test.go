@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/pantavisor/pv/internal/isolated"
@@ -67,6 +68,40 @@ func TestNoSpaceOnRealFilesystem(t *testing.T) {
 	after.Logs = string(bytes.Repeat([]byte("l"), 256<<10))
 	if err := l.WriteProgress("0", after); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("progress on a full storage: %v", err)
+	}
+	if got, err := l.ReadProgress("0"); err != nil || got != before {
+		t.Fatalf("progress of revision 0: %+v, %v", got, err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadOnlyOnRealFilesystem remounts a tmpfs read-only under a storage:
+// the kernel's EROFS must come out as ErrReadOnly, which callers name, not
+// as an anonymous I/O error, and what was there must be intact.
+func TestReadOnlyOnRealFilesystem(t *testing.T) {
+	root := isolated.Tmpfs(t, "4m")
+	l := Layout{Root: root}
+	install(t, l, "0", map[string]string{"app/root.squashfs": "factory"})
+	before := NewProgress(StatusDone, MsgFactory)
+	if err := l.WriteProgress("0", before); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("", root, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Mount("", root, "", syscall.MS_REMOUNT, "")
+
+	data := []byte("an object")
+	if _, err := l.PutObject(shaBytes(data), bytes.NewReader(data), 0); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("an object on a read-only storage: %v", err)
+	}
+	if err := l.InstallTrail("1", stateJSON(t, map[string]string{}), InstallOptions{}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("install on a read-only storage: %v", err)
+	}
+	if err := l.WriteProgress("0", NewProgress(StatusError, MsgInternalError)); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("progress on a read-only storage: %v", err)
 	}
 	if got, err := l.ReadProgress("0"); err != nil || got != before {
 		t.Fatalf("progress of revision 0: %+v, %v", got, err)

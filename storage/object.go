@@ -27,6 +27,10 @@ var (
 	// ErrNoSpace means the storage ran out of space (or of quota) while
 	// writing; whatever was being written has been removed.
 	ErrNoSpace = errors.New("not enough disk space")
+	// ErrReadOnly means the storage is mounted read-only (a filesystem
+	// the kernel remounted read-only after an error, most often): nothing
+	// was written. Callers report it as such, not as an internal error.
+	ErrReadOnly = errors.New("storage is read-only")
 	// ErrTooLarge means an object exceeded the size limit it was written
 	// with; what was written has been removed.
 	ErrTooLarge = errors.New("object too large")
@@ -98,10 +102,16 @@ func IsSHA256(s string) bool {
 // Object is where the object named sha is stored.
 func (l Layout) Object(sha string) string { return filepath.Join(l.Objects(), sha) }
 
-// noSpace marks err as ErrNoSpace when the kernel said the storage is full.
-func noSpace(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+// unwritable marks err as ErrNoSpace when the kernel said the storage is
+// full, as ErrReadOnly when it said the storage is read-only: the two
+// causes a user can act on, which callers name rather than report an
+// internal error.
+func unwritable(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %w", ErrReadOnly, err)
 	}
 	return err
 }
@@ -141,11 +151,11 @@ func (l Layout) CreateObject(sha string, limit int64) (*ObjectWriter, error) {
 		return nil, fmt.Errorf("create object %q: %w", sha, ErrBadObjectName)
 	}
 	if err := os.MkdirAll(l.Objects(), 0o755); err != nil {
-		return nil, fmt.Errorf("create object %s: %w", sha, noSpace(err))
+		return nil, fmt.Errorf("create object %s: %w", sha, unwritable(err))
 	}
 	f, err := os.CreateTemp(l.Objects(), "."+sha+".tmp*")
 	if err != nil {
-		return nil, fmt.Errorf("create object %s: %w", sha, noSpace(err))
+		return nil, fmt.Errorf("create object %s: %w", sha, unwritable(err))
 	}
 	return &ObjectWriter{l: l, sha: sha, limit: limit, f: f, h: sha256.New()}, nil
 }
@@ -163,13 +173,13 @@ func (w *ObjectWriter) Write(p []byte) (int, error) {
 		return 0, w.fail(fmt.Errorf("write object %s: more than %d bytes: %w", w.sha, w.limit, ErrTooLarge))
 	}
 	if err := hit("object.write"); err != nil {
-		return 0, w.fail(fmt.Errorf("write object %s: %w", w.sha, noSpace(err)))
+		return 0, w.fail(fmt.Errorf("write object %s: %w", w.sha, unwritable(err)))
 	}
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	if err != nil {
-		return n, w.fail(fmt.Errorf("write object %s: %w", w.sha, noSpace(err)))
+		return n, w.fail(fmt.Errorf("write object %s: %w", w.sha, unwritable(err)))
 	}
 	return n, nil
 }
@@ -224,13 +234,13 @@ func (w *ObjectWriter) Commit() error {
 	}
 	if err != nil {
 		w.Abort()
-		return fmt.Errorf("commit object %s: %w", w.sha, noSpace(err))
+		return fmt.Errorf("commit object %s: %w", w.sha, unwritable(err))
 	}
 	name := w.f.Name()
 	if err := w.f.Close(); err != nil {
 		w.done = true
 		os.Remove(name)
-		return fmt.Errorf("commit object %s: %w", w.sha, noSpace(err))
+		return fmt.Errorf("commit object %s: %w", w.sha, unwritable(err))
 	}
 	w.done = true
 	err = hit("object.rename")
@@ -239,7 +249,7 @@ func (w *ObjectWriter) Commit() error {
 	}
 	if err != nil {
 		os.Remove(name)
-		return fmt.Errorf("commit object %s: %w", w.sha, noSpace(err))
+		return fmt.Errorf("commit object %s: %w", w.sha, unwritable(err))
 	}
 	if err := SyncDir(w.l.Objects()); err != nil {
 		return fmt.Errorf("commit object %s: %w", w.sha, err)

@@ -174,13 +174,13 @@ func (l Layout) writeMeta(rev, name string, data []byte) error {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-			return noSpace(err)
+			return unwritable(err)
 		}
 		if err := SyncDir(filepath.Dir(dir)); err != nil {
 			return err
 		}
 	}
-	return noSpace(WriteFileAtomic(path, data, 0o644))
+	return unwritable(WriteFileAtomic(path, data, 0o644))
 }
 
 // WriteProgress replaces revision rev's progress, atomically (temp file,

@@ -130,13 +130,13 @@ func (l Layout) InstallTrail(rev string, stateJSON []byte, opt InstallOptions) e
 	}
 	defer os.RemoveAll(tmp) // no-op once renamed
 	if err := hit("install.rename"); err != nil {
-		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+		return fmt.Errorf("install trail %s: %w", rev, unwritable(err))
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
 			return fmt.Errorf("install trail %s: %w", rev, ErrTrailExists)
 		}
-		return fmt.Errorf("install trail %s: %w", rev, noSpace(err))
+		return fmt.Errorf("install trail %s: %w", rev, unwritable(err))
 	}
 	return l.syncTrailParents(rev, "install")
 }
@@ -163,7 +163,7 @@ func (l Layout) ReplaceTrail(rev string, stateJSON []byte, opt InstallOptions) e
 	}
 	defer os.RemoveAll(tmp) // the old trail once exchanged
 	if err := hit("install.rename"); err != nil {
-		return fmt.Errorf("replace trail %s: %w", rev, noSpace(err))
+		return fmt.Errorf("replace trail %s: %w", rev, unwritable(err))
 	}
 	err = exchange(tmp, final)
 	switch {
@@ -185,10 +185,10 @@ func (l Layout) ReplaceTrail(rev string, stateJSON []byte, opt InstallOptions) e
 			return fmt.Errorf("replace trail %s: %w", rev, err)
 		}
 	default:
-		return fmt.Errorf("replace trail %s: %w", rev, noSpace(err))
+		return fmt.Errorf("replace trail %s: %w", rev, unwritable(err))
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("replace trail %s: %w", rev, noSpace(err))
+		return fmt.Errorf("replace trail %s: %w", rev, unwritable(err))
 	}
 	return l.syncTrailParents(rev, "replace")
 }
@@ -219,11 +219,11 @@ func (l Layout) prepareTrail(rev string, stateJSON []byte, opt InstallOptions, r
 		return "", fmt.Errorf("install trail %s: %w", rev, ErrTrailExists)
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return "", fmt.Errorf("%s trail %s: %w", verb, rev, noSpace(err))
+		return "", fmt.Errorf("%s trail %s: %w", verb, rev, unwritable(err))
 	}
 	tmp, err := os.MkdirTemp(l.Trails(), installPrefix+"*")
 	if err != nil {
-		return "", fmt.Errorf("%s trail %s: %w", verb, rev, noSpace(err))
+		return "", fmt.Errorf("%s trail %s: %w", verb, rev, unwritable(err))
 	}
 	err = l.fillTrail(tmp, stateJSON, refs, opt)
 	if err == nil {
@@ -257,7 +257,7 @@ func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOp
 		return err
 	}
 	if err := hit("install.json"); err != nil {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	objects := l.Objects()
 	if abs, err := filepath.Abs(objects); err == nil {
@@ -272,7 +272,7 @@ func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOp
 	}
 	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
 		if err := hit("install.link"); err != nil {
-			return noSpace(err)
+			return unwritable(err)
 		}
 		if err := linkObject(l.Object(refs.Objects[key]), filepath.Join(dir, filepath.FromSlash(key))); err != nil {
 			return fmt.Errorf("link %s: %w", key, err)
@@ -305,11 +305,11 @@ func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOp
 // keys of the state map to one path.
 func writeNew(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -319,7 +319,7 @@ func writeNew(path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, noSpace(err))
+		return fmt.Errorf("write %s: %w", path, unwritable(err))
 	}
 	return nil
 }
@@ -330,11 +330,11 @@ func writeNew(path string, data []byte) error {
 // since it is made from a verified object.
 func linkObject(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	err := os.Link(src, dst)
 	if err == nil || !(errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.EPERM)) {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	in, err := os.Open(src)
 	if err != nil {
@@ -343,7 +343,7 @@ func linkObject(src, dst string) error {
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	_, err = io.Copy(out, in)
 	if err == nil {
@@ -355,7 +355,7 @@ func linkObject(src, dst string) error {
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	return noSpace(err)
+	return unwritable(err)
 }
 
 // syncTree fsyncs every directory under root, deepest first, so that all
@@ -375,7 +375,7 @@ func syncTree(root string) error {
 		return fmt.Errorf("sync tree %s: %w", root, err)
 	}
 	if err := hit("install.sync"); err != nil {
-		return noSpace(err)
+		return unwritable(err)
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if err := SyncDir(dirs[i]); err != nil {
@@ -532,7 +532,7 @@ func (l Layout) SetCurrent(rev string) error {
 	tmp := filepath.Join(l.Trails(), ".current.tmp")
 	os.Remove(tmp)
 	if err := os.Symlink(rev, tmp); err != nil {
-		return fmt.Errorf("set current %s: %w", rev, noSpace(err))
+		return fmt.Errorf("set current %s: %w", rev, unwritable(err))
 	}
 	if err := os.Rename(tmp, l.Current()); err != nil {
 		os.Remove(tmp)
