@@ -43,6 +43,15 @@ const FactoryRev = "0"
 // size; nothing was written.
 var ErrTooBig = errors.New("environment does not fit")
 
+// ErrCorrupt is returned by Load when the file a backend keeps its
+// variables in was read but is not in the backend's format (torn, zeroed,
+// overwritten): no revision can be read from it. Nothing can be saved
+// from such a file, so a start boots the factory revision (the one an
+// environment without pv_rev names) and writes the variables anew
+// (updater.Device.Start) rather than not start at all. A read that failed
+// (EIO) is not ErrCorrupt: the variables may be fine.
+var ErrCorrupt = errors.New("variables not in the backend's format")
+
 // Env is a set of bootloader variables.
 type Env map[string]string
 

@@ -63,7 +63,7 @@ func saveNulEnv(path string, env Env, size int) error {
 
 // loadEnvFile reads the environment file at path with parse; a missing
 // file is an empty environment (a device that never updated boots the
-// factory revision).
+// factory revision), a file parse refuses is ErrCorrupt.
 func loadEnvFile(path string, parse func([]byte) (Env, error)) (Env, error) {
 	data, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
@@ -74,7 +74,7 @@ func loadEnvFile(path string, parse func([]byte) (Env, error)) (Env, error) {
 	}
 	env, err := parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("read bootloader env %s: %w", path, err)
+		return nil, fmt.Errorf("read bootloader env %s: %w: %w", path, ErrCorrupt, err)
 	}
 	return env, nil
 }

@@ -123,7 +123,16 @@ func (d *Device) Start() (Boot, error) {
 		d.Log.Warn("storage recovery incomplete", "err", err)
 	}
 	env, err := d.Bootloader.Load()
-	if err != nil {
+	if errors.Is(err, bootloader.ErrCorrupt) {
+		// Nothing in them names a revision: the factory one is the only
+		// one known to be there (GC keeps it). They are written anew, or
+		// every install and commit would meet the same error.
+		d.Log.Error("bootloader variables unreadable: booting the factory revision, variables reset", "err", err)
+		env = bootloader.Env{}
+		if err := d.Bootloader.Save(env); err != nil {
+			d.Log.Error("reset the bootloader variables", "err", err)
+		}
+	} else if err != nil {
 		return b, fmt.Errorf("read bootloader variables: %w", err)
 	}
 	booted, next := env.Boot()

@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -150,5 +151,41 @@ func TestStartCompletesAnInterruptedCommit(t *testing.T) {
 	}
 	if env := d.mustEnv(t); env.Committed() != "1" || env.Try() != "" {
 		t.Errorf("commit not completed: %v", env)
+	}
+}
+
+// Variables torn or overwritten (not key=value lines) name no revision:
+// the start boots the factory revision instead of failing, and writes them
+// anew so that the next install can arm a try.
+func TestStartBootsTheFactoryRevisionOnCorruptVariables(t *testing.T) {
+	for name, data := range map[string]string{
+		"garbage": "\x00\xff\x13 not key value\n",
+		"torn":    "pv_rev=1\npv_tr",
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := device(t, bootloader.Env{"pv_rev": "1"})
+			if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "appengine.txt"), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Bootloader.Load(); !errors.Is(err, bootloader.ErrCorrupt) {
+				t.Fatalf("load: %v, want ErrCorrupt", err)
+			}
+			b, err := d.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Action != update.BootRun || b.Rev != "0" || b.State == nil || b.Trying {
+				t.Fatalf("boot %+v", b)
+			}
+			if env := d.mustEnv(t); env.Committed() != "0" || env.Try() != "" {
+				t.Fatalf("variables after the start: %v", env)
+			}
+			if _, err := d.Bootloader.Install("1"); err != nil {
+				t.Fatalf("install after the reset: %v", err)
+			}
+			if env := d.mustEnv(t); env.Try() != "1" {
+				t.Fatalf("variables after the install: %v", env)
+			}
+		})
 	}
 }

@@ -220,7 +220,12 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	env, err := bl.Load()
-	if err != nil {
+	if errors.Is(err, bootloader.ErrCorrupt) {
+		// The boot decision (dev.Start) boots the factory revision then,
+		// logs why and writes the variables anew: its log file is the
+		// factory revision's.
+		env = bootloader.Env{}
+	} else if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: read bootloader variables: %v\n", err)
 		return 1
 	}
