@@ -1,0 +1,301 @@
+//go:build integration
+
+package integration
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/storage"
+)
+
+// The storage fault cases of the reliability suite: the storage full, the
+// storage read-only, the bootloader variables torn or overwritten. Each
+// one puts a device's storage on a filesystem the test owns (a tmpfs in
+// the test's own mount namespace, gone with it) so that the kernel's own
+// ENOSPC and EROFS are met, not a fault hook.
+
+// mib is a mebibyte.
+const mib = 1 << 20
+
+// storageOn copies the storage Build laid out at src onto a tmpfs of size
+// (mount's syntax) and returns it. cp -a keeps the hard links between the
+// trails and objects/, so the copy takes what the device's storage takes.
+func storageOn(t *testing.T, src, size string) string {
+	t.Helper()
+	dir := isolated.Tmpfs(t, size)
+	if out, err := exec.Command("cp", "-a", src+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the storage onto a %s tmpfs: %v: %s", size, err, out)
+	}
+	return dir
+}
+
+// usedBytes is what the files under dir take on their filesystem.
+func usedBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	out, err := exec.Command("du", "-s", "-B1", dir).Output()
+	if err != nil {
+		t.Fatalf("du %s: %v", dir, err)
+	}
+	var n int64
+	if _, err := fmt.Sscan(string(out), &n); err != nil {
+		t.Fatalf("du %s: %q: %v", dir, out, err)
+	}
+	return n
+}
+
+// freeBytes is the space left for writing on dir's filesystem.
+func freeBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatalf("statfs %s: %v", dir, err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// fill makes the file path take all but leave bytes of its filesystem's
+// free space; leave 0 fills it to the last block, whatever the device
+// writes meanwhile. It returns the size given to the file.
+func fill(t *testing.T, path string, leave int64) int64 {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var size int64
+	// fallocate takes the blocks at once; in steps, so that what the
+	// device writes meanwhile only shortens the last one.
+	for step := int64(4 * mib); step >= 4096; step /= 2 {
+		for {
+			free := freeBytes(t, filepath.Dir(path)) - leave
+			if free < step {
+				break
+			}
+			err := syscall.Fallocate(int(f.Fd()), 0, size, step)
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("fallocate %s: %v", path, err)
+			}
+			size += step
+		}
+	}
+	return size
+}
+
+// randomFile writes n random bytes into a new file outside the device's
+// storage and returns its path and sha256: an object the device does not
+// have.
+func randomFile(t *testing.T, n int) (string, string) {
+	t.Helper()
+	data := make([]byte, n)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	path := filepath.Join(t.TempDir(), "object")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, hex.EncodeToString(sum[:])
+}
+
+// temporaries lists the dot files in dir: the temporaries the storage
+// package writes before a rename (objects/.<sha>.tmp*, .<name>.tmp*).
+func temporaries(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// sameRunning fails t unless sys, a and b run, STARTED, as the processes
+// before named.
+func (d *device) sameRunning(what string, before map[string]int) {
+	d.t.Helper()
+	m := map[string]messages.ContainerInfo{}
+	for _, c := range d.containers() {
+		m[c.Name] = c
+	}
+	for _, n := range []string{"sys", "a", "b"} {
+		if m[n].Status != messages.StatusStarted || m[n].Pid != before[n] {
+			d.t.Fatalf("%s: %s is %s pid %d, was STARTED pid %d", what, n, m[n].Status, m[n].Pid, before[n])
+		}
+	}
+}
+
+// alive fails t if the device's pantavisor exited.
+func (d *device) alive(what string) {
+	d.t.Helper()
+	select {
+	case <-d.exited:
+		d.t.Fatalf("%s: pantavisor exited: %v\n%s", what, d.exitErr, d.output())
+	default:
+	}
+}
+
+// flooder prints to its console without end, as fast as the shell goes.
+const flooder = `/bin/sh "-c" "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo flood-$i-flood-flood-flood-flood-flood-flood-flood-flood; done"`
+
+// TestReliabilityStorageFull: the storage on a small filesystem.
+//
+// (a) An object larger than the space left, put through pvcontrol: the put
+// fails (non-zero exit, "Not enough disk space"), nothing of it stays in
+// objects/ (neither the object nor a .<sha>.tmp* temporary), the storage
+// passes Check, the device runs revision 0 with the same containers; once
+// the filler file is gone, the same put succeeds.
+//
+// (b) A container flooding its console while the storage is full to the
+// last block: the supervisor runs on, pvcontrol ls answers throughout,
+// the other containers keep their processes, and the console is written
+// again once space is freed.
+func TestReliabilityStorageFull(t *testing.T) {
+	isolated.Require(t)
+	n := runs(t, 10, 2)
+	var done, passed int
+	var refused, stored int
+	var lsDuringFlood int
+	var slowestLs time.Duration
+	record(t, "storage full: upload refused, console flood", &done, &passed, func() string {
+		return fmt.Sprintf("%d puts refused (507), %d stored after freeing; full disk under a console flood: ls answered %d times, slowest %v",
+			refused, stored, lsDuringFlood, slowestLs.Round(time.Millisecond))
+	})
+
+	src := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
+	// The revision, and 16 MiB for logs, progress and the uploads: the
+	// filler takes the room the test does not want.
+	size := usedBytes(t, src) + 16*mib
+	dir := storageOn(t, src, fmt.Sprint(size))
+	l := storage.Layout{Root: dir}
+	d := startDeviceEnv(t, dir, commitDelay)
+	before := pidsOf(d.waitUp("start on a small storage", 60*time.Second))
+	filler := filepath.Join(dir, "filler")
+
+	for i := 1; i <= n; i++ {
+		done = i
+		fill(t, filler, 2*mib)
+		obj, sha := randomFile(t, 4*mib)
+		out, code := d.pvcontrol("objects", "put", obj)
+		if code == 0 || !strings.Contains(out, "Not enough disk space") || !strings.Contains(out, "507") {
+			t.Fatalf("put %d: a 4 MiB object with 2 MiB free: exit %d: %s", i, code, out)
+		}
+		refused++
+		if _, err := os.Stat(l.Object(sha)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("put %d: the refused object is in objects/: %v", i, err)
+		}
+		if tmps := temporaries(t, l.Objects()); len(tmps) != 0 {
+			t.Fatalf("put %d: left in objects/: %v", i, tmps)
+		}
+		if err := l.Check(); err != nil {
+			t.Fatalf("put %d: storage after the refusal: %v", i, err)
+		}
+		d.alive(fmt.Sprintf("put %d", i))
+		d.sameRunning(fmt.Sprintf("put %d refused", i), before)
+		if rev := d.runningRev("0"); rev != "0" {
+			t.Fatalf("put %d: running %s", i, rev)
+		}
+
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		out, code = d.pvcontrol("objects", "put", obj)
+		if code != 0 || strings.TrimSpace(out) != sha {
+			t.Fatalf("put %d after freeing space: exit %d: %s", i, code, out)
+		}
+		stored++
+		if err := l.Check(); err != nil {
+			t.Fatalf("put %d: storage after the put: %v", i, err)
+		}
+		// The next round meets the same free space.
+		if err := os.Remove(l.Object(sha)); err != nil {
+			t.Fatal(err)
+		}
+		passed = i
+	}
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop: exit code %d", code)
+	}
+
+	// (b): a revision with a fourth container that floods its console.
+	ctrs := append(updateCtrs("sys-0", echoer("b-0"), nil), ctr{name: "flood", group: "app", cmd: flooder})
+	src = buildStorage(t, updateGroups(), ctrs)
+	dir = storageOn(t, src, fmt.Sprint(usedBytes(t, src)+16*mib))
+	d = startDeviceEnv(t, dir, commitDelay)
+	before = pidsOf(d.waitUp("start with a flooder", 60*time.Second))
+	d.waitConsole("flood", "flood-1000-", 30*time.Second)
+	filler = filepath.Join(dir, "filler")
+	fill(t, filler, 0)
+	// Whatever the flooder wrote meanwhile: the disk stays full.
+	fill(t, filler+"2", 0)
+	if free := freeBytes(t, dir); free >= 64*1024 {
+		t.Fatalf("the storage is not full: %d bytes free", free)
+	}
+	logs := filepath.Join(dir, "logs")
+	full := usedBytes(t, logs)
+	deadline := time.Now().Add(time.Duration(runs(t, 20, 5)) * time.Second)
+	for time.Now().Before(deadline) {
+		d.alive("console flood on a full disk")
+		asked := time.Now()
+		d.sameRunning("console flood on a full disk", before)
+		// A supervisor stuck on a log write would answer late or never
+		// (pvcontrol waits 240 s): the answer must come promptly.
+		if took := time.Since(asked); took > 2*time.Second {
+			t.Fatalf("pvcontrol ls took %v on a full disk under a console flood", took)
+		} else {
+			slowestLs = max(slowestLs, took)
+		}
+		lsDuringFlood++
+		time.Sleep(200 * time.Millisecond)
+	}
+	if m := d.containers(); !flooding(m) {
+		t.Fatalf("the flooder is not running: %+v", m)
+	}
+	os.Remove(filler)
+	os.Remove(filler + "2")
+	// The console goes on where space is back: the logs grow again (the
+	// log keeper bounds them, far above this).
+	grow := time.Now().Add(20 * time.Second)
+	for usedBytes(t, logs) <= full {
+		if time.Now().After(grow) {
+			t.Fatalf("no log written within 20 s of freeing space (%d bytes)", full)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.sameRunning("after freeing space", before)
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop after the flood: exit code %d", code)
+	}
+}
+
+func flooding(cs []messages.ContainerInfo) bool {
+	for _, c := range cs {
+		if c.Name == "flood" {
+			return c.Status == messages.StatusStarted
+		}
+	}
+	return false
+}
