@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,11 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/storage"
 )
@@ -298,4 +301,201 @@ func flooding(cs []messages.ContainerInfo) bool {
 		}
 	}
 	return false
+}
+
+// remount makes the tmpfs at dir read-only or read-write again. The flag
+// is the filesystem's (no MS_BIND): the device's mount namespace, a copy
+// of this one, sees it too.
+func remount(t *testing.T, dir string, readOnly bool) {
+	t.Helper()
+	flags := uintptr(syscall.MS_REMOUNT)
+	if readOnly {
+		flags |= syscall.MS_RDONLY
+	}
+	if err := syscall.Mount("", dir, "", flags, ""); err != nil {
+		t.Fatalf("remount %s (read-only %v): %v", dir, readOnly, err)
+	}
+}
+
+// tryStart runs pantavisor appengine on storage like startDeviceEnv, but
+// an early exit is an outcome, not a failure: it returns the device and
+// whether it exited before its control socket came up.
+func tryStart(t *testing.T, dir string, env []string) (*device, bool) {
+	t.Helper()
+	d := &device{t: t, storage: dir, run: t.TempDir(), out: &bytes.Buffer{}, outMu: &sync.Mutex{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), "appengine", "--storage", dir, "--run", d.run)
+	d.cmd.Env = append(os.Environ(), env...)
+	w := lockedWriter{d.outMu, d.out}
+	d.cmd.Stdout, d.cmd.Stderr = w, w
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			d.stop(30 * time.Second)
+		}
+		if t.Failed() {
+			t.Logf("pantavisor output:\n%s", d.output())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(d.sock()); err == nil {
+			return d, false
+		}
+		select {
+		case <-d.exited:
+			return d, true
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("neither a control socket nor an exit after 30 s:\n%s", d.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReliabilityStorageReadOnly: the storage remounted read-only under a
+// running device, and a device started on read-only storage.
+//
+// The storage is a tmpfs and logs/ a second one on it: the supervisor and
+// the consoles hold their log files open for writing, and the kernel
+// refuses to make a filesystem with writers read-only (EBUSY), as a
+// device's storage with its logs apart would be.
+//
+// Running: an update install fails (non-zero exit, a message naming the
+// read-only storage), nothing of it is kept, the running revision runs
+// on with the same containers; once read-write again the same install
+// succeeds and the update runs (UPDATED).
+//
+// Starting on read-only storage (the spec allows running the committed
+// revision or failing with a clear message; this is what the code does):
+// with its logs writable, the committed revision runs, containers
+// STARTED; with the logs read-only too, the start exits non-zero within
+// 10 s naming the log file and "read-only file system", and is not
+// started again. It never hangs.
+func TestReliabilityStorageReadOnly(t *testing.T) {
+	isolated.Require(t)
+	n := runs(t, 5, 1)
+	var done, passed int
+	var refusals, updates int
+	startOutcome := "not started"
+	record(t, "storage read-only: install refused, start", &done, &passed, func() string {
+		return fmt.Sprintf("%d installs refused, %d updates after rw; start on ro storage: %s", refusals, updates, startOutcome)
+	})
+
+	src := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
+	size := fmt.Sprint(usedBytes(t, src) + 32*mib)
+	dir := storageOn(t, src, size)
+	l := storage.Layout{Root: dir}
+	logs := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", logs, "tmpfs", 0, "size=16m"); err != nil {
+		t.Fatalf("mount the logs tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(logs, syscall.MNT_DETACH) })
+
+	d := startDeviceEnv(t, dir, commitDelay)
+	before := pidsOf(d.waitUp("start", 60*time.Second))
+	current := "0"
+	for i := 1; i <= n; i++ {
+		done = i
+		name := fmt.Sprintf("ro%d", i)
+		tgz := filepath.Join(t.TempDir(), "rev.tgz")
+		if err := revtest.Export(buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-"+name), nil)), tgz); err != nil {
+			t.Fatal(err)
+		}
+		remount(t, dir, true)
+		out, code := d.pvcontrol("steps", "install", tgz, "locals/"+name)
+		if code == 0 || !strings.Contains(out, "Storage is read-only") || !strings.Contains(out, "507") {
+			t.Fatalf("install %d on read-only storage: exit %d: %s", i, code, out)
+		}
+		refusals++
+		if _, err := os.Stat(l.Trail("locals/" + name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("install %d: a refused revision is on disk: %v", i, err)
+		}
+		d.alive(fmt.Sprintf("install %d refused", i))
+		d.sameRunning(fmt.Sprintf("install %d refused", i), before)
+		if rev := d.runningRev(current); rev != current {
+			t.Fatalf("install %d: running %s", i, rev)
+		}
+
+		remount(t, dir, false)
+		if err := l.Check(); err != nil {
+			t.Fatalf("install %d: storage after the refusal: %v", i, err)
+		}
+		if out, code := d.pvcontrol("steps", "install", tgz, "locals/"+name); code != 0 {
+			t.Fatalf("install %d on read-write storage: exit %d: %s", i, code, out)
+		}
+		if out, code := d.pvcontrol("cmd", "run", "locals/"+name); code != 0 {
+			t.Fatalf("run %d: exit %d: %s", i, code, out)
+		}
+		p, seen := d.waitProgress("locals/"+name, 60*time.Second)
+		if p.Status != storage.StatusUpdated {
+			t.Fatalf("update %d: %+v (seen %v)", i, p, seen)
+		}
+		updates++
+		d.waitConsole("b", "b-"+name, 10*time.Second)
+		before = pidsOf(d.waitUp(fmt.Sprintf("after update %d", i), 10*time.Second))
+		current = "locals/" + name
+		passed = i
+	}
+	// The reboot commits the last update: the revision a start on
+	// read-only storage must run.
+	if out, code := d.pvcontrol("cmd", "reboot", "commit"); code != 0 {
+		t.Fatalf("reboot: exit %d: %s", code, out)
+	}
+	if p, _ := d.waitProgressStatus(current, storage.StatusDone, 60*time.Second); p.Msg != storage.MsgDone {
+		t.Fatalf("commit of %s: %+v", current, p)
+	}
+	d.waitUp("after the commit", 30*time.Second)
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop: exit code %d", code)
+	}
+	if env := bootEnv(t, dir); env.Committed() != current || env.Try() != "" {
+		t.Fatalf("bootloader after the commit: %v", env)
+	}
+
+	// Read-only storage, its logs apart and writable: the committed
+	// revision runs (trails/current is not updated: a warning).
+	remount(t, dir, true)
+	d, exited := tryStart(t, dir, commitDelay)
+	if exited {
+		t.Fatalf("start on read-only storage with writable logs: exit %d:\n%s", d.cmd.ProcessState.ExitCode(), d.output())
+	}
+	d.waitUp("start on read-only storage", 60*time.Second)
+	if rev := d.runningRev(current, "0"); rev != current {
+		t.Fatalf("start on read-only storage runs %s, not the committed %s", rev, current)
+	}
+	d.alive("start on read-only storage")
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop on read-only storage: exit code %d", code)
+	}
+	startOutcome = "runs the committed revision with logs writable"
+
+	// Read-only logs too: no log file can be opened, and the start ends
+	// at once with the path and the kernel's "read-only file system" (the
+	// host stage does not start it again: no loop).
+	remount(t, logs, true)
+	start := time.Now()
+	d, exited = tryStart(t, dir, commitDelay)
+	if !exited {
+		t.Fatalf("start on read-only storage and logs: ran (control socket up):\n%s", d.output())
+	}
+	code, out, took := d.cmd.ProcessState.ExitCode(), d.output(), time.Since(start)
+	if code == 0 || !strings.Contains(out, "read-only file system") || took > 10*time.Second {
+		t.Fatalf("start on read-only storage and logs: exit %d after %v without naming the cause:\n%s", code, took, out)
+	}
+	startOutcome += fmt.Sprintf("; exit %d naming it with logs read-only", code)
+	t.Logf("start on read-only storage and logs: exit %d after %v: %s", code, took.Round(time.Millisecond), out)
+	remount(t, dir, false)
+	remount(t, logs, false)
+	if err := l.Check(); err != nil {
+		t.Fatalf("storage after the read-only start: %v", err)
+	}
 }
