@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
@@ -497,5 +498,110 @@ func TestReliabilityStorageReadOnly(t *testing.T) {
 	remount(t, logs, false)
 	if err := l.Check(); err != nil {
 		t.Fatalf("storage after the read-only start: %v", err)
+	}
+}
+
+// TestReliabilityBootEnvCorrupt: the appengine bootloader's variables
+// (boot/appengine.txt) of a device past its factory revision, torn to 0
+// bytes or overwritten with garbage, before a start.
+//
+// An empty file is an empty environment (AppEngine.Load: a device that
+// never updated): the factory revision "0" runs. A file that is not
+// key=value lines cannot name a revision either: the factory revision
+// runs, with an error naming the file, and the variables are reset so
+// that updates work again. Either way one start, all containers STARTED,
+// no crash loop (one "pantavisor starting" over a few seconds), and the
+// next update is installed and run.
+func TestReliabilityBootEnvCorrupt(t *testing.T) {
+	isolated.Require(t)
+	n := runs(t, 5, 1)
+	var done, passed int
+	outcomes := map[string]int{}
+	record(t, "bootloader env torn or garbage", &done, &passed, func() string {
+		return fmt.Sprintf("factory revision run: %s", countList(outcomes))
+	})
+
+	dir := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
+	l := storage.Layout{Root: dir}
+	bl := bootloader.AppEngine{Dir: l.Boot()}
+	// A committed revision besides the factory one, as a device that
+	// updated once has.
+	d := startDeviceEnv(t, dir, commitDelay)
+	d.waitUp("first start", 60*time.Second)
+	d.upload(buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-c"), nil)), "c")
+	if out, code := d.pvcontrol("cmd", "run", "locals/c"); code != 0 {
+		t.Fatalf("cmd run: %d %s", code, out)
+	}
+	if p, seen := d.waitProgress("locals/c", 60*time.Second); p.Status != storage.StatusUpdated {
+		t.Fatalf("update: %+v %v", p, seen)
+	}
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop: %d", code)
+	}
+	garbage := make([]byte, 4096)
+	for i := 1; i <= n; i++ {
+		done = i
+		for _, c := range []struct {
+			name string
+			data func() []byte
+		}{
+			{"truncated", func() []byte { return nil }},
+			{"garbage", func() []byte {
+				// A first line no parser takes, then noise.
+				_, _ = rand.Read(garbage)
+				return append([]byte("\x00\xff not key value\n"), garbage...)
+			}},
+		} {
+			what := fmt.Sprintf("round %d, %s", i, c.name)
+			if err := bl.Save(bootloader.Env{bootloader.VarRev: "locals/c"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(l.Boot(), "appengine.txt"), c.data(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d := startDeviceEnv(t, dir, commitDelay)
+			d.waitUp(what, 60*time.Second)
+			if rev := d.runningRev("locals/c", "0"); rev != "0" {
+				t.Fatalf("%s: runs %s, not the factory revision", what, rev)
+			}
+			d.waitConsole("b", "b-0", 10*time.Second)
+			time.Sleep(2 * time.Second)
+			d.alive(what)
+			if k := strings.Count(d.output(), "pantavisor starting"); k != 1 {
+				t.Fatalf("%s: %d starts: a crash loop", what, k)
+			}
+			// This start's own output: the log files hold the earlier ones.
+			out := d.output()
+			if c.name == "garbage" && lineIndex(out, "bootloader variables unreadable: booting the factory revision", "appengine.txt") < 0 {
+				t.Fatalf("%s: no log line names the unreadable variables:\n%s", what, out)
+			}
+			if lineIndex(out, "boot decision", "booted=0") < 0 {
+				t.Fatalf("%s: no boot decision for the factory revision:\n%s", what, out)
+			}
+			// Updates work again: the variables are readable.
+			env, err := bl.Load()
+			if err != nil {
+				t.Fatalf("%s: bootloader variables after the start: %v", what, err)
+			}
+			if env.Committed() != "0" || env.Try() != "" {
+				t.Fatalf("%s: bootloader variables after the start: %v", what, env)
+			}
+			name := fmt.Sprintf("%s%d", c.name, i)
+			d.upload(buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-"+name), nil)), name)
+			if out, code := d.pvcontrol("cmd", "run", "locals/"+name); code != 0 {
+				t.Fatalf("%s: cmd run: %d %s", what, code, out)
+			}
+			if p, seen := d.waitProgress("locals/"+name, 60*time.Second); p.Status != storage.StatusUpdated {
+				t.Fatalf("%s: update: %+v %v", what, p, seen)
+			}
+			if code := d.stop(30 * time.Second); code != 0 {
+				t.Fatalf("%s: stop: %d", what, code)
+			}
+			if err := l.Check(); err != nil {
+				t.Fatalf("%s: storage: %v", what, err)
+			}
+			outcomes[c.name]++
+		}
+		passed = i
 	}
 }
