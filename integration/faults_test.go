@@ -137,6 +137,24 @@ func temporaries(t *testing.T, dir string) []string {
 	return names
 }
 
+// bigRevision exports, as steps install takes it, a revision whose one
+// container's root image is the file image: a revision with an object of
+// that size.
+func bigRevision(t *testing.T, image string) string {
+	t.Helper()
+	dir := t.TempDir()
+	c := revtest.Container{Name: "big", Group: "app", Cmd: echoer("big"), LXC: revtest.UpstreamLXC}
+	groups := map[string]any{"groups": []any{map[string]any{"name": "app", "restart_policy": "container", "status_goal": "STARTED", "timeout": 30}}}
+	if err := revtest.Build(dir, image, groups, []revtest.Container{c}); err != nil {
+		t.Fatal(err)
+	}
+	tgz := filepath.Join(t.TempDir(), "big.tgz")
+	if err := revtest.Export(dir, tgz); err != nil {
+		t.Fatal(err)
+	}
+	return tgz
+}
+
 // sameRunning fails t unless sys, a and b run, STARTED, as the processes
 // before named.
 func (d *device) sameRunning(what string, before map[string]int) {
@@ -167,10 +185,11 @@ const flooder = `/bin/sh "-c" "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)
 
 // TestReliabilityStorageFull: the storage on a small filesystem.
 //
-// (a) An object larger than the space left, put through pvcontrol: the put
-// fails (non-zero exit, "Not enough disk space"), nothing of it stays in
-// objects/ (neither the object nor a .<sha>.tmp* temporary), the storage
-// passes Check, the device runs revision 0 with the same containers; once
+// (a) An object larger than the space left, put through pvcontrol, then
+// installed as a revision's image: each fails (non-zero exit, 507 "Not
+// enough disk space"), nothing of it stays in objects/ or trails/ (neither
+// the object, the trail nor a .<sha>.tmp* temporary), the storage passes
+// Check, the device runs revision 0 with the same containers; once
 // the filler file is gone, the same put succeeds.
 //
 // (b) A container flooding its console while the storage is full to the
@@ -185,7 +204,7 @@ func TestReliabilityStorageFull(t *testing.T) {
 	var lsDuringFlood int
 	var slowestLs time.Duration
 	record(t, "storage full: upload refused, console flood", &done, &passed, func() string {
-		return fmt.Sprintf("%d puts refused (507), %d stored after freeing; full disk under a console flood: ls answered %d times, slowest %v",
+		return fmt.Sprintf("%d puts and installs refused (507), %d puts stored after freeing; full disk under a console flood: ls answered %d times, slowest %v",
 			refused, stored, lsDuringFlood, slowestLs.Round(time.Millisecond))
 	})
 
@@ -214,8 +233,22 @@ func TestReliabilityStorageFull(t *testing.T) {
 		if tmps := temporaries(t, l.Objects()); len(tmps) != 0 {
 			t.Fatalf("put %d: left in objects/: %v", i, tmps)
 		}
+		// The same object as a revision's root image, installed whole:
+		// refused the same way, no trail and no temporary left.
+		rev := fmt.Sprintf("locals/big%d", i)
+		out, code = d.pvcontrol("steps", "install", bigRevision(t, obj), rev)
+		if code == 0 || !strings.Contains(out, "Not enough disk space") || !strings.Contains(out, "507") {
+			t.Fatalf("install %d: a revision with a 4 MiB object with 2 MiB free: exit %d: %s", i, code, out)
+		}
+		if _, err := os.Stat(l.Trail(rev)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("install %d: the refused revision is on disk: %v", i, err)
+		}
+		if tmps := append(temporaries(t, l.Objects()), temporaries(t, l.Trails())...); len(tmps) != 0 {
+			t.Fatalf("install %d: left behind: %v", i, tmps)
+		}
+		refused++
 		if err := l.Check(); err != nil {
-			t.Fatalf("put %d: storage after the refusal: %v", i, err)
+			t.Fatalf("put %d: storage after the refusals: %v", i, err)
 		}
 		d.alive(fmt.Sprintf("put %d", i))
 		d.sameRunning(fmt.Sprintf("put %d refused", i), before)
