@@ -400,10 +400,11 @@ func tryStart(t *testing.T, dir string, env []string) (*device, bool) {
 // refuses to make a filesystem with writers read-only (EBUSY), as a
 // device's storage with its logs apart would be.
 //
-// Running: an update install fails (non-zero exit, a message naming the
-// read-only storage), nothing of it is kept, the running revision runs
-// on with the same containers; once read-write again the same install
-// succeeds and the update runs (UPDATED).
+// Running: an update install fails (non-zero exit, 507 "Storage is
+// read-only"), nothing of it is kept, the running revision runs on with
+// the same containers; once read-write again the same install succeeds;
+// its run while read-only again fails the same way before anything
+// changes (progress NEW, no pv_try), and read-write it runs (UPDATED).
 //
 // Starting on read-only storage (the spec allows running the committed
 // revision or failing with a clear message; this is what the code does):
@@ -418,7 +419,7 @@ func TestReliabilityStorageReadOnly(t *testing.T) {
 	var refusals, updates int
 	startOutcome := "not started"
 	record(t, "storage read-only: install refused, start", &done, &passed, func() string {
-		return fmt.Sprintf("%d installs refused, %d updates after rw; start on ro storage: %s", refusals, updates, startOutcome)
+		return fmt.Sprintf("%d installs and runs refused (507), %d updates after rw; start on ro storage: %s", refusals, updates, startOutcome)
 	})
 
 	src := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
@@ -466,6 +467,22 @@ func TestReliabilityStorageReadOnly(t *testing.T) {
 		if out, code := d.pvcontrol("steps", "install", tgz, "locals/"+name); code != 0 {
 			t.Fatalf("install %d on read-write storage: exit %d: %s", i, code, out)
 		}
+		// Installed, then run while read-only: the run is refused, as
+		// clearly, before anything changes.
+		remount(t, dir, true)
+		out, code = d.pvcontrol("cmd", "run", "locals/"+name)
+		if code == 0 || !strings.Contains(out, "Storage is read-only") || !strings.Contains(out, "507") {
+			t.Fatalf("run %d on read-only storage: exit %d: %s", i, code, out)
+		}
+		if p, ok := d.progress("locals/" + name); !ok || p.Status != storage.StatusNew {
+			t.Fatalf("run %d refused: progress %+v (answered %v)", i, p, ok)
+		}
+		if env := bootEnv(t, dir); env.Try() != "" {
+			t.Fatalf("run %d refused: bootloader %v", i, env)
+		}
+		d.sameRunning(fmt.Sprintf("run %d refused", i), before)
+		refusals++
+		remount(t, dir, false)
 		if out, code := d.pvcontrol("cmd", "run", "locals/"+name); code != 0 {
 			t.Fatalf("run %d: exit %d: %s", i, code, out)
 		}
