@@ -574,8 +574,8 @@ func TestReliabilityBootEnvCorrupt(t *testing.T) {
 	dir := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
 	l := storage.Layout{Root: dir}
 	bl := bootloader.AppEngine{Dir: l.Boot()}
-	// A committed revision besides the factory one, as a device that
-	// updated once has.
+	// A revision besides the factory one, which each round's variables
+	// name as the committed one (pv_rev), as a device that updated once.
 	d := startDeviceEnv(t, dir, commitDelay)
 	d.waitUp("first start", 60*time.Second)
 	d.upload(buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-c"), nil)), "c")
@@ -584,6 +584,19 @@ func TestReliabilityBootEnvCorrupt(t *testing.T) {
 	}
 	if p, seen := d.waitProgress("locals/c", 60*time.Second); p.Status != storage.StatusUpdated {
 		t.Fatalf("update: %+v %v", p, seen)
+	}
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop: %d", code)
+	}
+	// The baseline: whole variables run that revision, so the factory
+	// one running below is the corruption's doing.
+	if err := bl.Save(bootloader.Env{bootloader.VarRev: "locals/c"}); err != nil {
+		t.Fatal(err)
+	}
+	d = startDeviceEnv(t, dir, commitDelay)
+	d.waitUp("start on whole variables", 60*time.Second)
+	if rev := d.runningRev("locals/c", "0"); rev != "locals/c" {
+		t.Fatalf("whole variables naming locals/c: runs %s", rev)
 	}
 	if code := d.stop(30 * time.Second); code != 0 {
 		t.Fatalf("stop: %d", code)
