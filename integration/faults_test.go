@@ -515,6 +515,7 @@ func TestReliabilityStorageReadOnly(t *testing.T) {
 	// Read-only storage, its logs apart and writable: the committed
 	// revision runs (trails/current is not updated: a warning).
 	remount(t, dir, true)
+	printed := strings.Count(d.console("b"), "b-"+current[len("locals/"):])
 	d, exited := tryStart(t, dir, commitDelay)
 	if exited {
 		t.Fatalf("start on read-only storage with writable logs: exit %d:\n%s", d.cmd.ProcessState.ExitCode(), d.output())
@@ -524,6 +525,15 @@ func TestReliabilityStorageReadOnly(t *testing.T) {
 		t.Fatalf("start on read-only storage runs %s, not the committed %s", rev, current)
 	}
 	d.alive("start on read-only storage")
+	// b's word is printed once its shell has set its TERM trap: a
+	// SIGTERM before that is lost (an init without a handler ignores it)
+	// and the stop would wait for the 10 s kill.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(d.console("b"), "b-"+current[len("locals/"):]) <= printed; {
+		if time.Now().After(deadline) {
+			t.Fatalf("b printed nothing on read-only storage with writable logs: %q", d.console("b"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if code := d.stop(30 * time.Second); code != 0 {
 		t.Fatalf("stop on read-only storage: exit code %d", code)
 	}
