@@ -27,7 +27,11 @@ mkdir -p "$work" "$cache"
 # squashfs and overlay as modules, loaded by pantavisor from
 # /etc/modules-load.d). Downloaded once into bin/boot-cache.
 if ! ls "$cache"/linux-image-*-cloud-amd64_*.deb >/dev/null 2>&1; then
-	pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+	if [ -z "$pkg" ]; then # no package lists yet on a fresh machine
+		apt-get update -qq
+		pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+	fi
 	(cd "$cache" && apt-get download "$pkg" >/dev/null)
 fi
 rm -rf "$cache/x"
