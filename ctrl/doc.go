@@ -67,7 +67,10 @@
 //     more than 1 MiB (object uploads) instead must make progress every
 //     30 s, since an upload may take hours. Once the body ends the read
 //     deadline is lifted: a command that runs long after reading its body
-//     is not cut off.
+//     is not cut off. A body the handler did not read (an answer given
+//     first) or that failed has the same 30 s: net/http reads the rest
+//     after the answer, and a client that never sends the body it
+//     announced is then cut instead of holding its connection for ever.
 //   - Answer: each write within 30 s (the deadline is pushed ahead before
 //     every write, a streamed file 1 MiB at a time), so a client that
 //     stops reading is dropped but a long download is not.

@@ -144,35 +144,53 @@ func socketOf(c net.Conn) net.Conn {
 }
 
 // deadlineBody bounds the reading of a request body: the whole body within
-// bodyTimeout, or, when renew is set (object uploads), each read within
-// bodyTimeout. Once the body ends the deadline is lifted, so a handler that
+// timeout, or, when renew is set (object uploads), each read within
+// timeout. Once the body ends the deadline is lifted, so a handler that
 // runs long after reading (POST /commands) is not cut off by net/http's
-// background read timing out.
+// background read timing out. A read that fails leaves the deadline as it
+// is: after the handler's answer net/http reads what is left of a body
+// (up to 256 KiB, to keep the connection), and with no deadline a client
+// that announced a body and never sends it would hold the connection, and
+// its slot under the cap, for ever.
 type deadlineBody struct {
 	io.ReadCloser
-	rc    *http.ResponseController
-	renew bool
+	rc      *http.ResponseController
+	renew   bool
+	timeout time.Duration
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	if b.renew {
-		_ = b.rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
+	if err == io.EOF {
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }
 
 // limitBody applies the body timeout of a route whose limit is limit to r.
-func limitBody(rw http.ResponseWriter, r *http.Request, limit int64) {
+// The deadline ServeHTTP set for an unread body is then this one.
+func (s *Server) limitBody(rw http.ResponseWriter, r *http.Request, limit int64) {
 	if limit == 0 || r.Body == nil || r.Body == http.NoBody {
 		return
 	}
 	rc := http.NewResponseController(rw)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, renew: limit > maxSmallBody}
+	_ = rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, renew: limit > maxSmallBody, timeout: s.bodyTimeout}
+}
+
+// boundUnreadBody gives a request with a body the body timeout from the
+// start, before any check: an answer given without reading the body (a
+// refusal, an unknown endpoint, a route that takes none) makes net/http
+// read what is left of it, and without a deadline a client that never
+// sends its announced body would hold the connection for ever.
+func (s *Server) boundUnreadBody(rw http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	_ = http.NewResponseController(rw).SetReadDeadline(time.Now().Add(s.bodyTimeout))
 }
 
 // maxSmallBody is the largest body limit read under one bodyTimeout; a

@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
 )
 
 // slowClients opens n connections to sock that each send a request one
@@ -189,5 +193,53 @@ func TestHugeBodyRefused(t *testing.T) {
 		if n := sent.n.Load(); n > 16<<20 {
 			t.Errorf("chunked=%v: %d bytes taken of %d", chunked, n, huge)
 		}
+	}
+}
+
+// TestAnnouncedBodyNeverSent sends request heads announcing a body that
+// never comes and holds the connections: each is answered, and the
+// connection closed, within the body timeout (shortened here), whether the
+// handler read the body (POST /signal, an upload of a state) or answered
+// without reading it (a refusal, an unknown endpoint). Before the fix the
+// server, once its answer was decided, read the rest of the body with no
+// deadline to keep the connection: the client held it, and its slot
+// under the cap, for as long as it liked.
+func TestAnnouncedBodyNeverSent(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	for _, tc := range []struct {
+		name, caller, head, status string
+	}{
+		{"signal, read", "app", "POST /signal HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n", "400"},
+		{"state upload, read", "", "PUT /steps/locals/held HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n", "400"},
+		{"refused, unread", "app", "POST /commands HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n", "403"},
+		{"unknown endpoint, unread", "app", "POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n", "400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(newFakeBackend(), fixedResolver(tc.caller, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s.bodyTimeout = timeout
+			s.SetStorage(Storage{Layout: storage.Layout{Root: t.TempDir()}, State: state.Options{AppEngine: true}})
+			sock := serveTest(t, s)
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, tc.head); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			c.SetReadDeadline(start.Add(10 * time.Second))
+			data, err := io.ReadAll(c)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatalf("no close after %v: %v; got %q", took, err, data)
+			}
+			if !strings.HasPrefix(string(data), "HTTP/1.1 "+tc.status+" ") {
+				t.Errorf("answer %q, want %s", data, tc.status)
+			}
+			if took > timeout+2*time.Second {
+				t.Errorf("closed after %v, body timeout %v", took, timeout)
+			}
+		})
 	}
 }

@@ -81,6 +81,8 @@ type Server struct {
 	metrics *metrics
 	// listed is the last GET /containers answer (listcache.go).
 	listed containersCache
+	// bodyTimeout is the body timeout (limits.go); tests shorten it.
+	bodyTimeout time.Duration
 }
 
 // New returns a server answering from b, identifying callers with r
@@ -93,7 +95,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter}
+	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter, bodyTimeout: bodyTimeout}
 	s.conns.max = DefaultMaxConns
 	s.metrics = newMetrics(s)
 	s.hs = &http.Server{
@@ -145,6 +147,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// Deferred first, so it runs after recoverHandler has answered.
 	defer func() { s.metrics.count(rt, w.statusCode()) }()
 	defer s.recoverHandler(w, r)
+	s.boundUnreadBody(rw, r)
 	if !hostAllowed(r.Host) {
 		w.Header().Set("Connection", "close")
 		s.writeError(w, http.StatusBadRequest, msgHost)
@@ -178,7 +181,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	// The server's own writer, not the wrapper: MaxBytesReader tells it to
 	// close the connection once the limit is hit.
-	limitBody(rw, r, limit)
+	s.limitBody(rw, r, limit)
 	r.Body = http.MaxBytesReader(rw, r.Body, limit)
 	rt.handle(s, w, r, &call{caller: c, args: args})
 }
