@@ -56,9 +56,13 @@
 //
 //   - Connections: at most DefaultMaxConns (256; SetMaxConns) open at once,
 //     counted across listeners. One more is refused at accept, before the
-//     caller resolver runs: it is answered 503 {"Error":"Too many
-//     connections"} with Retry-After: 1 and Connection: close, then closed;
-//     a log line counts refusals (at most one per 10 s). 256 leaves room
+//     caller resolver runs: once its request head came (or 1 s passed) it
+//     is answered 503 {"Error":"Too many connections"} with Retry-After: 1
+//     and Connection: close, then closed; a log line counts refusals (at
+//     most one per 10 s). At most 64 refusals are under way at once;
+//     beyond them a connection is closed unanswered, so a client opening
+//     connections without end costs the server a bounded number of
+//     descriptors. 256 leaves room
 //     for upstream's clients and a few hundred stuck ones (each costs ~20
 //     KiB) on a small device.
 //   - Request header: within 10 s of its first byte (ReadHeaderTimeout);

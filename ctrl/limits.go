@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -59,6 +60,8 @@ func (s *Server) SetMaxConns(n int) {
 type connLimit struct {
 	max    int64
 	active atomic.Int64
+	// refusing counts the refusals under way.
+	refusing atomic.Int64
 
 	logMu   sync.Mutex
 	lastLog time.Time
@@ -85,15 +88,37 @@ func (l limitListener) Accept() (net.Conn, error) {
 		}
 		l.lim.active.Add(-1)
 		l.s.logRefused()
-		go refuse(socketOf(c))
+		// Each refusal holds its connection up to 2 refuseTimeout: a
+		// client opening connections without end would otherwise make
+		// the server hold as many descriptors as it opens in that time
+		// (tens of thousands). Beyond maxRefusing the connection is
+		// closed at once, unanswered.
+		if l.lim.refusing.Add(1) > maxRefusing {
+			l.lim.refusing.Add(-1)
+			c.Close()
+			continue
+		}
+		go func() {
+			defer l.lim.refusing.Add(-1)
+			refuse(socketOf(c))
+		}()
 	}
 }
 
-// refuse writes the refusal to c and closes it. Shutting down the write
-// side first and draining what the client sent lets it read the answer
-// instead of a reset.
+// maxRefusing bounds the refusals under way (limitListener.Accept).
+const maxRefusing = 64
+
+// refuse waits for the request head, writes the refusal to c and closes
+// it. An answer written before the request is, to an HTTP client, a
+// response on an idle connection: Go's Transport (pvcontrol's) drops it
+// and fails the request with no status at all, so a refused pvcontrol
+// would not say it was refused. Shutting down the write side first and
+// draining what the client sent lets it read the answer instead of a
+// reset.
 func refuse(c net.Conn) {
 	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+	readHead(c, 8<<10)
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
 	if _, err := c.Write(refusal); err != nil {
 		return
@@ -102,6 +127,24 @@ func refuse(c net.Conn) {
 		_ = cw.CloseWrite()
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+}
+
+// readHead reads from c up to the blank line that ends a request head,
+// at most limit bytes, until an error (the deadline).
+func readHead(c net.Conn, limit int) {
+	buf := make([]byte, 0, 1024)
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		// The end is searched for from a few bytes before what came, as
+		// it may straddle two reads.
+		if bytes.Contains(buf[max(0, len(buf)-n-3):], []byte("\r\n\r\n")) || err != nil {
+			return
+		}
+	}
 }
 
 // logRefused logs refused connections, at most once per refuseLogEvery.

@@ -2,11 +2,13 @@ package ctrl
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,5 +243,96 @@ func TestAnnouncedBodyNeverSent(t *testing.T) {
 				t.Errorf("closed after %v, body timeout %v", took, timeout)
 			}
 		})
+	}
+}
+
+// TestRefusalAnswersTheRequest: a Go HTTP client (pvcontrol's Transport)
+// refused beyond the cap gets the documented 503, even when the refusal
+// would reach it before its request left (here the dial returns late; 300
+// tries, as the Transport's race is not lost every time).
+// Before the fix the refusal was written at accept: the Transport took it
+// for a response on an idle connection, dropped it and failed the request
+// with a bare transport error.
+func TestRefusalAnswersTheRequest(t *testing.T) {
+	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.SetMaxConns(1)
+	sock := serveTest(t, s)
+	held, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	io.WriteString(held, "GET /containers HTTP/1.1\r\n") // header unfinished
+	time.Sleep(50 * time.Millisecond)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "unix", sock)
+			time.Sleep(5 * time.Millisecond)
+			return c, err
+		},
+	}}
+	for i := range 300 {
+		res, err := client.Get("http://localhost/containers")
+		if err != nil {
+			t.Fatalf("refused client, try %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || string(b) != errJSON(msgTooManyConns) {
+			t.Fatalf("refused client: %d %s", res.StatusCode, b)
+		}
+	}
+}
+
+// TestRefusalsHoldFewDescriptors opens 500 connections beyond the cap that
+// send nothing and never close: the server holds at most maxRefusing of
+// them while it refuses (each up to 2 s), and closes the rest at once.
+// Before the fix it held every one for its refusal, so a client opening
+// connections without end made it hold as many descriptors as the client
+// opened in a second.
+func TestRefusalsHoldFewDescriptors(t *testing.T) {
+	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.SetMaxConns(1)
+	sock := serveTest(t, s)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	held, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	time.Sleep(50 * time.Millisecond)
+	before := fds()
+	const n = 500
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The server's side of each: the client's n are counted too.
+	time.Sleep(200 * time.Millisecond)
+	if got := fds() - before - n; got > maxRefusing+8 {
+		t.Errorf("the server holds %d descriptors for %d refused connections, at most %d expected", got, n, maxRefusing)
+	}
+	// Every one of them ends: refused, or closed unanswered.
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Fatalf("a connection beyond the cap did not end: %v", err)
+		}
 	}
 }
