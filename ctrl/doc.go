@@ -62,7 +62,12 @@
 //     most one per 10 s). At most 64 refusals are under way at once;
 //     beyond them a connection is closed unanswered, so a client opening
 //     connections without end costs the server a bounded number of
-//     descriptors. 256 leaves room
+//     descriptors. Connections from outside pantavisor's pid namespace
+//     (containers) have caps of their own, checked at accept from the
+//     peer's pid namespace: a quarter of the cap (64) for each namespace,
+//     the cap less an eighth (224) for all of them, so a container
+//     opening connections without end cannot lock the host, or a
+//     management container, out of the socket. 256 leaves room
 //     for upstream's clients and a few hundred stuck ones (each costs ~20
 //     KiB) on a small device.
 //   - Request header: within 10 s of its first byte (ReadHeaderTimeout);

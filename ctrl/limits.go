@@ -57,11 +57,28 @@ func (s *Server) SetMaxConns(n int) {
 }
 
 // connLimit counts a server's open connections across its listeners.
+//
+// Besides the cap on all of them, connections from outside the host
+// (containers) have caps of their own: each source (a pid namespace: a
+// container) at most a quarter of the cap, all of them together the cap
+// less an eighth. A container opening connections without end (any
+// container may connect: the socket is in every one) would otherwise
+// take every slot, and pvcontrol on the host, or a management container,
+// would be refused for as long as it kept at it.
 type connLimit struct {
 	max    int64
 	active atomic.Int64
 	// refusing counts the refusals under way.
 	refusing atomic.Int64
+	// source says where a connection comes from; nil takes every one
+	// for the host's.
+	source func(net.Conn) connSource
+
+	mu sync.Mutex
+	// guests counts the connections not from the host, bySource those
+	// of each source.
+	guests   int64
+	bySource map[uint64]int64
 
 	logMu   sync.Mutex
 	lastLog time.Time
@@ -83,10 +100,13 @@ func (l limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.lim.active.Add(1) <= l.lim.max {
-			return &countedConn{Conn: c, lim: l.lim}, nil
+		src := connSource{host: true}
+		if l.lim.source != nil {
+			src = l.lim.source(socketOf(c))
 		}
-		l.lim.active.Add(-1)
+		if l.lim.take(src) {
+			return &countedConn{Conn: c, lim: l.lim, src: src}, nil
+		}
 		l.s.logRefused()
 		// Each refusal holds its connection up to 2 refuseTimeout: a
 		// client opening connections without end would otherwise make
@@ -159,15 +179,67 @@ func (s *Server) logRefused() {
 	}
 }
 
+// connSource is where a connection comes from: the host (pantavisor's
+// own pid namespace, or above it), or the pid namespace key.
+type connSource struct {
+	host bool
+	key  uint64
+}
+
+// perSource is the cap of one source other than the host.
+func (l *connLimit) perSource() int64 { return max(1, l.max/4) }
+
+// guestCap is the cap of all sources but the host together: the rest is
+// kept for the host.
+func (l *connLimit) guestCap() int64 { return max(1, l.max-l.max/8) }
+
+// take counts a connection from src in, or says it is beyond a cap.
+func (l *connLimit) take(src connSource) bool {
+	if l.active.Add(1) > l.max {
+		l.active.Add(-1)
+		return false
+	}
+	if src.host {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.guests >= l.guestCap() || l.bySource[src.key] >= l.perSource() {
+		l.active.Add(-1)
+		return false
+	}
+	if l.bySource == nil {
+		l.bySource = map[uint64]int64{}
+	}
+	l.guests++
+	l.bySource[src.key]++
+	return true
+}
+
+// give counts a connection from src out.
+func (l *connLimit) give(src connSource) {
+	l.active.Add(-1)
+	if src.host {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.guests--
+	if l.bySource[src.key]--; l.bySource[src.key] <= 0 {
+		delete(l.bySource, src.key)
+	}
+}
+
 // countedConn gives its slot back when closed.
 type countedConn struct {
 	net.Conn
 	lim  *connLimit
+	src  connSource
 	once sync.Once
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.lim.active.Add(-1) })
+	c.once.Do(func() { c.lim.give(c.src) })
 	return c.Conn.Close()
 }
 

@@ -336,3 +336,81 @@ func TestRefusalsHoldFewDescriptors(t *testing.T) {
 		}
 	}
 }
+
+// TestGuestCannotTakeEverySlot: a container (here a fake source) opening
+// connections without end gets a quarter of the cap; the host is then
+// still served. Before the fix it took every slot and the host was
+// refused for as long as it kept at it.
+func TestGuestCannotTakeEverySlot(t *testing.T) {
+	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.SetMaxConns(16)
+	var guest atomic.Bool
+	s.conns.source = func(net.Conn) connSource {
+		if guest.Load() {
+			return connSource{key: 7}
+		}
+		return connSource{host: true}
+	}
+	sock := serveTest(t, s)
+	guest.Store(true)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 40 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /containers HTTP/1.1\r\n") // header unfinished
+		held = append(held, c)
+	}
+	// Those beyond the guest's cap are refused; the others stay held.
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	for _, c := range held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if b, _ := io.ReadAll(c); strings.Contains(string(b), msgTooManyConns) {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if want := int64(40 - 4); refused.Load() != want {
+		t.Errorf("%d of the guest's 40 connections refused, want %d (cap 16, a quarter each)", refused.Load(), want)
+	}
+	guest.Store(false)
+	status, body, _ := rawRequest(t, sock, "GET /containers HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	if status != "200 OK" {
+		t.Errorf("the host beside the guest: %q %s", status, body)
+	}
+}
+
+// TestGuestsLeaveTheHostItsShare: many guests together take at most the
+// cap less an eighth; the host gets the rest.
+func TestGuestsLeaveTheHostItsShare(t *testing.T) {
+	l := connLimit{max: 16}
+	taken := 0
+	for g := range 10 {
+		for range 4 {
+			if l.take(connSource{key: uint64(g)}) {
+				taken++
+			}
+		}
+	}
+	if taken != 14 || l.bySource[0] != 4 || l.bySource[3] != 2 {
+		t.Errorf("guests took %d of 16 slots, want 14 (4 each at most): %v", taken, l.bySource)
+	}
+	if !l.take(connSource{host: true}) || !l.take(connSource{host: true}) || l.take(connSource{host: true}) {
+		t.Errorf("the host did not get exactly the 2 slots left")
+	}
+	l.give(connSource{key: 3})
+	if l.bySource[3] != 1 || l.guests != 13 {
+		t.Errorf("after a give: source 3 holds %d, guests %d", l.bySource[3], l.guests)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,4 +87,53 @@ func openPidfd(pid int) (int, error) {
 		return -1, fmt.Errorf("pidfd_open(%d): %w", pid, err)
 	}
 	return fd, nil
+}
+
+// sourceByPidNS names a connection's source by its peer's pid namespace:
+// the host when it is ours (pvcontrol on the device) or the peer is
+// outside it (pid 0: above us, the host of an appengine instance), else
+// the namespace's inode, which every process of a container shares. A
+// peer whose credentials or namespace cannot be read (gone already) is a
+// guest of source 0. It costs a getsockopt and a stat at accept, before
+// the caller resolver. nil when our own namespace cannot be read: every
+// connection is then the host's, under the one cap.
+func sourceByPidNS() func(net.Conn) connSource {
+	self, err := pidNSOf("self")
+	if err != nil {
+		return nil
+	}
+	return func(c net.Conn) connSource {
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			return connSource{}
+		}
+		raw, err := uc.SyscallConn()
+		if err != nil {
+			return connSource{}
+		}
+		var cred *unix.Ucred
+		var credErr error
+		if err := raw.Control(func(fd uintptr) {
+			cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		}); err != nil || credErr != nil {
+			return connSource{}
+		}
+		if cred.Pid == 0 {
+			return connSource{host: true}
+		}
+		ns, err := pidNSOf(strconv.Itoa(int(cred.Pid)))
+		if err != nil {
+			return connSource{}
+		}
+		return connSource{host: ns == self, key: ns}
+	}
+}
+
+// pidNSOf is the inode of the pid namespace of /proc/<pid>.
+func pidNSOf(pid string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+pid+"/ns/pid", &st); err != nil {
+		return 0, fmt.Errorf("stat pid namespace of %s: %w", pid, err)
+	}
+	return st.Ino, nil
 }

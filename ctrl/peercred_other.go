@@ -18,3 +18,7 @@ func peerAlive(int) error { return nil }
 func closePidfd(int) {}
 
 func openPidfd(int) (int, error) { return -1, errors.New("pidfd_open needs Linux") }
+
+// sourceByPidNS is Linux-only: elsewhere every connection is under the
+// one cap.
+func sourceByPidNS() func(net.Conn) connSource { return nil }

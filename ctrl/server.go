@@ -97,6 +97,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 	}
 	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter, bodyTimeout: bodyTimeout}
 	s.conns.max = DefaultMaxConns
+	s.conns.source = sourceByPidNS()
 	s.metrics = newMetrics(s)
 	s.hs = &http.Server{
 		Handler:     s,
