@@ -59,8 +59,9 @@
 //     caller resolver runs: once its request head came (or 1 s passed) it
 //     is answered 503 {"Error":"Too many connections"} with Retry-After: 1
 //     and Connection: close, then closed; a log line counts refusals (at
-//     most one per 10 s). At most 64 refusals are under way at once;
-//     beyond them a connection is closed unanswered, so a client opening
+//     most one per 10 s). At most 128 refusals of containers (1024 of
+//     the host) wait for their heads at once; beyond them a connection is
+//     refused at once with what it sent so far, so a container opening
 //     connections without end costs the server a bounded number of
 //     descriptors. Connections from outside pantavisor's pid namespace
 //     (containers) have caps of their own, checked at accept from the

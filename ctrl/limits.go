@@ -68,8 +68,8 @@ func (s *Server) SetMaxConns(n int) {
 type connLimit struct {
 	max    int64
 	active atomic.Int64
-	// refusing counts the refusals under way.
-	refusing atomic.Int64
+	// refusingGuests and refusingHost count the refusals under way.
+	refusingGuests, refusingHost atomic.Int64
 	// source says where a connection comes from; nil takes every one
 	// for the host's.
 	source func(net.Conn) connSource
@@ -108,25 +108,34 @@ func (l limitListener) Accept() (net.Conn, error) {
 			return &countedConn{Conn: c, lim: l.lim, src: src}, nil
 		}
 		l.s.logRefused()
-		// Each refusal holds its connection up to 2 refuseTimeout: a
-		// client opening connections without end would otherwise make
-		// the server hold as many descriptors as it opens in that time
-		// (tens of thousands). Beyond maxRefusing the connection is
-		// closed at once, unanswered.
-		if l.lim.refusing.Add(1) > maxRefusing {
-			l.lim.refusing.Add(-1)
-			c.Close()
+		// Each refusal holds its connection until its head comes (up
+		// to refuseTimeout) and the client reads the answer: a
+		// container opening connections without end, sending nothing,
+		// would otherwise make the server hold as many descriptors as
+		// it opens in that time (tens of thousands). Beyond
+		// maxRefusingGuests refusals of containers under way, one more
+		// is refused at once, without waiting for its head. The host's
+		// refusals have the much larger maxRefusingHost: a storm of its
+		// well-formed clients gets answers, not resets.
+		n, limit := &l.lim.refusingGuests, int64(maxRefusingGuests)
+		if src.host {
+			n, limit = &l.lim.refusingHost, maxRefusingHost
+		}
+		if n.Add(1) > limit {
+			n.Add(-1)
+			refuseNow(socketOf(c))
 			continue
 		}
 		go func() {
-			defer l.lim.refusing.Add(-1)
+			defer n.Add(-1)
 			refuse(socketOf(c))
 		}()
 	}
 }
 
-// maxRefusing bounds the refusals under way (limitListener.Accept).
-const maxRefusing = 64
+// maxRefusingGuests and maxRefusingHost bound the refusals under way
+// (limitListener.Accept) of containers and of the host.
+const maxRefusingGuests, maxRefusingHost = 128, 1024
 
 // refuse waits for the request head, writes the refusal to c and closes
 // it. An answer written before the request is, to an HTTP client, a

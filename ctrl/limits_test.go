@@ -285,15 +285,16 @@ func TestRefusalAnswersTheRequest(t *testing.T) {
 	}
 }
 
-// TestRefusalsHoldFewDescriptors opens 500 connections beyond the cap that
-// send nothing and never close: the server holds at most maxRefusing of
-// them while it refuses (each up to 2 s), and closes the rest at once.
-// Before the fix it held every one for its refusal, so a client opening
-// connections without end made it hold as many descriptors as the client
-// opened in a second.
+// TestRefusalsHoldFewDescriptors opens 500 connections from a container
+// (a fake source) beyond the cap that send nothing and never close: the
+// server holds at most maxRefusingGuests of them while it refuses (each
+// up to 2 s), and refuses the rest at once. Before the fix it held every
+// one for its refusal, so a client opening connections without end made
+// it hold as many descriptors as the client opened in a second.
 func TestRefusalsHoldFewDescriptors(t *testing.T) {
 	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.SetMaxConns(1)
+	s.conns.source = func(net.Conn) connSource { return connSource{key: 7} }
 	sock := serveTest(t, s)
 	fds := func() int {
 		ents, err := os.ReadDir("/proc/self/fd")
@@ -325,14 +326,18 @@ func TestRefusalsHoldFewDescriptors(t *testing.T) {
 	}
 	// The server's side of each: the client's n are counted too.
 	time.Sleep(200 * time.Millisecond)
-	if got := fds() - before - n; got > maxRefusing+8 {
-		t.Errorf("the server holds %d descriptors for %d refused connections, at most %d expected", got, n, maxRefusing)
+	if got := fds() - before - n; got > maxRefusingGuests+8 {
+		t.Errorf("the server holds %d descriptors for %d refused connections, at most %d expected", got, n, maxRefusingGuests)
 	}
-	// Every one of them ends: refused, or closed unanswered.
-	for _, c := range conns {
+	// Every one of them is refused: those beyond maxRefusingGuests at once.
+	for i, c := range conns {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadAll(c); err != nil {
-			t.Fatalf("a connection beyond the cap did not end: %v", err)
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("connection %d beyond the cap did not end: %v", i, err)
+		}
+		if !strings.Contains(string(b), msgTooManyConns) {
+			t.Fatalf("connection %d beyond the cap ended unanswered: %q", i, b)
 		}
 	}
 }

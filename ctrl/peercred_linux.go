@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -136,4 +137,33 @@ func pidNSOf(pid string) (uint64, error) {
 		return 0, fmt.Errorf("stat pid namespace of %s: %w", pid, err)
 	}
 	return st.Ino, nil
+}
+
+// refuseNow refuses c without waiting, in the accept loop: it reads what
+// the client sent already (its request head, when it came before the
+// accept, as it does when a storm queues connections), writes the
+// refusal and closes c. Reading first means the close leaves nothing
+// unread, which would reset the connection and lose the answer; not
+// waiting means a client opening connections without end holds no
+// descriptor of the server's. Both calls are non-blocking.
+func refuseNow(c net.Conn) {
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		buf := make([]byte, 4096)
+		for range 16 {
+			n, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			if err != nil || n <= 0 {
+				break
+			}
+		}
+		_, _ = unix.SendmsgN(int(fd), refusal, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	})
 }

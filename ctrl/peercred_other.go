@@ -22,3 +22,7 @@ func openPidfd(int) (int, error) { return -1, errors.New("pidfd_open needs Linux
 // sourceByPidNS is Linux-only: elsewhere every connection is under the
 // one cap.
 func sourceByPidNS() func(net.Conn) connSource { return nil }
+
+// refuseNow closes c unanswered: answering without blocking the accept
+// loop needs Linux's calls here.
+func refuseNow(c net.Conn) { c.Close() }
