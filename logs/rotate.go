@@ -10,8 +10,9 @@
 // What is written during the copy is lost: the price of never holding a
 // writer (a flood loses more, a steady log the odd line). A directory
 // over PV_LOG_DIR_MAXSIZE loses its oldest files first — rotated copies,
-// then other revisions' logs, then the current revision's rotated and live
-// files, oldest first — until it is under the limit less a hysteresis
+// then other revisions' logs, then the current revision's live files,
+// largest first (a flooding container's console before pantavisor's own
+// log and the quiet containers') — until it is under the limit less a hysteresis
 // margin (1/PV_LOG_HYSTERESIS_FACTOR of it), so a steady writer does not
 // make it sweep at every write.
 package logs
@@ -137,7 +138,15 @@ func (k *Keeper) Enforce() {
 		target -= k.Limits.MaxDir / h
 	}
 	slices.SortStableFunc(files, func(a, b logFile) int {
-		return cmp.Or(cmp.Compare(k.class(a), k.class(b)), a.mtime.Compare(b.mtime))
+		c := cmp.Compare(k.class(a), k.class(b))
+		if c == 0 && k.class(a) == classCurrentLive {
+			// The largest first: a live log far over its share is the
+			// one being flooded, and oldest first would truncate
+			// pantavisor's own log and the quiet containers' (the
+			// oldest written) before it.
+			c = cmp.Compare(b.size, a.size)
+		}
+		return cmp.Or(c, a.mtime.Compare(b.mtime))
 	})
 	for _, f := range files {
 		if total <= target {
@@ -164,7 +173,8 @@ func (k *Keeper) Enforce() {
 
 // class orders the files a sweep removes: rotated copies, then other
 // revisions' logs, then the current revision's live ones; oldest first
-// within each (the sort's second key).
+// within each (the sort's second key), but the current live ones
+// largest first.
 func (k *Keeper) class(f logFile) int {
 	switch {
 	case f.rotated:
@@ -172,8 +182,11 @@ func (k *Keeper) class(f logFile) int {
 	case !f.inCurrent(k.Current):
 		return 1
 	}
-	return 2
+	return classCurrentLive
 }
+
+// classCurrentLive is the class of the current revision's live logs.
+const classCurrentLive = 2
 
 type logFile struct {
 	path    string

@@ -135,3 +135,35 @@ func TestFloodStaysUnderTheLimit(t *testing.T) {
 		t.Fatal("the keeper did not stop with its context")
 	}
 }
+
+// Over MaxDir with only the current revision's live logs left, the
+// largest goes first: a container flooding its console loses its log, not
+// pantavisor's own log nor the quiet containers' (older files). Before
+// the fix the oldest went first, so a container of any role could erase
+// pantavisor's log by printing fast.
+func TestSweepTruncatesTheFloodFirst(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel string, n int, age time.Duration) string {
+		p := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(-age)
+		os.Chtimes(p, at, at)
+		return p
+	}
+	own := write("0/pantavisor/pantavisor.log", 300, time.Hour)
+	quietCtr := write("0/quiet/console.log", 200, time.Minute)
+	flood := write("0/flood/console.log", 2000, 0)
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "0"), Limits: Limits{MaxDir: 1000, Hysteresis: 4}, Log: quiet()}
+	k.Enforce()
+	for _, p := range []string{own, quietCtr} {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("%s truncated for a flood elsewhere: %v", p, err)
+		}
+	}
+	if fi, err := os.Stat(flood); err != nil || fi.Size() != 0 {
+		t.Errorf("the flooded log was not truncated: %v %v", fi.Size(), err)
+	}
+}
