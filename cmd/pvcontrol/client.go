@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -19,6 +21,30 @@ const (
 	requestTimeout = 240 * time.Second
 	uploadTimeout  = 4 * time.Hour
 )
+
+// dialSocket connects to the unix socket sock, retrying within
+// connectTimeout while its listen backlog is full: a unix socket's
+// non-blocking connect (Go's, always) fails with EAGAIN then, where a
+// blocking one, and curl's --connect-timeout, would wait for room. A
+// burst of connections from elsewhere (a container opening them without
+// end) fills the backlog for a moment while the server catches up; the
+// host's pvcontrol must not fail for it.
+func dialSocket(ctx context.Context, d *net.Dialer, sock string) (net.Conn, error) {
+	deadline := time.Now().Add(connectTimeout)
+	wait := 5 * time.Millisecond
+	for {
+		c, err := d.DialContext(ctx, "unix", sock)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || time.Now().Add(wait).After(deadline) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
 
 // client sends requests to pv-ctrl over its unix socket.
 type client struct {
@@ -38,7 +64,7 @@ func newClient(sock string, verbose bool, log io.Writer) *client {
 		hc: &http.Client{
 			Transport: &http.Transport{
 				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-					return dialer.DialContext(ctx, "unix", sock)
+					return dialSocket(ctx, dialer, sock)
 				},
 				DisableCompression: true,
 			},
