@@ -30,6 +30,11 @@
 //	                            namespace can), then do what ctrl does
 //	pvapp orphan METHOD PATH    a child connects, sends the request and exits;
 //	                            print "ORPHAN METHOD PATH STATUS BODY"
+//	pvapp ctrl-hog              open connections to pv-ctrl without end, never
+//	                            closing one
+//	pvapp ctrl-hold N LEN PATH  keep N connections to pv-ctrl that sent a POST
+//	                            PATH head with Content-Length LEN and no body
+//	pvapp flood                 print to the console without end
 package main
 
 import (
@@ -128,6 +133,12 @@ func main() {
 		waitForTerm()
 	case "orphan-child":
 		orphanChild(os.Args[2], os.Args[3])
+	case "ctrl-hog":
+		ctrlHog()
+	case "ctrl-hold":
+		ctrlHold(os.Args[2:])
+	case "flood":
+		flood()
 	case "exit":
 		n, err := strconv.Atoi(os.Args[2])
 		if err != nil {
