@@ -26,8 +26,9 @@ import (
 )
 
 // The load and abuse cases of the reliability suite: many clients on the
-// control socket, misbehaving ones among them, and a container of role
-// nobody abusing the socket and its console.
+// control socket, misbehaving ones among them, a container of role nobody
+// abusing the socket and its console, and many containers in one
+// revision.
 
 // The control socket's limits as ctrl documents them (package doc,
 // "Limits"): the cases check the server keeps to them under load.
@@ -54,6 +55,18 @@ func fdCount(pid int) int {
 		return -1
 	}
 	return len(ents)
+}
+
+// rssKiB is pid's resident set (VmRSS), 0 when unknown.
+func rssKiB(pid int) int {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
 }
 
 // pct is the p-th percentile (0 to 100) of xs, which it sorts.
@@ -550,4 +563,101 @@ func lastFlood(s string) int {
 		}
 	}
 	return n
+}
+
+// Many containers in one revision (issue 18). Expected: 100 (short: 30)
+// containers all reach STARTED within 3 min; the supervisor's RSS is
+// reported; a SIGTERM stops the device with exit code 0 and leaves no
+// container process alive.
+func TestReliabilityManyContainers(t *testing.T) {
+	isolated.Require(t)
+	n := runs(t, 100, 30)
+	var done, passed int
+	var fig string
+	record(t, fmt.Sprintf("%d containers in one revision", n), &done, &passed, func() string { return fig })
+	done = 1
+
+	names := make([]string, n)
+	ctrs := make([]ctr, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("m%03d", i)
+		ctrs[i] = ctr{name: names[i], group: "app", cmd: `/bin/sh "-c" "trap 'exit 0' TERM; while true; do sleep 1; done"`}
+	}
+	dir := buildStorage(t, []map[string]any{{"name": "app", "timeout": 300}}, ctrs)
+	start := time.Now()
+	d := startDevice(t, dir)
+	m := d.waitContainers("all STARTED", 3*time.Minute, statusIs(messages.StatusStarted, names...))
+	upIn := time.Since(start)
+	sup := supervisor(d)
+	rss, fds := rssKiB(sup), fdCount(sup)
+	var pids []int
+	for _, c := range m {
+		if c.Pid > 0 {
+			pids = append(pids, c.Pid)
+		}
+	}
+	if len(pids) != n {
+		t.Errorf("%d of %d containers have a pid", len(pids), n)
+	}
+	stopStart := time.Now()
+	code := d.stop(2 * time.Minute)
+	stopIn := time.Since(stopStart)
+	left := alive(pids)
+	fig = fmt.Sprintf("all STARTED in %.1fs; supervisor RSS %.1f MiB, %d fds; stopped in %.1fs, exit %d, %d processes left",
+		upIn.Seconds(), float64(rss)/1024, fds, stopIn.Seconds(), code, len(left))
+	if code != 0 {
+		t.Errorf("pantavisor exited %d after SIGTERM", code)
+	}
+	if len(left) > 0 {
+		t.Errorf("container processes alive after the stop: %v", left)
+	}
+	if !t.Failed() {
+		passed = 1
+	}
+}
+
+// alive is the processes of pids still running (a zombie is not), and
+// every other process of this pid namespace but the test itself: after
+// the device stopped, anything else is left over.
+func alive(pids []int) []string {
+	var out []string
+	self := os.Getpid()
+	running := func(pid int) (string, bool) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return "", false
+		}
+		// A container's pid may have been reused since by a thread of
+		// this test process: /proc/<tid> answers for it too.
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if strings.Contains(string(status), fmt.Sprintf("\nTgid:\t%d\n", self)) {
+			return "", false
+		}
+		// pid (comm) state ppid ...
+		s := string(data)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) || s[i+2] == 'Z' {
+			return "", false
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return fmt.Sprintf("%s state %s cmdline %q", s[:i+1], strings.Fields(s[i+1:])[0:2], cmdline), true
+	}
+	seen := map[int]bool{}
+	for _, p := range pids {
+		seen[p] = true
+		if what, ok := running(p); ok {
+			out = append(out, what)
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || p == self || seen[p] {
+			continue
+		}
+		if what, ok := running(p); ok {
+			out = append(out, what)
+		}
+	}
+	return out
 }
