@@ -380,7 +380,7 @@ func checkRaw(t *testing.T, kind string, ends []rawEnd, timeout time.Duration, w
 	}
 	how := "cut"
 	if want != "" {
-		how = "answered" + want
+		how = "answered " + strings.TrimSpace(want)
 	}
 	return fmt.Sprintf("%d %s: %d %s at p50 %.1fs max %.1fs, %d refused", len(ends), kind, ended, how,
 		pct(took, 50).Seconds(), pct(took, 100).Seconds(), refused)
