@@ -48,7 +48,8 @@ func TestLogDirStaysUnderItsLimit(t *testing.T) {
 	if total > limit {
 		t.Fatalf("log dir holds %d bytes after a 50 MB flood, limit %d", total, limit)
 	}
-	if _, err := os.Stat(filepath.Join(logs, "0", "flood", "console.log.1")); err != nil {
-		t.Errorf("no rotated console log: %v", err)
-	}
+	// Whether console.log.1 exists at the end is timing: a sweep over the
+	// limit removes rotated copies first, and the flood may end between
+	// that and the next rotation. That the console went on is what
+	// FLOOD-DONE, written last, shows.
 }
