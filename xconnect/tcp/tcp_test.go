@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,5 +283,55 @@ func TestResetEndsBoth(t *testing.T) {
 	}
 	if n := st.Active.Load(); n != 0 {
 		t.Fatalf("%d connection still relayed after the consumer's reset", n)
+	}
+}
+
+// An idle relayed connection holds its two sockets and nothing else: no
+// splice pipe waits on it (io.Copy's would, two descriptors per
+// direction, for the life of the connection).
+func TestIdleConnectionsHoldNoPipes(t *testing.T) {
+	addr, st := start(t, backend(t), Options{})
+	count := func() (fds, pipes int) {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
+				pipes++
+			}
+		}
+		return len(ents), pipes
+	}
+	// A burst first: the pipes of a transfer go back to Go's pool.
+	_, pipesBefore := count()
+	const n = 20
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(bytes.Repeat([]byte("y"), 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Counted only when a direction ends: wait for every relay instead.
+	deadline := time.Now().Add(5 * time.Second)
+	for st.Snapshot().Active < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the bursts relayed, the relays idle
+	if _, pipes := count(); pipes-pipesBefore > 4 {
+		// Go's splice pool may keep a few pipes for reuse; one per
+		// idle direction (2n) would be a leak of the design.
+		t.Errorf("%d pipes open for %d idle relayed connections (%d before)", pipes, n, pipesBefore)
+	}
+	// Still relaying: half-close and the echo of everything comes back.
+	c := conns[0]
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || len(got) != 64<<10+5 {
+		t.Fatalf("echo after idling: %d bytes, %v", len(got), err)
 	}
 }
