@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -356,40 +354,8 @@ func remount(t *testing.T, dir string, readOnly bool) {
 // whether it exited before its control socket came up.
 func tryStart(t *testing.T, dir string, env []string) (*device, bool) {
 	t.Helper()
-	d := &device{t: t, storage: dir, run: t.TempDir(), out: &bytes.Buffer{}, outMu: &sync.Mutex{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), "appengine", "--storage", dir, "--run", d.run)
-	d.cmd.Env = append(os.Environ(), env...)
-	w := lockedWriter{d.outMu, d.out}
-	d.cmd.Stdout, d.cmd.Stderr = w, w
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			d.stop(30 * time.Second)
-		}
-		if t.Failed() {
-			t.Logf("pantavisor output:\n%s", d.output())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(d.sock()); err == nil {
-			return d, false
-		}
-		select {
-		case <-d.exited:
-			return d, true
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("neither a control socket nor an exit after 30 s:\n%s", d.output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	d := launchDevice(t, dir, append([]string{}, env...))
+	return d, d.waitSocket(30 * time.Second)
 }
 
 // TestReliabilityStorageReadOnly: the storage remounted read-only under a

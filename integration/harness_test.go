@@ -184,6 +184,17 @@ func startDeviceArgs(t *testing.T, storage string, args ...string) *device {
 // environment.
 func startDeviceEnv(t *testing.T, storage string, env []string, args ...string) *device {
 	t.Helper()
+	d := launchDevice(t, storage, env, args...)
+	if exited := d.waitSocket(20 * time.Second); exited {
+		t.Fatalf("pantavisor exited early: %v\n%s", d.exitErr, d.output())
+	}
+	return d
+}
+
+// launchDevice starts pantavisor appengine on storage and stops it when t
+// ends (its output logged if t failed), without waiting for anything.
+func launchDevice(t *testing.T, storage string, env []string, args ...string) *device {
+	t.Helper()
 	d := &device{t: t, storage: storage, run: t.TempDir(), out: &bytes.Buffer{}, outMu: &sync.Mutex{}, exited: make(chan struct{})}
 	d.cmd = exec.Command(filepath.Join(bin, "pantavisor"), append([]string{"appengine", "--storage", storage, "--run", d.run}, args...)...)
 	if env != nil {
@@ -205,18 +216,25 @@ func startDeviceEnv(t *testing.T, storage string, env []string, args ...string) 
 			t.Logf("pantavisor output:\n%s", d.output())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	return d
+}
+
+// waitSocket waits for the control socket, or for the device's exit
+// (exited true); neither within timeout fails the test.
+func (d *device) waitSocket(timeout time.Duration) (exited bool) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		if _, err := os.Stat(d.sock()); err == nil {
-			return d
+			return false
 		}
 		select {
 		case <-d.exited:
-			t.Fatalf("pantavisor exited early: %v\n%s", d.exitErr, d.output())
+			return true
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no control socket after 20 s:\n%s", d.output())
+			d.t.Fatalf("neither a control socket nor an exit after %v:\n%s", timeout, d.output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

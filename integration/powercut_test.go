@@ -198,15 +198,7 @@ func TestReliabilityPowerCut(t *testing.T) {
 		}
 		return fmt.Sprintf("%d phases; %d DONE, %d failed with a message, %d not run; storage whole at %d checks", len(phases), ok, failed, notRun, checks)
 	})
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(envPowerCutSeed); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s: %v", envPowerCutSeed, err)
-		}
-	}
-	t.Logf("seed %d (replay with %s=%d)", seed, envPowerCutSeed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
+	rng := seeded(t, envPowerCutSeed)
 	start := time.Now()
 
 	dir := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
@@ -306,7 +298,7 @@ func TestReliabilityPowerCut(t *testing.T) {
 		}
 		passed++
 	}
-	t.Logf("seed %d: %d cuts in %v", seed, cuts, time.Since(start).Round(time.Second))
+	t.Logf("%d cuts in %v", cuts, time.Since(start).Round(time.Second))
 	t.Logf("cuts by phase: %s", countList(phases))
 	t.Logf("outcomes: %s", countList(outcomes))
 }

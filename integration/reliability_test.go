@@ -4,8 +4,11 @@ package integration
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/pantavisor/pv/reliability"
 )
@@ -61,4 +64,20 @@ func record(t *testing.T, name string, done, passed *int, figure func() string) 
 		}
 		suite.Record(reliability.Row{Case: name, Runs: *done, Passed: max(p, 0), Figure: figure()})
 	})
+}
+
+// seeded is a random source seeded from the variable env when it is set
+// (to replay a run), from the clock otherwise; the seed is logged with
+// the way to replay it.
+func seeded(t *testing.T, env string) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(env); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+	}
+	t.Logf("seed %d (replay with %s=%d)", seed, env, seed)
+	return rand.New(rand.NewPCG(seed, seed))
 }

@@ -65,15 +65,7 @@ func TestReliabilitySoak(t *testing.T) {
 	if profile(t) == "short" {
 		soakFor, warm = soakShort, warmShort
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(envSoakSeed); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s: %v", envSoakSeed, err)
-		}
-	}
-	t.Logf("seed %d (replay with %s=%d)", seed, envSoakSeed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
+	rng := seeded(t, envSoakSeed)
 
 	var done, passed int
 	actions := map[string]int{}
