@@ -36,7 +36,7 @@ import (
 // leaves something behind shows in the next cycles too.
 
 // powerCuts is the number of cuts: the 100 in the full profile.
-const powerCuts, powerCutsShort = 100, 8
+const powerCuts, powerCutsShort = 100, 5
 
 // envPowerCutSeed replays a run: the seed its log gave.
 const envPowerCutSeed = "PV_POWERCUT_SEED"
