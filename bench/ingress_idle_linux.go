@@ -6,16 +6,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pantavisor/pv/actors"
-	"github.com/pantavisor/pv/ingress"
-	"github.com/pantavisor/pv/state"
-	"github.com/pantavisor/pv/xconnect"
 	"github.com/pantavisor/pv/xconnect/tcp"
 )
 
@@ -158,21 +153,11 @@ func idleIngressMemory() (float64, float64, error) {
 		return 0, 0, err
 	}
 	defer stop()
-	_, portS, _ := net.SplitHostPort(backend)
-	port, _ := strconv.Atoi(portS)
-	ingAddr, err := freePort()
+	ingAddr, closeIngress, err := tcpIngress(backend, tcp.Options{MaxConns: idleIngressConns})
 	if err != nil {
 		return 0, 0, err
 	}
-	plane := &ingress.Plane{Log: quietLog(), TCP: tcp.Options{MaxConns: idleIngressConns}}
-	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: ingAddr, Rules: []actors.IngressRule{{
-		IngressRule: state.IngressRule{Type: "tcp", Provider: "holder", Service: "idle"}, Port: port}}},
-		[]*xconnect.Stats{{}})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer s.Close()
-	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
+	defer closeIngress()
 	through, err := grow(ingAddr, held)
 	if err != nil {
 		return 0, 0, err

@@ -17,6 +17,7 @@ import (
 	"github.com/pantavisor/pv/ingress"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/xconnect"
+	"github.com/pantavisor/pv/xconnect/tcp"
 )
 
 // The ingress TCP figures: bulk throughput from a client through a relay
@@ -117,22 +118,11 @@ func ingressVs(runs *int, other string) (ours, base float64, err error) {
 		return 0, 0, err
 	}
 	defer stop()
-	_, portS, _ := net.SplitHostPort(backend)
-	port, _ := strconv.Atoi(portS)
-	ingAddr, err := freePort()
+	ingAddr, closeIngress, err := tcpIngress(backend, tcp.Options{})
 	if err != nil {
 		return 0, 0, err
 	}
-	plane := &ingress.Plane{Log: quietLog()}
-	stats := []*xconnect.Stats{{}}
-	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: ingAddr, Rules: []actors.IngressRule{{
-		IngressRule: state.IngressRule{Type: "tcp", Provider: "sink", Service: "bulk"}, Port: port}}}, stats)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer s.Close()
-	// The provider is "in the host's namespace": its port on loopback.
-	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
+	defer closeIngress()
 
 	baseAddr := backend
 	switch other {
@@ -155,6 +145,27 @@ func ingressVs(runs *int, other string) (ours, base float64, err error) {
 		}
 	}
 	return ours, base, err
+}
+
+// tcpIngress puts a tcp ingress listener (the device's plane, with opt)
+// on a free loopback port in front of backend, a port on loopback as a
+// provider in the host's namespace has it, and returns its address.
+func tcpIngress(backend string, opt tcp.Options) (string, func(), error) {
+	_, portS, _ := net.SplitHostPort(backend)
+	port, _ := strconv.Atoi(portS)
+	addr, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	plane := &ingress.Plane{Log: quietLog(), TCP: opt}
+	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: addr, Rules: []actors.IngressRule{{
+		IngressRule: state.IngressRule{Type: "tcp", Provider: "backend", Service: "bench"}, Port: port}}},
+		[]*xconnect.Stats{{}})
+	if err != nil {
+		return "", nil, err
+	}
+	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
+	return addr, func() { s.Close() }, nil
 }
 
 // startRelay runs HAProxy (splicing both ways) or socat in front of
