@@ -57,16 +57,7 @@ func TestRotateKeepsTheWriterWriting(t *testing.T) {
 // removed (their writers hold them).
 func TestSweepOrder(t *testing.T) {
 	dir := t.TempDir()
-	write := func(rel string, n int, age time.Duration) string {
-		p := filepath.Join(dir, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), n), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Now().Add(-age)
-		os.Chtimes(p, at, at)
-		return p
-	}
+	write := func(rel string, n int, age time.Duration) string { return writeAged(t, dir, rel, n, age) }
 	live := write("1/app/console.log", 400, 0)
 	rotated := write("1/app/console.log.1", 400, time.Minute)
 	oldRev := write("0/app/console.log", 400, time.Hour)
@@ -143,16 +134,7 @@ func TestFloodStaysUnderTheLimit(t *testing.T) {
 // pantavisor's log by printing fast.
 func TestSweepTruncatesTheFloodFirst(t *testing.T) {
 	dir := t.TempDir()
-	write := func(rel string, n int, age time.Duration) string {
-		p := filepath.Join(dir, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, bytes.Repeat([]byte("x"), n), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Now().Add(-age)
-		os.Chtimes(p, at, at)
-		return p
-	}
+	write := func(rel string, n int, age time.Duration) string { return writeAged(t, dir, rel, n, age) }
 	own := write("0/pantavisor/pantavisor.log", 300, time.Hour)
 	quietCtr := write("0/quiet/console.log", 200, time.Minute)
 	flood := write("0/flood/console.log", 2000, 0)
@@ -166,4 +148,17 @@ func TestSweepTruncatesTheFloodFirst(t *testing.T) {
 	if fi, err := os.Stat(flood); err != nil || fi.Size() != 0 {
 		t.Errorf("the flooded log was not truncated: %v %v", fi.Size(), err)
 	}
+}
+
+// writeAged writes n bytes at dir/rel, its modification time age ago.
+func writeAged(t *testing.T, dir, rel string, n int, age time.Duration) string {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, bytes.Repeat([]byte("x"), n), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-age)
+	os.Chtimes(p, at, at)
+	return p
 }
