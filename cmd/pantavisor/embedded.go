@@ -86,7 +86,7 @@ func mountSystem() error {
 		return err
 	}
 	for _, m := range systemMounts {
-		if mounted[m.target] {
+		if _, ok := mounted[m.target]; ok {
 			continue
 		}
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
@@ -99,18 +99,23 @@ func mountSystem() error {
 	return nil
 }
 
-// mountPoints are the mount points of this mount namespace.
-func mountPoints() (map[string]bool, error) {
+// mountPoints maps the mount points of this mount namespace to their
+// filesystem types (for a point mounted over, the topmost, listed last).
+func mountPoints() (map[string]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	out := map[string]bool{}
+	out := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
-			out[fields[4]] = true
+		// "id parent dev root mountpoint opts [optional...] - fstype ..."
+		line := sc.Text()
+		fields := strings.Fields(line)
+		_, after, ok := strings.Cut(line, " - ")
+		if len(fields) > 4 && ok {
+			out[fields[4]], _, _ = strings.Cut(after, " ")
 		}
 	}
 	return out, sc.Err()
@@ -183,25 +188,8 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 // onInitramfs reports whether / is the kernel's rootfs (an initramfs),
 // where pivot_root(2) is refused.
 func onInitramfs() bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	root := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "... mountpoint opts [optional...] - fstype source superopts"
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) < 5 || fields[4] != "/" {
-			continue
-		}
-		if _, after, ok := strings.Cut(line, " - "); ok {
-			root = strings.HasPrefix(after, "rootfs ") // the last "/" wins
-		}
-	}
-	return root
+	m, err := mountPoints()
+	return err == nil && m["/"] == "rootfs"
 }
 
 // modulesLoadDir lists kernel modules to load at boot, one name per line
