@@ -12,6 +12,33 @@
 
 #define EXIT_REBOOT 4
 #define EXIT_POWEROFF 5
+// The supervisor asks PID 1 to start it again, from the binary's file
+// (an in-place upgrade), keeping every container running.
+#define EXIT_REEXEC 6
+
+// A supervisor started again by PID 1 (after a crash, or EXIT_REEXEC)
+// has GEN_ENV set to how many supervisors came before it: it re-adopts
+// the running containers instead of booting.
+#define GEN_ENV "PV_SUPERVISOR_GEN"
+// The supervisor's end of PID 1's channel of exit statuses (a
+// SEQPACKET socket): one struct pv_exit per orphan PID 1 reaped.
+#define EXITS_FD 98
+// The control socket's listener, which PID 1 holds for the next
+// supervisor: the supervisor sends it over the exit channel (SCM_RIGHTS,
+// with the byte CTRL_MSG), and a supervisor PID 1 starts again finds it at
+// CTRL_FD. The socket stays the same inode, which every container has
+// bind-mounted, and connections made in the gap wait in its backlog.
+#define CTRL_FD 97
+#define CTRL_MSG 'C'
+// Supervisor crashes within CRASH_WINDOW seconds that make PID 1 give up
+// restarting it and reboot.
+#define CRASH_LIMIT 3
+#define CRASH_WINDOW 60
+
+struct pv_exit {
+	int pid;
+	int status; // as wait(2) reports it
+};
 
 // The command PID 1 of a device (the kernel's /init) runs its supervisor
 // with; also what makes a PID 1 started by hand an embedded one.

@@ -25,14 +25,36 @@
 // Performance notes).
 // Importing the package (from the main package) is what links it in.
 //
-// When the supervisor exits, the reaper reaps the remaining zombies and
-// exits with the supervisor's status. In appengine mode that ends the pid
-// namespace (the kernel kills what is left); in embedded mode the caller
-// decides (reboot). The supervisor does not set PR_SET_PDEATHSIG: PID 1
-// never dies before it, and if PID 1 crashes the kernel kills the whole
-// namespace or panics anyway. What matters is that the supervisor, on
-// SIGTERM, does its own orderly teardown (stop containers, unmount, sync),
-// which an automatic SIGKILL would pre-empt.
+// When the supervisor exits on its own (stop, reboot, power-off, an error
+// it reported), the reaper reaps the remaining zombies and exits with the
+// supervisor's status. In appengine mode that ends the pid namespace (the
+// kernel kills what is left); in embedded mode PID 1 powers off or
+// reboots. The supervisor does not set PR_SET_PDEATHSIG: PID 1 never dies
+// before it, and if PID 1 crashes the kernel kills the whole namespace or
+// panics anyway. What matters is that the supervisor, on SIGTERM, does its
+// own orderly teardown (stop containers, unmount, sync), which an
+// automatic SIGKILL would pre-empt.
+//
+// When the supervisor crashes (a Go fatal error or panic, exit 2; death
+// by a signal PID 1 did not pass on as a stop: the OOM killer, SIGKILL)
+// after it was up, or asks for it (ExitReexec, on SIGHUP), PID 1 starts it
+// again and the containers keep running: the new supervisor (Generation
+// > 0) re-adopts them (cmd/pantavisor). For that PID 1 keeps two things
+// across supervisors, on a SEQPACKET socket pair it makes for each one
+// (the supervisor's end at descriptor EXITS_FD):
+//   - the exit status of every orphan it reaps, sent as it reaps it, and
+//     its last 256 sent again to each new supervisor (Exits): a
+//     container's init is PID 1's child once its supervisor died, and
+//     only PID 1 learns how it ended;
+//   - the control socket's listener, which the supervisor sends it once
+//     it listens (Exits.KeepListener), and which the next one finds at
+//     CTRL_FD (InheritedListener): the socket keeps its inode, which every
+//     container has bind-mounted, and clients wait in its backlog meanwhile.
+//
+// That hand-over also says the supervisor is up: one that dies before it
+// is a start-up failure, reported as before. CrashLimit crashes within
+// CrashWindow are a crash loop: PID 1 kills what is left and reboots (in
+// appengine mode, exits with ExitReboot, and the host stage boots again).
 //
 // The package also holds the appengine host stage in C (host_linux.c):
 // `pantavisor appengine` run from a shell clones PID 1 of fresh

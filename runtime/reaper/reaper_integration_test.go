@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -246,7 +248,8 @@ func TestReaperForwardsSignals(t *testing.T) {
 	}
 }
 
-// A supervisor killed by a signal: PID 1 exits with 128+n.
+// A supervisor killed by a signal before it is up (it has not handed its
+// control socket to PID 1): a start-up failure, PID 1 exits with 128+n.
 func TestReaperReportsSignalDeath(t *testing.T) {
 	if code := runSupervisor(t, "TestSupervisorKillsItself"); code != 128+int(syscall.SIGKILL) {
 		t.Fatalf("code = %d, want %d", code, 128+int(syscall.SIGKILL))
@@ -257,6 +260,84 @@ func TestSupervisorKillsItself(t *testing.T) {
 	childOnly(t)
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	time.Sleep(10 * time.Second)
+}
+
+// A supervisor that is up and killed by a signal has crashed: PID 1
+// starts it again, telling it its generation, and after CrashLimit crashes
+// within CrashWindow it gives up, kills what is left and exits with
+// ExitReboot (in appengine mode the host stage then boots the device
+// again).
+func TestReaperRestartsCrashedSupervisor(t *testing.T) {
+	gens := filepath.Join(t.TempDir(), "generations")
+	t.Setenv("PV_TEST_GENERATIONS", gens)
+	if code := runSupervisor(t, "TestSupervisorUpKillsItself"); code != reaper.ExitReboot {
+		t.Fatalf("code = %d, want %d", code, reaper.ExitReboot)
+	}
+	data, _ := os.ReadFile(gens)
+	if got, want := string(data), "0 1 2 "; got != want {
+		t.Errorf("generations started: %q, want %q", got, want)
+	}
+}
+
+func TestSupervisorUpKillsItself(t *testing.T) {
+	childOnly(t)
+	f, err := os.OpenFile(os.Getenv("PV_TEST_GENERATIONS"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "%d ", reaper.Generation())
+	f.Close()
+	if reaper.Generation() == 0 {
+		// Up: the control socket goes to PID 1.
+		exits, err := reaper.OpenExits(slog.Default())
+		if err != nil || exits == nil {
+			t.Fatalf("no exit channel: %v", err)
+		}
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(filepath.Dir(os.Getenv("PV_TEST_GENERATIONS")), "sock"), Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := exits.KeepListener(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	time.Sleep(10 * time.Second)
+}
+
+// The supervisor learns from PID 1 how an orphan ended: a process whose
+// parent died is PID 1's child, as a container's init is once its
+// supervisor died.
+func TestReaperSendsOrphanExits(t *testing.T) {
+	if code := runSupervisor(t, "TestSupervisorOrphanExit"); code != 0 {
+		t.Fatalf("supervisor exit code %d", code)
+	}
+}
+
+func TestSupervisorOrphanExit(t *testing.T) {
+	childOnly(t)
+	exits, err := reaper.OpenExits(slog.Default())
+	if err != nil || exits == nil {
+		t.Fatalf("no exit channel: %v", err)
+	}
+	defer exits.Close()
+	// sh prints the pid of a background child and exits at once: the
+	// child, orphaned, exits 7 a moment later, reaped by PID 1.
+	out, err := exec.Command("/bin/sh", "-c", "(sleep 0.2; exit 7) & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(out), &pid); err != nil {
+		t.Fatalf("pid %q: %v", out, err)
+	}
+	ws, ok := exits.Wait(pid, 5*time.Second)
+	if !ok {
+		t.Fatalf("no exit status of orphan %d from PID 1", pid)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 7 {
+		t.Errorf("orphan %d: status %v, want exit 7", pid, ws)
+	}
 }
 
 func TestSupervisorWaitsForUSR1(t *testing.T) {

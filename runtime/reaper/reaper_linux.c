@@ -17,7 +17,9 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cstage_linux.h"
@@ -34,8 +36,91 @@ static void logmsg(const char *what)
 	pv_logmsg("reaper", what);
 }
 
-// reap_all collects every exited child without blocking and records the
-// supervisor's status when it is among them.
+// The last orphans PID 1 reaped, oldest first: every supervisor PID 1
+// starts gets them all, then each new one as it is reaped, so that the
+// containers whose inits ended while no supervisor was there (PID 1 is
+// their parent once theirs died) keep their exact exit status.
+#define EXIT_RING 256
+static struct pv_exit ring[EXIT_RING];
+static unsigned ring_len, ring_next;
+// exits_fd is PID 1's end of the running supervisor's channel, -1 when
+// there is none.
+static int exits_fd = -1;
+// ctrl_fd is the control socket's listener, held for the next supervisor
+// (CTRL_FD), -1 before the first supervisor sent it.
+static int ctrl_fd = -1;
+// sup_up says the running supervisor got far enough to be restarted after
+// a crash: it sent the control socket (it parsed its arguments, booted or
+// re-adopted, and listens), or it is itself a restarted one. One that dies
+// before is a start-up failure, reported as before (its exit code: 2 is a
+// usage error as much as a Go panic).
+static int sup_up;
+
+static void send_exit(const struct pv_exit *e)
+{
+	if (exits_fd < 0)
+		return;
+	// Never block PID 1: a full channel drops the record, which the next
+	// supervisor still gets from the ring.
+	if (send(exits_fd, e, sizeof *e, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN && errno != EINTR) {
+		close(exits_fd);
+		exits_fd = -1;
+	}
+}
+
+static void note_exit(pid_t pid, int status)
+{
+	struct pv_exit e = {.pid = pid, .status = status};
+	ring[ring_next] = e;
+	ring_next = (ring_next + 1) % EXIT_RING;
+	if (ring_len < EXIT_RING)
+		ring_len++;
+	send_exit(&e);
+}
+
+static void send_ring(void)
+{
+	unsigned first = (ring_next + EXIT_RING - ring_len) % EXIT_RING;
+	for (unsigned i = 0; i < ring_len; i++)
+		send_exit(&ring[(first + i) % EXIT_RING]);
+}
+
+// take_fds receives what the supervisor sent on its channel: the control
+// socket's listener. It never blocks.
+static void take_fds(void)
+{
+	while (exits_fd >= 0) {
+		char b = 0;
+		struct iovec iov = {.iov_base = &b, .iov_len = 1};
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} u;
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+		ssize_t n = recvmsg(exits_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; // nothing more, or the supervisor is gone
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		if (c == NULL || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int fd;
+		memcpy(&fd, CMSG_DATA(c), sizeof fd);
+		if (b != CTRL_MSG) {
+			close(fd);
+			continue;
+		}
+		if (ctrl_fd >= 0)
+			close(ctrl_fd);
+		ctrl_fd = fd;
+		sup_up = 1;
+	}
+}
+
+// reap_all collects every exited child without blocking, records the
+// supervisor's status when it is among them and hands every other one to
+// the supervisor.
 static void reap_all(pid_t supervisor, int *done, int *status)
 {
 	for (;;) {
@@ -45,6 +130,8 @@ static void reap_all(pid_t supervisor, int *done, int *status)
 			if (p == supervisor) {
 				*done = 1;
 				*status = st;
+			} else {
+				note_exit(p, st);
 			}
 			continue;
 		}
@@ -70,29 +157,38 @@ static int embedded_pid1(char **argv)
 	return strcmp(base, "init") == 0 || strcmp(base, "pantavisor") == 0;
 }
 
-// end_device is how PID 1 of a device ends once its supervisor is gone:
-// PID 1 must not exit (the kernel panics), so it powers off or reboots.
-// After a clean supervisor exit the containers are stopped and storage is
-// unmounted; after a crash whatever still runs is killed first, so that
-// the next boot starts from a known state. (Re-adopting the containers of
-// a crashed supervisor is not done yet: issue 16, item 5.)
-static void end_device(int status)
+// kill_all kills every other process and reaps them.
+static void kill_all(void)
+{
+	kill(-1, SIGKILL);
+	sleep(1);
+	for (;;) {
+		pid_t p = waitpid(-1, NULL, WNOHANG);
+		if (p <= 0)
+			break;
+	}
+}
+
+// end_device is how PID 1 of a device ends once its supervisor is gone
+// for good: PID 1 must not exit (the kernel panics), so it powers off or
+// reboots. After a clean supervisor exit the containers are stopped and
+// storage is unmounted; after a crash PID 1 would not restart (a crash
+// loop), whatever still runs is killed first, so that the next boot starts
+// from a known state.
+static void end_device(int status, int crash)
 {
 	int cmd = RB_AUTOBOOT;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_POWEROFF) {
+	if (crash) {
+		pv_say("pantavisor: the supervisor keeps failing: killing what is left and rebooting\n");
+		kill_all();
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_POWEROFF) {
 		pv_say("pantavisor: powering off\n");
 		cmd = RB_POWER_OFF;
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_REBOOT) {
 		pv_say("pantavisor: rebooting\n");
 	} else {
 		pv_say("pantavisor: the supervisor ended unexpectedly: killing what is left and rebooting\n");
-		kill(-1, SIGKILL);
-		sleep(1);
-		for (;;) { // reap what the kill ended
-			pid_t p = waitpid(-1, NULL, WNOHANG);
-			if (p <= 0)
-				break;
-		}
+		kill_all();
 	}
 	sync();
 	reboot(cmd);
@@ -100,6 +196,98 @@ static void end_device(int status)
 	pv_logmsg("reaper", "reboot");
 	for (;;)
 		pause();
+}
+
+// crashed tells whether the supervisor's end is a crash, which PID 1
+// answers by starting it again (the containers keep running and the new
+// one re-adopts them): a Go fatal error or unrecovered panic (exit 2), or
+// death by a signal, unless PID 1 passed a stop request on to it. Any
+// other exit (0, reboot, power-off, 1 for an error it reported) is the
+// supervisor's decision.
+static int crashed(int status, int stop_sent)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status) == 2;
+	return WIFSIGNALED(status) && !stop_sent;
+}
+
+// is_stop says whether a signal PID 1 passes on asks the supervisor to
+// stop the device (SIGHUP asks for a re-execution, SIGQUIT for a dump).
+static int is_stop(int sig)
+{
+	return sig == SIGTERM || sig == SIGINT || sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGPWR;
+}
+
+// start_supervisor forks and executes the supervisor (generation gen:
+// how many came before it) with a fresh exit channel at EXITS_FD, and
+// sends it the orphans reaped so far.
+static pid_t start_supervisor(char **argv, const char *exe, unsigned gen, const sigset_t *old)
+{
+	int sv[2] = {-1, -1};
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		logmsg("exit channel");
+	pid_t pid = fork();
+	if (pid < 0) {
+		logmsg("fork supervisor");
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			close(sv[1]);
+		}
+		return -1;
+	}
+	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, old, NULL);
+		if (sv[1] == EXITS_FD)
+			fcntl(EXITS_FD, F_SETFD, 0);
+		else if (sv[1] >= 0 && dup2(sv[1], EXITS_FD) < 0)
+			logmsg("exit channel");
+		if (ctrl_fd == CTRL_FD)
+			fcntl(CTRL_FD, F_SETFD, 0);
+		else if (ctrl_fd >= 0 && dup2(ctrl_fd, CTRL_FD) < 0)
+			logmsg("pass the control socket");
+		if (gen > 0) {
+			char buf[16];
+			snprintf(buf, sizeof buf, "%u", gen);
+			setenv(GEN_ENV, buf, 1);
+		}
+		execv(exe, argv);
+		if (strcmp(exe, "/proc/self/exe") != 0) {
+			logmsg("exec the supervisor's file; using PID 1's own");
+			execv("/proc/self/exe", argv);
+		}
+		logmsg("exec supervisor");
+		_exit(127);
+	}
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (exits_fd >= 0)
+		close(exits_fd);
+	exits_fd = sv[0];
+	sup_up = gen > 0;
+	if (exits_fd >= 0) {
+		// SIGIO wakes the loop when the supervisor sends something.
+		fcntl(exits_fd, F_SETOWN, getpid());
+		fcntl(exits_fd, F_SETFL, O_NONBLOCK | O_ASYNC);
+		take_fds();
+	}
+	send_ring();
+	return pid;
+}
+
+// crash_loop records a crash now and says whether CRASH_LIMIT of them
+// happened within CRASH_WINDOW seconds.
+static int crash_loop(void)
+{
+	static struct timespec at[CRASH_LIMIT];
+	static unsigned n;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	at[n % CRASH_LIMIT] = now;
+	n++;
+	if (n < CRASH_LIMIT)
+		return 0;
+	// at[n % CRASH_LIMIT] is now the oldest of the last CRASH_LIMIT.
+	return now.tv_sec - at[n % CRASH_LIMIT].tv_sec < CRASH_WINDOW;
 }
 
 __attribute__((constructor)) static void pv_reaper(void)
@@ -132,6 +320,7 @@ __attribute__((constructor)) static void pv_reaper(void)
 	sigset_t set, old;
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGIO);
 	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
 		sigaddset(&set, forwarded[i]);
 	sigprocmask(SIG_BLOCK, &set, &old);
@@ -149,36 +338,66 @@ __attribute__((constructor)) static void pv_reaper(void)
 		logmsg("setenv");
 		_exit(1);
 	}
-	pid_t supervisor = fork();
-	if (supervisor < 0) {
-		logmsg("fork supervisor");
-		_exit(1);
-	}
-	if (supervisor == 0) {
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		execv("/proc/self/exe", argv);
-		logmsg("exec supervisor");
-		_exit(127);
-	}
+	// The binary's file, for an in-place upgrade (EXIT_REEXEC): a new
+	// file renamed over it is what the next supervisor runs. A crashed
+	// supervisor is started again from PID 1's own binary instead.
+	static char file[4096];
+	ssize_t fl = readlink("/proc/self/exe", file, sizeof file - 1);
+	file[fl > 0 ? fl : 0] = '\0';
+	if (fl > 0 && strstr(file, " (deleted)") != NULL)
+		file[0] = '\0';
 
-	int done = 0, status = 0;
-	while (!done) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&set, &si);
-		if (sig < 0)
-			continue; // EINTR
-		if (sig == SIGCHLD) {
-			reap_all(supervisor, &done, &status);
-			continue;
+	unsigned gen = 0;
+	int stop_sent = 0, give_up = 0, status = 0;
+	pid_t supervisor = start_supervisor(argv, "/proc/self/exe", gen, &old);
+	if (supervisor < 0)
+		_exit(1);
+	for (;;) {
+		int done = 0;
+		while (!done) {
+			siginfo_t si;
+			int sig = sigwaitinfo(&set, &si);
+			if (sig < 0)
+				continue; // EINTR
+			if (sig == SIGCHLD || sig == SIGIO) {
+				take_fds();
+				reap_all(supervisor, &done, &status);
+				continue;
+			}
+			stop_sent |= is_stop(sig);
+			if (kill(supervisor, sig) < 0 && errno != ESRCH)
+				logmsg("forward signal");
 		}
-		if (kill(supervisor, sig) < 0 && errno != ESRCH)
-			logmsg("forward signal");
+		take_fds(); // what it sent just before it ended
+		int reexec = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_REEXEC;
+		if (!reexec && !(sup_up && crashed(status, stop_sent)))
+			break;
+		if (!reexec && crash_loop()) {
+			give_up = 1;
+			break;
+		}
+		pv_say(reexec ? "pantavisor: starting the supervisor again from its file\n"
+			       : "pantavisor: the supervisor crashed: starting it again; the containers keep running\n");
+		gen++;
+		supervisor = start_supervisor(argv, reexec && file[0] ? file : "/proc/self/exe", gen, &old);
+		if (supervisor < 0) {
+			give_up = 1;
+			break;
+		}
 	}
 	// Zombies that exited together with the supervisor; whatever still
 	// runs dies with the pid namespace when PID 1 exits.
-	reap_all(supervisor, &done, &status);
+	int ignored = 0;
+	reap_all(0, &ignored, &ignored);
 	if (embedded)
-		end_device(status);
+		end_device(status, give_up);
+	if (give_up) {
+		// As on a device: what the crashed supervisors left is killed,
+		// and the host stage boots the device again.
+		pv_say("pantavisor: the supervisor keeps failing: rebooting\n");
+		kill_all();
+		_exit(EXIT_REBOOT);
+	}
 	if (WIFSIGNALED(status))
 		_exit(128 + WTERMSIG(status));
 	_exit(WEXITSTATUS(status));

@@ -9,7 +9,11 @@ package reaper
 // #include "cstage_linux.h"
 import "C"
 
-import "os"
+import (
+	"os"
+	"strconv"
+	"time"
+)
 
 // PID1Env, set to "1" in the environment of a process that is PID 1 (of
 // the system, or of a fresh pid namespace), makes it the reaper: before
@@ -17,9 +21,10 @@ import "os"
 // binary with the same arguments as its only child (the supervisor, marked
 // with ChildEnv), and from then on forwards the catchable termination and
 // control signals to it (the list is in reaper_linux.c) and reaps every
-// process that exits. When the supervisor exits, PID 1 reaps what is left
-// and exits with the supervisor's code (128+n if it was killed by signal
-// n). In any other process the marker does nothing.
+// process that exits. When the supervisor exits on its own, PID 1 reaps
+// what is left and exits with the supervisor's code (128+n if it was
+// killed by signal n); when it crashed after it was up, PID 1 starts it
+// again (doc.go). In any other process the marker does nothing.
 const PID1Env = C.PID1_ENV
 
 // ChildEnv marks the supervisor started by the reaper. The package
@@ -61,3 +66,43 @@ func init() {
 // IsChild reports whether this process is the supervisor started by the
 // reaper.
 func IsChild() bool { return isChild }
+
+// ExitReexec is the supervisor's exit code when it wants PID 1 to start
+// it again from the binary's file (an in-place upgrade): the containers
+// keep running and the new supervisor re-adopts them.
+const ExitReexec = C.EXIT_REEXEC
+
+// GenEnv is set by PID 1 in the environment of a supervisor it started
+// again, to how many came before it (see Generation).
+const GenEnv = C.GEN_ENV
+
+// CrashLimit supervisor crashes within CrashWindow make PID 1 give up
+// restarting it and reboot (in appengine mode: exit with ExitReboot, after
+// killing what is left, so that the host stage boots the device again).
+const (
+	CrashLimit  = C.CRASH_LIMIT
+	CrashWindow = C.CRASH_WINDOW * time.Second
+)
+
+// exitsFD is the supervisor's end of PID 1's exit channel.
+const exitsFD = C.EXITS_FD
+
+// generation is read once, before main. The variable stays for a
+// re-execution of the supervisor by itself (driver.PrepareExeSealing); the
+// supervisor removes it before it starts anything.
+var generation = func() int {
+	v, ok := os.LookupEnv(GenEnv)
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}()
+
+// Generation is how many supervisors PID 1 started before this one: 0 at
+// boot, more after a crash or an in-place upgrade, when the containers of
+// the previous one still run and are to be re-adopted.
+func Generation() int { return generation }
