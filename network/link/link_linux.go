@@ -448,3 +448,42 @@ func openNSHandle(path string) (netns.NsHandle, string, *netlink.Handle, error) 
 	}
 	return ns, id, h, nil
 }
+
+// Adopt describes the eth0 a previous supervisor of the device attached
+// for a container that still runs (in its netns at nsPath), so that
+// Detach removes it later: a veth on bridge master, or a macvlan on parent
+// master. Nothing is changed.
+func Adopt(kind Kind, container, master, nsPath string, addr netip.Prefix, mac net.HardwareAddr) (Attachment, error) {
+	a := Attachment{Kind: kind, Container: container, Master: master, NetNS: nsPath, Addr: addr, MAC: mac}
+	switch kind {
+	case KindVeth:
+		a.HostLink = HostVethName(container)
+		if _, err := netlink.LinkByName(a.HostLink); err != nil {
+			return Attachment{}, fmt.Errorf("adopt veth %s for %s: %w", a.HostLink, container, err)
+		}
+	case KindMacvlan:
+		ns, id, h, err := openNSHandle(nsPath)
+		if err != nil {
+			return Attachment{}, fmt.Errorf("adopt macvlan for %s: %w", container, err)
+		}
+		defer ns.Close()
+		defer h.Close()
+		l, err := h.LinkByName(ContainerIfName)
+		if err != nil {
+			return Attachment{}, fmt.Errorf("adopt macvlan for %s: %w", container, err)
+		}
+		a.NetNSID, a.Index = id, l.Attrs().Index
+	default:
+		return Attachment{}, fmt.Errorf("adopt %s: kind %q: %w", container, kind, ErrInvalid)
+	}
+	return a, nil
+}
+
+// KindOf maps a pool type ("bridge" or "macvlan") to the kind of link a
+// container on it gets.
+func KindOf(poolType string) Kind {
+	if poolType == "macvlan" {
+		return KindMacvlan
+	}
+	return KindVeth
+}

@@ -122,6 +122,10 @@ type Config struct {
 	Peers []string
 	// AllowInterPool turns pool isolation off.
 	AllowInterPool bool
+	// Adopt: the rules that exist already are this pool's, installed by
+	// a previous supervisor of the device (it died; the pool's containers
+	// run on), and Remove deletes them too.
+	Adopt bool
 }
 
 // Rules is what Apply installed for one pool. It is not safe for concurrent
@@ -209,6 +213,9 @@ func (r *Rules) add(rule Rule) error {
 		return fmt.Errorf("check: %w", err)
 	}
 	if ok {
+		if r.cfg.Adopt {
+			r.added = append(r.added, rule)
+		}
 		return nil
 	}
 	if rule.Top {

@@ -175,6 +175,9 @@ type Config struct {
 	ConsoleLog string
 	// ResolveSource maps bind-mount sources (see Input.ResolveSource).
 	ResolveSource func(string) (string, error)
+	// Labels are kept with the container's state ("key=value"), where a
+	// supervisor that adopts it (Adopt) reads them back.
+	Labels []string
 }
 
 // Container is one libcontainer container and at most one run of its init
@@ -192,6 +195,10 @@ type Container struct {
 	started   bool
 	destroyed bool
 	proc      *libcontainer.Process
+	// adoptedPid is the init of a container taken over from a previous
+	// supervisor (Adopt), which has no Process of ours.
+	adoptedPid int
+	created    time.Time
 	// paths are the container's cgroup directories, read while it ran:
 	// libcontainer may no longer report them for a container that exited
 	// long before Destroy, and Destroy needs them to remove the parents.
@@ -220,6 +227,7 @@ func (d *Driver) Create(c Config) (*Container, error) {
 		return nil, err
 	}
 	tr.Config.NoPivotRoot = d.noPivotRoot
+	tr.Config.Labels = append(tr.Config.Labels, c.Labels...)
 	var dev *devTree
 	if !d.initMakesDev {
 		dev = splitDev(tr.Config, d.devDir(c.Name))
@@ -266,6 +274,17 @@ func (d *Driver) removeStale(name string) error {
 
 // Name is the container's name.
 func (c *Container) Name() string { return c.name }
+
+// Label returns the value of a label given at Create ("key=value"), as
+// kept in the container's state.
+func (c *Container) Label(key string) (string, bool) {
+	for _, l := range c.tr.Config.Labels {
+		if k, v, ok := strings.Cut(l, "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
 
 // Config is the libcontainer configuration the container was created with.
 func (c *Container) Config() *configs.Config { return c.tr.Config }
@@ -386,6 +405,9 @@ func openConsole(path string, null *os.File) (*os.File, error) {
 func (c *Container) Pid() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.adoptedPid != 0 {
+		return c.adoptedPid
+	}
 	if c.proc == nil {
 		return 0
 	}

@@ -119,7 +119,13 @@ func (e *Engine) lowers() *rootfs.Lowers {
 // Mount prepares a container: root volume (squashfs or directory) with an
 // overlay whose upper layer follows the lxc-overlay storage persistence,
 // extra volumes read-only, and a directory per storage entry.
-func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
+func (e *Engine) Mount(c *state.Container) (*Mount, error) {
+	return e.mount(c, false)
+}
+
+// mount is Mount, or with adopt, takes over the mounts a previous
+// supervisor made for c (rootfs.Options.Adopt).
+func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 	work := filepath.Join(e.WorkDir, c.Name)
 	if c.Name == lowersDir {
 		return nil, fmt.Errorf("mount %s: reserved name", c.Name)
@@ -136,7 +142,7 @@ func (e *Engine) Mount(c *state.Container) (_ *Mount, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
 	}
-	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work, Lowers: e.lowers()}
+	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work, Lowers: e.lowers(), Adopt: adopt}
 	if persist != rootfs.Boot {
 		opts.PersistDir = e.storageDir(c.Name, overlayVolume, overlay.Persistence)
 	}
@@ -238,9 +244,13 @@ type Mount struct {
 // the init and its exec, so the application never sees a network without
 // its address.
 func (m *Mount) Start(lease *messages.Lease) (*Run, error) {
+	labels, err := leaseLabel(lease)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", m.name, err)
+	}
 	ct, err := m.e.Driver.Create(driver.Config{
 		Name: m.name, Spec: m.spec, Rootfs: m.root.Path(),
-		ConsoleLog: m.console, ResolveSource: m.resolve,
+		ConsoleLog: m.console, ResolveSource: m.resolve, Labels: labels,
 	})
 	if err != nil {
 		return nil, err // the driver's error names the container
@@ -323,6 +333,13 @@ type Run struct {
 
 // Pid of the init, as seen from pantavisor's pid namespace.
 func (r *Run) Pid() int { return r.ct.Pid() }
+
+// StartedAt is when a re-adopted container was started by the previous
+// supervisor; zero for one started here.
+func (r *Run) StartedAt() time.Time { return r.ct.Created() }
+
+// Done is closed once the init has exited and been reaped.
+func (r *Run) Done() <-chan struct{} { return r.ct.Done() }
 
 // Wait blocks until the init exits.
 func (r *Run) Wait() messages.Exit {

@@ -31,6 +31,18 @@ type PoolSetup struct {
 // nothing up front (its parent must exist when a container starts). A
 // failure undoes what was done.
 func (p *Pools) Setup(pool state.Pool, peers []string) (*PoolSetup, error) {
+	return p.setup(pool, peers, false)
+}
+
+// Adopt is Setup for a pool a previous supervisor of the device set up
+// (it died; the pool's containers run on): the bridge and the rules that
+// are there are taken as this pool's, what is missing is added, and
+// Teardown removes them all.
+func (p *Pools) Adopt(pool state.Pool, peers []string) (*PoolSetup, error) {
+	return p.setup(pool, peers, true)
+}
+
+func (p *Pools) setup(pool state.Pool, peers []string, adopt bool) (*PoolSetup, error) {
 	if pool.Type == state.PoolMacvlan {
 		return &PoolSetup{}, nil
 	}
@@ -39,7 +51,7 @@ func (p *Pools) Setup(pool state.Pool, peers []string) (*PoolSetup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
 	}
-	s.created = br.Created
+	s.created = br.Created || adopt
 	backend, err := nat.NewBackend(p.Iptables)
 	if err != nil {
 		s.Teardown()
@@ -47,7 +59,7 @@ func (p *Pools) Setup(pool state.Pool, peers []string) (*PoolSetup, error) {
 	}
 	s.backend = backend.String()
 	rules, err := nat.Apply(backend, nat.Config{Pool: pool.Name, Bridge: pool.Bridge, Subnet: pool.Subnet,
-		NAT: pool.NAT, Peers: peers, AllowInterPool: !p.Isolation})
+		NAT: pool.NAT, Peers: peers, AllowInterPool: !p.Isolation, Adopt: adopt})
 	if err != nil {
 		s.Teardown()
 		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)

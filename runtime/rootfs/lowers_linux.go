@@ -14,11 +14,10 @@ import (
 // (loop device + squashfs). Concurrent Acquires of one image wait for a
 // single mount. Every successful Acquire must be matched by a Release.
 func (l *Lowers) Acquire(image string) (*Lower, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(image, &st); err != nil {
-		return nil, fmt.Errorf("shared lower %s: %w", image, &os.PathError{Op: "stat", Path: image, Err: err})
+	key, err := imageKey(image)
+	if err != nil {
+		return nil, err
 	}
-	key := lowerKey{dev: uint64(st.Dev), ino: st.Ino}
 	l.mu.Lock()
 	if m, ok := l.m[key]; ok {
 		m.refs++
@@ -123,4 +122,89 @@ func unmountShared(path string) error {
 		return fmt.Errorf("remove mountpoint: %w", err)
 	}
 	return nil
+}
+
+// Recover takes the shared mounts a previous supervisor of the device
+// left in Dir (it died; the containers on them run on) into the cache,
+// with no reference yet: adopting Mounts take theirs (Options.Adopt), and
+// Prune unmounts what none took. It returns how many it found.
+func (l *Lowers) Recover() (int, error) {
+	entries, err := os.ReadDir(l.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("recover shared lowers: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range entries {
+		var key lowerKey
+		var seq uint64
+		if _, err := fmt.Sscanf(e.Name(), "%x-%x.%d", &key.dev, &key.ino, &seq); err != nil {
+			continue
+		}
+		path := filepath.Join(l.dir, e.Name())
+		if !IsMountpoint(path) {
+			_ = os.Remove(path)
+			continue
+		}
+		l.seq = max(l.seq, seq)
+		if _, ok := l.m[key]; ok {
+			continue
+		}
+		ready := make(chan struct{})
+		close(ready)
+		l.m[key] = &lowerMount{path: path, ready: ready}
+		n++
+	}
+	return n, nil
+}
+
+// acquireRecovered is Acquire for an adopting Mount: the image's mount
+// must be in the cache already (Recover); none is made.
+func (l *Lowers) acquireRecovered(image string) (*Lower, error) {
+	key, err := imageKey(image)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.m[key]
+	if !ok {
+		return nil, fmt.Errorf("adopt shared lower %s: %w", image, ErrNotMounted)
+	}
+	m.refs++
+	return &Lower{l: l, key: key, m: m}, nil
+}
+
+// Prune unmounts the recovered mounts that nothing took: their containers
+// ended while no supervisor was there.
+func (l *Lowers) Prune() error {
+	l.mu.Lock()
+	var idle []*lowerMount
+	for k, m := range l.m {
+		if m.refs == 0 {
+			idle = append(idle, m)
+			delete(l.m, k)
+		}
+	}
+	l.mu.Unlock()
+	var errs []error
+	for _, m := range idle {
+		if err := unmountShared(m.path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// imageKey identifies an image file by its device and inode.
+func imageKey(image string) (lowerKey, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(image, &st); err != nil {
+		return lowerKey{}, fmt.Errorf("shared lower %s: %w", image, &os.PathError{Op: "stat", Path: image, Err: err})
+	}
+	return lowerKey{dev: uint64(st.Dev), ino: st.Ino}, nil
 }

@@ -17,6 +17,8 @@ type Root struct {
 	path  string
 	lower string
 	kind  Kind
+	// adopt: Options.Adopt; mounts are checked and recorded, not made.
+	adopt bool
 
 	mu   sync.Mutex
 	undo []undoStep // in the order they were done; undone in reverse
@@ -58,7 +60,7 @@ func Mount(o Options) (_ *Root, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Root{kind: kind}
+	r := &Root{kind: kind, adopt: o.Adopt}
 	defer func() {
 		if err != nil {
 			if uerr := r.Unmount(); uerr != nil {
@@ -89,8 +91,11 @@ func Mount(o Options) (_ *Root, err error) {
 	}
 
 	var layerDir string
-	switch p {
-	case Boot:
+	switch {
+	case p == Boot && o.Adopt:
+		// The tmpfs left the mount table once the overlay held it.
+		layerDir = filepath.Join(o.WorkBase, "overlay")
+	case p == Boot:
 		layerDir = filepath.Join(o.WorkBase, "overlay")
 		if err := r.mkdir(layerDir); err != nil {
 			return nil, err
@@ -125,7 +130,7 @@ func Mount(o Options) (_ *Root, err error) {
 	if err := r.mount("overlay", r.path, "overlay", 0, data); err != nil {
 		return nil, fmt.Errorf("mount overlay for %s: %w", o.Image, err)
 	}
-	if p == Boot {
+	if p == Boot && !o.Adopt {
 		// The overlay holds a private clone of the upper tmpfs, so the
 		// tmpfs leaves the mount table now: every container started
 		// after this one copies that table into its namespace, and its
@@ -172,6 +177,9 @@ func (r *Root) mountVolume(v Volume, lowers *Lowers) error {
 		if err := r.mount(source, v.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind volume %s: %w", v.Image, err)
 		}
+		if r.adopt {
+			return nil
+		}
 		// A bind mount ignores MS_RDONLY until it is remounted.
 		if err := unix.Mount("", v.Target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount volume %s read-only: %w", v.Image, err)
@@ -186,6 +194,9 @@ func (r *Root) mountVolume(v Volume, lowers *Lowers) error {
 func (r *Root) mountSquashfs(image, target string) error {
 	if err := r.mkdir(target); err != nil {
 		return err
+	}
+	if r.adopt {
+		return r.mount("", target, "squashfs", 0, "")
 	}
 	dev, f, err := attachLoop(image)
 	if err != nil {
@@ -204,7 +215,11 @@ func (r *Root) mountSquashfs(image, target string) error {
 // release, which therefore comes after the unmount of whatever is mounted
 // on top of it later (overlay, volume bind).
 func (r *Root) acquire(lowers *Lowers, image string) (*Lower, error) {
-	lw, err := lowers.Acquire(image)
+	acquire := lowers.Acquire
+	if r.adopt {
+		acquire = lowers.acquireRecovered
+	}
+	lw, err := acquire(image)
 	if err != nil {
 		return nil, err
 	}
@@ -212,8 +227,16 @@ func (r *Root) acquire(lowers *Lowers, image string) (*Lower, error) {
 	return lw, nil
 }
 
-// mount calls mount(2) and records the matching unmount.
+// mount calls mount(2) and records the matching unmount. Adopting, it
+// checks that target is a mountpoint instead.
 func (r *Root) mount(source, target, fstype string, flags uintptr, data string) error {
+	if r.adopt {
+		if !IsMountpoint(target) {
+			return fmt.Errorf("adopt %s: %w", target, ErrNotMounted)
+		}
+		r.push("unmount "+target, func() error { return unmount(target) })
+		return nil
+	}
 	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
 		return &os.PathError{Op: "mount", Path: target, Err: err}
 	}
@@ -224,20 +247,38 @@ func (r *Root) mount(source, target, fstype string, flags uintptr, data string) 
 // mkdir creates dir (and its parents) and, if dir itself did not exist,
 // records its removal.
 func (r *Root) mkdir(dir string) error {
-	if _, err := os.Lstat(dir); err == nil {
+	if _, err := os.Lstat(dir); err == nil && !r.adopt {
+		return nil
+	} else if err == nil {
+		// Made by the previous supervisor: removed as if made here.
+		r.push("remove "+dir, func() error { return removeEmpty(dir) })
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create mountpoint: %w", err)
 	}
-	r.push("remove "+dir, func() error {
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
-			return nil // a non-empty dir is left alone, it is not ours to clear
-		}
-		return err
-	})
+	r.push("remove "+dir, func() error { return removeEmpty(dir) })
 	return nil
+}
+
+// removeEmpty removes dir when it is empty; a non-empty dir is left
+// alone, it is not ours to clear.
+func removeEmpty(dir string) error {
+	err := os.Remove(dir)
+	if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
+}
+
+// IsMountpoint says whether path is the root of a mount (statx's
+// STATX_ATTR_MOUNT_ROOT).
+func IsMountpoint(path string) bool {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, 0, &st); err != nil {
+		return false
+	}
+	return st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 && st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
 }
 
 func (r *Root) push(what string, fn func() error) {

@@ -64,6 +64,9 @@ var (
 	ErrBadPersistence = errors.New("unknown persistence")
 	// ErrBadOptions is returned when Options are incomplete.
 	ErrBadOptions = errors.New("invalid options")
+	// ErrNotMounted is returned by an adopting Mount when a mount the
+	// previous supervisor should have made is not there.
+	ErrNotMounted = errors.New("not mounted")
 )
 
 // squashfsMagic is "hsqs": the little-endian superblock magic 0x73717368.
@@ -118,6 +121,12 @@ type Options struct {
 	// volume's Target a read-only bind of it. Nil mounts them privately
 	// for this root, under WorkBase.
 	Lowers *Lowers
+	// Adopt takes over the mounts a previous supervisor of the device
+	// made with the same options (it died; its container runs on):
+	// nothing is mounted, every mount Mount would make must be there
+	// (ErrNotMounted otherwise), and Unmount undoes them as usual. The
+	// shared lowers must have been recovered first (Lowers.Recover).
+	Adopt bool
 }
 
 // Volume is an extra read-only image and where to mount it.
