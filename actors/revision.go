@@ -142,12 +142,7 @@ func (r *revisionActor) start(ctx actor.Context) {
 	r.self = ctx.Self()
 	r.order, r.byKey = nil, map[childKey]*child{}
 	for _, p := range r.st.Pools {
-		var peers []string
-		for _, q := range r.st.Pools {
-			if q.Name != p.Name && q.Type == state.PoolBridge && q.Bridge != "" {
-				peers = append(peers, q.Bridge)
-			}
-		}
+		peers := poolPeers(r.st, p)
 		rec := &poolRecord{}
 		if h := r.from; h != nil && h.pools[p.Name] != nil {
 			rec = h.pools[p.Name]

@@ -144,7 +144,10 @@ func (a *rootActor) startRevision(ctx actor.Context) {
 		// answers on the control socket.
 		return
 	}
-	a.spawnRevision(ctx, nil)
+	// A supervisor started again by PID 1 takes over what the previous
+	// one left (adopt.go), once: a root restarted later starts afresh.
+	from := a.cfg.Adopted.take()
+	a.spawnRevision(ctx, from)
 }
 
 // spawnRevision spawns the actor of the revision cfg names, with what the
@@ -157,6 +160,11 @@ func (a *rootActor) spawnRevision(ctx actor.Context, from *handover) {
 		return
 	}
 	a.rev = pid
+	if a.cfg.OnRevision != nil {
+		// In this actor, before anything of the revision runs: the
+		// record must name it by the time any container of it starts.
+		a.cfg.OnRevision(a.cfg.Rev, a.cfg.Trying)
+	}
 }
 
 // revisionActorName is the revision actor's name: "rev-" and the revision,
@@ -265,6 +273,14 @@ type Config struct {
 	// OnPoweroff is called (in its own goroutine) when a power-off is
 	// requested (POST /commands POWEROFF_DEVICE).
 	OnPoweroff func(reason string)
+
+	// OnRevision is called, from root, each time a revision is spawned
+	// (at boot and at each non-reboot transition), with whether it is
+	// under test: a supervisor that PID 1 starts again resumes it.
+	OnRevision func(rev string, trying bool)
+	// Adopted is what this supervisor took over from the previous one
+	// (Adopt); nil at boot.
+	Adopted *Adoption
 
 	// board is where the revision publishes its rows; Start makes it.
 	board *board

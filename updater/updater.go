@@ -237,3 +237,26 @@ func (d *Device) unloadable(b Boot, err error) Boot {
 	b.Reboot = why + ": back to the committed revision"
 	return b
 }
+
+// Resume is Start for a supervisor that PID 1 started again while the
+// device runs rev (the previous supervisor died): nothing is decided and
+// nothing is written, the revision is only loaded. It is under test when
+// trying was recorded and its progress on disk still says so.
+func (d *Device) Resume(rev string, trying bool) (Boot, error) {
+	b := Boot{Boot: update.Boot{Action: update.BootRun, Rev: rev, Why: "the supervisor started again: the running revision goes on"}}
+	st, err := d.Load(rev)
+	if err != nil {
+		return b, fmt.Errorf("load running revision %s: %w", rev, err)
+	}
+	b.State = st
+	if trying {
+		p, err := d.Progress(rev)
+		if err != nil {
+			d.Log.Warn("read update progress", "rev", rev, "err", err)
+		}
+		if p != nil && (p.Status == storage.StatusInProgress || p.Status == storage.StatusTesting) {
+			b.Trying, b.TryProgress = true, p
+		}
+	}
+	return b, nil
+}

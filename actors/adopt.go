@@ -1,0 +1,138 @@
+package actors
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/network/ipam"
+	"github.com/pantavisor/pv/state"
+)
+
+// A supervisor that PID 1 started again (the previous one crashed, or
+// asked to be re-executed from a new binary) finds the device running:
+// the containers of the previous one kept their processes, mounts,
+// addresses, bridges and rules. Adopt takes all of it over in the shape
+// of a handover (handover.go), as if the previous supervisor's revision
+// had handed its records to this one: the revision actor adopts each
+// record instead of starting the container, so nothing is restarted. A
+// container whose init ended in the gap comes with its exit, which the
+// revision's recovery then handles as any other exit.
+
+// Adopter takes over what a previous supervisor left of one revision.
+// Its methods block; Adopt calls them before the actor system starts.
+type Adopter interface {
+	// AdoptPool takes over a pool's bridge and rules.
+	AdoptPool(p state.Pool, peers []string) (PoolSetup, error)
+	// AdoptContainer takes over a container: nil mount when nothing is
+	// left of it (it starts as at boot); a mount and no run when it was
+	// mounted only, or when what was left could not be taken over (err
+	// says why; it starts afresh on that mount).
+	AdoptContainer(c *state.Container) (Mount, Run, *messages.Lease, error)
+}
+
+// Adoption is what Adopt took over, for Config.Adopted.
+type Adoption struct {
+	h *handover
+	// Running, Ended and Fresh name the containers taken over with a live
+	// init, with an init that ended in the gap, and those that start
+	// afresh.
+	Running, Ended, Fresh []string
+}
+
+// Adopt takes over what a previous supervisor left of st (see above).
+// Every failure is logged and leaves the container to a fresh start.
+func Adopt(st *state.State, a Adopter, log *slog.Logger) *Adoption {
+	ad := &Adoption{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}}}
+	now := time.Now()
+	pools := map[string]*poolRecord{}
+	for _, p := range st.Pools {
+		alloc, err := ipam.New(p.Subnet, p.Gateway)
+		if err != nil {
+			continue // validation refuses it; the pool actor reports it
+		}
+		rec := &poolRecord{alloc: alloc, ready: true, since: now}
+		setup, err := a.AdoptPool(p, poolPeers(st, p))
+		if err != nil {
+			log.Error("pool not re-adopted", "pool", p.Name, "err", err)
+			rec.err = err
+		} else {
+			rec.setup = setup
+		}
+		pools[p.Name] = rec
+		ad.h.pools[p.Name] = rec
+	}
+	for _, c := range st.Containers {
+		mount, run, lease, err := a.AdoptContainer(c)
+		if err != nil {
+			log.Warn("container not re-adopted: starting it afresh", "container", c.Name, "err", err)
+		}
+		if mount == nil {
+			ad.Fresh = append(ad.Fresh, c.Name)
+			continue
+		}
+		rec := &containerRecord{spec: c, mount: mount, status: messages.StatusInstalled, since: now}
+		if c.StatusGoal == state.GoalMounted {
+			rec.status = messages.StatusMounted
+		}
+		if run != nil {
+			rec.run, rec.running, rec.armed = run, true, true
+			rec.status, rec.startedAt = messages.StatusStarted, now
+			if s, ok := run.(interface{ StartedAt() time.Time }); ok && !s.StartedAt().IsZero() {
+				rec.startedAt = s.StartedAt() // its uptime goes on
+			}
+			if lease != nil {
+				rec.lease = lease
+				if pr := pools[lease.Pool]; pr != nil && pr.alloc != nil {
+					if err := pr.alloc.Reserve(c.Name, lease.Addr.Addr()); err != nil {
+						log.Warn("re-adopted lease not reserved", "container", c.Name, "addr", lease.Addr, "err", err)
+					}
+				}
+			}
+			if exited(run) {
+				ad.Ended = append(ad.Ended, c.Name)
+			} else {
+				ad.Running = append(ad.Running, c.Name)
+			}
+		} else {
+			ad.Fresh = append(ad.Fresh, c.Name)
+		}
+		ad.h.containers[c.Name] = rec
+	}
+	return ad
+}
+
+// exited says, without waiting, whether a run's init has ended.
+func exited(run Run) bool {
+	d, ok := run.(interface{ Done() <-chan struct{} })
+	if !ok {
+		return false
+	}
+	select {
+	case <-d.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// poolPeers are the bridges of st's other bridge pools.
+func poolPeers(st *state.State, p state.Pool) []string {
+	var peers []string
+	for _, q := range st.Pools {
+		if q.Name != p.Name && q.Type == state.PoolBridge && q.Bridge != "" {
+			peers = append(peers, q.Bridge)
+		}
+	}
+	return peers
+}
+
+// take returns the handover once; nil after, or for a nil Adoption.
+func (ad *Adoption) take() *handover {
+	if ad == nil {
+		return nil
+	}
+	h := ad.h
+	ad.h = nil
+	return h
+}
