@@ -105,23 +105,18 @@ func childPids(pid int) []int {
 	return out
 }
 
-// cut SIGKILLs the supervisor, which ends the device (the reaper exits
-// with it, and the pid namespace with the reaper); with no supervisor, the
-// host stage. It returns what was killed.
-func (d *device) cut() string {
+// cut SIGKILLs the host stage, which ends the device at once, as a power
+// cut does: PID 1 dies with it (PR_SET_PDEATHSIG) and the pid namespace
+// with PID 1. (The supervisor alone is no longer enough: PID 1 starts it
+// again and it re-adopts the device, readopt_test.go.)
+func (d *device) cut() {
 	d.t.Helper()
-	what := "supervisor"
-	pid := supervisor(d)
-	if pid == 0 {
-		what, pid = "host stage", d.cmd.Process.Pid
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
+	_ = syscall.Kill(d.cmd.Process.Pid, syscall.SIGKILL)
 	select {
 	case <-d.exited:
 	case <-time.After(10 * time.Second):
-		d.t.Fatalf("the device survived the SIGKILL of its %s (pid %d)", what, pid)
+		d.t.Fatalf("the device survived the SIGKILL of its host stage (pid %d)", d.cmd.Process.Pid)
 	}
-	return what
 }
 
 // cutPhase names where a cut landed from what it left on disk.
@@ -241,12 +236,12 @@ func TestReliabilityPowerCut(t *testing.T) {
 			}
 		}
 		time.Sleep(plan.delay)
-		what := d.cut()
+		d.cut()
 		<-done
 		phase := cutPhase(l, rev, plan.after == cutInstall)
 		phases[phase]++
-		t.Logf("cut %d: reboot update %v, %v after %s: %s killed in %s", i, plan.reboot,
-			plan.delay.Round(time.Millisecond), plan.after, what, phase)
+		t.Logf("cut %d: reboot update %v, %v after %s: killed in %s", i, plan.reboot,
+			plan.delay.Round(time.Millisecond), plan.after, phase)
 		if err := l.Check(); onlyTemporaries(err) {
 			t.Logf("cut %d: left for Recover: %v", i, err)
 		} else if err != nil {

@@ -201,6 +201,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	sealing, sealErr := driver.PrepareExeSealing(workDir(o))
 	os.Unsetenv(reaper.ChildEnv)
 	os.Unsetenv(initPathEnv)
+	os.Unsetenv(reaper.GenEnv)
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -210,6 +211,26 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// revision, whose log directory the log file goes to: until then,
 	// logs go to stderr only.
 	console, _, _ := newLogger(stderr, "", level)
+	// PID 1's channel: exit statuses of the inits it reaps, and where
+	// the control socket is kept for the next supervisor.
+	exits, err := reaper.OpenExits(console)
+	if err != nil {
+		console.Warn("no exit channel from PID 1: a restarted supervisor will not know how containers ended", "err", err)
+	}
+	defer exits.Close()
+	// A supervisor PID 1 started again (the previous one died, or asked
+	// to be re-executed) re-adopts the running revision (readopt.go).
+	gen := reaper.Generation()
+	var running runningRecord
+	readopt := false
+	if gen > 0 {
+		var rerr error
+		if running, rerr = loadRunning(workDir(o)); rerr != nil {
+			console.Error("started again with nothing to re-adopt: booting", "generation", gen, "err", rerr)
+		} else {
+			readopt = true
+		}
+	}
 	cfg := o.cfg
 	if cfg == nil {
 		cfg = loadConfig(o, console)
@@ -230,6 +251,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	rev, _ := env.Boot()
+	if readopt {
+		rev = running.Rev
+	}
 	// The name comes from a file anyone with storage access can edit; it
 	// becomes a directory, so it is checked first. A bad one logs to
 	// stderr only, and the boot decision below refuses it (safe mode).
@@ -260,13 +284,18 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	defer stopKeeper()
 	go keeper.Run(keepCtx)
 	log.Info("pantavisor starting", "mode", o.mode(), "storage", o.storage, "bootloader", cfg.String(config.PVBootloaderType),
-		"pid", os.Getpid(), "exe_sealing", sealing)
+		"pid", os.Getpid(), "exe_sealing", sealing, "generation", gen)
 	if sealErr != nil {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
 	stateOpts := state.Options{AppEngine: !o.embedded}
 	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log}
-	boot, err := dev.Start()
+	var boot updater.Boot
+	if readopt {
+		boot, err = dev.Resume(running.Rev, running.Trying)
+	} else {
+		boot, err = dev.Start()
+	}
 	switch {
 	case err != nil:
 		log.Error("boot decision failed: safe mode (control socket up, no containers)", "err", err)
@@ -282,12 +311,14 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if len(boot.Recovered) > 0 {
 		log.Info("storage: removed what interrupted writes left", "files", boot.Recovered)
 	}
-	if err := isolate(!o.embedded); err != nil {
+	if err := isolate(!o.embedded && !readopt); err != nil {
 		log.Error("set up namespaces", "err", err)
 		return 1
 	}
 	work := workDir(o)
-	if err := mountWork(work); err != nil {
+	if readopt && rootfs.IsMountpoint(work) {
+		// The previous supervisor's: libcontainer's state is there.
+	} else if err := mountWork(work); err != nil {
 		log.Error("mount work tmpfs", "err", err)
 		return 1
 	}
@@ -299,7 +330,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// A run killed with SIGKILL left its container cgroups behind; they
 	// hold no process (the pid namespace died with it).
 	cgParent := driver.DeviceCgroupParent(o.storage)
-	if removed, err := removeLeftoverCgroups(cgParent); err != nil {
+	if readopt {
+		// The running containers' cgroups: re-adopted below.
+	} else if removed, err := removeLeftoverCgroups(cgParent); err != nil {
 		log.Warn("cgroups of a previous run left", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("removed the cgroups a previous run left", "dirs", len(removed))
@@ -313,7 +346,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// The socket exists before any container starts: each one gets it
 	// bind-mounted at /pantavisor/pv-ctrl.
 	sock := filepath.Join(o.run, "pv-ctrl")
-	listener, err := ctrl.Listen(sock)
+	listener, err := controlListener(sock, readopt, exits, log)
 	if err != nil {
 		log.Error("control socket", "err", err)
 		return 1
@@ -322,9 +355,19 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// read-only image mounts: a kept container holds its image while the
 	// next revision's engine starts the changed ones.
 	lowers := rootfs.NewLowers(filepath.Join(work, "volumes", "@lowers"))
-	newEngine := func(rev string, st *state.State) actors.Engine {
-		return wire.Engine(&engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv, Lowers: lowers,
-			WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log})
+	mkEngine := func(rev string, st *state.State) *engine.Engine {
+		return &engine.Engine{Layout: layout, Rev: rev, State: st, Driver: drv, Lowers: lowers,
+			WorkDir: filepath.Join(work, "volumes"), CtrlSocket: sock, Log: log}
+	}
+	newEngine := func(rev string, st *state.State) actors.Engine { return wire.Engine(mkEngine(rev, st)) }
+	firstEngine := mkEngine(rev, st)
+	pools := &engine.Pools{
+		Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
+		Isolation: cfg.Bool(config.PVNetIsolation),
+	}
+	var adopted *actors.Adoption
+	if readopt && st != nil && boot.SafeMode == "" {
+		adopted = adoptRunning(st, firstEngine, pools, exits, log)
 	}
 	// The hardware watchdog, on a device only (an appengine host's own
 	// watchdog is not ours to drive).
@@ -352,19 +395,21 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	guard.Enter(watchdog.Booting)
 	reboot, poweroff := make(chan string, 1), make(chan string, 1)
 	sys, err := actors.Start(actors.Config{
-		Rev: rev, State: st, Engine: newEngine(rev, st), NewEngine: newEngine, Log: log,
+		Rev: rev, State: st, Engine: wire.Engine(firstEngine), NewEngine: newEngine, Log: log, Adopted: adopted,
 		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
 		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
-		PoolNet: wire.Pools(&engine.Pools{
-			Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
-			Isolation: cfg.Bool(config.PVNetIsolation),
-		}),
-		Links:   &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
-		Ingress: &ingress.Plane{Log: log},
-		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
+		PoolNet:          wire.Pools(pools),
+		Links:            &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
+		Ingress:          &ingress.Plane{Log: log},
+		Updates:          dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },
-		OnPoweroff:  func(reason string) { offer(poweroff, reason) },
+		OnRevision: func(rev string, trying bool) {
+			if err := saveRunning(work, runningRecord{Rev: rev, Trying: trying}); err != nil {
+				log.Warn("a restarted supervisor could not re-adopt", "err", err)
+			}
+		},
+		OnPoweroff: func(reason string) { offer(poweroff, reason) },
 		OnBooted: func(time.Duration, []string) {
 			// Not from the actor that calls this: disarming waits for
 			// a kick whose probe asks the root.
@@ -389,10 +434,19 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
 	reason, code := "", 0
 	select {
 	case s := <-sigs:
+		if s == syscall.SIGHUP {
+			// An in-place upgrade: PID 1 starts the binary's file
+			// again, which re-adopts everything. Nothing is stopped
+			// or unmounted (no deferred cleanup runs), and the
+			// control socket stays with PID 1.
+			log.Info("re-executing the supervisor: the containers keep running")
+			closeLog()
+			os.Exit(reaper.ExitReexec)
+		}
 		reason = "signal " + s.String()
 		if o.embedded {
 			// As busybox's init reads them: SIGUSR1 halt and

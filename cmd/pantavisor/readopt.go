@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/pantavisor/pv/ctrl"
+	"github.com/pantavisor/pv/internal/wire"
+	"github.com/pantavisor/pv/runtime/engine"
+	"github.com/pantavisor/pv/runtime/reaper"
+	"github.com/pantavisor/pv/state"
+
+	"github.com/pantavisor/pv/actors"
+)
+
+// The supervisor may die (a Go fatal error, the OOM killer) or ask to be
+// re-executed from a new binary (SIGHUP, reaper.ExitReexec); PID 1 then
+// starts it again (runtime/reaper) while the containers run on. The new
+// one finds, in the same mount and network namespaces:
+//   - the work tmpfs with libcontainer's state of every container and
+//     the running record below (which revision, under test or not);
+//   - the containers' mounts, pool bridges and rules, and eth0s;
+//   - the control socket's listener, which PID 1 kept;
+//   - the exit statuses of inits that ended in the gap, from PID 1.
+// It re-adopts all of it (actors.Adopt) instead of booting.
+
+// runningRecord names the revision the supervisor runs, kept on the work
+// tmpfs for the next supervisor.
+type runningRecord struct {
+	Rev    string `json:"rev"`
+	Trying bool   `json:"trying"`
+}
+
+const runningFile = "running.json"
+
+// saveRunning writes the record atomically (a crash mid-write must leave
+// the previous one).
+func saveRunning(work string, r runningRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(work, runningFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("record the running revision: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(work, runningFile)); err != nil {
+		return fmt.Errorf("record the running revision: %w", err)
+	}
+	return nil
+}
+
+// maxRunningRecord bounds what is read: the record is a revision name and
+// a flag.
+const maxRunningRecord = 4096
+
+func loadRunning(work string) (runningRecord, error) {
+	var r runningRecord
+	f, err := os.Open(filepath.Join(work, runningFile))
+	if err != nil {
+		return r, fmt.Errorf("read the running revision: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, maxRunningRecord+1)
+	n, err := f.Read(b)
+	if err != nil {
+		return r, fmt.Errorf("read the running revision: %w", err)
+	}
+	if n > maxRunningRecord {
+		return r, errors.New("read the running revision: record too large")
+	}
+	if err := json.Unmarshal(b[:n], &r); err != nil {
+		return r, fmt.Errorf("read the running revision: %w", err)
+	}
+	return r, nil
+}
+
+// controlListener is the control socket: the one PID 1 kept when this
+// supervisor re-adopts, else a new one, handed to PID 1 for the next.
+func controlListener(sock string, readopt bool, exits *reaper.Exits, log *slog.Logger) (net.Listener, error) {
+	if readopt {
+		if l := reaper.InheritedListener(sock); l != nil {
+			log.Info("control socket kept by PID 1 taken over", "path", sock)
+			return l, nil
+		}
+		log.Warn("PID 1 kept no control socket: making a new one; containers reach it again once restarted")
+	}
+	l, err := ctrl.Listen(sock)
+	if err != nil {
+		return nil, err
+	}
+	if ul, ok := l.(*net.UnixListener); ok && exits != nil {
+		if err := exits.KeepListener(ul); err != nil {
+			log.Warn("PID 1 does not hold the control socket: a restarted supervisor will make a new one", "err", err)
+		}
+	}
+	return l, nil
+}
+
+// adoptRunning takes over what the previous supervisor left of st and
+// logs what it found.
+func adoptRunning(st *state.State, e *engine.Engine, p *engine.Pools, exits *reaper.Exits, log *slog.Logger) *actors.Adoption {
+	if n, err := e.RecoverLowers(); err != nil {
+		log.Warn("shared image mounts not recovered", "err", err)
+	} else {
+		log.Debug("shared image mounts recovered", "mounts", n)
+	}
+	ad := actors.Adopt(st, wire.Adopter(e, p, exits), log)
+	if err := e.PruneLowers(); err != nil {
+		log.Warn("unused image mounts left", "err", err)
+	}
+	log.Info("re-adopted the previous supervisor's containers", "running", len(ad.Running),
+		"ended_in_gap", ad.Ended, "fresh", ad.Fresh)
+	return ad
+}
