@@ -40,9 +40,10 @@ type Adoption struct {
 	Running, Ended, Fresh []string
 }
 
-// Adopt takes over what a previous supervisor left of st (see above).
-// Every failure is logged and leaves the container to a fresh start.
-func Adopt(st *state.State, a Adopter, log *slog.Logger) *Adoption {
+// Adopt takes over what a previous supervisor left of st (see above),
+// with the books it kept. Every failure is logged and leaves the container
+// to a fresh start.
+func Adopt(st *state.State, a Adopter, books Books, log *slog.Logger) *Adoption {
 	ad := &Adoption{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}}}
 	now := time.Now()
 	pools := map[string]*poolRecord{}
@@ -71,7 +72,9 @@ func Adopt(st *state.State, a Adopter, log *slog.Logger) *Adoption {
 			ad.Fresh = append(ad.Fresh, c.Name)
 			continue
 		}
-		rec := &containerRecord{spec: c, mount: mount, status: messages.StatusInstalled, since: now}
+		b := books[c.Name]
+		rec := &containerRecord{spec: c, mount: mount, status: messages.StatusInstalled, since: now,
+			retries: b.Retries, lastExit: b.LastExit}
 		if c.StatusGoal == state.GoalMounted {
 			rec.status = messages.StatusMounted
 		}
@@ -93,6 +96,9 @@ func Adopt(st *state.State, a Adopter, log *slog.Logger) *Adoption {
 				ad.Ended = append(ad.Ended, c.Name)
 			} else {
 				ad.Running = append(ad.Running, c.Name)
+				if b.Ready {
+					rec.status = messages.StatusReady
+				}
 			}
 		} else {
 			ad.Fresh = append(ad.Fresh, c.Name)

@@ -58,6 +58,9 @@ type containerRecord struct {
 	// restarts counts container (not actor) restarts.
 	restarts      int
 	actorRestarts int
+	// retries is the recovery retries a restarted supervisor found in the
+	// books (adopt.go), for the revision's bookkeeping.
+	retries       int
 	lastFailure   string
 	lastFailureAt time.Time
 }

@@ -55,6 +55,9 @@ type revisionActor struct {
 	// otherwise; from is what the previous revision handed to this one.
 	handing *handing
 	from    *handover
+	// onBooks is Config.OnBooks; books what it was last given.
+	onBooks func(Books)
+	books   Books
 	// board is where the rows are published for GET /containers and
 	// /groups (board.go).
 	board *board
@@ -78,7 +81,7 @@ func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet,
-			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board}
+			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board, onBooks: cfg.OnBooks}
 		from = nil
 		return r
 	})
@@ -92,6 +95,7 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		defer func() {
 			r.syncLinks(ctx.ActorSystem())
 			r.publish()
+			r.keepBooks()
 		}()
 	}
 	switch m := ctx.Message().(type) {
@@ -207,6 +211,7 @@ func (r *revisionActor) adopt(rec *containerRecord, ch *child) (*containerRecord
 	ch.ctr.asked = old.status != "" && old.status != messages.StatusInstalled
 	row := ch.ctr.row
 	row.Status, row.Since, row.StartedAt, row.LastExit, row.Err, row.Lease = old.status, old.since, old.startedAt, old.lastExit, old.err, old.lease
+	ch.ctr.recovery.history.Retries = old.retries
 	if old.run != nil && old.running {
 		row.Pid = old.run.Pid()
 	}

@@ -278,6 +278,9 @@ type Config struct {
 	// (at boot and at each non-reboot transition), with whether it is
 	// under test: a supervisor that PID 1 starts again resumes it.
 	OnRevision func(rev string, trying bool)
+	// OnBooks is called, from the revision, whenever a container's books
+	// change (books.go), for a supervisor that PID 1 starts again.
+	OnBooks func(Books)
 	// Adopted is what this supervisor took over from the previous one
 	// (Adopt); nil at boot.
 	Adopted *Adoption

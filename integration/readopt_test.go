@@ -293,5 +293,11 @@ func checkKept(t *testing.T, d *device, before, after map[string]messages.Contai
 		if a.UptimeSecs < b.UptimeSecs {
 			t.Errorf("%s: uptime %d s, was %d s", n, a.UptimeSecs, b.UptimeSecs)
 		}
+		// The recovery bookkeeping goes on too.
+		if a.AutoRecovery.CurrentRetries != b.AutoRecovery.CurrentRetries || (a.LastExit == nil) != (b.LastExit == nil) ||
+			a.LastExit != nil && a.LastExit.Code != b.LastExit.Code {
+			t.Errorf("%s: retries %d and last exit %+v, were %d and %+v", n, a.AutoRecovery.CurrentRetries, a.LastExit,
+				b.AutoRecovery.CurrentRetries, b.LastExit)
+		}
 	}
 }

@@ -365,9 +365,10 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Iptables:  iptablesBinary(cfg.String(config.PVNetIptables)),
 		Isolation: cfg.Bool(config.PVNetIsolation),
 	}
+	books := &journal{work: work, log: log, rec: running}
 	var adopted *actors.Adoption
 	if readopt && st != nil && boot.SafeMode == "" {
-		adopted = adoptRunning(st, firstEngine, pools, exits, log)
+		adopted = adoptRunning(st, running.Books, firstEngine, pools, exits, log)
 	}
 	// The hardware watchdog, on a device only (an appengine host's own
 	// watchdog is not ours to drive).
@@ -404,12 +405,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Updates:          dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },
-		OnRevision: func(rev string, trying bool) {
-			if err := saveRunning(work, runningRecord{Rev: rev, Trying: trying}); err != nil {
-				log.Warn("a restarted supervisor could not re-adopt", "err", err)
-			}
-		},
-		OnPoweroff: func(reason string) { offer(poweroff, reason) },
+		OnRevision:  books.revision,
+		OnBooks:     books.books,
+		OnPoweroff:  func(reason string) { offer(poweroff, reason) },
 		OnBooted: func(time.Duration, []string) {
 			// Not from the actor that calls this: disarming waits for
 			// a kick whose probe asks the root.

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/internal/wire"
@@ -32,8 +34,47 @@ import (
 // runningRecord names the revision the supervisor runs, kept on the work
 // tmpfs for the next supervisor.
 type runningRecord struct {
-	Rev    string `json:"rev"`
-	Trying bool   `json:"trying"`
+	Rev    string       `json:"rev"`
+	Trying bool         `json:"trying"`
+	Books  actors.Books `json:"books,omitempty"`
+}
+
+// journal keeps the running record up to date from the actors' calls
+// (Config.OnRevision and OnBooks). A failed write is logged once per
+// kind of failure: the device runs on, a restarted supervisor would only
+// boot instead of re-adopt, or start its books afresh.
+type journal struct {
+	work string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	rec    runningRecord
+	failed bool
+}
+
+func (j *journal) revision(rev string, trying bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.rec.Rev != rev {
+		j.rec.Books = nil
+	}
+	j.rec.Rev, j.rec.Trying = rev, trying
+	j.save()
+}
+
+func (j *journal) books(b actors.Books) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.rec.Books = b
+	j.save()
+}
+
+func (j *journal) save() {
+	err := saveRunning(j.work, j.rec)
+	if err != nil && !j.failed {
+		j.log.Warn("a restarted supervisor could not re-adopt", "err", err)
+	}
+	j.failed = err != nil
 }
 
 const runningFile = "running.json"
@@ -55,9 +96,9 @@ func saveRunning(work string, r runningRecord) error {
 	return nil
 }
 
-// maxRunningRecord bounds what is read: the record is a revision name and
-// a flag.
-const maxRunningRecord = 4096
+// maxRunningRecord bounds what is read: a revision name, a flag and a few
+// counters per container.
+const maxRunningRecord = 1 << 20
 
 func loadRunning(work string) (runningRecord, error) {
 	var r runningRecord
@@ -66,8 +107,8 @@ func loadRunning(work string) (runningRecord, error) {
 		return r, fmt.Errorf("read the running revision: %w", err)
 	}
 	defer f.Close()
-	b := make([]byte, maxRunningRecord+1)
-	n, err := f.Read(b)
+	b, err := io.ReadAll(io.LimitReader(f, maxRunningRecord+1))
+	n := len(b)
 	if err != nil {
 		return r, fmt.Errorf("read the running revision: %w", err)
 	}
@@ -104,13 +145,13 @@ func controlListener(sock string, readopt bool, exits *reaper.Exits, log *slog.L
 
 // adoptRunning takes over what the previous supervisor left of st and
 // logs what it found.
-func adoptRunning(st *state.State, e *engine.Engine, p *engine.Pools, exits *reaper.Exits, log *slog.Logger) *actors.Adoption {
+func adoptRunning(st *state.State, books actors.Books, e *engine.Engine, p *engine.Pools, exits *reaper.Exits, log *slog.Logger) *actors.Adoption {
 	if n, err := e.RecoverLowers(); err != nil {
 		log.Warn("shared image mounts not recovered", "err", err)
 	} else {
 		log.Debug("shared image mounts recovered", "mounts", n)
 	}
-	ad := actors.Adopt(st, wire.Adopter(e, p, exits), log)
+	ad := actors.Adopt(st, wire.Adopter(e, p, exits), books, log)
 	if err := e.PruneLowers(); err != nil {
 		log.Warn("unused image mounts left", "err", err)
 	}

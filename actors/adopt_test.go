@@ -1,0 +1,105 @@
+package actors
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+)
+
+// fakeAdopter hands over runs made by the fake engine, as if a previous
+// supervisor had started them.
+type fakeAdopter struct {
+	e    *fakeEngine
+	runs map[string]*fakeRun // nil entry: nothing left of it
+}
+
+func (a *fakeAdopter) AdoptPool(state.Pool, []string) (PoolSetup, error) { return nil, nil }
+
+func (a *fakeAdopter) AdoptContainer(c *state.Container) (Mount, Run, *messages.Lease, error) {
+	r := a.runs[c.Name]
+	if r == nil {
+		return nil, nil, nil, nil
+	}
+	a.e.mu.Lock()
+	a.e.runs[c.Name] = r
+	a.e.mu.Unlock()
+	return &fakeMount{e: a.e, name: c.Name}, r, nil, nil
+}
+
+func adoptState(t *testing.T) *state.State {
+	t.Helper()
+	always := map[string]any{"policy": "always", "retry_delay": 0}
+	return parseState(t, map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{"groups": []any{
+			map[string]any{"name": "g1", "status_goal": "READY", "timeout": 30},
+			map[string]any{"name": "g2", "status_goal": "STARTED", "timeout": 30},
+		}},
+		"ready/run.json": map[string]any{"name": "ready", "group": "g1"},
+		"gone/run.json":  map[string]any{"name": "gone", "group": "g2", "auto_recovery": always},
+		"fresh/run.json": map[string]any{"name": "fresh", "group": "g2"},
+	})
+}
+
+// A supervisor started again adopts the previous one's containers: a
+// live one keeps its pid and its READY, nothing is started again but what
+// was left of nothing, and an init that ended in the gap is recovered by
+// its policy with the retries the books kept.
+func TestAdoptTakesOverWithoutStarting(t *testing.T) {
+	e := newFakeEngine()
+	ready := &fakeRun{e: e, name: "ready", pid: 41, exit: make(chan messages.Exit, 1)}
+	gone := &fakeRun{e: e, name: "gone", pid: 42, exit: make(chan messages.Exit, 1)}
+	gone.Exit(7, 0) // in the gap
+	st := adoptState(t)
+	books := Books{"ready": {Ready: true}, "gone": {Retries: 2}}
+	ad := Adopt(st, &fakeAdopter{e: e, runs: map[string]*fakeRun{"ready": ready, "gone": gone}}, books, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !slices.Equal(ad.Fresh, []string{"fresh"}) {
+		t.Errorf("fresh %v, want [fresh]", ad.Fresh)
+	}
+	var mu sync.Mutex
+	var kept []Books
+	sys := startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad, OnBooks: func(b Books) {
+		mu.Lock()
+		kept = append(kept, b)
+		mu.Unlock()
+	}})
+	cs := waitStatus(t, sys, map[string]messages.Status{"ready": messages.StatusReady, "fresh": messages.StatusStarted})
+	for _, c := range cs {
+		if c.Name == "ready" && c.Pid != 41 {
+			t.Errorf("ready has pid %d, want 41", c.Pid)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for countEvents(e, "start gone") == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cs = waitStatus(t, sys, map[string]messages.Status{"gone": messages.StatusStarted})
+	for _, c := range cs {
+		if c.Name != "gone" {
+			continue
+		}
+		if c.LastExit == nil || c.LastExit.Code != 7 {
+			t.Errorf("gone's last exit %+v, want code 7", c.LastExit)
+		}
+		if c.AutoRecovery.CurrentRetries != 3 {
+			t.Errorf("gone's retries %d, want 3 (2 kept + this one)", c.AutoRecovery.CurrentRetries)
+		}
+	}
+	if n := countEvents(e, "start ready"); n != 0 {
+		t.Errorf("ready started again: %v", e.Events())
+	}
+	if countEvents(e, "start fresh") != 1 || countEvents(e, "start gone") != 1 {
+		t.Errorf("fresh and gone should start once each: %v", e.Events())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(kept) == 0 || kept[len(kept)-1]["gone"].Retries != 3 || !kept[len(kept)-1]["ready"].Ready {
+		t.Errorf("books kept: %+v", kept)
+	}
+}
