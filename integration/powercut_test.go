@@ -179,7 +179,7 @@ func TestReliabilityPowerCut(t *testing.T) {
 	var done, passed, checks int
 	phases := map[string]int{}
 	outcomes := map[string]int{}
-	record(t, "SIGKILL at random instants of updates", &done, &passed, func() string {
+	record(t, "SIGKILL of the host stage (a power cut) at random instants of updates", &done, &passed, func() string {
 		var ok, failed, notRun int
 		for k, n := range outcomes {
 			switch {
