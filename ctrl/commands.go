@@ -55,7 +55,9 @@ var commandOps = map[string]commandHandler{
 	"REBOOT_DEVICE":    powerCommand(false),
 	"POWEROFF_DEVICE":  powerCommand(true),
 	"MAKE_FACTORY":     (*Server).makeFactory,
-	"RUN_GC":           (*Server).runGC,
+	// Ours: an in-place upgrade of the supervisor (runtime/reaper).
+	"REEXEC_SUPERVISOR": (*Server).reexecCommand,
+	"RUN_GC":            (*Server).runGC,
 	// Remote mode (Pantahub) is not implemented: the device is always in
 	// local mode, where upstream refuses device metadata with 409.
 	"UPDATE_METADATA": refuseCommand(http.StatusConflict, "UPDATE_METADATA: device metadata from the hub is not accepted in local mode"),
@@ -119,6 +121,21 @@ func powerCommand(poweroff bool) commandHandler {
 	return func(s *Server, w http.ResponseWriter, reason string) {
 		s.commandDone(w, "power", s.b.Power(poweroff, reason))
 	}
+}
+
+// reexecCommand answers, then has the supervisor re-executed: the
+// answer must leave before the process goes.
+func (s *Server) reexecCommand(w http.ResponseWriter, reason string) {
+	if s.reexec == nil {
+		s.writeError(w, http.StatusNotImplemented, "REEXEC_SUPERVISOR: this supervisor cannot be re-executed (not started by pantavisor's PID 1)")
+		return
+	}
+	writeOK(w)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	fn := s.reexec
+	go fn(reason)
 }
 
 func refuseCommand(status int, msg string) commandHandler {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -65,6 +67,8 @@ func TestCommands(t *testing.T) {
 		{"try once", command("TRY_ONCE", "1"), nil, 200, "", "", nil},
 		{"local apply", command("LOCAL_APPLY", ""), nil, 200, "", "", nil},
 		{"xconnect graph", command("XCONNECT_GRAPH", ""), nil, 200, "", "", nil},
+		// The server of this test was given no way to re-execute.
+		{"reexec without PID 1", command("REEXEC_SUPERVISOR", ""), nil, 501, "", "", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -88,6 +92,27 @@ func TestCommands(t *testing.T) {
 				t.Errorf("answer %s does not name the op %s", got.body, req.Op)
 			}
 		})
+	}
+}
+
+// REEXEC_SUPERVISOR answers first, then asks for the re-execution.
+func TestReexecCommand(t *testing.T) {
+	b := newFakeBackend()
+	asked := make(chan string, 1)
+	srv := New(b, fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv.SetReexec(func(why string) { asked <- why })
+	sock, _ := serve(t, srv)
+	client := unixClient(sock)
+	if got := do(t, client, "POST", "/commands", command("REEXEC_SUPERVISOR", "new binary")); got.status != 200 {
+		t.Fatalf("answer %d %s, want 200", got.status, got.body)
+	}
+	select {
+	case why := <-asked:
+		if why != "new binary" {
+			t.Errorf("re-execution asked for %q", why)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("re-execution never asked for")
 	}
 }
 

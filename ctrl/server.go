@@ -83,7 +83,14 @@ type Server struct {
 	listed containersCache
 	// bodyTimeout is the body timeout (limits.go); tests shorten it.
 	bodyTimeout time.Duration
+	// reexec is SetReexec's; nil refuses REEXEC_SUPERVISOR.
+	reexec func(reason string)
 }
+
+// SetReexec lets POST /commands REEXEC_SUPERVISOR ask for the supervisor's
+// re-execution from the binary's file (an in-place upgrade: the
+// containers keep running); fn is called once the answer is written.
+func (s *Server) SetReexec(fn func(reason string)) { s.reexec = fn }
 
 // New returns a server answering from b, identifying callers with r
 // (CgroupResolver(DefaultCgroupParent) when nil) and logging to log

@@ -212,9 +212,9 @@ func TestReliabilitySupervisorKill(t *testing.T) {
 		}
 	}
 
-	// 3. SIGHUP: the supervisor re-executes itself from its file (an
+	// 3. SIGHUP, then pvcontrol cmd reexec: the supervisor re-executes from its file (an
 	// in-place upgrade), which is no crash.
-	done++
+	done += 2
 	old := supervisor(d)
 	if old == 0 {
 		t.Fatal("no supervisor")
@@ -233,6 +233,25 @@ func TestReliabilitySupervisorKill(t *testing.T) {
 	if !strings.Contains(d.output(), "starting the supervisor again from its file") {
 		t.Errorf("PID 1 did not say it re-executed the supervisor:\n%s", d.output())
 	}
+	if !t.Failed() {
+		passed++
+	}
+
+	// The same through the control socket: pvcontrol cmd reexec.
+	old = supervisor(d)
+	at = time.Now()
+	if out, code := d.pvcontrol("cmd", "reexec", "upgrade"); code != 0 {
+		t.Fatalf("pvcontrol cmd reexec: exit %d: %s", code, out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); supervisor(d) == old && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	took, after = readopted(t, c, before, names, at)
+	t.Logf("re-executed (pvcontrol cmd reexec) and re-adopted in %s", ms(took))
+	if sup := supervisor(d); sup == old || sup == 0 {
+		t.Errorf("supervisor after cmd reexec: %d (was %d)", sup, old)
+	}
+	checkKept(t, d, before, after, names, starts)
 	if !t.Failed() {
 		passed++
 	}

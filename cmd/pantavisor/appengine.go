@@ -427,40 +427,49 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	live.Store(sys)
+	// Re-execution needs PID 1 to start the next supervisor: only under
+	// the C reaper (its exit channel tells).
+	reexec := make(chan string, 1)
+	var onReexec func(string)
+	if exits != nil {
+		onReexec = func(why string) { offer(reexec, why) }
+	}
 	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
-		ctrl.Storage{Layout: layout, State: stateOpts}, cfg, o.run, log)
+		ctrl.Storage{Layout: layout, State: stateOpts}, cfg, o.run, onReexec, log)
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
 	reason, code := "", 0
-	select {
-	case s := <-sigs:
-		if s == syscall.SIGHUP {
-			// An in-place upgrade: PID 1 starts the binary's file
-			// again, which re-adopts everything. Nothing is stopped
-			// or unmounted (no deferred cleanup runs), and the
-			// control socket stays with PID 1.
-			log.Info("re-executing the supervisor: the containers keep running")
-			closeLog()
-			os.Exit(reaper.ExitReexec)
-		}
-		reason = "signal " + s.String()
-		if o.embedded {
-			// As busybox's init reads them: SIGUSR1 halt and
-			// SIGUSR2 power off; SIGTERM (and Ctrl-Alt-Del's
-			// SIGINT) reboot.
-			code = reaper.ExitReboot
-			if s == syscall.SIGUSR1 || s == syscall.SIGUSR2 {
+	for reason == "" {
+		select {
+		case why := <-reexec:
+			reexecSupervisor(log, closeLog, "command: "+why)
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if exits != nil {
+					reexecSupervisor(log, closeLog, "SIGHUP")
+				}
+				log.Warn("SIGHUP ignored: no PID 1 of pantavisor's to start the supervisor again")
+				continue
+			}
+			reason = "signal " + s.String()
+			if o.embedded {
+				// As busybox's init reads them: SIGUSR1 halt and
+				// SIGUSR2 power off; SIGTERM (and Ctrl-Alt-Del's
+				// SIGINT) reboot.
+				code = reaper.ExitReboot
+				if s == syscall.SIGUSR1 || s == syscall.SIGUSR2 {
+					code = reaper.ExitPoweroff
+				}
+			}
+		case why := <-reboot:
+			reason, code = "reboot: "+why, reaper.ExitReboot
+		case why := <-poweroff:
+			reason = "power-off: " + why
+			if o.embedded {
 				code = reaper.ExitPoweroff
 			}
-		}
-	case why := <-reboot:
-		reason, code = "reboot: "+why, reaper.ExitReboot
-	case why := <-poweroff:
-		reason = "power-off: " + why
-		if o.embedded {
-			code = reaper.ExitPoweroff
 		}
 	}
 	log.Info("stopping", "reason", reason)
@@ -478,6 +487,16 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	}
 	log.Info("pantavisor stopped")
 	return code
+}
+
+// reexecSupervisor ends this supervisor so that PID 1 starts the binary's
+// file again, which re-adopts everything (an in-place upgrade). Nothing is
+// stopped or unmounted, no deferred cleanup runs, and the control socket
+// stays with PID 1.
+func reexecSupervisor(log *slog.Logger, closeLog func(), why string) {
+	log.Info("re-executing the supervisor: the containers keep running", "why", why)
+	closeLog()
+	os.Exit(reaper.ExitReexec)
 }
 
 // watchdogDevice is the kernel's watchdog device.

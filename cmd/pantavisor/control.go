@@ -23,7 +23,8 @@ var _ ctrl.Backend = (*actors.System)(nil)
 // PUT /user-meta overrides; user-meta and device-meta live under runDir and
 // are kept under the storage's cache/ (a failure there leaves those
 // endpoints answering 500, the rest of the socket works).
-func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ctrl.Storage, cfg *config.Config, runDir string, log *slog.Logger) func() {
+func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ctrl.Storage, cfg *config.Config, runDir string,
+	reexec func(string), log *slog.Logger) func() {
 	resolve, err := ctrl.IdentityResolver(cgroupParent, sys.Containers)
 	if err != nil {
 		// Without our own namespaces no caller can be told from the host:
@@ -34,6 +35,9 @@ func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ct
 	srv := ctrl.New(sys, resolve, log.With("component", "ctrl"))
 	srv.SetStorage(st)
 	srv.SetConfig(cfg)
+	if reexec != nil {
+		srv.SetReexec(reexec)
+	}
 	if err := srv.SetMeta(runDir, st.Layout.Root); err != nil {
 		log.Error("control socket: user-meta and device-meta unavailable", "err", err)
 	}

@@ -25,6 +25,8 @@ func TestCmd(t *testing.T) {
 		{[]string{"cmd", "reboot"}, exitOK, "", "power poweroff=false "},
 		{[]string{"cmd", "reboot", "new kernel"}, exitOK, "", "power poweroff=false new kernel"},
 		{[]string{"cmd", "poweroff", "bye"}, exitOK, "", "power poweroff=true bye"},
+		// This server was given no way to re-execute (no PID 1 of ours).
+		{[]string{"cmd", "reexec"}, exitFailed, "(HTTP 501)", ""},
 		// The fake runs "0": nothing to copy, "0" is run with a reboot.
 		{[]string{"cmd", "make-factory"}, exitOK, "", "run 0 commit=true"},
 		{[]string{"cmd", "make-factory", "locals/none"}, exitFailed, "Resource does not exist (HTTP 404)", ""},

@@ -55,6 +55,7 @@ var commands = []command{
 		help: "start the update to revision REV with a reboot", run: postCommand("LOCAL_RUN_COMMIT")},
 	{spec: "cmd reboot", args: "[MSG]", max: 1, help: "reboot the device, logging MSG", run: postCommand("REBOOT_DEVICE")},
 	{spec: "cmd poweroff", args: "[MSG]", max: 1, help: "power the device off, logging MSG", run: postCommand("POWEROFF_DEVICE")},
+	{spec: "cmd reexec", args: "[MSG]", max: 1, help: "re-execute the supervisor from its file (an upgrade); containers keep running", run: postCommand("REEXEC_SUPERVISOR")},
 	{spec: "cmd make-factory", args: "[REV]", max: 1,
 		help: "make REV (default: the running one) the factory revision 0 and run it", run: postCommand("MAKE_FACTORY")},
 	{spec: "cmd run-gc", help: "remove the revisions and objects not in use", run: postCommand("RUN_GC")},
