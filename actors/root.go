@@ -40,6 +40,9 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.since = time.Now()
 		a.startRevision(ctx)
+	case hangRoot:
+		a.cfg.Log.Error("root actor hanging on purpose (PV_TEST_HANG_ROOT)")
+		select {}
 	case *messages.Shutdown:
 		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)
 		a.shutdown = ctx.Sender()

@@ -158,6 +158,14 @@ func (s *System) Tree() *messages.Node {
 	return s.describe(s.root.Id)
 }
 
+// HangRoot blocks the root actor for good. It exists for one test: the
+// QEMU boot test (PV_TEST_HANG_ROOT) proves with it that a hung actor tree
+// stops the watchdog's kicks and the board resets.
+func (s *System) HangRoot() { s.sys.Root.Send(s.root, hangRoot{}) }
+
+// hangRoot is HangRoot's message.
+type hangRoot struct{}
+
 // Alive reports whether the root actor answers before ctx ends: what the
 // watchdog asks before each kick.
 func (s *System) Alive(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -427,6 +428,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	live.Store(sys)
+	if o.embedded {
+		hangForTest(sys, log)
+	}
 	// Re-execution needs PID 1 to start the next supervisor: only under
 	// the C reaper (its exit channel tells).
 	reexec := make(chan string, 1)
@@ -497,6 +501,27 @@ func reexecSupervisor(log *slog.Logger, closeLog func(), why string) {
 	log.Info("re-executing the supervisor: the containers keep running", "why", why)
 	closeLog()
 	os.Exit(reaper.ExitReexec)
+}
+
+// hangTestEnv, set to a number of seconds (the kernel passes unknown
+// key=value parameters of its command line to init's environment), makes
+// the root actor hang for good that long after the start: the QEMU boot
+// test proves so that a hung actor tree stops the watchdog's kicks and the
+// board resets. Embedded mode only.
+const hangTestEnv = "PV_TEST_HANG_ROOT"
+
+func hangForTest(sys *actors.System, log *slog.Logger) {
+	v := os.Getenv(hangTestEnv)
+	if v == "" {
+		return
+	}
+	secs, err := strconv.Atoi(v)
+	if err != nil || secs < 0 {
+		log.Error("ignored: not a number of seconds", "var", hangTestEnv, "value", v)
+		return
+	}
+	log.Warn("the root actor will hang (a test of the watchdog)", "var", hangTestEnv, "after_s", secs)
+	time.AfterFunc(time.Duration(secs)*time.Second, sys.HangRoot)
 }
 
 // watchdogDevice is the kernel's watchdog device.
