@@ -128,6 +128,38 @@ func TestXconnectUnixAndDrmBetweenContainers(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+
+	// The supervisor dies: PID 1 starts it again, and the new one
+	// re-adopts both containers (neither restarts) and makes the link
+	// again, whose proxy died with the old one.
+	before := d.waitContainers("both started", 10*time.Second, statusIs(messages.StatusStarted, "prov", "cons"))
+	sup := supervisor(d)
+	if sup == 0 {
+		t.Fatal("no supervisor")
+	}
+	syscall.Kill(sup, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n := supervisor(d); n != 0 && n != sup {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new supervisor 10 s after the kill")
+		}
+	}
+	after := d.waitContainers("both re-adopted", 20*time.Second, statusIs(messages.StatusStarted, "prov", "cons"))
+	for _, n := range []string{"prov", "cons"} {
+		if after[n].Pid != before[n].Pid {
+			t.Errorf("%s restarted by the re-adoption: pid %d, was %d", n, after[n].Pid, before[n].Pid)
+		}
+	}
+	mark = len(d.console("cons"))
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.console("cons")[mark:], `reply "echo: ping`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer through the link after the supervisor was re-adopted:\n%s", d.console("cons")[mark:])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // pinger dials the echo service every 0.2 s for ever.
