@@ -240,10 +240,25 @@ func (d *Device) unloadable(b Boot, err error) Boot {
 
 // Resume is Start for a supervisor that PID 1 started again while the
 // device runs rev (the previous supervisor died): nothing is decided and
-// nothing is written, the revision is only loaded. It is under test when
-// trying was recorded and its progress on disk still says so.
+// nothing is written but the removal of half-done writes, the revision is
+// only loaded. It is under test when trying was recorded and its progress
+// on disk still says so. Reboot is set when the bootloader holds a try of
+// another revision: the reboot into it the previous supervisor began is
+// still due (the caller carries it out in order, once it re-adopted).
 func (d *Device) Resume(rev string, trying bool) (Boot, error) {
 	b := Boot{Boot: update.Boot{Action: update.BootRun, Rev: rev, Why: "the supervisor started again: the running revision goes on"}}
+	// Nothing writes to storage yet: what the dead supervisor's writes
+	// left half-done goes, as at boot.
+	rec, err := d.Layout.Recover()
+	b.Recovered = rec
+	if err != nil {
+		d.Log.Warn("storage recovery incomplete", "err", err)
+	}
+	// A try the bootloader holds for another revision: the previous
+	// supervisor was on its way to reboot into it.
+	if env, err := d.Bootloader.Load(); err == nil && env.Try() != "" && env.Try() != rev {
+		b.Reboot = "the previous supervisor was rebooting into revision " + env.Try()
+	}
 	st, err := d.Load(rev)
 	if err != nil {
 		return b, fmt.Errorf("load running revision %s: %w", rev, err)

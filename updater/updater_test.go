@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pantavisor/pv/bootloader"
@@ -187,5 +189,52 @@ func TestStartBootsTheFactoryRevisionOnCorruptVariables(t *testing.T) {
 				t.Fatalf("variables after the install: %v", env)
 			}
 		})
+	}
+}
+
+// A supervisor started again resumes what runs: no boot decision, the
+// bootloader and progress untouched; a try is resumed only while its
+// progress says so; a try of another revision the bootloader holds is a
+// reboot still due; what half-done writes left goes.
+func TestResume(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1", "pv_trying": "1"})
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusTesting, storage.MsgTestingReboot)); err != nil {
+		t.Fatal(err)
+	}
+	leftover := filepath.Join(d.Layout.Objects(), "."+strings.Repeat("ab", 32)+".tmp123")
+	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := d.mustEnv(t)
+	b, err := d.Resume("1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "1" || !b.Trying || b.TryProgress == nil || b.TryProgress.Status != storage.StatusTesting || b.State == nil || b.Reboot != "" {
+		t.Errorf("resume of a try: %+v", b)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("half-done write left: %v", err)
+	}
+	if env := d.mustEnv(t); !maps.Equal(env, before) {
+		t.Errorf("bootloader changed: %v, was %v", env, before)
+	}
+	// Committed since: no try any more.
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusDone, storage.MsgDone)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = d.Resume("1", true); err != nil || b.Trying {
+		t.Errorf("resume after the commit: %+v %v", b, err)
+	}
+	// Revision 0 runs while the bootloader holds a try of 1: the reboot
+	// into it is still due.
+	if b, err = d.Resume("0", false); err != nil || b.Reboot == "" || b.Trying {
+		t.Errorf("resume with a reboot due: %+v %v", b, err)
+	}
+	if _, err := d.Resume("9", false); err == nil {
+		t.Error("resume of a revision that is not there: no error")
 	}
 }

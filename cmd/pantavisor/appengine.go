@@ -301,7 +301,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	case err != nil:
 		log.Error("boot decision failed: safe mode (control socket up, no containers)", "err", err)
 		boot.Rev, boot.SafeMode = rev, err.Error()
-	case boot.Reboot != "":
+	case boot.Reboot != "" && !readopt:
 		// Nothing runs: the next boot runs the committed revision.
 		log.Error("rebooting", "why", boot.Reboot)
 		return reaper.ExitReboot
@@ -428,6 +428,10 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	live.Store(sys)
+	if readopt && boot.Reboot != "" {
+		log.Warn("rebooting, as the previous supervisor was", "why", boot.Reboot)
+		offer(reboot, boot.Reboot)
+	}
 	if o.embedded {
 		hangForTest(sys, log)
 	}
