@@ -42,6 +42,9 @@ type tryRun struct {
 	// gen tags the commit timer: a commitDue of another generation is
 	// stale.
 	gen int
+	// resumed: a supervisor started again took the try over (adopt.go);
+	// a TESTING one lost its commit timer with the previous supervisor.
+	resumed bool
 }
 
 // commitDue fires when the commit delay of a TESTING revision is over.
@@ -195,10 +198,7 @@ func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
 		return
 	case update.ActionStartCommitTimer:
 		a.writeProgress(tr, s.Progress)
-		tr.gen++
-		gen, self, sys := tr.gen, ctx.Self(), ctx.ActorSystem()
-		time.AfterFunc(cfg.CommitDelay, func() { sys.Root.Send(self, &commitDue{gen: gen}) })
-		cfg.Log.Info("update testing", "rev", tr.rev, "commit_in", cfg.CommitDelay)
+		a.startCommitTimer(ctx, tr)
 	case update.ActionCommit:
 		if err := cfg.Updates.Commit(tr.rev); err != nil {
 			cfg.Log.Error("commit update to the bootloader", "rev", tr.rev, "err", err)
@@ -223,6 +223,14 @@ func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
 		cfg.Log.Error("update failed", "rev", tr.rev, "why", s.Progress.Msg)
 		a.recover(ctx, update.OnFailure(tr.rev, true), s.Progress.Msg)
 	}
+}
+
+// startCommitTimer arms the commit delay of a TESTING try.
+func (a *rootActor) startCommitTimer(ctx actor.Context, tr *tryRun) {
+	tr.gen++
+	gen, self, sys := tr.gen, ctx.Self(), ctx.ActorSystem()
+	time.AfterFunc(a.cfg.CommitDelay, func() { sys.Root.Send(self, &commitDue{gen: gen}) })
+	a.cfg.Log.Info("update testing", "rev", tr.rev, "commit_in", a.cfg.CommitDelay)
 }
 
 func (a *rootActor) writeProgress(tr *tryRun, p *storage.Progress) {
@@ -324,6 +332,13 @@ func (a *rootActor) revisions() *messages.RevisionsReply {
 func (a *rootActor) bootedUnderTest(ctx actor.Context, m *messages.RevisionBooted) {
 	tr := a.up.try
 	if tr == nil || tr.rev != m.Rev {
+		return
+	}
+	if tr.resumed && tr.progress.Status == storage.StatusTesting {
+		// The commit delay starts again: the timer died with the
+		// previous supervisor.
+		tr.resumed = false
+		a.startCommitTimer(ctx, tr)
 		return
 	}
 	goals := update.GoalsAchieved

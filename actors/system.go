@@ -55,7 +55,11 @@ func Start(cfg Config) (*System, error) {
 	cfg.board = &board{}
 	shared, up := cfg, &rootUpdate{}
 	if cfg.Trying && cfg.TryProgress != nil && cfg.Updates != nil {
-		up.try = &tryRun{rev: cfg.Rev, progress: *cfg.TryProgress, reboot: true}
+		// A try resumed by a supervisor started again may be a
+		// non-reboot one: its progress says so.
+		msg := cfg.TryProgress.Msg
+		reboot := msg != storage.MsgTransition && msg != storage.MsgTestingNonReboot
+		up.try = &tryRun{rev: cfg.Rev, progress: *cfg.TryProgress, reboot: reboot, resumed: cfg.Adopted != nil}
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{cfg: &shared, up: up} },
 		actor.WithGuardian(guardian{log: cfg.Log}))

@@ -175,30 +175,44 @@ func (d *device) runningRev(revs ...string) string {
 
 func TestReliabilityPowerCut(t *testing.T) {
 	isolated.Require(t)
-	cuts := runs(t, powerCuts, powerCutsShort)
+	killCycles(t, "SIGKILL of the host stage (a power cut) at random instants of updates",
+		runs(t, powerCuts, powerCutsShort), envPowerCutSeed, false)
+}
+
+// killCycles runs cuts update cycles on one storage, each with a SIGKILL
+// at a random instant (planCut): of the host stage, which ends the device
+// (a power cut; it is started again), or with supervisorOnly of the
+// supervisor alone, which PID 1 starts again and which re-adopts the
+// device (readopt_test.go). After each, the storage passes Check, the
+// device runs the old or the new revision, and the update ends done (or
+// UPDATED, when no reboot came to commit it) with the new one running, or
+// failed with a message with the old one running: never lost, never
+// stuck.
+func killCycles(t *testing.T, name string, cuts int, seedEnv string, supervisorOnly bool) {
 	var done, passed, checks int
 	phases := map[string]int{}
 	outcomes := map[string]int{}
-	record(t, "SIGKILL of the host stage (a power cut) at random instants of updates", &done, &passed, func() string {
+	record(t, name, &done, &passed, func() string {
 		var ok, failed, notRun int
 		for k, n := range outcomes {
 			switch {
 			case k == "not run":
 				notRun += n
-			case strings.HasPrefix(k, string(storage.StatusDone)):
+			case strings.HasPrefix(k, string(storage.StatusDone)), strings.HasPrefix(k, string(storage.StatusUpdated)):
 				ok += n
 			default:
 				failed += n
 			}
 		}
-		return fmt.Sprintf("%d phases; %d DONE, %d failed with a message, %d not run; storage whole at %d checks", len(phases), ok, failed, notRun, checks)
+		return fmt.Sprintf("%d phases; %d DONE or UPDATED, %d failed with a message, %d not run; storage whole at %d checks", len(phases), ok, failed, notRun, checks)
 	})
-	rng := seeded(t, envPowerCutSeed)
+	rng := seeded(t, seedEnv)
 	start := time.Now()
 
 	dir := buildStorage(t, updateGroups(), updateCtrs("sys-0", echoer("b-0"), nil))
 	l := storage.Layout{Root: dir}
 	old, sysWord := "0", "sys-0"
+	updated := "" // a revision left UPDATED by the last cycle
 	for i := 1; i <= cuts; i++ {
 		done = i
 		plan := planCut(rng)
@@ -212,6 +226,13 @@ func TestReliabilityPowerCut(t *testing.T) {
 
 		d := startDeviceEnv(t, dir, commitDelay)
 		d.waitUp(fmt.Sprintf("cut %d: start", i), 60*time.Second)
+		if updated != "" {
+			// The previous update ended UPDATED: this boot tries it
+			// again and commits it (or rolls it back) before another
+			// update may run.
+			d.waitFinal(updated, false, 60*time.Second)
+			updated = ""
+		}
 		if plan.after != cutInstall {
 			d.upload(next, name)
 		}
@@ -236,12 +257,17 @@ func TestReliabilityPowerCut(t *testing.T) {
 			}
 		}
 		time.Sleep(plan.delay)
-		d.cut()
+		what := "host stage"
+		if supervisorOnly {
+			what = d.killSupervisor()
+		} else {
+			d.cut()
+		}
 		<-done
 		phase := cutPhase(l, rev, plan.after == cutInstall)
 		phases[phase]++
-		t.Logf("cut %d: reboot update %v, %v after %s: killed in %s", i, plan.reboot,
-			plan.delay.Round(time.Millisecond), plan.after, phase)
+		t.Logf("cut %d: reboot update %v, %v after %s: %s killed in %s", i, plan.reboot,
+			plan.delay.Round(time.Millisecond), plan.after, what, phase)
 		if err := l.Check(); onlyTemporaries(err) {
 			t.Logf("cut %d: left for Recover: %v", i, err)
 		} else if err != nil {
@@ -249,12 +275,16 @@ func TestReliabilityPowerCut(t *testing.T) {
 		}
 		checks++
 
-		// A cut during the try or after UPDATED tries the revision again
-		// and commits it; a cut that the bootloader takes for a failed
-		// try rolls back: DONE or a failure, not UPDATED. An update not
-		// yet run (no progress, or NEW) stays so.
-		d = startDeviceEnv(t, dir, commitDelay)
-		p, ran := d.waitFinal(rev, 60*time.Second)
+		// After a power cut, a cut during the try or after UPDATED tries
+		// the revision again and commits it; a cut that the bootloader
+		// takes for a failed try rolls back: DONE or a failure, not
+		// UPDATED. After a supervisor kill, UPDATED stays (no reboot
+		// commits it). An update not yet run (no progress, or NEW) stays
+		// so.
+		if !supervisorOnly {
+			d = startDeviceEnv(t, dir, commitDelay)
+		}
+		p, ran := d.waitFinal(rev, supervisorOnly, 60*time.Second)
 		d.waitUp(fmt.Sprintf("cut %d: restart", i), 60*time.Second)
 		running := d.runningRev(old, rev)
 		env := bootEnv(t, dir)
@@ -264,20 +294,30 @@ func TestReliabilityPowerCut(t *testing.T) {
 			if plan.after == cutAfter {
 				t.Fatalf("cut %d (%s): %s lost: %+v", i, phase, rev, p)
 			}
-			if running != old || env.Try() != "" {
+			// pv_try may name the running revision: a non-reboot
+			// update that ended UPDATED keeps it, as upstream.
+			if running != old || (env.Try() != "" && env.Try() != old) {
 				t.Fatalf("cut %d (%s): %s never run but running %s, bootloader %v", i, phase, rev, running, env)
 			}
 		case p.Status == storage.StatusDone:
 			if running != rev || env.Committed() != rev || env.Try() != "" {
 				t.Fatalf("cut %d (%s): %s DONE but running %s, bootloader %v", i, phase, rev, running, env)
 			}
+		case p.Status == storage.StatusUpdated:
+			// Upstream's UPDATED keeps pv_try: the next boot commits.
+			if running != rev || (env.Try() != rev && env.Try() != "") {
+				t.Fatalf("cut %d (%s): %s UPDATED but running %s, bootloader %v", i, phase, rev, running, env)
+			}
 		case p.Msg == "":
 			t.Fatalf("cut %d (%s): %s failed with no message: %+v", i, phase, rev, p)
-		case running != old || env.Try() != "":
+		case running != old || (env.Try() != "" && env.Try() != old):
 			t.Fatalf("cut %d (%s): %s failed (%s) but running %s, bootloader %v", i, phase, rev, p.Msg, running, env)
 		}
 		if ran {
 			outcome = string(p.Status) + " " + p.Msg
+			if p.Status == storage.StatusUpdated {
+				updated = rev
+			}
 		}
 		outcomes[outcome]++
 		t.Logf("cut %d: after the restart: %s, running %s", i, outcome, running)
@@ -298,17 +338,48 @@ func TestReliabilityPowerCut(t *testing.T) {
 	t.Logf("outcomes: %s", countList(outcomes))
 }
 
+// killSupervisor SIGKILLs the supervisor, when there is one (a reboot of
+// an appengine device has none for a moment: then nothing is killed),
+// and waits for PID 1 to start the next. It says what it killed.
+func (d *device) killSupervisor() string {
+	d.t.Helper()
+	sup := supervisor(d)
+	if sup == 0 {
+		return "nothing (between boots)"
+	}
+	_ = syscall.Kill(sup, syscall.SIGKILL)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n := supervisor(d); n != 0 && n != sup {
+			return "supervisor"
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("the device ended with its supervisor:\n%s", d.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatal("no new supervisor 20 s after the kill")
+		}
+	}
+}
+
 // waitFinal waits, after a restart, for the end of rev's update: DONE,
-// ERROR or WONTGO (UPDATED is tried again and committed), and returns its
-// progress, ran true. An update that was never run (no progress, or NEW)
-// returns at once with ran false.
-func (d *device) waitFinal(rev string, timeout time.Duration) (p storage.Progress, ran bool) {
+// ERROR or WONTGO (UPDATED is tried again and committed; with updated,
+// after a re-adoption, it is an end too), and returns its progress, ran
+// true. An update that was never run (no progress, or NEW, and no try of
+// it in the bootloader) returns at once with ran false.
+func (d *device) waitFinal(rev string, updated bool, timeout time.Duration) (p storage.Progress, ran bool) {
 	d.t.Helper()
 	if p, err := (storage.Layout{Root: d.storage}).ReadProgress(rev); err != nil || p.Status == storage.StatusNew {
-		return p, false
+		// Unless the bootloader holds its try: a supervisor killed
+		// between the two began the reboot into it, which the next one
+		// carries out.
+		if !updated || bootEnv(d.t, d.storage).Try() != rev {
+			return p, false
+		}
 	}
 	p, _ = d.waitProgressFor(rev, "DONE nor failed", timeout, func(s storage.Status) bool {
-		return s == storage.StatusDone || s.Failed()
+		return s == storage.StatusDone || s.Failed() || updated && s == storage.StatusUpdated
 	})
 	return p, true
 }

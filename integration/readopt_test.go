@@ -212,48 +212,35 @@ func TestReliabilitySupervisorKill(t *testing.T) {
 		}
 	}
 
-	// 3. SIGHUP, then pvcontrol cmd reexec: the supervisor re-executes from its file (an
-	// in-place upgrade), which is no crash.
-	done += 2
-	old := supervisor(d)
-	if old == 0 {
-		t.Fatal("no supervisor")
-	}
-	at = time.Now()
-	syscall.Kill(old, syscall.SIGHUP)
-	for deadline := time.Now().Add(10 * time.Second); supervisor(d) == old && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	took, after = readopted(t, c, before, names, at)
-	t.Logf("re-executed (SIGHUP) and re-adopted in %s", ms(took))
-	if sup := supervisor(d); sup == old || sup == 0 {
-		t.Errorf("supervisor after SIGHUP: %d (was %d)", sup, old)
-	}
-	checkKept(t, d, before, after, names, starts)
-	if !strings.Contains(d.output(), "starting the supervisor again from its file") {
-		t.Errorf("PID 1 did not say it re-executed the supervisor:\n%s", d.output())
-	}
-	if !t.Failed() {
-		passed++
-	}
-
-	// The same through the control socket: pvcontrol cmd reexec.
-	old = supervisor(d)
-	at = time.Now()
-	if out, code := d.pvcontrol("cmd", "reexec", "upgrade"); code != 0 {
-		t.Fatalf("pvcontrol cmd reexec: exit %d: %s", code, out)
-	}
-	for deadline := time.Now().Add(10 * time.Second); supervisor(d) == old && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	took, after = readopted(t, c, before, names, at)
-	t.Logf("re-executed (pvcontrol cmd reexec) and re-adopted in %s", ms(took))
-	if sup := supervisor(d); sup == old || sup == 0 {
-		t.Errorf("supervisor after cmd reexec: %d (was %d)", sup, old)
-	}
-	checkKept(t, d, before, after, names, starts)
-	if !t.Failed() {
-		passed++
+	// 3. SIGHUP, then pvcontrol cmd reexec: the supervisor re-executes
+	// from its file (an in-place upgrade), which is no crash.
+	for _, how := range []string{"SIGHUP", "pvcontrol cmd reexec"} {
+		done++
+		old := supervisor(d)
+		if old == 0 {
+			t.Fatal("no supervisor")
+		}
+		at := time.Now()
+		if how == "SIGHUP" {
+			syscall.Kill(old, syscall.SIGHUP)
+		} else if out, code := d.pvcontrol("cmd", "reexec", "upgrade"); code != 0 {
+			t.Fatalf("pvcontrol cmd reexec: exit %d: %s", code, out)
+		}
+		for deadline := time.Now().Add(10 * time.Second); supervisor(d) == old && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		took, after := readopted(t, c, before, names, at)
+		t.Logf("re-executed (%s) and re-adopted in %s", how, ms(took))
+		if sup := supervisor(d); sup == old || sup == 0 {
+			t.Errorf("supervisor after %s: %d (was %d)", how, sup, old)
+		}
+		checkKept(t, d, before, after, names, starts)
+		if !strings.Contains(d.output(), "starting the supervisor again from its file") {
+			t.Errorf("PID 1 did not say it re-executed the supervisor:\n%s", d.output())
+		}
+		if !t.Failed() {
+			passed++
+		}
 	}
 
 	// 4. Three crashes within a minute (the kills above count): PID 1
@@ -319,4 +306,20 @@ func checkKept(t *testing.T, d *device, before, after map[string]messages.Contai
 				b.AutoRecovery.CurrentRetries, b.LastExit)
 		}
 	}
+}
+
+// supervisorKills is the number of update cycles with a supervisor kill.
+const supervisorKills, supervisorKillsShort = 40, 3
+
+// envSupervisorKillSeed replays a run: the seed its log gave.
+const envSupervisorKillSeed = "PV_SUPERVISOR_KILL_SEED"
+
+// The supervisor alone SIGKILLed at random instants of updates (their
+// install, the transition, the reboot, the try, the commit): the update
+// still ends, done or failed with a message, on a storage that stays
+// whole, with the revision that runs matching its end.
+func TestReliabilitySupervisorKillDuringUpdates(t *testing.T) {
+	isolated.Require(t)
+	killCycles(t, "SIGKILL of the supervisor alone at random instants of updates",
+		runs(t, supervisorKills, supervisorKillsShort), envSupervisorKillSeed, true)
 }

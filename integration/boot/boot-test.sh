@@ -220,20 +220,24 @@ echo "boot-test: kernel $kver, accel $accel, initramfs $(stat -c %s "$work/initr
 # at most 4.
 start=$(date +%s.%N)
 boots=0
-while [ $boots -lt 4 ]; do
-	boots=$((boots + 1))
-	log=$work/console-$boots.log
+# boot_vm NAME [KERNEL-ARGS]: one boot of the VM until it powers off or
+# resets, its console in boot-NAME.txt; code is QEMU's exit code.
+boot_vm() {
 	set +e
 	timeout 170 qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot \
 		-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
-		-append "console=ttyS0 panic=-1 loglevel=4" \
+		-append "console=ttyS0 panic=-1 loglevel=4${2:+ $2}" \
 		-drive file="$work/storage.img",if=none,id=pvdisk,format=raw -device nvme,serial=pvstorage,drive=pvdisk \
-		</dev/null >"$log" 2>&1
+		</dev/null >"$work/console-$1.log" 2>&1
 	code=$?
 	set -e
 	# The console is a terminal: the log is coloured (tint). Checked
 	# without.
-	sed -r 's/\x1b\[[0-9;?]*[a-zA-Z]//g' "$log" >"$work/boot-$boots.txt"
+	sed -r 's/\x1b\[[0-9;?]*[a-zA-Z]//g' "$work/console-$1.log" >"$work/boot-$1.txt"
+}
+while [ $boots -lt 4 ]; do
+	boots=$((boots + 1))
+	boot_vm $boots
 	echo "boot $boots: qemu exit $code, $(grep -cE 'reboot: (Restarting|Power down)' "$work/boot-$boots.txt") end(s)"
 	if [ "$code" != 0 ] || grep -q 'reboot: Power down' "$work/boot-$boots.txt"; then
 		break
@@ -277,15 +281,7 @@ fi
 # it started (PV_TEST_HANG_ROOT, a test knob the kernel passes to init's
 # environment): pantavisor stops kicking and softdog resets the machine
 # (QEMU exits at the reset: -no-reboot), before ctl could power it off.
-set +e
-timeout 120 qemu-system-x86_64 -accel "$accel" -m 512 -smp 2 -nographic -no-reboot \
-	-kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 loglevel=4 PV_TEST_HANG_ROOT=1" \
-	-drive file="$work/storage.img",if=none,id=pvdisk,format=raw -device nvme,serial=pvstorage,drive=pvdisk \
-	</dev/null >"$work/console-hang.log" 2>&1
-code=$?
-set -e
-sed -r 's/\x1b\[[0-9;?]*[a-zA-Z]//g' "$work/console-hang.log" >"$work/boot-hang.txt"
+boot_vm hang PV_TEST_HANG_ROOT=1
 echo "boot hang: qemu exit $code"
 check hang "the watchdog is armed" 'watchdog armed.*timeout_s=3'
 check hang "the root actor hangs" 'root actor hanging on purpose'
@@ -294,7 +290,7 @@ if grep -qE 'pantavisor: (powering off|rebooting)' "$work/boot-hang.txt"; then
 	echo "FAIL: boot hang: pantavisor ended the boot itself: the watchdog was not what reset it"
 	fails=$((fails + 1))
 fi
-[ "$code" = 0 ] || { echo "FAIL: boot hang: qemu exit $code (124: no reset within 120 s)"; fails=$((fails + 1)); }
+[ "$code" = 0 ] || { echo "FAIL: boot hang: qemu exit $code (124: no reset within 170 s)"; fails=$((fails + 1)); }
 echo "--- boot figures"
 echo "wall time, three boots to power-off: $(awk "BEGIN{printf \"%.1f\", $end - $start}") s ($accel)"
 # Kernel time at /init's first log line is not printed (loglevel); the
