@@ -41,7 +41,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.since = time.Now()
 		a.startRevision(ctx)
 	case hangRoot:
-		a.cfg.Log.Error("root actor hanging on purpose (PV_TEST_HANG_ROOT)")
+		a.cfg.Log.Error("root actor hanging on purpose (_PV_TEST_HANG_ROOT)")
 		select {}
 	case *messages.Shutdown:
 		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)

@@ -163,7 +163,7 @@ func (s *System) Tree() *messages.Node {
 }
 
 // HangRoot blocks the root actor for good. It exists for one test: the
-// QEMU boot test (PV_TEST_HANG_ROOT) proves with it that a hung actor tree
+// QEMU boot test (_PV_TEST_HANG_ROOT) proves with it that a hung actor tree
 // stops the watchdog's kicks and the board resets.
 func (s *System) HangRoot() { s.sys.Root.Send(s.root, hangRoot{}) }
 

@@ -420,6 +420,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			debug.FreeOSMemory()
 			if o.embedded {
 				logBootFigures(log)
+				crashForTest(log)
 			}
 		},
 	})
@@ -512,7 +513,7 @@ func reexecSupervisor(log *slog.Logger, closeLog func(), why string) {
 // the root actor hang for good that long after the start: the QEMU boot
 // test proves so that a hung actor tree stops the watchdog's kicks and the
 // board resets. Embedded mode only.
-const hangTestEnv = "PV_TEST_HANG_ROOT"
+const hangTestEnv = "_PV_TEST_HANG_ROOT"
 
 func hangForTest(sys *actors.System, log *slog.Logger) {
 	v := os.Getenv(hangTestEnv)
@@ -526,6 +527,26 @@ func hangForTest(sys *actors.System, log *slog.Logger) {
 	}
 	log.Warn("the root actor will hang (a test of the watchdog)", "var", hangTestEnv, "after_s", secs)
 	time.AfterFunc(time.Duration(secs)*time.Second, sys.HangRoot)
+}
+
+// crashTestEnv, set to a number of seconds (on the kernel command line,
+// as hangTestEnv), makes the first supervisor of the boot kill itself that
+// long after the revision booted: the QEMU boot test proves so that PID 1
+// of a device starts it again and the next one re-adopts the device.
+const crashTestEnv = "_PV_TEST_CRASH_SUPERVISOR"
+
+func crashForTest(log *slog.Logger) {
+	v := os.Getenv(crashTestEnv)
+	if v == "" || reaper.Generation() > 0 {
+		return
+	}
+	secs, err := strconv.Atoi(v)
+	if err != nil || secs < 0 {
+		log.Error("ignored: not a number of seconds", "var", crashTestEnv, "value", v)
+		return
+	}
+	log.Warn("the supervisor will kill itself (a test of re-adoption)", "var", crashTestEnv, "after_s", secs)
+	time.AfterFunc(time.Duration(secs)*time.Second, func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) })
 }
 
 // watchdogDevice is the kernel's watchdog device.

@@ -165,6 +165,12 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 	if dev == "" {
 		return nil
 	}
+	if m, err := mountPoints(); err == nil && m[filepath.Clean(mnt)] != "" {
+		// A supervisor started again by PID 1: the previous one mounted
+		// it, and the running containers use it.
+		log.Info("storage mounted already", "on", mnt)
+		return nil
+	}
 	wait := cfg.Duration(config.PVStorageWait)
 	deadline := time.Now().Add(wait)
 	for {
@@ -337,6 +343,12 @@ func logBootFigures(log *slog.Logger) {
 		attrs = append(attrs, "since_init", (now - start).Round(time.Millisecond))
 	}
 	attrs = append(attrs, "rss_kib", residentKiB("self"), "pid1_rss_kib", residentKiB("1"))
+	if g := reaper.Generation(); g > 0 {
+		// Not a boot: a supervisor started again (since_init is then
+		// since its own start, the re-adoption).
+		log.Info("device re-adopted", append(attrs, "generation", g)...)
+		return
+	}
 	log.Info("device booted", attrs...)
 }
 

@@ -234,7 +234,7 @@ func (d *Driver) Create(c Config) (*Container, error) {
 	}
 	lc, err := libcontainer.Create(d.stateRoot, c.Name, tr.Config)
 	if errors.Is(err, libcontainer.ErrExist) {
-		if rerr := d.removeStale(c.Name); rerr != nil {
+		if rerr := d.removeStale(c.Name, tr.Config); rerr != nil {
 			return nil, fmt.Errorf("create container %s: %w", c.Name, errors.Join(err, rerr))
 		}
 		lc, err = libcontainer.Create(d.stateRoot, c.Name, tr.Config)
@@ -252,8 +252,11 @@ func (d *Driver) devDir(name string) string {
 	return filepath.Join(d.stateRoot, name+"@dev")
 }
 
-func (d *Driver) removeStale(name string) error {
+func (d *Driver) removeStale(name string, cfg *configs.Config) error {
 	old, err := libcontainer.Load(d.stateRoot, name)
+	if errors.Is(err, libcontainer.ErrNotExist) {
+		return d.removeHalfCreated(name, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("load stale container: %w", err)
 	}
@@ -269,6 +272,39 @@ func (d *Driver) removeStale(name string) error {
 		return fmt.Errorf("destroy stale container: %w", err)
 	}
 	d.removeParents(paths)
+	return nil
+}
+
+// removeHalfCreated removes what a supervisor that died between
+// libcontainer's Create and the start (which writes the state) left under
+// name: a state directory with no state in it, and maybe the cgroup of an
+// init that never ran the container's command (cfg says where it is).
+// Whatever is in that cgroup is killed first.
+func (d *Driver) removeHalfCreated(name string, cfg *configs.Config) error {
+	if cfg.Cgroups != nil {
+		if m, err := manager.New(cfg.Cgroups); err == nil && m.Exists() {
+			deadline := time.Now().Add(killWait)
+			for {
+				pids, err := m.GetAllPids()
+				if err != nil || len(pids) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("remove half-created container %s: %d processes survive SIGKILL: %w", name, len(pids), ErrKillTimeout)
+				}
+				for _, pid := range pids {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := m.Destroy(); err != nil {
+				return fmt.Errorf("remove half-created container %s: %w", name, err)
+			}
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(d.stateRoot, name)); err != nil {
+		return fmt.Errorf("remove half-created container %s: %w", name, err)
+	}
 	return nil
 }
 

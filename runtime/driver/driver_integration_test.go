@@ -555,6 +555,32 @@ func TestCreateReplacesStale(t *testing.T) {
 	}
 }
 
+// A supervisor that died between Create and the start left a state
+// directory with no state in it: the next Create of that name removes it.
+func TestCreateReplacesHalfCreated(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.d.Create(Config{Name: "half", Spec: &spec.Container{Args: []string{"/bin/true"}}, Rootfs: e.root.Path()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.d.StateRoot(), "half")); err != nil {
+		t.Fatalf("no state directory after Create: %v", err)
+	}
+	// No Start, no Destroy: the handle is lost with its supervisor.
+	c, err := e.d.Create(Config{Name: "half", Spec: &spec.Container{Args: []string{"/bin/true"}}, Rootfs: e.root.Path()})
+	if err != nil {
+		t.Fatalf("re-create over a half-created container: %v", err)
+	}
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := c.Wait(); err != nil || !exit.Success() {
+		t.Fatalf("exit %+v %v", exit, err)
+	}
+	if err := c.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkStartExit measures create + run + wait + destroy of a container
 // that exits at once, on an overlay over squashfs: with a minimal spec, and
 // with what upstream's template asks of every container (proc, sys,

@@ -19,7 +19,7 @@
 // A supervisor started again by PID 1 (after a crash, or EXIT_REEXEC)
 // has GEN_ENV set to how many supervisors came before it: it re-adopts
 // the running containers instead of booting.
-#define GEN_ENV "PV_SUPERVISOR_GEN"
+#define GEN_ENV "_PV_SUPERVISOR_GEN"
 // The supervisor's end of PID 1's channel of exit statuses (a
 // SEQPACKET socket): one struct pv_exit per orphan PID 1 reaped.
 #define EXITS_FD 98
