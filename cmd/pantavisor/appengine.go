@@ -508,45 +508,46 @@ func reexecSupervisor(log *slog.Logger, closeLog func(), why string) {
 	os.Exit(reaper.ExitReexec)
 }
 
-// hangTestEnv, set to a number of seconds (the kernel passes unknown
-// key=value parameters of its command line to init's environment), makes
-// the root actor hang for good that long after the start: the QEMU boot
-// test proves so that a hung actor tree stops the watchdog's kicks and the
-// board resets. Embedded mode only.
-const hangTestEnv = "_PV_TEST_HANG_ROOT"
+// The boot test's knobs, each a number of seconds in a variable the
+// kernel passes from its command line to init's environment (unknown
+// key=value parameters go there), embedded mode only:
+//   - hangTestEnv makes the root actor hang for good that long after the
+//     start: a hung actor tree stops the watchdog's kicks and the board
+//     resets;
+//   - crashTestEnv makes the boot's first supervisor kill itself that long
+//     after the revision booted: PID 1 starts it again and the next one
+//     re-adopts the device.
+const (
+	hangTestEnv  = "_PV_TEST_HANG_ROOT"
+	crashTestEnv = "_PV_TEST_CRASH_SUPERVISOR"
+)
 
 func hangForTest(sys *actors.System, log *slog.Logger) {
-	v := os.Getenv(hangTestEnv)
+	testKnob(hangTestEnv, "the root actor will hang (a test of the watchdog)", sys.HangRoot, log)
+}
+
+func crashForTest(log *slog.Logger) {
+	if reaper.Generation() > 0 {
+		return
+	}
+	testKnob(crashTestEnv, "the supervisor will kill itself (a test of re-adoption)",
+		func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }, log)
+}
+
+// testKnob runs fn as many seconds from now as the variable name says,
+// when it is set.
+func testKnob(name, what string, fn func(), log *slog.Logger) {
+	v := os.Getenv(name)
 	if v == "" {
 		return
 	}
 	secs, err := strconv.Atoi(v)
 	if err != nil || secs < 0 {
-		log.Error("ignored: not a number of seconds", "var", hangTestEnv, "value", v)
+		log.Error("ignored: not a number of seconds", "var", name, "value", v)
 		return
 	}
-	log.Warn("the root actor will hang (a test of the watchdog)", "var", hangTestEnv, "after_s", secs)
-	time.AfterFunc(time.Duration(secs)*time.Second, sys.HangRoot)
-}
-
-// crashTestEnv, set to a number of seconds (on the kernel command line,
-// as hangTestEnv), makes the first supervisor of the boot kill itself that
-// long after the revision booted: the QEMU boot test proves so that PID 1
-// of a device starts it again and the next one re-adopts the device.
-const crashTestEnv = "_PV_TEST_CRASH_SUPERVISOR"
-
-func crashForTest(log *slog.Logger) {
-	v := os.Getenv(crashTestEnv)
-	if v == "" || reaper.Generation() > 0 {
-		return
-	}
-	secs, err := strconv.Atoi(v)
-	if err != nil || secs < 0 {
-		log.Error("ignored: not a number of seconds", "var", crashTestEnv, "value", v)
-		return
-	}
-	log.Warn("the supervisor will kill itself (a test of re-adoption)", "var", crashTestEnv, "after_s", secs)
-	time.AfterFunc(time.Duration(secs)*time.Second, func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) })
+	log.Warn(what, "var", name, "after_s", secs)
+	time.AfterFunc(time.Duration(secs)*time.Second, fn)
 }
 
 // watchdogDevice is the kernel's watchdog device.
