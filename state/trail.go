@@ -3,6 +3,8 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -103,6 +105,25 @@ func objectProblem(sha string, err error) string {
 	return err.Error()
 }
 
+// includeOpener opens the files a container's lxc.include lines name. They
+// are looked up among the revision's files of that container, never on the
+// host's file system, so an include cannot read outside the revision's trail
+// whatever the name says or where symlinks point.
+func includeOpener(st *State, trailDir, objectsDir, container string) lxcconf.Opener {
+	return func(name string) (io.ReadCloser, error) {
+		key := container + "/" + name
+		sha, ok := st.Objects[key]
+		if !ok {
+			return nil, fmt.Errorf("%s is not a file of container %s in this revision: %w", name, container, fs.ErrNotExist)
+		}
+		f, err := os.Open(ObjectPath(trailDir, objectsDir, key, sha))
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", key, err)
+		}
+		return f, nil
+	}
+}
+
 // readLXC translates every container's LXC config file.
 func readLXC(c *collector, st *State, trailDir, objectsDir string) {
 	for _, ct := range st.Containers {
@@ -119,7 +140,7 @@ func readLXC(c *collector, st *State, trailDir, objectsDir string) {
 			c.errorf(key, "", "open: %v", err)
 			continue
 		}
-		spec, warns, err := lxcconf.Parse(f)
+		spec, warns, err := lxcconf.ParseIncludes(f, includeOpener(st, trailDir, objectsDir, ct.Name))
 		f.Close()
 		for _, w := range warns {
 			c.warnf(key, "", "%s", w.String())

@@ -172,13 +172,13 @@ func splitList(v string) []string {
 
 // unenforceable says whether a key asks for confinement this runtime does
 // not enforce yet, and why.
-func unenforceable(key string) (string, bool) {
+func (p *parser) unenforceable(key string) (string, bool) {
 	switch {
 	case strings.HasPrefix(key, "lxc.seccomp."):
 		return "seccomp profiles are not enforced yet", true
 	case key == "lxc.idmap":
 		return "user namespace id mappings are not supported yet", true
-	case key == "lxc.include":
+	case key == "lxc.include" && p.open == nil:
 		return "included files are not read yet", true
 	}
 	return "", false

@@ -75,9 +75,48 @@ func displayKey(k string) string {
 // from a partly understood config. Warnings are ordered by line and each
 // (key, message) pair appears once.
 //
-// lxc.include is not followed: the included file is not read.
+// Parse has no revision to read included files from, so an lxc.include line
+// refuses the container (spec.Container.Unenforceable); ParseIncludes reads
+// them.
 func Parse(r io.Reader) (*spec.Container, []Warning, error) {
+	return ParseIncludes(r, nil)
+}
+
+// Opener opens a file an lxc.include line names. name is a clean,
+// slash-separated path relative to the container's directory in the
+// revision, never absolute and never starting with "..": the opener looks it
+// up among the revision's files and must not resolve it on the host.
+type Opener func(name string) (io.ReadCloser, error)
+
+// maxIncludeDepth bounds nested lxc.include lines. LXC has no limit, but a
+// config from a revision is untrusted input and a deep chain is a mistake.
+const maxIncludeDepth = 8
+
+// maxIncludeSize bounds one included file, for the same reason.
+const maxIncludeSize = 1 << 20
+
+// ParseIncludes is Parse with lxc.include honoured as LXC does: the included
+// file's lines are read in place of the include line. Only files of the
+// container's own directory in the revision can be included (open finds
+// them); an absolute path or one leaving that directory, a file the revision
+// does not have, an include loop or nesting deeper than maxIncludeDepth are
+// errors on the lxc.include line. Errors and warnings from an included file
+// are reported on the top-level include line and name the file and its line.
+// A nil open behaves as Parse.
+func ParseIncludes(r io.Reader, open Opener) (*spec.Container, []Warning, error) {
 	p := newParser()
+	p.open = open
+	if err := p.parseReader(r); err != nil {
+		return nil, nil, err
+	}
+	c := p.finish()
+	if len(p.errs) > 0 {
+		return nil, nil, errors.Join(p.errs...)
+	}
+	return c, p.warnings(), nil
+}
+
+func (p *parser) parseReader(r io.Reader) error {
 	br := bufio.NewReader(r)
 	for n := 1; ; n++ {
 		line, err := br.ReadString('\n')
@@ -85,17 +124,12 @@ func Parse(r io.Reader) (*spec.Container, []Warning, error) {
 			p.parseLine(n, line)
 		}
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("read lxc config: %w", err)
+			return fmt.Errorf("read lxc config: %w", err)
 		}
 	}
-	c := p.finish()
-	if len(p.errs) > 0 {
-		return nil, nil, errors.Join(p.errs...)
-	}
-	return c, p.warnings(), nil
 }
 
 // netState is one lxc.net.N block while it is being read.
@@ -123,6 +157,18 @@ type parser struct {
 	keepNone    bool
 	capDropLine int
 	capDropKey  string
+
+	// open reads included files; nil when there is no revision to read
+	// them from.
+	open Opener
+	// includes is the chain of files being included, outermost first,
+	// to find loops.
+	includes []string
+	// incLine and incWhere place what an included file says: the
+	// top-level lxc.include line, and "file line N: file2" down to the
+	// file being read. incWhere is "" in the top-level file.
+	incLine  int
+	incWhere string
 }
 
 func newParser() *parser {
@@ -144,12 +190,20 @@ type entry struct {
 }
 
 func (p *parser) fail(line int, key string, err error) {
+	if p.incWhere != "" {
+		err = fmt.Errorf("%s line %d: %s: %w", p.incWhere, line, displayKey(key), err)
+		line, key = p.incLine, "lxc.include"
+	}
 	p.errs = append(p.errs, &SyntaxError{Line: line, Key: key, Err: err})
 }
 
 // warn records a warning once per (key, message); repeats only add their
 // line, so a config with the same unknown key a hundred times stays readable.
 func (p *parser) warn(line int, key, msg string) {
+	if p.incWhere != "" {
+		msg = fmt.Sprintf("%s line %d: %s: %s", p.incWhere, line, displayKey(key), msg)
+		line, key = p.incLine, "lxc.include"
+	}
 	id := [2]string{key, msg}
 	if i, ok := p.warnIndex[id]; ok {
 		p.warnMore[i] = append(p.warnMore[i], line)
@@ -276,15 +330,22 @@ func (p *parser) set(n int, key, val string) {
 		p.warn(n, key, deprecated)
 	}
 
-	if why, ok := unenforceable(e.name); ok {
+	if why, ok := p.unenforceable(e.name); ok {
 		// Confinement asked for and not enforced would be a silent
 		// downgrade: the container is refused instead, saying why.
-		p.c.Unenforceable = append(p.c.Unenforceable, fmt.Sprintf("%s (line %d): %s", key, n, why))
+		where := fmt.Sprintf("%s (line %d)", key, n)
+		if p.incWhere != "" {
+			where = fmt.Sprintf("lxc.include (line %d): %s line %d: %s", p.incLine, p.incWhere, n, key)
+		}
+		p.c.Unenforceable = append(p.c.Unenforceable, where+": "+why)
 		return
 	}
 
 	var err error
 	switch {
+	case e.name == "lxc.include":
+		// Not in handlers: include parses lines, which use handlers.
+		err = p.include(e)
 	case handlers[e.name] != nil:
 		err = handlers[e.name](p, e)
 	case e.name == "lxc.net" || strings.HasPrefix(e.name, "lxc.net."):

@@ -1,0 +1,62 @@
+package lxcconf
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// include reads the file an lxc.include line names in place of the line, as
+// LXC does. LXC reads any host path; a revision's config may only include
+// files the revision itself brings, in the container's directory, so the
+// result does not depend on what happens to be on the device.
+func (p *parser) include(e entry) error {
+	name := strings.TrimSpace(e.val)
+	if name == "" {
+		return errors.New("names no file")
+	}
+	if path.IsAbs(name) {
+		return fmt.Errorf("%q is a host path; only files in the container's directory of the revision can be included", name)
+	}
+	name = path.Clean(name)
+	if name == "." || name == ".." || strings.HasPrefix(name, "../") {
+		return fmt.Errorf("%q leaves the container's directory of the revision", e.val)
+	}
+	for i, f := range p.includes {
+		if f == name {
+			chain := append(append([]string{}, p.includes[i:]...), name)
+			return fmt.Errorf("include loop: %s", strings.Join(chain, " -> "))
+		}
+	}
+	if len(p.includes) >= maxIncludeDepth {
+		return fmt.Errorf("%q: includes nested deeper than %d", name, maxIncludeDepth)
+	}
+	rc, err := p.open(name)
+	if err != nil {
+		return fmt.Errorf("open %q: %w", name, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, maxIncludeSize+1))
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("read %q: %w", name, err)
+	}
+	if len(data) > maxIncludeSize {
+		return fmt.Errorf("%q is larger than %d bytes", name, maxIncludeSize)
+	}
+
+	// What the file says is placed on the outermost include line, since
+	// warnings and errors carry a single line number of the top file.
+	savedLine, savedWhere := p.incLine, p.incWhere
+	if p.incWhere == "" {
+		p.incLine, p.incWhere = e.line, name
+	} else {
+		p.incWhere = fmt.Sprintf("%s line %d: %s", p.incWhere, e.line, name)
+	}
+	p.includes = append(p.includes, name)
+	err = p.parseReader(strings.NewReader(string(data)))
+	p.includes = p.includes[:len(p.includes)-1]
+	p.incLine, p.incWhere = savedLine, savedWhere
+	return err
+}

@@ -1,0 +1,124 @@
+package lxcconf
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pantavisor/pv/spec"
+)
+
+// mapOpener serves included files from a map, as the trail's opener serves
+// a container's files of the revision.
+func mapOpener(files map[string]string) Opener {
+	return func(name string) (io.ReadCloser, error) {
+		s, ok := files[name]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		return io.NopCloser(strings.NewReader(s)), nil
+	}
+}
+
+func TestParseIncludes(t *testing.T) {
+	files := map[string]string{
+		"common.conf":   lines("lxc.tty.max = 4", "lxc.include = sub/more.conf"),
+		"sub/more.conf": lines("lxc.environment = A=1", "lxc.no_new_privs = 1"),
+		"warn.conf":     lines("lxc.bogus = 1"),
+		"bad.conf":      lines("lxc.tty.max = x"),
+		"seccomp.conf":  lines("lxc.seccomp.profile = x"),
+		"loop-a.conf":   lines("lxc.include = loop-b.conf"),
+		"loop-b.conf":   lines("lxc.include = ./loop-a.conf"),
+		"self.conf":     lines("lxc.include = self.conf"),
+	}
+	// A chain d0 -> d1 -> ... deeper than allowed.
+	for i := 0; i < maxIncludeDepth+1; i++ {
+		files["d"+string(rune('a'+i))+".conf"] = lines("lxc.include = d" + string(rune('a'+i+1)) + ".conf")
+	}
+	files["d"+string(rune('a'+maxIncludeDepth+1))+".conf"] = lines("lxc.tty.max = 1")
+
+	ok := []struct {
+		name  string
+		in    string
+		want  *spec.Container
+		warns []string
+	}{
+		{
+			name: "nested includes read in place, later lines win",
+			in:   lines("lxc.tty.max = 1", "lxc.include = common.conf", "lxc.pty.max = 2"),
+			want: &spec.Container{TTYMax: 4, PTYMax: 2, Env: []string{"A=1"}, NoNewPrivileges: true},
+		},
+		{
+			name:  "a warning in an included file is placed on the include line",
+			in:    lines("lxc.tty.max = 1", "lxc.include = warn.conf"),
+			want:  &spec.Container{TTYMax: 1},
+			warns: []string{"line 2: lxc.include: warn.conf line 1: lxc.bogus: unknown key"},
+		},
+		{
+			name: "unenforceable key in an included file names both",
+			in:   lines("lxc.include = seccomp.conf"),
+			want: &spec.Container{Unenforceable: []string{
+				"lxc.include (line 1): seccomp.conf line 1: lxc.seccomp.profile: seccomp profiles are not enforced yet",
+			}},
+		},
+	}
+	for _, tc := range ok {
+		t.Run(tc.name, func(t *testing.T) {
+			got, warns, err := ParseIncludes(strings.NewReader(tc.in), mapOpener(files))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+			var ws []string
+			for _, w := range warns {
+				ws = append(ws, w.String())
+			}
+			if !reflect.DeepEqual(ws, tc.warns) {
+				t.Errorf("warnings %q, want %q", ws, tc.warns)
+			}
+		})
+	}
+
+	bad := []struct {
+		name, in, want string
+	}{
+		{"absolute path", "lxc.include = /usr/share/lxc/config/common.conf\n", `line 1: lxc.include: "/usr/share/lxc/config/common.conf" is a host path`},
+		{"leaves the directory", "lxc.include = sub/../../x.conf\n", `line 1: lxc.include: "sub/../../x.conf" leaves the container's directory`},
+		{"dot", "lxc.include = .\n", `line 1: lxc.include: "." leaves`},
+		{"empty", "lxc.include =\n", `line 1: lxc.include: names no file`},
+		{"missing", "\nlxc.include = none.conf\n", `line 2: lxc.include: open "none.conf": file does not exist`},
+		{"loop", "lxc.include = loop-a.conf\n", `line 1: lxc.include: loop-a.conf line 1: loop-b.conf line 1: lxc.include: include loop: loop-a.conf -> loop-b.conf -> loop-a.conf`},
+		{"self", "lxc.include = self.conf\n", `include loop: self.conf -> self.conf`},
+		{"too deep", "lxc.include = da.conf\n", `includes nested deeper than 8`},
+		{"error inside", "lxc.include = bad.conf\n", `line 1: lxc.include: bad.conf line 1: lxc.tty.max:`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := ParseIncludes(strings.NewReader(tc.in), mapOpener(files))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want it to contain %q", err, tc.want)
+			}
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Key != "lxc.include" {
+				t.Errorf("not a SyntaxError on lxc.include: %#v", err)
+			}
+		})
+	}
+}
+
+// Without an opener (no revision to read from) an include still refuses the
+// container rather than being skipped.
+func TestParseIncludeWithoutOpener(t *testing.T) {
+	c, _, err := Parse(strings.NewReader("lxc.include = common.conf\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Unenforceable) != 1 || !strings.HasPrefix(c.Unenforceable[0], "lxc.include (line 1)") {
+		t.Errorf("Unenforceable = %q", c.Unenforceable)
+	}
+}
