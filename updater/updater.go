@@ -269,7 +269,7 @@ func (d *Device) Resume(rev string, trying bool) (Boot, error) {
 		if err != nil {
 			d.Log.Warn("read update progress", "rev", rev, "err", err)
 		}
-		if p != nil && (p.Status == storage.StatusInProgress || p.Status == storage.StatusTesting) {
+		if update.Ongoing(p) {
 			b.Trying, b.TryProgress = true, p
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/runtime/reaper"
 	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
 
 	"github.com/pantavisor/pv/actors"
 )
@@ -86,11 +87,7 @@ func saveRunning(work string, r runningRecord) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(work, runningFile+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("record the running revision: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(work, runningFile)); err != nil {
+	if err := storage.WriteFileAtomic(filepath.Join(work, runningFile), b, 0o600); err != nil {
 		return fmt.Errorf("record the running revision: %w", err)
 	}
 	return nil

@@ -9,6 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// lowerName names a shared mount's mountpoint: the image's device and
+// inode, and a sequence number (Recover reads it back).
+const lowerName = "%x-%x.%d"
+
 // Acquire returns a reference to the mount of image, which must be a
 // squashfs file: the existing mount when there is one, else a new one
 // (loop device + squashfs). Concurrent Acquires of one image wait for a
@@ -34,7 +38,7 @@ func (l *Lowers) Acquire(image string) (*Lower, error) {
 	// A fresh mountpoint per mount, so that a new mount of an image never
 	// waits for (or collides with) the unmount of its previous one.
 	m := &lowerMount{
-		path:  filepath.Join(l.dir, fmt.Sprintf("%x-%x.%d", key.dev, key.ino, l.seq)),
+		path:  filepath.Join(l.dir, fmt.Sprintf(lowerName, key.dev, key.ino, l.seq)),
 		refs:  1,
 		ready: make(chan struct{}),
 	}
@@ -142,7 +146,7 @@ func (l *Lowers) Recover() (int, error) {
 	for _, e := range entries {
 		var key lowerKey
 		var seq uint64
-		if _, err := fmt.Sscanf(e.Name(), "%x-%x.%d", &key.dev, &key.ino, &seq); err != nil {
+		if _, err := fmt.Sscanf(e.Name(), lowerName, &key.dev, &key.ino, &seq); err != nil {
 			continue
 		}
 		path := filepath.Join(l.dir, e.Name())
