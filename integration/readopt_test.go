@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,6 +87,22 @@ func statField(pid, n int) string {
 	return f[n-1]
 }
 
+// catches tells whether pid has a handler for sig (SigCgt of
+// /proc/<pid>/status).
+func catches(pid int, sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "SigCgt:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
+}
+
 // startTime is the process's start time (field 22 of stat): a process
 // that kept it is the same process.
 func startTime(pid int) string { return statField(pid, 20) }
@@ -160,6 +177,13 @@ func TestReliabilitySupervisorKill(t *testing.T) {
 	seven := hostPid(t, d.cmd.Process.Pid, before["seven"].Pid)
 	if sup == 0 || seven == 0 {
 		t.Fatalf("supervisor %d, seven %d: not found", sup, seven)
+	}
+	// The shell is its pid namespace's init: the kernel drops a signal
+	// it has no handler for, so SIGUSR1 before its trap is set is lost.
+	for deadline := time.Now().Add(10 * time.Second); !catches(seven, syscall.SIGUSR1); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("seven (pid %d) never set its SIGUSR1 trap", seven)
+		}
 	}
 	syscall.Kill(sup, syscall.SIGSTOP)
 	syscall.Kill(seven, syscall.SIGUSR1)
