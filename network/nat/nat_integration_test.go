@@ -276,3 +276,104 @@ func wanRoute(t *testing.T, wan netns.NsHandle, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// answer listens on addr in this namespace (the device) and answers each
+// connection with "device": a connection that reaches the listener rather
+// than the backend says so.
+func answer(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("device\n"))
+			c.Close()
+		}
+	}()
+}
+
+// seenAs dials addr from ns (netns.None(): from the device) and asserts
+// what answered: an echo's view of the source, or "device".
+func seenAs(t *testing.T, what string, ns netns.NsHandle, addr, want string) {
+	t.Helper()
+	got, err := nstest.Dial(ns, addr, ok)
+	if err != nil || got != want {
+		t.Errorf("%s: %q %v, want %q", what, got, err, want)
+	}
+}
+
+// TestForwards: with a FORWARD policy of DROP, a client outside the
+// device reaches a pool member through a forward, seen with its own
+// address (no proxy in between); the device itself and the pools'
+// members reach the listener instead; removing the forwards (the last
+// one takes the chains) leaves the tables as they were, a dead
+// supervisor's leftovers included.
+func TestForwards(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *Backend) {
+		w := newWorld(t)
+		nstest.Run(t, b.Path, "-w", "-P", "FORWARD", "DROP")
+		t.Cleanup(func() { nstest.Run(t, b.Path, "-w", "-P", "FORWARD", "ACCEPT") })
+		setForward(t, "1")
+		// The device's own connections go through lo, down in a fresh
+		// namespace.
+		if lo, err := netlink.LinkByName("lo"); err != nil || netlink.LinkSetUp(lo) != nil {
+			t.Fatalf("lo up: %v", err)
+		}
+		answer(t, "0.0.0.0:7000")
+		answer(t, "0.0.0.0:7001")
+		// A previous supervisor's forward, to a backend that is gone.
+		for _, args := range [][]string{{"-t", "nat", "-N", ForwardChain}, {"-t", "nat", "-A", "PREROUTING", "-j", ForwardChain},
+			{"-t", "nat", "-A", ForwardChain, "-p", "tcp", "--dport", "7000", "-j", "DNAT", "--to-destination", "10.90.1.99:9000"}} {
+			nstest.Run(t, b.Path, append([]string{"-w"}, args...)...)
+		}
+
+		fs := NewForwards(b.Path)
+		local := []string{"pvB", "pvA", "pvA"}
+		rm1, err := fs.Add(Forward{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), To: netip.MustParseAddrPort("10.90.1.10:9000"), Local: local})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rm2, err := fs.Add(Forward{Listen: netip.MustParseAddrPort("10.88.0.1:7001"), To: netip.MustParseAddrPort("10.90.2.10:9000"), Local: local})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables := nstest.Tables(t, b.Path)
+		if strings.Contains(tables, "10.90.1.99") || strings.Count(tables, "-j RETURN") != 2 {
+			t.Errorf("leftover kept or RETURN rules not shared:\n%s", tables)
+		}
+		seenAs(t, "WAN → :7000", w.wan, "10.88.0.1:7000", "10.88.0.2")
+		seenAs(t, "WAN → 10.88.0.1:7001", w.wan, "10.88.0.1:7001", "10.88.0.2")
+		seenAs(t, "device → :7000 (local)", netns.None(), "127.0.0.1:7000", "device")
+		seenAs(t, "device → wan0:7000 (local)", netns.None(), "10.88.0.1:7000", "device")
+		seenAs(t, "a2 → its gateway:7000 (pool)", w.a2, "10.90.1.1:7000", "device")
+		seenAs(t, "b1 → 10.88.0.1:7000 (other pool)", w.b1, "10.88.0.1:7000", "device")
+		// The accept is exactly the forward's: the pool member itself is
+		// not reachable from outside.
+		wanRoute(t, w.wan, "10.90.1.0/24")
+		if got, err := nstest.Dial(w.wan, "10.90.1.10:9000", fail); err == nil {
+			t.Errorf("WAN reached a1 directly (seen as %s): the accept is too wide", got)
+		}
+
+		if err := rm1(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rm1(); err != nil {
+			t.Fatalf("second remove: %v", err)
+		}
+		seenAs(t, "WAN → :7000 after remove", w.wan, "10.88.0.1:7000", "device")
+		seenAs(t, "WAN → 10.88.0.1:7001, the other forward", w.wan, "10.88.0.1:7001", "10.88.0.2")
+		if err := rm2(); err != nil {
+			t.Fatal(err)
+		}
+		if s := nstest.Tables(t, b.Path); strings.Contains(s, ForwardChain) {
+			t.Errorf("chains left after the last forward:\n%s", s)
+		}
+	})
+}

@@ -3,6 +3,8 @@ package nat
 import (
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -66,5 +68,70 @@ func TestApplyInvalid(t *testing.T) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+func TestPlanForward(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name         string
+		f            Forward
+		dnat, accept string
+	}{
+		{"every local address", Forward{Listen: ap("0.0.0.0:9080"), To: ap("10.0.5.13:80")},
+			"-t nat -A PV-INGRESS -p tcp -m addrtype --dst-type LOCAL --dport 9080 -j DNAT --to-destination 10.0.5.13:80",
+			"-t filter -A PV-INGRESS -m conntrack --ctstate DNAT --ctproto tcp --ctorigdstport 9080 --ctreplsrc 10.0.5.13/32 --ctreplsrcport 80 -j ACCEPT"},
+		{"one address", Forward{Listen: ap("192.168.1.7:443"), To: ap("10.0.5.13:8443")},
+			"-t nat -A PV-INGRESS -p tcp -d 192.168.1.7/32 --dport 443 -j DNAT --to-destination 10.0.5.13:8443",
+			"-t filter -A PV-INGRESS -m conntrack --ctstate DNAT --ctproto tcp --ctorigdst 192.168.1.7/32 --ctorigdstport 443 --ctreplsrc 10.0.5.13/32 --ctreplsrcport 8443 -j ACCEPT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dnat, accept := PlanForward(tt.f)
+			if dnat.String() != tt.dnat || accept.String() != tt.accept {
+				t.Errorf("PlanForward =\n%s\n%s\nwant\n%s\n%s", dnat, accept, tt.dnat, tt.accept)
+			}
+		})
+	}
+	if r := localRule("pvbr0"); r.String() != "-t nat -A PV-INGRESS -i pvbr0 -j RETURN" || !r.Top {
+		t.Errorf("localRule = %s (top %v)", r, r.Top)
+	}
+}
+
+func TestForwardInvalid(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name string
+		f    Forward
+	}{
+		{"no backend", Forward{Listen: ap("0.0.0.0:9080")}},
+		{"backend without port", Forward{Listen: ap("0.0.0.0:9080"), To: ap("10.0.5.13:0")}},
+		{"unspecified backend", Forward{Listen: ap("0.0.0.0:9080"), To: ap("0.0.0.0:80")}},
+		{"ipv6", Forward{Listen: ap("[::]:9080"), To: ap("10.0.5.13:80")}},
+		{"listen without port", Forward{Listen: ap("0.0.0.0:0"), To: ap("10.0.5.13:80")}},
+		{"bad interface", Forward{Listen: ap("0.0.0.0:9080"), To: ap("10.0.5.13:80"), Local: []string{"! pvbr0"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// No backend binary exists by that name: nothing runs before
+			// validation.
+			if _, err := NewForwards("/nonexistent/iptables").Add(tt.f); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// Forwarding off: no rule is made, whatever the backend.
+func TestForwardNeedsIPForward(t *testing.T) {
+	off := filepath.Join(t.TempDir(), "ip_forward")
+	if err := os.WriteFile(off, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs := NewForwards("/nonexistent/iptables")
+	fs.ipForward = off
+	_, err := fs.Add(Forward{Listen: netip.MustParseAddrPort("0.0.0.0:9080"), To: netip.MustParseAddrPort("10.0.5.13:80")})
+	if !errors.Is(err, ErrNoForwarding) {
+		t.Fatalf("err = %v, want ErrNoForwarding", err)
 	}
 }
