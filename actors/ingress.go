@@ -28,6 +28,10 @@ type IngressListener struct {
 	Type  string // tcp or http
 	Addr  string // IP:PORT
 	Rules []IngressRule
+	// Local are the bridges of the revision's bridge pools: clients on
+	// them are containers of the device, which a kernel path (DNAT) must
+	// leave to the listener.
+	Local []string
 }
 
 // IngressRule is one ingress rule with its backend: the provider's export
@@ -37,6 +41,11 @@ type IngressRule struct {
 	state.IngressRule
 	Socket string
 	Port   int
+	// Bridge is the bridge of the provider's pool, "" when the provider
+	// is not on a bridge pool (the device's network namespace, a macvlan
+	// pool): only a backend routed through a bridge of the device can be
+	// reached by a kernel path.
+	Bridge string
 }
 
 // IngressSetup is one bound listener.
@@ -45,6 +54,10 @@ type IngressSetup interface {
 	Backend(i int, ends xconnect.Ends)
 	Close() error
 	Describe() string
+	// Kernel says how clients outside the device reach a tcp rule's
+	// backend: by the kernel path, or by the relay alone and why; "" when
+	// no kernel path applies (http, a plane without one).
+	Kernel() string
 }
 
 // ingressActorName is a listener's actor name under its revision:
@@ -59,6 +72,8 @@ type ingressChild struct {
 	told     bool
 	// stopped: the revision is stopping and told it to close.
 	stopped bool
+	// closed: it answered that it closed (ingressClosed).
+	closed bool
 }
 
 // ingressActor keeps one ingress listener bound for the life of its
@@ -81,6 +96,9 @@ type ingressActor struct {
 	since time.Time
 	// closed: the revision is stopping; nothing is bound again.
 	closed bool
+	// notify is told ingressClosed once the listener is closed for good
+	// (the revision, waiting to tear its pools down).
+	notify *actor.PID
 }
 
 type ingressEnds struct{ ends []xconnect.Ends }
@@ -91,6 +109,12 @@ type ingressBound struct {
 }
 
 type ingressRetry struct{}
+
+// ingressClosed tells the revision that a listener it stopped is closed,
+// its kernel path removed: only then may pools go (the forwards' backends
+// are on their bridges) and the revision say it stopped (a process that
+// exits then leaves no rule behind).
+type ingressClosed struct{ addr string }
 
 func newIngressProps(l IngressListener, plane IngressPlane, log *slog.Logger) *actor.Props {
 	stats := make([]*xconnect.Stats, len(l.Rules)) // outlive the actor's incarnations
@@ -123,10 +147,11 @@ func (a *ingressActor) Receive(ctx actor.Context) {
 		}
 	case *stopIngress:
 		a.closed = true
-		a.close()
+		a.notify = ctx.Parent()
+		a.close(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		a.closed = true
-		a.close()
+		a.close(ctx)
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
 	}
@@ -154,9 +179,8 @@ func (a *ingressActor) bind(ctx actor.Context) {
 func (a *ingressActor) bound(ctx actor.Context, m *ingressBound) {
 	a.busy = false
 	if a.closed {
-		if m.setup != nil {
-			go closeIngress(a.log, m.setup)
-		}
+		a.setup = m.setup
+		a.close(ctx)
 		return
 	}
 	if m.err != nil {
@@ -174,13 +198,25 @@ func (a *ingressActor) bound(ctx actor.Context, m *ingressBound) {
 	a.log.Info("ingress listening", "at", m.setup.Describe())
 }
 
-func (a *ingressActor) close() {
-	if a.setup == nil {
+// close closes the listener in the background and then tells notify, if
+// set; a bind under way is closed when it comes back (bound).
+func (a *ingressActor) close(ctx actor.Context) {
+	if a.busy {
 		return
 	}
-	s := a.setup
-	a.setup = nil
-	go closeIngress(a.log, s)
+	s, notify, addr, sys := a.setup, a.notify, a.listener.Addr, ctx.ActorSystem()
+	a.setup, a.notify = nil, nil
+	if s == nil && notify == nil {
+		return
+	}
+	go func() {
+		if s != nil {
+			closeIngress(a.log, s)
+		}
+		if notify != nil {
+			sys.Root.Send(notify, &ingressClosed{addr: addr})
+		}
+	}()
 }
 
 func closeIngress(log *slog.Logger, s IngressSetup) {
@@ -218,6 +254,11 @@ func (a *ingressActor) describe(ctx actor.Context) *messages.Node {
 	info := map[string]string{"type": a.listener.Type, "listen": a.listener.Addr, "routes": strings.Join(routes, ","),
 		"connections": strconv.FormatInt(conns, 10), "active": strconv.FormatInt(active, 10),
 		"bytes_in": strconv.FormatInt(up, 10), "bytes_out": strconv.FormatInt(down, 10), "errors": strconv.FormatInt(errs, 10)}
+	if a.setup != nil {
+		if k := a.setup.Kernel(); k != "" {
+			info["kernel"] = k
+		}
+	}
 	n := &messages.Node{Path: ctx.Self().Id, Kind: "ingress", Status: status, Since: a.since, Info: info, LastFailure: a.err}
 	return n
 }
@@ -227,6 +268,12 @@ func (a *ingressActor) describe(ctx actor.Context) *messages.Node {
 // provider's export.
 func ingressListeners(st *state.State) []IngressListener {
 	var out []IngressListener
+	var local []string
+	for _, p := range st.Pools {
+		if p.Type == state.PoolBridge && p.Bridge != "" {
+			local = append(local, p.Bridge)
+		}
+	}
 	at := map[string]int{}
 	for _, r := range st.Ingress {
 		if !r.Addr.IsValid() {
@@ -240,6 +287,11 @@ func ingressListeners(st *state.State) []IngressListener {
 					break
 				}
 			}
+			if n := p.Network; n != nil && n.Mode == state.NetPool {
+				if pool := st.Pool(n.Pool); pool != nil && pool.Type == state.PoolBridge {
+					rule.Bridge = pool.Bridge
+				}
+			}
 		}
 		addr := r.Addr.String()
 		if i, ok := at[addr]; ok {
@@ -247,7 +299,7 @@ func ingressListeners(st *state.State) []IngressListener {
 			continue
 		}
 		at[addr] = len(out)
-		out = append(out, IngressListener{Type: r.Type, Addr: addr, Rules: []IngressRule{rule}})
+		out = append(out, IngressListener{Type: r.Type, Addr: addr, Rules: []IngressRule{rule}, Local: local})
 	}
 	return out
 }

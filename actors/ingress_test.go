@@ -2,13 +2,16 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -53,6 +56,7 @@ func (s *fakeIngressSetup) Backend(i int, e xconnect.Ends) {
 }
 func (s *fakeIngressSetup) Close() error     { s.f.record("close " + s.addr); return nil }
 func (s *fakeIngressSetup) Describe() string { return s.addr }
+func (s *fakeIngressSetup) Kernel() string   { return "" }
 
 func ingressState(t *testing.T) map[string]any {
 	doc := meshState(t)
@@ -118,6 +122,60 @@ func TestIngressClosesWithItsRevision(t *testing.T) {
 	if err := sys.Shutdown(ctx, "test"); err != nil {
 		t.Fatal(err)
 	}
-	waitAny(t, &p.fakePlane, "close 0.0.0.0:80")
-	waitAny(t, &p.fakePlane, "close 127.0.0.1:2222")
+	// Closed before the revision said it stopped: a process that exits
+	// then leaves no kernel path behind.
+	closed := map[string]bool{}
+	for _, ev := range p.Events() {
+		closed[ev] = true
+	}
+	if !closed["close 0.0.0.0:80"] || !closed["close 127.0.0.1:2222"] {
+		t.Fatalf("listeners not closed when the shutdown returned: %q", p.Events())
+	}
+}
+
+// A rule knows its provider's bridge, when the provider is on a bridge
+// pool, and every listener the bridges whose clients stay with it: what
+// the kernel path needs.
+func TestIngressListenersBridges(t *testing.T) {
+	doc := map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{
+			"groups": []any{map[string]any{"name": "app"}},
+			"network": map[string]any{"pools": map[string]any{
+				"lan":  map[string]any{"bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1"},
+				"iso":  map[string]any{"bridge": "pvbr1", "subnet": "10.0.6.0/24", "gateway": "10.0.6.1"},
+				"wifi": map[string]any{"type": "macvlan", "parent": "wlan0", "subnet": "192.168.7.0/24", "gateway": "192.168.7.1"},
+			}},
+			"ingress": []any{
+				map[string]any{"type": "tcp", "external": ":9080", "provider": "web", "service": "web"},
+				map[string]any{"type": "tcp", "external": ":9081", "provider": "air", "service": "web"},
+				map[string]any{"type": "tcp", "external": ":9082", "provider": "host", "service": "web"},
+			},
+		},
+	}
+	for name, net := range map[string]map[string]any{"web": {"pool": "lan"}, "air": {"pool": "wifi"}, "host": nil} {
+		run := map[string]any{"name": name, "group": "app", "exports": "services.json"}
+		if net != nil {
+			run["network"] = net
+		}
+		doc[name+"/run.json"] = run
+		doc[name+"/services.json"] = []any{map[string]any{"name": "web", "type": "tcp", "port": 80}}
+	}
+	data, _ := json.Marshal(doc)
+	st, err := state.Parse(data, state.Options{AppEngine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := ingressListeners(st)
+	if len(ls) != 3 {
+		t.Fatalf("%d listeners", len(ls))
+	}
+	for i, want := range []string{"pvbr0", "", ""} {
+		if got := ls[i].Rules[0].Bridge; got != want || ls[i].Rules[0].Port != 80 {
+			t.Errorf("%s: bridge %q port %d, want %q 80", ls[i].Addr, got, ls[i].Rules[0].Port, want)
+		}
+		if got := strings.Join(ls[i].Local, ","); got != "pvbr1,pvbr0" && got != "pvbr0,pvbr1" {
+			t.Errorf("%s: local %q, want both bridges and no macvlan", ls[i].Addr, got)
+		}
+	}
 }

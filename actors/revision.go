@@ -128,6 +128,13 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		r.retry(ctx, m)
 	case *messages.PoolStopped:
 		r.poolStopped(ctx, m)
+	case *ingressClosed:
+		if ch := r.byKey[childKey{kindIngress, m.addr}]; ch != nil {
+			ch.ing.closed = true
+			if r.stopping {
+				r.stopNextGroup(ctx)
+			}
+		}
 	case *messages.ContainerAction:
 		r.action(ctx, m)
 	case *messages.Describe:
@@ -361,8 +368,16 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 		r.log.Info("group stopped", "group", r.st.Groups[r.stopGroup].Name)
 		r.stopGroup--
 	}
-	// Containers are down: now the pools remove their bridges and rules,
-	// or, in a handover, give them to the next revision.
+	// Containers are down. The listeners close first (told as the stop
+	// began): their kernel paths lead onto the pools' bridges, and a
+	// revision that says it stopped has left no rule behind.
+	for ch := range r.children(kindIngress) {
+		if ch.pid != nil && !ch.ing.closed {
+			return // the next ingressClosed comes back here
+		}
+	}
+	// Now the pools remove their bridges and rules, or, in a handover,
+	// give them to the next revision.
 	if r.handing != nil && r.detachPools(ctx) {
 		return // the last detached answer comes back here
 	}
@@ -429,8 +444,13 @@ func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervis
 		ch.link.told = false
 	case kindIngress:
 		r.log.Error("ingress actor panicked", "ingress", ch.name, "panic", fmt.Sprint(reason))
-		r.restartAfterPanic(sup, ch, rs, reason)
-		ch.ing.told = false
+		// The new incarnation binds again: a stopping revision tells it
+		// to close again, and waits for that. One stopped for good
+		// closed its listener stopping: nothing to wait for.
+		ch.ing.told, ch.ing.stopped, ch.ing.closed = false, false, false
+		if !r.restartAfterPanic(sup, ch, rs, reason) {
+			sys.Root.Send(r.self, &ingressClosed{addr: ch.name})
+		}
 	}
 }
 

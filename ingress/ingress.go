@@ -6,6 +6,16 @@
 // inside the provider, or its port at the provider's IPAM address (or on
 // the device's loopback for a provider in the host's network namespace),
 // followed as the provider restarts (mesh.Backend).
+//
+// A tcp rule whose backend is a port at a bridge pool address also has a
+// kernel path when the plane has a Kernel: connections from outside the
+// device are rewritten to the backend by DNAT (nat.Forwards) and never
+// cross pantavisor, as Docker does without its userland proxy. The
+// listener stays bound beside it for the device's own clients and the
+// containers' (their connections do not cross PREROUTING, or are left to
+// it), and for every client whenever the kernel path is not installed: the
+// provider is restarting (the relay waits for it), or installing the rules
+// failed (logged, and shown as the listener's "kernel" in GET /actors).
 package ingress
 
 import (
@@ -13,9 +23,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/network/nat"
 	"github.com/pantavisor/pv/xconnect"
 	xhttp "github.com/pantavisor/pv/xconnect/http"
 	"github.com/pantavisor/pv/xconnect/mesh"
@@ -29,6 +42,15 @@ type Plane struct {
 	// TCP and HTTP tune the proxies; zero values take their defaults.
 	TCP  tcp.Options
 	HTTP xhttp.Options
+	// Kernel, when set, installs the kernel path of the tcp rules it can
+	// serve (a *nat.Forwards on a device).
+	Kernel Kernel
+}
+
+// Kernel installs one forward in pantavisor's network namespace and
+// returns what removes it.
+type Kernel interface {
+	Add(f nat.Forward) (remove func() error, err error)
 }
 
 // Listen binds l.Addr and serves its rules.
@@ -55,6 +77,9 @@ func (p *Plane) Listen(l actors.IngressListener, stats []*xconnect.Stats) (actor
 			return nil, fmt.Errorf("tcp listener %s has %d rules, want one", l.Addr, len(l.Rules))
 		}
 		s.px = tcp.NewWith(xconnect.Config{Dial: bes[0].Dial, Stats: stats[0], Log: log}, p.TCP)
+		if p.Kernel != nil {
+			s.kp, s.kernel = newKernelPath(p.Kernel, log, l)
+		}
 	case "http":
 		opt := p.HTTP
 		opt.Log = log
@@ -68,6 +93,9 @@ func (p *Plane) Listen(l actors.IngressListener, stats []*xconnect.Stats) (actor
 	default:
 		ln.Close()
 		return nil, fmt.Errorf("listener %s: unknown ingress type %q", l.Addr, l.Type)
+	}
+	if s.kp != nil {
+		go s.kp.run()
 	}
 	go func() {
 		defer close(s.done)
@@ -89,16 +117,29 @@ type setup struct {
 	bes  []*mesh.Backend
 	px   xconnect.Proxy
 	done chan struct{}
+	// kp is the tcp rule's kernel path, nil when it has none; kernel
+	// then says why ("" when the plane has no Kernel or for http).
+	kp     *kernelPath
+	kernel string
 }
 
 func (s *setup) Backend(i int, e xconnect.Ends) {
 	if i >= 0 && i < len(s.bes) {
 		s.bes[i].Set(e)
+		if s.kp != nil {
+			s.kp.set(e)
+		}
 	}
 }
 
+// Close removes the kernel path first: from then on the listener takes
+// the new connections from outside too, until it closes.
 func (s *setup) Close() error {
-	err := s.px.Close()
+	var err error
+	if s.kp != nil {
+		err = s.kp.close()
+	}
+	err = errors.Join(err, s.px.Close())
 	if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		err = errors.Join(err, cerr)
 	}
@@ -115,5 +156,145 @@ func (s *setup) Describe() string {
 		}
 		routes[i] = r.Prefix + "→" + r.Provider + to
 	}
-	return s.l.Type + " " + s.ln.Addr().String() + " " + strings.Join(routes, ", ")
+	d := s.l.Type + " " + s.ln.Addr().String() + " " + strings.Join(routes, ", ")
+	if k := s.Kernel(); k != "" {
+		d += " (kernel path: " + k + ")"
+	}
+	return d
+}
+
+func (s *setup) Kernel() string {
+	if s.kp != nil {
+		return s.kp.state()
+	}
+	return s.kernel
+}
+
+// kernelPath keeps one tcp rule's forward pointed at its provider: one
+// goroutine installs and removes it, the latest ends winning, so that the
+// actor that pushes the ends never waits for iptables.
+type kernelPath struct {
+	k    Kernel
+	log  *slog.Logger
+	base nat.Forward // Listen and Local; To from the ends
+	port uint16      // the export's
+
+	mu     sync.Mutex
+	want   netip.AddrPort // where the provider answers now; invalid when it does not run
+	status string
+	err    error // of the last removal
+
+	wake     chan struct{}
+	quit     chan struct{}
+	quitOnce sync.Once
+	done     chan struct{}
+}
+
+// newKernelPath returns the kernel path of l's single rule, or nil and
+// why the rule has none.
+func newKernelPath(k Kernel, log *slog.Logger, l actors.IngressListener) (*kernelPath, string) {
+	r := l.Rules[0]
+	listen, err := netip.ParseAddrPort(l.Addr)
+	switch {
+	case r.Socket != "" || r.Port <= 0 || r.Port > 65535:
+		return nil, "relay only: the backend is not a port"
+	case r.Bridge == "":
+		return nil, "relay only: the provider is not on a bridge pool"
+	case err != nil || !listen.Addr().Is4():
+		return nil, "relay only: not an IPv4 listen address"
+	}
+	return &kernelPath{k: k, log: log, base: nat.Forward{Listen: listen, Local: l.Local}, port: uint16(r.Port),
+		status: "relay only: provider not running",
+		wake:   make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}, ""
+}
+
+// set points the forward at the provider's ends: its pool address while
+// it runs, none while it does not (the relay holds new connections until
+// it is back, where a forward would have them refused).
+func (kp *kernelPath) set(e xconnect.Ends) {
+	var to netip.AddrPort
+	if e.ProviderPid > 0 && e.ProviderAddr.Is4() {
+		to = netip.AddrPortFrom(e.ProviderAddr, kp.port)
+	}
+	kp.mu.Lock()
+	kp.want = to
+	kp.mu.Unlock()
+	select {
+	case kp.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (kp *kernelPath) state() string {
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	return kp.status
+}
+
+func (kp *kernelPath) setState(s string) {
+	kp.mu.Lock()
+	kp.status = s
+	kp.mu.Unlock()
+}
+
+func (kp *kernelPath) run() {
+	defer close(kp.done)
+	var (
+		cur    netip.AddrPort
+		remove func() error
+	)
+	drop := func() error {
+		if remove == nil {
+			return nil
+		}
+		err := remove()
+		remove, cur = nil, netip.AddrPort{}
+		return err
+	}
+	for {
+		select {
+		case <-kp.quit:
+			err := drop()
+			kp.mu.Lock()
+			kp.err = err
+			kp.mu.Unlock()
+			return
+		case <-kp.wake:
+		}
+		kp.mu.Lock()
+		want := kp.want
+		kp.mu.Unlock()
+		if remove != nil && want == cur {
+			continue
+		}
+		if err := drop(); err != nil {
+			kp.log.Error("kernel path not removed", "err", err)
+		}
+		if !want.IsValid() {
+			kp.setState("relay only: provider not running")
+			continue
+		}
+		f := kp.base
+		f.To = want
+		rm, err := kp.k.Add(f)
+		if err != nil {
+			kp.setState("relay only: " + err.Error())
+			kp.log.Warn("kernel path not installed; the relay serves every client", "to", want, "err", err)
+			continue
+		}
+		remove, cur = rm, want
+		kp.setState("dnat to " + want.String())
+		kp.log.Info("kernel path installed", "to", want)
+	}
+}
+
+// close removes the forward and stops the goroutine; again, it says
+// how the first went.
+func (kp *kernelPath) close() error {
+	kp.quitOnce.Do(func() { close(kp.quit) })
+	<-kp.done
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	kp.status = "closed"
+	return kp.err
 }

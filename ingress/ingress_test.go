@@ -1,17 +1,22 @@
 package ingress
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pantavisor/pv/actors"
+	"github.com/pantavisor/pv/network/nat"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/xconnect"
 )
@@ -98,5 +103,145 @@ func TestListen(t *testing.T) {
 	}
 	if _, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: httpAddr, Rules: []actors.IngressRule{{}}}, []*xconnect.Stats{{}}); err == nil {
 		t.Error("an address in use was bound twice")
+	}
+}
+
+// fakeKernel records the forwards installed and removed.
+type fakeKernel struct {
+	mu     sync.Mutex
+	events []string
+	fail   error
+}
+
+func (k *fakeKernel) Add(f nat.Forward) (func() error, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fail != nil {
+		k.events = append(k.events, "fail "+f.String())
+		return nil, k.fail
+	}
+	k.events = append(k.events, "add "+f.String()+" local "+strings.Join(f.Local, ","))
+	return func() error {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.events = append(k.events, "remove "+f.String())
+		return nil
+	}, nil
+}
+
+func (k *fakeKernel) Events() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.events...)
+}
+
+// waitKernel waits until s's kernel state is want and k's events are
+// events.
+func waitKernel(t *testing.T, s actors.IngressSetup, k *fakeKernel, want string, events ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Kernel() != want || !slices.Equal(k.Events(), events) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel %q events %q, want %q %q", s.Kernel(), k.Events(), want, events)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The kernel path of a tcp rule follows its provider: installed to its
+// pool address while it runs, removed while it restarts, moved to a new
+// lease; a failure to install leaves the relay serving, and says so;
+// closing removes it. Rules it cannot serve say why.
+func TestKernelPath(t *testing.T) {
+	k := &fakeKernel{}
+	plane := &Plane{Kernel: k}
+	addr := freeAddr(t)
+	rule := actors.IngressRule{IngressRule: state.IngressRule{Type: "tcp", Provider: "web"}, Port: 8080, Bridge: "pvbr0"}
+	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: addr, Rules: []actors.IngressRule{rule},
+		Local: []string{"pvbr0", "pvbr1"}}, []*xconnect.Stats{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Kernel(); got != "relay only: provider not running" {
+		t.Errorf("before any backend: %q", got)
+	}
+	lease := func(ip string) xconnect.Ends {
+		return xconnect.Ends{ProviderPid: 42, ProviderAddr: netip.MustParseAddr(ip)}
+	}
+	fw := func(ip string) string { return addr + " → " + ip + ":8080" }
+	s.Backend(0, lease("10.0.5.13"))
+	waitKernel(t, s, k, "dnat to 10.0.5.13:8080", "add "+fw("10.0.5.13")+" local pvbr0,pvbr1")
+	if d := s.Describe(); !strings.Contains(d, "kernel path: dnat to 10.0.5.13:8080") {
+		t.Errorf("describe %q", d)
+	}
+	s.Backend(0, lease("10.0.5.13")) // the same: nothing to do
+	s.Backend(0, xconnect.Ends{ProviderRestarting: true})
+	waitKernel(t, s, k, "relay only: provider not running", "add "+fw("10.0.5.13")+" local pvbr0,pvbr1", "remove "+fw("10.0.5.13"))
+	s.Backend(0, lease("10.0.5.20"))
+	waitKernel(t, s, k, "dnat to 10.0.5.20:8080", "add "+fw("10.0.5.13")+" local pvbr0,pvbr1", "remove "+fw("10.0.5.13"),
+		"add "+fw("10.0.5.20")+" local pvbr0,pvbr1")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ev := k.Events(); ev[len(ev)-1] != "remove "+fw("10.0.5.20") {
+		t.Errorf("close left the forward: %q", ev)
+	}
+
+	// Installing fails: the relay serves outside clients too.
+	back, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	go func() {
+		for {
+			c, err := back.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("backend\n"))
+			c.Close()
+		}
+	}()
+	bport := back.Addr().(*net.TCPAddr).Port
+	k = &fakeKernel{fail: fmt.Errorf("iptables: %w", nat.ErrNoForwarding)}
+	addr = freeAddr(t)
+	rule.Port = bport
+	fs, err := (&Plane{Kernel: k}).Listen(actors.IngressListener{Type: "tcp", Addr: addr, Rules: []actors.IngressRule{rule}}, []*xconnect.Stats{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	fs.Backend(0, xconnect.Ends{ProviderPid: os.Getpid(), ProviderAddr: netip.MustParseAddr("127.0.0.1")})
+	waitKernel(t, fs, k, "relay only: iptables: ip_forward is off", "fail "+addr+" → 127.0.0.1:"+strconv.Itoa(bport))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || string(b) != "backend\n" {
+		t.Errorf("through the relay: %q %v", b, err)
+	}
+
+	// Rules with no kernel path say why; http has none to speak of.
+	for _, tc := range []struct {
+		l    actors.IngressListener
+		want string
+	}{
+		{actors.IngressListener{Type: "tcp", Rules: []actors.IngressRule{{Port: 80}}}, "relay only: the provider is not on a bridge pool"},
+		{actors.IngressListener{Type: "tcp", Rules: []actors.IngressRule{{Socket: "/run/s", Bridge: "pvbr0"}}}, "relay only: the backend is not a port"},
+		{actors.IngressListener{Type: "http", Rules: []actors.IngressRule{{Port: 80, Bridge: "pvbr0"}}}, ""},
+	} {
+		tc.l.Addr = freeAddr(t)
+		s, err := (&Plane{Kernel: k}).Listen(tc.l, []*xconnect.Stats{{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Kernel(); got != tc.want {
+			t.Errorf("%s %+v: kernel %q, want %q", tc.l.Type, tc.l.Rules[0], got, tc.want)
+		}
+		s.Close()
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -182,5 +184,114 @@ func TestIngressPatterns(t *testing.T) {
 	out, _ := d.pvcontrol("request", "GET", "/metrics")
 	if !regexp.MustCompile(`pv_ingress_connections_total\{listen="0.0.0.0:9090",type="http"\} [1-9]`).MatchString(out) {
 		t.Errorf("no ingress traffic in /metrics:\n%s", out)
+	}
+}
+
+// clientSeen GETs url until the backend (pvapp web) says it saw want as
+// its client, and returns the last client it saw.
+func clientSeen(t *testing.T, url, want string, timeout time.Duration) string {
+	t.Helper()
+	// A new connection each time: one made through the relay before the
+	// forward was installed would stay with the relay.
+	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(timeout)
+	var seen string
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get(url); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if seen = resp.Header.Get("X-Pvapp-Client"); resp.StatusCode == 200 && seen == want {
+				return seen
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return seen
+}
+
+// The kernel path of a tcp ingress rule, with clients in a second
+// namespace: a pool member behind "external": ":9080" is reached by DNAT
+// (it sees the outside client's own address, where the relay would show
+// the device's bridge address), while the device's own clients still go
+// through the listener; after the provider crashes and comes back the
+// forward is installed again; after the device stops, no rule is left in
+// its namespace.
+func TestIngressKernelPath(t *testing.T) {
+	requireIsolatedNet(t)
+	ctrs := []ctr{{name: "web", group: "app", cmd: `/bin/pvapp "web" "-addr" ":8080"`,
+		run: map[string]any{"network": map[string]any{"pool": "lan"}, "exports": "services.json",
+			"auto_recovery": map[string]any{"policy": "always", "retry_delay": 0}},
+		services: []any{map[string]any{"name": "web", "type": "tcp", "port": 8080}}}}
+	storage := buildStorage(t, []map[string]any{{"name": "app"}}, ctrs)
+	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
+    "network": {"pools": {"lan": {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true}}},
+    "ingress": [{"name": "web", "type": "tcp", "external": ":9080", "provider": "web", "service": "web"}],`, 1)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDevice(t, storage)
+	pid1 := nsInit(t, d)
+	// Held past the device's end: its rules are read after it stopped.
+	devNet, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNet.Close()
+	tables := func() string {
+		t.Helper()
+		cmd := exec.Command("nsenter", "--net=/proc/self/fd/3", "iptables-save")
+		cmd.ExtraFiles = []*os.File{devNet}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables-save in the device: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	linkToDevice(t, pid1, "tkp0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
+	const url = "http://10.77.0.2:9080/k"
+	m := d.waitContainers("web up", 30*time.Second, statusIs(messages.StatusStarted, "web"))
+	lease := strings.Split(m["web"].IPv4Address, "/")[0]
+
+	if seen := clientSeen(t, url, "10.77.0.1", 20*time.Second); seen != "10.77.0.1" {
+		t.Fatalf("the backend saw %q, want the outside client 10.77.0.1 (kernel path)", seen)
+	}
+	if ts := tables(); !strings.Contains(ts, "--to-destination "+lease+":8080") || !strings.Contains(ts, "-A PREROUTING -j PV-INGRESS") {
+		t.Errorf("no forward to %s:8080 in the device:\n%s", lease, ts)
+	}
+	if out, _ := d.pvcontrol("-json", "tree"); !regexp.MustCompile(`"kernel":\s*"dnat to ` + regexp.QuoteMeta(lease) + `:8080"`).MatchString(out) {
+		t.Errorf("/actors does not show the kernel path:\n%s", out)
+	}
+	// The device's own clients go through the listener (OUTPUT is not
+	// rewritten).
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid1), "-n", "--", filepath.Join(bin, "pvapp"), "get", "http://127.0.0.1:9080/local").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "(path /local)") {
+		t.Errorf("a client on the device: %v %s", err, out)
+	}
+
+	// The provider crashes and comes back: the forward is removed while
+	// it is away and installed again.
+	if err := syscall.Kill(hostPid(t, pid1, m["web"].Pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	m = d.waitContainers("web back", 20*time.Second, func(m map[string]messages.ContainerInfo) bool {
+		return m["web"].Status == messages.StatusStarted && m["web"].AutoRecovery.CurrentRetries == 1
+	})
+	if seen := clientSeen(t, url+"/again", "10.77.0.1", 20*time.Second); seen != "10.77.0.1" {
+		t.Fatalf("after web's restart the backend saw %q, want 10.77.0.1", seen)
+	}
+	if n := strings.Count(d.log(), "kernel path installed"); n < 2 {
+		t.Errorf("kernel path installed %d times, want once per start of web:\n%s", n, d.log())
+	}
+
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Fatalf("stop: exit %d", code)
+	}
+	if ts := tables(); strings.Contains(ts, "PV-INGRESS") || strings.Contains(ts, "DNAT") {
+		t.Errorf("rules left in the device after it stopped:\n%s", ts)
 	}
 }

@@ -396,13 +396,17 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	}
 	guard.Enter(watchdog.Booting)
 	reboot, poweroff := make(chan string, 1), make(chan string, 1)
+	// The kernel path of tcp ingress (DNAT for clients outside the device)
+	// uses the pools' iptables backend: two backends in one namespace do
+	// not see each other's rules.
+	ingressPlane := &ingress.Plane{Log: log, Kernel: nat.NewForwards(iptablesBinary(cfg.String(config.PVNetIptables)))}
 	sys, err := actors.Start(actors.Config{
 		Rev: rev, State: st, Engine: wire.Engine(firstEngine), NewEngine: newEngine, Log: log, Adopted: adopted,
 		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
 		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
 		PoolNet:          wire.Pools(pools),
 		Links:            &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
-		Ingress:          &ingress.Plane{Log: log},
+		Ingress:          ingressPlane,
 		Updates:          dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },

@@ -3,7 +3,8 @@
 // tell pantavisor it is ready over the control socket, exit with a chosen
 // code.
 //
-//	pvapp web [-addr :8080]     serve a page naming the container
+//	pvapp web [-addr :8080]     serve a page naming the container (and, in
+//	                            X-Pvapp-Client, the address that connected)
 //	pvapp ready [then CMD...]   POST /signal {"type":"ready"}, then run CMD or sleep
 //	pvapp exit N                exit with status N
 //	pvapp segv                  die by SIGSEGV, as a crashing program does
@@ -173,6 +174,11 @@ func web(addr string) {
 			w.Header().Set("X-Pvapp", "missing")
 			http.Error(w, "no such page on "+host, http.StatusNotFound)
 			return
+		}
+		// Who connected: an ingress test tells a kernel path (the
+		// outside client itself) from the relay (the device).
+		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			w.Header().Set("X-Pvapp-Client", ip)
 		}
 		fmt.Fprintf(w, "hello from %s, a pantavisor container (path %s)\n", host, r.URL.Path)
 	})
