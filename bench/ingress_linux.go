@@ -63,6 +63,12 @@ func sink() (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
+	sinkOn(ln)
+	return ln.Addr().String(), func() { ln.Close() }, nil
+}
+
+// sinkOn serves ln as sink does, until ln is closed.
+func sinkOn(ln net.Listener) {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -76,15 +82,19 @@ func sink() (string, func(), error) {
 			}()
 		}
 	}()
-	return ln.Addr().String(), func() { ln.Close() }, nil
 }
 
 // pushBulk sends ingressBulk bytes to addr and waits for the sink's byte.
 func pushBulk(addr string) (float64, error) {
+	return pushBulkDial(func() (net.Conn, error) { return net.Dial("tcp", addr) })
+}
+
+// pushBulkDial is pushBulk on a connection dial makes.
+func pushBulkDial(dial func() (net.Conn, error)) (float64, error) {
 	var c net.Conn
 	var err error
 	for i := 0; i < 100; i++ { // a relay just started may not listen yet
-		if c, err = net.Dial("tcp", addr); err == nil {
+		if c, err = dial(); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
