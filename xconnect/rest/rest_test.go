@@ -109,11 +109,18 @@ func TestIdentityOnEveryRequest(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := []string{
-		`conn=1 GET /a client=["app"] role=["reader"] body=`,
-		`conn=1 POST /b client=["app"] role=["reader"] body=body`,
-		`conn=1 GET /missing client=["app"] role=["reader"] body=`,
+		`GET /a client=["app"] role=["reader"] body=`,
+		`POST /b client=["app"] role=["reader"] body=body`,
+		`GET /missing client=["app"] role=["reader"] body=`,
 	}
-	if strings.Join(s.reqs, "\n") != strings.Join(want, "\n") {
+	// Which pooled connection to the provider carried a request is not
+	// this test's business: net/http returns a connection to its pool
+	// after the response was read, so the next request may dial anew.
+	got := make([]string, len(s.reqs))
+	for i, r := range s.reqs {
+		_, got[i], _ = strings.Cut(r, " ")
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("provider saw\n%s\nwant\n%s", strings.Join(s.reqs, "\n"), strings.Join(want, "\n"))
 	}
 	if st.Connections.Load() != 1 || st.BytesUp.Load() == 0 || st.BytesDown.Load() == 0 {
