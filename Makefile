@@ -32,6 +32,7 @@ FUZZ_TARGETS := \
 	./state:FuzzParse \
 	./state:FuzzSplitObject \
 	./state/lxcconf:FuzzParse \
+	./state/lxcconf:FuzzParseSeccompProfile \
 	./config:FuzzParseConfigFile \
 	./config:FuzzParseCmdline \
 	./bootloader:FuzzParseEnv \
@@ -48,6 +49,7 @@ FUZZ_TARGETS := \
 	./runtime/driver:FuzzParseDeviceRule \
 	./runtime/driver:FuzzParseMountAuto \
 	./runtime/rootfs:FuzzResolveIn \
+	./runtime/seccomp:FuzzCompile \
 	./storage:FuzzParseProgress \
 	./xconnect/dbus:FuzzLookup \
 	./xconnect/dbus:FuzzCommand \

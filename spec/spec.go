@@ -37,6 +37,9 @@ type Container struct {
 	// AppArmorProfile is lxc.apparmor.profile ("" or "unconfined": none).
 	// As LXC, a profile on a kernel without AppArmor is ignored.
 	AppArmorProfile string
+	// Seccomp is lxc.seccomp.profile, read from the revision: the system
+	// call filter the container's init is started under. nil: none.
+	Seccomp *Seccomp
 	// Unenforceable lists confinement the configuration asks for that the
 	// runtime cannot enforce yet ("lxc.seccomp.profile: ..."): the
 	// container is refused rather than run with less confinement than
@@ -104,4 +107,61 @@ type Rootfs struct {
 	// Lower and Upper are the overlay layers as written (paths usually start
 	// with /volumes/<name>/); Lower alone for a dir rootfs.
 	Lower, Upper string
+}
+
+// Seccomp is a system call filter as LXC's profile formats 1 and 2 describe
+// it, kept independent of the architecture: the runtime resolves names to
+// numbers for the native architecture and its compat ABIs (i386 and x32 on
+// x86_64, arm on arm64) when it compiles the filter.
+type Seccomp struct {
+	// Default is the action for a system call no rule matches.
+	Default SeccompAction
+	// Rules are tried in order; the first that matches decides.
+	Rules []SeccompRule
+	// NativeOnly is format 1: rules are numbers of the native
+	// architecture, and a system call of any other ABI gets Default.
+	NativeOnly bool
+}
+
+// SeccompRule is one line of a profile.
+type SeccompRule struct {
+	// Line is the rule's line in the profile, for error messages.
+	Line int
+	// Syscall is the system call's name, or its number in the native
+	// architecture (format 1) as a decimal string.
+	Syscall string
+	// Arch is the profile's section the rule is in ("" before any
+	// section, "all", "x86", "x86_64", "arm64", ...). A rule of a section
+	// for another architecture family is left out, as LXC does.
+	Arch   string
+	Action SeccompAction
+	// Args must all hold for the rule to match.
+	Args []SeccompArg
+}
+
+// SeccompActionKind is what the kernel does with a matched system call.
+type SeccompActionKind string
+
+// The actions of LXC's profiles.
+const (
+	SeccompKill   SeccompActionKind = "kill"
+	SeccompErrno  SeccompActionKind = "errno"
+	SeccompAllow  SeccompActionKind = "allow"
+	SeccompTrap   SeccompActionKind = "trap"
+	SeccompNotify SeccompActionKind = "notify"
+)
+
+// SeccompAction is an action and, for errno, the error number returned.
+type SeccompAction struct {
+	Kind  SeccompActionKind
+	Errno uint16
+}
+
+// SeccompArg compares argument Index (0-5) of the call with Value by Op:
+// "==", "!=", "<", "<=", ">", ">=" (unsigned, 64 bits), or "&=", which
+// holds when the argument ANDed with Mask equals Value.
+type SeccompArg struct {
+	Index       uint8
+	Op          string
+	Value, Mask uint64
 }

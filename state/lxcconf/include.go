@@ -13,16 +13,9 @@ import (
 // files the revision itself brings, in the container's directory, so the
 // result does not depend on what happens to be on the device.
 func (p *parser) include(e entry) error {
-	name := strings.TrimSpace(e.val)
-	if name == "" {
-		return errors.New("names no file")
-	}
-	if path.IsAbs(name) {
-		return fmt.Errorf("%q is a host path; only files in the container's directory of the revision can be included", name)
-	}
-	name = path.Clean(name)
-	if name == "." || name == ".." || strings.HasPrefix(name, "../") {
-		return fmt.Errorf("%q leaves the container's directory of the revision", e.val)
+	name, data, err := p.readRevisionFile(e.val)
+	if err != nil {
+		return err
 	}
 	for i, f := range p.includes {
 		if f == name {
@@ -32,18 +25,6 @@ func (p *parser) include(e entry) error {
 	}
 	if len(p.includes) >= maxIncludeDepth {
 		return fmt.Errorf("%q: includes nested deeper than %d", name, maxIncludeDepth)
-	}
-	rc, err := p.open(name)
-	if err != nil {
-		return fmt.Errorf("open %q: %w", name, err)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxIncludeSize+1))
-	rc.Close()
-	if err != nil {
-		return fmt.Errorf("read %q: %w", name, err)
-	}
-	if len(data) > maxIncludeSize {
-		return fmt.Errorf("%q is larger than %d bytes", name, maxIncludeSize)
 	}
 
 	// What the file says is placed on the outermost include line, since
@@ -59,4 +40,36 @@ func (p *parser) include(e entry) error {
 	p.includes = p.includes[:len(p.includes)-1]
 	p.incLine, p.incWhere = savedLine, savedWhere
 	return err
+}
+
+// readRevisionFile reads the file a key's value names (lxc.include,
+// lxc.seccomp.profile): a path relative to the container's directory in the
+// revision that stays inside it, at most maxIncludeSize bytes. LXC reads any
+// host path; a revision may only use files it brings itself, so what the
+// container gets does not depend on what happens to be on the device.
+func (p *parser) readRevisionFile(val string) (name string, data []byte, err error) {
+	name = strings.TrimSpace(val)
+	if name == "" {
+		return "", nil, errors.New("names no file")
+	}
+	if path.IsAbs(name) {
+		return "", nil, fmt.Errorf("%q is a host path; only files in the container's directory of the revision can be used", name)
+	}
+	name = path.Clean(name)
+	if name == "." || name == ".." || strings.HasPrefix(name, "../") {
+		return "", nil, fmt.Errorf("%q leaves the container's directory of the revision", val)
+	}
+	rc, err := p.open(name)
+	if err != nil {
+		return "", nil, fmt.Errorf("open %q: %w", name, err)
+	}
+	data, err = io.ReadAll(io.LimitReader(rc, maxIncludeSize+1))
+	rc.Close()
+	if err != nil {
+		return "", nil, fmt.Errorf("read %q: %w", name, err)
+	}
+	if len(data) > maxIncludeSize {
+		return "", nil, fmt.Errorf("%q is larger than %d bytes", name, maxIncludeSize)
+	}
+	return name, data, nil
 }

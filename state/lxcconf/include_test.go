@@ -29,7 +29,7 @@ func TestParseIncludes(t *testing.T) {
 		"sub/more.conf": lines("lxc.environment = A=1", "lxc.no_new_privs = 1"),
 		"warn.conf":     lines("lxc.bogus = 1"),
 		"bad.conf":      lines("lxc.tty.max = x"),
-		"seccomp.conf":  lines("lxc.seccomp.profile = x"),
+		"seccomp.conf":  lines("lxc.seccomp.notify.proxy = unix:/run/proxy"),
 		"loop-a.conf":   lines("lxc.include = loop-b.conf"),
 		"loop-b.conf":   lines("lxc.include = ./loop-a.conf"),
 		"self.conf":     lines("lxc.include = self.conf"),
@@ -61,7 +61,7 @@ func TestParseIncludes(t *testing.T) {
 			name: "unenforceable key in an included file names both",
 			in:   lines("lxc.include = seccomp.conf"),
 			want: &spec.Container{Unenforceable: []string{
-				"lxc.include (line 1): seccomp.conf line 1: lxc.seccomp.profile: seccomp profiles are not enforced yet",
+				"lxc.include (line 1): seccomp.conf line 1: lxc.seccomp.notify.proxy: seccomp notifications need a notification proxy, which this runtime does not run",
 			}},
 		},
 	}

@@ -174,8 +174,10 @@ func splitList(v string) []string {
 // not enforce yet, and why.
 func (p *parser) unenforceable(key string) (string, bool) {
 	switch {
-	case strings.HasPrefix(key, "lxc.seccomp."):
-		return "seccomp profiles are not enforced yet", true
+	case key == "lxc.seccomp.notify.proxy" || key == "lxc.seccomp.notify.cookie":
+		return "seccomp notifications need a notification proxy, which this runtime does not run", true
+	case key == "lxc.seccomp.profile" && p.open == nil:
+		return "the profile file is not read without the revision", true
 	case key == "lxc.idmap":
 		return "user namespace id mappings are not supported yet", true
 	case key == "lxc.include" && p.open == nil:

@@ -386,6 +386,14 @@ var handlers = map[string]func(*parser, entry) error{
 	"lxc.tty.max":                   func(p *parser, e entry) error { return setCount(&p.c.TTYMax, e.val) },
 	"lxc.pty.max":                   func(p *parser, e entry) error { return setCount(&p.c.PTYMax, e.val) },
 	"lxc.rootfs.path":               (*parser).setRootfs,
+	"lxc.seccomp.profile":           (*parser).setSeccompProfile,
+	// LXC skips its profile when it already runs under a seccomp filter,
+	// unless allow_nesting is 1. The profile is always loaded here: a
+	// filter stacked on another only confines more.
+	"lxc.seccomp.allow_nesting": func(p *parser, e entry) error {
+		var nesting bool
+		return setFlag(&nesting, e.val)
+	},
 }
 
 // finish assembles the container from what was read and adds the warnings

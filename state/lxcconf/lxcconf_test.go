@@ -258,7 +258,7 @@ func TestParse(t *testing.T) {
 			in: lines("lxc.apparmor.profile = unconfined", "lxc.seccomp.profile = /x", "lxc.idmap = u 0 100000 65536",
 				"lxc.include = /usr/share/lxc/config/common.conf", "lxc.apparmor.allow_nesting = 1"),
 			want: &spec.Container{AppArmorProfile: "unconfined", Unenforceable: []string{
-				"lxc.seccomp.profile (line 2): seccomp profiles are not enforced yet",
+				"lxc.seccomp.profile (line 2): the profile file is not read without the revision",
 				"lxc.idmap (line 3): user namespace id mappings are not supported yet",
 				"lxc.include (line 4): included files are not read yet",
 			}},

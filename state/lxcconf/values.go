@@ -431,13 +431,18 @@ func (p *parser) setRootfs(e entry) error {
 
 // setNoNewPrivs is lxc.no_new_privs: 0 or 1, as LXC reads it.
 func (p *parser) setNoNewPrivs(e entry) error {
-	switch strings.TrimSpace(e.val) {
+	return setFlag(&p.c.NoNewPrivileges, e.val)
+}
+
+// setFlag reads LXC's 0 or 1.
+func setFlag(dst *bool, v string) error {
+	switch strings.TrimSpace(v) {
 	case "0":
-		p.c.NoNewPrivileges = false
+		*dst = false
 	case "1":
-		p.c.NoNewPrivileges = true
+		*dst = true
 	default:
-		return fmt.Errorf("must be 0 or 1, got %q", e.val)
+		return fmt.Errorf("must be 0 or 1, got %q", v)
 	}
 	return nil
 }
