@@ -137,6 +137,8 @@ type benchCtr struct {
 	lxc []string
 	// run holds more run.json keys (auto_recovery, restart_policy, ...).
 	run map[string]any
+	// files are more files of the container's directory in the revision.
+	files map[string][]byte
 }
 
 // upstreamLXC are the lines upstream's pvr template writes into every
@@ -159,7 +161,7 @@ var sleeperArgs = []string{"/bin/sh", "-c", sleeperScript}
 func buildStorage(dir, image string, ctrs []benchCtr) error {
 	rc := make([]revtest.Container, len(ctrs))
 	for i, c := range ctrs {
-		rc[i] = revtest.Container{Name: c.name, Cmd: c.cmd, LXC: c.lxc, Run: c.run}
+		rc[i] = revtest.Container{Name: c.name, Cmd: c.cmd, LXC: c.lxc, Run: c.run, Files: c.files}
 	}
 	return revtest.Build(dir, image, nil, rc)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func init() {
 		Unit:     "ms",
 		Goal:     1.2,
 		Needs:    containerNeeds(),
-		Run:      func() (float64, float64, error) { return startExit(&bareRuns, bareLibcontainer) },
+		Run:      func() (float64, float64, error) { return startExit(&bareRuns, minimalEngine, bareLibcontainer, true) },
 	})
 	Register(Figure{
 		Name:     startExitName,
@@ -58,7 +59,7 @@ func init() {
 		Unit:     "ms",
 		Needs:    containerNeeds("exec:lxc-start"),
 		Run: func() (float64, float64, error) {
-			return startExit(&lxcFRuns, func(f *fixture, root string) (func() (time.Duration, error), func() error, error) {
+			return startExit(&lxcFRuns, minimalEngine, func(f *fixture, root string) (func() (time.Duration, error), func() error, error) {
 				// lxc-start -F returns when the container's init has
 				// exited: one start→exit.
 				l, err := newLXCBench(f, root, 1, []string{"/bin/true"}, minimalLXC)
@@ -76,9 +77,85 @@ func init() {
 					return el, nil
 				}
 				return once, func() error { return l.cleanup(f.tag) }, nil
-			})
+			}, true)
 		},
 	})
+	Register(Figure{
+		Name:     "container start→exit of /bin/true with lxc.seccomp.profile (a 40-rule denylist) and lxc.no_new_privs",
+		Baseline: "the same container without them, same engine",
+		Unit:     "ms",
+		Goal:     1.1,
+		Needs:    containerNeeds(),
+		Run: func() (float64, float64, error) {
+			filtered := benchCtr{name: "t", cmd: "/bin/true",
+				lxc:   append(slices.Clone(minimalInitLines), "lxc.no_new_privs = 1", "lxc.seccomp.profile = deny.seccomp"),
+				files: map[string][]byte{"deny.seccomp": []byte(benchDenylist)}}
+			return startExit(&seccompRuns, engineSide("seccomp", filtered), minimalEngine, false)
+		},
+	})
+}
+
+// benchDenylist is a profile of the size device makers write: LXC's
+// common.seccomp plus what a hardened app container usually denies.
+const benchDenylist = `2
+denylist
+reject_force_umount
+[all]
+kexec_load errno 1
+kexec_file_load errno 1
+open_by_handle_at errno 1
+init_module errno 1
+finit_module errno 1
+delete_module errno 1
+keyctl errno 38
+add_key errno 38
+request_key errno 38
+bpf errno 1
+perf_event_open errno 1
+userfaultfd errno 1
+ptrace errno 1
+process_vm_readv errno 1
+process_vm_writev errno 1
+kcmp errno 1
+lookup_dcookie errno 1
+mount errno 1
+umount2 errno 1
+pivot_root errno 1
+swapon errno 1
+swapoff errno 1
+reboot errno 1
+settimeofday errno 1
+clock_settime errno 1
+clock_adjtime errno 1
+adjtimex errno 1
+acct errno 1
+quotactl errno 1
+syslog errno 1
+unshare errno 1
+setns errno 1
+name_to_handle_at errno 1
+iopl errno 1
+ioperm errno 1
+personality errno 1 [0,0x0,!=]
+vhangup errno 1
+mknod errno 1 [1,0x6000,&=,0xf000]
+mknodat errno 1 [2,0x6000,&=,0xf000]
+`
+
+// minimalEngine is this project's side of the start→exit figures: the
+// minimal container, run by runtime/engine.
+var minimalEngine = engineSide("engine", benchCtr{name: "t", cmd: "/bin/true", lxc: minimalInitLines})
+
+// engineSide times start→exit cycles of the container c as runtime/engine
+// runs it (engineStarter), in a storage of its own named name.
+func engineSide(name string, c benchCtr) starter {
+	return func(f *fixture, _ string) (func() (time.Duration, error), func() error, error) {
+		e, cleanup, err := engineStarts(f, name, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		return e.once, cleanup, nil
+	}
 }
 
 // starter prepares a baseline on the fixture's root mounted once: once
@@ -87,34 +164,34 @@ type starter func(f *fixture, root string) (once func() (time.Duration, error), 
 
 // Runs of each start→exit figure so far: they decide which side goes
 // first.
-var bareRuns, lxcFRuns int
+var bareRuns, lxcFRuns, seccompRuns int
 
-// startExit times startsPerRun start→exit cycles of this project's path,
-// then as many of a baseline (or the other way round: the order alternates
-// from run to run), each block after one warm-up cycle, and returns the
-// medians in ms. Blocks, not alternating cycles: the kernel tears down
-// part of an exited container in the background (loop device, mounts,
-// namespaces), and that work would land in the other side's next cycle;
-// interleaved, it doubled the baselines' times. A pause (settle) and the
-// warm-up cycle of the second block absorb what the first leaves. Each
-// side's cycles still pay for their own predecessors: so does a real
-// restart.
-func startExit(runs *int, baseline starter) (ours, base float64, err error) {
+// startExit times startsPerRun start→exit cycles of ours, then as many of
+// a baseline (or the other way round: the order alternates from run to
+// run), each block after one warm-up cycle, and returns the medians in ms.
+// Blocks, not alternating cycles: the kernel tears down part of an exited
+// container in the background (loop device, mounts, namespaces), and that
+// work would land in the other side's next cycle; interleaved, it doubled
+// the baselines' times. A pause (settle) and the warm-up cycle of the
+// second block absorb what the first leaves. Each side's cycles still pay
+// for their own predecessors: so does a real restart. A baseline that is
+// not this project (isolated) starts its inits without the pvinit handle.
+func startExit(runs *int, ours, baseline starter, isolated bool) (o, b float64, err error) {
 	f, err := newFixture()
 	if err != nil {
 		return 0, 0, err
 	}
 	defer func() { err = errors.Join(err, f.close()) }()
-	o, oCleanup, err := engineStarts(f)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() { err = errors.Join(err, oCleanup()) }()
 	root, err := f.mountedOnce()
 	if err != nil {
 		return 0, 0, err
 	}
-	b, bCleanup, err := baseline(f, root)
+	oOnce, oCleanup, err := ours(f, root)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { err = errors.Join(err, oCleanup()) }()
+	bOnce, bCleanup, err := baseline(f, root)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -132,11 +209,11 @@ func startExit(runs *int, baseline starter) (ours, base float64, err error) {
 		}
 		return nil
 	}
-	blocks := []func() error{
-		func() error { return block(o.once, &od) },
-		func() error { return withoutInit(func() error { return block(b, &bd) }) },
+	baseBlock := func() error { return block(bOnce, &bd) }
+	if isolated {
+		baseBlock = func() error { return withoutInit(func() error { return block(bOnce, &bd) }) }
 	}
-	if err := alternate(runs, blocks...); err != nil {
+	if err := alternate(runs, func() error { return block(oOnce, &od) }, baseBlock); err != nil {
 		return 0, 0, err
 	}
 	return medianMs(od), medianMs(bd), nil
@@ -153,13 +230,13 @@ type engineStarter struct {
 	steps *phases
 }
 
-func engineStarts(f *fixture) (*engineStarter, func() error, error) {
-	ef, err := newEngineFixture(f, "engine", []benchCtr{{name: "t", cmd: "/bin/true", lxc: minimalInitLines}})
+func engineStarts(f *fixture, name string, c benchCtr) (*engineStarter, func() error, error) {
+	ef, err := newEngineFixture(f, name, []benchCtr{c})
 	if err != nil {
 		return nil, nil, err
 	}
 	e := &engineStarter{eng: ef.eng, c: ef.st.Containers[0],
-		steps: newPhases("engine", "mount", "create+run", "wait", "destroy", "unmount")}
+		steps: newPhases(name, "mount", "create+run", "wait", "destroy", "unmount")}
 	return e, func() error { e.steps.report(); return ef.cleanup() }, nil
 }
 

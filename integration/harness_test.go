@@ -117,6 +117,8 @@ type ctr struct {
 	run map[string]any
 	// services is the container's services.json, when it exports any.
 	services any
+	// files are more files of the container's directory in the revision.
+	files map[string][]byte
 }
 
 // buildStorage lays out a device storage with revision 0 made of ctrs, the
@@ -135,7 +137,7 @@ func buildStorage(t *testing.T, groups []map[string]any, ctrs []ctr) string {
 	rc := make([]revtest.Container, len(ctrs))
 	for i, c := range ctrs {
 		rc[i] = revtest.Container{Name: c.name, Group: c.group, Cmd: c.cmd,
-			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run, Services: c.services}
+			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run, Services: c.services, Files: c.files}
 	}
 	if err := revtest.Build(dir, rootImage(t), map[string]any{"groups": gs}, rc); err != nil {
 		t.Fatal(err)

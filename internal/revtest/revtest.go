@@ -46,6 +46,9 @@ type Container struct {
 	// Services, when set, is the container's services.json (its xconnect
 	// exports).
 	Services any
+	// Files are more files of the container's directory in the revision
+	// (an lxc.include, a seccomp profile), by name relative to it.
+	Files map[string][]byte
 }
 
 // Build writes the storage under dir: device.json (as given, or one group
@@ -106,6 +109,13 @@ func Build(dir, image string, device map[string]any, ctrs []Container) error {
 			st[c.Name+"/services.json"] = c.Services
 		}
 		st[c.Name+"/lxc.container.conf"] = confSha
+		for name, data := range c.Files {
+			sha, err := put(data)
+			if err != nil {
+				return err
+			}
+			st[c.Name+"/"+name] = sha
+		}
 		st[c.Name+"/root.squashfs"] = rootSha
 	}
 	data, err := json.MarshalIndent(st, "", "  ")

@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -19,7 +21,9 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/runtime/driver/initshim"
 	"github.com/pantavisor/pv/runtime/rootfs"
+	"github.com/pantavisor/pv/runtime/seccomp"
 	"github.com/pantavisor/pv/spec"
 )
 
@@ -177,6 +181,11 @@ func Translate(in Input) (*Translated, error) {
 	}
 	if len(t.Args) == 0 {
 		t.Args = []string{DefaultInit}
+	}
+	if s.Seccomp != nil {
+		if err := withSeccomp(t, s.Seccomp); err != nil {
+			bad("refused: lxc.seccomp.profile: %v", err)
+		}
 	}
 	if t.Cwd == "" {
 		t.Cwd = "/"
@@ -778,4 +787,27 @@ func PrefixResolver(prefixes map[string]string) func(string) (string, error) {
 func appArmorEnabled() bool {
 	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
 	return err == nil && len(b) > 0 && b[0] == 'Y'
+}
+
+// withSeccomp runs the container's command under the filter of prof: the
+// command becomes "/proc/self/exe <command>..." with the filter in
+// initshim.SeccompEnv, and the seccomp exec (initshim/seccomp_linux.c) of
+// that binary loads the filter and executes the command as the same
+// process. /proc is always mounted (baseMounts), so /proc/self/exe is
+// there; it is the init binary itself, whichever mount namespace the
+// container has.
+func withSeccomp(t *Translated, prof *spec.Seccomp) error {
+	prog, err := seccomp.Compile(prof)
+	if err != nil {
+		return err
+	}
+	raw := make([]byte, 0, 8*len(prog))
+	for _, in := range prog {
+		raw = binary.NativeEndian.AppendUint16(raw, in.Op)
+		raw = append(raw, in.Jt, in.Jf)
+		raw = binary.NativeEndian.AppendUint32(raw, in.K)
+	}
+	t.Env = append(t.Env, initshim.SeccompEnv+"="+hex.EncodeToString(raw))
+	t.Args = append([]string{"/proc/self/exe"}, t.Args...)
+	return nil
 }

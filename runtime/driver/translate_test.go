@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/runtime/driver/initshim"
+	"github.com/pantavisor/pv/runtime/seccomp"
 	"github.com/pantavisor/pv/spec"
 )
 
@@ -552,5 +556,44 @@ func TestTranslateConfinement(t *testing.T) {
 	tr, err := Translate(Input{Name: "c", Rootfs: "/r", Spec: &spec.Container{NoNewPrivileges: true, AppArmorProfile: "unconfined"}})
 	if err != nil || !tr.Config.NoNewPrivileges {
 		t.Fatalf("no_new_privs: %v %v", tr, err)
+	}
+}
+
+// A seccomp profile runs the command through the seccomp exec: the init
+// binary again, with the compiled filter in its environment; a profile
+// that cannot be compiled refuses the container naming the key.
+func TestTranslateSeccomp(t *testing.T) {
+	s := upstreamTemplate()
+	s.Seccomp = &spec.Seccomp{Default: spec.SeccompAction{Kind: spec.SeccompAllow}, Rules: []spec.SeccompRule{
+		{Line: 3, Syscall: "mkdir", Action: spec.SeccompAction{Kind: spec.SeccompErrno, Errno: 13}}}}
+	tr, err := Translate(Input{Name: "web", Rootfs: "/r", Spec: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append([]string{"/proc/self/exe"}, s.Args...); !slices.Equal(tr.Args, want) {
+		t.Errorf("args %q, want %q", tr.Args, want)
+	}
+	var filter string
+	for _, e := range tr.Env {
+		if v, ok := strings.CutPrefix(e, initshim.SeccompEnv+"="); ok {
+			filter = v
+		}
+	}
+	raw, err := hex.DecodeString(filter)
+	if err != nil || len(raw) == 0 || len(raw)%8 != 0 {
+		t.Fatalf("filter %q: %v", filter, err)
+	}
+	want, err := seccomp.Compile(s.Seccomp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 8*len(want) || binary.NativeEndian.Uint32(raw[4:]) != want[0].K {
+		t.Errorf("the filter handed over is not the compiled one: %d bytes for %d instructions", len(raw), len(want))
+	}
+
+	s.Seccomp.Rules[0].Action = spec.SeccompAction{Kind: spec.SeccompNotify}
+	_, err = Translate(Input{Name: "web", Rootfs: "/r", Spec: s})
+	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "refused: lxc.seccomp.profile: line 3: mkdir: notify") {
+		t.Errorf("notify: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ package initshim
 
 // #define _GNU_SOURCE
 // #include "handoff_linux.h"
+// #include "seccomp_linux.h"
 import "C"
 
 // InitName is the file name of the container init binary (cmd/pvinit),
@@ -22,3 +23,9 @@ const InitFd = C.INIT_FD
 // every write sealed (libcontainer's own rule for a sealed binary). The
 // hand-off refuses a memfd without all of them.
 const InitSeals = C.INIT_SEALS
+
+// SeccompEnv is the variable through which the driver hands a container's
+// system call filter to the seccomp exec (seccomp_linux.c): set, the
+// container's command is run as "/proc/self/exe <command>..." and the
+// exec loads the filter before it executes the command.
+const SeccompEnv = C.SECCOMP_ENV
