@@ -34,7 +34,9 @@ func (a *asm) newLabel() label {
 
 func (a *asm) mark(l label) { a.labels[l] = len(a.ins) }
 
-func (a *asm) emit(op bpf.Instruction) { a.ins = append(a.ins, insn{op: op, jt: none, jf: none, ja: none}) }
+func (a *asm) emit(op bpf.Instruction) {
+	a.ins = append(a.ins, insn{op: op, jt: none, jf: none, ja: none})
+}
 
 func (a *asm) load(off uint32) { a.emit(bpf.LoadAbsolute{Off: off, Size: 4}) }
 

@@ -138,7 +138,7 @@ func TestSeccompProfileKey(t *testing.T) {
 	for in, msg := range map[string]string{
 		"lxc.seccomp.profile = /usr/share/lxc/config/common.seccomp\n": `line 1: lxc.seccomp.profile: "/usr/share/lxc/config/common.seccomp" is a host path`,
 		"lxc.seccomp.profile = ../x.seccomp\n":                         "leaves the container's directory",
-		"\nlxc.seccomp.profile = none.seccomp\n":                        `line 2: lxc.seccomp.profile: open "none.seccomp"`,
+		"\nlxc.seccomp.profile = none.seccomp\n":                       `line 2: lxc.seccomp.profile: open "none.seccomp"`,
 		"lxc.seccomp.profile = sub/bad.seccomp\n":                      "line 1: lxc.seccomp.profile: sub/bad.seccomp: line 3: mkdir: errno needs a number",
 		"lxc.include = nested.conf\n":                                  "nested.conf line 1: lxc.seccomp.profile: sub/bad.seccomp: line 3",
 		"lxc.seccomp.allow_nesting = 2\n":                              "lxc.seccomp.allow_nesting: must be 0 or 1",
