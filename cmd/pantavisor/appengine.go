@@ -399,7 +399,15 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// The kernel path of tcp ingress (DNAT for clients outside the device)
 	// uses the pools' iptables backend: two backends in one namespace do
 	// not see each other's rules.
-	ingressPlane := &ingress.Plane{Log: log, Kernel: nat.NewForwards(iptablesBinary(cfg.String(config.PVNetIptables)))}
+	forwards := nat.NewForwards(iptablesBinary(cfg.String(config.PVNetIptables)))
+	if readopt {
+		// The listeners add their forwards again; what the dead
+		// supervisor forwarded for a rule now gone must not stay.
+		if err := forwards.Reset(); err != nil {
+			log.Warn("the previous supervisor's ingress forwards may remain", "err", err)
+		}
+	}
+	ingressPlane := &ingress.Plane{Log: log, Kernel: forwards}
 	sys, err := actors.Start(actors.Config{
 		Rev: rev, State: st, Engine: wire.Engine(firstEngine), NewEngine: newEngine, Log: log, Adopted: adopted,
 		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,35 @@ func (fs *Forwards) Add(f Forward) (remove func() error, err error) {
 		once.Do(func() { rerr = fs.remove(f, dnat, accept, local) })
 		return rerr
 	}, nil
+}
+
+// Reset removes the chains and jumps a dead supervisor left, if there are
+// any. A supervisor that re-adopts the device calls it before its
+// listeners come up: Add flushes leftovers only when a forward is added,
+// and one of the old supervisor's forwards must not outlive its rule (a
+// rule the revision no longer has, or whose provider is away) by sending
+// outside clients to an address that may now be another container's. It
+// does nothing while forwards of this process are installed.
+func (fs *Forwards) Reset() error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.n > 0 {
+		return nil
+	}
+	if fs.b == nil {
+		b, err := NewBackend(fs.binary)
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil // no iptables: nothing was ever forwarded
+		}
+		if err != nil {
+			return fmt.Errorf("reset forwards: %w", err)
+		}
+		fs.b = b
+	}
+	if err := fs.tearDown(); err != nil {
+		return fmt.Errorf("reset forwards: %w", err)
+	}
+	return nil
 }
 
 // remove deletes one forward's rules, the DNAT first so that no new

@@ -377,3 +377,40 @@ func TestForwards(t *testing.T) {
 		}
 	})
 }
+
+// TestForwardsReset: a supervisor started again removes the forwards the
+// dead one left, jumps included, even when it adds none itself; it leaves
+// nothing when there was nothing, and keeps what it installed itself.
+func TestForwardsReset(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *Backend) {
+		setForward(t, "1")
+		before := nstest.Tables(t, b.Path)
+		dead := NewForwards(b.Path)
+		if _, err := dead.Add(Forward{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), To: netip.MustParseAddrPort("10.90.1.10:9000")}); err != nil {
+			t.Fatal(err)
+		}
+		if s := nstest.Tables(t, b.Path); !strings.Contains(s, "10.90.1.10") {
+			t.Fatalf("no forward installed:\n%s", s)
+		}
+		next := NewForwards(b.Path)
+		if err := next.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		if s := nstest.Tables(t, b.Path); s != before {
+			t.Errorf("left after reset:\n%s\nwant:\n%s", s, before)
+		}
+		if err := next.Reset(); err != nil {
+			t.Errorf("reset with nothing to remove: %v", err)
+		}
+		rm, err := next.Add(Forward{Listen: netip.MustParseAddrPort("0.0.0.0:7001"), To: netip.MustParseAddrPort("10.90.1.11:9000")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := next.Reset(); err != nil || !strings.Contains(nstest.Tables(t, b.Path), "10.90.1.11") {
+			t.Errorf("reset removed this process's own forward (%v)", err)
+		}
+		if err := rm(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
