@@ -113,9 +113,6 @@ func Translate(in Input) (*Translated, error) {
 	for _, u := range s.Unenforceable {
 		bad("refused: %s", u)
 	}
-	if p := s.AppArmorProfile; p != "" && p != "unconfined" && appArmorEnabled() {
-		bad("refused: lxc.apparmor.profile %q: AppArmor profiles are not applied yet", p)
-	}
 
 	ns, err := namespaces(s.NamespaceKeep, in.CgroupNamespaces)
 	if err != nil {
@@ -149,6 +146,15 @@ func Translate(in Input) (*Translated, error) {
 			Parent:    in.CgroupParent,
 			Resources: res,
 		},
+	}
+	// As LXC: a profile is applied where the kernel enforces AppArmor
+	// (libcontainer has the init change to it at its exec; a profile the
+	// kernel has not loaded fails the start) and ignored where it does not.
+	if p := s.AppArmorProfile; p != "" && p != "unconfined" && appArmorEnabled() {
+		if p == "generated" {
+			bad("refused: lxc.apparmor.profile = generated: LXC makes that profile with apparmor_parser, which this runtime does not run")
+		}
+		cfg.AppArmorProfile = p
 	}
 	if ns.Contains(configs.NEWUTS) {
 		cfg.Hostname = s.Hostname
@@ -784,7 +790,8 @@ func PrefixResolver(prefixes map[string]string) func(string) (string, error) {
 
 // appArmorEnabled says whether the kernel enforces AppArmor. Without it, a
 // profile is ignored, as LXC does.
-func appArmorEnabled() bool {
+// A variable for tests: this machine's kernel has no AppArmor.
+var appArmorEnabled = func() bool {
 	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
 	return err == nil && len(b) > 0 && b[0] == 'Y'
 }

@@ -559,6 +559,37 @@ func TestTranslateConfinement(t *testing.T) {
 	}
 }
 
+// An AppArmor profile is applied where the kernel enforces AppArmor and
+// ignored where it does not, as LXC does; "generated" needs LXC's profile
+// generator and is refused.
+func TestTranslateAppArmor(t *testing.T) {
+	saved := appArmorEnabled
+	t.Cleanup(func() { appArmorEnabled = saved })
+	for _, tc := range []struct {
+		enabled       bool
+		profile, want string
+		refused       bool
+	}{
+		{true, "lxc-container-default-cgns", "lxc-container-default-cgns", false},
+		{true, "unconfined", "", false},
+		{true, "generated", "", true},
+		{false, "lxc-container-default-cgns", "", false},
+		{false, "generated", "", false},
+	} {
+		appArmorEnabled = func() bool { return tc.enabled }
+		tr, err := Translate(Input{Name: "c", Rootfs: "/r", Spec: &spec.Container{AppArmorProfile: tc.profile}})
+		if tc.refused {
+			if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "lxc.apparmor.profile = generated") {
+				t.Errorf("%v %q: %v, want a refusal", tc.enabled, tc.profile, err)
+			}
+			continue
+		}
+		if err != nil || tr.Config.AppArmorProfile != tc.want {
+			t.Errorf("AppArmor %v, profile %q: got %+v %v, want %q", tc.enabled, tc.profile, tr, err, tc.want)
+		}
+	}
+}
+
 // A seccomp profile runs the command through the seccomp exec: the init
 // binary again, with the compiled filter in its environment; a profile
 // that cannot be compiled refuses the container naming the key.
