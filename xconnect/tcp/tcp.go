@@ -88,11 +88,11 @@ func (p *Proxy) handle(c net.Conn) {
 }
 
 // relay copies both ways until both directions ended, then closes both.
-// Each direction is an io.Copy between the connections themselves, so
-// TCP to TCP (and unix to TCP) is spliced by the kernel; the byte counters
-// are updated when a direction ends. Idleness is read from the kernel's
-// own counters of the client connection (TCP_INFO), which see every byte
-// either way without anything in the data path.
+// Each direction is spliced by the kernel (TCP to TCP by our own splice
+// loop, unix to TCP by io.Copy's); the byte counters are updated when a
+// direction ends. Idleness is read from the kernel's own counters of the
+// client connection (TCP_INFO), which see every byte either way without
+// anything in the data path.
 func relay(c, b net.Conn, st *xconnect.Stats, idle time.Duration) error {
 	done := make(chan struct{})
 	errc := make(chan error, 2)
@@ -161,13 +161,18 @@ func copyHalf(dst, src net.Conn, n *atomic.Int64) error {
 	return err
 }
 
-// pump copies src to dst as io.Copy does (spliced by the kernel between
-// sockets), but one burst at a time: it waits for src to have bytes
-// holding nothing, then copies exactly what is queued. io.Copy's splice
-// holds its pipe (two descriptors) for the whole life of a direction, so
-// an idle connection cost six descriptors, and 10 000 idle ones more than
-// a device's descriptor limit; this way it costs its two sockets.
+// pump copies src to dst, spliced by the kernel between sockets, holding
+// a pipe only while bytes flow: io.Copy's splice holds its pipe (two
+// descriptors) for the whole life of a direction, so an idle connection
+// would cost six descriptors, and 10 000 idle ones more than a device's
+// descriptor limit; this way it costs its two sockets. Between two TCP
+// sockets it is splicePump; otherwise it waits for src to have bytes
+// holding nothing, then copies exactly what is queued with io.CopyN, one
+// burst at a time.
 func pump(dst, src net.Conn) (int64, error) {
+	if d, s, ok := tcpRaw(dst, src); ok {
+		return splicePump(d, s)
+	}
 	sc, ok := src.(syscall.Conn)
 	if !ok {
 		return io.Copy(dst, src)

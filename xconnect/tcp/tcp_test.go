@@ -300,7 +300,7 @@ func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 		}
 		return len(ents), pipes
 	}
-	// A burst first: the pipes of a transfer go back to Go's pool.
+	// A burst first: the pipes of a transfer go back to the free list.
 	_, pipesBefore := count()
 	const n = 20
 	var conns []net.Conn
@@ -322,8 +322,8 @@ func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // the bursts relayed, the relays idle
 	if _, pipes := count(); pipes-pipesBefore > 4 {
-		// Go's splice pool may keep a few pipes for reuse; one per
-		// idle direction (2n) would be a leak of the design.
+		// The free list keeps a few pipes for reuse; one per idle
+		// direction (2n) would be a leak of the design.
 		t.Errorf("%d pipes open for %d idle relayed connections (%d before)", pipes, n, pipesBefore)
 	}
 	// Still relaying: half-close and the echo of everything comes back.
