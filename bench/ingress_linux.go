@@ -23,14 +23,14 @@ import (
 // The ingress TCP figures: bulk throughput from a client through a relay
 // to a sink on loopback, all in the bench's own network namespace, for
 // pantavisor's tcp ingress, HAProxy with splicing on both sides, socat,
-// and the client straight to the sink; the same sink, the same client,
-// the same run.
+// a bare Go relay and the client straight to the sink; the same sink,
+// the same client, the same run.
 
 const ingressBulk = 1 << 30 // bytes per throughput run
 
 func init() {
 	needs := []string{"root", "pid1"}
-	var runsD, runsH, runsS int
+	var runsD, runsH, runsS, runsB int
 	Register(Figure{
 		Name: "tcp ingress: bulk throughput (1 GiB, loopback)", Baseline: "client straight to the backend",
 		Unit: "MB/s", Higher: true, Needs: needs,
@@ -45,6 +45,11 @@ func init() {
 		Name: "tcp ingress: bulk throughput (1 GiB, loopback)", Baseline: "socat -b 262144",
 		Unit: "MB/s", Higher: true, Needs: append(needs, "exec:socat"),
 		Run: func() (float64, float64, error) { return ingressVs(&runsS, "socat") },
+	})
+	Register(Figure{
+		Name: "tcp ingress: bulk throughput (1 GiB, loopback)", Baseline: "a bare Go relay (io.Copy both ways, spliced by Go)",
+		Unit: "MB/s", Higher: true, Needs: needs,
+		Run: func() (float64, float64, error) { return ingressVs(&runsB, "bare") },
 	})
 }
 
@@ -118,7 +123,8 @@ func pushBulkDial(dial func() (net.Conn, error)) (float64, error) {
 }
 
 // ingressVs measures the tcp ingress and, as the baseline, other ("" for
-// the client straight to the sink), the order alternating per run.
+// the client straight to the sink, "bare" for bareRelay, or the program
+// startRelay runs), the order alternating per run.
 func ingressVs(runs *int, other string) (ours, base float64, err error) {
 	if err := loUp(); err != nil {
 		return 0, 0, err
@@ -136,6 +142,13 @@ func ingressVs(runs *int, other string) (ours, base float64, err error) {
 
 	baseAddr := backend
 	switch other {
+	case "bare":
+		addr, stopBare, err := bareRelay(backend)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer stopBare()
+		baseAddr = addr
 	case "haproxy", "socat":
 		addr, stopOther, err := startRelay(other, backend)
 		if err != nil {
@@ -176,6 +189,43 @@ func tcpIngress(backend string, opt tcp.Options) (string, func(), error) {
 	}
 	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
 	return addr, func() { s.Close() }, nil
+}
+
+// bareRelay is the simplest relay Go allows, in this process as ours is:
+// per connection a connection to backend and an io.Copy each way (Go
+// splices TCP to TCP through a pipe of its pool, held for the life of
+// the copy), a half-close passed on. It returns its address.
+func bareRelay(backend string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				done := make(chan struct{})
+				go func() {
+					io.Copy(b, c)
+					b.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				io.Copy(c, b)
+				c.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() { ln.Close() }, nil
 }
 
 // startRelay runs HAProxy (splicing both ways) or socat in front of
