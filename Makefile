@@ -10,9 +10,10 @@ GO        ?= go
 # An execution count, not a duration: with a duration, Go 1.26's fuzz
 # coordinator can report its own deadline as a failure ("context deadline
 # exceeded", no failing input) when the machine is busy (golang/go#75804,
-# fixed in Go 1.27). 30000 runs take 1 to 12 s a target here: a smoke
-# run; make reliability PROFILE=full runs 200000 a target.
-FUZZTIME  ?= 30000x
+# fixed in Go 1.27). 10000 runs take under 4 s a target here: a smoke
+# run that keeps make test under 15 minutes with 28 targets; make
+# reliability PROFILE=full runs 200000 a target.
+FUZZTIME  ?= 10000x
 # With a count, Go minimises every new interesting input for up to half the
 # count (25000 runs) or 60 s: on a busy machine that stalled a 50000-run
 # smoke run for a minute, and the worker restarted after it failed its first
