@@ -3,6 +3,9 @@
 package integration
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,5 +64,45 @@ func TestConfinementKeys(t *testing.T) {
 	}
 	if m["filtered"].Status != messages.StatusStarted {
 		t.Errorf("filtered: %s %s", m["filtered"].Status, m["filtered"].Error)
+	}
+}
+
+// lxc.idmap puts the container in a user namespace of its own: its root is
+// the mapped uid on the host, while it is uid 0 inside. A map without gid
+// ranges cannot be honoured as LXC would and refuses only that container.
+func TestConfinementIDMap(t *testing.T) {
+	show := `/bin/sh "-c" "grep -E '^(Uid|Gid):' /proc/self/status; echo SHOWN; exec sleep 1000"`
+	d := startDevice(t, buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
+		// The upstream template keeps the host's user namespace, which
+		// an idmap cannot be honoured in: the mapped container drops it.
+		{name: "mapped", group: "app", cmd: show, lxc: []string{"lxc.namespace.keep =", "lxc.namespace.keep = net ipc",
+			"lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536"}},
+		{name: "half", group: "app", cmd: show, lxc: []string{"lxc.idmap = u 0 100000 65536"},
+			run: map[string]any{"auto_recovery": map[string]any{"policy": "no"}}},
+	}))
+	// The mapped root must be able to reach its rootfs, as under LXC:
+	// the test's temporary directories are 0700, a device's storage is
+	// not. Until this chmod the container's start fails and is retried.
+	for _, dir := range []string{filepath.Dir(d.run), d.run} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.waitConsole("mapped", "SHOWN", 30*time.Second)
+	if c := d.console("mapped"); !regexp.MustCompile(`Uid:\s+0\s`).MatchString(c) {
+		t.Errorf("root inside the mapped container is not uid 0: %q", c)
+	}
+	m := d.waitContainers("mapped runs, half refused", 30*time.Second, func(m map[string]messages.ContainerInfo) bool {
+		return m["mapped"].Pid > 0 && m["half"].Status == messages.StatusFailed
+	})
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", hostPid(t, d.cmd.Process.Pid, m["mapped"].Pid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Uid:\s+100000\s+100000\s`).Match(st) || !regexp.MustCompile(`(?m)^Gid:\s+100000\s`).Match(st) {
+		t.Errorf("the mapped container's init is not uid/gid 100000 on the host:\n%s", st)
+	}
+	if e := m["half"].Error; !strings.Contains(e, "lxc.idmap") {
+		t.Errorf("refusal does not name the key: %q", e)
 	}
 }

@@ -64,6 +64,17 @@ type Container struct {
 	// Rootfs is what lxc.rootfs.path said; the runtime resolves it against
 	// the revision's volumes.
 	Rootfs Rootfs
+	// UIDMap and GIDMap are lxc.idmap's "u" and "g" ranges: the container
+	// runs in a user namespace of its own with these mappings, so its root
+	// is an unprivileged id on the host. Both empty: no user namespace.
+	UIDMap []IDMap
+	GIDMap []IDMap
+}
+
+// IDMap maps Count ids from ContainerID inside the container to HostID on
+// the host, as one lxc.idmap line (and one line of /proc/PID/uid_map).
+type IDMap struct {
+	ContainerID, HostID, Count uint32
 }
 
 // Mount is one bind or filesystem mount inside the container.

@@ -672,12 +672,15 @@ func isolate(ownProc bool) error {
 
 // mountWork puts a tmpfs on the work directory: container mountpoints and
 // libcontainer state live there, private to this mount namespace, and go
-// away with it whatever happens.
+// away with it whatever happens. It can be traversed, not listed, by
+// anyone: a container with lxc.idmap, whose root is an unprivileged id of
+// the host, must reach its root filesystem below it, as LXC requires of
+// its containers' path (libcontainer keeps its own state directory 0700).
 func mountWork(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
-	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700")
+	return unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0711")
 }
 
 func unmountWork(dir string, log *slog.Logger) {

@@ -232,6 +232,9 @@ func (d *Driver) Create(c Config) (*Container, error) {
 	if !d.initMakesDev {
 		dev = splitDev(tr.Config, d.devDir(c.Name))
 	}
+	if err := prepareMappedRoot(tr.Config); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", c.Name, err)
+	}
 	lc, err := libcontainer.Create(d.stateRoot, c.Name, tr.Config)
 	if errors.Is(err, libcontainer.ErrExist) {
 		if rerr := d.removeStale(c.Name, tr.Config); rerr != nil {

@@ -789,3 +789,53 @@ func isComm(pid int, name string) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	return err == nil && strings.TrimSpace(string(data)) == name
 }
+
+// lxc.idmap: the container runs in a user namespace of its own. Inside, its
+// init is root; on the host it is the mapped id. Its mounts, a file bind
+// in a directory of the image it cannot write (as /pantavisor/pv-ctrl),
+// that mapped root.
+func TestUserNamespace(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(t.TempDir(), "ctrl")
+	if err := os.WriteFile(sock, []byte("ctrl\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &spec.Container{
+		Args:      []string{"/bin/sh", "-c", `echo "ID=$(id -u):$(id -g)"; echo "CTRL=$(cat /etc/pv/ctrl)"; touch /x && echo ROOTW=ok; exec sleep 100`},
+		MountAuto: []string{"proc", "sys"},
+		UIDMap:    []spec.IDMap{{ContainerID: 0, HostID: 100000, Count: 65536}},
+		GIDMap:    []spec.IDMap{{ContainerID: 0, HostID: 100000, Count: 65536}},
+		Mounts: []spec.Mount{
+			{Source: sock, Target: "etc/pv/ctrl", FSType: "none", Options: []string{"bind", "create=file"}},
+		},
+	}
+	// The mapped root must reach its rootfs, as under LXC: the test's
+	// temporary directories are 0700 where a device's work tmpfs is 0711.
+	for d := e.root.Path(); d != "/"; d = filepath.Dir(d) {
+		if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o011 != 0o011 {
+			if err := os.Chmod(d, st.Mode().Perm()|0o011); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c, log := e.create(t, "userns", s, nil)
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the console", fileContains(log, "ROOTW="))
+	out, _ := os.ReadFile(log)
+	for _, w := range []string{"ID=0:0", "CTRL=ctrl", "ROOTW=ok"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("console lacks %q:\n%s", w, out)
+		}
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), "Uid:\t100000\t100000\t100000\t100000") || !strings.Contains(string(st), "Gid:\t100000\t100000\t100000\t100000") {
+		t.Errorf("init is not 100000:100000 on the host:\n%s", st)
+	}
+	c.Signal(syscall.SIGKILL)
+	c.Wait()
+}

@@ -156,6 +156,11 @@ func Translate(in Input) (*Translated, error) {
 		}
 		cfg.AppArmorProfile = p
 	}
+	if len(s.UIDMap) > 0 || len(s.GIDMap) > 0 {
+		if err := userNamespace(cfg, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if ns.Contains(configs.NEWUTS) {
 		cfg.Hostname = s.Hostname
 		if cfg.Hostname == "" {
@@ -174,6 +179,17 @@ func Translate(in Input) (*Translated, error) {
 		auto.cgroup = ""
 	}
 	cfg.Mounts = baseMounts(ns.Contains(configs.NEWIPC), s.PTYMax, auto)
+	if cfg.Namespaces.Contains(configs.NEWUSER) && !cfg.Namespaces.Contains(configs.NEWNET) {
+		// The kernel mounts sysfs only for the owner of the network
+		// namespace, and a container of its own user namespace in the
+		// host's network namespace is not: it gets the host's /sys bound
+		// instead, as runc does, with the same flags.
+		for _, m := range cfg.Mounts {
+			if m.Device == "sysfs" {
+				m.Source, m.Device, m.Flags = "/sys", "bind", m.Flags|unix.MS_BIND|unix.MS_REC
+			}
+		}
+	}
 	cfg.Mounts = append(cfg.Mounts, userMounts...)
 	if auto.proc == "mixed" {
 		cfg.ReadonlyPaths = []string{"/proc/sys", "/proc/sysrq-trigger"}
@@ -267,6 +283,54 @@ func namespaces(keep []string, cgroupns bool) (configs.Namespaces, error) {
 		}
 	}
 	return ns, errors.Join(errs...)
+}
+
+// userNamespace honours lxc.idmap: the container gets a user namespace of
+// its own with the configured ranges, so its root is the mapped host id.
+// What LXC would refuse, or what the kernel cannot give, refuses the
+// container naming the key; running it with host ids instead would be the
+// silent downgrade the key exists to prevent.
+func userNamespace(cfg *configs.Config, s *spec.Container) error {
+	if len(s.UIDMap) == 0 || len(s.GIDMap) == 0 {
+		return fmt.Errorf("%w: refused: lxc.idmap: a user namespace needs both uid (u) and gid (g) ranges", ErrInvalidSpec)
+	}
+	if slices.Contains(s.NamespaceKeep, "user") {
+		return fmt.Errorf("%w: refused: lxc.idmap: lxc.namespace.keep keeps the host's user namespace", ErrInvalidSpec)
+	}
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		return fmt.Errorf("%w: refused: lxc.idmap: this kernel has no user namespaces: %w", ErrInvalidSpec, err)
+	}
+	conv := func(in []spec.IDMap) []configs.IDMap {
+		out := make([]configs.IDMap, len(in))
+		for i, m := range in {
+			out[i] = configs.IDMap{ContainerID: int64(m.ContainerID), HostID: int64(m.HostID), Size: int64(m.Count)}
+		}
+		return out
+	}
+	mapped := func(in []spec.IDMap, id uint32) bool {
+		for _, m := range in {
+			if id >= m.ContainerID && uint64(id) < uint64(m.ContainerID)+uint64(m.Count) {
+				return true
+			}
+		}
+		return false
+	}
+	// The init runs as lxc.init.uid/gid (0 by default) inside; an id the
+	// maps do not cover cannot be switched to and would fail at exec.
+	var uid, gid uint32
+	if s.UID != nil {
+		uid = *s.UID
+	}
+	if s.GID != nil {
+		gid = *s.GID
+	}
+	if !mapped(s.UIDMap, uid) || !mapped(s.GIDMap, gid) {
+		return fmt.Errorf("%w: refused: lxc.idmap: the init's uid %d / gid %d is not mapped", ErrInvalidSpec, uid, gid)
+	}
+	cfg.Namespaces = append(cfg.Namespaces, configs.Namespace{Type: configs.NEWUSER})
+	cfg.UIDMappings = conv(s.UIDMap)
+	cfg.GIDMappings = conv(s.GIDMap)
+	return nil
 }
 
 // knownCaps maps lower-case names without the CAP_ prefix to capabilities.

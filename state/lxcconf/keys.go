@@ -178,8 +178,6 @@ func (p *parser) unenforceable(key string) (string, bool) {
 		return "seccomp notifications need a notification proxy, which this runtime does not run", true
 	case key == "lxc.seccomp.profile" && p.open == nil:
 		return "the profile file is not read without the revision", true
-	case key == "lxc.idmap":
-		return "user namespace id mappings are not supported yet", true
 	case key == "lxc.include" && p.open == nil:
 		return "included files are not read yet", true
 	}

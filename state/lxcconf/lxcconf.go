@@ -394,6 +394,7 @@ var handlers = map[string]func(*parser, entry) error{
 		var nesting bool
 		return setFlag(&nesting, e.val)
 	},
+	"lxc.idmap": (*parser).setIDMap,
 }
 
 // finish assembles the container from what was read and adds the warnings

@@ -254,14 +254,29 @@ func TestParse(t *testing.T) {
 		// Confinement that cannot be enforced refuses the container
 		// (Unenforceable); AppArmor is the driver's decision.
 		{
-			name: "seccomp, idmap and include are unenforceable",
-			in: lines("lxc.apparmor.profile = unconfined", "lxc.seccomp.profile = /x", "lxc.idmap = u 0 100000 65536",
+			name: "seccomp and include are unenforceable without the revision",
+			in: lines("lxc.apparmor.profile = unconfined", "lxc.seccomp.profile = /x",
 				"lxc.include = /usr/share/lxc/config/common.conf", "lxc.apparmor.allow_nesting = 1"),
 			want: &spec.Container{AppArmorProfile: "unconfined", Unenforceable: []string{
 				"lxc.seccomp.profile (line 2): the profile file is not read without the revision",
-				"lxc.idmap (line 3): user namespace id mappings are not supported yet",
-				"lxc.include (line 4): included files are not read yet",
+				"lxc.include (line 3): included files are not read yet",
 			}},
+		},
+
+		// lxc.idmap
+		{
+			name: "idmap u, g and b ranges in order",
+			in:   lines("lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 200000 1000", "lxc.id_map = b 65536 300000 1"),
+			want: &spec.Container{
+				UIDMap: []spec.IDMap{{ContainerID: 0, HostID: 100000, Count: 65536}, {ContainerID: 65536, HostID: 300000, Count: 1}},
+				GIDMap: []spec.IDMap{{ContainerID: 0, HostID: 200000, Count: 1000}, {ContainerID: 65536, HostID: 300000, Count: 1}},
+			},
+			warns: []string{"line 3: lxc.id_map: deprecated name of lxc.idmap"},
+		},
+		{
+			name: "idmap empty value clears the mappings",
+			in:   lines("lxc.idmap = u 0 100000 65536", "lxc.idmap = g 0 100000 65536", "lxc.idmap ="),
+			want: &spec.Container{},
 		},
 
 		// lxc.no_new_privs
@@ -754,6 +769,13 @@ func TestParseErrors(t *testing.T) {
 		{"mount auto bad option", "lxc.mount.auto = proc:ro\n", 1, "lxc.mount.auto", `unknown option "ro" for automatic mount "proc"`},
 		{"mount auto empty option", "lxc.mount.auto = sys:\n", 1, "lxc.mount.auto", "empty option"},
 		{"mount auto shmounts without path", "lxc.mount.auto = shmounts\n", 1, "lxc.mount.auto", "needs a host path"},
+
+		{"idmap three fields", "lxc.idmap = u 0 100000\n", 1, "lxc.idmap", `want "u|g|b container-id host-id count"`},
+		{"idmap not a number", "lxc.idmap = u 0 x 1\n", 1, "lxc.idmap", `got "x"`},
+		{"idmap negative", "lxc.idmap = u -1 0 1\n", 1, "lxc.idmap", `got "-1"`},
+		{"idmap count 0", "lxc.idmap = g 0 100000 0\n", 1, "lxc.idmap", "count is 0"},
+		{"idmap past 2^32", "lxc.idmap = u 4294967295 0 2\n", 1, "lxc.idmap", "goes past 2^32"},
+		{"idmap bad type", "lxc.idmap = x 0 100000 1\n", 1, "lxc.idmap", `type "x" is not u, g or b`},
 
 		{"cap drop unknown", "lxc.cap.drop = sys_admin sys_foo\n", 1, "lxc.cap.drop", `unknown capability "sys_foo"`},
 		{"cap drop upper case", "lxc.cap.drop = CAP_SYS_ADMIN\n", 1, "lxc.cap.drop", `LXC spells it "sys_admin"`},

@@ -446,3 +446,45 @@ func setFlag(dst *bool, v string) error {
 	}
 	return nil
 }
+
+// setIDMap reads "lxc.idmap = u|g|b CONTAINERID HOSTID COUNT" as LXC does;
+// "b" maps both uids and gids, and an empty value clears every mapping.
+// Ranges are checked here so a bad line names its key instead of failing
+// when the kernel refuses the map at start.
+func (p *parser) setIDMap(e entry) error {
+	if e.val == "" {
+		p.c.UIDMap, p.c.GIDMap = nil, nil
+		return nil
+	}
+	f := splitList(e.val)
+	if len(f) != 4 {
+		return fmt.Errorf(`want "u|g|b container-id host-id count", got %q`, e.val)
+	}
+	var n [3]uint32
+	for i, s := range f[1:] {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a non-negative integer below 2^32, got %q", s)
+		}
+		n[i] = uint32(v)
+	}
+	m := spec.IDMap{ContainerID: n[0], HostID: n[1], Count: n[2]}
+	if m.Count == 0 {
+		return errors.New("count is 0")
+	}
+	if uint64(m.ContainerID)+uint64(m.Count) > 1<<32 || uint64(m.HostID)+uint64(m.Count) > 1<<32 {
+		return fmt.Errorf("range %q goes past 2^32", e.val)
+	}
+	switch f[0] {
+	case "u":
+		p.c.UIDMap = append(p.c.UIDMap, m)
+	case "g":
+		p.c.GIDMap = append(p.c.GIDMap, m)
+	case "b":
+		p.c.UIDMap = append(p.c.UIDMap, m)
+		p.c.GIDMap = append(p.c.GIDMap, m)
+	default:
+		return fmt.Errorf("type %q is not u, g or b", f[0])
+	}
+	return nil
+}
