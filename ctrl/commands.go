@@ -131,11 +131,13 @@ func (s *Server) reexecCommand(w http.ResponseWriter, reason string) {
 		return
 	}
 	writeOK(w)
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
+	// Through the ResponseController: w is the server's trackWriter, no
+	// http.Flusher itself, and an answer left in its buffer would go
+	// with the process.
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		s.log.Warn("ctrl: REEXEC_SUPERVISOR answer not flushed: the client may see the connection end", "err", err)
 	}
-	fn := s.reexec
-	go fn(reason)
+	s.reexec(reason)
 }
 
 func refuseCommand(status int, msg string) commandHandler {

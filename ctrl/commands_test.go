@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/storage"
@@ -95,17 +98,34 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-// REEXEC_SUPERVISOR answers first, then asks for the re-execution.
+// REEXEC_SUPERVISOR answers first, then asks for the re-execution. The
+// answer is on the client's side of the socket before it is asked: the
+// re-execution ends the process and every connection with it.
 func TestReexecCommand(t *testing.T) {
 	b := newFakeBackend()
 	asked := make(chan string, 1)
 	srv := New(b, fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv.SetReexec(func(why string) { asked <- why })
-	sock, _ := serve(t, srv)
-	client := unixClient(sock)
-	if got := do(t, client, "POST", "/commands", command("REEXEC_SUPERVISOR", "new binary")); got.status != 200 {
-		t.Fatalf("answer %d %s, want 200", got.status, got.body)
+	sock := serveTest(t, srv)
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer conn.Close()
+	raw, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waiting bool
+	srv.SetReexec(func(why string) {
+		raw.Control(func(fd uintptr) {
+			var buf [1]byte
+			n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			waiting = err == nil && n > 0
+		})
+		asked <- why
+	})
+	body := command("REEXEC_SUPERVISOR", "new binary")
+	fmt.Fprintf(conn, "POST /commands HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	select {
 	case why := <-asked:
 		if why != "new binary" {
@@ -113,6 +133,17 @@ func TestReexecCommand(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("re-execution never asked for")
+	}
+	if !waiting {
+		t.Error("re-execution asked for before the answer reached the client")
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("answer %d, want 200", resp.StatusCode)
 	}
 }
 

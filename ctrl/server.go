@@ -89,7 +89,8 @@ type Server struct {
 
 // SetReexec lets POST /commands REEXEC_SUPERVISOR ask for the supervisor's
 // re-execution from the binary's file (an in-place upgrade: the
-// containers keep running); fn is called once the answer is written.
+// containers keep running); fn is called once the answer has left for the
+// client, from the request's goroutine, and must not block: it only asks.
 func (s *Server) SetReexec(fn func(reason string)) { s.reexec = fn }
 
 // New returns a server answering from b, identifying callers with r
