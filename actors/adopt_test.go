@@ -103,3 +103,29 @@ func TestAdoptTakesOverWithoutStarting(t *testing.T) {
 		t.Errorf("books kept: %+v", kept)
 	}
 }
+
+// panickyAdopter panics taking one container over.
+type panickyAdopter struct {
+	fakeAdopter
+	panicOn string
+}
+
+func (a *panickyAdopter) AdoptContainer(c *state.Container) (Mount, Run, *messages.Lease, error) {
+	if c.Name == a.panicOn {
+		panic("adopter bug")
+	}
+	return a.fakeAdopter.AdoptContainer(c)
+}
+
+// Containers are taken over side by side; one whose take-over panics
+// starts afresh, and the others are adopted as if nothing happened.
+func TestAdoptSurvivesAPanic(t *testing.T) {
+	e := newFakeEngine()
+	ready := &fakeRun{e: e, name: "ready", pid: 41, exit: make(chan messages.Exit, 1)}
+	fresh := &fakeRun{e: e, name: "fresh", pid: 43, exit: make(chan messages.Exit, 1)}
+	a := &panickyAdopter{fakeAdopter: fakeAdopter{e: e, runs: map[string]*fakeRun{"ready": ready, "fresh": fresh}}, panicOn: "gone"}
+	ad := Adopt(adoptState(t), a, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if !slices.Equal(ad.Fresh, []string{"gone"}) || len(ad.Running) != 2 {
+		t.Errorf("running %v, fresh %v: want ready and fresh running, gone fresh", ad.Running, ad.Fresh)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/internal/wire"
@@ -143,6 +144,7 @@ func controlListener(sock string, readopt bool, exits *reaper.Exits, log *slog.L
 // adoptRunning takes over what the previous supervisor left of st and
 // logs what it found.
 func adoptRunning(st *state.State, books actors.Books, e *engine.Engine, p *engine.Pools, exits *reaper.Exits, log *slog.Logger) *actors.Adoption {
+	start := time.Now()
 	if n, err := e.RecoverLowers(); err != nil {
 		log.Warn("shared image mounts not recovered", "err", err)
 	} else {
@@ -153,6 +155,6 @@ func adoptRunning(st *state.State, books actors.Books, e *engine.Engine, p *engi
 		log.Warn("unused image mounts left", "err", err)
 	}
 	log.Info("re-adopted the previous supervisor's containers", "running", len(ad.Running),
-		"ended_in_gap", ad.Ended, "fresh", ad.Fresh)
+		"ended_in_gap", ad.Ended, "fresh", ad.Fresh, "took", time.Since(start).Round(time.Millisecond))
 	return ad
 }
