@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/pantavisor/pv/network/link"
 	"github.com/pantavisor/pv/network/nat"
@@ -17,6 +18,26 @@ type Pools struct {
 	Iptables string
 	// Isolation drops forwarding between different pools' bridges.
 	Isolation bool
+
+	// backend is opened once (two runs of the binary) for every pool:
+	// a supervisor re-adopting the device answers nothing until each
+	// pool is taken over.
+	backendMu sync.Mutex
+	backend   *nat.Backend
+}
+
+// natBackend is the iptables backend, opened at the first call.
+func (p *Pools) natBackend() (*nat.Backend, error) {
+	p.backendMu.Lock()
+	defer p.backendMu.Unlock()
+	if p.backend == nil {
+		b, err := nat.NewBackend(p.Iptables)
+		if err != nil {
+			return nil, err
+		}
+		p.backend = b
+	}
+	return p.backend, nil
 }
 
 // PoolSetup is what Setup made for one pool.
@@ -52,7 +73,7 @@ func (p *Pools) setup(pool state.Pool, peers []string, adopt bool) (*PoolSetup, 
 		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
 	}
 	s.created = br.Created || adopt
-	backend, err := nat.NewBackend(p.Iptables)
+	backend, err := p.natBackend()
 	if err != nil {
 		s.Teardown()
 		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
