@@ -77,7 +77,7 @@ func TestUpstreamShapedContainer(t *testing.T) {
 	isolated.Require(t)
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{
 		name: "up", group: "app",
-		cmd: `/bin/sh "-c" "echo ARGS=$0-$1; echo FOO=$FOO; echo GREETING=$GREETING; grep CapEff /proc/self/status; cat /data/hello.txt; hostname; exec sleep 1000" "first" "second"`,
+		cmd: `/bin/sh "-c" "echo ARGS=$0-$1; echo FOO=$FOO; echo GREETING=$GREETING; grep CapEff /proc/self/status; cat /data/hello.txt; hostname; ` + idle + `" "first" "second"`,
 		lxc: []string{
 			"lxc.environment = FOO=bar baz",
 			"lxc.environment = GREETING=hi",

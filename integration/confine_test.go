@@ -21,13 +21,13 @@ import (
 // profile or key asking for what cannot be enforced refuses its container,
 // naming the key, and the others run.
 func TestConfinementKeys(t *testing.T) {
-	show := `/bin/sh "-c" "grep NoNewPrivs /proc/self/status; echo SHOWN; exec sleep 1000"`
+	show := `/bin/sh "-c" "grep NoNewPrivs /proc/self/status; echo SHOWN; ` + idle + `"`
 	noRetry := map[string]any{"auto_recovery": map[string]any{"policy": "no"}}
 	d := startDevice(t, buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		{name: "nnp", group: "app", cmd: show, lxc: []string{"lxc.no_new_privs = 1"}},
 		{name: "plain", group: "app", cmd: show},
 		{name: "filtered", group: "app",
-			cmd:   `/bin/sh "-c" "mkdir /tmp/d; echo mkdir=$? pid=$$; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; echo SHOWN; exec sleep 1000"`,
+			cmd:   `/bin/sh "-c" "mkdir /tmp/d; echo mkdir=$? pid=$$; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; echo SHOWN; ` + idle + `"`,
 			lxc:   []string{"lxc.seccomp.profile = deny.seccomp"},
 			files: map[string][]byte{"deny.seccomp": []byte("2\ndenylist\n# no new directories\nmkdir errno 13\nmkdirat errno 13\nreject_force_umount\n")}},
 		{name: "notified", group: "app", cmd: show, run: noRetry,
@@ -71,7 +71,7 @@ func TestConfinementKeys(t *testing.T) {
 // the mapped uid on the host, while it is uid 0 inside. A map without gid
 // ranges cannot be honoured as LXC would and refuses only that container.
 func TestConfinementIDMap(t *testing.T) {
-	show := `/bin/sh "-c" "grep -E '^(Uid|Gid):' /proc/self/status; echo SHOWN; exec sleep 1000"`
+	show := `/bin/sh "-c" "grep -E '^(Uid|Gid):' /proc/self/status; echo SHOWN; ` + idle + `"`
 	d := startDevice(t, buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{
 		// The upstream template keeps the host's user namespace, which
 		// an idmap cannot be honoured in: the mapped container drops it.

@@ -114,8 +114,8 @@ func cgroupDirs(t *testing.T, parent string) map[string]uint64 {
 func TestCgroupsOfKilledDeviceRemovedAtNextStart(t *testing.T) {
 	isolated.Require(t)
 	ctrs := []ctr{
-		{name: "one", group: "app", cmd: `/bin/sh "-c" "sleep 1000"`},
-		{name: "two", group: "app", cmd: `/bin/sh "-c" "sleep 1000"`},
+		{name: "one", group: "app", cmd: `/bin/sh "-c" "` + idle + `"`},
+		{name: "two", group: "app", cmd: `/bin/sh "-c" "` + idle + `"`},
 	}
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, ctrs)
 	parent := driver.DeviceCgroupParent(storage)
@@ -187,7 +187,7 @@ func TestBindSourceSymlinkStaysInImage(t *testing.T) {
 	}
 	// The host's root has what the image has not: this test's directory.
 	hostOnly := strings.TrimPrefix(dir, "/")
-	cmd := `/bin/sh "-c" "test -e /mnt/img/image-marker && echo BIND-IMAGE-ROOT; test -e /mnt/img/` + hostOnly + ` && echo BIND-HOST-ROOT; echo bind-check-done; sleep 1000"`
+	cmd := `/bin/sh "-c" "test -e /mnt/img/image-marker && echo BIND-IMAGE-ROOT; test -e /mnt/img/` + hostOnly + ` && echo BIND-HOST-ROOT; echo bind-check-done; ` + idle + `"`
 	storage := filepath.Join(dir, "storage")
 	err := revtest.Build(storage, image, map[string]any{"groups": []any{map[string]any{"name": "app", "restart_policy": "container"}}},
 		[]revtest.Container{{Name: "img", Group: "app", Cmd: cmd,
@@ -210,7 +210,7 @@ func TestBadRevisionNameMakesNoLogDir(t *testing.T) {
 	isolated.Require(t)
 	base := t.TempDir()
 	storage := filepath.Join(base, "a", "storage")
-	if err := revtest.Build(storage, rootImage(t), nil, []revtest.Container{{Name: "one", Group: "app", Cmd: `/bin/sh "-c" "sleep 1000"`,
+	if err := revtest.Build(storage, rootImage(t), nil, []revtest.Container{{Name: "one", Group: "app", Cmd: `/bin/sh "-c" "` + idle + `"`,
 		LXC: revtest.UpstreamLXC}}); err != nil {
 		t.Fatal(err)
 	}

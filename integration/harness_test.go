@@ -168,6 +168,13 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// idle ends a container's shell command: it waits until the container is
+// stopped, and a SIGTERM ends it at once. The shell is its pid namespace's
+// init, which the kernel spares the signals it has no handler for: after
+// "exec sleep 1000" every device stop would wait out its 10 s grace for
+// the SIGKILL.
+const idle = `trap 'exit 0' TERM; sleep 1000 & wait`
+
 // startDevice runs pantavisor appengine on storage and waits for its control
 // socket. The device is stopped (SIGTERM) at the end of the test if the test
 // did not stop it.

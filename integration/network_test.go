@@ -121,8 +121,8 @@ func (w *wanServer) seen() []string {
 // Shell loops run inside the containers (pvapp get: busybox's static wget
 // crashes resolving even a numeric address without the libc's NSS modules).
 const (
-	lanClient = `/bin/sh "-c" "until pvapp get http://10.0.5.10:8080/ > /tmp/lan 2>/dev/null; do sleep 0.3; done; echo LAN-OK $(cat /tmp/lan); until pvapp get http://10.88.0.1:9999/ > /tmp/wan 2>/dev/null; do sleep 0.3; done; echo WAN-OK $(cat /tmp/wan); ip addr show eth0; exec sleep 1000"`
-	isoClient = `/bin/sh "-c" "sleep 1; n=0; while [ $n -lt 4 ]; do if pvapp get http://10.0.5.10:8080/ >/dev/null 2>&1; then echo ISO-OPEN; exec sleep 1000; fi; n=$((n+1)); done; echo ISO-BLOCKED; exec sleep 1000"`
+	lanClient = `/bin/sh "-c" "until pvapp get http://10.0.5.10:8080/ > /tmp/lan 2>/dev/null; do sleep 0.3; done; echo LAN-OK $(cat /tmp/lan); until pvapp get http://10.88.0.1:9999/ > /tmp/wan 2>/dev/null; do sleep 0.3; done; echo WAN-OK $(cat /tmp/wan); ip addr show eth0; ` + idle + `"`
+	isoClient = `/bin/sh "-c" "sleep 1; n=0; while [ $n -lt 4 ]; do if pvapp get http://10.0.5.10:8080/ >/dev/null 2>&1; then echo ISO-OPEN; ` + idle + `; fi; n=$((n+1)); done; echo ISO-BLOCKED; ` + idle + `"`
 	crashy    = `/bin/sh "-c" "ip -4 addr show eth0 | grep inet; exit 1"`
 )
 
@@ -175,7 +175,7 @@ func TestPoolNetworking(t *testing.T) {
 			"network":       map[string]any{"pool": "tiny"},
 			"auto_recovery": map[string]any{"policy": "always", "retry_delay": 0, "max_retries": 40}}})
 	}
-	hostNet := ctr{name: "hostnet", group: "app", cmd: `/bin/sh "-c" "n=0; until ip link show pvbr0 >/dev/null 2>&1 || [ $n -gt 50 ]; do n=$((n+1)); sleep 0.2; done; ip link show pvbr0 >/dev/null 2>&1 && echo SEES-HOST-NET; exec sleep 1000"`,
+	hostNet := ctr{name: "hostnet", group: "app", cmd: `/bin/sh "-c" "n=0; until ip link show pvbr0 >/dev/null 2>&1 || [ $n -gt 50 ]; do n=$((n+1)); sleep 0.2; done; ip link show pvbr0 >/dev/null 2>&1 && echo SEES-HOST-NET; ` + idle + `"`,
 		run: map[string]any{"network": map[string]any{"mode": "host"}}}
 	d := startDevice(t, poolsDevice(t, append(crashers, hostNet)...))
 	pid1 := nsInit(t, d)
@@ -316,7 +316,7 @@ func TestMacvlanPool(t *testing.T) {
 
 // lanProbe is a client of pool lan that prints word once it reached srv.
 func lanProbe(word string) string {
-	return `/bin/sh "-c" "until pvapp get http://10.0.5.10:8080/ > /tmp/lan 2>/dev/null; do sleep 0.3; done; echo ` + word + `; ip -4 addr show eth0 | grep inet; exec sleep 1000"`
+	return `/bin/sh "-c" "until pvapp get http://10.0.5.10:8080/ > /tmp/lan 2>/dev/null; do sleep 0.3; done; echo ` + word + `; ip -4 addr show eth0 | grep inet; ` + idle + `"`
 }
 
 // A non-reboot update of one pooled container keeps the pools as they

@@ -91,7 +91,7 @@ func TestPoliciesAndSignals(t *testing.T) {
 			"auto_recovery": map[string]any{"policy": "on-failure"}}},
 		{name: "again", group: "app", cmd: `/bin/sh "-c" "echo run; sleep 0.2; exit 0"`, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "always", "max_retries": 2}}},
-		{name: "killed", group: "app", cmd: `/bin/sh "-c" "echo run; exec sleep 1000"`, run: map[string]any{
+		{name: "killed", group: "app", cmd: `/bin/sh "-c" "echo run; ` + idle + `"`, run: map[string]any{
 			"auto_recovery": map[string]any{"policy": "on-failure", "max_retries": 1}}},
 	})
 	d := startDevice(t, storage)
@@ -239,7 +239,7 @@ func TestSystemContainerFailureReboots(t *testing.T) {
 	storage := buildStorage(t, []map[string]any{{"name": "core", "restart_policy": "system"}}, []ctr{
 		// Fails on the first boot only: a marker on permanent storage.
 		{name: "sys", group: "core",
-			cmd: `/bin/sh "-c" "if [ -f /data/booted ]; then echo second-boot; exec sleep 1000; fi; touch /data/booted; echo first-boot; exit 1"`,
+			cmd: `/bin/sh "-c" "if [ -f /data/booted ]; then echo second-boot; ` + idle + `; fi; touch /data/booted; echo first-boot; exit 1"`,
 			lxc: []string{"lxc.mount.entry = /volumes/sys/docker--data data none bind,rw,create=dir 0 0"},
 			run: map[string]any{"auto_recovery": map[string]any{"policy": "no"}, "storage": map[string]any{
 				"lxc-overlay": map[string]any{"persistence": "boot"}, "docker--data": map[string]any{"persistence": "permanent"}}}},
