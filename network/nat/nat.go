@@ -134,6 +134,9 @@ type Rules struct {
 	b     *Backend
 	cfg   Config
 	added []Rule
+	// listed holds, when adopting, the rules the chains held ("table
+	// -A chain spec"), so that those found need no check of their own.
+	listed map[string]bool
 	// ForwardWas is ip_forward before Apply set it ("" when NAT is off).
 	ForwardWas string
 }
@@ -195,7 +198,11 @@ func Apply(b *Backend, cfg Config) (*Rules, error) {
 			}
 		}
 	}
-	for _, rule := range Plan(cfg) {
+	plan := Plan(cfg)
+	if cfg.Adopt {
+		r.listed = listChains(b, plan)
+	}
+	for _, rule := range plan {
 		if err := r.add(rule); err != nil {
 			err = fmt.Errorf("apply rules for pool %s: %s: %w", cfg.Pool, rule, err)
 			if rerr := r.Remove(); rerr != nil {
@@ -204,10 +211,40 @@ func Apply(b *Backend, cfg Config) (*Rules, error) {
 			return nil, err
 		}
 	}
+	r.listed = nil
 	return r, nil
 }
 
+// listChains lists every chain of plan once (iptables -S): a rule found
+// there, as iptables prints it, exists without a check of its own. A
+// re-adopting supervisor answers nothing until every pool is taken over,
+// and one iptables run per rule was most of that wait. A chain that cannot
+// be listed is left out: its rules are checked one by one.
+func listChains(b *Backend, plan []Rule) map[string]bool {
+	listed := map[string]bool{}
+	done := map[string]bool{}
+	for _, rule := range plan {
+		key := rule.Table + " " + rule.Chain
+		if done[key] {
+			continue
+		}
+		done[key] = true
+		lines, err := b.ipt.List(rule.Table, rule.Chain)
+		if err != nil {
+			continue
+		}
+		for _, l := range lines {
+			listed[rule.Table+" "+l] = true
+		}
+	}
+	return listed
+}
+
 func (r *Rules) add(rule Rule) error {
+	if r.listed[rule.Table+" -A "+rule.Chain+" "+strings.Join(rule.Spec, " ")] {
+		r.added = append(r.added, rule) // adopting: it is this pool's
+		return nil
+	}
 	ok, err := r.b.ipt.Exists(rule.Table, rule.Chain, rule.Spec...)
 	if err != nil {
 		return fmt.Errorf("check: %w", err)

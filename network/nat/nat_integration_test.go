@@ -414,3 +414,43 @@ func TestForwardsReset(t *testing.T) {
 		}
 	})
 }
+
+// A supervisor re-adopting the device takes the rules that are there as
+// its pool's, without adding them twice, and finds every one of them in
+// the chains' listing (as iptables prints them), so none costs an
+// iptables run of its own; Remove then removes them all.
+func TestAdoptTakesTheRulesThatAreThere(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *Backend) {
+		cfg := Config{Pool: "A", Bridge: "pvA", Subnet: netip.MustParsePrefix("10.90.1.0/24"), NAT: true, Peers: []string{"pvB"}}
+		first, err := Apply(b, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := nstest.Tables(t, b.Path)
+		listed := listChains(b, Plan(cfg))
+		for _, rule := range Plan(cfg) {
+			if !listed[rule.Table+" -A "+rule.Chain+" "+strings.Join(rule.Spec, " ")] {
+				t.Errorf("%s is not found in its chain's listing", rule)
+			}
+		}
+		cfg.Adopt = true
+		again, err := Apply(b, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nstest.Tables(t, b.Path); got != before {
+			t.Errorf("adopting changed the tables:\n%s\nwant:\n%s", got, before)
+		}
+		if len(again.Added()) != len(first.Added()) {
+			t.Errorf("adopted %d rules, want the %d applied", len(again.Added()), len(first.Added()))
+		}
+		if err := again.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		for _, rule := range first.Added() {
+			if strings.Contains(nstest.Tables(t, b.Path), "-A "+rule.Chain+" "+strings.Join(rule.Spec, " ")) {
+				t.Errorf("%s left after Remove", rule)
+			}
+		}
+	})
+}
