@@ -307,14 +307,9 @@ func userNamespace(cfg *configs.Config, s *spec.Container) error {
 		}
 		return out
 	}
-	mapped := func(in []spec.IDMap, id uint32) bool {
-		for _, m := range in {
-			if id >= m.ContainerID && uint64(id) < uint64(m.ContainerID)+uint64(m.Count) {
-				return true
-			}
-		}
-		return false
-	}
+	cfg.Namespaces = append(cfg.Namespaces, configs.Namespace{Type: configs.NEWUSER})
+	cfg.UIDMappings = conv(s.UIDMap)
+	cfg.GIDMappings = conv(s.GIDMap)
 	// The init runs as lxc.init.uid/gid (0 by default) inside; an id the
 	// maps do not cover cannot be switched to and would fail at exec.
 	var uid, gid uint32
@@ -324,12 +319,11 @@ func userNamespace(cfg *configs.Config, s *spec.Container) error {
 	if s.GID != nil {
 		gid = *s.GID
 	}
-	if !mapped(s.UIDMap, uid) || !mapped(s.GIDMap, gid) {
+	_, uerr := cfg.HostUID(int(uid))
+	_, gerr := cfg.HostGID(int(gid))
+	if uerr != nil || gerr != nil {
 		return fmt.Errorf("%w: refused: lxc.idmap: the init's uid %d / gid %d is not mapped", ErrInvalidSpec, uid, gid)
 	}
-	cfg.Namespaces = append(cfg.Namespaces, configs.Namespace{Type: configs.NEWUSER})
-	cfg.UIDMappings = conv(s.UIDMap)
-	cfg.GIDMappings = conv(s.GIDMap)
 	return nil
 }
 

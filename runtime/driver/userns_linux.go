@@ -31,8 +31,9 @@ func prepareMappedRoot(cfg *configs.Config) error {
 	if !cfg.Namespaces.Contains(configs.NEWUSER) {
 		return nil
 	}
-	uid, gid := mappedRoot(cfg.UIDMappings), mappedRoot(cfg.GIDMappings)
-	if uid < 0 || gid < 0 {
+	uid, uerr := cfg.HostRootUID()
+	gid, gerr := cfg.HostRootGID()
+	if uerr != nil || gerr != nil {
 		return nil // nobody inside is root: there is nobody to give it to
 	}
 	if err := reachable(cfg.Rootfs, uid, gid); err != nil {
@@ -87,16 +88,6 @@ func reachable(rootfs string, uid, gid int) error {
 			return nil
 		}
 	}
-}
-
-// mappedRoot is the host id that id 0 of the container maps to, or -1.
-func mappedRoot(maps []configs.IDMap) int {
-	for _, m := range maps {
-		if m.ContainerID == 0 {
-			return int(m.HostID)
-		}
-	}
-	return -1
 }
 
 // makeMountpoint makes dest (an absolute path inside the container) below
