@@ -134,9 +134,6 @@ type Rules struct {
 	b     *Backend
 	cfg   Config
 	added []Rule
-	// listed holds, when adopting, the rules the chains held ("table
-	// -A chain spec"), so that those found need no check of their own.
-	listed map[string]bool
 	// ForwardWas is ip_forward before Apply set it ("" when NAT is off).
 	ForwardWas string
 }
@@ -199,11 +196,12 @@ func Apply(b *Backend, cfg Config) (*Rules, error) {
 		}
 	}
 	plan := Plan(cfg)
+	var listed map[string]bool
 	if cfg.Adopt {
-		r.listed = listChains(b, plan)
+		listed = listChains(b, plan)
 	}
 	for _, rule := range plan {
-		if err := r.add(rule); err != nil {
+		if err := r.add(rule, listed); err != nil {
 			err = fmt.Errorf("apply rules for pool %s: %s: %w", cfg.Pool, rule, err)
 			if rerr := r.Remove(); rerr != nil {
 				err = errors.Join(err, rerr)
@@ -211,12 +209,12 @@ func Apply(b *Backend, cfg Config) (*Rules, error) {
 			return nil, err
 		}
 	}
-	r.listed = nil
 	return r, nil
 }
 
-// listChains lists every chain of plan once (iptables -S): a rule found
-// there, as iptables prints it, exists without a check of its own. A
+// listChains lists every chain of plan once (iptables -S) and returns the
+// rules found, in Rule.String's form: a rule found there, as iptables
+// prints it, exists without a check of its own. A
 // re-adopting supervisor answers nothing until every pool is taken over,
 // and one iptables run per rule was most of that wait. A chain that cannot
 // be listed is left out: its rules are checked one by one.
@@ -234,14 +232,16 @@ func listChains(b *Backend, plan []Rule) map[string]bool {
 			continue
 		}
 		for _, l := range lines {
-			listed[rule.Table+" "+l] = true
+			listed["-t "+rule.Table+" "+l] = true
 		}
 	}
 	return listed
 }
 
-func (r *Rules) add(rule Rule) error {
-	if r.listed[rule.Table+" -A "+rule.Chain+" "+strings.Join(rule.Spec, " ")] {
+// add installs rule unless it exists; listed (listChains, when adopting)
+// names rules known to exist without a check.
+func (r *Rules) add(rule Rule, listed map[string]bool) error {
+	if listed[rule.String()] {
 		r.added = append(r.added, rule) // adopting: it is this pool's
 		return nil
 	}

@@ -429,7 +429,7 @@ func TestAdoptTakesTheRulesThatAreThere(t *testing.T) {
 		before := nstest.Tables(t, b.Path)
 		listed := listChains(b, Plan(cfg))
 		for _, rule := range Plan(cfg) {
-			if !listed[rule.Table+" -A "+rule.Chain+" "+strings.Join(rule.Spec, " ")] {
+			if !listed[rule.String()] {
 				t.Errorf("%s is not found in its chain's listing", rule)
 			}
 		}
