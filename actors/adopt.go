@@ -50,35 +50,36 @@ func Adopt(st *state.State, a Adopter, books Books, log *slog.Logger) *Adoption 
 	ad := &Adoption{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}}}
 	now := time.Now()
 	// Pools and containers are taken over side by side: a pool's rules
-	// are checked one iptables run at a time, and the control socket
-	// waits for all of it.
+	// are iptables runs, and the control socket waits for all of it.
 	type poolTaken struct {
 		alloc *ipam.Allocator
 		setup PoolSetup
 		err   error
 	}
 	poolsTaken := make([]poolTaken, len(st.Pools))
-	var wg sync.WaitGroup
 	for i, p := range st.Pools {
-		alloc, err := ipam.New(p.Subnet, p.Gateway)
-		if err != nil {
-			continue // validation refuses it; the pool actor reports it
-		}
-		poolsTaken[i].alloc = alloc
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				if r := recover(); r != nil {
-					log.Error("panic taking a pool over", "pool", p.Name, "panic", r, "stack", string(debug.Stack()))
-					poolsTaken[i].setup, poolsTaken[i].err = nil, fmt.Errorf("take over pool %s: panic: %v", p.Name, r)
-				}
-			}()
-			poolsTaken[i].setup, poolsTaken[i].err = a.AdoptPool(p, poolPeers(st, p))
-		}()
+		if alloc, err := ipam.New(p.Subnet, p.Gateway); err == nil {
+			poolsTaken[i].alloc = alloc
+		} // else validation refuses it; the pool actor reports it
 	}
-	taken := adoptContainers(st.Containers, a, log)
-	wg.Wait()
+	taken := make([]takenItem, len(st.Containers))
+	n := len(st.Pools)
+	sideBySide(n+len(st.Containers), log, func(i int) {
+		if i < n {
+			if pt := &poolsTaken[i]; pt.alloc != nil {
+				pt.setup, pt.err = a.AdoptPool(st.Pools[i], poolPeers(st, st.Pools[i]))
+			}
+			return
+		}
+		r := &taken[i-n]
+		r.mount, r.run, r.lease, r.err = a.AdoptContainer(st.Containers[i-n])
+	}, func(i int, panicked error) {
+		if i < n {
+			poolsTaken[i].setup, poolsTaken[i].err = nil, panicked
+			return
+		}
+		taken[i-n] = takenItem{err: panicked}
+	})
 	pools := map[string]*poolRecord{}
 	for i, p := range st.Pools {
 		pt := poolsTaken[i]
@@ -140,45 +141,42 @@ func Adopt(st *state.State, a Adopter, books Books, log *slog.Logger) *Adoption 
 	return ad
 }
 
-// adoptWorkers bounds the containers taken over at once. Taking one over
-// is mostly waiting on the kernel (its mounts, libcontainer's state files,
-// its pidfd and its netns), and the control socket stays unanswered until
-// every one is done: one at a time, 20 containers cost about 200 ms.
+// adoptWorkers bounds the pools and containers taken over at once. Taking
+// one over is mostly waiting on the kernel and on iptables, and the
+// control socket stays unanswered until every one is done.
 const adoptWorkers = 8
 
-// taken is what AdoptContainer answered for one container.
-type taken struct {
+// takenItem is what AdoptContainer answered for one container.
+type takenItem struct {
 	mount Mount
 	run   Run
 	lease *messages.Lease
 	err   error
 }
 
-// adoptContainers calls AdoptContainer for every container, adoptWorkers
-// at a time, and returns the answers in the containers' order. A panic in
-// one is that container's error: it starts afresh, the supervisor goes on.
-func adoptContainers(cs []*state.Container, a Adopter, log *slog.Logger) []taken {
-	out := make([]taken, len(cs))
+// sideBySide runs work(0..n-1), adoptWorkers at a time, and waits for
+// them all. A work that panics is given to failed with the panic as its
+// error: one item's bug is that item's failure (logged by the caller with
+// its name), not the supervisor's death.
+func sideBySide(n int, log *slog.Logger, work func(i int), failed func(i int, panicked error)) {
 	sem := make(chan struct{}, adoptWorkers)
 	var wg sync.WaitGroup
-	for i, c := range cs {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() {
 				if p := recover(); p != nil {
-					log.Error("panic taking a container over", "container", c.Name, "panic", p, "stack", string(debug.Stack()))
-					out[i] = taken{err: fmt.Errorf("take over %s: panic: %v", c.Name, p)}
+					log.Error("panic while taking the device over", "panic", p, "stack", string(debug.Stack()))
+					failed(i, fmt.Errorf("panic: %v", p))
 				}
 				<-sem
 				wg.Done()
 			}()
-			r := &out[i]
-			r.mount, r.run, r.lease, r.err = a.AdoptContainer(c)
+			work(i)
 		}()
 	}
 	wg.Wait()
-	return out
 }
 
 // exited says, without waiting, whether a run's init has ended.
