@@ -347,3 +347,47 @@ func TestReliabilitySupervisorKillDuringUpdates(t *testing.T) {
 	killCycles(t, "SIGKILL of the supervisor alone at random instants of updates",
 		runs(t, supervisorKills, supervisorKillsShort), envSupervisorKillSeed, true)
 }
+
+// A supervisor killed while it boots, before it listens (before it sent
+// PID 1 the control socket), is neither started again to re-adopt a boot
+// it left half done nor a start-up failure to report: the device reboots,
+// as a device whose supervisor ended unexpectedly does, and comes up. (The
+// full reliability profile found the appengine device ending there.)
+func TestSupervisorKilledWhileStarting(t *testing.T) {
+	isolated.Require(t)
+	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{name: "a", group: "app", cmd: sleeper}})
+	for attempt := 1; ; attempt++ {
+		d := launchDevice(t, storage, nil)
+		var sup int
+		for deadline := time.Now().Add(20 * time.Second); sup == 0; time.Sleep(time.Millisecond) {
+			if sup = supervisor(d); sup == 0 && time.Now().After(deadline) {
+				t.Fatalf("no supervisor 20 s after the start:\n%s", d.output())
+			}
+		}
+		// Frozen, it cannot become up between the check and the kill.
+		_ = syscall.Kill(sup, syscall.SIGSTOP)
+		if _, err := os.Stat(d.sock()); err == nil {
+			if attempt == 5 {
+				t.Fatal("the supervisor listened before it could be stopped, 5 times")
+			}
+			_ = syscall.Kill(sup, syscall.SIGCONT)
+			d.stop(30 * time.Second)
+			continue
+		}
+		_ = syscall.Kill(sup, syscall.SIGKILL)
+		if exited := d.waitSocket(30 * time.Second); exited {
+			t.Fatalf("the device ended with its supervisor: %v\n%s", d.exitErr, d.output())
+		}
+		if out := d.output(); !strings.Contains(out, "while it started: rebooting") {
+			t.Errorf("no reboot said:\n%s", out)
+		}
+		if n := supervisor(d); n == sup {
+			t.Fatalf("supervisor %d still there after its SIGKILL", sup)
+		}
+		d.waitContainers("a started after the reboot", 30*time.Second, statusIs(messages.StatusStarted, "a"))
+		if code := d.stop(30 * time.Second); code != 0 {
+			t.Errorf("stop after the reboot: exit code %d\n%s", code, d.output())
+		}
+		return
+	}
+}

@@ -53,7 +53,8 @@ static int ctrl_fd = -1;
 // a crash: it sent the control socket (it parsed its arguments, booted or
 // re-adopted, and listens), or it is itself a restarted one. One that dies
 // before is a start-up failure, reported as before (its exit code: 2 is a
-// usage error as much as a Go panic).
+// usage error as much as a Go panic), unless a signal killed it: then the
+// device reboots (appengine: the host stage boots it again).
 static int sup_up;
 
 static void send_exit(const struct pv_exit *e)
@@ -348,7 +349,7 @@ __attribute__((constructor)) static void pv_reaper(void)
 		file[0] = '\0';
 
 	unsigned gen = 0;
-	int stop_sent = 0, give_up = 0, status = 0;
+	int stop_sent = 0, give_up = 0, killed_starting = 0, status = 0;
 	pid_t supervisor = start_supervisor(argv, "/proc/self/exe", gen, &old);
 	if (supervisor < 0)
 		_exit(1);
@@ -370,6 +371,14 @@ __attribute__((constructor)) static void pv_reaper(void)
 		}
 		take_fds(); // what it sent just before it ended
 		int reexec = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_REEXEC;
+		if (!reexec && !sup_up && crashed(status, stop_sent) && WIFSIGNALED(status)) {
+			// Killed while it booted (the OOM killer, an operator's
+			// SIGKILL): not a start-up failure it could report, and
+			// not one to re-adopt after (it left the boot half done).
+			// A device reboots; so does this one.
+			killed_starting = WTERMSIG(status);
+			break;
+		}
 		if (!reexec && !(sup_up && crashed(status, stop_sent)))
 			break;
 		if (!reexec && crash_loop()) {
@@ -391,10 +400,17 @@ __attribute__((constructor)) static void pv_reaper(void)
 	reap_all(0, &ignored, &ignored);
 	if (embedded)
 		end_device(status, give_up);
-	if (give_up) {
+	if (give_up || killed_starting) {
 		// As on a device: what the crashed supervisors left is killed,
 		// and the host stage boots the device again.
-		pv_say("pantavisor: the supervisor keeps failing: rebooting\n");
+		if (give_up)
+			pv_say("pantavisor: the supervisor keeps failing: rebooting\n");
+		else {
+			char msg[128];
+			snprintf(msg, sizeof msg, "pantavisor: the supervisor was killed (signal %d) while it started: rebooting\n",
+				 killed_starting);
+			pv_say(msg);
+		}
 		kill_all();
 		_exit(EXIT_REBOOT);
 	}
