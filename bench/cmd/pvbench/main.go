@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -47,6 +48,7 @@ func main() {
 	verbose := flag.Bool("v", false, "print details (time breakdowns, RSS parts) on stderr")
 	soak := flag.Bool("soak", false, "also run the crash-loop soak figures (opt-in: 5 min each by default)")
 	soakFor := flag.Duration("soakfor", 5*time.Minute, "length of each crash-loop soak (with -soak)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (every side of every figure) to this file")
 	flag.Parse()
 	if *soak {
 		bench.Soak = *soakFor
@@ -87,6 +89,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pvbench: %v\n", s)
 		os.Exit(130)
 	}()
+	stopProfile := func() {}
+	if *cpuProfile != "" {
+		var err error
+		if stopProfile, err = startProfile(*cpuProfile); err != nil {
+			fmt.Fprintf(os.Stderr, "pvbench: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	var results []bench.Result
 	failed := false
 	for _, f := range bench.Figures() {
@@ -107,8 +117,27 @@ func main() {
 		failed = failed || r.Err != nil
 		results = append(results, r)
 	}
+	stopProfile()
 	bench.Print(os.Stdout, results)
 	if failed {
 		os.Exit(1)
 	}
+}
+
+// startProfile starts a CPU profile into path; stop ends and closes it.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "pvbench: cpu profile: %v\n", err)
+		}
+	}, nil
 }
