@@ -46,6 +46,7 @@ FUZZ_TARGETS := \
 	./ctrl:FuzzRouterMatch \
 	./ctrl:FuzzServer \
 	./ctrl:FuzzContainerOfCgroups \
+	./cmd/pvcontrol:FuzzReadResponse \
 	./runtime/driver:FuzzParseBytes \
 	./runtime/driver:FuzzParseDeviceRule \
 	./runtime/driver:FuzzParseMountAuto \

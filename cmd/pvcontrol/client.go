@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,7 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
+	"net/textproto"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,35 +48,27 @@ func dialSocket(ctx context.Context, d *net.Dialer, sock string) (net.Conn, erro
 	}
 }
 
-// client sends requests to pv-ctrl over its unix socket.
+// client sends requests to pv-ctrl over its unix socket, one connection
+// per request ("Connection: close"). It speaks the HTTP/1.1 that pv-ctrl
+// answers itself rather than through net/http's client: pvcontrol sends
+// one request, or a few, per run, and net/http's transport (with the TLS,
+// X.509 and HTTP/2 it links in) was half the binary and most of the
+// start-up that every `pvcontrol ls` pays.
 type client struct {
 	sock    string
-	hc      *http.Client
+	dialer  *net.Dialer
 	verbose bool
 	log     io.Writer
 }
 
 func newClient(sock string, verbose bool, log io.Writer) *client {
-	dialer := &net.Dialer{Timeout: connectTimeout}
-	return &client{
-		sock:    sock,
-		verbose: verbose,
-		log:     log,
-		// Each request has its own deadline (send): uploads get longer.
-		hc: &http.Client{
-			Transport: &http.Transport{
-				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-					return dialSocket(ctx, dialer, sock)
-				},
-				DisableCompression: true,
-			},
-		},
-	}
+	return &client{sock: sock, dialer: &net.Dialer{Timeout: connectTimeout}, verbose: verbose, log: log}
 }
 
 // response is a whole answer from the server.
 type response struct {
 	status int
+	reason string // of the status line: "Not Found"
 	body   []byte
 }
 
@@ -103,35 +97,178 @@ func (c *client) upload(method, path string, r io.Reader, size int64, timeout ti
 	return c.send(method, path, "application/octet-stream", r, size, timeout)
 }
 
-// send is one request with the whole answer read.
+// send is one request with the whole answer read, all within timeout.
 func (c *client) send(method, path, contentType string, body io.Reader, size int64, timeout time.Duration) (*response, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	// The host is only a placeholder for the socket; pv-ctrl wants it to be
-	// localhost.
-	req, err := http.NewRequestWithContext(ctx, method, "http://localhost"+path, body)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	if body != nil {
-		req.ContentLength = size
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	res, err := c.hc.Do(req)
+	head, err := requestHead(method, path, contentType, body != nil, size)
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	conn, err := dialSocket(ctx, c.dialer, c.sock)
 	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
+		return nil, err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	werr := writeRequest(conn, head, body, size)
+	res, status, rerr := readResponse(bufio.NewReader(conn), method)
+	switch {
+	case werr != nil && rerr != nil:
+		// The server may answer and close before it read the whole body
+		// (413: too large); only when there is no answer is the failed
+		// write the news.
+		return nil, fmt.Errorf("send request: %w", werr)
+	case rerr != nil:
+		return nil, fmt.Errorf("read answer: %w", rerr)
 	}
 	if c.verbose {
-		fmt.Fprintf(c.log, "< %s (%d bytes)\n", res.Status, len(b))
+		fmt.Fprintf(c.log, "< %s (%d bytes)\n", status, len(res.body))
 	}
-	return &response{status: res.StatusCode, body: b}, nil
+	return res, nil
+}
+
+// requestHead is the head of a request to pv-ctrl. Host is localhost, as
+// pv-ctrl wants it; a method or path that would break the request line is
+// refused rather than sent.
+func requestHead(method, path, contentType string, hasBody bool, size int64) ([]byte, error) {
+	if method == "" || strings.ContainsAny(method, " \t\r\n/") {
+		return nil, fmt.Errorf("bad method %q", method)
+	}
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \t\r\n") {
+		return nil, fmt.Errorf("bad path %q: must start with / and hold no spaces", path)
+	}
+	if strings.ContainsAny(contentType, "\r\n") {
+		return nil, fmt.Errorf("bad content type %q", contentType)
+	}
+	b := make([]byte, 0, 128+len(path))
+	b = append(b, method...)
+	b = append(b, ' ')
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: pvcontrol\r\nConnection: close\r\n"...)
+	if contentType != "" {
+		b = append(b, "Content-Type: "...)
+		b = append(b, contentType...)
+		b = append(b, "\r\n"...)
+	}
+	if hasBody {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, size, 10)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...), nil
+}
+
+// writeRequest writes head, then exactly size bytes of body.
+func writeRequest(w io.Writer, head []byte, body io.Reader, size int64) error {
+	if body == nil {
+		_, err := w.Write(head)
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if _, err := bw.Write(head); err != nil {
+		return err
+	}
+	n, err := io.CopyN(bw, body, size)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("body ended after %d of %d bytes", n, size)
+		}
+		return err
+	}
+	return bw.Flush()
+}
+
+// readResponse reads the answer to a request of method: its status, and
+// its body framed as HTTP/1.1 frames it (Content-Length, chunked, or up
+// to the end of the connection). Interim 1xx answers are skipped.
+func readResponse(br *bufio.Reader, method string) (*response, string, error) {
+	tp := textproto.NewReader(br)
+	for {
+		line, err := tp.ReadLine()
+		if err != nil {
+			return nil, "", err
+		}
+		proto, status, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(proto, "HTTP/1.") {
+			return nil, "", fmt.Errorf("not an HTTP/1 answer: %q", line)
+		}
+		codeText, _, _ := strings.Cut(status, " ")
+		code, err := strconv.Atoi(codeText)
+		if err != nil || len(codeText) != 3 {
+			return nil, "", fmt.Errorf("bad status in %q", line)
+		}
+		hdr, err := tp.ReadMIMEHeader()
+		if err != nil {
+			return nil, "", fmt.Errorf("headers: %w", err)
+		}
+		if code >= 100 && code < 200 {
+			continue
+		}
+		_, reason, _ := strings.Cut(status, " ")
+		res := &response{status: code, reason: reason}
+		if method == "HEAD" || code == 204 || code == 304 {
+			return res, status, nil
+		}
+		switch te, cl := hdr.Get("Transfer-Encoding"), hdr.Get("Content-Length"); {
+		case te != "":
+			if !strings.EqualFold(te, "chunked") {
+				return nil, "", fmt.Errorf("transfer encoding %q not understood", te)
+			}
+			res.body, err = readChunked(br)
+		case cl != "":
+			n, perr := strconv.ParseInt(cl, 10, 64)
+			if perr != nil || n < 0 {
+				return nil, "", fmt.Errorf("bad Content-Length %q", cl)
+			}
+			// Not allocated up front: the length is the server's word.
+			if res.body, err = io.ReadAll(io.LimitReader(br, n)); err == nil && int64(len(res.body)) < n {
+				err = io.ErrUnexpectedEOF
+			}
+		default:
+			res.body, err = io.ReadAll(br)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("body: %w", err)
+		}
+		return res, status, nil
+	}
+}
+
+// readChunked reads a chunked body whole, trailers dropped.
+func readChunked(br *bufio.Reader) ([]byte, error) {
+	tp := textproto.NewReader(br)
+	var body bytes.Buffer
+	for {
+		line, err := tp.ReadLine()
+		if err != nil {
+			return nil, err
+		}
+		sizeText, _, _ := strings.Cut(line, ";") // chunk extensions
+		n, err := strconv.ParseInt(strings.TrimSpace(sizeText), 16, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad chunk size %q", line)
+		}
+		if n == 0 {
+			for {
+				if l, err := tp.ReadLine(); err != nil || l == "" {
+					return body.Bytes(), err
+				}
+			}
+		}
+		if got, err := io.CopyN(&body, br, n); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("chunk ended after %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
+			}
+			return nil, err
+		}
+		if l, err := tp.ReadLine(); err != nil || l != "" {
+			return nil, fmt.Errorf("chunk of %d bytes not followed by CRLF", n)
+		}
+	}
 }
 
 // preview shortens a request body for -v.
@@ -152,7 +289,10 @@ func errorMessage(r *response) string {
 	if s := strings.TrimSpace(string(r.body)); s != "" {
 		return s
 	}
-	return http.StatusText(r.status)
+	if r.reason != "" {
+		return r.reason
+	}
+	return fmt.Sprintf("HTTP %d", r.status)
 }
 
 // exitCode maps an answer to pvcontrol's exit code, as upstream's script:
@@ -160,7 +300,7 @@ func errorMessage(r *response) string {
 // any other non-200 answer is 255.
 func exitCode(status int, msg string) int {
 	switch {
-	case status == http.StatusOK:
+	case status == 200:
 		return exitOK
 	case strings.Contains(msg, "Not enough disk space available"):
 		return exitNoSpace
@@ -168,7 +308,7 @@ func exitCode(status int, msg string) int {
 		return exitBadChecksum
 	case strings.Contains(msg, "State verification has failed"):
 		return exitBadState
-	case status == http.StatusServiceUnavailable:
+	case status == 503:
 		return exitBusy
 	}
 	return exitFailed

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -305,10 +304,6 @@ func putObject(e *env, args []string) int {
 // failure reported on stderr and the exit code.
 func (e *env) answer(res *response, err error) ([]byte, int) {
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		fmt.Fprintf(e.stderr, "pvcontrol: cannot reach control socket %s: %v\n", e.c.sock, err)
 		return nil, exitFailed
 	}
