@@ -10,6 +10,8 @@ import (
 
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/runtime/rootfs"
 )
 
 // prepareMappedRoot readies the root filesystem of a container with a user
@@ -137,10 +139,7 @@ func resolvePrefix(root int, parts []string) (int, int, error) {
 		return -1, 0, err
 	}
 	for i := range parts {
-		fd, err := unix.Openat2(root, strings.Join(parts[:i+1], "/"), &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
+		fd, err := rootfs.OpenIn(root, strings.Join(parts[:i+1], "/"))
 		if errors.Is(err, unix.ENOENT) {
 			return dir, i, nil
 		}

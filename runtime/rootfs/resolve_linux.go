@@ -26,10 +26,7 @@ func ResolveIn(root, rel string) (string, error) {
 	if rel == "" {
 		rel = "."
 	}
-	fd, err := unix.Openat2(rootFd, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	fd, err := OpenIn(rootFd, rel)
 	if err != nil {
 		return "", fmt.Errorf("resolve %q in %s: %w", rel, root, err)
 	}
@@ -48,6 +45,16 @@ func ResolveIn(root, rel string) (string, error) {
 		return "", fmt.Errorf("resolve %q in %s: resolved to %s, outside %s", rel, root, real, realRoot)
 	}
 	return real, nil
+}
+
+// OpenIn opens rel (O_PATH) as a process chrooted at the directory rootFd
+// would find it: absolute symlinks and ".." stop at rootFd, magic links
+// (/proc/self/root and the like) are refused.
+func OpenIn(rootFd int, rel string) (int, error) {
+	return unix.Openat2(rootFd, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
 }
 
 // fdPath is the path the kernel has for an open file.
