@@ -71,7 +71,7 @@ type routeTable struct {
 type route struct {
 	Route
 	proxy *httputil.ReverseProxy
-	tr    *nethttp.Transport
+	be    *conns
 }
 
 // NewServer makes a server with no route (every request a 404 until Set).
@@ -117,7 +117,7 @@ func (s *Server) Set(routes []Route) {
 	s.routes.Store(t)
 	s.mu.Unlock()
 	for _, r := range old {
-		r.tr.CloseIdleConnections()
+		r.be.closeIdle(true)
 	}
 }
 
@@ -164,13 +164,7 @@ func Match(prefixes []string, path string) (i int, rest string, ok bool) {
 
 func (s *Server) newRoute(r Route) *route {
 	rt := &route{Route: r}
-	rt.tr = &nethttp.Transport{
-		DialContext:           func(ctx context.Context, _, _ string) (net.Conn, error) { return r.Dial(ctx) },
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: s.opt.BackendTimeout,
-	}
+	rt.be = &conns{dial: r.Dial, headerTimeout: s.opt.BackendTimeout}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "backend"
@@ -186,7 +180,7 @@ func (s *Server) newRoute(r Route) *route {
 				pr.Out.Header.Set("X-PV-Role", r.Role)
 			}
 		},
-		Transport:     rt.tr,
+		Transport:     rt.be,
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(s.opt.Log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w nethttp.ResponseWriter, req *nethttp.Request, err error) {
@@ -196,8 +190,7 @@ func (s *Server) newRoute(r Route) *route {
 			}
 			status := nethttp.StatusBadGateway
 			var ne net.Error
-			if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) ||
-				strings.Contains(err.Error(), "timeout awaiting response headers") {
+			if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 				status = nethttp.StatusGatewayTimeout
 			}
 			s.opt.Log.Debug("http proxy: backend failed", "prefix", r.Prefix, "status", status, "err", err)
@@ -258,7 +251,7 @@ func (s *Server) Close() error {
 	err := s.srv.Close()
 	s.mu.Lock()
 	for _, r := range s.all {
-		r.tr.CloseIdleConnections()
+		r.be.closeIdle(true)
 	}
 	s.mu.Unlock()
 	return err

@@ -1,0 +1,220 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	nethttp "net/http"
+	"sync"
+	"time"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// conns is a route's way to its backend: each request is written and its
+// answer's head read on the handler's own goroutine, over a kept-alive
+// connection from a free list. net/http's Transport passes every request
+// to two goroutines of the connection (a writer and a reader) and the
+// answer back through channels; for the small requests an ingress mostly
+// carries, those hand-offs were a large share of the proxy's CPU.
+type conns struct {
+	dial          xconnect.Dialer
+	headerTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*backConn // most recently used last
+	closed bool
+}
+
+// Idle connections kept per backend, and how long one may wait unused (a
+// backend closes its own idle ones: nginx after 75 s, Go's after its
+// IdleTimeout).
+const (
+	maxIdle     = 64
+	idleTimeout = 60 * time.Second
+)
+
+type backConn struct {
+	net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+	// reused says it carried a request before: an error before any answer
+	// may then be the backend's close of an idle connection, and a request
+	// that can be sent again is.
+	reused bool
+	idleAt time.Time
+}
+
+// aLongTimeAgo is a deadline that ends any blocked read or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// RoundTrip sends req and returns the answer with its head read; its body
+// streams from the connection, which goes back to the free list once the
+// body is read to the end.
+func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
+	ctx := req.Context()
+	for {
+		c, err := b.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res, err := b.exchange(c, req)
+		if err == nil {
+			return res, nil
+		}
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the client went away: not the backend's failure
+		}
+		if !c.reused || (req.Body != nil && req.Body != nethttp.NoBody) {
+			return nil, err
+		}
+		// A stale idle connection; the next one is either another idle
+		// one (each tried once) or a new one.
+	}
+}
+
+// get takes the most recently used idle connection, or dials a new one.
+func (b *conns) get(ctx context.Context) (*backConn, error) {
+	now := time.Now()
+	b.mu.Lock()
+	for n := len(b.idle); n > 0; n = len(b.idle) {
+		c := b.idle[n-1]
+		b.idle = b.idle[:n-1]
+		if now.Sub(c.idleAt) < idleTimeout {
+			b.mu.Unlock()
+			return c, nil
+		}
+		c.Close()
+	}
+	b.mu.Unlock()
+	conn, err := b.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &backConn{Conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10)}, nil
+}
+
+// put returns c to the free list, or closes it.
+func (b *conns) put(c *backConn) {
+	c.reused, c.idleAt = true, time.Now()
+	b.mu.Lock()
+	if !b.closed && len(b.idle) < maxIdle {
+		b.idle = append(b.idle, c)
+		c = nil
+	}
+	b.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// CloseIdleConnections closes the free list; with closing set, connections
+// given back later are closed too.
+func (b *conns) closeIdle(closing bool) {
+	b.mu.Lock()
+	idle := b.idle
+	b.idle = nil
+	b.closed = b.closed || closing
+	b.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// exchange writes req on c and reads the answer's head, within the
+// header timeout, interim 1xx answers skipped (the server answers
+// "Expect: 100-continue" itself).
+func (b *conns) exchange(c *backConn, req *nethttp.Request) (*nethttp.Response, error) {
+	// A client gone away ends the exchange, and the body's streaming.
+	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
+	werr := req.Write(c.bw)
+	if werr == nil {
+		werr = c.bw.Flush()
+	}
+	if err := c.SetReadDeadline(time.Now().Add(b.headerTimeout)); err != nil {
+		stop()
+		return nil, err
+	}
+	var res *nethttp.Response
+	var err error
+	for {
+		res, err = nethttp.ReadResponse(c.br, req)
+		if err != nil || res.StatusCode >= 200 || res.StatusCode == nethttp.StatusSwitchingProtocols {
+			break
+		}
+	}
+	if err != nil {
+		stop()
+		if werr != nil {
+			return nil, werr
+		}
+		return nil, err
+	}
+	// An answer given before the whole body was taken (413, say) stands,
+	// but the connection is not used again.
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		werr = err
+	}
+	if res.StatusCode == nethttp.StatusSwitchingProtocols {
+		// The proxy now copies both ways and closes it when done.
+		stop()
+		res.Body = &upgraded{Reader: c.br, backConn: c}
+		return res, nil
+	}
+	res.Body = &keptBody{body: res.Body, c: c, b: b, stop: stop, reuse: werr == nil && !res.Close && !req.Close}
+	return res, nil
+}
+
+// upgraded is the connection of a 101 answer, bytes the reader holds first.
+type upgraded struct {
+	io.Reader
+	*backConn
+}
+
+func (u *upgraded) Read(p []byte) (int, error) { return u.Reader.Read(p) }
+
+// keptBody gives c back when the body was read to its end, and closes it
+// when the body is closed before.
+type keptBody struct {
+	body  io.ReadCloser
+	c     *backConn
+	b     *conns
+	stop  func() bool
+	reuse bool
+	done  bool
+}
+
+func (k *keptBody) Read(p []byte) (int, error) {
+	if k.done {
+		return 0, io.EOF
+	}
+	n, err := k.body.Read(p)
+	if errors.Is(err, io.EOF) {
+		k.release(true)
+	} else if err != nil {
+		k.release(false)
+	}
+	return n, err
+}
+
+func (k *keptBody) Close() error {
+	if !k.done {
+		k.release(false)
+	}
+	return nil
+}
+
+// release ends the body once: c goes back to the free list when the body
+// ended cleanly, its answer allows it, and the client's context did not
+// already cut it.
+func (k *keptBody) release(clean bool) {
+	k.done = true
+	if k.stop() && clean && k.reuse {
+		k.b.put(k.c)
+		return
+	}
+	k.c.Close()
+}
