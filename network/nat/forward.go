@@ -185,6 +185,62 @@ func (fs *Forwards) Add(f Forward) (remove func() error, err error) {
 	}, nil
 }
 
+// Connections is how many connections f's DNAT rule has rewritten since
+// Add installed it. The nat table sees only the first packet of a
+// connection, so the rule's packet counter counts connections. It lists
+// the chain once (iptables -v -S), without holding up Add.
+func (fs *Forwards) Connections(f Forward) (uint64, error) {
+	fs.mu.Lock()
+	b := fs.b
+	fs.mu.Unlock()
+	if b == nil {
+		return 0, fmt.Errorf("count forward %s: none installed", f)
+	}
+	lines, err := b.ipt.ListWithCounters("nat", ForwardChain)
+	if err != nil {
+		return 0, fmt.Errorf("count forward %s: %w", f, err)
+	}
+	for _, l := range lines {
+		if n, ok := dnatCount(l, f); ok {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("count forward %s: its DNAT rule is not in %s", f, ForwardChain)
+}
+
+// dnatCount reads the packet counter of line (as iptables -v -S prints a
+// rule: "... -c PKTS BYTES ...") when line is f's DNAT rule. The rule is
+// told by what PlanForward puts in it, in whatever order and with whatever
+// implicit matches ("-m tcp") the listing adds.
+func dnatCount(line string, f Forward) (uint64, bool) {
+	fields := strings.Fields(line)
+	has := func(k, v string) bool {
+		for i := 0; i+1 < len(fields); i++ {
+			if fields[i] == k && fields[i+1] == v {
+				return true
+			}
+		}
+		return false
+	}
+	if len(fields) < 2 || fields[0] != "-A" || fields[1] != ForwardChain || !has("-j", "DNAT") ||
+		!has("--to-destination", f.To.String()) || !has("--dport", strconv.Itoa(int(f.Listen.Port()))) {
+		return 0, false
+	}
+	if a := f.Listen.Addr(); a.IsUnspecified() {
+		if !has("--dst-type", "LOCAL") || slices.Contains(fields, "-d") {
+			return 0, false
+		}
+	} else if !has("-d", a.String()+"/32") {
+		return 0, false
+	}
+	i := slices.Index(fields, "-c")
+	if i < 0 || i+1 >= len(fields) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(fields[i+1], 10, 64)
+	return n, err == nil
+}
+
 // Reset removes the chains and jumps a dead supervisor left, if there are
 // any. A supervisor that re-adopts the device calls it before its
 // listeners come up: Add flushes leftovers only when a forward is added,

@@ -336,11 +336,13 @@ func TestForwards(t *testing.T) {
 
 		fs := NewForwards(b.Path)
 		local := []string{"pvB", "pvA", "pvA"}
-		rm1, err := fs.Add(Forward{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), To: netip.MustParseAddrPort("10.90.1.10:9000"), Local: local})
+		f1 := Forward{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), To: netip.MustParseAddrPort("10.90.1.10:9000"), Local: local}
+		rm1, err := fs.Add(f1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rm2, err := fs.Add(Forward{Listen: netip.MustParseAddrPort("10.88.0.1:7001"), To: netip.MustParseAddrPort("10.90.2.10:9000"), Local: local})
+		f2 := Forward{Listen: netip.MustParseAddrPort("10.88.0.1:7001"), To: netip.MustParseAddrPort("10.90.2.10:9000"), Local: local}
+		rm2, err := fs.Add(f2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,6 +361,13 @@ func TestForwards(t *testing.T) {
 		wanRoute(t, w.wan, "10.90.1.0/24")
 		if got, err := nstest.Dial(w.wan, "10.90.1.10:9000", fail); err == nil {
 			t.Errorf("WAN reached a1 directly (seen as %s): the accept is too wide", got)
+		}
+		// One outside connection each went through the kernel; the
+		// device's and the pools' own went to the listener.
+		for _, f := range []Forward{f1, f2} {
+			if n, err := fs.Connections(f); err != nil || n != 1 {
+				t.Errorf("connections of %s: %d %v, want 1", f, n, err)
+			}
 		}
 
 		if err := rm1(); err != nil {

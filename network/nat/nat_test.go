@@ -135,3 +135,40 @@ func TestForwardNeedsIPForward(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoForwarding", err)
 	}
 }
+
+// TestDNATCount tells a forward's DNAT rule among the lines iptables -v -S
+// prints, whatever the order and implicit matches, and reads its packets.
+func TestDNATCount(t *testing.T) {
+	all := Forward{Listen: netip.MustParseAddrPort("0.0.0.0:7000"), To: netip.MustParseAddrPort("10.90.1.10:9000")}
+	one := Forward{Listen: netip.MustParseAddrPort("10.88.0.1:7001"), To: netip.MustParseAddrPort("10.90.2.10:9000")}
+	lines := []string{
+		"-N PV-INGRESS",
+		"-A PV-INGRESS -i pvA -c 4 240 -j RETURN",
+		"-A PV-INGRESS -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 7000 -c 12 720 -j DNAT --to-destination 10.90.1.10:9000",
+		"-A PV-INGRESS -d 10.88.0.1/32 -p tcp -m tcp --dport 7001 -c 3 180 -j DNAT --to-destination 10.90.2.10:9000",
+	}
+	count := func(f Forward) (uint64, bool) {
+		for _, l := range lines {
+			if n, ok := dnatCount(l, f); ok {
+				return n, true
+			}
+		}
+		return 0, false
+	}
+	if n, ok := count(all); !ok || n != 12 {
+		t.Errorf("0.0.0.0:7000: %d %v, want 12", n, ok)
+	}
+	if n, ok := count(one); !ok || n != 3 {
+		t.Errorf("10.88.0.1:7001: %d %v, want 3", n, ok)
+	}
+	for _, f := range []Forward{
+		{Listen: netip.MustParseAddrPort("0.0.0.0:7001"), To: one.To},                                   // not the addrtype rule
+		{Listen: netip.MustParseAddrPort("10.88.0.1:7000"), To: all.To},                                 // not the -d rule
+		{Listen: all.Listen, To: netip.MustParseAddrPort("10.90.1.11:9000")},                            // another backend
+		{Listen: netip.MustParseAddrPort("0.0.0.0:9000"), To: netip.MustParseAddrPort("10.0.0.1:7000")}, // ports swapped
+	} {
+		if n, ok := count(f); ok {
+			t.Errorf("%s matched a rule (%d)", f, n)
+		}
+	}
+}
