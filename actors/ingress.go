@@ -58,6 +58,10 @@ type IngressSetup interface {
 	// backend: by the kernel path, or by the relay alone and why; "" when
 	// no kernel path applies (http, a plane without one).
 	Kernel() string
+	// KernelConnections is how many connections the kernel path took
+	// (counted from its DNAT rule every few seconds), which the relay's
+	// stats never see.
+	KernelConnections() int64
 }
 
 // ingressActorName is a listener's actor name under its revision:
@@ -257,6 +261,9 @@ func (a *ingressActor) describe(ctx actor.Context) *messages.Node {
 	if a.setup != nil {
 		if k := a.setup.Kernel(); k != "" {
 			info["kernel"] = k
+			kc := a.setup.KernelConnections()
+			info["kernel_connections"] = strconv.FormatInt(kc, 10)
+			info["connections"] = strconv.FormatInt(conns+kc, 10)
 		}
 	}
 	n := &messages.Node{Path: ctx.Self().Id, Kind: "ingress", Status: status, Since: a.since, Info: info, LastFailure: a.err}

@@ -54,9 +54,10 @@ type fakeIngressSetup struct {
 func (s *fakeIngressSetup) Backend(i int, e xconnect.Ends) {
 	s.f.record(fmt.Sprintf("backend %s %d p=%d", s.addr, i, e.ProviderPid))
 }
-func (s *fakeIngressSetup) Close() error     { s.f.record("close " + s.addr); return nil }
-func (s *fakeIngressSetup) Describe() string { return s.addr }
-func (s *fakeIngressSetup) Kernel() string   { return "" }
+func (s *fakeIngressSetup) Close() error             { s.f.record("close " + s.addr); return nil }
+func (s *fakeIngressSetup) Describe() string         { return s.addr }
+func (s *fakeIngressSetup) Kernel() string           { return "" }
+func (s *fakeIngressSetup) KernelConnections() int64 { return 0 }
 
 func ingressState(t *testing.T) map[string]any {
 	doc := meshState(t)

@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pantavisor/pv/actors"
 	"github.com/pantavisor/pv/network/nat"
@@ -45,13 +46,22 @@ type Plane struct {
 	// Kernel, when set, installs the kernel path of the tcp rules it can
 	// serve (a *nat.Forwards on a device).
 	Kernel Kernel
+	// CountEvery is how often a kernel path counts its connections
+	// (default countEvery).
+	CountEvery time.Duration
 }
 
 // Kernel installs one forward in pantavisor's network namespace and
-// returns what removes it.
+// returns what removes it; Connections counts the connections an
+// installed forward has rewritten.
 type Kernel interface {
 	Add(f nat.Forward) (remove func() error, err error)
+	Connections(f nat.Forward) (uint64, error)
 }
+
+// countEvery is how often a kernel path reads its forward's count: an
+// iptables run each time, while the forward is installed.
+const countEvery = 10 * time.Second
 
 // Listen binds l.Addr and serves its rules.
 func (p *Plane) Listen(l actors.IngressListener, stats []*xconnect.Stats) (actors.IngressSetup, error) {
@@ -79,6 +89,9 @@ func (p *Plane) Listen(l actors.IngressListener, stats []*xconnect.Stats) (actor
 		s.px = tcp.NewWith(xconnect.Config{Dial: bes[0].Dial, Stats: stats[0], Log: log}, p.TCP)
 		if p.Kernel != nil {
 			s.kp, s.kernel = newKernelPath(p.Kernel, log, l)
+			if s.kp != nil && p.CountEvery > 0 {
+				s.kp.every = p.CountEvery
+			}
 		}
 	case "http":
 		opt := p.HTTP
@@ -163,6 +176,15 @@ func (s *setup) Describe() string {
 	return d
 }
 
+// KernelConnections is how many connections the kernel path took, which
+// the relay never saw (0 without one).
+func (s *setup) KernelConnections() int64 {
+	if s.kp == nil {
+		return 0
+	}
+	return int64(s.kp.connections())
+}
+
 func (s *setup) Kernel() string {
 	if s.kp != nil {
 		return s.kp.state()
@@ -179,10 +201,13 @@ type kernelPath struct {
 	base nat.Forward // Listen and Local; To from the ends
 	port uint16      // the export's
 
-	mu     sync.Mutex
-	want   netip.AddrPort // where the provider answers now; invalid when it does not run
-	status string
-	err    error // of the last removal
+	mu      sync.Mutex
+	want    netip.AddrPort // where the provider answers now; invalid when it does not run
+	status  string
+	err     error  // of the last removal
+	counted uint64 // connections of the forwards removed so far
+	live    uint64 // of the installed one, at its last count
+	every   time.Duration
 
 	wake     chan struct{}
 	quit     chan struct{}
@@ -204,8 +229,8 @@ func newKernelPath(k Kernel, log *slog.Logger, l actors.IngressListener) (*kerne
 		return nil, "relay only: not an IPv4 listen address"
 	}
 	return &kernelPath{k: k, log: log, base: nat.Forward{Listen: listen, Local: l.Local}, port: uint16(r.Port),
-		status: "relay only: provider not running",
-		wake:   make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}, ""
+		status: "relay only: provider not running", every: countEvery,
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}, ""
 }
 
 // set points the forward at the provider's ends: its pool address while
@@ -237,22 +262,53 @@ func (kp *kernelPath) setState(s string) {
 	kp.mu.Unlock()
 }
 
+// connections is how many connections the kernel path took: the
+// forwards removed, and the installed one at its last count.
+func (kp *kernelPath) connections() uint64 {
+	kp.mu.Lock()
+	defer kp.mu.Unlock()
+	return kp.counted + kp.live
+}
+
 func (kp *kernelPath) run() {
 	defer close(kp.done)
 	var (
 		cur    netip.AddrPort
 		remove func() error
 	)
+	count := func() {
+		f := kp.base
+		f.To = cur
+		n, err := kp.k.Connections(f)
+		if err != nil {
+			kp.log.Debug("kernel path not counted", "err", err)
+			return
+		}
+		kp.mu.Lock()
+		kp.live = n
+		kp.mu.Unlock()
+	}
 	drop := func() error {
 		if remove == nil {
 			return nil
 		}
+		count() // its last connections, before the rule and its counter go
 		err := remove()
+		kp.mu.Lock()
+		kp.counted, kp.live = kp.counted+kp.live, 0
+		kp.mu.Unlock()
 		remove, cur = nil, netip.AddrPort{}
 		return err
 	}
+	tick := time.NewTicker(kp.every)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			if remove != nil {
+				count()
+			}
+			continue
 		case <-kp.quit:
 			err := drop()
 			kp.mu.Lock()

@@ -111,6 +111,36 @@ type fakeKernel struct {
 	mu     sync.Mutex
 	events []string
 	fail   error
+	counts map[string]uint64 // by forward, what Connections says
+}
+
+func (k *fakeKernel) Connections(f nat.Forward) (uint64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n, ok := k.counts[f.String()]
+	if !ok {
+		return 0, fmt.Errorf("forward %s: no rule", f)
+	}
+	return n, nil
+}
+
+func (k *fakeKernel) setCount(f string, n uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.counts == nil {
+		k.counts = map[string]uint64{}
+	}
+	k.counts[f] = n
+}
+
+// waitConnections waits until s says n kernel connections.
+func waitConnections(t *testing.T, s actors.IngressSetup, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); s.KernelConnections() != n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel connections %d, want %d", s.KernelConnections(), n)
+		}
+	}
 }
 
 func (k *fakeKernel) Add(f nat.Forward) (func() error, error) {
@@ -154,7 +184,7 @@ func waitKernel(t *testing.T, s actors.IngressSetup, k *fakeKernel, want string,
 // closing removes it. Rules it cannot serve say why.
 func TestKernelPath(t *testing.T) {
 	k := &fakeKernel{}
-	plane := &Plane{Kernel: k}
+	plane := &Plane{Kernel: k, CountEvery: 10 * time.Millisecond}
 	addr := freeAddr(t)
 	rule := actors.IngressRule{IngressRule: state.IngressRule{Type: "tcp", Provider: "web"}, Port: 8080, Bridge: "pvbr0"}
 	s, err := plane.Listen(actors.IngressListener{Type: "tcp", Addr: addr, Rules: []actors.IngressRule{rule},
@@ -175,12 +205,20 @@ func TestKernelPath(t *testing.T) {
 	if d := s.Describe(); !strings.Contains(d, "kernel path: dnat to 10.0.5.13:8080") {
 		t.Errorf("describe %q", d)
 	}
+	// Its connections are counted from the rule; those of a forward
+	// removed are kept.
+	k.setCount(fw("10.0.5.13"), 5)
+	waitConnections(t, s, 5)
+	k.setCount(fw("10.0.5.13"), 7)   // counted once more as it goes
 	s.Backend(0, lease("10.0.5.13")) // the same: nothing to do
 	s.Backend(0, xconnect.Ends{ProviderRestarting: true})
 	waitKernel(t, s, k, "relay only: provider not running", "add "+fw("10.0.5.13")+" local pvbr0,pvbr1", "remove "+fw("10.0.5.13"))
+	waitConnections(t, s, 7)
+	k.setCount(fw("10.0.5.20"), 2)
 	s.Backend(0, lease("10.0.5.20"))
 	waitKernel(t, s, k, "dnat to 10.0.5.20:8080", "add "+fw("10.0.5.13")+" local pvbr0,pvbr1", "remove "+fw("10.0.5.13"),
 		"add "+fw("10.0.5.20")+" local pvbr0,pvbr1")
+	waitConnections(t, s, 9)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -287,6 +287,26 @@ func TestIngressKernelPath(t *testing.T) {
 	if n := strings.Count(d.log(), "kernel path installed"); n < 2 {
 		t.Errorf("kernel path installed %d times, want once per start of web:\n%s", n, d.log())
 	}
+	// The connections the kernel took (at least one per forward) are
+	// counted from the rules, the removed forward's included, and reach
+	// /metrics with the listener's own (the device's client above).
+	kernelConns := regexp.MustCompile(`"kernel_connections":\s*"(\d+)"`)
+	metricConns := regexp.MustCompile(`pv_ingress_connections_total\{[^}]*listen="[^"]*:9080"[^}]*\} (\d+)`)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		tree, _ := d.pvcontrol("-json", "tree")
+		metrics, _ := d.pvcontrol("request", "GET", "/metrics")
+		k, m := kernelConns.FindStringSubmatch(tree), metricConns.FindStringSubmatch(metrics)
+		if k != nil && m != nil {
+			kn, _ := strconv.Atoi(k[1])
+			mn, _ := strconv.Atoi(m[1])
+			if kn >= 2 && mn >= kn+1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel connections not counted (want >= 2 in /actors, and one more in /metrics): %q %q\n%s", k, m, metrics)
+		}
+	}
 
 	if code := d.stop(30 * time.Second); code != 0 {
 		t.Fatalf("stop: exit %d", code)
