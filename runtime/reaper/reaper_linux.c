@@ -371,7 +371,7 @@ __attribute__((constructor)) static void pv_reaper(void)
 		}
 		take_fds(); // what it sent just before it ended
 		int reexec = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_REEXEC;
-		if (!reexec && !sup_up && crashed(status, stop_sent) && WIFSIGNALED(status)) {
+		if (!sup_up && WIFSIGNALED(status) && !stop_sent) {
 			// Killed while it booted (the OOM killer, an operator's
 			// SIGKILL): not a start-up failure it could report, and
 			// not one to re-adopt after (it left the boot half done).
