@@ -117,7 +117,7 @@ func (s *Server) Set(routes []Route) {
 	s.routes.Store(t)
 	s.mu.Unlock()
 	for _, r := range old {
-		r.be.closeIdle(true)
+		r.be.close()
 	}
 }
 
@@ -251,7 +251,7 @@ func (s *Server) Close() error {
 	err := s.srv.Close()
 	s.mu.Lock()
 	for _, r := range s.all {
-		r.be.closeIdle(true)
+		r.be.close()
 	}
 	s.mu.Unlock()
 	return err

@@ -111,13 +111,13 @@ func (b *conns) put(c *backConn) {
 	}
 }
 
-// CloseIdleConnections closes the free list; with closing set, connections
-// given back later are closed too.
-func (b *conns) closeIdle(closing bool) {
+// close closes the free list, and the connections given back later: the
+// route is gone.
+func (b *conns) close() {
 	b.mu.Lock()
 	idle := b.idle
 	b.idle = nil
-	b.closed = b.closed || closing
+	b.closed = true
 	b.mu.Unlock()
 	for _, c := range idle {
 		c.Close()
