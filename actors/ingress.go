@@ -255,16 +255,16 @@ func (a *ingressActor) describe(ctx actor.Context) *messages.Node {
 		}
 		routes = append(routes, route)
 	}
-	info := map[string]string{"type": a.listener.Type, "listen": a.listener.Addr, "routes": strings.Join(routes, ","),
-		"connections": strconv.FormatInt(conns, 10), "active": strconv.FormatInt(active, 10),
-		"bytes_in": strconv.FormatInt(up, 10), "bytes_out": strconv.FormatInt(down, 10), "errors": strconv.FormatInt(errs, 10)}
+	kernel, kconns := "", int64(0)
 	if a.setup != nil {
-		if k := a.setup.Kernel(); k != "" {
-			info["kernel"] = k
-			kc := a.setup.KernelConnections()
-			info["kernel_connections"] = strconv.FormatInt(kc, 10)
-			info["connections"] = strconv.FormatInt(conns+kc, 10)
-		}
+		kernel, kconns = a.setup.Kernel(), a.setup.KernelConnections()
+	}
+	info := map[string]string{"type": a.listener.Type, "listen": a.listener.Addr, "routes": strings.Join(routes, ","),
+		"connections": strconv.FormatInt(conns+kconns, 10), "active": strconv.FormatInt(active, 10),
+		"bytes_in": strconv.FormatInt(up, 10), "bytes_out": strconv.FormatInt(down, 10), "errors": strconv.FormatInt(errs, 10)}
+	if kernel != "" {
+		info["kernel"] = kernel
+		info["kernel_connections"] = strconv.FormatInt(kconns, 10)
 	}
 	n := &messages.Node{Path: ctx.Self().Id, Kind: "ingress", Status: status, Since: a.since, Info: info, LastFailure: a.err}
 	return n

@@ -88,10 +88,11 @@ func (p *Plane) Listen(l actors.IngressListener, stats []*xconnect.Stats) (actor
 		}
 		s.px = tcp.NewWith(xconnect.Config{Dial: bes[0].Dial, Stats: stats[0], Log: log}, p.TCP)
 		if p.Kernel != nil {
-			s.kp, s.kernel = newKernelPath(p.Kernel, log, l)
-			if s.kp != nil && p.CountEvery > 0 {
-				s.kp.every = p.CountEvery
+			every := p.CountEvery
+			if every <= 0 {
+				every = countEvery
 			}
+			s.kp, s.kernel = newKernelPath(p.Kernel, log, l, every)
 		}
 	case "http":
 		opt := p.HTTP
@@ -204,10 +205,10 @@ type kernelPath struct {
 	mu      sync.Mutex
 	want    netip.AddrPort // where the provider answers now; invalid when it does not run
 	status  string
-	err     error  // of the last removal
-	counted uint64 // connections of the forwards removed so far
-	live    uint64 // of the installed one, at its last count
-	every   time.Duration
+	err     error         // of the last removal
+	counted uint64        // connections of the forwards removed so far
+	live    uint64        // of the installed one, at its last count
+	every   time.Duration // between counts
 
 	wake     chan struct{}
 	quit     chan struct{}
@@ -217,7 +218,7 @@ type kernelPath struct {
 
 // newKernelPath returns the kernel path of l's single rule, or nil and
 // why the rule has none.
-func newKernelPath(k Kernel, log *slog.Logger, l actors.IngressListener) (*kernelPath, string) {
+func newKernelPath(k Kernel, log *slog.Logger, l actors.IngressListener, every time.Duration) (*kernelPath, string) {
 	r := l.Rules[0]
 	listen, err := netip.ParseAddrPort(l.Addr)
 	switch {
@@ -229,7 +230,7 @@ func newKernelPath(k Kernel, log *slog.Logger, l actors.IngressListener) (*kerne
 		return nil, "relay only: not an IPv4 listen address"
 	}
 	return &kernelPath{k: k, log: log, base: nat.Forward{Listen: listen, Local: l.Local}, port: uint16(r.Port),
-		status: "relay only: provider not running", every: countEvery,
+		status: "relay only: provider not running", every: every,
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}, ""
 }
 
