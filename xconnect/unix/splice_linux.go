@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"sync/atomic"
 
@@ -28,18 +27,20 @@ import (
 // the caller's recvmsg path takes the bytes with their descriptors.
 type splicer struct {
 	src, dst *net.UnixConn
-	info     *os.File // /proc/self/fdinfo/<src fd>, read again at 0
-	pr, pw   int      // the pipe
-	cap      int      // its capacity
-	buf      []byte   // for info
-	dead     bool     // splicing is not possible
+	info     int    // /proc/self/fdinfo/<src fd>, read again at 0 (-1: not open)
+	pr, pw   int    // the pipe
+	cap      int    // its capacity
+	buf      []byte // for info
+	dead     bool   // splicing is not possible
 }
 
 // pipeSize is asked for the pipe: fewer, larger splices. The kernel may
 // give less (pipe-max-size); F_GETPIPE_SZ tells.
 const pipeSize = 1 << 20
 
-func newSplicer(dst, src *net.UnixConn) *splicer { return &splicer{src: src, dst: dst, pr: -1, pw: -1} }
+func newSplicer(dst, src *net.UnixConn) *splicer {
+	return &splicer{src: src, dst: dst, info: -1, pr: -1, pw: -1}
+}
 
 // open makes the pipe and opens the fdinfo of src, on first use: a link
 // that carries only small messages never needs them. It reports whether
@@ -63,20 +64,18 @@ func (s *splicer) open() bool {
 	// The number stays this socket's while the connection is open: Go
 	// closes the descriptor only when no call holds it, and every read of
 	// info is made inside a call on src (see move).
-	info, err := os.Open("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	info, err := unix.Open("/proc/self/fdinfo/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
 	s.info, s.buf = info, make([]byte, 512)
 	if _, ok := s.queuedFds(); !ok {
-		s.info.Close()
-		s.info = nil
+		s.closeInfo()
 		return false
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		s.info.Close()
-		s.info = nil
+		s.closeInfo()
 		return false
 	}
 	s.pr, s.pw = p[0], p[1]
@@ -89,10 +88,15 @@ func (s *splicer) open() bool {
 	return true
 }
 
-func (s *splicer) close() {
-	if s.info != nil {
-		s.info.Close()
+func (s *splicer) closeInfo() {
+	if s.info >= 0 {
+		unix.Close(s.info)
+		s.info = -1
 	}
+}
+
+func (s *splicer) close() {
+	s.closeInfo()
 	if s.pr >= 0 {
 		unix.Close(s.pr)
 		unix.Close(s.pw)
@@ -107,10 +111,13 @@ var spliced atomic.Int64
 
 var scmFds = []byte("\nscm_fds:")
 
-// queuedFds is the number of descriptors in src's receive queue.
+// queuedFds is the number of descriptors in src's receive queue. It
+// reads the fdinfo with one pread: the file is a few lines, which the
+// kernel renders whole on each read from 0 (a loop until the end, as
+// os.File.ReadAt makes, costs a second system call per splice).
 func (s *splicer) queuedFds() (int, bool) {
-	n, err := s.info.ReadAt(s.buf, 0)
-	if n == 0 && err != nil {
+	n, err := unix.Pread(s.info, s.buf, 0)
+	if n <= 0 || err != nil {
 		return 0, false
 	}
 	b := s.buf[:n]
