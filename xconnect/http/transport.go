@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,9 +23,16 @@ import (
 type conns struct {
 	dial          xconnect.Dialer
 	headerTimeout time.Duration
+	// idleFor is how long a connection is kept unused (0: idleTimeout).
+	idleFor time.Duration
 
-	mu     sync.Mutex
-	idle   []*backConn // most recently used last
+	mu   sync.Mutex
+	idle []*backConn // most recently used last, so the oldest first
+	// sweep closes the connections kept past idleFor; nil while none is
+	// kept. Without it, the connections a burst opened would stay open
+	// (half-closed once the backend drops them) for as long as a trickle
+	// of requests only ever takes the newest.
+	sweep  *time.Timer
 	closed bool
 }
 
@@ -35,6 +43,13 @@ const (
 	maxIdle     = 64
 	idleTimeout = 60 * time.Second
 )
+
+func (b *conns) idleLimit() time.Duration {
+	if b.idleFor > 0 {
+		return b.idleFor
+	}
+	return idleTimeout
+}
 
 type backConn struct {
 	net.Conn
@@ -83,7 +98,7 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 	for n := len(b.idle); n > 0; n = len(b.idle) {
 		c := b.idle[n-1]
 		b.idle = b.idle[:n-1]
-		if now.Sub(c.idleAt) < idleTimeout {
+		if now.Sub(c.idleAt) < b.idleLimit() {
 			b.mu.Unlock()
 			return c, nil
 		}
@@ -104,9 +119,34 @@ func (b *conns) put(c *backConn) {
 	if !b.closed && len(b.idle) < maxIdle {
 		b.idle = append(b.idle, c)
 		c = nil
+		if b.sweep == nil {
+			b.sweep = time.AfterFunc(b.idleLimit(), b.expire)
+		}
 	}
 	b.mu.Unlock()
 	if c != nil {
+		c.Close()
+	}
+}
+
+// expire closes the connections unused for idleFor, the oldest first, and
+// sets the sweep again for the next one due.
+func (b *conns) expire() {
+	now, limit := time.Now(), b.idleLimit()
+	b.mu.Lock()
+	n := 0
+	for n < len(b.idle) && now.Sub(b.idle[n].idleAt) >= limit {
+		n++
+	}
+	old := slices.Clone(b.idle[:n])
+	b.idle = slices.Delete(b.idle, 0, n)
+	if len(b.idle) > 0 && !b.closed {
+		b.sweep.Reset(limit - now.Sub(b.idle[0].idleAt))
+	} else {
+		b.sweep = nil
+	}
+	b.mu.Unlock()
+	for _, c := range old {
 		c.Close()
 	}
 }
@@ -118,6 +158,10 @@ func (b *conns) close() {
 	idle := b.idle
 	b.idle = nil
 	b.closed = true
+	if b.sweep != nil {
+		b.sweep.Stop()
+		b.sweep = nil
+	}
 	b.mu.Unlock()
 	for _, c := range idle {
 		c.Close()

@@ -97,3 +97,89 @@ func TestBackendConnectionsKept(t *testing.T) {
 		t.Errorf("%d backend connections for 50 sequential requests, want 1", n)
 	}
 }
+
+// Connections a burst opened are closed once they have been idle for
+// idleFor, not kept (half-closed when the backend gives up on them) while
+// later requests only ever take the newest one.
+func TestIdleBackendConnectionsClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst = 3
+	var opened, closed atomic.Int64
+	arrived := make(chan struct{}, burst)
+	release := make(chan struct{})
+	srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if r.URL.Path == "/burst" {
+			arrived <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}), ConnState: func(_ net.Conn, s nethttp.ConnState) {
+		switch s {
+		case nethttp.StateNew:
+			opened.Add(1)
+		case nethttp.StateClosed:
+			closed.Add(1)
+		}
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b := &conns{dial: xconnect.TCPDialer(ln.Addr().String()), headerTimeout: 5 * time.Second, idleFor: 300 * time.Millisecond}
+	t.Cleanup(b.close)
+	roundTrip := func(path string) error {
+		req, err := nethttp.NewRequest("GET", "http://backend"+path, nil)
+		if err != nil {
+			return err
+		}
+		res, err := b.RoundTrip(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, res.Body) // gives the connection back
+		res.Body.Close()
+		return err
+	}
+	errc := make(chan error, burst)
+	for range burst {
+		go func() { errc <- roundTrip("/burst") }()
+	}
+	for range burst {
+		<-arrived // every request of the burst on a connection of its own
+	}
+	close(release)
+	for range burst {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A trickle of requests takes the newest connection each time; the
+	// other two are left idle and must go after idleFor.
+	deadline := time.Now().Add(3 * time.Second)
+	for closed.Load() < burst-1 && time.Now().Before(deadline) {
+		if err := roundTrip("/trickle"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := closed.Load(); n < burst-1 {
+		t.Fatalf("%d of the %d connections left idle were closed after idleFor", n, burst-1)
+	}
+	if n := opened.Load(); n != burst {
+		t.Errorf("%d backend connections opened, want %d: the trickle's one must stay kept", n, burst)
+	}
+	// Once no request comes at all, the last one goes too.
+	for closed.Load() < burst && time.Now().Before(deadline.Add(time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := closed.Load(); n != burst {
+		t.Errorf("%d of %d idle connections closed with no request coming", n, burst)
+	}
+	b.mu.Lock()
+	kept, sweep := len(b.idle), b.sweep
+	b.mu.Unlock()
+	if kept != 0 || sweep != nil {
+		t.Errorf("%d connections kept and sweep %v after all expired", kept, sweep)
+	}
+}
