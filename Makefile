@@ -56,7 +56,9 @@ FUZZ_TARGETS := \
 	./xconnect/dbus:FuzzLookup \
 	./xconnect/dbus:FuzzCommand \
 	./xconnect/http:FuzzMatch \
-	./xconnect/http:FuzzParseTarget
+	./xconnect/http:FuzzParseTarget \
+	./xconnect/http:FuzzParseRequestHead \
+	./xconnect/http:FuzzResponseHead
 
 .PHONY: all build test deps lint unit fuzz integration reliability boot-test bench demo clean
 

@@ -52,10 +52,15 @@ type Options struct {
 	Log            *slog.Logger
 }
 
-// Server is one listen address's proxy.
+// Server is one listen address's proxy. Its connections are served on
+// the plain path (plain.go) and given to srv at the first request that
+// path leaves to net/http.
 type Server struct {
 	opt    Options
+	cc     *xconnect.Conns
 	srv    *nethttp.Server
+	queue  *connQueue // srv's listener: the connections handed off
+	start  sync.Once  // of srv
 	routes atomic.Pointer[routeTable]
 	mu     sync.Mutex
 	all    []*route
@@ -88,7 +93,7 @@ func NewServer(opt Options) *Server {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	s := &Server{opt: opt}
+	s := &Server{opt: opt, cc: xconnect.NewConns(opt.Log), queue: newConnQueue()}
 	s.routes.Store(&routeTable{})
 	s.srv = &nethttp.Server{Handler: s, ReadHeaderTimeout: opt.ReadHeaderTimeout, IdleTimeout: opt.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug)}
@@ -240,15 +245,21 @@ func stripEscaped(u *url.URL, prefix string) string {
 
 // Serve serves on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.srv.Serve(ln); !errors.Is(err, nethttp.ErrServerClosed) {
-		return err
-	}
-	return nil
+	s.start.Do(func() {
+		go func() {
+			if err := s.srv.Serve(s.queue); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+				s.opt.Log.Error("http proxy: net/http's path stopped", "err", err)
+			}
+		}()
+	})
+	return s.cc.Serve(ln, s.serveConn)
 }
 
 // Close ends the server, its connections and the idle backend ones.
 func (s *Server) Close() error {
-	err := s.srv.Close()
+	err := s.cc.Close()
+	err = errors.Join(err, s.srv.Close())
+	s.queue.Close()
 	s.mu.Lock()
 	for _, r := range s.all {
 		r.be.close()

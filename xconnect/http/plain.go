@@ -1,0 +1,264 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"net/http/httputil"
+	"sync/atomic"
+	"time"
+)
+
+// plainServed and handedOff count requests answered on the plain path
+// and connections given to net/http, for the tests that check which path
+// a kind of request takes.
+var plainServed, handedOff atomic.Int64
+
+// serveConn serves one client connection's requests on the plain path
+// (fast.go), and hands the connection to net/http at the first request
+// that path leaves, before consuming any of it.
+func (s *Server) serveConn(c net.Conn) {
+	br := bufio.NewReaderSize(c, clientBuf)
+	ip := clientIP(c)
+	for {
+		if br.Buffered() == 0 {
+			c.SetReadDeadline(deadline(s.opt.IdleTimeout))
+			if _, err := br.Peek(1); err != nil {
+				return // gone, or silent for the idle timeout
+			}
+		}
+		// The head's timeout is set only when it did not come whole
+		// with its first bytes, as it mostly does: a deadline costs
+		// a clock read and a timer.
+		n, timed := 0, false
+		for {
+			buf, _ := br.Peek(br.Buffered())
+			if n = headEnd(buf); n != 0 {
+				break
+			}
+			if br.Buffered() == br.Size() {
+				n = -1 // larger than the plain path takes
+				break
+			}
+			if !timed {
+				c.SetReadDeadline(deadline(s.opt.ReadHeaderTimeout))
+				timed = true
+			}
+			if _, err := br.Peek(br.Buffered() + 1); err != nil {
+				return // half a head, then gone or too slow
+			}
+		}
+		bufs := bufPool.Get().(*exchangeBufs)
+		var h reqHead
+		ok := n > 0
+		if ok {
+			head, _ := br.Peek(n)
+			h, ok = parseRequestHead(head, bufs.reqFields)
+			bufs.reqFields = h.fields
+		}
+		if ok {
+			ok = s.plain(c, br, n, &h, ip, bufs)
+		} else {
+			s.handoff(c, br)
+		}
+		putBufs(bufs)
+		if !ok {
+			return
+		}
+	}
+}
+
+// handoff gives c to net/http, with what br holds read first, and waits
+// until net/http is done with it (the caller closes c on return) or the
+// server closes.
+func (s *Server) handoff(c net.Conn, br *bufio.Reader) {
+	handedOff.Add(1)
+	c.SetReadDeadline(time.Time{})
+	h := &handoffConn{Conn: c, br: br, done: make(chan struct{})}
+	select {
+	case s.queue.conns <- h:
+	case <-s.cc.Context().Done():
+		return
+	}
+	select {
+	case <-h.done:
+	case <-s.cc.Context().Done():
+	}
+}
+
+// plain serves the request whose head (n bytes) br holds, and reports
+// whether the connection goes on.
+func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip string, bufs *exchangeBufs) bool {
+	if bufs.cw == nil {
+		bufs.cw = bufio.NewWriterSize(c, 4<<10)
+	} else {
+		bufs.cw.Reset(c)
+	}
+	defer bufs.cw.Reset(nil) // the pool must not keep the connection
+	cw := bufs.cw
+	// What the answer needs of the head, which is consumed below.
+	req := reqHead{minor: h.minor, closeAfter: h.closeAfter}
+	if string(h.method) == "HEAD" {
+		req.method = []byte("HEAD")
+	}
+	length := h.length
+
+	t := s.routes.Load()
+	i, rest, ok := Match(t.prefixes, string(h.path))
+	if !ok {
+		br.Discard(n)
+		if length > 0 {
+			c.SetReadDeadline(deadline(s.opt.IdleTimeout))
+			if _, err := br.Discard(int(length)); err != nil {
+				return false
+			}
+		}
+		cw.Write(errorAnswer(bufs.out[:0], nethttp.StatusNotFound, "404 page not found", req.closeAfter))
+		return cw.Flush() == nil && !req.closeAfter
+	}
+	r := t.routes[i]
+	plainServed.Add(1)
+	st := r.Stats
+	st.Connections.Add(1)
+	st.Active.Add(1)
+	defer st.Active.Add(-1)
+	bufs.out = h.appendBackendHead(bufs.out[:0], rest, r, ip)
+	br.Discard(n)
+	if length > 0 {
+		// The body is read as the backend takes it.
+		c.SetReadDeadline(deadline(s.opt.IdleTimeout))
+	}
+
+	bc, res, err := r.be.plainExchange(s.cc.Context(), bufs, br, length)
+	if errors.Is(err, errClientBody) {
+		return false
+	}
+	if err != nil {
+		st.Errors.Add(1)
+		code := nethttp.StatusBadGateway
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			code = nethttp.StatusGatewayTimeout
+		}
+		s.opt.Log.Debug("http proxy: backend failed", "prefix", r.Prefix, "status", code, "err", err)
+		// A body not sent on is still in the connection: it ends.
+		closeAfter := req.closeAfter || length > 0
+		cw.Write(errorAnswer(bufs.out[:0], code, nethttp.StatusText(code), closeAfter))
+		return cw.Flush() == nil && !closeAfter
+	}
+	st.BytesUp.Add(length)
+
+	noBody := bodyless(req.method, res.code)
+	closeAfter := req.closeAfter ||
+		(!noBody && res.length < 0 && !res.chunked) || // to the backend's end of stream
+		(!noBody && res.chunked && req.minor == '0') // no chunks to HTTP/1.0
+	bufs.out = res.appendClientHead(bufs.out[:0], &req, closeAfter)
+	_, werr := cw.Write(bufs.out)
+	var k int64
+	if werr == nil && !noBody {
+		switch {
+		case res.chunked && req.minor == '1':
+			k, err = copyChunked(cw, bc.br, cw.Flush)
+		case res.chunked:
+			k, err = io.Copy(cw, httputil.NewChunkedReader(bc.br))
+		case res.length >= 0:
+			k, err = copyN(cw, bc.br, res.length, cw.Flush)
+		default:
+			k, err = copyToEOF(cw, bc.br, cw.Flush)
+		}
+	}
+	st.BytesDown.Add(k)
+	if werr == nil {
+		werr = cw.Flush()
+	}
+	if err == nil && werr == nil && !res.closeAfter && (noBody || res.length >= 0 || res.chunked) {
+		r.be.put(bc)
+	} else {
+		bc.Close()
+	}
+	if err != nil {
+		st.Errors.Add(1)
+		s.opt.Log.Debug("http proxy: backend answer cut", "prefix", r.Prefix, "err", err)
+	}
+	return err == nil && werr == nil && !closeAfter
+}
+
+// plainExchange writes the request head in bufs.out, and length bytes of
+// body from body, to a kept or new connection and reads the answer's
+// head. A kept connection that fails before its answer is replaced once
+// per kept connection when there is no body to send again, as RoundTrip
+// does.
+func (b *conns) plainExchange(ctx context.Context, bufs *exchangeBufs, body *bufio.Reader, length int64) (*backConn, respHead, error) {
+	for {
+		c, err := b.get(ctx)
+		if err != nil {
+			return nil, respHead{}, err
+		}
+		res, err := b.plainSend(c, bufs, body, length)
+		if err == nil {
+			if res.code == nethttp.StatusSwitchingProtocols {
+				c.Close() // no upgrade was asked on this path
+				return nil, res, errors.New("backend switched protocols unasked")
+			}
+			return c, res, nil
+		}
+		c.Close()
+		if !c.reused || length > 0 {
+			return nil, res, err
+		}
+	}
+}
+
+func (b *conns) plainSend(c *backConn, bufs *exchangeBufs, body *bufio.Reader, length int64) (respHead, error) {
+	c.bw.Write(bufs.out)
+	var werr error
+	if length > 0 {
+		src := &clientBody{r: body}
+		_, werr = io.CopyN(c.bw, src, length)
+		if src.err != nil {
+			return respHead{}, fmt.Errorf("%w: %w", errClientBody, src.err)
+		}
+	}
+	if werr == nil {
+		werr = c.bw.Flush()
+	}
+	if err := c.SetReadDeadline(time.Now().Add(b.headerTimeout)); err != nil {
+		return respHead{}, err
+	}
+	res, err := readResponseHead(c.br, bufs)
+	if err != nil {
+		if werr != nil {
+			return res, werr
+		}
+		return res, err
+	}
+	if werr != nil {
+		// An answer given before the whole body was taken (413, say)
+		// stands, but the connection is not used again.
+		res.closeAfter = true
+	}
+	return res, c.SetReadDeadline(time.Time{})
+}
+
+// errClientBody: the client's body broke off before its length; no
+// answer is owed to a client that does that.
+var errClientBody = errors.New("request body cut short")
+
+// clientBody keeps the error of the client's side of a body copy, told
+// apart from the backend's.
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.err = err // io.EOF too: short of the length the head gave
+	}
+	return n, err
+}
