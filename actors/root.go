@@ -68,7 +68,7 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		}
 	case *messages.RebootRequested:
 		a.failedOutsideUpdate(ctx, m.Reason)
-	case *messages.RunRevision:
+	case *runRevision:
 		a.runRevision(ctx, m)
 	case *handedOver:
 		a.handedOver(ctx, m)

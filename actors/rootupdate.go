@@ -67,10 +67,24 @@ func (a *rootActor) updating() bool {
 	return u.next != nil || (u.try != nil && update.Ongoing(&u.try.progress))
 }
 
-// runRevision is POST /commands LOCAL_RUN: install rev (pv_try, then the
+// runRevision asks root to start an update to Rev (System.RunRevision:
+// POST /commands LOCAL_RUN; LOCAL_RUN_COMMIT with Commit). State is Rev's
+// state, loaded and validated by the caller, off the actor tree: loading
+// may hash objects. Root answers with messages.RunResult once the update
+// is installed (pv_try set, progress INPROGRESS written), before the
+// transition. It is the actors' own message, not one of package
+// messages: that package stays free of state, for pvcontrol to import.
+type runRevision struct {
+	Rev   string
+	State *state.State
+	// Commit forces a reboot transition (upstream's LOCAL_RUN_COMMIT).
+	Commit bool
+}
+
+// runRevision (the method) is POST /commands LOCAL_RUN: install rev (pv_try, then the
 // INPROGRESS progress: a crash between them boots rev as a try, which
 // writes its own), answer, then make the transition.
-func (a *rootActor) runRevision(ctx actor.Context, m *messages.RunRevision) {
+func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 	refuse := func(err error) { ctx.Respond(&messages.RunResult{Err: err}) }
 	cfg, u := a.cfg, a.up
 	switch {

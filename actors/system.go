@@ -271,7 +271,7 @@ func (s *System) RunRevision(rev string, commit bool) error {
 	if err := update.Run(rev, facts); err != nil {
 		return err
 	}
-	res, err := s.sys.Root.RequestFuture(s.root, &messages.RunRevision{Rev: rev, State: st, Commit: commit}, time.Minute).Result()
+	res, err := s.sys.Root.RequestFuture(s.root, &runRevision{Rev: rev, State: st, Commit: commit}, time.Minute).Result()
 	if err != nil {
 		return fmt.Errorf("run %s: %w", rev, err)
 	}

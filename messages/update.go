@@ -1,29 +1,13 @@
 package messages
 
-import (
-	"errors"
-
-	"github.com/pantavisor/pv/state"
-)
+import "errors"
 
 // ErrNoUpdates: the actor tree runs without update storage, so it cannot
 // run another revision (actors.ErrNoUpdates; here so that ctrl can map it
 // without importing the actors).
 var ErrNoUpdates = errors.New("no update storage")
 
-// RunRevision asks root to start an update to Rev (POST /commands
-// LOCAL_RUN; LOCAL_RUN_COMMIT with Commit). State is Rev's state, loaded
-// and validated by the caller, off the actor tree: loading may hash
-// objects. Root answers with RunResult once the update is installed
-// (pv_try set, progress INPROGRESS written), before the transition.
-type RunRevision struct {
-	Rev   string
-	State *state.State
-	// Commit forces a reboot transition (upstream's LOCAL_RUN_COMMIT).
-	Commit bool
-}
-
-// RunResult answers RunRevision; Err is nil when the update started. Its
+// RunResult answers the root actor's run of a revision (System.RunRevision); Err is nil when the update started. Its
 // sentinels are package update's (update.ErrUpdateOngoing, ...).
 type RunResult struct {
 	Err error
