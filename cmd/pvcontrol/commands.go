@@ -173,10 +173,15 @@ func (e *env) list(path string, render func(body []byte, w io.Writer) error) int
 		_, _ = e.stdout.Write(buf.Bytes())
 		return exitOK
 	}
-	if err := render(body, e.stdout); err != nil {
+	// Rendered whole, then written at once: a table writes cell by
+	// cell, a system call each on an unbuffered stdout (about 5 ms for
+	// 100 containers).
+	var buf bytes.Buffer
+	if err := render(body, &buf); err != nil {
 		fmt.Fprintf(e.stderr, "pvcontrol: read answer of GET %s: %v\n", path, err)
 		return exitFailed
 	}
+	_, _ = e.stdout.Write(buf.Bytes())
 	return exitOK
 }
 
