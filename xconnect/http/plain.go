@@ -2,7 +2,6 @@ package http
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"net/http/httputil"
 	"sync/atomic"
 	"time"
+
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // plainServed and handedOff count requests answered on the plain path
@@ -133,7 +134,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 		c.SetReadDeadline(deadline(s.opt.IdleTimeout))
 	}
 
-	bc, res, err := r.be.plainExchange(s.cc.Context(), bufs, br, length)
+	bc, res, err := r.be.plainExchange(s.cc, bufs, br, length)
 	if errors.Is(err, errClientBody) {
 		return false
 	}
@@ -175,6 +176,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 	if werr == nil {
 		werr = cw.Flush()
 	}
+	s.cc.Untrack(bc)
 	if err == nil && werr == nil && !res.closeAfter && (noBody || res.length >= 0 || res.chunked) {
 		r.be.put(bc)
 	} else {
@@ -191,22 +193,28 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 // body from body, to a kept or new connection and reads the answer's
 // head. A kept connection that fails before its answer is replaced once
 // per kept connection when there is no body to send again, as RoundTrip
-// does.
-func (b *conns) plainExchange(ctx context.Context, bufs *exchangeBufs, body *bufio.Reader, length int64) (*backConn, respHead, error) {
+// does. The connection returned is tracked by cc, so that the server's
+// Close ends an exchange that waits on its backend (an answer streamed
+// for ever); the caller untracks it when done.
+func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufio.Reader, length int64) (*backConn, respHead, error) {
 	for {
-		c, err := b.get(ctx)
+		c, err := b.get(cc.Context())
 		if err != nil {
 			return nil, respHead{}, err
 		}
+		if !cc.Track(c) {
+			c.Close()
+			return nil, respHead{}, net.ErrClosed
+		}
 		res, err := b.plainSend(c, bufs, body, length)
-		if err == nil {
-			if res.code == nethttp.StatusSwitchingProtocols {
-				c.Close() // no upgrade was asked on this path
-				return nil, res, errors.New("backend switched protocols unasked")
-			}
+		if err == nil && res.code != nethttp.StatusSwitchingProtocols {
 			return c, res, nil
 		}
+		cc.Untrack(c)
 		c.Close()
+		if err == nil {
+			return nil, res, errors.New("backend switched protocols unasked")
+		}
 		if !c.reused || length > 0 {
 			return nil, res, err
 		}

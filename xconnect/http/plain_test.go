@@ -528,3 +528,39 @@ func TestPlainAnswerBeforeTheWholeBody(t *testing.T) {
 		t.Errorf("%d, want the backend's 413", res[0].StatusCode)
 	}
 }
+
+// Close ends the server at once, also while an answer streams for ever
+// from its backend (a server-sent event stream, say, silent for now).
+func TestCloseDuringStreamedAnswer(t *testing.T) {
+	started := make(chan struct{}, 1)
+	ended := make(chan struct{})
+	defer close(ended)
+	dial := acceptEach(t, func(c net.Conn) {
+		nethttp.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nevent\r\n")
+		started <- struct{}{}
+		<-ended // the next event is a long way off
+	})
+	s := NewServer(Options{})
+	s.Set([]Route{{Prefix: "/", Dial: dial}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
+	<-started
+	time.Sleep(50 * time.Millisecond) // the first event passed on
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close waits for an answer streamed for ever")
+	}
+}
