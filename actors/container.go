@@ -176,9 +176,17 @@ func (a *containerActor) Receive(ctx actor.Context) {
 	case *releaseDone:
 		a.rec.releasing = false
 		if a.rec.stopWanted {
+			// The release took what it released off the record when
+			// it began: a run or mount there now is a later start's
+			// (an API start during a slow release), which the stop
+			// must bring down too, not report as stopped.
 			a.rec.stopWanted = false
-			a.log.Info("container stopped")
-			a.setStatus(ctx, messages.StatusStopped, "")
+			if a.rec.run == nil && a.rec.mount == nil && !a.rec.busy {
+				a.log.Info("container stopped")
+				a.setStatus(ctx, messages.StatusStopped, "")
+			} else {
+				a.stop(ctx, a.rec.stopTimeout)
+			}
 		}
 	case *messages.RecoveryDecided:
 		a.rec.armed = false

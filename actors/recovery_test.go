@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -365,5 +366,46 @@ func TestExitAndOutcomeShowTogether(t *testing.T) {
 			}
 		}
 		<-done
+	}
+}
+
+// A restart asked while the run of an earlier failure is still being
+// released (its destroy is slow) stops the new run and starts it again:
+// the release's end must not take the stop for done.
+func TestRestartWhileAnOldRunIsReleased(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.mu.Lock()
+	e.slowDestroy["app"] = time.Second
+	e.mu.Unlock()
+	e.run("app").Exit(1, 0) // no recovery: the run is released, slowly
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cs, _ := sys.Containers()
+		if i := slices.IndexFunc(cs, func(c messages.ContainerInfo) bool { return c.Name == "app" }); i >= 0 && cs[i].Status != messages.StatusStarted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("app still STARTED after its exit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := sys.ContainerAction("app", "start"); err != nil {
+		t.Fatalf("start during the release: %v", err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	if n := countEvents(e, "destroy app"); n != 0 {
+		t.Fatalf("the release ended before the restart (%d destroys): the test proves nothing", n)
+	}
+	if err := sys.ContainerAction("app", "restart"); err != nil {
+		t.Fatalf("restart during the release: %v", err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	if n := countEvents(e, "stop app"); n != 1 {
+		t.Errorf("restart did not stop the running container: %v", e.Events())
+	}
+	if n := countEvents(e, "start app"); n != 3 {
+		t.Errorf("%d starts, want 3: %v", n, e.Events())
 	}
 }
