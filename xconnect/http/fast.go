@@ -454,15 +454,16 @@ func parseResponseHead(lines [][]byte, fields [][]byte) (h respHead, err error) 
 	return h, nil
 }
 
-// bodyless: the answer has no body whatever its fields say.
-func bodyless(method []byte, code int) bool {
-	return string(method) == "HEAD" || code < 200 || code == 204 || code == 304
+// bodyless: the answer (to a HEAD request when head) has no body whatever
+// its fields say.
+func bodyless(head bool, code int) bool {
+	return head || code < 200 || code == 204 || code == 304
 }
 
 // appendClientHead is the answer's head as the client gets it, framed for
 // it: the length or chunks as the backend sent them (chunks only to an
 // HTTP/1.1 client), and Connection as this connection goes on.
-func (h *respHead) appendClientHead(b []byte, req *reqHead, closeAfter bool) []byte {
+func (h *respHead) appendClientHead(b []byte, http10, noBody, closeAfter bool) []byte {
 	b = append(b, "HTTP/1.1"...)
 	b = append(b, h.status[8:]...)
 	b = append(b, crlf...)
@@ -475,13 +476,13 @@ func (h *respHead) appendClientHead(b []byte, req *reqHead, closeAfter bool) []b
 		b = strconv.AppendInt(b, h.length, 10)
 		b = append(b, crlf...)
 	}
-	if h.chunked && req.minor == '1' && !bodyless(req.method, h.code) {
+	if h.chunked && !http10 && !noBody {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	switch {
 	case closeAfter:
 		b = append(b, "Connection: close\r\n"...)
-	case req.minor == '0':
+	case http10:
 		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	return append(b, crlf...)
@@ -566,23 +567,31 @@ func copyChunked(w io.Writer, br *bufio.Reader, flush func() error) (int64, erro
 	}
 }
 
-// copyN copies n bytes from br to w out of br's own buffer, calling flush
-// before each wait for more.
+// copyN copies n bytes from br to w out of br's own buffer, or (n < 0)
+// everything to the backend's end of stream, calling flush before each
+// wait for more. An end before n bytes is io.ErrUnexpectedEOF.
 func copyN(w io.Writer, br *bufio.Reader, n int64, flush func() error) (int64, error) {
 	var done int64
-	for done < n {
+	for n < 0 || done < n {
 		if br.Buffered() == 0 {
 			if err := flush(); err != nil {
 				return done, err
 			}
 			if _, err := br.Peek(1); err != nil {
 				if errors.Is(err, io.EOF) {
+					if n < 0 {
+						return done, nil
+					}
 					err = io.ErrUnexpectedEOF
 				}
 				return done, err
 			}
 		}
-		p, _ := br.Peek(int(min(int64(br.Buffered()), n-done)))
+		take := int64(br.Buffered())
+		if n >= 0 {
+			take = min(take, n-done)
+		}
+		p, _ := br.Peek(int(take))
 		k, err := w.Write(p)
 		br.Discard(k)
 		done += int64(k)
@@ -591,31 +600,6 @@ func copyN(w io.Writer, br *bufio.Reader, n int64, flush func() error) (int64, e
 		}
 	}
 	return done, nil
-}
-
-// copyToEOF copies br to w until the backend's end of stream.
-func copyToEOF(w io.Writer, br *bufio.Reader, flush func() error) (int64, error) {
-	var done int64
-	for {
-		if br.Buffered() == 0 {
-			if err := flush(); err != nil {
-				return done, err
-			}
-			if _, err := br.Peek(1); err != nil {
-				if errors.Is(err, io.EOF) {
-					return done, nil
-				}
-				return done, err
-			}
-		}
-		p, _ := br.Peek(br.Buffered())
-		k, err := w.Write(p)
-		br.Discard(k)
-		done += int64(k)
-		if err != nil {
-			return done, err
-		}
-	}
 }
 
 // handoffConn is a client connection given to net/http: what the plain

@@ -102,11 +102,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 	defer bufs.cw.Reset(nil) // the pool must not keep the connection
 	cw := bufs.cw
 	// What the answer needs of the head, which is consumed below.
-	req := reqHead{minor: h.minor, closeAfter: h.closeAfter}
-	if string(h.method) == "HEAD" {
-		req.method = []byte("HEAD")
-	}
-	length := h.length
+	http10, head, asksClose, length := h.minor == '0', string(h.method) == "HEAD", h.closeAfter, h.length
 
 	t := s.routes.Load()
 	i, rest, ok := Match(t.prefixes, string(h.path))
@@ -118,8 +114,8 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 				return false
 			}
 		}
-		cw.Write(errorAnswer(bufs.out[:0], nethttp.StatusNotFound, "404 page not found", req.closeAfter))
-		return cw.Flush() == nil && !req.closeAfter
+		cw.Write(errorAnswer(bufs.out[:0], nethttp.StatusNotFound, "404 page not found", asksClose))
+		return cw.Flush() == nil && !asksClose
 	}
 	r := t.routes[i]
 	plainServed.Add(1)
@@ -147,29 +143,27 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 		}
 		s.opt.Log.Debug("http proxy: backend failed", "prefix", r.Prefix, "status", code, "err", err)
 		// A body not sent on is still in the connection: it ends.
-		closeAfter := req.closeAfter || length > 0
+		closeAfter := asksClose || length > 0
 		cw.Write(errorAnswer(bufs.out[:0], code, nethttp.StatusText(code), closeAfter))
 		return cw.Flush() == nil && !closeAfter
 	}
 	st.BytesUp.Add(length)
 
-	noBody := bodyless(req.method, res.code)
-	closeAfter := req.closeAfter ||
+	noBody := bodyless(head, res.code)
+	closeAfter := asksClose ||
 		(!noBody && res.length < 0 && !res.chunked) || // to the backend's end of stream
-		(!noBody && res.chunked && req.minor == '0') // no chunks to HTTP/1.0
-	bufs.out = res.appendClientHead(bufs.out[:0], &req, closeAfter)
+		(!noBody && res.chunked && http10) // no chunks to HTTP/1.0
+	bufs.out = res.appendClientHead(bufs.out[:0], http10, noBody, closeAfter)
 	_, werr := cw.Write(bufs.out)
 	var k int64
 	if werr == nil && !noBody {
 		switch {
-		case res.chunked && req.minor == '1':
+		case res.chunked && !http10:
 			k, err = copyChunked(cw, bc.br, cw.Flush)
 		case res.chunked:
 			k, err = io.Copy(cw, httputil.NewChunkedReader(bc.br))
-		case res.length >= 0:
+		default: // by its length, or (-1) to the backend's end
 			k, err = copyN(cw, bc.br, res.length, cw.Flush)
-		default:
-			k, err = copyToEOF(cw, bc.br, cw.Flush)
 		}
 	}
 	st.BytesDown.Add(k)
@@ -191,34 +185,29 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 
 // plainExchange writes the request head in bufs.out, and length bytes of
 // body from body, to a kept or new connection and reads the answer's
-// head. A kept connection that fails before its answer is replaced once
-// per kept connection when there is no body to send again, as RoundTrip
-// does. The connection returned is tracked by cc, so that the server's
-// Close ends an exchange that waits on its backend (an answer streamed
-// for ever); the caller untracks it when done.
+// head, retried as attempt does. The connection returned is tracked by
+// cc, so that the server's Close ends an exchange that waits on its
+// backend (an answer streamed for ever); the caller untracks it when done.
 func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufio.Reader, length int64) (*backConn, respHead, error) {
-	for {
-		c, err := b.get(cc.Context())
-		if err != nil {
-			return nil, respHead{}, err
-		}
+	var res respHead
+	c, err := b.attempt(cc.Context(), length == 0, func(c *backConn) (err error) {
 		if !cc.Track(c) {
-			c.Close()
-			return nil, respHead{}, net.ErrClosed
+			return net.ErrClosed
 		}
-		res, err := b.plainSend(c, bufs, body, length)
-		if err == nil && res.code != nethttp.StatusSwitchingProtocols {
-			return c, res, nil
+		if res, err = b.plainSend(c, bufs, body, length); err != nil {
+			cc.Untrack(c)
 		}
+		return err
+	})
+	if err != nil {
+		return nil, res, err
+	}
+	if res.code == nethttp.StatusSwitchingProtocols {
 		cc.Untrack(c)
 		c.Close()
-		if err == nil {
-			return nil, res, errors.New("backend switched protocols unasked")
-		}
-		if !c.reused || length > 0 {
-			return nil, res, err
-		}
+		return nil, res, errors.New("backend switched protocols unasked")
 	}
+	return c, res, nil
 }
 
 func (b *conns) plainSend(c *backConn, bufs *exchangeBufs, body *bufio.Reader, length int64) (respHead, error) {

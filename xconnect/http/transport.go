@@ -69,25 +69,39 @@ var aLongTimeAgo = time.Unix(1, 0)
 // streams from the connection, which goes back to the free list once the
 // body is read to the end.
 func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
-	ctx := req.Context()
+	var res *nethttp.Response
+	resend := req.Body == nil || req.Body == nethttp.NoBody
+	if _, err := b.attempt(req.Context(), resend, func(c *backConn) (err error) {
+		res, err = b.exchange(c, req)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// attempt runs try on a kept or a new connection and returns the
+// connection try succeeded on. One that fails is closed. A kept one may
+// have been closed by its backend while idle: a request that can be sent
+// again (resend, no body) then goes on the next one, another kept one
+// (each tried once) or a new one. A ctx that ended is the error (the
+// client or the server went away: not the backend's failure).
+func (b *conns) attempt(ctx context.Context, resend bool, try func(*backConn) error) (*backConn, error) {
 	for {
 		c, err := b.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		res, err := b.exchange(c, req)
-		if err == nil {
-			return res, nil
+		if err = try(c); err == nil {
+			return c, nil
 		}
 		c.Close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err() // the client went away: not the backend's failure
+			return nil, ctx.Err()
 		}
-		if !c.reused || (req.Body != nil && req.Body != nethttp.NoBody) {
+		if !c.reused || !resend {
 			return nil, err
 		}
-		// A stale idle connection; the next one is either another idle
-		// one (each tried once) or a new one.
 	}
 }
 
