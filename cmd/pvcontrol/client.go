@@ -3,16 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/textproto"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -24,30 +20,6 @@ const (
 	uploadTimeout  = 4 * time.Hour
 )
 
-// dialSocket connects to the unix socket sock, retrying within
-// connectTimeout while its listen backlog is full: a unix socket's
-// non-blocking connect (Go's, always) fails with EAGAIN then, where a
-// blocking one, and curl's --connect-timeout, would wait for room. A
-// burst of connections from elsewhere (a container opening them without
-// end) fills the backlog for a moment while the server catches up; the
-// host's pvcontrol must not fail for it.
-func dialSocket(ctx context.Context, d *net.Dialer, sock string) (net.Conn, error) {
-	deadline := time.Now().Add(connectTimeout)
-	wait := 5 * time.Millisecond
-	for {
-		c, err := d.DialContext(ctx, "unix", sock)
-		if err == nil || !errors.Is(err, syscall.EAGAIN) || time.Now().Add(wait).After(deadline) {
-			return c, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 100*time.Millisecond)
-	}
-}
-
 // client sends requests to pv-ctrl over its unix socket, one connection
 // per request ("Connection: close"). It speaks the HTTP/1.1 that pv-ctrl
 // answers itself rather than through net/http's client: pvcontrol sends
@@ -56,13 +28,12 @@ func dialSocket(ctx context.Context, d *net.Dialer, sock string) (net.Conn, erro
 // start-up that every `pvcontrol ls` pays.
 type client struct {
 	sock    string
-	dialer  *net.Dialer
 	verbose bool
 	log     io.Writer
 }
 
 func newClient(sock string, verbose bool, log io.Writer) *client {
-	return &client{sock: sock, dialer: &net.Dialer{Timeout: connectTimeout}, verbose: verbose, log: log}
+	return &client{sock: sock, verbose: verbose, log: log}
 }
 
 // response is a whole answer from the server.
@@ -103,17 +74,11 @@ func (c *client) send(method, path, contentType string, body io.Reader, size int
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(timeout)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	conn, err := dialSocket(ctx, c.dialer, c.sock)
+	conn, err := dialSocket(c.sock, time.Now().Add(timeout))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
 	werr := writeRequest(conn, head, body, size)
 	res, status, rerr := readResponse(bufio.NewReader(conn), method)
 	switch {
@@ -186,9 +151,8 @@ func writeRequest(w io.Writer, head []byte, body io.Reader, size int64) error {
 // its body framed as HTTP/1.1 frames it (Content-Length, chunked, or up
 // to the end of the connection). Interim 1xx answers are skipped.
 func readResponse(br *bufio.Reader, method string) (*response, string, error) {
-	tp := textproto.NewReader(br)
 	for {
-		line, err := tp.ReadLine()
+		line, err := readLine(br)
 		if err != nil {
 			return nil, "", err
 		}
@@ -201,7 +165,7 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 		if err != nil || len(codeText) != 3 {
 			return nil, "", fmt.Errorf("bad status in %q", line)
 		}
-		hdr, err := tp.ReadMIMEHeader()
+		te, cl, err := readFraming(br)
 		if err != nil {
 			return nil, "", fmt.Errorf("headers: %w", err)
 		}
@@ -213,7 +177,7 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 		if method == "HEAD" || code == 204 || code == 304 {
 			return res, status, nil
 		}
-		switch te, cl := hdr.Get("Transfer-Encoding"), hdr.Get("Content-Length"); {
+		switch {
 		case te != "":
 			if !strings.EqualFold(te, "chunked") {
 				return nil, "", fmt.Errorf("transfer encoding %q not understood", te)
@@ -224,8 +188,10 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 			if perr != nil || n < 0 {
 				return nil, "", fmt.Errorf("bad Content-Length %q", cl)
 			}
-			// Not allocated up front: the length is the server's word.
-			if res.body, err = io.ReadAll(io.LimitReader(br, n)); err == nil && int64(len(res.body)) < n {
+			// Allocated up front only to a point: the length is the
+			// server's word.
+			res.body = make([]byte, 0, min(n, 1<<20))
+			if res.body, err = readAll(io.LimitReader(br, n), res.body); err == nil && int64(len(res.body)) < n {
 				err = io.ErrUnexpectedEOF
 			}
 		default:
@@ -240,10 +206,9 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 
 // readChunked reads a chunked body whole, trailers dropped.
 func readChunked(br *bufio.Reader) ([]byte, error) {
-	tp := textproto.NewReader(br)
 	var body bytes.Buffer
 	for {
-		line, err := tp.ReadLine()
+		line, err := readLine(br)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +219,7 @@ func readChunked(br *bufio.Reader) ([]byte, error) {
 		}
 		if n == 0 {
 			for {
-				if l, err := tp.ReadLine(); err != nil || l == "" {
+				if l, err := readLine(br); err != nil || l == "" {
 					return body.Bytes(), err
 				}
 			}
@@ -265,8 +230,79 @@ func readChunked(br *bufio.Reader) ([]byte, error) {
 			}
 			return nil, err
 		}
-		if l, err := tp.ReadLine(); err != nil || l != "" {
+		if l, err := readLine(br); err != nil || l != "" {
 			return nil, fmt.Errorf("chunk of %d bytes not followed by CRLF", n)
+		}
+	}
+}
+
+// maxLine bounds a line of the answer's head or of its chunk framing.
+const maxLine = 64 << 10
+
+// readLine reads one line of the head, its CRLF (or LF) removed.
+func readLine(br *bufio.Reader) (string, error) {
+	var long []byte
+	for {
+		b, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			if long = append(long, b...); len(long) > maxLine {
+				return "", fmt.Errorf("a line of the answer is over %d bytes", maxLine)
+			}
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && len(long)+len(b) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		if long != nil {
+			b = append(long, b...)
+		}
+		b = bytes.TrimSuffix(b[:len(b)-1], []byte{'\r'})
+		return string(b), nil
+	}
+}
+
+// readFraming reads the header fields of an answer up to the empty line
+// and keeps the two that frame its body: Transfer-Encoding and
+// Content-Length, the first of each.
+func readFraming(br *bufio.Reader) (te, cl string, err error) {
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			return "", "", err
+		}
+		if line == "" {
+			return te, cl, nil
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return "", "", fmt.Errorf("malformed header line %q", line)
+		}
+		value = strings.TrimSpace(value)
+		switch {
+		case te == "" && strings.EqualFold(name, "Transfer-Encoding"):
+			te = value
+		case cl == "" && strings.EqualFold(name, "Content-Length"):
+			cl = value
+		}
+	}
+}
+
+// readAll is io.ReadAll into b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
 		}
 	}
 }

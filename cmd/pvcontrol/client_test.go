@@ -76,12 +76,7 @@ func TestRequestHead(t *testing.T) {
 // answers 413 and closes without reading the rest; pvcontrol reports the
 // 413, not the broken pipe of its write.
 func TestAnswerBeforeTheWholeBody(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	sock, l := listenTemp(t)
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -105,6 +100,18 @@ func TestAnswerBeforeTheWholeBody(t *testing.T) {
 	if res.status != http.StatusRequestEntityTooLarge || errorMessage(res) != "body over 1048576" {
 		t.Errorf("got %d %q", res.status, res.body)
 	}
+}
+
+// listenTemp listens on a fresh unix socket, closed when the test ends.
+func listenTemp(t *testing.T) (string, net.Listener) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return sock, l
 }
 
 // FuzzReadResponse: any answer is parsed or refused, never a panic, and a
