@@ -47,6 +47,7 @@ FUZZ_TARGETS := \
 	./ctrl:FuzzServer \
 	./ctrl:FuzzContainerOfCgroups \
 	./cmd/pvcontrol:FuzzReadResponse \
+	./cmd/pvcontrol:FuzzDecodeContainers \
 	./runtime/driver:FuzzParseBytes \
 	./runtime/driver:FuzzParseDeviceRule \
 	./runtime/driver:FuzzParseMountAuto \

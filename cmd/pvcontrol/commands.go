@@ -187,8 +187,8 @@ func (e *env) list(path string, render func(body []byte, w io.Writer) error) int
 
 func listContainers(e *env, _ []string) int {
 	return e.list("/containers", func(body []byte, w io.Writer) error {
-		var cs []messages.ContainerInfo
-		if err := json.Unmarshal(body, &cs); err != nil {
+		cs, err := decodeContainers(body)
+		if err != nil {
 			return err
 		}
 		return writeContainers(w, cs, now())

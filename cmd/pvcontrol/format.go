@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pantavisor/pv/messages"
 )
@@ -15,20 +15,52 @@ import (
 // now is the clock ages and uptimes are computed against; tests fix it.
 var now = time.Now
 
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+// table lays cells out in columns two spaces apart, as text/tabwriter
+// did here (its padding 2, widths in runes, the last cell of a line
+// unpadded); rows are kept until Flush writes them at once. It replaced
+// tabwriter for its cost in a process that prints one table and exits.
+type table struct {
+	w    io.Writer
+	rows [][]string
 }
 
-// row writes one table line; cells are cleaned so a tab or newline in a
+func newTable(w io.Writer) *table { return &table{w: w} }
+
+// row adds one table line; cells are cleaned so a tab or newline in a
 // server string cannot break the columns.
-func row(tw *tabwriter.Writer, cells ...string) {
+func row(t *table, cells ...string) {
+	r := make([]string, len(cells))
 	for i, c := range cells {
-		if i > 0 {
-			tw.Write([]byte{'\t'})
-		}
-		tw.Write([]byte(cell(c)))
+		r[i] = cell(c)
 	}
-	tw.Write([]byte{'\n'})
+	t.rows = append(t.rows, r)
+}
+
+// Flush writes the table.
+func (t *table) Flush() error {
+	var widths []int
+	for _, r := range t.rows {
+		for i, c := range r[:max(len(r)-1, 0)] {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b []byte
+	for _, r := range t.rows {
+		for i, c := range r {
+			b = append(b, c...)
+			if i < len(r)-1 {
+				for pad := widths[i] - utf8.RuneCountInString(c) + 2; pad > 0; pad-- {
+					b = append(b, ' ')
+				}
+			}
+		}
+		b = append(b, '\n')
+	}
+	_, err := t.w.Write(b)
+	return err
 }
 
 var cellCleaner = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
