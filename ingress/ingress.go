@@ -46,8 +46,8 @@ type Plane struct {
 	// Kernel, when set, installs the kernel path of the tcp rules it can
 	// serve (a *nat.Forwards on a device).
 	Kernel Kernel
-	// CountEvery is how often a kernel path counts its connections
-	// (default countEvery).
+	// CountEvery is how often at most a kernel path counts its
+	// connections, when asked (default countEvery).
 	CountEvery time.Duration
 }
 
@@ -59,8 +59,10 @@ type Kernel interface {
 	Connections(f nat.Forward) (uint64, error)
 }
 
-// countEvery is how often a kernel path reads its forward's count: an
-// iptables run each time, while the forward is installed.
+// countEvery is how often at most a kernel path reads its forward's
+// count: an iptables run each time. It reads it only when its count is
+// asked for (GET /actors, /metrics) and older than this, so that a device
+// nobody watches runs no iptables for it.
 const countEvery = 10 * time.Second
 
 // Listen binds l.Addr and serves its rules.
@@ -208,9 +210,11 @@ type kernelPath struct {
 	err     error         // of the last removal
 	counted uint64        // connections of the forwards removed so far
 	live    uint64        // of the installed one, at its last count
-	every   time.Duration // between counts
+	every   time.Duration // at least between counts
+	lastAt  time.Time     // of the last count
 
 	wake     chan struct{}
+	count    chan struct{} // asks run for a count; holds one at most
 	quit     chan struct{}
 	quitOnce sync.Once
 	done     chan struct{}
@@ -231,7 +235,7 @@ func newKernelPath(k Kernel, log *slog.Logger, l actors.IngressListener, every t
 	}
 	return &kernelPath{k: k, log: log, base: nat.Forward{Listen: listen, Local: l.Local}, port: uint16(r.Port),
 		status: "relay only: provider not running", every: every,
-		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}, ""
+		wake: make(chan struct{}, 1), count: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}, ""
 }
 
 // set points the forward at the provider's ends: its pool address while
@@ -264,10 +268,19 @@ func (kp *kernelPath) setState(s string) {
 }
 
 // connections is how many connections the kernel path took: the
-// forwards removed, and the installed one at its last count.
+// forwards removed, and the installed one at its last count. A count
+// older than every is made again, in the background: the caller (an
+// actor describing itself) does not wait for iptables, and gets the new
+// count on its next look.
 func (kp *kernelPath) connections() uint64 {
 	kp.mu.Lock()
 	defer kp.mu.Unlock()
+	if time.Since(kp.lastAt) >= kp.every {
+		select {
+		case kp.count <- struct{}{}:
+		default: // asked already
+		}
+	}
 	return kp.counted + kp.live
 }
 
@@ -281,13 +294,14 @@ func (kp *kernelPath) run() {
 		f := kp.base
 		f.To = cur
 		n, err := kp.k.Connections(f)
+		kp.mu.Lock()
+		defer kp.mu.Unlock()
+		kp.lastAt = time.Now()
 		if err != nil {
 			kp.log.Debug("kernel path not counted", "err", err)
 			return
 		}
-		kp.mu.Lock()
 		kp.live = n
-		kp.mu.Unlock()
 	}
 	drop := func() error {
 		if remove == nil {
@@ -301,11 +315,9 @@ func (kp *kernelPath) run() {
 		remove, cur = nil, netip.AddrPort{}
 		return err
 	}
-	tick := time.NewTicker(kp.every)
-	defer tick.Stop()
 	for {
 		select {
-		case <-tick.C:
+		case <-kp.count:
 			if remove != nil {
 				count()
 			}

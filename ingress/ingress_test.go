@@ -112,11 +112,13 @@ type fakeKernel struct {
 	events []string
 	fail   error
 	counts map[string]uint64 // by forward, what Connections says
+	asked  int               // calls of Connections
 }
 
 func (k *fakeKernel) Connections(f nat.Forward) (uint64, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.asked++
 	n, ok := k.counts[f.String()]
 	if !ok {
 		return 0, fmt.Errorf("forward %s: no rule", f)
@@ -131,6 +133,52 @@ func (k *fakeKernel) setCount(f string, n uint64) {
 		k.counts = map[string]uint64{}
 	}
 	k.counts[f] = n
+}
+
+func (k *fakeKernel) countsMade() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.asked
+}
+
+// TestKernelPathCountsWhenAsked: the forward's counter (an iptables run
+// on a device) is read only when its count is asked for, and then at most
+// once per CountEvery. Before, a ticker read it every CountEvery while
+// the forward was installed, whether anyone looked or not.
+func TestKernelPathCountsWhenAsked(t *testing.T) {
+	rule := actors.IngressRule{IngressRule: state.IngressRule{Type: "tcp", Provider: "web"}, Port: 8080, Bridge: "pvbr0"}
+	listen := func(t *testing.T, k *fakeKernel, every time.Duration) actors.IngressSetup {
+		addr := freeAddr(t)
+		s, err := (&Plane{Kernel: k, CountEvery: every}).Listen(actors.IngressListener{Type: "tcp", Addr: addr,
+			Rules: []actors.IngressRule{rule}}, []*xconnect.Stats{{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		k.setCount(addr+" → 10.0.5.13:8080", 3)
+		s.Backend(0, xconnect.Ends{ProviderPid: 42, ProviderAddr: netip.MustParseAddr("10.0.5.13")})
+		waitKernel(t, s, k, "dnat to 10.0.5.13:8080", "add "+addr+" → 10.0.5.13:8080 local ")
+		return s
+	}
+
+	k := &fakeKernel{}
+	s := listen(t, k, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	if n := k.countsMade(); n != 0 {
+		t.Fatalf("%d counts in 200 ms that nobody asked for", n)
+	}
+	waitConnections(t, s, 3)
+
+	k = &fakeKernel{}
+	s = listen(t, k, time.Hour)
+	waitConnections(t, s, 3) // the first look counts
+	for range 20 {
+		s.KernelConnections()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := k.countsMade(); n != 1 {
+		t.Errorf("%d counts within CountEvery, want 1", n)
+	}
 }
 
 // waitConnections waits until s says n kernel connections.
