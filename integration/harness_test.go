@@ -121,6 +121,25 @@ type ctr struct {
 	files map[string][]byte
 }
 
+// addDeviceJSON puts fields (JSON members, each line ending in a comma)
+// at the start of device.json in the revision buildStorage made: pools,
+// ingress rules.
+func addDeviceJSON(t *testing.T, storage, fields string) {
+	t.Helper()
+	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(data), `"device.json": {`, "\"device.json\": {\n"+fields, 1)
+	if s == string(data) {
+		t.Fatal("no device.json in the revision")
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // buildStorage lays out a device storage with revision 0 made of ctrs, the
 // way a device keeps it, with upstream's container template; groups get the
 // container restart policy unless they name one.

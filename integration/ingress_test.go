@@ -53,13 +53,7 @@ func ingressDevice(t *testing.T) string {
 			services: []any{map[string]any{"name": "api", "type": "rest", "socket": "/run/api.sock"}}},
 	}
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, ctrs)
-	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
-    "network": {"pools": {"lan": {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true}}},
+	addDeviceJSON(t, storage, `    "network": {"pools": {"lan": {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true}}},
     "ingress": [
       {"name": "direct", "type": "tcp", "external": ":9001", "provider": "direct", "service": "web"},
       {"name": "hybrid", "type": "tcp", "external": "0.0.0.0:9080", "provider": "edge", "service": "proxy"},
@@ -67,10 +61,7 @@ func ingressDevice(t *testing.T) string {
       {"name": "api", "type": "http", "external": ":9090/api", "provider": "web2", "service": "web"},
       {"name": "unix", "type": "http", "external": ":9090/unix", "provider": "api", "service": "api"},
       {"name": "nowhere", "type": "tcp", "external": "10.99.99.99:9000", "provider": "direct", "service": "web"}
-    ],`, 1)
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+    ],`)
 	return storage
 }
 
@@ -223,17 +214,8 @@ func TestIngressKernelPath(t *testing.T) {
 			"auto_recovery": map[string]any{"policy": "always", "retry_delay": 0}},
 		services: []any{map[string]any{"name": "web", "type": "tcp", "port": 8080}}}}
 	storage := buildStorage(t, []map[string]any{{"name": "app"}}, ctrs)
-	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
-    "network": {"pools": {"lan": {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true}}},
-    "ingress": [{"name": "web", "type": "tcp", "external": ":9080", "provider": "web", "service": "web"}],`, 1)
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	addDeviceJSON(t, storage, `    "network": {"pools": {"lan": {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true}}},
+    "ingress": [{"name": "web", "type": "tcp", "external": ":9080", "provider": "web", "service": "web"}],`)
 	d := startDevice(t, storage)
 	pid1 := nsInit(t, d)
 	// Held past the device's end: its rules are read after it stopped.

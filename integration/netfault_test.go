@@ -4,9 +4,7 @@ package integration
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,16 +34,7 @@ func TestReliabilityBridgeNameTaken(t *testing.T) {
 				"auto_recovery": map[string]any{"policy": "on-failure", "max_retries": 1, "retry_delay": 1}}},
 			{name: "steady", group: "app", cmd: echoer("steady-up")},
 		})
-		path := filepath.Join(storage, "trails", "0", ".pvr", "json")
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
-    "network": {"pools": {"p": {"type": "bridge", "bridge": "lo", "subnet": "10.0.9.0/24", "gateway": "10.0.9.1", "nat": true}}},`, 1)
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		addDeviceJSON(t, storage, `    "network": {"pools": {"p": {"type": "bridge", "bridge": "lo", "subnet": "10.0.9.0/24", "gateway": "10.0.9.1", "nat": true}}},`)
 		d := startDevice(t, storage)
 		m := d.waitContainers("pooled FAILED, steady started", 60*time.Second, func(m map[string]messages.ContainerInfo) bool {
 			return m["steady"].Status == messages.StatusStarted && m["pooled"].Status == messages.StatusFailed

@@ -145,20 +145,11 @@ func poolsDeviceWith(t *testing.T, cliCmd string, extra ...ctr) string {
 	}, extra...)
 	storage := buildStorage(t, pooledGroups(), ctrs)
 	// The pools go into device.json.
-	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
-    "network": {"pools": {
+	addDeviceJSON(t, storage, `    "network": {"pools": {
       "lan":  {"type": "bridge", "bridge": "pvbr0", "subnet": "10.0.5.0/24", "gateway": "10.0.5.1", "nat": true},
       "iso":  {"type": "bridge", "bridge": "pvbr1", "subnet": "10.0.6.0/24", "gateway": "10.0.6.1"},
       "tiny": {"type": "bridge", "bridge": "pvbr2", "subnet": "10.0.7.0/29", "gateway": "10.0.7.1"}
-    }},`, 1)
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+    }},`)
 	return storage
 }
 
@@ -276,13 +267,7 @@ func TestMacvlanPool(t *testing.T) {
 			"network":       map[string]any{"pool": "seg", "ip": "192.168.7.20"},
 			"auto_recovery": map[string]any{"policy": "always", "retry_delay": 1}}},
 	})
-	path := filepath.Join(storage, "trails", "0", ".pvr", "json")
-	data, _ := os.ReadFile(path)
-	s := strings.Replace(string(data), `"device.json": {`, `"device.json": {
-    "network": {"pools": {"seg": {"type": "macvlan", "parent": "mvpar", "subnet": "192.168.7.0/24", "gateway": "192.168.7.1"}}},`, 1)
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	addDeviceJSON(t, storage, `    "network": {"pools": {"seg": {"type": "macvlan", "parent": "mvpar", "subnet": "192.168.7.0/24", "gateway": "192.168.7.1"}}},`)
 	d := startDevice(t, storage)
 	d.waitContainers("start refused without the parent", 20*time.Second, func(m map[string]messages.ContainerInfo) bool {
 		return strings.Contains(m["m"].Error, "mvpar")
