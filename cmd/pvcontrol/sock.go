@@ -44,7 +44,8 @@ func dialSocket(sock string, deadline time.Time) (*sockConn, error) {
 		return nil, fmt.Errorf("dial unix %s: %w", sock, os.NewSyscallError("socket", err))
 	}
 	c := &sockConn{fd: fd, deadline: deadline}
-	connectBy := time.Now().Add(connectTimeout)
+	start := time.Now()
+	connectBy := start.Add(connectTimeout)
 	if deadline.Before(connectBy) {
 		connectBy = deadline
 	}
@@ -60,7 +61,7 @@ func dialSocket(sock string, deadline time.Time) (*sockConn, error) {
 	switch {
 	case err == unix.EAGAIN:
 		// A blocking connect reports its timeout so.
-		err = fmt.Errorf("the socket's backlog stayed full for %v: %w", connectTimeout, errTimeout)
+		err = fmt.Errorf("the socket's backlog stayed full for %v: %w", connectBy.Sub(start).Round(time.Millisecond), errTimeout)
 	case err != nil && !errors.Is(err, errTimeout):
 		err = os.NewSyscallError("connect", err)
 	}
