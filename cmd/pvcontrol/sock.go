@@ -16,16 +16,16 @@ import (
 // It is not a net.Conn on purpose. Go's net package would make the socket
 // non-blocking and wait in its netpoller: an epoll set, an event fd, and
 // a park and wake of the goroutine around every read that comes before
-// the answer. For the one request pvcontrol sends per run that was about
-// 1.5 ms of its start-up (of 10) on a device; a blocking socket costs
-// the system calls that move the bytes and a setsockopt per call for the
-// deadline. Dropping net (and net/textproto) also keeps its package
-// initialisation out of every run.
+// the answer, for the one request pvcontrol sends per run. A blocking
+// socket costs the system calls that move the bytes and a setsockopt per
+// call for the deadline, and net (with net/textproto) is not linked or
+// initialised at all: 0.3 ms of an 11 ms `pvcontrol ls` in 60 alternated
+// runs, 0.5 MB of the binary.
 type sockConn struct {
 	fd       int
 	deadline time.Time
-	// timeo is the SO_RCVTIMEO / SO_SNDTIMEO last set, so that a call
-	// whose remaining time rounds to the same value sets nothing.
+	// rcv and snd are the SO_RCVTIMEO and SO_SNDTIMEO last set, so that
+	// a call whose remaining time rounds to the same value sets nothing.
 	rcv, snd time.Duration
 }
 
