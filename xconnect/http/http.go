@@ -143,28 +143,46 @@ func cleanPrefix(p string) string {
 // and the path the backend gets (the prefix stripped, a leading "/"
 // kept); ok is false when no route takes it.
 func Match(prefixes []string, path string) (i int, rest string, ok bool) {
-	best := -1
+	best, bestLen := -1, -1
 	for j, p := range prefixes {
-		p = cleanPrefix(p)
-		if p != "/" && path != p && !strings.HasPrefix(path, p+"/") {
-			continue
-		}
-		if best < 0 || len(p) > len(cleanPrefix(prefixes[best])) {
-			best = j
+		if p = cleanPrefix(p); len(p) > bestLen && covers(p, path) {
+			best, bestLen = j, len(p)
 		}
 	}
 	if best < 0 {
 		return -1, "", false
 	}
-	p := cleanPrefix(prefixes[best])
-	rest = path
+	return best, strip(cleanPrefix(prefixes[best]), path), true
+}
+
+// match is Match over the table's prefixes, which Set cleaned and sorted
+// longest first: the first that covers path is the route, and nothing is
+// cleaned again per request.
+func (t *routeTable) match(path string) (i int, rest string, ok bool) {
+	for i, p := range t.prefixes {
+		if covers(p, path) {
+			return i, strip(p, path), true
+		}
+	}
+	return -1, "", false
+}
+
+// covers reports whether the clean prefix p takes path: "/" takes all,
+// another p itself and what is below it.
+func covers(p, path string) bool {
+	return p == "/" || path == p || (len(path) > len(p) && path[len(p)] == '/' && path[:len(p)] == p)
+}
+
+// strip is the path the backend gets of path under the clean prefix p.
+func strip(p, path string) string {
+	rest := path
 	if p != "/" {
-		rest = strings.TrimPrefix(path, p)
+		rest = path[len(p):]
 	}
 	if rest == "" || rest[0] != '/' {
 		rest = "/" + rest
 	}
-	return best, rest, true
+	return rest
 }
 
 func (s *Server) newRoute(r Route) *route {
@@ -208,7 +226,7 @@ func (s *Server) newRoute(r Route) *route {
 // ServeHTTP routes one request.
 func (s *Server) ServeHTTP(w nethttp.ResponseWriter, req *nethttp.Request) {
 	t := s.routes.Load()
-	i, rest, ok := Match(t.prefixes, req.URL.Path)
+	i, rest, ok := t.match(req.URL.Path)
 	if !ok {
 		nethttp.NotFound(w, req)
 		return

@@ -267,6 +267,15 @@ func FuzzMatch(f *testing.F) {
 		if !takes(prefixes[i]) || (takes(prefixes[1-i]) && len(cleanPrefix(prefixes[1-i])) > len(cleanPrefix(prefixes[i]))) {
 			t.Fatalf("Match(%q, %q, %q) = %d: not the longest covering prefix", a, b, path, i)
 		}
+		// The server's table (cleaned, longest first, as Set makes it)
+		// routes the same.
+		s := NewServer(Options{})
+		s.Set([]Route{{Prefix: a}, {Prefix: b}})
+		tb := s.routes.Load()
+		j, rest2, ok2 := tb.match(path)
+		if !ok2 || rest2 != rest || cleanPrefix(tb.routes[j].Prefix) != cleanPrefix(prefixes[i]) {
+			t.Fatalf("table %q routes %q to %d %q %v, Match to %q %q", tb.prefixes, path, j, rest2, ok2, prefixes[i], rest)
+		}
 	})
 }
 

@@ -105,7 +105,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 	http10, head, asksClose, length := h.minor == '0', string(h.method) == "HEAD", h.closeAfter, h.length
 
 	t := s.routes.Load()
-	i, rest, ok := Match(t.prefixes, string(h.path))
+	i, rest, ok := t.match(string(h.path))
 	if !ok {
 		br.Discard(n)
 		if length > 0 {
