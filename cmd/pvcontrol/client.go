@@ -190,8 +190,13 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 			}
 			// Allocated up front only to a point: the length is the
 			// server's word.
-			res.body = make([]byte, 0, min(n, 1<<20))
-			if res.body, err = readAll(io.LimitReader(br, n), res.body); err == nil && int64(len(res.body)) < n {
+			if n <= 1<<20 {
+				res.body = make([]byte, n)
+				_, err = io.ReadFull(br, res.body)
+			} else if res.body, err = io.ReadAll(io.LimitReader(br, n)); err == nil && int64(len(res.body)) < n {
+				err = io.ErrUnexpectedEOF
+			}
+			if err == io.EOF { // nothing of a body that has a length
 				err = io.ErrUnexpectedEOF
 			}
 		default:
@@ -286,23 +291,6 @@ func readFraming(br *bufio.Reader) (te, cl string, err error) {
 			te = value
 		case cl == "" && strings.EqualFold(name, "Content-Length"):
 			cl = value
-		}
-	}
-}
-
-// readAll is io.ReadAll into b.
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
 		}
 	}
 }

@@ -27,6 +27,7 @@ func TestReadResponse(t *testing.T) {
 		{"interim 100 skipped", "PUT", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", 201, "ok", ""},
 		{"HEAD has no body", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", 200, "", ""},
 		{"short body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello", 0, "", "unexpected EOF"},
+		{"length, no body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", 0, "", "unexpected EOF"},
 		{"huge length, short body", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\nx", 0, "", "unexpected EOF"},
 		{"bad length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, "", "bad Content-Length"},
 		{"short chunk", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nabc", 0, "", "chunk ended after 3 of 255 bytes"},
