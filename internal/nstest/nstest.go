@@ -137,6 +137,25 @@ func Do(ns netns.NsHandle, fn func() error) error {
 	return err
 }
 
+// ServeEach serves each connection accepted on ln with handle, in a
+// goroutine of its own that closes it after, until ln is closed, which
+// happens when the test ends: the accept loop of the tests' backends.
+func ServeEach(t testing.TB, ln net.Listener, handle func(c net.Conn)) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+}
+
 // Echo listens on addr inside ns and answers each connection with the
 // remote address it sees, then closes it. It stops when the test ends.
 func Echo(t testing.TB, ns netns.NsHandle, addr string) {

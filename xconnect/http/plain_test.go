@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -35,19 +36,7 @@ func acceptEach(tb testing.TB, handle func(c net.Conn)) xconnect.Dialer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
+	nstest.ServeEach(tb, ln, handle)
 	return xconnect.TCPDialer(ln.Addr().String())
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -53,20 +54,10 @@ func echoServer(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(b)
-			}()
-		}
-	}()
+	nstest.ServeEach(t, ln, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		c.Write(b)
+	})
 }
 
 func roundTrip(t *testing.T, path, msg string) (string, error) {

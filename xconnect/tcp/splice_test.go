@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -104,33 +105,23 @@ func TestSpliceIdleAfterBurstHoldsNoPipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	// A backend that answers every read with as many bytes, and keeps
 	// its connection open; through a buffer of its own (io.Copy between
 	// sockets would splice, through a pipe held all along).
-	go func() {
+	nstest.ServeEach(t, ln, func(c net.Conn) {
+		b := make([]byte, 32<<10)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(b)
+			if n > 0 {
+				if _, err := c.Write(b[:n]); err != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 32<<10)
-				for {
-					n, err := c.Read(b)
-					if n > 0 {
-						if _, err := c.Write(b[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	addr, st := start(t, ln.Addr().String(), Options{})
 	before := pipeFDs()
 	const n = 12
