@@ -35,26 +35,19 @@ func decodeContainers(body []byte) ([]messages.ContainerInfo, error) {
 // when it gave up.
 func scanContainers(body []byte) (cs []messages.ContainerInfo, ok bool) {
 	s := rowScanner{b: body}
-	if !s.next('[') {
-		return nil, false
-	}
 	cs = []messages.ContainerInfo{}
-	if s.next(']') {
-		return cs, s.end()
-	}
-	for {
+	ok = s.array(func() bool {
 		var c messages.ContainerInfo
 		if !s.object(func(key []byte) bool { return s.containerField(key, &c) }) {
-			return nil, false
+			return false
 		}
 		cs = append(cs, c)
-		if s.next(']') {
-			return cs, s.end()
-		}
-		if !s.next(',') {
-			return nil, false
-		}
+		return true
+	})
+	if !ok || !s.end() {
+		return nil, false
 	}
+	return cs, true
 }
 
 // containerField reads the value of key into c, or skips it.
@@ -217,6 +210,27 @@ func (s *rowScanner) object(field func(key []byte) bool) bool {
 	}
 }
 
+// array reads [value, ...], elem reading each value.
+func (s *rowScanner) array(elem func() bool) bool {
+	if !s.next('[') {
+		return false
+	}
+	if s.next(']') {
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		if s.next(']') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
 // rawStr reads a string of printable ASCII without escapes and returns
 // its bytes, in b.
 func (s *rowScanner) rawStr() ([]byte, bool) {
@@ -291,21 +305,7 @@ func (s *rowScanner) skip() bool {
 	case c == '[':
 		s.depth++
 		defer func() { s.depth-- }()
-		s.i++
-		if s.next(']') {
-			return true
-		}
-		for {
-			if !s.skip() {
-				return false
-			}
-			if s.next(']') {
-				return true
-			}
-			if !s.next(',') {
-				return false
-			}
-		}
+		return s.array(s.skip)
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
