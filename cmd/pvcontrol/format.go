@@ -20,35 +20,65 @@ var now = time.Now
 // unpadded); rows are kept until Flush writes them at once. It replaced
 // tabwriter for its cost in a process that prints one table and exits.
 type table struct {
-	w    io.Writer
-	rows [][]string
+	w io.Writer
+	// cells holds the rows one after another; ends[i] is where row i
+	// ends in it. One slice for all rows rather than one per row: in a
+	// process that lives for one table every fresh page its heap touches
+	// is a page fault, about 13 µs each on the development machine.
+	cells []string
+	ends  []int
 }
 
 func newTable(w io.Writer) *table { return &table{w: w} }
 
+// grow makes room for rows more rows of cols cells.
+func (t *table) grow(rows, cols int) {
+	t.cells = slices.Grow(t.cells, rows*cols)
+	t.ends = slices.Grow(t.ends, rows)
+}
+
 // row adds one table line; cells are cleaned so a tab or newline in a
 // server string cannot break the columns.
 func row(t *table, cells ...string) {
-	r := make([]string, len(cells))
-	for i, c := range cells {
-		r[i] = cell(c)
+	for _, c := range cells {
+		t.cells = append(t.cells, cell(c))
 	}
-	t.rows = append(t.rows, r)
+	t.ends = append(t.ends, len(t.cells))
 }
 
-// Flush writes the table.
+// rows calls f with each row's cells.
+func (t *table) rows(f func(r []string)) {
+	start := 0
+	for _, end := range t.ends {
+		f(t.cells[start:end])
+		start = end
+	}
+}
+
+// Flush writes the table, in one write of a buffer of the exact size.
 func (t *table) Flush() error {
 	var widths []int
-	for _, r := range t.rows {
-		for i, c := range r[:max(len(r)-1, 0)] {
+	size := 0
+	t.rows(func(r []string) {
+		for i, c := range r {
+			size += len(c)
+			if i == len(r)-1 {
+				break
+			}
 			if i == len(widths) {
 				widths = append(widths, 0)
 			}
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
-	}
-	var b []byte
-	for _, r := range t.rows {
+		size++ // newline
+	})
+	t.rows(func(r []string) {
+		for i, c := range r[:max(len(r)-1, 0)] {
+			size += widths[i] - utf8.RuneCountInString(c) + 2
+		}
+	})
+	b := make([]byte, 0, size)
+	t.rows(func(r []string) {
 		for i, c := range r {
 			b = append(b, c...)
 			if i < len(r)-1 {
@@ -58,7 +88,7 @@ func (t *table) Flush() error {
 			}
 		}
 		b = append(b, '\n')
-	}
+	})
 	_, err := t.w.Write(b)
 	return err
 }
@@ -75,6 +105,7 @@ func cell(s string) string {
 // writeContainers prints GET /containers as a table.
 func writeContainers(w io.Writer, cs []messages.ContainerInfo, at time.Time) error {
 	tw := newTable(w)
+	tw.grow(len(cs)+1, 8)
 	row(tw, "NAME", "GROUP", "STATUS", "GOAL", "POLICY", "PID", "UPTIME", "LAST-EXIT")
 	for _, c := range cs {
 		pid, uptime := "", ""
