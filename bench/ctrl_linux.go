@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -348,35 +349,44 @@ const pvcontrolRuns = 9
 
 // pvcontrolLs times `pvcontrol -s SOCK ls` (a table of ctrlN containers,
 // to /dev/null) and curl fetching the same answer, each started as a new
-// process.
+// process, the two alternating so that both see the machine in the same
+// state. The device settles first: the start of ctrlN actors leaves
+// garbage and goroutines winding down, whose collection would otherwise
+// land on the first runs of whichever side came first.
 func pvcontrolLs() (ours, base float64, err error) {
 	d, err := startCtrlDevice()
 	if err != nil {
 		return 0, 0, err
 	}
 	defer func() { err = errors.Join(err, d.close()) }()
-	if ours, err = medianRun(pvcontrolBin(), "-s", d.sock, "ls"); err != nil {
-		return 0, 0, err
+	runtime.GC()
+	time.Sleep(200 * time.Millisecond)
+	mine := []string{pvcontrolBin(), "-s", d.sock, "ls"}
+	curl := []string{"curl", "-sS", "-f", "-o", "/dev/null", "--unix-socket", d.sock, "http://localhost/containers"}
+	var a, b []float64
+	for i := range pvcontrolRuns + 1 {
+		ta, err := timeRun(mine)
+		if err != nil {
+			return 0, 0, err
+		}
+		tb, err := timeRun(curl)
+		if err != nil {
+			return 0, 0, err
+		}
+		if i > 0 { // the first of each only warms the page cache
+			a, b = append(a, ta), append(b, tb)
+		}
 	}
-	base, err = medianRun("curl", "-sS", "-f", "-o", "/dev/null", "--unix-socket", d.sock, "http://localhost/containers")
-	return ours, base, err
+	return median(a), median(b), nil
 }
 
-// medianRun runs a command pvcontrolRuns times (after one unmeasured run)
-// and returns the median wall time in ms.
-func medianRun(name string, args ...string) (float64, error) {
-	var ms []float64
-	for i := range pvcontrolRuns + 1 {
-		cmd := exec.Command(name, args...)
-		took, err := Elapsed(cmd.Run)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", name, err)
-		}
-		if i > 0 {
-			ms = append(ms, float64(took)/float64(time.Millisecond))
-		}
+// timeRun runs the command line argv and returns its wall time in ms.
+func timeRun(argv []string) (float64, error) {
+	took, err := Elapsed(exec.Command(argv[0], argv[1:]...).Run)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Base(argv[0]), err)
 	}
-	return median(ms), nil
+	return float64(took) / float64(time.Millisecond), nil
 }
 
 // noopEngine starts nothing: its containers run until stopped. It lets
