@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -132,4 +133,28 @@ func FuzzDecodeContainers(f *testing.F) {
 			t.Fatalf("%q:\n scan %+v\n json %+v", in, got, shownFields(want))
 		}
 	})
+}
+
+// BenchmarkListing is what `pvcontrol ls` does with an answer of 100
+// containers after it arrives: decode it and lay out the table.
+func BenchmarkListing(b *testing.B) {
+	var cs []messages.ContainerInfo
+	for len(cs) < 100 {
+		cs = append(cs, sampleContainers()...)
+	}
+	body, err := json.Marshal(cs[:100])
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		cs, err := decodeContainers(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := writeContainers(io.Discard, cs, at); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
