@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -183,4 +184,45 @@ func TestHelperConnect(t *testing.T) {
 	// Exit with the connection open: the kernel keeps the server's end.
 	_ = c
 	os.Exit(0)
+}
+
+// TestInitCacheDropsExitedInits: an init that ends while the list still
+// names its pid (the backend has not seen the exit yet) loses its cached
+// namespaces at the next connection, one poll of all the pidfds telling
+// the ended from the living; the living keep theirs.
+func TestInitCacheDropsExitedInits(t *testing.T) {
+	start := func() *exec.Cmd {
+		c := exec.Command("sleep", "60")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return c
+	}
+	live, dying := start(), start()
+	cs := []messages.ContainerInfo{{Name: "live", Pid: live.Process.Pid}, {Name: "dying", Pid: dying.Process.Pid}}
+	cache := &initCache{byPid: map[int]cachedInit{}}
+	names := func(in []initNS) (out []string) {
+		for _, i := range in {
+			out = append(out, i.name)
+		}
+		return out
+	}
+	if got := names(cache.inits("/proc", cs)); !slices.Equal(got, []string{"live", "dying"}) {
+		t.Fatalf("inits %v, want live and dying", got)
+	}
+	if gone := cache.exited(); len(gone) != 0 {
+		t.Fatalf("exited %v while both run", gone)
+	}
+	dying.Process.Kill()
+	dying.Wait()
+	if gone := cache.exited(); !gone[dying.Process.Pid] || gone[live.Process.Pid] || len(gone) != 1 {
+		t.Fatalf("exited %v, want only %d", gone, dying.Process.Pid)
+	}
+	if got := names(cache.inits("/proc", cs)); !slices.Equal(got, []string{"live"}) {
+		t.Errorf("inits %v after dying's exit, want live only", got)
+	}
+	if _, ok := cache.byPid[dying.Process.Pid]; ok {
+		t.Errorf("dying's entry still cached")
+	}
 }
