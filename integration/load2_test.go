@@ -317,7 +317,20 @@ func killDuring(t *testing.T, d *device, pid1 int, name string, kills, kept int,
 			}
 		}
 		if rec < 0 || (i+1 < len(r.killedAt) && k.Add(rec).After(r.killedAt[i+1])) {
-			t.Errorf("no attempt succeeded after kill %d before the next one", i+1)
+			// What the client did meanwhile tells a stall (one long
+			// attempt) from a run of quick failures.
+			end := time.Now()
+			if i+1 < len(r.killedAt) {
+				end = r.killedAt[i+1]
+			}
+			n, longest := 0, time.Duration(0)
+			for _, c := range r.conns {
+				if c.end.After(k) && c.start.Before(end) {
+					n++
+					longest = max(longest, c.end.Sub(c.start))
+				}
+			}
+			t.Errorf("no attempt succeeded after kill %d before the next one (%d attempts in that window, the longest %v)", i+1, n, longest.Round(time.Millisecond))
 			continue
 		}
 		r.recov = append(r.recov, rec)
