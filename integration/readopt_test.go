@@ -87,6 +87,30 @@ func statField(pid, n int) string {
 	return f[n-1]
 }
 
+// waitStopped waits up to d until every thread of pid is stopped (state
+// T in /proc/<pid>/task/*/stat) and reports whether they are.
+func waitStopped(pid int, d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(time.Millisecond) {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		stopped := err == nil && len(tasks) > 0
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if err != nil {
+				stopped = false
+				break
+			}
+			st := string(b)
+			if f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:]); len(f) == 0 || f[0] != "T" {
+				stopped = false
+				break
+			}
+		}
+		if stopped || time.Now().After(deadline) {
+			return stopped
+		}
+	}
+}
+
 // catches tells whether pid has a handler for sig (SigCgt of
 // /proc/<pid>/status).
 func catches(pid int, sig syscall.Signal) bool {
@@ -186,6 +210,15 @@ func TestReliabilitySupervisorKill(t *testing.T) {
 		}
 	}
 	syscall.Kill(sup, syscall.SIGSTOP)
+	// Should the test fail from here, the supervisor must not stay
+	// frozen: the device's stop would wait for it in vain.
+	defer syscall.Kill(sup, syscall.SIGCONT)
+	// SIGSTOP stops a process's threads one by one; until the last one
+	// is stopped the supervisor can still reap seven's exit. (CI saw
+	// seven gone, not a zombie, once.)
+	if !waitStopped(sup, 5*time.Second) {
+		t.Fatalf("supervisor %d not stopped 5 s after SIGSTOP", sup)
+	}
 	syscall.Kill(seven, syscall.SIGUSR1)
 	for deadline := time.Now().Add(5 * time.Second); statField(seven, 1) != "Z" && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
