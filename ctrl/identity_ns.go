@@ -84,7 +84,9 @@ func identityResolver(procRoot string, self nsPair, parent string, list Containe
 type initCache struct {
 	mu    sync.Mutex
 	byPid map[int]cachedInit
-	polls []unix.PollFd // reused by exited
+	// polls and pids are dropExited's, kept for reuse.
+	polls []unix.PollFd
+	pids  []int
 }
 
 type cachedInit struct {
@@ -98,7 +100,7 @@ type cachedInit struct {
 func (c *initCache) inits(procRoot string, cs []messages.ContainerInfo) []initNS {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	gone := c.exited()
+	c.dropExited()
 	seen := make(map[int]bool, len(cs))
 	out := make([]initNS, 0, len(cs))
 	for i := range cs {
@@ -108,11 +110,6 @@ func (c *initCache) inits(procRoot string, cs []messages.ContainerInfo) []initNS
 		}
 		seen[pid] = true
 		e, ok := c.byPid[pid]
-		if ok && gone[pid] {
-			closePidfd(e.pidfd)
-			delete(c.byPid, pid)
-			ok = false
-		}
 		if !ok {
 			fd, err := openPidfd(pid)
 			if err != nil {
@@ -138,43 +135,29 @@ func (c *initCache) inits(procRoot string, cs []messages.ContainerInfo) []initNS
 	return out
 }
 
-// exited returns the pids of the cached inits that have ended, asking
-// the kernel about all of them in one poll(2): a pidfd reads as ready
-// once its process has exited. One pidfd_send_signal(0) per init, as
-// before, made a device of 100 containers pay 100 system calls per
-// connection to pv-ctrl. Should poll fail, each init is asked on its own.
-func (c *initCache) exited() map[int]bool {
-	if len(c.byPid) == 0 {
-		return nil
-	}
-	c.polls = c.polls[:0]
-	pids := make([]int, 0, len(c.byPid))
+// dropExited forgets the cached inits that have ended, asking the kernel
+// about all of them in one poll(2): a pidfd reads as ready once its
+// process has exited. One pidfd_send_signal(0) per init, as before, made
+// a device of 100 containers pay 100 system calls per connection to
+// pv-ctrl. Should poll fail, each init is asked on its own.
+func (c *initCache) dropExited() {
+	c.polls, c.pids = c.polls[:0], c.pids[:0]
 	for pid, e := range c.byPid {
 		c.polls = append(c.polls, unix.PollFd{Fd: int32(e.pidfd), Events: unix.POLLIN})
-		pids = append(pids, pid)
+		c.pids = append(c.pids, pid)
 	}
-	gone := map[int]bool{}
-	for {
-		_, err := unix.Poll(c.polls, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			for pid, e := range c.byPid {
-				if peerAlive(e.pidfd) != nil {
-					gone[pid] = true
-				}
-			}
-			return gone
-		}
-		break
+	_, err := unix.Poll(c.polls, 0)
+	for err == unix.EINTR {
+		_, err = unix.Poll(c.polls, 0)
 	}
-	for i, p := range c.polls {
-		if p.Revents != 0 { // POLLIN once exited; POLLNVAL, POLLERR: not usable either
-			gone[pids[i]] = true
+	for i, pid := range c.pids {
+		pidfd := int(c.polls[i].Fd)
+		// POLLIN once exited; POLLNVAL or POLLERR: not usable either.
+		if (err == nil && c.polls[i].Revents != 0) || (err != nil && peerAlive(pidfd) != nil) {
+			closePidfd(pidfd)
+			delete(c.byPid, pid)
 		}
 	}
-	return gone
 }
 
 // decideIdentity is who a peer is, from its namespaces, the supervisor's

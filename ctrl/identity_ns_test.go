@@ -2,6 +2,7 @@ package ctrl
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -211,18 +212,16 @@ func TestInitCacheDropsExitedInits(t *testing.T) {
 	if got := names(cache.inits("/proc", cs)); !slices.Equal(got, []string{"live", "dying"}) {
 		t.Fatalf("inits %v, want live and dying", got)
 	}
-	if gone := cache.exited(); len(gone) != 0 {
-		t.Fatalf("exited %v while both run", gone)
+	if cache.dropExited(); len(cache.byPid) != 2 {
+		t.Fatalf("%d inits cached after dropExited while both run, want 2", len(cache.byPid))
 	}
 	dying.Process.Kill()
 	dying.Wait()
-	if gone := cache.exited(); !gone[dying.Process.Pid] || gone[live.Process.Pid] || len(gone) != 1 {
-		t.Fatalf("exited %v, want only %d", gone, dying.Process.Pid)
+	cache.dropExited()
+	if _, ok := cache.byPid[dying.Process.Pid]; ok || len(cache.byPid) != 1 {
+		t.Fatalf("cached %v after dying's exit, want only %d", slices.Collect(maps.Keys(cache.byPid)), live.Process.Pid)
 	}
 	if got := names(cache.inits("/proc", cs)); !slices.Equal(got, []string{"live"}) {
 		t.Errorf("inits %v after dying's exit, want live only", got)
-	}
-	if _, ok := cache.byPid[dying.Process.Pid]; ok {
-		t.Errorf("dying's entry still cached")
 	}
 }
