@@ -74,6 +74,16 @@ func sink() (string, func(), error) {
 
 // sinkOn serves ln as sink does, until ln is closed.
 func sinkOn(ln net.Listener) {
+	serveEach(ln, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		c.Write([]byte{1})
+	})
+}
+
+// serveEach serves each connection ln accepts with handle, in a goroutine
+// of its own that closes it after, until ln is closed: the accept loop of
+// the figures' backends and relays (nstest.ServeEach is the tests').
+func serveEach(ln net.Listener, handle func(c net.Conn)) {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -82,8 +92,7 @@ func sinkOn(ln net.Listener) {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(io.Discard, c)
-				c.Write([]byte{1})
+				handle(c)
 			}()
 		}
 	}()
@@ -200,31 +209,22 @@ func bareRelay(backend string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, err := net.Dial("tcp", backend)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				done := make(chan struct{})
-				go func() {
-					io.Copy(b, c)
-					b.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				io.Copy(c, b)
-				c.(*net.TCPConn).CloseWrite()
-				<-done
-			}()
+	serveEach(ln, func(c net.Conn) {
+		b, err := net.Dial("tcp", backend)
+		if err != nil {
+			return
 		}
-	}()
+		defer b.Close()
+		done := make(chan struct{})
+		go func() {
+			io.Copy(b, c)
+			b.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		io.Copy(c, b)
+		c.(*net.TCPConn).CloseWrite()
+		<-done
+	})
 	return ln.Addr().String(), func() { ln.Close() }, nil
 }
 

@@ -105,19 +105,10 @@ func tcpRig() (rig, error) {
 	if err != nil {
 		return rig{}, err
 	}
-	go func() {
-		for {
-			c, err := bl.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				fmt.Fprintf(c, "%08x", n)
-			}()
-		}
-	}()
+	serveEach(bl, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "%08x", n)
+	})
 	pl, err := listenLoopback()
 	if err != nil {
 		bl.Close()

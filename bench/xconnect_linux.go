@@ -64,18 +64,7 @@ func provider(path string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	serveEach(ln, func(c net.Conn) { io.Copy(c, c) })
 	return func() { ln.Close() }, nil
 }
 
