@@ -286,17 +286,7 @@ func answer(t *testing.T, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("device\n"))
-			c.Close()
-		}
-	}()
+	nstest.ServeEach(t, ln, func(c net.Conn) { c.Write([]byte("device\n")) })
 }
 
 // seenAs dials addr from ns (netns.None(): from the device) and asserts

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -25,38 +26,29 @@ func provider(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	nstest.ServeEach(t, ln, func(nc net.Conn) {
+		c := nc.(*net.UnixConn)
+		var got []byte
+		var fds []string
+		buf, oob := make([]byte, 1024), make([]byte, 1024)
 		for {
-			c, err := ln.AcceptUnix()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var got []byte
-				var fds []string
-				buf, oob := make([]byte, 1024), make([]byte, 1024)
-				for {
-					n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-					got = append(got, buf[:n]...)
-					for _, fd := range rights(oob[:oobn]) {
-						b := make([]byte, 64)
-						k, _ := unix.Pread(fd, b, 0)
-						fds = append(fds, string(b[:k]))
-						unix.Close(fd)
-					}
-					if err != nil || (n == 0 && oobn == 0) {
-						break
-					}
-				}
-				reply := "got " + string(got) + " fds [" + strings.Join(fds, ",") + "]"
-				fd := memfd(t, "from-provider")
-				c.WriteMsgUnix([]byte(reply), unix.UnixRights(fd), nil)
+			n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+			got = append(got, buf[:n]...)
+			for _, fd := range rights(oob[:oobn]) {
+				b := make([]byte, 64)
+				k, _ := unix.Pread(fd, b, 0)
+				fds = append(fds, string(b[:k]))
 				unix.Close(fd)
-			}()
+			}
+			if err != nil || (n == 0 && oobn == 0) {
+				break
+			}
 		}
-	}()
+		reply := "got " + string(got) + " fds [" + strings.Join(fds, ",") + "]"
+		fd := memfd(t, "from-provider")
+		c.WriteMsgUnix([]byte(reply), unix.UnixRights(fd), nil)
+		unix.Close(fd)
+	})
 }
 
 func memfd(t *testing.T, content string) int {
