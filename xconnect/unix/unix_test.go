@@ -28,27 +28,35 @@ func provider(t *testing.T, path string) {
 	}
 	nstest.ServeEach(t, ln, func(nc net.Conn) {
 		c := nc.(*net.UnixConn)
-		var got []byte
-		var fds []string
-		buf, oob := make([]byte, 1024), make([]byte, 1024)
-		for {
-			n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-			got = append(got, buf[:n]...)
-			for _, fd := range rights(oob[:oobn]) {
-				b := make([]byte, 64)
-				k, _ := unix.Pread(fd, b, 0)
-				fds = append(fds, string(b[:k]))
-				unix.Close(fd)
-			}
-			if err != nil || (n == 0 && oobn == 0) {
-				break
-			}
-		}
+		got, fds, _ := readWithFds(c)
 		reply := "got " + string(got) + " fds [" + strings.Join(fds, ",") + "]"
 		fd := memfd(t, "from-provider")
 		c.WriteMsgUnix([]byte(reply), unix.UnixRights(fd), nil)
 		unix.Close(fd)
 	})
+}
+
+// readWithFds reads c to its end: the bytes, and what reading each
+// descriptor that came with them gives. The error is nil at the end of
+// the stream.
+func readWithFds(c *net.UnixConn) (got []byte, fds []string, err error) {
+	buf, oob := make([]byte, 1024), make([]byte, 1024)
+	for {
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		got = append(got, buf[:n]...)
+		for _, fd := range rights(oob[:oobn]) {
+			b := make([]byte, 64)
+			k, _ := unix.Pread(fd, b, 0)
+			fds = append(fds, string(b[:k]))
+			unix.Close(fd)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return got, fds, err
+		}
+		if err != nil || (n == 0 && oobn == 0) {
+			return got, fds, nil
+		}
+	}
 }
 
 func memfd(t *testing.T, content string) int {
@@ -107,24 +115,9 @@ func TestHalfCloseAndDescriptorsBothWays(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	var got []byte
-	var back []string
-	buf, oob := make([]byte, 1024), make([]byte, 1024)
-	for {
-		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-		got = append(got, buf[:n]...)
-		for _, fd := range rights(oob[:oobn]) {
-			b := make([]byte, 64)
-			k, _ := unix.Pread(fd, b, 0)
-			back = append(back, string(b[:k]))
-			unix.Close(fd)
-		}
-		if err != nil || (n == 0 && oobn == 0) {
-			if err != nil && !errors.Is(err, io.EOF) {
-				t.Fatal(err)
-			}
-			break
-		}
+	got, back, err := readWithFds(c)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if string(got) != "got hello world fds [fd-content]" {
 		t.Errorf("provider answered %q", got)
