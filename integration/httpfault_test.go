@@ -42,9 +42,7 @@ func TestReliabilityHTTPIngressDuringRestarts(t *testing.T) {
 			services: []any{map[string]any{"name": "web", "type": "tcp", "port": 8081}}},
 	})
 	addDeviceJSON(t, storage, `    "ingress": [{"name": "site", "type": "http", "external": ":9002/", "provider": "web", "service": "web"}],`)
-	d := startDevice(t, storage)
-	pid1 := nsInit(t, d)
-	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
+	d, pid1 := startOnLAN(t, storage)
 	m := d.waitContainers("web started", 30*time.Second, statusIs(messages.StatusStarted, "web"))
 
 	keep := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}

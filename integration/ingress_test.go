@@ -95,9 +95,7 @@ func fetch(t *testing.T, url string, timeout time.Duration) (int, http.Header, s
 // crashed and came back.
 func TestIngressPatterns(t *testing.T) {
 	requireIsolatedNet(t)
-	d := startDevice(t, ingressDevice(t))
-	pid1 := nsInit(t, d)
-	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
+	d, pid1 := startOnLAN(t, ingressDevice(t))
 	const dev = "10.77.0.2"
 	d.waitContainers("all started", 30*time.Second, statusIs(messages.StatusStarted, "direct", "web1", "web2", "edge", "hostproxy", "api"))
 
@@ -304,4 +302,16 @@ func TestIngressKernelPath(t *testing.T) {
 	if ts := tables(); strings.Contains(ts, "PV-INGRESS") || strings.Contains(ts, "DNAT") {
 		t.Errorf("rules left in the device after it stopped:\n%s", ts)
 	}
+}
+
+// startOnLAN starts a device on storage and links this test's namespace
+// to it as its LAN (veth tlan0 here at 10.77.0.1, lan0 there at
+// 10.77.0.2), where the ingress tests' clients come from. It returns the
+// device and its PID 1.
+func startOnLAN(t *testing.T, storage string) (*device, int) {
+	t.Helper()
+	d := startDevice(t, storage)
+	pid1 := nsInit(t, d)
+	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
+	return d, pid1
 }

@@ -157,9 +157,7 @@ func TestReliabilityIngressDuringRestarts(t *testing.T) {
 			services: []any{map[string]any{"name": "echo", "type": "tcp", "port": 8081}}},
 	})
 	addDeviceJSON(t, storage, `    "ingress": [{"name": "echo", "type": "tcp", "external": ":9001", "provider": "fwd", "service": "echo"}],`)
-	d := startDevice(t, storage)
-	pid1 := nsInit(t, d)
-	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
+	d, pid1 := startOnLAN(t, storage)
 
 	// The echo behind the provider, on the address this test made.
 	ln, err := net.Listen("tcp", "10.77.0.1:7000")
