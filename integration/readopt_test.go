@@ -75,7 +75,13 @@ func getContainers(c *http.Client) (map[string]messages.ContainerInfo, error) {
 // statField is field n (1-based, after the command) of /proc/<pid>/stat,
 // "" when the process is gone.
 func statField(pid, n int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return statFileField(fmt.Sprintf("/proc/%d/stat", pid), n)
+}
+
+// statFileField is field n of a stat file of /proc (a process's or a
+// thread's), "" when it cannot be read.
+func statFileField(path string, n int) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
@@ -94,13 +100,7 @@ func waitStopped(pid int, d time.Duration) bool {
 		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		stopped := err == nil && len(tasks) > 0
 		for _, task := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-			if err != nil {
-				stopped = false
-				break
-			}
-			st := string(b)
-			if f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:]); len(f) == 0 || f[0] != "T" {
+			if statFileField(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()), 1) != "T" {
 				stopped = false
 				break
 			}
