@@ -397,8 +397,14 @@ func TestSupervisorKilledWhileStarting(t *testing.T) {
 				t.Fatalf("no supervisor 20 s after the start:\n%s", d.output())
 			}
 		}
-		// Frozen, it cannot become up between the check and the kill.
+		// Frozen, it cannot become up between the check and the kill;
+		// a thread that still ran after the signal could have, so the
+		// check waits until every one of them is stopped.
 		_ = syscall.Kill(sup, syscall.SIGSTOP)
+		if !waitStopped(sup, 5*time.Second) {
+			_ = syscall.Kill(sup, syscall.SIGCONT)
+			t.Fatalf("supervisor %d not stopped 5 s after SIGSTOP", sup)
+		}
 		if _, err := os.Stat(d.sock()); err == nil {
 			if attempt == 5 {
 				t.Fatal("the supervisor listened before it could be stopped, 5 times")
