@@ -65,10 +65,11 @@ func TestReliabilityHTTPIngressDuringRestarts(t *testing.T) {
 	}
 	var wrong, okN, proxyErrs, cut [4]atomic.Int64
 	var wrongSeen atomic.Value
-	one := func(seq int) bool {
+	// one sends each kind once; it returns the first failure's reason.
+	one := func(seq int) error {
 		var wg sync.WaitGroup
-		var all atomic.Bool
-		all.Store(true)
+		var first atomic.Pointer[error]
+		fail := func(err error) { first.CompareAndSwap(nil, &err) }
 		for i, k := range kinds {
 			wg.Add(1)
 			go func() {
@@ -77,7 +78,7 @@ func TestReliabilityHTTPIngressDuringRestarts(t *testing.T) {
 				resp, err := k.do("http://10.77.0.2:9002" + p)
 				if err != nil {
 					cut[i].Add(1)
-					all.Store(false)
+					fail(fmt.Errorf("%s: %w", k.name, err))
 					return
 				}
 				b, err := io.ReadAll(resp.Body)
@@ -85,8 +86,10 @@ func TestReliabilityHTTPIngressDuringRestarts(t *testing.T) {
 				switch {
 				case err != nil:
 					cut[i].Add(1)
+					fail(fmt.Errorf("%s: body: %w", k.name, err))
 				case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout:
 					proxyErrs[i].Add(1)
+					fail(fmt.Errorf("%s: %d %q", k.name, resp.StatusCode, bytes.TrimSpace(b)))
 				case resp.StatusCode == http.StatusOK && strings.HasPrefix(string(b), "hello from ") &&
 					strings.HasSuffix(string(b), "(path "+p+")\n"):
 					okN[i].Add(1)
@@ -94,15 +97,18 @@ func TestReliabilityHTTPIngressDuringRestarts(t *testing.T) {
 				default:
 					wrong[i].Add(1)
 					wrongSeen.Store(fmt.Sprintf("%s: %d %q", p, resp.StatusCode, b))
+					fail(fmt.Errorf("%s: wrong answer %d", k.name, resp.StatusCode))
 				}
-				all.Store(false)
 			}()
 		}
 		wg.Wait()
-		return all.Load()
+		if err := first.Load(); err != nil {
+			return *err
+		}
+		return nil
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !one(0) {
+	for one(0) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("no answer from web through the ingress before the kills")
 		}
@@ -111,10 +117,10 @@ func TestReliabilityHTTPIngressDuringRestarts(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	// Each round ends with nothing of the clients' open on the proxy,
 	// so that the supervisor's level is its own.
-	round := func(seq int) bool {
-		ok := one(seq)
+	round := func(seq int) error {
+		err := one(seq)
 		keep.CloseIdleConnections()
-		return ok
+		return err
 	}
 	round(0)
 	// The proxy keeps up to one idle connection to web per request

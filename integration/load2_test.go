@@ -130,7 +130,7 @@ func TestReliabilityManyLinks(t *testing.T) {
 // and ended, and whether its bytes came back whole.
 type ingressConn struct {
 	start, end time.Time
-	ok         bool
+	err        error // why the attempt failed; nil: it succeeded
 }
 
 // TestReliabilityIngressDuringRestarts: a tcp ingress rule (:9001) leads to
@@ -178,10 +178,10 @@ func TestReliabilityIngressDuringRestarts(t *testing.T) {
 
 	const size = 64 << 10
 	var wrong atomic.Int64
-	one := func(seq int) bool {
+	one := func(seq int) error {
 		c, err := net.DialTimeout("tcp", "10.77.0.2:9001", 2*time.Second)
 		if err != nil {
-			return false
+			return err
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -196,13 +196,13 @@ func TestReliabilityIngressDuringRestarts(t *testing.T) {
 		// of what was sent.
 		if !bytes.Equal(got[:n], msg[:n]) {
 			wrong.Add(1)
-			return false
+			return fmt.Errorf("%d bytes back, not all of them sent", n)
 		}
-		return err == nil
+		return err
 	}
 	// Warm up: the path works before the first kill.
 	deadline := time.Now().Add(20 * time.Second)
-	for !one(0) {
+	for one(0) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("no echo through the ingress before the kills")
 		}
@@ -234,7 +234,7 @@ type killRun struct {
 // outcome counts the attempts that succeeded and failed.
 func (r *killRun) outcome() (okN, failN int) {
 	for _, c := range r.conns {
-		if c.ok {
+		if c.err == nil {
 			okN++
 		} else {
 			failN++
@@ -254,14 +254,14 @@ func (r *killRun) summary() string {
 		ms(p50), ms(mx), r.before.goroutines, r.after.goroutines, r.before.fds, r.beforePipes, r.after.fds, r.pipes)
 }
 
-// killDuring runs one (an attempt through the ingress; seq numbers it)
-// over and over while it SIGKILLs the init of container name every ~2 s,
+// killDuring runs one (an attempt through the ingress; seq numbers it;
+// nil when it succeeded, else why not) over and over while it SIGKILLs the init of container name every ~2 s,
 // kills times (m: the containers as last seen). It fails t when an
 // interval between kills had no successful attempt after its kill, when
 // a recovery took over 5 s, or when the supervisor's goroutines and fds
 // do not come back to their level before the kills (kept: how many more
 // fds the proxy may keep by design, its idle backend connections).
-func killDuring(t *testing.T, d *device, pid1 int, name string, kills, kept int, m map[string]messages.ContainerInfo, one func(seq int) bool) *killRun {
+func killDuring(t *testing.T, d *device, pid1 int, name string, kills, kept int, m map[string]messages.ContainerInfo, one func(seq int) error) *killRun {
 	t.Helper()
 	r := &killRun{}
 	sup := supervisor(d)
@@ -280,11 +280,11 @@ func killDuring(t *testing.T, d *device, pid1 int, name string, kills, kept int,
 			default:
 			}
 			st := time.Now()
-			ok := one(seq)
+			err := one(seq)
 			mu.Lock()
-			r.conns = append(r.conns, ingressConn{st, time.Now(), ok})
+			r.conns = append(r.conns, ingressConn{st, time.Now(), err})
 			mu.Unlock()
-			if !ok {
+			if err != nil {
 				// A failed dial returns at once: do not spin on it.
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -309,26 +309,32 @@ func killDuring(t *testing.T, d *device, pid1 int, name string, kills, kept int,
 	for i, k := range r.killedAt {
 		var rec time.Duration = -1
 		for _, c := range r.conns {
-			if c.ok && c.start.After(k) {
+			if c.err == nil && c.start.After(k) {
 				rec = c.end.Sub(k)
 				break
 			}
 		}
 		if rec < 0 || (i+1 < len(r.killedAt) && k.Add(rec).After(r.killedAt[i+1])) {
 			// What the client did meanwhile tells a stall (one long
-			// attempt) from a run of quick failures.
+			// attempt) from a run of quick failures, and why they
+			// failed.
 			end := time.Now()
 			if i+1 < len(r.killedAt) {
 				end = r.killedAt[i+1]
 			}
 			n, longest := 0, time.Duration(0)
+			var whys []string
 			for _, c := range r.conns {
 				if c.end.After(k) && c.start.Before(end) {
 					n++
 					longest = max(longest, c.end.Sub(c.start))
+					if why := fmt.Sprint(c.err); c.err != nil && len(whys) < 3 && !slices.Contains(whys, why) {
+						whys = append(whys, why)
+					}
 				}
 			}
-			t.Errorf("no attempt succeeded after kill %d before the next one (%d attempts in that window, the longest %v)", i+1, n, longest.Round(time.Millisecond))
+			t.Errorf("no attempt succeeded after kill %d before the next one (%d attempts in that window, the longest %v; failures: %s)",
+				i+1, n, longest.Round(time.Millisecond), strings.Join(whys, "; "))
 			continue
 		}
 		r.recov = append(r.recov, rec)
