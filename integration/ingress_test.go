@@ -308,8 +308,21 @@ func TestIngressKernelPath(t *testing.T) {
 // to it as its LAN (veth tlan0 here at 10.77.0.1, lan0 there at
 // 10.77.0.2), where the ingress tests' clients come from. It returns the
 // device and its PID 1.
+//
+// The clients of the kill cycles open and close several hundred
+// connections a second; each one they close first waits 60 s in
+// TIME_WAIT on its local port, and the default range of about 28 000
+// ports ran out after a minute ("connect: cannot assign requested
+// address" for a whole window between two kills, in the full profile).
+// So this namespace, the test's own, reuses a port in TIME_WAIT for a new
+// connection (tcp_tw_reuse=1: safe by TCP timestamps, after 1 s), as a
+// busy client host would be set up.
 func startOnLAN(t *testing.T, storage string) (*device, int) {
 	t.Helper()
+	requireIsolatedNet(t)
+	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_tw_reuse", []byte("1"), 0o644); err != nil {
+		t.Fatalf("reuse of ports in TIME_WAIT in the test's namespace: %v", err)
+	}
 	d := startDevice(t, storage)
 	pid1 := nsInit(t, d)
 	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
