@@ -53,6 +53,11 @@ type containerRecord struct {
 	// so that nothing it made outlives the stop.
 	stopWanted  bool
 	stopTimeout time.Duration
+	// decided is a final decision (RecoveryDecided) whose status waits for
+	// the release it started: a container reported STOPPED or FAILED has
+	// nothing left to release (a shutdown during a retry's back-off closed
+	// the engine while the rootfs was still mounted).
+	decided *messages.RecoveryDecided
 	// busy is set while a mount or start runs in the background.
 	busy bool
 	// restarts counts container (not actor) restarts.
@@ -175,6 +180,12 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		a.stopped(ctx, m)
 	case *releaseDone:
 		a.rec.releasing = false
+		if d := a.rec.decided; d != nil {
+			a.rec.decided = nil
+			if !a.rec.stopWanted {
+				a.setStatus(ctx, d.Status, d.Reason)
+			}
+		}
 		if a.rec.stopWanted {
 			// The release took what it released off the record when
 			// it began: a run or mount there now is a later start's
@@ -191,7 +202,11 @@ func (a *containerActor) Receive(ctx actor.Context) {
 	case *messages.RecoveryDecided:
 		a.rec.armed = false
 		a.release(ctx)
-		a.setStatus(ctx, m.Status, m.Reason)
+		if a.rec.releasing {
+			a.rec.decided = m // told when the release is done
+		} else {
+			a.setStatus(ctx, m.Status, m.Reason)
+		}
 	case *messages.SignalContainer:
 		ctx.Respond(a.signal(ctx, m))
 	case *messages.Describe:

@@ -297,9 +297,12 @@ func TestPanicInContainerActorKeepsContainer(t *testing.T) {
 }
 
 // A shutdown while a container waits for its retry cancels the retry and
-// still finishes.
+// still finishes, and only after the dead run is released: a slow destroy
+// held the unmount past the engine's close when the canceled retry's
+// STOPPED was reported before the release (CI saw it once at full speed).
 func TestShutdownDuringBackoff(t *testing.T) {
 	e := newFakeEngine()
+	e.slowDestroy["app"] = 200 * time.Millisecond
 	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "always", "retry_delay": 30}}), e)
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
 	e.run("app").Exit(1, 0)
