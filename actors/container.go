@@ -53,11 +53,6 @@ type containerRecord struct {
 	// so that nothing it made outlives the stop.
 	stopWanted  bool
 	stopTimeout time.Duration
-	// decided is a final decision (RecoveryDecided) whose status waits for
-	// the release it started: a container reported STOPPED or FAILED has
-	// nothing left to release (a shutdown during a retry's back-off closed
-	// the engine while the rootfs was still mounted).
-	decided *messages.RecoveryDecided
 	// busy is set while a mount or start runs in the background.
 	busy bool
 	// restarts counts container (not actor) restarts.
@@ -143,7 +138,11 @@ type (
 		gen uint64
 		err error
 	}
-	releaseDone struct{}
+	// releaseDone carries the final decision whose release is done: its
+	// status is told only then, as a container reported STOPPED or FAILED
+	// has nothing left to release (a shutdown during a retry's back-off
+	// closed the engine while the rootfs was still mounted).
+	releaseDone struct{ decided *messages.RecoveryDecided }
 )
 
 func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger, adopted bool) *actor.Props {
@@ -180,11 +179,8 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		a.stopped(ctx, m)
 	case *releaseDone:
 		a.rec.releasing = false
-		if d := a.rec.decided; d != nil {
-			a.rec.decided = nil
-			if !a.rec.stopWanted {
-				a.setStatus(ctx, d.Status, d.Reason)
-			}
+		if !a.rec.stopWanted {
+			a.setStatus(ctx, m.decided.Status, m.decided.Reason)
 		}
 		if a.rec.stopWanted {
 			// The release took what it released off the record when
@@ -201,10 +197,7 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		}
 	case *messages.RecoveryDecided:
 		a.rec.armed = false
-		a.release(ctx)
-		if a.rec.releasing {
-			a.rec.decided = m // told when the release is done
-		} else {
+		if !a.release(ctx, m) {
 			a.setStatus(ctx, m.Status, m.Reason)
 		}
 	case *messages.SignalContainer:
@@ -461,23 +454,26 @@ func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// release destroys a dead run and unmounts, after a final decision.
-func (a *containerActor) release(ctx actor.Context) {
+// release destroys a dead run and unmounts, after the final decision d,
+// in the background; releaseDone tells d's status. It reports whether
+// there was anything to release (if not, the caller tells it now).
+func (a *containerActor) release(ctx actor.Context, d *messages.RecoveryDecided) bool {
 	r := a.rec
 	r.gen++
 	run, mount := r.run, r.mount
 	r.run, r.mount, r.running = nil, nil, false
 	if run == nil && mount == nil {
-		return
+		return false
 	}
 	r.releasing = true
 	self, sys, log, timeout := ctx.Self(), ctx.ActorSystem(), a.log, a.stopTimeout
-	goSafe(sys, self, func() any { return &releaseDone{} }, func() any {
+	goSafe(sys, self, func() any { return &releaseDone{decided: d} }, func() any {
 		if err := teardown(run, mount, false, timeout); err != nil {
 			log.Error("release container", "err", err)
 		}
-		return &releaseDone{}
+		return &releaseDone{decided: d}
 	})
+	return true
 }
 
 // stopping is the last resort when the actor is stopped with its container
