@@ -255,8 +255,9 @@ func (r *killRun) summary() string {
 }
 
 // killDuring runs one (an attempt through the ingress; seq numbers it;
-// nil when it succeeded, else why not) over and over while it SIGKILLs the init of container name every ~2 s,
-// kills times (m: the containers as last seen). It fails t when an
+// nil when it succeeded, else why not) over and over while it SIGKILLs
+// the init of container name every ~2 s, kills times (m: the containers
+// as last seen). It fails t when an
 // interval between kills had no successful attempt after its kill, when
 // a recovery took over 5 s, or when the supervisor's goroutines and fds
 // do not come back to their level before the kills (kept: how many more
