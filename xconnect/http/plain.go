@@ -211,8 +211,10 @@ func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufi
 }
 
 func (b *conns) plainSend(c *backConn, bufs *exchangeBufs, body *bufio.Reader, length int64) (respHead, error) {
-	c.bw.Write(bufs.out)
 	var werr error
+	if length > 0 || !c.sr.send(bufs.out) {
+		c.bw.Write(bufs.out)
+	}
 	if length > 0 {
 		src := &clientBody{r: body}
 		_, werr = io.CopyN(c.bw, src, length)

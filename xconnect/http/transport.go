@@ -53,6 +53,7 @@ func (b *conns) idleLimit() time.Duration {
 
 type backConn struct {
 	net.Conn
+	sr *sendRead // what br reads from
 	br *bufio.Reader
 	bw *bufio.Writer
 	// reused says it carried a request before: an error before any answer
@@ -123,7 +124,8 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &backConn{Conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10)}, nil
+	sr := newSendRead(conn)
+	return &backConn{Conn: conn, sr: sr, br: bufio.NewReaderSize(sr, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10)}, nil
 }
 
 // put returns c to the free list, or closes it.
