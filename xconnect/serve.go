@@ -124,6 +124,12 @@ func (s *Conns) Untrack(c net.Conn) {
 }
 
 // Close stops accepting, ends every connection and waits for the handlers.
+//
+// The connections are closed each in its own goroutine, outside mu: the
+// close of a connection that a handler is reading may wait until that
+// read's callback returns (the http proxy serves a client's requests
+// inside one, see its clientConn), and that callback may wait on a provider
+// connection, closed here too, and then untrack it, which needs mu.
 func (s *Conns) Close() error {
 	s.mu.Lock()
 	s.stop()
@@ -133,10 +139,23 @@ func (s *Conns) Close() error {
 			err = cerr
 		}
 	}
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	var closing sync.WaitGroup
+	for _, c := range conns {
+		closing.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("closing a link connection panicked", "panic", fmt.Sprint(r))
+				}
+			}()
+			c.Close()
+		})
+	}
+	closing.Wait()
 	s.wg.Wait()
 	return err
 }

@@ -1,0 +1,174 @@
+package http
+
+import (
+	"bufio"
+	"io"
+	"net"
+	nethttp "net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// answerEach is a backend answering every request head it reads with
+// "ok", after gate lets it (nil: at once); it tells heads of each head.
+func answerEach(t *testing.T, heads chan<- string, gate <-chan struct{}) string {
+	dial := acceptEach(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := nethttp.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if heads != nil {
+				heads <- req.Method + " " + req.URL.Path
+			}
+			if gate != nil {
+				<-gate
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	s := NewServer(Options{})
+	s.Set([]Route{{Prefix: "/", Dial: dial}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	return ln.Addr().String()
+}
+
+// readAnswers reads n answers of answerEach from br, failing after 5 s.
+func readAnswers(t *testing.T, c net.Conn, br *bufio.Reader, n int) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range n {
+		res, err := nethttp.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("answer %d: %d %q", i, res.StatusCode, b)
+		}
+	}
+}
+
+// A request that arrives while the one before waits on its backend (a
+// pipelining client) is served once that answer is written: the fast
+// turns wait for the client without reading only when nothing came since
+// their last read, and within one RawConn.Read, which forgets nothing
+// that came meanwhile. Waiting after a fresh RawConn.Read instead would
+// miss this request until the idle timeout.
+func TestRequestArrivingDuringTheExchangeServed(t *testing.T) {
+	heads, gate := make(chan string, 4), make(chan struct{})
+	addr := answerEach(t, heads, gate)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n")
+	if h := <-heads; h != "GET /one" {
+		t.Fatalf("backend got %q", h)
+	}
+	// The proxy waits on the backend; the next request comes now, after
+	// its read of the first.
+	io.WriteString(c, "GET /two HTTP/1.1\r\nHost: d\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	gate <- struct{}{}
+	readAnswers(t, c, br, 1)
+	select {
+	case h := <-heads:
+		if h != "GET /two" {
+			t.Fatalf("backend got %q", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second request was not passed on")
+	}
+	gate <- struct{}{}
+	readAnswers(t, c, br, 1)
+}
+
+// Keep-alive requests without a body are served in fast turns; one with
+// a body in a slow turn, after which the connection's requests are fast
+// again; and requests pipelined in one write are all answered, in order.
+func TestFastAndSlowTurns(t *testing.T) {
+	heads := make(chan string, 16)
+	addr := answerEach(t, heads, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	fast0, plain0 := fastTurns.Load(), plainServed.Load()
+	for range 3 {
+		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: d\r\n\r\n")
+		readAnswers(t, c, br, 1)
+	}
+	if n := fastTurns.Load() - fast0; n != 3 {
+		t.Errorf("%d of 3 bodiless requests in fast turns", n)
+	}
+	fast0 = fastTurns.Load()
+	io.WriteString(c, "POST /b HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\n\r\nhello")
+	readAnswers(t, c, br, 1)
+	if n := fastTurns.Load() - fast0; n != 0 {
+		t.Errorf("a request with a body counted as a fast turn")
+	}
+	io.WriteString(c, strings.Repeat("GET /c HTTP/1.1\r\nHost: d\r\n\r\n", 4))
+	readAnswers(t, c, br, 4)
+	if n := fastTurns.Load() - fast0; n != 4 {
+		t.Errorf("%d of 4 pipelined requests in fast turns", n)
+	}
+	if n := plainServed.Load() - plain0; n != 8 {
+		t.Errorf("%d of 8 requests on the plain path", n)
+	}
+	want := []string{"GET /a", "GET /a", "GET /a", "POST /b", "GET /c", "GET /c", "GET /c", "GET /c"}
+	for i, w := range want {
+		if h := <-heads; h != w {
+			t.Fatalf("backend's request %d: %q, want %q", i, h, w)
+		}
+	}
+}
+
+// Close ends a server whose client waits on a backend that does not
+// answer, at once: the client connection's close waits for its fast turn,
+// which ends when the backend connection is closed too.
+func TestCloseWhileAFastTurnWaits(t *testing.T) {
+	got := make(chan struct{}, 1)
+	dial := acceptEach(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := nethttp.ReadRequest(br); err == nil {
+			got <- struct{}{}
+		}
+		io.Copy(io.Discard, c) // never answers
+	})
+	s := NewServer(Options{BackendTimeout: time.Hour})
+	s.Set([]Route{{Prefix: "/", Dial: dial}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: d\r\n\r\n")
+	<-got
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a request waited on its backend")
+	}
+}
