@@ -6,6 +6,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -170,5 +171,58 @@ func TestCloseWhileAFastTurnWaits(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return while a request waited on its backend")
+	}
+}
+
+// The header timeout holds for an answer that follows a quick one on the
+// same backend connection: the deadline the first request set stands for
+// the second (armHeader), or, when the first answer's body was read from
+// the socket without it (lift), is set again.
+func TestHeaderTimeoutAfterAQuickAnswer(t *testing.T) {
+	for name, first := range map[string]string{
+		"answer whole with its head": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"chunked answer":             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			var conns atomic.Int32
+			dial := acceptEach(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				if _, err := nethttp.ReadRequest(br); err != nil {
+					return
+				}
+				if conns.Add(1) == 1 {
+					io.WriteString(c, first)
+				}
+				// Nothing else is answered (the proxy sends a
+				// request again once on a new connection).
+				io.Copy(io.Discard, br)
+			})
+			s := NewServer(Options{BackendTimeout: 300 * time.Millisecond})
+			s.Set([]Route{{Prefix: "/", Dial: dial}})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go s.Serve(ln)
+			defer s.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n")
+			readAnswers(t, c, br, 1)
+			began := time.Now()
+			io.WriteString(c, "GET /two HTTP/1.1\r\nHost: d\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			res, err := nethttp.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(began); res.StatusCode != nethttp.StatusGatewayTimeout || d > 3*time.Second {
+				t.Errorf("%d after %v, want 504 after 300 to 600 ms", res.StatusCode, d)
+			}
+		})
 	}
 }
