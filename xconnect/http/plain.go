@@ -271,6 +271,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 	cw := bufs.cw
 	// What the answer needs of the head, which is consumed below.
 	http10, head, asksClose, length := h.minor == '0', string(h.method) == "HEAD", h.closeAfter, h.length
+	resend := length == 0 && replayable(string(h.method))
 
 	t := s.routes.Load()
 	i, rest, ok := t.match(string(h.path))
@@ -298,7 +299,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 		c.SetReadDeadline(deadline(s.opt.IdleTimeout))
 	}
 
-	bc, res, err := r.be.plainExchange(s.cc, bufs, br, length)
+	bc, res, err := r.be.plainExchange(s.cc, bufs, br, length, resend)
 	if errors.Is(err, errClientBody) {
 		return false
 	}
@@ -357,12 +358,12 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 
 // plainExchange writes the request head in bufs.out, and length bytes of
 // body from body, to a kept or new connection and reads the answer's
-// head, retried as attempt does. The connection returned is tracked by
+// head, sent again as attempt does when resend allows. The connection returned is tracked by
 // cc, so that the server's Close ends an exchange that waits on its
 // backend (an answer streamed for ever); the caller untracks it when done.
-func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufio.Reader, length int64) (*backConn, respHead, error) {
+func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufio.Reader, length int64, resend bool) (*backConn, respHead, error) {
 	var res respHead
-	c, err := b.attempt(cc.Context(), length == 0, func(c *backConn) (err error) {
+	c, err := b.attempt(cc.Context(), resend, func(c *backConn) (err error) {
 		if !cc.Track(c) {
 			return net.ErrClosed
 		}

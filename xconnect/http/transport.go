@@ -9,9 +9,11 @@ import (
 	nethttp "net/http"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pantavisor/pv/xconnect"
+	"golang.org/x/sys/unix"
 )
 
 // conns is a route's way to its backend: each request is written and its
@@ -100,7 +102,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // body is read to the end.
 func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 	var res *nethttp.Response
-	resend := req.Body == nil || req.Body == nethttp.NoBody
+	resend := (req.Body == nil || req.Body == nethttp.NoBody) && replayable(req.Method)
 	if _, err := b.attempt(req.Context(), resend, func(c *backConn) (err error) {
 		res, err = b.exchange(c, req)
 		return err
@@ -110,17 +112,59 @@ func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 	return res, nil
 }
 
+// open checks that a kept connection still is: not closed by its backend
+// (an end of stream, or bytes it sent unasked, wait in it). A request
+// that cannot be sent again goes on one only after this look, a system
+// call; the backend may still drop it meanwhile, rarely.
+func (c *backConn) open() bool {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := false
+	if rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		open = errors.Is(err, unix.EAGAIN)
+	}) != nil {
+		return false
+	}
+	return open && c.br.Buffered() == 0
+}
+
+// replayable says whether a request without a body may be sent again:
+// only when doing it twice is harmless (the methods net/http's Transport
+// sends again). A backend that drops a kept connection may have acted on
+// a POST before it did.
+func replayable(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
 // attempt runs try on a kept or a new connection and returns the
 // connection try succeeded on. One that fails is closed. A kept one may
 // have been closed by its backend while idle: a request that can be sent
-// again (resend, no body) then goes on the next one, another kept one
-// (each tried once) or a new one. A ctx that ended is the error (the
-// client or the server went away: not the backend's failure).
+// again (resend: see replayable) then goes on the next one, another kept
+// one (each tried once) or a new one, unless it failed by the header
+// timeout (the backend has it; the client would wait twice as long). A
+// ctx that ended is the error (the client or the server went away: not
+// the backend's failure).
 func (b *conns) attempt(ctx context.Context, resend bool, try func(*backConn) error) (*backConn, error) {
 	for {
 		c, err := b.get(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if c.reused && !resend && !c.open() {
+			c.Close()
+			continue
 		}
 		if err = try(c); err == nil {
 			return c, nil
@@ -129,7 +173,8 @@ func (b *conns) attempt(ctx context.Context, resend bool, try func(*backConn) er
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !c.reused || !resend {
+		var ne net.Error
+		if !c.reused || !resend || errors.As(err, &ne) && ne.Timeout() {
 			return nil, err
 		}
 	}

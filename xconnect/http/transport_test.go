@@ -6,6 +6,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,5 +182,107 @@ func TestIdleBackendConnectionsClosed(t *testing.T) {
 	b.mu.Unlock()
 	if kept != 0 || sweep != nil {
 		t.Errorf("%d connections kept and sweep %v after all expired", kept, sweep)
+	}
+}
+
+// A request is sent again on another connection only when sending it
+// twice is harmless and the kept connection it failed on was closed: not
+// a POST (the backend may have acted on it before it dropped the
+// connection), and not after the header timeout (the backend has it, and
+// the client would wait twice as long). Both ways to the backend: the
+// plain path and net/http's (a Connection field naming another takes
+// that one).
+func TestOnlyReplayableRequestsSentAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name, second string
+		hang         bool // the backend holds the second request, else drops its connection
+		want         int  // the client's status for it
+	}{
+		{"POST dropped", "POST /two HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway},
+		{"POST dropped, net/http's path", "POST /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway},
+		{"GET timed out", "GET /two HTTP/1.1\r\nHost: d\r\n\r\n", true, nethttp.StatusGatewayTimeout},
+		{"GET timed out, net/http's path", "GET /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\n\r\n", true, nethttp.StatusGatewayTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seconds atomic.Int32 // how often the backend got the second request
+			dial := acceptEach(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				for {
+					req, err := nethttp.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if req.URL.Path != "/two" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						continue
+					}
+					seconds.Add(1)
+					if tc.hang {
+						io.Copy(io.Discard, br)
+					}
+					return // dropped, unanswered
+				}
+			})
+			s := NewServer(Options{BackendTimeout: 300 * time.Millisecond})
+			s.Set([]Route{{Prefix: "/", Dial: dial}})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go s.Serve(ln)
+			defer s.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(c)
+			io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n") // the backend connection is kept
+			if res, err := nethttp.ReadResponse(br, nil); err != nil || res.StatusCode != 200 {
+				t.Fatalf("first request: %v %v", res, err)
+			}
+			io.ReadAll(io.LimitReader(br, 2))
+			handed := handedOff.Load()
+			io.WriteString(c, tc.second)
+			res, err := nethttp.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", res.StatusCode, tc.want)
+			}
+			if n := seconds.Load(); n != 1 {
+				t.Errorf("the backend got the request %d times, want once", n)
+			}
+			if viaNetHTTP := strings.Contains(tc.name, "net/http"); viaNetHTTP != (handedOff.Load() > handed) {
+				t.Errorf("handed to net/http: %v, want %v", !viaNetHTTP, viaNetHTTP)
+			}
+		})
+	}
+}
+
+// A kept connection its backend closed while idle is not used for a
+// request that cannot be sent again: the proxy sees the close first and
+// takes a new connection, so the POST is answered, not failed.
+func TestClosedKeptConnectionNotUsedForAPOST(t *testing.T) {
+	dial, accepted := rawBackend(t, "fresh", 0)
+	base := serve(t, Options{}, Route{Prefix: "/", Dial: dial})
+	if resp, body := get(t, base+"/"); resp.StatusCode != 200 || body != "fresh" {
+		t.Fatalf("GET: %d %q", resp.StatusCode, body)
+	}
+	time.Sleep(50 * time.Millisecond) // the backend's close arrives
+	resp, err := nethttp.Post(base+"/", "text/plain", nethttp.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "fresh" {
+		t.Errorf("POST: %d %q", resp.StatusCode, body)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d backend connections, want 2", n)
 	}
 }
