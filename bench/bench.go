@@ -146,6 +146,11 @@ func Measure(f Figure, runs int) Result {
 		}
 		ours = append(ours, o)
 		base = append(base, b)
+		// Each run's pair, for a figure whose machine drifts between
+		// runs: the ratio within a run is steadier than each side.
+		if b != 0 {
+			logf("run %d: %.4g against %.4g (%.2f×)", i+1, o, b, o/b)
+		}
 	}
 	return Result{Figure: f, Ours: median(ours), Base: median(base), Runs: runs}
 }
