@@ -187,7 +187,7 @@ func strip(p, path string) string {
 
 func (s *Server) newRoute(r Route) *route {
 	rt := &route{Route: r}
-	rt.be = &conns{dial: r.Dial, headerTimeout: s.opt.BackendTimeout}
+	rt.be = &conns{dial: r.Dial, headerTimeout: s.opt.BackendTimeout, cc: s.cc}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "backend"

@@ -343,7 +343,6 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 	if werr == nil {
 		werr = cw.Flush()
 	}
-	s.cc.Untrack(bc)
 	if err == nil && werr == nil && !res.closeAfter && (noBody || res.length >= 0 || res.chunked) {
 		r.be.put(bc)
 	} else {
@@ -358,25 +357,17 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 
 // plainExchange writes the request head in bufs.out, and length bytes of
 // body from body, to a kept or new connection and reads the answer's
-// head, sent again as attempt does when resend allows. The connection returned is tracked by
-// cc, so that the server's Close ends an exchange that waits on its
-// backend (an answer streamed for ever); the caller untracks it when done.
+// head, sent again as attempt does when resend allows.
 func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufio.Reader, length int64, resend bool) (*backConn, respHead, error) {
 	var res respHead
 	c, err := b.attempt(cc.Context(), resend, func(c *backConn) (err error) {
-		if !cc.Track(c) {
-			return net.ErrClosed
-		}
-		if res, err = b.plainSend(c, bufs, body, length); err != nil {
-			cc.Untrack(c)
-		}
+		res, err = b.plainSend(c, bufs, body, length)
 		return err
 	})
 	if err != nil {
 		return nil, res, err
 	}
 	if res.code == nethttp.StatusSwitchingProtocols {
-		cc.Untrack(c)
 		c.Close()
 		return nil, res, errors.New("backend switched protocols unasked")
 	}

@@ -23,7 +23,11 @@ import (
 // answer back through channels; for the small requests an ingress mostly
 // carries, those hand-offs were a large share of the proxy's CPU.
 type conns struct {
-	dial          xconnect.Dialer
+	dial xconnect.Dialer
+	// cc tracks every connection, from its dial to its close, so that
+	// the server's Close ends an exchange that waits on its backend (an
+	// answer streamed for ever); nil in tests of conns alone.
+	cc            *xconnect.Conns
 	headerTimeout time.Duration
 	// idleFor is how long a connection is kept unused (0: idleTimeout).
 	idleFor time.Duration
@@ -66,6 +70,15 @@ type backConn struct {
 	// armedAt is when the read deadline was set to the header timeout by
 	// armHeader; zero when no deadline is set.
 	armedAt time.Time
+	cc      *xconnect.Conns // that tracks it, or nil
+}
+
+// Close closes the connection and forgets it in the server's bookkeeping.
+func (c *backConn) Close() error {
+	if c.cc != nil {
+		c.cc.Untrack(c)
+	}
+	return c.Conn.Close()
 }
 
 // armHeader sets the header timeout for an answer. One set by the
@@ -199,7 +212,12 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 		return nil, err
 	}
 	sr := newSendRead(conn)
-	return &backConn{Conn: conn, sr: sr, br: bufio.NewReaderSize(sr, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10)}, nil
+	c := &backConn{Conn: conn, sr: sr, br: bufio.NewReaderSize(sr, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10), cc: b.cc}
+	if b.cc != nil && !b.cc.Track(c) {
+		conn.Close()
+		return nil, net.ErrClosed
+	}
+	return c, nil
 }
 
 // put returns c to the free list, or closes it.
