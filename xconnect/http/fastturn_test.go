@@ -9,12 +9,32 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pantavisor/pv/xconnect"
 )
 
-// answerEach is a backend answering every request head it reads with
-// "ok", after gate lets it (nil: at once); it tells heads of each head.
-func answerEach(t *testing.T, heads chan<- string, gate <-chan struct{}) string {
-	dial := acceptEach(t, func(c net.Conn) {
+// answerEach proxies to a backend answering every request head it reads
+// with "ok", after gate lets it (nil: at once), which tells heads of each
+// head; it returns a client connection to the proxy.
+func answerEach(t *testing.T, heads chan<- string, gate <-chan struct{}) net.Conn {
+	dial := eachRequest(t, func(c net.Conn, _ *bufio.Reader, req *nethttp.Request) bool {
+		if heads != nil {
+			heads <- req.Method + " " + req.URL.Path
+		}
+		if gate != nil {
+			<-gate
+		}
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return err == nil
+	})
+	_, c := proxied(t, Options{}, dial)
+	return c
+}
+
+// eachRequest is a backend that reads each connection's requests, their
+// bodies discarded, and gives each to handle, until handle returns false.
+func eachRequest(t *testing.T, handle func(c net.Conn, br *bufio.Reader, req *nethttp.Request) bool) xconnect.Dialer {
+	return acceptEach(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			req, err := nethttp.ReadRequest(br)
@@ -22,26 +42,11 @@ func answerEach(t *testing.T, heads chan<- string, gate <-chan struct{}) string 
 				return
 			}
 			io.Copy(io.Discard, req.Body)
-			if heads != nil {
-				heads <- req.Method + " " + req.URL.Path
-			}
-			if gate != nil {
-				<-gate
-			}
-			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+			if !handle(c, br, req) {
 				return
 			}
 		}
 	})
-	s := NewServer(Options{})
-	s.Set([]Route{{Prefix: "/", Dial: dial}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	return ln.Addr().String()
 }
 
 // readAnswers reads n answers of answerEach from br, failing after 5 s.
@@ -68,12 +73,7 @@ func readAnswers(t *testing.T, c net.Conn, br *bufio.Reader, n int) {
 // miss this request until the idle timeout.
 func TestRequestArrivingDuringTheExchangeServed(t *testing.T) {
 	heads, gate := make(chan string, 4), make(chan struct{})
-	addr := answerEach(t, heads, gate)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := answerEach(t, heads, gate)
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n")
 	if h := <-heads; h != "GET /one" {
@@ -102,12 +102,7 @@ func TestRequestArrivingDuringTheExchangeServed(t *testing.T) {
 // again; and requests pipelined in one write are all answered, in order.
 func TestFastAndSlowTurns(t *testing.T) {
 	heads := make(chan string, 16)
-	addr := answerEach(t, heads, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := answerEach(t, heads, nil)
 	br := bufio.NewReader(c)
 	fast0, plain0 := fastTurns.Load(), plainServed.Load()
 	for range 3 {
@@ -151,18 +146,7 @@ func TestCloseWhileAFastTurnWaits(t *testing.T) {
 		}
 		io.Copy(io.Discard, c) // never answers
 	})
-	s := NewServer(Options{BackendTimeout: time.Hour})
-	s.Set([]Route{{Prefix: "/", Dial: dial}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	s, c := proxied(t, Options{BackendTimeout: time.Hour}, dial)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: d\r\n\r\n")
 	<-got
 	closed := make(chan struct{})
@@ -197,19 +181,7 @@ func TestHeaderTimeoutAfterAQuickAnswer(t *testing.T) {
 				// request again once on a new connection).
 				io.Copy(io.Discard, br)
 			})
-			s := NewServer(Options{BackendTimeout: 300 * time.Millisecond})
-			s.Set([]Route{{Prefix: "/", Dial: dial}})
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go s.Serve(ln)
-			defer s.Close()
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			_, c := proxied(t, Options{BackendTimeout: 300 * time.Millisecond}, dial)
 			br := bufio.NewReader(c)
 			io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n")
 			readAnswers(t, c, br, 1)

@@ -40,6 +40,26 @@ func acceptEach(tb testing.TB, handle func(c net.Conn)) xconnect.Dialer {
 	return xconnect.TCPDialer(ln.Addr().String())
 }
 
+// proxied serves a server whose one route leads / to dial on a new
+// loopback listener until the test ends, and returns it with a client
+// connection to it.
+func proxied(tb testing.TB, opt Options, dial xconnect.Dialer) (*Server, net.Conn) {
+	s := NewServer(opt)
+	s.Set([]Route{{Prefix: "/", Dial: dial}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go s.Serve(ln)
+	tb.Cleanup(func() { s.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return s, c
+}
+
 func (b *scriptBackend) start(t *testing.T, answer func(r *nethttp.Request) (raw string, close bool)) xconnect.Dialer {
 	return acceptEach(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -527,18 +547,7 @@ func TestCloseDuringStreamedAnswer(t *testing.T) {
 		started <- struct{}{}
 		<-ended // the next event is a long way off
 	})
-	s := NewServer(Options{})
-	s.Set([]Route{{Prefix: "/", Dial: dial}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	s, c := proxied(t, Options{}, dial)
 	io.WriteString(c, "GET /events HTTP/1.1\r\nHost: h\r\n\r\n")
 	<-started
 	time.Sleep(50 * time.Millisecond) // the first event passed on
@@ -571,19 +580,7 @@ func plainRig(tb testing.TB) (exchange func()) {
 			}
 		}
 	})
-	s := NewServer(Options{})
-	s.Set([]Route{{Prefix: "/", Dial: dial}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go s.Serve(ln)
-	tb.Cleanup(func() { s.Close() })
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
+	_, c := proxied(tb, Options{}, dial)
 	req := []byte("GET /page HTTP/1.1\r\nHost: device\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	got := make([]byte, 4<<10)
 	want := 0 // the first answer's size: all are the same

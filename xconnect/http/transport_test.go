@@ -205,38 +205,18 @@ func TestOnlyReplayableRequestsSentAgain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var seconds atomic.Int32 // how often the backend got the second request
-			dial := acceptEach(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				for {
-					req, err := nethttp.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if req.URL.Path != "/two" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-						continue
-					}
-					seconds.Add(1)
-					if tc.hang {
-						io.Copy(io.Discard, br)
-					}
-					return // dropped, unanswered
+			dial := eachRequest(t, func(c net.Conn, br *bufio.Reader, req *nethttp.Request) bool {
+				if req.URL.Path != "/two" {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					return true
 				}
+				seconds.Add(1)
+				if tc.hang {
+					io.Copy(io.Discard, br)
+				}
+				return false // dropped, unanswered
 			})
-			s := NewServer(Options{BackendTimeout: 300 * time.Millisecond})
-			s.Set([]Route{{Prefix: "/", Dial: dial}})
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go s.Serve(ln)
-			defer s.Close()
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			_, c := proxied(t, Options{BackendTimeout: 300 * time.Millisecond}, dial)
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			br := bufio.NewReader(c)
 			io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n") // the backend connection is kept
