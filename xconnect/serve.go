@@ -125,11 +125,11 @@ func (s *Conns) Untrack(c net.Conn) {
 
 // Close stops accepting, ends every connection and waits for the handlers.
 //
-// The connections are closed each in its own goroutine, outside mu: the
-// close of a connection that a handler is reading may wait until that
-// read's callback returns (the http proxy serves a client's requests
-// inside one, see its clientConn), and that callback may wait on a provider
-// connection, closed here too, and then untrack it, which needs mu.
+// The connections are closed outside mu, each in its own goroutine: a
+// tracked connection's Close may untrack it (the http proxy's backend
+// connections do), which needs mu, and the close of a connection a
+// handler reads in a RawConn.Read callback waits for that callback, which
+// may wait on another connection closed here.
 func (s *Conns) Close() error {
 	s.mu.Lock()
 	s.stop()

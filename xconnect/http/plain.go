@@ -8,13 +8,10 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/http/httputil"
-	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pantavisor/pv/xconnect"
-	"golang.org/x/sys/unix"
 )
 
 // plainServed and handedOff count requests answered on the plain path
@@ -26,220 +23,92 @@ var plainServed, handedOff atomic.Int64
 // (fast.go), and hands the connection to net/http at the first request
 // that path leaves, before consuming any of it.
 //
-// Requests that come whole and without a body are served inside one call
-// of the connection's RawConn.Read, for as long as they keep coming (see
-// clientConn.ready); the others, and every connection that gives no raw
-// access, in turns of their own outside it.
+// After an answer it reads for the next request at once, although the
+// client has mostly not sent it yet and that read fails (EAGAIN): Go's
+// poller forgets, when a read starts, whether the socket became readable
+// before. Waiting instead after a read shorter than the buffer, as nginx
+// does, would lose a client's end of stream that came with its request
+// (a client that half-closes and reads to the end would hang until the
+// idle timeout): nginx learns of it from EPOLLRDHUP, which Go's poller
+// does not pass on (TestHalfClosedClientClosedAfterItsAnswer).
 func (s *Server) serveConn(c net.Conn) {
-	cc := &clientConn{s: s, c: c, ip: clientIP(c), cr: clientReader{c: c, fd: -1}}
-	cc.br = bufio.NewReaderSize(&cc.cr, clientBuf)
-	if sc, ok := c.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			cc.rc, cc.call = rc, cc.ready
-		}
-	}
+	br := bufio.NewReaderSize(c, clientBuf)
+	ip := clientIP(c)
+	idle := idleDeadline{c: c, d: s.opt.IdleTimeout}
 	for {
-		t := turnSlow
-		if cc.rc != nil {
-			if err := cc.rc.Read(cc.call); err != nil {
-				return // gone, closed, or silent for a timeout
+		if br.Buffered() == 0 {
+			idle.arm()
+			if _, err := br.Peek(1); err != nil {
+				return // gone, or silent for the idle timeout
 			}
-			t = cc.left
 		}
-		if t == turnSlow {
-			t = cc.turn(false)
+		// The head's timeout is set only when it did not come whole
+		// with its first bytes, as it mostly does: a deadline costs
+		// a clock read and a timer.
+		n, timed := 0, false
+		for {
+			buf, _ := br.Peek(br.Buffered())
+			if n = headEnd(buf); n != 0 {
+				break
+			}
+			if br.Buffered() == br.Size() {
+				n = -1 // larger than the plain path takes
+				break
+			}
+			if !timed {
+				c.SetReadDeadline(deadline(s.opt.ReadHeaderTimeout))
+				timed = true
+				idle.lost()
+			}
+			if _, err := br.Peek(br.Buffered() + 1); err != nil {
+				return // half a head, then gone or too slow
+			}
 		}
-		if t == turnEnd {
+		bufs := bufPool.Get().(*exchangeBufs)
+		var h reqHead
+		ok := n > 0
+		if ok {
+			head, _ := br.Peek(n)
+			h, ok = parseRequestHead(head, bufs.reqFields)
+			bufs.reqFields = h.fields
+		}
+		if ok {
+			if h.length > 0 {
+				idle.lost() // the body's reads set deadlines of their own
+			}
+			ok = s.plain(c, br, n, &h, ip, bufs)
+		} else {
+			s.handoff(c, br)
+		}
+		putBufs(bufs)
+		if !ok {
 			return
 		}
 	}
 }
 
-// A clientConn is a client connection on the plain path.
-//
-// Go's poller reads a socket before it waits on it, because a read
-// forgets whether the socket became readable before it started; after an
-// answer the client's next request has mostly not come yet, and that read
-// fails (EAGAIN): one of the few system calls per request the proxy
-// makes, each on a small device about as costly as a request's work in
-// user space. Within one RawConn.Read, whose callback returns false to
-// wait, nothing is forgotten: so the fast turns run inside it, and a read
-// shorter than the buffer (the socket then had no more) is followed by a
-// wait, not by another read, as nginx does.
-//
-// The callback holds the connection's read lock, so a fast turn reads
-// nothing but the request head it can read at once: a turn that needs
-// more (a body, a hand-off to net/http) leaves the callback and runs
-// again as a slow turn. The connection's Close waits for the callback to
-// return; xconnect.Conns closes the connections concurrently, so that
-// the backend connection a turn waits on is closed meanwhile.
-type clientConn struct {
-	s    *Server
-	c    net.Conn
-	ip   string
-	cr   clientReader
-	br   *bufio.Reader
-	rc   syscall.RawConn // nil: every turn is a slow one
-	call func(uintptr) bool
-	left turn // what the callback returned for
-	// idle: the idle timeout is set for the next request; timed: the
-	// read-header timeout is set for the head being read.
-	idle, timed bool
-	// idleSetAt is when the read deadline was set to the idle timeout;
-	// zero when it has been set to something else since.
-	idleSetAt time.Time
+// idleDeadline is a client connection's idle timeout, set for the wait
+// for each next request. One set less than slack ago stands: a deadline
+// is a timer, and setting one for every request of a busy connection was
+// a measurable share of the proxy's CPU; the idle timeout is then up to
+// slack shorter.
+type idleDeadline struct {
+	c     net.Conn
+	d     time.Duration
+	setAt time.Time // zero when the read deadline was set to another since
 }
 
-// armIdle sets the idle timeout for the wait for the next request. One
-// set less than slack ago stands: a deadline is a timer, and setting one
-// for every request of a busy connection was a measurable share of the
-// proxy's CPU; the idle timeout is then up to slack shorter.
-func (cc *clientConn) armIdle() {
-	now, d := time.Now(), cc.s.opt.IdleTimeout
-	if !cc.idleSetAt.IsZero() && now.Sub(cc.idleSetAt) < slack(d) {
+func (i *idleDeadline) arm() {
+	now := time.Now()
+	if !i.setAt.IsZero() && now.Sub(i.setAt) < slack(i.d) {
 		return
 	}
-	cc.c.SetReadDeadline(now.Add(d))
-	cc.idleSetAt = now
+	i.c.SetReadDeadline(now.Add(i.d))
+	i.setAt = now
 }
 
-// A turn's outcome.
-type turn int
-
-const (
-	turnNext turn = iota // a request served: the next one
-	turnWait             // a fast turn needs the client's next bytes
-	turnSlow             // a fast turn that must run as a slow one
-	turnEnd              // the connection ends
-)
-
-// fastTurns counts the requests served inside the read callback, for the
-// tests that check which requests take that way.
-var fastTurns atomic.Int64
-
-// ready is the callback of the connection's RawConn.Read: called with the
-// socket first at once, then each time it may have become readable. It
-// serves requests until one needs the client's next bytes (false: wait
-// for them) or a slow turn (true).
-func (cc *clientConn) ready(fd uintptr) bool {
-	cc.cr.fd, cc.cr.drained = int(fd), false
-	for {
-		switch t := cc.turn(true); t {
-		case turnNext:
-			fastTurns.Add(1)
-		case turnWait:
-			return false
-		default:
-			cc.cr.fd, cc.left = -1, t
-			return true
-		}
-	}
-}
-
-// turn reads a request head and serves the request. A fast turn (inside
-// ready) leaves a request with a body, or one net/http takes, to a slow
-// turn, before consuming any of it.
-func (cc *clientConn) turn(fast bool) turn {
-	s, c, br := cc.s, cc.c, cc.br
-	if br.Buffered() == 0 {
-		if !cc.idle {
-			cc.armIdle()
-			cc.idle = true
-		}
-		if _, err := br.Peek(1); err != nil {
-			return waitOrEnd(err) // gone, or silent for the idle timeout
-		}
-	}
-	// The head's timeout is set only when it did not come whole with
-	// its first bytes, as it mostly does: a deadline costs a clock read
-	// and a timer.
-	n := 0
-	for {
-		buf, _ := br.Peek(br.Buffered())
-		if n = headEnd(buf); n != 0 {
-			break
-		}
-		if br.Buffered() == br.Size() {
-			n = -1 // larger than the plain path takes
-			break
-		}
-		if !cc.timed {
-			c.SetReadDeadline(deadline(s.opt.ReadHeaderTimeout))
-			cc.timed, cc.idleSetAt = true, time.Time{}
-		}
-		if _, err := br.Peek(br.Buffered() + 1); err != nil {
-			return waitOrEnd(err) // half a head, then gone or too slow
-		}
-	}
-	bufs := bufPool.Get().(*exchangeBufs)
-	var h reqHead
-	ok := n > 0
-	if ok {
-		head, _ := br.Peek(n)
-		h, ok = parseRequestHead(head, bufs.reqFields)
-		bufs.reqFields = h.fields
-	}
-	if fast && (!ok || h.length != 0) {
-		putBufs(bufs)
-		return turnSlow
-	}
-	cc.idle, cc.timed = false, false
-	if !fast {
-		cc.idleSetAt = time.Time{} // a body's read sets deadlines of its own
-	}
-	if ok {
-		ok = s.plain(c, br, n, &h, cc.ip, bufs)
-	} else {
-		s.handoff(c, br)
-	}
-	putBufs(bufs)
-	if !ok {
-		return turnEnd
-	}
-	return turnNext
-}
-
-func waitOrEnd(err error) turn {
-	if err == errWouldBlock {
-		return turnWait
-	}
-	return turnEnd
-}
-
-// errWouldBlock: a fast turn's read found nothing to read.
-var errWouldBlock = errors.New("nothing to read yet")
-
-// clientReader is what a client connection's requests are read from: in
-// a fast turn the socket itself, never waiting (errWouldBlock), else the
-// connection.
-type clientReader struct {
-	c  net.Conn
-	fd int // the socket in a fast turn, else -1
-	// drained: the last read was shorter than asked, so the socket had
-	// no more; another read before a wait would only fail.
-	drained bool
-}
-
-func (r *clientReader) Read(p []byte) (int, error) {
-	if r.fd < 0 {
-		return r.c.Read(p)
-	}
-	if r.drained || len(p) == 0 {
-		return 0, errWouldBlock
-	}
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(r.fd, p) })
-	switch {
-	case errors.Is(err, unix.EAGAIN):
-		r.drained = true
-		return 0, errWouldBlock
-	case err != nil:
-		return 0, os.NewSyscallError("read", err)
-	case n == 0:
-		return 0, io.EOF
-	}
-	r.drained = n < len(p)
-	return n, nil
-}
+// lost says the read deadline was set to something else.
+func (i *idleDeadline) lost() { i.setAt = time.Time{} }
 
 // handoff gives c to net/http, with what br holds read first, and waits
 // until net/http is done with it (the caller closes c on return) or the

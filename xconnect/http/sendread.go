@@ -25,7 +25,9 @@ import (
 // the read started: what arrives after it wakes the wait. Bytes a backend
 // sent unasked, before the request, would not: the answer after them
 // still does. A backend that closed the idle connection before the request
-// was written answers the write with a reset, which wakes the wait too.
+// was written answers the write with a reset, which wakes the wait too;
+// one that only shut its side down and still reads (no HTTP server does)
+// leaves the wait to the header timeout.
 type sendRead struct {
 	conn net.Conn
 	rc   syscall.RawConn // nil: conn is read as is
