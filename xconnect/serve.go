@@ -124,12 +124,8 @@ func (s *Conns) Untrack(c net.Conn) {
 }
 
 // Close stops accepting, ends every connection and waits for the handlers.
-//
-// The connections are closed outside mu, each in its own goroutine: a
-// tracked connection's Close may untrack it (the http proxy's backend
-// connections do), which needs mu, and the close of a connection a
-// handler reads in a RawConn.Read callback waits for that callback, which
-// may wait on another connection closed here.
+// The connections are closed outside mu: a tracked connection's Close may
+// untrack it (the http proxy's backend connections do), which needs mu.
 func (s *Conns) Close() error {
 	s.mu.Lock()
 	s.stop()
@@ -144,18 +140,9 @@ func (s *Conns) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	var closing sync.WaitGroup
 	for _, c := range conns {
-		closing.Go(func() {
-			defer func() {
-				if r := recover(); r != nil {
-					s.log.Error("closing a link connection panicked", "panic", fmt.Sprint(r))
-				}
-			}()
-			c.Close()
-		})
+		c.Close()
 	}
-	closing.Wait()
 	s.wg.Wait()
 	return err
 }
