@@ -2,6 +2,7 @@ package http
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,6 @@ import (
 	"net/http/httputil"
 	"sync/atomic"
 	"time"
-
-	"github.com/pantavisor/pv/xconnect"
 )
 
 // plainServed and handedOff count requests answered on the plain path
@@ -34,10 +33,10 @@ var plainServed, handedOff atomic.Int64
 func (s *Server) serveConn(c net.Conn) {
 	br := bufio.NewReaderSize(c, clientBuf)
 	ip := clientIP(c)
-	idle := idleDeadline{c: c, d: s.opt.IdleTimeout}
+	var idle standingDeadline
 	for {
 		if br.Buffered() == 0 {
-			idle.arm()
+			idle.arm(c, s.opt.IdleTimeout)
 			if _, err := br.Peek(1); err != nil {
 				return // gone, or silent for the idle timeout
 			}
@@ -87,28 +86,31 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 }
 
-// idleDeadline is a client connection's idle timeout, set for the wait
-// for each next request. One set less than slack ago stands: a deadline
-// is a timer, and setting one for every request of a busy connection was
-// a measurable share of the proxy's CPU; the idle timeout is then up to
-// slack shorter.
-type idleDeadline struct {
-	c     net.Conn
-	d     time.Duration
+// standingDeadline is a read deadline set again and again for the same
+// kind of wait (a client's idle timeout before each request, a backend's
+// header timeout before each answer). One set less than slack ago
+// stands: a deadline is a timer, and setting one for every request of a
+// busy connection was a measurable share of the proxy's CPU; the timeout
+// is then up to slack shorter.
+type standingDeadline struct {
 	setAt time.Time // zero when the read deadline was set to another since
 }
 
-func (i *idleDeadline) arm() {
+func (sd *standingDeadline) arm(c net.Conn, d time.Duration) error {
 	now := time.Now()
-	if !i.setAt.IsZero() && now.Sub(i.setAt) < slack(i.d) {
-		return
+	if !sd.setAt.IsZero() && now.Sub(sd.setAt) < slack(d) {
+		return nil
 	}
-	i.c.SetReadDeadline(now.Add(i.d))
-	i.setAt = now
+	sd.setAt = now
+	return c.SetReadDeadline(now.Add(d))
 }
 
 // lost says the read deadline was set to something else.
-func (i *idleDeadline) lost() { i.setAt = time.Time{} }
+func (sd *standingDeadline) lost() { sd.setAt = time.Time{} }
+
+// slack is how much shorter than d a timeout set earlier for the same
+// wait may run: a second, or an eighth of a shorter d.
+func slack(d time.Duration) time.Duration { return min(time.Second, d/8) }
 
 // handoff gives c to net/http, with what br holds read first, and waits
 // until net/http is done with it (the caller closes c on return) or the
@@ -168,7 +170,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 		c.SetReadDeadline(deadline(s.opt.IdleTimeout))
 	}
 
-	bc, res, err := r.be.plainExchange(s.cc, bufs, br, length, resend)
+	bc, res, err := r.be.plainExchange(s.cc.Context(), bufs, br, length, resend)
 	if errors.Is(err, errClientBody) {
 		return false
 	}
@@ -227,9 +229,9 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 // plainExchange writes the request head in bufs.out, and length bytes of
 // body from body, to a kept or new connection and reads the answer's
 // head, sent again as attempt does when resend allows.
-func (b *conns) plainExchange(cc *xconnect.Conns, bufs *exchangeBufs, body *bufio.Reader, length int64, resend bool) (*backConn, respHead, error) {
+func (b *conns) plainExchange(ctx context.Context, bufs *exchangeBufs, body *bufio.Reader, length int64, resend bool) (*backConn, respHead, error) {
 	var res respHead
-	c, err := b.attempt(cc.Context(), resend, func(c *backConn) (err error) {
+	c, err := b.attempt(ctx, resend, func(c *backConn) (err error) {
 		res, err = b.plainSend(c, bufs, body, length)
 		return err
 	})
@@ -258,7 +260,7 @@ func (b *conns) plainSend(c *backConn, bufs *exchangeBufs, body *bufio.Reader, l
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
-	if err := c.armHeader(b.headerTimeout); err != nil {
+	if err := c.header.arm(c.Conn, b.headerTimeout); err != nil {
 		return respHead{}, err
 	}
 	res, err := readResponseHead(c.br, bufs)

@@ -9,7 +9,6 @@ import (
 	nethttp "net/http"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pantavisor/pv/xconnect"
@@ -67,10 +66,8 @@ type backConn struct {
 	// that can be sent again is.
 	reused bool
 	idleAt time.Time
-	// armedAt is when the read deadline was set to the header timeout by
-	// armHeader; zero when no deadline is set.
-	armedAt time.Time
-	cc      *xconnect.Conns // that tracks it, or nil
+	header standingDeadline // the header timeout, until lift
+	cc     *xconnect.Conns  // that tracks it, or nil
 }
 
 // Close closes the connection and forgets it in the server's bookkeeping.
@@ -81,29 +78,13 @@ func (c *backConn) Close() error {
 	return c.Conn.Close()
 }
 
-// armHeader sets the header timeout for an answer. One set by the
-// request before, less than slack ago, stands (the timeout is then up to
-// slack shorter): on a busy connection a timer set and stopped for every
-// request was a measurable share of the proxy's CPU.
-func (c *backConn) armHeader(d time.Duration) error {
-	now := time.Now()
-	if !c.armedAt.IsZero() && now.Sub(c.armedAt) < slack(d) {
-		return nil
-	}
-	c.armedAt = now
-	return c.SetReadDeadline(now.Add(d))
-}
-
-// slack is how much shorter than d a timeout set earlier for the same
-// wait may run: a second, or an eighth of a shorter d.
-func slack(d time.Duration) time.Duration { return min(time.Second, d/8) }
-
-// lift takes the read deadline away.
+// lift takes the header timeout away, before a body is read from the
+// socket: most answers come whole with their head and need no lift.
 func (c *backConn) lift() error {
-	if c.armedAt.IsZero() {
+	if c.header.setAt.IsZero() {
 		return nil
 	}
-	c.armedAt = time.Time{}
+	c.header.lost()
 	return c.SetReadDeadline(time.Time{})
 }
 
@@ -130,23 +111,21 @@ func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 // that cannot be sent again goes on one only after this look, a system
 // call; the backend may still drop it meanwhile, rarely.
 func (c *backConn) open() bool {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if c.br.Buffered() > 0 {
 		return false
 	}
+	if c.sr.rc == nil {
+		return true // no raw access: not looked at
+	}
 	open := false
-	if rc.Control(func(fd uintptr) {
+	if c.sr.rc.Control(func(fd uintptr) {
 		var b [1]byte
 		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		open = errors.Is(err, unix.EAGAIN)
 	}) != nil {
 		return false
 	}
-	return open && c.br.Buffered() == 0
+	return open
 }
 
 // replayable says whether a request without a body may be sent again:
@@ -286,7 +265,7 @@ func (b *conns) exchange(c *backConn, req *nethttp.Request) (*nethttp.Response, 
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
-	c.armedAt = time.Time{} // set here, and taken away below
+	c.header.lost() // set here, and taken away below
 	if err := c.SetReadDeadline(time.Now().Add(b.headerTimeout)); err != nil {
 		stop()
 		return nil, err
