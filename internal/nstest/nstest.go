@@ -25,6 +25,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/internal/isolated"
 )
@@ -154,6 +155,28 @@ func ServeEach(t testing.TB, ln net.Listener, handle func(c net.Conn)) {
 			}()
 		}
 	}()
+}
+
+// UnixPair is a connected pair of unix stream sockets as *net.UnixConn,
+// closed when the test ends.
+func UnixPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "socket")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.UnixConn)
+	}
+	a, b := conn(fds[0]), conn(fds[1])
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
 }
 
 // Echo listens on addr inside ns and answers each connection with the

@@ -3,44 +3,23 @@ package unix
 import (
 	"bytes"
 	"fmt"
-	"net"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// pair is a connected pair of unix stream sockets as *net.UnixConn.
-func pair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socket")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	a, b := conn(fds[0]), conn(fds[1])
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/pantavisor/pv/internal/nstest"
+)
 
 // Bulk between descriptors goes by splice, and every descriptor still
 // arrives, usable, with the bytes it was sent with and in order: 64 MiB
 // of a counting pattern with a memfd naming its offset every 1 MiB.
 func TestBulkSplicedDescriptorsKept(t *testing.T) {
 	const total, every, chunk = 64 << 20, 1 << 20, 128 << 10
-	sender, in := pair(t)    // consumer's socket, proxy's accepted one
-	out, receiver := pair(t) // proxy's to the provider, provider's
+	sender, in := nstest.UnixPair(t)    // consumer's socket, proxy's accepted one
+	out, receiver := nstest.UnixPair(t) // proxy's to the provider, provider's
 	var n atomic.Int64
 	done := make(chan error, 1)
 	go func() { done <- Pump(out, in, &n) }()
@@ -123,8 +102,8 @@ func TestBulkSplicedDescriptorsKept(t *testing.T) {
 
 // Small messages still take the recvmsg path, one call each way.
 func TestSmallMessagesNotSpliced(t *testing.T) {
-	sender, in := pair(t)
-	out, receiver := pair(t)
+	sender, in := nstest.UnixPair(t)
+	out, receiver := nstest.UnixPair(t)
 	var n atomic.Int64
 	go Pump(out, in, &n)
 	before := spliced.Load()
