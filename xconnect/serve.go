@@ -124,8 +124,14 @@ func (s *Conns) Untrack(c net.Conn) {
 }
 
 // Close stops accepting, ends every connection and waits for the handlers.
+//
 // The connections are closed outside mu: a tracked connection's Close may
 // untrack it (the http proxy's backend connections do), which needs mu.
+// Every connection's deadline is passed before any is closed: the close
+// of a connection that a handler reads in a RawConn.Read callback waits
+// for that callback to return (the http proxy serves requests inside
+// one), and the callback may be waiting on another connection, closed
+// later in the loop.
 func (s *Conns) Close() error {
 	s.mu.Lock()
 	s.stop()
@@ -140,6 +146,10 @@ func (s *Conns) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	past := time.Unix(1, 0)
+	for _, c := range conns {
+		c.SetDeadline(past)
+	}
 	for _, c := range conns {
 		c.Close()
 	}
