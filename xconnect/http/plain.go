@@ -9,8 +9,13 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/http/httputil"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/pantavisor/pv/xconnect/hangup"
+	"golang.org/x/sys/unix"
 )
 
 // plainServed and handedOff count requests answered on the plain path
@@ -22,68 +27,264 @@ var plainServed, handedOff atomic.Int64
 // (fast.go), and hands the connection to net/http at the first request
 // that path leaves, before consuming any of it.
 //
-// After an answer it reads for the next request at once, although the
-// client has mostly not sent it yet and that read fails (EAGAIN): Go's
-// poller forgets, when a read starts, whether the socket became readable
-// before. Waiting instead after a read shorter than the buffer, as nginx
-// does, would lose a client's end of stream that came with its request
-// (a client that half-closes and reads to the end would hang until the
-// idle timeout): nginx learns of it from EPOLLRDHUP, which Go's poller
-// does not pass on (TestHalfClosedClientClosedAfterItsAnswer).
+// Requests that come whole and without a body are served inside one call
+// of the connection's RawConn.Read, for as long as they keep coming (see
+// clientConn.ready); the others, every connection whose peer has hung up,
+// and every connection when no hang-up watcher could be had, in turns of
+// their own outside it.
 func (s *Server) serveConn(c net.Conn) {
-	br := bufio.NewReaderSize(c, clientBuf)
-	ip := clientIP(c)
-	var idle standingDeadline
+	cc := &clientConn{s: s, c: c, ip: clientIP(c), cr: clientReader{c: c, fd: -1}}
+	cc.br = bufio.NewReaderSize(&cc.cr, clientBuf)
+	if wt := cc.watch(); wt != nil {
+		defer wt.Stop()
+	}
 	for {
-		if br.Buffered() == 0 {
-			idle.arm(c, s.opt.IdleTimeout)
-			if _, err := br.Peek(1); err != nil {
-				return // gone, or silent for the idle timeout
+		t := turnSlow
+		if cc.rc != nil {
+			err := cc.rc.Read(cc.call)
+			switch {
+			case err == nil:
+				t = cc.left
+			case cc.wt.HungUp():
+				// Woken by the watcher (a past read deadline).
+				t = turnHup
+			default:
+				return // gone, closed, or silent for a timeout
 			}
 		}
-		// The head's timeout is set only when it did not come whole
-		// with its first bytes, as it mostly does: a deadline costs
-		// a clock read and a timer.
-		n, timed := 0, false
-		for {
-			buf, _ := br.Peek(br.Buffered())
-			if n = headEnd(buf); n != 0 {
-				break
-			}
-			if br.Buffered() == br.Size() {
-				n = -1 // larger than the plain path takes
-				break
-			}
-			if !timed {
-				c.SetReadDeadline(deadline(s.opt.ReadHeaderTimeout))
-				timed = true
-				idle.lost()
-			}
-			if _, err := br.Peek(br.Buffered() + 1); err != nil {
-				return // half a head, then gone or too slow
-			}
+		if t == turnHup {
+			cc.hungUp()
+			t = turnSlow
 		}
-		bufs := bufPool.Get().(*exchangeBufs)
-		var h reqHead
-		ok := n > 0
-		if ok {
-			head, _ := br.Peek(n)
-			h, ok = parseRequestHead(head, bufs.reqFields)
-			bufs.reqFields = h.fields
+		if t == turnSlow {
+			t = cc.turn(false)
 		}
-		if ok {
-			if h.length > 0 {
-				idle.lost() // the body's reads set deadlines of their own
-			}
-			ok = s.plain(c, br, n, &h, ip, bufs)
-		} else {
-			s.handoff(c, br)
-		}
-		putBufs(bufs)
-		if !ok {
-			return
+		if t != turnNext {
+			return // turnEnd; a slow turn never waits (turnWait)
 		}
 	}
+}
+
+// A clientConn is a client connection on the plain path.
+//
+// Go's poller reads a socket before it waits on it, because a read
+// forgets whether the socket became readable before it started; after an
+// answer the client's next request has mostly not come yet, and that read
+// fails (EAGAIN): one of the few system calls per request the proxy
+// makes, each on a small device about as costly as a request's work in
+// user space. Within one RawConn.Read, whose callback returns false to
+// wait, nothing is forgotten: so the fast turns run inside it, and a read
+// shorter than the buffer (the socket then had no more) is followed by a
+// wait, not by another read, as nginx does. An end of stream that came
+// with the last bytes read would then never wake that wait: the hang-up
+// watcher does (package hangup), and from then on the connection reads
+// before every wait, which no longer blocks.
+//
+// The callback holds the connection's read lock, so a fast turn reads
+// nothing but the request head it can read at once: a turn that needs
+// more (a body, a hand-off to net/http) leaves the callback and runs
+// again as a slow turn. The connection's Close waits for the callback to
+// return; xconnect.Conns wakes every connection before it closes any, so
+// that the backend connection a turn waits on lets it go.
+type clientConn struct {
+	s    *Server
+	c    net.Conn
+	ip   string
+	cr   clientReader
+	br   *bufio.Reader
+	rc   syscall.RawConn // nil: every turn is a slow one
+	wt   *hangup.Watch
+	call func(uintptr) bool
+	left turn // what the callback returned for
+	// idle: the idle timeout is set for the next request; timed: the
+	// read-header timeout is set for the head being read.
+	idle, timed bool
+	idleDL      standingDeadline
+}
+
+// watch registers the connection with the hang-up watcher, which makes
+// its fast turns safe; without one every turn is a slow one.
+func (cc *clientConn) watch() *hangup.Watch {
+	sc, ok := cc.c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w, err := hangup.Shared()
+	if err != nil {
+		return nil
+	}
+	c := cc.c
+	wake := func() { c.SetReadDeadline(time.Unix(1, 0)) }
+	rc.Control(func(fd uintptr) { cc.wt, err = w.Watch(int(fd), wake) })
+	if err != nil || cc.wt == nil {
+		cc.s.opt.Log.Debug("http proxy: no hang-up watch, no fast turns", "err", err)
+		return nil
+	}
+	cc.rc, cc.call = rc, cc.ready
+	return cc.wt
+}
+
+// hungUp turns the connection to slow turns for good: its peer has hung
+// up, so its reads no longer block, and the watcher's wake, done by now,
+// is undone.
+func (cc *clientConn) hungUp() {
+	cc.wt.Woke() // waits for a wake under way
+	cc.rc, cc.cr.fd = nil, -1
+	cc.c.SetReadDeadline(time.Time{})
+	cc.idle, cc.timed = false, false
+	cc.idleDL.lost()
+}
+
+// A turn's outcome.
+type turn int
+
+const (
+	turnNext turn = iota // a request served: the next one
+	turnWait             // a fast turn needs the client's next bytes
+	turnSlow             // a fast turn that must run as a slow one
+	turnHup              // the client has hung up: no more fast turns
+	turnEnd              // the connection ends
+)
+
+// fastTurns counts the requests served inside the read callback, for the
+// tests that check which requests take that way.
+var fastTurns atomic.Int64
+
+// ready is the callback of the connection's RawConn.Read: called with the
+// socket first at once, then each time it may have become readable. It
+// serves requests until one needs the client's next bytes (false: wait
+// for them) or a slow turn (true).
+func (cc *clientConn) ready(fd uintptr) bool {
+	if !cc.wt.Woke() {
+		cc.cr.fd, cc.left = -1, turnHup
+		return true
+	}
+	cc.cr.fd, cc.cr.drained = int(fd), false
+	for {
+		t := cc.turn(true)
+		switch t {
+		case turnNext:
+			fastTurns.Add(1)
+			continue
+		case turnWait:
+			if cc.wt.Waiting() {
+				return false
+			}
+			t = turnHup
+		}
+		cc.cr.fd, cc.left = -1, t
+		return true
+	}
+}
+
+// turn reads a request head and serves the request. A fast turn (inside
+// ready) leaves a request with a body, or one net/http takes, to a slow
+// turn, before consuming any of it.
+func (cc *clientConn) turn(fast bool) turn {
+	s, c, br := cc.s, cc.c, cc.br
+	if br.Buffered() == 0 {
+		if !cc.idle {
+			cc.idleDL.arm(c, s.opt.IdleTimeout)
+			cc.idle = true
+		}
+		if _, err := br.Peek(1); err != nil {
+			return waitOrEnd(err) // gone, or silent for the idle timeout
+		}
+	}
+	// The head's timeout is set only when it did not come whole with
+	// its first bytes, as it mostly does: a deadline costs a clock read
+	// and a timer.
+	n := 0
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if n = headEnd(buf); n != 0 {
+			break
+		}
+		if br.Buffered() == br.Size() {
+			n = -1 // larger than the plain path takes
+			break
+		}
+		if !cc.timed {
+			c.SetReadDeadline(deadline(s.opt.ReadHeaderTimeout))
+			cc.timed = true
+			cc.idleDL.lost()
+		}
+		if _, err := br.Peek(br.Buffered() + 1); err != nil {
+			return waitOrEnd(err) // half a head, then gone or too slow
+		}
+	}
+	bufs := bufPool.Get().(*exchangeBufs)
+	var h reqHead
+	ok := n > 0
+	if ok {
+		head, _ := br.Peek(n)
+		h, ok = parseRequestHead(head, bufs.reqFields)
+		bufs.reqFields = h.fields
+	}
+	if fast && (!ok || h.length != 0) {
+		putBufs(bufs)
+		return turnSlow
+	}
+	cc.idle, cc.timed = false, false
+	if h.length > 0 {
+		cc.idleDL.lost() // the body's reads set deadlines of their own
+	}
+	if ok {
+		ok = s.plain(c, br, n, &h, cc.ip, bufs)
+	} else {
+		s.handoff(c, br)
+	}
+	putBufs(bufs)
+	if !ok {
+		return turnEnd
+	}
+	return turnNext
+}
+
+func waitOrEnd(err error) turn {
+	if err == errWouldBlock {
+		return turnWait
+	}
+	return turnEnd
+}
+
+// errWouldBlock: a fast turn's read found nothing to read.
+var errWouldBlock = errors.New("nothing to read yet")
+
+// clientReader is what a client connection's requests are read from: in
+// a fast turn the socket itself, never waiting (errWouldBlock), else the
+// connection.
+type clientReader struct {
+	c  net.Conn
+	fd int // the socket in a fast turn, else -1
+	// drained: the last read was shorter than asked, so the socket had
+	// no more; another read before a wait would only fail.
+	drained bool
+}
+
+func (r *clientReader) Read(p []byte) (int, error) {
+	if r.fd < 0 {
+		return r.c.Read(p)
+	}
+	if r.drained || len(p) == 0 {
+		return 0, errWouldBlock
+	}
+	n, err := ignoringEINTR(func() (int, error) { return unix.Read(r.fd, p) })
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		r.drained = true
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
+	case n == 0:
+		return 0, io.EOF
+	}
+	r.drained = n < len(p)
+	return n, nil
 }
 
 // standingDeadline is a read deadline set again and again for the same

@@ -95,21 +95,33 @@ func TestRequestArrivingDuringTheExchangeServed(t *testing.T) {
 	readAnswers(t, c, br, 1)
 }
 
-// Keep-alive requests without a body, one with a body, and requests
-// pipelined in one write are all answered on the plain path, in order.
+// Keep-alive requests without a body are served in fast turns; one with
+// a body in a slow turn, after which the connection's requests are fast
+// again; requests pipelined in one write are all answered, in order; all
+// of them on the plain path.
 func TestKeptAndPipelinedRequests(t *testing.T) {
 	heads := make(chan string, 16)
 	c := answerEach(t, heads, nil)
 	br := bufio.NewReader(c)
-	plain0 := plainServed.Load()
+	fast0, plain0 := fastTurns.Load(), plainServed.Load()
 	for range 3 {
 		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: d\r\n\r\n")
 		readAnswers(t, c, br, 1)
 	}
+	if n := fastTurns.Load() - fast0; n != 3 {
+		t.Errorf("%d of 3 bodiless requests in fast turns", n)
+	}
+	fast0 = fastTurns.Load()
 	io.WriteString(c, "POST /b HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\n\r\nhello")
 	readAnswers(t, c, br, 1)
+	if n := fastTurns.Load() - fast0; n != 0 {
+		t.Errorf("a request with a body counted as a fast turn")
+	}
 	io.WriteString(c, strings.Repeat("GET /c HTTP/1.1\r\nHost: d\r\n\r\n", 4))
 	readAnswers(t, c, br, 4)
+	if n := fastTurns.Load() - fast0; n != 4 {
+		t.Errorf("%d of 4 pipelined requests in fast turns", n)
+	}
 	if n := plainServed.Load() - plain0; n != 8 {
 		t.Errorf("%d of 8 requests on the plain path", n)
 	}
@@ -200,6 +212,42 @@ func TestHalfClosedClientClosedAfterItsAnswer(t *testing.T) {
 		got, err := io.ReadAll(c)
 		if err != nil || !strings.HasSuffix(string(got), "\r\n\r\nok") {
 			t.Fatalf("connection %d: read %q: %v", i, got, err)
+		}
+	}
+}
+
+// A client that half-closes after a request with a body, after requests
+// pipelined in one write, or on a kept connection with or without a last
+// request, gets every answer and then the connection's end: the end is
+// seen however it came (with the request, or alone, when either Go's
+// poller or the hang-up watcher may wake the wait first), and a past
+// deadline the watcher set to wake a wait fails no read after it.
+func TestHalfClosedClientAfterBodyOrPipelineAnswered(t *testing.T) {
+	for i := range 20 {
+		for _, tc := range []struct {
+			name, reqs string
+			answers    int
+		}{
+			{"body", "POST /a HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\n\r\nhello", 1},
+			{"pipeline", strings.Repeat("GET /a HTTP/1.1\r\nHost: d\r\n\r\n", 3), 3},
+			{"kept", "GET /a HTTP/1.1\r\nHost: d\r\n\r\n", 1},
+			{"idle", "", 0},
+		} {
+			c := answerEach(t, nil, nil)
+			if tc.name == "kept" || tc.name == "idle" {
+				// A request answered first, so that the end comes to a
+				// connection waiting without reading.
+				io.WriteString(c, "GET /a HTTP/1.1\r\nHost: d\r\n\r\n")
+				readAnswers(t, c, bufio.NewReader(c), 1)
+				time.Sleep(time.Duration(i%3) * time.Millisecond)
+			}
+			io.WriteString(c, tc.reqs)
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(c)
+			if n := strings.Count(string(got), "\r\n\r\nok"); err != nil || n != tc.answers {
+				t.Fatalf("%s, connection %d: %d of %d answers, then %v: %q", tc.name, i, n, tc.answers, err, got)
+			}
 		}
 	}
 }
