@@ -125,13 +125,14 @@ func (s *Conns) Untrack(c net.Conn) {
 
 // Close stops accepting, ends every connection and waits for the handlers.
 //
-// The connections are closed outside mu: a tracked connection's Close may
-// untrack it (the http proxy's backend connections do), which needs mu.
-// Every connection's deadline is passed before any is closed: the close
-// of a connection that a handler reads in a RawConn.Read callback waits
-// for that callback to return (the http proxy serves requests inside
-// one), and the callback may be waiting on another connection, closed
-// later in the loop.
+// The connections are closed outside mu, each in its own goroutine: a
+// tracked connection's Close may untrack it (the http proxy's backend
+// connections do), which needs mu; and the close of a connection that a
+// handler reads in a RawConn.Read callback waits for that callback to
+// return (the http proxy serves requests inside one), while the callback
+// may be waiting on another connection closed here. (Passing every
+// deadline first would end those waits too, but as timeouts, which the
+// relays count as errors; a close is not one.)
 func (s *Conns) Close() error {
 	s.mu.Lock()
 	s.stop()
@@ -146,13 +147,18 @@ func (s *Conns) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	past := time.Unix(1, 0)
+	var closing sync.WaitGroup
 	for _, c := range conns {
-		c.SetDeadline(past)
+		closing.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("closing a link connection panicked", "panic", fmt.Sprint(r))
+				}
+			}()
+			c.Close()
+		})
 	}
-	for _, c := range conns {
-		c.Close()
-	}
+	closing.Wait()
 	s.wg.Wait()
 	return err
 }

@@ -84,8 +84,8 @@ func (s *Server) serveConn(c net.Conn) {
 // nothing but the request head it can read at once: a turn that needs
 // more (a body, a hand-off to net/http) leaves the callback and runs
 // again as a slow turn. The connection's Close waits for the callback to
-// return; xconnect.Conns wakes every connection before it closes any, so
-// that the backend connection a turn waits on lets it go.
+// return; xconnect.Conns closes the connections concurrently, so that
+// the backend connection a turn waits on is closed meanwhile.
 type clientConn struct {
 	s    *Server
 	c    net.Conn
