@@ -130,6 +130,31 @@ func TestHalfCloseAndDescriptorsBothWays(t *testing.T) {
 	}
 }
 
+// A message and the end of stream that came with it, in one wake-up of
+// the link, are both passed on: the wait after a short read ends by the
+// hang-up watcher (a link waiting for ever here would hang the provider,
+// which answers only after the end).
+func TestMessageAndEndInOneWakeUp(t *testing.T) {
+	cons, st, _ := link(t)
+	for i := range 30 {
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("ping"))
+		c.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _, err := readWithFds(c)
+		c.Close()
+		if err != nil || string(got) != "got ping fds []" {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+	}
+	if s := st.Snapshot(); s.Errors != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
 // The proxy keeps none of the descriptors it passed on.
 func TestNoDescriptorLeak(t *testing.T) {
 	cons, _, _ := link(t)
