@@ -49,6 +49,7 @@ type reqHead struct {
 	length              int64 // body length, 0 when none
 	closeAfter          bool  // the client asked to close after the answer
 	te                  bool  // TE: trailers
+	idempotent          bool  // an Idempotency-Key (or X-) field: see replayable
 	fields              [][]byte
 }
 
@@ -144,6 +145,8 @@ func parseRequestHead(head []byte, fields [][]byte) (h reqHead, ok bool) {
 					h.te = true
 				}
 			}
+		case fieldIs(name, "Idempotency-Key"), fieldIs(name, "X-Idempotency-Key"):
+			h.idempotent = true
 		}
 		if !isOneOf(name, hopFields) && !isOneOf(name, ownFields) {
 			h.fields = append(h.fields, f)

@@ -343,7 +343,7 @@ func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip strin
 	cw := bufs.cw
 	// What the answer needs of the head, which is consumed below.
 	http10, head, asksClose, length := h.minor == '0', string(h.method) == "HEAD", h.closeAfter, h.length
-	resend := length == 0 && replayable(string(h.method))
+	resend := length == 0 && replayable(string(h.method), h.idempotent)
 
 	t := s.routes.Load()
 	i, rest, ok := t.match(string(h.path))

@@ -96,7 +96,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // body is read to the end.
 func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 	var res *nethttp.Response
-	resend := (req.Body == nil || req.Body == nethttp.NoBody) && replayable(req.Method)
+	resend := (req.Body == nil || req.Body == nethttp.NoBody) && replayable(req.Method, req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != "")
 	if _, err := b.attempt(req.Context(), resend, func(c *backConn) (err error) {
 		res, err = b.exchange(c, req)
 		return err
@@ -129,15 +129,16 @@ func (c *backConn) open() bool {
 }
 
 // replayable says whether a request without a body may be sent again:
-// only when doing it twice is harmless (the methods net/http's Transport
-// sends again). A backend that drops a kept connection may have acted on
-// a POST before it did.
-func replayable(method string) bool {
+// only when doing it twice is harmless, by its method or because the
+// client said so with an Idempotency-Key (or X-Idempotency-Key) field
+// (net/http's Transport's rule). A backend that drops a kept connection
+// may have acted on a POST before it did.
+func replayable(method string, idempotencyKey bool) bool {
 	switch method {
 	case "GET", "HEAD", "OPTIONS", "TRACE":
 		return true
 	}
-	return false
+	return idempotencyKey
 }
 
 // attempt runs try on a kept or a new connection and returns the

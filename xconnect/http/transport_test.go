@@ -195,13 +195,16 @@ func TestIdleBackendConnectionsClosed(t *testing.T) {
 func TestOnlyReplayableRequestsSentAgain(t *testing.T) {
 	for _, tc := range []struct {
 		name, second string
-		hang         bool // the backend holds the second request, else drops its connection
-		want         int  // the client's status for it
+		hang         bool  // the backend holds the second request, else drops its connection
+		want         int   // the client's status for it
+		times        int32 // how often the backend gets it (0: once)
 	}{
-		{"POST dropped", "POST /two HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway},
-		{"POST dropped, net/http's path", "POST /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway},
-		{"GET timed out", "GET /two HTTP/1.1\r\nHost: d\r\n\r\n", true, nethttp.StatusGatewayTimeout},
-		{"GET timed out, net/http's path", "GET /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\n\r\n", true, nethttp.StatusGatewayTimeout},
+		{"POST dropped", "POST /two HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway, 0},
+		{"POST dropped, net/http's path", "POST /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway, 0},
+		{"POST with an Idempotency-Key dropped, sent again", "POST /two HTTP/1.1\r\nHost: d\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway, 2},
+		{"DELETE with an X-Idempotency-Key dropped, sent again, net/http's path", "DELETE /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nX-Idempotency-Key: k2\r\n\r\n", false, nethttp.StatusBadGateway, 2},
+		{"GET timed out", "GET /two HTTP/1.1\r\nHost: d\r\n\r\n", true, nethttp.StatusGatewayTimeout, 0},
+		{"GET timed out, net/http's path", "GET /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\n\r\n", true, nethttp.StatusGatewayTimeout, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var seconds atomic.Int32 // how often the backend got the second request
@@ -233,8 +236,8 @@ func TestOnlyReplayableRequestsSentAgain(t *testing.T) {
 			if res.StatusCode != tc.want {
 				t.Errorf("status %d, want %d", res.StatusCode, tc.want)
 			}
-			if n := seconds.Load(); n != 1 {
-				t.Errorf("the backend got the request %d times, want once", n)
+			if n, want := seconds.Load(), max(tc.times, 1); n != want {
+				t.Errorf("the backend got the request %d times, want %d", n, want)
 			}
 			if viaNetHTTP := strings.Contains(tc.name, "net/http"); viaNetHTTP != (handedOff.Load() > handed) {
 				t.Errorf("handed to net/http: %v, want %v", !viaNetHTTP, viaNetHTTP)
