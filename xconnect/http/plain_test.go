@@ -606,6 +606,9 @@ func plainRig(tb testing.TB) (exchange func()) {
 // ingress CPU figure pays (make bench). The count is the process's, so
 // the client and the backend of plainRig allocate nothing either.
 func TestPlainPathAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	exchange := plainRig(t)
 	exchange() // the backend connection is dialled, the buffers pooled
 	if n := testing.AllocsPerRun(500, exchange); n != 0 {
