@@ -21,7 +21,7 @@ type Conns struct {
 	stop  context.CancelFunc
 	mu    sync.Mutex
 	ln    net.Listener
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]bool // true: accepted, false: tracked by a handler
 	wg    sync.WaitGroup
 }
 
@@ -31,7 +31,7 @@ func NewConns(log *slog.Logger) *Conns {
 		log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]struct{}{}}
+	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{}}
 }
 
 // Context ends when Close is called: handlers dial with it.
@@ -87,7 +87,7 @@ func (s *Conns) admit(c net.Conn) bool {
 	if s.ctx.Err() != nil {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = true
 	s.wg.Add(1)
 	return true
 }
@@ -112,7 +112,7 @@ func (s *Conns) Track(c net.Conn) bool {
 	if s.ctx.Err() != nil {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = false
 	return true
 }
 
@@ -125,14 +125,17 @@ func (s *Conns) Untrack(c net.Conn) {
 
 // Close stops accepting, ends every connection and waits for the handlers.
 //
-// The connections are closed outside mu, each in its own goroutine: a
-// tracked connection's Close may untrack it (the http proxy's backend
-// connections do), which needs mu; and the close of a connection that a
-// handler reads in a RawConn.Read callback waits for that callback to
-// return (the http proxy serves requests inside one), while the callback
-// may be waiting on another connection closed here. (Passing every
-// deadline first would end those waits too, but as timeouts, which the
-// relays count as errors; a close is not one.)
+// The connections are closed outside mu: a tracked connection's Close may
+// untrack it (the http proxy's backend connections do), which needs mu.
+// The tracked ones (a handler's connections to its provider) are closed
+// before the accepted ones: the close of a connection that a handler
+// reads in a RawConn.Read callback waits for that callback to return, and
+// the http proxy's callback on a client connection may wait on its
+// backend connection; no handler waits on an accepted connection inside
+// a callback on a tracked one. (Passing every deadline first would end
+// such waits in any order, but as timeouts, which the relays count as
+// errors; a goroutine per close would cost a stack per connection at the
+// moment a listener with thousands goes.)
 func (s *Conns) Close() error {
 	s.mu.Lock()
 	s.stop()
@@ -142,23 +145,21 @@ func (s *Conns) Close() error {
 			err = cerr
 		}
 	}
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	var tracked, accepted []net.Conn
+	for c, acc := range s.conns {
+		if acc {
+			accepted = append(accepted, c)
+		} else {
+			tracked = append(tracked, c)
+		}
 	}
 	s.mu.Unlock()
-	var closing sync.WaitGroup
-	for _, c := range conns {
-		closing.Go(func() {
-			defer func() {
-				if r := recover(); r != nil {
-					s.log.Error("closing a link connection panicked", "panic", fmt.Sprint(r))
-				}
-			}()
-			c.Close()
-		})
+	for _, c := range tracked {
+		c.Close()
 	}
-	closing.Wait()
+	for _, c := range accepted {
+		c.Close()
+	}
 	s.wg.Wait()
 	return err
 }

@@ -84,8 +84,8 @@ func (s *Server) serveConn(c net.Conn) {
 // nothing but the request head it can read at once: a turn that needs
 // more (a body, a hand-off to net/http) leaves the callback and runs
 // again as a slow turn. The connection's Close waits for the callback to
-// return; xconnect.Conns closes the connections concurrently, so that
-// the backend connection a turn waits on is closed meanwhile.
+// return; xconnect.Conns closes the backend connections, which it
+// tracks, before the client ones, so that the turn's wait ends first.
 type clientConn struct {
 	s    *Server
 	c    net.Conn
