@@ -309,6 +309,15 @@ func (sd *standingDeadline) arm(c net.Conn, d time.Duration) error {
 // lost says the read deadline was set to something else.
 func (sd *standingDeadline) lost() { sd.setAt = time.Time{} }
 
+// lift takes the deadline away, if it stands.
+func (sd *standingDeadline) lift(c net.Conn) error {
+	if sd.setAt.IsZero() {
+		return nil
+	}
+	sd.lost()
+	return c.SetReadDeadline(time.Time{})
+}
+
 // slack is how much shorter than d a timeout set earlier for the same
 // wait may run: a second, or an eighth of a shorter d.
 func slack(d time.Duration) time.Duration { return min(time.Second, d/8) }

@@ -474,17 +474,10 @@ func FuzzPlainServer(f *testing.F) {
 	var answer atomic.Pointer[string]
 	dial := acceptEach(f, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(time.Second)) // an answer short of its length ends here
-		br := bufio.NewReader(c)
-		for {
-			r, err := nethttp.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, r.Body)
-			if _, err := io.WriteString(c, *answer.Load()); err != nil {
-				return
-			}
-		}
+		serveRequests(c, func(c net.Conn, _ *bufio.Reader, _ *nethttp.Request) bool {
+			_, err := io.WriteString(c, *answer.Load())
+			return err == nil
+		})
 	})
 	log := &panicLog{}
 	s := NewServer(Options{Log: slog.New(log), BackendTimeout: time.Second, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second})

@@ -34,19 +34,23 @@ func answerEach(t *testing.T, heads chan<- string, gate <-chan struct{}) net.Con
 // eachRequest is a backend that reads each connection's requests, their
 // bodies discarded, and gives each to handle, until handle returns false.
 func eachRequest(t *testing.T, handle func(c net.Conn, br *bufio.Reader, req *nethttp.Request) bool) xconnect.Dialer {
-	return acceptEach(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := nethttp.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if !handle(c, br, req) {
-				return
-			}
+	return acceptEach(t, func(c net.Conn) { serveRequests(c, handle) })
+}
+
+// serveRequests is eachRequest's loop on one connection: it ends at a
+// request it cannot read or when handle returns false.
+func serveRequests(c net.Conn, handle func(c net.Conn, br *bufio.Reader, req *nethttp.Request) bool) {
+	br := bufio.NewReader(c)
+	for {
+		req, err := nethttp.ReadRequest(br)
+		if err != nil {
+			return
 		}
-	})
+		io.Copy(io.Discard, req.Body)
+		if !handle(c, br, req) {
+			return
+		}
+	}
 }
 
 // readAnswers reads n answers of answerEach from br, failing after 5 s.

@@ -80,13 +80,7 @@ func (c *backConn) Close() error {
 
 // lift takes the header timeout away, before a body is read from the
 // socket: most answers come whole with their head and need no lift.
-func (c *backConn) lift() error {
-	if c.header.setAt.IsZero() {
-		return nil
-	}
-	c.header.lost()
-	return c.SetReadDeadline(time.Time{})
-}
+func (c *backConn) lift() error { return c.header.lift(c.Conn) }
 
 // aLongTimeAgo is a deadline that ends any blocked read or write at once.
 var aLongTimeAgo = time.Unix(1, 0)
