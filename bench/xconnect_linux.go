@@ -74,14 +74,17 @@ type linkRig struct {
 	stop            []func()
 }
 
-func newLinkRig() (*linkRig, error) {
+// newLinkRig starts a provider with serve (provider, or one in a process
+// of its own) and a link in front of it.
+func newLinkRig(serve func(path string) (func(), error)) (*linkRig, error) {
 	dir, err := os.MkdirTemp("", "pvbench-link")
 	if err != nil {
 		return nil, err
 	}
 	r := &linkRig{dir: dir, prov: filepath.Join(dir, "prov.sock"), link: filepath.Join(dir, "link.sock")}
-	stop, err := provider(r.prov)
+	stop, err := serve(r.prov)
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	r.stop = append(r.stop, stop)
@@ -91,6 +94,7 @@ func newLinkRig() (*linkRig, error) {
 	}})
 	ln, err := net.Listen("unix", r.link)
 	if err != nil {
+		r.close()
 		return nil, err
 	}
 	go p.Serve(ln)
@@ -108,7 +112,7 @@ func (r *linkRig) close() {
 // linkFigure measures f through the link and directly, the side that goes
 // first alternating from run to run (*runs counts them).
 func linkFigure(runs *int, f func(path string) (float64, error)) (ours, base float64, err error) {
-	r, err := newLinkRig()
+	r, err := newLinkRig(provider)
 	if err != nil {
 		return 0, 0, err
 	}

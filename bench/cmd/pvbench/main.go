@@ -33,6 +33,9 @@ func main() {
 	// A copy started to dial a D-Bus link's provider as another uid
 	// (the D-Bus figure) does only that.
 	xconnect.HelperMain()
+	// So does a copy started as a client or provider of the figures
+	// that run those in processes of their own.
+	bench.HelperMain()
 	// Before anything else, as pantavisor does: make sure libcontainer
 	// does not copy the binary at every container start (its overlay, or
 	// else a sealed copy made once, which re-executes this process). The

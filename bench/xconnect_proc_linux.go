@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The unix round trip figure (xconnect_linux.go) runs the client, the
+// link and the provider as goroutines of one process, where a hand-off
+// between them costs a goroutine switch. On a device each is a process
+// of its own (the consumer's container, pantavisor, the provider's
+// container), and every hop costs a process switch. These figures
+// measure that layout: the client and the provider are copies of this
+// binary, the link runs here, and socat, a plain relay in a process of
+// its own, is measured the same way as a reference. Neither has a goal:
+// they show what a relay costs per round trip where process switches
+// dominate (on a VM they are dear).
+
+// helperEnv selects a helper role for a copy of this binary.
+const helperEnv = "PVBENCH_HELPER"
+
+func init() {
+	var linkRuns, socatRuns int
+	Register(Figure{
+		Name:     "unix link: round trip p50, client and provider in processes of their own",
+		Baseline: "direct to the provider's socket, same processes",
+		Unit:     "µs",
+		Run: func() (float64, float64, error) {
+			return procRoundTrip(&linkRuns, func(r *linkRig) (string, func(), error) { return r.link, func() {}, nil })
+		},
+	})
+	Register(Figure{
+		Name:     "socat relay (reference): round trip p50, client and provider in processes of their own",
+		Baseline: "direct to the provider's socket, same processes",
+		Unit:     "µs", Needs: []string{"exec:socat"},
+		Run: func() (float64, float64, error) { return procRoundTrip(&socatRuns, socatRelay) },
+	})
+}
+
+// HelperMain runs a helper role and exits, when this process is one:
+// "echo PATH" serves PATH as the provider does (an echo per connection)
+// and prints "ready"; "ping PATH" prints the median round trip through
+// PATH, as pingP50 measures it.
+func HelperMain() {
+	role := os.Getenv(helperEnv)
+	if role == "" {
+		return
+	}
+	if err := helper(role, os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "pvbench %s: %v\n", role, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func helper(role string, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want one socket path, got %q", args)
+	}
+	switch role {
+	case "echo":
+		ln, err := net.Listen("unix", args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	case "ping":
+		p50, err := pingP50(args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Println(p50)
+		return nil
+	}
+	return fmt.Errorf("unknown role")
+}
+
+// startHelper starts a copy of this binary in role.
+func startHelper(role, path string) (*exec.Cmd, io.ReadCloser, error) {
+	// Not os.Executable: this process may run from a sealed copy
+	// (driver.PrepareExeSealing), which has no path of its own.
+	cmd := exec.Command("/proc/self/exe", path)
+	cmd.Env = append(os.Environ(), helperEnv+"="+role)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return cmd, out, nil
+}
+
+// procProvider serves path from a provider process of its own.
+func procProvider(path string) (func(), error) {
+	cmd, out, err := startHelper("echo", path)
+	if err != nil {
+		return nil, err
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		stop()
+		return nil, fmt.Errorf("echo provider did not start: %q, %v", line, err)
+	}
+	return stop, nil
+}
+
+// procPing measures the round trip through path from a client process
+// of its own.
+func procPing(path string) (float64, error) {
+	cmd, out, err := startHelper("ping", path)
+	if err != nil {
+		return 0, err
+	}
+	b, rerr := io.ReadAll(out)
+	if err := cmd.Wait(); err != nil {
+		return 0, fmt.Errorf("ping client: %w", err)
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+}
+
+// socatRelay starts socat relaying a socket of its own to the provider.
+func socatRelay(r *linkRig) (string, func(), error) {
+	path := filepath.Join(r.dir, "socat.sock")
+	cmd := exec.Command("socat", "UNIX-LISTEN:"+path+",fork", "UNIX-CONNECT:"+r.prov)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return path, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("socat did not listen on %s", path)
+		}
+	}
+}
+
+// procRoundTrip measures the round trip through the relay via makes
+// and directly, with the provider and each client in processes of their
+// own, the side that goes first alternating from run to run.
+func procRoundTrip(runs *int, via func(*linkRig) (string, func(), error)) (ours, base float64, err error) {
+	r, err := newLinkRig(procProvider)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer r.close()
+	path, stop, err := via(r)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop()
+	*runs++
+	first, second := &ours, &base
+	paths := [2]string{path, r.prov}
+	if *runs%2 == 0 {
+		first, second = &base, &ours
+		paths[0], paths[1] = r.prov, path
+	}
+	if *first, err = procPing(paths[0]); err != nil {
+		return 0, 0, err
+	}
+	*second, err = procPing(paths[1])
+	return ours, base, err
+}
