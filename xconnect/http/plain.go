@@ -168,7 +168,6 @@ func (cc *clientConn) ready(fd uintptr) bool {
 		t := cc.turn(true)
 		switch t {
 		case turnNext:
-			fastTurns.Add(1)
 			continue
 		case turnWait:
 			if cc.wt.Waiting() {
@@ -228,6 +227,11 @@ func (cc *clientConn) turn(fast bool) turn {
 	if fast && (!ok || h.length != 0) {
 		putBufs(bufs)
 		return turnSlow
+	}
+	if fast {
+		// Counted before the answer is written, so that a test that
+		// has read it sees the count.
+		fastTurns.Add(1)
 	}
 	cc.idle, cc.timed = false, false
 	if h.length > 0 {
