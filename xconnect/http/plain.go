@@ -34,6 +34,7 @@ var plainServed, handedOff atomic.Int64
 // their own outside it.
 func (s *Server) serveConn(c net.Conn) {
 	cc := &clientConn{s: s, c: c, ip: clientIP(c), cr: clientReader{c: c, fd: -1}}
+	cc.cw = clientWriter{c: c, r: &cc.cr}
 	cc.br = bufio.NewReaderSize(&cc.cr, clientBuf)
 	if wt := cc.watch(); wt != nil {
 		defer wt.Stop()
@@ -91,6 +92,7 @@ type clientConn struct {
 	c    net.Conn
 	ip   string
 	cr   clientReader
+	cw   clientWriter
 	br   *bufio.Reader
 	rc   syscall.RawConn // nil: every turn is a slow one
 	wt   *hangup.Watch
@@ -153,6 +155,10 @@ const (
 // fastTurns counts the requests served inside the read callback, for the
 // tests that check which requests take that way.
 var fastTurns atomic.Int64
+
+// pollerWrites counts the answers a fast turn could not write at once,
+// for the test of that path.
+var pollerWrites atomic.Int64
 
 // ready is the callback of the connection's RawConn.Read: called with the
 // socket first at once, then each time it may have become readable. It
@@ -238,7 +244,7 @@ func (cc *clientConn) turn(fast bool) turn {
 		cc.idleDL.lost() // the body's reads set deadlines of their own
 	}
 	if ok {
-		ok = s.plain(c, br, n, &h, cc.ip, bufs)
+		ok = s.plain(c, &cc.cw, br, n, &h, cc.ip, bufs)
 	} else {
 		s.handoff(c, br)
 	}
@@ -277,7 +283,7 @@ func (r *clientReader) Read(p []byte) (int, error) {
 	if r.drained || len(p) == 0 {
 		return 0, errWouldBlock
 	}
-	n, err := ignoringEINTR(func() (int, error) { return unix.Read(r.fd, p) })
+	n, err := ignoringEINTR(func() (int, error) { return rawRead(r.fd, p) })
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		r.drained = true
@@ -288,6 +294,34 @@ func (r *clientReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	r.drained = n < len(p)
+	return n, nil
+}
+
+// clientWriter writes a client's answers: in a fast turn to the socket
+// itself, as sendRead writes requests, and through the poller (which
+// waits) only what the socket cannot take at once.
+type clientWriter struct {
+	c net.Conn
+	r *clientReader
+}
+
+func (w *clientWriter) Write(p []byte) (int, error) {
+	if w.r.fd < 0 {
+		return w.c.Write(p)
+	}
+	n := 0
+	for n < len(p) {
+		k, err := ignoringEINTR(func() (int, error) { return rawWrite(w.r.fd, p[n:]) })
+		if errors.Is(err, unix.EAGAIN) {
+			pollerWrites.Add(1)
+			k, err = w.c.Write(p[n:])
+			return n + k, err
+		}
+		if err != nil {
+			return n, os.NewSyscallError("write", err)
+		}
+		n += k
+	}
 	return n, nil
 }
 
@@ -346,11 +380,11 @@ func (s *Server) handoff(c net.Conn, br *bufio.Reader) {
 
 // plain serves the request whose head (n bytes) br holds, and reports
 // whether the connection goes on.
-func (s *Server) plain(c net.Conn, br *bufio.Reader, n int, h *reqHead, ip string, bufs *exchangeBufs) bool {
+func (s *Server) plain(c net.Conn, w io.Writer, br *bufio.Reader, n int, h *reqHead, ip string, bufs *exchangeBufs) bool {
 	if bufs.cw == nil {
-		bufs.cw = bufio.NewWriterSize(c, 4<<10)
+		bufs.cw = bufio.NewWriterSize(w, 4<<10)
 	} else {
-		bufs.cw.Reset(c)
+		bufs.cw.Reset(w)
 	}
 	defer bufs.cw.Reset(nil) // the pool must not keep the connection
 	cw := bufs.cw

@@ -96,7 +96,7 @@ func (s *sendRead) Read(p []byte) (int, error) {
 // time it may have become readable; it reports whether Read is done.
 func (s *sendRead) ready(fd uintptr) bool {
 	if len(s.out) > 0 {
-		k, err := ignoringEINTR(func() (int, error) { return unix.Write(int(fd), s.out) })
+		k, err := ignoringEINTR(func() (int, error) { return rawWrite(int(fd), s.out) })
 		if err != nil && !errors.Is(err, unix.EAGAIN) {
 			s.out, s.err = nil, os.NewSyscallError("write", err)
 			return true
@@ -106,7 +106,7 @@ func (s *sendRead) ready(fd uintptr) bool {
 		return len(s.out) > 0
 	}
 	var err error
-	s.n, err = ignoringEINTR(func() (int, error) { return unix.Read(int(fd), s.p) })
+	s.n, err = ignoringEINTR(func() (int, error) { return rawRead(int(fd), s.p) })
 	if errors.Is(err, unix.EAGAIN) {
 		return false
 	}

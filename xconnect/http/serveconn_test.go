@@ -2,6 +2,8 @@ package http
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"net"
 	nethttp "net/http"
@@ -253,5 +255,46 @@ func TestHalfClosedClientAfterBodyOrPipelineAnswered(t *testing.T) {
 				t.Fatalf("%s, connection %d: %d of %d answers, then %v: %q", tc.name, i, n, tc.answers, err, got)
 			}
 		}
+	}
+}
+
+// An answer larger than the sockets hold, to a client that reads it only
+// later, is written in a fast turn as far as the socket takes it and then
+// through the poller; it arrives whole, and the connection goes on.
+func TestLargeAnswerToALateReaderInAFastTurn(t *testing.T) {
+	const size = 32 << 20 // more than loopback TCP's buffers take
+	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	dial := eachRequest(t, func(c net.Conn, _ *bufio.Reader, req *nethttp.Request) bool {
+		if req.URL.Path != "/big" {
+			_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return err == nil
+		}
+		_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+		if err == nil {
+			_, err = c.Write(body)
+		}
+		return err == nil
+	})
+	_, c := proxied(t, Options{}, dial)
+	br := bufio.NewReader(c)
+	fast0, waits0 := fastTurns.Load(), pollerWrites.Load()
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: d\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the sockets fill up
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := nethttp.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(res.Body)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("body: %d bytes of %d (equal: %v), %v", len(got), size, bytes.Equal(got, body), err)
+	}
+	if n := pollerWrites.Load() - waits0; n == 0 {
+		t.Error("the answer never waited for the client: the test did not fill the sockets")
+	}
+	io.WriteString(c, "GET /small HTTP/1.1\r\nHost: d\r\n\r\n")
+	readAnswers(t, c, br, 1)
+	if n := fastTurns.Load() - fast0; n != 2 {
+		t.Errorf("%d of 2 requests in fast turns", n)
 	}
 }
