@@ -612,6 +612,22 @@ type handoffConn struct {
 	br   *bufio.Reader
 	once sync.Once
 	done chan struct{}
+
+	sendTimeout time.Duration
+	wmu         sync.Mutex // net/http and a hijacker may both write
+	dl          standingDeadline
+}
+
+// Write bounds each write's wait for the client by the send timeout, as
+// the plain path does: net/http's own WriteTimeout would bound a whole
+// answer, which a stream or a WebSocket outlives.
+func (c *handoffConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.dl.arm(c.Conn, c.sendTimeout); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *handoffConn) Read(p []byte) (int, error) {

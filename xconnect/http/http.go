@@ -49,7 +49,12 @@ type Options struct {
 	// BackendTimeout is how long a backend may take to answer a request's
 	// head (default 60 s): past it, 504.
 	BackendTimeout time.Duration
-	Log            *slog.Logger
+	// SendTimeout is how long writing an answer may wait for the client
+	// to take any of it (default 60 s, as nginx's send_timeout): past it
+	// the connection ends, so that a client that does not read holds
+	// neither a goroutine nor a backend connection for ever.
+	SendTimeout time.Duration
+	Log         *slog.Logger
 }
 
 // Server is one listen address's proxy. Its connections are served on
@@ -89,6 +94,9 @@ func NewServer(opt Options) *Server {
 	}
 	if opt.BackendTimeout <= 0 {
 		opt.BackendTimeout = 60 * time.Second
+	}
+	if opt.SendTimeout <= 0 {
+		opt.SendTimeout = 60 * time.Second
 	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()

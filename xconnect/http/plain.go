@@ -34,7 +34,7 @@ var plainServed, handedOff atomic.Int64
 // their own outside it.
 func (s *Server) serveConn(c net.Conn) {
 	cc := &clientConn{s: s, c: c, ip: clientIP(c), cr: clientReader{c: c, fd: -1}}
-	cc.cw = clientWriter{c: c, r: &cc.cr}
+	cc.cw = clientWriter{c: c, r: &cc.cr, timeout: s.opt.SendTimeout, dl: standingDeadline{write: true}}
 	cc.br = bufio.NewReaderSize(&cc.cr, clientBuf)
 	if wt := cc.watch(); wt != nil {
 		defer wt.Stop()
@@ -299,22 +299,25 @@ func (r *clientReader) Read(p []byte) (int, error) {
 
 // clientWriter writes a client's answers: in a fast turn to the socket
 // itself, as sendRead writes requests, and through the poller (which
-// waits) only what the socket cannot take at once.
+// waits, for the send timeout at most) only what the socket cannot take
+// at once.
 type clientWriter struct {
-	c net.Conn
-	r *clientReader
+	c       net.Conn
+	r       *clientReader
+	timeout time.Duration
+	dl      standingDeadline
 }
 
 func (w *clientWriter) Write(p []byte) (int, error) {
 	if w.r.fd < 0 {
-		return w.c.Write(p)
+		return w.wait(p)
 	}
 	n := 0
 	for n < len(p) {
 		k, err := ignoringEINTR(func() (int, error) { return rawWrite(w.r.fd, p[n:]) })
 		if errors.Is(err, unix.EAGAIN) {
 			pollerWrites.Add(1)
-			k, err = w.c.Write(p[n:])
+			k, err = w.wait(p[n:])
 			return n + k, err
 		}
 		if err != nil {
@@ -325,14 +328,25 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// standingDeadline is a read deadline set again and again for the same
-// kind of wait (a client's idle timeout before each request, a backend's
-// header timeout before each answer). One set less than slack ago
+// wait writes p through the poller, which waits while the client takes
+// none of it, for the send timeout at most.
+func (w *clientWriter) wait(p []byte) (int, error) {
+	if err := w.dl.arm(w.c, w.timeout); err != nil {
+		return 0, err
+	}
+	return w.c.Write(p)
+}
+
+// standingDeadline is a deadline set again and again for the same kind
+// of wait (a client's idle timeout before each request, a backend's
+// header timeout before each answer, the send timeout of an answer's
+// write that waits). One set less than slack ago
 // stands: a deadline is a timer, and setting one for every request of a
 // busy connection was a measurable share of the proxy's CPU; the timeout
 // is then up to slack shorter.
 type standingDeadline struct {
-	setAt time.Time // zero when the read deadline was set to another since
+	setAt time.Time // zero when the deadline was set to another since
+	write bool      // a write deadline, not a read one
 }
 
 func (sd *standingDeadline) arm(c net.Conn, d time.Duration) error {
@@ -341,7 +355,14 @@ func (sd *standingDeadline) arm(c net.Conn, d time.Duration) error {
 		return nil
 	}
 	sd.setAt = now
-	return c.SetReadDeadline(now.Add(d))
+	return sd.set(c, now.Add(d))
+}
+
+func (sd *standingDeadline) set(c net.Conn, t time.Time) error {
+	if sd.write {
+		return c.SetWriteDeadline(t)
+	}
+	return c.SetReadDeadline(t)
 }
 
 // lost says the read deadline was set to something else.
@@ -353,7 +374,7 @@ func (sd *standingDeadline) lift(c net.Conn) error {
 		return nil
 	}
 	sd.lost()
-	return c.SetReadDeadline(time.Time{})
+	return sd.set(c, time.Time{})
 }
 
 // slack is how much shorter than d a timeout set earlier for the same
@@ -366,7 +387,7 @@ func slack(d time.Duration) time.Duration { return min(time.Second, d/8) }
 func (s *Server) handoff(c net.Conn, br *bufio.Reader) {
 	handedOff.Add(1)
 	c.SetReadDeadline(time.Time{})
-	h := &handoffConn{Conn: c, br: br, done: make(chan struct{})}
+	h := &handoffConn{Conn: c, br: br, done: make(chan struct{}), sendTimeout: s.opt.SendTimeout, dl: standingDeadline{write: true}}
 	select {
 	case s.queue.conns <- h:
 	case <-s.cc.Context().Done():

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -296,5 +297,46 @@ func TestLargeAnswerToALateReaderInAFastTurn(t *testing.T) {
 	readAnswers(t, c, br, 1)
 	if n := fastTurns.Load() - fast0; n != 2 {
 		t.Errorf("%d of 2 requests in fast turns", n)
+	}
+}
+
+// A client that does not read its answer is cut off after the send
+// timeout, on each path, and the backend connection the answer came on
+// is closed: neither is held for ever.
+func TestClientNotReadingCutAfterTheSendTimeout(t *testing.T) {
+	const size = 32 << 20 // more than loopback TCP's buffers take
+	body := bytes.Repeat([]byte("z"), size)
+	cut := make(chan string, 4)
+	dial := eachRequest(t, func(c net.Conn, _ *bufio.Reader, req *nethttp.Request) bool {
+		_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+		if err == nil {
+			_, err = c.Write(body)
+		}
+		if err != nil {
+			cut <- req.Method + " " + req.URL.EscapedPath()
+		}
+		return err == nil
+	})
+	for _, raw := range []string{
+		"GET /big HTTP/1.1\r\nHost: d\r\n\r\n",                        // a fast turn
+		"POST /big HTTP/1.1\r\nHost: d\r\nContent-Length: 1\r\n\r\nx", // a slow one
+		"GET /big%2F HTTP/1.1\r\nHost: d\r\n\r\n",                     // net/http's path
+	} {
+		_, c := proxied(t, Options{SendTimeout: 300 * time.Millisecond}, dial)
+		io.WriteString(c, raw)
+		select {
+		case got := <-cut:
+			if !strings.HasPrefix(raw, got) {
+				t.Errorf("%q: the backend's answer to %q was cut", raw, got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%q: the backend connection is still open after 10 s", raw)
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, c)
+		if n >= size || (err != nil && os.IsTimeout(err)) {
+			t.Errorf("%q: the client got %d bytes (of %d), then %v: not cut off", raw, n, size, err)
+		}
 	}
 }
