@@ -340,10 +340,10 @@ func (w *clientWriter) wait(p []byte) (int, error) {
 // standingDeadline is a deadline set again and again for the same kind
 // of wait (a client's idle timeout before each request, a backend's
 // header timeout before each answer, the send timeout of an answer's
-// write that waits). One set less than slack ago
-// stands: a deadline is a timer, and setting one for every request of a
-// busy connection was a measurable share of the proxy's CPU; the timeout
-// is then up to slack shorter.
+// write that waits). One set less than slack ago stands: a deadline is a
+// timer, and setting one for every request of a busy connection was a
+// measurable share of the proxy's CPU; the timeout is then up to slack
+// shorter.
 type standingDeadline struct {
 	setAt time.Time // zero when the deadline was set to another since
 	write bool      // a write deadline, not a read one
@@ -365,7 +365,7 @@ func (sd *standingDeadline) set(c net.Conn, t time.Time) error {
 	return c.SetReadDeadline(t)
 }
 
-// lost says the read deadline was set to something else.
+// lost says the deadline was set to something else.
 func (sd *standingDeadline) lost() { sd.setAt = time.Time{} }
 
 // lift takes the deadline away, if it stands.
