@@ -7,23 +7,17 @@ import (
 
 // rawRead and rawWrite are read(2) and write(2) on a non-blocking socket
 // without the scheduler's bookkeeping for a system call that may block
-// (entersyscall/exitsyscall): these never block.
-func rawRead(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+// (entersyscall/exitsyscall): these never block, and sysmon, which takes
+// the P from a system call it finds under way, has nothing to hand over.
+func rawRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
 
-func rawWrite(fd int, p []byte) (int, error) {
+func rawWrite(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
