@@ -345,18 +345,25 @@ func (w *clientWriter) wait(p []byte) (int, error) {
 // measurable share of the proxy's CPU; the timeout is then up to slack
 // shorter.
 type standingDeadline struct {
-	setAt time.Time // zero when the deadline was set to another since
-	write bool      // a write deadline, not a read one
+	setAt time.Duration // on mono's clock; 0 when set to another since
+	write bool          // a write deadline, not a read one
 }
 
 func (sd *standingDeadline) arm(c net.Conn, d time.Duration) error {
-	now := time.Now()
-	if !sd.setAt.IsZero() && now.Sub(sd.setAt) < slack(d) {
+	now := mono()
+	if sd.setAt != 0 && now-sd.setAt < slack(d) {
 		return nil
 	}
 	sd.setAt = now
-	return sd.set(c, now.Add(d))
+	return sd.set(c, time.Now().Add(d))
 }
+
+// mono is the time since the package started on the monotonic clock,
+// never 0. It is what the checks made per request read: time.Since reads
+// the monotonic clock alone, time.Now the wall clock too.
+func mono() time.Duration { return time.Since(monoEpoch) + 1 }
+
+var monoEpoch = time.Now()
 
 func (sd *standingDeadline) set(c net.Conn, t time.Time) error {
 	if sd.write {
@@ -366,11 +373,11 @@ func (sd *standingDeadline) set(c net.Conn, t time.Time) error {
 }
 
 // lost says the deadline was set to something else.
-func (sd *standingDeadline) lost() { sd.setAt = time.Time{} }
+func (sd *standingDeadline) lost() { sd.setAt = 0 }
 
 // lift takes the deadline away, if it stands.
 func (sd *standingDeadline) lift(c net.Conn) error {
-	if sd.setAt.IsZero() {
+	if sd.setAt == 0 {
 		return nil
 	}
 	sd.lost()

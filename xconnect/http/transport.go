@@ -65,7 +65,7 @@ type backConn struct {
 	// may then be the backend's close of an idle connection, and a request
 	// that can be sent again is.
 	reused bool
-	idleAt time.Time
+	idleAt time.Duration    // on mono's clock
 	header standingDeadline // the header timeout, until lift
 	cc     *xconnect.Conns  // that tracks it, or nil
 }
@@ -169,12 +169,12 @@ func (b *conns) attempt(ctx context.Context, resend bool, try func(*backConn) er
 
 // get takes the most recently used idle connection, or dials a new one.
 func (b *conns) get(ctx context.Context) (*backConn, error) {
-	now := time.Now()
+	now := mono()
 	b.mu.Lock()
 	for n := len(b.idle); n > 0; n = len(b.idle) {
 		c := b.idle[n-1]
 		b.idle = b.idle[:n-1]
-		if now.Sub(c.idleAt) < b.idleLimit() {
+		if now-c.idleAt < b.idleLimit() {
 			b.mu.Unlock()
 			return c, nil
 		}
@@ -196,7 +196,7 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 
 // put returns c to the free list, or closes it.
 func (b *conns) put(c *backConn) {
-	c.reused, c.idleAt = true, time.Now()
+	c.reused, c.idleAt = true, mono()
 	b.mu.Lock()
 	if !b.closed && len(b.idle) < maxIdle {
 		b.idle = append(b.idle, c)
@@ -214,16 +214,16 @@ func (b *conns) put(c *backConn) {
 // expire closes the connections unused for idleFor, the oldest first, and
 // sets the sweep again for the next one due.
 func (b *conns) expire() {
-	now, limit := time.Now(), b.idleLimit()
+	now, limit := mono(), b.idleLimit()
 	b.mu.Lock()
 	n := 0
-	for n < len(b.idle) && now.Sub(b.idle[n].idleAt) >= limit {
+	for n < len(b.idle) && now-b.idle[n].idleAt >= limit {
 		n++
 	}
 	old := slices.Clone(b.idle[:n])
 	b.idle = slices.Delete(b.idle, 0, n)
 	if len(b.idle) > 0 && !b.closed {
-		b.sweep.Reset(limit - now.Sub(b.idle[0].idleAt))
+		b.sweep.Reset(limit - (now - b.idle[0].idleAt))
 	} else {
 		b.sweep = nil
 	}
