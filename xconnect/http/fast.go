@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -616,6 +617,10 @@ type handoffConn struct {
 	sendTimeout time.Duration
 	wmu         sync.Mutex // net/http and a hijacker may both write
 	dl          standingDeadline
+	// reset: the write deadline was set by another (net/http clears it
+	// after every answer, and at a hijack), so the next Write sets it
+	// again instead of letting a recent one stand.
+	reset atomic.Bool
 }
 
 // Write bounds each write's wait for the client by the send timeout, as
@@ -624,10 +629,27 @@ type handoffConn struct {
 func (c *handoffConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.reset.Swap(false) {
+		c.dl.lost()
+	}
 	if err := c.dl.arm(c.Conn, c.sendTimeout); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)
+}
+
+// SetDeadline and SetWriteDeadline do not wait for a Write under way
+// (one may be what they are meant to end).
+func (c *handoffConn) SetDeadline(t time.Time) error {
+	err := c.Conn.SetDeadline(t)
+	c.reset.Store(true)
+	return err
+}
+
+func (c *handoffConn) SetWriteDeadline(t time.Time) error {
+	err := c.Conn.SetWriteDeadline(t)
+	c.reset.Store(true)
+	return err
 }
 
 func (c *handoffConn) Read(p []byte) (int, error) {

@@ -308,12 +308,16 @@ func TestClientNotReadingCutAfterTheSendTimeout(t *testing.T) {
 	body := bytes.Repeat([]byte("z"), size)
 	cut := make(chan string, 4)
 	dial := eachRequest(t, func(c net.Conn, _ *bufio.Reader, req *nethttp.Request) bool {
+		if strings.HasPrefix(req.URL.Path, "/small") {
+			_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return err == nil
+		}
 		_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
 		if err == nil {
 			_, err = c.Write(body)
 		}
 		if err != nil {
-			cut <- req.Method + " " + req.URL.EscapedPath()
+			cut <- req.Method + " " + req.URL.EscapedPath() + " "
 		}
 		return err == nil
 	})
@@ -321,12 +325,15 @@ func TestClientNotReadingCutAfterTheSendTimeout(t *testing.T) {
 		"GET /big HTTP/1.1\r\nHost: d\r\n\r\n",                        // a fast turn
 		"POST /big HTTP/1.1\r\nHost: d\r\nContent-Length: 1\r\n\r\nx", // a slow one
 		"GET /big%2F HTTP/1.1\r\nHost: d\r\n\r\n",                     // net/http's path
+		// net/http clears the write deadline after each answer: the
+		// second answer, within a second of the first, must set it again.
+		"GET /small%2F HTTP/1.1\r\nHost: d\r\n\r\nGET /big%2F HTTP/1.1\r\nHost: d\r\n\r\n",
 	} {
 		_, c := proxied(t, Options{SendTimeout: 300 * time.Millisecond}, dial)
 		io.WriteString(c, raw)
 		select {
 		case got := <-cut:
-			if !strings.HasPrefix(raw, got) {
+			if !strings.Contains(raw, got) {
 				t.Errorf("%q: the backend's answer to %q was cut", raw, got)
 			}
 		case <-time.After(10 * time.Second):
