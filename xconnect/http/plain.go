@@ -156,6 +156,10 @@ const (
 // tests that check which requests take that way.
 var fastTurns atomic.Int64
 
+// testHookWaiting, when set by a test, runs when a fast turn is about
+// to wait for the client's next bytes without reading first.
+var testHookWaiting func(*clientConn)
+
 // pollerWrites counts the answers a fast turn could not write at once,
 // for the test of that path.
 var pollerWrites atomic.Int64
@@ -177,6 +181,9 @@ func (cc *clientConn) ready(fd uintptr) bool {
 			continue
 		case turnWait:
 			if cc.wt.Waiting() {
+				if testHookWaiting != nil {
+					testHookWaiting(cc)
+				}
 				return false
 			}
 			t = turnHup

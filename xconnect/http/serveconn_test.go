@@ -9,6 +9,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -345,5 +346,54 @@ func TestClientNotReadingCutAfterTheSendTimeout(t *testing.T) {
 		if n >= size || (err != nil && os.IsTimeout(err)) {
 			t.Errorf("%q: the client got %d bytes (of %d), then %v: not cut off", raw, n, size, err)
 		}
+	}
+}
+
+// When the hang-up watcher's wake (a past read deadline) is there before
+// the fast turn's wait starts, the wait ends with the deadline, not with
+// readiness: the connection turns to slow turns, which read the request
+// that came with the client's end and answer it. A slow turn that still
+// read the socket as the fast turn does (without waiting, as drained) lost
+// that request and closed the connection unanswered.
+func TestRequestWithTheEndServedWhenTheWatcherWakesFirst(t *testing.T) {
+	waiting, release := make(chan *clientConn, 1), make(chan struct{})
+	var releaseOnce sync.Once
+	let := func() { releaseOnce.Do(func() { close(release) }) }
+	fast0 := fastTurns.Load()
+	testHookWaiting = func(cc *clientConn) {
+		if fastTurns.Load() == fast0 {
+			return // a wait before the first request
+		}
+		select {
+		case waiting <- cc:
+			<-release
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookWaiting = nil })
+	c := answerEach(t, nil, nil)
+	t.Cleanup(let) // before the server's close, which waits for the turn
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /one HTTP/1.1\r\nHost: d\r\n\r\n")
+	readAnswers(t, c, br, 1)
+	var cc *clientConn
+	select {
+	case cc = <-waiting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no fast turn waited after the first answer (no hang-up watcher?)")
+	}
+	// The last request and the end, while the turn has not waited yet.
+	io.WriteString(c, "GET /two HTTP/1.1\r\nHost: d\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	for deadline := time.Now().Add(5 * time.Second); !cc.wt.HungUp(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not see the client's end")
+		}
+	}
+	let()
+	readAnswers(t, c, br, 1)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("after the last answer: %d bytes, %v; want the end", n, err)
 	}
 }
