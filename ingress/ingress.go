@@ -77,7 +77,7 @@ func (p *Plane) Listen(l actors.IngressListener, stats []*xconnect.Stats) (actor
 		bes[i] = mesh.NewBackend(xconnect.Link{Consumer: "EXTERNAL", Provider: r.Provider, Name: r.Service, Type: r.Type,
 			Socket: r.Socket, Port: r.Port}, xconnect.Ends{})
 	}
-	ln, err := xconnect.ListenTCP(0, l.Addr)
+	ln, err := xconnect.ListenTCP(0, l.Addr, l.Type == "tcp")
 	if err != nil {
 		return nil, err
 	}

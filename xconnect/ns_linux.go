@@ -193,11 +193,20 @@ func removeSocket(path string) error {
 }
 
 // ListenTCP listens on addr inside pid's network namespace (the host's for
-// pid 0).
-func ListenTCP(pid int, addr string) (*net.TCPListener, error) {
+// pid 0). keepAlive turns on TCP keep-alive probes (Go's default) for
+// the connections it accepts: a byte relay, whose idle timeout is long,
+// needs them to find a peer that vanished; an HTTP server, whose idle,
+// header and send timeouts end such a connection, does not (nginx does
+// not either), and each accepted connection would pay four setsockopt
+// calls for them.
+func ListenTCP(pid int, addr string, keepAlive bool) (*net.TCPListener, error) {
 	var ln *net.TCPListener
+	lc := net.ListenConfig{}
+	if !keepAlive {
+		lc.KeepAlive = -1
+	}
 	err := inNamespaces(pid, []nsKind{netNS}, func() error {
-		l, err := net.Listen("tcp", addr)
+		l, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return err
 		}

@@ -170,3 +170,32 @@ func TestListenUnixOnTheHost(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A byte relay's listener gives its connections TCP keep-alive probes;
+// an HTTP server's does not (its timeouts end a vanished peer's
+// connection, and the probes cost four setsockopt calls per connection).
+func TestListenTCPKeepAlive(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		ln, err := ListenTCP(0, "127.0.0.1:0", keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := a.(*net.TCPConn).SyscallConn()
+		var on int
+		rc.Control(func(fd uintptr) { on, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) })
+		if err != nil || (on != 0) != keep {
+			t.Errorf("keepAlive %v: SO_KEEPALIVE %d, %v", keep, on, err)
+		}
+		a.Close()
+		c.Close()
+		ln.Close()
+	}
+}

@@ -71,7 +71,7 @@ func (p *Plane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) 
 		if addr, _, err = xhttp.ParseTarget(end); err != nil {
 			return nil, err
 		}
-		ln, err = xconnect.ListenTCP(e.ConsumerPid, addr)
+		ln, err = xconnect.ListenTCP(e.ConsumerPid, addr, l.Type == "tcp")
 	} else {
 		ln, inj, err = xconnect.ListenUnix(e.ConsumerPid, end)
 	}
