@@ -33,6 +33,7 @@ var plainServed, handedOff atomic.Int64
 // and every connection when no hang-up watcher could be had, in turns of
 // their own outside it.
 func (s *Server) serveConn(c net.Conn) {
+	growStack()
 	cc := &clientConn{s: s, c: c, ip: clientIP(c), cr: clientReader{c: c, fd: -1}}
 	cc.cw = clientWriter{c: c, r: &cc.cr, timeout: s.opt.SendTimeout, dl: standingDeadline{write: true}}
 	cc.br = bufio.NewReaderSize(&cc.cr, clientBuf)
@@ -65,6 +66,22 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 	}
 }
+
+// growStack grows the connection's goroutine stack to the 8 KiB its
+// first exchange needs while the stack is still shallow. A goroutine
+// starts with 2 KiB, and that exchange otherwise grew it twice, deep in
+// the backend's read, where each copy walks many frames: 9 % of the
+// proxy's CPU for clients that open a connection per request
+// (copystack in a profile; 1.3 % with this).
+//
+//go:noinline
+func growStack() byte {
+	var b [6 << 10]byte
+	return lastOf(b[:])
+}
+
+//go:noinline
+func lastOf(b []byte) byte { return b[len(b)-1] }
 
 // A clientConn is a client connection on the plain path.
 //
