@@ -146,7 +146,7 @@ func parseRequestHead(head []byte, fields [][]byte) (h reqHead, ok bool) {
 					h.te = true
 				}
 			}
-		case fieldIs(name, "Idempotency-Key"), fieldIs(name, "X-Idempotency-Key"):
+		case isOneOf(name, idempotencyKeys):
 			h.idempotent = true
 		}
 		if !isOneOf(name, hopFields) && !isOneOf(name, ownFields) {

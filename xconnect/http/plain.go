@@ -137,7 +137,7 @@ func (cc *clientConn) watch() *hangup.Watch {
 		return nil
 	}
 	c := cc.c
-	wake := func() { c.SetReadDeadline(time.Unix(1, 0)) }
+	wake := func() { c.SetReadDeadline(aLongTimeAgo) }
 	rc.Control(func(fd uintptr) { cc.wt, err = w.Watch(int(fd), wake) })
 	if err != nil || cc.wt == nil {
 		cc.s.opt.Log.Debug("http proxy: no hang-up watch, no fast turns", "err", err)
@@ -379,7 +379,7 @@ func (sd *standingDeadline) arm(c net.Conn, d time.Duration) error {
 		return nil
 	}
 	sd.setAt = now
-	return sd.set(c, time.Now().Add(d))
+	return sd.set(c, deadline(d))
 }
 
 // mono is the time since the package started on the monotonic clock,

@@ -90,7 +90,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // body is read to the end.
 func (b *conns) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
 	var res *nethttp.Response
-	resend := (req.Body == nil || req.Body == nethttp.NoBody) && replayable(req.Method, req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != "")
+	resend := (req.Body == nil || req.Body == nethttp.NoBody) && replayable(req.Method, hasIdempotencyKey(req.Header))
 	if _, err := b.attempt(req.Context(), resend, func(c *backConn) (err error) {
 		res, err = b.exchange(c, req)
 		return err
@@ -133,6 +133,21 @@ func replayable(method string, idempotencyKey bool) bool {
 		return true
 	}
 	return idempotencyKey
+}
+
+// idempotencyKeys are the fields by which a client says a request may be
+// sent twice.
+var idempotencyKeys = []string{"Idempotency-Key", "X-Idempotency-Key"}
+
+// hasIdempotencyKey reports whether h has one of idempotencyKeys, with a
+// value.
+func hasIdempotencyKey(h nethttp.Header) bool {
+	for _, k := range idempotencyKeys {
+		if h.Get(k) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt runs try on a kept or a new connection and returns the
