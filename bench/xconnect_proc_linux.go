@@ -156,15 +156,14 @@ func socatRelay(r *linkRig) (string, func(), error) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(path); err == nil {
-			return path, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("socat did not listen on %s", path)
-		}
+	if err := waitFor("socat to listen on "+path, 5*time.Second, func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	}); err != nil {
+		stop()
+		return "", nil, err
 	}
+	return path, stop, nil
 }
 
 // procRoundTrip measures the round trip through the relay via makes
