@@ -111,19 +111,29 @@ func cpuOf(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ
 }
 
-// pinSelf sets the CPU affinity of every thread of this process.
-func pinSelf(cpus ...int) error {
-	var set unix.CPUSet
-	for _, c := range cpus {
-		set.Set(c)
+// pinSelf sets the CPU affinity of every thread of this process to cpu
+// and returns what puts the affinity it had back.
+func pinSelf(cpu int) (restore func(), err error) {
+	var was, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		return nil, err
 	}
+	set.Set(cpu)
+	if err := setAffinity(&set); err != nil {
+		setAffinity(&was)
+		return nil, err
+	}
+	return func() { setAffinity(&was) }, nil
+}
+
+func setAffinity(set *unix.CPUSet) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
 	}
 	for _, t := range tasks {
 		tid, _ := strconv.Atoi(t.Name())
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+		if err := unix.SchedSetaffinity(tid, set); err != nil {
 			return err
 		}
 	}
@@ -194,10 +204,11 @@ func httpIngressVs(runs *int) (ours, base wrkResult, err error) {
 	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
 
 	measureOurs := func() error {
-		if err := pinSelf(0); err != nil {
+		unpin, err := pinSelf(0)
+		if err != nil {
 			return err
 		}
-		defer pinSelf(0, 1)
+		defer unpin()
 		// A proxy started under taskset sees one CPU and runs one P;
 		// pinned after its start, two Ps would share the core (idle
 		// ones spinning and handing work over) as no deployment does.

@@ -34,16 +34,16 @@ const (
 )
 
 func init() {
-	var bulkRuns, pingRuns int
+	var bulkRuns int
 	Register(Figure{
 		Name: "unix link: bulk throughput (256 MiB, one connection)", Baseline: "direct to the provider's socket",
 		Unit: "MB/s", Goal: 0.8, Higher: true,
 		Run: func() (float64, float64, error) { return linkFigure(&bulkRuns, bulk) },
 	})
 	Register(Figure{
-		Name: "unix link: round trip p50 (64 B request/response)", Baseline: "direct to the provider's socket",
+		Name: "unix link: round trip p50 (64 B request/response, one CPU)", Baseline: "direct to the provider's socket",
 		Unit: "µs", Goal: 1.5,
-		Run: func() (float64, float64, error) { return linkFigure(&pingRuns, pingP50) },
+		Run: linkPing,
 	})
 	Register(Figure{
 		Name: fmt.Sprintf("memory per idle link (%d unix links: socket, proxy, goroutines)", idleLinks), Baseline: "none",
@@ -164,28 +164,78 @@ func bulk(path string) (float64, error) {
 	return float64(linkBulk) / 1e6 / time.Since(start).Seconds(), nil
 }
 
-// pingP50 is the median round trip of a 64-byte message, in µs.
-func pingP50(path string) (float64, error) {
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		return 0, err
+// pingP50s is the median round trip of a 64-byte message through each
+// of paths, in µs. The paths are measured interleaved: each round sends
+// one message through every connection, the first one alternating. The
+// pace of this machine changes by several times from one second to the
+// next (on a VM, whether a wake-up has to rouse a halted vCPU), and a
+// change then weighs on every path alike, not on whichever one was being
+// measured while it lasted.
+func pingP50s(paths ...string) ([]float64, error) {
+	conns := make([]net.Conn, 0, len(paths))
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for _, path := range paths {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, c)
 	}
-	defer c.Close()
 	msg, got := make([]byte, 64), make([]byte, 64)
-	rtt := make([]float64, 0, linkPings)
-	for i := 0; i < linkPings+100; i++ {
-		t := time.Now()
-		if _, err := c.Write(msg); err != nil {
-			return 0, err
-		}
-		if _, err := io.ReadFull(c, got); err != nil {
-			return 0, err
-		}
-		if i >= 100 { // warm
-			rtt = append(rtt, float64(time.Since(t).Nanoseconds())/1e3)
+	rtt := make([][]float64, len(conns))
+	for i := range rtt {
+		rtt[i] = make([]float64, 0, linkPings)
+	}
+	for round := 0; round < linkPings+100; round++ {
+		for k := range conns {
+			j := (k + round) % len(conns)
+			t := time.Now()
+			if _, err := conns[j].Write(msg); err != nil {
+				return nil, fmt.Errorf("%s: %w", paths[j], err)
+			}
+			if _, err := io.ReadFull(conns[j], got); err != nil {
+				return nil, fmt.Errorf("%s: %w", paths[j], err)
+			}
+			if round >= 100 { // warm
+				rtt[j] = append(rtt[j], float64(time.Since(t).Nanoseconds())/1e3)
+			}
 		}
 	}
-	return median(rtt), nil
+	p50 := make([]float64, len(rtt))
+	for i, v := range rtt {
+		p50[i] = median(v)
+	}
+	return p50, nil
+}
+
+// linkPing measures the round trip through the link and directly,
+// interleaved, with this process (client, link and provider) on one CPU
+// and one P. Spread over two vCPUs, a round trip measured mostly whether
+// Go's idle threads had to wake a halted vCPU: the direct path, with
+// fewer goroutines to keep a thread awake, was now 11 µs and now 65, and
+// the ratio went from 0.5× to 5× between runs. On one CPU every hop is
+// a goroutine switch, and the figure is what the link's work adds.
+func linkPing() (ours, base float64, err error) {
+	unpin, err := pinSelf(0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unpin()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	r, err := newLinkRig(provider)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer r.close()
+	p50, err := pingP50s(r.link, r.prov)
+	if err != nil {
+		return 0, 0, err
+	}
+	return p50[0], p50[1], nil
 }
 
 // idleLinkMemory makes idleLinks links through mesh (listener, proxy,

@@ -28,27 +28,26 @@ import (
 const helperEnv = "PVBENCH_HELPER"
 
 func init() {
-	var linkRuns, socatRuns int
 	Register(Figure{
 		Name:     "unix link: round trip p50, client and provider in processes of their own",
 		Baseline: "direct to the provider's socket, same processes",
 		Unit:     "µs",
 		Run: func() (float64, float64, error) {
-			return procRoundTrip(&linkRuns, func(r *linkRig) (string, func(), error) { return r.link, func() {}, nil })
+			return procRoundTrip(func(r *linkRig) (string, func(), error) { return r.link, func() {}, nil })
 		},
 	})
 	Register(Figure{
 		Name:     "socat relay (reference): round trip p50, client and provider in processes of their own",
 		Baseline: "direct to the provider's socket, same processes",
 		Unit:     "µs", Needs: []string{"exec:socat"},
-		Run: func() (float64, float64, error) { return procRoundTrip(&socatRuns, socatRelay) },
+		Run: func() (float64, float64, error) { return procRoundTrip(socatRelay) },
 	})
 }
 
 // HelperMain runs a helper role and exits, when this process is one:
 // "echo PATH" serves PATH as the provider does (an echo per connection)
-// and prints "ready"; "ping PATH" prints the median round trip through
-// PATH, as pingP50 measures it.
+// and prints "ready"; "ping PATH..." prints the median round trip through
+// each PATH, one per line, as pingP50s measures them.
 func HelperMain() {
 	role := os.Getenv(helperEnv)
 	if role == "" {
@@ -62,7 +61,10 @@ func HelperMain() {
 }
 
 func helper(role string, args []string) error {
-	if len(args) != 1 {
+	switch {
+	case len(args) == 0:
+		return fmt.Errorf("no socket path")
+	case role == "echo" && len(args) != 1:
 		return fmt.Errorf("want one socket path, got %q", args)
 	}
 	switch role {
@@ -83,21 +85,23 @@ func helper(role string, args []string) error {
 			}()
 		}
 	case "ping":
-		p50, err := pingP50(args[0])
+		p50, err := pingP50s(args...)
 		if err != nil {
 			return err
 		}
-		fmt.Println(p50)
+		for _, v := range p50 {
+			fmt.Println(v)
+		}
 		return nil
 	}
 	return fmt.Errorf("unknown role")
 }
 
 // startHelper starts a copy of this binary in role.
-func startHelper(role, path string) (*exec.Cmd, io.ReadCloser, error) {
+func startHelper(role string, paths ...string) (*exec.Cmd, io.ReadCloser, error) {
 	// Not os.Executable: this process may run from a sealed copy
 	// (driver.PrepareExeSealing), which has no path of its own.
-	cmd := exec.Command("/proc/self/exe", path)
+	cmd := exec.Command("/proc/self/exe", paths...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+role)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -128,21 +132,31 @@ func procProvider(path string) (func(), error) {
 	return stop, nil
 }
 
-// procPing measures the round trip through path from a client process
-// of its own.
-func procPing(path string) (float64, error) {
-	cmd, out, err := startHelper("ping", path)
+// procPing measures the round trips through paths, interleaved, from a
+// client process of its own.
+func procPing(paths ...string) ([]float64, error) {
+	cmd, out, err := startHelper("ping", paths...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	b, rerr := io.ReadAll(out)
 	if err := cmd.Wait(); err != nil {
-		return 0, fmt.Errorf("ping client: %w", err)
+		return nil, fmt.Errorf("ping client: %w", err)
 	}
 	if rerr != nil {
-		return 0, rerr
+		return nil, rerr
 	}
-	return strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+	lines := strings.Fields(string(b))
+	if len(lines) != len(paths) {
+		return nil, fmt.Errorf("ping client: %d figures for %d paths: %q", len(lines), len(paths), b)
+	}
+	p50 := make([]float64, len(lines))
+	for i, l := range lines {
+		if p50[i], err = strconv.ParseFloat(l, 64); err != nil {
+			return nil, fmt.Errorf("ping client: %w", err)
+		}
+	}
+	return p50, nil
 }
 
 // socatRelay starts socat relaying a socket of its own to the provider.
@@ -167,9 +181,9 @@ func socatRelay(r *linkRig) (string, func(), error) {
 }
 
 // procRoundTrip measures the round trip through the relay via makes
-// and directly, with the provider and each client in processes of their
-// own, the side that goes first alternating from run to run.
-func procRoundTrip(runs *int, via func(*linkRig) (string, func(), error)) (ours, base float64, err error) {
+// and directly, interleaved, with the provider and the client in
+// processes of their own.
+func procRoundTrip(via func(*linkRig) (string, func(), error)) (ours, base float64, err error) {
 	r, err := newLinkRig(procProvider)
 	if err != nil {
 		return 0, 0, err
@@ -180,16 +194,9 @@ func procRoundTrip(runs *int, via func(*linkRig) (string, func(), error)) (ours,
 		return 0, 0, err
 	}
 	defer stop()
-	*runs++
-	first, second := &ours, &base
-	paths := [2]string{path, r.prov}
-	if *runs%2 == 0 {
-		first, second = &base, &ours
-		paths[0], paths[1] = r.prov, path
-	}
-	if *first, err = procPing(paths[0]); err != nil {
+	p50, err := procPing(path, r.prov)
+	if err != nil {
 		return 0, 0, err
 	}
-	*second, err = procPing(paths[1])
-	return ours, base, err
+	return p50[0], p50[1], nil
 }
