@@ -85,7 +85,14 @@ func helper(role string, args []string) error {
 			}()
 		}
 	case "ping":
-		p50, err := pingP50s(args...)
+		// Not on this goroutine, which initshim locks to the main
+		// thread (see unlocked).
+		var p50 []float64
+		var err error
+		unlocked(func() (float64, float64, error) {
+			p50, err = pingP50s(args...)
+			return 0, 0, nil
+		})
 		if err != nil {
 			return err
 		}
