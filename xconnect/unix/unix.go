@@ -8,8 +8,6 @@ package unix
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -107,66 +105,6 @@ func (p *Proxy) handle(c net.Conn) {
 	b.Close()
 	if e1 != nil || e2 != nil {
 		st.Errors.Add(1)
-	}
-}
-
-// Pump copies src to dst with the descriptors that come with the bytes,
-// until src's end of stream, which it passes on as a half-close of dst. It
-// returns nil at a clean end; an error ends both directions (the caller
-// closes both connections).
-func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	buf, oob := make([]byte, bufSize), make([]byte, oobSize)
-	sp := newSplicer(dst, src)
-	defer sp.close()
-	for {
-		k, oobn, flags, _, rerr := src.ReadMsgUnix(buf, oob)
-		if oobn > 0 {
-			fds := rights(oob[:oobn])
-			if flags&unix.MSG_CTRUNC != 0 {
-				closeAll(fds)
-				return errors.New("file descriptors truncated")
-			}
-			w, _, werr := dst.WriteMsgUnix(buf[:k], oob[:oobn], nil)
-			// Ours are copies: the receiver has its own now.
-			closeAll(fds)
-			if werr == nil && w < k {
-				// A stream socket may take part of a message
-				// (sendmsg returns short when dst's buffer
-				// fills); the descriptors went with that part.
-				_, werr = dst.Write(buf[w:k])
-			}
-			if werr != nil {
-				return quiet(werr)
-			}
-			n.Add(int64(k))
-		} else if k > 0 {
-			if _, werr := dst.Write(buf[:k]); werr != nil {
-				return quiet(werr)
-			}
-			n.Add(int64(k))
-		}
-		if rerr == nil && k == len(buf) && oobn == 0 && sp.open() {
-			// A full buffer: more is likely queued. Bulk moves
-			// without a copy while it carries no descriptors.
-			if err := sp.move(n); err != nil {
-				return quiet(err)
-			}
-			continue
-		}
-		if rerr != nil || (k == 0 && oobn == 0) {
-			if rerr != nil && !errors.Is(rerr, io.EOF) {
-				return quiet(rerr)
-			}
-			// End of stream: pass it on and let the other
-			// direction finish.
-			dst.CloseWrite()
-			return nil
-		}
 	}
 }
 

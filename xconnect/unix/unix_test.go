@@ -43,8 +43,8 @@ func readWithFds(c *net.UnixConn) (got []byte, fds []string, err error) {
 	buf, oob := make([]byte, 1024), make([]byte, 1024)
 	for {
 		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-		got = append(got, buf[:n]...)
-		for _, fd := range rights(oob[:oobn]) {
+		got = append(got, buf[:max(n, 0)]...)
+		for _, fd := range rights(oob[:max(oobn, 0)]) {
 			b := make([]byte, 64)
 			k, _ := unix.Pread(fd, b, 0)
 			fds = append(fds, string(b[:k]))

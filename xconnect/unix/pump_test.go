@@ -1,0 +1,142 @@
+package unix
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/internal/nstest"
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// echoLink starts a provider that serves each connection with serve,
+// and a link in front of it. The link dials the provider once gate is
+// closed (nil: at once).
+func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) string {
+	dir := t.TempDir()
+	prov := filepath.Join(dir, "provider.sock")
+	ln, err := net.Listen("unix", prov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.ServeEach(t, ln, func(c net.Conn) { serve(c.(*net.UnixConn)) })
+	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "c", Name: "s", Type: "unix"},
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			if gate != nil {
+				<-gate
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", prov)
+		}})
+	cons := filepath.Join(dir, "consumer.sock")
+	cl, err := net.Listen("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(cl)
+	t.Cleanup(func() { p.Close() })
+	return cons
+}
+
+// echo sends each block back as it comes, then the end.
+func echo(c *net.UnixConn) {
+	io.Copy(c, c)
+	c.CloseWrite()
+}
+
+// echoAtEnd sends all it got back after the end of stream, then the end.
+func echoAtEnd(c *net.UnixConn) {
+	got, _ := io.ReadAll(c)
+	c.Write(got)
+	c.CloseWrite()
+}
+
+// Messages answered one at a time: after each, the link waits without
+// reading first, and every answer comes back whole and in order.
+func TestWaitWithoutReadAfterAShortRead(t *testing.T) {
+	cons := echoLink(t, nil, echo)
+	c, err := net.Dial("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	w0 := waitsWithoutRead.Load()
+	got := make([]byte, 64)
+	for i := range 100 {
+		msg := []byte(fmt.Sprintf("message %03d", i))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, got[:len(msg)]); err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if !bytes.Equal(got[:len(msg)], msg) {
+			t.Fatalf("answer %d: %q, want %q", i, got[:len(msg)], msg)
+		}
+	}
+	// Two per message, one each way; the first wait of each direction
+	// follows a read that failed.
+	if n := waitsWithoutRead.Load() - w0; n < 150 {
+		t.Errorf("%d waits without a read first for 100 messages each way, want about 200", n)
+	}
+}
+
+// A message and the end of stream, both queued before the link's first
+// read: the read takes the message, shorter than the buffer, and the end
+// brings no wake-up of its own (nor does anything else: the provider
+// answers only after the end, so nothing is written to the consumer's
+// socket meanwhile, which would make it report its state again). The
+// hang-up watcher has seen the end before the wait (held until then
+// here), so the link reads on instead of waiting for ever.
+func TestEndQueuedWithTheMessageSeenBeforeTheWait(t *testing.T) {
+	held, release := make(chan *pump, 1), make(chan struct{})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	testHookWaiting = func(p *pump) {
+		select {
+		case held <- p:
+			<-release
+		default:
+		}
+	}
+	t.Cleanup(func() { testHookWaiting = nil })
+	gate := make(chan struct{})
+	cons := echoLink(t, gate, echoAtEnd)
+	t.Cleanup(let) // before the link's close, which waits for the pump
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("the only message"))
+	c.CloseWrite()
+	// The readiness these gave is taken by Go's poller meanwhile (an
+	// idle thread waits in it) and forgotten at the pump's first read,
+	// so that no stale wake-up ends the wait that follows it.
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	var p *pump
+	select {
+	case p = <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the link did not wait after its first read (no hang-up watcher?)")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !p.wt.HungUp(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not see the consumer's end")
+		}
+	}
+	let()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "the only message" {
+		t.Errorf("answer %q, %v; want the message back, then the end", got, err)
+	}
+}
