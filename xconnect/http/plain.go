@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pantavisor/pv/xconnect/hangup"
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/xconnect"
+	"github.com/pantavisor/pv/xconnect/hangup"
 )
 
 // plainServed and handedOff count requests answered on the plain path
@@ -307,7 +309,7 @@ func (r *clientReader) Read(p []byte) (int, error) {
 	if r.drained || len(p) == 0 {
 		return 0, errWouldBlock
 	}
-	n, err := ignoringEINTR(func() (int, error) { return rawRead(r.fd, p) })
+	n, err := ignoringEINTR(func() (int, error) { return xconnect.RawRead(r.fd, p) })
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		r.drained = true
@@ -338,7 +340,7 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		k, err := ignoringEINTR(func() (int, error) { return rawWrite(w.r.fd, p[n:]) })
+		k, err := ignoringEINTR(func() (int, error) { return xconnect.RawWrite(w.r.fd, p[n:]) })
 		if errors.Is(err, unix.EAGAIN) {
 			pollerWrites.Add(1)
 			k, err = w.wait(p[n:])

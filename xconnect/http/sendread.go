@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // sendRead is what a backend connection's answers are read from. A
@@ -96,7 +98,7 @@ func (s *sendRead) Read(p []byte) (int, error) {
 // time it may have become readable; it reports whether Read is done.
 func (s *sendRead) ready(fd uintptr) bool {
 	if len(s.out) > 0 {
-		k, err := ignoringEINTR(func() (int, error) { return rawWrite(int(fd), s.out) })
+		k, err := ignoringEINTR(func() (int, error) { return xconnect.RawWrite(int(fd), s.out) })
 		if err != nil && !errors.Is(err, unix.EAGAIN) {
 			s.out, s.err = nil, os.NewSyscallError("write", err)
 			return true
@@ -106,7 +108,7 @@ func (s *sendRead) ready(fd uintptr) bool {
 		return len(s.out) > 0
 	}
 	var err error
-	s.n, err = ignoringEINTR(func() (int, error) { return rawRead(int(fd), s.p) })
+	s.n, err = ignoringEINTR(func() (int, error) { return xconnect.RawRead(int(fd), s.p) })
 	if errors.Is(err, unix.EAGAIN) {
 		return false
 	}

@@ -1,17 +1,19 @@
-package http
+package xconnect
 
 import (
 	"syscall"
 	"unsafe"
 )
 
-// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket
+// RawRead and RawWrite are read(2) and write(2) on a non-blocking socket
 // without the scheduler's bookkeeping for a system call that may block
 // (entersyscall/exitsyscall): these never block, and sysmon, which takes
 // the P from a system call it finds under way, has nothing to hand over.
-func rawRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
+// The caller holds fd open: inside a RawConn callback on it.
+func RawRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
 
-func rawWrite(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+// RawWrite: see RawRead.
+func RawWrite(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
 
 func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
