@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/xconnect"
 	"github.com/pantavisor/pv/xconnect/hangup"
 )
 
@@ -66,22 +67,38 @@ func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 // from then on the pump reads before every wait (the slow path), which
 // no longer blocks.
 //
+// The callback holds src: its Close waits for the callback to return. So
+// the callback never waits on dst (xconnect.Conns closes a link's
+// provider connections before its consumer ones, and the other direction
+// has a callback of its own): it writes to dst only what dst takes at
+// once, and leaves the rest, a message with descriptors, and the end of
+// stream, to be passed on outside it.
+//
 // A read shorter than the buffer leaves more queued in two cases, both
 // foreign to a link: a reader with SO_PASSCRED, which no socket of a link
 // has, stops where the sender's credentials change, and a read stops at a
 // byte sent with MSG_OOB, which a link does not carry. A read that took
-// descriptors may stop before more bytes too: after one, the pump reads
-// again rather than wait.
+// descriptors may stop before more bytes too: it is passed on outside the
+// callback, and the next callback reads before it waits.
 type pump struct {
 	dst, src *net.UnixConn
 	n        *atomic.Int64
 	buf, oob []byte
 	sp       *splicer
 	rc       syscall.RawConn // src's; nil: the slow path
+	dc       syscall.RawConn // dst's
 	wt       *hangup.Watch
 	call     func(uintptr) bool
+	putCall  func(uintptr) bool
 	left     leave // why the callback returned
 	err      error // the pump's result, when left is leaveDone
+	// What the callback read and leaves to be passed on outside it:
+	// k bytes of buf from off on, oobn bytes of descriptors in oob.
+	k, off, oobn, flags int
+	// put's: what to write, how much went, and how it failed.
+	out    []byte
+	outN   int
+	outErr error
 }
 
 // Why the fast path's callback returned.
@@ -90,6 +107,7 @@ type leave int
 const (
 	leaveHup  leave = iota // the peer has hung up: the slow path from now on
 	leaveBulk              // a full buffer: splice what is queued
+	leaveRest              // a read to pass on (the rest of): k, off, oobn, flags
 	leaveDone              // the stream is over (err says how)
 )
 
@@ -117,12 +135,16 @@ func (p *pump) watch() {
 	}
 	src := p.src
 	wake := func() { src.SetReadDeadline(aLongTimeAgo) }
+	dc, err := p.dst.SyscallConn()
+	if err != nil {
+		return
+	}
 	rc.Control(func(fd uintptr) { p.wt, err = w.Watch(int(fd), wake) })
 	if err != nil || p.wt == nil {
 		p.wt = nil
 		return
 	}
-	p.rc, p.call = rc, p.ready
+	p.rc, p.dc, p.call, p.putCall = rc, dc, p.ready, p.putNow
 }
 
 // slow leaves the fast path for good: the peer has hung up (or the pump
@@ -155,6 +177,14 @@ func (p *pump) fast() (done bool, err error) {
 		if err := p.sp.move(p.n); err != nil {
 			return true, quiet(err)
 		}
+	case leaveRest:
+		if p.oobn > 0 || p.k == 0 {
+			return p.forward(p.k, p.oobn, p.flags, nil)
+		}
+		if _, err := p.dst.Write(p.buf[p.off:p.k]); err != nil {
+			return true, quiet(err)
+		}
+		p.n.Add(int64(p.k - p.off))
 	default:
 		p.slow()
 	}
@@ -177,23 +207,32 @@ func (p *pump) ready(fd uintptr) bool {
 		if errors.Is(err, unix.EAGAIN) {
 			return p.wait()
 		}
-		var rerr error
 		if err != nil {
-			rerr = os.NewSyscallError("recvmsg", err)
+			p.left, p.err = leaveDone, quiet(os.NewSyscallError("recvmsg", err))
+			return true
 		}
-		if done, err := p.forward(k, oobn, flags, rerr); done {
-			p.left, p.err = leaveDone, err
+		if oobn > 0 || k == 0 {
+			// Descriptors, or the end of stream: passed on
+			// outside, where a wait on dst may be needed.
+			p.left, p.k, p.off, p.oobn, p.flags = leaveRest, k, 0, oobn, flags
+			return true
+		}
+		put, err := p.put(p.buf[:k])
+		p.n.Add(int64(put))
+		if err != nil {
+			p.left, p.err = leaveDone, quiet(err)
+			return true
+		}
+		if put < k {
+			p.left, p.k, p.off, p.oobn = leaveRest, k, put, 0
 			return true
 		}
 		switch {
-		case k == len(p.buf) && oobn == 0:
+		case k == len(p.buf):
 			if p.sp.open() {
 				p.left = leaveBulk // spliced outside: it reads src itself
 				return true
 			}
-		case oobn > 0:
-			// More may be queued after the message that carried
-			// descriptors: read on.
 		default:
 			waitsWithoutRead.Add(1)
 			if testHookWaiting != nil {
@@ -202,6 +241,36 @@ func (p *pump) ready(fd uintptr) bool {
 			return p.wait()
 		}
 	}
+}
+
+// put writes what dst takes of b at once, without waiting (see pump).
+func (p *pump) put(b []byte) (int, error) {
+	p.out, p.outN, p.outErr = b, 0, nil
+	err := p.dc.Write(p.putCall)
+	if err == nil {
+		err = p.outErr
+	}
+	p.out = nil
+	return p.outN, err
+}
+
+// putNow is put's callback on dst: a method value made once, as a
+// closure passed through RawConn would be allocated at every call.
+func (p *pump) putNow(fd uintptr) bool {
+	for p.outN < len(p.out) {
+		k, err := xconnect.RawWrite(int(fd), p.out[p.outN:])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EAGAIN):
+			return true // the rest outside
+		case err != nil:
+			p.outErr = os.NewSyscallError("write", err)
+			return true
+		}
+		p.outN += k
+	}
+	return true
 }
 
 // wait returns the callback's answer for a wait: false to wait, or true,

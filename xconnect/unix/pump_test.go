@@ -18,7 +18,7 @@ import (
 // echoLink starts a provider that serves each connection with serve,
 // and a link in front of it. The link dials the provider once gate is
 // closed (nil: at once).
-func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) string {
+func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (string, xconnect.Proxy) {
 	dir := t.TempDir()
 	prov := filepath.Join(dir, "provider.sock")
 	ln, err := net.Listen("unix", prov)
@@ -41,7 +41,7 @@ func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) str
 	}
 	go p.Serve(cl)
 	t.Cleanup(func() { p.Close() })
-	return cons
+	return cons, p
 }
 
 // echo sends each block back as it comes, then the end.
@@ -60,7 +60,7 @@ func echoAtEnd(c *net.UnixConn) {
 // Messages answered one at a time: after each, the link waits without
 // reading first, and every answer comes back whole and in order.
 func TestWaitWithoutReadAfterAShortRead(t *testing.T) {
-	cons := echoLink(t, nil, echo)
+	cons, _ := echoLink(t, nil, echo)
 	c, err := net.Dial("unix", cons)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestEndQueuedWithTheMessageSeenBeforeTheWait(t *testing.T) {
 	}
 	t.Cleanup(func() { testHookWaiting = nil })
 	gate := make(chan struct{})
-	cons := echoLink(t, gate, echoAtEnd)
+	cons, _ := echoLink(t, gate, echoAtEnd)
 	t.Cleanup(let) // before the link's close, which waits for the pump
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
 	if err != nil {
@@ -138,5 +138,54 @@ func TestEndQueuedWithTheMessageSeenBeforeTheWait(t *testing.T) {
 	got, err := io.ReadAll(c)
 	if err != nil || string(got) != "the only message" {
 		t.Errorf("answer %q, %v; want the message back, then the end", got, err)
+	}
+}
+
+// A consumer that reads nothing while its provider sends more than the
+// sockets hold: the link's Close still ends the connection. (A pump's
+// callback holds its source, whose Close waits for it; Close closes the
+// provider's connection first, so a callback on it that waited to write
+// to the consumer's would hang Close for ever.)
+func TestCloseWhileTheConsumerReadsNothing(t *testing.T) {
+	sent := make(chan struct{}, 1)
+	cons, p := echoLink(t, nil, func(c *net.UnixConn) {
+		// Small and spaced, so that the link reads each whole (short
+		// reads, relayed inside its callback) until the consumer's
+		// socket is full.
+		chunk := make([]byte, 4<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+			select {
+			case sent <- struct{}{}:
+			default:
+			}
+		}
+	})
+	c, err := net.Dial("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Stuck: the provider's writes stop going through.
+	for idle := 0; idle < 3; {
+		select {
+		case <-sent:
+			idle = 0
+		case <-time.After(100 * time.Millisecond):
+			idle++
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		p.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return in 10 s")
 	}
 }
