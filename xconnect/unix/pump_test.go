@@ -15,10 +15,10 @@ import (
 	"github.com/pantavisor/pv/xconnect"
 )
 
-// echoLink starts a provider that serves each connection with serve,
-// and a link in front of it. The link dials the provider once gate is
-// closed (nil: at once).
-func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (string, xconnect.Proxy) {
+// linkWith starts a provider that serves each connection with serve, and
+// a link in front of it, listening at the returned path. The link dials
+// the provider once gate is closed (nil: at once).
+func linkWith(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (string, *xconnect.Stats, xconnect.Proxy) {
 	dir := t.TempDir()
 	prov := filepath.Join(dir, "provider.sock")
 	ln, err := net.Listen("unix", prov)
@@ -26,7 +26,8 @@ func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (st
 		t.Fatal(err)
 	}
 	nstest.ServeEach(t, ln, func(c net.Conn) { serve(c.(*net.UnixConn)) })
-	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "c", Name: "s", Type: "unix"},
+	st := &xconnect.Stats{}
+	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "c", Name: "s", Type: "unix"}, Stats: st,
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			if gate != nil {
 				<-gate
@@ -39,9 +40,15 @@ func echoLink(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (st
 	if err != nil {
 		t.Fatal(err)
 	}
-	go p.Serve(cl)
-	t.Cleanup(func() { p.Close() })
-	return cons, p
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(cl) }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return cons, st, p
 }
 
 // echo sends each block back as it comes, then the end.
@@ -60,7 +67,7 @@ func echoAtEnd(c *net.UnixConn) {
 // Messages answered one at a time: after each, the link waits without
 // reading first, and every answer comes back whole and in order.
 func TestWaitWithoutReadAfterAShortRead(t *testing.T) {
-	cons, _ := echoLink(t, nil, echo)
+	cons, _, _ := linkWith(t, nil, echo)
 	c, err := net.Dial("unix", cons)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +115,7 @@ func TestEndQueuedWithTheMessageSeenBeforeTheWait(t *testing.T) {
 	}
 	t.Cleanup(func() { testHookWaiting = nil })
 	gate := make(chan struct{})
-	cons, _ := echoLink(t, gate, echoAtEnd)
+	cons, _, _ := linkWith(t, gate, echoAtEnd)
 	t.Cleanup(let) // before the link's close, which waits for the pump
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
 	if err != nil {
@@ -148,7 +155,7 @@ func TestEndQueuedWithTheMessageSeenBeforeTheWait(t *testing.T) {
 // to the consumer's would hang Close for ever.)
 func TestCloseWhileTheConsumerReadsNothing(t *testing.T) {
 	sent := make(chan struct{}, 1)
-	cons, p := echoLink(t, nil, func(c *net.UnixConn) {
+	cons, _, p := linkWith(t, nil, func(c *net.UnixConn) {
 		// Small and spaced, so that the link reads each whole (short
 		// reads, relayed inside its callback) until the consumer's
 		// socket is full.

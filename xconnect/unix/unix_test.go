@@ -14,26 +14,19 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
-// provider answers each connection, after the consumer's end of stream,
-// with what it got: the bytes and, for each descriptor, what reading it
-// gives; then it sends a descriptor of its own back.
-func provider(t *testing.T, path string) {
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nstest.ServeEach(t, ln, func(nc net.Conn) {
-		c := nc.(*net.UnixConn)
-		got, fds, _ := readWithFds(c)
-		reply := "got " + string(got) + " fds [" + strings.Join(fds, ",") + "]"
-		fd := memfd(t, "from-provider")
-		c.WriteMsgUnix([]byte(reply), unix.UnixRights(fd), nil)
-		unix.Close(fd)
-	})
+// answer serves a provider's connection: after the consumer's end of
+// stream, it answers with what it got, the bytes and, for each
+// descriptor, what reading it gives; then it sends a descriptor of its
+// own back.
+func answer(t *testing.T, c *net.UnixConn) {
+	got, fds, _ := readWithFds(c)
+	reply := "got " + string(got) + " fds [" + strings.Join(fds, ",") + "]"
+	fd := memfd(t, "from-provider")
+	c.WriteMsgUnix([]byte(reply), unix.UnixRights(fd), nil)
+	unix.Close(fd)
 }
 
 // readWithFds reads c to its end: the bytes, and what reading each
@@ -68,32 +61,10 @@ func memfd(t *testing.T, content string) int {
 	return fd
 }
 
-// link starts a proxy from a listener at dir/consumer.sock to the
-// provider at dir/provider.sock.
+// link starts a provider that answers each connection (answer) and a
+// link in front of it.
 func link(t *testing.T) (string, *xconnect.Stats, xconnect.Proxy) {
-	dir := t.TempDir()
-	prov := filepath.Join(dir, "provider.sock")
-	provider(t, prov)
-	st := &xconnect.Stats{}
-	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "c", Name: "s", Type: "unix"}, Stats: st,
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", prov)
-		}})
-	cons := filepath.Join(dir, "consumer.sock")
-	ln, err := net.Listen("unix", cons)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ln) }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return cons, st, p
+	return linkWith(t, nil, func(c *net.UnixConn) { answer(t, c) })
 }
 
 // The consumer sends bytes and a descriptor, half-closes, and still reads
