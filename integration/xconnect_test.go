@@ -227,3 +227,67 @@ func TestXconnectAcrossUpdates(t *testing.T) {
 		t.Errorf("graph after the consumer went: %s", out)
 	}
 }
+
+// stuckMesh is a provider that writes to each connection for ever, a
+// consumer that holds one connection to it through a unix link and reads
+// nothing (the link's relay towards it is stuck, its sockets full), and a
+// bystander printing xWord, for an update that keeps the link's ends.
+func stuckMesh(t *testing.T, xWord string) string {
+	return buildStorage(t, []map[string]any{{"name": "app", "status_goal": "STARTED", "timeout": 30}}, []ctr{
+		{name: "prov", group: "app", cmd: `/bin/pvapp "trickle-unix" "/run/prov/svc.sock"`,
+			run:      map[string]any{"exports": "services.json"},
+			services: []any{map[string]any{"name": "flow", "type": "unix", "socket": "/run/prov/svc.sock"}}},
+		{name: "cons", group: "app", cmd: `/bin/pvapp "hold-unix" "/run/flow/s.sock"`,
+			run: map[string]any{"services": map[string]any{"required": []any{
+				map[string]any{"name": "flow", "type": "unix", "target": "/run/flow/s.sock"}}}}},
+		{name: "x", group: "app", cmd: echoer(xWord)},
+	})
+}
+
+// An update that keeps both ends of a stuck link (its consumer reads
+// nothing while its provider writes) closes the old revision's link all
+// the same: the link's close does not wait on the stuck relay. The
+// relay's callback on the provider's connection once waited there to
+// write to the consumer's, and the close of the provider's connection,
+// which waits for that callback, hung the old link's close for ever (in
+// a goroutine of its own: its listener, connections and injected socket
+// leaked).
+func TestXconnectStuckLinkRemoved(t *testing.T) {
+	d := startDeviceEnv(t, stuckMesh(t, "x-v1"), commitDelay)
+	d.waitConsole("cons", "pvapp: holding", 30*time.Second)
+	// Stuck once the bytes relayed stop growing.
+	relayed := regexp.MustCompile(`"bytes_down":\s*"(\d+)"`)
+	var last string
+	for still, deadline := 0, time.Now().Add(20*time.Second); still < 3; time.Sleep(200 * time.Millisecond) {
+		tree, _ := d.pvcontrol("-json", "tree")
+		m := relayed.FindStringSubmatch(tree)
+		switch {
+		case m == nil:
+			still = 0
+		case m[1] == last && m[1] != "0":
+			still++
+		default:
+			still, last = 0, m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the link did not get stuck (last %q):\n%s", last, tree)
+		}
+	}
+	d.upload(stuckMesh(t, "x-v2"), "v2")
+	if out, code := d.pvcontrol("cmd", "run", "locals/v2"); code != 0 {
+		t.Fatalf("cmd run: %d %s", code, out)
+	}
+	if p, seen := d.waitProgress("locals/v2", 60*time.Second); p.Status != storage.StatusUpdated {
+		t.Fatalf("v2: %+v (seen %v)\n%s", p, seen, d.log())
+	}
+	// The old link's actor goes at once; its close (listener,
+	// connections, injected socket) runs on, and says when it is done.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.log(), `msg="link closed"`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old revision's stuck link was not closed 10 s after the update:\n%s", d.log())
+		}
+	}
+	if tree, _ := d.pvcontrol("tree"); strings.Count(tree, "link:cons:flow") != 1 {
+		t.Errorf("want the new revision's link alone:\n%s", tree)
+	}
+}

@@ -112,6 +112,16 @@ func main() {
 		serveUnix(os.Args[2])
 	case "dial-unix":
 		dialUnix(os.Args[2:])
+	case "trickle-unix":
+		if len(os.Args) != 3 {
+			os.Exit(2)
+		}
+		trickleUnix(os.Args[2])
+	case "hold-unix":
+		if len(os.Args) != 3 {
+			os.Exit(2)
+		}
+		holdUnix(os.Args[2])
 	case "web-unix", "get-unix", "dbus-serve", "dbus-call", "forward":
 		meshCommand(os.Args[1], os.Args[2:])
 	case "escape-cgroups":

@@ -19,6 +19,19 @@ import (
 // Answering only after EOF shows a half-close got through; reading a
 // received descriptor shows it arrived usable.
 func serveUnix(path string) {
+	ln := listenUnix(path, "serving")
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			fail(err)
+		}
+		go answer(c)
+	}
+}
+
+// listenUnix listens at path, says so ("pvapp: <doing> unix PATH"), and
+// exits at SIGTERM.
+func listenUnix(path, doing string) *net.UnixListener {
 	os.Remove(path)
 	if err := os.MkdirAll(dirOf(path), 0o755); err != nil {
 		fail(err)
@@ -27,19 +40,13 @@ func serveUnix(path string) {
 	if err != nil {
 		fail(err)
 	}
-	fmt.Println("pvapp: serving unix", path)
+	fmt.Println("pvapp:", doing, "unix", path)
 	go func() {
 		waitForTerm()
 		ln.Close()
 		os.Exit(0)
 	}()
-	for {
-		c, err := ln.AcceptUnix()
-		if err != nil {
-			fail(err)
-		}
-		go answer(c)
-	}
+	return ln
 }
 
 func answer(c *net.UnixConn) {
@@ -94,6 +101,61 @@ func readFds(oob []byte) []string {
 // appear (up to 10 s, and prints how long it waited), sends MSG — with
 // -fd, together with a memfd holding "fd-content" — half-closes, and
 // prints the answer. Exit 1 when it cannot.
+// trickleUnix is `pvapp trickle-unix PATH`: to each connection it writes
+// 4 KiB a millisecond until a write fails, reading nothing. Small and
+// spaced writes are what a relay reads whole, one at a time.
+func trickleUnix(path string) {
+	ln := listenUnix(path, "trickling on")
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			fail(err)
+		}
+		go func() {
+			defer c.Close()
+			chunk := make([]byte, 4<<10)
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+}
+
+// holdUnix is `pvapp hold-unix PATH`: it connects to PATH once it is
+// there, sends one byte, and then holds the connection without reading
+// until SIGTERM.
+func holdUnix(path string) {
+	c, err := dialWhenThere(path)
+	if err != nil {
+		fail(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0})
+	fmt.Println("pvapp: holding", path)
+	waitForTerm()
+}
+
+// dialWhenThere connects to the socket at path once it appears (10 s at
+// most), saying when it did.
+func dialWhenThere(path string) (*net.UnixConn, error) {
+	start := time.Now()
+	for {
+		fi, err := os.Stat(path)
+		if err == nil && fi.Mode()&os.ModeSocket != 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			return nil, fmt.Errorf("%s did not appear", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("pvapp: %s there after %d ms\n", path, time.Since(start).Milliseconds())
+	return net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+}
+
 func dialUnix(args []string) {
 	withFd := len(args) > 0 && args[0] == "-fd"
 	if withFd {
@@ -104,19 +166,7 @@ func dialUnix(args []string) {
 		os.Exit(2)
 	}
 	path, msg := args[0], args[1]
-	start := time.Now()
-	for {
-		fi, err := os.Stat(path)
-		if err == nil && fi.Mode()&os.ModeSocket != 0 {
-			break
-		}
-		if time.Since(start) > 10*time.Second {
-			fail(fmt.Errorf("%s did not appear", path))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	fmt.Printf("pvapp: %s there after %d ms\n", path, time.Since(start).Milliseconds())
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	c, err := dialWhenThere(path)
 	if err != nil {
 		fail(err)
 	}
