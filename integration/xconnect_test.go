@@ -273,6 +273,8 @@ func TestXconnectStuckLinkRemoved(t *testing.T) {
 			t.Fatalf("the link did not get stuck (last %q):\n%s", last, tree)
 		}
 	}
+	closed := func() int { return strings.Count(d.log(), `msg="link closed"`) }
+	closedBefore := closed()
 	d.upload(stuckMesh(t, "x-v2"), "v2")
 	if out, code := d.pvcontrol("cmd", "run", "locals/v2"); code != 0 {
 		t.Fatalf("cmd run: %d %s", code, out)
@@ -282,7 +284,7 @@ func TestXconnectStuckLinkRemoved(t *testing.T) {
 	}
 	// The old link's actor goes at once; its close (listener,
 	// connections, injected socket) runs on, and says when it is done.
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.log(), `msg="link closed"`); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); closed() == closedBefore; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the old revision's stuck link was not closed 10 s after the update:\n%s", d.log())
 		}
