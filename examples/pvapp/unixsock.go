@@ -18,20 +18,12 @@ import (
 // and the content of any file descriptor that came with them — and closes.
 // Answering only after EOF shows a half-close got through; reading a
 // received descriptor shows it arrived usable.
-func serveUnix(path string) {
-	ln := listenUnix(path, "serving")
-	for {
-		c, err := ln.AcceptUnix()
-		if err != nil {
-			fail(err)
-		}
-		go answer(c)
-	}
-}
+func serveUnix(path string) { serveEachUnix(path, "serving", answer) }
 
-// listenUnix listens at path, says so ("pvapp: <doing> unix PATH"), and
-// exits at SIGTERM.
-func listenUnix(path, doing string) *net.UnixListener {
+// serveEachUnix listens at path, says so ("pvapp: <doing> unix PATH"),
+// serves each connection with handle on a goroutine of its own, and exits
+// at SIGTERM.
+func serveEachUnix(path, doing string, handle func(c *net.UnixConn)) {
 	os.Remove(path)
 	if err := os.MkdirAll(dirOf(path), 0o755); err != nil {
 		fail(err)
@@ -46,7 +38,13 @@ func listenUnix(path, doing string) *net.UnixListener {
 		ln.Close()
 		os.Exit(0)
 	}()
-	return ln
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			fail(err)
+		}
+		go handle(c)
+	}
 }
 
 func answer(c *net.UnixConn) {
@@ -97,31 +95,20 @@ func readFds(oob []byte) []string {
 	return out
 }
 
-// dialUnix is `pvapp dial-unix [-fd] PATH MSG`: it waits for PATH to
-// appear (up to 10 s, and prints how long it waited), sends MSG — with
-// -fd, together with a memfd holding "fd-content" — half-closes, and
-// prints the answer. Exit 1 when it cannot.
 // trickleUnix is `pvapp trickle-unix PATH`: to each connection it writes
 // 4 KiB a millisecond until a write fails, reading nothing. Small and
 // spaced writes are what a relay reads whole, one at a time.
 func trickleUnix(path string) {
-	ln := listenUnix(path, "trickling on")
-	for {
-		c, err := ln.AcceptUnix()
-		if err != nil {
-			fail(err)
-		}
-		go func() {
-			defer c.Close()
-			chunk := make([]byte, 4<<10)
-			for {
-				if _, err := c.Write(chunk); err != nil {
-					return
-				}
-				time.Sleep(time.Millisecond)
+	serveEachUnix(path, "trickling on", func(c *net.UnixConn) {
+		defer c.Close()
+		chunk := make([]byte, 4<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
 			}
-		}()
-	}
+			time.Sleep(time.Millisecond)
+		}
+	})
 }
 
 // holdUnix is `pvapp hold-unix PATH`: it connects to PATH once it is
@@ -156,6 +143,10 @@ func dialWhenThere(path string) (*net.UnixConn, error) {
 	return net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 }
 
+// dialUnix is `pvapp dial-unix [-fd] PATH MSG`: it waits for PATH to
+// appear (up to 10 s, and prints how long it waited), sends MSG — with
+// -fd, together with a memfd holding "fd-content" — half-closes, and
+// prints the answer. Exit 1 when it cannot.
 func dialUnix(args []string) {
 	withFd := len(args) > 0 && args[0] == "-fd"
 	if withFd {
