@@ -22,6 +22,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -164,6 +165,41 @@ func (w *Watcher) Watch(fd int, wake func()) (*Watch, error) {
 		return nil, fmt.Errorf("hangup: watch socket %d: %w", fd, err)
 	}
 	return wt, nil
+}
+
+// A Conn is a connection whose owner can be woken from a wait on it: its
+// read deadline, set in the past, is the wake.
+type Conn interface {
+	syscall.Conn
+	SetReadDeadline(time.Time) error
+}
+
+// aLongTimeAgo is the past read deadline that wakes a waiting owner.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// WatchConn registers c with the process's watcher (Shared), waking its
+// owner with a past read deadline. It returns c's RawConn, for the wait
+// inside whose callback the owner does not read first. Once Waiting or
+// Woke has reported the hang-up, the owner takes that deadline away
+// (SetReadDeadline(time.Time{})) and reads before each wait from then on.
+func WatchConn(c Conn) (*Watch, syscall.RawConn, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := Shared()
+	if err != nil {
+		return nil, nil, err
+	}
+	wake := func() { c.SetReadDeadline(aLongTimeAgo) }
+	var wt *Watch
+	if cerr := rc.Control(func(fd uintptr) { wt, err = w.Watch(int(fd), wake) }); cerr != nil {
+		return nil, nil, cerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return wt, rc, nil
 }
 
 // Stop forgets the socket. Its registration goes with its close: each

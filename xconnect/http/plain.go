@@ -126,27 +126,17 @@ type clientConn struct {
 // watch registers the connection with the hang-up watcher, which makes
 // its fast turns safe; without one every turn is a slow one.
 func (cc *clientConn) watch() *hangup.Watch {
-	sc, ok := cc.c.(syscall.Conn)
+	c, ok := cc.c.(hangup.Conn)
 	if !ok {
 		return nil
 	}
-	rc, err := sc.SyscallConn()
+	wt, rc, err := hangup.WatchConn(c)
 	if err != nil {
-		return nil
-	}
-	w, err := hangup.Shared()
-	if err != nil {
-		return nil
-	}
-	c := cc.c
-	wake := func() { c.SetReadDeadline(aLongTimeAgo) }
-	rc.Control(func(fd uintptr) { cc.wt, err = w.Watch(int(fd), wake) })
-	if err != nil || cc.wt == nil {
 		cc.s.opt.Log.Debug("http proxy: no hang-up watch, no fast turns", "err", err)
 		return nil
 	}
-	cc.rc, cc.call = rc, cc.ready
-	return cc.wt
+	cc.wt, cc.rc, cc.call = wt, rc, cc.ready
+	return wt
 }
 
 // hungUp turns the connection to slow turns for good: its peer has hung

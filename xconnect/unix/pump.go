@@ -119,32 +119,18 @@ var waitsWithoutRead atomic.Int64
 // to wait without reading first.
 var testHookWaiting func(*pump)
 
-// aLongTimeAgo is the past deadline that wakes a waiting reader.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // watch registers src with the hang-up watcher, which makes the fast path
 // safe; without one the pump takes the slow path only.
 func (p *pump) watch() {
-	rc, err := p.src.SyscallConn()
-	if err != nil {
-		return
-	}
-	w, err := hangup.Shared()
-	if err != nil {
-		return
-	}
-	src := p.src
-	wake := func() { src.SetReadDeadline(aLongTimeAgo) }
 	dc, err := p.dst.SyscallConn()
 	if err != nil {
 		return
 	}
-	rc.Control(func(fd uintptr) { p.wt, err = w.Watch(int(fd), wake) })
-	if err != nil || p.wt == nil {
-		p.wt = nil
+	wt, rc, err := hangup.WatchConn(p.src)
+	if err != nil {
 		return
 	}
-	p.rc, p.dc, p.call, p.putCall = rc, dc, p.ready, p.putNow
+	p.wt, p.rc, p.dc, p.call, p.putCall = wt, rc, dc, p.ready, p.putNow
 }
 
 // slow leaves the fast path for good: the peer has hung up (or the pump
