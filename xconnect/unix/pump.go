@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -186,7 +185,7 @@ func (p *pump) ready(fd uintptr) bool {
 		return true
 	}
 	for {
-		k, oobn, flags, err := recvmsg(int(fd), p.buf, p.oob)
+		k, oobn, flags, err := xconnect.RawRecvmsg(int(fd), p.buf, p.oob)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -309,25 +308,4 @@ func (p *pump) forward(k, oobn, flags int, rerr error) (done bool, err error) {
 		return true, nil
 	}
 	return false, nil
-}
-
-// recvmsg is recvmsg(2) on the non-blocking socket fd, with descriptors
-// received close-on-exec as Go's own reads receive them. It is a raw
-// system call (no scheduler bookkeeping: it never blocks) with no
-// address asked for, so that it allocates nothing.
-func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
-	var iov unix.Iovec
-	iov.Base = &p[0]
-	iov.SetLen(len(p))
-	var msg unix.Msghdr
-	msg.Iov = &iov
-	msg.SetIovlen(1)
-	msg.Control = &oob[0]
-	msg.SetControllen(len(oob))
-	r, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)),
-		uintptr(unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT))
-	if e != 0 {
-		return 0, 0, 0, e
-	}
-	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }
