@@ -86,13 +86,10 @@ func helper(role string, args []string) error {
 		}
 	case "ping":
 		// Not on this goroutine, which initshim locks to the main
-		// thread (see unlocked).
+		// thread (see offMain).
 		var p50 []float64
 		var err error
-		unlocked(func() (float64, float64, error) {
-			p50, err = pingP50s(args...)
-			return 0, 0, nil
-		})
+		offMain(func() { p50, err = pingP50s(args...) })
 		if err != nil {
 			return err
 		}
