@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,21 +68,11 @@ func helper(role string, args []string) error {
 	}
 	switch role {
 	case "echo":
-		ln, err := net.Listen("unix", args[0])
-		if err != nil {
+		if _, err := provider(args[0]); err != nil {
 			return err
 		}
 		fmt.Println("ready")
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return err
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
+		select {} // until the figure kills it
 	case "ping":
 		// Not on this goroutine, which initshim locks to the main
 		// thread (see offMain).
