@@ -25,3 +25,23 @@ func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// RawWriteNow writes p to a non-blocking socket with RawWrite for as long
+// as the socket takes it: n < len(p) with a nil error means it is full
+// (EAGAIN), and the rest waits for the caller. An interrupted write is
+// made again.
+func RawWriteNow(fd int, p []byte) (n int, err error) {
+	for n < len(p) {
+		k, err := RawWrite(fd, p[n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+		n += k
+	}
+	return n, nil
+}

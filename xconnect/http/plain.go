@@ -328,18 +328,14 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	if w.r.fd < 0 {
 		return w.wait(p)
 	}
-	n := 0
-	for n < len(p) {
-		k, err := ignoringEINTR(func() (int, error) { return xconnect.RawWrite(w.r.fd, p[n:]) })
-		if errors.Is(err, unix.EAGAIN) {
-			pollerWrites.Add(1)
-			k, err = w.wait(p[n:])
-			return n + k, err
-		}
-		if err != nil {
-			return n, os.NewSyscallError("write", err)
-		}
-		n += k
+	n, err := xconnect.RawWriteNow(w.r.fd, p)
+	if err != nil {
+		return n, os.NewSyscallError("write", err)
+	}
+	if n < len(p) {
+		pollerWrites.Add(1)
+		k, err := w.wait(p[n:])
+		return n + k, err
 	}
 	return n, nil
 }

@@ -242,20 +242,11 @@ func (p *pump) put(b []byte) (int, error) {
 // putNow is put's callback on dst: a method value made once, as a
 // closure passed through RawConn would be allocated at every call.
 func (p *pump) putNow(fd uintptr) bool {
-	for p.outN < len(p.out) {
-		k, err := xconnect.RawWrite(int(fd), p.out[p.outN:])
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.EAGAIN):
-			return true // the rest outside
-		case err != nil:
-			p.outErr = os.NewSyscallError("write", err)
-			return true
-		}
-		p.outN += k
+	var err error
+	if p.outN, err = xconnect.RawWriteNow(int(fd), p.out); err != nil {
+		p.outErr = os.NewSyscallError("write", err)
 	}
-	return true
+	return true // what dst did not take is passed on outside
 }
 
 // wait returns the callback's answer for a wait: false to wait, or true,
