@@ -5,21 +5,26 @@ import (
 	"unsafe"
 )
 
-// RawRead and RawWrite are read(2) and write(2) on a non-blocking socket
-// without the scheduler's bookkeeping for a system call that may block
-// (entersyscall/exitsyscall): these never block, and sysmon, which takes
-// the P from a system call it finds under way, has nothing to hand over.
-// The caller holds fd open: inside a RawConn callback on it.
-func RawRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
+// RawRead and RawWrite read and write a connected non-blocking socket:
+// recvfrom(2) and sendto(2) with no address, which go to the socket
+// straight, where read(2) and write(2) take the file layer's way to it
+// (about a tenth of a small read's time in the kernel, in a profile of
+// the http proxy). They skip the scheduler's bookkeeping for a system
+// call that may block (entersyscall/exitsyscall): these never block, and
+// sysmon, which takes the P from a system call it finds under way, has
+// nothing to hand over. A write to a peer that has gone fails with EPIPE
+// and raises no SIGPIPE (MSG_NOSIGNAL). The caller holds fd open: inside
+// a RawConn callback on it.
+func RawRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_RECVFROM, fd, p, 0) }
 
 // RawWrite: see RawRead.
-func RawWrite(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+func RawWrite(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_SENDTO, fd, p, msgNoSignal) }
 
-func rawIO(trap uintptr, fd int, p []byte) (int, error) {
+func rawIO(trap uintptr, fd int, p []byte, flags uintptr) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
 	if e != 0 {
 		return -1, e
 	}

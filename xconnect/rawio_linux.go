@@ -7,6 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+const msgNoSignal = unix.MSG_NOSIGNAL
+
 // RawRecvmsg is recvmsg(2) on a non-blocking socket, as RawRead: into p,
 // with control messages into oob (at least one byte), descriptors
 // received close-on-exec as Go's own reads receive them, and no address
