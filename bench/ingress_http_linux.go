@@ -222,6 +222,7 @@ func httpIngressVs(runs *int) (ours, base wrkResult, err error) {
 		}
 		cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
 		ours = wrkResult{cpuPerReq: float64(cpu.Microseconds()) / reqs, rps: rps, p99ms: p99}
+		logf("ingress: %.0f requests, %v of CPU", reqs, cpu.Round(time.Millisecond))
 		return nil
 	}
 	measureNginx := func() error {
@@ -235,6 +236,7 @@ func httpIngressVs(runs *int) (ours, base wrkResult, err error) {
 		}
 		c1, _ := cpuOf(ngWorker)
 		base = wrkResult{cpuPerReq: float64((c1 - c0).Microseconds()) / reqs, rps: rps, p99ms: p99}
+		logf("nginx: %.0f requests, %v of CPU", reqs, c1-c0)
 		return nil
 	}
 	*runs++
