@@ -139,11 +139,13 @@ func replayable(method string, idempotencyKey bool) bool {
 // sent twice.
 var idempotencyKeys = []string{"Idempotency-Key", "X-Idempotency-Key"}
 
-// hasIdempotencyKey reports whether h has one of idempotencyKeys, with a
-// value.
+// hasIdempotencyKey reports whether h has one of idempotencyKeys, with
+// any value, an empty one too: net/http's Transport counts the field's
+// presence, and so does the plain path (parseRequestHead), so that a
+// request is sent again or not whichever way it took.
 func hasIdempotencyKey(h nethttp.Header) bool {
 	for _, k := range idempotencyKeys {
-		if h.Get(k) != "" {
+		if _, ok := h[k]; ok { // the keys are canonical, as h's are
 			return true
 		}
 	}

@@ -203,6 +203,8 @@ func TestOnlyReplayableRequestsSentAgain(t *testing.T) {
 		{"POST dropped, net/http's path", "POST /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway, 0},
 		{"POST with an Idempotency-Key dropped, sent again", "POST /two HTTP/1.1\r\nHost: d\r\nIdempotency-Key: k1\r\nContent-Length: 0\r\n\r\n", false, nethttp.StatusBadGateway, 2},
 		{"DELETE with an X-Idempotency-Key dropped, sent again, net/http's path", "DELETE /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nX-Idempotency-Key: k2\r\n\r\n", false, nethttp.StatusBadGateway, 2},
+		{"DELETE with an empty Idempotency-Key dropped, sent again", "DELETE /two HTTP/1.1\r\nHost: d\r\nIdempotency-Key:\r\n\r\n", false, nethttp.StatusBadGateway, 2},
+		{"DELETE with an empty Idempotency-Key dropped, sent again, net/http's path", "DELETE /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\nIdempotency-Key:\r\n\r\n", false, nethttp.StatusBadGateway, 2},
 		{"GET timed out", "GET /two HTTP/1.1\r\nHost: d\r\n\r\n", true, nethttp.StatusGatewayTimeout, 0},
 		{"GET timed out, net/http's path", "GET /two HTTP/1.1\r\nHost: d\r\nConnection: x-hop\r\n\r\n", true, nethttp.StatusGatewayTimeout, 0},
 	} {
