@@ -183,17 +183,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 // Woke has reported the hang-up, the owner takes that deadline away
 // (SetReadDeadline(time.Time{})) and reads before each wait from then on.
 func WatchConn(c Conn) (*Watch, syscall.RawConn, error) {
-	rc, err := c.SyscallConn()
+	p, rc, err := Prepare(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := Shared()
-	if err != nil {
-		return nil, nil, err
-	}
-	wake := func() { c.SetReadDeadline(aLongTimeAgo) }
 	var wt *Watch
-	if cerr := rc.Control(func(fd uintptr) { wt, err = w.Watch(int(fd), wake) }); cerr != nil {
+	if cerr := rc.Control(func(fd uintptr) { wt, err = p.Watch(int(fd)) }); cerr != nil {
 		return nil, nil, cerr
 	}
 	if err != nil {
@@ -201,6 +196,35 @@ func WatchConn(c Conn) (*Watch, syscall.RawConn, error) {
 	}
 	return wt, rc, nil
 }
+
+// Pending is WatchConn with the registration put off until its owner is
+// first about to wait without reading: a connection that never does (one
+// request, then its end, as from clients that open a connection per
+// request) costs no registration. Registering late loses nothing: an end
+// of stream that came before it is reported at once (EPOLL_CTL_ADD
+// checks the socket's state), and Waiting, Woke and the wake already
+// handle an end reported at any time.
+type Pending struct {
+	w    *Watcher
+	wake func()
+}
+
+// Prepare is WatchConn up to the registration, which Pending.Watch makes.
+func Prepare(c Conn) (Pending, syscall.RawConn, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return Pending{}, nil, err
+	}
+	w, err := Shared()
+	if err != nil {
+		return Pending{}, nil, err
+	}
+	return Pending{w: w, wake: func() { c.SetReadDeadline(aLongTimeAgo) }}, rc, nil
+}
+
+// Watch registers the connection's socket fd, which the caller holds open
+// (inside a callback of its RawConn).
+func (p Pending) Watch(fd int) (*Watch, error) { return p.w.Watch(fd, p.wake) }
 
 // Stop forgets the socket. Its registration goes with its close: each
 // socket's registration carries a number of its own, so that one that

@@ -39,8 +39,8 @@ func (s *Server) serveConn(c net.Conn) {
 	cc := &clientConn{s: s, c: c, ip: clientIP(c), cr: clientReader{c: c, fd: -1}}
 	cc.cw = clientWriter{c: c, r: &cc.cr, timeout: s.opt.SendTimeout, dl: standingDeadline{write: true}}
 	cc.br = bufio.NewReaderSize(&cc.cr, clientBuf)
-	if wt := cc.watch(); wt != nil {
-		defer wt.Stop()
+	if cc.prepare() {
+		defer cc.unwatch()
 	}
 	for {
 		t := turnSlow
@@ -49,7 +49,7 @@ func (s *Server) serveConn(c net.Conn) {
 			switch {
 			case err == nil:
 				t = cc.left
-			case cc.wt.HungUp():
+			case cc.wt != nil && cc.wt.HungUp():
 				// Woken by the watcher (a past read deadline).
 				t = turnHup
 			default:
@@ -107,43 +107,78 @@ func lastOf(b []byte) byte { return b[len(b)-1] }
 // return; xconnect.Conns closes the backend connections, which it
 // tracks, before the client ones, so that the turn's wait ends first.
 type clientConn struct {
-	s    *Server
-	c    net.Conn
-	ip   string
-	cr   clientReader
-	cw   clientWriter
-	br   *bufio.Reader
-	rc   syscall.RawConn // nil: every turn is a slow one
-	wt   *hangup.Watch
-	call func(uintptr) bool
-	left turn // what the callback returned for
+	s  *Server
+	c  net.Conn
+	ip string
+	cr clientReader
+	cw clientWriter
+	br *bufio.Reader
+	rc syscall.RawConn // nil: every turn is a slow one
+	// pending registers the connection with the hang-up watcher before
+	// its first wait without reading; wt is that registration, nil
+	// until then.
+	pending hangup.Pending
+	wt      *hangup.Watch
+	call    func(uintptr) bool
+	left    turn // what the callback returned for
 	// idle: the idle timeout is set for the next request; timed: the
 	// read-header timeout is set for the head being read.
 	idle, timed bool
 	idleDL      standingDeadline
 }
 
-// watch registers the connection with the hang-up watcher, which makes
-// its fast turns safe; without one every turn is a slow one.
-func (cc *clientConn) watch() *hangup.Watch {
+// prepare readies the connection for fast turns: safe only with a hang-up
+// watcher, which it registers with before its first wait without reading
+// (watch). Without one every turn is a slow one.
+func (cc *clientConn) prepare() bool {
 	c, ok := cc.c.(hangup.Conn)
 	if !ok {
-		return nil
+		return false
 	}
-	wt, rc, err := hangup.WatchConn(c)
+	p, rc, err := hangup.Prepare(c)
 	if err != nil {
 		cc.s.opt.Log.Debug("http proxy: no hang-up watch, no fast turns", "err", err)
-		return nil
+		return false
 	}
-	cc.wt, cc.rc, cc.call = wt, rc, cc.ready
-	return wt
+	cc.pending, cc.rc, cc.call = p, rc, cc.ready
+	return true
+}
+
+// watch registers the socket fd (in a fast turn) with the hang-up watcher
+// if it is not yet; false: it could not be, and no turn is a fast one
+// from now on.
+func (cc *clientConn) watch(fd int) bool {
+	if cc.wt != nil {
+		return true
+	}
+	wt, err := cc.pending.Watch(fd)
+	if err != nil {
+		cc.s.opt.Log.Debug("http proxy: no hang-up watch, no fast turns", "err", err)
+		cc.rc = nil
+		return false
+	}
+	cc.wt = wt
+	watched.Add(1)
+	return true
+}
+
+// watched counts the connections registered with the hang-up watcher, for
+// the test that only those that wait are.
+var watched atomic.Int64
+
+func (cc *clientConn) unwatch() {
+	if cc.wt != nil {
+		cc.wt.Stop()
+	}
 }
 
 // hungUp turns the connection to slow turns for good: its peer has hung
 // up, so its reads no longer block, and the watcher's wake, done by now,
 // is undone.
 func (cc *clientConn) hungUp() {
-	cc.wt.Woke() // waits for a wake under way
+	if cc.wt != nil {
+		cc.wt.Woke() // waits for a wake under way
+	}
 	cc.rc, cc.cr.fd = nil, -1
 	cc.c.SetReadDeadline(time.Time{})
 	cc.idle, cc.timed = false, false
@@ -178,17 +213,29 @@ var pollerWrites atomic.Int64
 // serves requests until one needs the client's next bytes (false: wait
 // for them) or a slow turn (true).
 func (cc *clientConn) ready(fd uintptr) bool {
-	if !cc.wt.Woke() {
+	if cc.wt != nil && !cc.wt.Woke() {
 		cc.cr.fd, cc.left = -1, turnHup
 		return true
 	}
-	cc.cr.fd, cc.cr.drained = int(fd), false
+	cc.cr.fd, cc.cr.drained, cc.cr.empty = int(fd), false, false
 	for {
 		t := cc.turn(true)
 		switch t {
 		case turnNext:
 			continue
 		case turnWait:
+			if cc.wt == nil && cc.cr.empty {
+				// The socket said it held nothing: whatever comes
+				// now, its end too, wakes the wait, which needs no
+				// watcher. A client that opens a connection per
+				// request mostly waits only here, before its
+				// request, and is never registered.
+				return false
+			}
+			if !cc.watch(int(fd)) {
+				t = turnSlow
+				break
+			}
 			if cc.wt.Waiting() {
 				if testHookWaiting != nil {
 					testHookWaiting(cc)
@@ -288,8 +335,9 @@ type clientReader struct {
 	c  net.Conn
 	fd int // the socket in a fast turn, else -1
 	// drained: the last read was shorter than asked, so the socket had
-	// no more; another read before a wait would only fail.
-	drained bool
+	// no more; another read before a wait would only fail. empty: that
+	// read failed (EAGAIN), so the socket held nothing, not even its end.
+	drained, empty bool
 }
 
 func (r *clientReader) Read(p []byte) (int, error) {
@@ -302,14 +350,14 @@ func (r *clientReader) Read(p []byte) (int, error) {
 	n, err := ignoringEINTR(func() (int, error) { return xconnect.RawRead(r.fd, p) })
 	switch {
 	case errors.Is(err, unix.EAGAIN):
-		r.drained = true
+		r.drained, r.empty = true, true
 		return 0, errWouldBlock
 	case err != nil:
 		return 0, os.NewSyscallError("read", err)
 	case n == 0:
 		return 0, io.EOF
 	}
-	r.drained = n < len(p)
+	r.drained, r.empty = n < len(p), false
 	return n, nil
 }
 

@@ -397,3 +397,58 @@ func TestRequestWithTheEndServedWhenTheWatcherWakesFirst(t *testing.T) {
 		t.Errorf("after the last answer: %d bytes, %v; want the end", n, err)
 	}
 }
+
+// A connection is registered with the hang-up watcher only before a wait
+// that follows a read shorter than asked: a wait after a read that found
+// the socket empty needs none (its end, if it comes, wakes the wait). So
+// a client that opens a connection per request costs no registration,
+// whether its request came before the proxy's first read or after, and a
+// kept connection is registered once.
+func TestOnlyConnectionsThatWaitAfterDataAreWatched(t *testing.T) {
+	dial := eachRequest(t, func(c net.Conn, _ *bufio.Reader, _ *nethttp.Request) bool {
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return err == nil
+	})
+	s := NewServer(Options{})
+	s.Set([]Route{{Prefix: "/", Dial: dial}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	exchange := func(pause time.Duration, req string, n int) {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		time.Sleep(pause) // the proxy's first read finds nothing, then waits
+		br := bufio.NewReader(c)
+		for range n {
+			io.WriteString(c, req)
+			readAnswers(t, c, br, 1)
+		}
+	}
+
+	const once = "GET /once HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+	fast0, watched0 := fastTurns.Load(), watched.Load()
+	for range 3 {
+		exchange(0, once, 1)
+		exchange(50*time.Millisecond, once, 1)
+	}
+	if n := fastTurns.Load() - fast0; n != 6 {
+		t.Errorf("%d of 6 one-request connections served in fast turns", n)
+	}
+	if n := watched.Load() - watched0; n != 0 {
+		t.Errorf("%d of 6 one-request connections registered with the watcher, want none", n)
+	}
+
+	watched0 = watched.Load()
+	exchange(0, "GET /kept HTTP/1.1\r\nHost: d\r\n\r\n", 3)
+	if n := watched.Load() - watched0; n != 1 {
+		t.Errorf("a kept connection registered %d times, want once", n)
+	}
+}
