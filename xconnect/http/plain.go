@@ -115,8 +115,9 @@ type clientConn struct {
 	br *bufio.Reader
 	rc syscall.RawConn // nil: every turn is a slow one
 	// pending registers the connection with the hang-up watcher before
-	// its first wait without reading; wt is that registration, nil
-	// until then.
+	// its first wait after a read that found data (one after a read
+	// that found nothing needs none); wt is that registration, nil until
+	// then.
 	pending hangup.Pending
 	wt      *hangup.Watch
 	call    func(uintptr) bool
@@ -128,8 +129,9 @@ type clientConn struct {
 }
 
 // prepare readies the connection for fast turns: safe only with a hang-up
-// watcher, which it registers with before its first wait without reading
-// (watch). Without one every turn is a slow one.
+// watcher, which the connection is registered with before its first wait
+// after a read that found data (watch). Without one every turn is a slow
+// one.
 func (cc *clientConn) prepare() bool {
 	c, ok := cc.c.(hangup.Conn)
 	if !ok {
@@ -162,15 +164,15 @@ func (cc *clientConn) watch(fd int) bool {
 	return true
 }
 
-// watched counts the connections registered with the hang-up watcher, for
-// the test that only those that wait are.
-var watched atomic.Int64
-
 func (cc *clientConn) unwatch() {
 	if cc.wt != nil {
 		cc.wt.Stop()
 	}
 }
+
+// watched counts the connections registered with the hang-up watcher, for
+// the test that only those that wait after data are.
+var watched atomic.Int64
 
 // hungUp turns the connection to slow turns for good: its peer has hung
 // up, so its reads no longer block, and the watcher's wake, done by now,
