@@ -157,6 +157,23 @@ func ServeEach(t testing.TB, ln net.Listener, handle func(c net.Conn)) {
 	}()
 }
 
+// ServeProxy runs p.Serve(ln) for the test and, when the test ends,
+// closes p and reports an error Serve returned: the start of the tests'
+// links and relays (xconnect.Proxy).
+func ServeProxy(t testing.TB, p interface {
+	Serve(ln net.Listener) error
+	Close() error
+}, ln net.Listener) {
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		p.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+}
+
 // UnixPair is a connected pair of unix stream sockets as *net.UnixConn,
 // closed when the test ends.
 func UnixPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {

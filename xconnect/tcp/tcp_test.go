@@ -34,14 +34,7 @@ func start(t *testing.T, to string, opt Options) (string, *xconnect.Stats) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ln) }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	nstest.ServeProxy(t, p, ln)
 	return ln.Addr().String(), st
 }
 

@@ -40,14 +40,7 @@ func linkWith(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (st
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(cl) }()
-	t.Cleanup(func() {
-		p.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	nstest.ServeProxy(t, p, cl)
 	return cons, st, p
 }
 
