@@ -413,7 +413,9 @@ func TestOnlyConnectionsThatWaitAfterDataAreWatched(t *testing.T) {
 	// found nothing, which needs no registration.
 	_, idle := proxied(t, Options{}, dial)
 	addr := idle.RemoteAddr().String()
-	exchange := func(pause time.Duration, req string, n int) {
+	// talk, unlike the package's exchange, can pause before it writes and
+	// waits for each answer before the next request.
+	talk := func(pause time.Duration, req string, n int) {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -432,8 +434,8 @@ func TestOnlyConnectionsThatWaitAfterDataAreWatched(t *testing.T) {
 	const once = "GET /once HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
 	fast0, watched0 := fastTurns.Load(), watched.Load()
 	for range 3 {
-		exchange(0, once, 1)
-		exchange(50*time.Millisecond, once, 1)
+		talk(0, once, 1)
+		talk(50*time.Millisecond, once, 1)
 	}
 	if n := fastTurns.Load() - fast0; n != 6 {
 		t.Errorf("%d of 6 one-request connections served in fast turns", n)
@@ -443,7 +445,7 @@ func TestOnlyConnectionsThatWaitAfterDataAreWatched(t *testing.T) {
 	}
 
 	watched0 = watched.Load()
-	exchange(0, "GET /kept HTTP/1.1\r\nHost: d\r\n\r\n", 3)
+	talk(0, "GET /kept HTTP/1.1\r\nHost: d\r\n\r\n", 3)
 	if n := watched.Load() - watched0; n != 1 {
 		t.Errorf("a kept connection registered %d times, want once", n)
 	}
