@@ -111,9 +111,12 @@ func cpuOf(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ
 }
 
-// pinSelf sets the CPU affinity of every thread of this process to cpu
-// and returns what puts the affinity it had back.
-func pinSelf(cpu int) (restore func(), err error) {
+// onOneCPU runs this process as a program started under taskset -c cpu
+// would: every thread on cpu, and one P. Pinned after its start with its
+// Ps left as they were, two Ps would share the core (idle ones spinning
+// and handing work over) as no deployment does. It returns what puts the
+// affinity and the Ps back.
+func onOneCPU(cpu int) (restore func(), err error) {
 	var was, set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &was); err != nil {
 		return nil, err
@@ -123,7 +126,11 @@ func pinSelf(cpu int) (restore func(), err error) {
 		setAffinity(&was)
 		return nil, err
 	}
-	return func() { setAffinity(&was) }, nil
+	procs := runtime.GOMAXPROCS(1)
+	return func() {
+		runtime.GOMAXPROCS(procs)
+		setAffinity(&was)
+	}, nil
 }
 
 func setAffinity(set *unix.CPUSet) error {
@@ -204,15 +211,11 @@ func httpIngressVs(runs *int) (ours, base wrkResult, err error) {
 	s.Backend(0, xconnect.Ends{ProviderPid: os.Getpid()})
 
 	measureOurs := func() error {
-		unpin, err := pinSelf(0)
+		restore, err := onOneCPU(0)
 		if err != nil {
 			return err
 		}
-		defer unpin()
-		// A proxy started under taskset sees one CPU and runs one P;
-		// pinned after its start, two Ps would share the core (idle
-		// ones spinning and handing work over) as no deployment does.
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+		defer restore()
 		var ru0, ru1 syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 		reqs, rps, p99, err := runWrk("http://" + ingAddr + "/")

@@ -220,12 +220,11 @@ func pingP50s(paths ...string) ([]float64, error) {
 // the ratio went from 0.5× to 5× between runs. On one CPU every hop is
 // a goroutine switch, and the figure is what the link's work adds.
 func linkPing() (ours, base float64, err error) {
-	unpin, err := pinSelf(0)
+	restore, err := onOneCPU(0)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer unpin()
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	defer restore()
 	r, err := newLinkRig(provider)
 	if err != nil {
 		return 0, 0, err
