@@ -13,8 +13,8 @@ import (
 // call that may block (entersyscall/exitsyscall): these never block, and
 // sysmon, which takes the P from a system call it finds under way, has
 // nothing to hand over. A write to a peer that has gone fails with EPIPE
-// and raises no SIGPIPE (MSG_NOSIGNAL). The caller holds fd open: inside
-// a RawConn callback on it.
+// and raises no SIGPIPE (MSG_NOSIGNAL). A call a signal interrupted is
+// made again. The caller holds fd open: inside a RawConn callback on it.
 func RawRead(fd int, p []byte) (int, error) { return rawIO(syscall.SYS_RECVFROM, fd, p, 0) }
 
 // RawWrite: see RawRead.
@@ -24,23 +24,25 @@ func rawIO(trap uintptr, fd int, p []byte, flags uintptr) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
-	if e != 0 {
-		return -1, e
+	for {
+		n, _, e := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
+		switch e {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+		default:
+			return -1, e
+		}
 	}
-	return int(n), nil
 }
 
 // RawWriteNow writes p to a non-blocking socket with RawWrite for as long
 // as the socket takes it: n < len(p) with a nil error means it is full
-// (EAGAIN), and the rest waits for the caller. An interrupted write is
-// made again.
+// (EAGAIN), and the rest waits for the caller.
 func RawWriteNow(fd int, p []byte) (n int, err error) {
 	for n < len(p) {
 		k, err := RawWrite(fd, p[n:])
 		switch {
-		case err == syscall.EINTR:
-			continue
 		case err == syscall.EAGAIN:
 			return n, nil
 		case err != nil:

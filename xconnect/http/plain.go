@@ -349,7 +349,7 @@ func (r *clientReader) Read(p []byte) (int, error) {
 	if r.drained || len(p) == 0 {
 		return 0, errWouldBlock
 	}
-	n, err := ignoringEINTR(func() (int, error) { return xconnect.RawRead(r.fd, p) })
+	n, err := xconnect.RawRead(r.fd, p)
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		r.drained, r.empty = true, true

@@ -98,7 +98,7 @@ func (s *sendRead) Read(p []byte) (int, error) {
 // time it may have become readable; it reports whether Read is done.
 func (s *sendRead) ready(fd uintptr) bool {
 	if len(s.out) > 0 {
-		k, err := ignoringEINTR(func() (int, error) { return xconnect.RawWrite(int(fd), s.out) })
+		k, err := xconnect.RawWrite(int(fd), s.out)
 		if err != nil && !errors.Is(err, unix.EAGAIN) {
 			s.out, s.err = nil, os.NewSyscallError("write", err)
 			return true
@@ -108,7 +108,7 @@ func (s *sendRead) ready(fd uintptr) bool {
 		return len(s.out) > 0
 	}
 	var err error
-	s.n, err = ignoringEINTR(func() (int, error) { return xconnect.RawRead(int(fd), s.p) })
+	s.n, err = xconnect.RawRead(int(fd), s.p)
 	if errors.Is(err, unix.EAGAIN) {
 		return false
 	}
@@ -116,13 +116,4 @@ func (s *sendRead) ready(fd uintptr) bool {
 		s.n, s.err = 0, os.NewSyscallError("read", err)
 	}
 	return true
-}
-
-func ignoringEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if !errors.Is(err, unix.EINTR) {
-			return n, err
-		}
-	}
 }

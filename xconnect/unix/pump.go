@@ -186,9 +186,6 @@ func (p *pump) ready(fd uintptr) bool {
 	}
 	for {
 		k, oobn, flags, err := xconnect.RawRecvmsg(int(fd), p.buf, p.oob)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
 		if errors.Is(err, unix.EAGAIN) {
 			return p.wait()
 		}
