@@ -86,6 +86,25 @@ func alternate(runs *int, sides ...func() error) error {
 	return nil
 }
 
+// abba runs the two sides of one run of a figure in the order a b b a,
+// or b a a b on every other run (runs counts them). Each side is then
+// measured both early and late in the run, so that a change of the
+// machine's pace during it, which on a shared VM moves a single side by a
+// quarter within seconds, weighs on both alike, and neither always goes
+// first. It stops at the first error.
+func abba(runs *int, a, b func() error) error {
+	*runs++
+	if *runs%2 == 0 {
+		a, b = b, a
+	}
+	for _, side := range []func() error{a, b, b, a} {
+		if err := side(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // coldStart measures this project's cold start of the 20-container
 // revision and the baseline's 20 starts on the same rootfs (mounted once),
 // in one fixture. The side that goes first alternates from run to run, so

@@ -56,7 +56,9 @@ const (
 )
 
 // ingressOutside measures one run through the listener with the kernel
-// path or without, the order alternating per run.
+// path or without, against the client straight to the sink, in the order
+// of abba: with a single push each, one after the other, a run's ratio
+// ranged from 0.68 to 1.28 on this kind of VM.
 func ingressOutside(runs *int, kernel bool) (ours, base float64, err error) {
 	if err := loUp(); err != nil {
 		return 0, 0, err
@@ -122,15 +124,20 @@ func ingressOutside(runs *int, kernel bool) (ours, base float64, err error) {
 			return c, err
 		}
 	}
-	*runs++
-	if *runs%2 == 1 {
-		if ours, err = pushBulkDial(dialFrom(listen)); err == nil {
-			base, err = pushBulkDial(dialFrom(dnatSinkAt))
+	// Each side pushes twice per run (abba); its figure is its bytes over
+	// its time.
+	var oursT, baseT float64 // seconds
+	push := func(addr string, total *float64) func() error {
+		return func() error {
+			mbps, err := pushBulkDial(dialFrom(addr))
+			if err == nil {
+				*total += float64(ingressBulk) / 1e6 / mbps
+			}
+			return err
 		}
-	} else {
-		if base, err = pushBulkDial(dialFrom(dnatSinkAt)); err == nil {
-			ours, err = pushBulkDial(dialFrom(listen))
-		}
+	}
+	if err = abba(runs, push(listen, &oursT), push(dnatSinkAt, &baseT)); err == nil {
+		ours, base = 2*float64(ingressBulk)/1e6/oursT, 2*float64(ingressBulk)/1e6/baseT
 	}
 	logf("run %d: through the listener %.0f MB/s, straight %.0f MB/s (kernel path %v)", *runs, ours, base, kernel)
 	if err == nil && kernel && relayed() != 0 {
