@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -70,8 +71,7 @@ func startLink(t *testing.T, prov string) (string, *xconnect.Stats) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go p.Serve(ln)
-	t.Cleanup(func() { p.Close() })
+	nstest.ServeProxy(t, p, ln)
 	return cons, st
 }
 
