@@ -39,7 +39,7 @@ func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 			continue
 		}
 		k, oobn, flags, _, rerr := src.ReadMsgUnix(p.buf, p.oob)
-		if done, err := p.forward(k, oobn, flags, rerr); done {
+		if done, err := p.forward(0, k, oobn, flags, rerr); done {
 			return err
 		}
 		if rerr == nil && k == len(p.buf) && oobn == 0 && p.sp.open() {
@@ -114,6 +114,11 @@ const (
 // that failed first, for the tests that check it is taken.
 var waitsWithoutRead atomic.Int64
 
+// partialPuts counts the reads whose bytes dst took only in part at once
+// (zeroPuts: not at all), the rest sent on outside the callback, for the
+// test of that path.
+var partialPuts, zeroPuts atomic.Int64
+
 // testHookWaiting, when set by a test, runs when the fast path is about
 // to wait without reading first.
 var testHookWaiting func(*pump)
@@ -163,13 +168,7 @@ func (p *pump) fast() (done bool, err error) {
 			return true, quiet(err)
 		}
 	case leaveRest:
-		if p.oobn > 0 || p.k == 0 {
-			return p.forward(p.k, p.oobn, p.flags, nil)
-		}
-		if _, err := p.dst.Write(p.buf[p.off:p.k]); err != nil {
-			return true, quiet(err)
-		}
-		p.n.Add(int64(p.k - p.off))
+		return p.forward(p.off, p.k, p.oobn, p.flags, nil)
 	default:
 		p.slow()
 	}
@@ -206,6 +205,10 @@ func (p *pump) ready(fd uintptr) bool {
 			return true
 		}
 		if put < k {
+			partialPuts.Add(1)
+			if put == 0 {
+				zeroPuts.Add(1)
+			}
 			p.left, p.k, p.off, p.oobn = leaveRest, k, put, 0
 			return true
 		}
@@ -256,10 +259,11 @@ func (p *pump) wait() bool {
 	return true
 }
 
-// forward sends on what a read of src took: k bytes, and oob's first
-// oobn bytes of descriptors. done, with the pump's result, when the read
-// ended the stream (passed on as dst's half-close) or failed.
-func (p *pump) forward(k, oobn, flags int, rerr error) (done bool, err error) {
+// forward sends on what a read of src took and is not yet sent: buf from
+// off to k, and oob's first oobn bytes of descriptors (with those, off is
+// 0). done, with the pump's result, when the read ended the stream
+// (passed on as dst's half-close) or failed.
+func (p *pump) forward(off, k, oobn, flags int, rerr error) (done bool, err error) {
 	dst, buf := p.dst, p.buf
 	if oobn > 0 {
 		fds := rights(p.oob[:oobn])
@@ -280,11 +284,11 @@ func (p *pump) forward(k, oobn, flags int, rerr error) (done bool, err error) {
 			return true, quiet(werr)
 		}
 		p.n.Add(int64(k))
-	} else if k > 0 {
-		if _, werr := dst.Write(buf[:k]); werr != nil {
+	} else if k > off {
+		if _, werr := dst.Write(buf[off:k]); werr != nil {
 			return true, quiet(werr)
 		}
-		p.n.Add(int64(k))
+		p.n.Add(int64(k - off))
 	}
 	if rerr != nil || (k == 0 && oobn == 0) {
 		if rerr != nil && !errors.Is(rerr, io.EOF) {

@@ -17,8 +17,9 @@ import (
 
 // linkWith starts a provider that serves each connection with serve, and
 // a link in front of it, listening at the returned path. The link dials
-// the provider once gate is closed (nil: at once).
-func linkWith(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (string, *xconnect.Stats, xconnect.Proxy) {
+// the provider once gate is closed (nil: at once), and gives each of its
+// connections to the provider to tune first.
+func linkWith(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn), tune ...func(*net.UnixConn) error) (string, *xconnect.Stats, xconnect.Proxy) {
 	dir := t.TempDir()
 	prov := filepath.Join(dir, "provider.sock")
 	ln, err := net.Listen("unix", prov)
@@ -33,7 +34,13 @@ func linkWith(t *testing.T, gate chan struct{}, serve func(c *net.UnixConn)) (st
 				<-gate
 			}
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", prov)
+			c, err := d.DialContext(ctx, "unix", prov)
+			for _, f := range tune {
+				if err == nil {
+					err = f(c.(*net.UnixConn))
+				}
+			}
+			return c, err
 		}})
 	cons := filepath.Join(dir, "consumer.sock")
 	cl, err := net.Listen("unix", cons)
@@ -188,4 +195,67 @@ func TestCloseWhileTheConsumerReadsNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return in 10 s")
 	}
+}
+
+// A provider that reads nothing for a while: the link's writes to it fill
+// its socket, part of a read is sent on inside the callback and the rest
+// outside it, and the provider still gets every byte once, in order.
+func TestRestOfAReadSentOnWhenTheProviderIsFull(t *testing.T) {
+	// Writes of 20 000 bytes with a pause after each are read one at a
+	// time, each shorter than the link's buffer, so none is spliced. A
+	// unix socket takes a write of up to half its send buffer whole or
+	// not at all, so the link's socket to the provider gets a small one:
+	// a write of 20 000 bytes is then taken in parts.
+	const total, chunk = 1 << 20, 20000
+	got := make(chan []byte, 1)
+	cons, _, _ := linkWith(t, nil, func(c *net.UnixConn) {
+		time.Sleep(200 * time.Millisecond)
+		b, _ := io.ReadAll(c)
+		got <- b
+	}, func(c *net.UnixConn) error { return c.SetWriteBuffer(4096) })
+	c, err := net.Dial("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	p0, z0 := partialPuts.Load(), zeroPuts.Load()
+	want := make([]byte, total)
+	for i := range want {
+		want[i] = byte(i % 251)
+	}
+	for off := 0; off < total; off += chunk {
+		if _, err := c.Write(want[off:min(off+chunk, total)]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.(*net.UnixConn).CloseWrite()
+	var b []byte
+	select {
+	case b = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the provider got no end of stream")
+	}
+	if partialPuts.Load() == p0 {
+		t.Fatal("no read was taken only in part by the provider's socket: the path is not tested")
+	}
+	if partialPuts.Load()-p0 == zeroPuts.Load()-z0 {
+		t.Fatal("every read the provider's socket took in part was not taken at all: the rest from an offset is not tested")
+	}
+	if len(b) != total {
+		t.Fatalf("the provider got %d bytes, want %d", len(b), total)
+	}
+	if i := firstDiff(b, want); i >= 0 {
+		t.Fatalf("the provider's bytes differ from %d on", i)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
 }
