@@ -18,8 +18,10 @@ import (
 
 // Pump copies src to dst with the descriptors that come with the bytes,
 // until src's end of stream, which it passes on as a half-close of dst. It
-// returns nil at a clean end; an error ends both directions (the caller
-// closes both connections).
+// returns nil at a clean end, and any other end as an error, a reset by
+// either peer or a close included: the caller then closes both
+// connections, since the other direction's peer would otherwise wait for
+// an end that never comes (quiet tells those from failures).
 func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -46,7 +48,7 @@ func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 			// A full buffer: more is likely queued. Bulk moves
 			// without a copy while it carries no descriptors.
 			if err := p.sp.move(n); err != nil {
-				return quiet(err)
+				return err
 			}
 		}
 	}
@@ -155,7 +157,7 @@ func (p *pump) fast() (done bool, err error) {
 	p.left, p.err = leaveHup, nil
 	if err := p.rc.Read(p.call); err != nil {
 		if p.wt.Woke() {
-			return true, quiet(err) // closed
+			return true, err // closed
 		}
 		p.slow() // woken by the watcher
 		return false, nil
@@ -165,7 +167,7 @@ func (p *pump) fast() (done bool, err error) {
 		return true, p.err
 	case leaveBulk:
 		if err := p.sp.move(p.n); err != nil {
-			return true, quiet(err)
+			return true, err
 		}
 	case leaveRest:
 		return p.forward(p.off, p.k, p.oobn, p.flags, nil)
@@ -189,7 +191,7 @@ func (p *pump) ready(fd uintptr) bool {
 			return p.wait()
 		}
 		if err != nil {
-			p.left, p.err = leaveDone, quiet(os.NewSyscallError("recvmsg", err))
+			p.left, p.err = leaveDone, os.NewSyscallError("recvmsg", err)
 			return true
 		}
 		if oobn > 0 || k == 0 {
@@ -201,7 +203,7 @@ func (p *pump) ready(fd uintptr) bool {
 		put, err := p.put(p.buf[:k])
 		p.n.Add(int64(put))
 		if err != nil {
-			p.left, p.err = leaveDone, quiet(err)
+			p.left, p.err = leaveDone, err
 			return true
 		}
 		if put < k {
@@ -281,18 +283,18 @@ func (p *pump) forward(off, k, oobn, flags int, rerr error) (done bool, err erro
 			_, werr = dst.Write(buf[w:k])
 		}
 		if werr != nil {
-			return true, quiet(werr)
+			return true, werr
 		}
 		p.n.Add(int64(k))
 	} else if k > off {
 		if _, werr := dst.Write(buf[off:k]); werr != nil {
-			return true, quiet(werr)
+			return true, werr
 		}
 		p.n.Add(int64(k - off))
 	}
 	if rerr != nil || (k == 0 && oobn == 0) {
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			return true, quiet(rerr)
+			return true, rerr
 		}
 		// End of stream: pass it on and let the other direction
 		// finish.

@@ -259,3 +259,62 @@ func firstDiff(a, b []byte) int {
 	}
 	return -1
 }
+
+// A peer that closes with bytes of the other unread resets its socket:
+// the link's read of it fails (ECONNRESET) instead of ending. The other
+// side must still learn that the connection is over, and the link must
+// let go of it, counting no failure.
+func TestResetByOneSideEndsTheOther(t *testing.T) {
+	waitIdle := func(t *testing.T, st *xconnect.Stats) {
+		t.Helper()
+		for deadline := time.Now().Add(3 * time.Second); st.Active.Load() != 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("the link still holds %d connections", st.Active.Load())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := st.Errors.Load(); n != 0 {
+			t.Errorf("%d errors counted for a reset", n)
+		}
+	}
+	t.Run("consumer", func(t *testing.T) {
+		ended := make(chan error, 1)
+		cons, st, _ := linkWith(t, nil, func(c *net.UnixConn) {
+			c.Write([]byte("never read by the consumer"))
+			_, err := io.Copy(io.Discard, c)
+			ended <- err
+		})
+		c, err := net.Dial("unix", cons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The provider's bytes reach the consumer's socket, unread.
+		time.Sleep(100 * time.Millisecond)
+		c.Close()
+		select {
+		case <-ended:
+		case <-time.After(3 * time.Second):
+			t.Fatal("the provider saw no end 3 s after the consumer closed")
+		}
+		waitIdle(t, st)
+	})
+	t.Run("provider", func(t *testing.T) {
+		cons, st, _ := linkWith(t, nil, func(c *net.UnixConn) {
+			time.Sleep(100 * time.Millisecond) // the consumer's bytes come, unread
+			c.Close()
+		})
+		c, err := net.Dial("unix", cons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("never read by the provider")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Read(make([]byte, 16)); err != io.EOF {
+			t.Fatalf("the consumer's read after the provider closed: %v, want EOF", err)
+		}
+		waitIdle(t, st)
+	})
+}

@@ -100,10 +100,17 @@ func (p *Proxy) handle(c net.Conn) {
 	errc := make(chan error, 2)
 	go func() { errc <- Pump(bu, cu, &st.BytesUp) }()
 	go func() { errc <- Pump(cu, bu, &st.BytesDown) }()
-	e1, e2 := <-errc, <-errc
+	e1 := <-errc
+	if e1 != nil {
+		// A reset or a failure, not an end of stream: the other
+		// direction's peer may keep its side open for ever.
+		c.Close()
+		b.Close()
+	}
+	e2 := <-errc
 	c.Close()
 	b.Close()
-	if e1 != nil || e2 != nil {
+	if quiet(e1) != nil || quiet(e2) != nil {
 		st.Errors.Add(1)
 	}
 }
@@ -129,7 +136,8 @@ func closeAll(fds []int) {
 	}
 }
 
-// quiet drops the errors of a connection the other side closed.
+// quiet drops the errors of a connection the other side closed or reset,
+// or that the link closed: they end a pump, but are no failure.
 func quiet(err error) error {
 	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
 		return nil
