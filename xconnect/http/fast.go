@@ -571,6 +571,28 @@ func copyChunked(w io.Writer, br *bufio.Reader, flush func() error) (int64, erro
 	}
 }
 
+// skipTrailer reads a chunked body's trailer section to its blank line,
+// after httputil's chunked reader, which stops at the last chunk's size
+// line: left in a kept connection, the rest would be read as the head of
+// its next answer.
+func skipTrailer(br *bufio.Reader) error {
+	for {
+		l, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(l) < 2 || l[len(l)-2] != '\r' {
+			return errRespHead
+		}
+		if len(l) == 2 {
+			return nil
+		}
+	}
+}
+
 // copyN copies n bytes from br to w out of br's own buffer, or (n < 0)
 // everything to the backend's end of stream, calling flush before each
 // wait for more. An end before n bytes is io.ErrUnexpectedEOF.

@@ -543,7 +543,9 @@ func (s *Server) plain(c net.Conn, w io.Writer, br *bufio.Reader, n int, h *reqH
 		case res.chunked && !http10:
 			k, err = copyChunked(cw, bc.br, cw.Flush)
 		case res.chunked:
-			k, err = io.Copy(cw, httputil.NewChunkedReader(bc.br))
+			if k, err = io.Copy(cw, httputil.NewChunkedReader(bc.br)); err == nil {
+				err = skipTrailer(bc.br)
+			}
 		default: // by its length, or (-1) to the backend's end
 			k, err = copyN(cw, bc.br, res.length, cw.Flush)
 		}

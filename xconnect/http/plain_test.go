@@ -305,6 +305,52 @@ func TestPlainAnswerFraming(t *testing.T) {
 	}
 }
 
+// A chunked answer undone for an HTTP/1.0 client is read to the end of
+// its trailer section: the kept backend connection then holds nothing of
+// it, and the next request goes on that connection and gets its own
+// answer. Before, the trailer and the last blank line stayed in the
+// connection's reader, and the next request on it failed and was sent
+// again on a new connection (or, if not replayable, sent on a new one).
+func TestChunkedAnswerForHTTP10ReadToItsEnd(t *testing.T) {
+	var conns atomic.Int64
+	be := &scriptBackend{}
+	dial := be.start(t, func(r *nethttp.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 42\r\nX-Other: 1\r\n\r\n", false
+	})
+	counted := func(ctx context.Context) (net.Conn, error) {
+		conns.Add(1)
+		return dial(ctx)
+	}
+	base := serve(t, Options{}, Route{Prefix: "/", Dial: counted})
+	addr := strings.TrimPrefix(base, "http://")
+	for i, raw := range []string{
+		"GET /a HTTP/1.0\r\nHost: h\r\n\r\n",
+		"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+		"GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		all, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !bytes.HasPrefix(all, []byte("HTTP/1.1 200 OK\r\n")) || !bytes.Contains(all, []byte("hello")) {
+			t.Fatalf("request %d: %q %v", i, all, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d backend connections for three requests, want 1 (kept)", n)
+	}
+	be.mu.Lock()
+	n := len(be.requests)
+	be.mu.Unlock()
+	if n != 3 {
+		t.Errorf("the backend got %d requests, want 3", n)
+	}
+}
+
 // No route: net/http's 404, and the connection goes on past a body.
 func TestPlainNoRoute(t *testing.T) {
 	base := serve(t, Options{}, Route{Prefix: "/only", Dial: backend(t, func(w nethttp.ResponseWriter, r *nethttp.Request) {})})
