@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,10 +36,18 @@ var (
 
 // inNamespaces runs fn on a fresh OS thread inside pid's namespaces of the
 // given kinds. pid 0 runs fn in pantavisor's own namespaces (a consumer
-// end on the host, as ingress has).
+// end on the host, as ingress has). With the mount namespace, pid 0
+// included, the thread has filesystem attributes of its own (root, cwd,
+// umask), so fn may set its umask: the files it creates then get their
+// mode at creation, never by a chmod of their path afterwards, which a
+// consumer could turn into a chmod of another file by renaming a symlink
+// over the new one.
 func inNamespaces(pid int, kinds []nsKind, fn func() error) error {
-	if pid == 0 {
+	if pid == 0 && !slices.Contains(kinds, mntNS) {
 		return fn()
+	}
+	if pid == 0 {
+		kinds = nil // nothing to enter; the thread's own attributes only
 	}
 	// The namespace files are opened before any setns: once in the
 	// container's mount namespace, /proc is the container's.
@@ -64,16 +74,14 @@ func inNamespaces(pid int, kinds []nsKind, fn func() error) error {
 		// Never unlocked: this thread leaves pantavisor's namespaces and
 		// must die with the goroutine rather than run anything else.
 		runtime.LockOSThread()
+		// A thread sharing its filesystem attributes (root, cwd, umask)
+		// with the process's other threads may not change mount
+		// namespace, and its umask would be theirs.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("unshare filesystem attributes: %w", err)
+			return
+		}
 		for i, k := range kinds {
-			if k.flag == unix.CLONE_NEWNS {
-				// A thread sharing its filesystem attributes (root,
-				// cwd) with the process's other threads may not
-				// change mount namespace.
-				if err := unix.Unshare(unix.CLONE_FS); err != nil {
-					errc <- fmt.Errorf("unshare filesystem attributes: %w", err)
-					return
-				}
-			}
 			if err := unix.Setns(fds[i], k.flag); err != nil {
 				errc <- fmt.Errorf("enter %s namespace of pid %d: %w", k.file, pid, err)
 				return
@@ -96,15 +104,20 @@ type Injected struct {
 	// gave the freed inode number to it.
 	Mode  uint32
 	Ctime unix.Timespec
+	// Theirs: what is at Path was there before and is not the link's
+	// (a device node the consumer has of its own); Remove leaves it.
+	Theirs bool
 }
 
 // Remove removes the consumer end if it is still the one that was made. A
 // consumer that is gone took its namespace, and the end, with it: that is
 // not an error.
 func (i Injected) Remove() error {
-	if i.Path == "" {
+	if i.Path == "" || i.Theirs {
 		return nil
 	}
+	// Removed now, or gone with the consumer's namespace.
+	madeNodes.del(nodeStamp{i.Dev, i.Ino, i.Mode, i.Ctime})
 	err := inNamespaces(i.Pid, []nsKind{mntNS}, func() error {
 		var st unix.Stat_t
 		if err := unix.Lstat(i.Path, &st); err != nil {
@@ -155,15 +168,14 @@ func ListenUnix(pid int, path string) (*net.UnixListener, Injected, error) {
 		if err := removeSocket(path); err != nil {
 			return err
 		}
+		// bind(2) gives the socket 0777 less the umask (this
+		// thread's own, see inNamespaces).
+		unix.Umask(0o111)
 		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 		if err != nil {
 			return err
 		}
 		l.SetUnlinkOnClose(false)
-		if err := os.Chmod(path, 0o666); err != nil {
-			l.Close()
-			return err
-		}
 		if err := inj.stamp(); err != nil {
 			l.Close()
 			return err
@@ -221,8 +233,12 @@ func ListenTCP(pid int, addr string, keepAlive bool) (*net.TCPListener, error) {
 
 // Mknod creates a device node at path inside pid's mount namespace with
 // the given mode (type and permissions) and device number, owned by uid
-// and gid. A node already there with the same type and number is kept
-// (and stamped as this one); anything else there is an error.
+// and gid. A node already there that an earlier Mknod of this process
+// made for the same device is kept, and the Injected returned owns it
+// too; one it did not make (the consumer's own) is left as it is, and
+// the Injected returned says so (Theirs) and its Remove leaves the node:
+// the consumer has the device already, and removing the link must not
+// take its node away. Anything else there is an error.
 func Mknod(pid int, path string, mode uint32, rdev uint64, uid, gid int) (Injected, error) {
 	inj := Injected{Pid: pid, Path: path}
 	if !filepath.IsAbs(path) {
@@ -237,22 +253,78 @@ func Mknod(pid int, path string, mode uint32, rdev uint64, uid, gid int) (Inject
 			if st.Mode&unix.S_IFMT != mode&unix.S_IFMT || st.Rdev != rdev {
 				return fmt.Errorf("%s exists and is not the same device", path)
 			}
-		} else if err := unix.Mknod(path, mode, int(rdev)); err != nil {
+			if !madeNodes.has(stampOf(&st)) {
+				inj.Theirs = true
+				return nil
+			}
+			return inj.stamp()
+		}
+		// The provider's permissions exactly: mknod(2) applies the
+		// umask (this thread's own, see inNamespaces).
+		unix.Umask(0)
+		if err := unix.Mknod(path, mode, int(rdev)); err != nil {
 			return err
 		}
-		// mknod applies the umask; the provider's permissions are wanted.
-		if err := unix.Chmod(path, mode&0o7777); err != nil {
+		// Owned through a descriptor of the node itself: a rename
+		// over the path since cannot make that another file.
+		fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
 			return err
 		}
-		if err := unix.Lchown(path, uid, gid); err != nil {
+		defer unix.Close(fd)
+		if err := unix.Fstat(fd, &st); err != nil {
 			return err
 		}
-		return inj.stamp()
+		if st.Mode&unix.S_IFMT != mode&unix.S_IFMT || st.Rdev != rdev {
+			return fmt.Errorf("%s was replaced while being made", path)
+		}
+		if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
+			return err
+		}
+		if err := unix.Fstat(fd, &st); err != nil {
+			return err
+		}
+		inj.Dev, inj.Ino, inj.Mode, inj.Ctime = st.Dev, st.Ino, st.Mode, st.Ctim
+		madeNodes.add(stampOf(&st))
+		return nil
 	})
 	if err != nil {
 		return inj, fmt.Errorf("device node %s: %w", path, err)
 	}
 	return inj, nil
+}
+
+// A nodeStamp tells one inode from any other: its device and number, and
+// its type and change time, which tell a new inode from a freed one
+// whose number was given again.
+type nodeStamp struct {
+	dev, ino uint64
+	mode     uint32
+	ctime    unix.Timespec
+}
+
+func stampOf(st *unix.Stat_t) nodeStamp {
+	return nodeStamp{st.Dev, st.Ino, st.Mode, st.Ctim}
+}
+
+// madeNodes are the device nodes Mknod made and no Remove has removed
+// yet: a node found at a target is the link's own only if it is one.
+var madeNodes = nodeSet{m: map[nodeStamp]struct{}{}}
+
+type nodeSet struct {
+	mu sync.Mutex
+	m  map[nodeStamp]struct{}
+}
+
+func (s *nodeSet) add(n nodeStamp) { s.mu.Lock(); s.m[n] = struct{}{}; s.mu.Unlock() }
+
+func (s *nodeSet) del(n nodeStamp) { s.mu.Lock(); delete(s.m, n); s.mu.Unlock() }
+
+func (s *nodeSet) has(n nodeStamp) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[n]
+	return ok
 }
 
 // OpenIn opens path as the process pid sees it, resolved inside pid's root
@@ -289,14 +361,16 @@ func ReadFileIn(pid int, path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// The type is checked before the open: opening a FIFO for reading
+	// waits for a writer, for ever if none comes.
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s in pid %d: not a regular file", path, pid)
+	}
 	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	if fi, err := r.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s in pid %d: not a regular file", path, pid)
-	}
 	data, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, err

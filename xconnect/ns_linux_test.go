@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // chrooted starts a process whose root is a fresh directory (with a static
@@ -197,5 +200,168 @@ func TestListenTCPKeepAlive(t *testing.T) {
 		a.Close()
 		c.Close()
 		ln.Close()
+	}
+}
+
+// swapInSymlinks renames a symlink to target over path whenever path is a
+// node of the given type, as a consumer that can write the target's
+// directory could, until stop is called.
+func swapInSymlinks(t *testing.T, path, target string, typ uint32) (stop func()) {
+	var quit atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tmp := path + ".swap"
+		for !quit.Load() {
+			os.Remove(tmp)
+			os.Symlink(target, tmp)
+			var st unix.Stat_t
+			if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == typ {
+				os.Rename(tmp, path)
+			}
+		}
+	}()
+	return func() { quit.Store(true); <-done }
+}
+
+// The consumer end gets its mode when it is made, not by a chmod of its
+// path afterwards: a consumer renaming a symlink over the new socket or
+// node must not get another file's mode changed. With a chmod by path
+// the file below was 0666 after 10 to 243 tries.
+func TestConsumerEndsAreNotChmodedThroughASymlink(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root (mknod)")
+	}
+	var null unix.Stat_t
+	if err := unix.Stat("/dev/null", &null); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		typ  uint32
+		make func(path string) error
+	}{
+		{"socket", unix.S_IFSOCK, func(path string) error {
+			ln, _, err := ListenUnix(0, path)
+			if err == nil {
+				ln.Close()
+			}
+			return err
+		}},
+		{"device node", unix.S_IFCHR, func(path string) error {
+			_, err := Mknod(0, path, unix.S_IFCHR|0o666, null.Rdev, 0, 0)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			secret := filepath.Join(dir, "secret")
+			if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "run", "end")
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			stop := swapInSymlinks(t, path, secret, tc.typ)
+			defer stop()
+			for i := 0; i < 1000; i++ {
+				if tc.make(path) != nil {
+					os.Remove(path)
+				}
+				if fi, err := os.Stat(secret); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Fatalf("after %d ends made: %s is %v (%v)", i+1, secret, fi.Mode().Perm(), err)
+				}
+			}
+		})
+	}
+}
+
+// Modes come out exact whatever the process's umask, and the thread that
+// made them leaves the process's umask as it was.
+func TestConsumerEndModesWithoutChmod(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root (mknod)")
+	}
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	dir := t.TempDir()
+	ln, inj, err := ListenUnix(0, filepath.Join(dir, "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	defer inj.Remove()
+	var null unix.Stat_t
+	unix.Stat("/dev/null", &null)
+	dinj, err := Mknod(0, filepath.Join(dir, "dev", "n"), unix.S_IFCHR|0o640, null.Rdev, 12, 34)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dinj.Remove()
+	var s, d unix.Stat_t
+	unix.Lstat(filepath.Join(dir, "s.sock"), &s)
+	unix.Lstat(filepath.Join(dir, "dev", "n"), &d)
+	if s.Mode != unix.S_IFSOCK|0o666 || d.Mode != unix.S_IFCHR|0o640 || d.Uid != 12 || d.Gid != 34 {
+		t.Errorf("socket %o, node %o %d:%d; want socket 140666, node 20640 12:34", s.Mode, d.Mode, d.Uid, d.Gid)
+	}
+	if now := unix.Umask(0o077); now != 0o077 {
+		t.Errorf("the process's umask is %o after, want 077", now)
+	}
+}
+
+// A device node the consumer had at the target before the link is its
+// own: the link uses it as it is and leaves it when it goes.
+func TestMknodLeavesTheConsumersOwnNode(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root (mknod)")
+	}
+	var null unix.Stat_t
+	unix.Stat("/dev/null", &null)
+	path := filepath.Join(t.TempDir(), "dev", "null")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := unix.Mknod(path, unix.S_IFCHR|0o600, int(null.Rdev)); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inj, err := Mknod(0, path, unix.S_IFCHR|0o666, null.Rdev, 4321, 4321)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inj.Theirs {
+		t.Error("the consumer's own node taken for the link's")
+	}
+	var st unix.Stat_t
+	unix.Lstat(path, &st)
+	if st.Mode != unix.S_IFCHR|0o600 || st.Uid != 0 {
+		t.Errorf("the consumer's node is now %o owned by %d, want 20600 by 0", st.Mode, st.Uid)
+	}
+	if err := inj.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Errorf("removing the link removed the consumer's own node: %v", err)
+	}
+}
+
+// Reading a file of a container never waits on what is not a regular
+// file: a FIFO at the provider's /etc/passwd blocked the open, and a dbus
+// link's every connection with it, for ever.
+func TestReadFileInRefusesAFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "passwd")
+	if err := unix.Mkfifo(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadFileIn(0, p, 1<<20); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a FIFO was read as a file")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadFileIn of a FIFO still waiting after 2 s")
 	}
 }

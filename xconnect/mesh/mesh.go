@@ -271,6 +271,9 @@ type nodeSetup struct {
 func (s *nodeSetup) Provider(xconnect.Ends) {}
 func (s *nodeSetup) Close() error           { return s.inj.Remove() }
 func (s *nodeSetup) Describe() string {
+	if s.inj.Theirs {
+		return fmt.Sprintf("drm %s in pid %d (the consumer's own node) <- %s", s.inj.Path, s.inj.Pid, s.from)
+	}
 	return fmt.Sprintf("drm %s in pid %d <- %s", s.inj.Path, s.inj.Pid, s.from)
 }
 
