@@ -32,6 +32,11 @@ type Proxy struct {
 	srv  *http.Server
 	tr   *http.Transport
 	once sync.Once
+	// stop cancels the context every request is made under: it ends the
+	// connections the server no longer tracks, those switched to another
+	// protocol (a WebSocket, say), whose tunnel the reverse proxy closes
+	// when the request's context is done.
+	stop context.CancelFunc
 }
 
 // New makes the proxy of cfg.Link.
@@ -75,7 +80,10 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 			http.Error(w, "provider "+cfg.Link.Provider+" unavailable", http.StatusBadGateway)
 		},
 	}
+	base, stop := context.WithCancel(context.Background())
+	p.stop = stop
 	p.srv = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return base },
 		Handler:           rp,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
@@ -102,12 +110,14 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	return err
 }
 
-// Close ends the server, its connections and the idle ones to the
-// provider.
+// Close ends the server, its connections (upgraded ones included: a link
+// removed, or given another role, must not go on carrying the consumer's
+// traffic under the identity it had) and the idle ones to the provider.
 func (p *Proxy) Close() error {
 	var err error
 	p.once.Do(func() {
 		err = p.srv.Close()
+		p.stop()
 		p.tr.CloseIdleConnections()
 	})
 	return err

@@ -142,3 +142,58 @@ func TestProviderDownIs502(t *testing.T) {
 		t.Fatalf("status %d, errors %d", resp.StatusCode, st.Errors.Load())
 	}
 }
+
+// A connection switched to another protocol (101) is no longer the HTTP
+// server's, but it is still the link's: closing the link ends it. Before,
+// such a tunnel went on relaying after the link was closed.
+func TestCloseEndsUpgradedConnections(t *testing.T) {
+	prov := filepath.Join(t.TempDir(), "prov.sock")
+	pl, err := net.Listen("unix", prov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.ServeEach(t, pl, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		io.Copy(c, br) // echo
+	})
+	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"},
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", prov)
+		}})
+	cons := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.ServeProxy(t, p, ln)
+
+	c, err := net.Dial("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	io.WriteString(c, "ping\n")
+	if l, err := br.ReadString('\n'); err != nil || l != "ping\n" {
+		t.Fatalf("echo before Close: %q %v", l, err)
+	}
+	p.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	io.WriteString(c, "still there?\n")
+	if l, err := br.ReadString('\n'); err == nil {
+		t.Fatalf("the tunnel still relays after the link closed: %q", l)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the tunnel still open 2 s after the link closed")
+	}
+}
