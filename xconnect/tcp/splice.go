@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // The splice loop of a direction between two TCP sockets. A direction
@@ -105,12 +107,15 @@ func splicePump(dst, src syscall.RawConn) (int64, error) {
 			putPipe(p)
 		}
 	}()
+	var mark urgentStep
 	for {
 		// Fill: wait for src holding no pipe; with bytes queued, take
 		// one and move what is there (up to spliceChunk) into it.
-		var eof bool
+		var eof, atMark bool
 		var serr error
+		calls := 0
 		err := src.Read(func(fd uintptr) bool {
+			calls++
 			if p == nil {
 				if p, serr = getPipe(); serr != nil {
 					return true
@@ -121,6 +126,11 @@ func splicePump(dst, src syscall.RawConn) (int64, error) {
 				switch {
 				case err == unix.EINTR:
 					continue
+				case (err == unix.EAGAIN && calls > 1 || err == nil && n == 0) && urgentMark(int(fd)):
+					// Woken, or at an end, with nothing spliced:
+					// stopped at urgent data (see urgentStep).
+					atMark = true
+					mark.read(int(fd))
 				case err == unix.EAGAIN:
 					// Nothing queued (the pipe is empty here): give
 					// it back, then wait.
@@ -144,6 +154,13 @@ func splicePump(dst, src syscall.RawConn) (int64, error) {
 			return total, serr
 		case eof:
 			return total, nil
+		case atMark:
+			k, err := mark.send(dst)
+			total += k
+			if err != nil || mark.eof {
+				return total, err
+			}
+			continue
 		}
 		// Drain: everything in the pipe to dst, waiting for dst to
 		// take more when its buffer is full.
@@ -175,6 +192,100 @@ func splicePump(dst, src syscall.RawConn) (int64, error) {
 			return total, werr
 		}
 	}
+}
+
+// A splice out of a TCP socket stops at urgent data (a byte sent with
+// MSG_OOB: telnet's Synch, ftp's ABOR, some database drivers' break) and
+// never moves past it: it fails with EAGAIN, or returns 0 when the peer's
+// end is queued too, and only an ordinary read steps over the mark. An
+// urgentStep takes the urgent byte out of band and reads on past it, and
+// then sends both on as they came: the byte out of band, where the
+// receiver finds it at the same place in the stream, then what followed.
+type urgentStep struct {
+	urgent    [1]byte
+	hasUrgent bool
+	buf       [4 << 10]byte
+	n         int
+	eof       bool // the stream ended after what was read
+	err       error
+}
+
+// urgentMark reports whether fd's next byte is at its urgent mark.
+func urgentMark(fd int) bool {
+	at, err := unix.IoctlGetInt(fd, unix.SIOCATMARK)
+	return err == nil && at != 0
+}
+
+// read takes the urgent byte (when it has not been taken yet) and reads
+// past the mark, at most a buffer's worth, without waiting. A read at the
+// mark also fails (EAGAIN) while a signal is pending for the thread, with
+// bytes queued and the mark not passed; as long as the socket is still
+// at its mark, it is read again (the signal is handled in between): a
+// wait for readability then would never end, since nothing new comes.
+func (u *urgentStep) read(fd int) {
+	u.hasUrgent, u.n, u.eof, u.err = false, 0, false, nil
+	if k, _, err := unix.Recvfrom(fd, u.urgent[:], unix.MSG_OOB|unix.MSG_DONTWAIT); err == nil && k == 1 {
+		u.hasUrgent = true
+	}
+	for try := 0; ; try++ {
+		n, err := xconnect.RawRead(fd, u.buf[:])
+		switch {
+		case err == unix.EAGAIN && try < maxMarkReads && urgentMark(fd):
+			continue
+		case err == unix.EAGAIN:
+		case err != nil:
+			u.err = err
+		case n == 0:
+			u.eof = true
+		default:
+			u.n = n
+		}
+		return
+	}
+}
+
+// maxMarkReads bounds the reads at an urgent mark that a pending signal
+// made fail.
+const maxMarkReads = 100
+
+// send writes what read took to dst, waiting while dst is full, and
+// returns the bytes written in band.
+func (u *urgentStep) send(dst syscall.RawConn) (int64, error) {
+	out := u.buf[:u.n]
+	urgent := u.hasUrgent
+	var werr error
+	err := dst.Write(func(fd uintptr) bool {
+		if urgent {
+			switch err := unix.Sendto(int(fd), u.urgent[:], unix.MSG_OOB|unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil); {
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				werr = err
+				return true
+			}
+			urgent = false
+		}
+		for len(out) > 0 {
+			n, err := xconnect.RawWrite(int(fd), out)
+			switch {
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				werr = err
+				return true
+			}
+			out = out[n:]
+		}
+		return true
+	})
+	written := int64(u.n - len(out))
+	if err == nil {
+		err = werr
+	}
+	if err == nil {
+		err = u.err
+	}
+	return written, err
 }
 
 // tcpRaw gives the raw connections of dst and src when both are TCP

@@ -182,14 +182,23 @@ func pump(dst, src net.Conn) (int64, error) {
 		return io.Copy(dst, src)
 	}
 	var total int64
+	var mark urgentStep
 	for {
 		var queued int
-		var eof bool
+		var eof, atMark bool
 		var rerr error
 		err := rc.Read(func(fd uintptr) bool {
 			q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
 			if err == nil && q > 0 {
 				queued = q
+				return true
+			}
+			if urgentMark(int(fd)) {
+				// SIOCINQ counts only the bytes before urgent
+				// data: step over it (see urgentStep; a unix
+				// backend has no out of band to pass it on to).
+				atMark = true
+				mark.read(int(fd))
 				return true
 			}
 			// Nothing queued: the end of the stream, an error, or
@@ -213,6 +222,16 @@ func pump(dst, src net.Conn) (int64, error) {
 			return total, rerr
 		case eof:
 			return total, nil
+		case atMark:
+			w, err := dst.Write(mark.buf[:mark.n])
+			total += int64(w)
+			if err == nil {
+				err = mark.err
+			}
+			if err != nil || mark.eof {
+				return total, err
+			}
+			continue
 		case queued == 0:
 			continue
 		}
