@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/messages"
 )
 
@@ -316,15 +319,29 @@ func TestIngressKernelPath(t *testing.T) {
 // address" for a whole window between two kills, in the full profile).
 // So this namespace, the test's own, reuses a port in TIME_WAIT for a new
 // connection (tcp_tw_reuse=1: safe by TCP timestamps, after 1 s), as a
-// busy client host would be set up.
+// busy client host would be set up. So does the device's, also made by
+// the test: a provider that forwards to this namespace (the tcp kill
+// cycle's) is itself such a client, and it closes first; once the relay
+// carried more than 500 connections a second it ran out of ports the
+// same way ("EOF" to every client for a whole window at kills 29 and 30
+// of 50, in the full profile).
 func startOnLAN(t *testing.T, storage string) (*device, int) {
 	t.Helper()
 	requireIsolatedNet(t)
-	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_tw_reuse", []byte("1"), 0o644); err != nil {
+	reuse := func() error { return os.WriteFile("/proc/sys/net/ipv4/tcp_tw_reuse", []byte("1"), 0o644) }
+	if err := reuse(); err != nil {
 		t.Fatalf("reuse of ports in TIME_WAIT in the test's namespace: %v", err)
 	}
 	d := startDevice(t, storage)
 	pid1 := nsInit(t, d)
+	ns, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", pid1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := nstest.Do(ns, reuse); err != nil {
+		t.Fatalf("reuse of ports in TIME_WAIT in the device's namespace: %v", err)
+	}
 	linkToDevice(t, pid1, "tlan0", "lan0", "10.77.0.1/24", "10.77.0.2/24")
 	return d, pid1
 }
