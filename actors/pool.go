@@ -170,6 +170,31 @@ func (a *poolActor) start(ctx actor.Context) {
 	})
 }
 
+// releaseGone frees the leases of a pool handed over by the previous
+// revision whose holders are not on it in st: leases are sticky for a
+// container's restarts, but one the update removed, or moved to another
+// pool, would otherwise hold its address for the life of the process (a
+// static address taken over by a new container then failed with "held
+// by", and each such update used up one address of a small pool). The
+// previous revision stopped those containers before it gave the pool
+// away.
+func releaseGone(rec *poolRecord, st *state.State, pool string) {
+	if rec.alloc == nil {
+		return
+	}
+	on := map[string]bool{}
+	for _, c := range st.Containers {
+		if c.Network != nil && c.Network.Mode == state.NetPool && c.Network.Pool == pool {
+			on[c.Name] = true
+		}
+	}
+	for _, l := range rec.alloc.Leases() {
+		if !on[l.Owner] {
+			rec.alloc.Release(l.Owner)
+		}
+	}
+}
+
 // lease allocates or reserves a container's address. A network error is a
 // start failure for that container, named clearly.
 func (a *poolActor) lease(req *messages.LeaseRequest) *messages.Lease {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
 )
 
 // fakePoolNet records pool setups and teardowns; its events share the fake
@@ -244,4 +245,60 @@ func findNode(n *messages.Node, path string) *messages.Node {
 		}
 	}
 	return nil
+}
+
+// pooledUpdateState is a revision with the pool lan (a /29: five
+// addresses for containers) and the given containers on it, each with its
+// static address or none ("").
+func pooledUpdateState(t *testing.T, ctrs map[string]string) *state.State {
+	t.Helper()
+	doc := map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{
+			"groups": []any{map[string]any{"name": "app", "restart_policy": "container"}},
+			"network": map[string]any{"pools": map[string]any{
+				"lan": map[string]any{"bridge": "pvbr0", "subnet": "10.0.5.0/29", "gateway": "10.0.5.1"},
+			}},
+		},
+	}
+	for name, ip := range ctrs {
+		nw := map[string]any{"pool": "lan"}
+		if ip != "" {
+			nw["ip"] = ip
+		}
+		doc[name+"/run.json"] = map[string]any{"name": name, "group": "app", "network": nw}
+	}
+	return parseState(t, doc)
+}
+
+// A non-reboot update hands the pool, and its leases, to the next
+// revision: those of the containers the update removed are freed there.
+// Before, they were held for the life of the process: the static address
+// of a removed container given to a new one failed ("held by old"), and
+// each update replacing a dynamic one used up an address for good.
+func TestNonRebootUpdateFreesTheLeasesOfRemovedContainers(t *testing.T) {
+	u := newFakeUpdates("1")
+	cfg := Config{State: pooledUpdateState(t, map[string]string{"old": "10.0.5.6", "d0": "", "d1": "", "d2": "", "d3": ""})}
+	rig := startUpdateRig(t, cfg, u)
+	waitStatus(t, rig.sys, map[string]messages.Status{"old": messages.StatusStarted, "d0": messages.StatusStarted,
+		"d1": messages.StatusStarted, "d2": messages.StatusStarted, "d3": messages.StatusStarted})
+	// The pool's five addresses are all leased; the update replaces old
+	// (static) by new, with old's address, and d3 (dynamic) by d4.
+	u.states["locals/b"] = pooledUpdateState(t, map[string]string{"new": "10.0.5.6", "d0": "", "d1": "", "d2": "", "d4": ""})
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	if msg := u.waitStatus(t, "locals/b", storage.StatusUpdated); msg != storage.MsgUpdated {
+		t.Fatalf("update: %q; events %v", msg, rig.e.Events())
+	}
+	cs := waitStatus(t, rig.sys, map[string]messages.Status{"new": messages.StatusStarted, "d0": messages.StatusStarted,
+		"d1": messages.StatusStarted, "d2": messages.StatusStarted, "d4": messages.StatusStarted})
+	for _, c := range cs {
+		if c.Name == "new" && c.IPv4Address != "10.0.5.6/29" {
+			t.Errorf("new got %q, want old's 10.0.5.6/29", c.IPv4Address)
+		}
+		if c.Name == "d4" && c.IPv4Address == "" {
+			t.Error("d4 got no address")
+		}
+	}
 }

@@ -157,6 +157,7 @@ func (r *revisionActor) start(ctx actor.Context) {
 		rec := &poolRecord{}
 		if h := r.from; h != nil && h.pools[p.Name] != nil {
 			rec = h.pools[p.Name]
+			releaseGone(rec, r.st, p.Name)
 		}
 		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: rec}}
 		props := newPoolProps(p, peers, ch.pool.rec, r.poolNet, r.log)
