@@ -131,15 +131,16 @@ func resumeTrying(rev string, p *storage.Progress) Boot {
 			b.Action = BootSafeMode
 		}
 		return b
-	case p != nil && p.Status == storage.StatusDone:
-		// Upstream finishes and runs it untested. Here the commit is
-		// completed: DONE is written only once the tests passed, so the
-		// crash came between that write and the bootloader commit.
-		return Boot{Action: BootRun, Rev: rev, Commit: true, Why: "commit interrupted after DONE was written"}
 	default:
 		// Upstream's INPROGRESS "Trying new revision". It covers UPDATED
 		// too: a non-reboot update leaves pv_try set, so it is tested
-		// again after this reboot and then committed.
+		// again after this reboot and then committed. And DONE, which
+		// upstream runs untested: a commit writes DONE only after the
+		// bootloader commit has cleared pv_try, so DONE with pv_try on
+		// this revision is the progress of an earlier run of it (a
+		// LOCAL_RUN of a revision committed before, cut between setting
+		// pv_try and writing INPROGRESS). Committing it untested would
+		// drop the committed revision it was meant to fall back to.
 		return Boot{Action: BootRun, Rev: rev, Trying: true,
 			Progress: with(p, storage.StatusInProgress, storage.MsgTry), Why: "trying new revision"}
 	}

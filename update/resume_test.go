@@ -92,10 +92,12 @@ func TestResume(t *testing.T) {
 		},
 		{
 			// Upstream: DONE → finish; it runs the revision untested.
-			// Ours completes the bootloader commit.
+			// Ours tries it again: a commit clears pv_try before it
+			// writes DONE, so this DONE is of an earlier run.
 			name: "trying, done", env: trying, booted: "6",
-			p:    prog(storage.StatusDone, storage.MsgDone),
-			want: Boot{Action: BootRun, Rev: "6", Commit: true, ProgressRev: "6"},
+			p: prog(storage.StatusDone, storage.MsgDone),
+			want: Boot{Action: BootRun, Rev: "6", Trying: true, ProgressRev: "6",
+				Progress: prog(storage.StatusInProgress, storage.MsgTry)},
 		},
 		{
 			// Upstream: DONE → finish, pv_try left; ours clears it.

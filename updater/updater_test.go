@@ -139,8 +139,14 @@ func TestStartFailsATryWhoseStateIsGone(t *testing.T) {
 	}
 }
 
-func TestStartCompletesAnInterruptedCommit(t *testing.T) {
-	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
+// A revision committed before is run again (LOCAL_RUN) and the power is
+// cut after pv_try is set but before its INPROGRESS is written: its
+// progress still says DONE, from its earlier commit. The boot tries it
+// again, and the revision committed since stays committed to fall back
+// to. Before, the stale DONE was taken for a commit cut short, and the
+// revision was committed untested, the fallback lost.
+func TestStartTriesAgainARevisionWhoseDoneIsStale(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "2", "pv_try": "1"})
 	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusDone, storage.MsgDone)); err != nil {
 		t.Fatal(err)
 	}
@@ -148,11 +154,14 @@ func TestStartCompletesAnInterruptedCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Rev != "1" || b.Trying {
-		t.Fatalf("boot %+v", b)
+	if b.Rev != "1" || !b.Trying {
+		t.Fatalf("boot %+v: want a try of 1", b)
 	}
-	if env := d.mustEnv(t); env.Committed() != "1" || env.Try() != "" {
-		t.Errorf("commit not completed: %v", env)
+	if env := d.mustEnv(t); env.Committed() != "2" || env.Try() != "1" {
+		t.Errorf("bootloader %v: want 2 committed and 1 tried", env)
+	}
+	if p := d.mustProgress(t, "1"); p.Status != storage.StatusInProgress {
+		t.Errorf("progress of 1: %+v, want INPROGRESS", p)
 	}
 }
 
