@@ -123,7 +123,16 @@ func (d *Device) Start() (Boot, error) {
 		d.Log.Warn("storage recovery incomplete", "err", err)
 	}
 	env, err := d.Bootloader.Load()
-	if errors.Is(err, bootloader.ErrCorrupt) {
+	if errors.Is(err, bootloader.ErrNoValidCopy) {
+		// A U-Boot environment never saved, or erased: U-Boot boots
+		// with its built-in default one, which names no revision, so
+		// the factory revision runs. Nothing is written: a Save would
+		// replace U-Boot's built-in variables (bootcmd among them) by
+		// ours alone. Installs fail on the same error until the
+		// environment has been saved once (saveenv, fw_setenv).
+		d.Log.Error("no valid copy of the U-Boot environment: booting the factory revision; updates are refused until the environment is saved once", "err", err)
+		env = bootloader.Env{}
+	} else if errors.Is(err, bootloader.ErrCorrupt) {
 		// Nothing in them names a revision: the factory one is the only
 		// one known to be there (GC keeps it). They are written anew, or
 		// every install and commit would meet the same error.

@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
@@ -245,5 +246,32 @@ func TestResume(t *testing.T) {
 	}
 	if _, err := d.Resume("9", false); err == nil {
 		t.Error("resume of a revision that is not there: no error")
+	}
+}
+
+// A U-Boot environment with no valid copy (never saved: U-Boot runs on its
+// built-in default one) boots the factory revision and is left as it is:
+// writing ours would replace U-Boot's own variables. An install is refused
+// with the reason. Before, Start failed, and the supervisor with it at
+// every boot.
+func TestStartWithNoValidUbootEnvBootsTheFactoryRevision(t *testing.T) {
+	d := device(t, nil)
+	envFile := filepath.Join(t.TempDir(), "uboot.env")
+	if err := os.WriteFile(envFile, make([]byte, 0x1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Bootloader = bootloader.UbootEnv{Copies: []bootloader.EnvCopy{{Device: envFile, Size: 0x1000}}}
+	b, err := d.Start()
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if b.Rev != "0" || b.Trying {
+		t.Errorf("boot %+v: want the factory revision", b)
+	}
+	if data, err := os.ReadFile(envFile); err != nil || !bytes.Equal(data, make([]byte, 0x1000)) {
+		t.Errorf("the environment was written (%v)", err)
+	}
+	if _, err := d.Install("1"); !errors.Is(err, bootloader.ErrNoValidCopy) {
+		t.Errorf("install: %v, want an error naming the environment", err)
 	}
 }

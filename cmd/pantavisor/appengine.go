@@ -242,9 +242,10 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	env, err := bl.Load()
-	if errors.Is(err, bootloader.ErrCorrupt) {
+	if errors.Is(err, bootloader.ErrCorrupt) || errors.Is(err, bootloader.ErrNoValidCopy) {
 		// The boot decision (dev.Start) boots the factory revision then,
-		// logs why and writes the variables anew: its log file is the
+		// and logs why (writing the variables anew when they are corrupt,
+		// never over U-Boot's built-in ones): its log file is the
 		// factory revision's.
 		env = bootloader.Env{}
 	} else if err != nil {
