@@ -56,7 +56,7 @@ func HelperMain() {
 // as OpenIn does) with the credentials uid and gid (no supplementary
 // groups).
 func DialAs(ctx context.Context, pid int, path string, uid, gid int) (*net.UnixConn, error) {
-	target, err := OpenIn(pid, path)
+	target, err := openSocketIn(pid, path)
 	if err != nil {
 		return nil, err
 	}

@@ -381,11 +381,64 @@ func ReadFileIn(pid int, path string, max int64) ([]byte, error) {
 	return data, nil
 }
 
+// ErrRefusedSocket: a provider's socket resolved to one pantavisor never
+// connects to on anyone's behalf (RefuseSocket).
+var ErrRefusedSocket = errors.New("refused: a socket of pantavisor's own")
+
+// refused holds the device and inode numbers of the sockets RefuseSocket
+// was given.
+var refused struct {
+	sync.Mutex
+	ids map[[2]uint64]string
+}
+
+// RefuseSocket makes DialUnixIn and DialAs refuse the socket at path, by
+// its inode, under whatever name a container gives it: pantavisor's
+// control socket, which every container has bind-mounted. A provider
+// whose exported socket is a symlink (or a link, or a bind) to it would
+// otherwise have pantavisor connect there for each consumer or ingress
+// client, as pantavisor: the control socket would take them for the host.
+func RefuseSocket(path string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("refuse socket %s: %w", path, err)
+	}
+	refused.Lock()
+	defer refused.Unlock()
+	if refused.ids == nil {
+		refused.ids = map[[2]uint64]string{}
+	}
+	refused.ids[[2]uint64{st.Dev, st.Ino}] = path
+	return nil
+}
+
+// openSocketIn is OpenIn for a socket to connect to: one RefuseSocket
+// named is refused.
+func openSocketIn(pid int, path string) (*os.File, error) {
+	f, err := OpenIn(pid, path)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	refused.Lock()
+	own, ok := refused.ids[[2]uint64{st.Dev, st.Ino}]
+	refused.Unlock()
+	if ok {
+		f.Close()
+		return nil, fmt.Errorf("%s in pid %d is %s: %w", path, pid, own, ErrRefusedSocket)
+	}
+	return f, nil
+}
+
 // DialUnixIn connects to the unix socket at path inside pid's root, safely
 // resolved (OpenIn): the connection goes through the O_PATH descriptor's
 // /proc/self/fd name, so what is connected is what was resolved.
 func DialUnixIn(ctx context.Context, pid int, path string) (*net.UnixConn, error) {
-	f, err := OpenIn(pid, path)
+	f, err := openSocketIn(pid, path)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package xconnect
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -364,4 +365,70 @@ func TestReadFileInRefusesAFIFO(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("ReadFileIn of a FIFO still waiting after 2 s")
 	}
+}
+
+// A provider's socket that leads to pantavisor's control socket (a
+// symlink, a hard link, or the control socket itself, which every
+// container has bind-mounted) is never connected to: pantavisor would
+// connect as itself, and the control socket take the consumer, or any
+// ingress client, for the host. Before, it connected.
+func TestProviderSocketsNeverLeadToTheControlSocket(t *testing.T) {
+	dir := t.TempDir()
+	ctrl := filepath.Join(dir, "pv-ctrl")
+	ln, err := net.Listen("unix", ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := RefuseSocket(ctrl); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		refused.Lock()
+		clear(refused.ids)
+		refused.Unlock()
+	}()
+	sym, hard := filepath.Join(dir, "api.sock"), filepath.Join(dir, "hard.sock")
+	if err := os.Symlink(ctrl, sym); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(ctrl, hard); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, p := range []string{ctrl, sym, hard} {
+		if c, err := DialUnixIn(ctx, 0, p); !errors.Is(err, ErrRefusedSocket) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("DialUnixIn %s: %v, want ErrRefusedSocket", filepath.Base(p), err)
+		}
+		if c, err := DialAs(ctx, 0, p, 65534, 65534); !errors.Is(err, ErrRefusedSocket) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("DialAs %s: %v, want ErrRefusedSocket", filepath.Base(p), err)
+		}
+	}
+	// Any other socket is still reached.
+	other := filepath.Join(dir, "other.sock")
+	oln, err := net.Listen("unix", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oln.Close()
+	c, err := DialUnixIn(ctx, 0, other)
+	if err != nil {
+		t.Fatalf("another socket: %v", err)
+	}
+	c.Close()
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/updater"
 	"github.com/pantavisor/pv/watchdog"
+	"github.com/pantavisor/pv/xconnect"
 	"github.com/pantavisor/pv/xconnect/mesh"
 )
 
@@ -350,6 +351,12 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	sock := filepath.Join(o.run, "pv-ctrl")
 	listener, err := controlListener(sock, readopt, exits, log)
 	if err != nil {
+		log.Error("control socket", "err", err)
+		return 1
+	}
+	// No link or ingress rule may lead to it: pantavisor would connect
+	// as itself, which the socket takes for the host.
+	if err := xconnect.RefuseSocket(sock); err != nil {
 		log.Error("control socket", "err", err)
 		return 1
 	}
