@@ -51,7 +51,7 @@ func peerProcess(c net.Conn) (pid, pidfd int, err error) {
 		return 0, -1, nil
 	}
 	if fdErr != nil {
-		if !errors.Is(fdErr, unix.ENOPROTOOPT) && !errors.Is(fdErr, unix.EINVAL) {
+		if !pidfdUnsupported(fdErr) {
 			return 0, -1, fmt.Errorf("get peer pidfd: SO_PEERPIDFD: %w", fdErr)
 		}
 		pidfd, fdErr = unix.PidfdOpen(int(cred.Pid), 0)
@@ -61,6 +61,14 @@ func peerProcess(c net.Conn) (pid, pidfd int, err error) {
 	}
 	return int(cred.Pid), pidfd, nil
 }
+
+// pidfdUnsupported tells a kernel without SO_PEERPIDFD (ENOPROTOOPT, as
+// for any option a kernel does not know), where pidfd_open of the
+// SO_PEERCRED pid is the next best pin, from a peer that is gone: the
+// kernels that have it answer EINVAL (ESRCH on later ones) when the peer
+// has been reaped, and pidfd_open would then pin whatever process reuses
+// its pid, which would be trusted as the peer.
+func pidfdUnsupported(err error) bool { return errors.Is(err, unix.ENOPROTOOPT) }
 
 // peerAlive reports whether the process pidfd pins still runs; when it
 // does, its pid was not reused, so what /proc/<pid> said was about it.
