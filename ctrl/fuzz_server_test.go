@@ -28,7 +28,7 @@ var fuzzAllowed5xx = map[int][]string{
 		errJSON("DISABLE_SSH: there is no debug ssh server"),
 	},
 	http.StatusServiceUnavailable:  {errJSON(msgCommandBusy), errJSON(msgTooManyConns), errJSON(update.MsgUpdateOngoing)},
-	http.StatusInsufficientStorage: {errJSON(msgNoSpace)},
+	http.StatusInsufficientStorage: {errJSON(msgNoSpace), errJSON(msgTooManyMeta)},
 }
 
 // FuzzServer sends arbitrary method, path and body to the whole server (a

@@ -46,7 +46,18 @@ const (
 	metaDirMode      = 0o755
 	metaFileMode     = 0o644
 	metaLoadMaxFiles = 4096
+	msgTooManyMeta   = "Too many metadata keys"
 )
+
+// metaMaxKeys bounds the keys of one kind: half of what load reads, the
+// rest left for temporary files a crash may leave. Before, a PUT past it
+// was taken, and at the next start load refused the whole directory:
+// both kinds of metadata answered 500 and the configuration overrides of
+// user-meta were not applied. A variable for the tests.
+var metaMaxKeys = metaLoadMaxFiles / 2
+
+// errTooManyMeta: a new key past metaMaxKeys.
+var errTooManyMeta = errors.New("too many metadata keys")
 
 // metaStore is one kind of metadata: key → value, kept in memory, as one
 // file per key in the run directory and in the persistent cache.
@@ -185,6 +196,9 @@ func (m *metaStore) list() map[string]string {
 func (m *metaStore) set(key, value string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.values[key]; !ok && len(m.values) >= metaMaxKeys {
+		return fmt.Errorf("%w: %d kept", errTooManyMeta, len(m.values))
+	}
 	if err := storage.WriteFileAtomic(filepath.Join(m.cache, key), []byte(value), metaFileMode); err != nil {
 		return err
 	}
@@ -282,7 +296,10 @@ func putMeta(pick func(*Server) *metaStore) handler {
 		if !ok {
 			return
 		}
-		if err := m.set(key, string(body)); err != nil {
+		if err := m.set(key, string(body)); errors.Is(err, errTooManyMeta) {
+			s.writeError(w, http.StatusInsufficientStorage, msgTooManyMeta)
+			return
+		} else if err != nil {
 			s.log.Error("ctrl: write metadata", "key", key, "err", err)
 			if code, msg, ok := unwritable(err); ok {
 				s.writeError(w, code, msg)

@@ -2,6 +2,7 @@ package ctrl
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -261,5 +262,45 @@ func TestDaemonsAndGraph(t *testing.T) {
 		if got.status != c.status || got.body != c.want {
 			t.Errorf("%s %s %q = %d %s, want %d %s", c.method, c.path, c.body, got.status, got.body, c.status, c.want)
 		}
+	}
+}
+
+// Keys are bounded: a new one past the bound is refused with 507 and
+// nothing stored, a kept one can still be replaced, and the store loads
+// at the next start. Before, any number was taken, and past what load
+// reads the next start refused all metadata.
+func TestMetaKeysBounded(t *testing.T) {
+	defer func(n int) { metaMaxKeys = n }(metaMaxKeys)
+	metaMaxKeys = 3
+	run, store := t.TempDir(), t.TempDir()
+	client, stop := metaServer(t, nil, run, store)
+	put := func(key, value string) (int, string) {
+		req, _ := http.NewRequest("PUT", "http://localhost/user-meta/"+key, strings.NewReader(value))
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if code, body := put(k, "1"); code != 200 {
+			t.Fatalf("put %s: %d %s", k, code, body)
+		}
+	}
+	if code, body := put("d", "1"); code != http.StatusInsufficientStorage || body != errJSON(msgTooManyMeta) {
+		t.Errorf("a fourth key: %d %s, want 507 %s", code, body, errJSON(msgTooManyMeta))
+	}
+	if _, err := os.Stat(filepath.Join(store, "cache/meta/d")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused key was stored: %v", err)
+	}
+	if code, body := put("b", "2"); code != 200 {
+		t.Errorf("replacing a kept key: %d %s", code, body)
+	}
+	stop()
+	s := New(newFakeBackend(), fixedResolver("", nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.SetMeta(run, store); err != nil {
+		t.Errorf("next start: %v", err)
 	}
 }
