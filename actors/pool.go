@@ -97,6 +97,10 @@ func (a *poolActor) Receive(ctx actor.Context) {
 			ctx.Send(q.from, a.lease(q.req))
 		}
 		r.queued = nil
+		if a.stopFor != nil {
+			// StopPool came during the setup: what it made goes now.
+			a.teardown(ctx)
+		}
 	case *messages.LeaseRequest:
 		if !r.ready {
 			r.queued = append(r.queued, queuedLease{from: ctx.Sender(), req: m})
@@ -109,6 +113,12 @@ func (a *poolActor) Receive(ctx actor.Context) {
 		}
 	case *messages.StopPool:
 		a.stopFor = ctx.Sender()
+		if r.settingUp {
+			// Torn down once the setup reports: answered now, the
+			// revision would go on with the bridge and rules made
+			// after it, owned by no one.
+			return
+		}
 		a.teardown(ctx)
 	case *poolTeardownDone:
 		reply := &messages.PoolStopped{Name: a.pool.Name}

@@ -20,10 +20,15 @@ import (
 type fakePoolNet struct {
 	e    *fakeEngine
 	fail map[string]bool
+	// hold, when set for a pool, holds its setup until it is closed.
+	hold map[string]chan struct{}
 	mu   sync.Mutex
 }
 
 func (f *fakePoolNet) Setup(p state.Pool, peers []string) (PoolSetup, error) {
+	if h := f.hold[p.Name]; h != nil {
+		<-h
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail[p.Name] {
@@ -300,5 +305,32 @@ func TestNonRebootUpdateFreesTheLeasesOfRemovedContainers(t *testing.T) {
 		if c.Name == "d4" && c.IPv4Address == "" {
 			t.Error("d4 got no address")
 		}
+	}
+}
+
+// A pool stopped while its setup still runs is torn down once the setup
+// reports, before the stop is answered. Before, the stop was answered at
+// once: the revision went on, and the bridge and rules the setup made
+// after it were never torn down.
+func TestPoolStoppedDuringItsSetupIsTornDown(t *testing.T) {
+	e := newFakeEngine()
+	hold := make(chan struct{})
+	st := pooledState(t)
+	sys := startSystemCfg(t, Config{State: st, Engine: e, PoolNet: &fakePoolNet{e: e, hold: map[string]chan struct{}{"iso": hold}}})
+	waitStatus(t, sys, map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted})
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- sys.Shutdown(ctx, "test")
+	}()
+	time.Sleep(100 * time.Millisecond) // the shutdown reaches the pools
+	close(hold)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ev := e.Events()
+	if s, td := index(ev, "setup iso peers=pvbr0"), index(ev, "teardown iso"); s < 0 || td < s {
+		t.Errorf("iso set up at %d, torn down at %d: %v", s, td, ev)
 	}
 }
