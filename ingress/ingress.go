@@ -303,17 +303,24 @@ func (kp *kernelPath) run() {
 		}
 		kp.live = n
 	}
+	// drop removes the installed forward. One whose removal failed stays
+	// installed as far as this loop knows, and is removed again at the
+	// next wake (retryLater makes one): forgotten, its DNAT would stay in
+	// the chain ahead of any new one for the port, still sending outside
+	// clients to its old address.
 	drop := func() error {
 		if remove == nil {
 			return nil
 		}
 		count() // its last connections, before the rule and its counter go
-		err := remove()
+		if err := remove(); err != nil {
+			return err
+		}
 		kp.mu.Lock()
 		kp.counted, kp.live = kp.counted+kp.live, 0
 		kp.mu.Unlock()
 		remove, cur = nil, netip.AddrPort{}
-		return err
+		return nil
 	}
 	for {
 		select {
@@ -337,7 +344,10 @@ func (kp *kernelPath) run() {
 			continue
 		}
 		if err := drop(); err != nil {
-			kp.log.Error("kernel path not removed", "err", err)
+			kp.log.Error("kernel path not removed; the relay serves every client until it is", "err", err)
+			kp.setState("relay only: the previous kernel path is not removed yet: " + err.Error())
+			kp.retryLater()
+			continue
 		}
 		if !want.IsValid() {
 			kp.setState("relay only: provider not running")
@@ -355,6 +365,20 @@ func (kp *kernelPath) run() {
 		kp.setState("dnat to " + want.String())
 		kp.log.Info("kernel path installed", "to", want)
 	}
+}
+
+// removeRetry is how long a kernel path waits before it tries again to
+// remove a forward whose removal failed.
+var removeRetry = time.Second
+
+// retryLater wakes the loop after removeRetry.
+func (kp *kernelPath) retryLater() {
+	time.AfterFunc(removeRetry, func() {
+		select {
+		case kp.wake <- struct{}{}:
+		default: // a wake is pending already
+		}
+	})
 }
 
 // close removes the forward and stops the goroutine; again, it says

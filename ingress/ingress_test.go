@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -111,8 +112,10 @@ type fakeKernel struct {
 	mu     sync.Mutex
 	events []string
 	fail   error
-	counts map[string]uint64 // by forward, what Connections says
-	asked  int               // calls of Connections
+	// removeFails is how many removals fail before one succeeds.
+	removeFails int
+	counts      map[string]uint64 // by forward, what Connections says
+	asked       int               // calls of Connections
 }
 
 func (k *fakeKernel) Connections(f nat.Forward) (uint64, error) {
@@ -202,6 +205,11 @@ func (k *fakeKernel) Add(f nat.Forward) (func() error, error) {
 	return func() error {
 		k.mu.Lock()
 		defer k.mu.Unlock()
+		if k.removeFails > 0 {
+			k.removeFails--
+			k.events = append(k.events, "remove failed "+f.String())
+			return errors.New("iptables: resource temporarily unavailable")
+		}
 		k.events = append(k.events, "remove "+f.String())
 		return nil
 	}, nil
@@ -330,4 +338,32 @@ func TestKernelPath(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// A forward whose removal fails is removed again until it is gone, and no
+// new one is installed meanwhile (its DNAT would stay ahead of the new
+// one, sending outside clients to the old address): the relay serves
+// them. Before, the failed removal was forgotten and the new forward
+// installed behind the stale one.
+func TestKernelPathRetriesAFailedRemoval(t *testing.T) {
+	defer func(d time.Duration) { removeRetry = d }(removeRetry)
+	removeRetry = 20 * time.Millisecond
+	k := &fakeKernel{}
+	addr := freeAddr(t)
+	rule := actors.IngressRule{IngressRule: state.IngressRule{Type: "tcp", Provider: "web"}, Port: 8080, Bridge: "pvbr0"}
+	s, err := (&Plane{Kernel: k}).Listen(actors.IngressListener{Type: "tcp", Addr: addr, Rules: []actors.IngressRule{rule}}, []*xconnect.Stats{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fw := func(ip string) string { return addr + " → " + ip + ":8080" }
+	s.Backend(0, xconnect.Ends{ProviderPid: 42, ProviderAddr: netip.MustParseAddr("10.0.5.13")})
+	waitKernel(t, s, k, "dnat to 10.0.5.13:8080", "add "+fw("10.0.5.13")+" local ")
+	k.mu.Lock()
+	k.removeFails = 2
+	k.mu.Unlock()
+	s.Backend(0, xconnect.Ends{ProviderPid: 43, ProviderAddr: netip.MustParseAddr("10.0.5.20")})
+	waitKernel(t, s, k, "dnat to 10.0.5.20:8080", "add "+fw("10.0.5.13")+" local ",
+		"remove failed "+fw("10.0.5.13"), "remove failed "+fw("10.0.5.13"), "remove "+fw("10.0.5.13"),
+		"add "+fw("10.0.5.20")+" local ")
 }

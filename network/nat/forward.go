@@ -177,11 +177,22 @@ func (fs *Forwards) Add(f Forward) (remove func() error, err error) {
 		done = append(done, r)
 	}
 	fs.n++
-	var once sync.Once
-	var rerr error
+	// Removed once its rules are gone: a removal whose delete failed is
+	// made again by the next call, instead of being forgotten with its
+	// DNAT still in the chain.
+	var mu sync.Mutex
+	var gone bool
 	return func() error {
-		once.Do(func() { rerr = fs.remove(f, dnat, accept, local) })
-		return rerr
+		mu.Lock()
+		defer mu.Unlock()
+		if gone {
+			return nil
+		}
+		if err := fs.removeRules(f, dnat, accept); err != nil {
+			return err
+		}
+		gone = true
+		return fs.release(f, local)
 	}, nil
 }
 
@@ -270,13 +281,27 @@ func (fs *Forwards) Reset() error {
 	return nil
 }
 
-// remove deletes one forward's rules, the DNAT first so that no new
-// connection is rewritten to a backend whose accept is gone; the last
-// forward takes the chains and their jumps with it.
-func (fs *Forwards) remove(f Forward, dnat, accept Rule, local []string) error {
+// removeRules deletes one forward's rules, the DNAT first so that no new
+// connection is rewritten to a backend whose accept is gone. Deleting a
+// rule that is not there is no error, so it can be made again.
+func (fs *Forwards) removeRules(f Forward, dnat, accept Rule) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	errs := []error{fs.delete(dnat), fs.delete(accept)}
+	if err := fs.delete(dnat); err != nil {
+		return fmt.Errorf("remove forward %s: %w", f, err)
+	}
+	if err := fs.delete(accept); err != nil {
+		return fmt.Errorf("remove forward %s: %w", f, err)
+	}
+	return nil
+}
+
+// release gives up a removed forward's share of the local rules and of
+// the chains: the last forward takes the chains and their jumps with it.
+func (fs *Forwards) release(f Forward, local []string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var errs []error
 	for _, l := range local {
 		errs = append(errs, fs.unuse(l))
 	}
