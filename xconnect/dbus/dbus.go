@@ -74,7 +74,7 @@ func Lookup(role string, passwd []byte) (uid, gid int) {
 	if n, err := strconv.Atoi(role); err == nil && n >= 0 && n < 1<<31-1 {
 		for line := range bytes.SplitSeq(passwd, []byte("\n")) {
 			if f := bytes.Split(line, []byte(":")); len(f) >= 4 && string(f[2]) == role {
-				if g, err := strconv.Atoi(string(f[3])); err == nil && g >= 0 {
+				if g, err := strconv.Atoi(string(f[3])); err == nil && validID(g) {
 					return n, g
 				}
 			}
@@ -91,12 +91,18 @@ func Lookup(role string, passwd []byte) (uid, gid int) {
 		}
 		u, err1 := strconv.Atoi(string(f[2]))
 		g, err2 := strconv.Atoi(string(f[3]))
-		if err1 == nil && err2 == nil && u >= 0 && g >= 0 {
+		if err1 == nil && err2 == nil && validID(u) && validID(g) {
 			return u, g
 		}
 	}
 	return Nobody, Nobody
 }
+
+// validID says x is a uid or gid the kernel takes: below 2^32-1, which is
+// (uid_t)-1. A larger one in a provider's passwd was cut to 32 bits by the
+// dial helper's credentials (2^32 became 0, root) while AUTH named it
+// whole; such an entry now counts as none.
+func validID(x int) bool { return x >= 0 && x < 1<<32-1 }
 
 // The SASL exchange is a few short lines; these bound what a consumer may
 // make pantavisor wait for and read.

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestLookup(t *testing.T) {
-	passwd := []byte("root:x:0:0:root:/root:/bin/sh\noperator:x:1001:1005::/:/bin/sh\nbroken:x:abc:1\nnobody:x:65534:65534::/:/bin/false\n")
+	passwd := []byte("root:x:0:0:root:/root:/bin/sh\noperator:x:1001:1005::/:/bin/sh\nbroken:x:abc:1\nnobody:x:65534:65534::/:/bin/false\n" +
+		"huge:x:4294967296:1::/:/bin/sh\nhugegid:x:7:4294967296::/:/bin/sh\nminus1:x:4294967295:1::/:/bin/sh\n")
 	for _, c := range []struct {
 		role     string
 		uid, gid int
@@ -38,6 +39,11 @@ func TestLookup(t *testing.T) {
 		{"broken", Nobody, Nobody},
 		{"", Nobody, Nobody},
 		{"-1", Nobody, Nobody},
+		// Past 32 bits, or (uid_t)-1: no such user (the helper cut
+		// 2^32 to uid 0).
+		{"huge", Nobody, Nobody},
+		{"hugegid", Nobody, Nobody},
+		{"minus1", Nobody, Nobody},
 	} {
 		if u, g := Lookup(c.role, passwd); u != c.uid || g != c.gid {
 			t.Errorf("Lookup(%q) = %d:%d, want %d:%d", c.role, u, g, c.uid, c.gid)
