@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/internal/nstest"
 )
 
 // chrooted starts a process whose root is a fresh directory (with a static
@@ -379,16 +381,7 @@ func TestProviderSocketsNeverLeadToTheControlSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	nstest.ServeEach(t, ln, func(c net.Conn) { c.Close() })
 	if err := RefuseSocket(ctrl); err != nil {
 		t.Fatal(err)
 	}

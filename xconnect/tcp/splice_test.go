@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"io"
 	"math/rand/v2"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/internal/nstest"
-	"github.com/pantavisor/pv/xconnect"
 )
 
 // pipeFDs counts the process's open pipes.
@@ -218,22 +216,8 @@ func TestRelayToUnixBackend(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		c.Write(append([]byte("echo:"), b...))
 	}()
-	st := &xconnect.Stats{}
-	p := NewWith(xconnect.Config{Stats: st, Dial: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}, Options{})
-	front, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(front) }()
-	defer func() {
-		p.Close()
-		<-done
-	}()
-	c, err := net.Dial("tcp", front.Addr().String())
+	addr, _ := toUnix(t, path)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

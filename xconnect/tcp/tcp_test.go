@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"os"
@@ -36,6 +37,23 @@ func start(t *testing.T, to string, opt Options) (string, *xconnect.Stats) {
 	}
 	nstest.ServeProxy(t, p, ln)
 	return ln.Addr().String(), st
+}
+
+// toUnix starts a relay from a loopback TCP address, which it returns,
+// to the unix socket at path, until the test ends.
+func toUnix(t *testing.T, path string) (string, *xconnect.Stats) {
+	t.Helper()
+	st := &xconnect.Stats{}
+	p := NewWith(xconnect.Config{Stats: st, Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}, Options{})
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.ServeProxy(t, p, front)
+	return front.Addr().String(), st
 }
 
 func TestRelayHalfCloseAndCounts(t *testing.T) {

@@ -1,7 +1,6 @@
 package tcp
 
 import (
-	"context"
 	"io"
 	"net"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/internal/nstest"
-	"github.com/pantavisor/pv/xconnect"
 )
 
 // sendUrgent writes "abc", one byte of urgent data ("X", MSG_OOB) and
@@ -118,16 +116,8 @@ func TestUrgentDataToAUnixBackend(t *testing.T) {
 		}
 		got <- string(all)
 	})
-	p := NewWith(xconnect.Config{Stats: &xconnect.Stats{}, Dial: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}, Options{})
-	front, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nstest.ServeProxy(t, p, front)
-	c, err := net.Dial("tcp", front.Addr().String())
+	addr, _ := toUnix(t, path)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
