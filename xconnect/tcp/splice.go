@@ -107,13 +107,16 @@ func splicePump(dst, src syscall.RawConn) (int64, error) {
 			putPipe(p)
 		}
 	}()
-	var mark urgentStep
+	var mark *urgentStep // made at the first urgent data only: it holds a buffer
+	// The fill's results, declared once: the callback shares them, and
+	// per turn each would be an allocation.
+	var eof, atMark bool
+	var serr error
+	var calls int
 	for {
 		// Fill: wait for src holding no pipe; with bytes queued, take
 		// one and move what is there (up to spliceChunk) into it.
-		var eof, atMark bool
-		var serr error
-		calls := 0
+		eof, atMark, serr, calls = false, false, nil, 0
 		err := src.Read(func(fd uintptr) bool {
 			calls++
 			if p == nil {
@@ -130,6 +133,9 @@ func splicePump(dst, src syscall.RawConn) (int64, error) {
 					// Woken, or at an end, with nothing spliced:
 					// stopped at urgent data (see urgentStep).
 					atMark = true
+					if mark == nil {
+						mark = new(urgentStep)
+					}
 					mark.read(int(fd))
 				case err == unix.EAGAIN:
 					// Nothing queued (the pipe is empty here): give

@@ -182,11 +182,14 @@ func pump(dst, src net.Conn) (int64, error) {
 		return io.Copy(dst, src)
 	}
 	var total int64
-	var mark urgentStep
+	var mark *urgentStep // made at the first urgent data only: it holds a buffer
+	// The burst's results, declared once: the callback shares them, and
+	// per burst each would be an allocation.
+	var queued int
+	var eof, atMark bool
+	var rerr error
 	for {
-		var queued int
-		var eof, atMark bool
-		var rerr error
+		queued, eof, atMark, rerr = 0, false, false, nil
 		err := rc.Read(func(fd uintptr) bool {
 			q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
 			if err == nil && q > 0 {
@@ -198,6 +201,9 @@ func pump(dst, src net.Conn) (int64, error) {
 				// data: step over it (see urgentStep; a unix
 				// backend has no out of band to pass it on to).
 				atMark = true
+				if mark == nil {
+					mark = new(urgentStep)
+				}
 				mark.read(int(fd))
 				return true
 			}
