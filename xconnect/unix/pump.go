@@ -18,14 +18,21 @@ import (
 
 // Pump copies src to dst with the descriptors that come with the bytes,
 // until src's end of stream, which it passes on as a half-close of dst. It
-// returns nil at a clean end, and any other end as an error, a reset by
-// either peer or a close included: the caller then closes both
-// connections, since the other direction's peer would otherwise wait for
-// an end that never comes (quiet tells those from failures).
+// returns nil at a clean end, and when dst's peer is gone (EPIPE): what
+// that peer sent the other way before it went is still queued for the
+// other direction, which passes it on and then ends on its own. Any other
+// end is an error, a reset of src by its peer (gone with bytes of ours
+// unread; whatever it sent was read before the reset) or a close
+// included: the caller then closes both connections, since the other
+// direction's peer would otherwise wait for an end that never comes
+// (quiet tells those from failures).
 func Pump(dst, src *net.UnixConn, n *atomic.Int64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
+		}
+		if errors.Is(err, unix.EPIPE) {
+			err = nil
 		}
 	}()
 	p := &pump{dst: dst, src: src, n: n, buf: make([]byte, bufSize), oob: make([]byte, oobSize),

@@ -318,3 +318,35 @@ func TestResetByOneSideEndsTheOther(t *testing.T) {
 		waitIdle(t, st)
 	})
 }
+
+// A provider that answers early and closes while the consumer still sends
+// (an HTTP server's 413, say): the link's writes to it then fail (EPIPE),
+// but its answer, queued the other way, still reaches the consumer.
+func TestEarlyAnswerSurvivesTheProvidersClose(t *testing.T) {
+	cons, _, _ := linkWith(t, nil, func(c *net.UnixConn) {
+		buf := make([]byte, 16)
+		io.ReadFull(c, buf)
+		c.Write([]byte("early answer\n"))
+		c.Close() // the consumer's next bytes unread
+	})
+	for i := range 20 {
+		c, err := net.Dial("unix", cons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			chunk := make([]byte, 4096)
+			for range 256 { // far more than the provider reads
+				if _, err := c.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if string(got) != "early answer\n" {
+			t.Fatalf("round %d: the consumer got %q (%v), want the provider's answer", i, got, err)
+		}
+	}
+}
