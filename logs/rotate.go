@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/storage"
 )
 
 // Limits are the sizes the directory is kept within.
@@ -244,14 +246,23 @@ func rotate(path string, keep int64) error {
 	if _, err = io.CopyN(dst, src, keep); errors.Is(err, io.EOF) {
 		err = nil
 	}
+	// The copy is on disk under its name before the live file is
+	// emptied: the other way round, a power cut or a watchdog reset in
+	// between could leave both empty, losing the lines that tell why.
 	if err == nil {
-		err = os.Truncate(path, 0)
+		err = dst.Sync()
 	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, path+".1")
+	}
+	if err == nil {
+		err = storage.SyncDir(filepath.Dir(path))
+	}
+	if err == nil {
+		err = os.Truncate(path, 0)
 	}
 	if err != nil {
 		os.Remove(tmp)
