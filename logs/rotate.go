@@ -12,7 +12,8 @@
 // over PV_LOG_DIR_MAXSIZE loses its oldest files first — rotated copies,
 // then other revisions' logs, then the current revision's live files,
 // largest first (a flooding container's console before pantavisor's own
-// log and the quiet containers') — until it is under the limit less a hysteresis
+// log and the quiet containers'); rotated copies are removed, live logs
+// emptied, since a writer may hold one open — until it is under the limit less a hysteresis
 // margin (1/PV_LOG_HYSTERESIS_FACTOR of it), so a steady writer does not
 // make it sweep at every write.
 package logs
@@ -55,7 +56,7 @@ type Keeper struct {
 	Dir    string
 	Limits Limits
 	// Current is the running revision's log directory (under Dir), whose
-	// live files go last.
+	// live files go last; SetCurrent changes it while the keeper runs.
 	Current string
 	Log     *slog.Logger
 
@@ -112,6 +113,14 @@ func (k *Keeper) Run(ctx context.Context) {
 	}
 }
 
+// SetCurrent names the running revision's log directory after a
+// non-reboot update.
+func (k *Keeper) SetCurrent(dir string) {
+	k.mu.Lock()
+	k.Current = dir
+	k.mu.Unlock()
+}
+
 // Enforce rotates what is over MaxFile and sweeps the tree under MaxDir.
 func (k *Keeper) Enforce() {
 	k.mu.Lock()
@@ -154,9 +163,12 @@ func (k *Keeper) Enforce() {
 		if total <= target {
 			break
 		}
-		if f.live && f.inCurrent(k.Current) {
-			// The running revision's live logs are truncated, not
-			// removed: their writers hold them open.
+		if f.live {
+			// Live logs are truncated, not removed: their writers
+			// may hold them open, those of other revisions' too (a
+			// container kept by a non-reboot update writes on in the
+			// revision it was started in), and a removed file they
+			// append to would grow unseen until the storage is full.
 			if err := os.Truncate(f.path, 0); err == nil {
 				total -= f.size
 				k.Removed.Add(1)

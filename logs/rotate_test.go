@@ -63,13 +63,14 @@ func TestSweepOrder(t *testing.T) {
 	oldRev := write("0/app/console.log", 400, time.Hour)
 	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "1"), Limits: Limits{MaxDir: 900, Hysteresis: 4}, Log: quiet()}
 	k.Enforce()
-	// 1200 bytes, target 900-225 = 675: the rotated copy and the old
-	// revision go, the live log stays whole.
+	// 1200 bytes, target 900-225 = 675: the rotated copy goes and the
+	// old revision's log is emptied (a live log may still have a writer:
+	// TestSweepNeverUnlinksAWrittenLog), the current one stays whole.
 	if _, err := os.Stat(rotated); !os.IsNotExist(err) {
 		t.Errorf("rotated copy kept")
 	}
-	if _, err := os.Stat(oldRev); !os.IsNotExist(err) {
-		t.Errorf("old revision's log kept")
+	if fi, err := os.Stat(oldRev); err != nil || fi.Size() != 0 {
+		t.Errorf("old revision's log not emptied: %v %v", fi, err)
 	}
 	if fi, err := os.Stat(live); err != nil || fi.Size() != 400 {
 		t.Errorf("live log: %v %v", fi, err)
@@ -161,4 +162,37 @@ func writeAged(t *testing.T, dir, rel string, n int, age time.Duration) string {
 	at := time.Now().Add(-age)
 	os.Chtimes(p, at, at)
 	return p
+}
+
+// A container kept by a non-reboot update writes on in the log directory
+// of the revision it was started in, which is not the current one. The
+// sweep empties its log and the writer's next bytes are still seen (and
+// kept within the limits). Before, the sweep unlinked it: the writer
+// appended to a file no scan saw, which grew until the storage was full.
+func TestSweepNeverUnlinksAWrittenLog(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "1", "kept", "console.log")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "2"), Limits: Limits{MaxFile: 1000, MaxDir: 800}, Log: quiet()}
+	w.Write(bytes.Repeat([]byte("x"), 900))
+	k.Enforce()
+	w.Write(bytes.Repeat([]byte("y"), 100))
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("the written log is gone: %v", err)
+	}
+	wfi, _ := w.Stat()
+	if !os.SameFile(fi, wfi) || fi.Size() != wfi.Size() {
+		t.Fatalf("the writer's file (%d bytes) is not the one at the path (%d bytes)", wfi.Size(), fi.Size())
+	}
+	if fi.Size() > 800 {
+		t.Errorf("the log holds %d bytes, over the directory's limit", fi.Size())
+	}
 }

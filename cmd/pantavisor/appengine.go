@@ -426,9 +426,12 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Updates:          dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },
-		OnRevision:  books.revision,
-		OnBooks:     books.books,
-		OnPoweroff:  func(reason string) { offer(poweroff, reason) },
+		OnRevision: func(rev string, trying bool) {
+			books.revision(rev, trying)
+			keeper.SetCurrent(layout.Logs(rev))
+		},
+		OnBooks:    books.books,
+		OnPoweroff: func(reason string) { offer(poweroff, reason) },
 		OnBooted: func(time.Duration, []string) {
 			// Not from the actor that calls this: disarming waits for
 			// a kick whose probe asks the root.
