@@ -126,6 +126,7 @@ func Translate(in Input) (*Translated, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	cpuWeightFor(res, in.CgroupV2)
 	auto, err := parseMountAuto(s.MountAuto)
 	if err != nil {
 		errs = append(errs, err)
@@ -423,6 +424,22 @@ func resources(settings []spec.CgroupSetting, allow, deny []string) (*cgroups.Re
 	}
 	r.Devices = rules
 	return r, errors.Join(errs...)
+}
+
+// cpuWeightFor gives a CPU weight asked in the other cgroup version's
+// terms in this host's: the cgroup library writes CpuShares on v1 and
+// CpuWeight on v2 only, and leaves the conversion to its caller (as runc
+// does in its spec conversion), so lxc.cgroup.cpu.shares on a v2 host, or
+// lxc.cgroup2.cpu.weight on a v1 one, was taken and then written nowhere.
+// Shares become a weight by the library's own function; a weight becomes
+// shares as the kernel maps the two (weight × 1024 / 100).
+func cpuWeightFor(r *cgroups.Resources, v2 bool) {
+	switch {
+	case v2 && r.CpuShares != 0 && r.CpuWeight == 0:
+		r.CpuWeight = cgroups.ConvertCPUSharesToCgroupV2Value(r.CpuShares)
+	case !v2 && r.CpuWeight != 0 && r.CpuShares == 0:
+		r.CpuShares = min(max(r.CpuWeight*1024/100, 2), 262144)
+	}
 }
 
 func versionSuffix(v int) string {

@@ -159,6 +159,33 @@ func TestTranslateCapabilities(t *testing.T) {
 	}
 }
 
+// A CPU weight asked in the other cgroup version's terms is given in the
+// host's: the cgroup library writes CpuShares on v1 and CpuWeight on v2
+// only. Before, each was taken and then written nowhere on the other.
+func TestCPUWeightInTheHostsTerms(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v2      bool
+		setting spec.CgroupSetting
+		shares  uint64
+		weight  uint64
+	}{
+		{"shares on v2", true, spec.CgroupSetting{Version: 1, Key: "cpu.shares", Value: "1024"}, 1024, 100},
+		{"weight on v1", false, spec.CgroupSetting{Version: 2, Key: "cpu.weight", Value: "50"}, 512, 50},
+		{"shares on v1", false, spec.CgroupSetting{Version: 1, Key: "cpu.shares", Value: "512"}, 512, 0},
+		{"weight on v2", true, spec.CgroupSetting{Version: 2, Key: "cpu.weight", Value: "50"}, 0, 50},
+	} {
+		tr, err := Translate(Input{Name: "c", Rootfs: "/r", CgroupParent: "pv", CgroupV2: tc.v2,
+			Spec: &spec.Container{Cgroup: []spec.CgroupSetting{tc.setting}}})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if r := tr.Config.Cgroups.Resources; r.CpuShares != tc.shares || r.CpuWeight != tc.weight {
+			t.Errorf("%s: shares %d weight %d, want %d %d", tc.name, r.CpuShares, r.CpuWeight, tc.shares, tc.weight)
+		}
+	}
+}
+
 func TestTranslateCgroup(t *testing.T) {
 	i64 := func(v int64) *int64 { return &v }
 	tests := []struct {
