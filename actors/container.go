@@ -55,6 +55,10 @@ type containerRecord struct {
 	stopTimeout time.Duration
 	// busy is set while a mount or start runs in the background.
 	busy bool
+	// stopping is set while a stop's teardown runs in the background:
+	// another stop then waits for it, instead of finding nothing to stop
+	// and reporting STOPPED while the container still runs.
+	stopping bool
 	// restarts counts container (not actor) restarts.
 	restarts      int
 	actorRestarts int
@@ -403,6 +407,11 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 		a.setStatus(ctx, messages.StatusStopping, "")
 		return
 	}
+	if r.stopping {
+		// The teardown under way reports STOPPED when it is done.
+		a.setStatus(ctx, messages.StatusStopping, "")
+		return
+	}
 	r.gen++ // anything in flight is now stale
 	if r.run == nil && r.mount == nil {
 		a.setStatus(ctx, messages.StatusStopped, "")
@@ -411,7 +420,7 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 	a.log.Info("stopping container")
 	a.setStatus(ctx, messages.StatusStopping, "")
 	run, mount, running := r.run, r.mount, r.running
-	r.run, r.mount, r.running = nil, nil, false
+	r.run, r.mount, r.running, r.stopping = nil, nil, false, true
 	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
 	goSafe(sys, self, func() any { return &stopDone{gen: gen, err: errPanic} }, func() any {
 		return &stopDone{gen: gen, err: teardown(run, mount, running, timeout)}
@@ -422,6 +431,7 @@ func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
 	if m.gen != a.rec.gen {
 		return
 	}
+	a.rec.stopping = false
 	errText := ""
 	if m.err != nil {
 		errText = m.err.Error()

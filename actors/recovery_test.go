@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 )
@@ -410,5 +412,44 @@ func TestRestartWhileAnOldRunIsReleased(t *testing.T) {
 	}
 	if n := countEvents(e, "start app"); n != 3 {
 		t.Errorf("%d starts, want 3: %v", n, e.Events())
+	}
+}
+
+// A stop asked while an earlier stop's teardown still runs (the revision
+// sends one when a status queued before its STOPPING mark overwrote it)
+// waits for that teardown: the container is STOPPED only once it is down
+// and unmounted. Before, the second stop found nothing left to stop and
+// reported STOPPED at once: a shutdown then went on to the pools and the
+// engine with the container in its stop's grace.
+func TestSecondStopWaitsForTheFirstTeardown(t *testing.T) {
+	e := newFakeEngine()
+	e.slowDestroy["app"] = 300 * time.Millisecond
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	pid := actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app")
+	sys.sys.Root.Send(pid, &messages.StopContainer{Timeout: time.Second})
+	waitEvents(t, e, "stop app", 1, 5*time.Second)
+	sys.sys.Root.Send(pid, &messages.StopContainer{Timeout: time.Second})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("app never STOPPED: %v", e.Events())
+		}
+		cs, err := sys.Containers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st messages.Status
+		for _, c := range cs {
+			if c.Name == "app" {
+				st = messages.Status(c.Status)
+			}
+		}
+		if st != messages.StatusStopped {
+			continue
+		}
+		if index(e.Events(), "unmount app") < 0 {
+			t.Fatalf("app STOPPED before its teardown was done: %v", e.Events())
+		}
+		return
 	}
 }
