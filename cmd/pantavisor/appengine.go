@@ -471,7 +471,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+	// SIGPWR too: PID 1 forwards it (a UPS daemon's power failure) as a
+	// stop, and Go ignores it unless asked for it.
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGPWR)
 	reason, code := "", 0
 	for reason == "" {
 		select {
@@ -489,9 +491,10 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 			if o.embedded {
 				// As busybox's init reads them: SIGUSR1 halt and
 				// SIGUSR2 power off; SIGTERM (and Ctrl-Alt-Del's
-				// SIGINT) reboot.
+				// SIGINT) reboot. SIGPWR, a power failure, powers
+				// off in order while there is power left.
 				code = reaper.ExitReboot
-				if s == syscall.SIGUSR1 || s == syscall.SIGUSR2 {
+				if s == syscall.SIGUSR1 || s == syscall.SIGUSR2 || s == syscall.SIGPWR {
 					code = reaper.ExitPoweroff
 				}
 			}

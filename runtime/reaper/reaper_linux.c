@@ -388,6 +388,9 @@ __attribute__((constructor)) static void pv_reaper(void)
 		pv_say(reexec ? "pantavisor: starting the supervisor again from its file\n"
 			       : "pantavisor: the supervisor crashed: starting it again; the containers keep running\n");
 		gen++;
+		// A stop forwarded to the supervisor that ended was its own:
+		// the next one dying of a signal is a crash again.
+		stop_sent = 0;
 		supervisor = start_supervisor(argv, reexec && file[0] ? file : "/proc/self/exe", gen, &old);
 		if (supervisor < 0) {
 			give_up = 1;
