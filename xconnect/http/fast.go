@@ -520,15 +520,9 @@ func copyChunked(w io.Writer, br *bufio.Reader, flush func() error) (int64, erro
 				return nil, err
 			}
 		}
-		l, err := br.ReadSlice('\n')
+		l, err := crlfLine(br)
 		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
 			return nil, err
-		}
-		if len(l) < 2 || l[len(l)-2] != '\r' {
-			return nil, errRespHead
 		}
 		_, err = w.Write(l)
 		return l, err
@@ -577,20 +571,27 @@ func copyChunked(w io.Writer, br *bufio.Reader, flush func() error) (int64, erro
 // its next answer.
 func skipTrailer(br *bufio.Reader) error {
 	for {
-		l, err := br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
+		l, err := crlfLine(br)
+		if err != nil || len(l) == 2 {
 			return err
 		}
-		if len(l) < 2 || l[len(l)-2] != '\r' {
-			return errRespHead
-		}
-		if len(l) == 2 {
-			return nil
-		}
 	}
+}
+
+// crlfLine reads one line of a chunked body's framing, CRLF included; a
+// line too long for br, or cut by the end, is io.ErrUnexpectedEOF.
+func crlfLine(br *bufio.Reader) ([]byte, error) {
+	l, err := br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(l) < 2 || l[len(l)-2] != '\r' {
+		return nil, errRespHead
+	}
+	return l, nil
 }
 
 // copyN copies n bytes from br to w out of br's own buffer, or (n < 0)
