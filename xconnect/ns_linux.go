@@ -97,13 +97,10 @@ func inNamespaces(pid int, kinds []nsKind, fn func() error) error {
 // put at that path since (the consumer end of the next incarnation of the
 // link, say).
 type Injected struct {
-	Pid      int
-	Path     string
-	Dev, Ino uint64
-	// Mode and Ctime tell a new file from this one when the filesystem
-	// gave the freed inode number to it.
-	Mode  uint32
-	Ctime unix.Timespec
+	Pid  int
+	Path string
+	// made is the inode made there.
+	made nodeStamp
 	// Theirs: what is at Path was there before and is not the link's
 	// (a device node the consumer has of its own); Remove leaves it.
 	Theirs bool
@@ -117,13 +114,13 @@ func (i Injected) Remove() error {
 		return nil
 	}
 	// Removed now, or gone with the consumer's namespace.
-	madeNodes.del(nodeStamp{i.Dev, i.Ino, i.Mode, i.Ctime})
+	madeNodes.del(i.made)
 	err := inNamespaces(i.Pid, []nsKind{mntNS}, func() error {
 		var st unix.Stat_t
 		if err := unix.Lstat(i.Path, &st); err != nil {
 			return err
 		}
-		if st.Dev != i.Dev || st.Ino != i.Ino || st.Mode != i.Mode || st.Ctim != i.Ctime {
+		if stampOf(&st) != i.made {
 			return nil // not ours any more
 		}
 		return unix.Unlink(i.Path)
@@ -144,7 +141,7 @@ func (i *Injected) stamp() error {
 	if err := unix.Lstat(i.Path, &st); err != nil {
 		return err
 	}
-	i.Dev, i.Ino, i.Mode, i.Ctime = st.Dev, st.Ino, st.Mode, st.Ctim
+	i.made = stampOf(&st)
 	return nil
 }
 
@@ -284,8 +281,8 @@ func Mknod(pid int, path string, mode uint32, rdev uint64, uid, gid int) (Inject
 		if err := unix.Fstat(fd, &st); err != nil {
 			return err
 		}
-		inj.Dev, inj.Ino, inj.Mode, inj.Ctime = st.Dev, st.Ino, st.Mode, st.Ctim
-		madeNodes.add(stampOf(&st))
+		inj.made = stampOf(&st)
+		madeNodes.add(inj.made)
 		return nil
 	})
 	if err != nil {
@@ -295,8 +292,8 @@ func Mknod(pid int, path string, mode uint32, rdev uint64, uid, gid int) (Inject
 }
 
 // A nodeStamp tells one inode from any other: its device and number, and
-// its type and change time, which tell a new inode from a freed one
-// whose number was given again.
+// its type and change time, which tell a new file from this one when the
+// filesystem gave the freed inode number to it.
 type nodeStamp struct {
 	dev, ino uint64
 	mode     uint32
