@@ -113,20 +113,32 @@ type halfCloser interface{ CloseWrite() error }
 // to TCP, is spliced by the kernel (io.Copy uses the connections'
 // ReadFrom/WriteTo).
 func Relay(c, p net.Conn, st *Stats) error {
+	err1, err2 := BothWays(c, p,
+		func() error { return pipe(p, c, &st.BytesUp) },
+		func() error { return pipe(c, p, &st.BytesDown) })
+	return errors.Join(quiet(err1), quiet(err2))
+}
+
+// BothWays runs the two directions of a connection pair, up and down,
+// each of which passes its end of stream on as a half-close and returns
+// nil only for that, and closes c and p when both are over, or at once
+// when the first to end returns an error: a reset or a failure, not an
+// end of stream, after which the other direction's peer may keep its
+// side open for ever. It returns both directions' errors, the first to
+// end first.
+func BothWays(c, p net.Conn, up, down func() error) (first, second error) {
 	errc := make(chan error, 2)
-	go func() { errc <- pipe(p, c, &st.BytesUp) }()
-	go func() { errc <- pipe(c, p, &st.BytesDown) }()
-	err1 := <-errc
-	if err1 != nil {
-		// A reset or a failure, not an end of stream: the other
-		// direction's peer may keep its side open for ever.
+	go func() { errc <- up() }()
+	go func() { errc <- down() }()
+	first = <-errc
+	if first != nil {
 		c.Close()
 		p.Close()
 	}
-	err2 := <-errc
+	second = <-errc
 	c.Close()
 	p.Close()
-	return errors.Join(quiet(err1), quiet(err2))
+	return first, second
 }
 
 // pipe copies src to dst, then half-closes dst (or closes it, when it

@@ -97,19 +97,9 @@ func (p *Proxy) handle(c net.Conn) {
 		}
 		return
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- Pump(bu, cu, &st.BytesUp) }()
-	go func() { errc <- Pump(cu, bu, &st.BytesDown) }()
-	e1 := <-errc
-	if e1 != nil {
-		// A reset or a failure, not an end of stream: the other
-		// direction's peer may keep its side open for ever.
-		c.Close()
-		b.Close()
-	}
-	e2 := <-errc
-	c.Close()
-	b.Close()
+	e1, e2 := xconnect.BothWays(c, b,
+		func() error { return Pump(bu, cu, &st.BytesUp) },
+		func() error { return Pump(cu, bu, &st.BytesDown) })
 	if quiet(e1) != nil || quiet(e2) != nil {
 		st.Errors.Add(1)
 	}
