@@ -105,6 +105,26 @@ func abba(runs *int, a, b func() error) error {
 	return nil
 }
 
+// abbaRates runs a and b, each doing a fixed amount of work and returning
+// its rate, in the order of abba, and returns each side's rate over its
+// two turns: the harmonic mean, its work over its time.
+func abbaRates(runs *int, a, b func() (float64, error)) (ra, rb float64, err error) {
+	var invA, invB float64 // the sum of 1/rate of each turn
+	turn := func(f func() (float64, error), inv *float64) func() error {
+		return func() error {
+			rate, err := f()
+			if err == nil {
+				*inv += 1 / rate
+			}
+			return err
+		}
+	}
+	if err := abba(runs, turn(a, &invA), turn(b, &invB)); err != nil {
+		return 0, 0, err
+	}
+	return 2 / invA, 2 / invB, nil
+}
+
 // coldStart measures this project's cold start of the 20-container
 // revision and the baseline's 20 starts on the same rootfs (mounted once),
 // in one fixture. The side that goes first alternates from run to run, so

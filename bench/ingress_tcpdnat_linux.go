@@ -124,21 +124,9 @@ func ingressOutside(runs *int, kernel bool) (ours, base float64, err error) {
 			return c, err
 		}
 	}
-	// Each side pushes twice per run (abba); its figure is its bytes over
-	// its time.
-	var oursT, baseT float64 // seconds
-	push := func(addr string, total *float64) func() error {
-		return func() error {
-			mbps, err := pushBulkDial(dialFrom(addr))
-			if err == nil {
-				*total += float64(ingressBulk) / 1e6 / mbps
-			}
-			return err
-		}
-	}
-	if err = abba(runs, push(listen, &oursT), push(dnatSinkAt, &baseT)); err == nil {
-		ours, base = 2*float64(ingressBulk)/1e6/oursT, 2*float64(ingressBulk)/1e6/baseT
-	}
+	// Each side pushes twice per run (abbaRates).
+	ours, base, err = abbaRates(runs, func() (float64, error) { return pushBulkDial(dialFrom(listen)) },
+		func() (float64, error) { return pushBulkDial(dialFrom(dnatSinkAt)) })
 	logf("run %d: through the listener %.0f MB/s, straight %.0f MB/s (kernel path %v)", *runs, ours, base, kernel)
 	if err == nil && kernel && relayed() != 0 {
 		err = fmt.Errorf("the relay carried %d connections: the kernel path was not taken", relayed())

@@ -76,30 +76,16 @@ type rig struct {
 	stop          func()
 }
 
-// relayFigure measures f through the proxy and directly, twice each in
-// the order of abba (runs counts the runs). f does a fixed amount of work
-// and returns its rate, so a side's rate over its two turns is their
-// harmonic mean: its work over its time.
+// relayFigure measures f, a fixed amount of work that returns its rate,
+// through the proxy and directly, twice each (abbaRates; runs counts the
+// runs).
 func relayFigure(runs *int, mk func() (rig, error), f func(addr string) (float64, error)) (ours, base float64, err error) {
 	r, err := mk()
 	if err != nil {
 		return 0, 0, err
 	}
 	defer r.stop()
-	var oursInv, baseInv float64 // the sum of 1/rate of each turn
-	turn := func(addr string, inv *float64) func() error {
-		return func() error {
-			rate, err := f(addr)
-			if err == nil {
-				*inv += 1 / rate
-			}
-			return err
-		}
-	}
-	if err := abba(runs, turn(r.proxy, &oursInv), turn(r.direct, &baseInv)); err != nil {
-		return 0, 0, err
-	}
-	return 2 / oursInv, 2 / baseInv, nil
+	return abbaRates(runs, func() (float64, error) { return f(r.proxy) }, func() (float64, error) { return f(r.direct) })
 }
 
 // tcpRig is a sink backend (it reads to the end of stream, then answers
