@@ -54,9 +54,12 @@ type poolRecord struct {
 type poolActor struct {
 	pool  state.Pool
 	peers []string
-	net   PoolNet
-	log   *slog.Logger
-	rec   *poolRecord
+	// members are the revision's containers on the pool, with their
+	// static addresses (zero for a dynamic one).
+	members map[string]netip.Addr
+	net     PoolNet
+	log     *slog.Logger
+	rec     *poolRecord
 	// stopFor is the revision waiting for StopPool.
 	stopFor *actor.PID
 }
@@ -73,10 +76,21 @@ type poolSetupDone struct {
 
 type poolTeardownDone struct{ err error }
 
-func newPoolProps(p state.Pool, peers []string, rec *poolRecord, net PoolNet, log *slog.Logger) *actor.Props {
+func newPoolProps(p state.Pool, peers []string, members map[string]netip.Addr, rec *poolRecord, net PoolNet, log *slog.Logger) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &poolActor{pool: p, peers: peers, rec: rec, net: net, log: log.With("pool", p.Name)}
+		return &poolActor{pool: p, peers: peers, members: members, rec: rec, net: net, log: log.With("pool", p.Name)}
 	})
+}
+
+// poolMembers are st's containers on pool, with their static addresses.
+func poolMembers(st *state.State, pool string) map[string]netip.Addr {
+	m := map[string]netip.Addr{}
+	for _, c := range st.Containers {
+		if n := c.Network; n != nil && n.Mode == state.NetPool && n.Pool == pool {
+			m[c.Name] = n.IP
+		}
+	}
+	return m
 }
 
 func (a *poolActor) Receive(ctx actor.Context) {
@@ -159,6 +173,7 @@ func (a *poolActor) start(ctx actor.Context) {
 	}
 	if r.ready || r.settingUp {
 		a.log.Info("pool re-adopted", "ready", r.ready)
+		a.settle()
 		return
 	}
 	alloc, err := ipam.New(a.pool.Subnet, a.pool.Gateway)
@@ -168,6 +183,7 @@ func (a *poolActor) start(ctx actor.Context) {
 		return
 	}
 	r.alloc = alloc
+	a.settle()
 	if a.net == nil {
 		r.ready = true // nothing to set up
 		return
@@ -180,27 +196,29 @@ func (a *poolActor) start(ctx actor.Context) {
 	})
 }
 
-// releaseGone frees the leases of a pool handed over by the previous
-// revision whose holders are not on it in st: leases are sticky for a
-// container's restarts, but one the update removed, or moved to another
-// pool, would otherwise hold its address for the life of the process (a
-// static address taken over by a new container then failed with "held
-// by", and each such update used up one address of a small pool). The
-// previous revision stopped those containers before it gave the pool
-// away.
-func releaseGone(rec *poolRecord, st *state.State, pool string) {
-	if rec.alloc == nil {
+// settle fits the allocator to this revision's members before any of
+// their lease requests: it frees the leases of holders that are not on
+// the pool (a pool handed over by a non-reboot update keeps its leases,
+// sticky for a container's restarts, and one the update removed, or
+// moved to another pool, would otherwise hold its address for the life
+// of the process: a static address given to a new container then failed
+// with "held by"), and reserves each member's static address for it, so
+// that no dynamic request, at boot or after an update, takes it first. A
+// static address held by another member stays held; that member's own
+// request reports the conflict.
+func (a *poolActor) settle() {
+	al := a.rec.alloc
+	if al == nil {
 		return
 	}
-	on := map[string]bool{}
-	for _, c := range st.Containers {
-		if c.Network != nil && c.Network.Mode == state.NetPool && c.Network.Pool == pool {
-			on[c.Name] = true
+	for _, l := range al.Leases() {
+		if _, ok := a.members[l.Owner]; !ok {
+			al.Release(l.Owner)
 		}
 	}
-	for _, l := range rec.alloc.Leases() {
-		if !on[l.Owner] {
-			rec.alloc.Release(l.Owner)
+	for name, ip := range a.members {
+		if ip.IsValid() {
+			al.Reserve(name, ip)
 		}
 	}
 }

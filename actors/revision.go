@@ -157,10 +157,9 @@ func (r *revisionActor) start(ctx actor.Context) {
 		rec := &poolRecord{}
 		if h := r.from; h != nil && h.pools[p.Name] != nil {
 			rec = h.pools[p.Name]
-			releaseGone(rec, r.st, p.Name)
 		}
 		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: rec}}
-		props := newPoolProps(p, peers, ch.pool.rec, r.poolNet, r.log)
+		props := newPoolProps(p, peers, poolMembers(r.st, p.Name), ch.pool.rec, r.poolNet, r.log)
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, poolActorName(p.Name)) })
 	}
 	group := map[string]int{}
