@@ -191,10 +191,13 @@ func Handshake(c, p *net.UnixConn, uid int) error {
 	return errors.New("too many authentication exchanges")
 }
 
-// Command is the command word of a SASL line ("AUTH", "BEGIN", ...).
+// Command is the command word of a SASL line ("AUTH", "BEGIN", ...). It
+// ends at a space or a tab, as dbus-daemon's parser reads it: a line the
+// daemon takes for an AUTH must be one here too, or it would reach the
+// daemon unchanged.
 func Command(line []byte) string {
 	line = bytes.TrimRight(line, "\r\n")
-	if i := bytes.IndexByte(line, ' '); i >= 0 {
+	if i := bytes.IndexAny(line, " \t"); i >= 0 {
 		line = line[:i]
 	}
 	return string(line)

@@ -65,11 +65,27 @@ func FuzzLookup(f *testing.F) {
 	})
 }
 
+func TestCommand(t *testing.T) {
+	for line, want := range map[string]string{
+		"AUTH EXTERNAL 30\r\n":  "AUTH",
+		"AUTH\tEXTERNAL 30\r\n": "AUTH",
+		"AUTH\r\n":              "AUTH",
+		"AUTH \r\n":             "AUTH",
+		"BEGIN\r\n":             "BEGIN",
+		"DATA\t3330\r\n":        "DATA",
+		"\r\n":                  "",
+	} {
+		if got := Command([]byte(line)); got != want {
+			t.Errorf("Command(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
+
 func FuzzCommand(f *testing.F) {
 	f.Add([]byte("AUTH EXTERNAL 30\r\n"))
 	f.Add([]byte("BEGIN\r\n"))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		if c := Command(line); strings.ContainsAny(c, " \r\n") && !strings.Contains(strings.TrimRight(string(line), "\r\n"), c) {
+		if c := Command(line); strings.ContainsAny(c, " \t\r\n") && !strings.Contains(strings.TrimRight(string(line), "\r\n"), c) {
 			t.Fatalf("Command(%q) = %q", line, c)
 		}
 	})
@@ -221,6 +237,29 @@ func TestBusctlThroughTheLink(t *testing.T) {
 		"org.pantavisor.Test", "/org/pantavisor/Test", "org.pantavisor.Test", "Ping").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "pong") {
 		t.Fatalf("busctl: %v\n%s", err, out)
+	}
+}
+
+// An AUTH whose words a tab separates is an AUTH to dbus-daemon too: it
+// is replaced like any other, and the daemon accepts the role's uid. Passed
+// on unchanged it named uid 0, which the daemon refused.
+func TestAuthSeparatedByATabIsReplaced(t *testing.T) {
+	sock := startBus(t, "bin")
+	c, err := net.Dial("unix", link(t, sock, "operator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("\x00AUTH\tEXTERNAL 30\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := lineReader{c}.line()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Command(reply) != "OK" {
+		t.Fatalf("the bus answered %q, want OK", reply)
 	}
 }
 
