@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -85,6 +86,13 @@ func DialAs(ctx context.Context, pid int, path string, uid, gid int) (*net.UnixC
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// Pdeathsig fires when the thread that forked dies, not the process:
+	// Go ends a thread whose locked goroutine returns (pantavisor's
+	// namespace work does), and one that had just forked the helper would
+	// kill it. Locked from the fork to the wait, the thread is this
+	// goroutine's alone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	err = cmd.Start()
 	theirs.Close()
 	if err == nil {
