@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -42,10 +43,12 @@ type poolRecord struct {
 	setup PoolSetup
 	// settingUp: the setup runs in the background; ready: it reported.
 	settingUp, ready bool
-	err              error
-	queued           []queuedLease
-	since            time.Time
-	actorRestarts    int
+	// flight is the setup under way, until its result is taken.
+	flight        *setupFlight
+	err           error
+	queued        []queuedLease
+	since         time.Time
+	actorRestarts int
 }
 
 // poolActor owns one IPAM pool: the allocator (sticky leases for the life
@@ -62,6 +65,42 @@ type poolActor struct {
 	rec     *poolRecord
 	// stopFor is the revision waiting for StopPool.
 	stopFor *actor.PID
+}
+
+// setupFlight is a pool setup running in the background. Its result
+// reaches the actor as a message. An actor stopped before taking it (the
+// revision stopped it without StopPool: it kept panicking, or the
+// revision itself went away) abandons the setup, and whichever of the two
+// comes second tears down what was made: the result would reach no one,
+// and the bridge and rules would stay on the device, owned by nobody.
+type setupFlight struct {
+	mu        sync.Mutex
+	abandoned bool
+	// reported is what the result on its way to the actor carries.
+	reported PoolSetup
+}
+
+// report is called by the setup's goroutine with what it made; false
+// means the actor is gone and the caller must tear it down.
+func (f *setupFlight) report(s PoolSetup) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.abandoned {
+		return false
+	}
+	f.reported = s
+	return true
+}
+
+// abandon is called by an actor that stops before the result came; it
+// returns what a result already sent carries, for the actor to tear down.
+func (f *setupFlight) abandon() PoolSetup {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.abandoned = true
+	s := f.reported
+	f.reported = nil
+	return s
 }
 
 type queuedLease struct {
@@ -101,7 +140,7 @@ func (a *poolActor) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		r.actorRestarts++
 	case *poolSetupDone:
-		r.setup, r.err, r.ready, r.settingUp = m.setup, m.err, true, false
+		r.setup, r.err, r.ready, r.settingUp, r.flight = m.setup, m.err, true, false, nil
 		if m.err != nil {
 			a.log.Error("pool setup failed", "err", m.err)
 		} else {
@@ -148,6 +187,9 @@ func (a *poolActor) Receive(ctx actor.Context) {
 		// Last resort when the pool is stopped without StopPool first
 		// (the revision gave up on it, or is itself going away). It
 		// blocks, but the actor is going away.
+		if r.flight != nil {
+			r.setup, r.flight = r.flight.abandon(), nil
+		}
 		if r.setup != nil {
 			if err := r.setup.Teardown(); err != nil {
 				a.log.Error("pool teardown on stop", "err", err)
@@ -188,10 +230,16 @@ func (a *poolActor) start(ctx actor.Context) {
 		r.ready = true // nothing to set up
 		return
 	}
-	r.settingUp = true
-	p, peers, net, self, sys := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem()
+	r.settingUp, r.flight = true, &setupFlight{}
+	p, peers, net, self, sys, flight, log := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem(), r.flight, a.log
 	goSafe(sys, self, func() any { return &poolSetupDone{err: errPanic} }, func() any {
 		s, err := net.Setup(p, peers)
+		if s != nil && !flight.report(s) {
+			if err := s.Teardown(); err != nil {
+				log.Error("teardown of a setup its pool actor left", "err", err)
+			}
+			return nil
+		}
 		return &poolSetupDone{setup: s, err: err}
 	})
 }

@@ -334,3 +334,25 @@ func TestPoolStoppedDuringItsSetupIsTornDown(t *testing.T) {
 		t.Errorf("iso set up at %d, torn down at %d: %v", s, td, ev)
 	}
 }
+
+// A pool actor stopped during its setup without StopPool (here: it kept
+// panicking, so the revision stopped it) abandons the setup, which tears
+// down what it made when it ends: its result would reach no one, and the
+// bridge and rules would stay on the device, owned by nobody.
+func TestPoolStoppedWithoutStopPoolDuringItsSetupIsTornDown(t *testing.T) {
+	e := newFakeEngine()
+	hold := make(chan struct{})
+	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &fakePoolNet{e: e, hold: map[string]chan struct{}{"iso": hold}}})
+	waitStatus(t, sys, map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted})
+	for range panicBudget + 1 {
+		sys.injectPanic(t, poolActorName("iso"))
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the last panic stops it
+	close(hold)
+	waitEvents(t, e, "teardown iso", 1, 5*time.Second)
+	ev := e.Events()
+	if s, td := index(ev, "setup iso peers=pvbr0"), index(ev, "teardown iso"); s < 0 || td < s {
+		t.Errorf("iso set up at %d, torn down at %d: %v", s, td, ev)
+	}
+}
