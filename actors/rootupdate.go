@@ -219,7 +219,7 @@ func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
 			p := tr.progress
 			p.Status, p.Msg, p.Progress = storage.StatusError, storage.MsgInternalError, storage.StatusError.Percent()
 			a.writeProgress(tr, &p)
-			a.recover(ctx, update.OnFailure(tr.rev, true), "commit failed: "+err.Error())
+			a.recover(ctx, a.tryFailed(tr), "commit failed: "+err.Error())
 			return
 		}
 		a.writeProgress(tr, s.Progress)
@@ -235,8 +235,23 @@ func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
 	case update.ActionRollback:
 		a.writeProgress(tr, s.Progress)
 		cfg.Log.Error("update failed", "rev", tr.rev, "why", s.Progress.Msg)
-		a.recover(ctx, update.OnFailure(tr.rev, true), s.Progress.Msg)
+		a.recover(ctx, a.tryFailed(tr), s.Progress.Msg)
 	}
+}
+
+// tryFailed is the recovery of a try that failed: a rollback to the
+// committed revision, or safe mode when the factory revision is tried
+// with nothing else to roll back to (update.OnFailure). When the
+// bootloader cannot be read, the tried revision is taken for the
+// committed one: safe mode for "0" keeps the device up, where a rollback
+// could boot it again and again.
+func (a *rootActor) tryFailed(tr *tryRun) update.Recovery {
+	committed, _, err := a.cfg.Updates.Env()
+	if err != nil {
+		a.cfg.Log.Error("read the committed revision", "err", err)
+		committed = tr.rev
+	}
+	return update.OnFailure(tr.rev, committed, true)
 }
 
 // startCommitTimer arms the commit delay of a TESTING try.
@@ -376,7 +391,7 @@ func (a *rootActor) rollbackRequested(ctx actor.Context, m *messages.RollbackReq
 // whose reboot would loop: it enters safe mode with its progress in ERROR
 // (SPEC §4).
 func (a *rootActor) failedOutsideUpdate(ctx actor.Context, why string) {
-	r := update.OnFailure(a.cfg.Rev, false)
+	r := update.OnFailure(a.cfg.Rev, "", false)
 	if a.cfg.Updates == nil || r != update.RecoverSafeMode {
 		a.leave(ctx, false, why)
 		return

@@ -173,10 +173,16 @@ func startUpdateRig(t *testing.T, cfg Config, u *fakeUpdates) *updateRig {
 // commit before the test's end.
 func tryingRig(t *testing.T, factory bool) (*updateRig, *fakeUpdates, string) {
 	t.Helper()
-	rev, committed := "2", "1"
 	if factory {
-		rev, committed = "0", "0"
+		return tryingRigOf(t, "0", "0")
 	}
+	return tryingRigOf(t, "2", "1")
+}
+
+// tryingRigOf runs rev under test with committed as the bootloader's
+// committed revision.
+func tryingRigOf(t *testing.T, rev, committed string) (*updateRig, *fakeUpdates, string) {
+	t.Helper()
 	u := newFakeUpdates(committed)
 	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
 	rig := startUpdateRig(t, Config{Rev: rev, State: appState(t, "/sbin/init", "/bin/a",
@@ -396,6 +402,26 @@ func TestFailingFactoryTryEntersSafeMode(t *testing.T) {
 	}
 	if why := rig.waitReboot(t); !strings.Contains(why, "locals/fix") {
 		t.Errorf("reboot %q", why)
+	}
+}
+
+// The factory revision run again (LOCAL_RUN of "0") while another
+// revision is committed has that one to fall back to: its failure rolls
+// back, as any try's does. Safe mode is for a factory revision with
+// nothing to roll back to; there it stopped every container until a power
+// cycle, with a working revision committed.
+func TestFailingFactoryTryRollsBackToTheCommittedRevision(t *testing.T) {
+	rig, u, _ := tryingRigOf(t, "0", "3")
+	rig.e.run("app").Exit(1, 0)
+	rig.waitReboot(t)
+	if msg := u.waitStatus(t, "0", storage.StatusError); msg != storage.MsgContainerFailed {
+		t.Errorf("ERROR message %q", msg)
+	}
+	if calls := u.Calls(); !slices.Contains(calls, "fail") {
+		t.Errorf("pv_try not cleared: %q", calls)
+	}
+	if s := rig.sys.Tree().Status; s == "safe-mode" {
+		t.Errorf("root %s", s)
 	}
 }
 

@@ -49,18 +49,23 @@ func Ongoing(p *storage.Progress) bool {
 // OnFailure decides what a failure of the running revision leads to: a
 // container that cannot start or escalates, a state that does not load.
 // updating says an update is under test (Ongoing of the tried revision's
-// progress).
+// progress); committed is the bootloader's committed revision (pv_rev),
+// the one a rollback boots.
 //
 // Upstream rolls back during an update and otherwise reboots; its
 // ROLLBACK of revision "0" goes to ERROR, which reboots, so a failing
 // factory revision reboot-loops with nothing to roll back to. Here the
-// factory revision enters safe mode instead (SPEC §4), whether or not an
-// update is under test. A committed revision other than "0" that fails
-// outside an update still reboots as upstream does: the fault may be
-// transient, and a reboot is what a watchdog would do anyway.
-func OnFailure(running string, updating bool) Recovery {
+// factory revision with nothing to roll back to enters safe mode instead
+// (SPEC §4): outside an update, or under test while "0" is itself the
+// committed revision. Run again (LOCAL_RUN) while another revision is
+// committed, it rolls back to that one like any try: safe mode there
+// would stop every container until a power cycle. A committed revision
+// other than "0" that fails outside an update still reboots as upstream
+// does: the fault may be transient, and a reboot is what a watchdog would
+// do anyway.
+func OnFailure(running, committed string, updating bool) Recovery {
 	switch {
-	case running == bootloader.FactoryRev:
+	case running == bootloader.FactoryRev && (!updating || committed == bootloader.FactoryRev):
 		return RecoverSafeMode
 	case updating:
 		return RecoverRollback
@@ -70,5 +75,6 @@ func OnFailure(running string, updating bool) Recovery {
 }
 
 // rollback is the recovery of a revision that failed its try: a rollback,
-// or safe mode when it is the factory revision (see OnFailure).
-func rollback(rev string) Recovery { return OnFailure(rev, true) }
+// or safe mode when it is the factory revision with nothing to roll back
+// to (see OnFailure).
+func rollback(rev, committed string) Recovery { return OnFailure(rev, committed, true) }

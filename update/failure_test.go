@@ -8,23 +8,27 @@ import (
 
 func TestOnFailure(t *testing.T) {
 	tests := []struct {
-		name     string
-		running  string
-		updating bool
-		want     Recovery
+		name               string
+		running, committed string
+		updating           bool
+		want               Recovery
 	}{
 		// Upstream WAIT: an error during an update → ROLLBACK.
-		{"update under test", "6", true, RecoverRollback},
+		{"update under test", "6", "5", true, RecoverRollback},
+		{"committed revision run again", "5", "5", true, RecoverRollback},
 		// Upstream WAIT: an error outside an update → REBOOT.
-		{"committed revision", "5", false, RecoverReboot},
+		{"committed revision", "5", "5", false, RecoverReboot},
 		// Upstream: ROLLBACK of "0" → ERROR → reboot loop. SPEC §4: safe mode.
-		{"factory revision", "0", false, RecoverSafeMode},
-		{"factory revision under test", "0", true, RecoverSafeMode},
+		{"factory revision", "0", "0", false, RecoverSafeMode},
+		{"factory revision under test", "0", "0", true, RecoverSafeMode},
+		// ... when there is nothing to roll back to: run again while
+		// another revision is committed, it rolls back to that one.
+		{"factory revision run again", "0", "5", true, RecoverRollback},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := OnFailure(tt.running, tt.updating); got != tt.want {
-				t.Errorf("OnFailure(%q, %v) = %v, want %v", tt.running, tt.updating, got, tt.want)
+			if got := OnFailure(tt.running, tt.committed, tt.updating); got != tt.want {
+				t.Errorf("OnFailure(%q, %q, %v) = %v, want %v", tt.running, tt.committed, tt.updating, got, tt.want)
 			}
 		})
 	}

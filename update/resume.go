@@ -88,7 +88,7 @@ func Resume(env bootloader.Env, booted string, p *storage.Progress) Boot {
 	case try == "":
 		b = resumeNoTry(env, booted, p)
 	case booted == try:
-		b = resumeTrying(try, p)
+		b = resumeTrying(try, env.Committed(), p)
 	default:
 		b = resumeFellBack(booted, p)
 	}
@@ -120,14 +120,14 @@ func resumeNoTry(env bootloader.Env, booted string, p *storage.Progress) Boot {
 	}
 }
 
-// resumeTrying: the bootloader booted pv_try.
-func resumeTrying(rev string, p *storage.Progress) Boot {
+// resumeTrying: the bootloader booted pv_try; committed is pv_rev.
+func resumeTrying(rev, committed string, p *storage.Progress) Boot {
 	switch {
 	case p != nil && p.Status.Failed():
 		// Upstream returns -1 and goes to ROLLBACK: the revision already
 		// failed (before a reboot that the bootloader took as a retry).
 		b := Boot{Action: BootRollback, Rev: rev, Fail: true, Why: "tried revision already failed"}
-		if rollback(rev) == RecoverSafeMode {
+		if rollback(rev, committed) == RecoverSafeMode {
 			b.Action = BootSafeMode
 		}
 		return b

@@ -84,6 +84,12 @@ func TestResume(t *testing.T) {
 			want: Boot{Action: BootSafeMode, Rev: "0", Fail: true, ProgressRev: "0"},
 		},
 		{
+			// "0" run again with "5" committed: back to "5".
+			name: "trying factory with another committed, already failed", env: bootloader.Env{bootloader.VarRev: "5", bootloader.VarTry: "0"}, booted: "0",
+			p:    prog(storage.StatusError, storage.MsgContainerFailed),
+			want: Boot{Action: BootRollback, Rev: "0", Fail: true, ProgressRev: "0"},
+		},
+		{
 			// Upstream: failed, not trying (the bootloader already rolled
 			// back) → unset pv_try, finish.
 			name: "fell back, failed", env: trying, booted: "5",

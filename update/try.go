@@ -37,7 +37,8 @@ const (
 	// it then (upstream's non-reboot update).
 	ActionUpdated
 	// ActionRollback: write the ERROR progress, then recover as
-	// OnFailure(rev, true) says (a rollback, or safe mode for "0").
+	// OnFailure(rev, committed, true) says (a rollback, or safe mode for
+	// a factory revision with nothing to roll back to).
 	ActionRollback
 )
 

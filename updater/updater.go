@@ -174,7 +174,7 @@ func (d *Device) Start() (Boot, error) {
 		for _, pr := range state.Problems(err) {
 			d.Log.Error("invalid revision", "rev", b.Rev, "problem", pr.String())
 		}
-		return d.unloadable(b, err), nil
+		return d.unloadable(b, env.Committed(), err), nil
 	}
 	b.State = st
 	if b.Trying {
@@ -216,9 +216,10 @@ func (d *Device) apply(b update.Boot) error {
 }
 
 // unloadable decides about a revision whose state does not load: a try
-// fails (its progress says why) and rolls back, or enters safe mode for
-// the factory revision; a committed revision runs nothing.
-func (d *Device) unloadable(b Boot, err error) Boot {
+// fails (its progress says why) and rolls back to committed, or enters
+// safe mode for the factory revision with nothing to roll back to; a
+// committed revision runs nothing.
+func (d *Device) unloadable(b Boot, committed string, err error) Boot {
 	why := fmt.Sprintf("revision %s cannot run: %v", b.Rev, err)
 	if !b.Trying {
 		b.SafeMode = why
@@ -239,7 +240,7 @@ func (d *Device) unloadable(b Boot, err error) Boot {
 	if ferr := d.Fail(); ferr != nil {
 		d.Log.Error("clear pv_try", "err", ferr)
 	}
-	if update.OnFailure(b.Rev, true) == update.RecoverSafeMode {
+	if update.OnFailure(b.Rev, committed, true) == update.RecoverSafeMode {
 		b.SafeMode = why
 		return b
 	}

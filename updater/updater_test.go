@@ -140,6 +140,29 @@ func TestStartFailsATryWhoseStateIsGone(t *testing.T) {
 	}
 }
 
+// The factory revision run again while "1" is committed, whose state no
+// longer loads, fails its try and rolls back to "1"; before, it entered
+// safe mode, every container stopped with a working revision committed.
+func TestStartRollsBackAFactoryTryWithAnotherCommitted(t *testing.T) {
+	d := device(t, bootloader.Env{"pv_rev": "1", "pv_try": "0"})
+	if err := os.Remove(filepath.Join(d.Layout.Trail("0"), ".pvr", "json")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reboot == "" || b.SafeMode != "" || b.State != nil {
+		t.Fatalf("boot %+v", b)
+	}
+	if p := d.mustProgress(t, "0"); p.Status != storage.StatusError || p.Msg != storage.MsgNoStateJSON {
+		t.Errorf("progress %+v", p)
+	}
+	if env := d.mustEnv(t); env.Try() != "" || env.Committed() != "1" {
+		t.Errorf("env %v", env)
+	}
+}
+
 // A revision committed before is run again (LOCAL_RUN) and the power is
 // cut after pv_try is set but before its INPROGRESS is written: its
 // progress still says DONE, from its earlier commit. The boot tries it
