@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/runtime/testrootfs"
 )
@@ -350,5 +352,50 @@ func TestSharedLowerFailure(t *testing.T) {
 			t.Errorf("failed mount cached: Len = %d", lowers.Len())
 		}
 		assertClean(t, tmp, corrupt)
+	}
+}
+
+// A volume bound read-only keeps its source's nosuid, nodev and noexec:
+// the read-only remount of a bind sets its flags anew, and had dropped
+// them, so a volume image's setuid files and device nodes worked in the
+// container (and in a user namespace, where they are locked, the remount
+// would fail).
+func TestVolumeBindKeepsItsSourcesFlags(t *testing.T) {
+	isolated.Require(t)
+	img := testrootfs.Squashfs(t)
+	dir := testrootfs.Dir(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", src, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(src, syscall.MNT_DETACH) })
+	work := filepath.Join(tmp, "work")
+	r, err := Mount(Options{Image: dir, WorkBase: work, Lowers: NewLowers(filepath.Join(tmp, "lowers")),
+		Volumes: []Volume{
+			{Image: img, Target: filepath.Join(work, "vols/sq")},
+			{Image: src, Target: filepath.Join(work, "vols/dir")},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Unmount()
+	for _, c := range []struct {
+		target string
+		want   int64
+	}{
+		{"vols/sq", unix.ST_RDONLY | unix.ST_NOSUID | unix.ST_NODEV},
+		{"vols/dir", unix.ST_RDONLY | unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC},
+	} {
+		var st unix.Statfs_t
+		if err := unix.Statfs(filepath.Join(work, c.target), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Flags&c.want != c.want {
+			t.Errorf("%s: flags %#x, want %#x set", c.target, st.Flags, c.want)
+		}
 	}
 }

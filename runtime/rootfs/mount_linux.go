@@ -181,11 +181,40 @@ func (r *Root) mountVolume(v Volume, lowers *Lowers) error {
 			return nil
 		}
 		// A bind mount ignores MS_RDONLY until it is remounted.
-		if err := unix.Mount("", v.Target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		if err := remountReadOnly(v.Target); err != nil {
 			return fmt.Errorf("remount volume %s read-only: %w", v.Image, err)
 		}
 		return nil
 	}
+}
+
+// keptFlags are the statfs flags a read-only remount of a bind carries
+// over, with their mount flags: such a remount sets the mount's flags
+// anew, so what it does not name is cleared (in a user namespace, where
+// they are locked, it fails instead).
+var keptFlags = []struct{ st, ms uintptr }{
+	{unix.ST_NOSUID, unix.MS_NOSUID},
+	{unix.ST_NODEV, unix.MS_NODEV},
+	{unix.ST_NOEXEC, unix.MS_NOEXEC},
+	{unix.ST_NOATIME, unix.MS_NOATIME},
+	{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+	{unix.ST_RELATIME, unix.MS_RELATIME},
+}
+
+// remountReadOnly makes the bind mount at target read-only, keeping the
+// flags it took from its source (a squashfs lower is nosuid and nodev).
+func remountReadOnly(target string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(target, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", target, err)
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	for _, f := range keptFlags {
+		if uintptr(st.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	return unix.Mount("", target, "", flags, "")
 }
 
 // mountSquashfs attaches image to a loop device and mounts it read-only at
