@@ -301,17 +301,36 @@ func TestLoadBoot(t *testing.T) {
 			t.Errorf("refusal lacks file and line: %v", r.Refused[0])
 		}
 	})
-	t.Run("malformed conf skips only the conf", func(t *testing.T) {
+	// Upstream skips a malformed line and applies the rest; all or
+	// nothing, the stray line cost the device its bootloader type (the
+	// default uboot's file, which a grub device never reads) and its
+	// storage device.
+	t.Run("malformed lines of the conf are skipped, the rest applies", func(t *testing.T) {
 		c := New()
-		_, err := c.LoadBoot(BootSources{Conf: []byte("PV_BOOTLOADER_TYPE=grub\nbroken\n"), Cmdline: "pv_log_level=2 pv_policy=factory", Policy: policies})
-		if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "line 2") {
+		_, err := c.LoadBoot(BootSources{Conf: []byte("PV_BOOTLOADER_TYPE=grub\nbroken\nPV_STORAGE_DEVICE=/dev/sda2\n[pantavisor]\n"),
+			Cmdline: "pv_log_level=2 pv_policy=factory", Policy: policies})
+		if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "line 4") {
 			t.Fatalf("err = %v", err)
 		}
-		if v, _ := c.Get(PVBootloaderType); v.Level != LevelDefault {
-			t.Errorf("conf partly applied: %+v", v)
+		if got := c.String(PVBootloaderType); got != "grub" {
+			t.Errorf("PV_BOOTLOADER_TYPE = %q, want grub", got)
+		}
+		if got := c.String(PVStorageDevice); got != "/dev/sda2" {
+			t.Errorf("PV_STORAGE_DEVICE = %q, want /dev/sda2", got)
 		}
 		if c.Int(PVLogLevel) != 2 || c.Int(PVStorageGCReserved) != 10 {
 			t.Errorf("cmdline or policy not applied: %d %d", c.Int(PVLogLevel), c.Int(PVStorageGCReserved))
+		}
+	})
+	t.Run("malformed lines of the policy are skipped, the rest applies", func(t *testing.T) {
+		c := New()
+		bad := func(string) ([]byte, error) { return []byte("PV_LOG_LEVEL=3\nbroken\n"), nil }
+		_, err := c.LoadBoot(BootSources{Cmdline: "pv_policy=factory", Policy: bad})
+		if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), `policy "factory"`) {
+			t.Fatalf("err = %v", err)
+		}
+		if c.Int(PVLogLevel) != 3 {
+			t.Errorf("policy not applied: %d", c.Int(PVLogLevel))
 		}
 	})
 	t.Run("unreadable policy", func(t *testing.T) {

@@ -234,21 +234,21 @@ type BootSources struct {
 // LoadBoot applies the boot-time layers in upstream's order:
 // pantavisor.config at LevelPVConf, the chosen policy (PolicyName) at
 // LevelPolicy, the cmdline at LevelPVCmdline/LevelPHCmdline and the
-// environment at LevelEnv, all under one lock. Each source is applied
-// entirely or not at all: a malformed pantavisor.config or policy, or a
-// policy that cannot be read, is skipped and its error returned (joined),
-// while the other sources still apply, so that PID 1 can log and go on
-// with a usable configuration.
+// environment at LevelEnv, all under one lock. A malformed line of
+// pantavisor.config or of the policy is skipped, as upstream does, and
+// the file's other lines apply: all or nothing, one stray line cost a
+// device its storage device and its bootloader type. The malformed lines
+// and a policy that cannot be read are returned in the error (joined),
+// so that PID 1 can log them and go on with a usable configuration.
 func (c *Config) LoadBoot(src BootSources) (Report, error) {
 	var errs []error
 	confName := src.ConfName
 	if confName == "" {
 		confName = "pantavisor.config"
 	}
-	conf, err := ParseConfigFile(src.Conf)
+	conf, err := ParseConfigLines(src.Conf)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("load %s: %w", confName, err))
-		conf = nil
+		errs = append(errs, fmt.Errorf("load %s: lines skipped: %w", confName, err))
 	}
 	cmdline := ParseCmdline(src.Cmdline)
 	env := ParseEnviron(src.Environ)
@@ -289,9 +289,9 @@ func readPolicy(read func(string) ([]byte, error), name string) ([]Pair, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load policy %q: %w", name, err)
 	}
-	pairs, err := ParseConfigFile(data)
+	pairs, err := ParseConfigLines(data)
 	if err != nil {
-		return nil, fmt.Errorf("load policy %q: %w", name, err)
+		return pairs, fmt.Errorf("load policy %q: lines skipped: %w", name, err)
 	}
 	return pairs, nil
 }

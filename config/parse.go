@@ -43,35 +43,66 @@ func (e *SyntaxError) Unwrap() error { return ErrSyntax }
 func ParseConfigFile(data []byte) ([]Pair, error) {
 	var pairs []Pair
 	for n, line := range strings.Split(string(data), "\n") {
-		lineNo := n + 1
-		t := strings.TrimSpace(line)
-		if t == "" || t[0] == '#' {
-			continue
+		p, ok, err := parseLine(line, n+1)
+		if err != nil {
+			return nil, err
 		}
-		k, v, ok := strings.Cut(t, "=")
-		if !ok {
-			return nil, &SyntaxError{Line: lineNo, Msg: "missing '='"}
+		if ok {
+			pairs = append(pairs, p)
 		}
-		k = strings.TrimSpace(k)
-		if k == "" {
-			return nil, &SyntaxError{Line: lineNo, Msg: "empty key"}
-		}
-		if !validKeySyntax(k) {
-			return nil, &SyntaxError{Line: lineNo, Msg: fmt.Sprintf("bad key %q: want letters, digits, '_', '.', '-'", k)}
-		}
-		v = strings.TrimSpace(v)
-		if v != "" && (v[0] == '"' || v[0] == '\'') {
-			if len(v) < 2 || v[len(v)-1] != v[0] {
-				return nil, &SyntaxError{Line: lineNo, Msg: fmt.Sprintf("unterminated %c quote", v[0])}
-			}
-			v = v[1 : len(v)-1]
-		}
-		if strings.ContainsRune(v, 0) {
-			return nil, &SyntaxError{Line: lineNo, Msg: "NUL byte in value"}
-		}
-		pairs = append(pairs, Pair{Key: k, Value: v, Line: lineNo})
 	}
 	return pairs, nil
+}
+
+// ParseConfigLines is ParseConfigFile going on past malformed lines, as
+// upstream's loader does: it returns the pairs of the good lines and one
+// *SyntaxError per malformed line, joined. It is for the device's own
+// boot files, where one stray line must not cost the device every other
+// setting (its storage device, its bootloader type).
+func ParseConfigLines(data []byte) ([]Pair, error) {
+	var pairs []Pair
+	var errs []error
+	for n, line := range strings.Split(string(data), "\n") {
+		p, ok, err := parseLine(line, n+1)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case ok:
+			pairs = append(pairs, p)
+		}
+	}
+	return pairs, errors.Join(errs...)
+}
+
+// parseLine parses line lineNo of a config file; ok is false for a blank
+// or comment line.
+func parseLine(line string, lineNo int) (p Pair, ok bool, err error) {
+	t := strings.TrimSpace(line)
+	if t == "" || t[0] == '#' {
+		return Pair{}, false, nil
+	}
+	k, v, found := strings.Cut(t, "=")
+	if !found {
+		return Pair{}, false, &SyntaxError{Line: lineNo, Msg: "missing '='"}
+	}
+	k = strings.TrimSpace(k)
+	if k == "" {
+		return Pair{}, false, &SyntaxError{Line: lineNo, Msg: "empty key"}
+	}
+	if !validKeySyntax(k) {
+		return Pair{}, false, &SyntaxError{Line: lineNo, Msg: fmt.Sprintf("bad key %q: want letters, digits, '_', '.', '-'", k)}
+	}
+	v = strings.TrimSpace(v)
+	if v != "" && (v[0] == '"' || v[0] == '\'') {
+		if len(v) < 2 || v[len(v)-1] != v[0] {
+			return Pair{}, false, &SyntaxError{Line: lineNo, Msg: fmt.Sprintf("unterminated %c quote", v[0])}
+		}
+		v = v[1 : len(v)-1]
+	}
+	if strings.ContainsRune(v, 0) {
+		return Pair{}, false, &SyntaxError{Line: lineNo, Msg: "NUL byte in value"}
+	}
+	return Pair{Key: k, Value: v, Line: lineNo}, true, nil
 }
 
 func validKeySyntax(k string) bool {
