@@ -26,7 +26,10 @@ type containerRecord struct {
 	pool  *actor.PID
 	lease *messages.Lease
 	mount Mount
-	run   Run
+	// origin is the revision whose engine made mount: its revision
+	// volumes and logs are under that revision's directories.
+	origin string
+	run    Run
 	// exits is run's one exit wait (see exitWatch), made on first watch.
 	exits *exitWatch
 	// running says the run's init has not exited yet.
@@ -76,7 +79,9 @@ type containerRecord struct {
 type containerActor struct {
 	rec    *containerRecord
 	engine Engine
-	log    *slog.Logger
+	// rev is the revision of engine.
+	rev string
+	log *slog.Logger
 	// stopTimeout is the SIGTERM → SIGKILL grace when the actor itself is
 	// stopped without a StopContainer first.
 	stopTimeout time.Duration
@@ -149,11 +154,11 @@ type (
 	releaseDone struct{ decided *messages.RecoveryDecided }
 )
 
-func newContainerProps(rec *containerRecord, engine Engine, log *slog.Logger, adopted bool) *actor.Props {
+func newContainerProps(rec *containerRecord, engine Engine, rev string, log *slog.Logger, adopted bool) *actor.Props {
 	first := adopted
 	life := &actorLife{quit: make(chan struct{})}
 	return actor.PropsFromProducer(func() actor.Actor {
-		a := &containerActor{rec: rec, engine: engine, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second,
+		a := &containerActor{rec: rec, engine: engine, rev: rev, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second,
 			adopted: first, life: life}
 		first = false // a restarted incarnation re-adopts as usual
 		return a
@@ -288,7 +293,7 @@ func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 	if m.err != nil {
 		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
 	}
-	r.mount = m.mount
+	r.mount, r.origin = m.mount, a.rev
 	if r.spec.StatusGoal == state.GoalMounted {
 		a.log.Info("container mounted")
 		a.setStatus(ctx, messages.StatusMounted, "")

@@ -179,7 +179,12 @@ func (r *revisionActor) start(ctx actor.Context) {
 			recovery: recovery{policy: supervision.PolicyFor(c, r.maxDelay)},
 		}}
 		rec, adopted := r.adopt(rec, ch)
-		props := newContainerProps(rec, r.engine, r.log, adopted)
+		if rec.origin == "" {
+			// Adopted from a dead supervisor: taken to be this
+			// revision's, whose engine adopted its mount.
+			rec.origin = r.rev
+		}
+		props := newContainerProps(rec, r.engine, r.rev, r.log, adopted)
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, c.Name) })
 		if ch.pid == nil {
 			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone

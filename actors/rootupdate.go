@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,6 +31,9 @@ type rootUpdate struct {
 	leaving string
 	// safeMode is why the revision was stopped for safe mode.
 	safeMode string
+	// backing are the revisions other than the running one whose engines
+	// made the mounts of containers kept running (see backing).
+	backing []string
 }
 
 // tryRun is the update under test.
@@ -169,7 +173,23 @@ func (a *rootActor) handedOver(ctx actor.Context, m *handedOver) {
 		return
 	}
 	n.from = m.h
+	a.up.backing = backing(m.h, n.rev)
 	ctx.Stop(a.rev)
+}
+
+// backing returns the revisions other than next whose engines made the
+// mounts of the running containers h hands over: a container kept by two
+// non-reboot updates in a row still runs on the volumes and logs of the
+// revision that started it, which GC must not remove under it.
+func backing(h *handover, next string) []string {
+	var out []string
+	for _, rec := range h.containers {
+		if rec.run != nil && rec.origin != "" && rec.origin != next && !slices.Contains(out, rec.origin) {
+			out = append(out, rec.origin)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // startNext spawns the revision of the transition with what the previous
@@ -352,8 +372,10 @@ func (a *rootActor) revisions() *messages.RevisionsReply {
 		var err error
 		if r.Committed, r.Tried, err = a.cfg.Updates.Env(); err != nil {
 			a.cfg.Log.Warn("read bootloader variables", "err", err)
+			r.Err = "read bootloader variables: " + err.Error()
 		}
 	}
+	r.Backing = a.up.backing
 	return r
 }
 

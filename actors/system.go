@@ -308,6 +308,11 @@ func (s *System) Revisions() (*messages.RevisionsReply, error) {
 	if !ok {
 		return nil, fmt.Errorf("revisions: unexpected reply %T", res)
 	}
+	if reply.Err != "" {
+		// Fail closed: without the committed revision a GC would
+		// remove the one a rollback boots.
+		return nil, errors.New("revisions: " + reply.Err)
+	}
 	return reply, nil
 }
 

@@ -42,12 +42,19 @@ type RevisionsReply struct {
 	// Updating says an update is under test (INPROGRESS or TESTING): the
 	// commands that change revisions are refused.
 	Updating bool
+	// Backing are the revisions whose engines made the mounts of
+	// containers still running, kept by non-reboot updates: their
+	// revision volumes and logs are in use.
+	Backing []string
+	// Err says the bootloader variables could not be read: Committed and
+	// Tried are unknown, so nothing may be removed on this answer.
+	Err string
 }
 
 // Revisions returns the distinct non-empty revisions of r, for GC.
 func (r *RevisionsReply) Revisions() []string {
 	var out []string
-	for _, rev := range []string{r.Running, r.Committed, r.Tried} {
+	for _, rev := range append([]string{r.Running, r.Committed, r.Tried}, r.Backing...) {
 		if rev == "" {
 			continue
 		}
