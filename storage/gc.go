@@ -80,13 +80,13 @@ func (l Layout) GC(opt GCOptions) (GCReport, error) {
 	return rep, nil
 }
 
-// removeRevision removes a revision's trail, logs and revision disks and
-// returns the bytes freed.
+// removeRevision removes a revision's logs, revision disks and trail, in
+// that order, and returns the bytes freed. The trail goes last: GC finds
+// revisions by their trails, so one cut short (a power cut, a failed
+// removal) is taken up again by the next GC; with the trail gone first,
+// the logs and disks left behind were never collected.
 func (l Layout) removeRevision(rev string) (int64, error) {
-	freed := unshared(l.Trail(rev))
-	if err := l.RemoveTrail(rev); err != nil {
-		return 0, err
-	}
+	var freed int64
 	for _, dir := range []string{l.Logs(rev), filepath.Join(l.Root, "disks", "rev", rev)} {
 		n := unshared(dir)
 		if err := os.RemoveAll(dir); err != nil {
@@ -94,7 +94,11 @@ func (l Layout) removeRevision(rev string) (int64, error) {
 		}
 		freed += n
 	}
-	return freed, nil
+	n := unshared(l.Trail(rev))
+	if err := l.RemoveTrail(rev); err != nil {
+		return freed, err
+	}
+	return freed + n, nil
 }
 
 // unshared sums the sizes of the regular files under root that have a

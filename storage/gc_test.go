@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"syscall"
 	"testing"
 )
 
@@ -96,5 +97,46 @@ func TestGCUnreadableState(t *testing.T) {
 	}
 	if err := l.Verify(orphan); err != nil {
 		t.Errorf("object removed although references are unknown: %v", err)
+	}
+}
+
+// A GC cut short after a revision's trail was removed (a power cut after
+// RemoveTrail's durable rename, or its removal failing) left the
+// revision's logs and revision disks behind for good: GC finds revisions
+// by their trails. The trail now goes last, so the next GC takes it up.
+func TestGCCutShortLeavesNothingUncollectable(t *testing.T) {
+	l := newLayout(t)
+	install(t, l, "0", map[string]string{"app/root.squashfs": "factory"})
+	install(t, l, "1", map[string]string{"app/root.squashfs": "old"})
+	data := filepath.Join(l.RevisionDisk("1", "app", "data"), "big.img")
+	logf := filepath.Join(l.Logs("1"), "app", "console.log")
+	for _, f := range []string{data, logf} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, make([]byte, 4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The cut: right after the trail was renamed away.
+	setFault(t, func(step string) error {
+		if step == "remove.delete" {
+			return syscall.EIO
+		}
+		return nil
+	})
+	l.GC(GCOptions{Keep: []string{"0"}})
+	fault = nil
+	// The next boot: Recover, then GC.
+	if _, err := l.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.GC(GCOptions{Keep: []string{"0"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{data, logf, l.Trail("1")} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s of removed revision 1 is still there (stat: %v)", f, err)
+		}
 	}
 }
