@@ -649,6 +649,9 @@ func loadConfig(o appengineOpts, log *slog.Logger) *config.Config {
 			for _, w := range rep.Warnings {
 				log.Warn("config", "warning", w)
 			}
+			for _, e := range rep.Refused {
+				log.Warn("config refused", "err", e)
+			}
 		}
 	}
 	rep := cfg.LoadEnv(os.Environ())
