@@ -30,3 +30,17 @@ func TestAppengineConfigRefusalsAreLogged(t *testing.T) {
 		}
 	}
 }
+// PV_LOG_LEVEL=4 is upstream's DEBUG: it turns debug logs on (5, ALL,
+// was needed before).
+func TestDebugLoggingFromUpstreamsLevels(t *testing.T) {
+	for level, want := range map[string]bool{"3": false, "4": true, "5": true} {
+		cfg := config.New()
+		if _, err := cfg.Set(config.PVLogLevel, level, config.LevelPVConf); err != nil {
+			t.Fatal(err)
+		}
+		if got := debugLogging(cfg); got != want {
+			t.Errorf("PV_LOG_LEVEL=%s: debug %v, want %v", level, got, want)
+		}
+	}
+}
+

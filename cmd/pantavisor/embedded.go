@@ -51,7 +51,7 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	code := supervise(appengineOpts{storage: mnt, run: cfg.String(config.PVSystemRunDir), embedded: true, cfg: cfg,
-		verbose: cfg.Int(config.PVLogLevel) >= 5}, stderr)
+		verbose: debugLogging(cfg)}, stderr)
 	// Everything that wrote to storage has stopped: what is cached goes
 	// to the disk before PID 1 reboots or powers off.
 	unix.Sync()
@@ -407,3 +407,10 @@ func systemPath(path string) string {
 	}
 	return strings.Join(dirs, string(filepath.ListSeparator))
 }
+
+// logLevelDebug is upstream's DEBUG in PV_LOG_LEVEL (FATAL 0, ERROR 1,
+// WARN 2, INFO 3, DEBUG 4, ALL 5).
+const logLevelDebug = 4
+
+// debugLogging says whether PV_LOG_LEVEL asks for debug logs.
+func debugLogging(cfg *config.Config) bool { return cfg.Int(config.PVLogLevel) >= logLevelDebug }
