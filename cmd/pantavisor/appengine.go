@@ -418,7 +418,6 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	ingressPlane := &ingress.Plane{Log: log, Kernel: forwards}
 	sys, err := actors.Start(actors.Config{
 		Rev: rev, State: st, Engine: wire.Engine(firstEngine), NewEngine: newEngine, Log: log, Adopted: adopted,
-		StopTimeout:      cfg.Duration(config.PVUpdaterGoalsTimeout) / 12, // 10 s with the default 120 s
 		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
 		PoolNet:          wire.Pools(pools),
 		Links:            &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
