@@ -30,6 +30,7 @@ func TestAppengineConfigRefusalsAreLogged(t *testing.T) {
 		}
 	}
 }
+
 // PV_LOG_LEVEL=4 is upstream's DEBUG: it turns debug logs on (5, ALL,
 // was needed before).
 func TestDebugLoggingFromUpstreamsLevels(t *testing.T) {
@@ -43,4 +44,3 @@ func TestDebugLoggingFromUpstreamsLevels(t *testing.T) {
 		}
 	}
 }
-
