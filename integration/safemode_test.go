@@ -72,3 +72,25 @@ func TestSafeMode(t *testing.T) {
 		})
 	}
 }
+
+// A bootloader that cannot be set up (a type not implemented, or one
+// whose partitions are not configured) made the supervisor exit before
+// the control socket was up: on a device, PID 1 rebooted, and every boot
+// the same. It is safe mode now, saying why.
+func TestUnusableBootloaderIsSafeMode(t *testing.T) {
+	isolated.Require(t)
+	dir := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{name: "a", group: "app", cmd: sleeper}})
+	d := startDeviceEnv(t, dir, []string{"PV_BOOTLOADER_TYPE=uboot-ab"})
+	d.waitOutput("control socket ready", 20*time.Second)
+	if cs := d.containers(); len(cs) != 0 {
+		t.Errorf("containers in safe mode: %v", cs)
+	}
+	for _, w := range []string{"bootloader unusable", "uboot-ab", "safe mode (control socket up, no containers)"} {
+		if !strings.Contains(d.output(), w) {
+			t.Errorf("output lacks %q:\n%s", w, d.output())
+		}
+	}
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}

@@ -239,19 +239,24 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	}
 	bl, err := newBootloader(cfg, layout, o.embedded)
 	if err != nil {
+		// Exiting here, before the control socket, made PID 1 reboot,
+		// and every boot the same: a reboot loop nobody could look
+		// into. The boot decision fails on it instead: safe mode.
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
-		return 1
+		bl = unusableBootloader{err}
 	}
 	env, err := bl.Load()
-	if errors.Is(err, bootloader.ErrCorrupt) || errors.Is(err, bootloader.ErrNoValidCopy) {
-		// The boot decision (dev.Start) boots the factory revision then,
-		// and logs why (writing the variables anew when they are corrupt,
-		// never over U-Boot's built-in ones): its log file is the
-		// factory revision's.
+	if err != nil {
+		// Corrupt variables or a U-Boot environment never saved: the
+		// boot decision (dev.Start) boots the factory revision, and
+		// logs why (writing the variables anew when they are corrupt,
+		// never over U-Boot's built-in ones). Any other error: it
+		// enters safe mode. Either way the log file is the factory
+		// revision's.
+		if !errors.Is(err, bootloader.ErrCorrupt) && !errors.Is(err, bootloader.ErrNoValidCopy) {
+			fmt.Fprintf(stderr, "pantavisor: read bootloader variables: %v\n", err)
+		}
 		env = bootloader.Env{}
-	} else if err != nil {
-		fmt.Fprintf(stderr, "pantavisor: read bootloader variables: %v\n", err)
-		return 1
 	}
 	rev, _ := env.Boot()
 	if readopt {
@@ -599,8 +604,29 @@ func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool) (bo
 	if err := os.MkdirAll(layout.Boot(), 0o755); err != nil {
 		return nil, fmt.Errorf("boot directory: %w", err)
 	}
+	if (typ == bootloader.TypeUboot || typ == bootloader.TypeUbootPVK) && cfg.Bool(config.PVBootloaderMTDOnly) {
+		// Upstream keeps the variables in the MTD partition
+		// PV_BOOTLOADER_MTD_ENV then, where U-Boot reads them; written
+		// to uboot.txt instead, no update would ever be tried by the
+		// bootloader and no rollback seen.
+		return nil, fmt.Errorf("PV_BOOTLOADER_MTD_ONLY=1 is not supported by the %s backend: use PV_BOOTLOADER_TYPE=%s with an fw_env.config that names the MTD partition",
+			typ, bootloader.TypeUbootEnv)
+	}
 	return bootloader.New(typ, bootloader.Options{BootDir: layout.Boot()})
 }
+
+// unusableBootloader stands for a bootloader that cannot be set up: every
+// step fails with why, so the boot decision enters safe mode (the control
+// socket up to tell why, no containers) instead of a reboot loop.
+type unusableBootloader struct{ err error }
+
+func (u unusableBootloader) Load() (bootloader.Env, error) { return nil, u.fail() }
+func (u unusableBootloader) Save(bootloader.Env) error     { return u.fail() }
+func (u unusableBootloader) Install(string) (bool, error)  { return false, u.fail() }
+func (u unusableBootloader) Commit(string) error           { return u.fail() }
+func (u unusableBootloader) Fail() error                   { return u.fail() }
+
+func (u unusableBootloader) fail() error { return fmt.Errorf("bootloader unusable: %w", u.err) }
 
 // initPathEnv carries the container init's path across the supervisor's
 // re-execution from a sealed copy of itself.

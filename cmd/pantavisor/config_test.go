@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/storage"
 )
 
 // A value of the appengine --config file that is refused is logged, not
@@ -41,6 +43,41 @@ func TestDebugLoggingFromUpstreamsLevels(t *testing.T) {
 		}
 		if got := debugLogging(cfg); got != want {
 			t.Errorf("PV_LOG_LEVEL=%s: debug %v, want %v", level, got, want)
+		}
+	}
+}
+
+// PV_BOOTLOADER_MTD_ONLY=1 keeps upstream's variables in an MTD partition,
+// where U-Boot reads them. It was accepted and ignored: the uboot backend
+// wrote uboot.txt, which such a U-Boot never reads. It is refused now,
+// with the way to get it.
+func TestMTDOnlyIsRefusedWithTheWayToGetIt(t *testing.T) {
+	cfg := config.New()
+	if _, err := cfg.Set(config.PVBootloaderMTDOnly, "1", config.LevelPVConf); err != nil {
+		t.Fatal(err)
+	}
+	layout := storage.Layout{Root: t.TempDir()}
+	bl, err := newBootloader(cfg, layout, true)
+	if err == nil {
+		t.Fatalf("PV_BOOTLOADER_MTD_ONLY=1 accepted: %T", bl)
+	}
+	if !strings.Contains(err.Error(), "PV_BOOTLOADER_MTD_ONLY") || !strings.Contains(err.Error(), "uboot-env") {
+		t.Errorf("error %q does not say what to do", err)
+	}
+	if _, err := os.Stat(filepath.Join(layout.Boot(), "uboot.txt")); err == nil {
+		t.Error("uboot.txt written")
+	}
+}
+
+// A bootloader that cannot be set up fails every step with its reason,
+// which the boot decision turns into safe mode.
+func TestUnusableBootloaderFailsEveryStep(t *testing.T) {
+	u := unusableBootloader{errors.New("no bootsel partition")}
+	_, lerr := u.Load()
+	_, ierr := u.Install("1")
+	for _, err := range []error{lerr, u.Save(nil), ierr, u.Commit("1"), u.Fail()} {
+		if err == nil || !strings.Contains(err.Error(), "no bootsel partition") {
+			t.Errorf("err %v", err)
 		}
 	}
 }
