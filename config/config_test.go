@@ -333,6 +333,24 @@ func TestLoadBoot(t *testing.T) {
 			t.Errorf("policy not applied: %d", c.Int(PVLogLevel))
 		}
 	})
+	// Upstream applies pantavisor.config before it reads the policy: the
+	// file may place the policies. They were looked for under the
+	// default directory.
+	t.Run("policy directory from pantavisor.config", func(t *testing.T) {
+		c := New()
+		var dir string
+		_, err := c.LoadBoot(BootSources{Conf: []byte("PV_SYSTEM_ETCPANTAVISORDIR=/opt/pv/etc\nPV_POLICY=prod\n"),
+			Policy: func(string) ([]byte, error) {
+				dir = c.String(PVSystemEtcPantavisorDir)
+				return []byte("PV_LOG_LEVEL=3\n"), nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dir != "/opt/pv/etc" || c.Int(PVLogLevel) != 3 {
+			t.Errorf("policy looked up under %q (level %d), want /opt/pv/etc", dir, c.Int(PVLogLevel))
+		}
+	})
 	t.Run("unreadable policy", func(t *testing.T) {
 		c := New()
 		_, err := c.LoadBoot(BootSources{Environ: []string{"PV_POLICY=missing", "PV_LOG_LEVEL=3"}, Policy: policies})

@@ -227,14 +227,18 @@ type BootSources struct {
 	Environ []string
 	// Policy returns the content of the named policy file,
 	// <PV_SYSTEM_ETCPANTAVISORDIR>/policies/<name>.config. The name has
-	// passed ValidName. Nil means no policy can be loaded.
+	// passed ValidName. It is called once pantavisor.config is applied
+	// (and nothing else yet), so the directory is the file's, as
+	// upstream reads it. Nil means no policy can be loaded.
 	Policy func(name string) ([]byte, error)
 }
 
 // LoadBoot applies the boot-time layers in upstream's order:
 // pantavisor.config at LevelPVConf, the chosen policy (PolicyName) at
 // LevelPolicy, the cmdline at LevelPVCmdline/LevelPHCmdline and the
-// environment at LevelEnv, all under one lock. A malformed line of
+// environment at LevelEnv. pantavisor.config is applied before the policy
+// is read, as upstream does: it may place the policies
+// (PV_SYSTEM_ETCPANTAVISORDIR). A malformed line of
 // pantavisor.config or of the policy is skipped, as upstream does, and
 // the file's other lines apply: all or nothing, one stray line cost a
 // device its storage device and its bootloader type. The malformed lines
@@ -253,6 +257,11 @@ func (c *Config) LoadBoot(src BootSources) (Report, error) {
 	cmdline := ParseCmdline(src.Cmdline)
 	env := ParseEnviron(src.Environ)
 
+	var r Report
+	c.mu.Lock()
+	c.applyLocked(&r, confName, LevelPVConf, conf, false)
+	c.mu.Unlock()
+
 	policyName, err := PolicyName(conf, cmdline, env)
 	if err != nil {
 		errs = append(errs, err)
@@ -265,9 +274,7 @@ func (c *Config) LoadBoot(src BootSources) (Report, error) {
 		}
 	}
 
-	var r Report
 	c.mu.Lock()
-	c.applyLocked(&r, confName, LevelPVConf, conf, false)
 	c.applyLocked(&r, "policy "+policyName, LevelPolicy, policy, false)
 	for _, p := range cmdline {
 		level := LevelPVCmdline
