@@ -148,6 +148,9 @@ func loadBootConfig(log *slog.Logger) *config.Config {
 	for _, e := range rep.Refused {
 		log.Warn("config refused", "err", e)
 	}
+	// PID 1 mounted /proc (mountSystem too); upstream sets them here,
+	// before anything else runs.
+	applySysctls(procSys, rep.Sysctl, log)
 	if _, err := cfg.SetArgs(config.PVSystemInitMode, "embedded"); err != nil {
 		log.Warn("config", "err", err)
 	}
