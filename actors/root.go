@@ -166,7 +166,7 @@ func (a *rootActor) spawnRevision(ctx actor.Context, from *handover) {
 	if a.cfg.OnRevision != nil {
 		// In this actor, before anything of the revision runs: the
 		// record must name it by the time any container of it starts.
-		a.cfg.OnRevision(a.cfg.Rev, a.cfg.Trying)
+		a.cfg.OnRevision(a.cfg.Rev, a.cfg.State, a.cfg.Trying)
 	}
 }
 
@@ -280,7 +280,7 @@ type Config struct {
 	// OnRevision is called, from root, each time a revision is spawned
 	// (at boot and at each non-reboot transition), with whether it is
 	// under test: a supervisor that PID 1 starts again resumes it.
-	OnRevision func(rev string, trying bool)
+	OnRevision func(rev string, st *state.State, trying bool)
 	// OnBooks is called, from the revision, whenever a container's books
 	// change (books.go), for a supervisor that PID 1 starts again.
 	OnBooks func(Books)

@@ -316,6 +316,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("safe mode (control socket up, no containers)", "why", boot.SafeMode)
 	}
 	rev, st := boot.Rev, boot.State
+	// Before anything below copies a setting: the OEM level is above
+	// pantavisor.config's.
+	oemRev := ""
+	if st != nil {
+		loadOEMConfig(cfg, layout.Trail(rev), st, o.embedded, log)
+		oemRev = rev
+	}
 	if len(boot.Recovered) > 0 {
 		log.Info("storage: removed what interrupted writes left", "files", boot.Recovered)
 	}
@@ -430,9 +437,16 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Updates:          dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 		OnReboot:    func(reason string) { offer(reboot, reason) },
-		OnRevision: func(rev string, trying bool) {
+		OnRevision: func(rev string, st *state.State, trying bool) {
 			books.revision(rev, trying)
 			keeper.SetCurrent(layout.Logs(rev))
+			if rev != oemRev {
+				// A non-reboot update: its OEM configuration
+				// applies to what reads the configuration from
+				// now on.
+				loadOEMConfig(cfg, layout.Trail(rev), st, o.embedded, log)
+				oemRev = rev
+			}
 		},
 		OnBooks:    books.books,
 		OnPoweroff: func(reason string) { offer(poweroff, reason) },
