@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/blockdev"
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/runtime/reaper"
 )
@@ -161,11 +162,11 @@ func loadBootConfig(log *slog.Logger) *config.Config {
 // up to PV_STORAGE_WAIT for the device to appear (a disk is probed after
 // init starts). Without a device, storage must be a directory already.
 func mountStorage(cfg *config.Config, log *slog.Logger) error {
-	mnt, dev := cfg.String(config.PVStorageMntPoint), cfg.String(config.PVStorageDevice)
+	mnt, spec := cfg.String(config.PVStorageMntPoint), cfg.String(config.PVStorageDevice)
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return err
 	}
-	if dev == "" {
+	if spec == "" {
 		return nil
 	}
 	if m, err := mountPoints(); err == nil && m[filepath.Clean(mnt)] != "" {
@@ -174,17 +175,12 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 		log.Info("storage mounted already", "on", mnt)
 		return nil
 	}
-	wait := cfg.Duration(config.PVStorageWait)
-	deadline := time.Now().Add(wait)
-	for {
-		_, err := os.Stat(dev)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("storage device %s did not appear within %v (PV_STORAGE_WAIT): %w", dev, wait, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	dev, err := waitStorage(spec, cfg.Duration(config.PVStorageWait))
+	if err != nil {
+		return err
+	}
+	if dev != spec {
+		log.Info("storage device found", "spec", spec, "device", dev)
 	}
 	fstype := cfg.String(config.PVStorageFSType)
 	if err := unix.Mount(dev, mnt, fstype, unix.MS_NOATIME, ""); err != nil {
@@ -192,6 +188,29 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("storage mounted", "device", dev, "fstype", fstype, "on", mnt)
 	return nil
+}
+
+// waitStorage waits up to wait for the storage device spec names and
+// returns its node. spec is a path or, as upstream's stock config has it,
+// LABEL=x or UUID=x (blockdev.Resolve). A tag no device carries yet is
+// waited for as a missing path is (USB storage is probed late); one that
+// waiting cannot mend (two devices carry it, PARTUUID=) fails at once.
+func waitStorage(spec string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		dev, err := blockdev.Resolve(spec)
+		if err == nil {
+			if _, err = os.Stat(dev); err == nil {
+				return dev, nil
+			}
+		} else if !errors.Is(err, blockdev.ErrNotFound) {
+			return "", fmt.Errorf("storage device: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("storage device %s did not appear within %v (PV_STORAGE_WAIT): %w", spec, wait, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // onInitramfs reports whether / is the kernel's rootfs (an initramfs),

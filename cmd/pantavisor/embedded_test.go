@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/blockdev"
 )
 
 // Modules load after what they depend on, each once; a built-in one needs
@@ -71,5 +75,39 @@ func TestSystemPath(t *testing.T) {
 		if got := systemPath(in); got != want {
 			t.Errorf("systemPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A path is waited for as it is; a tag on no device is waited for up to
+// PV_STORAGE_WAIT and reported as not found; a tag no wait can resolve
+// fails at once.
+func TestWaitStorage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if dev, err := waitStorage(path, 0); err != nil || dev != path {
+		t.Errorf("waitStorage(%s) = %q, %v; want the path", path, dev, err)
+	}
+	if _, err := waitStorage(path+".missing", 0); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("waitStorage(missing path) = %v, want ErrNotExist", err)
+	}
+
+	start := time.Now()
+	_, err := waitStorage("LABEL=pv-no-such-label-4f1d", 200*time.Millisecond)
+	if !errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PV_STORAGE_WAIT") {
+		t.Errorf("waitStorage(LABEL=…) = %v, want ErrNotFound after PV_STORAGE_WAIT", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Errorf("gave up after %v, before PV_STORAGE_WAIT", waited)
+	}
+
+	start = time.Now()
+	_, err = waitStorage("PARTUUID=0011aabb-01", 10*time.Second)
+	if err == nil || errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PARTUUID") {
+		t.Errorf("waitStorage(PARTUUID=…) = %v, want a refusal naming it", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("a refusal waited %v", waited)
 	}
 }
