@@ -11,7 +11,7 @@ GO        ?= go
 # coordinator can report its own deadline as a failure ("context deadline
 # exceeded", no failing input) when the machine is busy (golang/go#75804,
 # fixed in Go 1.27). 10000 runs take under 4 s a target here: a smoke
-# run that keeps make test under 15 minutes with 28 targets; make
+# run that keeps make test under 15 minutes with 29 targets; make
 # reliability PROFILE=full runs 200000 a target.
 FUZZTIME  ?= 10000x
 # With a count, Go minimises every new interesting input for up to half the
@@ -31,6 +31,7 @@ FIXTURES  ?= $(abspath testdata/upstream-pvtx)
 # package:FuzzTarget pairs run by `make fuzz` (each for FUZZTIME).
 FUZZ_TARGETS := \
 	./state:FuzzParse \
+	./blockdev:FuzzProbe \
 	./state:FuzzSplitObject \
 	./state/lxcconf:FuzzParse \
 	./state/lxcconf:FuzzParseSeccompProfile \
