@@ -80,7 +80,7 @@ type groupTimedOut struct{ name string }
 func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
-			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.MaxRecoveryDelay, poolNet: cfg.PoolNet,
+			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.tunables().MaxRecoveryDelay, poolNet: cfg.PoolNet,
 			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board, onBooks: cfg.OnBooks}
 		from = nil
 		return r

@@ -273,6 +273,13 @@ type Config struct {
 	// CommitDelay is PV_UPDATER_COMMIT_DELAY: how long a tried revision
 	// stays TESTING before it is committed.
 	CommitDelay time.Duration
+	// Tunables, when set, gives CommitDelay and MaxRecoveryDelay as the
+	// configuration has them at the moment they are used (a commit timer
+	// armed, a revision spawned): the control socket may change them
+	// while the device runs (user-meta, commands), and a copy made at boot
+	// would ignore the change while GET /config2 showed it. Nil: the two
+	// fields as set.
+	Tunables func() Tunables
 	// OnPoweroff is called (in its own goroutine) when a power-off is
 	// requested (POST /commands POWEROFF_DEVICE).
 	OnPoweroff func(reason string)
@@ -290,4 +297,18 @@ type Config struct {
 
 	// board is where the revision publishes its rows; Start makes it.
 	board *board
+}
+
+// Tunables are the settings of Config the control socket may change while
+// the device runs.
+type Tunables struct {
+	CommitDelay, MaxRecoveryDelay time.Duration
+}
+
+// tunables returns the settings as they are now (see Config.Tunables).
+func (c *Config) tunables() Tunables {
+	if c.Tunables != nil {
+		return c.Tunables()
+	}
+	return Tunables{CommitDelay: c.CommitDelay, MaxRecoveryDelay: c.MaxRecoveryDelay}
 }

@@ -278,8 +278,9 @@ func (a *rootActor) tryFailed(tr *tryRun) update.Recovery {
 func (a *rootActor) startCommitTimer(ctx actor.Context, tr *tryRun) {
 	tr.gen++
 	gen, self, sys := tr.gen, ctx.Self(), ctx.ActorSystem()
-	time.AfterFunc(a.cfg.CommitDelay, func() { sys.Root.Send(self, &commitDue{gen: gen}) })
-	a.cfg.Log.Info("update testing", "rev", tr.rev, "commit_in", a.cfg.CommitDelay)
+	delay := a.cfg.tunables().CommitDelay
+	time.AfterFunc(delay, func() { sys.Root.Send(self, &commitDue{gen: gen}) })
+	a.cfg.Log.Info("update testing", "rev", tr.rev, "commit_in", delay)
 }
 
 func (a *rootActor) writeProgress(tr *tryRun, p *storage.Progress) {

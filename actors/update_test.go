@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,6 +349,23 @@ func TestTriedRevisionCommitsAfterTheDelay(t *testing.T) {
 	if s, _ := u.status("2"); s != storage.StatusDone || len(rig.reboots) != 0 {
 		t.Errorf("after commit, a failure changed the update: %s, reboots %d", s, len(rig.reboots))
 	}
+}
+
+// The commit delay is read when the timer is armed, from Tunables: a
+// PV_UPDATER_COMMIT_DELAY the control socket changed (user-meta) holds
+// for the next try, where a copy made at boot ignored it.
+func TestCommitDelayIsReadWhenTheTimerIsArmed(t *testing.T) {
+	var delay atomic.Int64
+	delay.Store(int64(time.Hour))
+	u := newFakeUpdates("1")
+	p := storage.NewProgress(storage.StatusInProgress, storage.MsgTry)
+	delay.Store(int64(20 * time.Millisecond)) // changed after boot
+	startUpdateRig(t, Config{Rev: "2", State: appState(t, "/sbin/init", "/bin/a", nil), Trying: true, TryProgress: &p,
+		CommitDelay: time.Hour,
+		Tunables: func() Tunables {
+			return Tunables{CommitDelay: time.Duration(delay.Load()), MaxRecoveryDelay: time.Minute}
+		}}, u)
+	u.waitStatus(t, "2", storage.StatusDone)
 }
 
 func TestTriedRevisionRollsBackWhenAContainerGivesUp(t *testing.T) {

@@ -430,13 +430,15 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	ingressPlane := &ingress.Plane{Log: log, Kernel: forwards}
 	sys, err := actors.Start(actors.Config{
 		Rev: rev, State: st, Engine: wire.Engine(firstEngine), NewEngine: newEngine, Log: log, Adopted: adopted,
-		MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
-		PoolNet:          wire.Pools(pools),
-		Links:            &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
-		Ingress:          ingressPlane,
-		Updates:          dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
-		CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
-		OnReboot:    func(reason string) { offer(reboot, reason) },
+		PoolNet: wire.Pools(pools),
+		Links:   &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
+		Ingress: ingressPlane,
+		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
+		Tunables: func() actors.Tunables {
+			return actors.Tunables{CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
+				MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay)}
+		},
+		OnReboot: func(reason string) { offer(reboot, reason) },
 		OnRevision: func(rev string, st *state.State, trying bool) {
 			books.revision(rev, trying)
 			keeper.SetCurrent(layout.Logs(rev))
