@@ -188,7 +188,9 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 	writeOK(w)
 }
 
-// getObject streams a stored object.
+// getObject streams a stored object. An object the device does not hold
+// is upstream's 400 "Request has bad object name" (ctrl_objects_send), not
+// a 404: upstream's clients know that answer.
 func (s *Server) getObject(w http.ResponseWriter, _ *http.Request, c *call) {
 	st, ok := s.storageOr(w)
 	if !ok {
@@ -201,7 +203,7 @@ func (s *Server) getObject(w http.ResponseWriter, _ *http.Request, c *call) {
 	}
 	f, err := os.Open(st.Layout.Object(sha))
 	if errors.Is(err, fs.ErrNotExist) {
-		s.writeError(w, http.StatusNotFound, msgNoResource)
+		s.writeError(w, http.StatusBadRequest, msgBadObjectName)
 		return
 	}
 	if err != nil {
