@@ -217,18 +217,47 @@ func commandError(err error) (int, string) {
 	return http.StatusInternalServerError, msgInternal
 }
 
-// runGC removes every revision but those in use (running, committed,
-// tried) and the factory "0", then every object no remaining revision
-// refers to. It waits for no upload: while one is being written it is
-// answered 503 "Storage is busy", as the upload's object would go.
+// runGC is RUN_GC: collectGarbage, answered 200 with no body.
 func (s *Server) runGC(w http.ResponseWriter, _ string) {
+	if _, ok := s.collectGarbage(w); ok {
+		writeOK(w)
+	}
+}
+
+// gcJSON is the answer to POST /storage/gc, as upstream's ctrl_storage_gc
+// gives it: the bytes freed.
+type gcJSON struct {
+	Reclaimed int64 `json:"reclaimed"`
+}
+
+// postStorageGC is POST /storage/gc, which newer upstream scripts send for
+// `pvcontrol storage gc`: RUN_GC under its own path, one command at a
+// time like the others, answered with the bytes freed.
+func (s *Server) postStorageGC(w http.ResponseWriter, _ *http.Request, _ *call) {
+	if !s.cmdMu.TryLock() {
+		s.writeBusy(w, retryBusy, msgCommandBusy)
+		return
+	}
+	defer s.cmdMu.Unlock()
+	if rep, ok := s.collectGarbage(w); ok {
+		s.writeJSON(w, http.StatusOK, gcJSON{Reclaimed: rep.Bytes})
+	}
+}
+
+// collectGarbage removes every revision but those in use (running,
+// committed, tried) and the factory "0", then every object no remaining
+// revision refers to. It waits for no upload: while one is being written
+// it is answered 503 "Storage is busy", as the upload's object would go.
+// On failure it has answered and ok is false; on success the caller
+// answers.
+func (s *Server) collectGarbage(w http.ResponseWriter) (rep storage.GCReport, ok bool) {
 	st, revs, ok := s.commandStorage(w, "gc")
 	if !ok {
-		return
+		return rep, false
 	}
 	if !s.storeMu.TryLock() {
 		s.writeBusy(w, retryBusy, msgStorageBusy)
-		return
+		return rep, false
 	}
 	defer s.storeMu.Unlock()
 	keep := append(revs.Revisions(), "0")
@@ -236,21 +265,9 @@ func (s *Server) runGC(w http.ResponseWriter, _ string) {
 	s.log.Info("ctrl: storage garbage collected", "keep", keep, "revisions", rep.Revisions, "objects", len(rep.Objects), "bytes", rep.Bytes)
 	if err != nil {
 		s.commandDone(w, "gc", err)
-		return
+		return rep, false
 	}
-	writeOK(w)
-}
-
-// postStorageGC is POST /storage/gc, which newer upstream scripts send for
-// `pvcontrol storage gc`: RUN_GC under its own path, one command at a
-// time like the others.
-func (s *Server) postStorageGC(w http.ResponseWriter, _ *http.Request, _ *call) {
-	if !s.cmdMu.TryLock() {
-		s.writeBusy(w, retryBusy, msgCommandBusy)
-		return
-	}
-	defer s.cmdMu.Unlock()
-	s.runGC(w, "")
+	return rep, true
 }
 
 // makeFactory makes the revision named by the payload (the running one

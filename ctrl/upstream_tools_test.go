@@ -344,3 +344,37 @@ func checkLocalUpdate(t *testing.T, tgz string, stateJSON []byte, objects map[st
 	// A revision nobody installed: upstream's 404, exit code 255.
 	pvc(255, "steps", "get", "locals/none")
 }
+
+// TestUpstreamStorageGCReportsReclaimed: upstream's POST /storage/gc
+// (ctrl/ctrl_storage_ep.c, ctrl_storage_gc) answers 200 application/json
+// {"reclaimed": N}, the bytes GC freed, and upstream's `pvcontrol storage
+// gc` prints that answer.
+func TestUpstreamStorageGCReportsReclaimed(t *testing.T) {
+	needTools(t, "sh", "curl")
+	st := newStorage(t)
+	sock := startServerWith(t, newFakeBackend(), fixedResolver("", nil), st)
+	// An object no revision refers to: GC frees its 12 bytes.
+	orphan := "orphan data\n"
+	file := filepath.Join(t.TempDir(), "obj")
+	if err := os.WriteFile(file, []byte(orphan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runPvcontrol(t, sock, "objects", "put", file, shaOf(orphan)); code != 0 {
+		t.Fatalf("objects put: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut := runPvcontrol(t, sock, "storage", "gc")
+	var got struct {
+		Reclaimed *int64 `json:"reclaimed"`
+	}
+	if code != 0 || json.Unmarshal([]byte(strings.TrimSpace(out)), &got) != nil || got.Reclaimed == nil || *got.Reclaimed != int64(len(orphan)) {
+		t.Errorf("upstream pvcontrol storage gc = exit %d, stdout %q, stderr %q; want 0 and {\"reclaimed\": %d}",
+			code, out, errOut, len(orphan))
+	}
+	if err := st.Layout.Verify(shaOf(orphan)); err == nil {
+		t.Error("the orphan object is still stored after GC")
+	}
+	// Nothing left to free: 0, still an answer.
+	if code, out, _ := runPvcontrol(t, sock, "storage", "gc"); code != 0 || strings.TrimSpace(out) != `{"reclaimed":0}` {
+		t.Errorf("second storage gc = exit %d, stdout %q; want 0 and {\"reclaimed\":0}", code, out)
+	}
+}
