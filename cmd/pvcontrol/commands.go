@@ -63,7 +63,7 @@ var commands = []command{
 	{spec: "cmd disable-ssh", help: "disable the debug ssh server", run: postCommand("DISABLE_SSH")},
 	{spec: "cmd go-remote", help: "leave local mode for the hub", run: postCommand("GO_REMOTE")},
 	{spec: "cmd unclaim", help: "forget the hub's credentials (no hub here: refused)", run: postCommand("UNCLAIM")},
-	{spec: "storage gc", help: "remove the revisions and objects not in use (as cmd run-gc)", run: storageGC},
+	{spec: "storage gc", help: "remove the revisions and objects not in use and print the bytes freed", run: storageGC},
 	{spec: "cmd defer-reboot", args: "TIMEOUT", min: 1, max: 1,
 		help: "defer the debug shell's reboot", run: postCommand("DEFER_REBOOT")},
 	// Metadata, configuration, information and raw requests (info.go).
@@ -251,9 +251,13 @@ func postCommand(op string) func(*env, []string) int {
 	}
 }
 
-// storageGC is POST /storage/gc, as newer upstream scripts send it.
+// storageGC is POST /storage/gc, as newer upstream scripts send it. It
+// prints the server's answer, {"reclaimed": BYTES}, as upstream's does.
 func storageGC(e *env, _ []string) int {
-	_, code := e.call("POST", "/storage/gc", nil)
+	body, code := e.call("POST", "/storage/gc", nil)
+	if code == exitOK {
+		e.writeBody(body)
+	}
 	return code
 }
 
