@@ -190,7 +190,8 @@ func daemonRestart(e *env, args []string) int {
 }
 
 // rawRequest sends METHOD PATH with BODY (or the contents of FILE, streamed)
-// and prints the answer's body on 200; other answers are reported and exit
+// and prints the answer's body on 200, exactly as it came (no newline
+// added); other answers are reported and exit
 // as any command's. It is the escape hatch upstream's pvcurl served.
 func rawRequest(e *env, args []string) int {
 	method, path := args[0], args[1]
@@ -221,7 +222,8 @@ func rawRequest(e *env, args []string) int {
 	}
 	body, code := e.answer(res, err)
 	if code == exitOK {
-		e.writeBody(body)
+		// Byte for byte: the body may be an object, not text.
+		_, _ = e.stdout.Write(body)
 	}
 	return code
 }

@@ -130,8 +130,9 @@ func TestRequest(t *testing.T) {
 	}{
 		{[]string{"request", "PUT", "/user-meta/a", "inline"}, exitOK, "", ""},
 		{[]string{"request", "PUT", "/user-meta/b", "@" + file}, exitOK, "", ""},
-		{[]string{"request", "GET", "/user-meta"}, exitOK, `{"a":"inline","b":"from a file"}` + "\n", ""},
-		{[]string{"request", "GET", "/daemons"}, exitOK, "[]\n", ""},
+		// The body exactly as the server sent it, without a newline added.
+		{[]string{"request", "GET", "/user-meta"}, exitOK, `{"a":"inline","b":"from a file"}`, ""},
+		{[]string{"request", "GET", "/daemons"}, exitOK, "[]", ""},
 		{[]string{"request", "GET", "/nope"}, exitFailed, "", "unknown endpoint: /nope (HTTP 400)"},
 		{[]string{"request", "DELETE", "/user-meta/zz"}, exitFailed, "", "User meta does not exist (HTTP 404)"},
 		{[]string{"request", "PUT", "/user-meta/c", "@" + file + ".missing"}, exitFailed, "", "no such file"},
@@ -144,5 +145,21 @@ func TestRequest(t *testing.T) {
 		if code != c.code || out != c.stdout || (c.stderr == "") != (errs == "") || !strings.Contains(errs, c.stderr) {
 			t.Errorf("pvcontrol %q = %d stdout %q stderr %q, want %d %q %q", c.args, code, out, errs, c.code, c.stdout, c.stderr)
 		}
+	}
+}
+
+// TestRequestGetObjectIsExact: `pvcontrol request GET /objects/SHA` prints
+// the object byte for byte, even one that does not end in a newline.
+func TestRequestGetObjectIsExact(t *testing.T) {
+	sock := startCtrlStorage(t)
+	content := "\x00\x01binary object without a final newline"
+	obj := writeFile(t, t.TempDir(), "obj", content)
+	if code, _, errs := runCmd("-s", sock, "objects", "put", obj); code != 0 {
+		t.Fatalf("objects put: %d %s", code, errs)
+	}
+	code, out, errs := runCmd("-s", sock, "request", "GET", "/objects/"+hexSHA(content))
+	if code != 0 || out != content {
+		t.Errorf("request GET /objects/SHA = %d, stdout %q (sha256 %s), stderr %q; want the object %q (sha256 %s)",
+			code, out, hexSHA(out), errs, content, hexSHA(content))
 	}
 }
