@@ -61,11 +61,45 @@ func (c *client) do(method, path, contentType string, body []byte) (*response, e
 
 // upload sends size bytes read from r, streamed, within timeout: objects
 // can be far larger than memory and take far longer than other requests.
-func (c *client) upload(method, path string, r io.Reader, size int64, timeout time.Duration) (*response, error) {
+// name is what r reads, for errors: a file's name, "stdin". When r fails
+// or ends early the request is abandoned and the error is a *sourceError.
+func (c *client) upload(method, path, name string, r io.Reader, size int64, timeout time.Duration) (*response, error) {
 	if c.verbose {
-		fmt.Fprintf(c.log, "* socket %s\n> %s %s\n> %d bytes\n", c.sock, method, path, size)
+		fmt.Fprintf(c.log, "* socket %s\n> %s %s\n> %d bytes from %s\n", c.sock, method, path, size, name)
 	}
-	return c.send(method, path, "application/octet-stream", r, size, timeout)
+	res, err := c.send(method, path, "application/octet-stream", r, size, timeout)
+	if se := (*sourceError)(nil); errors.As(err, &se) {
+		se.name = name
+	}
+	return res, err
+}
+
+// sourceError is a failure to read a request's body from where it comes
+// (a file cut short, a disk error, a pipe closed early), as opposed to a
+// failure to send it: it is pvcontrol's side that is wrong, not the
+// server's.
+type sourceError struct {
+	name string // what was read: a file's name
+	err  error
+}
+
+func (e *sourceError) Error() string { return "read " + e.name + ": " + e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// sourceReader passes reads through and keeps the first error other than
+// io.EOF, so that a failed copy can tell its source's error from its
+// destination's.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 // send is one request with the whole answer read, all within timeout.
@@ -80,6 +114,12 @@ func (c *client) send(method, path, contentType string, body io.Reader, size int
 	}
 	defer conn.Close()
 	werr := writeRequest(conn, head, body, size)
+	if se := (*sourceError)(nil); errors.As(werr, &se) {
+		// The request cannot be completed: closing the connection at once
+		// tells the server so, where waiting for its answer would wait
+		// out its body timeout for a 500 that blames it.
+		return nil, werr
+	}
 	res, status, rerr := readResponse(bufio.NewReader(conn), method)
 	switch {
 	case werr != nil && rerr != nil:
@@ -127,7 +167,9 @@ func requestHead(method, path, contentType string, hasBody bool, size int64) ([]
 	return append(b, "\r\n"...), nil
 }
 
-// writeRequest writes head, then exactly size bytes of body.
+// writeRequest writes head, then exactly size bytes of body. A body that
+// fails to read, or holds fewer than size bytes, is a *sourceError; any
+// other error is the connection's.
 func writeRequest(w io.Writer, head []byte, body io.Reader, size int64) error {
 	if body == nil {
 		_, err := w.Write(head)
@@ -137,11 +179,14 @@ func writeRequest(w io.Writer, head []byte, body io.Reader, size int64) error {
 	if _, err := bw.Write(head); err != nil {
 		return err
 	}
-	n, err := io.CopyN(bw, body, size)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("body ended after %d of %d bytes", n, size)
-		}
+	src := &sourceReader{r: body}
+	n, err := io.CopyN(bw, src, size)
+	switch {
+	case src.err != nil:
+		return &sourceError{err: src.err}
+	case errors.Is(err, io.EOF):
+		return &sourceError{err: fmt.Errorf("ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)}
+	case err != nil:
 		return err
 	}
 	return bw.Flush()

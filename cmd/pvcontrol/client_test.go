@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -94,7 +96,7 @@ func TestAnswerBeforeTheWholeBody(t *testing.T) {
 		c.Close()
 	}()
 	cl := newClient(sock, false, io.Discard)
-	res, err := cl.upload("PUT", "/objects/x", bytes.NewReader(make([]byte, 64<<20)), 64<<20, 10*time.Second)
+	res, err := cl.upload("PUT", "/objects/x", "zeros", bytes.NewReader(make([]byte, 64<<20)), 64<<20, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,4 +129,51 @@ func FuzzReadResponse(f *testing.F) {
 			t.Fatalf("a body of %d bytes from %d", len(res.body), len(in))
 		}
 	})
+}
+
+// TestUploadSourceFails: a body that fails to read, or ends before its
+// length, abandons the request at once (the server sees the connection
+// close) and is reported as the source's error, not the server's.
+func TestUploadSourceFails(t *testing.T) {
+	const size = 2 << 20
+	half := func() io.Reader { return bytes.NewReader(make([]byte, size/2)) }
+	for _, c := range []struct {
+		name string
+		body io.Reader
+		want string
+	}{
+		{"read error", io.MultiReader(half(), iotest.ErrReader(errors.New("input/output error"))), "read src: input/output error"},
+		{"short", half(), "read src: ended after 1048576 of 2097152 bytes: unexpected EOF"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sock, l := listenTemp(t)
+			closed := make(chan error, 1)
+			go func() {
+				conn, err := l.Accept()
+				if err != nil {
+					closed <- err
+					return
+				}
+				defer conn.Close()
+				// Read all that comes and never answer, as a server
+				// waiting for the rest of the body.
+				_, err = io.Copy(io.Discard, conn)
+				closed <- err
+			}()
+			cl := newClient(sock, false, io.Discard)
+			res, err := cl.upload("PUT", "/objects/x", "src", c.body, size, 10*time.Second)
+			var se *sourceError
+			if !errors.As(err, &se) || err.Error() != c.want {
+				t.Fatalf("upload = %v, %v; want the source's error %q", res, err, c.want)
+			}
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Errorf("server: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("the connection was not closed after the source failed")
+			}
+		})
+	}
 }

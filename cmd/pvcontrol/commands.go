@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -302,7 +303,7 @@ func putObject(e *env, args []string) int {
 			return exitFailed
 		}
 	}
-	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), f, size, uploadTimeout)
+	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), args[0], f, size, uploadTimeout)
 	if _, code := e.answer(res, err); code != exitOK {
 		return code
 	}
@@ -313,6 +314,10 @@ func putObject(e *env, args []string) int {
 // answer is call's handling of a response: the body on HTTP 200, else the
 // failure reported on stderr and the exit code.
 func (e *env) answer(res *response, err error) ([]byte, int) {
+	if se := (*sourceError)(nil); errors.As(err, &se) {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", se)
+		return nil, exitFailed
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "pvcontrol: cannot reach control socket %s: %v\n", e.c.sock, err)
 		return nil, exitFailed

@@ -216,7 +216,7 @@ func rawRequest(e *env, args []string) int {
 			return exitFailed
 		}
 		defer f.Close()
-		res, err = e.c.upload(method, path, f, size, uploadTimeout)
+		res, err = e.c.upload(method, path, args[2][1:], f, size, uploadTimeout)
 	default:
 		res, err = e.c.do(method, path, "", []byte(args[2]))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pantavisor/pv/ctrl"
 	"github.com/pantavisor/pv/state"
@@ -169,4 +171,49 @@ func writeFile(t *testing.T, dir, name, data string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestStepsInstallCutTarball: a tarball cut short (an interrupted
+// download) fails steps install at once, saying so, rather than after the
+// server's 30 s body timeout with the server's 500.
+func TestStepsInstallCutTarball(t *testing.T) {
+	sock := startCtrlStorage(t)
+	dir := t.TempDir()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	st := `{"#spec":"pantavisor-service-system@1"}`
+	full := filepath.Join(dir, "full.tar")
+	// Uncompressed, so that the cut is in the object's bytes.
+	writeTarball(t, full+".gz", [][2]string{{"json", st}, {"objects/" + hexSHA(string(big)), string(big)}})
+	f, err := os.Open(full + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw bytes.Buffer
+	if _, err := raw.ReadFrom(zr); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cut := filepath.Join(dir, "cut.tar")
+	if err := os.WriteFile(cut, raw.Bytes()[:raw.Len()/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, _, errs := runCmd("-s", sock, "steps", "install", cut, "locals/cut")
+	took := time.Since(start)
+	if code != exitFailed {
+		t.Fatalf("a cut tarball installed: exit %d, stderr %q", code, errs)
+	}
+	if !strings.Contains(errs, "pvcontrol: read "+cut+": unexpected EOF\n") {
+		t.Errorf("the error does not say the tarball is cut short (unexpected EOF): %q", errs)
+	}
+	if took > 10*time.Second {
+		t.Errorf("took %v to fail on a local read error", took)
+	}
+	if code, out, _ := runCmd("-s", sock, "objects", "ls"); code != 0 || strings.Count(out, "\n") != 1 {
+		t.Errorf("objects after the cut upload = %d\n%s; want none", code, out)
+	}
 }
