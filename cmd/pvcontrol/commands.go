@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/pantavisor/pv/messages"
@@ -41,8 +42,8 @@ var commands = []command{
 	{spec: "containers restart", args: "NAME", min: 1, max: 1,
 		help: "stop then start a container", run: containerAction("restart")},
 	{spec: "objects ls|list", help: "list the objects in storage", run: listObjects},
-	{spec: "objects put", args: "FILE [SHA256]", min: 1, max: 2,
-		help: "upload FILE as an object (SHA256 computed when not given)", run: putObject},
+	{spec: "objects put", args: "FILE|-SIZE [SHA256]", min: 1, max: 2,
+		help: "upload FILE, or SIZE bytes of stdin, as an object (SHA256 of a FILE computed when not given)", run: putObject},
 	{spec: "steps ls|list", help: "list the revisions in storage", run: listSteps},
 	{spec: "steps get", args: "REV", min: 1, max: 1, help: "print revision REV's state JSON", run: stepFile("")},
 	{spec: "steps show-progress", args: "REV", min: 1, max: 1,
@@ -134,6 +135,7 @@ func findCommand(words []string) (command, []string, error) {
 // env is what a command runs with.
 type env struct {
 	c              *client
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	json           bool
 	// msg is -m, the commit message for steps put and install.
@@ -281,8 +283,13 @@ func listObjects(e *env, _ []string) int {
 }
 
 // putObject streams a file to PUT /objects/SHA256. Without a SHA256 the
-// file is read twice: once to name it, once to send it.
+// file is read twice: once to name it, once to send it. "-SIZE" instead
+// of the file is upstream's form for SIZE bytes read from stdin, which
+// cannot be read twice: the SHA256 must be given.
 func putObject(e *env, args []string) int {
+	if n, ok := strings.CutPrefix(args[0], "-"); ok && isNumber(n) {
+		return putObjectStdin(e, n, args[1:])
+	}
 	f, size, ok := e.openRegular(args[0])
 	if !ok {
 		return exitFailed
@@ -304,6 +311,27 @@ func putObject(e *env, args []string) int {
 		}
 	}
 	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), args[0], f, size, uploadTimeout)
+	if _, code := e.answer(res, err); code != exitOK {
+		return code
+	}
+	fmt.Fprintln(e.stdout, sha)
+	return exitOK
+}
+
+// putObjectStdin is "objects put -SIZE SHA256": exactly SIZE bytes of
+// stdin, streamed; a stdin that ends sooner fails the upload.
+func putObjectStdin(e *env, sizeText string, args []string) int {
+	size, err := strconv.ParseInt(sizeText, 10, 64)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pvcontrol: size %s: %v\n", sizeText, err)
+		return exitUsage
+	}
+	if len(args) == 0 {
+		fmt.Fprintf(e.stderr, "pvcontrol: objects put -%s reads stdin: give the object's SHA256\n", sizeText)
+		return exitUsage
+	}
+	sha := args[0]
+	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), "stdin", io.LimitReader(e.stdin, size), size, uploadTimeout)
 	if _, code := e.answer(res, err); code != exitOK {
 		return code
 	}

@@ -147,6 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	e := &env{
 		c:      newClient(o.sock, o.verbose, stderr),
+		stdin:  os.Stdin,
 		stdout: stdout,
 		stderr: stderr,
 		json:   o.json,

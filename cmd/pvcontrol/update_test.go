@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,54 @@ func TestStepsInstallCutTarball(t *testing.T) {
 	}
 	if code, out, _ := runCmd("-s", sock, "objects", "ls"); code != 0 || strings.Count(out, "\n") != 1 {
 		t.Errorf("objects after the cut upload = %d\n%s; want none", code, out)
+	}
+}
+
+// runWithStdin is runCmd with stdin fed data through a pipe.
+func runWithStdin(t *testing.T, data string, args ...string) (int, string, string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() { w.WriteString(data); w.Close() }()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old }()
+	return runCmd(args...)
+}
+
+// TestObjectsPutStdin: upstream's `objects put -SIZE SHA` uploads SIZE
+// bytes read from stdin (put_object: "-T -" with "Content-Length: SIZE").
+func TestObjectsPutStdin(t *testing.T) {
+	sock := startCtrlStorage(t)
+	data := "streamed from a pipe\n"
+	size := "-" + strconv.Itoa(len(data))
+	cases := []struct {
+		name, stdin string
+		args        []string
+		code        int
+		stdout      string
+		stderr      string // contained; "" for none
+	}{
+		{"whole", data, []string{size, hexSHA(data)}, exitOK, hexSHA(data) + "\n", ""},
+		{"SIZE bytes of a longer stdin", data + "and more", []string{"-6", hexSHA(data[:6])}, exitOK, hexSHA(data[:6]) + "\n", ""},
+		{"short stdin", data[:5], []string{size, hexSHA(data)}, exitFailed, "",
+			"pvcontrol: read stdin: ended after 5 of 21 bytes: unexpected EOF\n"},
+		{"no SHA", data, []string{size}, exitUsage, "", "give the object's SHA256"},
+		{"size out of range", data, []string{"-99999999999999999999", hexSHA(data)}, exitUsage, "", "value out of range"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := runWithStdin(t, c.stdin, append([]string{"-s", sock, "objects", "put"}, c.args...)...)
+			if code != c.code || out != c.stdout || (c.stderr == "") != (errs == "") || !strings.Contains(errs, c.stderr) {
+				t.Errorf("objects put %q < %q = %d stdout %q stderr %q, want %d %q %q", c.args, c.stdin, code, out, errs, c.code, c.stdout, c.stderr)
+			}
+		})
+	}
+	code, out, _ := runCmd("-s", sock, "objects", "ls")
+	if code != 0 || !containsRow(out, hexSHA(data), strconv.Itoa(len(data))) || !containsRow(out, hexSHA(data[:6]), "6") || strings.Count(out, "\n") != 3 {
+		t.Errorf("objects ls = %d\n%s", code, out)
 	}
 }
