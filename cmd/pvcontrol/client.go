@@ -13,7 +13,8 @@ import (
 )
 
 // Upstream pvcontrol's curl limits: --connect-timeout 5 --max-time 240,
-// and 4 hours for an object upload.
+// and 4 hours for an object upload (and here a download: objects can be
+// gigabytes on slow flash).
 const (
 	connectTimeout = 5 * time.Second
 	requestTimeout = 240 * time.Second
@@ -36,11 +37,14 @@ func newClient(sock string, verbose bool, log io.Writer) *client {
 	return &client{sock: sock, verbose: verbose, log: log}
 }
 
-// response is a whole answer from the server.
+// response is an answer from the server.
 type response struct {
 	status int
 	reason string // of the status line: "Not Found"
 	body   []byte
+	// streamed is the length of a 200 answer's body copied to the sink of
+	// stream, which body then does not hold.
+	streamed int64
 }
 
 // do sends one request; the error is about reaching the server, not about
@@ -56,7 +60,36 @@ func (c *client) do(method, path, contentType string, body []byte) (*response, e
 			fmt.Fprintf(c.log, "> %d bytes: %s\n", len(body), preview(body))
 		}
 	}
-	return c.send(method, path, contentType, rd, int64(len(body)), requestTimeout)
+	return c.send(method, path, contentType, rd, int64(len(body)), requestTimeout, nil)
+}
+
+// stream sends a request without a body and copies the body of a 200
+// answer to sink as it arrives, rather than holding it: an object can be
+// larger than memory. Any other answer is read whole into the response.
+// An error writing to sink is an *outputError.
+func (c *client) stream(method, path string, sink io.Writer, timeout time.Duration) (*response, error) {
+	if c.verbose {
+		fmt.Fprintf(c.log, "* socket %s\n> %s %s\n", c.sock, method, path)
+	}
+	return c.send(method, path, "", nil, 0, timeout, sink)
+}
+
+// outputError is a failure to write an answer's body where it goes (a
+// full disk, a closed pipe), not to read it from the socket.
+type outputError struct{ err error }
+
+func (e *outputError) Error() string { return "write output: " + e.err.Error() }
+func (e *outputError) Unwrap() error { return e.err }
+
+// outputWriter marks its writer's errors as *outputError.
+type outputWriter struct{ w io.Writer }
+
+func (o outputWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		err = &outputError{err}
+	}
+	return n, err
 }
 
 // upload sends size bytes read from r, streamed, within timeout: objects
@@ -67,7 +100,7 @@ func (c *client) upload(method, path, name string, r io.Reader, size int64, time
 	if c.verbose {
 		fmt.Fprintf(c.log, "* socket %s\n> %s %s\n> %d bytes from %s\n", c.sock, method, path, size, name)
 	}
-	res, err := c.send(method, path, "application/octet-stream", r, size, timeout)
+	res, err := c.send(method, path, "application/octet-stream", r, size, timeout, nil)
 	if se := (*sourceError)(nil); errors.As(err, &se) {
 		se.name = name
 	}
@@ -102,8 +135,9 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// send is one request with the whole answer read, all within timeout.
-func (c *client) send(method, path, contentType string, body io.Reader, size int64, timeout time.Duration) (*response, error) {
+// send is one request with the whole answer read, all within timeout;
+// the body of a 200 answer goes to sink when it is not nil.
+func (c *client) send(method, path, contentType string, body io.Reader, size int64, timeout time.Duration, sink io.Writer) (*response, error) {
 	head, err := requestHead(method, path, contentType, body != nil, size)
 	if err != nil {
 		return nil, err
@@ -120,7 +154,7 @@ func (c *client) send(method, path, contentType string, body io.Reader, size int
 		// out its body timeout for a 500 that blames it.
 		return nil, werr
 	}
-	res, status, rerr := readResponse(bufio.NewReader(conn), method)
+	res, status, rerr := readResponse(bufio.NewReader(conn), method, sink)
 	switch {
 	case werr != nil && rerr != nil:
 		// The server may answer and close before it read the whole body
@@ -131,7 +165,7 @@ func (c *client) send(method, path, contentType string, body io.Reader, size int
 		return nil, fmt.Errorf("read answer: %w", rerr)
 	}
 	if c.verbose {
-		fmt.Fprintf(c.log, "< %s (%d bytes)\n", status, len(res.body))
+		fmt.Fprintf(c.log, "< %s (%d bytes)\n", status, int64(len(res.body))+res.streamed)
 	}
 	return res, nil
 }
@@ -194,8 +228,10 @@ func writeRequest(w io.Writer, head []byte, body io.Reader, size int64) error {
 
 // readResponse reads the answer to a request of method: its status, and
 // its body framed as HTTP/1.1 frames it (Content-Length, chunked, or up
-// to the end of the connection). Interim 1xx answers are skipped.
-func readResponse(br *bufio.Reader, method string) (*response, string, error) {
+// to the end of the connection). Interim 1xx answers are skipped. The
+// body of a 200 answer is copied to sink when it is not nil (a failure to
+// write it is an *outputError), else kept in the response.
+func readResponse(br *bufio.Reader, method string, sink io.Writer) (*response, string, error) {
 	for {
 		line, err := readLine(br)
 		if err != nil {
@@ -222,12 +258,20 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 		if method == "HEAD" || code == 204 || code == 304 {
 			return res, status, nil
 		}
+		if te != "" && !strings.EqualFold(te, "chunked") {
+			return nil, "", fmt.Errorf("transfer encoding %q not understood", te)
+		}
+		if sink != nil && code == 200 {
+			if res.streamed, err = copyBody(outputWriter{sink}, br, te != "", cl); err != nil {
+				return nil, "", fmt.Errorf("body: %w", err)
+			}
+			return res, status, nil
+		}
 		switch {
 		case te != "":
-			if !strings.EqualFold(te, "chunked") {
-				return nil, "", fmt.Errorf("transfer encoding %q not understood", te)
-			}
-			res.body, err = readChunked(br)
+			var body bytes.Buffer
+			_, err = readChunked(&body, br)
+			res.body = body.Bytes()
 		case cl != "":
 			n, perr := strconv.ParseInt(cl, 10, 64)
 			if perr != nil || n < 0 {
@@ -254,34 +298,58 @@ func readResponse(br *bufio.Reader, method string) (*response, string, error) {
 	}
 }
 
-// readChunked reads a chunked body whole, trailers dropped.
-func readChunked(br *bufio.Reader) ([]byte, error) {
-	var body bytes.Buffer
+// copyBody copies a body to w as it arrives: chunked, or of length cl
+// (an error when it ends sooner), or up to the end of the connection
+// when there is neither. It returns the bytes copied.
+func copyBody(w io.Writer, br *bufio.Reader, chunked bool, cl string) (int64, error) {
+	switch {
+	case chunked:
+		return readChunked(w, br)
+	case cl != "":
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad Content-Length %q", cl)
+		}
+		got, err := io.CopyN(w, br, n)
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("ended after %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
+		}
+		return got, err
+	}
+	return io.Copy(w, br)
+}
+
+// readChunked copies a chunked body to w, trailers dropped, and returns
+// the bytes copied.
+func readChunked(w io.Writer, br *bufio.Reader) (int64, error) {
+	var total int64
 	for {
 		line, err := readLine(br)
 		if err != nil {
-			return nil, err
+			return total, err
 		}
 		sizeText, _, _ := strings.Cut(line, ";") // chunk extensions
 		n, err := strconv.ParseInt(strings.TrimSpace(sizeText), 16, 64)
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("bad chunk size %q", line)
+			return total, fmt.Errorf("bad chunk size %q", line)
 		}
 		if n == 0 {
 			for {
 				if l, err := readLine(br); err != nil || l == "" {
-					return body.Bytes(), err
+					return total, err
 				}
 			}
 		}
-		if got, err := io.CopyN(&body, br, n); err != nil {
+		got, err := io.CopyN(w, br, n)
+		total += got
+		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("chunk ended after %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
+				return total, fmt.Errorf("chunk ended after %d of %d bytes: %w", got, n, io.ErrUnexpectedEOF)
 			}
-			return nil, err
+			return total, err
 		}
 		if l, err := readLine(br); err != nil || l != "" {
-			return nil, fmt.Errorf("chunk of %d bytes not followed by CRLF", n)
+			return total, fmt.Errorf("chunk of %d bytes not followed by CRLF", n)
 		}
 	}
 }

@@ -41,7 +41,7 @@ func TestReadResponse(t *testing.T) {
 		{"nothing", "GET", "", 0, "", "EOF"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			res, _, err := readResponse(bufio.NewReader(strings.NewReader(c.in)), c.method)
+			res, _, err := readResponse(bufio.NewReader(strings.NewReader(c.in)), c.method, nil)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one with %q", err, c.err)
@@ -55,8 +55,43 @@ func TestReadResponse(t *testing.T) {
 				t.Errorf("got %d %q, want %d %q", res.status, res.body, c.status, c.body)
 			}
 		})
+		// Streamed to a sink, a 200 answer's body is the same, framed the
+		// same; another answer's body is still kept.
+		t.Run(c.name+", streamed", func(t *testing.T) {
+			var sink bytes.Buffer
+			res, _, err := readResponse(bufio.NewReader(strings.NewReader(c.in)), c.method, &sink)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one with %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := string(res.body)
+			if c.status == 200 {
+				if res.body != nil || res.streamed != int64(sink.Len()) {
+					t.Errorf("body %q kept, %d bytes counted for %d streamed", res.body, res.streamed, sink.Len())
+				}
+				body = sink.String()
+			}
+			if res.status != c.status || body != c.body {
+				t.Errorf("got %d %q, want %d %q", res.status, body, c.status, c.body)
+			}
+		})
+	}
+	// A sink that fails is the output's error, not the answer's.
+	_, _, err := readResponse(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")), "GET",
+		failWriter{errors.New("no space left on device")})
+	if oe := (*outputError)(nil); !errors.As(err, &oe) || !strings.Contains(err.Error(), "write output: no space left on device") {
+		t.Errorf("failing sink: %v, want an *outputError", err)
 	}
 }
+
+type failWriter struct{ err error }
+
+func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
 
 // TestRequestHead refuses what would break the request line or a header.
 func TestRequestHead(t *testing.T) {
@@ -124,7 +159,7 @@ func FuzzReadResponse(f *testing.F) {
 	f.Add("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\nX-T: 1\r\n\r\n")
 	f.Add("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No Content\r\n\r\n")
 	f.Fuzz(func(t *testing.T, in string) {
-		res, _, err := readResponse(bufio.NewReader(strings.NewReader(in)), "GET")
+		res, _, err := readResponse(bufio.NewReader(strings.NewReader(in)), "GET", nil)
 		if err == nil && len(res.body) > len(in) {
 			t.Fatalf("a body of %d bytes from %d", len(res.body), len(in))
 		}

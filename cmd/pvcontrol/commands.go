@@ -44,6 +44,8 @@ var commands = []command{
 	{spec: "objects ls|list", help: "list the objects in storage", run: listObjects},
 	{spec: "objects put", args: "FILE|-SIZE [SHA256]", min: 1, max: 2,
 		help: "upload FILE, or SIZE bytes of stdin, as an object (SHA256 of a FILE computed when not given)", run: putObject},
+	{spec: "objects get", args: "SHA256", min: 1, max: 1,
+		help: "print object SHA256, checked against its name (-f FILE to save it)", run: getObject},
 	{spec: "steps ls|list", help: "list the revisions in storage", run: listSteps},
 	{spec: "steps get", args: "REV", min: 1, max: 1, help: "print revision REV's state JSON", run: stepFile("")},
 	{spec: "steps show-progress", args: "REV", min: 1, max: 1,
@@ -318,6 +320,46 @@ func putObject(e *env, args []string) int {
 	return exitOK
 }
 
+// getObject streams object SHA256 to the output, hashing it on the way: a
+// body cut short or not the object named is an error (and with -f leaves
+// no file). The device answers 400 "Request has bad object name" for an
+// object it does not hold, as upstream's does; that is said plainly.
+func getObject(e *env, args []string) int {
+	sha := args[0]
+	h := sha256.New()
+	res, err := e.c.stream("GET", "/objects/"+url.PathEscape(sha), io.MultiWriter(h, e.stdout), uploadTimeout)
+	if err == nil && res.status == 400 && errorMessage(res) == msgBadObjectName && isSHA256(sha) {
+		fmt.Fprintf(e.stderr, "pvcontrol: object %s is not on the device (%s, HTTP 400)\n", sha, msgBadObjectName)
+		return exitFailed
+	}
+	if _, code := e.answer(res, err); code != exitOK {
+		return code
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
+		fmt.Fprintf(e.stderr, "pvcontrol: object %s: the %d bytes received hash to %s\n", sha, res.streamed, got)
+		return exitBadChecksum
+	}
+	return exitOK
+}
+
+// msgBadObjectName is the device's answer to a GET of an object it does
+// not hold (and of a name that is no sha256).
+const msgBadObjectName = "Request has bad object name"
+
+// isSHA256 reports whether s is a sha256 in lower-case hex, an object's
+// name.
+func isSHA256(s string) bool {
+	if len(s) != sha256.Size*2 {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // putObjectStdin is "objects put -SIZE SHA256": exactly SIZE bytes of
 // stdin, streamed; a stdin that ends sooner fails the upload.
 func putObjectStdin(e *env, sizeText string, args []string) int {
@@ -344,6 +386,10 @@ func putObjectStdin(e *env, sizeText string, args []string) int {
 func (e *env) answer(res *response, err error) ([]byte, int) {
 	if se := (*sourceError)(nil); errors.As(err, &se) {
 		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", se)
+		return nil, exitFailed
+	}
+	if oe := (*outputError)(nil); errors.As(err, &oe) {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", oe)
 		return nil, exitFailed
 	}
 	if err != nil {

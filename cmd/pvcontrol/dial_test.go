@@ -59,7 +59,7 @@ func TestReadTimesOut(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	_, err := newClient(sock, false, io.Discard).send("GET", "/containers", "", nil, 0, 300*time.Millisecond)
+	_, err := newClient(sock, false, io.Discard).send("GET", "/containers", "", nil, 0, 300*time.Millisecond, nil)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("no answer for 300 ms: %v, want a timeout", err)
 	}

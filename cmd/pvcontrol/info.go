@@ -209,7 +209,10 @@ func rawRequest(e *env, args []string) int {
 	)
 	switch {
 	case len(args) < 3:
-		res, err = e.c.do(method, path, "", nil)
+		// Streamed: the answer may be an object larger than memory.
+		res, err = e.c.stream(method, path, e.stdout, requestTimeout)
+		_, code := e.answer(res, err)
+		return code
 	case strings.HasPrefix(args[2], "@"):
 		f, size, ok := e.openRegular(args[2][1:])
 		if !ok {

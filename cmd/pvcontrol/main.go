@@ -1,9 +1,11 @@
 // Command pvcontrol drives Pantavisor through its control socket, pv-ctrl:
 // it speaks HTTP over the unix socket and nothing else.
 //
-//	pvcontrol [-s SOCK] [-v] [--json] [-m MSG] COMMAND [ARGS]
+//	pvcontrol [-s SOCK] [-v] [--json] [-m MSG] [-f FILE] COMMAND [ARGS]
 //
-// Options may come anywhere on the line ("--" ends them). The socket
+// Options may come anywhere on the line ("--" ends them). With -f the
+// output goes to FILE, written whole (through a temporary file renamed on
+// success) or not at all. The socket
 // defaults to the first that exists of /run/pantavisor/pv/pv-ctrl,
 // /pv/pv-ctrl and /pantavisor/pv-ctrl (the last one when none does), as
 // upstream's pvcontrol.
@@ -21,7 +23,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Exit codes.
@@ -50,6 +54,8 @@ type options struct {
 	help    bool
 	// commitMsg is -m: the commit message of a revision put or installed.
 	commitMsg string
+	// output is -f: the file the command's output goes to.
+	output string
 	// words are the positional arguments: the command and its arguments.
 	words []string
 }
@@ -79,6 +85,14 @@ func parseArgs(args []string) (options, error) {
 			}
 			i++
 			o.commitMsg = args[i]
+		case a == "-f" || a == "--output":
+			if i+1 >= len(args) {
+				return o, fmt.Errorf("option %s needs a file", a)
+			}
+			i++
+			o.output = args[i]
+		case strings.HasPrefix(a, "-f="), strings.HasPrefix(a, "--output="):
+			_, o.output, _ = strings.Cut(a, "=")
 		case a == "-v" || a == "--verbose":
 			o.verbose = true
 		case a == "--json" || a == "-json":
@@ -153,18 +167,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 		json:   o.json,
 		msg:    o.commitMsg,
 	}
-	return cmd.run(e, args)
+	if o.output == "" {
+		return cmd.run(e, args)
+	}
+	return runToFile(e, cmd, args, o.output)
+}
+
+// runToFile runs cmd with its output going to file, which is replaced
+// only when cmd succeeded. An interrupt (^C, SIGTERM, SIGHUP) removes the
+// temporary file before exiting.
+func runToFile(e *env, cmd command, args []string, file string) int {
+	out, err := createOutput(file)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
+		return exitFailed
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		if sig, ok := <-sigs; ok {
+			out.discard()
+			os.Exit(128 + int(sig.(syscall.Signal)))
+		}
+	}()
+	defer func() {
+		signal.Stop(sigs)
+		close(sigs)
+	}()
+	e.stdout = out.f
+	code := cmd.run(e, args)
+	if code != exitOK {
+		out.discard()
+		return code
+	}
+	if err := out.commit(); err != nil {
+		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
 }
 
 // writeUsage prints the options and every command of the table.
 func writeUsage(w io.Writer) {
-	fmt.Fprint(w, `usage: pvcontrol [-s SOCK] [-v] [--json] [-m MSG] COMMAND [ARGS]
+	fmt.Fprint(w, `usage: pvcontrol [-s SOCK] [-v] [--json] [-m MSG] [-f FILE] COMMAND [ARGS]
 
 options (anywhere on the line; -- ends them):
   -s SOCK   control socket (default: first existing of `+strings.Join(defaultSockets, ", ")+`)
   -v        print each request and its status on stderr
   --json    print listings as the server's JSON instead of a table
   -m MSG    commit message of the revision steps put or steps install writes
+  -f FILE   write the output to FILE, whole and only on success, not to stdout
   -h        this help
 
 commands:

@@ -465,12 +465,16 @@ func TestParseArgs(t *testing.T) {
 		{"commit message", []string{"-m", "why", "steps", "put", "f", "locals/x"},
 			options{commitMsg: "why", words: []string{"steps", "put", "f", "locals/x"}}},
 		{"lone dash is an argument", []string{"objects", "put", "-"}, options{words: []string{"objects", "put", "-"}}},
+		{"output file", []string{"-f", "/tmp/o", "objects", "get", "abc"},
+			options{output: "/tmp/o", words: []string{"objects", "get", "abc"}}},
+		{"output file with =", []string{"ls", "--output=/tmp/o"}, options{output: "/tmp/o", words: []string{"ls"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := parseArgs(c.args)
 			if err != nil || got.sock != c.want.sock || got.json != c.want.json ||
-				got.verbose != c.want.verbose || got.commitMsg != c.want.commitMsg || !slices.Equal(got.words, c.want.words) {
+				got.verbose != c.want.verbose || got.commitMsg != c.want.commitMsg || got.output != c.want.output ||
+				!slices.Equal(got.words, c.want.words) {
 				t.Errorf("parseArgs = %+v, %v; want %+v", got, err, c.want)
 			}
 		})
