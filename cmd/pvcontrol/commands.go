@@ -35,6 +35,7 @@ var commands = []command{
 	{spec: "signal", args: "ready|alive [PAYLOAD]", min: 1, max: 2,
 		help: "signal this container's status", run: sendSignal},
 	{spec: "tree", help: "show the live actor tree", run: showTree},
+	{spec: "containers ls|list", help: "list containers (as ls)", run: listContainers},
 	{spec: "containers start", args: "NAME", min: 1, max: 1,
 		help: "start a stopped container", run: containerAction("start")},
 	{spec: "containers stop", args: "NAME", min: 1, max: 1,

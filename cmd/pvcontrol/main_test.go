@@ -197,10 +197,13 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
+// TestLsTable: ls, list and upstream's `containers ls|list` print the
+// container table.
 func TestLsTable(t *testing.T) {
 	sock := startCtrl(t, &fakeBackend{}, "")
-	for _, word := range []string{"ls", "list"} {
-		code, out, errs := runCmd("-s", sock, word)
+	for _, words := range [][]string{{"ls"}, {"list"}, {"containers", "ls"}, {"containers", "list"}} {
+		word := strings.Join(words, " ")
+		code, out, errs := runCmd(append([]string{"-s", sock}, words...)...)
 		want := `NAME  GROUP     STATUS   GOAL     POLICY     PID  UPTIME  LAST-EXIT
 mgmt  platform  READY    READY    system     311  2h03m   -
 web   app       STARTED  STARTED  container  412  12s     signal 9, 14s ago
