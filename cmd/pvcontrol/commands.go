@@ -143,6 +143,8 @@ type env struct {
 	json           bool
 	// msg is -m, the commit message for steps put and install.
 	msg string
+	// progress is where uploads show their progress; nil for nowhere.
+	progress io.Writer
 }
 
 // call sends a request with an optional JSON body and returns the answer
@@ -313,7 +315,7 @@ func putObject(e *env, args []string) int {
 			return exitFailed
 		}
 	}
-	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), args[0], f, size, uploadTimeout)
+	res, err := e.upload("/objects/"+url.PathEscape(sha), args[0], f, size)
 	if _, code := e.answer(res, err); code != exitOK {
 		return code
 	}
@@ -374,7 +376,7 @@ func putObjectStdin(e *env, sizeText string, args []string) int {
 		return exitUsage
 	}
 	sha := args[0]
-	res, err := e.c.upload("PUT", "/objects/"+url.PathEscape(sha), "stdin", io.LimitReader(e.stdin, size), size, uploadTimeout)
+	res, err := e.upload("/objects/"+url.PathEscape(sha), "stdin", io.LimitReader(e.stdin, size), size)
 	if _, code := e.answer(res, err); code != exitOK {
 		return code
 	}

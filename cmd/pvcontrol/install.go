@@ -98,7 +98,7 @@ func installTarball(e *env, args []string) int {
 				return exitFailed
 			}
 		case dir == "objects/" && !have[base]:
-			res, err := e.c.upload("PUT", "/objects/"+base, file, tr, h.Size, uploadTimeout)
+			res, err := e.upload("/objects/"+base, file, tr, h.Size)
 			if _, code := e.answer(res, err); code != exitOK {
 				fmt.Fprintf(e.stderr, "pvcontrol: object %s of %s not uploaded\n", base, file)
 				return code

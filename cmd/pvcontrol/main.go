@@ -166,6 +166,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stderr: stderr,
 		json:   o.json,
 		msg:    o.commitMsg,
+		// Progress on a terminal only: never in what a script reads.
+		progress: progressWriter(stderr, o.json),
 	}
 	if o.output == "" {
 		return cmd.run(e, args)
