@@ -210,6 +210,13 @@ func TestUpdateNonRebootSwapsOneContainer(t *testing.T) {
 	if n := strings.Count(d.log(), "pantavisor starting"); n != 1 {
 		t.Errorf("%d boots: a non-reboot update rebooted", n)
 	}
+	// pantavisor's own log moved to the running revision's directory:
+	// left in the boot revision's, the keeper emptied it for the new
+	// revision's floods, and GC removed it while it was written.
+	own, err := os.ReadFile(filepath.Join(dir, "logs", "locals", "v2", "pantavisor", "pantavisor.log"))
+	if err != nil || !strings.Contains(string(own), "update finished without reboot") {
+		t.Errorf("pantavisor's log in the running revision's directory: %v\n%s", err, own)
+	}
 	// Not committed: the next boot tries it again (upstream's UPDATED).
 	if env := bootEnv(t, dir); env.Try() != "locals/v2" || env.Committed() != "0" {
 		t.Errorf("bootloader after UPDATED: %v", env)

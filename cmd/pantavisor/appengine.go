@@ -270,12 +270,12 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if revErr == nil {
 		logFile = filepath.Join(layout.Logs(rev), "pantavisor", "pantavisor.log")
 	}
-	log, closeLog, err := newLogger(stderr, logFile, level)
+	log, ownLog, err := newLogger(stderr, logFile, level)
 	if err != nil {
 		fmt.Fprintf(stderr, "pantavisor: open log: %v\n", err)
 		return 1
 	}
-	defer closeLog()
+	defer ownLog.Close()
 	if revErr != nil {
 		log.Error("bootloader names a bad revision: no log file", "rev", rev, "err", revErr)
 	}
@@ -442,6 +442,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		OnRevision: func(rev string, st *state.State, trying bool) {
 			books.revision(rev, trying)
 			keeper.SetCurrent(layout.Logs(rev))
+			// pantavisor's own log moves with the running revision,
+			// as the keeper's idea of what is current does.
+			if err := ownLog.Move(filepath.Join(layout.Logs(rev), "pantavisor", "pantavisor.log")); err != nil {
+				log.Warn("pantavisor's log stays where it was", "err", err)
+			}
 			if rev != oemRev {
 				// A non-reboot update: its OEM configuration
 				// applies to what reads the configuration from
@@ -498,11 +503,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	for reason == "" {
 		select {
 		case why := <-reexec:
-			reexecSupervisor(log, closeLog, "command: "+why)
+			reexecSupervisor(log, ownLog.Close, "command: "+why)
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				if exits != nil {
-					reexecSupervisor(log, closeLog, "SIGHUP")
+					reexecSupervisor(log, ownLog.Close, "SIGHUP")
 				}
 				log.Warn("SIGHUP ignored: no PID 1 of pantavisor's to start the supervisor again")
 				continue

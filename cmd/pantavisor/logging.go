@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/lmittmann/tint"
 	"golang.org/x/sys/unix"
@@ -14,8 +15,10 @@ import (
 
 // newLogger logs to stderr (coloured with tint when it is a terminal) and,
 // when file is set, as plain text to that file too: the device's log must be
-// readable after the fact, the console while watching.
-func newLogger(stderr io.Writer, file string, level slog.Level) (*slog.Logger, func(), error) {
+// readable after the fact, the console while watching. The file is a
+// logSink (nil without a file), which the running revision's log
+// directory moves it to.
+func newLogger(stderr io.Writer, file string, level slog.Level) (*slog.Logger, *logSink, error) {
 	var console slog.Handler
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
 		console = tint.NewHandler(f, &tint.Options{Level: level, TimeFormat: "15:04:05.000"})
@@ -23,17 +26,75 @@ func newLogger(stderr io.Writer, file string, level slog.Level) (*slog.Logger, f
 		console = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
 	if file == "" {
-		return slog.New(console), func() {}, nil
+		return slog.New(console), nil, nil
+	}
+	sink := &logSink{}
+	if err := sink.Move(file); err != nil {
+		return nil, nil, err
+	}
+	h := fanout{console, slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level})}
+	return slog.New(h), sink, nil
+}
+
+// logSink is pantavisor's own log file. Upstream writes it under the
+// running revision's log directory; opened once at boot, it stayed in the
+// boot revision's after a non-reboot update, where the log keeper, for
+// which that is another revision's, emptied it before a flooding
+// container's, and GC removed it while it was written (a file growing
+// unseen until pantavisor exits). Move reopens it in the new directory.
+type logSink struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// Write appends p to the current file (under the lock: a move in between
+// would otherwise write to a closed file).
+func (s *logSink) Write(p []byte) (int, error) {
+	if s == nil {
+		return len(p), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return len(p), nil
+	}
+	return s.f.Write(p)
+}
+
+// Move appends from now on to file, creating it and its directory, and
+// closes the previous file; on error the previous file goes on.
+func (s *logSink) Move(file string) error {
+	if s == nil {
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return nil, nil, err
+		return err
 	}
 	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	h := fanout{console, slog.NewTextHandler(f, &slog.HandlerOptions{Level: level})}
-	return slog.New(h), func() { f.Close() }, nil
+	s.mu.Lock()
+	old := s.f
+	s.f = f
+	s.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close closes the file; later writes go nowhere.
+func (s *logSink) Close() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil {
+		s.f.Close()
+		s.f = nil
+	}
 }
 
 func isTerminal(f *os.File) bool {
