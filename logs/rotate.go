@@ -55,12 +55,19 @@ type Limits struct {
 type Keeper struct {
 	Dir    string
 	Limits Limits
+	// LimitsNow, when set, gives the limits at each check instead of
+	// Limits: the configuration may change them while the device runs
+	// (a revision's OEM configuration, user-meta).
+	LimitsNow func() Limits
 	// Current is the running revision's log directory (under Dir), whose
 	// live files go last; SetCurrent changes it while the keeper runs.
 	Current string
 	Log     *slog.Logger
 
 	mu sync.Mutex
+	// failing holds the files whose rotation failed, to warn once per
+	// file until it succeeds: the warning is itself a write to the tree.
+	failing map[string]bool
 	// Rotations and Removed count what the keeper did, for tests and
 	// GET /metrics.
 	Rotations, Removed atomic.Int64
@@ -69,6 +76,14 @@ type Keeper struct {
 // sweepEvery is the fallback sweep when no change was notified (a writer
 // on a file that existed before the watch, an inotify queue overflow).
 var sweepEvery = 5 * time.Second
+
+// checkGap is the least time between two checks: a check walks the whole
+// tree, and without a gap a container writing a line at a time (and
+// pantavisor's own log, which is in the tree) cost a walk per line, most
+// of a CPU. What is written between two checks is at most a quarter
+// second of a writer's output over its limit; rotation copies only the
+// last MaxFile bytes of it.
+var checkGap = 250 * time.Millisecond
 
 // Run watches the tree with inotify (every directory, as they appear) and
 // enforces the limits after each batch of changes and every sweepEvery,
@@ -110,6 +125,12 @@ func (k *Keeper) Run(ctx context.Context) {
 		case <-events:
 		}
 		k.Enforce()
+		// Events meanwhile wait in the channel: one check after the gap.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(checkGap):
+		}
 	}
 }
 
@@ -125,28 +146,45 @@ func (k *Keeper) SetCurrent(dir string) {
 func (k *Keeper) Enforce() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	lim := k.Limits
+	if k.LimitsNow != nil {
+		lim = k.LimitsNow()
+	}
 	files, _ := k.scan()
 	for i := range files {
 		f := &files[i]
-		if k.Limits.MaxFile <= 0 || f.rotated || f.size <= k.Limits.MaxFile {
+		if lim.MaxFile <= 0 || f.rotated || f.size <= lim.MaxFile {
 			continue
 		}
-		if err := rotate(f.path, k.Limits.MaxFile); err != nil {
-			k.Log.Warn("log rotation failed", "file", f.path, "err", err)
+		err := rotate(f.path, lim.MaxFile)
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			// No room for the copy: the storage is full, and the live
+			// file, over its limit, is part of why. Its lines are
+			// lost rather than the storage kept full.
+			err = errors.Join(err, os.Truncate(f.path, 0))
+			if k.warnOnce(f.path) {
+				k.Log.Warn("log over its limit emptied without a copy: no room for one", "file", f.path)
+			}
+		} else if err != nil {
+			if k.warnOnce(f.path) {
+				k.Log.Warn("log rotation failed", "file", f.path, "err", err)
+			}
 			continue
+		} else {
+			delete(k.failing, f.path)
 		}
 		k.Rotations.Add(1)
 	}
-	if k.Limits.MaxDir <= 0 {
+	if lim.MaxDir <= 0 {
 		return
 	}
 	files, total := k.scan()
-	if total <= k.Limits.MaxDir {
+	if total <= lim.MaxDir {
 		return
 	}
-	target := k.Limits.MaxDir
-	if h := k.Limits.Hysteresis; h > 1 {
-		target -= k.Limits.MaxDir / h
+	target := lim.MaxDir
+	if h := lim.Hysteresis; h > 1 {
+		target -= lim.MaxDir / h
 	}
 	slices.SortStableFunc(files, func(a, b logFile) int {
 		c := cmp.Compare(k.class(a), k.class(b))
@@ -180,9 +218,24 @@ func (k *Keeper) Enforce() {
 			k.Removed.Add(1)
 		}
 	}
-	if total > k.Limits.MaxDir {
-		k.Log.Warn("log directory over its limit", "dir", k.Dir, "bytes", total, "limit", k.Limits.MaxDir)
+	if total > lim.MaxDir && k.warnOnce(k.Dir) {
+		k.Log.Warn("log directory over its limit", "dir", k.Dir, "bytes", total, "limit", lim.MaxDir)
+	} else if total <= lim.MaxDir {
+		delete(k.failing, k.Dir)
 	}
+}
+
+// warnOnce says whether a failure about path is the first since its last
+// success (k.mu held).
+func (k *Keeper) warnOnce(path string) bool {
+	if k.failing == nil {
+		k.failing = map[string]bool{}
+	}
+	if k.failing[path] {
+		return false
+	}
+	k.failing[path] = true
+	return true
 }
 
 // class orders the files a sweep removes: rotated copies, then other

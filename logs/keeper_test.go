@@ -1,0 +1,111 @@
+package logs
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// walkCounter counts the keeper's walks of the tree: each opens its root.
+type walkCounter struct{ fd int }
+
+func newWalkCounter(t *testing.T, root string) *walkCounter {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.InotifyAddWatch(fd, root, unix.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	return &walkCounter{fd}
+}
+
+// take returns the walks since the last call.
+func (w *walkCounter) take() int {
+	n, buf := 0, make([]byte, 64*1024)
+	for {
+		m, err := unix.Read(w.fd, buf)
+		if m <= 0 || err != nil {
+			return n
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= m; {
+			size := binary.NativeEndian.Uint32(buf[off+12:])
+			if size == 0 { // the root itself, not an entry in it
+				n++
+			}
+			off += unix.SizeofInotifyEvent + int(size)
+		}
+	}
+}
+
+// A container writing a line at a time, far under every limit, made the
+// keeper walk the whole tree twice per line: most of a CPU. Checks are at
+// least checkGap apart now.
+func TestAChattyContainerDoesNotMakeTheKeeperSpin(t *testing.T) {
+	dir := t.TempDir()
+	for r := range 5 {
+		for c := range 10 {
+			writeAged(t, dir, fmt.Sprintf("%d/c%d/console.log", r, c), 1000, time.Hour)
+		}
+	}
+	cur := filepath.Join(dir, "4")
+	path := filepath.Join(cur, "chatty", "console.log")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	w, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	walks := newWalkCounter(t, dir)
+	k := &Keeper{Dir: dir, Current: cur, Limits: Limits{MaxFile: 2 << 20, MaxDir: 16 << 20, Hysteresis: 4}, Log: quiet()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	walks.take()
+	line := fmt.Appendf(nil, "%0119d\n", 0)
+	n, lines := 0, 0
+	for start := time.Now(); time.Since(start) < 2*time.Second; {
+		w.Write(line)
+		lines++
+		time.Sleep(200 * time.Microsecond)
+		if lines%100 == 0 {
+			n += walks.take() // before the inotify queue overflows
+		}
+	}
+	n += walks.take()
+	cancel()
+	<-done
+	// Two walks a check, a check every checkGap at most, and the
+	// fallback sweep: about 16 in 2 s.
+	if max := 2*int(2*time.Second/checkGap) + 4; n > max {
+		t.Errorf("the keeper walked the tree %d times in 2 s for %d lines (at most %d expected)", n, lines, max)
+	}
+}
+
+// The limits are read at each check when LimitsNow is set: a revision's
+// OEM configuration or user-meta may lower them while the device runs.
+func TestLimitsReadAtEachCheck(t *testing.T) {
+	dir := t.TempDir()
+	big := writeAged(t, dir, "1/app/console.log", 5000, 0)
+	max := int64(1 << 20)
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "1"), Log: quiet(),
+		LimitsNow: func() Limits { return Limits{MaxFile: max} }}
+	k.Enforce()
+	if fi, _ := os.Stat(big); fi.Size() != 5000 {
+		t.Fatalf("rotated under its limit: %d", fi.Size())
+	}
+	max = 1000
+	k.Enforce()
+	if fi, _ := os.Stat(big); fi.Size() != 0 {
+		t.Errorf("not rotated at the lowered limit: %d bytes", fi.Size())
+	}
+}
