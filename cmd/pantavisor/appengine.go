@@ -282,9 +282,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// The log directory is kept within PV_LOG_MAXSIZE (per file) and
 	// PV_LOG_DIR_MAXSIZE for as long as the device runs; the running
 	// revision's logs go last (none is running under a bad name).
+	// The limits are read at each check: the revision's OEM configuration
+	// and user-meta may change them while the device runs.
 	keeper := &logs.Keeper{Dir: filepath.Join(layout.Root, "logs"), Log: log,
-		Limits: logs.Limits{MaxFile: int64(cfg.Int(config.PVLogMaxSize)), MaxDir: int64(cfg.Int(config.PVLogDirMaxSize)),
-			Hysteresis: int64(cfg.Int(config.PVLogHysteresisFactor))}}
+		LimitsNow: func() logs.Limits {
+			return logs.Limits{MaxFile: int64(cfg.Int(config.PVLogMaxSize)), MaxDir: int64(cfg.Int(config.PVLogDirMaxSize)),
+				Hysteresis: int64(cfg.Int(config.PVLogHysteresisFactor))}
+		}}
 	if revErr == nil {
 		keeper.Current = layout.Logs(rev)
 	}
