@@ -162,7 +162,7 @@ func TestIngressListenersBridges(t *testing.T) {
 		doc[name+"/run.json"] = run
 		doc[name+"/services.json"] = []any{map[string]any{"name": "web", "type": "tcp", "port": 80}}
 	}
-	data, _ := json.Marshal(doc)
+	data, _ := json.Marshal(withRootVolumes(doc))
 	st, err := state.Parse(data, state.Options{AppEngine: true})
 	if err != nil {
 		t.Fatal(err)

@@ -64,7 +64,7 @@ func pooledState(t *testing.T) *state.State {
 			"auto_recovery": map[string]any{"policy": "always"}},
 		"host/run.json": map[string]any{"name": "host", "group": "app", "auto_recovery": map[string]any{"policy": "no"}},
 	}
-	data, _ := json.Marshal(doc)
+	data, _ := json.Marshal(withRootVolumes(doc))
 	st, err := state.Parse(data, state.Options{AppEngine: true})
 	if err != nil {
 		t.Fatal(err)

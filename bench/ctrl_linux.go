@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +185,8 @@ func ctrlState(n int) (*state.State, error) {
 	}
 	for i := range n {
 		name := fmt.Sprintf("c%03d", i)
-		doc[name+"/run.json"] = map[string]any{"name": name, "group": "app", "auto_recovery": map[string]any{"policy": "no"}}
+		doc[name+"/run.json"] = map[string]any{"name": name, "group": "app", "root-volume": "root.squashfs", "auto_recovery": map[string]any{"policy": "no"}}
+		doc[name+"/root.squashfs"] = strings.Repeat("0", 64) // parsed only: never mounted
 	}
 	data, err := json.Marshal(doc)
 	if err != nil {

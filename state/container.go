@@ -107,6 +107,11 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 	if rv, ok := o.str("root-volume"); ok {
 		c.RootVolume = rv
 		p.needVolume(c, file, "root-volume", rv)
+	} else if !o.has("root-volume") {
+		// Upstream accepts the state and then fails the container at
+		// mount time; the engine here refuses it there too
+		// ("run.json names no root-volume"). Say so before anything runs.
+		p.errorf(file, "root-volume", "missing: every container needs its root filesystem volume, e.g. \"root.squashfs\"")
 	}
 	if vols, ok := o.strings("volumes"); ok {
 		c.Volumes = vols

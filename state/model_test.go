@@ -61,7 +61,7 @@ func TestGroupAssignment(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := parseOK(t, tc.state, Options{AppEngine: true})
+			s := parseOK(t, withRootVolumes(tc.state), Options{AppEngine: true})
 			for name, group := range tc.want {
 				c := s.Container(name)
 				if c == nil {
@@ -81,9 +81,10 @@ func TestGroupAssignment(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	s := parseOK(t, map[string]any{
-		"#spec":       SpecSystem1,
-		"device.json": map[string]any{"groups": []any{map[string]any{"name": "g"}}},
-		"a/run.json":  map[string]any{"name": "a"},
+		"#spec":           SpecSystem1,
+		"device.json":     map[string]any{"groups": []any{map[string]any{"name": "g"}}},
+		"a/run.json":      map[string]any{"name": "a", "root-volume": "root.squashfs"},
+		"a/root.squashfs": sha2,
 	}, Options{AppEngine: true})
 	g := s.Group("g")
 	if g.StatusGoal != GoalStarted || g.RestartPolicy != RestartContainer || g.Timeout != DefaultGroupTimeout {

@@ -63,6 +63,27 @@ func baseState() map[string]any {
 // doc returns the JSON object at key, for mutation.
 func doc(st map[string]any, key string) map[string]any { return st[key].(map[string]any) }
 
+// withRootVolumes gives every container of st that names no root-volume
+// the root volume the parser requires ("root.squashfs", and its object), for
+// tests whose states are otherwise minimal.
+func withRootVolumes(st map[string]any) map[string]any {
+	for key, v := range st {
+		name, ok := strings.CutSuffix(key, "/run.json")
+		run, isMap := v.(map[string]any)
+		if !ok || !isMap || name == "bsp" || strings.Contains(name, "/") {
+			continue
+		}
+		if _, has := run["root-volume"]; has {
+			continue
+		}
+		run["root-volume"] = "root.squashfs"
+		if _, has := st[name+"/root.squashfs"]; !has {
+			st[name+"/root.squashfs"] = sha2
+		}
+	}
+	return st
+}
+
 func encode(t *testing.T, st map[string]any) []byte {
 	t.Helper()
 	b, err := json.Marshal(st)
@@ -142,6 +163,7 @@ func TestValidationRules(t *testing.T) {
 		{"container bad policy", false, func(st map[string]any) { doc(st, "web/run.json")["restart_policy"] = "never" }, "web/run.json: restart_policy", "system or container"},
 		{"container bad type", false, func(st map[string]any) { doc(st, "web/run.json")["type"] = "docker" }, "web/run.json: type", "only lxc"},
 		{"root-volume missing", false, func(st map[string]any) { delete(st, "web/root.squashfs") }, "web/run.json: root-volume", "no web/root.squashfs"},
+		{"root-volume absent", false, func(st map[string]any) { delete(doc(st, "cli/run.json"), "root-volume") }, "cli/run.json: root-volume", "missing"},
 		{"root-volume bad handler syntax", false, func(st map[string]any) { doc(st, "web/run.json")["root-volume"] = "dm:" }, "web/run.json: root-volume", "HANDLER:FILE"},
 		{"volume missing", false, func(st map[string]any) { doc(st, "web/run.json")["volumes"] = []any{"data.squashfs"} }, "web/run.json: volumes[0]", "no web/data.squashfs"},
 		{"config missing", false, func(st map[string]any) { delete(st, "web/lxc.container.conf") }, "web/run.json: config", "no web/lxc.container.conf"},

@@ -27,7 +27,8 @@ func TestValidateExitCodes(t *testing.T) {
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"#spec":"pantavisor-service-system@1",
 		"device.json":{"groups":[{"name":"app","status_goal":"UP"}]},
-		"web/run.json":{"name":"web","auto_recovery":{"max_retries":-1}}}`), 0o644); err != nil {
+		"web/run.json":{"name":"web","root-volume":"root.squashfs","auto_recovery":{"max_retries":-1}},
+		"web/root.squashfs":"2222222222222222222222222222222222222222222222222222222222222222"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	notJSON := filepath.Join(dir, "x.json")
