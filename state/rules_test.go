@@ -336,6 +336,28 @@ func TestValidationRules(t *testing.T) {
 		{"required service bad type", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "api", "type": "grpc"}}}
 		}, `cli/run.json: services.required[0] ("api").type`, "unknown service type"},
+		{"tcp link without target", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "web-http", "type": "tcp"}}}
+		}, `cli/run.json: services.required[0] ("web-http").target`, "without a target it would be the socket /tmp/pvx_cli_web-http.sock"},
+		{"untyped requirement of a tcp export without target", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{"web-http"}}
+		}, `cli/run.json: services.required[0] ("web-http").target`, "a tcp link listens on IP:PORT"},
+		{"tcp link target is a path", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "web-http", "type": "tcp", "target": "/run/web.sock"}}}
+		}, `cli/run.json: services.required[0] ("web-http").target`, "want IP:PORT[/prefix]"},
+		{"http link target port out of range", false, func(st map[string]any) {
+			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "site", "type": "http", "port": 8000})
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "site", "target": ":80000/ui"}}}
+		}, `cli/run.json: services.required[0] ("site").target`, "not 1-65535"},
+		{"unix link relative target", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "api", "type": "unix", "target": "run/api.sock"}}}
+		}, `cli/run.json: services.required[0] ("api").target`, "absolute path"},
+		{"unix link relative interface", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "api", "interface": "api.sock"}}}
+		}, `cli/run.json: services.required[0] ("api").interface`, "absolute path"},
+		{"optional tcp link target is a path", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"optional": []any{map[string]any{"name": "web-http", "target": "/run/web.sock"}}}
+		}, `cli/run.json: services.optional[0] ("web-http").target`, "want IP:PORT[/prefix]"},
 		{"services.json without container", false, func(st map[string]any) {
 			st["ghost/services.json"] = []any{map[string]any{"name": "x", "type": "unix", "socket": "/x"}}
 		}, "ghost/services.json", "no container"},

@@ -205,7 +205,8 @@ func exportOf(c *Container, name string) *ServiceExport {
 
 // validateServices checks that every required service is exported by some
 // container with the same name and type (upstream matches by name only and
-// then reboot-loops when it is missing), and that a named provider exists.
+// then reboot-loops when it is missing), that a named provider exists, and
+// that the consumer end of every link that will be made can be set up.
 func (p *parser) validateServices() {
 	for _, c := range p.st.Containers {
 		file := c.Name + "/run.json"
@@ -218,32 +219,39 @@ func (p *parser) validateServices() {
 						p.errorf(file, joinPath(at, "provider"), "unknown container %q", r.Provider)
 						continue
 					}
-					if !required {
-						continue
-					}
 					e := exportOf(prov, r.Name)
 					switch {
 					case e == nil:
-						p.errorf(file, at, "container %s exports no service %q", r.Provider, r.Name)
-					case r.Type != "" && e.Type != "" && e.Type != r.Type:
-						p.errorf(file, at, "container %s exports %q as type %s, not %s", r.Provider, r.Name, e.Type, r.Type)
+						if required {
+							p.errorf(file, at, "container %s exports no service %q", r.Provider, r.Name)
+						}
+					case !typesMatch(r.Type, e.Type):
+						if required {
+							p.errorf(file, at, "container %s exports %q as type %s, not %s", r.Provider, r.Name, e.Type, r.Type)
+						}
+					default:
+						p.checkConsumerEnd(file, at, c, r, e)
 					}
 					continue
 				}
-				if !required || r.Name == "" {
+				if r.Name == "" {
 					continue
 				}
-				found, wrongType := false, ""
+				var found *ServiceExport
+				wrongType := ""
 				for _, prov := range p.st.Containers {
 					if e := exportOf(prov, r.Name); e != nil {
-						if r.Type == "" || e.Type == "" || e.Type == r.Type {
-							found = true
+						if typesMatch(r.Type, e.Type) {
+							found = e
 							break
 						}
 						wrongType = fmt.Sprintf(" (%s exports it as type %s)", prov.Name, e.Type)
 					}
 				}
-				if !found {
+				switch {
+				case found != nil:
+					p.checkConsumerEnd(file, at, c, r, found)
+				case required:
 					typ := ""
 					if r.Type != "" {
 						typ = " of type " + r.Type
@@ -255,6 +263,13 @@ func (p *parser) validateServices() {
 		check(c.Requires, "required", true)
 		check(c.Optional, "optional", false)
 	}
+}
+
+// typesMatch says whether a requirement of type want is answered by an
+// export of type got; an empty type (none given, or an unknown one already
+// reported) matches any, as xconnect.Graph resolves links.
+func typesMatch(want, got string) bool {
+	return want == "" || got == "" || want == got
 }
 
 // ingressBackends lists the export types an ingress rule of each type can
