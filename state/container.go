@@ -63,6 +63,10 @@ var validRecovery = map[string]RecoveryPolicy{
 	"unless-stopped": RecoveryUnlessStopped,
 }
 
+// socketOnlyTypes are the service types whose export must be a socket (or
+// device node) path: they cannot be reached by a port.
+var socketOnlyTypes = map[string]bool{"drm": true, "dbus": true}
+
 var validServiceTypes = map[string]bool{
 	"rest": true, "dbus": true, "unix": true, "drm": true, "wayland": true, "tcp": true, "http": true,
 }
@@ -498,16 +502,29 @@ func (p *parser) readExports(file string, raw json.RawMessage) []ServiceExport {
 		if e.Socket, ok = o.str("socket"); ok && !path.IsAbs(e.Socket) {
 			p.errorf(file, joinPath(at, "socket"), "must be an absolute path inside the provider, got %q", e.Socket)
 		}
-		hasPort := o.has("port")
-		if n, ok := o.integer("port"); ok {
-			if n < 0 || n > 65535 {
-				p.errorf(file, joinPath(at, "port"), "must be 0-65535, got %d", n)
-			} else {
-				e.Port = int(n)
-			}
+		n, hasPort := o.integer("port")
+		badPort := hasPort && (n < 0 || n > 65535)
+		if badPort {
+			p.errorf(file, joinPath(at, "port"), "must be 0-65535, got %d", n)
+		} else if hasPort {
+			e.Port = int(n)
 		}
-		if (e.Type == "tcp" || e.Type == "http") && e.Socket == "" && e.Port == 0 && !hasPort {
+		// The link plane and ingress reach an export by its socket, else
+		// by its port (xconnect/mesh Backend.dialOnce: "exports neither a
+		// socket nor a port"); a drm node is opened and a dbus bus dialled
+		// by path only (drm.Inject, xconnect.DialAs).
+		switch {
+		case e.Socket != "" || badPort || o.has("socket") || e.Type == "":
+			// reachable, or its socket, port or type is already reported
+		case socketOnlyTypes[e.Type]:
+			p.errorf(file, joinPath(at, "socket"), "missing: a %s service is reached by its socket path inside the provider", e.Type)
+		case e.Port != 0:
+		case hasPort:
+			p.errorf(file, joinPath(at, "port"), "0 reaches nothing: give the port the service listens on (1-65535), or a socket")
+		case e.Type == "tcp" || e.Type == "http":
 			p.errorf(file, joinPath(at, "port"), "missing: a %s service needs a port or a socket", e.Type)
+		default:
+			p.errorf(file, joinPath(at, "socket"), "missing: a %s service needs a socket (or a port)", e.Type)
 		}
 		o.finish()
 		out = append(out, e)

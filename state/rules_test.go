@@ -373,6 +373,18 @@ func TestValidationRules(t *testing.T) {
 		{"export tcp without port", false, func(st map[string]any) {
 			delete(doc(st, "web/services.json")["services"].([]any)[0].(map[string]any), "port")
 		}, `web/services.json: services[0] ("web-http").port`, "needs a port or a socket"},
+		{"export unix without socket", false, func(st map[string]any) {
+			delete(doc(st, "web/services.json")["services"].([]any)[1].(map[string]any), "socket")
+		}, `web/services.json: services[1] ("api").socket`, "needs a socket"},
+		{"export tcp port zero", false, func(st map[string]any) {
+			doc(st, "web/services.json")["services"].([]any)[0].(map[string]any)["port"] = 0
+		}, `web/services.json: services[0] ("web-http").port`, "0 reaches nothing"},
+		{"export drm by port", false, func(st map[string]any) {
+			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "gpu", "type": "drm", "port": 9000})
+		}, `web/services.json: services[2] ("gpu").socket`, "reached by its socket path"},
+		{"export dbus without socket", false, func(st map[string]any) {
+			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "bus", "type": "dbus"})
+		}, `web/services.json: services[2] ("bus").socket`, "reached by its socket path"},
 		{"export duplicate", false, func(st map[string]any) {
 			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "web-http", "type": "tcp", "port": 81})
 		}, `web/services.json: services[2] ("web-http").name`, "duplicate service"},
