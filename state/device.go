@@ -351,7 +351,8 @@ func (p *parser) readIngress(items []json.RawMessage) {
 }
 
 // parseExternal reads "IP:PORT", ":PORT" and, for http, an optional
-// "/prefix" after the port. An empty host means every address.
+// "/prefix" after the port, returned without a trailing slash. An empty
+// host means every address.
 func parseExternal(s string, http bool) (netip.AddrPort, string, string) {
 	hostport, prefix := s, ""
 	if http {
@@ -380,6 +381,13 @@ func parseExternal(s string, http bool) (netip.AddrPort, string, string) {
 	}
 	if http && strings.Contains(prefix, "//") {
 		return netip.AddrPort{}, "", "path prefix " + strconv.Quote(prefix) + " has an empty segment"
+	}
+	if len(prefix) > 1 {
+		// The router cleans a prefix the same way (xconnect/http
+		// cleanPrefix): "/api/" is the route "/api", so two rules that
+		// differ by a trailing slash are one route, and the duplicate
+		// check must see them as one.
+		prefix = strings.TrimRight(prefix, "/")
 	}
 	return netip.AddrPortFrom(addr, uint16(port)), prefix, ""
 }

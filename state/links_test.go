@@ -99,3 +99,43 @@ func TestLinkTargetsAgreeWithTheLinkPlane(t *testing.T) {
 }
 
 var errRelative = errors.New("not an absolute path")
+
+// Two http ingress rules on one listener whose prefixes the router takes
+// for one route (xconnect/http cleanPrefix: ":80/api" and ":80/api/") are
+// refused: the second would never get a request.
+func TestIngressPrefixesAreTheRoutersRoutes(t *testing.T) {
+	for _, second := range []string{":80/api/", "0.0.0.0:80/api", ":80/api//", ":80/apis", ":80/api/v2", ":80/"} {
+		st := map[string]any{
+			"#spec": state.SpecSystem1,
+			"device.json": map[string]any{"groups": []any{map[string]any{"name": "app"}},
+				"ingress": []any{
+					map[string]any{"name": "a", "type": "http", "external": ":80/api", "provider": "web", "service": "api"},
+					map[string]any{"name": "b", "type": "http", "external": second, "provider": "web", "service": "db"},
+				}},
+			"web/run.json": map[string]any{"name": "web", "type": "lxc", "config": "lxc.container.conf", "root-volume": "root.squashfs"},
+			"web/services.json": map[string]any{"services": []any{
+				map[string]any{"name": "db", "type": "tcp", "port": 5432},
+				map[string]any{"name": "api", "type": "unix", "socket": "/run/api.sock"},
+			}},
+			"web/lxc.container.conf": objA, "web/root.squashfs": objB,
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := state.Parse(b, state.Options{AppEngine: true})
+		if err != nil {
+			continue // refused
+		}
+		prefixes := []string{s.Ingress[0].Prefix, s.Ingress[1].Prefix}
+		reachable := false
+		for _, path := range []string{"/", "/api", "/api/", "/api/x", "/apis", "/api/v2", "/other"} {
+			if i, _, ok := xhttp.Match(prefixes, path); ok && i == 1 {
+				reachable = true
+			}
+		}
+		if !reachable {
+			t.Errorf("rules %q and %q accepted on one listener, but rule b (prefix %q) can never be routed to", ":80/api", second, prefixes[1])
+		}
+	}
+}

@@ -175,7 +175,9 @@ type IngressRule struct {
 	External string // as written
 	// Addr is the listen address ("0.0.0.0:8080" for ":8080" too).
 	Addr netip.AddrPort
-	// Prefix is the HTTP path prefix ("/" when absent); empty for tcp.
+	// Prefix is the HTTP path prefix ("/" when absent), cleaned as the
+	// router cleans it: no trailing slash ("/api/" is "/api"). Empty for
+	// tcp.
 	Prefix   string
 	Provider string
 	Service  string

@@ -139,6 +139,11 @@ func TestIngressAddresses(t *testing.T) {
 	if r := s.Ingress[1]; r.Addr.String() != "0.0.0.0:80" || r.Prefix != "/api" {
 		t.Errorf("http ingress: %+v", r)
 	}
+	for ext, want := range map[string]string{":80": "/", ":80/": "/", ":80/api/": "/api", "10.0.0.1:80/a/b/": "/a/b"} {
+		if _, prefix, msg := parseExternal(ext, true); msg != "" || prefix != want {
+			t.Errorf("%q: prefix %q (%s), want %q as the router cleans it", ext, prefix, msg, want)
+		}
+	}
 }
 
 // TestFixturesRoundTrip derives what GET /containers and /groups must show

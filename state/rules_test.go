@@ -298,6 +298,10 @@ func TestValidationRules(t *testing.T) {
 			ing := doc(st, "device.json")["ingress"].([]any)
 			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"type": "http", "external": "0.0.0.0:80/api", "provider": "web", "service": "web-http"})
 		}, `device.json: ingress[2] ("web-http").external`, "collides with ingress[1]"},
+		{"ingress collision prefix with trailing slash", false, func(st map[string]any) {
+			ing := doc(st, "device.json")["ingress"].([]any)
+			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"name": "api2", "type": "http", "external": ":80/api/", "provider": "web", "service": "web-http"})
+		}, `device.json: ingress[2] ("api2").external`, "collides with ingress[1]"},
 		{"ingress duplicate name", false, func(st map[string]any) {
 			ing := doc(st, "device.json")["ingress"].([]any)
 			doc(st, "device.json")["ingress"] = append(ing, map[string]any{"name": "web", "type": "tcp", "external": ":9090", "provider": "web", "service": "web-http"})
