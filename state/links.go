@@ -27,9 +27,11 @@ func (p *parser) checkConsumerEnd(file, at string, c *Container, r ServiceRequir
 	end, key := consumerEnd(c.Name, r)
 	switch typ {
 	case "tcp", "http":
-		msg := tcpTargetProblem(end)
+		addr, msg := parseLinkTarget(end)
 		switch {
 		case msg == "":
+			p.linkListeners = append(p.linkListeners, linkListener{
+				file: file, at: joinPath(at, key), consumer: c.Name, netns: netnsOf(c), addr: addr, end: end})
 		case key == "":
 			p.errorf(file, joinPath(at, "target"), "missing: a %s link listens on IP:PORT or :PORT inside %s (without a target it would be the socket %s)", typ, c.Name, end)
 		default:
@@ -56,23 +58,83 @@ func consumerEnd(consumer string, r ServiceRequirement) (end, key string) {
 	return fmt.Sprintf("/tmp/pvx_%s_%s.sock", consumer, r.Name), ""
 }
 
-// tcpTargetProblem says why s cannot be the consumer end of a tcp or http
-// link, or "". It mirrors xconnect/http ParseTarget, which the link plane
-// listens with; state cannot import it (xconnect imports state), and
-// TestLinkTargetsAgreeWithTheLinkPlane keeps the two in step.
-func tcpTargetProblem(s string) string {
+// parseLinkTarget reads the consumer end of a tcp or http link, or says
+// why it cannot be one. It mirrors xconnect/http ParseTarget, which the
+// link plane listens with; state cannot import it (xconnect imports
+// state), and TestLinkTargetsAgreeWithTheLinkPlane keeps the two in step.
+func parseLinkTarget(s string) (netip.AddrPort, string) {
 	hostport, _, _ := strings.Cut(s, "/")
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return fmt.Sprintf("want IP:PORT[/prefix] or :PORT[/prefix], got %q", s)
+		return netip.AddrPort{}, fmt.Sprintf("want IP:PORT[/prefix] or :PORT[/prefix], got %q", s)
 	}
+	addr := netip.IPv4Unspecified()
 	if host != "" {
-		if _, err := netip.ParseAddr(host); err != nil {
-			return fmt.Sprintf("%q is not an IP address", host)
+		if addr, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, fmt.Sprintf("%q is not an IP address", host)
 		}
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Sprintf("port %q is not 1-65535", port)
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return netip.AddrPort{}, fmt.Sprintf("port %q is not 1-65535", port)
+	}
+	return netip.AddrPortFrom(addr, uint16(n)), ""
+}
+
+// linkListener is the consumer end of a tcp or http link: an address the
+// link plane listens on (xconnect.ListenTCP) in the consumer's network
+// namespace.
+type linkListener struct {
+	file, at string // where its target was read
+	consumer string
+	netns    string // see netnsOf
+	addr     netip.AddrPort
+	end      string
+}
+
+// netnsOf names the network namespace container c runs in: "" for the
+// device's, shared by the ingress listeners and by every container
+// without a pool (mode host, or no network key: pvr's template keeps the
+// host's network, "lxc.namespace.keep = user net ipc"), else c's own.
+func netnsOf(c *Container) string {
+	if c.Network != nil && c.Network.Mode == NetPool {
+		return c.Name
 	}
 	return ""
+}
+
+// validateLinkListeners checks that no tcp or http link listens where
+// something else in the same network namespace does already: an ingress
+// listener (in the device's) or another link. ListenTCP would fail for
+// ever on the second.
+func (p *parser) validateLinkListeners() {
+	for i, l := range p.linkListeners {
+		where := "the device's network namespace"
+		if l.netns != "" {
+			where = "the network namespace of " + l.consumer
+		}
+		if l.netns == "" {
+			if j := p.ingressListening(l.addr); j >= 0 {
+				p.errorf(l.file, l.at, "%s collides with device.json %s (%s) in %s", l.end, p.ingressAt[j], p.st.Ingress[j].External, where)
+				continue
+			}
+		}
+		for _, o := range p.linkListeners[:i] {
+			if o.netns == l.netns && overlaps(o.addr, l.addr) {
+				p.errorf(l.file, l.at, "%s collides with %s: %s (%s) in %s", l.end, o.file, o.at, o.end, where)
+				break
+			}
+		}
+	}
+}
+
+// ingressListening returns the index of the first ingress rule whose
+// listener overlaps addr, or -1.
+func (p *parser) ingressListening(addr netip.AddrPort) int {
+	for i, r := range p.st.Ingress {
+		if r.Addr.IsValid() && overlaps(r.Addr, addr) {
+			return i
+		}
+	}
+	return -1
 }

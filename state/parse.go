@@ -82,6 +82,9 @@ type parser struct {
 	diskAt    []string
 	ingressAt []string
 	reqAt     map[string][]string
+	// linkListeners are the consumer ends of the tcp and http links,
+	// gathered by validateServices.
+	linkListeners []linkListener
 	// deviceBroken is set when device.json is not an object at all, so that
 	// references into it are not reported a second time.
 	deviceBroken bool

@@ -362,6 +362,28 @@ func TestValidationRules(t *testing.T) {
 		{"optional tcp link target is a path", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["services"] = map[string]any{"optional": []any{map[string]any{"name": "web-http", "target": "/run/web.sock"}}}
 		}, `cli/run.json: services.optional[0] ("web-http").target`, "want IP:PORT[/prefix]"},
+		{"host link listens on an ingress port", false, func(st map[string]any) {
+			delete(doc(st, "cli/run.json"), "network") // the device's network
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "web-http", "type": "tcp", "target": "0.0.0.0:8080"}}}
+		}, `cli/run.json: services.required[0] ("web-http").target`, `collides with device.json ingress[0] ("web") (0.0.0.0:8080)`},
+		{"host-mode link listens on an http ingress port", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["network"] = map[string]any{"mode": "host"}
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "web-http", "target": "127.0.0.1:80"}}}
+		}, `cli/run.json: services.required[0] ("web-http").target`, `collides with device.json ingress[1] ("api")`},
+		{"two links of one consumer on one port", false, func(st map[string]any) {
+			doc(st, "web/services.json")["services"] = append(doc(st, "web/services.json")["services"].([]any), map[string]any{"name": "db", "type": "tcp", "port": 5432})
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{
+				map[string]any{"name": "web-http", "target": ":9000"},
+				map[string]any{"name": "db", "target": "127.0.0.1:9000"},
+			}}
+		}, `cli/run.json: services.required[1] ("db").target`, `collides with cli/run.json: services.required[0] ("web-http").target (:9000) in the network namespace of cli`},
+		{"two host consumers on one port", false, func(st map[string]any) {
+			delete(doc(st, "cli/run.json"), "network")
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "web-http", "target": ":9000"}}}
+			st["cli2/run.json"] = map[string]any{"name": "cli2", "root-volume": "root.squashfs",
+				"services": map[string]any{"required": []any{map[string]any{"name": "web-http", "target": ":9000"}}}}
+			st["cli2/root.squashfs"] = sha2
+		}, `cli2/run.json: services.required[0] ("web-http").target`, `collides with cli/run.json: services.required[0] ("web-http").target (:9000) in the device's network namespace`},
 		{"services.json without container", false, func(st map[string]any) {
 			st["ghost/services.json"] = []any{map[string]any{"name": "x", "type": "unix", "socket": "/x"}}
 		}, "ghost/services.json", "no container"},
@@ -469,6 +491,20 @@ func TestValidationRules(t *testing.T) {
 				t.Errorf("message %q does not contain %q", probs[0].Msg, tc.msg)
 			}
 		})
+	}
+}
+
+// A tcp link listens in its consumer's network namespace: a consumer in a
+// pool has its own, so its link may take a port the device's ingress
+// listens on, and two such consumers may take the same port.
+func TestPoolConsumersListenInTheirOwnNamespace(t *testing.T) {
+	st := baseState()
+	doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{map[string]any{"name": "web-http", "target": ":8080"}}}
+	st["cli2/run.json"] = map[string]any{"name": "cli2", "root-volume": "root.squashfs", "network": map[string]any{"pool": "internal"},
+		"services": map[string]any{"required": []any{map[string]any{"name": "web-http", "target": ":8080"}}}}
+	st["cli2/root.squashfs"] = sha2
+	if _, err := Parse(encode(t, st), Options{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

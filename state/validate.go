@@ -16,6 +16,7 @@ func (p *parser) validate() {
 	p.validateNetworks()
 	p.validateServices()
 	p.validateIngress()
+	p.validateLinkListeners()
 	p.validateOwners()
 	p.validateDrivers()
 }
