@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"net"
@@ -234,10 +235,21 @@ func (p *parser) readLogs(file string, items []json.RawMessage) []map[string]str
 		if o == nil {
 			continue
 		}
+		// Upstream copies each value's token text (pv_json_get_one_str), so
+		// "maxsize": 2097152 and "truncate": true are the logger's "2097152"
+		// and "true"; only a nested document has no text to give.
 		l := map[string]string{}
 		for _, k := range o.keys() {
-			if s, ok := o.str(k); ok {
-				l[k] = s
+			raw, _ := o.raw(k)
+			switch kind(raw) {
+			case '"':
+				l[k], _ = decodeString(raw)
+			case '{', '[':
+				p.errorf(file, o.at(k), "must be a string, number or boolean, got %s", describe(raw))
+			case 'n':
+				p.warnf(file, o.at(k), "null, ignored")
+			default:
+				l[k] = string(bytes.TrimSpace(raw))
 			}
 		}
 		logs = append(logs, l)

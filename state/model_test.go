@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -300,4 +301,21 @@ func expectedContainers(raw map[string]any, groups []GroupView) []ContainerView 
 		out = append(out, v)
 	}
 	return out
+}
+
+// Upstream copies a logs value's token text (pv_json_get_one_str): a
+// number or boolean is taken as its text, as pvr and users write them.
+func TestLogsTakeScalarsAsText(t *testing.T) {
+	st := baseState()
+	doc(st, "web/run.json")["logs"] = []any{map[string]any{"file": "/var/log/app.log", "maxsize": 2097152, "truncate": true, "lines": json.Number("1e3")}}
+	s := parseOK(t, st, Options{})
+	want := map[string]string{"file": "/var/log/app.log", "maxsize": "2097152", "truncate": "true", "lines": "1e3"}
+	if got := s.Container("web").Logs; len(got) != 1 || !maps.Equal(got[0], want) {
+		t.Errorf("logs %v, want %v", got, want)
+	}
+	doc(st, "web/run.json")["logs"] = []any{map[string]any{"file": "/var/log/app.log", "opts": map[string]any{"a": 1}}}
+	_, err := Parse(encode(t, st), Options{})
+	if p := Problems(err); len(p) != 1 || p[0].Where() != "web/run.json: logs[0].opts" {
+		t.Errorf("a nested object in logs: %v, want one error at web/run.json: logs[0].opts", err)
+	}
 }
