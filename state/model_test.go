@@ -319,3 +319,26 @@ func TestLogsTakeScalarsAsText(t *testing.T) {
 		t.Errorf("a nested object in logs: %v, want one error at web/run.json: logs[0].opts", err)
 	}
 }
+
+// Upstream files any .json key whose value is not a sha256 as an inline
+// JSON document (system1_parse_objects), a JSON scalar or a plain string
+// too; a key without .json must still name an object.
+func TestInlineJSONScalars(t *testing.T) {
+	for _, v := range []any{true, 42, "plain text", nil} {
+		st := baseState()
+		st["_config/web/etc/flag.json"] = v
+		s, err := Parse(encode(t, st), Options{})
+		if err != nil {
+			t.Errorf("value %#v: %v", v, err)
+			continue
+		}
+		if got, want := string(s.JSONs["_config/web/etc/flag.json"]), mustJSON(t, v); got != want {
+			t.Errorf("value %#v filed as %q, want the document %q", v, got, want)
+		}
+	}
+	st := baseState()
+	st["_config/web/etc/flag"] = true
+	if _, err := Parse(encode(t, st), Options{}); len(Problems(err)) != 1 {
+		t.Errorf("a scalar under a key without .json: %v, want one error", err)
+	}
+}

@@ -197,21 +197,21 @@ func (p *parser) classify() {
 }
 
 // classifyArtifact files a key as an object reference or an inline JSON.
+// As upstream (system1_parse_objects), a .json key whose value is not a
+// sha256 is an inline JSON document, whatever JSON value it is: an object,
+// an array, or a string, number, boolean or null.
 func (p *parser) classifyArtifact(key string, raw json.RawMessage) {
-	if kind(raw) == '"' {
-		s, _ := decodeString(raw)
-		if !storage.IsSHA256(s) {
-			p.c.errorf(key, "", "must be the sha256 of an object (64 lower-case hex digits), got %q", truncate(s, 70))
-			return
-		}
+	s, isString := decodeString(raw)
+	switch {
+	case isString && storage.IsSHA256(s):
 		p.st.Objects[key] = s
-		return
-	}
-	if strings.HasSuffix(key, ".json") && (kind(raw) == '{' || kind(raw) == '[') {
+	case strings.HasSuffix(key, ".json"):
 		p.st.JSONs[key] = raw
-		return
+	case isString:
+		p.c.errorf(key, "", "must be the sha256 of an object (64 lower-case hex digits), got %q", truncate(s, 70))
+	default:
+		p.c.errorf(key, "", "must be an object sha256 or, for a .json file, a JSON document; got %s", describe(raw))
 	}
-	p.c.errorf(key, "", "must be an object sha256 or, for a .json file, a JSON document; got %s", describe(raw))
 }
 
 // checkKeyPath refuses state keys that would escape the trail directory when

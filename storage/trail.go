@@ -65,15 +65,16 @@ func ParseRefs(data []byte) (Refs, error) {
 			continue
 		}
 		var s string
-		isString := len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil
-		isDoc := len(raw) > 0 && (raw[0] == '{' || raw[0] == '[')
-		if !(isString && IsSHA256(s)) && !(isDoc && strings.HasSuffix(key, ".json")) {
+		isObject := len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil && IsSHA256(s)
+		// A .json key whose value is not a sha256 is an inline document,
+		// whatever JSON value it is, as upstream files it.
+		if !isObject && !strings.HasSuffix(key, ".json") {
 			continue
 		}
 		if err := checkKey(key); err != nil {
 			return Refs{}, fmt.Errorf("parse refs: %w", err)
 		}
-		if isString {
+		if isObject {
 			r.Objects[key] = s
 		} else {
 			r.JSONs[key] = raw

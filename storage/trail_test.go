@@ -203,15 +203,24 @@ func TestRevisions(t *testing.T) {
 func TestParseRefs(t *testing.T) {
 	sha := shaOf("x")
 	refs, err := ParseRefs([]byte(`{"#spec":"pantavisor-service-system@1","a/b":"` + sha + `",
-		"_sigs/a.json":"` + sha + `","c/run.json":{"x":1},"d/notes":"not a sha","e/x":{"y":2},"f/list.json":[1]}`))
+		"_sigs/a.json":"` + sha + `","c/run.json":{"x":1},"d/notes":"not a sha","e/x":{"y":2},"f/list.json":[1],
+		"g/flag.json":true,"g/n.json":42,"g/text.json":"plain text","g/none.json":null}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(refs.Objects, map[string]string{"a/b": sha}) {
 		t.Errorf("objects %v", refs.Objects)
 	}
-	if len(refs.JSONs) != 2 || string(refs.JSONs["c/run.json"]) != `{"x":1}` || string(refs.JSONs["f/list.json"]) != `[1]` {
-		t.Errorf("jsons %v", refs.JSONs)
+	// A .json key that is not a sha256 is an inline document, scalars
+	// too, as upstream writes them into the trail.
+	want := map[string]string{"c/run.json": `{"x":1}`, "f/list.json": `[1]`, "g/flag.json": `true`, "g/n.json": `42`,
+		"g/text.json": `"plain text"`, "g/none.json": `null`}
+	got := map[string]string{}
+	for k, v := range refs.JSONs {
+		got[k] = string(v)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("jsons %v, want %v", got, want)
 	}
 	for _, bad := range []string{`null`, `"x"`, `{"/abs":"` + sha + `"}`, `{"a//b":"` + sha + `"}`, `{".pv/progress.json":{}}`} {
 		if _, err := ParseRefs([]byte(bad)); !errors.Is(err, ErrBadState) {
