@@ -283,6 +283,10 @@ func TestValidationRules(t *testing.T) {
 		{"duplicate mac", false, func(st map[string]any) {
 			doc(st, "cli/run.json")["network"].(map[string]any)["mac"] = "02:00:0a:00:05:0a"
 		}, "web/run.json: network.mac", "already the MAC address of container cli"},
+		{"static mac equals a derived mac", false, func(st map[string]any) {
+			doc(st, "web/run.json")["network"].(map[string]any)["mac"] = "02:00:0a:00:05:0b"
+			doc(st, "cli/run.json")["network"].(map[string]any)["ip"] = "10.0.5.11"
+		}, "web/run.json: network.mac", "already the MAC address of container cli (derived from its network.ip 10.0.5.11)"},
 		{"bad hostname", false, func(st map[string]any) {
 			doc(st, "web/run.json")["network"].(map[string]any)["hostname"] = "web_server"
 		}, "web/run.json: network.hostname", "not a valid host name"},

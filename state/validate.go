@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/pantavisor/pv/network/ipam"
 )
 
 // validate checks the rules that span documents: references between
@@ -121,6 +123,21 @@ func (p *parser) validateNetworks() {
 	type holder struct{ container, key string }
 	ips := map[netip.Addr]holder{}
 	macs := map[string]holder{}
+	// A container with a static ip and no mac gets the MAC derived from
+	// its ip (actors/pool lease → ipam.MAC): a static mac equal to it is a
+	// duplicate on the segment as much as two equal static ones. Of an ip
+	// two containers claim, only that error is reported.
+	ipClaims := map[netip.Addr]int{}
+	for _, c := range p.st.Containers {
+		if n := c.Network; n != nil && n.Mode == NetPool && n.IP.IsValid() {
+			ipClaims[n.IP]++
+		}
+	}
+	for _, c := range p.st.Containers {
+		if n := c.Network; n != nil && n.Mode == NetPool && n.MAC == "" && n.IP.IsValid() && ipClaims[n.IP] == 1 {
+			macs[ipam.MAC(n.IP).String()] = holder{c.Name, "network." + n.ipKey}
+		}
+	}
 	for _, c := range p.st.Containers {
 		n := c.Network
 		if n == nil || n.Mode != NetPool || n.Pool == "" {
@@ -156,7 +173,11 @@ func (p *parser) validateNetworks() {
 		}
 		if n.MAC != "" {
 			if h, taken := macs[n.MAC]; taken {
-				p.errorf(file, "network.mac", "%s is already the MAC address of container %s", n.MAC, h.container)
+				derived := ""
+				if h.key != "mac" {
+					derived = fmt.Sprintf(" (derived from its %s %s)", h.key, p.st.Container(h.container).Network.IP)
+				}
+				p.errorf(file, "network.mac", "%s is already the MAC address of container %s%s", n.MAC, h.container, derived)
 			} else {
 				macs[n.MAC] = holder{c.Name, "mac"}
 			}
