@@ -122,3 +122,40 @@ func TestParseIncludeWithoutOpener(t *testing.T) {
 		t.Errorf("Unenforceable = %q", c.Unenforceable)
 	}
 }
+
+// commentReader yields n bytes of '#' (one LXC comment line without a
+// newline) and counts what was read.
+type commentReader struct{ n, read int }
+
+func (r *commentReader) Read(b []byte) (int, error) {
+	if r.read >= r.n {
+		return 0, io.EOF
+	}
+	k := min(len(b), r.n-r.read)
+	for i := range b[:k] {
+		b[i] = '#'
+	}
+	r.read += k
+	return k, nil
+}
+
+// The top-level config is bounded as an included file is: a run.json
+// "config" that names a big object (the root volume, say) must not make
+// PID 1 read it whole, as one line in memory.
+func TestParseIncludesBoundsTheConfig(t *testing.T) {
+	r := &commentReader{n: 16 * maxIncludeSize}
+	_, _, err := ParseIncludes(r, nil)
+	if err == nil || !strings.Contains(err.Error(), "lxc config is larger than 1048576 bytes") {
+		t.Errorf("a %d-byte config: error %v, want it refused for its size", r.n, err)
+	}
+	if r.read > maxIncludeSize+bufSlack {
+		t.Errorf("read %d bytes of the config, want at most about %d", r.read, maxIncludeSize)
+	}
+	at := &commentReader{n: maxIncludeSize}
+	if _, _, err := ParseIncludes(at, nil); err != nil {
+		t.Errorf("a config of exactly %d bytes: %v", at.n, err)
+	}
+}
+
+// bufSlack is what a reader may take beyond what it parses (bufio's buffer).
+const bufSlack = 4096

@@ -92,7 +92,9 @@ type Opener func(name string) (io.ReadCloser, error)
 // config from a revision is untrusted input and a deep chain is a mistake.
 const maxIncludeDepth = 8
 
-// maxIncludeSize bounds one included file, for the same reason.
+// maxIncludeSize bounds the config and each file it includes, for the
+// same reason: a "config" key naming a big object (the root volume, say)
+// must not make PID 1 read all of it.
 const maxIncludeSize = 1 << 20
 
 // ParseIncludes is Parse with lxc.include honoured as LXC does: the included
@@ -102,12 +104,17 @@ const maxIncludeSize = 1 << 20
 // does not have, an include loop or nesting deeper than maxIncludeDepth are
 // errors on the lxc.include line. Errors and warnings from an included file
 // are reported on the top-level include line and name the file and its line.
-// A nil open behaves as Parse.
+// A config larger than maxIncludeSize is an error too. A nil open behaves
+// as Parse.
 func ParseIncludes(r io.Reader, open Opener) (*spec.Container, []Warning, error) {
 	p := newParser()
 	p.open = open
-	if err := p.parseReader(r); err != nil {
+	lr := &io.LimitedReader{R: r, N: maxIncludeSize + 1}
+	if err := p.parseReader(lr); err != nil {
 		return nil, nil, err
+	}
+	if lr.N == 0 {
+		return nil, nil, fmt.Errorf("lxc config is larger than %d bytes", maxIncludeSize)
 	}
 	c := p.finish()
 	if len(p.errs) > 0 {
