@@ -382,6 +382,11 @@ func (p *parser) readNetwork(o *object) *Network {
 	}
 	if pool, ok := o.str("pool"); ok {
 		n.Pool = pool
+		if pool == "" {
+			// Upstream takes "" for pool mode without a pool: the
+			// container silently gets no network at all.
+			p.errorf(o.file, o.at("pool"), "must name a pool of device.json network.pools%s", p.poolHint())
+		}
 		if n.Mode == NetHost {
 			p.errorf(o.file, o.at("pool"), "a host-mode container cannot take an address from pool %q", pool)
 		}

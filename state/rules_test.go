@@ -198,6 +198,9 @@ func TestValidationRules(t *testing.T) {
 		{"unknown pool", false, func(st map[string]any) {
 			doc(st, "web/run.json")["network"].(map[string]any)["pool"] = "dmz"
 		}, "web/run.json: network.pool", `unknown pool "dmz" (pools: internal, lan)`},
+		{"empty pool name", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["network"] = map[string]any{"pool": ""}
+		}, "cli/run.json: network.pool", "must name a pool of device.json network.pools (pools: internal, lan)"},
 		{"pool missing subnet", false, func(st map[string]any) {
 			delete(doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["lan"].(map[string]any), "subnet")
 		}, "device.json: network.pools.lan.subnet", "missing"},
