@@ -59,6 +59,10 @@ func validContainerName(name string) bool {
 	return true
 }
 
+// reservedDirs are the top-level directories of a revision that are not
+// containers, with what they hold.
+var reservedDirs = map[string]string{"_config": "per-container configuration files", "_sigs": "signatures"}
+
 var validRecovery = map[string]RecoveryPolicy{
 	"no": RecoveryNo, "on-failure": RecoveryOnFailure, "always": RecoveryAlways,
 	"unless-stopped": RecoveryUnlessStopped,
@@ -93,8 +97,14 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 		p.errorf(file, "name", "is %q but the file is under %s/: they must match", name, dir)
 	}
 	c.Name = dir
-	if !validContainerName(dir) {
+	switch {
+	case !validContainerName(dir):
 		p.errorf(file, "name", "%q cannot name a container: use letters, digits, '_', '+', '-' and '.' (the runtime's container ids), not only dots", dir)
+	case reservedDirs[dir] != "":
+		// _config/<file> is filed under the container named by the next
+		// segment (owner), and _sigs/ is the signatures': a container
+		// of that name would never get its files.
+		p.errorf(file, "name", "%q is reserved for the revision's %s", dir, reservedDirs[dir])
 	}
 	o.str("#spec") // service-manifest-run@1; upstream does not check it either
 	c.Type, _ = o.str("type")

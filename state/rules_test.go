@@ -159,6 +159,10 @@ func TestValidationRules(t *testing.T) {
 		{"unknown group", false, func(st map[string]any) { doc(st, "web/run.json")["group"] = "apps" }, "web/run.json: group", `unknown group "apps"`},
 		{"name mismatch", false, func(st map[string]any) { doc(st, "web/run.json")["name"] = "www" }, "web/run.json: name", "must match"},
 		{"name missing", false, func(st map[string]any) { delete(doc(st, "cli/run.json"), "name") }, "cli/run.json: name", "missing"},
+		{"container named _config", false, func(st map[string]any) {
+			st["_config/run.json"] = map[string]any{"name": "_config", "root-volume": "root.squashfs"}
+			st["_config/root.squashfs"] = sha2
+		}, "_config/run.json: name", `"_config" is reserved`},
 		{"container bad goal", false, func(st map[string]any) { doc(st, "web/run.json")["status_goal"] = "UP" }, "web/run.json: status_goal", "MOUNTED, STARTED or READY"},
 		{"container bad policy", false, func(st map[string]any) { doc(st, "web/run.json")["restart_policy"] = "never" }, "web/run.json: restart_policy", "system or container"},
 		{"container bad type", false, func(st map[string]any) { doc(st, "web/run.json")["type"] = "docker" }, "web/run.json: type", "only lxc"},
