@@ -196,8 +196,8 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 		c.Export = true
 	}
 	if s, ok := o.child("services"); ok {
-		c.Requires = p.readRequirements(c.Name, s, "required")
-		c.Optional = p.readRequirements(c.Name, s, "optional")
+		c.Requires = p.readRequirements(c.Name, s, "required", nil)
+		c.Optional = p.readRequirements(c.Name, s, "optional", c.Requires)
 		// pvr's template writes manual beside required and optional, as for
 		// drivers; upstream pantavisor does not read it.
 		s.has("manual")
@@ -268,19 +268,41 @@ func (p *parser) readLogs(file string, items []json.RawMessage) []map[string]str
 }
 
 // readRequirements reads services.required or services.optional. A plain
-// string element names a service of any type, as upstream.
-func (p *parser) readRequirements(container string, s *object, key string) []ServiceRequirement {
+// string element names a service of any type, as upstream. A consumer has
+// one link per service name (xconnect.Graph keeps the first), so a name
+// twice in one list is an error, and an optional one that required lists
+// (given as required) is ignored with a warning.
+func (p *parser) readRequirements(container string, s *object, key string, required []ServiceRequirement) []ServiceRequirement {
 	items, ok := s.array(key)
 	if !ok {
 		return nil
 	}
 	reqKey := container + "/" + key
 	var out []ServiceRequirement
+	seen := map[string]string{} // name → key path of its first requirement
+	unique := func(name, at, namePath string) {
+		if name == "" {
+			return
+		}
+		if first, dup := seen[name]; dup {
+			p.errorf(s.file, namePath, "duplicate requirement of service %q: %s has it; a consumer has one link per service", name, first)
+			return
+		}
+		seen[name] = at
+		for _, r := range required {
+			if r.Name == name {
+				p.warnf(s.file, namePath, "ignored: services.required lists %q already", name)
+				return
+			}
+		}
+	}
 	for i, it := range items {
 		if kind(it) == '"' {
 			name, _ := decodeString(it)
+			at := itemPath(s.at(key), i, name)
+			unique(name, at, at)
 			out = append(out, ServiceRequirement{Name: name})
-			p.reqAt[reqKey] = append(p.reqAt[reqKey], itemPath(s.at(key), i, name))
+			p.reqAt[reqKey] = append(p.reqAt[reqKey], at)
 			continue
 		}
 		at := itemPath(s.at(key), i, peekName(it, "service", "name"))
@@ -322,6 +344,11 @@ func (p *parser) readRequirements(container string, s *object, key string) []Ser
 			r.Target = t
 		}
 		o.finish()
+		nameKey := "name"
+		if hasSvc {
+			nameKey = "service"
+		}
+		unique(r.Name, at, joinPath(at, nameKey))
 		out = append(out, r)
 		p.reqAt[reqKey] = append(p.reqAt[reqKey], at)
 	}

@@ -395,6 +395,15 @@ func TestValidationRules(t *testing.T) {
 				"services": map[string]any{"required": []any{map[string]any{"name": "web-http", "target": ":9000"}}}}
 			st["cli2/root.squashfs"] = sha2
 		}, `cli2/run.json: services.required[0] ("web-http").target`, `collides with cli/run.json: services.required[0] ("web-http").target (:9000) in the device's network namespace`},
+		{"duplicate requirement", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"required": []any{
+				map[string]any{"name": "api", "type": "unix", "target": "/run/a.sock"},
+				map[string]any{"name": "api", "type": "unix", "target": "/run/b.sock"},
+			}}
+		}, `cli/run.json: services.required[1] ("api").name`, `duplicate requirement of service "api": services.required[0] ("api") has it`},
+		{"duplicate optional string requirement", false, func(st map[string]any) {
+			doc(st, "cli/run.json")["services"] = map[string]any{"optional": []any{"api", map[string]any{"service": "api"}}}
+		}, `cli/run.json: services.optional[1] ("api").service`, "duplicate requirement"},
 		{"services.json without container", false, func(st map[string]any) {
 			st["ghost/services.json"] = []any{map[string]any{"name": "x", "type": "unix", "socket": "/x"}}
 		}, "ghost/services.json", "no container"},
@@ -502,6 +511,25 @@ func TestValidationRules(t *testing.T) {
 				t.Errorf("message %q does not contain %q", probs[0].Msg, tc.msg)
 			}
 		})
+	}
+}
+
+// An optional requirement of a service the container requires already
+// makes no link of its own (xconnect.Graph keeps the required one): it is
+// ignored with a warning, and its target is not checked.
+func TestOptionalRepeatingRequiredIsIgnored(t *testing.T) {
+	st := baseState()
+	doc(st, "cli/run.json")["services"] = map[string]any{
+		"required": []any{map[string]any{"name": "api", "type": "unix", "target": "/run/api.sock"}},
+		"optional": []any{map[string]any{"name": "api", "target": "relative.sock"}},
+	}
+	s, err := Parse(encode(t, st), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `cli/run.json: services.optional[0] ("api").name`
+	if len(s.Warnings) != 1 || s.Warnings[0].Where() != want || !strings.Contains(s.Warnings[0].Msg, "services.required lists") {
+		t.Errorf("warnings %v, want one at %s", s.Warnings, want)
 	}
 }
 

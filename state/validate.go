@@ -232,9 +232,14 @@ func exportOf(c *Container, name string) *ServiceExport {
 func (p *parser) validateServices() {
 	for _, c := range p.st.Containers {
 		file := c.Name + "/run.json"
+		linked := map[string]bool{} // service names that have their link already
 		check := func(list []ServiceRequirement, key string, required bool) {
 			for i, r := range list {
 				at := p.reqAt[c.Name+"/"+key][i]
+				if linked[r.Name] {
+					continue // no link of its own: reported as a duplicate
+				}
+				linked[r.Name] = true
 				if r.Provider != "" {
 					prov := p.st.Container(r.Provider)
 					if prov == nil {
