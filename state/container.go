@@ -215,13 +215,30 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 	return c
 }
 
-// needObject checks that a file a container names exists in the state.
+// needObject checks that a file a container names is an object of the
+// state: the engine mounts a volume and translates a config from the
+// object's bytes, which an inline JSON document does not have.
 func (p *parser) needObject(c *Container, file, path, name string) {
 	key := c.Name + "/" + name
-	if _, ok := p.docs[key]; ok {
-		return // present; a malformed value is reported on its own key
+	if _, ok := p.st.Objects[key]; ok {
+		return
 	}
-	p.errorf(file, path, "names %q but the state has no %s", name, key)
+	if _, ok := p.st.JSONs[key]; ok {
+		p.errorf(file, path, "names %q but the state's %s is an inline JSON document, not an object", name, key)
+		return
+	}
+	if _, ok := p.docs[key]; !ok {
+		p.errorf(file, path, "names %q but the state has no %s", name, key)
+		return
+	}
+	for _, e := range p.c.errs {
+		if e.File == key {
+			return // a malformed value: reported on its own key
+		}
+	}
+	// run.json, services.json, src.json, build.json: documents of the
+	// container, read (or skipped) as such.
+	p.errorf(file, path, "names %q but the state's %s is a document of the container, not an object", name, key)
 }
 
 // needVolume checks a root-volume/volumes entry: "file" or "handler:file"

@@ -169,6 +169,13 @@ func TestValidationRules(t *testing.T) {
 		{"root-volume missing", false, func(st map[string]any) { delete(st, "web/root.squashfs") }, "web/run.json: root-volume", "no web/root.squashfs"},
 		{"root-volume absent", false, func(st map[string]any) { delete(doc(st, "cli/run.json"), "root-volume") }, "cli/run.json: root-volume", "missing"},
 		{"root-volume bad handler syntax", false, func(st map[string]any) { doc(st, "web/run.json")["root-volume"] = "dm:" }, "web/run.json: root-volume", "HANDLER:FILE"},
+		{"config names an inline JSON", false, func(st map[string]any) {
+			doc(st, "web/run.json")["config"] = "lxc.json"
+			st["web/lxc.json"] = map[string]any{"lxc.init.cmd": "/bin/sh"}
+		}, "web/run.json: config", "inline JSON document, not an object"},
+		{"root-volume names the services.json", false, func(st map[string]any) {
+			doc(st, "web/run.json")["root-volume"] = "services.json"
+		}, "web/run.json: root-volume", "a document of the container, not an object"},
 		{"volume missing", false, func(st map[string]any) { doc(st, "web/run.json")["volumes"] = []any{"data.squashfs"} }, "web/run.json: volumes[0]", "no web/data.squashfs"},
 		{"config missing", false, func(st map[string]any) { delete(st, "web/lxc.container.conf") }, "web/run.json: config", "no web/lxc.container.conf"},
 		{"max_retries negative", false, func(st map[string]any) {
