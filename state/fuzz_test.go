@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -24,7 +25,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(base, false)
 	f.Add(base, true)
-	f.Add([]byte(`{"#spec":"pantavisor-service-system@1","device.json":{"groups":[{"name":"a"}],"network":{"pools":{"p":{"subnet":"10.0.0.0/30","gateway":"10.0.0.1","bridge":"b"}}}},"x/run.json":{"name":"x","network":{"pool":"p","ip":"10.0.0.2"}}}`), true)
+	f.Add([]byte(`{"#spec":"pantavisor-service-system@1","device.json":{"groups":[{"name":"a"}],"network":{"pools":{"p":{"subnet":"10.0.0.0/30","gateway":"10.0.0.1","bridge":"b"}}}},"x/run.json":{"name":"x","root-volume":"r","network":{"pool":"p","ip":"10.0.0.2"}},"x/r":"`+sha1+`"}`), true)
+	f.Add([]byte(`{"#spec":"pantavisor-service-system@1","device.json":{"groups":[{"name":"a"}],"ingress":[{"type":"http","external":":80/x/","provider":"p","service":"s"}]},`+
+		`"p/run.json":{"name":"p","root-volume":"dm:r","config":"c.json"},"p/services.json":[{"name":"s","type":"http","port":8},{"name":"d","type":"drm","socket":"/dev/dri/card0"}],"p/r":"`+sha1+`","p/c.json":{},`+
+		`"q/run.json":{"name":"q","root-volume":"r","services":{"required":[{"name":"s","target":":81/y"}],"optional":["d","s"]}},"q/r":"`+sha2+`"}`), true)
 	f.Fuzz(func(t *testing.T, data []byte, appengine bool) {
 		st, err := Parse(data, Options{AppEngine: appengine})
 		if st == nil {
@@ -38,13 +42,48 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("parse is not deterministic")
 		}
 		if err == nil {
-			for _, c := range st.Containers {
-				if st.Group(c.Group) == nil {
-					t.Fatalf("valid state with container %s in unknown group %q", c.Name, c.Group)
-				}
-			}
+			checkAccepted(t, st)
 		}
 	})
+}
+
+// checkAccepted checks what every accepted state promises the packages
+// that run it.
+func checkAccepted(t *testing.T, st *State) {
+	t.Helper()
+	for _, c := range st.Containers {
+		if !validContainerName(c.Name) || reservedDirs[c.Name] != "" {
+			t.Fatalf("valid state with container name %q", c.Name)
+		}
+		if st.Group(c.Group) == nil {
+			t.Fatalf("valid state with container %s in unknown group %q", c.Name, c.Group)
+		}
+		for _, e := range c.Exports {
+			if e.Socket == "" && (e.Port <= 0 || socketOnlyTypes[e.Type]) {
+				t.Fatalf("valid state with export %s/%s (%s) reachable by neither socket nor port", c.Name, e.Name, e.Type)
+			}
+		}
+		// What needObject checked must be there for the engine: the
+		// config, the root volume and the volumes, among the container's
+		// objects.
+		named := append([]string{c.Config, c.RootVolume}, c.Volumes...)
+		for i, name := range named {
+			if i > 0 { // volumes may carry a handler: "dm:root.squashfs"
+				if _, f, ok := strings.Cut(name, ":"); ok {
+					name = f
+				}
+			}
+			if name == "" && i == 0 {
+				continue // no config
+			}
+			if _, ok := c.Objects[c.Name+"/"+name]; !ok {
+				t.Fatalf("valid state: container %s names %q, which is not among its objects", c.Name, name)
+			}
+		}
+		if n := c.Network; n != nil && n.Mode == NetPool && st.Pool(n.Pool) == nil {
+			t.Fatalf("valid state: container %s in unknown pool %q", c.Name, n.Pool)
+		}
+	}
 }
 
 // FuzzSplitObject checks the hand-written top-level splitter against
