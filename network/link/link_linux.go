@@ -1,6 +1,7 @@
 package link
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -103,7 +104,11 @@ func EnsureBridge(name string, gw netip.Prefix) (Bridge, error) {
 		return fail("check gateway", fmt.Errorf("%v is not an IPv4 prefix: %w", gw, ErrInvalid))
 	}
 	created := true
-	err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}})
+	mac, err := bridgeMAC()
+	if err != nil {
+		return fail("make a MAC", err)
+	}
+	err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, HardwareAddr: mac}})
 	if errors.Is(err, unix.EEXIST) {
 		created = false
 	} else if err != nil {
@@ -130,6 +135,22 @@ func EnsureBridge(name string, gw netip.Prefix) (Bridge, error) {
 		return fail("set up", err)
 	}
 	return Bridge{Name: name, Index: l.Attrs().Index, Created: created}, nil
+}
+
+// bridgeMAC is a random locally administered unicast MAC for a bridge
+// this package creates. A bridge whose address was never set takes the
+// lowest of its ports' and changes it as ports come and go: the gateway's
+// MAC then changed under every container of the pool whenever one of them
+// stopped or restarted, and their neighbour entries, naming the old one,
+// lost their traffic through the gateway until they expired (tens of
+// seconds). An address set explicitly stays.
+func bridgeMAC() (net.HardwareAddr, error) {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, err
+	}
+	mac[0] = mac[0]&^1 | 2 // unicast, locally administered
+	return mac, nil
 }
 
 // RemoveBridge deletes the bridge called name and with it every address on
