@@ -45,7 +45,21 @@ type Bridge struct {
 	Index int
 	// Created is set when EnsureBridge made the link rather than finding it.
 	Created bool
+	// Ours is set when the bridge carries bridgeAlias: this package
+	// made it, in this run or an earlier one (a supervisor started again
+	// finds the bridge its predecessor made, and only then may it take it
+	// for its own).
+	Ours bool
+	// AddedAddr is set when EnsureBridge put the gateway address on a
+	// bridge it did not create: RemoveAddr takes it away again.
+	AddedAddr bool
 }
+
+// bridgeAlias marks the bridges EnsureBridge creates (IFLA_IFALIAS, kept
+// by the kernel for the link's life): a supervisor that adopts a device
+// tells them from a bridge of the host's of the same name, which it must
+// never remove.
+const bridgeAlias = "pantavisor pool bridge"
 
 // Endpoint is what a container's interface must look like.
 type Endpoint struct {
@@ -126,6 +140,18 @@ func EnsureBridge(name string, gw netip.Prefix) (Bridge, error) {
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return fail("check type", fmt.Errorf("link is a %s: %w", l.Type(), ErrNotBridge))
 	}
+	if created {
+		if err := netlink.LinkSetAlias(l, bridgeAlias); err != nil {
+			undo()
+			return fail("mark as pantavisor's", err)
+		}
+	}
+	ours := created || l.Attrs().Alias == bridgeAlias
+	had, err := hasAddr(l, gw)
+	if err != nil {
+		undo()
+		return fail("list addresses", err)
+	}
 	if err := netlink.AddrReplace(l, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
 		undo()
 		return fail("set address "+gw.String(), err)
@@ -134,7 +160,40 @@ func EnsureBridge(name string, gw netip.Prefix) (Bridge, error) {
 		undo()
 		return fail("set up", err)
 	}
-	return Bridge{Name: name, Index: l.Attrs().Index, Created: created}, nil
+	return Bridge{Name: name, Index: l.Attrs().Index, Created: created, Ours: ours, AddedAddr: !created && !had}, nil
+}
+
+// hasAddr says whether l has the address gw (with its prefix length).
+func hasAddr(l netlink.Link, gw netip.Prefix) (bool, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == gw.Addr() && ones == gw.Bits() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// RemoveAddr takes the gateway address gw off the bridge called name: a
+// pool on a bridge of the host's put it there, and its teardown removes
+// what it made. A bridge or an address already gone is no error.
+func RemoveAddr(name string, gw netip.Prefix) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("remove %s from %s: %w", gw, name, err)
+	}
+	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: ipNet(gw)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return fmt.Errorf("remove %s from %s: %w", gw, name, err)
+	}
+	return nil
 }
 
 // bridgeMAC is a random locally administered unicast MAC for a bridge

@@ -44,6 +44,9 @@ func (p *Pools) natBackend() (*nat.Backend, error) {
 type PoolSetup struct {
 	bridge  string
 	created bool
+	// gateway is the address this pool put on a bridge it did not
+	// create, which its teardown takes off again (invalid when none).
+	gateway netip.Prefix
 	rules   *nat.Rules
 	backend string
 }
@@ -72,7 +75,18 @@ func (p *Pools) setup(pool state.Pool, peers []string, adopt bool) (*PoolSetup, 
 	if err != nil {
 		return nil, fmt.Errorf("set up pool %s: %w", pool.Name, err)
 	}
-	s.created = br.Created || adopt
+	// Adopting, the bridge is this pool's only if pantavisor made it (an
+	// earlier supervisor of this boot did): a host bridge of the same
+	// name, which the first setup reused and left alone, would be removed
+	// at the teardown, and with it the host's addresses and ports. Its
+	// rules are taken on the same condition: on a host bridge, rules that
+	// match the plan may be the host's, and leaving the pool's own
+	// behind at a teardown is the lesser harm.
+	s.created = br.Created || adopt && br.Ours
+	adopt = adopt && br.Ours
+	if br.AddedAddr {
+		s.gateway = netip.PrefixFrom(pool.Gateway, pool.Subnet.Bits())
+	}
 	backend, err := p.natBackend()
 	if err != nil {
 		s.Teardown()
@@ -104,6 +118,11 @@ func (s *PoolSetup) Teardown() error {
 			errs = append(errs, err)
 		}
 		s.created = false
+	} else if s.gateway.IsValid() {
+		if err := link.RemoveAddr(s.bridge, s.gateway); err != nil {
+			errs = append(errs, err)
+		}
+		s.gateway = netip.Prefix{}
 	}
 	return errors.Join(errs...)
 }
