@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -60,6 +61,8 @@ type poolActor struct {
 	// members are the revision's containers on the pool, with their
 	// static addresses (zero for a dynamic one).
 	members map[string]netip.Addr
+	// blocked are addresses no dynamic lease may take (poolBlocked).
+	blocked map[string]netip.Addr
 	net     PoolNet
 	log     *slog.Logger
 	rec     *poolRecord
@@ -115,10 +118,37 @@ type poolSetupDone struct {
 
 type poolTeardownDone struct{ err error }
 
-func newPoolProps(p state.Pool, peers []string, members map[string]netip.Addr, rec *poolRecord, net PoolNet, log *slog.Logger) *actor.Props {
+func newPoolProps(p state.Pool, peers []string, st *state.State, rec *poolRecord, net PoolNet, log *slog.Logger) *actor.Props {
+	members, blocked := poolMembers(st, p.Name), poolBlocked(st, p)
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &poolActor{pool: p, peers: peers, members: members, rec: rec, net: net, log: log.With("pool", p.Name)}
+		return &poolActor{pool: p, peers: peers, members: members, blocked: blocked, rec: rec, net: net, log: log.With("pool", p.Name)}
 	})
+}
+
+// poolBlocked are the addresses of pool whose derived MAC (ipam.MAC,
+// 02:00 and the address, what a container without a static mac gets) is
+// a member's static mac: given to a dynamic member, two interfaces on one
+// bridge would have one MAC, and both containers' traffic would break in
+// silence. Each is held under the name "mac:" and the container whose mac
+// it is (a container's name cannot hold a ':'). Validation refuses a
+// static address whose MAC is another member's; a dynamic one is only
+// known here.
+func poolBlocked(st *state.State, pool state.Pool) map[string]netip.Addr {
+	out := map[string]netip.Addr{}
+	for _, c := range st.Containers {
+		n := c.Network
+		if n == nil || n.Mode != state.NetPool || n.Pool != pool.Name || n.MAC == "" {
+			continue
+		}
+		hw, err := net.ParseMAC(n.MAC)
+		if err != nil || len(hw) != 6 || hw[0] != 0x02 || hw[1] != 0x00 {
+			continue
+		}
+		if ip := netip.AddrFrom4([4]byte(hw[2:6])); pool.Subnet.Contains(ip) && ip != n.IP {
+			out["mac:"+c.Name] = ip
+		}
+	}
+	return out
 }
 
 // poolMembers are st's containers on pool, with their static addresses.
@@ -260,7 +290,7 @@ func (a *poolActor) settle() {
 		return
 	}
 	for _, l := range al.Leases() {
-		if _, ok := a.members[l.Owner]; !ok {
+		if _, ok := a.members[l.Owner]; !ok && a.blocked[l.Owner] != l.Addr {
 			al.Release(l.Owner)
 		}
 	}
@@ -268,6 +298,9 @@ func (a *poolActor) settle() {
 		if ip.IsValid() {
 			al.Reserve(name, ip)
 		}
+	}
+	for name, ip := range a.blocked {
+		al.Reserve(name, ip) // held by a member already: its own request tells
 	}
 }
 

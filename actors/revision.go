@@ -159,7 +159,7 @@ func (r *revisionActor) start(ctx actor.Context) {
 			rec = h.pools[p.Name]
 		}
 		ch := &child{kind: kindPool, name: p.Name, pool: &poolChild{spec: p, rec: rec}}
-		props := newPoolProps(p, peers, poolMembers(r.st, p.Name), ch.pool.rec, r.poolNet, r.log)
+		props := newPoolProps(p, peers, r.st, ch.pool.rec, r.poolNet, r.log)
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, poolActorName(p.Name)) })
 	}
 	group := map[string]int{}
