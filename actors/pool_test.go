@@ -356,3 +356,23 @@ func TestPoolStoppedWithoutStopPoolDuringItsSetupIsTornDown(t *testing.T) {
 		t.Errorf("iso set up at %d, torn down at %d: %v", s, td, ev)
 	}
 }
+
+// A non-reboot update adding a container whose static address a kept
+// container holds as its dynamic lease failed: the kept lease won and the
+// new container never started ("held by d0"). Such an update reboots now,
+// where static addresses are reserved before any dynamic request.
+func TestStaticAddressHeldByAKeptDynamicLeaseReboots(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: pooledUpdateState(t, map[string]string{"d0": ""})}, u)
+	cs := waitStatus(t, rig.sys, map[string]messages.Status{"d0": messages.StatusStarted})
+	if cs[0].IPv4Address != "10.0.5.2/29" {
+		t.Fatalf("d0 got %s", cs[0].IPv4Address)
+	}
+	u.states["locals/b"] = pooledUpdateState(t, map[string]string{"d0": "", "new": "10.0.5.2"})
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	if why := rig.waitReboot(t); !strings.Contains(why, "locals/b") {
+		t.Errorf("reboot %q", why)
+	}
+}

@@ -121,6 +121,43 @@ func rebootReason(cur, next *state.State, changes map[string]string) string {
 			return fmt.Sprintf("system container %s changed: %s", name, changes[name])
 		}
 	}
+	if why := staticOverKeptDynamic(cur, next, changes); why != "" {
+		return why
+	}
+	return ""
+}
+
+// staticOverKeptDynamic names a changed container of next whose static
+// address a kept container may hold: one that runs on a dynamic lease of
+// the same pool, sticky for as long as it runs. Handed over, that lease
+// wins and the changed container cannot start, failing a valid update;
+// booted, static addresses are reserved before any dynamic request (the
+// pool's settle), so a reboot gives each its own. An address static in
+// cur is safe: reserved for its owner since it became static (at a boot,
+// or at an update this rule let through), no dynamic lease can hold it,
+// and the handover frees it when its owner goes.
+func staticOverKeptDynamic(cur, next *state.State, changes map[string]string) string {
+	static := map[string]bool{}
+	for _, c := range cur.Containers {
+		if n := c.Network; n != nil && n.Mode == state.NetPool && n.IP.IsValid() {
+			static[n.Pool+" "+n.IP.String()] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(changes)) {
+		c := next.Container(name)
+		if c == nil || c.Network == nil || c.Network.Mode != state.NetPool || !c.Network.IP.IsValid() ||
+			static[c.Network.Pool+" "+c.Network.IP.String()] {
+			continue
+		}
+		for _, k := range cur.Containers {
+			if _, changed := changes[k.Name]; changed || k.Network == nil || k.Network.Mode != state.NetPool ||
+				k.Network.Pool != c.Network.Pool || k.Network.IP.IsValid() {
+				continue
+			}
+			return fmt.Sprintf("container %s takes the static address %s on pool %s, which kept container %s may hold as its dynamic lease",
+				name, c.Network.IP, c.Network.Pool, k.Name)
+		}
+	}
 	return ""
 }
 

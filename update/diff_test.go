@@ -340,3 +340,50 @@ func withRootVolumes(doc map[string]any) map[string]any {
 	}
 	return doc
 }
+
+// A changed container whose new static address a kept container may hold
+// as its dynamic lease (sticky while it runs) makes the update a reboot:
+// handed over, the kept lease won and the changed container could not
+// start, failing a valid update. A container keeping its own static
+// address, or a pool with no kept dynamic container, is no reason.
+func TestDiffStaticOverKeptDynamic(t *testing.T) {
+	pooled := func(ips map[string]string) doc {
+		d := doc{
+			"#spec": state.SpecSystem1,
+			"device.json": map[string]any{
+				"groups": []any{map[string]any{"name": "app", "status_goal": "STARTED", "restart_policy": "container", "timeout": 30}},
+				"network": map[string]any{"pools": map[string]any{
+					"lan": map[string]any{"bridge": "pvbr0", "subnet": "10.0.5.0/29", "gateway": "10.0.5.1"}}},
+			},
+		}
+		for name, ip := range ips {
+			r := runJSONDoc(name, "app")
+			n := map[string]any{"pool": "lan"}
+			if ip != "" {
+				n["ip"] = ip
+			}
+			r["network"] = n
+			d[name+"/run.json"] = r
+		}
+		return d
+	}
+	for _, c := range []struct {
+		name      string
+		cur, next map[string]string
+		reboot    bool
+	}{
+		{"new static, kept dynamic", map[string]string{"d0": ""}, map[string]string{"d0": "", "new": "10.0.5.2"}, true},
+		{"dynamic turned static, kept dynamic", map[string]string{"d0": "", "d1": ""}, map[string]string{"d0": "", "d1": "10.0.5.3"}, true},
+		{"own static kept", map[string]string{"d0": "", "s": "10.0.5.4"}, map[string]string{"d0": "", "s": "10.0.5.4", "new": ""}, false},
+		{"new static, kept static only", map[string]string{"s": "10.0.5.4"}, map[string]string{"s": "10.0.5.4", "new": "10.0.5.2"}, false},
+		{"a removed container's static, kept dynamic", map[string]string{"d0": "", "old": "10.0.5.6"}, map[string]string{"d0": "", "new": "10.0.5.6"}, false},
+	} {
+		tr := Diff(parseDoc(t, pooled(c.cur)), parseDoc(t, pooled(c.next)))
+		if tr.Reboot != c.reboot {
+			t.Errorf("%s: reboot %v (%s), want %v", c.name, tr.Reboot, tr.Reason, c.reboot)
+		}
+		if c.reboot && !strings.Contains(tr.Reason, "may hold as its dynamic lease") {
+			t.Errorf("%s: reason %q", c.name, tr.Reason)
+		}
+	}
+}
