@@ -106,7 +106,7 @@ func Adopt(st *state.State, a Adopter, books Books, log *slog.Logger) *Adoption 
 			continue
 		}
 		b := books[c.Name]
-		rec := &containerRecord{spec: c, mount: mount, status: messages.StatusInstalled, since: now,
+		rec := &containerRecord{spec: c, mount: mount, origin: mountOrigin(mount, ""), status: messages.StatusInstalled, since: now,
 			retries: b.Retries, lastExit: b.LastExit}
 		if c.StatusGoal == state.GoalMounted {
 			rec.status = messages.StatusMounted

@@ -293,7 +293,7 @@ func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 	if m.err != nil {
 		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
 	}
-	r.mount, r.origin = m.mount, a.rev
+	r.mount, r.origin = m.mount, mountOrigin(m.mount, a.rev)
 	if r.spec.StatusGoal == state.GoalMounted {
 		a.log.Info("container mounted")
 		a.setStatus(ctx, messages.StatusMounted, "")
@@ -600,4 +600,14 @@ func askLease(sys *actor.ActorSystem, pool *actor.PID, req *messages.LeaseReques
 		return nil, errors.New(l.Err)
 	}
 	return l, nil
+}
+
+// mountOrigin is the revision whose directories m uses (an engine's mount
+// says so: adopted, it may be older than the revision running it), else
+// def.
+func mountOrigin(m Mount, def string) string {
+	if o, ok := m.(interface{ Origin() string }); ok && o.Origin() != "" {
+		return o.Origin()
+	}
+	return def
 }

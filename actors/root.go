@@ -150,6 +150,11 @@ func (a *rootActor) startRevision(ctx actor.Context) {
 	// A supervisor started again by PID 1 takes over what the previous
 	// one left (adopt.go), once: a root restarted later starts afresh.
 	from := a.cfg.Adopted.take()
+	if from != nil {
+		// The revisions adopted containers run on, as a handover
+		// would name them: GC must keep them.
+		a.up.backing = backing(from, a.cfg.Rev)
+	}
 	a.spawnRevision(ctx, from)
 }
 

@@ -130,6 +130,14 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 	if c.Name == lowersDir {
 		return nil, fmt.Errorf("mount %s: reserved name", c.Name)
 	}
+	// The revision whose directories the mount uses: this engine's, or,
+	// adopting, the one that made the mount (a container kept by
+	// non-reboot updates runs on the volumes and log of the revision
+	// that started it).
+	rev := e.Rev
+	if adopt {
+		rev = readOrigin(work, e.Rev)
+	}
 	if c.RootVolume == "" {
 		return nil, fmt.Errorf("mount %s: run.json names no root-volume", c.Name)
 	}
@@ -144,7 +152,7 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 	}
 	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work, Lowers: e.lowers(), Adopt: adopt}
 	if persist != rootfs.Boot {
-		opts.PersistDir = e.storageDir(c.Name, overlayVolume, overlay.Persistence)
+		opts.PersistDir = e.storageDir(rev, c.Name, overlayVolume, overlay.Persistence)
 	}
 	prefixes := map[string]string{}
 	for _, v := range c.Volumes {
@@ -161,7 +169,7 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 		if name == overlayVolume {
 			continue
 		}
-		dir := e.storageDir(c.Name, name, vol.Persistence)
+		dir := e.storageDir(rev, c.Name, name, vol.Persistence)
 		if vol.Persistence == state.PersistBoot || vol.Persistence == "" {
 			dir = filepath.Join(work, "storage", name)
 		}
@@ -173,6 +181,11 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 	root, err := rootfs.Mount(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
+	}
+	if !adopt {
+		if err := writeOrigin(work, rev); err != nil {
+			return nil, errors.Join(fmt.Errorf("mount %s: %w", c.Name, err), root.Unmount())
+		}
 	}
 	e.keepWarm(image)
 	for _, v := range opts.Volumes {
@@ -192,10 +205,33 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 		})
 	}
 	return &Mount{
-		e: e, name: c.Name, root: root, work: work, spec: sp,
+		e: e, name: c.Name, root: root, work: work, spec: sp, rev: rev,
 		resolve: driver.PrefixResolver(prefixes),
-		console: filepath.Join(e.Layout.Logs(e.Rev), c.Name, "console.log"),
+		console: filepath.Join(e.Layout.Logs(rev), c.Name, "console.log"),
 	}, nil
+}
+
+// originFile, in a container's work directory (the work tmpfs, which
+// outlives a supervisor but not a boot), names the revision whose
+// directories its mount uses, for a supervisor that adopts it.
+const originFile = "origin"
+
+func writeOrigin(work, rev string) error {
+	if err := os.WriteFile(filepath.Join(work, originFile), []byte(rev), 0o600); err != nil {
+		return fmt.Errorf("record the mount's revision: %w", err)
+	}
+	return nil
+}
+
+// readOrigin is the revision writeOrigin recorded in work, or def when
+// there is none or it is not a revision name (a mount of an older
+// supervisor, or a file someone edited).
+func readOrigin(work, def string) string {
+	b, err := os.ReadFile(filepath.Join(work, originFile))
+	if err != nil || storage.CheckRev(string(b)) != nil {
+		return def
+	}
+	return string(b)
 }
 
 // object returns the file of a container's object, accepting upstream's
@@ -214,11 +250,11 @@ func (e *Engine) object(c *state.Container, name string) (string, error) {
 	return state.ObjectPath(e.Layout.Trail(e.Rev), e.Layout.Objects(), key, sha), nil
 }
 
-func (e *Engine) storageDir(container, volume string, p state.Persistence) string {
+func (e *Engine) storageDir(rev, container, volume string, p state.Persistence) string {
 	if p == state.PersistPermanent {
 		return e.Layout.PermanentDisk(container, volume)
 	}
-	return e.Layout.RevisionDisk(e.Rev, container, volume)
+	return e.Layout.RevisionDisk(rev, container, volume)
 }
 
 func volumeFile(v string) string {
@@ -237,7 +273,13 @@ type Mount struct {
 	spec    *spec.Container
 	resolve func(string) (string, error)
 	console string
+	// rev is the revision whose directories the mount uses.
+	rev string
 }
+
+// Origin is the revision whose volumes and log directory the mount uses:
+// its engine's, or, adopted, the one that made it.
+func (m *Mount) Origin() string { return m.rev }
 
 // Start creates the container and runs its init. With a lease, eth0 is
 // plumbed into the container's network namespace between the creation of
