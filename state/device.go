@@ -88,7 +88,10 @@ func (p *parser) readGroups(file, path string, raw json.RawMessage) []Group {
 		if o == nil {
 			continue
 		}
-		g := Group{StatusGoal: GoalStarted, RestartPolicy: RestartContainer, Timeout: DefaultGroupTimeout}
+		g := Group{StatusGoal: GoalStarted, RestartPolicy: RestartContainer, Timeout: p.opt.GroupTimeout}
+		if g.Timeout <= 0 {
+			g.Timeout = DefaultGroupTimeout
+		}
 		name, ok := o.str("name")
 		switch {
 		case !ok && !o.has("name"):

@@ -80,6 +80,24 @@ func TestGroupAssignment(t *testing.T) {
 	}
 }
 
+// A group that declares no timeout gets PV_UPDATER_GOALS_TIMEOUT
+// (Options.GroupTimeout), as upstream reads it; it was always 120 s, so a
+// device that raised the key for slow containers still rolled back at 120.
+func TestGroupTimeoutFromTheConfiguration(t *testing.T) {
+	doc := map[string]any{
+		"#spec": SpecSystem1,
+		"device.json": map[string]any{"groups": []any{map[string]any{"name": "g"},
+			map[string]any{"name": "own", "timeout": 45}}},
+	}
+	s := parseOK(t, doc, Options{AppEngine: true, GroupTimeout: 600})
+	if g := s.Group("g"); g.Timeout != 600 {
+		t.Errorf("timeout %d, want the configured 600", g.Timeout)
+	}
+	if g := s.Group("own"); g.Timeout != 45 {
+		t.Errorf("a group's own timeout %d, want 45", g.Timeout)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	s := parseOK(t, map[string]any{
 		"#spec":           SpecSystem1,

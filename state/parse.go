@@ -28,6 +28,10 @@ type Options struct {
 	// off (a 200 MB root volume costs a stat instead of a read). Parse
 	// ignores it.
 	VerifyObjects bool
+	// GroupTimeout is the status-goal timeout, in seconds, of a group
+	// that declares none: PV_UPDATER_GOALS_TIMEOUT, as upstream reads
+	// it; DefaultGroupTimeout when 0.
+	GroupTimeout int
 }
 
 // Parse reads a state JSON document and validates it. It returns the model

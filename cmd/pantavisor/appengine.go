@@ -300,7 +300,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if sealErr != nil {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
-	stateOpts := state.Options{AppEngine: !o.embedded}
+	stateOpts := state.Options{AppEngine: !o.embedded, GroupTimeout: cfg.Int(config.PVUpdaterGoalsTimeout)}
 	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log}
 	var boot updater.Boot
 	if readopt {
