@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/xconnect"
@@ -162,7 +163,7 @@ func TestIngressListenersBridges(t *testing.T) {
 		doc[name+"/run.json"] = run
 		doc[name+"/services.json"] = []any{map[string]any{"name": "web", "type": "tcp", "port": 80}}
 	}
-	data, _ := json.Marshal(withRootVolumes(doc))
+	data, _ := json.Marshal(revtest.WithRootVolumes(doc))
 	st, err := state.Parse(data, state.Options{AppEngine: true})
 	if err != nil {
 		t.Fatal(err)

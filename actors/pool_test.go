@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
@@ -64,7 +65,7 @@ func pooledState(t *testing.T) *state.State {
 			"auto_recovery": map[string]any{"policy": "always"}},
 		"host/run.json": map[string]any{"name": "host", "group": "app", "auto_recovery": map[string]any{"policy": "no"}},
 	}
-	data, _ := json.Marshal(withRootVolumes(doc))
+	data, _ := json.Marshal(revtest.WithRootVolumes(doc))
 	st, err := state.Parse(data, state.Options{AppEngine: true})
 	if err != nil {
 		t.Fatal(err)

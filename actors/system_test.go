@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 )
@@ -35,7 +36,7 @@ func threeGroups(t *testing.T, timeout int) *state.State {
 // parseState is the revision doc describes, as appengine parses it.
 func parseState(t *testing.T, doc map[string]any) *state.State {
 	t.Helper()
-	data, err := json.Marshal(withRootVolumes(doc))
+	data, err := json.Marshal(revtest.WithRootVolumes(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,25 +347,4 @@ func TestSignalRefusalsSayWhy(t *testing.T) {
 	if err := sys.Signal("a2", "ready", ""); err != nil {
 		t.Errorf("ready from a STARTED container whose goal is READY: %v", err)
 	}
-}
-
-// withRootVolumes gives every container of doc that names no root-volume
-// the root volume the parser requires ("root.squashfs", and its object):
-// these tests' states are otherwise minimal.
-func withRootVolumes(doc map[string]any) map[string]any {
-	for key, v := range doc {
-		name, ok := strings.CutSuffix(key, "/run.json")
-		run, isMap := v.(map[string]any)
-		if !ok || !isMap || name == "bsp" || strings.Contains(name, "/") {
-			continue
-		}
-		if _, has := run["root-volume"]; has {
-			continue
-		}
-		run["root-volume"] = "root.squashfs"
-		if _, has := doc[name+"/root.squashfs"]; !has {
-			doc[name+"/root.squashfs"] = "5555555555555555555555555555555555555555555555555555555555555555"
-		}
-	}
-	return doc
 }

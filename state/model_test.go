@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/pantavisor/pv/internal/revtest"
 )
 
 func parseOK(t *testing.T, st map[string]any, opt Options) *State {
@@ -62,7 +64,7 @@ func TestGroupAssignment(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := parseOK(t, withRootVolumes(tc.state), Options{AppEngine: true})
+			s := parseOK(t, revtest.WithRootVolumes(tc.state), Options{AppEngine: true})
 			for name, group := range tc.want {
 				c := s.Container(name)
 				if c == nil {

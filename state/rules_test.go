@@ -63,27 +63,6 @@ func baseState() map[string]any {
 // doc returns the JSON object at key, for mutation.
 func doc(st map[string]any, key string) map[string]any { return st[key].(map[string]any) }
 
-// withRootVolumes gives every container of st that names no root-volume
-// the root volume the parser requires ("root.squashfs", and its object), for
-// tests whose states are otherwise minimal.
-func withRootVolumes(st map[string]any) map[string]any {
-	for key, v := range st {
-		name, ok := strings.CutSuffix(key, "/run.json")
-		run, isMap := v.(map[string]any)
-		if !ok || !isMap || name == "bsp" || strings.Contains(name, "/") {
-			continue
-		}
-		if _, has := run["root-volume"]; has {
-			continue
-		}
-		run["root-volume"] = "root.squashfs"
-		if _, has := st[name+"/root.squashfs"]; !has {
-			st[name+"/root.squashfs"] = sha2
-		}
-	}
-	return st
-}
-
 func encode(t *testing.T, st map[string]any) []byte {
 	t.Helper()
 	b, err := json.Marshal(st)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/spec"
 	"github.com/pantavisor/pv/state"
 )
@@ -45,7 +46,7 @@ func runJSONDoc(name, group string) map[string]any {
 
 func parseDoc(t *testing.T, d doc) *state.State {
 	t.Helper()
-	data, err := json.Marshal(withRootVolumes(d))
+	data, err := json.Marshal(revtest.WithRootVolumes(d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,27 +319,6 @@ func TestOwnerOf(t *testing.T) {
 			t.Errorf("ownerOf(%q) = %q, want %q", tt.key, got, tt.want)
 		}
 	}
-}
-
-// withRootVolumes gives every container of doc that names no root-volume
-// the root volume the parser requires ("root.squashfs", and its object):
-// these tests' states are otherwise minimal.
-func withRootVolumes(doc map[string]any) map[string]any {
-	for key, v := range doc {
-		name, ok := strings.CutSuffix(key, "/run.json")
-		run, isMap := v.(map[string]any)
-		if !ok || !isMap || name == "bsp" || strings.Contains(name, "/") {
-			continue
-		}
-		if _, has := run["root-volume"]; has {
-			continue
-		}
-		run["root-volume"] = "root.squashfs"
-		if _, has := doc[name+"/root.squashfs"]; !has {
-			doc[name+"/root.squashfs"] = "5555555555555555555555555555555555555555555555555555555555555555"
-		}
-	}
-	return doc
 }
 
 // A changed container whose new static address a kept container may hold

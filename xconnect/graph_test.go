@@ -2,15 +2,15 @@ package xconnect
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 
+	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/state"
 )
 
 func parse(t *testing.T, doc map[string]any) *state.State {
 	t.Helper()
-	data, err := json.Marshal(withRootVolumes(doc))
+	data, err := json.Marshal(revtest.WithRootVolumes(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,25 +65,4 @@ func TestGraphMatchesNameAndType(t *testing.T) {
 	if e := got[0].ConsumerEnd(); e != "/tmp/pvx_app_bus.sock" {
 		t.Errorf("default consumer end %q", e)
 	}
-}
-
-// withRootVolumes gives every container of doc that names no root-volume
-// the root volume the parser requires ("root.squashfs", and its object):
-// these tests' states are otherwise minimal.
-func withRootVolumes(doc map[string]any) map[string]any {
-	for key, v := range doc {
-		name, ok := strings.CutSuffix(key, "/run.json")
-		run, isMap := v.(map[string]any)
-		if !ok || !isMap || name == "bsp" || strings.Contains(name, "/") {
-			continue
-		}
-		if _, has := run["root-volume"]; has {
-			continue
-		}
-		run["root-volume"] = "root.squashfs"
-		if _, has := doc[name+"/root.squashfs"]; !has {
-			doc[name+"/root.squashfs"] = "5555555555555555555555555555555555555555555555555555555555555555"
-		}
-	}
-	return doc
 }
