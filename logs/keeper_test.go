@@ -109,3 +109,38 @@ func TestLimitsReadAtEachCheck(t *testing.T) {
 		t.Errorf("not rotated at the lowered limit: %d bytes", fi.Size())
 	}
 }
+
+// The wait after a check is half the time the writers, at the rate seen
+// (or half the last estimate, when less shows), take to fill the room
+// under the nearer limit, at most checkGap; none after a check that
+// acted or the one after it.
+func TestPace(t *testing.T) {
+	t0 := time.Now()
+	lim := Limits{MaxFile: 1 << 20, MaxDir: 16 << 20}
+	prev := check{at: t0, after: 4 << 20}
+	later := t0.Add(100 * time.Millisecond)
+	const flood = float64(10<<20) / 0.1 // 10 MiB in 100 ms
+	for _, c := range []struct {
+		name     string
+		prev     check
+		c        check
+		rate     float64
+		want     time.Duration
+		wantRate float64
+	}{
+		{"acted", prev, check{at: later, before: 4 << 20, acted: true, lim: lim}, 0, 0, 0},
+		{"after one that acted", check{at: t0, after: 4 << 20, acted: true}, check{at: later, before: 4 << 20, after: 4 << 20, lim: lim}, 0, 0, 0},
+		{"no limits", prev, check{at: later, before: 4 << 20, after: 4 << 20}, 0, checkGap, 0},
+		{"first check", check{}, check{at: t0, before: 4 << 20, after: 4 << 20, lim: lim}, 0, checkGap, 0},
+		{"chatty, far under", prev, check{at: later, before: 4<<20 + 60<<10, after: 4<<20 + 60<<10, largest: 100 << 10, lim: lim}, 0, checkGap, float64(60<<10) / 0.1},
+		// 512 KiB of room in the largest file at 100 MiB/s: 2.5 ms.
+		{"flood", prev, check{at: later, before: 14 << 20, after: 14 << 20, largest: 512 << 10, lim: lim}, 0, 2500 * time.Microsecond, flood},
+		{"quiet instant in a flood", prev, check{at: later, before: 4 << 20, after: 4 << 20, largest: 512 << 10, lim: lim}, flood, 5 * time.Millisecond, flood / 2},
+		{"at a limit", prev, check{at: later, before: 5 << 20, after: 5 << 20, largest: 1 << 20, lim: lim}, 0, 0, 10 << 20},
+	} {
+		got, rate := pace(c.prev, c.c, c.rate)
+		if got != c.want || rate != c.wantRate {
+			t.Errorf("%s: wait %v rate %.0f, want %v %.0f", c.name, got, rate, c.want, c.wantRate)
+		}
+	}
+}

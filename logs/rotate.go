@@ -77,13 +77,57 @@ type Keeper struct {
 // on a file that existed before the watch, an inotify queue overflow).
 var sweepEvery = 5 * time.Second
 
-// checkGap is the least time between two checks: a check walks the whole
-// tree, and without a gap a container writing a line at a time (and
+// checkGap is the longest wait between a check that found nothing to do
+// and the next: a check walks the whole tree, and without a wait a
+// container writing a line at a time far under every limit (and
 // pantavisor's own log, which is in the tree) cost a walk per line, most
-// of a CPU. What is written between two checks is at most a quarter
-// second of a writer's output over its limit; rotation copies only the
-// last MaxFile bytes of it.
+// of a CPU. The wait is shorter the sooner the writers, at the rate seen
+// since the last check, would reach a limit (see pace), and there is none
+// after a check that rotated or swept: a flood is kept within its limits
+// as closely as without a wait.
 var checkGap = 250 * time.Millisecond
+
+// check is what one check saw: the tree's size when it began and when it
+// ended, the largest live file, and the limits it applied.
+type check struct {
+	at            time.Time
+	before, after int64
+	largest       int64
+	lim           Limits
+	acted         bool
+}
+
+// pace returns how long to wait after check c, the one before it prev,
+// and the writers' rate as now estimated from rate, the last estimate:
+// the bytes written between the two checks over the time between them,
+// or, when that shows less (a writer descheduled between two quick
+// checks writes nothing), half the last estimate, so that a flood is not
+// forgotten at the first quiet instant. The wait is half the time the
+// writers take at that rate to fill what is left under the nearer limit,
+// at most checkGap; none after a check that acted, or the one after it
+// (which finds what the last one left, and shows no rate).
+func pace(prev, c check, rate float64) (time.Duration, float64) {
+	if elapsed := c.at.Sub(prev.at); !prev.at.IsZero() && elapsed > 0 {
+		rate = max(float64(max(c.before-prev.after, 0))/elapsed.Seconds(), rate/2)
+	}
+	if c.acted || prev.acted {
+		return 0, rate
+	}
+	room := int64(-1)
+	if c.lim.MaxFile > 0 {
+		room = max(c.lim.MaxFile-c.largest, 0)
+	}
+	if c.lim.MaxDir > 0 {
+		if r := max(c.lim.MaxDir-c.after, 0); room < 0 || r < room {
+			room = r
+		}
+	}
+	if room < 0 || rate <= 0 {
+		return checkGap, rate
+	}
+	wait := time.Duration(float64(room) / rate / 2 * float64(time.Second))
+	return min(wait, checkGap), rate
+}
 
 // Run watches the tree with inotify (every directory, as they appear) and
 // enforces the limits after each batch of changes and every sweepEvery,
@@ -110,7 +154,7 @@ func (k *Keeper) Run(ctx context.Context) {
 		defer w.close()
 		go func() { <-ctx.Done(); w.close() }()
 	}
-	k.Enforce()
+	prev, rate := k.enforce(), 0.0
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()
 	events := make(chan struct{}, 1)
@@ -124,12 +168,18 @@ func (k *Keeper) Run(ctx context.Context) {
 		case <-tick.C:
 		case <-events:
 		}
-		k.Enforce()
-		// Events meanwhile wait in the channel: one check after the gap.
+		c := k.enforce()
+		var wait time.Duration
+		wait, rate = pace(prev, c, rate)
+		prev = c
+		if wait <= 0 {
+			continue
+		}
+		// Events meanwhile wait in the channel: one check after the wait.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(checkGap):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -143,14 +193,24 @@ func (k *Keeper) SetCurrent(dir string) {
 }
 
 // Enforce rotates what is over MaxFile and sweeps the tree under MaxDir.
-func (k *Keeper) Enforce() {
+func (k *Keeper) Enforce() { k.enforce() }
+
+// enforce is Enforce; it reports what it saw and whether it rotated or
+// emptied anything.
+func (k *Keeper) enforce() (c check) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	lim := k.Limits
 	if k.LimitsNow != nil {
 		lim = k.LimitsNow()
 	}
-	files, _ := k.scan()
+	files, before := k.scan()
+	c = check{at: time.Now(), before: before, after: before, lim: lim}
+	for _, f := range files {
+		if f.live {
+			c.largest = max(c.largest, f.size)
+		}
+	}
 	for i := range files {
 		f := &files[i]
 		if lim.MaxFile <= 0 || f.rotated || f.size <= lim.MaxFile {
@@ -161,7 +221,12 @@ func (k *Keeper) Enforce() {
 			// No room for the copy: the storage is full, and the live
 			// file, over its limit, is part of why. Its lines are
 			// lost rather than the storage kept full.
-			err = errors.Join(err, os.Truncate(f.path, 0))
+			if terr := os.Truncate(f.path, 0); terr != nil {
+				if k.warnOnce(f.path) {
+					k.Log.Warn("log over its limit, and no room to rotate it", "file", f.path, "err", errors.Join(err, terr))
+				}
+				continue
+			}
 			if k.warnOnce(f.path) {
 				k.Log.Warn("log over its limit emptied without a copy: no room for one", "file", f.path)
 			}
@@ -174,13 +239,15 @@ func (k *Keeper) Enforce() {
 			delete(k.failing, f.path)
 		}
 		k.Rotations.Add(1)
+		c.acted = true
 	}
 	if lim.MaxDir <= 0 {
-		return
+		return c
 	}
 	files, total := k.scan()
+	c.after = total
 	if total <= lim.MaxDir {
-		return
+		return c
 	}
 	target := lim.MaxDir
 	if h := lim.Hysteresis; h > 1 {
@@ -210,12 +277,14 @@ func (k *Keeper) Enforce() {
 			if err := os.Truncate(f.path, 0); err == nil {
 				total -= f.size
 				k.Removed.Add(1)
+				c.acted = true
 			}
 			continue
 		}
 		if err := os.Remove(f.path); err == nil {
 			total -= f.size
 			k.Removed.Add(1)
+			c.acted = true
 		}
 	}
 	if total > lim.MaxDir && k.warnOnce(k.Dir) {
@@ -223,6 +292,8 @@ func (k *Keeper) Enforce() {
 	} else if total <= lim.MaxDir {
 		delete(k.failing, k.Dir)
 	}
+	c.after = total
+	return c
 }
 
 // warnOnce says whether a failure about path is the first since its last
