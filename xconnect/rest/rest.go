@@ -37,6 +37,13 @@ type Proxy struct {
 	// protocol (a WebSocket, say), whose tunnel the reverse proxy closes
 	// when the request's context is done.
 	stop context.CancelFunc
+	// upgraded are the consumer connections switched to another
+	// protocol, which Close also closes itself: the proxy's own closing
+	// of their tunnels on stop runs in a goroutine of its own, and a
+	// byte sent just after Close returned could still be relayed.
+	mu       sync.Mutex
+	upgraded map[net.Conn]bool
+	closed   bool
 }
 
 // New makes the proxy of cfg.Link.
@@ -88,13 +95,16 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
-		ConnState: func(_ net.Conn, s http.ConnState) {
+		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
 				cfg.Stats.Connections.Add(1)
 				cfg.Stats.Active.Add(1)
-			case http.StateClosed, http.StateHijacked:
+			case http.StateClosed:
 				cfg.Stats.Active.Add(-1)
+			case http.StateHijacked:
+				cfg.Stats.Active.Add(-1)
+				p.track(c)
 			}
 		},
 	}
@@ -119,8 +129,40 @@ func (p *Proxy) Close() error {
 		err = p.srv.Close()
 		p.stop()
 		p.tr.CloseIdleConnections()
+		p.mu.Lock()
+		p.closed = true
+		upgraded := p.upgraded
+		p.upgraded = nil
+		p.mu.Unlock()
+		for c := range upgraded { // unlocked: Close calls onClose, which locks
+			c.Close()
+		}
 	})
 	return err
+}
+
+// track keeps an upgraded consumer connection for Close (closed at once
+// when Close came first); it leaves when it is closed.
+func (p *Proxy) track(c net.Conn) {
+	cc, ok := c.(*countingConn)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close() // onClose is not set yet: no lock taken again
+		return
+	}
+	if p.upgraded == nil {
+		p.upgraded = map[net.Conn]bool{}
+	}
+	p.upgraded[c] = true
+	cc.onClose = func() {
+		p.mu.Lock()
+		delete(p.upgraded, c)
+		p.mu.Unlock()
+	}
 }
 
 // countingListener counts the bytes of every consumer connection: read is
@@ -141,6 +183,19 @@ func (l countingListener) Accept() (net.Conn, error) {
 type countingConn struct {
 	net.Conn
 	st *xconnect.Stats
+	// onClose, set once the connection is upgraded (before the proxy
+	// uses it), drops it from the proxy's upgraded set.
+	onClose   func()
+	closeOnce sync.Once
+}
+
+func (c *countingConn) Close() error {
+	c.closeOnce.Do(func() {
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return c.Conn.Close()
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {
