@@ -1,11 +1,16 @@
 package logs
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,4 +148,59 @@ func TestPace(t *testing.T) {
 			t.Errorf("%s: wait %v rate %.0f, want %v %.0f", c.name, got, rate, c.want, c.wantRate)
 		}
 	}
+}
+
+// A panic in the keeper is logged and the keeper starts again: stopped
+// for good, it left the log sizes unenforced until the next boot.
+func TestKeeperStartsAgainAfterAPanic(t *testing.T) {
+	old := restartAfter
+	restartAfter = 10 * time.Millisecond
+	t.Cleanup(func() { restartAfter = old })
+	dir := t.TempDir()
+	big := writeAged(t, dir, "1/app/console.log", 5000, 0)
+	var calls atomic.Int32
+	var buf syncBuffer
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "1"), Log: slog.New(slog.NewTextHandler(&buf, nil)),
+		LimitsNow: func() Limits {
+			if calls.Add(1) == 1 {
+				panic("a bug")
+			}
+			return Limits{MaxFile: 1000}
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { k.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if fi, _ := os.Stat(big); fi != nil && fi.Size() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not rotated after the panic; log:\n%s", buf.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !strings.Contains(buf.String(), "log keeper panicked") {
+		t.Errorf("the panic is not logged:\n%s", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the keeper's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

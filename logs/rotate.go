@@ -129,42 +129,76 @@ func pace(prev, c check, rate float64) (time.Duration, float64) {
 	return min(wait, checkGap), rate
 }
 
+// restartAfter is how long the keeper waits before it starts again after
+// a panic.
+var restartAfter = time.Second
+
 // Run watches the tree with inotify (every directory, as they appear) and
 // enforces the limits after each batch of changes and every sweepEvery,
 // until ctx ends. A failure of the watch falls back to the periodic sweep:
-// logs must never stop the device.
+// logs must never stop the device. A panic is logged and the keeper
+// starts again after restartAfter: stopped for good, it left the log
+// sizes unenforced until the next boot.
 func (k *Keeper) Run(ctx context.Context) {
 	if k.Log == nil {
 		k.Log = slog.Default()
 	}
+	for !k.run(ctx) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(restartAfter):
+		}
+	}
+}
+
+// run is one life of Run; it reports false when it ended by a panic.
+func (k *Keeper) run(ctx context.Context) (ended bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			k.Log.Error("log keeper panicked; log sizes are no longer enforced", "panic", fmt.Sprint(p))
+			k.Log.Error("log keeper panicked; starting again", "panic", fmt.Sprint(p), "in", restartAfter)
+			ended = false
 		}
 	}()
 	if err := os.MkdirAll(k.Dir, 0o755); err != nil {
 		k.Log.Error("log keeper: log directory", "err", err)
-		return
+		return true
 	}
 	w, err := newWatch(k.Dir)
 	if err != nil {
 		k.Log.Warn("log keeper: no inotify, sweeping periodically", "err", err)
 	}
 	if w != nil {
-		defer w.close()
-		go func() { <-ctx.Done(); w.close() }()
+		// Closed when ctx ends (a read under way ends with it) or when
+		// this life ends, by a panic included.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-done:
+			}
+			w.close()
+		}()
 	}
 	prev, rate := k.enforce(), 0.0
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()
 	events := make(chan struct{}, 1)
 	if w != nil {
-		go w.loop(events)
+		go func() {
+			defer func() {
+				if p := recover(); p != nil {
+					k.Log.Error("log keeper: watch panicked; sweeping periodically", "panic", fmt.Sprint(p))
+				}
+			}()
+			w.loop(events)
+		}()
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return true
 		case <-tick.C:
 		case <-events:
 		}
@@ -178,7 +212,7 @@ func (k *Keeper) Run(ctx context.Context) {
 		// Events meanwhile wait in the channel: one check after the wait.
 		select {
 		case <-ctx.Done():
-			return
+			return true
 		case <-time.After(wait):
 		}
 	}
