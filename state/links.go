@@ -27,7 +27,7 @@ func (p *parser) checkConsumerEnd(file, at string, c *Container, r ServiceRequir
 	end, key := consumerEnd(c.Name, r)
 	switch typ {
 	case "tcp", "http":
-		addr, msg := parseLinkTarget(end)
+		addr, msg := ParseLinkTarget(end)
 		switch {
 		case msg == "":
 			p.linkListeners = append(p.linkListeners, linkListener{
@@ -45,24 +45,37 @@ func (p *parser) checkConsumerEnd(file, at string, c *Container, r ServiceRequir
 }
 
 // consumerEnd is where requirement r of container consumer makes its end
-// of the link, and the key it was read from ("" for the default): it
-// mirrors xconnect.Link ConsumerEnd (the target, else the interface, else
-// /tmp/pvx_<consumer>_<name>.sock, as upstream).
+// of the link (LinkEnd), and the key it was read from ("" for the
+// default).
 func consumerEnd(consumer string, r ServiceRequirement) (end, key string) {
 	switch {
 	case r.Target != "":
-		return r.Target, "target"
+		key = "target"
 	case r.Interface != "":
-		return r.Interface, "interface"
+		key = "interface"
 	}
-	return fmt.Sprintf("/tmp/pvx_%s_%s.sock", consumer, r.Name), ""
+	return LinkEnd(consumer, r.Name, r.Target, r.Interface), key
 }
 
-// parseLinkTarget reads the consumer end of a tcp or http link, or says
-// why it cannot be one. It mirrors xconnect/http ParseTarget, which the
-// link plane listens with; state cannot import it (xconnect imports
-// state), and TestLinkTargetsAgreeWithTheLinkPlane keeps the two in step.
-func parseLinkTarget(s string) (netip.AddrPort, string) {
+// LinkEnd is where a link's socket is made inside its consumer: the
+// target, else the interface, else /tmp/pvx_<consumer>_<name>.sock, as
+// upstream does. The link plane (xconnect.Link.ConsumerEnd) and
+// validation both use it.
+func LinkEnd(consumer, name, target, iface string) string {
+	switch {
+	case target != "":
+		return target
+	case iface != "":
+		return iface
+	}
+	return fmt.Sprintf("/tmp/pvx_%s_%s.sock", consumer, name)
+}
+
+// ParseLinkTarget reads the consumer end of a tcp or http link,
+// "IP:PORT[/prefix]" or ":PORT[/prefix]" (0.0.0.0 then), into the address
+// the link plane listens on; msg says why it is none. xconnect/http's
+// ParseTarget, which the link plane listens with, is built on it.
+func ParseLinkTarget(s string) (netip.AddrPort, string) {
 	hostport, _, _ := strings.Cut(s, "/")
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {

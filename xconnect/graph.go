@@ -1,8 +1,6 @@
 package xconnect
 
 import (
-	"fmt"
-
 	"github.com/pantavisor/pv/state"
 )
 
@@ -42,13 +40,7 @@ func (l Link) Key() string { return l.Consumer + "/" + l.Name }
 // the target, else the interface, else /tmp/pvx_<consumer>_<name>.sock,
 // as upstream does.
 func (l Link) ConsumerEnd() string {
-	switch {
-	case l.Target != "":
-		return l.Target
-	case l.Interface != "":
-		return l.Interface
-	}
-	return fmt.Sprintf("/tmp/pvx_%s_%s.sock", l.Consumer, l.Name)
+	return state.LinkEnd(l.Consumer, l.Name, l.Target, l.Interface)
 }
 
 // Graph lists the links of a state: for each container, each of its

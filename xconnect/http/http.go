@@ -19,15 +19,14 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -325,24 +324,12 @@ func (w *countingWriter) Unwrap() nethttp.ResponseWriter { return w.ResponseWrit
 // (0.0.0.0 then) into the listen address and the path prefix ("/" when
 // none).
 func ParseTarget(s string) (addr, prefix string, err error) {
-	hostport, path, _ := strings.Cut(s, "/")
-	prefix = cleanPrefix(path)
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return "", "", fmt.Errorf("target %q: want IP:PORT[/prefix] or :PORT[/prefix]: %w", s, err)
+	_, path, _ := strings.Cut(s, "/")
+	ap, msg := state.ParseLinkTarget(s)
+	if msg != "" {
+		return "", "", fmt.Errorf("target %q: %s", s, msg)
 	}
-	if host == "" {
-		host = "0.0.0.0"
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return "", "", fmt.Errorf("target %q: %q is not an IP address", s, host)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
-		return "", "", fmt.Errorf("target %q: port %q is not 1-65535", s, port)
-	}
-	return netip.AddrPortFrom(ip, uint16(n)).String(), prefix, nil
+	return ap.String(), cleanPrefix(path), nil
 }
 
 // Link is an http link's proxy: one route, the consumer's identity on
