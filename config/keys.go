@@ -305,6 +305,21 @@ func (k KeyInfo) clone() KeyInfo {
 // isSysctl reports whether name is a sysctl setting rather than a key:
 // "PV_SYSCTL_KERNEL_CORE_PATTERN" or the legacy "sysctl.kernel.core_pattern".
 func isSysctl(name string) bool {
-	return (len(name) > len(sysctlPrefix) && strings.EqualFold(name[:len(sysctlPrefix)], sysctlPrefix)) ||
-		(len(name) > len(legacySysctlPrefix) && strings.EqualFold(name[:len(legacySysctlPrefix)], legacySysctlPrefix))
+	_, _, ok := SysctlName(name)
+	return ok
+}
+
+// SysctlName is what follows the prefix of a sysctl setting's key (in any
+// case): "KERNEL_CORE_PATTERN" of PV_SYSCTL_KERNEL_CORE_PATTERN, or
+// "kernel.core_pattern" of the legacy sysctl.kernel.core_pattern, for
+// which legacy is set (its words are separated by dots, not
+// underscores). ok is false for any other key.
+func SysctlName(key string) (name string, legacy, ok bool) {
+	switch {
+	case len(key) > len(sysctlPrefix) && hasPrefixFold(key, sysctlPrefix):
+		return key[len(sysctlPrefix):], false, true
+	case len(key) > len(legacySysctlPrefix) && hasPrefixFold(key, legacySysctlPrefix):
+		return key[len(legacySysctlPrefix):], true, true
+	}
+	return "", false, false
 }

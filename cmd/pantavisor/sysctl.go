@@ -41,10 +41,12 @@ func applySysctls(root string, entries []config.Pair, log *slog.Logger) {
 // of a name (core_pattern): the tree under root tells which, as upstream's
 // documentation has it ("/proc/sys/kernel/core_pattern").
 func sysctlPath(root, key string) (string, error) {
-	var parts []string
+	name, legacy, ok := config.SysctlName(key)
 	switch {
-	case len(key) > len("sysctl.") && strings.EqualFold(key[:len("sysctl.")], "sysctl."):
-		parts = strings.Split(key[len("sysctl."):], ".")
+	case !ok:
+		return "", fmt.Errorf("sysctl %s: not a sysctl key", key)
+	case legacy:
+		parts := strings.Split(name, ".")
 		for _, p := range parts {
 			if !safeSysctlName(p) {
 				return "", fmt.Errorf("sysctl %s: bad name %q", key, p)
@@ -55,12 +57,8 @@ func sysctlPath(root, key string) (string, error) {
 			return "", fmt.Errorf("sysctl %s: %w", key, errNoSysctl)
 		}
 		return path, nil
-	case len(key) > len("PV_SYSCTL_") && strings.EqualFold(key[:len("PV_SYSCTL_")], "PV_SYSCTL_"):
-		parts = strings.Split(strings.ToLower(key[len("PV_SYSCTL_"):]), "_")
-	default:
-		return "", fmt.Errorf("sysctl %s: not a sysctl key", key)
 	}
-	if path, ok := walkSysctl(root, parts); ok {
+	if path, ok := walkSysctl(root, strings.Split(strings.ToLower(name), "_")); ok {
 		return path, nil
 	}
 	return "", fmt.Errorf("sysctl %s: %w", key, errNoSysctl)
