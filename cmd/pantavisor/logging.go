@@ -43,8 +43,9 @@ func newLogger(stderr io.Writer, file string, level slog.Level) (*slog.Logger, *
 // container's, and GC removed it while it was written (a file growing
 // unseen until pantavisor exits). Move reopens it in the new directory.
 type logSink struct {
-	mu sync.Mutex
-	f  *os.File
+	mu   sync.Mutex
+	f    *os.File
+	path string // f's
 }
 
 // Write appends p to the current file (under the lock: a move in between
@@ -62,9 +63,16 @@ func (s *logSink) Write(p []byte) (int, error) {
 }
 
 // Move appends from now on to file, creating it and its directory, and
-// closes the previous file; on error the previous file goes on.
+// closes the previous file; on error the previous file goes on. The file
+// it writes already (the boot revision's, at its spawn) is kept open.
 func (s *logSink) Move(file string) error {
 	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	same := s.f != nil && s.path == file
+	s.mu.Unlock()
+	if same {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
@@ -76,7 +84,7 @@ func (s *logSink) Move(file string) error {
 	}
 	s.mu.Lock()
 	old := s.f
-	s.f = f
+	s.f, s.path = f, file
 	s.mu.Unlock()
 	if old != nil {
 		old.Close()
