@@ -602,12 +602,10 @@ func askLease(sys *actor.ActorSystem, pool *actor.PID, req *messages.LeaseReques
 	return l, nil
 }
 
-// mountOrigin is the revision whose directories m uses (an engine's mount
-// says so: adopted, it may be older than the revision running it), else
-// def.
+// mountOrigin is m's Origin, else def.
 func mountOrigin(m Mount, def string) string {
-	if o, ok := m.(interface{ Origin() string }); ok && o.Origin() != "" {
-		return o.Origin()
+	if o := m.Origin(); o != "" {
+		return o
 	}
 	return def
 }

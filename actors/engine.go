@@ -31,6 +31,11 @@ type Mount interface {
 	Start(lease *messages.Lease) (Run, error)
 	// Unmount undoes Mount. It must only be called with no run alive.
 	Unmount() error
+	// Origin is the revision whose volume and log directories the mount
+	// uses: its engine's, or, adopted, the one that made it (a container
+	// kept by non-reboot updates runs on an older revision's); "" when
+	// it uses none.
+	Origin() string
 }
 
 // Run is one execution of a container's init.

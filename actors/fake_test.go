@@ -99,6 +99,9 @@ func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
 
 func (m *fakeMount) Unmount() error { m.e.record("unmount " + m.name); return nil }
 
+// Origin is "": a fake mount uses no revision directories.
+func (m *fakeMount) Origin() string { return "" }
+
 type fakeRun struct {
 	e    *fakeEngine
 	name string

@@ -405,6 +405,7 @@ func (m noopMount) Start(*messages.Lease) (actors.Run, error) {
 	return &noopRun{pid: 1000 + int(m.e.pids.Add(1)), done: make(chan struct{})}, nil
 }
 func (noopMount) Unmount() error { return nil }
+func (noopMount) Origin() string { return "" }
 
 type noopRun struct {
 	pid  int
