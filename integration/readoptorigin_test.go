@@ -103,6 +103,20 @@ func consoles(t *testing.T, dir string) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// other is the second container of these tests, changed by its words.
+func other(w string) ctr { return ctr{name: "other", group: "app", cmd: echoer(w)} }
+
+// originDevice boots revision "1", committed, of app (v1) and other
+// (other-v1), and returns the device, its storage and the containers.
+func originDevice(t *testing.T) (*device, string, storage.Layout, map[string]messages.ContainerInfo) {
+	t.Helper()
+	dir := buildStorage(t, originGroups(), []ctr{originApp("v1"), other("other-v1")})
+	commitAs(t, dir, "1")
+	d := startDeviceEnv(t, dir, commitDelay)
+	m := d.waitContainers("first boot", 30*time.Second, statusIs(messages.StatusStarted, "app", "other"))
+	return d, dir, storage.Layout{Root: dir}, m
+}
+
 // Two non-reboot updates (1 -> locals/b -> locals/c): app, changed by
 // locals/b and kept by locals/c, runs on locals/b's revision volume and
 // console log. The supervisor is killed and PID 1 starts it again, which
@@ -110,12 +124,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // locals/b, and app restarted in place finds its data again.
 func TestReadoptKeptTwiceKeepsItsRevision(t *testing.T) {
 	isolated.Require(t)
-	other := func(w string) ctr { return ctr{name: "other", group: "app", cmd: echoer(w)} }
-	dir := buildStorage(t, originGroups(), []ctr{originApp("v1"), other("other-v1")})
-	commitAs(t, dir, "1")
-	l := storage.Layout{Root: dir}
-	d := startDeviceEnv(t, dir, commitDelay)
-	d.waitContainers("first boot", 30*time.Second, statusIs(messages.StatusStarted, "app", "other"))
+	d, dir, l, _ := originDevice(t)
 
 	d.localRun(buildStorage(t, originGroups(), []ctr{originApp("v2"), other("other-v1")}), "b") // app changes
 	m := d.waitContainers("after locals/b", 20*time.Second, statusIs(messages.StatusStarted, "app", "other"))
@@ -195,12 +204,7 @@ func TestReadoptKeptTwiceKeepsItsRevision(t *testing.T) {
 // re-adoption, the same restart must find it too.
 func TestReadoptKeptOnceKeepsItsRevision(t *testing.T) {
 	isolated.Require(t)
-	other := func(w string) ctr { return ctr{name: "other", group: "app", cmd: echoer(w)} }
-	dir := buildStorage(t, originGroups(), []ctr{originApp("v1"), other("other-v1")})
-	commitAs(t, dir, "1")
-	l := storage.Layout{Root: dir}
-	d := startDeviceEnv(t, dir, commitDelay)
-	m := d.waitContainers("first boot", 30*time.Second, statusIs(messages.StatusStarted, "app", "other"))
+	d, dir, l, m := originDevice(t)
 	d.waitConsole("app", "app-fresh-data", 10*time.Second)
 	appPid := m["app"].Pid
 
