@@ -125,6 +125,25 @@ const (
 	phPrefix = "ph_"
 )
 
+// CmdlineRev is the parameter by which a Pantavisor boot script tells the
+// system the revision it booted (upstream's runtime pv_rev). It is the
+// bootloader's word, not a setting: ParseCmdline and ParseEnviron leave it
+// to the boot decision (CmdlineValue).
+const CmdlineRev = "pv_rev"
+
+// CmdlineValue returns the value of the last parameter named key on a
+// kernel command line, split as ParseCmdline splits it; ok is false when
+// there is none. The last one counts, as for the kernel's own parameters:
+// a boot script appends to the board's built-in arguments.
+func CmdlineValue(cmdline, key string) (value string, ok bool) {
+	for _, tok := range splitCmdline(cmdline) {
+		if k, v, _ := strings.Cut(tok, "="); k == key {
+			value, ok = v, true
+		}
+	}
+	return value, ok
+}
+
 // ParseCmdline returns the pv_* and ph_* parameters of a kernel command
 // line, in order, with their keys as written ("pv_log.level"). Other
 // parameters are ignored. Splitting follows the kernel: whitespace
@@ -132,11 +151,12 @@ const (
 // themselves are dropped, so pv_x="a b" and "pv_x=a b" both give "a b"; an
 // unterminated quote runs to the end of the line. A parameter without '='
 // has an empty value. It never fails: the kernel accepted the line already.
+// pv_rev (CmdlineRev) is no setting and is left out.
 func ParseCmdline(cmdline string) []Pair {
 	var pairs []Pair
 	for _, tok := range splitCmdline(cmdline) {
 		k, v, _ := strings.Cut(tok, "=")
-		if hasPrefixFold(k, pvPrefix) || hasPrefixFold(k, phPrefix) {
+		if k != CmdlineRev && (hasPrefixFold(k, pvPrefix) || hasPrefixFold(k, phPrefix)) {
 			pairs = append(pairs, Pair{Key: k, Value: v})
 		}
 	}
@@ -185,12 +205,14 @@ func hasPrefixFold(s, prefix string) bool {
 
 // ParseEnviron returns the PV_* and PH_* variables (prefix in any case, as
 // upstream) of an environment in os.Environ form, in order. Entries without
-// '=' are ignored.
+// '=' are ignored, and so is pv_rev (CmdlineRev): the kernel hands init
+// the command line's unknown parameters as variables, the boot script's
+// pv_rev= among them.
 func ParseEnviron(environ []string) []Pair {
 	var pairs []Pair
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || len(k) <= len("PV_") {
+		if !ok || len(k) <= len("PV_") || k == CmdlineRev {
 			continue
 		}
 		if hasPrefixFold(k, "PV_") || hasPrefixFold(k, "PH_") {

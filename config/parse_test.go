@@ -112,6 +112,31 @@ func TestParseCmdline(t *testing.T) {
 	}
 }
 
+// The boot script's pv_rev= names the booted revision: the last one
+// counts, quotes are taken off, and it is no setting (a refusal of it was
+// logged on every boot of a real device).
+func TestCmdlineRev(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"console=ttyS0 pv_rev=5 quiet", "5", true},
+		{"pv_rev=0 root=/dev/mmcblk0p2 pv_rev=locals/x", "locals/x", true},
+		{`"pv_rev=7" pv_revision=9 xpv_rev=8`, "7", true},
+		{"pv_rev", "", true},
+		{"console=ttyS0 pv_try=5", "", false},
+	} {
+		if got, ok := CmdlineValue(tt.in, CmdlineRev); got != tt.want || ok != tt.ok {
+			t.Errorf("%q: %q %v, want %q %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	// The kernel gives init pv_rev=5 as a variable too.
+	r, err := New().LoadBoot(BootSources{Cmdline: "console=ttyS0 pv_rev=5 pv_log_level=3", Environ: []string{"pv_rev=5", "PATH=/bin"}})
+	if err != nil || len(r.Refused) != 0 || len(r.Warnings) != 0 || len(r.Applied) != 1 {
+		t.Errorf("pv_rev taken as a setting: %+v %v", r, err)
+	}
+}
+
 func TestParseEnviron(t *testing.T) {
 	got := ParseEnviron([]string{"HOME=/root", "PV_LOG_LEVEL=3", "pv_wdt_mode=always", "PH_X=", "PV_", "PV_NOEQ", "PATH=/bin", "PVX=1"})
 	want := []Pair{{"PV_LOG_LEVEL", "3", 0}, {"pv_wdt_mode", "always", 0}, {"PH_X", "", 0}}
