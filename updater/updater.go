@@ -27,6 +27,31 @@ type Device struct {
 	// State are the options revisions are loaded with.
 	State state.Options
 	Log   *slog.Logger
+	// BootedRev is the revision the bootloader says it booted: on a
+	// device, the kernel command line's pv_rev=, which the boot script
+	// sets from the variables it acted on (upstream's runtime pv_rev).
+	// Empty where nothing says it (appengine, a kernel started without a
+	// Pantavisor boot script): Start works it out from the variables, as
+	// such a script would (Booted).
+	BootedRev string
+}
+
+// Booted returns the revision this boot runs and the variables to store
+// before it runs. Without said (what the bootloader says it booted), both
+// come from env as a try-once boot script decides (bootloader.Env.Boot).
+// With it, said stands: the kernel and the board files running are that
+// revision's, whatever the variables say. Where the two disagree, the
+// script decided on variables other than env (a power cut after its latch
+// and before Start stored its own, or a latch kept elsewhere, as U-Boot's
+// own environment keeps it for uboot.txt), and nothing is written:
+// update.Resume reads the disagreement (a try the bootloader fell back
+// from, or one it booted again).
+func Booted(env bootloader.Env, said string) (rev string, next bootloader.Env) {
+	rev, next = env.Boot()
+	if said == "" || said == rev {
+		return rev, next
+	}
+	return said, env
 }
 
 // Load reads and validates rev's state; an error wraps fs.ErrNotExist
@@ -144,7 +169,11 @@ func (d *Device) Start() (Boot, error) {
 	} else if err != nil {
 		return b, fmt.Errorf("read bootloader variables: %w", err)
 	}
-	booted, next := env.Boot()
+	booted, next := Booted(env, d.BootedRev)
+	if own, _ := env.Boot(); own != booted {
+		d.Log.Warn("the bootloader booted another revision than its variables name: the booted one runs",
+			"booted", booted, "variables", own, "pv_rev", env.Committed(), "pv_try", env.Try(), "pv_trying", env[bootloader.VarTrying])
+	}
 	if !maps.Equal(env, next) {
 		// Stored before the try runs: a crash during it must fall back.
 		if err := d.Bootloader.Save(next); err != nil {

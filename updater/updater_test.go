@@ -103,6 +103,64 @@ func TestStartTriesPendingUpdateAndStoresTheLatch(t *testing.T) {
 	}
 }
 
+// On a device the boot script says on the kernel command line which
+// revision it booted, and that revision runs, not the one the variables
+// alone name. The power cut this is about: U-Boot stored its latch
+// (pv_trying, in its own environment) and booted the try, and the power
+// went before Start stored the latch in uboot.txt. The next boot U-Boot
+// falls back to the committed revision (kernel and board files of "0");
+// uboot.txt still says "try 1, not attempted". Taking the variables' word
+// ran revision 1's containers on revision 0's kernel, and committed it.
+func TestStartRunsTheRevisionTheBootScriptBooted(t *testing.T) {
+	d := device(t, nil)
+	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
+	if err := d.Bootloader.Save(bootloader.Env{"pv_rev": "0", "pv_try": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	d.BootedRev = "0"
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Action != update.BootRun || b.Rev != "0" || b.Trying {
+		t.Fatalf("boot %+v: want the committed revision 0 the bootloader fell back to", b)
+	}
+	if p := d.mustProgress(t, "1"); p.Status != storage.StatusError || p.Msg != storage.MsgRolledBack {
+		t.Errorf("progress of the try %+v: want the rollback reported", p)
+	}
+	if env := d.mustEnv(t); env.Try() != "" || env.Committed() != "0" || env[bootloader.VarTrying] != "" {
+		t.Errorf("variables %v: want pv_try cleared and no latch stored for a boot that did not try", env)
+	}
+
+	// The bootloader's word stands the other way too: it booted the try
+	// (its own latch said not attempted) though uboot.txt holds a latch.
+	// Revision 1 installed again since: its progress is new.
+	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Bootloader.Save(bootloader.Env{"pv_rev": "0", "pv_try": "1", "pv_trying": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	d.BootedRev = "1"
+	if b, err = d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "1" || !b.Trying || b.State == nil {
+		t.Fatalf("boot %+v: want revision 1 tried, as booted", b)
+	}
+
+	// Where both agree, the latch is stored as before.
+	if err := d.Bootloader.Save(bootloader.Env{"pv_rev": "0", "pv_try": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if env := d.mustEnv(t); b.Rev != "1" || !b.Trying || env[bootloader.VarTrying] != "1" {
+		t.Fatalf("boot %+v, variables %v: want the try run and its latch stored", b, env)
+	}
+}
+
 func TestStartRollsBackAFailedTry(t *testing.T) {
 	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
 	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)); err != nil {

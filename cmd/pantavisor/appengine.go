@@ -50,6 +50,10 @@ type appengineOpts struct {
 	// loaded from the device's boot sources.
 	embedded bool
 	cfg      *config.Config
+	// bootedRev is the revision the boot script says it booted (the
+	// kernel command line's pv_rev=), embedded mode only: the host's
+	// command line is not an appengine's.
+	bootedRev string
 }
 
 // mode names o's mode in logs and PV_SYSTEM_INIT_MODE.
@@ -258,7 +262,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		}
 		env = bootloader.Env{}
 	}
-	rev, _ := env.Boot()
+	rev, _ := updater.Booted(env, o.bootedRev)
 	if readopt {
 		rev = running.Rev
 	}
@@ -301,7 +305,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
 	stateOpts := state.Options{AppEngine: !o.embedded, GroupTimeout: cfg.Int(config.PVUpdaterGoalsTimeout)}
-	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log}
+	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log, BootedRev: o.bootedRev}
 	var boot updater.Boot
 	if readopt {
 		boot, err = dev.Resume(running.Rev, running.Trying)

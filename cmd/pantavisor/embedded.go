@@ -17,6 +17,7 @@ import (
 	"github.com/pantavisor/pv/blockdev"
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/runtime/reaper"
+	"github.com/pantavisor/pv/storage"
 )
 
 // Embedded mode: the device itself. The kernel starts pantavisor as its
@@ -52,7 +53,7 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	code := supervise(appengineOpts{storage: mnt, run: cfg.String(config.PVSystemRunDir), embedded: true, cfg: cfg,
-		verbose: debugLogging(cfg)}, stderr)
+		verbose: debugLogging(cfg), bootedRev: bootedRev(console)}, stderr)
 	// Everything that wrote to storage has stopped: what is cached goes
 	// to the disk before PID 1 reboots or powers off.
 	unix.Sync()
@@ -156,6 +157,27 @@ func loadBootConfig(log *slog.Logger) *config.Config {
 		log.Warn("config", "err", err)
 	}
 	return cfg
+}
+
+// bootedRev is the revision the boot script says it booted, pv_rev= on
+// the kernel command line; "" when it says none (a kernel started without
+// a Pantavisor boot script), or names one no revision can be called,
+// which is logged: the bootloader's variables decide then.
+func bootedRev(log *slog.Logger) string {
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		log.Error("read the kernel command line: the booted revision comes from the bootloader's variables", "err", err)
+		return ""
+	}
+	rev, ok := config.CmdlineValue(string(cmdline), config.CmdlineRev)
+	if !ok {
+		return ""
+	}
+	if err := storage.CheckRev(rev); err != nil {
+		log.Error("the kernel command line's pv_rev is no revision: the booted revision comes from the bootloader's variables", "err", err)
+		return ""
+	}
+	return rev
 }
 
 // mountStorage mounts PV_STORAGE_DEVICE at PV_STORAGE_MNTPOINT, waiting

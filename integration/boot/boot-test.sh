@@ -254,9 +254,13 @@ while [ $boots -lt 4 ]; do
 	# revision booted (_PV_TEST_CRASH_SUPERVISOR): PID 1 starts it again, and the rest of
 	# the boot (ctl's checks through the control socket and the ingress,
 	# its power-off) runs on the re-adopted device.
-	args=
-	[ $boots = 3 ] && args=_PV_TEST_CRASH_SUPERVISOR=1
-	boot_vm $boots $args
+	# pv_rev=: what a Pantavisor boot script puts on the command line,
+	# the revision it booted (boot 2 tries the update the first one
+	# armed, the third is back on revision 0).
+	args=pv_rev=0
+	[ $boots = 2 ] && args=pv_rev=locals/bad
+	[ $boots = 3 ] && args="pv_rev=0 _PV_TEST_CRASH_SUPERVISOR=1"
+	boot_vm $boots "$args"
 	echo "boot $boots: qemu exit $code, $(grep -cE 'reboot: (Restarting|Power down)' "$work/boot-$boots.txt") end(s)"
 	if [ "$code" != 0 ] || grep -q 'reboot: Power down' "$work/boot-$boots.txt"; then
 		break
@@ -294,6 +298,12 @@ check 3 "pantavisor stopped in order" 'pantavisor stopped'
 check 3 "PID 1 powered off" 'pantavisor: powering off'
 check 3 "the kernel powered down" 'reboot: Power down'
 [ "$boots" = 3 ] || { echo "FAIL: $boots boots, want 3"; fails=$((fails + 1)); }
+# The command line's pv_rev agreed with the variables at every boot: no
+# refusal of it as a setting, no disagreement.
+if grep -lE 'config refused.*pv_rev|another revision than its variables' "$work"/boot-[0-9]*.txt; then
+	echo "FAIL: pv_rev on the command line refused or not the variables' revision (above)"
+	fails=$((fails + 1))
+fi
 if grep -l 'softdog: Initiating' "$work"/boot-[0-9]*.txt; then
 	echo "FAIL: the watchdog reset the machine (above): kicks missed"
 	fails=$((fails + 1))
