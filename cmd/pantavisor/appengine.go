@@ -236,6 +236,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		} else {
 			readopt = true
 		}
+		// The command line says what the boot began with: an earlier
+		// supervisor of this boot may have moved to another revision
+		// since, without a reboot. Without a record of it, the
+		// variables decide, as they did before pv_rev= was read.
+		o.bootedRev = ""
 	}
 	cfg := o.cfg
 	if cfg == nil {
