@@ -89,10 +89,34 @@ func TestAChattyContainerDoesNotMakeTheKeeperSpin(t *testing.T) {
 	n += walks.take()
 	cancel()
 	<-done
-	// Two walks a check, a check every checkGap at most, and the
-	// fallback sweep: about 16 in 2 s.
-	if max := 2*int(2*time.Second/checkGap) + 4; n > max {
+	// One walk a check (nothing is rotated), a check every checkGap at
+	// most, and the fallback sweep: about 8 in 2 s.
+	if max := int(2*time.Second/checkGap) + 4; n > max {
 		t.Errorf("the keeper walked the tree %d times in 2 s for %d lines (at most %d expected)", n, lines, max)
+	}
+}
+
+// A check walks the tree once, and a second time only after rotations
+// changed it (to sweep the directory by the sizes left).
+func TestACheckWalksTheTreeOnceUnlessItRotated(t *testing.T) {
+	dir := t.TempDir()
+	for c := range 5 {
+		writeAged(t, dir, fmt.Sprintf("1/c%d/console.log", c), 1000, time.Hour)
+	}
+	walks := newWalkCounter(t, dir)
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "1"), Log: quiet(),
+		Limits: Limits{MaxFile: 4000, MaxDir: 1 << 20}}
+	k.Enforce()
+	if n := walks.take(); n != 1 {
+		t.Errorf("a check with nothing over its limits walked the tree %d times, want 1", n)
+	}
+	big := writeAged(t, dir, "1/big/console.log", 5000, 0)
+	k.Enforce()
+	if n := walks.take(); n != 2 {
+		t.Errorf("a check that rotated walked the tree %d times, want 2", n)
+	}
+	if fi, err := os.Stat(big); err != nil || fi.Size() != 0 {
+		t.Errorf("the log over its limit was not rotated: %v %v", fi, err)
 	}
 }
 

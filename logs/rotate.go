@@ -278,7 +278,12 @@ func (k *Keeper) enforce() (c check) {
 	if lim.MaxDir <= 0 {
 		return c
 	}
-	files, total := k.scan()
+	// The tree walked again only when rotations changed it: a check that
+	// rotated nothing (most, of a chatty but small log) walks it once.
+	total := before
+	if c.acted {
+		files, total = k.scan()
+	}
 	c.after = total
 	if total <= lim.MaxDir {
 		return c
