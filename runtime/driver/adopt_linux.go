@@ -19,9 +19,12 @@ import (
 var ErrNotAdoptable = errors.New("container cannot be re-adopted")
 
 // ExitSource tells how a process that is not this one's child ended: PID
-// 1 reaped it (runtime/reaper's Exits).
+// 1 reaped it (runtime/reaper's Exits). The process is named by its pid
+// and its start time (field 22 of /proc/<pid>/stat), as a pid alone may
+// have been another process's first; a start time of 0 (unknown) gets no
+// status.
 type ExitSource interface {
-	Wait(pid int, timeout time.Duration) (syscall.WaitStatus, bool)
+	Wait(pid int, start uint64, timeout time.Duration) (syscall.WaitStatus, bool)
 }
 
 // exitRecordWait bounds how long an adopted container's watch waits for
@@ -50,7 +53,7 @@ func (d *Driver) Adopt(name string, exits ExitSource) (*Container, error) {
 	}
 	cfg := lc.Config()
 	c := &Container{d: d, name: name, lc: lc, tr: &Translated{Config: &cfg}, started: true,
-		adoptedPid: st.InitProcessPid, created: st.Created, paths: st.CgroupPaths, done: make(chan struct{})}
+		adoptedPid: st.InitProcessPid, adoptedStart: st.InitProcessStartTime, created: st.Created, paths: st.CgroupPaths, done: make(chan struct{})}
 	d.noteParents(c.paths)
 	// The pidfd first, the state check after: if the init still runs
 	// once the pidfd is open, the pidfd is the init's (its start time is
@@ -104,7 +107,7 @@ func (c *Container) waitAdopted(pidfd int, exits ExitSource) {
 	}
 	at := time.Now()
 	if exits != nil {
-		if ws, ok := exits.Wait(c.adoptedPid, exitRecordWait); ok {
+		if ws, ok := exits.Wait(c.adoptedPid, c.adoptedStart, exitRecordWait); ok {
 			c.exit = exitFromStatus(ws, at)
 			return
 		}

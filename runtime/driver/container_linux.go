@@ -196,9 +196,13 @@ type Container struct {
 	destroyed bool
 	proc      *libcontainer.Process
 	// adoptedPid is the init of a container taken over from a previous
-	// supervisor (Adopt), which has no Process of ours.
-	adoptedPid int
-	created    time.Time
+	// supervisor (Adopt), which has no Process of ours; adoptedStart is
+	// its start time (libcontainer's InitProcessStartTime), which tells
+	// PID 1's record of its exit from one of an earlier process that had
+	// its pid.
+	adoptedPid   int
+	adoptedStart uint64
+	created      time.Time
 	// paths are the container's cgroup directories, read while it ran:
 	// libcontainer may no longer report them for a container that exited
 	// long before Destroy, and Destroy needs them to remove the parents.

@@ -21,7 +21,8 @@
 // the running containers instead of booting.
 #define GEN_ENV "_PV_SUPERVISOR_GEN"
 // The supervisor's end of PID 1's channel of exit statuses (a
-// SEQPACKET socket): one struct pv_exit per orphan PID 1 reaped.
+// SEQPACKET socket): one struct pv_exit per orphan PID 1 reaped, one
+// message each.
 #define EXITS_FD 98
 // The control socket's listener, which PID 1 holds for the next
 // supervisor: the supervisor sends it over the exit channel (SCM_RIGHTS,
@@ -35,10 +36,26 @@
 #define CRASH_LIMIT 3
 #define CRASH_WINDOW 60
 
+// One orphan PID 1 reaped. A pid alone does not name a process: once it
+// is reaped, its pid goes to the next process, and a record of the old one
+// must not be taken for the new one's (a container's init adopted after a
+// pid wrap). The pid and the start time together do.
+//
+// The layout is the wire format, and fields are only ever appended: PID 1
+// and its supervisor can be different builds (an in-place upgrade
+// re-executes a new supervisor under the PID 1 that booted, a rollback an
+// older one), and a message read into a shorter record is cut to its
+// prefix (SEQPACKET). A PID 1 older than start was sent 8 bytes; the
+// supervisor reads those with start 0.
 struct pv_exit {
 	int pid;
 	int status; // as wait(2) reports it
+	// start is field 22 of /proc/<pid>/stat (clock ticks since boot, as
+	// libcontainer's InitProcessStartTime), read by PID 1 while the
+	// process was a zombie; 0 when it could not be read (unknown).
+	unsigned long long start;
 };
+_Static_assert(sizeof(struct pv_exit) == 16, "struct pv_exit is a wire format: 16 bytes");
 
 // The command PID 1 of a device (the kernel's /init) runs its supervisor
 // with; also what makes a PID 1 started by hand an embedded one.

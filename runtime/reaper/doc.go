@@ -45,7 +45,9 @@
 //   - the exit status of every orphan it reaps, sent as it reaps it, and
 //     its last 256 sent again to each new supervisor (Exits): a
 //     container's init is PID 1's child once its supervisor died, and
-//     only PID 1 learns how it ended;
+//     only PID 1 learns how it ended. Each names its process by pid and
+//     start time, read from /proc while the orphan is a zombie: after a
+//     pid wrap a pid alone would name a later process too;
 //   - the control socket's listener, which the supervisor sends it once
 //     it listens (Exits.KeepListener), and which the next one finds at
 //     CTRL_FD (InheritedListener): the socket keeps its inode, which every

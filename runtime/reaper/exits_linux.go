@@ -25,18 +25,38 @@ import (
 // ended. A supervisor that re-adopts it asks here.
 //
 // PID 1 sends the last orphans it reaped when it starts a supervisor, then
-// each one as it reaps it; Exits keeps the newest status of each pid.
+// each one as it reaps it. A record names its process by pid and start
+// time (struct pv_exit): after a pid wrap, the pid of an adopted init may
+// be in an older record of another process, which must not pass for the
+// init's. A record whose start time is unknown (a PID 1 older than the
+// start time, or /proc unreadable) matches nothing: no status is better
+// than another process's.
 type Exits struct {
 	f *os.File
 
 	mu      sync.Mutex
-	seen    map[int]syscall.WaitStatus
-	order   []int // pids in arrival order, to bound seen
-	waiters map[int][]chan syscall.WaitStatus
+	seen    map[procID]syscall.WaitStatus
+	order   []procID // in arrival order, to bound seen
+	waiters map[procID][]chan syscall.WaitStatus
+	unknown bool // a record without a start time came (logged once)
+}
+
+// procID names a process for good: its pid and its start time (field 22
+// of /proc/<pid>/stat), which no later process of that pid shares.
+type procID struct {
+	pid   int
+	start uint64
 }
 
 // maxExits bounds what Exits remembers: PID 1 keeps its last 256.
 const maxExits = 1024
+
+// The sizes of a record on the wire: the whole struct pv_exit, and the
+// one a PID 1 older than its start time sends (pid and status).
+const (
+	exitRecordSize       = C.sizeof_struct_pv_exit
+	legacyExitRecordSize = unsafe.Offsetof(C.struct_pv_exit{}.start)
+)
 
 // OpenExits takes the channel PID 1 left at its descriptor and reads it
 // in the background; it returns nil and no error when there is none (the
@@ -56,10 +76,21 @@ func OpenExits(log *slog.Logger) (*Exits, error) {
 	if err := unix.SetNonblock(exitsFD, true); err != nil {
 		return nil, fmt.Errorf("exit channel: %w", err)
 	}
-	e := &Exits{f: os.NewFile(exitsFD, "pid1-exits"), seen: map[int]syscall.WaitStatus{},
-		waiters: map[int][]chan syscall.WaitStatus{}}
+	return newExits(os.NewFile(exitsFD, "pid1-exits"), log), nil
+}
+
+// newExits reads records from f, a non-blocking SEQPACKET socket, in the
+// background.
+func newExits(f *os.File, log *slog.Logger) *Exits {
+	e := newTable()
+	e.f = f
 	go e.read(log)
-	return e, nil
+	return e
+}
+
+// newTable is an Exits that reads nothing: records come from add.
+func newTable() *Exits {
+	return &Exits{seen: map[procID]syscall.WaitStatus{}, waiters: map[procID][]chan syscall.WaitStatus{}}
 }
 
 // read receives records until the channel closes (PID 1 never closes it
@@ -73,6 +104,7 @@ func (e *Exits) read(log *slog.Logger) {
 	var rec C.struct_pv_exit
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&rec)), unsafe.Sizeof(rec))
 	for {
+		rec = C.struct_pv_exit{} // a legacy record leaves start unknown
 		n, err := e.f.Read(buf)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
@@ -80,44 +112,67 @@ func (e *Exits) read(log *slog.Logger) {
 			}
 			return
 		}
-		if n != len(buf) {
+		// A longer record from a newer PID 1 was cut to what this one
+		// knows, and reads as a whole one.
+		if n != exitRecordSize && n != int(legacyExitRecordSize) {
 			continue
 		}
-		e.add(int(rec.pid), syscall.WaitStatus(rec.status))
+		if rec.start == 0 && e.noteUnknown() {
+			log.Warn("PID 1 sent an exit status without the process's start time: it matches no process, and an adopted container ending so is reported with no exit status",
+				"pid", int(rec.pid), "record_bytes", n)
+		}
+		e.add(procID{int(rec.pid), uint64(rec.start)}, syscall.WaitStatus(rec.status))
 	}
 }
 
-func (e *Exits) add(pid int, ws syscall.WaitStatus) {
+// noteUnknown says whether this is the first record without a start time.
+func (e *Exits) noteUnknown() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.seen[pid]; !ok {
-		e.order = append(e.order, pid)
+	first := !e.unknown
+	e.unknown = true
+	return first
+}
+
+func (e *Exits) add(p procID, ws syscall.WaitStatus) {
+	if p.start == 0 {
+		return // matches nothing: see Exits
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.seen[p]; !ok {
+		e.order = append(e.order, p)
 		if len(e.order) > maxExits {
 			delete(e.seen, e.order[0])
 			e.order = e.order[1:]
 		}
 	}
-	e.seen[pid] = ws
-	for _, ch := range e.waiters[pid] {
+	e.seen[p] = ws
+	for _, ch := range e.waiters[p] {
 		ch <- ws // buffered
 	}
-	delete(e.waiters, pid)
+	delete(e.waiters, p)
 }
 
-// Wait returns how pid ended, as PID 1 reaped it, waiting up to timeout
-// for the record; false when none came. Call it once the process is known
-// to be gone (its pidfd polled readable, or it no longer exists).
-func (e *Exits) Wait(pid int, timeout time.Duration) (syscall.WaitStatus, bool) {
-	if e == nil {
+// Wait returns how the process pid that started at start (field 22 of
+// /proc/<pid>/stat; libcontainer's InitProcessStartTime) ended, as PID 1
+// reaped it, waiting up to timeout for the record; false when none came.
+// Only a record of that pid and that start time is taken; an unknown
+// start time (0) matches no record, and Wait returns false at once. Call
+// it once the process is known to be gone (its pidfd polled readable, or
+// it no longer exists).
+func (e *Exits) Wait(pid int, start uint64, timeout time.Duration) (syscall.WaitStatus, bool) {
+	if e == nil || start == 0 {
 		return 0, false
 	}
+	p := procID{pid, start}
 	e.mu.Lock()
-	if ws, ok := e.seen[pid]; ok {
+	if ws, ok := e.seen[p]; ok {
 		e.mu.Unlock()
 		return ws, true
 	}
 	ch := make(chan syscall.WaitStatus, 1)
-	e.waiters[pid] = append(e.waiters[pid], ch)
+	e.waiters[p] = append(e.waiters[p], ch)
 	e.mu.Unlock()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -127,8 +182,8 @@ func (e *Exits) Wait(pid int, timeout time.Duration) (syscall.WaitStatus, bool) 
 	case <-t.C:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		delete(e.waiters, pid)
-		ws, ok := e.seen[pid]
+		delete(e.waiters, p)
+		ws, ok := e.seen[p]
 		return ws, ok
 	}
 }

@@ -3,6 +3,7 @@
 package reaper_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -63,6 +66,15 @@ func runSupervisor(t *testing.T, test string) int {
 	return cmd.ProcessState.ExitCode()
 }
 
+// supervisorPasses runs test under the reaper and fails unless PID 1
+// exits 0 (the test passed in the supervisor).
+func supervisorPasses(t *testing.T, test string) {
+	t.Helper()
+	if code := runSupervisor(t, test); code != 0 {
+		t.Fatalf("supervisor exit code %d", code)
+	}
+}
+
 // testWriter passes a child's output to the test log.
 type testWriter struct{ t *testing.T }
 
@@ -86,9 +98,7 @@ func childOnly(t *testing.T) {
 // while the supervisor's own waits (os/exec, container inits) keep their
 // exact statuses.
 func TestReaperNoZombiesNoStolenStatus(t *testing.T) {
-	if code := runSupervisor(t, "TestSupervisorWorkload"); code != 0 {
-		t.Fatalf("supervisor exit code %d", code)
-	}
+	supervisorPasses(t, "TestSupervisorWorkload")
 	if z := testrootfs.Zombies(); len(z) > 0 {
 		t.Errorf("zombies left: %v", z)
 	}
@@ -99,14 +109,7 @@ func TestSupervisorWorkload(t *testing.T) {
 	if os.Getpid() != 2 || os.Getppid() != 1 {
 		t.Fatalf("supervisor is pid %d, child of %d: want 2, child of the reaper", os.Getpid(), os.Getppid())
 	}
-	// A /proc of the new pid namespace, as the appengine supervisor
-	// mounts one: libcontainer looks its children up there.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		t.Fatal(err)
-	}
+	ownProc(t)
 	tmp := t.TempDir()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -189,6 +192,19 @@ func TestSupervisorWorkload(t *testing.T) {
 	time.Sleep(400 * time.Millisecond) // every sleep has exited by now
 	if z := testrootfs.Zombies(); len(z) > 0 {
 		t.Errorf("zombies after the orphans exited: %v", z)
+	}
+}
+
+// ownProc mounts a /proc of the new pid namespace, as the appengine
+// supervisor does: libcontainer looks its children up there, and PID 1
+// reads the start times of the orphans it reaps there.
+func ownProc(t *testing.T) {
+	t.Helper()
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -313,35 +329,127 @@ func TestSupervisorUpKillsItself(t *testing.T) {
 // parent died is PID 1's child, as a container's init is once its
 // supervisor died.
 func TestReaperSendsOrphanExits(t *testing.T) {
-	if code := runSupervisor(t, "TestSupervisorOrphanExit"); code != 0 {
-		t.Fatalf("supervisor exit code %d", code)
-	}
+	supervisorPasses(t, "TestSupervisorOrphanExit")
 }
 
 func TestSupervisorOrphanExit(t *testing.T) {
-	childOnly(t)
-	exits, err := reaper.OpenExits(slog.Default())
-	if err != nil || exits == nil {
-		t.Fatalf("no exit channel: %v", err)
-	}
-	defer exits.Close()
-	// sh prints the pid of a background child and exits at once: the
-	// child, orphaned, exits 7 a moment later, reaped by PID 1.
-	out, err := exec.Command("/bin/sh", "-c", "(sleep 0.2; exit 7) & echo $!").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	if _, err := fmt.Sscan(string(out), &pid); err != nil {
-		t.Fatalf("pid %q: %v", out, err)
-	}
-	ws, ok := exits.Wait(pid, 5*time.Second)
+	exits := supervisorExits(t)
+	// The orphan exits 7 a moment later, reaped by PID 1.
+	pid := orphan(t, "(sleep 0.2; exit 7)")
+	ws, ok := exits.Wait(pid, startTime(t, pid), 5*time.Second)
 	if !ok {
 		t.Fatalf("no exit status of orphan %d from PID 1", pid)
 	}
 	if !ws.Exited() || ws.ExitStatus() != 7 {
 		t.Errorf("orphan %d: status %v, want exit 7", pid, ws)
 	}
+}
+
+// supervisorExits is the start of a supervisor's side of a test: it
+// mounts its own /proc, which PID 1 reads the start times of orphans in,
+// and opens PID 1's exit channel.
+func supervisorExits(t *testing.T) *reaper.Exits {
+	t.Helper()
+	childOnly(t)
+	ownProc(t)
+	exits, err := reaper.OpenExits(slog.Default())
+	if err != nil || exits == nil {
+		t.Fatalf("no exit channel: %v", err)
+	}
+	t.Cleanup(func() { exits.Close() })
+	return exits
+}
+
+// orphan runs a shell that starts script's last command in the
+// background and exits at once: that child, orphaned, is PID 1's. It
+// returns the child's pid. The child's output goes nowhere, so that the
+// shell's pipes close when it exits.
+func orphan(t *testing.T, script string) int {
+	t.Helper()
+	out, err := exec.Command("/bin/sh", "-c", script+" >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("%s: pid %q: %v", script, out, err)
+	}
+	return pid
+}
+
+// startTime returns field 22 of /proc/<pid>/stat of a live process.
+func startTime(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatalf("start time of %d: %v", pid, err)
+	}
+	i := bytes.LastIndexByte(b, ')') // the end of the name, field 2
+	if i < 0 {
+		t.Fatalf("start time of %d: stat %q", pid, b)
+	}
+	f := strings.Fields(string(b[i+1:])) // from field 3
+	if len(f) < 20 {
+		t.Fatalf("start time of %d: stat %q", pid, b)
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		t.Fatalf("start time of %d: %v", pid, err)
+	}
+	return v
+}
+
+// After a pid wrap, PID 1's record of an earlier process is not taken for
+// a later one with its pid: a live process is not taken as exited, and
+// its death by SIGKILL is reported as such, not as the earlier exit 0.
+// The pid is reused on purpose (ns_last_pid), as a wrap would.
+func TestReaperExitRecordIsTheProcesssOwn(t *testing.T) {
+	supervisorPasses(t, "TestSupervisorPidReused")
+}
+
+func TestSupervisorPidReused(t *testing.T) {
+	exits := supervisorExits(t)
+	// The earlier process: an orphan that exits 0, reaped by PID 1.
+	pid := orphan(t, "(sleep 0.3; exit 0)")
+	first := startTime(t, pid)
+	if ws, ok := exits.Wait(pid, first, 5*time.Second); !ok || !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("orphan %d started at %d: %v, %v; want exit 0 from PID 1", pid, first, ws, ok)
+	}
+	// The later one: an orphan given the same pid.
+	second := reusePid(t, pid)
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if second == first {
+		t.Fatalf("pid %d reused with the same start time %d", pid, first)
+	}
+	t.Logf("pid %d: exited 0 when started at %d, runs again since %d", pid, first, second)
+	if ws, ok := exits.Wait(pid, second, 300*time.Millisecond); ok {
+		t.Fatalf("live process %d (started at %d) taken as exited with %v: the record of the earlier process (started at %d)", pid, second, ws, first)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ws, ok := exits.Wait(pid, second, 5*time.Second)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("process %d started at %d: %v, %v; want killed by SIGKILL", pid, second, ws, ok)
+	}
+}
+
+// reusePid starts an orphan (PID 1's child) with pid, which must be
+// free, and returns its start time. The shell that forks it sets the
+// namespace's last pid just before: only a thread of this process made
+// in between takes the pid, and then it tries again.
+func reusePid(t *testing.T, pid int) uint64 {
+	t.Helper()
+	script := fmt.Sprintf("echo %d > /proc/sys/kernel/ns_last_pid; sleep 30", pid-1)
+	for try := 0; try < 10; try++ {
+		got := orphan(t, script)
+		if got == pid {
+			return startTime(t, pid)
+		}
+		syscall.Kill(got, syscall.SIGKILL)
+	}
+	t.Fatalf("pid %d not reused in 10 tries", pid)
+	return 0
 }
 
 func TestSupervisorWaitsForUSR1(t *testing.T) {

@@ -69,9 +69,9 @@ static void send_exit(const struct pv_exit *e)
 	}
 }
 
-static void note_exit(pid_t pid, int status)
+static void note_exit(pid_t pid, int status, unsigned long long start)
 {
-	struct pv_exit e = {.pid = pid, .status = status};
+	struct pv_exit e = {.pid = pid, .status = status, .start = start};
 	ring[ring_next] = e;
 	ring_next = (ring_next + 1) % EXIT_RING;
 	if (ring_len < EXIT_RING)
@@ -119,6 +119,98 @@ static void take_fds(void)
 	}
 }
 
+// stat_start returns field 22 (starttime) of the text of a
+// /proc/<pid>/stat, 0 when it has none. The command name (field 2, in
+// parentheses) may hold spaces and parentheses: fields are counted from
+// its last ')'.
+static unsigned long long stat_start(const char *stat)
+{
+	const char *p = strrchr(stat, ')');
+	if (p == NULL)
+		return 0;
+	// Each turn moves p to the space before field `field`; the first
+	// is the one right after ')'.
+	for (int field = 3; field <= 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (p == NULL)
+			return 0;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(p + 1, &end, 10);
+	if (end == p + 1 || errno != 0 || (*end != ' ' && *end != '\n' && *end != '\0'))
+		return 0;
+	return v;
+}
+
+// start_time returns the start time of process pid (see struct pv_exit),
+// 0 when it cannot tell. Every failure is an unknown start time, never
+// an error of PID 1's.
+static unsigned long long start_time(pid_t pid)
+{
+	// /proc must be that of PID 1's pid namespace: before an appengine
+	// supervisor mounted its own, /proc is the host's, where pid names
+	// another process. In PID 1's own, /proc/self is "1".
+	char self[8];
+	if (readlink("/proc/self", self, sizeof self) != 1 || self[0] != '1')
+		return 0;
+	char path[32];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	// Field 22 comes within 512 bytes (a 64-byte name, 20 numbers of
+	// at most 20 digits); the rest of a longer line is not needed.
+	char buf[1024];
+	ssize_t n;
+	do
+		n = read(fd, buf, sizeof buf - 1);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return stat_start(buf);
+}
+
+// next_exit reaps one exited child without blocking and returns its pid
+// (0: none has exited yet; -1: no children at all), its wait status and,
+// for any child but the supervisor, its start time (0: unknown). The
+// start time is read while the child is a zombie, whose /proc entry stays
+// until it is reaped: waitid(WNOWAIT) tells which child exited and leaves
+// it there, waitpid then reaps that one.
+static pid_t next_exit(pid_t supervisor, int *status, unsigned long long *start)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	*start = 0;
+	int r;
+	do
+		r = waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r == 0 && si.si_pid == 0)
+		return 0;
+	pid_t want = -1; // waitid failed: reap as waitpid finds, start unknown
+	if (r == 0) {
+		want = si.si_pid;
+		if (want != supervisor)
+			*start = start_time(want);
+	}
+	pid_t p;
+	do
+		p = waitpid(want, status, WNOHANG);
+	while (p < 0 && errno == EINTR);
+	if (p <= 0 && want > 0) {
+		// Seen exited, yet not reaped: whatever it was, reaping goes
+		// on without it, and what is reaped instead has no start time.
+		*start = 0;
+		do
+			p = waitpid(-1, status, WNOHANG);
+		while (p < 0 && errno == EINTR);
+	}
+	return p < 0 ? -1 : p;
+}
+
 // reap_all collects every exited child without blocking, records the
 // supervisor's status when it is among them and hands every other one to
 // the supervisor.
@@ -126,19 +218,16 @@ static void reap_all(pid_t supervisor, int *done, int *status)
 {
 	for (;;) {
 		int st;
-		pid_t p = waitpid(-1, &st, WNOHANG);
-		if (p > 0) {
-			if (p == supervisor) {
-				*done = 1;
-				*status = st;
-			} else {
-				note_exit(p, st);
-			}
-			continue;
+		unsigned long long start;
+		pid_t p = next_exit(supervisor, &st, &start);
+		if (p <= 0)
+			return; // 0: nothing exited yet; -1: no children at all
+		if (p == supervisor) {
+			*done = 1;
+			*status = st;
+		} else {
+			note_exit(p, st, start);
 		}
-		if (p < 0 && errno == EINTR)
-			continue;
-		return; // 0: nothing exited yet; ECHILD: no children at all
 	}
 }
 
