@@ -1,12 +1,14 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
@@ -111,7 +113,7 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 	}
 	reboot, err := cfg.Updates.Install(m.Rev)
 	if err != nil {
-		cfg.Log.Error("install update", "rev", m.Rev, "err", err)
+		a.installFailed(m.Rev, err)
 		refuse(fmt.Errorf("run %s: %w", m.Rev, err))
 		return
 	}
@@ -143,6 +145,24 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 	}
 	u.next = &pendingRun{rev: m.Rev, st: m.State, reason: t.Reason}
 	ctx.Request(a.rev, &handOver{stop: t.Stop, keep: t.Keep})
+}
+
+// installFailed records an install that returned an error and is not
+// stored as installed (Updates.Install went on when it is). When whether
+// pv_try=rev reached the medium is unknown, rev's progress says ERROR: a
+// pv_try that is stored then makes the next boot take rev for a try that
+// already failed and boot the committed revision, as the refusal says.
+func (a *rootActor) installFailed(rev string, err error) {
+	cfg := a.cfg
+	cfg.Log.Error("install update", "rev", rev, "err", err)
+	if !errors.Is(err, bootloader.ErrUnconfirmed) {
+		return
+	}
+	p := a.progressOf(rev)
+	p.Status, p.Msg, p.Progress = storage.StatusError, storage.MsgInternalError, storage.StatusError.Percent()
+	if werr := cfg.Updates.WriteProgress(rev, p); werr != nil {
+		cfg.Log.Error("write progress of an unconfirmed install: the next boot may try it", "rev", rev, "err", werr)
+	}
 }
 
 // progressOf is rev's progress on disk, or a fresh one.
@@ -235,11 +255,7 @@ func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
 		a.startCommitTimer(ctx, tr)
 	case update.ActionCommit:
 		if err := cfg.Updates.Commit(tr.rev); err != nil {
-			cfg.Log.Error("commit update to the bootloader", "rev", tr.rev, "err", err)
-			p := tr.progress
-			p.Status, p.Msg, p.Progress = storage.StatusError, storage.MsgInternalError, storage.StatusError.Percent()
-			a.writeProgress(tr, &p)
-			a.recover(ctx, a.tryFailed(tr), "commit failed: "+err.Error())
+			a.commitFailed(ctx, tr, err)
 			return
 		}
 		a.writeProgress(tr, s.Progress)
@@ -257,6 +273,30 @@ func (a *rootActor) tryStep(ctx actor.Context, c update.Check) {
 		cfg.Log.Error("update failed", "rev", tr.rev, "why", s.Progress.Msg)
 		a.recover(ctx, a.tryFailed(tr), s.Progress.Msg)
 	}
+}
+
+// commitFailed handles a bootloader commit that returned an error and is
+// not stored as committed (Updates.Commit went on when it is).
+func (a *rootActor) commitFailed(ctx actor.Context, tr *tryRun, err error) {
+	cfg := a.cfg
+	cfg.Log.Error("commit update to the bootloader", "rev", tr.rev, "err", err)
+	if errors.Is(err, bootloader.ErrUnconfirmed) {
+		// Whether pv_rev=rev reached the medium is unknown, so neither
+		// ERROR nor DONE is written and pv_try is left alone: the
+		// progress stays TESTING, what a crash between the commit and
+		// DONE leaves, and the reboot lets the next boot settle it from
+		// what is stored. Committed, the bootloader boots rev and Resume
+		// writes DONE; not, its latch (pv_trying, set when rev was
+		// booted) boots the committed revision and Resume records the
+		// try rolled back. ERROR here would be wrong in the first case;
+		// clearing pv_try would leave TESTING for good in the second.
+		a.leave(ctx, false, "commit of "+tr.rev+" unconfirmed: the next boot goes by the stored variables")
+		return
+	}
+	p := tr.progress
+	p.Status, p.Msg, p.Progress = storage.StatusError, storage.MsgInternalError, storage.StatusError.Percent()
+	a.writeProgress(tr, &p)
+	a.recover(ctx, a.tryFailed(tr), "commit failed: "+err.Error())
 }
 
 // tryFailed is the recovery of a try that failed: a rollback to the

@@ -25,6 +25,11 @@ type Updates interface {
 	SetCurrent(rev string) error
 	// Install arms rev to be tried (pv_try); reboot says the bootloader
 	// can start it only by a reboot.
+	//
+	// Install, Commit and Fail return an error only when the variables
+	// read back do not show the step done: one stored despite an error
+	// is done, since the bootloader goes by what is stored. The error
+	// wraps bootloader.ErrUnconfirmed when they cannot be read back.
 	Install(rev string) (reboot bool, err error)
 	// Commit makes rev the committed revision (pv_rev, pv_try cleared).
 	Commit(rev string) error

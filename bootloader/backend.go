@@ -149,3 +149,36 @@ func change(s store, what string, f func(Env) Env) error {
 	}
 	return nil
 }
+
+// ErrUnconfirmed is wrapped by Confirm's error when the variables cannot
+// be read back: whether the step reached the medium is unknown, so the
+// next boot may act on the variables as they were or as the step left
+// them.
+var ErrUnconfirmed = errors.New("outcome unknown: the variables cannot be read back")
+
+// Confirm judges an update step (Install, Commit, Fail) of b that returned
+// err by what b stores now: an error may come after the variables reached
+// the medium (the fsync of the directory after the rename, the close), and
+// the bootloader acts on what is stored, not on the error. It returns nil
+// when the variables read back show the step done (done holds): the
+// caller goes on as after a success. It returns err when they show it not
+// done, and err with ErrUnconfirmed when they cannot be read. Variables
+// found corrupt or with no valid copy are read as none: the next boot
+// runs the factory revision on them (updater.Device.Start), as the
+// bootloader does with no variables.
+func Confirm(b Backend, err error, done func(Env) bool) error {
+	if err == nil {
+		return nil
+	}
+	env, lerr := b.Load()
+	if errors.Is(lerr, ErrCorrupt) || errors.Is(lerr, ErrNoValidCopy) {
+		env, lerr = Env{}, nil
+	}
+	switch {
+	case lerr != nil:
+		return fmt.Errorf("%w (%w: %w)", err, ErrUnconfirmed, lerr)
+	case done(env):
+		return nil
+	}
+	return err
+}

@@ -190,3 +190,22 @@ func checkRefusals(t *testing.T, save func(Env) error, path, file string, tests 
 		})
 	}
 }
+
+// Confirm reads corrupt variables as none, the factory revision's, as the
+// next boot does: a step is judged on them, not left unknown.
+func TestConfirmReadsCorruptVariablesAsNone(t *testing.T) {
+	a := AppEngine{Dir: t.TempDir()}
+	if err := os.WriteFile(a.path(), []byte("not a variable\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Load(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("load: %v, want ErrCorrupt", err)
+	}
+	stepErr := errors.New("step")
+	if err := Confirm(a, stepErr, func(e Env) bool { return e.IsCommitted(FactoryRev) }); err != nil {
+		t.Errorf("factory revision committed on corrupt variables: %v, want done", err)
+	}
+	if err := Confirm(a, stepErr, func(e Env) bool { return e.IsCommitted("1") }); err != stepErr {
+		t.Errorf("revision 1 committed on corrupt variables: %v, want the step's error alone", err)
+	}
+}

@@ -131,6 +131,18 @@ func (e Env) failed() Env {
 	return n
 }
 
+// IsInstalled reports whether e tries rev at the next boot: pv_try=rev
+// with no latch naming it, which the boot script would take for a try of
+// rev that already failed.
+func (e Env) IsInstalled(rev string) bool { return e.Try() == rev && e[VarTrying] != rev }
+
+// IsCommitted reports whether every boot runs rev now: pv_rev=rev and no
+// update pending.
+func (e Env) IsCommitted(rev string) bool { return e.Committed() == rev && e.Try() == "" }
+
+// IsFailed reports whether e holds no pending update.
+func (e Env) IsFailed() bool { return e.Try() == "" }
+
 func (e Env) clone() Env {
 	n := make(Env, len(e))
 	for k, v := range e {

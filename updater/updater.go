@@ -94,14 +94,46 @@ func (d *Device) MarkDone(rev string) error { return d.Layout.MarkDone(rev) }
 // SetCurrent points trails/current at rev.
 func (d *Device) SetCurrent(rev string) error { return d.Layout.SetCurrent(rev) }
 
-// Install arms rev to be tried at the next boot (pv_try).
-func (d *Device) Install(rev string) (bool, error) { return d.Bootloader.Install(rev) }
+// Install arms rev to be tried at the next boot (pv_try). An error after
+// which pv_try=rev is stored all the same is no error (confirm): the next
+// boot tries rev. reboot is true then, as the backend's own answer went
+// with its error, and a reboot starts a try on every backend.
+func (d *Device) Install(rev string) (bool, error) {
+	reboot, err := d.Bootloader.Install(rev)
+	if err == nil {
+		return reboot, nil
+	}
+	if err := d.confirm("install revision "+rev, err, func(e bootloader.Env) bool { return e.IsInstalled(rev) }); err != nil {
+		return false, err
+	}
+	return true, nil
+}
 
-// Commit makes rev the committed revision.
-func (d *Device) Commit(rev string) error { return d.Bootloader.Commit(rev) }
+// Commit makes rev the committed revision. An error after which rev is
+// stored as committed all the same is no error (confirm).
+func (d *Device) Commit(rev string) error {
+	return d.confirm("commit revision "+rev, d.Bootloader.Commit(rev),
+		func(e bootloader.Env) bool { return e.IsCommitted(rev) })
+}
 
-// Fail drops the pending update.
-func (d *Device) Fail() error { return d.Bootloader.Fail() }
+// Fail drops the pending update. An error after which no pv_try is
+// stored all the same is no error (confirm).
+func (d *Device) Fail() error {
+	return d.confirm("fail update", d.Bootloader.Fail(), bootloader.Env.IsFailed)
+}
+
+// confirm is bootloader.Confirm for the step what, logging a step whose
+// error is overruled by what is stored.
+func (d *Device) confirm(what string, err error, done func(bootloader.Env) bool) error {
+	if err == nil {
+		return nil
+	}
+	cerr := bootloader.Confirm(d.Bootloader, err, done)
+	if cerr == nil {
+		d.Log.Error(what+": the bootloader returned an error, but the variables read back show it done: going on as done", "err", err)
+	}
+	return cerr
+}
 
 // Env returns pv_rev (the factory revision when unset) and pv_try.
 func (d *Device) Env() (committed, tried string, err error) {
