@@ -1,0 +1,428 @@
+// Package stuckdev makes, for the integration tests, a block device whose
+// reads do not return until the test says so: what a suspended
+// device-mapper volume, a dead USB stick or an NBD without its server does
+// to whoever reads it. It is a loop device over a file served by a FUSE
+// server, which holds every read back while the device is suspended.
+//
+// Device-mapper would be the obvious reproduction (dmsetup suspend), but
+// kernels without it are common in CI VMs, and a suspended dm volume left
+// behind by a crashed test hangs every later reader on the host. When the
+// FUSE server dies the kernel fails the reads it held (EIO), so nothing
+// stays stuck after a crash. For that the server is a child process,
+// killed when its parent dies (Pdeathsig): a server in the test process
+// would deadlock it, since a thread stuck on the device keeps the process
+// from finishing its exit, so the server's file would never be closed.
+package stuckdev
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/internal/isolated"
+)
+
+// envServe, in a child's environment, names the image it serves: the
+// test binary, run again with it, is the server (see init).
+const envServe = "PV_STUCKDEV_SERVE"
+
+// The server's files, as the child sees them (ExtraFiles).
+const (
+	childFuseFd    = 3
+	childControlFd = 4
+)
+
+func init() {
+	if image := os.Getenv(envServe); image != "" {
+		os.Exit(serveChild(image))
+	}
+}
+
+// Device is a loop device whose reads block while it is suspended.
+type Device struct {
+	Node string // /dev/loopN
+
+	tb      testing.TB
+	file    string        // the FUSE mount, the loop device's backing file
+	server  *exec.Cmd     // the FUSE server
+	control *os.File      // commands to the server: "resume", "held"
+	gone    chan struct{} // closed when the server has exited
+	waitErr error         // how it exited, once gone is closed
+	release chan struct{} // lets the server's parent thread go
+}
+
+// New serves image read-only on a free loop device, suspended: a read
+// of it does not return until Resume. When tb ends the device is resumed
+// and detached and its server stopped, whether tb passed or not. Skips tb
+// outside fresh namespaces or without /dev/fuse or losetup.
+func New(tb testing.TB, image string) *Device {
+	tb.Helper()
+	isolated.Require(tb)
+	losetup, err := exec.LookPath("losetup")
+	if err != nil {
+		if losetup, err = exec.LookPath("/usr/sbin/losetup"); err != nil {
+			tb.Skip("stuckdev: no losetup (util-linux)")
+		}
+	}
+	d := &Device{tb: tb}
+	d.mount(image)
+	// Registered before the loop device, so run after its detaching: the
+	// loop device's last close flushes the file, which needs the server.
+	tb.Cleanup(d.stop)
+
+	out, err := exec.Command(losetup, "--find", "--show", "--read-only", d.file).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("losetup %s: %v: %s", d.file, err, out)
+	}
+	d.Node = strings.TrimSpace(string(out))
+	tb.Cleanup(func() {
+		// A reader stuck on the device would keep it attached.
+		if d.alive() {
+			d.Resume()
+		}
+		if out, err := exec.Command(losetup, "--detach", d.Node).CombinedOutput(); err != nil {
+			tb.Errorf("losetup --detach %s: %v: %s", d.Node, err, out)
+		}
+	})
+	return d
+}
+
+// Resume answers the reads held so far and every later one.
+func (d *Device) Resume() {
+	if _, err := d.ask("resume"); err != nil {
+		d.tb.Errorf("stuckdev: resume %s: %v", d.Node, err)
+	}
+}
+
+// alive reports whether the server runs: once it is gone, the kernel
+// has failed the reads it held, and there is nothing to resume.
+func (d *Device) alive() bool {
+	select {
+	case <-d.gone:
+		return false
+	default:
+		return true
+	}
+}
+
+// Held is how many reads of the device wait for Resume: more than 0
+// shows that a reader really is stuck on it.
+func (d *Device) Held() int {
+	answer, err := d.ask("held")
+	n, convErr := strconv.Atoi(answer)
+	if err != nil || convErr != nil {
+		d.tb.Errorf("stuckdev: held reads of %s: %q, %v", d.Node, answer, errors.Join(err, convErr))
+	}
+	return n
+}
+
+// ask sends the server a command and returns its answer.
+func (d *Device) ask(cmd string) (string, error) {
+	select {
+	case <-d.gone:
+		return "", fmt.Errorf("server exited: %v", d.waitErr)
+	default:
+	}
+	if err := d.control.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return "", err
+	}
+	if _, err := d.control.Write([]byte(cmd)); err != nil {
+		return "", err
+	}
+	b := make([]byte, 64)
+	n, err := d.control.Read(b)
+	return string(b[:n]), err
+}
+
+// mount mounts a FUSE file system whose root is a regular file, image's
+// content, on a file in tb's temporary directory, in this mount
+// namespace (private: the test runs in a fresh one), and starts its
+// server, suspended.
+func (d *Device) mount(image string) {
+	tb := d.tb
+	fuse, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		tb.Skipf("stuckdev: %v (a kernel with FUSE is needed)", err)
+	}
+	// Only the server may hold the connection: its death must end it.
+	defer fuse.Close()
+	d.file = filepath.Join(tb.TempDir(), "stuck.img")
+	if err := os.WriteFile(d.file, nil, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	// rootmode 0100000: the root is a regular file, mounted on one.
+	opts := fmt.Sprintf("fd=%d,rootmode=100000,user_id=0,group_id=0,allow_other", fuse.Fd())
+	if err := unix.Mount("stuckdev", d.file, "fuse.stuckdev", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		tb.Skipf("stuckdev: mount fuse on %s: %v", d.file, err)
+	}
+	if err := d.start(image, fuse); err != nil {
+		_ = unix.Unmount(d.file, unix.MNT_DETACH)
+		tb.Fatalf("stuckdev: start server: %v", err)
+	}
+	// Loads the file's size: the loop device takes it from the inode.
+	if _, err := os.Stat(d.file); err != nil {
+		d.stop()
+		tb.Fatalf("stuckdev: stat %s: %v", d.file, err)
+	}
+}
+
+// start runs the server, the test binary again, on a thread of its own
+// that lives until stop: Pdeathsig kills the child when the thread that
+// started it ends, which the Go runtime may otherwise do at any time.
+func (d *Device) start(image string, fuse *os.File) error {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	// Non-blocking, for os.File's deadlines; the server's end blocks.
+	if err := unix.SetNonblock(pair[0], true); err != nil {
+		unix.Close(pair[0])
+		unix.Close(pair[1])
+		return err
+	}
+	d.control = os.NewFile(uintptr(pair[0]), "stuckdev control")
+	theirs := os.NewFile(uintptr(pair[1]), "stuckdev control (server)")
+	defer theirs.Close()
+	d.server = exec.Command("/proc/self/exe")
+	d.server.Env = append(os.Environ(), envServe+"="+image)
+	d.server.ExtraFiles = []*os.File{fuse, theirs} // childFuseFd, childControlFd
+	d.server.Stderr = os.Stderr
+	d.server.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d.gone, d.release = make(chan struct{}), make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := d.server.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		d.waitErr = d.server.Wait()
+		close(d.gone)
+		<-d.release
+	}()
+	if err := <-started; err != nil {
+		d.control.Close()
+		return err
+	}
+	return nil
+}
+
+// stop unmounts the file and waits for the server to see its connection
+// end, which it does once the loop device has let go of the file.
+func (d *Device) stop() {
+	tb := d.tb
+	if d.alive() {
+		d.Resume()
+	}
+	if err := unix.Unmount(d.file, unix.MNT_DETACH); err != nil {
+		tb.Errorf("stuckdev: unmount %s: %v", d.file, err)
+	}
+	select {
+	case <-d.gone:
+	case <-time.After(10 * time.Second):
+		tb.Errorf("stuckdev: server of %s still running 10s after unmounting: killed", d.file)
+		_ = d.server.Process.Kill()
+		<-d.gone
+	}
+	close(d.release)
+	d.control.Close()
+}
+
+// serveChild is the server's process: it answers the kernel on
+// childFuseFd and the test on childControlFd until the file is
+// unmounted, or the test is gone.
+func serveChild(image string) int {
+	data, err := os.ReadFile(image)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stuckdev:", err)
+		return 1
+	}
+	s := &server{fd: childFuseFd, data: data, suspended: true, done: make(chan struct{})}
+	go s.serve()
+	go func() {
+		s.control(childControlFd)
+		os.Exit(0) // the test is gone: so is the connection, with this process
+	}()
+	<-s.done
+	return 0
+}
+
+// server answers the kernel's FUSE requests for one file, holding its
+// reads back while suspended.
+type server struct {
+	fd   int
+	data []byte
+	done chan struct{} // closed when serve returns
+
+	mu        sync.Mutex
+	suspended bool
+	held      []request
+}
+
+type request struct {
+	unique uint64
+	off    uint64
+	size   uint32
+}
+
+// FUSE protocol (include/uapi/linux/fuse.h), version 7.31: the opcodes
+// answered and the sizes of the structures read and written.
+const (
+	opForget      = 2
+	opGetattr     = 3
+	opOpen        = 14
+	opRead        = 15
+	opRelease     = 18
+	opFlush       = 25
+	opInit        = 26
+	opInterrupt   = 36
+	opBatchForget = 42
+
+	inHeaderSize  = 40
+	outHeaderSize = 16
+	attrSize      = 88
+	initOutSize   = 64
+	openOutSize   = 16
+	attrValidSecs = 3600
+)
+
+func (s *server) serve() {
+	defer close(s.done)
+	buf := make([]byte, 1<<20+4096) // above the kernel's minimum for any max_write
+	for {
+		n, err := unix.Read(s.fd, buf)
+		switch {
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ENOENT): // ENOENT: a request withdrawn
+			continue
+		case err != nil: // ENODEV: unmounted, the connection is gone
+			return
+		case n < inHeaderSize:
+			continue
+		}
+		s.handle(buf[:n])
+	}
+}
+
+func (s *server) handle(req []byte) {
+	le := binary.LittleEndian
+	op, unique := le.Uint32(req[4:]), le.Uint64(req[8:])
+	body := req[inHeaderSize:]
+	switch op {
+	case opInit:
+		out := make([]byte, initOutSize)
+		le.PutUint32(out[0:], 7)                   // major
+		le.PutUint32(out[4:], 31)                  // minor
+		le.PutUint32(out[8:], le.Uint32(body[8:])) // max_readahead: the kernel's
+		le.PutUint32(out[20:], 4096)               // max_write
+		le.PutUint32(out[24:], 1)                  // time_gran
+		s.reply(unique, 0, out)
+	case opGetattr:
+		out := make([]byte, 16+attrSize)
+		le.PutUint64(out[0:], attrValidSecs)
+		s.putAttr(out[16:])
+		s.reply(unique, 0, out)
+	case opOpen:
+		out := make([]byte, openOutSize)
+		le.PutUint64(out[0:], 1) // fh
+		s.reply(unique, 0, out)
+	case opRead:
+		r := request{unique: unique, off: le.Uint64(body[8:]), size: le.Uint32(body[16:])}
+		s.mu.Lock()
+		if s.suspended {
+			s.held = append(s.held, r)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		s.answer(r)
+	case opRelease, opFlush:
+		s.reply(unique, 0, nil)
+	case opForget, opBatchForget, opInterrupt: // no reply expected
+	default:
+		s.reply(unique, -int32(unix.ENOSYS), nil)
+	}
+}
+
+// putAttr writes the root file's fuse_attr.
+func (s *server) putAttr(b []byte) {
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], 1)                            // ino
+	le.PutUint64(b[8:], uint64(len(s.data)))          // size
+	le.PutUint64(b[16:], uint64(len(s.data)+511)/512) // blocks
+	le.PutUint32(b[60:], unix.S_IFREG|0o400)          // mode
+	le.PutUint32(b[64:], 1)                           // nlink
+	le.PutUint32(b[80:], 4096)                        // blksize
+}
+
+// answer replies to a read with the data asked for, short at the end.
+func (s *server) answer(r request) {
+	end := min(r.off+uint64(r.size), uint64(len(s.data)))
+	var data []byte
+	if r.off < end {
+		data = s.data[r.off:end]
+	}
+	s.reply(r.unique, 0, data)
+}
+
+func (s *server) reply(unique uint64, errno int32, body []byte) {
+	out := make([]byte, outHeaderSize+len(body))
+	binary.LittleEndian.PutUint32(out[0:], uint32(len(out)))
+	binary.LittleEndian.PutUint32(out[4:], uint32(errno))
+	binary.LittleEndian.PutUint64(out[8:], unique)
+	copy(out[outHeaderSize:], body)
+	// An error is a request the kernel withdrew (ENOENT) or a connection
+	// gone: no one is left to answer.
+	_, _ = unix.Write(s.fd, out)
+}
+
+func (s *server) resume() {
+	s.mu.Lock()
+	held := s.held
+	s.held, s.suspended = nil, false
+	s.mu.Unlock()
+	for _, r := range held {
+		s.answer(r)
+	}
+}
+
+// control answers the test's commands on fd until it closes it.
+func (s *server) control(fd int) {
+	b := make([]byte, 64)
+	for {
+		n, err := unix.Read(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		answer := "ok"
+		switch string(b[:n]) {
+		case "resume":
+			s.resume()
+		case "held":
+			s.mu.Lock()
+			answer = strconv.Itoa(len(s.held))
+			s.mu.Unlock()
+		default:
+			answer = "unknown command"
+		}
+		if _, err := unix.Write(fd, []byte(answer)); err != nil {
+			return
+		}
+	}
+}

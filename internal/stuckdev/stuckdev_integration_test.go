@@ -1,0 +1,98 @@
+//go:build integration
+
+package stuckdev
+
+import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A read of the device waits while it is suspended and returns the
+// image's bytes once it is resumed: the helper the stuck-device tests
+// stand on really stalls a reader.
+func TestDeviceHoldsReads(t *testing.T) {
+	img := randomImage(t)
+	d := New(t, writeImage(t, img))
+	done := stuckRead(t, d)
+	d.Resume()
+	select {
+	case r := <-done:
+		if r.err != nil || !bytes.Equal(r.b, img[8192:8192+4096]) {
+			t.Errorf("read of resumed %s = %d bytes, %v; want the image's 4096 at 8192", d.Node, len(r.b), r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("read of %s still stuck 10s after Resume", d.Node)
+	}
+}
+
+// When the server dies (the test crashed), the reads it held fail at
+// once rather than stay stuck: nothing is left hanging on the host.
+func TestDeviceServerDeath(t *testing.T) {
+	d := New(t, writeImage(t, randomImage(t)))
+	done := stuckRead(t, d)
+	if err := d.server.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err == nil {
+			t.Errorf("read of %s after its server died = %d bytes, no error; want an I/O error", d.Node, len(r.b))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("read of %s still stuck 10s after its server died", d.Node)
+	}
+}
+
+func randomImage(t *testing.T) []byte {
+	img := make([]byte, 1<<20)
+	if _, err := rand.Read(img); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func writeImage(t *testing.T, img []byte) string {
+	path := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type readResult struct {
+	b   []byte
+	err error
+}
+
+// stuckRead starts reading 4096 bytes at 8192 of d, and checks that the
+// read waits.
+func stuckRead(t *testing.T, d *Device) <-chan readResult {
+	t.Helper()
+	done := make(chan readResult, 1)
+	go func() {
+		fd, err := unix.Open(d.Node, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- readResult{nil, err}
+			return
+		}
+		defer unix.Close(fd)
+		b := make([]byte, 4096)
+		n, err := unix.Pread(fd, b, 8192)
+		done <- readResult{b[:max(n, 0)], err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("read of suspended %s returned: %d bytes, %v", d.Node, len(r.b), r.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if d.Held() == 0 {
+		t.Errorf("no read of %s held, yet the reader waits", d.Node)
+	}
+	return done
+}
