@@ -11,10 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/internal/stuckdev"
 )
 
 // randomHex is n random bytes in hex: labels and UUIDs no device of the
@@ -75,17 +79,17 @@ func TestResolveLoopExt4(t *testing.T) {
 	img := ext4Image(t, label, uuid)
 
 	// Not there yet: what a caller waits on.
-	if dev, err := Resolve("LABEL=" + label); !errors.Is(err, ErrNotFound) {
+	if dev, _, err := Resolve("LABEL=" + label); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Resolve(LABEL=%s) before attaching = %q, %v; want ErrNotFound", label, dev, err)
 	}
 	loop := attach(t, img)
 	for _, spec := range []string{"LABEL=" + label, `LABEL="` + label + `"`, "UUID=" + uuid, "UUID=" + strings.ToUpper(uuid)} {
-		if dev, err := Resolve(spec); err != nil || dev != loop {
+		if dev, _, err := Resolve(spec); err != nil || dev != loop {
 			t.Errorf("Resolve(%s) = %q, %v; want %s", spec, dev, err, loop)
 		}
 	}
 	unknown := "LABEL=pvt-" + randomHex(t, 6)
-	dev, err := Resolve(unknown)
+	dev, _, err := Resolve(unknown)
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), unknown) {
 		t.Errorf("Resolve(%s) = %q, %v; want ErrNotFound naming the spec", unknown, dev, err)
 	}
@@ -103,7 +107,7 @@ func TestResolveLoopFAT(t *testing.T) {
 	loop := attach(t, img)
 	uuid := fmt.Sprintf("%04X-%04X", id>>16, id&0xFFFF)
 	for _, spec := range []string{"LABEL=" + label, "UUID=" + uuid, "UUID=" + strings.ToLower(uuid)} {
-		if dev, err := Resolve(spec); err != nil || dev != loop {
+		if dev, _, err := Resolve(spec); err != nil || dev != loop {
 			t.Errorf("Resolve(%s) = %q, %v; want %s", spec, dev, err, loop)
 		}
 	}
@@ -116,8 +120,77 @@ func TestResolveLoopDuplicate(t *testing.T) {
 	label := "pvt-" + randomHex(t, 6)
 	a := attach(t, ext4Image(t, label, randomUUID(t)))
 	b := attach(t, ext4Image(t, label, randomUUID(t)))
-	dev, err := Resolve("LABEL=" + label)
+	dev, _, err := Resolve("LABEL=" + label)
 	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), a) || !strings.Contains(err.Error(), b) {
 		t.Fatalf("Resolve(LABEL=%s) = %q, %v; want an error naming %s and %s", label, dev, err, a, b)
+	}
+}
+
+// A device whose reads never return (a suspended device-mapper volume, a
+// dead USB stick; here a loop device whose reads stuckdev holds) does not
+// stop the scan: the readable device with the label is used and the stuck
+// one named. Later calls pass it over at once rather than start another
+// reader stuck beside the first. Once it answers it counts again, and as
+// it carries the label too, the two are refused.
+func TestResolveStuckDevice(t *testing.T) {
+	isolated.Require(t)
+	label := "LABEL=pvt-" + randomHex(t, 6)
+	stuck := stuckdev.New(t, ext4Image(t, strings.TrimPrefix(label, "LABEL="), randomUUID(t)))
+	// Run before the device is detached, on failure too: no probe is
+	// left stuck when the test ends.
+	t.Cleanup(func() { stuck.Resume(); waitProbes(t) })
+	good := attach(t, ext4Image(t, strings.TrimPrefix(label, "LABEL="), randomUUID(t)))
+
+	start := time.Now()
+	dev, unread, err := Resolve(label)
+	if err != nil || dev != good || !slices.Contains(unread, stuck.Node) {
+		t.Fatalf("Resolve(%s) = %q, %v, %v; want %s, %s named as unread", label, dev, unread, err, good, stuck.Node)
+	}
+	if took := time.Since(start); took > probeTimeout+time.Second {
+		t.Errorf("Resolve took %v, probeTimeout is %v", took, probeTimeout)
+	}
+	if stuck.Held() == 0 {
+		t.Fatalf("no read of %s held: the scan did not reach it", stuck.Node)
+	}
+
+	settle := func() int { time.Sleep(100 * time.Millisecond); return runtime.NumGoroutine() }
+	before := settle()
+	unknown := "LABEL=pvt-" + randomHex(t, 6)
+	for range 10 {
+		start := time.Now()
+		_, unread, err := Resolve(unknown)
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), stuck.Node) || !slices.Contains(unread, stuck.Node) {
+			t.Fatalf("Resolve(%s) = %v, %v; want ErrNotFound naming %s", unknown, unread, err, stuck.Node)
+		}
+		if took := time.Since(start); took >= probeTimeout {
+			t.Fatalf("Resolve(%s) waited %v on %s, whose first probe is still stuck", unknown, took, stuck.Node)
+		}
+	}
+	if after := settle(); after > before+3 {
+		t.Errorf("%d goroutines after 10 more calls, %d before: probes pile up on %s", after, before, stuck.Node)
+	}
+
+	stuck.Resume()
+	waitProbes(t)
+	dev, unread, err = Resolve(label)
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), stuck.Node) || len(unread) > 0 {
+		t.Errorf("Resolve(%s) after resuming = %q, %v, %v; want an error naming %s and %s", label, dev, unread, err, good, stuck.Node)
+	}
+}
+
+// waitProbes waits for every probe still running to end.
+func waitProbes(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		probing.Lock()
+		n := len(probing.rdev)
+		probing.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d probes still running 10s after their devices answered", n)
+			return
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package blockdev
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,8 +20,8 @@ const (
 	devDir   = "/dev"
 )
 
-// found is a device that carries the tag.
-type found struct {
+// device is a block device: its node in /dev and its number.
+type device struct {
 	node string
 	rdev uint64
 }
@@ -35,59 +38,160 @@ type found struct {
 //
 // Reading a device only opens it read-only and reads its first 4 KiB
 // (and a FAT's root directory up to its label); one that cannot be
-// opened or read (no medium), or whose size is 0, is passed over.
-func Resolve(spec string) (string, error) {
+// opened or read (no medium), or whose size is 0, is passed over. So is
+// one that does not answer within probeTimeout: unread names those, with
+// a match as well as without, for the caller to log, and ErrNotFound's
+// error names them too.
+func Resolve(spec string) (dev string, unread []string, err error) {
 	t, ok, err := parseSpec(spec)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if !ok {
-		return spec, nil
+		return spec, nil, nil
 	}
-	hits, err := scan(t)
+	hits, stuck, err := scan(t)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", spec, err)
+		return "", nil, fmt.Errorf("%s: %w", spec, err)
 	}
-	if h, ok := udevLink(t); ok && !contains(hits, h.rdev) {
+	unread = nodes(stuck)
+	// A udev link to a device that does not answer is not followed:
+	// mounting it would hang as the probe did.
+	if h, ok := udevLink(t); ok && !contains(hits, h.rdev) && !contains(stuck, h.rdev) {
 		hits = append(hits, h)
 	}
+	// A device that did not answer is not counted as a second carrier of
+	// the tag, though it may be one: it cannot be mounted either (mount
+	// reads the superblock the probe could not), so refusing the readable
+	// one for its sake would keep the device from ever coming up, for no
+	// storage it could use instead. The caller names it in its log; once
+	// it answers, a later call counts it, and two carriers are refused.
 	switch len(hits) {
 	case 0:
-		return "", fmt.Errorf("%s: %w", spec, ErrNotFound)
+		return "", unread, notFound(spec, unread)
 	case 1:
-		return hits[0].node, nil
+		return hits[0].node, unread, nil
 	}
-	nodes := make([]string, len(hits))
-	for i, h := range hits {
-		nodes[i] = h.node
-	}
-	return "", fmt.Errorf("%s: found on %s: refusing to choose one", spec, strings.Join(nodes, " and "))
+	return "", unread, fmt.Errorf("%s: found on %s: refusing to choose one", spec, strings.Join(nodes(hits), " and "))
 }
 
-// scan reads the superblock of every block device of the kernel's.
-func scan(t tag) ([]found, error) {
+// notFound is ErrNotFound for spec, naming the devices that did not
+// answer: the error a caller gives up with when the wait is over.
+func notFound(spec string, unread []string) error {
+	if len(unread) == 0 {
+		return fmt.Errorf("%s: %w", spec, ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w (%s did not answer a read within %v)", spec, ErrNotFound, strings.Join(unread, ", "), probeTimeout)
+}
+
+// probeTimeout is how long a scan waits for the devices to answer. A
+// healthy one answers a 4 KiB read in milliseconds (the kernel has read
+// its partition table before listing it); one that has not answered by
+// then may never (a suspended device-mapper volume, a dead USB stick, an
+// NBD without its server), and waiting on it would keep the storage on
+// another device from ever being found.
+const probeTimeout = 2 * time.Second
+
+// scan probes every block device of the kernel's at once and returns
+// those whose superblock carries t, and those that did not answer within
+// probeTimeout or whose probe from an earlier scan is still stuck.
+func scan(t tag) (hits, stuck []device, err error) {
+	devs, err := devices()
+	if err != nil {
+		return nil, nil, err
+	}
+	probes := make([]<-chan probeResult, len(devs))
+	for i, d := range devs {
+		probes[i] = startProbe(d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	for i, d := range devs {
+		r, ok := await(ctx, probes[i])
+		switch {
+		case !ok:
+			stuck = append(stuck, d)
+		case r.err == nil && t.matches(r.in):
+			hits = append(hits, d)
+		}
+	}
+	return hits, stuck, nil
+}
+
+// devices lists the block devices of the kernel's that have a medium.
+func devices() ([]device, error) {
 	entries, err := os.ReadDir(sysBlock)
 	if err != nil {
 		return nil, fmt.Errorf("list block devices: %w", err)
 	}
-	var hits []found
+	var devs []device
 	for _, e := range entries {
 		dir := filepath.Join(sysBlock, e.Name())
 		// In sectors; 0 for an empty drive or a loop device with no file.
 		if size, err := readTrimmed(filepath.Join(dir, "size")); err != nil || size == "0" {
 			continue
 		}
-		node, rdev, err := nodeOf(dir)
-		if err != nil {
-			continue
+		if node, rdev, err := nodeOf(dir); err == nil {
+			devs = append(devs, device{node, rdev})
 		}
-		in, err := readInfo(node, rdev)
-		if err != nil || !t.matches(in) {
-			continue
-		}
-		hits = append(hits, found{node, rdev})
 	}
-	return hits, nil
+	return devs, nil
+}
+
+type probeResult struct {
+	in  Info
+	err error
+}
+
+// probing holds the devices, by number, whose probe has not returned: a
+// later scan passes them over rather than start another reader that
+// would be stuck beside the first, so a wait loop calling Resolve does
+// not pile up goroutines on a device that never answers.
+var probing = struct {
+	sync.Mutex
+	rdev map[uint64]bool
+}{rdev: map[uint64]bool{}}
+
+// startProbe reads the filesystem on d in a goroutine of its own, whose
+// result the channel returned delivers; nil if a probe of d is still
+// running. No one waits for the goroutine: one stuck in the kernel stays
+// so until the device answers, then ends and lets d be probed again.
+func startProbe(d device) <-chan probeResult {
+	probing.Lock()
+	defer probing.Unlock()
+	if probing.rdev[d.rdev] {
+		return nil
+	}
+	probing.rdev[d.rdev] = true
+	ch := make(chan probeResult, 1)
+	go func() {
+		in, err := readInfo(d.node, d.rdev)
+		probing.Lock()
+		delete(probing.rdev, d.rdev)
+		probing.Unlock()
+		ch <- probeResult{in, err}
+	}()
+	return ch
+}
+
+// await is the result of probe p, or false if it has not come when ctx
+// is done (or p is nil: a probe from an earlier scan still runs).
+func await(ctx context.Context, p <-chan probeResult) (probeResult, bool) {
+	if p == nil {
+		return probeResult{}, false
+	}
+	select {
+	case r := <-p:
+		return r, true
+	case <-ctx.Done():
+	}
+	// Both may be ready at once; select picks either.
+	select {
+	case r := <-p:
+		return r, true
+	default:
+		return probeResult{}, false
+	}
 }
 
 // nodeOf is the /dev node of the device whose sysfs directory is dir and
@@ -162,25 +266,33 @@ func (fd fdReader) ReadAt(p []byte, off int64) (int, error) {
 
 // udevLink is the device udev's by-label or by-uuid link names for t,
 // when udev has run.
-func udevLink(t tag) (found, bool) {
+func udevLink(t tag) (device, bool) {
 	dir := "by-label"
 	if t.key == "UUID" {
 		dir = "by-uuid"
 	}
 	node, err := filepath.EvalSymlinks(filepath.Join(devDir, "disk", dir, udevEncode(t.value)))
 	if err != nil {
-		return found{}, false
+		return device{}, false
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(node, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return found{}, false
+		return device{}, false
 	}
-	return found{node, st.Rdev}, true
+	return device{node, st.Rdev}, true
 }
 
-func contains(hits []found, rdev uint64) bool {
-	for _, h := range hits {
-		if h.rdev == rdev {
+func nodes(ds []device) []string {
+	var ns []string
+	for _, d := range ds {
+		ns = append(ns, d.node)
+	}
+	return ns
+}
+
+func contains(ds []device, rdev uint64) bool {
+	for _, d := range ds {
+		if d.rdev == rdev {
 			return true
 		}
 	}

@@ -7,11 +7,11 @@ import (
 
 func TestResolvePathAsIs(t *testing.T) {
 	for _, spec := range []string{"/dev/mmcblk0p2", "/no/such/device"} {
-		if got, err := Resolve(spec); err != nil || got != spec {
+		if got, _, err := Resolve(spec); err != nil || got != spec {
 			t.Errorf("Resolve(%q) = %q, %v; want it unchanged", spec, got, err)
 		}
 	}
-	if _, err := Resolve("PARTUUID=00112233-01"); err == nil || errors.Is(err, ErrNotFound) {
+	if _, _, err := Resolve("PARTUUID=00112233-01"); err == nil || errors.Is(err, ErrNotFound) {
 		t.Errorf("Resolve(PARTUUID=…) = %v, want a refusal that is not ErrNotFound", err)
 	}
 }

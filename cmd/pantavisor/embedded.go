@@ -197,12 +197,17 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 		log.Info("storage mounted already", "on", mnt)
 		return nil
 	}
-	dev, err := waitStorage(spec, cfg.Duration(config.PVStorageWait))
+	dev, unread, err := waitStorage(spec, cfg.Duration(config.PVStorageWait))
 	if err != nil {
 		return err
 	}
 	if dev != spec {
 		log.Info("storage device found", "spec", spec, "device", dev)
+	}
+	if len(unread) > 0 {
+		// One may carry the tag too: Resolve cannot count a device it
+		// cannot read, and this names the ones it did not count.
+		log.Warn("storage: devices passed over, a read of them did not return", "devices", unread)
 	}
 	fstype := cfg.String(config.PVStorageFSType)
 	if err := unix.Mount(dev, mnt, fstype, unix.MS_NOATIME, ""); err != nil {
@@ -217,19 +222,21 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 // LABEL=x or UUID=x (blockdev.Resolve). A tag no device carries yet is
 // waited for as a missing path is (USB storage is probed late); one that
 // waiting cannot mend (two devices carry it, PARTUUID=) fails at once.
-func waitStorage(spec string, wait time.Duration) (string, error) {
+// unread names the devices passed over because a read of them did not
+// return; when none carries the tag in time, the error names them.
+func waitStorage(spec string, wait time.Duration) (dev string, unread []string, err error) {
 	deadline := time.Now().Add(wait)
 	for {
-		dev, err := blockdev.Resolve(spec)
+		dev, unread, err = blockdev.Resolve(spec)
 		if err == nil {
 			if _, err = os.Stat(dev); err == nil {
-				return dev, nil
+				return dev, unread, nil
 			}
 		} else if !errors.Is(err, blockdev.ErrNotFound) {
-			return "", fmt.Errorf("storage device: %w", err)
+			return "", unread, fmt.Errorf("storage device: %w", err)
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("storage device %s did not appear within %v (PV_STORAGE_WAIT): %w", spec, wait, err)
+			return "", unread, fmt.Errorf("storage device %s did not appear within %v (PV_STORAGE_WAIT): %w", spec, wait, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -5,19 +5,23 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/blockdev"
 	"github.com/pantavisor/pv/config"
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/internal/stuckdev"
 )
 
 // Upstream's stock pantavisor.config names the storage by its label; the
@@ -25,21 +29,9 @@ import (
 // storage), and the supervisor mounts it.
 func TestMountStorageByLabel(t *testing.T) {
 	isolated.Require(t)
-	for _, tool := range []string{"/usr/sbin/mkfs.ext4", "/usr/sbin/losetup"} {
-		if _, err := os.Stat(tool); err != nil {
-			t.Skipf("%s: %v", tool, err)
-		}
-	}
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	label := "pvt-" + hex.EncodeToString(b) // no device of the host's has it
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "storage.img"), filepath.Join(dir, "storage")
-	if out, err := exec.Command("/usr/sbin/mkfs.ext4", "-q", "-F", "-L", label, img, "2M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
+	requireTools(t)
+	label := randomLabel(t)
+	img, mnt := ext4Image(t, label), filepath.Join(t.TempDir(), "storage")
 	cfg := config.New()
 	conf := fmt.Sprintf("PV_STORAGE_DEVICE=LABEL=%s\nPV_STORAGE_MNTPOINT=%s\nPV_STORAGE_WAIT=10\n", label, mnt)
 	if _, err := cfg.LoadBoot(config.BootSources{Conf: []byte(conf)}); err != nil {
@@ -84,5 +76,86 @@ func TestMountStorageByLabel(t *testing.T) {
 	if onMnt.Dev != dev.Rdev {
 		t.Errorf("%s is on device %d:%d, not %s's %d:%d", mnt, unix.Major(onMnt.Dev), unix.Minor(onMnt.Dev),
 			loop.dev, unix.Major(dev.Rdev), unix.Minor(dev.Rdev))
+	}
+}
+
+func requireTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"/usr/sbin/mkfs.ext4", "/usr/sbin/losetup"} {
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("%s: %v", tool, err)
+		}
+	}
+}
+
+// randomLabel is a filesystem label no device of the host's has.
+func randomLabel(t *testing.T) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "pvt-" + hex.EncodeToString(b)
+}
+
+// ext4Image makes a 2 MiB ext4 image labelled label.
+func ext4Image(t *testing.T, label string) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "storage.img")
+	if out, err := exec.Command("/usr/sbin/mkfs.ext4", "-q", "-F", "-L", label, img, "2M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	return img
+}
+
+// A device whose reads never return (a suspended dm volume, a dead USB
+// stick) does not keep the storage from being found. A label no readable
+// device carries is waited for up to PV_STORAGE_WAIT, then refused with
+// the stuck device named; one that a disk probed late carries is found on
+// it, though the stuck device carries it too, and the stuck one is named
+// for the log.
+func TestWaitStorageStuckDevice(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	label := randomLabel(t)
+	stuck := stuckdev.New(t, ext4Image(t, label))
+
+	const wait = 3 * time.Second
+	start := time.Now()
+	_, unread, err := waitStorage("LABEL="+randomLabel(t), wait)
+	waited := time.Since(start)
+	if !errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PV_STORAGE_WAIT") || !strings.Contains(err.Error(), stuck.Node) {
+		t.Errorf("waitStorage(unknown label) = %v; want ErrNotFound after PV_STORAGE_WAIT naming %s", err, stuck.Node)
+	}
+	if !slices.Contains(unread, stuck.Node) {
+		t.Errorf("waitStorage(unknown label): unread = %v, want %s in it", unread, stuck.Node)
+	}
+	if waited < wait || waited > 2*wait {
+		t.Errorf("gave up after %v; PV_STORAGE_WAIT is %v", waited, wait)
+	}
+	if stuck.Held() == 0 {
+		t.Fatalf("no read of %s held: the wait did not probe it", stuck.Node)
+	}
+
+	img := ext4Image(t, label)
+	late := make(chan string, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		out, err := exec.Command("/usr/sbin/losetup", "--find", "--show", "--read-only", img).CombinedOutput()
+		if err != nil {
+			t.Errorf("losetup: %v: %s", err, out)
+		}
+		late <- strings.TrimSpace(string(out))
+	}()
+	dev, unread, err := waitStorage("LABEL="+label, 10*time.Second)
+	good := <-late
+	if good != "" {
+		t.Cleanup(func() {
+			if out, err := exec.Command("/usr/sbin/losetup", "--detach", good).CombinedOutput(); err != nil {
+				t.Errorf("losetup --detach %s: %v: %s", good, err, out)
+			}
+		})
+	}
+	if err != nil || dev != good || !slices.Contains(unread, stuck.Node) {
+		t.Errorf("waitStorage(LABEL=%s) = %q, %v, %v; want %s, with %s unread", label, dev, unread, err, good, stuck.Node)
 	}
 }

@@ -86,15 +86,15 @@ func TestWaitStorage(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if dev, err := waitStorage(path, 0); err != nil || dev != path {
+	if dev, _, err := waitStorage(path, 0); err != nil || dev != path {
 		t.Errorf("waitStorage(%s) = %q, %v; want the path", path, dev, err)
 	}
-	if _, err := waitStorage(path+".missing", 0); !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := waitStorage(path+".missing", 0); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("waitStorage(missing path) = %v, want ErrNotExist", err)
 	}
 
 	start := time.Now()
-	_, err := waitStorage("LABEL=pv-no-such-label-4f1d", 200*time.Millisecond)
+	_, _, err := waitStorage("LABEL=pv-no-such-label-4f1d", 200*time.Millisecond)
 	if !errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PV_STORAGE_WAIT") {
 		t.Errorf("waitStorage(LABEL=…) = %v, want ErrNotFound after PV_STORAGE_WAIT", err)
 	}
@@ -103,7 +103,7 @@ func TestWaitStorage(t *testing.T) {
 	}
 
 	start = time.Now()
-	_, err = waitStorage("PARTUUID=0011aabb-01", 10*time.Second)
+	_, _, err = waitStorage("PARTUUID=0011aabb-01", 10*time.Second)
 	if err == nil || errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PARTUUID") {
 		t.Errorf("waitStorage(PARTUUID=…) = %v, want a refusal naming it", err)
 	}
