@@ -139,6 +139,9 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		r.action(ctx, m)
 	case *messages.Describe:
 		ctx.Respond(r.describe(ctx))
+	case hang:
+		r.log.Error("revision actor hanging on purpose (a test of the watchdog's probe)")
+		<-m.until
 	case *messages.TryOver:
 		r.trying = false
 	case *handOver:

@@ -40,9 +40,9 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.since = time.Now()
 		a.startRevision(ctx)
-	case hangRoot:
+	case hang:
 		a.cfg.Log.Error("root actor hanging on purpose (_PV_TEST_HANG_ROOT)")
-		select {}
+		<-m.until
 	case *messages.Shutdown:
 		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)
 		a.shutdown = ctx.Sender()

@@ -165,29 +165,60 @@ func (s *System) Tree() *messages.Node {
 // HangRoot blocks the root actor for good. It exists for one test: the
 // QEMU boot test (_PV_TEST_HANG_ROOT) proves with it that a hung actor tree
 // stops the watchdog's kicks and the board resets.
-func (s *System) HangRoot() { s.sys.Root.Send(s.root, hangRoot{}) }
+func (s *System) HangRoot() { s.sys.Root.Send(s.root, hang{}) }
 
-// hangRoot is HangRoot's message.
-type hangRoot struct{}
+// hang blocks the actor that receives it (root or a revision) until until
+// is closed; nil blocks it for good. It exists for tests of the watchdog's
+// probe (HangRoot).
+type hang struct{ until <-chan struct{} }
 
-// Alive reports whether the root actor answers before ctx ends: what the
-// watchdog asks before each kick.
+// Alive reports whether the actors that carry the device answer before ctx
+// ends: what the watchdog asks before each kick. Those are root, which
+// carries updates and the control socket's commands, and the revision
+// actor under it, which supervises the containers: one that no longer
+// answers restarts no container that fails, starts no group and stops
+// nothing, while root, asked alone, answered for it. Each answers a
+// Describe from its own state, without waiting on anyone. Other actors
+// are not asked: a container's waits on its container for as long as a
+// start or a stop takes.
 func (s *System) Alive(ctx context.Context) error {
-	timeout := s.timeout
+	deadline := time.Now().Add(s.timeout)
 	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+		deadline = d
 	}
-	if timeout <= 0 {
-		return context.DeadlineExceeded
-	}
-	res, err := s.sys.Root.RequestFuture(s.root, &messages.Describe{}, timeout).Result()
+	n, err := s.alive(s.root, "root actor", deadline)
 	if err != nil {
-		return fmt.Errorf("root actor: %w", err)
+		return err
 	}
-	if _, ok := res.(*messages.Node); !ok {
-		return fmt.Errorf("root actor answered %T", res)
+	// Root's children are its revision actors: the running one, and
+	// during a non-reboot transition the one taking over.
+	for _, id := range n.ChildIDs {
+		_, err := s.alive(actor.NewPID(s.sys.Address(), id), "revision actor "+id, deadline)
+		if errors.Is(err, actor.ErrDeadLetter) {
+			continue // stopped since root answered: a transition's end
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// alive asks pid to describe itself, waiting until deadline.
+func (s *System) alive(pid *actor.PID, what string, deadline time.Time) (*messages.Node, error) {
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return nil, fmt.Errorf("%s: %w", what, context.DeadlineExceeded)
+	}
+	res, err := s.sys.Root.RequestFuture(pid, &messages.Describe{}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	n, ok := res.(*messages.Node)
+	if !ok {
+		return nil, fmt.Errorf("%s answered %T", what, res)
+	}
+	return n, nil
 }
 
 func (s *System) describe(id string) *messages.Node {

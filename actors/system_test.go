@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/state"
@@ -346,5 +348,35 @@ func TestSignalRefusalsSayWhy(t *testing.T) {
 	}
 	if err := sys.Signal("a2", "ready", ""); err != nil {
 		t.Errorf("ready from a STARTED container whose goal is READY: %v", err)
+	}
+}
+
+// The watchdog's probe asks the revision actor too: hung, it supervises
+// nothing (no restart, no group started), while root, asked alone,
+// answered for it and the watchdog went on being fed.
+func TestAliveAsksTheRevisionActor(t *testing.T) {
+	sys := startSystem(t, threeGroups(t, 30), newFakeEngine())
+	ctx := func() context.Context {
+		c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
+	if err := sys.Alive(ctx()); err != nil {
+		t.Fatalf("alive: %v", err)
+	}
+	root := sys.Tree()
+	if len(root.Children) != 1 || root.Children[0].Kind != "revision" {
+		t.Fatalf("tree: %+v", root)
+	}
+	rev := actor.NewPID(sys.sys.Address(), root.Children[0].Path)
+	release := make(chan struct{})
+	sys.sys.Root.Send(rev, hang{until: release})
+	err := sys.Alive(ctx())
+	close(release)
+	if err == nil || !strings.Contains(err.Error(), "revision actor") {
+		t.Fatalf("alive with the revision actor hung: %v, want an error naming it", err)
+	}
+	if err := sys.Alive(ctx()); err != nil {
+		t.Fatalf("alive once the revision actor answers again: %v", err)
 	}
 }
