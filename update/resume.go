@@ -35,7 +35,7 @@ func (a BootAction) String() string {
 
 // Boot is the boot-time decision of Resume. The caller carries it out in
 // this order: write Progress to ProgressRev's trail, mark Rev done (MarkDone),
-// then change the bootloader (Commit or Fail), then act. Each step is
+// then clear pv_try (Fail), then act. Each step is
 // idempotent and Resume decides the same again from what a crash leaves
 // behind, so a crash between the steps only repeats them.
 type Boot struct {
@@ -56,9 +56,6 @@ type Boot struct {
 	ProgressRev string
 	// MarkDone asks for Rev's .pv/done flag.
 	MarkDone bool
-	// Commit asks to commit Rev to the bootloader (pv_rev=Rev, pv_try
-	// cleared): a commit that a crash interrupted.
-	Commit bool
 	// Fail asks to clear pv_try (upstream's pv_bootloader_fail_update).
 	Fail bool
 	// Why says in words which case this is, for the log.

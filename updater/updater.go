@@ -263,11 +263,6 @@ func (d *Device) apply(b update.Boot) error {
 			d.Log.Warn("mark revision done", "rev", b.Rev, "err", err)
 		}
 	}
-	if b.Commit {
-		if err := d.Commit(b.Rev); err != nil {
-			return fmt.Errorf("complete the commit of %s: %w", b.Rev, err)
-		}
-	}
 	if b.Fail {
 		if err := d.Fail(); err != nil {
 			return fmt.Errorf("clear pv_try: %w", err)
