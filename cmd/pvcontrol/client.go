@@ -74,6 +74,10 @@ func (c *client) stream(method, path string, sink io.Writer, timeout time.Durati
 	return c.send(method, path, "", nil, 0, timeout, sink)
 }
 
+// sizedSink is a sink told the length of the body before its first
+// byte, when the answer gives one: a download's progress.
+type sizedSink interface{ expect(size int64) }
+
 // outputError is a failure to write an answer's body where it goes (a
 // full disk, a closed pipe), not to read it from the socket.
 type outputError struct{ err error }
@@ -262,6 +266,11 @@ func readResponse(br *bufio.Reader, method string, sink io.Writer) (*response, s
 			return nil, "", fmt.Errorf("transfer encoding %q not understood", te)
 		}
 		if sink != nil && code == 200 {
+			if s, ok := sink.(sizedSink); ok && te == "" {
+				if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+					s.expect(n)
+				}
+			}
 			if res.streamed, err = copyBody(outputWriter{sink}, br, te != "", cl); err != nil {
 				return nil, "", fmt.Errorf("body: %w", err)
 			}

@@ -330,7 +330,9 @@ func putObject(e *env, args []string) int {
 func getObject(e *env, args []string) int {
 	sha := args[0]
 	h := sha256.New()
-	res, err := e.c.stream("GET", "/objects/"+url.PathEscape(sha), io.MultiWriter(h, e.stdout), uploadTimeout)
+	sink, done := e.download(io.MultiWriter(h, e.stdout), sha)
+	res, err := e.c.stream("GET", "/objects/"+url.PathEscape(sha), sink, uploadTimeout)
+	done()
 	if err == nil && res.status == 400 && errorMessage(res) == msgBadObjectName && isSHA256(sha) {
 		fmt.Fprintf(e.stderr, "pvcontrol: object %s is not on the device (%s, HTTP 400)\n", sha, msgBadObjectName)
 		return exitFailed
