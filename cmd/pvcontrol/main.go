@@ -188,7 +188,7 @@ func runToFile(e *env, cmd command, args []string, file string) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		if sig, ok := <-sigs; ok {
-			out.discard()
+			out.Discard()
 			os.Exit(128 + int(sig.(syscall.Signal)))
 		}
 	}()
@@ -196,13 +196,13 @@ func runToFile(e *env, cmd command, args []string, file string) int {
 		signal.Stop(sigs)
 		close(sigs)
 	}()
-	e.stdout = out.f
+	e.stdout = out.File
 	code := cmd.run(e, args)
 	if code != exitOK {
-		out.discard()
+		out.Discard()
 		return code
 	}
-	if err := out.commit(); err != nil {
+	if err := out.Commit(); err != nil {
 		fmt.Fprintf(e.stderr, "pvcontrol: %v\n", err)
 		return exitFailed
 	}

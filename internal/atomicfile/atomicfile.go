@@ -1,0 +1,93 @@
+// Package atomicfile replaces a file whole or not at all: the new content
+// goes to a temporary file beside it, which is synced and renamed over it,
+// and the directory is synced so that the rename outlives a power cut. A
+// crash at any instant leaves the old file or the whole new one, never a
+// torn mix. storage's crash-safe writes and pvcontrol's -f FILE are built
+// on it; it imports nothing of the project, so the small CLI stays small.
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// File is the temporary file that becomes Path at Commit. Its name is
+// ".<base>.tmp<random>" in Path's directory: what storage's start-up sweep
+// (storage.Layout.Recover) takes for a write a crash interrupted.
+type File struct {
+	*os.File
+	Path string
+}
+
+// Create opens the temporary file for path, with mode perm.
+func Create(path string, perm os.FileMode) (*File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("create temp for %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("chmod %s: %w", f.Name(), err)
+	}
+	return &File{File: f, Path: path}, nil
+}
+
+// Commit makes the file Path, in the order crash safety needs: its data
+// synced, the rename, the directory synced. A failure before the rename
+// removes the temporary file and leaves Path as it was; one of the
+// directory's sync comes after it (Path is new, and a power cut may
+// still undo the rename).
+func (f *File) Commit() error {
+	name := f.Name()
+	err := f.Sync()
+	if err != nil {
+		err = fmt.Errorf("sync %s: %w", name, err)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", name, cerr)
+	}
+	if err == nil {
+		if rerr := os.Rename(name, f.Path); rerr != nil {
+			err = fmt.Errorf("rename %s: %w", f.Path, rerr)
+		}
+	}
+	if err != nil {
+		os.Remove(name)
+		return err
+	}
+	return SyncDir(filepath.Dir(f.Path))
+}
+
+// Discard removes the temporary file: Path is left as it was.
+func (f *File) Discard() {
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// SyncDir fsyncs a directory, making renames and creations in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteFile replaces path with data through a File.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	f, err := Create(path, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Discard()
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return f.Commit()
+}
