@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -182,7 +183,12 @@ func (e *Exits) Wait(pid int, start uint64, timeout time.Duration) (syscall.Wait
 	case <-t.C:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		delete(e.waiters, p)
+		// Only this wait gives up: another one for the same process,
+		// with a longer timeout, still gets the record when it comes.
+		e.waiters[p] = slices.DeleteFunc(e.waiters[p], func(c chan syscall.WaitStatus) bool { return c == ch })
+		if len(e.waiters[p]) == 0 {
+			delete(e.waiters, p)
+		}
 		ws, ok := e.seen[p]
 		return ws, ok
 	}

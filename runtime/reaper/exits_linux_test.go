@@ -45,6 +45,30 @@ func TestExitsMatchPidAndStartTime(t *testing.T) {
 	}
 }
 
+// A wait that times out leaves the other waits for the same process
+// waiting: the record reaches the one still waiting.
+func TestExitsTimeoutLeavesOtherWaiters(t *testing.T) {
+	e := newTable()
+	got := make(chan bool, 1)
+	go func() {
+		_, ok := e.Wait(500, 42, 5*time.Second)
+		got <- ok
+	}()
+	time.Sleep(20 * time.Millisecond) // let it wait
+	if _, ok := e.Wait(500, 42, 10*time.Millisecond); ok {
+		t.Fatal("a record before any came")
+	}
+	e.add(procID{pid: 500, start: 42}, exit7)
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Error("the longer wait got no record")
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("the longer wait was dropped when the shorter one timed out: no record for 2 s after it came")
+	}
+}
+
 // An unknown start time (0) matches nothing: a record without one is not
 // taken for a known process, and a process whose start time is unknown
 // gets no record, at once.
