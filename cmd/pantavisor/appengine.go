@@ -208,9 +208,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	os.Unsetenv(reaper.ChildEnv)
 	os.Unsetenv(initPathEnv)
 	os.Unsetenv(reaper.GenEnv)
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
+	level := &logLevel{verbose: o.verbose}
+	if o.cfg != nil {
+		level.cfg.Store(o.cfg)
 	}
 	layout := storage.Layout{Root: o.storage}
 	// The configuration picks the bootloader, whose variables pick the
@@ -245,6 +245,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	cfg := o.cfg
 	if cfg == nil {
 		cfg = loadConfig(o, console)
+		level.cfg.Store(cfg)
 	}
 	bl, err := newBootloader(cfg, layout, o.embedded)
 	if err != nil {

@@ -53,7 +53,7 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	code := supervise(appengineOpts{storage: mnt, run: cfg.String(config.PVSystemRunDir), embedded: true, cfg: cfg,
-		verbose: debugLogging(cfg), bootedRev: bootedRev(console)}, stderr)
+		bootedRev: bootedRev(console)}, stderr)
 	// Everything that wrote to storage has stopped: what is cached goes
 	// to the disk before PID 1 reboots or powers off.
 	unix.Sync()

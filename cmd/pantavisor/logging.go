@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lmittmann/tint"
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/config"
 )
 
 // newLogger logs to stderr (coloured with tint when it is a terminal) and,
@@ -18,7 +21,7 @@ import (
 // readable after the fact, the console while watching. The file is a
 // logSink (nil without a file), which the running revision's log
 // directory moves it to.
-func newLogger(stderr io.Writer, file string, level slog.Level) (*slog.Logger, *logSink, error) {
+func newLogger(stderr io.Writer, file string, level slog.Leveler) (*slog.Logger, *logSink, error) {
 	var console slog.Handler
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
 		console = tint.NewHandler(f, &tint.Options{Level: level, TimeFormat: "15:04:05.000"})
@@ -34,6 +37,23 @@ func newLogger(stderr io.Writer, file string, level slog.Level) (*slog.Logger, *
 	}
 	h := fanout{console, slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level})}
 	return slog.New(h), sink, nil
+}
+
+// logLevel is the level pantavisor logs at: debug when asked on the
+// command line (appengine -v) or by PV_LOG_LEVEL, which is read at each
+// record, for user-meta and a revision's OEM configuration change it while
+// the device runs (GET /config2 shows the new value at once). Until the
+// configuration is loaded (cfg nil), the command line alone decides.
+type logLevel struct {
+	verbose bool
+	cfg     atomic.Pointer[config.Config]
+}
+
+func (l *logLevel) Level() slog.Level {
+	if cfg := l.cfg.Load(); l.verbose || (cfg != nil && debugLogging(cfg)) {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // logSink is pantavisor's own log file. Upstream writes it under the

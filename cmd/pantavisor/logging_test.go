@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pantavisor/pv/config"
 )
 
 // pantavisor's own log moves to the running revision's log directory at a
@@ -18,7 +21,7 @@ func TestOwnLogMovesWithTheRevision(t *testing.T) {
 	first := filepath.Join(dir, "1", "pantavisor", "pantavisor.log")
 	second := filepath.Join(dir, "locals", "b", "pantavisor", "pantavisor.log")
 	var stderr bytes.Buffer
-	log, sink, err := newLogger(&stderr, first, 0)
+	log, sink, err := newLogger(&stderr, first, slog.LevelInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,5 +59,35 @@ func TestOwnLogMovesWithTheRevision(t *testing.T) {
 	lines := strings.Count(string(a), "\n") + strings.Count(string(b), "\n")
 	if want := strings.Count(stderr.String(), "\n"); lines != want {
 		t.Errorf("%d lines in the files, %d on stderr", lines, want)
+	}
+}
+
+// PV_LOG_LEVEL is read at each record: user-meta turns debug logs on and
+// off while the device runs, as GET /config2 shows it at once. It was
+// copied at boot.
+func TestLogLevelFollowsTheConfiguration(t *testing.T) {
+	cfg := config.New()
+	level := &logLevel{}
+	level.cfg.Store(cfg)
+	var stderr bytes.Buffer
+	log, _, err := newLogger(&stderr, "", level)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("before")
+	if _, err := cfg.SetMeta(config.PVLogLevel, "4"); err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("on")
+	if _, err := cfg.SetMeta(config.PVLogLevel, "3"); err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("off")
+	got := stderr.String()
+	if !strings.Contains(got, "msg=on") || strings.Contains(got, "msg=before") || strings.Contains(got, "msg=off") {
+		t.Errorf("log %q: want the debug record written while PV_LOG_LEVEL was 4 only", got)
+	}
+	if (&logLevel{verbose: true}).Level() != slog.LevelDebug {
+		t.Error("-v without a configuration: not debug")
 	}
 }
