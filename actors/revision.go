@@ -31,9 +31,13 @@ type revisionActor struct {
 	// that gives up asks for a rollback instead of FAILED or a reboot.
 	trying   bool
 	maxDelay time.Duration
-	poolNet  PoolNet
-	links    xconnect.Plane
-	ingress  IngressPlane
+	// groupTimeout is PV_UPDATER_GOALS_TIMEOUT as it is when a group
+	// starts, for the groups with no timeout of their own; 0: the one
+	// the state was parsed with.
+	groupTimeout func() time.Duration
+	poolNet      PoolNet
+	links        xconnect.Plane
+	ingress      IngressPlane
 	// graph is the state's xconnect links, in graph order.
 	graph []xconnect.Link
 
@@ -81,7 +85,8 @@ func newRevisionProps(cfg Config, from *handover) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.tunables().MaxRecoveryDelay, poolNet: cfg.PoolNet,
-			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board, onBooks: cfg.OnBooks}
+			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board, onBooks: cfg.OnBooks,
+			groupTimeout: func() time.Duration { return cfg.tunables().GroupTimeout }}
 		from = nil
 		return r
 	})
@@ -289,6 +294,9 @@ func (r *revisionActor) evaluate(ctx actor.Context) {
 			ctx.Send(ch.pid, &messages.StartContainer{})
 			name, self, sys := ch.name, ctx.Self(), ctx.ActorSystem()
 			timeout := time.Duration(g.Timeout) * time.Second
+			if d := r.groupTimeout(); g.TimeoutUnset && d > 0 {
+				timeout = d
+			}
 			time.AfterFunc(timeout, func() { sys.Root.Send(self, &groupTimedOut{name: name}) })
 		}
 	}

@@ -278,9 +278,9 @@ type Config struct {
 	// CommitDelay is PV_UPDATER_COMMIT_DELAY: how long a tried revision
 	// stays TESTING before it is committed.
 	CommitDelay time.Duration
-	// Tunables, when set, gives CommitDelay and MaxRecoveryDelay as the
-	// configuration has them at the moment they are used (a commit timer
-	// armed, a revision spawned): the control socket may change them
+	// Tunables, when set, gives CommitDelay, MaxRecoveryDelay and
+	// GroupTimeout as the configuration has them at the moment they are
+	// used (a commit timer armed, a revision spawned, a group started): the control socket may change them
 	// while the device runs (user-meta, commands), and a copy made at boot
 	// would ignore the change while GET /config2 showed it. Nil: the two
 	// fields as set.
@@ -308,6 +308,10 @@ type Config struct {
 // the device runs.
 type Tunables struct {
 	CommitDelay, MaxRecoveryDelay time.Duration
+	// GroupTimeout is PV_UPDATER_GOALS_TIMEOUT, the goal timeout of a
+	// group that declares none (state.Group.TimeoutUnset); 0: the one
+	// its state was parsed with.
+	GroupTimeout time.Duration
 }
 
 // tunables returns the settings as they are now (see Config.Tunables).

@@ -169,6 +169,30 @@ func TestGroupTimeoutLetsNextGroupStart(t *testing.T) {
 	}
 }
 
+// A group with no timeout of its own takes PV_UPDATER_GOALS_TIMEOUT as it
+// is when the group starts (Tunables): user-meta or the revision's OEM
+// configuration may have changed it since the state was parsed (with
+// the default 120 s here).
+func TestGroupTimeoutReadWhenTheGroupStarts(t *testing.T) {
+	st := parseState(t, map[string]any{
+		"#spec": state.SpecSystem1,
+		"device.json": map[string]any{"groups": []any{
+			map[string]any{"name": "g1", "status_goal": "READY"},
+			map[string]any{"name": "g2", "status_goal": "STARTED", "timeout": 30},
+		}},
+		"a/run.json": map[string]any{"name": "a", "group": "g1", "auto_recovery": map[string]any{"policy": "no"}},
+		"b/run.json": map[string]any{"name": "b", "group": "g2", "auto_recovery": map[string]any{"policy": "no"}},
+	})
+	if g := st.Group("g1"); g.Timeout != state.DefaultGroupTimeout || !g.TimeoutUnset {
+		t.Fatalf("g1 %+v: want the default timeout, marked as not its own", g)
+	}
+	sys := startSystemCfg(t, Config{State: st, Engine: newFakeEngine(),
+		Tunables: func() Tunables { return Tunables{GroupTimeout: 300 * time.Millisecond} }})
+	// g1 wants READY and nobody signals: g2 starts at g1's timeout, the
+	// configuration's 300 ms, not the 120 s the state was parsed with.
+	waitStatus(t, sys, map[string]messages.Status{"b": messages.StatusStarted})
+}
+
 func TestExitCodesAndShutdownOrder(t *testing.T) {
 	e := newFakeEngine()
 	sys := startSystem(t, threeGroups(t, 1), e)

@@ -88,7 +88,7 @@ func (p *parser) readGroups(file, path string, raw json.RawMessage) []Group {
 		if o == nil {
 			continue
 		}
-		g := Group{StatusGoal: GoalStarted, RestartPolicy: RestartContainer, Timeout: p.opt.GroupTimeout}
+		g := Group{StatusGoal: GoalStarted, RestartPolicy: RestartContainer, Timeout: p.opt.GroupTimeout, TimeoutUnset: true}
 		if g.Timeout <= 0 {
 			g.Timeout = DefaultGroupTimeout
 		}
@@ -122,7 +122,7 @@ func (p *parser) readGroups(file, path string, raw json.RawMessage) []Group {
 			if n < 0 {
 				p.errorf(file, joinPath(at, "timeout"), "must be >= 0, got %d", n)
 			} else {
-				g.Timeout = int(min(n, 1<<31-1))
+				g.Timeout, g.TimeoutUnset = int(min(n, 1<<31-1)), false
 			}
 		}
 		o.finish()

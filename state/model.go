@@ -124,6 +124,10 @@ type Group struct {
 	RestartPolicy RestartPolicy
 	// Timeout in seconds for members to reach their goal.
 	Timeout int
+	// TimeoutUnset says the group declares no timeout: Timeout is then
+	// PV_UPDATER_GOALS_TIMEOUT as it was at parse time, which the device
+	// reads again when the group starts (it may change while it runs).
+	TimeoutUnset bool
 }
 
 // Disk is one entry of device.json disks/disks_v2 (or disks.json).

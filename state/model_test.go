@@ -92,11 +92,11 @@ func TestGroupTimeoutFromTheConfiguration(t *testing.T) {
 			map[string]any{"name": "own", "timeout": 45}}},
 	}
 	s := parseOK(t, doc, Options{AppEngine: true, GroupTimeout: 600})
-	if g := s.Group("g"); g.Timeout != 600 {
-		t.Errorf("timeout %d, want the configured 600", g.Timeout)
+	if g := s.Group("g"); g.Timeout != 600 || !g.TimeoutUnset {
+		t.Errorf("timeout %d (unset %v), want the configured 600, marked as not its own", g.Timeout, g.TimeoutUnset)
 	}
-	if g := s.Group("own"); g.Timeout != 45 {
-		t.Errorf("a group's own timeout %d, want 45", g.Timeout)
+	if g := s.Group("own"); g.Timeout != 45 || g.TimeoutUnset {
+		t.Errorf("a group's own timeout %d (unset %v), want 45, its own", g.Timeout, g.TimeoutUnset)
 	}
 }
 

@@ -450,7 +450,8 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
 		Tunables: func() actors.Tunables {
 			return actors.Tunables{CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
-				MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay)}
+				MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),
+				GroupTimeout:     cfg.Duration(config.PVUpdaterGoalsTimeout)}
 		},
 		OnReboot: func(reason string) { offer(reboot, reason) },
 		OnRevision: func(rev string, st *state.State, trying bool) {
