@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -39,6 +40,10 @@ type System struct {
 	timeout time.Duration
 	updates Updates
 	board   *board
+	// revisionGrace is how long the revision actor may stay silent
+	// before the probe fails (Alive); revSilence since when it is.
+	revisionGrace time.Duration
+	revSilence    silence
 }
 
 // Start builds the actor system and spawns root, which starts the revision.
@@ -67,8 +72,14 @@ func Start(cfg Config) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn root actor: %w", err)
 	}
-	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates, board: cfg.board}, nil
+	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates, board: cfg.board,
+		revisionGrace: cfg.StopTimeout + revisionGraceMargin}, nil
 }
+
+// revisionGraceMargin is what the revision actor's silence may last
+// beyond a container's stop grace (Alive): its own restart, and the
+// teardown that follows a container's SIGKILL.
+const revisionGraceMargin = 10 * time.Second
 
 func (s *System) request(msg any) (any, error) {
 	res, err := s.sys.Root.RequestFuture(s.root, msg, s.timeout).Result()
@@ -173,14 +184,18 @@ func (s *System) HangRoot() { s.sys.Root.Send(s.root, hang{}) }
 type hang struct{ until <-chan struct{} }
 
 // Alive reports whether the actors that carry the device answer before ctx
-// ends: what the watchdog asks before each kick. Those are root, which
-// carries updates and the control socket's commands, and the revision
-// actor under it, which supervises the containers: one that no longer
+// ends: what the watchdog asks before each kick. Root, which carries
+// updates and the control socket's commands, must answer every time. The
+// revision actor under it supervises the containers: one that no longer
 // answers restarts no container that fails, starts no group and stops
-// nothing, while root, asked alone, answered for it. Each answers a
-// Describe from its own state, without waiting on anyone. Other actors
-// are not asked: a container's waits on its container for as long as a
-// start or a stop takes.
+// nothing, while root, asked alone, answered for it. But it may be
+// silent for a while without a hang: restarted after a Go panic, it takes
+// no message until its children have stopped, and a container actor
+// stops its container within the stop grace (SIGTERM, then SIGKILL); a
+// message that reaches it as it stops for good is dropped without a
+// reply. So it fails the probe only once it has not answered for
+// revisionGrace, longer than any of those. Container actors are not asked:
+// theirs wait on their containers for as long as a start or stop takes.
 func (s *System) Alive(ctx context.Context) error {
 	deadline := time.Now().Add(s.timeout)
 	if d, ok := ctx.Deadline(); ok {
@@ -190,18 +205,42 @@ func (s *System) Alive(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Root's children are its revision actors: the running one, and
-	// during a non-reboot transition the one taking over.
+	// Root names its running revision actor, none in safe mode.
 	for _, id := range n.ChildIDs {
 		_, err := s.alive(actor.NewPID(s.sys.Address(), id), "revision actor "+id, deadline)
-		if errors.Is(err, actor.ErrDeadLetter) {
-			continue // stopped since root answered: a transition's end
+		if err == nil || errors.Is(err, actor.ErrDeadLetter) {
+			continue // a dead letter: stopped since root answered, a transition's end
 		}
-		if err != nil {
-			return err
+		if silent := s.revSilence.silentFor(time.Now()); silent >= s.revisionGrace {
+			return fmt.Errorf("%w, and has not answered for %v", err, silent.Round(time.Millisecond))
 		}
+		return nil // silent, not yet for long
 	}
+	s.revSilence.answered()
 	return nil
+}
+
+// silence tracks since when an actor has not answered the probe.
+type silence struct {
+	mu   sync.Mutex
+	from time.Time // zero: it answered the last probe
+}
+
+// silentFor returns how long the actor has not answered, now included.
+func (s *silence) silentFor(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.from.IsZero() {
+		s.from = now
+	}
+	return now.Sub(s.from)
+}
+
+// answered notes that it answered.
+func (s *silence) answered() {
+	s.mu.Lock()
+	s.from = time.Time{}
+	s.mu.Unlock()
 }
 
 // alive asks pid to describe itself, waiting until deadline.

@@ -377,11 +377,14 @@ func TestSignalRefusalsSayWhy(t *testing.T) {
 
 // The watchdog's probe asks the revision actor too: hung, it supervises
 // nothing (no restart, no group started), while root, asked alone,
-// answered for it and the watchdog went on being fed.
+// answered for it and the watchdog went on being fed. A silence shorter
+// than revisionGrace is not a hang (a restart after a panic waits for the
+// containers to stop).
 func TestAliveAsksTheRevisionActor(t *testing.T) {
 	sys := startSystem(t, threeGroups(t, 30), newFakeEngine())
+	sys.revisionGrace = 300 * time.Millisecond
 	ctx := func() context.Context {
-		c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		c, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		t.Cleanup(cancel)
 		return c
 	}
@@ -395,12 +398,52 @@ func TestAliveAsksTheRevisionActor(t *testing.T) {
 	rev := actor.NewPID(sys.sys.Address(), root.Children[0].Path)
 	release := make(chan struct{})
 	sys.sys.Root.Send(rev, hang{until: release})
-	err := sys.Alive(ctx())
+	errShort := sys.Alive(ctx())
+	time.Sleep(sys.revisionGrace)
+	errLong := sys.Alive(ctx())
 	close(release)
-	if err == nil || !strings.Contains(err.Error(), "revision actor") {
-		t.Fatalf("alive with the revision actor hung: %v, want an error naming it", err)
+	if errShort != nil {
+		t.Errorf("alive with the revision actor silent for less than its grace: %v, want nil", errShort)
+	}
+	if errLong == nil || !strings.Contains(errLong.Error(), "revision actor") {
+		t.Fatalf("alive with the revision actor hung beyond its grace: %v, want an error naming it", errLong)
 	}
 	if err := sys.Alive(ctx()); err != nil {
 		t.Fatalf("alive once the revision actor answers again: %v", err)
 	}
+	// Answered: its silence starts afresh.
+	again := make(chan struct{})
+	sys.sys.Root.Send(rev, hang{until: again})
+	err := sys.Alive(ctx())
+	close(again)
+	if err != nil {
+		t.Errorf("a new silence taken for the old one: %v", err)
+	}
+}
+
+// A Go panic in the revision actor is recovered by a restart (root's
+// HandleFailure); the restart waits until its children have stopped, and
+// a container actor stops its container synchronously (up to its stop
+// grace). Meanwhile the revision's mailbox is suspended: the watchdog's
+// probe must not take that for a hang, or the recovery becomes a
+// hardware reset. (The review of 1685919 found it.)
+func TestAliveDuringARevisionRestartAfterAPanic(t *testing.T) {
+	e := newFakeEngine()
+	e.slowDestroy["a1"] = 1500 * time.Millisecond
+	sys := startSystem(t, threeGroups(t, 30), e)
+	waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusStarted})
+	root := sys.Tree()
+	rev := actor.NewPID(sys.sys.Address(), root.Children[0].Path)
+	// A nil status change: the revision actor dereferences it and panics.
+	sys.sys.Root.Send(rev, (*messages.ContainerStatusChanged)(nil))
+	time.Sleep(100 * time.Millisecond)
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := sys.Alive(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("alive while the revision actor restarts after a panic: %v", err)
+		}
+	}
+	waitStatus(t, sys, map[string]messages.Status{"a1": messages.StatusStarted})
 }
