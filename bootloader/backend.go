@@ -161,8 +161,10 @@ var ErrUnconfirmed = errors.New("outcome unknown: the variables cannot be read b
 // the medium (the fsync of the directory after the rename, the close), and
 // the bootloader acts on what is stored, not on the error. It returns nil
 // when the variables read back show the step done (done holds): the
-// caller goes on as after a success. It returns err when they show it not
-// done, and err with ErrUnconfirmed when they cannot be read. Variables
+// caller goes on as after a success, once they were saved again without
+// an error (read back, they may be the page cache's only). It returns err
+// when they show it not done, and err with ErrUnconfirmed when they
+// cannot be read or saved again. Variables
 // found corrupt or with no valid copy are read as none: the next boot
 // runs the factory revision on them (updater.Device.Start), as the
 // bootloader does with no variables.
@@ -171,14 +173,26 @@ func Confirm(b Backend, err error, done func(Env) bool) error {
 		return nil
 	}
 	env, lerr := b.Load()
-	if errors.Is(lerr, ErrCorrupt) || errors.Is(lerr, ErrNoValidCopy) {
+	none := errors.Is(lerr, ErrCorrupt) || errors.Is(lerr, ErrNoValidCopy)
+	if none {
 		env, lerr = Env{}, nil
 	}
 	switch {
 	case lerr != nil:
 		return fmt.Errorf("%w (%w: %w)", err, ErrUnconfirmed, lerr)
-	case done(env):
+	case !done(env):
+		return err
+	case none:
+		// Nothing to store again: the next boot reads none as well, and
+		// a save would replace U-Boot's built-in variables.
 		return nil
 	}
-	return err
+	// What was read may be the page cache's and not the medium's (the
+	// error was the fsync of the directory after the rename): a power cut
+	// could still bring the old variables back. Only a save of them that
+	// succeeds makes them known to be stored.
+	if serr := b.Save(env); serr != nil {
+		return fmt.Errorf("%w (%w: the variables read back show it done, but storing them again failed: %w)", err, ErrUnconfirmed, serr)
+	}
+	return nil
 }

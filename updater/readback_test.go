@@ -61,6 +61,18 @@ func TestStepErrorsAreJudgedByTheStoredVariables(t *testing.T) {
 				t.Errorf("%s not stored: %v, want its error, confirmed", s.name, err)
 			}
 		})
+		t.Run(s.name+"/stored, not known durable", func(t *testing.T) {
+			// The variables read back show the step, but every write
+			// fails (a directory whose fsync fails): they may be the
+			// page cache's, not the medium's.
+			f := &bltest.Faulty{FailSave: true}
+			s.arm(f)
+			d := faulty(device(t, s.env), f)
+			err := s.run(d)
+			if !errors.Is(err, bltest.ErrStep) || !errors.Is(err, bootloader.ErrUnconfirmed) {
+				t.Errorf("%s stored, not durable: %v, want its error and ErrUnconfirmed", s.name, err)
+			}
+		})
 		t.Run(s.name+"/unreadable", func(t *testing.T) {
 			f := &bltest.Faulty{Unreadable: true}
 			s.arm(f)

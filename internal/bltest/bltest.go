@@ -31,7 +31,10 @@ type Faulty struct {
 	// Unreadable: once a step failed, Load and every step return
 	// ErrUnreadable (steps load the variables first).
 	Unreadable bool
-	failed     atomic.Bool
+	// FailSave: Save writes, then returns ErrStep, as a directory whose
+	// fsync keeps failing makes every write (nothing is known durable).
+	FailSave bool
+	failed   atomic.Bool
 }
 
 // Failed reports whether a step returned ErrStep.
@@ -46,6 +49,17 @@ func (f *Faulty) Load() (bootloader.Env, error) {
 }
 
 func (f *Faulty) unreadable() bool { return f.Unreadable && f.failed.Load() }
+
+// Save stores env on Backend; ErrStep after it with FailSave.
+func (f *Faulty) Save(env bootloader.Env) error {
+	if f.unreadable() {
+		return ErrUnreadable
+	}
+	if err := f.Backend.Save(env); err != nil || !f.FailSave {
+		return err
+	}
+	return ErrStep
+}
 
 // Install arms rev on Backend; ErrStep with FailInstall.
 func (f *Faulty) Install(rev string) (bool, error) {
