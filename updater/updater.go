@@ -191,10 +191,16 @@ func (d *Device) Start() (Boot, error) {
 		env = bootloader.Env{}
 	} else if errors.Is(err, bootloader.ErrCorrupt) {
 		// Nothing in them names a revision: the factory one is the only
-		// one known to be there (GC keeps it). They are written anew, or
-		// every install and commit would meet the same error.
-		d.Log.Error("bootloader variables unreadable: booting the factory revision, variables reset", "err", err)
+		// one known to be there (GC keeps it), unless the boot script
+		// says which it booted: that one runs, and is stored as the
+		// committed one, or the next boot would silently run another.
+		// They are written anew, or every install and commit would
+		// meet the same error.
 		env = bootloader.Env{}
+		if d.BootedRev != "" {
+			env[bootloader.VarRev] = d.BootedRev
+		}
+		d.Log.Error("bootloader variables unreadable: variables reset", "err", err, "booting", env.Committed())
 		if err := d.Bootloader.Save(env); err != nil {
 			d.Log.Error("reset the bootloader variables", "err", err)
 		}

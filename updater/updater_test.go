@@ -161,6 +161,29 @@ func TestStartRunsTheRevisionTheBootScriptBooted(t *testing.T) {
 	}
 }
 
+// Variables corrupt from Linux's view while the boot script booted
+// revision 1 (pv_rev=1 on the command line): 1 runs, and is what the
+// variables are reset to. Reset to none, they made the next boot run the
+// factory revision 0 silently. (The review of 1685919 found it.)
+func TestCorruptVariablesWithABootedRevision(t *testing.T) {
+	d := device(t, nil)
+	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
+	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Bootloader.Load(); !errors.Is(err, bootloader.ErrCorrupt) {
+		t.Fatalf("load: %v, want ErrCorrupt", err)
+	}
+	d.BootedRev = "1"
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := d.mustEnv(t); b.Rev != "1" || env.Committed() != "1" || env.Try() != "" {
+		t.Errorf("runs %s, variables stored %v: want 1 run and stored as committed", b.Rev, env)
+	}
+}
+
 func TestStartRollsBackAFailedTry(t *testing.T) {
 	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
 	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)); err != nil {
