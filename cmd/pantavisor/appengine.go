@@ -238,9 +238,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		}
 		// The command line says what the boot began with: an earlier
 		// supervisor of this boot may have moved to another revision
-		// since, without a reboot. Without a record of it, the
-		// variables decide, as they did before pv_rev= was read.
-		o.bootedRev = ""
+		// since, without a reboot. If it did, and left no record of
+		// it, the variables decide, as they did before pv_rev= was
+		// read.
+		if !readopt && movedSinceBoot(workDir(o)) {
+			console.Warn("the revision changed since the boot: the boot's pv_rev is not taken for the running one")
+			o.bootedRev = ""
+		}
 	}
 	cfg := o.cfg
 	if cfg == nil {

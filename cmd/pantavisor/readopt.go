@@ -57,6 +57,13 @@ type journal struct {
 func (j *journal) revision(rev string, trying bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.rec.Rev != "" && j.rec.Rev != rev {
+		// Another revision without a reboot: the kernel command line
+		// no longer names the running one (movedMark).
+		if err := os.WriteFile(filepath.Join(j.work, movedMark), nil, 0o600); err != nil {
+			j.log.Warn("a restarted supervisor that cannot re-adopt may take the boot's revision for the running one", "err", err)
+		}
+	}
 	if j.rec.Rev != rev {
 		j.rec.Books = nil
 	}
@@ -80,6 +87,18 @@ func (j *journal) save() {
 }
 
 const runningFile = "running.json"
+
+// movedMark, beside the running record, says the device moved to another
+// revision without a reboot since it booted (a non-reboot update, or its
+// rollback). Until then the kernel command line's pv_rev names the
+// running revision, for a restarted supervisor that finds no record.
+const movedMark = "moved"
+
+// movedSinceBoot says whether movedMark is there.
+func movedSinceBoot(work string) bool {
+	_, err := os.Stat(filepath.Join(work, movedMark))
+	return err == nil
+}
 
 // saveRunning writes the record atomically (a crash mid-write must leave
 // the previous one).
