@@ -149,9 +149,12 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 
 // installFailed records an install that returned an error and is not
 // stored as installed (Updates.Install went on when it is). When whether
-// pv_try=rev reached the medium is unknown, rev's progress says ERROR: a
-// pv_try that is stored then makes the next boot take rev for a try that
-// already failed and boot the committed revision, as the refusal says.
+// pv_try=rev reached the medium is unknown, rev's progress says ERROR. A
+// pv_try that is stored all the same makes the bootloader boot rev's
+// kernel at the next reboot (its latch is not set); pantavisor there
+// finds rev's try already failed and rolls back at once, with a reboot
+// into the committed revision, as the refusal says. Should rev's kernel
+// not come up, the latch or the watchdog brings the committed one back.
 func (a *rootActor) installFailed(rev string, err error) {
 	cfg := a.cfg
 	cfg.Log.Error("install update", "rev", rev, "err", err)
