@@ -44,8 +44,9 @@ var ErrCommitUnfinished = errors.New("commit stopped before autoboot.txt was swi
 // NUL-separated format in 512 bytes.
 //
 // What is modelled: the partitions are directories where they are mounted
-// (upstream writes the FAT images with mtools, unmounted); the tryboot flag
-// is the file TrybootFlag, present when armed. No mailbox call is made here:
+// (on a device pantavisor mounts them, cmd/pantavisor; upstream writes the
+// FAT images with mtools, unmounted); the tryboot flag is the file
+// TrybootFlag, present when armed. No mailbox call is made here:
 // on a Pi, whoever reboots must turn a present flag into `reboot "0
 // tryboot"` (and consume it), and the tryboot property is the real one. The
 // boot files of a revision (upstream dd's rpiboot.img into the try

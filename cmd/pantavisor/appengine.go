@@ -251,7 +251,11 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		cfg = loadConfig(o, console)
 		level.cfg.Store(cfg)
 	}
-	bl, err := newBootloader(cfg, layout, o.embedded)
+	var site *rpiabSite
+	if o.embedded {
+		site = &rpiabSite{dir: rpiabDir(o.run), fstype: "vfat", wait: cfg.Duration(config.PVStorageWait), boot: gen == 0}
+	}
+	bl, err := newBootloader(cfg, layout, o.embedded, site, console)
 	if err != nil {
 		// Exiting here, before the control socket, made PID 1 reboot,
 		// and every boot the same: a reboot loop nobody could look
@@ -635,8 +639,11 @@ func offer(ch chan string, v string) {
 // newBootloader is the backend PV_BOOTLOADER_TYPE names. In appengine
 // mode the default is the appengine backend (a file in storage's boot/);
 // a type set in the configuration is used as it is, so that a bootloader
-// backend can run its whole update cycle in appengine mode too.
-func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool) (bootloader.Backend, error) {
+// backend can run its whole update cycle in appengine mode too. rpiab
+// needs its partitions, which site places (a device's: nil in appengine
+// mode, where rpiab is refused for want of them); its partitions are
+// those of the disk the firmware booted when site names none.
+func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool, site *rpiabSite, log *slog.Logger) (bootloader.Backend, error) {
 	typ := bootloader.TypeAppEngine
 	if v, ok := cfg.Get(config.PVBootloaderType); ok && (embedded || v.Level != config.LevelDefault) {
 		typ = v.Value
@@ -652,7 +659,22 @@ func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool) (bo
 		return nil, fmt.Errorf("PV_BOOTLOADER_MTD_ONLY=1 is not supported by the %s backend: use PV_BOOTLOADER_TYPE=%s with an fw_env.config that names the MTD partition",
 			typ, bootloader.TypeUbootEnv)
 	}
-	return bootloader.New(typ, bootloader.Options{BootDir: layout.Boot()})
+	o := bootloader.Options{BootDir: layout.Boot()}
+	if typ == bootloader.TypeRPiAB && site != nil {
+		if site.devs == nil {
+			devs, err := bootloader.RPiABDevices(bootloader.DefaultBootModeProperty)
+			if err != nil {
+				return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
+			}
+			site.devs = devs
+		}
+		r, err := site.place(log)
+		if err != nil {
+			return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
+		}
+		o.RPiAB = r
+	}
+	return bootloader.New(typ, o)
 }
 
 // unusableBootloader stands for a bootloader that cannot be set up: every

@@ -57,7 +57,7 @@ func TestMTDOnlyIsRefusedWithTheWayToGetIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	layout := storage.Layout{Root: t.TempDir()}
-	bl, err := newBootloader(cfg, layout, true)
+	bl, err := newBootloader(cfg, layout, true, nil, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatalf("PV_BOOTLOADER_MTD_ONLY=1 accepted: %T", bl)
 	}
@@ -78,6 +78,30 @@ func TestUnusableBootloaderFailsEveryStep(t *testing.T) {
 	for _, err := range []error{lerr, u.Save(nil), ierr, u.Commit("1"), u.Fail()} {
 		if err == nil || !strings.Contains(err.Error(), "no bootsel partition") {
 			t.Errorf("err %v", err)
+		}
+	}
+}
+
+// rpiab on a device is placed on the disk's partitions, which pantavisor
+// mounts: one that is not there is the reason the bootloader is unusable
+// (safe mode), named, rather than "no bootsel partition" at every boot
+// whatever the disk holds.
+func TestRPiABPartitionMissingIsTheReason(t *testing.T) {
+	cfg := config.New()
+	if _, err := cfg.Set(config.PVBootloaderType, "rpiab", config.LevelPVConf); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such-disk1")
+	site := &rpiabSite{devs: map[int]string{1: missing, 2: missing + "-2", 3: missing + "-3"},
+		dir: filepath.Join(dir, "run", "rpiab"), fstype: "vfat", boot: true}
+	bl, err := newBootloader(cfg, storage.Layout{Root: filepath.Join(dir, "storage")}, true, site, slog.New(slog.DiscardHandler))
+	if err == nil {
+		t.Fatalf("rpiab without its partitions accepted: %T", bl)
+	}
+	for _, w := range []string{"rpiab", "partition 1", missing, "did not appear"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
 		}
 	}
 }

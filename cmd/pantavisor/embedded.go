@@ -52,18 +52,26 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		console.Error("storage", "err", err)
 		return 1
 	}
-	code := supervise(appengineOpts{storage: mnt, run: cfg.String(config.PVSystemRunDir), embedded: true, cfg: cfg,
+	run := cfg.String(config.PVSystemRunDir)
+	code := supervise(appengineOpts{storage: mnt, run: run, embedded: true, cfg: cfg,
 		bootedRev: bootedRev(console)}, stderr)
 	// Everything that wrote to storage has stopped: what is cached goes
 	// to the disk before PID 1 reboots or powers off.
 	unix.Sync()
+	unmountRPiAB(run, console)
 	if cfg.String(config.PVStorageDevice) != "" {
-		if err := unix.Unmount(mnt, 0); err != nil {
-			console.Warn("unmount storage; remounting it read-only", "err", err)
-			_ = unix.Mount("", mnt, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
-		}
+		unmountOrReadOnly(mnt, console)
 	}
 	return code
+}
+
+// unmountOrReadOnly unmounts what is mounted at path, or remounts it
+// read-only when it is busy, so that nothing more is written to it.
+func unmountOrReadOnly(path string, log *slog.Logger) {
+	if err := unix.Unmount(path, 0); err != nil {
+		log.Warn("unmount; remounting read-only", "path", path, "err", err)
+		_ = unix.Mount("", path, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+	}
 }
 
 // systemMounts are what PID 1 of a device mounts, in order, unless a

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/bootloader"
+)
+
+// rpiabSite is where a device's rpiab backend finds its partitions:
+// pantavisor mounts them itself (upstream copies files in and out of the
+// FAT images with mtools instead, which a device then must carry).
+type rpiabSite struct {
+	// devs are the device nodes of partitions 1 (bootsel), 2 and 3
+	// (bootloader.RPiABDevices).
+	devs map[int]string
+	// dir is <run>/rpiab: partition N is mounted at dir/pN, and the
+	// tryboot flag is dir/tryboot. The run directory is on the /run
+	// tmpfs, so the flag goes with a power cut, as the firmware's does.
+	dir string
+	// fstype is vfat on a device; the tests pass what their images are.
+	fstype string
+	// wait is how long a partition's node may take to appear
+	// (PV_STORAGE_WAIT: the same disk as the storage, as a rule).
+	wait time.Duration
+	// boot is true at a boot, false in a supervisor PID 1 started
+	// again: a boot drops a tryboot flag left in dir, as the firmware
+	// consumes its own before it boots; a supervisor started again keeps
+	// what the previous one armed.
+	boot bool
+}
+
+// rpiabDir is where rpiabSite.dir is under the run directory.
+func rpiabDir(run string) string { return filepath.Join(run, "rpiab") }
+
+// place mounts the partitions not mounted yet (a supervisor started again
+// finds them mounted by the previous one) and returns the backend that
+// uses them. A partition that does not appear in time or does not mount
+// is an error naming it: nothing of rpiab works without all three.
+func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
+	r := bootloader.RPiAB{Partitions: map[int]string{}, TrybootFlag: filepath.Join(s.dir, "tryboot")}
+	mounted, err := mountPoints()
+	if err != nil {
+		return r, fmt.Errorf("rpiab: %w", err)
+	}
+	for _, n := range slices.Sorted(maps.Keys(s.devs)) {
+		dev := s.devs[n]
+		at := filepath.Join(s.dir, "p"+strconv.Itoa(n))
+		if n == bootloader.RPiABBootsel {
+			r.Bootsel = at
+		} else {
+			r.Partitions[n] = at
+		}
+		if mounted[at] != "" {
+			continue
+		}
+		if err := s.mount(dev, at); err != nil {
+			return r, fmt.Errorf("rpiab: partition %d: %w", n, err)
+		}
+		log.Info("rpiab partition mounted", "partition", n, "device", dev, "on", at)
+	}
+	if s.boot {
+		if err := os.Remove(r.TrybootFlag); err == nil {
+			log.Warn("rpiab: a tryboot flag was left from before this boot: dropped, as the firmware drops its own", "file", r.TrybootFlag)
+		} else if !os.IsNotExist(err) {
+			return r, fmt.Errorf("rpiab: drop the tryboot flag left: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func (s rpiabSite) mount(dev, at string) error {
+	if err := os.MkdirAll(at, 0o755); err != nil {
+		return err
+	}
+	node, _, err := waitStorage(dev, s.wait)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(node, at, s.fstype, unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", node, s.fstype, at, err)
+	}
+	return nil
+}
+
+// unmountRPiAB unmounts the partitions place mounted under run, before
+// PID 1 reboots or powers off: FAT has no journal, and Linux marks a
+// mounted one dirty until it is unmounted.
+func unmountRPiAB(run string, log *slog.Logger) {
+	mounted, err := mountPoints()
+	if err != nil {
+		log.Warn("rpiab partitions: cannot list mounts", "err", err)
+		return
+	}
+	for _, n := range []int{bootloader.RPiABBootsel, 2, 3} {
+		at := filepath.Join(rpiabDir(run), "p"+strconv.Itoa(n))
+		if mounted[at] != "" {
+			unmountOrReadOnly(at, log)
+		}
+	}
+}

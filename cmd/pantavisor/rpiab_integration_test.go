@@ -1,0 +1,172 @@
+//go:build integration
+
+package main
+
+import (
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/internal/isolated"
+)
+
+// A device's rpiab partitions are mounted by pantavisor under the run
+// directory, and the backend works on them: the revision installed is on
+// the try partition's filesystem. A tryboot flag left before a boot is
+// dropped (the firmware drops its own); a supervisor started again keeps
+// it and the mounts the previous one made. The disk is three loop
+// devices; ext4 stands in for FAT, which this kernel may lack (the
+// filesystem type is the only difference).
+func TestRPiABPartitionsMounted(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	files := map[int]map[string]string{
+		1: {"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"},
+		2: {"pv_rev.txt": "0\n"},
+		3: {},
+	}
+	devs := map[int]string{}
+	for n, content := range files {
+		devs[n] = attachLoop(t, ext4ImageOf(t, content))
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	t.Cleanup(func() { unmountRPiAB(run, log) })
+	if err := os.MkdirAll(site.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	flag := filepath.Join(site.dir, "tryboot")
+	if err := os.WriteFile(flag, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := site.place(log)
+	if err != nil {
+		t.Fatalf("place: %v", err)
+	}
+	if r.TrybootFlag != flag {
+		t.Errorf("tryboot flag %s, want %s", r.TrybootFlag, flag)
+	}
+	if _, err := os.Stat(flag); !os.IsNotExist(err) {
+		t.Errorf("the flag left before the boot is still there: %v", err)
+	}
+	at := map[int]string{1: r.Bootsel, 2: r.Partitions[2], 3: r.Partitions[3]}
+	for n, dev := range devs {
+		onDevice(t, at[n], dev)
+	}
+
+	r.BootDir = filepath.Join(t.TempDir(), "boot")
+	r.TrybootProperty = filepath.Join(t.TempDir(), "tryboot")
+	if err := os.WriteFile(r.TrybootProperty, make([]byte, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(r.BootDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := r.Running(bootloader.Env{}); err != nil || rev != "0" {
+		t.Fatalf("running: %q, %v", rev, err)
+	}
+	if _, err := r.Install("1"); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	onDevice(t, filepath.Join(r.Partitions[3], "pv_rev.txt"), devs[3])
+
+	// A supervisor started again: the mounts are the previous one's, and
+	// the armed flag stays.
+	again := site
+	again.boot = false
+	if _, err := again.place(log); err != nil {
+		t.Fatalf("place again: %v", err)
+	}
+	if _, err := os.Stat(flag); err != nil {
+		t.Errorf("the armed flag went with a supervisor started again: %v", err)
+	}
+	if n := mountsAt(t, r.Bootsel); n != 1 {
+		t.Errorf("%s mounted %d times", r.Bootsel, n)
+	}
+
+	unmountRPiAB(run, log)
+	for _, p := range at {
+		if n := mountsAt(t, p); n != 0 {
+			t.Errorf("%s still mounted after unmountRPiAB", p)
+		}
+	}
+
+	// A partition that does not mount is an error naming it.
+	bad := site
+	bad.fstype = "squashfs"
+	if _, err := bad.place(log); err == nil || !strings.Contains(err.Error(), "partition 1") || !strings.Contains(err.Error(), devs[1]) {
+		t.Errorf("a partition that does not mount: %v", err)
+	}
+}
+
+// ext4ImageOf makes a 2 MiB ext4 image holding files.
+func ext4ImageOf(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "part.img")
+	if out, err := exec.Command("/usr/sbin/mkfs.ext4", "-q", "-F", "-d", dir, img, "2M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	return img
+}
+
+// attachLoop attaches img to a loop device, detached at the test's end.
+func attachLoop(t *testing.T, img string) string {
+	t.Helper()
+	out, err := exec.Command("/usr/sbin/losetup", "--find", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if out, err := exec.Command("/usr/sbin/losetup", "--detach", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+// onDevice fails t unless path is on the filesystem of the block device dev.
+func onDevice(t *testing.T, path, dev string) {
+	t.Helper()
+	var on, node unix.Stat_t
+	if err := unix.Stat(path, &on); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(dev, &node); err != nil {
+		t.Fatal(err)
+	}
+	if on.Dev != node.Rdev {
+		t.Errorf("%s is on device %d:%d, not on %s", path, unix.Major(on.Dev), unix.Minor(on.Dev), dev)
+	}
+}
+
+// mountsAt counts the mounts at path in this mount namespace.
+func mountsAt(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == path {
+			n++
+		}
+	}
+	return n
+}
