@@ -32,6 +32,19 @@ type Backend interface {
 	Fail() error
 }
 
+// Runner is a backend that tells which revision this boot runs by what
+// its firmware reports, upstream's validate_state (rpiab: the tryboot
+// property and the booted partition's pv_rev.txt), where the others leave
+// it to a boot script's try-once latch in the variables (Env.Boot). env
+// is what Load returned. An error wrapping ErrCommitUnfinished says a
+// commit stopped before the backend's own step: Commit(env.Committed())
+// finishes it, and the device must then reboot into it.
+type Runner interface {
+	Running(env Env) (string, error)
+}
+
+var _ Runner = RPiAB{}
+
 // Bootloader types, the values of PV_BOOTLOADER_TYPE.
 const (
 	TypeUboot     = "uboot"

@@ -54,6 +54,24 @@ func Booted(env bootloader.Env, said string) (rev string, next bootloader.Env) {
 	return said, env
 }
 
+// Running returns the revision this boot runs and the variables to store
+// before it runs. A backend that knows by itself (bootloader.Runner:
+// rpiab's firmware is the latch) says it, and nothing is to be stored;
+// its word stands over said, as upstream's validate_state overrides the
+// kernel command line's pv_rev. Otherwise it is Booted.
+func Running(bl bootloader.Backend, env bootloader.Env, said string) (rev string, next bootloader.Env, err error) {
+	r, ok := bl.(bootloader.Runner)
+	if !ok {
+		rev, next = Booted(env, said)
+		return rev, next, nil
+	}
+	rev, err = r.Running(env)
+	if err != nil {
+		return "", env, fmt.Errorf("which revision this boot runs: %w", err)
+	}
+	return rev, env, nil
+}
+
 // Load reads and validates rev's state; an error wraps fs.ErrNotExist
 // when rev has no state JSON.
 func (d *Device) Load(rev string) (*state.State, error) {
@@ -154,7 +172,8 @@ type Boot struct {
 	TryProgress *storage.Progress
 	// Reboot, when set, says why the device must reboot at once without
 	// running anything: the tried revision failed, pv_try is cleared, and
-	// the next boot runs the committed revision.
+	// the next boot runs the committed revision; or a commit cut short
+	// was finished (rpiab), and the next boot runs it.
 	Reboot string
 	// SafeMode, when set, says why nothing runs: the control socket stays
 	// up with no containers.
@@ -165,8 +184,9 @@ type Boot struct {
 }
 
 // Start is the boot of the device: storage removes what interrupted
-// writes left, the try-once latch is stored (the boot script's part,
-// for bootloaders that run none: appengine), update.Resume decides from
+// writes left, the booted revision is found (Running: the backend's own
+// word, rpiab's, or the try-once latch, stored here for bootloaders that
+// run no boot script: appengine), update.Resume decides from
 // the bootloader variables and the progress on disk, and its decision is
 // recorded in the order it asks for (progress, done flag, bootloader)
 // before the revision is loaded. A revision under test that does not load
@@ -207,11 +227,11 @@ func (d *Device) Start() (Boot, error) {
 	} else if err != nil {
 		return b, fmt.Errorf("read bootloader variables: %w", err)
 	}
-	booted, next := Booted(env, d.BootedRev)
-	if own, _ := env.Boot(); own != booted {
-		d.Log.Warn("the bootloader booted another revision than its variables name: the booted one runs",
-			"booted", booted, "variables", own, "pv_rev", env.Committed(), "pv_try", env.Try(), "pv_trying", env[bootloader.VarTrying])
+	booted, next, err := Running(d.Bootloader, env, d.BootedRev)
+	if err != nil {
+		return d.unknownBoot(b, env, err), nil
 	}
+	d.noteDisagreement(env, booted)
 	if !maps.Equal(env, next) {
 		// Stored before the try runs: a crash during it must fall back.
 		if err := d.Bootloader.Save(next); err != nil {
@@ -255,6 +275,52 @@ func (d *Device) Start() (Boot, error) {
 		d.Log.Warn("point trails/current at the running revision", "rev", b.Rev, "err", err)
 	}
 	return b, nil
+}
+
+// noteDisagreement logs a booted revision other than the one the boot's
+// other witness names: for a bootloader.Runner the kernel command line,
+// for the others the variables' latch.
+func (d *Device) noteDisagreement(env bootloader.Env, booted string) {
+	if _, ok := d.Bootloader.(bootloader.Runner); ok {
+		if d.BootedRev != "" && d.BootedRev != booted {
+			d.Log.Warn("the kernel command line names another revision than the bootloader booted: the booted one runs",
+				"booted", booted, "cmdline", d.BootedRev)
+		}
+		return
+	}
+	if own, _ := env.Boot(); own != booted {
+		d.Log.Warn("the bootloader booted another revision than its variables name: the booted one runs",
+			"booted", booted, "variables", own, "pv_rev", env.Committed(), "pv_try", env.Try(), "pv_trying", env[bootloader.VarTrying])
+	}
+}
+
+// unknownBoot decides a boot whose revision the bootloader cannot tell
+// (Running's err): nothing runs. A commit cut short before the backend's
+// own step is finished, and the device reboots into the committed
+// revision, once the backend reads back a boot it can tell: the commit's
+// error alone says nothing here (the variables already show the commit,
+// so Confirm would take any error for done), and a reboot on a commit that
+// did not take would meet the same files at every boot. Anything else is
+// safe mode with the reason, never a reboot into the same question.
+func (d *Device) unknownBoot(b Boot, env bootloader.Env, err error) Boot {
+	committed := env.Committed()
+	b.Boot = update.Boot{Action: update.BootSafeMode, Rev: committed, Why: err.Error()}
+	if !errors.Is(err, bootloader.ErrCommitUnfinished) {
+		b.SafeMode = "the bootloader cannot tell which revision it booted: " + err.Error()
+		return b
+	}
+	d.Log.Warn("the commit of the last update stopped before the bootloader's own step: finishing it", "rev", committed, "err", err)
+	if cerr := d.Bootloader.Commit(committed); cerr != nil {
+		b.SafeMode = fmt.Sprintf("finish the commit of revision %s: %v", committed, cerr)
+		return b
+	}
+	if _, rerr := d.Bootloader.(bootloader.Runner).Running(env); rerr != nil {
+		b.SafeMode = fmt.Sprintf("the commit of revision %s was finished, yet the bootloader still cannot tell its boot: %v", committed, rerr)
+		return b
+	}
+	b.Action, b.Why = update.BootRun, "commit finished"
+	b.Reboot = "the commit of revision " + committed + " was finished: rebooting into it"
+	return b
 }
 
 // apply records a boot decision in the order update.Boot asks for.

@@ -276,7 +276,12 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		}
 		env = bootloader.Env{}
 	}
-	rev, _ := updater.Booted(env, o.bootedRev)
+	rev, _, err := updater.Running(bl, env, o.bootedRev)
+	if err != nil {
+		// The boot decision says why (safe mode, or a commit finished
+		// and a reboot); the committed revision's log tells it.
+		rev = env.Committed()
+	}
 	if readopt {
 		rev = running.Rev
 	}

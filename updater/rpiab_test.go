@@ -1,0 +1,196 @@
+package updater
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// rpiDevice is device with the rpiab backend on a Raspberry Pi laid out in
+// directories (as bootloader's own tests do): partition 1 boots 2 and
+// tries 3, partition 2 is installed for the factory revision.
+func rpiDevice(t *testing.T) (*Device, bootloader.RPiAB) {
+	t.Helper()
+	d := device(t, nil)
+	dir := t.TempDir()
+	r := bootloader.RPiAB{BootDir: d.Layout.Boot(), Bootsel: filepath.Join(dir, "p1"),
+		Partitions:  map[int]string{2: filepath.Join(dir, "p2"), 3: filepath.Join(dir, "p3")},
+		TrybootFlag: filepath.Join(dir, "tryboot-flag"), TrybootProperty: filepath.Join(dir, "tryboot")}
+	for _, p := range []string{r.Bootsel, r.Partitions[2], r.Partitions[3]} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, filepath.Join(r.Bootsel, "autoboot.txt"), "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n")
+	write(t, filepath.Join(r.Partitions[2], "pv_rev.txt"), "0\n")
+	firmware(t, r, false)
+	d.Bootloader = r
+	return d, r
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// firmware stands for the firmware at a boot: the one-shot flag is gone
+// (consumed, or lost with the power), and the tryboot property says
+// whether this boot is a tryboot.
+func firmware(t *testing.T, r bootloader.RPiAB, tryboot bool) {
+	t.Helper()
+	if err := os.Remove(r.TrybootFlag); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var on uint32
+	if tryboot {
+		on = 1
+	}
+	write(t, r.TrybootProperty, string(binary.BigEndian.AppendUint32(nil, on)))
+}
+
+// The firmware, not a latch in the variables, says what an rpiab boot
+// runs. An update installed whose tryboot never happened (the power went
+// before the reboot, and the flag with it) boots partition 2, revision
+// 0's kernel: revision 0 runs and the try is reported rolled back. Taken
+// from the variables, revision 1's containers ran on revision 0's boot
+// files, tried as if the firmware had booted it. A tryboot runs the try,
+// and stores no latch: the firmware is the latch.
+func TestStartRPiABRunsWhatTheFirmwareBooted(t *testing.T) {
+	d, r := rpiDevice(t)
+	if _, err := d.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, false)
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "0" || b.Trying || b.Reboot != "" || b.SafeMode != "" {
+		t.Fatalf("normal boot with pv_try set: %+v; want the committed revision 0", b)
+	}
+	if p := d.mustProgress(t, "1"); p.Status != storage.StatusError || p.Msg != storage.MsgRolledBack {
+		t.Errorf("progress of the try %+v: want the rollback reported", p)
+	}
+
+	// Installed again: its progress is new.
+	if _, err := d.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, true)
+	if b, err = d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "1" || !b.Trying || b.State == nil {
+		t.Fatalf("tryboot: %+v; want revision 1 tried", b)
+	}
+	if env := d.mustEnv(t); env[bootloader.VarTrying] != "" {
+		t.Errorf("a latch stored for rpiab: %v", env)
+	}
+}
+
+// cutCommit leaves a commit of revision 1 stopped after rpiab.txt, before
+// autoboot.txt was switched, and the normal boot after it: partition 2
+// (revision 0) booted, the committed revision is on partition 3.
+func cutCommit(t *testing.T, d *Device, r bootloader.RPiAB) {
+	t.Helper()
+	if _, err := d.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, true)
+	if err := r.Save(bootloader.Env{"pv_rev": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, false)
+}
+
+// A commit cut short is finished at the next boot, which then reboots
+// into the committed revision; nothing runs on the old partition's boot
+// files meanwhile.
+func TestStartRPiABFinishesACutCommit(t *testing.T) {
+	d, r := rpiDevice(t)
+	cutCommit(t, d, r)
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reboot == "" || b.SafeMode != "" || b.State != nil {
+		t.Fatalf("boot after a cut commit: %+v; want a reboot after the commit is finished", b)
+	}
+	ab, err := os.ReadFile(filepath.Join(r.Bootsel, "autoboot.txt"))
+	if err != nil || !strings.Contains(string(ab), "[all]\ntryboot_a_b=1\nboot_partition=3\n") {
+		t.Fatalf("autoboot.txt %q, %v: want partition 3 booted", ab, err)
+	}
+	// The reboot: the firmware boots partition 3, revision 1.
+	if b, err = d.Start(); err != nil || b.Rev != "1" || b.Reboot != "" || b.SafeMode != "" {
+		t.Fatalf("boot after the finished commit: %+v, %v", b, err)
+	}
+}
+
+// commitFails and commitLies are rpiab whose Commit fails, or returns nil
+// having done nothing.
+type commitFails struct{ bootloader.RPiAB }
+
+func (commitFails) Commit(string) error { return errors.New("autoboot.txt: I/O error") }
+
+type commitLies struct{ bootloader.RPiAB }
+
+func (commitLies) Commit(string) error { return nil }
+
+// A cut commit that cannot be finished, or that still reads unfinished
+// after a Commit said it was done, is safe mode with the reason: a reboot
+// would meet the same files at every boot. So is any boot rpiab cannot
+// tell (a tryboot of a partition that is not the try's).
+func TestStartRPiABUnknownBootIsSafeMode(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, d *Device, r bootloader.RPiAB)
+		want  string
+	}{
+		{"commit fails", func(t *testing.T, d *Device, r bootloader.RPiAB) {
+			cutCommit(t, d, r)
+			d.Bootloader = commitFails{r}
+		}, "finish the commit of revision 1: autoboot.txt: I/O error"},
+		{"commit does not take", func(t *testing.T, d *Device, r bootloader.RPiAB) {
+			cutCommit(t, d, r)
+			d.Bootloader = commitLies{r}
+		}, "still cannot tell its boot"},
+		{"tryboot of another revision", func(t *testing.T, d *Device, r bootloader.RPiAB) {
+			if _, err := d.Install("1"); err != nil {
+				t.Fatal(err)
+			}
+			write(t, filepath.Join(r.Partitions[3], "pv_rev.txt"), "7\n")
+			firmware(t, r, true)
+		}, "cannot tell which revision it booted"},
+		{"garbage autoboot.txt", func(t *testing.T, d *Device, r bootloader.RPiAB) {
+			write(t, filepath.Join(r.Bootsel, "autoboot.txt"), "garbage\n")
+		}, "read autoboot.txt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, r := rpiDevice(t)
+			tt.setup(t, d, r)
+			b, err := d.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Reboot != "" || b.State != nil || b.Action != update.BootSafeMode || !strings.Contains(b.SafeMode, tt.want) {
+				t.Fatalf("boot %+v: want safe mode with %q, no reboot", b, tt.want)
+			}
+		})
+	}
+}
