@@ -45,6 +45,17 @@ type Runner interface {
 
 var _ Runner = RPiAB{}
 
+// Trybooter is a backend whose try needs a reboot of its own kind: the
+// Raspberry Pi firmware boots the try partition only after a reboot with
+// "0 tryboot" (rpiab). TakeTryboot consumes what Install armed and says
+// whether the coming reboot must be that kind; whoever reboots then owes
+// it, or the next boot is a normal one (the try rolled back).
+type Trybooter interface {
+	TakeTryboot() (bool, error)
+}
+
+var _ Trybooter = RPiAB{}
+
 // Bootloader types, the values of PV_BOOTLOADER_TYPE.
 const (
 	TypeUboot     = "uboot"

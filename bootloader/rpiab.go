@@ -46,9 +46,10 @@ var ErrCommitUnfinished = errors.New("commit stopped before autoboot.txt was swi
 // What is modelled: the partitions are directories where they are mounted
 // (on a device pantavisor mounts them, cmd/pantavisor; upstream writes the
 // FAT images with mtools, unmounted); the tryboot flag is the file
-// TrybootFlag, present when armed. No mailbox call is made here:
-// on a Pi, whoever reboots must turn a present flag into `reboot "0
-// tryboot"` (and consume it), and the tryboot property is the real one. The
+// TrybootFlag, present when armed. No mailbox call is made here: on a
+// Pi, whoever reboots turns a present flag into `reboot "0 tryboot"`
+// (TakeTryboot consumes it; PID 1 reboots so), and the tryboot property
+// is the real one. The
 // boot files of a revision (upstream dd's rpiboot.img into the try
 // partition) must be in place before Install: that is not done here.
 //
@@ -327,6 +328,20 @@ func (r RPiAB) disarm() error {
 		return fmt.Errorf("disarm tryboot: %w", err)
 	}
 	return storage.SyncDir(filepath.Dir(r.TrybootFlag))
+}
+
+// TakeTryboot consumes the tryboot flag for the coming reboot, as the
+// firmware consumes its own: true when it was armed, and the reboot must
+// then be `reboot "0 tryboot"`.
+func (r RPiAB) TakeTryboot() (bool, error) {
+	armed, err := r.armed()
+	if err != nil || !armed {
+		return false, err
+	}
+	if err := r.disarm(); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // tryboot reads the firmware's tryboot property.

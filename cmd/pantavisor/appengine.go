@@ -573,8 +573,33 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if err := drv.Close(); err != nil {
 		log.Warn("cgroups left behind", "err", err)
 	}
+	if o.embedded && code == reaper.ExitReboot {
+		code = rebootExit(bl, log)
+	}
 	log.Info("pantavisor stopped")
 	return code
+}
+
+// rebootExit is the exit code that asks PID 1 for the reboot bl needs:
+// ExitRebootTryboot when it holds an armed tryboot (rpiab: consumed here,
+// PID 1 hands it to the firmware), ExitReboot otherwise. A flag that
+// cannot be consumed makes a plain reboot: the next boot runs the
+// committed revision and reports the try rolled back.
+func rebootExit(bl bootloader.Backend, log *slog.Logger) int {
+	t, ok := bl.(bootloader.Trybooter)
+	if !ok {
+		return reaper.ExitReboot
+	}
+	armed, err := t.TakeTryboot()
+	if err != nil {
+		log.Error("tryboot flag unreadable: a plain reboot, the update is not tried", "err", err)
+		return reaper.ExitReboot
+	}
+	if armed {
+		log.Info("rebooting into the try partition (tryboot)")
+		return reaper.ExitRebootTryboot
+	}
+	return reaper.ExitReboot
 }
 
 // reexecSupervisor ends this supervisor so that PID 1 starts the binary's

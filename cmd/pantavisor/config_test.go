@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/runtime/reaper"
 	"github.com/pantavisor/pv/storage"
 )
 
@@ -103,5 +105,33 @@ func TestRPiABPartitionMissingIsTheReason(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q lacks %q", err, w)
 		}
+	}
+}
+
+// A reboot with rpiab's tryboot flag armed asks PID 1 for `reboot "0
+// tryboot"`, and consumes the flag: the firmware's own is one-shot, and
+// the next reboot is a normal one. Other reboots, and other bootloaders,
+// are plain.
+func TestRebootExitTurnsAnArmedTrybootIntoATryboot(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	flag := filepath.Join(t.TempDir(), "tryboot")
+	r := bootloader.RPiAB{TrybootFlag: flag}
+	if code := rebootExit(r, log); code != reaper.ExitReboot {
+		t.Errorf("no flag: exit %d, want %d", code, reaper.ExitReboot)
+	}
+	if err := os.WriteFile(flag, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := rebootExit(r, log); code != reaper.ExitRebootTryboot {
+		t.Errorf("armed: exit %d, want %d (ExitRebootTryboot)", code, reaper.ExitRebootTryboot)
+	}
+	if _, err := os.Stat(flag); !os.IsNotExist(err) {
+		t.Errorf("the flag was not consumed: %v", err)
+	}
+	if code := rebootExit(r, log); code != reaper.ExitReboot {
+		t.Errorf("after the tryboot: exit %d, want %d", code, reaper.ExitReboot)
+	}
+	if code := rebootExit(bootloader.AppEngine{Dir: t.TempDir()}, log); code != reaper.ExitReboot {
+		t.Errorf("appengine: exit %d", code)
 	}
 }

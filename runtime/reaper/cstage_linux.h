@@ -2,7 +2,8 @@
 // run from constructors before the Go runtime, share with each other and
 // with Go. The values are defined here only: reaper_linux.go includes this
 // header and exports them as Go constants (PID1Env, ChildEnv, GoHostEnv,
-// ExitReboot, ExitPoweroff, EmbeddedCmd), which document them.
+// ExitReboot, ExitPoweroff, ExitRebootTryboot, EmbeddedCmd), which
+// document them.
 #ifndef PV_CSTAGE_H
 #define PV_CSTAGE_H
 
@@ -12,6 +13,15 @@
 
 #define EXIT_REBOOT 4
 #define EXIT_POWEROFF 5
+// The supervisor asks PID 1 of a device for a reboot with the command
+// TRYBOOT_CMD (LINUX_REBOOT_CMD_RESTART2), as `reboot "0 tryboot"` does:
+// the Raspberry Pi firmware driver sets the firmware's one-shot tryboot
+// flag from it, and the firmware boots the [tryboot] partition of
+// autoboot.txt once (rpiab). The supervisor consumed its own flag before
+// it exited. Refused by the kernel, PID 1 reboots plainly: a normal boot,
+// where the update is reported rolled back.
+#define EXIT_REBOOT_TRYBOOT 7
+#define TRYBOOT_CMD "0 tryboot"
 // The supervisor asks PID 1 to start it again, from the binary's file
 // (an in-place upgrade), keeping every container running.
 #define EXIT_REEXEC 6

@@ -29,7 +29,9 @@
 // it reported), the reaper reaps the remaining zombies and exits with the
 // supervisor's status. In appengine mode that ends the pid namespace (the
 // kernel kills what is left); in embedded mode PID 1 powers off or
-// reboots. The supervisor does not set PR_SET_PDEATHSIG: PID 1 never dies
+// reboots, with the command "0 tryboot" for ExitRebootTryboot (rpiab's
+// firmware tries the other partition once; a plain reboot if the kernel
+// refuses it: PID 1 never dies of it). The supervisor does not set PR_SET_PDEATHSIG: PID 1 never dies
 // before it, and if PID 1 crashes the kernel kills the whole namespace or
 // panics anyway. What matters is that the supervisor, on SIGTERM, does its
 // own orderly teardown (stop containers, unmount, sync), which an

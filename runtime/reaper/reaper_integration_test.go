@@ -33,6 +33,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The supervisor of an embedded PID 1 (TestEmbeddedPID1Reboots):
+	// `pantavisor embedded`, which exits with the code asked for.
+	if reaper.IsChild() && len(os.Args) == 2 && os.Args[1] == reaper.EmbeddedCmd {
+		code, _ := strconv.Atoi(os.Getenv(embeddedExitEnv))
+		os.Exit(code)
+	}
 	code := m.Run()
 	testrootfs.Cleanup()
 	os.Exit(code)
@@ -462,5 +468,58 @@ func TestSupervisorWaitsForUSR1(t *testing.T) {
 		os.Exit(42)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no SIGUSR1")
+	}
+}
+
+// embeddedExitEnv is the exit code of the supervisor an embedded PID 1 of
+// TestEmbeddedPID1Reboots runs.
+const embeddedExitEnv = "_PV_TEST_EMBEDDED_EXIT"
+
+// PID 1 of a device ends as its supervisor asks: a reboot, a reboot with
+// "0 tryboot" (rpiab's firmware tries the other partition once), a
+// power-off. PID 1 of a pid namespace that calls reboot(2) ends by a
+// signal instead, the one the kernel reports for the command
+// (pid_namespaces(7)): SIGHUP for a restart, RESTART2 included, and SIGINT
+// for a power-off. The command's string is not passed on there; that it
+// is "0 tryboot" is what PID 1 says before it reboots.
+func TestEmbeddedPID1Reboots(t *testing.T) {
+	isolated.Require(t)
+	if reaper.IsChild() {
+		t.Skip("parent-side test")
+	}
+	tests := []struct {
+		code   int
+		signal syscall.Signal
+		says   string
+	}{
+		{reaper.ExitReboot, syscall.SIGHUP, "pantavisor: rebooting\n"},
+		{reaper.ExitRebootTryboot, syscall.SIGHUP, `pantavisor: rebooting with "0 tryboot" to try the update`},
+		{reaper.ExitPoweroff, syscall.SIGINT, "pantavisor: powering off\n"},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
+			// argv[0] "init" with no arguments: the kernel's /init.
+			cmd := exec.Command(os.Args[0])
+			cmd.Args = []string{"init"}
+			cmd.Env = append(os.Environ(), embeddedExitEnv+"="+strconv.Itoa(tt.code))
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("PID 1 ended with %v: want it killed by the kernel's reboot of its namespace\n%s", err, out.String())
+			}
+			ws := ee.Sys().(syscall.WaitStatus)
+			if !ws.Signaled() || ws.Signal() != tt.signal {
+				t.Errorf("PID 1 ended with %v, want signal %v\n%s", ws, tt.signal, out.String())
+			}
+			if !strings.Contains(out.String(), tt.says) {
+				t.Errorf("PID 1 did not say %q:\n%s", tt.says, out.String())
+			}
+			if strings.Contains(out.String(), "refused") {
+				t.Errorf("the reboot was refused:\n%s", out.String())
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/reboot.h> // LINUX_REBOOT_CMD_RESTART2, which reboot(3) cannot pass
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,7 +269,7 @@ static void kill_all(void)
 // from a known state.
 static void end_device(int status, int crash)
 {
-	int cmd = RB_AUTOBOOT;
+	int cmd = RB_AUTOBOOT, tryboot = 0;
 	if (crash) {
 		pv_say("pantavisor: the supervisor keeps failing: killing what is left and rebooting\n");
 		kill_all();
@@ -276,11 +278,17 @@ static void end_device(int status, int crash)
 		cmd = RB_POWER_OFF;
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_REBOOT) {
 		pv_say("pantavisor: rebooting\n");
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_REBOOT_TRYBOOT) {
+		pv_say("pantavisor: rebooting with \"" TRYBOOT_CMD "\" to try the update\n");
+		tryboot = 1;
 	} else {
 		pv_say("pantavisor: the supervisor ended unexpectedly: killing what is left and rebooting\n");
 		kill_all();
 	}
 	sync();
+	if (tryboot && syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_RESTART2,
+			       TRYBOOT_CMD) != 0)
+		pv_logmsg("reaper", "reboot \"" TRYBOOT_CMD "\" refused, rebooting plainly (the committed revision boots)");
 	reboot(cmd);
 	// Not allowed, or it returned: nothing else to do but stay.
 	pv_logmsg("reaper", "reboot");

@@ -49,6 +49,14 @@ const ExitReboot = C.EXIT_REBOOT
 // other exit of the supervisor but ExitReboot is a crash (see doc.go).
 const ExitPoweroff = C.EXIT_POWEROFF
 
+// ExitRebootTryboot is the supervisor's exit code when the device must
+// reboot with the command "0 tryboot" (LINUX_REBOOT_CMD_RESTART2): the
+// Raspberry Pi firmware then boots the try partition once (rpiab). PID 1
+// of a device does it, or a plain reboot when the kernel refuses it (a
+// normal boot: the try is rolled back). Embedded mode only: the host
+// stages know no such reboot.
+const ExitRebootTryboot = C.EXIT_REBOOT_TRYBOOT
+
 // EmbeddedCmd is the command of an embedded device's supervisor: PID 1
 // (the kernel's /init, or `pantavisor embedded` started as PID 1) runs
 // `pantavisor embedded` as its child.
