@@ -154,11 +154,16 @@ type (
 	releaseDone struct{ decided *messages.RecoveryDecided }
 )
 
+// containerStopGrace is the SIGTERM → SIGKILL grace of a container actor's
+// own stop (when it stops as an actor: its parent's restart or stop);
+// StopTimeout is that of a stop the revision asks for.
+const containerStopGrace = 10 * time.Second
+
 func newContainerProps(rec *containerRecord, engine Engine, rev string, log *slog.Logger, adopted bool) *actor.Props {
 	first := adopted
 	life := &actorLife{quit: make(chan struct{})}
 	return actor.PropsFromProducer(func() actor.Actor {
-		a := &containerActor{rec: rec, engine: engine, rev: rev, log: log.With("container", rec.spec.Name), stopTimeout: 10 * time.Second,
+		a := &containerActor{rec: rec, engine: engine, rev: rev, log: log.With("container", rec.spec.Name), stopTimeout: containerStopGrace,
 			adopted: first, life: life}
 		first = false // a restarted incarnation re-adopts as usual
 		return a

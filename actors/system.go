@@ -73,7 +73,7 @@ func Start(cfg Config) (*System, error) {
 		return nil, fmt.Errorf("spawn root actor: %w", err)
 	}
 	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates, board: cfg.board,
-		revisionGrace: cfg.StopTimeout + revisionGraceMargin}, nil
+		revisionGrace: max(cfg.StopTimeout, containerStopGrace) + revisionGraceMargin}, nil
 }
 
 // revisionGraceMargin is what the revision actor's silence may last
