@@ -212,13 +212,18 @@ func (d *Device) Start() (Boot, error) {
 	} else if errors.Is(err, bootloader.ErrCorrupt) {
 		// Nothing in them names a revision: the factory one is the only
 		// one known to be there (GC keeps it), unless the boot script
-		// says which it booted: that one runs, and is stored as the
-		// committed one, or the next boot would silently run another.
-		// They are written anew, or every install and commit would
-		// meet the same error.
+		// says which it booted: that one runs, and is stored, or the
+		// next boot would silently run another. Stored as committed,
+		// unless its progress says it is under test: then as the try,
+		// to be tested or rolled back (to the factory revision, the
+		// only one known to be there). They are written anew, or every
+		// install and commit would meet the same error.
 		env = bootloader.Env{}
 		if d.BootedRev != "" {
 			env[bootloader.VarRev] = d.BootedRev
+			if p, _ := d.Progress(d.BootedRev); update.Ongoing(p) {
+				env = bootloader.Env{bootloader.VarTry: d.BootedRev}
+			}
 		}
 		d.Log.Error("bootloader variables unreadable: variables reset", "err", err, "booting", env.Committed())
 		if err := d.Bootloader.Save(env); err != nil {

@@ -184,6 +184,29 @@ func TestCorruptVariablesWithABootedRevision(t *testing.T) {
 	}
 }
 
+// Variables corrupt while revision 1 was being tried (progress
+// INPROGRESS, the boot script booted it): 1 is stored as the try, and
+// tested, not as the committed revision it would have become untested.
+// (The second review found it in 6b584c7.)
+func TestCorruptVariablesDuringATry(t *testing.T) {
+	d := device(t, nil)
+	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.BootedRev = "1"
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := d.mustEnv(t); b.Rev != "1" || !b.Trying || env.Try() != "1" || env.Committed() != "0" {
+		t.Errorf("boot %s trying %v, variables %v: want 1 tried, the factory revision to fall back to", b.Rev, b.Trying, env)
+	}
+}
+
 func TestStartRollsBackAFailedTry(t *testing.T) {
 	d := device(t, bootloader.Env{"pv_rev": "0", "pv_try": "1"})
 	if err := d.Layout.WriteProgress("1", storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)); err != nil {
