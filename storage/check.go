@@ -157,6 +157,19 @@ func (l Layout) temporaries() ([]string, error) {
 			}
 		}
 	}
+	// The bootloader's variables and the metadata persisted by the
+	// control socket are written there with WriteFileAtomic too.
+	for _, dir := range []string{l.Boot(), filepath.Join(l.Root, "cache", "meta"), filepath.Join(l.Root, "cache", "devmeta")} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if isAtomicTemp(e.Name()) && e.Type().IsRegular() {
+				out = append(out, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
 	revs, err := l.Revisions()
 	if err != nil {
 		return nil, err

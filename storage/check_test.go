@@ -85,6 +85,8 @@ func TestRecover(t *testing.T) {
 		filepath.Join(l.Objects(), "."+shaOf("a")+".tmp99"),
 		filepath.Join(l.Objects(), shaOf("b")+".tmp"),
 		filepath.Join(l.Trail("1"), ".pv", ".progress.tmp7"),
+		filepath.Join(l.Boot(), ".uboot.txt.tmp1234"),
+		filepath.Join(l.Root, "cache", "meta", ".key.tmp55"),
 	}
 	for _, p := range leftovers {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -99,6 +101,10 @@ func TestRecover(t *testing.T) {
 	if err := os.WriteFile(keep, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	grubs := filepath.Join(l.Boot(), "grubenv.new") // grub-editenv's own
+	if err := os.WriteFile(grubs, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	removed, err := l.Recover()
 	if err != nil || len(removed) != len(leftovers) {
 		t.Fatalf("Recover removed %v, %v", removed, err)
@@ -106,8 +112,10 @@ func TestRecover(t *testing.T) {
 	if err := l.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(keep); err != nil {
-		t.Errorf("foreign file removed: %v", err)
+	for _, k := range []string{keep, grubs} {
+		if _, err := os.Stat(k); err != nil {
+			t.Errorf("foreign file removed: %v", err)
+		}
 	}
 	if _, err := l.ReadProgress("1"); err != nil {
 		t.Error(err)

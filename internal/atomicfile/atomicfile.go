@@ -14,7 +14,10 @@ import (
 
 // File is the temporary file that becomes Path at Commit. Its name is
 // ".<base>.tmp<random>" in Path's directory: what storage's start-up sweep
-// (storage.Layout.Recover) takes for a write a crash interrupted.
+// (storage.Layout.Recover) takes for a write a crash interrupted, in the
+// directories it sweeps (a trail's .pv and .pvr, boot/, the metadata
+// caches); one a crash leaves elsewhere (beside pvcontrol's -f FILE, on
+// rpiab's boot partitions) stays until someone removes it.
 type File struct {
 	*os.File
 	Path string
