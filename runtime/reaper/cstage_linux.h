@@ -15,11 +15,14 @@
 #define EXIT_POWEROFF 5
 // The supervisor asks PID 1 of a device for a reboot with the command
 // TRYBOOT_CMD (LINUX_REBOOT_CMD_RESTART2), as `reboot "0 tryboot"` does:
-// the Raspberry Pi firmware driver sets the firmware's one-shot tryboot
-// flag from it, and the firmware boots the [tryboot] partition of
-// autoboot.txt once (rpiab). The supervisor consumed its own flag before
-// it exited. Refused by the kernel, PID 1 reboots plainly: a normal boot,
-// where the update is reported rolled back.
+// the Raspberry Pi kernel's firmware driver (a downstream patch, in every
+// Raspberry Pi OS and Yocto raspberrypi kernel; mainline has none) sets
+// the firmware's one-shot tryboot flag from it, and the firmware boots
+// the [tryboot] partition of autoboot.txt once (rpiab). The supervisor
+// consumed its own flag before it exited. A kernel without that driver
+// takes the command for a plain reboot, and the kernel refuses
+// RESTART2 only without CAP_SYS_BOOT, when PID 1 reboots plainly: either
+// way a normal boot, where the update is reported rolled back.
 #define EXIT_REBOOT_TRYBOOT 7
 #define TRYBOOT_CMD "0 tryboot"
 // The supervisor asks PID 1 to start it again, from the binary's file
