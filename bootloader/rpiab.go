@@ -63,6 +63,13 @@ type RPiAB struct {
 	// Partitions maps the partition numbers of autoboot.txt to where
 	// those boot partitions are mounted.
 	Partitions map[int]string
+	// Devices maps the same numbers to the partitions' block device
+	// nodes (RPiABDevices). A partition whose mount point is not on its
+	// node lists no revision (its mount point's files are not its own):
+	// one that did not mount at boot, or whose image write was cut
+	// short. Empty in the tests' directory model, where a partition's
+	// directory is the whole of it.
+	Devices map[int]string
 	// TrybootFlag is the file standing for the firmware's tryboot flag.
 	TrybootFlag string
 	// TrybootProperty is the device-tree property saying whether this boot
@@ -123,7 +130,7 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 	var prev []string
 	if armed {
 		prev, err = r.revs(ab.Try)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err != nil && !unlisted(err) {
 			return false, fmt.Errorf("install revision %s: %w", rev, err)
 		}
 	}
@@ -219,8 +226,12 @@ func (r RPiAB) Running(env Env) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
+	// The partition not booted may be unmounted (a power cut during
+	// its image write): a normal boot needs nothing of it. The booted
+	// one unmounted is an error: the firmware loaded its files, and which
+	// revisions they are for is unknown.
 	otherRevs, err := r.revs(other)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err != nil && !unlisted(err) {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
 	rev, err := runningRev(tryboot, booted, revs, otherRevs, env)
@@ -255,6 +266,13 @@ func runningRev(tryboot bool, booted int, revs, otherRevs []string, env Env) (st
 	}
 }
 
+// BootPartitions returns the partitions autoboot.txt names: the one a
+// normal boot loads ([all]) and the one a tryboot loads ([tryboot]).
+func (r RPiAB) BootPartitions() (boot, try int, err error) {
+	ab, err := r.autoboot()
+	return ab.Boot, ab.Try, err
+}
+
 func (r RPiAB) autoboot() (autoboot, error) {
 	data, err := os.ReadFile(r.autobootPath())
 	if err != nil {
@@ -277,7 +295,7 @@ func (r RPiAB) autoboot() (autoboot, error) {
 func (r RPiAB) partitionOf(ab autoboot, rev string) (int, error) {
 	for _, p := range []int{ab.Boot, ab.Try} {
 		revs, err := r.revs(p)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err != nil && !unlisted(err) {
 			return 0, err
 		}
 		if slices.Contains(revs, rev) {
@@ -289,7 +307,12 @@ func (r RPiAB) partitionOf(ab autoboot, rev string) (int, error) {
 
 func (r RPiAB) revsPath(part int) string { return filepath.Join(r.Partitions[part], "pv_rev.txt") }
 
+// revs reads the revisions partition part's pv_rev.txt lists; an error
+// for which unlisted holds when it lists none.
 func (r RPiAB) revs(part int) ([]string, error) {
+	if err := r.needMounted(part); err != nil {
+		return nil, fmt.Errorf("read pv_rev.txt: %w", err)
+	}
 	data, err := os.ReadFile(r.revsPath(part))
 	if err != nil {
 		return nil, fmt.Errorf("read pv_rev.txt of partition %d: %w", part, err)
@@ -301,7 +324,16 @@ func (r RPiAB) revs(part int) ([]string, error) {
 	return revs, nil
 }
 
+// unlisted says whether err of revs means the partition lists no
+// revision: it has no pv_rev.txt (a factory image), or is not mounted.
+func unlisted(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, errUnmounted)
+}
+
 func (r RPiAB) writeRevs(part int, revs []string) error {
+	if err := r.needMounted(part); err != nil {
+		return fmt.Errorf("write pv_rev.txt: %w", err)
+	}
 	if err := storage.WriteFileAtomic(r.revsPath(part), formatRevList(revs), 0o644); err != nil {
 		return fmt.Errorf("write pv_rev.txt of partition %d: %w", part, err)
 	}

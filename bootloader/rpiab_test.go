@@ -254,6 +254,47 @@ func TestRPiABRefusals(t *testing.T) {
 	}
 }
 
+// TestRPiABUnmountedPartitionListsNothing: a boot partition not mounted
+// on its device node (its image write was cut by a power cut, and it did
+// not mount at boot) lists no revision, whatever its mount point, a
+// directory of the run tmpfs, holds. A normal boot runs without it; a
+// commit does not switch autoboot.txt to it; a tryboot of it is an error.
+// A character device stands for the node the mount point is not on.
+func TestRPiABUnmountedPartitionListsNothing(t *testing.T) {
+	r := newRPi(t)
+	r.Devices = map[int]string{3: "/dev/null"}
+	// A commit of 1 cut before autoboot.txt, as the partition's files
+	// would say it, had it mounted: here they are the mount point's.
+	writeFile(t, r.revsPath(3), "1\n")
+	if err := r.Save(Env{VarRev: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if rev := running(t, r); rev != "0" {
+		t.Fatalf("normal boot with the try partition unmounted: running %s", rev)
+	}
+	if err := r.Save(Env{VarRev: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Running(mustLoad(t, r)); err == nil || errors.Is(err, ErrCommitUnfinished) {
+		t.Errorf("a stale pv_rev.txt in an unmounted partition's mount point: %v, want an error other than ErrCommitUnfinished", err)
+	}
+	if err := r.Commit("1"); err == nil || !strings.Contains(err.Error(), "neither boot partition 2 nor 3 lists revision 1") {
+		t.Errorf("commit of a revision only the unmounted partition's mount point lists: %v", err)
+	}
+	if got := readFile(t, r.autobootPath()); got != abDefault {
+		t.Errorf("autoboot.txt switched to an unmounted partition:\n%s", got)
+	}
+	setTryboot(t, r, true)
+	r.Devices = map[int]string{2: "/dev/null"}
+	writeFile(t, r.autobootPath(), "[all]\ntryboot_a_b=1\nboot_partition=3\n[tryboot]\nboot_partition=2\n")
+	if err := r.Save(Env{VarRev: "1", VarTry: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Running(mustLoad(t, r)); !errors.Is(err, errUnmounted) {
+		t.Errorf("a tryboot of an unmounted partition: %v, want errUnmounted", err)
+	}
+}
+
 func TestRPiABFormat(t *testing.T) {
 	r := newRPi(t)
 	if _, err := r.Install("1"); err != nil {

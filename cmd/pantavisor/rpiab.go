@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pantavisor/pv/bootloader"
 )
 
@@ -43,29 +41,52 @@ func rpiabDir(run string) string { return filepath.Join(run, "rpiab") }
 
 // place mounts the partitions not mounted yet (a supervisor started again
 // finds them mounted by the previous one) and returns the backend that
-// uses them. A partition that does not appear in time or does not mount
-// is an error naming it: nothing of rpiab works without all three.
+// uses them. What a boot needs is partition 1 (autoboot.txt) and the
+// partition its [all] names, which a normal boot loaded: either missing
+// is an error naming it. The [tryboot] partition may not mount (an image
+// write cut by a power cut): the firmware tries it only once an install
+// has rewritten it, so it is logged and left unmounted, and the backend
+// reads it as listing no revision until Install writes it.
 func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
-	r := bootloader.RPiAB{Partitions: map[int]string{}, TrybootFlag: filepath.Join(s.dir, "tryboot")}
+	r := bootloader.RPiAB{Partitions: map[int]string{}, Devices: map[int]string{}, TrybootFlag: filepath.Join(s.dir, "tryboot")}
 	mounted, err := mountPoints()
 	if err != nil {
 		return r, fmt.Errorf("rpiab: %w", err)
 	}
+	failed := map[int]error{}
 	for _, n := range slices.Sorted(maps.Keys(s.devs)) {
-		dev := s.devs[n]
 		at := filepath.Join(s.dir, "p"+strconv.Itoa(n))
 		if n == bootloader.RPiABBootsel {
 			r.Bootsel = at
 		} else {
 			r.Partitions[n] = at
 		}
+		r.Devices[n] = s.devs[n]
 		if mounted[at] != "" {
 			continue
 		}
-		if err := s.mount(dev, at); err != nil {
-			return r, fmt.Errorf("rpiab: partition %d: %w", n, err)
+		node, err := s.mount(s.devs[n], at)
+		if node != "" {
+			r.Devices[n] = node
 		}
-		log.Info("rpiab partition mounted", "partition", n, "device", dev, "on", at)
+		if err != nil {
+			failed[n] = err
+			continue
+		}
+		log.Info("rpiab partition mounted", "partition", n, "device", node, "on", at)
+	}
+	if err := failed[bootloader.RPiABBootsel]; err != nil {
+		return r, fmt.Errorf("rpiab: partition %d: %w", bootloader.RPiABBootsel, err)
+	}
+	boot, try, err := r.BootPartitions()
+	if err != nil {
+		return r, fmt.Errorf("rpiab: %w", err)
+	}
+	if err := failed[boot]; err != nil {
+		return r, fmt.Errorf("rpiab: partition %d, which autoboot.txt boots: %w", boot, err)
+	}
+	if err := failed[try]; err != nil {
+		log.Warn("rpiab: the try partition does not mount: it lists no revision until the next install writes its boot image", "partition", try, "err", err)
 	}
 	if s.boot {
 		if err := os.Remove(r.TrybootFlag); err == nil {
@@ -77,18 +98,14 @@ func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 	return r, nil
 }
 
-func (s rpiabSite) mount(dev, at string) error {
-	if err := os.MkdirAll(at, 0o755); err != nil {
-		return err
-	}
-	node, _, err := waitStorage(dev, s.wait)
+// mount waits for dev's node and mounts it at at; node is the node found,
+// empty when none appeared.
+func (s rpiabSite) mount(dev, at string) (node string, err error) {
+	node, _, err = waitStorage(dev, s.wait)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := unix.Mount(node, at, s.fstype, unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", node, s.fstype, at, err)
-	}
-	return nil
+	return node, bootloader.MountBootPartition(node, at, s.fstype)
 }
 
 // unmountRPiAB unmounts the partitions place mounted under run, before

@@ -108,6 +108,56 @@ func TestRPiABPartitionsMounted(t *testing.T) {
 	}
 }
 
+// A boot needs partition 1 and the partition autoboot.txt's [all] boots,
+// not the [tryboot] one: that one not mounting (its image write cut by a
+// power cut) is logged, and the boot runs on; it lists no revision until
+// an install writes it. [all]'s partition not mounting is the reason,
+// named.
+func TestRPiABTryPartitionUnmountable(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	autoboot := map[string]string{"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"}
+	sound := attachLoop(t, ext4ImageOf(t, map[string]string{"pv_rev.txt": "0\n"}))
+	torn := attachLoop(t, zeroImage(t))
+	devs := map[int]string{1: attachLoop(t, ext4ImageOf(t, autoboot)), 2: sound, 3: torn}
+	run := filepath.Join(t.TempDir(), "run")
+	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	t.Cleanup(func() { unmountRPiAB(run, log) })
+
+	r, err := site.place(log)
+	if err != nil {
+		t.Fatalf("place with the try partition unmountable: %v", err)
+	}
+	if n := mountsAt(t, r.Partitions[3]); n != 0 {
+		t.Errorf("the torn try partition is mounted %d times", n)
+	}
+	r.BootDir = t.TempDir()
+	r.TrybootProperty = filepath.Join(t.TempDir(), "tryboot")
+	if err := os.WriteFile(r.TrybootProperty, make([]byte, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := r.Running(bootloader.Env{bootloader.VarRev: "0"}); err != nil || rev != "0" {
+		t.Errorf("normal boot with the try partition unmountable: %q, %v; want 0", rev, err)
+	}
+	unmountRPiAB(run, log)
+
+	devs[2], devs[3] = torn, sound
+	if _, err := site.place(log); err == nil || !strings.Contains(err.Error(), "partition 2, which autoboot.txt boots") {
+		t.Errorf("the [all] partition unmountable: %v, want it named", err)
+	}
+}
+
+// zeroImage is a 2 MiB image of zeros: no filesystem mounts it.
+func zeroImage(t *testing.T) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "zero.img")
+	if err := os.WriteFile(img, make([]byte, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // ext4ImageOf makes a 2 MiB ext4 image holding files.
 func ext4ImageOf(t *testing.T, files map[string]string) string {
 	t.Helper()
