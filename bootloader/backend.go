@@ -18,7 +18,8 @@ type Backend interface {
 	// before anything is written.
 	Save(env Env) error
 	// Install arms rev to be tried once at the next boot: the backend's own
-	// preparation first, then pv_try=rev. reboot is true when the backend
+	// preparation first (rpiab writes rev's boot image and pv_rev.txt
+	// onto its try partition), then pv_try=rev. reboot is true when the backend
 	// can only start rev by a reboot (rpiab, when its list of revisions on
 	// the try partition is full).
 	Install(rev string) (reboot bool, err error)
@@ -113,7 +114,7 @@ func New(typ string, o Options) (Backend, error) {
 		if r.BootDir == "" {
 			r.BootDir = o.BootDir
 		}
-		if err := r.check(); err != nil {
+		if err := r.checkDevice(); err != nil {
 			return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
 		}
 		return r, nil

@@ -31,6 +31,10 @@ func TestNew(t *testing.T) {
 	r := newRPi(t)
 	boot := r.BootDir
 	r.BootDir = ""
+	if _, err := New(TypeRPiAB, Options{BootDir: boot, RPiAB: r}); err == nil || !strings.Contains(err.Error(), "no device node for boot partition 2") {
+		t.Errorf("New(rpiab) without device nodes: %v", err)
+	}
+	r.Devices, r.FSType = map[int]string{2: "/dev/sda2", 3: "/dev/sda3"}, "vfat"
 	b, err = New(TypeRPiAB, Options{BootDir: boot, RPiAB: r})
 	if rb, ok := b.(RPiAB); err != nil || !ok || rb.BootDir != boot || rb.Bootsel != r.Bootsel {
 		t.Errorf("New(rpiab) = %#v, %v", b, err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,9 +50,9 @@ var ErrCommitUnfinished = errors.New("commit stopped before autoboot.txt was swi
 // TrybootFlag, present when armed. No mailbox call is made here: on a
 // Pi, whoever reboots turns a present flag into `reboot "0 tryboot"`
 // (TakeTryboot consumes it; PID 1 reboots so), and the tryboot property
-// is the real one. The
-// boot files of a revision (upstream dd's rpiboot.img into the try
-// partition) must be in place before Install: that is not done here.
+// is the real one. A revision's boot files are its boot image (Image),
+// which Install writes onto the try partition's device node (Devices),
+// unmounted for the write, as upstream writes rpiboot.img.
 //
 // Every file is replaced crash-safely (temp, fsync, rename, fsync dir);
 // on FAT, which has no journal, the rename is as safe as FAT makes it.
@@ -70,6 +71,13 @@ type RPiAB struct {
 	// short. Empty in the tests' directory model, where a partition's
 	// directory is the whole of it.
 	Devices map[int]string
+	// FSType is the filesystem of the boot partitions, mounted again
+	// after an image is written (vfat on a Pi).
+	FSType string
+	// Image returns revision rev's boot image, an error wrapping
+	// ErrNoBootImage when it has none. Install writes it onto the try
+	// partition; whoever knows the storage supplies it (updater.BootImage).
+	Image func(rev string) (BootImage, error)
 	// TrybootFlag is the file standing for the firmware's tryboot flag.
 	TrybootFlag string
 	// TrybootProperty is the device-tree property saying whether this boot
@@ -93,6 +101,27 @@ func (r RPiAB) check() error {
 	return nil
 }
 
+// checkDevice is check for a device's backend, which New returns: each
+// boot partition has its device node, for Install to write its image
+// onto, and the images have their source.
+func (r RPiAB) checkDevice() error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	for _, p := range slices.Sorted(maps.Keys(r.Partitions)) {
+		if r.Devices[p] == "" {
+			return fmt.Errorf("rpiab: no device node for boot partition %d", p)
+		}
+	}
+	switch {
+	case r.FSType == "":
+		return fmt.Errorf("rpiab: no filesystem type for the boot partitions")
+	case r.Image == nil:
+		return fmt.Errorf("rpiab: no source of boot images")
+	}
+	return nil
+}
+
 func (r RPiAB) envPath() string      { return filepath.Join(r.BootDir, "rpiab.txt") }
 func (r RPiAB) autobootPath() string { return filepath.Join(r.Bootsel, "autoboot.txt") }
 
@@ -104,14 +133,23 @@ func (r RPiAB) Load() (Env, error) { return loadNulEnv(r.envPath(), RPiABSize) }
 // Install, Commit and Fail do.
 func (r RPiAB) Save(env Env) error { return saveNulEnv(r.envPath(), env, RPiABSize) }
 
-// Install arms rev to be tried at the next boot, in upstream's order: the
-// list of revisions in pv_rev.txt of the [tryboot] partition (rev added to
-// the list there when the flag is already armed, updates stacked without a
-// reboot; else rev alone), then pv_try=rev in rpiab.txt, then the tryboot
-// flag, last: only from then on does a reboot load the try partition. A
-// crash before it leaves a normal boot with pv_try set, which Running
-// reports as the committed revision (a rollback). reboot is true when the
-// list was full and started afresh with rev.
+// Install arms rev to be tried at the next boot, in upstream's order:
+// rev's boot image written onto the [tryboot] partition (installImage),
+// the list of revisions in that partition's pv_rev.txt, then pv_try=rev
+// in rpiab.txt, then the tryboot flag, last: only from then on does a
+// reboot load the try partition. A crash before it leaves a normal boot
+// with pv_try set, which Running reports as the committed revision (a
+// rollback). A revision with no boot image is refused, with nothing
+// changed: the try would boot the kernel of whatever the partition held.
+//
+// Updates stacked without a reboot (the flag already armed, the
+// partition listing the revisions installed since): when rev's image is
+// the same object as that of every revision listed, the partition holds
+// it already, and rev joins the list (stackRevs) with no write. Else the
+// image is written and the list starts afresh with rev: the revisions it
+// held no longer match the partition's files. reboot is true when
+// revisions were dropped from the list (it was full, or the image is
+// another): rev can then only be started by a reboot.
 func (r RPiAB) Install(rev string) (reboot bool, err error) {
 	if err := checkRev(rev); err != nil {
 		return false, fmt.Errorf("install revision: %w", err)
@@ -119,22 +157,28 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 	if err := r.check(); err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
 	}
+	if r.Image == nil {
+		return false, fmt.Errorf("install revision %s: rpiab: no source of boot images", rev)
+	}
+	img, err := r.Image(rev)
+	if err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, err)
+	}
 	ab, err := r.autoboot()
 	if err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
 	}
-	armed, err := r.armed()
+	prev, err := r.stacked(ab.Try)
 	if err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
 	}
-	var prev []string
-	if armed {
-		prev, err = r.revs(ab.Try)
-		if err != nil && !unlisted(err) {
+	revs, reboot := stackRevs(prev, rev)
+	if !r.holdsImage(prev, img) {
+		if err := r.installImage(ab.Try, img); err != nil {
 			return false, fmt.Errorf("install revision %s: %w", rev, err)
 		}
+		revs, reboot = []string{rev}, len(prev) > 0 && !slices.Equal(prev, revs)
 	}
-	revs, reboot := stackRevs(prev, rev)
 	if err := r.writeRevs(ab.Try, revs); err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
 	}
@@ -145,6 +189,35 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 		return false, fmt.Errorf("install revision %s: arm tryboot: %w", rev, err)
 	}
 	return reboot, nil
+}
+
+// stacked returns the revisions the try partition lists when the flag
+// is armed (updates installed since the last reboot), none when it is
+// not: a fresh install.
+func (r RPiAB) stacked(try int) ([]string, error) {
+	armed, err := r.armed()
+	if err != nil || !armed {
+		return nil, err
+	}
+	prev, err := r.revs(try)
+	if err != nil && !unlisted(err) {
+		return nil, err
+	}
+	return prev, nil
+}
+
+// holdsImage says whether the try partition, listing prev, holds img
+// already: every revision of prev has img's object for its image.
+func (r RPiAB) holdsImage(prev []string, img BootImage) bool {
+	if len(prev) == 0 || img.Object == "" {
+		return false
+	}
+	for _, p := range prev {
+		if pi, err := r.Image(p); err != nil || pi.Object != img.Object {
+			return false
+		}
+	}
+	return true
 }
 
 // Commit makes rev the revision of every later boot: pv_rev=rev and pv_try

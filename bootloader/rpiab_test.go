@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ func newRPi(t *testing.T) RPiAB {
 		Partitions:      map[int]string{2: filepath.Join(dir, "p2"), 3: filepath.Join(dir, "p3")},
 		TrybootFlag:     filepath.Join(dir, "tryboot-flag"),
 		TrybootProperty: filepath.Join(dir, "dt", "tryboot"),
+		Image:           sameImage(filepath.Join(dir, "rpiboot.img")),
 	}
 	for _, d := range []string{r.Bootsel, r.Partitions[2], r.Partitions[3], filepath.Dir(r.TrybootProperty)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -36,6 +38,20 @@ func newRPi(t *testing.T) RPiAB {
 	writeFile(t, r.revsPath(2), "0\n")
 	setTryboot(t, r, false)
 	return r
+}
+
+// sameImage is an Image for which every revision has the same boot
+// image, path (created when first asked for); none for revision "nobsp".
+func sameImage(path string) func(string) (BootImage, error) {
+	return func(rev string) (BootImage, error) {
+		if rev == "nobsp" {
+			return BootImage{}, fmt.Errorf("revision %s: %w", rev, ErrNoBootImage)
+		}
+		if err := os.WriteFile(path, []byte("boot files"), 0o644); err != nil {
+			return BootImage{}, err
+		}
+		return BootImage{Path: path, Object: "a"}, nil
+	}
 }
 
 func writeFile(t *testing.T, path, data string) {
@@ -239,6 +255,15 @@ func TestRPiABRefusals(t *testing.T) {
 		})
 	}
 	r := newRPi(t)
+	_, err := r.Install("nobsp")
+	if err == nil || !strings.Contains(err.Error(), "install revision nobsp") || !strings.Contains(err.Error(), `bsp/run.json's "rpiab" key`) {
+		t.Errorf("install of a revision with no boot image: %v, want the revision and the key named", err)
+	}
+	for _, f := range []string{r.revsPath(3), r.envPath(), r.TrybootFlag} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("install of a revision with no boot image wrote %s", f)
+		}
+	}
 	if err := r.Commit("7"); err == nil || !strings.Contains(err.Error(), "neither boot partition 2 nor 3 lists revision 7") {
 		t.Errorf("commit of a revision no partition holds: %v", err)
 	}
@@ -292,6 +317,36 @@ func TestRPiABUnmountedPartitionListsNothing(t *testing.T) {
 	}
 	if _, err := r.Running(mustLoad(t, r)); !errors.Is(err, errUnmounted) {
 		t.Errorf("a tryboot of an unmounted partition: %v, want errUnmounted", err)
+	}
+}
+
+// Updates stacked without a reboot share the try partition only when they
+// share its boot image: a revision with another image starts the list
+// afresh, and only a reboot starts it.
+func TestRPiABStackedImages(t *testing.T) {
+	r := newRPi(t)
+	same := r.Image
+	r.Image = func(rev string) (BootImage, error) {
+		img, err := same(rev)
+		if rev == "6" {
+			img.Object = "b"
+		}
+		return img, err
+	}
+	for _, rev := range []string{"4", "5"} {
+		if reboot, err := r.Install(rev); err != nil || reboot {
+			t.Fatalf("install %s: %v %v", rev, reboot, err)
+		}
+	}
+	if got := readFile(t, r.revsPath(3)); got != "4,5\n" {
+		t.Fatalf("stacked pv_rev.txt: %q", got)
+	}
+	reboot, err := r.Install("6")
+	if err != nil || !reboot {
+		t.Fatalf("install of another image on stacked updates: %v %v, want a reboot", reboot, err)
+	}
+	if got := readFile(t, r.revsPath(3)); got != "6\n" {
+		t.Fatalf("pv_rev.txt after another image: %q, want 6 alone", got)
 	}
 }
 

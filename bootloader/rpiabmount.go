@@ -1,8 +1,10 @@
 package bootloader
 
 import (
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +59,156 @@ func (r RPiAB) needMounted(part int) error {
 	}
 	if !ok {
 		return fmt.Errorf("partition %d (%s) at %s: %w", part, r.Devices[part], r.Partitions[part], errUnmounted)
+	}
+	return nil
+}
+
+// BootImage is a revision's boot image for rpiab: the BSP's rpiab object,
+// a FAT image of the boot partition (kernel, device trees, config.txt),
+// written whole onto the try partition.
+type BootImage struct {
+	// Path is the image's file.
+	Path string
+	// Gzip says Path is gzip-compressed, as upstream decides it: the
+	// BSP's file name ends in .gz.
+	Gzip bool
+	// Object names the image's content (its sha256): revisions with the
+	// same Object boot the same files.
+	Object string
+}
+
+// ErrNoBootImage is wrapped by the error of RPiAB.Image for a revision
+// that has no boot image: upstream requires bsp/run.json's rpiab key with
+// PV_BOOTLOADER_TYPE=rpiab.
+var ErrNoBootImage = errors.New(`no rpiab boot image (bsp/run.json's "rpiab" key)`)
+
+// open returns the image's content, decompressed.
+func (img BootImage) open() (io.ReadCloser, error) {
+	f, err := os.Open(img.Path)
+	if err != nil {
+		return nil, fmt.Errorf("boot image: %w", err)
+	}
+	if !img.Gzip {
+		return f, nil
+	}
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("boot image %s: %w", img.Path, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{z, f}, nil
+}
+
+// size returns the length of the image's content. A compressed one is
+// read through, which checks it whole (the gzip trailer's CRC) before a
+// byte of the partition is touched.
+func (img BootImage) size() (int64, error) {
+	if !img.Gzip {
+		fi, err := os.Stat(img.Path)
+		if err != nil {
+			return 0, fmt.Errorf("boot image: %w", err)
+		}
+		return fi.Size(), nil
+	}
+	rc, err := img.open()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	if err != nil {
+		return 0, fmt.Errorf("boot image %s: %w", img.Path, err)
+	}
+	return n, nil
+}
+
+// deviceSize returns the size of the block device dev.
+func deviceSize(dev string) (int64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Seek(0, io.SeekEnd)
+}
+
+// installImage writes img onto boot partition part. It is measured first:
+// an image the partition cannot hold, or one that does not read whole,
+// is refused with nothing changed. Then the tryboot flag is disarmed (a
+// reboot must not try a partition being written), the partition
+// unmounted, written, fsynced and mounted again. An error after the
+// unmount leaves it unmounted: it lists no revision (mounted), a normal
+// boot does not need it, and the next install writes it again. A
+// partition with no device node (the tests' directory model) has its
+// image measured only.
+func (r RPiAB) installImage(part int, img BootImage) error {
+	size, err := img.size()
+	if err != nil {
+		return err
+	}
+	dev, at := r.Devices[part], r.Partitions[part]
+	if dev == "" {
+		return nil
+	}
+	if r.FSType == "" {
+		return fmt.Errorf("partition %d: no filesystem type to mount it with", part)
+	}
+	capacity, err := deviceSize(dev)
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", part, err)
+	}
+	if size > capacity {
+		return fmt.Errorf("boot image %s is %d bytes, partition %d (%s) holds %d", img.Path, size, part, dev, capacity)
+	}
+	if err := r.disarm(); err != nil {
+		return err
+	}
+	mounted, err := r.mounted(part)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		if err := unix.Unmount(at, 0); err != nil {
+			return fmt.Errorf("partition %d: unmount %s: %w", part, at, err)
+		}
+	}
+	if err := writeImage(dev, img, size); err != nil {
+		return fmt.Errorf("partition %d, left unmounted: %w", part, err)
+	}
+	if err := MountBootPartition(dev, at, r.FSType); err != nil {
+		return fmt.Errorf("partition %d: the boot image %s written does not mount: %w", part, img.Path, err)
+	}
+	return nil
+}
+
+// writeImage copies img's size bytes onto the block device dev and
+// fsyncs it. O_EXCL: the kernel refuses it while anything has dev
+// mounted.
+func writeImage(dev string, img BootImage, size int64) error {
+	src, err := img.open()
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_EXCL, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dev, err)
+	}
+	n, err := io.Copy(f, src)
+	if err == nil && n != size {
+		err = fmt.Errorf("%d bytes of the boot image, %d measured before", n, size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write boot image %s onto %s: %w", img.Path, dev, err)
 	}
 	return nil
 }

@@ -22,7 +22,11 @@ func rpiDevice(t *testing.T) (*Device, bootloader.RPiAB) {
 	dir := t.TempDir()
 	r := bootloader.RPiAB{BootDir: d.Layout.Boot(), Bootsel: filepath.Join(dir, "p1"),
 		Partitions:  map[int]string{2: filepath.Join(dir, "p2"), 3: filepath.Join(dir, "p3")},
-		TrybootFlag: filepath.Join(dir, "tryboot-flag"), TrybootProperty: filepath.Join(dir, "tryboot")}
+		TrybootFlag: filepath.Join(dir, "tryboot-flag"), TrybootProperty: filepath.Join(dir, "tryboot"),
+		Image: func(string) (bootloader.BootImage, error) {
+			return bootloader.BootImage{Path: filepath.Join(dir, "rpiboot.img"), Object: "a"}, nil
+		}}
+	write(t, filepath.Join(dir, "rpiboot.img"), "boot files")
 	for _, p := range []string{r.Bootsel, r.Partitions[2], r.Partitions[3]} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)

@@ -702,6 +702,9 @@ func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool, sit
 		if err != nil {
 			return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
 		}
+		r.Image = func(rev string) (bootloader.BootImage, error) {
+			return updater.BootImage(layout, state.Options{}, rev)
+		}
 		o.RPiAB = r
 	}
 	return bootloader.New(typ, o)

@@ -48,7 +48,8 @@ func rpiabDir(run string) string { return filepath.Join(run, "rpiab") }
 // has rewritten it, so it is logged and left unmounted, and the backend
 // reads it as listing no revision until Install writes it.
 func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
-	r := bootloader.RPiAB{Partitions: map[int]string{}, Devices: map[int]string{}, TrybootFlag: filepath.Join(s.dir, "tryboot")}
+	r := bootloader.RPiAB{Partitions: map[int]string{}, Devices: map[int]string{}, FSType: s.fstype,
+		TrybootFlag: filepath.Join(s.dir, "tryboot")}
 	mounted, err := mountPoints()
 	if err != nil {
 		return r, fmt.Errorf("rpiab: %w", err)

@@ -3,6 +3,10 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -74,6 +78,8 @@ func TestRPiABPartitionsMounted(t *testing.T) {
 	if rev, err := r.Running(bootloader.Env{}); err != nil || rev != "0" {
 		t.Fatalf("running: %q, %v", rev, err)
 	}
+	img := bootloader.BootImage{Path: ext4ImageOf(t, nil), Object: "a"}
+	r.Image = func(string) (bootloader.BootImage, error) { return img, nil }
 	if _, err := r.Install("1"); err != nil {
 		t.Fatalf("install: %v", err)
 	}
@@ -148,6 +154,159 @@ func TestRPiABTryPartitionUnmountable(t *testing.T) {
 	}
 }
 
+// Install writes the revision's boot image onto the try partition, which
+// shows it mounted again, with pv_rev.txt, before pv_try and the flag:
+// a plain image, then updates stacked on the same image (not written
+// again), then a gzipped other image (written, the list afresh, a
+// reboot). An image larger than the partition, or none, is refused with
+// nothing changed. Then the state a power cut between the image write and
+// the remount leaves: the flag gone with the tmpfs, the partition torn; a
+// normal boot runs the committed revision (pv_try set, no tryboot: a
+// rollback), and the next install writes the partition whole again.
+func TestRPiABInstallWritesTheImage(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	devs := map[int]string{
+		1: attachLoop(t, ext4ImageOf(t, map[string]string{"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"})),
+		2: attachLoop(t, ext4ImageOf(t, map[string]string{"pv_rev.txt": "0\n"})),
+		3: attachLoop(t, ext4ImageOf(t, nil)),
+	}
+	images := map[string]bootloader.BootImage{
+		"1": {Path: ext4ImageOf(t, map[string]string{"kernel": "one"}), Object: "a"},
+		"3": {Path: gzipped(t, ext4ImageOf(t, map[string]string{"kernel": "three"})), Gzip: true, Object: "b"},
+		"4": {Path: ext4ImageSized(t, map[string]string{"kernel": "four"}, "4M"), Object: "c"},
+	}
+	images["2"] = images["1"]
+	run := filepath.Join(t.TempDir(), "run")
+	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	t.Cleanup(func() { unmountRPiAB(run, log) })
+	boot, property := t.TempDir(), filepath.Join(t.TempDir(), "tryboot")
+	if err := os.WriteFile(property, make([]byte, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	place := func() bootloader.RPiAB {
+		t.Helper()
+		r, err := site.place(log)
+		if err != nil {
+			t.Fatalf("place: %v", err)
+		}
+		r.BootDir, r.TrybootProperty = boot, property
+		r.Image = func(rev string) (bootloader.BootImage, error) {
+			if img, ok := images[rev]; ok {
+				return img, nil
+			}
+			return bootloader.BootImage{}, fmt.Errorf("revision %s: %w", rev, bootloader.ErrNoBootImage)
+		}
+		return r
+	}
+	r := place()
+	p3 := r.Partitions[3]
+	installed := func(rev, kernel, revs string, reboot bool) {
+		t.Helper()
+		got, err := r.Install(rev)
+		if err != nil || got != reboot {
+			t.Fatalf("install %s: reboot %v, %v; want reboot %v", rev, got, err, reboot)
+		}
+		if data, err := os.ReadFile(filepath.Join(p3, "kernel")); err != nil || string(data) != kernel {
+			t.Fatalf("after install %s the try partition's kernel is %q, %v; want %q", rev, data, err, kernel)
+		}
+		onDevice(t, filepath.Join(p3, "kernel"), devs[3])
+		if data, err := os.ReadFile(filepath.Join(p3, "pv_rev.txt")); err != nil || string(data) != revs {
+			t.Errorf("after install %s pv_rev.txt is %q, %v; want %q", rev, data, err, revs)
+		}
+		if env, err := r.Load(); err != nil || env.Try() != rev {
+			t.Errorf("after install %s: variables %v, %v", rev, env, err)
+		}
+		if _, err := os.Stat(r.TrybootFlag); err != nil {
+			t.Errorf("after install %s the flag is not armed: %v", rev, err)
+		}
+	}
+
+	installed("1", "one", "1\n", false)
+	// A file the image does not have tells whether it was written again.
+	if err := os.WriteFile(filepath.Join(p3, "since"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	installed("2", "one", "1,2\n", false)
+	if _, err := os.Stat(filepath.Join(p3, "since")); err != nil {
+		t.Errorf("stacked on the same image, the partition was written again: %v", err)
+	}
+	installed("3", "three", "3\n", true)
+	if _, err := os.Stat(filepath.Join(p3, "since")); err == nil {
+		t.Error("another image was not written")
+	}
+
+	// Refusals leave everything as it was: revision 3 armed.
+	_, err := r.Install("4")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is 4194304 bytes, partition 3 (%s) holds 2097152", devs[3])) {
+		t.Errorf("install of an image larger than the partition: %v, want the sizes named", err)
+	}
+	if _, err := r.Install("5"); !errors.Is(err, bootloader.ErrNoBootImage) || !strings.Contains(err.Error(), "revision 5") {
+		t.Errorf("install of a revision with no image: %v", err)
+	}
+	onDevice(t, filepath.Join(p3, "kernel"), devs[3])
+	if data, _ := os.ReadFile(filepath.Join(p3, "pv_rev.txt")); string(data) != "3\n" {
+		t.Errorf("a refused install changed pv_rev.txt: %q", data)
+	}
+	if env, err := r.Load(); err != nil || env.Try() != "3" {
+		t.Errorf("a refused install changed the variables: %v, %v", env, err)
+	}
+	if _, err := os.Stat(r.TrybootFlag); err != nil {
+		t.Errorf("a refused install disarmed the flag: %v", err)
+	}
+
+	// A power cut after the image write began and before the remount:
+	// the flag went with the tmpfs (Install disarmed it before the write
+	// anyway), partition 3 holds a torn image.
+	unmountRPiAB(run, log)
+	if err := os.WriteFile(devs[3], make([]byte, 1<<20), 0); err != nil {
+		t.Fatal(err)
+	}
+	r = place()
+	if mountsAt(t, p3) != 0 {
+		t.Fatal("the torn partition mounted")
+	}
+	if _, err := os.Stat(r.TrybootFlag); err == nil {
+		t.Error("the flag survived the boot")
+	}
+	if rev, err := r.Running(mustLoadEnv(t, r)); err != nil || rev != "0" {
+		t.Errorf("boot after a cut image write: %q, %v; want the committed 0", rev, err)
+	}
+	installed("1", "one", "1\n", false)
+}
+
+func mustLoadEnv(t *testing.T, r bootloader.RPiAB) bootloader.Env {
+	t.Helper()
+	env, err := r.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// gzipped writes path compressed beside it and returns the copy's path.
+func gzipped(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	if _, err := z.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gz := path + ".gz"
+	if err := os.WriteFile(gz, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return gz
+}
+
 // zeroImage is a 2 MiB image of zeros: no filesystem mounts it.
 func zeroImage(t *testing.T) string {
 	t.Helper()
@@ -161,6 +320,12 @@ func zeroImage(t *testing.T) string {
 // ext4ImageOf makes a 2 MiB ext4 image holding files.
 func ext4ImageOf(t *testing.T, files map[string]string) string {
 	t.Helper()
+	return ext4ImageSized(t, files, "2M")
+}
+
+// ext4ImageSized makes an ext4 image of size (mkfs.ext4's) holding files.
+func ext4ImageSized(t *testing.T, files map[string]string, size string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
@@ -168,7 +333,7 @@ func ext4ImageOf(t *testing.T, files map[string]string) string {
 		}
 	}
 	img := filepath.Join(t.TempDir(), "part.img")
-	if out, err := exec.Command("/usr/sbin/mkfs.ext4", "-q", "-F", "-d", dir, img, "2M").CombinedOutput(); err != nil {
+	if out, err := exec.Command("/usr/sbin/mkfs.ext4", "-q", "-F", "-d", dir, img, size).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v: %s", err, out)
 	}
 	return img
