@@ -46,6 +46,15 @@ type Runner interface {
 
 var _ Runner = RPiAB{}
 
+// InstallChecker is a backend whose install stores more than the
+// variables (rpiab's tryboot flag): Installed says whether a reboot now
+// tries rev, where the others need only env.IsInstalled(rev).
+type InstallChecker interface {
+	Installed(env Env, rev string) (bool, error)
+}
+
+var _ InstallChecker = RPiAB{}
+
 // Trybooter is a backend whose try needs a reboot of its own kind: the
 // Raspberry Pi firmware boots the try partition only after a reboot with
 // "0 tryboot" (rpiab). TakeTryboot consumes what Install armed and says

@@ -186,9 +186,25 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 		return false, err
 	}
 	if err := storage.WriteFileAtomic(r.TrybootFlag, []byte("1\n"), 0o644); err != nil {
+		// pv_try without the flag would be a normal boot, reported as
+		// a rollback of an update that was refused: it goes too.
+		if ferr := change(r, "undo install revision "+rev, Env.failed); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
 		return false, fmt.Errorf("install revision %s: arm tryboot: %w", rev, err)
 	}
 	return reboot, nil
+}
+
+// Installed reports whether a reboot now tries rev: pv_try=rev without a
+// latch naming it, and the tryboot flag armed, which lies outside the
+// variables (updater.Device.Install judges an install that returned an
+// error by it).
+func (r RPiAB) Installed(env Env, rev string) (bool, error) {
+	if !env.IsInstalled(rev) {
+		return false, nil
+	}
+	return r.armed()
 }
 
 // stacked returns the revisions the try partition lists when the flag

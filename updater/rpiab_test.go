@@ -198,3 +198,21 @@ func TestStartRPiABUnknownBootIsSafeMode(t *testing.T) {
 		})
 	}
 }
+
+// An rpiab install whose last step, arming the tryboot flag, fails is no
+// install: the read-back of the variables alone took pv_try=1 for the
+// whole step, and the reboot, not a tryboot, reported an update rolled
+// back that had been refused. pv_try goes with the failure. (The second
+// review found it.)
+func TestRPiABInstallUnarmedIsNoInstall(t *testing.T) {
+	d, r := rpiDevice(t)
+	r.TrybootFlag = filepath.Join(t.TempDir(), "no-such-dir", "tryboot")
+	d.Bootloader = r
+	reboot, err := d.Install("1")
+	if err == nil {
+		t.Fatalf("install: reboot=%v, no error, yet the tryboot flag is not armed", reboot)
+	}
+	if env := d.mustEnv(t); env.Try() != "" {
+		t.Errorf("variables %v after a refused install: want no pv_try", env)
+	}
+}

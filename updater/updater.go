@@ -121,7 +121,11 @@ func (d *Device) Install(rev string) (bool, error) {
 	if err == nil {
 		return reboot, nil
 	}
-	if err := d.confirm("install revision "+rev, err, func(e bootloader.Env) bool { return e.IsInstalled(rev) }); err != nil {
+	installed := func(e bootloader.Env) bool { return e.IsInstalled(rev) }
+	if c, ok := d.Bootloader.(bootloader.InstallChecker); ok {
+		installed = func(e bootloader.Env) bool { ok, err := c.Installed(e, rev); return ok && err == nil }
+	}
+	if err := d.confirm("install revision "+rev, err, installed); err != nil {
 		return false, err
 	}
 	return true, nil
