@@ -19,6 +19,10 @@ const RPiABSize = 512
 // running system whether this boot is a tryboot.
 const DefaultTrybootProperty = "/proc/device-tree/chosen/bootloader/tryboot"
 
+// DefaultPartitionProperty is where the Raspberry Pi firmware tells the
+// running system the number of the partition it booted.
+const DefaultPartitionProperty = "/proc/device-tree/chosen/bootloader/partition"
+
 // ErrCommitUnfinished is returned by RPiAB.Running when a commit stopped
 // between storing pv_rev and switching autoboot.txt: the device booted the
 // old partition, whose pv_rev.txt does not list the committed revision, and
@@ -83,6 +87,11 @@ type RPiAB struct {
 	// TrybootProperty is the device-tree property saying whether this boot
 	// is a tryboot; DefaultTrybootProperty when empty.
 	TrybootProperty string
+	// PartitionProperty is the device-tree property giving the partition
+	// this boot loaded; DefaultPartitionProperty when empty. Without it
+	// the partition is worked out from autoboot.txt, which a commit
+	// during this boot has swapped since.
+	PartitionProperty string
 }
 
 var _ Backend = RPiAB{}
@@ -304,10 +313,7 @@ func (r RPiAB) Running(env Env) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
-	booted, other := ab.Boot, ab.Try
-	if tryboot {
-		booted, other = ab.Try, ab.Boot
-	}
+	booted, other := r.bootedPartition(ab, tryboot)
 	revs, err := r.revs(booted)
 	if errors.Is(err, os.ErrNotExist) {
 		return env.Committed(), nil
@@ -330,14 +336,42 @@ func (r RPiAB) Running(env Env) (string, error) {
 	return rev, nil
 }
 
+// bootedPartition returns the partition this boot loaded and the other
+// one: as the firmware's partition property says, when it names one of
+// ab's; else as autoboot.txt says a boot of this kind loads, which holds
+// until a commit during this boot swaps it (a supervisor started again
+// after the commit asks once more).
+func (r RPiAB) bootedPartition(ab autoboot, tryboot bool) (booted, other int) {
+	path := r.PartitionProperty
+	if path == "" {
+		path = DefaultPartitionProperty
+	}
+	if data, err := os.ReadFile(path); err == nil && len(data) == 4 {
+		switch p := int(binary.BigEndian.Uint32(data)); p {
+		case ab.Boot:
+			return ab.Boot, ab.Try
+		case ab.Try:
+			return ab.Try, ab.Boot
+		}
+	}
+	if tryboot {
+		return ab.Try, ab.Boot
+	}
+	return ab.Boot, ab.Try
+}
+
 // runningRev is upstream's validate_state: in a tryboot, pv_try, which the
-// booted partition must list; in a normal boot with pv_try set, the
+// booted partition must list, or, with no pv_try, the committed revision
+// it lists (the try committed during this boot, asked again by a
+// supervisor started again); in a normal boot with pv_try set, the
 // committed revision (the try never ran, or crashed: a rollback, whatever
 // the partition lists); otherwise the committed revision, which the booted
 // partition must list.
 func runningRev(tryboot bool, booted int, revs, otherRevs []string, env Env) (string, error) {
 	try, done := env.Try(), env.Committed()
 	switch {
+	case tryboot && try == "" && slices.Contains(revs, done):
+		return done, nil
 	case tryboot && try == "":
 		return "", fmt.Errorf("a tryboot of partition %d with no pv_try", booted)
 	case tryboot && !slices.Contains(revs, try):

@@ -23,6 +23,7 @@ func rpiDevice(t *testing.T) (*Device, bootloader.RPiAB) {
 	r := bootloader.RPiAB{BootDir: d.Layout.Boot(), Bootsel: filepath.Join(dir, "p1"),
 		Partitions:  map[int]string{2: filepath.Join(dir, "p2"), 3: filepath.Join(dir, "p3")},
 		TrybootFlag: filepath.Join(dir, "tryboot-flag"), TrybootProperty: filepath.Join(dir, "tryboot"),
+		PartitionProperty: filepath.Join(dir, "partition"), // absent unless a test writes it
 		Image: func(string) (bootloader.BootImage, error) {
 			return bootloader.BootImage{Path: filepath.Join(dir, "rpiboot.img"), Object: "a"}, nil
 		}}
@@ -214,5 +215,34 @@ func TestRPiABInstallUnarmedIsNoInstall(t *testing.T) {
 	}
 	if env := d.mustEnv(t); env.Try() != "" {
 		t.Errorf("variables %v after a refused install: want no pv_try", env)
+	}
+}
+
+// A supervisor started again in the boot that tried and committed revision
+// 1, with no running record, asks the backend once more: the commit has
+// swapped autoboot.txt and cleared pv_try, while the tryboot property
+// still says 1. The firmware's partition property says which partition
+// booted, and it lists the committed revision: 1 runs. Worked out from
+// autoboot.txt, it was "a tryboot of partition 2 with no pv_try": safe
+// mode. (The second review found it.)
+func TestRPiABStartAgainAfterACommitInTheSameBoot(t *testing.T) {
+	d, r := rpiDevice(t)
+	if _, err := d.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, true)
+	write(t, r.PartitionProperty, string(binary.BigEndian.AppendUint32(nil, 3)))
+	if b, err := d.Start(); err != nil || b.Rev != "1" || !b.Trying {
+		t.Fatalf("tryboot: %+v %v", b, err)
+	}
+	if err := d.Commit("1"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Start()
+	if err != nil || b.SafeMode != "" || b.Rev != "1" || b.Trying {
+		t.Fatalf("started again after the commit: rev %q trying %v safe mode %q, %v; want revision 1 run, committed", b.Rev, b.Trying, b.SafeMode, err)
 	}
 }
