@@ -88,9 +88,17 @@ func New(tb testing.TB, image string) *Device {
 	}
 	d.Node = strings.TrimSpace(string(out))
 	tb.Cleanup(func() {
-		// A reader stuck on the device would keep it attached.
+		// A reader stuck on the device would keep it attached. A server
+		// that dies (TestDeviceServerDeath kills it) may not be seen
+		// gone yet: its control pipe then fails, and gone closes soon.
 		if d.alive() {
-			d.Resume()
+			if _, err := d.ask("resume"); err != nil {
+				select {
+				case <-d.gone:
+				case <-time.After(5 * time.Second):
+					tb.Errorf("stuckdev: resume %s: %v", d.Node, err)
+				}
+			}
 		}
 		if out, err := exec.Command(losetup, "--detach", d.Node).CombinedOutput(); err != nil {
 			tb.Errorf("losetup --detach %s: %v: %s", d.Node, err, out)
