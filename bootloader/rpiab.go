@@ -329,6 +329,14 @@ func (r RPiAB) Running(env Env) (string, error) {
 	if err != nil && !unlisted(err) {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
+	// A normal boot of what autoboot.txt now names the [tryboot]
+	// partition: a commit swapped it during this boot (a non-reboot
+	// update committed, or a commit cut short and finished by Start),
+	// after which the supervisor asks again. The committed revision, on
+	// [all], is what runs from here on.
+	if !tryboot && booted == ab.Try && env.Try() == "" && slices.Contains(otherRevs, env.Committed()) {
+		return env.Committed(), nil
+	}
 	rev, err := runningRev(tryboot, booted, revs, otherRevs, env)
 	if err != nil {
 		return "", fmt.Errorf("read running revision: %w", err)

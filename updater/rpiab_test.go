@@ -246,3 +246,46 @@ func TestRPiABStartAgainAfterACommitInTheSameBoot(t *testing.T) {
 		t.Fatalf("started again after the commit: rev %q trying %v safe mode %q, %v; want revision 1 run, committed", b.Rev, b.Trying, b.SafeMode, err)
 	}
 }
+
+// On a Pi the firmware's partition property is always there, and it says
+// the partition this boot loaded until the next boot, while a commit
+// swaps autoboot.txt at once. A commit cut before autoboot.txt boots
+// partition 2 again: Start finishes the commit and must reboot into 3;
+// asked again, the backend said the commit was still unfinished, and
+// the device stayed in safe mode. (The third review found it in 2a781cd.)
+func TestRPiABCutCommitWithThePartitionProperty(t *testing.T) {
+	d, r := rpiDevice(t)
+	cutCommit(t, d, r)
+	write(t, r.PartitionProperty, string(binary.BigEndian.AppendUint32(nil, 2)))
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reboot == "" || b.SafeMode != "" {
+		t.Fatalf("boot after a cut commit, property 2: reboot %q safe mode %q; want a reboot", b.Reboot, b.SafeMode)
+	}
+}
+
+// A non-reboot update committed in a normal boot of partition 2 swaps
+// autoboot.txt to 3. A supervisor started again in the same boot
+// (property still 2) runs revision 1. (The third review.)
+func TestRPiABStartAgainAfterANonRebootCommit(t *testing.T) {
+	d, r := rpiDevice(t)
+	write(t, r.PartitionProperty, string(binary.BigEndian.AppendUint32(nil, 2)))
+	if b, err := d.Start(); err != nil || b.Rev != "0" {
+		t.Fatalf("first boot: %+v %v", b, err)
+	}
+	if reboot, err := d.Install("1"); err != nil || reboot {
+		t.Fatalf("install: reboot %v, %v", reboot, err)
+	}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit("1"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Start()
+	if err != nil || b.SafeMode != "" || b.Rev != "1" {
+		t.Fatalf("started again after a non-reboot commit: rev %q safe mode %q reboot %q, %v; want 1 run", b.Rev, b.SafeMode, b.Reboot, err)
+	}
+}
