@@ -289,3 +289,37 @@ func TestRPiABStartAgainAfterANonRebootCommit(t *testing.T) {
 		t.Fatalf("started again after a non-reboot commit: rev %q safe mode %q reboot %q, %v; want 1 run", b.Rev, b.SafeMode, b.Reboot, err)
 	}
 }
+
+// rpiab: revision 1 tried and committed (autoboot.txt now boots 3), the
+// power cut before DONE; rpiab.txt is corrupt at the next, normal, boot of
+// partition 3, which lists 1, with pv_rev=1 on the command line. 1 runs:
+// stored as the try, the normal boot read as its rollback ran revision 0
+// on 1's boot files. (The third review found it in c17eda6.)
+func TestRPiABCorruptVariablesAfterACommit(t *testing.T) {
+	d, r := rpiDevice(t)
+	if _, err := d.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusTesting, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, true)
+	if err := d.Commit("1"); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, false)
+	write(t, r.PartitionProperty, string(binary.BigEndian.AppendUint32(nil, 3)))
+	write(t, filepath.Join(r.BootDir, "rpiab.txt"), "pv_rev\x00garbage")
+	if _, err := r.Load(); !errors.Is(err, bootloader.ErrCorrupt) {
+		t.Fatalf("load: %v, want ErrCorrupt", err)
+	}
+	d.BootedRev = "1"
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rev != "1" {
+		p := d.mustProgress(t, "1")
+		t.Errorf("runs %q (why %q) on partition 3's boot files, progress of 1 %s %q: want the committed 1", b.Rev, b.Why, p.Status, p.Msg)
+	}
+}

@@ -218,14 +218,14 @@ func (d *Device) Start() (Boot, error) {
 		// one known to be there (GC keeps it), unless the boot script
 		// says which it booted: that one runs, and is stored, or the
 		// next boot would silently run another. Stored as committed,
-		// unless its progress says it is under test: then as the try,
-		// to be tested or rolled back (to the factory revision, the
-		// only one known to be there). They are written anew, or every
+		// unless its progress says it is under test or failed its try
+		// (underTest): then as the try, to be tested or rolled back (to
+		// the factory revision, the only one known to be there). They are written anew, or every
 		// install and commit would meet the same error.
 		env = bootloader.Env{}
 		if d.BootedRev != "" {
 			env[bootloader.VarRev] = d.BootedRev
-			if p, _ := d.Progress(d.BootedRev); update.Ongoing(p) {
+			if d.underTest(d.BootedRev) {
 				env = bootloader.Env{bootloader.VarTry: d.BootedRev}
 			}
 		}
@@ -284,6 +284,20 @@ func (d *Device) Start() (Boot, error) {
 		d.Log.Warn("point trails/current at the running revision", "rev", b.Rev, "err", err)
 	}
 	return b, nil
+}
+
+// underTest says whether corrupt variables are to be reset with rev, the
+// booted revision, as the try rather than as committed: its progress says
+// an update of it is under way or has failed (stored as the try, it is
+// tested, or rolled back at once). Not for a backend that tells the boot
+// by itself (rpiab): a normal boot with pv_try set is a rollback to it,
+// whatever partition booted.
+func (d *Device) underTest(rev string) bool {
+	if _, ok := d.Bootloader.(bootloader.Runner); ok {
+		return false
+	}
+	p, _ := d.Progress(rev)
+	return update.Ongoing(p) || (p != nil && p.Status.Failed())
 }
 
 // noteDisagreement logs a booted revision other than the one the boot's

@@ -402,3 +402,25 @@ func TestStartWithNoValidUbootEnvBootsTheFactoryRevision(t *testing.T) {
 		t.Errorf("install: %v, want an error naming the environment", err)
 	}
 }
+
+// Variables corrupt while the boot script booted revision 1, whose try
+// already failed (progress ERROR): 1 is not stored as committed, it is
+// rolled back. (The third review.)
+func TestCorruptVariablesAfterAFailedTry(t *testing.T) {
+	d := device(t, nil)
+	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.BootedRev = "1"
+	b, err := d.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := d.mustEnv(t); env.Committed() == "1" || b.Reboot == "" {
+		t.Errorf("boot %s action %v reboot %q, variables %v: want the failed try rolled back, never committed", b.Rev, b.Action, b.Reboot, env)
+	}
+}
