@@ -357,6 +357,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("set up namespaces", "err", err)
 		return 1
 	}
+	if site != nil {
+		shareRPiAB(o.run, log)
+	}
 	work := workDir(o)
 	if readopt && rootfs.IsMountpoint(work) {
 		// The previous supervisor's: libcontainer's state is there.

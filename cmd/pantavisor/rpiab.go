@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pantavisor/pv/bootloader"
 )
 
@@ -66,7 +68,7 @@ func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 		if mounted[at] != "" {
 			continue
 		}
-		node, err := s.mount(s.devs[n], at)
+		node, err := s.mount(s.devs[n], at, mounted)
 		if node != "" {
 			r.Devices[n] = node
 		}
@@ -101,12 +103,41 @@ func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 
 // mount waits for dev's node and mounts it at at; node is the node found,
 // empty when none appeared.
-func (s rpiabSite) mount(dev, at string) (node string, err error) {
+func (s rpiabSite) mount(dev, at string, mounted map[string]string) (node string, err error) {
 	node, _, err = waitStorage(dev, s.wait)
 	if err != nil {
 		return "", err
 	}
+	// The partitions are mounted beneath a mount of the directory
+	// itself, which shareRPiAB makes shared (the copies containers keep
+	// of them must go at an unmount of ours), made with the first.
+	if mounted[s.dir] == "" {
+		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+			return node, err
+		}
+		if err := unix.Mount(s.dir, s.dir, "", unix.MS_BIND, ""); err != nil {
+			return node, fmt.Errorf("mount %s on itself: %w", s.dir, err)
+		}
+		mounted[s.dir] = "bind"
+	}
 	return node, bootloader.MountBootPartition(node, at, s.fstype)
+}
+
+// shareRPiAB makes the directory of the boot partitions' mounts (a
+// mount of its own, place) shared again, after isolate made every mount
+// private, and before any container's mount namespace copies it. A
+// container's mount namespace is a copy of pantavisor's, and with / an
+// initramfs (NoPivotRoot) it keeps its copies of the partitions' mounts
+// under its root: private copies held a partition's filesystem after
+// Install unmounted ours, and the image write was refused (EBUSY) for as
+// long as the container ran. libcontainer makes a container's mounts
+// slaves of the shared ones, and an unmount beneath a shared mount reaches
+// its slaves: the copies go with ours.
+func shareRPiAB(run string, log *slog.Logger) {
+	dir := rpiabDir(run)
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		log.Warn("rpiab: an install may be refused while containers run", "err", fmt.Errorf("share %s: %w", dir, err))
+	}
 }
 
 // unmountRPiAB unmounts the partitions place mounted under run, before
@@ -123,5 +154,8 @@ func unmountRPiAB(run string, log *slog.Logger) {
 		if mounted[at] != "" {
 			unmountOrReadOnly(at, log)
 		}
+	}
+	if dir := rpiabDir(run); mounted[dir] != "" {
+		_ = unix.Unmount(dir, unix.MNT_DETACH) // the bind place made: nothing written there
 	}
 }

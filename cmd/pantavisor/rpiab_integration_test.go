@@ -385,3 +385,65 @@ func mountsAt(t *testing.T, path string) int {
 	}
 	return n
 }
+
+// A container's mount namespace is a copy of pantavisor's; with / an
+// initramfs (NoPivotRoot) it keeps the boot partitions' mounts under its
+// root, as slaves (libcontainer's default propagation) of ours. Install
+// unmounts the try partition to write its image: the copy must go with
+// ours, or the write is refused (EBUSY) for as long as the container
+// runs, and every later install too. (The third review found it.)
+func TestRPiABInstallWhileAContainerHoldsACopy(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare (util-linux)")
+	}
+	devs := map[int]string{
+		1: attachLoop(t, ext4ImageOf(t, map[string]string{"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"})),
+		2: attachLoop(t, ext4ImageOf(t, map[string]string{"pv_rev.txt": "0\n"})),
+		3: attachLoop(t, ext4ImageOf(t, nil)),
+	}
+	img := bootloader.BootImage{Path: ext4ImageOf(t, map[string]string{"kernel": "one"}), Object: "a"}
+	run := filepath.Join(t.TempDir(), "run")
+	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	t.Cleanup(func() { unmountRPiAB(run, log) })
+	r, err := site.place(log)
+	if err != nil {
+		t.Fatalf("place: %v", err)
+	}
+	r.BootDir, r.TrybootProperty = t.TempDir(), filepath.Join(t.TempDir(), "tryboot")
+	if err := os.WriteFile(r.TrybootProperty, make([]byte, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Image = func(string) (bootloader.BootImage, error) { return img, nil }
+	// What supervise does after isolate made every mount private.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
+	shareRPiAB(run, log)
+	// The container: a mount namespace of its own, its mounts slaves of
+	// ours, as libcontainer makes them.
+	holder := exec.Command(unshare, "--mount", "--propagation", "slave", "sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", holder.Process.Pid)); err == nil && ns != self {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the holder never entered a mount namespace of its own")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // --propagation slave follows the unshare
+	if _, err := r.Install("1"); err != nil {
+		t.Fatalf("install while a container holds a copy of the mounts: %v", err)
+	}
+	if data, err := os.ReadFile(filepath.Join(r.Partitions[3], "kernel")); err != nil || string(data) != "one" {
+		t.Fatalf("the try partition's kernel %q, %v; want the image's", data, err)
+	}
+}
