@@ -430,3 +430,36 @@ func TestSupervisorKilledWhileStarting(t *testing.T) {
 		return
 	}
 }
+
+// A supervisor killed as it stopped, after it had removed the control
+// socket's file: PID 1 starts the next one, which took over the listener
+// PID 1 kept, found no file for it, and exited ("refuse socket …: no
+// such file or directory"), ending the device. It makes a new socket now.
+// (The full reliability profile's random kills found it: a kill 15 ms
+// after a reboot update's run, in the supervisor's last moments.)
+func TestSupervisorKilledAfterItRemovedTheSocket(t *testing.T) {
+	isolated.Require(t)
+	storage := buildStorage(t, []map[string]any{{"name": "app"}}, []ctr{{name: "a", group: "app", cmd: sleeper}})
+	d := launchDevice(t, storage, nil)
+	if exited := d.waitSocket(30 * time.Second); exited {
+		t.Fatalf("the device ended: %v\n%s", d.exitErr, d.output())
+	}
+	d.waitContainers("a started", 30*time.Second, statusIs(messages.StatusStarted, "a"))
+	sup := supervisor(d)
+	if sup == 0 {
+		t.Fatal("no supervisor")
+	}
+	// What a stopping supervisor does last, then its death.
+	_ = syscall.Kill(sup, syscall.SIGSTOP)
+	if err := os.Remove(d.sock()); err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Kill(sup, syscall.SIGKILL)
+	if exited := d.waitSocket(30 * time.Second); exited {
+		t.Fatalf("the device ended with its supervisor: %v\n%s", d.exitErr, d.output())
+	}
+	d.waitContainers("a answered for by the next supervisor", 30*time.Second, statusIs(messages.StatusStarted, "a"))
+	if code := d.stop(30 * time.Second); code != 0 {
+		t.Errorf("stop: exit code %d\n%s", code, d.output())
+	}
+}

@@ -143,10 +143,18 @@ func loadRunning(work string) (runningRecord, error) {
 func controlListener(sock string, readopt bool, exits *reaper.Exits, log *slog.Logger) (net.Listener, error) {
 	if readopt {
 		if l := reaper.InheritedListener(sock); l != nil {
-			log.Info("control socket kept by PID 1 taken over", "path", sock)
-			return l, nil
+			if _, err := os.Lstat(sock); err == nil {
+				log.Info("control socket kept by PID 1 taken over", "path", sock)
+				return l, nil
+			}
+			// The previous supervisor was killed as it stopped, after
+			// it removed the socket's file: nobody can reach the
+			// listener PID 1 kept, and the file is made anew.
+			l.Close()
+			log.Warn("the control socket PID 1 kept has no file any more (the previous supervisor was stopping): making a new one", "path", sock)
+		} else {
+			log.Warn("PID 1 kept no control socket: making a new one; containers reach it again once restarted")
 		}
-		log.Warn("PID 1 kept no control socket: making a new one; containers reach it again once restarted")
 	}
 	l, err := ctrl.Listen(sock)
 	if err != nil {
