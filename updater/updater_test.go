@@ -166,15 +166,7 @@ func TestStartRunsTheRevisionTheBootScriptBooted(t *testing.T) {
 // variables are reset to. Reset to none, they made the next boot run the
 // factory revision 0 silently. (The review of 1685919 found it.)
 func TestCorruptVariablesWithABootedRevision(t *testing.T) {
-	d := device(t, nil)
-	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
-	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Bootloader.Load(); !errors.Is(err, bootloader.ErrCorrupt) {
-		t.Fatalf("load: %v, want ErrCorrupt", err)
-	}
-	d.BootedRev = "1"
+	d := corruptVariablesBooted(t, nil)
 	b, err := d.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -189,15 +181,7 @@ func TestCorruptVariablesWithABootedRevision(t *testing.T) {
 // tested, not as the committed revision it would have become untested.
 // (The second review found it in 6b584c7.)
 func TestCorruptVariablesDuringATry(t *testing.T) {
-	d := device(t, nil)
-	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
-	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusInProgress, storage.MsgTry)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d.BootedRev = "1"
+	d := corruptVariablesBooted(t, ptr(storage.NewProgress(storage.StatusInProgress, storage.MsgTry)))
 	b, err := d.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -407,15 +391,7 @@ func TestStartWithNoValidUbootEnvBootsTheFactoryRevision(t *testing.T) {
 // already failed (progress ERROR): 1 is not stored as committed, it is
 // rolled back. (The third review.)
 func TestCorruptVariablesAfterAFailedTry(t *testing.T) {
-	d := device(t, nil)
-	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
-	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d.BootedRev = "1"
+	d := corruptVariablesBooted(t, ptr(storage.NewProgress(storage.StatusError, storage.MsgContainerFailed)))
 	b, err := d.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -424,3 +400,27 @@ func TestCorruptVariablesAfterAFailedTry(t *testing.T) {
 		t.Errorf("boot %s action %v reboot %q, variables %v: want the failed try rolled back, never committed", b.Rev, b.Action, b.Reboot, env)
 	}
 }
+
+// corruptVariablesBooted is a device on uboot.txt whose variables are
+// corrupt, with revision 1's progress p (none when nil), and the boot
+// script saying it booted revision 1.
+func corruptVariablesBooted(t *testing.T, p *storage.Progress) *Device {
+	t.Helper()
+	d := device(t, nil)
+	d.Bootloader = bootloader.Uboot{Dir: d.Layout.Boot()}
+	if p != nil {
+		if err := d.WriteProgress("1", *p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.Layout.Boot(), "uboot.txt"), []byte("pv_rev\x00garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Bootloader.Load(); !errors.Is(err, bootloader.ErrCorrupt) {
+		t.Fatalf("load: %v, want ErrCorrupt", err)
+	}
+	d.BootedRev = "1"
+	return d
+}
+
+func ptr[T any](v T) *T { return &v }
