@@ -45,7 +45,7 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		console.Error("mount system filesystems", "err", err)
 		return 1
 	}
-	cfg := loadBootConfig(console)
+	cfg, cmdline := loadBootConfig(console)
 	loadModules(console)
 	mnt := cfg.String(config.PVStorageMntPoint)
 	if err := mountStorage(cfg, console); err != nil {
@@ -54,7 +54,7 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 	}
 	run := cfg.String(config.PVSystemRunDir)
 	code := supervise(appengineOpts{storage: mnt, run: run, embedded: true, cfg: cfg,
-		bootedRev: bootedRev(console)}, stderr)
+		bootedRev: bootedRev(cmdline, console)}, stderr)
 	// Everything that wrote to storage has stopped: what is cached goes
 	// to the disk before PID 1 reboots or powers off.
 	unix.Sync()
@@ -134,18 +134,20 @@ func mountPoints() (map[string]string, error) {
 // loadBootConfig is the configuration of the device's boot sources:
 // pantavisor.config, the policy it names, the kernel command line's pv_*
 // and ph_* and the environment. What cannot be read is logged and left
-// at its defaults: a device boots with a bad config file.
-func loadBootConfig(log *slog.Logger) *config.Config {
-	cfg := config.New()
+// at its defaults: a device boots with a bad config file. It returns the
+// kernel command line it read too, where bootedRev finds pv_rev=.
+func loadBootConfig(log *slog.Logger) (cfg *config.Config, cmdline string) {
+	cfg = config.New()
 	conf, err := os.ReadFile(confFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		log.Error("read config file; using defaults", "file", confFile, "err", err)
 	}
-	cmdline, err := os.ReadFile("/proc/cmdline")
+	line, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		log.Error("read the kernel command line", "err", err)
 	}
-	rep, err := cfg.LoadBoot(config.BootSources{Conf: conf, Cmdline: string(cmdline), Environ: os.Environ(),
+	cmdline = string(line)
+	rep, err := cfg.LoadBoot(config.BootSources{Conf: conf, Cmdline: cmdline, Environ: os.Environ(),
 		Policy: func(name string) ([]byte, error) {
 			return os.ReadFile(filepath.Join(cfg.String(config.PVSystemEtcPantavisorDir), "policies", name+".config"))
 		}})
@@ -164,20 +166,16 @@ func loadBootConfig(log *slog.Logger) *config.Config {
 	if _, err := cfg.SetArgs(config.PVSystemInitMode, "embedded"); err != nil {
 		log.Warn("config", "err", err)
 	}
-	return cfg
+	return cfg, cmdline
 }
 
 // bootedRev is the revision the boot script says it booted, pv_rev= on
-// the kernel command line; "" when it says none (a kernel started without
-// a Pantavisor boot script), or names one no revision can be called,
-// which is logged: the bootloader's variables decide then.
-func bootedRev(log *slog.Logger) string {
-	cmdline, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		log.Error("read the kernel command line: the booted revision comes from the bootloader's variables", "err", err)
-		return ""
-	}
-	rev, ok := config.CmdlineValue(string(cmdline), config.CmdlineRev)
+// the kernel command line (read once, by loadBootConfig); "" when it says
+// none (a kernel started without a Pantavisor boot script), or names one
+// no revision can be called, which is logged: the bootloader's variables
+// decide then.
+func bootedRev(cmdline string, log *slog.Logger) string {
+	rev, ok := config.CmdlineValue(cmdline, config.CmdlineRev)
 	if !ok {
 		return ""
 	}
