@@ -40,10 +40,7 @@ func TestRPiABPartitionsMounted(t *testing.T) {
 	for n, content := range files {
 		devs[n] = attachLoop(t, ext4ImageOf(t, content))
 	}
-	run := filepath.Join(t.TempDir(), "run")
-	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	t.Cleanup(func() { unmountRPiAB(run, log) })
+	site, run, log := testSite(t, devs)
 	if err := os.MkdirAll(site.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +123,7 @@ func TestRPiABTryPartitionUnmountable(t *testing.T) {
 	sound := attachLoop(t, ext4ImageOf(t, map[string]string{"pv_rev.txt": "0\n"}))
 	torn := attachLoop(t, zeroImage(t))
 	devs := map[int]string{1: attachLoop(t, ext4ImageOf(t, autoboot)), 2: sound, 3: torn}
-	run := filepath.Join(t.TempDir(), "run")
-	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	t.Cleanup(func() { unmountRPiAB(run, log) })
+	site, run, log := testSite(t, devs)
 
 	r, err := site.place(log)
 	if err != nil {
@@ -177,10 +171,7 @@ func TestRPiABInstallWritesTheImage(t *testing.T) {
 		"4": {Path: ext4ImageSized(t, map[string]string{"kernel": "four"}, "4M"), Object: "c"},
 	}
 	images["2"] = images["1"]
-	run := filepath.Join(t.TempDir(), "run")
-	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	t.Cleanup(func() { unmountRPiAB(run, log) })
+	site, run, log := testSite(t, devs)
 	boot, property := t.TempDir(), filepath.Join(t.TempDir(), "tryboot")
 	if err := os.WriteFile(property, make([]byte, 4), 0o644); err != nil {
 		t.Fatal(err)
@@ -405,10 +396,7 @@ func TestRPiABInstallWhileAContainerHoldsACopy(t *testing.T) {
 		3: attachLoop(t, ext4ImageOf(t, nil)),
 	}
 	img := bootloader.BootImage{Path: ext4ImageOf(t, map[string]string{"kernel": "one"}), Object: "a"}
-	run := filepath.Join(t.TempDir(), "run")
-	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	t.Cleanup(func() { unmountRPiAB(run, log) })
+	site, run, log := testSite(t, devs)
 	r, err := site.place(log)
 	if err != nil {
 		t.Fatalf("place: %v", err)
@@ -446,4 +434,15 @@ func TestRPiABInstallWhileAContainerHoldsACopy(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(r.Partitions[3], "kernel")); err != nil || string(data) != "one" {
 		t.Fatalf("the try partition's kernel %q, %v; want the image's", data, err)
 	}
+}
+
+// testSite places devs (ext4 images) under a run directory of the test's,
+// as a device's boot does, unmounting them when the test ends.
+func testSite(t *testing.T, devs map[int]string) (rpiabSite, string, *slog.Logger) {
+	t.Helper()
+	run := filepath.Join(t.TempDir(), "run")
+	site := rpiabSite{devs: devs, dir: rpiabDir(run), fstype: "ext4", wait: 5 * time.Second, boot: true}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	t.Cleanup(func() { unmountRPiAB(run, log) })
+	return site, run, log
 }
