@@ -1,7 +1,8 @@
 // Package blockdev finds the block device a blkid-style tag names
-// (LABEL=root, UUID=…), as upstream Pantavisor's PV_STORAGE_DEVICE does
-// with libblkid. It reads the filesystem superblocks itself (ext2/3/4,
-// FAT12/16/32, f2fs): at boot no udev has made /dev/disk/by-label yet, and
+// (LABEL=root, UUID=…, PARTUUID=…, PARTLABEL=…), as upstream Pantavisor's
+// PV_STORAGE_DEVICE does with libblkid. It reads the filesystem
+// superblocks (ext2/3/4, FAT12/16/32, f2fs) and the partition tables (DOS
+// MBR, GPT) itself: at boot no udev has made /dev/disk/by-label yet, and
 // a storage device the supervisor cannot find is a device that reboots
 // for ever.
 package blockdev
@@ -35,7 +36,7 @@ type Info struct {
 	UUID  string // "" for none
 }
 
-// tag is a parsed LABEL=x or UUID=x.
+// tag is a parsed LABEL=x, UUID=x, PARTUUID=x or PARTLABEL=x.
 type tag struct {
 	key, value string
 }
@@ -48,11 +49,7 @@ func parseSpec(spec string) (t tag, ok bool, err error) {
 		return tag{}, false, nil
 	}
 	switch key {
-	case "LABEL", "UUID":
-	case "PARTUUID", "PARTLABEL":
-		// The partition table's names need a GPT/MBR reader of their own;
-		// refused by name rather than taken for a path that never appears.
-		return tag{}, false, fmt.Errorf("%s: %s is not supported: use LABEL=, UUID= or a device path", spec, key)
+	case "LABEL", "UUID", "PARTUUID", "PARTLABEL":
 	default:
 		return tag{}, false, nil
 	}
@@ -62,8 +59,17 @@ func parseSpec(spec string) (t tag, ok bool, err error) {
 	if value == "" {
 		return tag{}, false, fmt.Errorf("%s: empty %s", spec, key)
 	}
+	if key == "PARTUUID" && strings.Contains(value, "/") {
+		// The kernel's root=PARTUUID=…/PARTNROFF=n: no partition's
+		// PARTUUID has a slash, so it would be waited for in vain.
+		return tag{}, false, fmt.Errorf("%s: a PARTUUID has no %q (the kernel's /PARTNROFF= is not supported): name the partition itself", spec, "/")
+	}
 	return tag{key, value}, true, nil
 }
+
+// partition reports whether t names a partition by its partition-table
+// entry rather than a filesystem by its superblock.
+func (t tag) partition() bool { return t.key == "PARTUUID" || t.key == "PARTLABEL" }
 
 // matches reports whether a filesystem carries t. Labels are compared
 // exactly, as blkid does; UUIDs without regard to case, since ext's are
@@ -74,6 +80,19 @@ func (t tag) matches(in Info) bool {
 		return in.Label != "" && in.Label == t.value
 	case "UUID":
 		return in.UUID != "" && strings.EqualFold(in.UUID, t.value)
+	}
+	return false
+}
+
+// matchesEntry reports whether a partition-table entry carries t: a
+// PARTUUID without regard to case (blkid prints lower case, the kernel
+// compares without case), a PARTLABEL exactly, as blkid.
+func (t tag) matchesEntry(e partEntry) bool {
+	switch t.key {
+	case "PARTUUID":
+		return e.uuid != "" && strings.EqualFold(e.uuid, t.value)
+	case "PARTLABEL":
+		return e.name != "" && e.name == t.value
 	}
 	return false
 }

@@ -28,8 +28,11 @@ func TestParseSpec(t *testing.T) {
 		{"UUID=0A1B-2C3D", tag{"UUID", "0A1B-2C3D"}, true, ""},
 		{"LABEL=", tag{}, false, "LABEL=: empty LABEL"},
 		{`UUID=""`, tag{}, false, `UUID="": empty UUID`},
-		{"PARTUUID=1234-01", tag{}, false, "PARTUUID=1234-01: PARTUUID is not supported"},
-		{"PARTLABEL=root", tag{}, false, "PARTLABEL=root: PARTLABEL is not supported"},
+		{"PARTUUID=5af3c01d-01", tag{"PARTUUID", "5af3c01d-01"}, true, ""},
+		{"PARTLABEL=pv storage", tag{"PARTLABEL", "pv storage"}, true, ""},
+		{`PARTLABEL="pv storage"`, tag{"PARTLABEL", "pv storage"}, true, ""},
+		{"PARTLABEL=", tag{}, false, "PARTLABEL=: empty PARTLABEL"},
+		{"PARTUUID=5af3c01d-01/PARTNROFF=1", tag{}, false, "PARTUUID=5af3c01d-01/PARTNROFF=1: a PARTUUID has no"},
 		{"label=root", tag{}, false, ""}, // blkid's tags are upper case
 		{"/dev/disk/by-label/x=y", tag{}, false, ""},
 	}
@@ -67,6 +70,33 @@ func TestMatches(t *testing.T) {
 	}
 	if (tag{"LABEL", ""}).matches(Info{Type: "ext4"}) {
 		t.Error("an empty label matched a filesystem without one")
+	}
+	if (tag{"PARTUUID", "0A1B-2C3D"}).matches(in) {
+		t.Error("a PARTUUID matched a filesystem's UUID")
+	}
+}
+
+func TestMatchesEntry(t *testing.T) {
+	e := partEntry{num: 1, uuid: "c0ffee00-1234-4abc-8def-001122334455", name: "pv-storage"}
+	tests := []struct {
+		t    tag
+		want bool
+	}{
+		{tag{"PARTUUID", "c0ffee00-1234-4abc-8def-001122334455"}, true},
+		{tag{"PARTUUID", "C0FFEE00-1234-4ABC-8DEF-001122334455"}, true}, // as the kernel's root=
+		{tag{"PARTUUID", "c0ffee00-1234-4abc-8def-00112233445"}, false},
+		{tag{"PARTLABEL", "pv-storage"}, true},
+		{tag{"PARTLABEL", "PV-STORAGE"}, false}, // exact, as blkid
+		{tag{"UUID", "c0ffee00-1234-4abc-8def-001122334455"}, false},
+		{tag{"LABEL", "pv-storage"}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.t.matchesEntry(e); got != tt.want {
+			t.Errorf("%+v.matchesEntry(%+v) = %v, want %v", tt.t, e, got, tt.want)
+		}
+	}
+	if (tag{"PARTLABEL", ""}).matchesEntry(partEntry{num: 1}) || (tag{"PARTUUID", ""}).matchesEntry(partEntry{num: 1}) {
+		t.Error("an empty tag matched an entry without a name or UUID")
 	}
 }
 

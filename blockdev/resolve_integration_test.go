@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/disktest"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/stuckdev"
 )
@@ -140,11 +141,21 @@ func TestResolveStuckDevice(t *testing.T) {
 	// left stuck when the test ends.
 	t.Cleanup(func() { stuck.Resume(); waitProbes(t) })
 	good := attach(t, ext4Image(t, strings.TrimPrefix(label, "LABEL="), randomUUID(t)))
+	checkStuck(t, stuck, stuck.Node, good, label, "LABEL=pvt-"+randomHex(t, 6))
+}
 
+// checkStuck checks what Resolve does with stuck, a device whose reads
+// are held: spec, which carrier (stuck or a partition of it) and good
+// both carry, resolves to good within probeTimeout with stuck named as
+// unread; unknown, which no device carries, is not found at once while
+// the first read is still stuck, with stuck named, and without piling up
+// goroutines; once stuck is resumed, spec is refused, naming both.
+func checkStuck(t *testing.T, stuck *stuckdev.Device, carrier, good, spec, unknown string) {
+	t.Helper()
 	start := time.Now()
-	dev, unread, err := Resolve(label)
+	dev, unread, err := Resolve(spec)
 	if err != nil || dev != good || !slices.Contains(unread, stuck.Node) {
-		t.Fatalf("Resolve(%s) = %q, %v, %v; want %s, %s named as unread", label, dev, unread, err, good, stuck.Node)
+		t.Fatalf("Resolve(%s) = %q, %v, %v; want %s, %s named as unread", spec, dev, unread, err, good, stuck.Node)
 	}
 	if took := time.Since(start); took > probeTimeout+time.Second {
 		t.Errorf("Resolve took %v, probeTimeout is %v", took, probeTimeout)
@@ -155,7 +166,6 @@ func TestResolveStuckDevice(t *testing.T) {
 
 	settle := func() int { time.Sleep(100 * time.Millisecond); return runtime.NumGoroutine() }
 	before := settle()
-	unknown := "LABEL=pvt-" + randomHex(t, 6)
 	for range 10 {
 		start := time.Now()
 		_, unread, err := Resolve(unknown)
@@ -172,9 +182,9 @@ func TestResolveStuckDevice(t *testing.T) {
 
 	stuck.Resume()
 	waitProbes(t)
-	dev, unread, err = Resolve(label)
-	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), stuck.Node) || len(unread) > 0 {
-		t.Errorf("Resolve(%s) after resuming = %q, %v, %v; want an error naming %s and %s", label, dev, unread, err, good, stuck.Node)
+	dev, unread, err = Resolve(spec)
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), carrier) || len(unread) > 0 {
+		t.Errorf("Resolve(%s) after resuming = %q, %v, %v; want an error naming %s and %s", spec, dev, unread, err, good, carrier)
 	}
 }
 
@@ -193,4 +203,174 @@ func waitProbes(t *testing.T) {
 			return
 		}
 	}
+}
+
+// blkidPart is what util-linux's blkid, the reference udev's links come
+// from, reads of partition node in its disk's table: its
+// ID_PART_ENTRY_* values (UUID, NAME, encoded as in udev's links), none
+// when it finds no table.
+func blkidPart(t *testing.T, node string) map[string]string {
+	t.Helper()
+	bin, err := exec.LookPath("blkid")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/blkid"); err != nil {
+			t.Skip("no blkid")
+		}
+	}
+	out, err := exec.Command(bin, "-p", "-o", "udev", node).Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 2) { // 2: nothing found
+		t.Fatalf("blkid -p %s: %v", node, err)
+	}
+	ids := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && strings.HasPrefix(k, "ID_PART_ENTRY_") {
+			ids[strings.TrimPrefix(k, "ID_PART_ENTRY_")] = v
+		}
+	}
+	return ids
+}
+
+// resolvesTo checks that each spec resolves to node.
+func resolvesTo(t *testing.T, node string, specs ...string) {
+	t.Helper()
+	for _, spec := range specs {
+		if dev, unread, err := Resolve(spec); err != nil || dev != node {
+			t.Errorf("Resolve(%s) = %q, %v, %v; want %s", spec, dev, unread, err, node)
+		}
+	}
+}
+
+// A DOS disk's partitions, primary, extended and logical (5, 6), are
+// found by the PARTUUID blkid gives them: the disk signature and the
+// partition number.
+func TestResolveLoopPartUUIDDOS(t *testing.T) {
+	isolated.Require(t)
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	sig := binary.LittleEndian.Uint32(b) | 1 // not 0, which has no PARTUUID
+	d := disktest.MBR{
+		Signature: sig,
+		Primaries: []disktest.MBRPart{{Type: 0x83, Start: 2048, Size: 4096}, {Type: 0x05, Start: 6144, Size: 8192}},
+		Logicals:  []disktest.MBRPart{{Type: 0x83, Start: 8192, Size: 2048}, {Type: 0x83, Start: 12288, Size: 2048}},
+	}
+	disk := disktest.Attach(t, disktest.Write(t, d.Image(512)), 512)
+	for _, n := range []int{1, 2, 5, 6} {
+		node := disktest.Part(disk, n)
+		want := fmt.Sprintf("%08x-%02x", sig, n)
+		if ref := blkidPart(t, node)["UUID"]; ref != want {
+			t.Errorf("blkid reads PARTUUID %q on %s, want %q", ref, node, want)
+		}
+		resolvesTo(t, node, "PARTUUID="+want, "PARTUUID="+strings.ToUpper(want))
+	}
+	if dev, _, err := Resolve(fmt.Sprintf("PARTUUID=%08x-03", sig)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Resolve(PARTUUID of the unused entry 3) = %q, %v; want ErrNotFound", dev, err)
+	}
+}
+
+// A GPT disk's partitions are found by the unique GUID and the name blkid
+// reads in their entries, on disks of 512-byte and 4 KiB sectors.
+func TestResolveLoopPartGPT(t *testing.T) {
+	isolated.Require(t)
+	for _, ss := range []int{512, 4096} {
+		t.Run(fmt.Sprint(ss), func(t *testing.T) {
+			first := uint64(2 + 16384/ss)
+			parts := []disktest.GPTPart{
+				{UUID: randomUUID(t), Name: "pv storage é " + randomHex(t, 4), First: first, Last: first + 255},
+				{UUID: randomUUID(t), Name: "pvt-" + randomHex(t, 6), First: first + 256, Last: first + 511},
+			}
+			disk := disktest.Attach(t, disktest.Write(t, disktest.GPT(t, ss, parts)), ss)
+			for i, p := range parts {
+				node := disktest.Part(disk, i+1)
+				ref := blkidPart(t, node)
+				if ref["UUID"] != p.UUID || ref["NAME"] != udevEncode(p.Name) {
+					t.Errorf("blkid reads %s as %q %q, want %q %q", node, ref["UUID"], ref["NAME"], p.UUID, udevEncode(p.Name))
+				}
+				resolvesTo(t, node, "PARTUUID="+p.UUID, "PARTUUID="+strings.ToUpper(p.UUID), "PARTLABEL="+p.Name, `PARTLABEL="`+p.Name+`"`)
+			}
+			if dev, _, err := Resolve("PARTLABEL=" + strings.ToUpper(parts[1].Name)); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Resolve(PARTLABEL in other case) = %q, %v; want ErrNotFound", dev, err)
+			}
+		})
+	}
+}
+
+// Two disks with a partition of the same name: neither is mounted.
+func TestResolveLoopPartLabelDuplicate(t *testing.T) {
+	isolated.Require(t)
+	name := "pvt-" + randomHex(t, 6)
+	var nodes []string
+	for range 2 {
+		img := disktest.GPT(t, 512, []disktest.GPTPart{{UUID: randomUUID(t), Name: name, First: 34, Last: 2081}})
+		nodes = append(nodes, disktest.Part(disktest.Attach(t, disktest.Write(t, img), 512), 1))
+	}
+	dev, _, err := Resolve("PARTLABEL=" + name)
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), nodes[0]) || !strings.Contains(err.Error(), nodes[1]) {
+		t.Fatalf("Resolve(PARTLABEL=%s) = %q, %v; want an error naming %s and %s", name, dev, err, nodes[0], nodes[1])
+	}
+}
+
+// A GPT whose primary header is damaged after its partitions were made
+// is read from its backup, as blkid does; once the backup is damaged too
+// no partition of the disk is found by its name, by blkid nor Resolve.
+func TestResolveLoopPartGPTCorrupt(t *testing.T) {
+	isolated.Require(t)
+	p := disktest.GPTPart{UUID: randomUUID(t), Name: "pvt-" + randomHex(t, 6), First: 34, Last: 2081}
+	disk := disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{p})), 512)
+	node := disktest.Part(disk, 1)
+	damage := func(off int64) {
+		t.Helper()
+		// Through the disk's node, whose cache blkid and Resolve read.
+		f, err := os.OpenFile(disk, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0xFF
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damage(512 + 60) // the disk GUID, under the header's CRC
+	if ref := blkidPart(t, node); ref["UUID"] != p.UUID || ref["NAME"] != p.Name {
+		t.Errorf("primary header damaged: blkid reads %v, want %s %s from the backup", ref, p.UUID, p.Name)
+	}
+	resolvesTo(t, node, "PARTUUID="+p.UUID, "PARTLABEL="+p.Name)
+
+	damage(disktest.Size - 512 + 60)
+	if ref := blkidPart(t, node); len(ref) > 0 {
+		t.Errorf("both headers damaged: blkid reads %v, want nothing", ref)
+	}
+	for _, spec := range []string{"PARTUUID=" + p.UUID, "PARTLABEL=" + p.Name} {
+		if dev, _, err := Resolve(spec); !errors.Is(err, ErrNotFound) {
+			t.Errorf("both headers damaged: Resolve(%s) = %q, %v; want ErrNotFound", spec, dev, err)
+		}
+	}
+}
+
+// A disk whose reads never return does not stop a partition scan: its
+// table is read under probeTimeout as a device is, the readable disk
+// with the name is used, and the stuck disk is named. Later calls pass
+// it over at once. Once it answers its partition counts, and as it
+// carries the name too, the two are refused.
+func TestResolveLoopPartStuckDisk(t *testing.T) {
+	isolated.Require(t)
+	name := "pvt-" + randomHex(t, 6)
+	part := func() disktest.GPTPart {
+		return disktest.GPTPart{UUID: randomUUID(t), Name: name, First: 34, Last: 2081}
+	}
+	stuck := stuckdev.NewPartitioned(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})),
+		[]stuckdev.Partition{{Start: 34 * 512, Length: 2048 * 512}})
+	t.Cleanup(func() { stuck.Resume(); waitProbes(t) })
+	good := disktest.Part(disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})), 512), 1)
+	checkStuck(t, stuck, disktest.Part(stuck.Node, 1), good, "PARTLABEL="+name, "PARTUUID="+randomUUID(t))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,17 +32,20 @@ type device struct {
 // LABEL=x and UUID=x are looked for on every block device the kernel
 // lists (/sys/class/block; the node is devtmpfs's /dev/<name>), each
 // identified by its superblock, and in udev's /dev/disk/by-label and
-// by-uuid, which name filesystems this package cannot read. No match
-// wraps ErrNotFound (a disk may be probed later); two devices with the
-// tag are an error naming both, since mounting either could be mounting
-// the wrong storage. PARTUUID= and PARTLABEL= are refused.
+// by-uuid, which name filesystems this package cannot read. PARTUUID=x
+// and PARTLABEL=x are looked for on every partition the kernel lists, in
+// its disk's partition table (DOS or GPT, parseTable), and in udev's
+// /dev/disk/by-partuuid and by-partlabel. No match wraps ErrNotFound (a
+// disk may be probed later); two devices with the tag are an error naming
+// both, since mounting either could be mounting the wrong storage.
 //
 // Reading a device only opens it read-only and reads its first 4 KiB
-// (and a FAT's root directory up to its label); one that cannot be
-// opened or read (no medium), or whose size is 0, is passed over. So is
-// one that does not answer within probeTimeout: unread names those, with
-// a match as well as without, for the caller to log, and ErrNotFound's
-// error names them too.
+// (and a FAT's root directory up to its label), or for a partition tag
+// its disk's partition table; one that cannot be opened or read (no
+// medium), or whose size is 0, is passed over. So is one that does not
+// answer within probeTimeout: unread names those (for a partition tag,
+// the disks), with a match as well as without, for the caller to log, and
+// ErrNotFound's error names them too.
 func Resolve(spec string) (dev string, unread []string, err error) {
 	t, ok, err := parseSpec(spec)
 	if err != nil {
@@ -50,14 +54,18 @@ func Resolve(spec string) (dev string, unread []string, err error) {
 	if !ok {
 		return spec, nil, nil
 	}
-	hits, stuck, err := scan(t)
+	scanOf := scan
+	if t.partition() {
+		scanOf = scanPartitions
+	}
+	hits, stuck, blocked, err := scanOf(t)
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: %w", spec, err)
 	}
 	unread = nodes(stuck)
-	// A udev link to a device that does not answer is not followed:
-	// mounting it would hang as the probe did.
-	if h, ok := udevLink(t); ok && !contains(hits, h.rdev) && !contains(stuck, h.rdev) {
+	// A udev link to a device that does not answer (or is on a disk that
+	// does not) is not followed: mounting it would hang as the probe did.
+	if h, ok := udevLink(t); ok && !contains(hits, h.rdev) && !contains(blocked, h.rdev) {
 		hits = append(hits, h)
 	}
 	// A device that did not answer is not counted as a second carrier of
@@ -94,15 +102,19 @@ const probeTimeout = 2 * time.Second
 
 // scan probes every block device of the kernel's at once and returns
 // those whose superblock carries t, and those that did not answer within
-// probeTimeout or whose probe from an earlier scan is still stuck.
-func scan(t tag) (hits, stuck []device, err error) {
+// probeTimeout or whose probe from an earlier scan is still stuck (stuck,
+// and the same as blocked: the devices whose tag is unknown).
+func scan(t tag) (hits, stuck, blocked []device, err error) {
 	devs, err := devices()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	probes := make([]<-chan probeResult, len(devs))
 	for i, d := range devs {
-		probes[i] = startProbe(d)
+		probes[i] = startProbe(d.device, func() probeResult {
+			in, err := readInfo(d.node, d.rdev)
+			return probeResult{in: in, err: err}
+		})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
@@ -110,21 +122,132 @@ func scan(t tag) (hits, stuck []device, err error) {
 		r, ok := await(ctx, probes[i])
 		switch {
 		case !ok:
-			stuck = append(stuck, d)
+			stuck = append(stuck, d.device)
 		case r.err == nil && t.matches(r.in):
-			hits = append(hits, d)
+			hits = append(hits, d.device)
 		}
 	}
-	return hits, stuck, nil
+	return hits, stuck, stuck, nil
+}
+
+// scanPartitions reads the partition table of every disk with a
+// partition at once, as scan probes devices (under the same probeTimeout,
+// a disk stuck from an earlier scan not read again), and returns the
+// partitions whose entry carries t, the disks that did not answer, and
+// the partitions on those, blocked, whose entries are unknown.
+func scanPartitions(t tag) (hits, stuck, blocked []device, err error) {
+	devs, err := devices()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var parts []sysPartition
+	var disks []sysDisk
+	seen := map[uint64]int{} // disk rdev → index in disks
+	for _, d := range devs {
+		p, disk, ok := partitionOf(d)
+		if !ok {
+			continue
+		}
+		i, ok := seen[disk.rdev]
+		if !ok {
+			i = len(disks)
+			seen[disk.rdev] = i
+			disks = append(disks, disk)
+		}
+		p.disk = i
+		parts = append(parts, p)
+	}
+	probes := make([]<-chan probeResult, len(disks))
+	for i, d := range disks {
+		probes[i] = startProbe(d.device, func() probeResult {
+			pt, err := readTable(d)
+			return probeResult{table: pt, err: err}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	tables := make([]probeResult, len(disks))
+	answered := make([]bool, len(disks))
+	for i, d := range disks {
+		if tables[i], answered[i] = await(ctx, probes[i]); !answered[i] {
+			stuck = append(stuck, d.device)
+		}
+	}
+	for _, p := range parts {
+		r := tables[p.disk]
+		if !answered[p.disk] {
+			blocked = append(blocked, p.device)
+			continue
+		}
+		if e, ok := r.table.find(p.num, p.start, p.size); r.err == nil && ok && t.matchesEntry(e) {
+			hits = append(hits, p.device)
+		}
+	}
+	return hits, stuck, append(blocked, stuck...), nil
+}
+
+// sysDevice is a block device and its directory in /sys/class/block.
+type sysDevice struct {
+	device
+	dir string
+}
+
+// sysPartition is a partition as sysfs describes it.
+type sysPartition struct {
+	device
+	num, start, size uint64 // size and start in 512-byte sectors
+	disk             int    // its disk, an index in scanPartitions' list
+}
+
+// sysDisk is a disk with partitions, as sysfs describes it.
+type sysDisk struct {
+	device
+	sectorSize uint64 // logical
+	size       uint64 // in bytes
+}
+
+// partitionOf describes d if it is a partition (its sysfs directory has
+// a partition file, holding its number), and its disk, the directory
+// above it in /sys/devices. ok is false for anything else, and for a
+// partition whose disk sysfs does not describe in full.
+func partitionOf(d sysDevice) (p sysPartition, disk sysDisk, ok bool) {
+	var err error
+	p.device = d.device
+	if p.num, err = readUint(filepath.Join(d.dir, "partition")); err != nil {
+		return sysPartition{}, sysDisk{}, false
+	}
+	if p.start, err = readUint(filepath.Join(d.dir, "start")); err != nil {
+		return sysPartition{}, sysDisk{}, false
+	}
+	if p.size, err = readUint(filepath.Join(d.dir, "size")); err != nil {
+		return sysPartition{}, sysDisk{}, false
+	}
+	resolved, err := filepath.EvalSymlinks(d.dir)
+	if err != nil {
+		return sysPartition{}, sysDisk{}, false
+	}
+	dir := filepath.Dir(resolved)
+	if disk.node, disk.rdev, err = nodeOf(dir); err != nil {
+		return sysPartition{}, sysDisk{}, false
+	}
+	if disk.sectorSize, err = readUint(filepath.Join(dir, "queue", "logical_block_size")); err != nil {
+		return sysPartition{}, sysDisk{}, false
+	}
+	sectors, err := readUint(filepath.Join(dir, "size"))
+	if err != nil || sectors > math.MaxUint64/512 {
+		return sysPartition{}, sysDisk{}, false
+	}
+	disk.size = sectors * 512
+	return p, disk, true
 }
 
 // devices lists the block devices of the kernel's that have a medium.
-func devices() ([]device, error) {
+func devices() ([]sysDevice, error) {
 	entries, err := os.ReadDir(sysBlock)
 	if err != nil {
 		return nil, fmt.Errorf("list block devices: %w", err)
 	}
-	var devs []device
+	var devs []sysDevice
 	for _, e := range entries {
 		dir := filepath.Join(sysBlock, e.Name())
 		// In sectors; 0 for an empty drive or a loop device with no file.
@@ -132,15 +255,17 @@ func devices() ([]device, error) {
 			continue
 		}
 		if node, rdev, err := nodeOf(dir); err == nil {
-			devs = append(devs, device{node, rdev})
+			devs = append(devs, sysDevice{device{node, rdev}, dir})
 		}
 	}
 	return devs, nil
 }
 
+// probeResult is what a probe read: a filesystem, or a partition table.
 type probeResult struct {
-	in  Info
-	err error
+	in    Info
+	table partTable
+	err   error
 }
 
 // probing holds the devices, by number, whose probe has not returned: a
@@ -152,11 +277,12 @@ var probing = struct {
 	rdev map[uint64]bool
 }{rdev: map[uint64]bool{}}
 
-// startProbe reads the filesystem on d in a goroutine of its own, whose
-// result the channel returned delivers; nil if a probe of d is still
-// running. No one waits for the goroutine: one stuck in the kernel stays
-// so until the device answers, then ends and lets d be probed again.
-func startProbe(d device) <-chan probeResult {
+// startProbe runs read, a read of d (its filesystem, or its partition
+// table), in a goroutine of its own, whose result the channel returned
+// delivers; nil if a probe of d is still running. No one waits for the
+// goroutine: one stuck in the kernel stays so until the device answers,
+// then ends and lets d be probed again.
+func startProbe(d device, read func() probeResult) <-chan probeResult {
 	probing.Lock()
 	defer probing.Unlock()
 	if probing.rdev[d.rdev] {
@@ -165,11 +291,11 @@ func startProbe(d device) <-chan probeResult {
 	probing.rdev[d.rdev] = true
 	ch := make(chan probeResult, 1)
 	go func() {
-		in, err := readInfo(d.node, d.rdev)
+		r := read()
 		probing.Lock()
 		delete(probing.rdev, d.rdev)
 		probing.Unlock()
-		ch <- probeResult{in, err}
+		ch <- r
 	}()
 	return ch
 }
@@ -221,25 +347,51 @@ func nodeOf(dir string) (string, uint64, error) {
 }
 
 // readInfo probes the filesystem on node, which must be the block device
-// rdev: a static /dev may hold a stale node under the name.
+// rdev.
 func readInfo(node string, rdev uint64) (Info, error) {
-	fd, err := unix.Open(node, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	fd, err := openDevice(node, rdev)
 	if err != nil {
 		return Info{}, err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return Info{}, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != rdev {
-		return Info{}, fmt.Errorf("%s: not block device %d:%d", node, unix.Major(rdev), unix.Minor(rdev))
-	}
 	in, ok := probe(fdReader(fd))
 	if !ok {
 		return Info{}, errors.New("no known filesystem")
 	}
 	return in, nil
+}
+
+// readTable reads the partition table of disk d.
+func readTable(d sysDisk) (partTable, error) {
+	fd, err := openDevice(d.node, d.rdev)
+	if err != nil {
+		return partTable{}, err
+	}
+	defer unix.Close(fd)
+	pt, ok := parseTable(fdReader(fd), d.sectorSize, d.size)
+	if !ok {
+		return partTable{}, errors.New("no known partition table")
+	}
+	return pt, nil
+}
+
+// openDevice opens node read-only, which must be the block device rdev:
+// a static /dev may hold a stale node under the name.
+func openDevice(node string, rdev uint64) (int, error) {
+	fd, err := unix.Open(node, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != rdev {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: not block device %d:%d", node, unix.Major(rdev), unix.Minor(rdev))
+	}
+	return fd, nil
 }
 
 // fdReader reads a device by pread(2), without os.File, which would try
@@ -264,14 +416,23 @@ func (fd fdReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// udevLink is the device udev's by-label or by-uuid link names for t,
-// when udev has run.
+// udevLink is the device udev's by-label, by-uuid, by-partuuid or
+// by-partlabel link names for t, when udev has run.
 func udevLink(t tag) (device, bool) {
-	dir := "by-label"
-	if t.key == "UUID" {
+	dir, name := "", t.value
+	switch t.key {
+	case "LABEL":
+		dir = "by-label"
+	case "UUID":
 		dir = "by-uuid"
+	case "PARTUUID":
+		// blkid prints PARTUUIDs in lower case, and udev names the link
+		// so; FAT's UUIDs are upper case, so UUID= is taken as written.
+		dir, name = "by-partuuid", strings.ToLower(name)
+	case "PARTLABEL":
+		dir = "by-partlabel"
 	}
-	node, err := filepath.EvalSymlinks(filepath.Join(devDir, "disk", dir, udevEncode(t.value)))
+	node, err := filepath.EvalSymlinks(filepath.Join(devDir, "disk", dir, udevEncode(name)))
 	if err != nil {
 		return device{}, false
 	}
@@ -297,6 +458,19 @@ func contains(ds []device, rdev uint64) bool {
 		}
 	}
 	return false
+}
+
+// readUint reads a number sysfs prints in decimal.
+func readUint(path string) (uint64, error) {
+	s, err := readTrimmed(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return n, nil
 }
 
 func readTrimmed(path string) (string, error) {

@@ -225,9 +225,10 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 
 // waitStorage waits up to wait for the storage device spec names and
 // returns its node. spec is a path or, as upstream's stock config has it,
-// LABEL=x or UUID=x (blockdev.Resolve). A tag no device carries yet is
-// waited for as a missing path is (USB storage is probed late); one that
-// waiting cannot mend (two devices carry it, PARTUUID=) fails at once.
+// LABEL=x or UUID=x, or PARTUUID=x or PARTLABEL=x (blockdev.Resolve). A
+// tag no device carries yet is waited for as a missing path is (USB
+// storage is probed late); one that waiting cannot mend (two devices
+// carry it, PARTUUID=…/PARTNROFF=) fails at once.
 // unread names the devices passed over because a read of them did not
 // return; when none carries the tag in time, the error names them.
 func waitStorage(spec string, wait time.Duration) (dev string, unread []string, err error) {

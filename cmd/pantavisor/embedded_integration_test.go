@@ -20,6 +20,7 @@ import (
 
 	"github.com/pantavisor/pv/blockdev"
 	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/internal/disktest"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/stuckdev"
 )
@@ -77,6 +78,78 @@ func TestMountStorageByLabel(t *testing.T) {
 		t.Errorf("%s is on device %d:%d, not %s's %d:%d", mnt, unix.Major(onMnt.Dev), unix.Minor(onMnt.Dev),
 			loop.dev, unix.Major(dev.Rdev), unix.Minor(dev.Rdev))
 	}
+}
+
+// Device makers name the storage partition as the kernel's root= does:
+// by its GPT entry's unique GUID or name. The disk shows up after the
+// supervisor starts waiting, and it mounts the partition.
+func TestMountStorageByPartition(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	for _, key := range []string{"PARTUUID", "PARTLABEL"} {
+		t.Run(key, func(t *testing.T) {
+			uuid, name := randomGUID(t), randomLabel(t)
+			fs, err := os.ReadFile(ext4Image(t, randomLabel(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const first = 2048 // the filesystem's first sector on the disk
+			img := disktest.GPT(t, 512, []disktest.GPTPart{{UUID: uuid, Name: name, First: first, Last: first + uint64(len(fs))/512 - 1}})
+			copy(img[first*512:], fs)
+			value := map[string]string{"PARTUUID": uuid, "PARTLABEL": name}[key]
+			mnt := filepath.Join(t.TempDir(), "storage")
+			cfg := config.New()
+			conf := fmt.Sprintf("PV_STORAGE_DEVICE=%s=%s\nPV_STORAGE_MNTPOINT=%s\nPV_STORAGE_WAIT=10\n", key, value, mnt)
+			if _, err := cfg.LoadBoot(config.BootSources{Conf: []byte(conf)}); err != nil {
+				t.Fatal(err)
+			}
+
+			type attached struct {
+				disk string
+				err  error
+			}
+			attach := disktest.Attacher(t, disktest.Write(t, img), 512)
+			late := make(chan attached, 1)
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				disk, err := attach()
+				late <- attached{disk, err}
+			}()
+			mountErr := mountStorage(cfg, slog.New(slog.NewTextHandler(t.Output(), nil)))
+			disk := <-late
+			if disk.err != nil {
+				t.Fatal(disk.err)
+			}
+			if mountErr != nil {
+				t.Fatalf("mountStorage: %v", mountErr)
+			}
+			t.Cleanup(func() { _ = unix.Unmount(mnt, 0) })
+
+			part := disktest.Part(disk.disk, 1)
+			var onMnt, dev unix.Stat_t
+			if err := unix.Stat(mnt, &onMnt); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Stat(part, &dev); err != nil {
+				t.Fatal(err)
+			}
+			if onMnt.Dev != dev.Rdev {
+				t.Errorf("%s is on device %d:%d, not %s's %d:%d", mnt, unix.Major(onMnt.Dev), unix.Minor(onMnt.Dev),
+					part, unix.Major(dev.Rdev), unix.Minor(dev.Rdev))
+			}
+		})
+	}
+}
+
+// randomGUID is a version 4 GUID no partition of the host's has.
+func randomGUID(t *testing.T) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	b[6], b[8] = b[6]&0x0F|0x40, b[8]&0x3F|0x80
+	h := hex.EncodeToString(b)
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
 }
 
 func requireTools(t *testing.T) {

@@ -103,9 +103,9 @@ func TestWaitStorage(t *testing.T) {
 	}
 
 	start = time.Now()
-	_, _, err = waitStorage("PARTUUID=0011aabb-01", 10*time.Second)
-	if err == nil || errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PARTUUID") {
-		t.Errorf("waitStorage(PARTUUID=…) = %v, want a refusal naming it", err)
+	_, _, err = waitStorage("PARTUUID=0011aabb-01/PARTNROFF=1", 10*time.Second)
+	if err == nil || errors.Is(err, blockdev.ErrNotFound) || !strings.Contains(err.Error(), "PARTNROFF") {
+		t.Errorf("waitStorage(PARTUUID=…/PARTNROFF=1) = %v, want a refusal naming it", err)
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Errorf("a refusal waited %v", waited)

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -69,6 +70,26 @@ type Device struct {
 // outside fresh namespaces or without /dev/fuse or losetup.
 func New(tb testing.TB, image string) *Device {
 	tb.Helper()
+	return newDevice(tb, image, nil)
+}
+
+// Partition is a partition of NewPartitioned's device, in bytes.
+type Partition struct {
+	Start, Length int64
+}
+
+// NewPartitioned is New with partitions added to the device, numbered
+// from 1 in order (/dev/loopNp1, …): a disk whose partitions the kernel
+// knows and whose partition table cannot be read. They are added as
+// partx adds them (BLKPG), but from parts, since the table cannot be
+// read, and removed when tb ends, before the device is detached.
+func NewPartitioned(tb testing.TB, image string, parts []Partition) *Device {
+	tb.Helper()
+	return newDevice(tb, image, parts)
+}
+
+func newDevice(tb testing.TB, image string, parts []Partition) *Device {
+	tb.Helper()
 	isolated.Require(tb)
 	losetup, err := exec.LookPath("losetup")
 	if err != nil {
@@ -82,7 +103,13 @@ func New(tb testing.TB, image string) *Device {
 	// loop device's last close flushes the file, which needs the server.
 	tb.Cleanup(d.stop)
 
-	out, err := exec.Command(losetup, "--find", "--show", "--read-only", d.file).CombinedOutput()
+	args := []string{"--find", "--show", "--read-only", d.file}
+	if parts != nil {
+		// Partitions may be added to it only with partscan; a kernel
+		// without partition parsers reads nothing for it.
+		args = append(args, "--partscan")
+	}
+	out, err := exec.Command(losetup, args...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("losetup %s: %v: %s", d.file, err, out)
 	}
@@ -104,7 +131,35 @@ func New(tb testing.TB, image string) *Device {
 			tb.Errorf("losetup --detach %s: %v: %s", d.Node, err, out)
 		}
 	})
+	for i, p := range parts {
+		if err := d.partition(unix.BLKPG_ADD_PARTITION, i+1, p); err != nil {
+			tb.Fatalf("stuckdev: add partition %d to %s: %v", i+1, d.Node, err)
+		}
+		tb.Cleanup(func() {
+			if err := d.partition(unix.BLKPG_DEL_PARTITION, i+1, p); err != nil {
+				tb.Errorf("stuckdev: delete partition %d of %s: %v", i+1, d.Node, err)
+			}
+		})
+	}
 	return d
+}
+
+// partition adds or deletes (op) partition pno of the device, by the
+// BLKPG ioctl, which does not read the device.
+func (d *Device) partition(op int32, pno int, p Partition) error {
+	// O_NONBLOCK: opening a device whose reads are held must not wait.
+	fd, err := unix.Open(d.Node, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	bp := unix.BlkpgPartition{Start: p.Start, Length: p.Length, Pno: int32(pno)}
+	arg := unix.BlkpgIoctlArg{Op: op, Datalen: int32(unsafe.Sizeof(bp)), Data: (*byte)(unsafe.Pointer(&bp))}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKPG, uintptr(unsafe.Pointer(&arg)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // Resume answers the reads held so far and every later one.
