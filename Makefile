@@ -32,6 +32,7 @@ FIXTURES  ?= $(abspath testdata/upstream-pvtx)
 FUZZ_TARGETS := \
 	./state:FuzzParse \
 	./blockdev:FuzzProbe \
+	./blockdev:FuzzParseTable \
 	./state:FuzzSplitObject \
 	./state/lxcconf:FuzzParse \
 	./state/lxcconf:FuzzParseSeccompProfile \
