@@ -137,13 +137,18 @@ func deviceSize(dev string) (int64, error) {
 
 // installImage writes img onto boot partition part. It is measured first:
 // an image the partition cannot hold, or one that does not read whole,
-// is refused with nothing changed. Then the tryboot flag is disarmed (a
-// reboot must not try a partition being written), the partition
-// unmounted, written, fsynced and mounted again. An error after the
-// unmount leaves it unmounted: it lists no revision (mounted), a normal
-// boot does not need it, and the next install writes it again. A
-// partition with no device node (the tests' directory model) has its
-// image measured only.
+// is refused with nothing changed. Then the partition is unmounted, and
+// only then the tryboot flag disarmed (a reboot must not try a partition
+// being written), the image written, fsynced and mounted again. An
+// unmount refused (busy) is a refusal with nothing changed: an armed
+// revision stacked on the partition (its image, pv_rev.txt and pv_try in
+// place) stays armed. Disarmed first, the refusal left its pv_try with no
+// flag: the next reboot, a normal one, rolled back the revision running.
+// A disarm that fails mounts the partition again, still intact. An error
+// after the disarm leaves the partition unmounted: it lists no revision
+// (mounted), a normal boot does not need it, and the next install writes
+// it again. A partition with no device node (the tests' directory model)
+// has its image measured only.
 func (r RPiAB) installImage(part int, img BootImage) error {
 	size, err := img.size()
 	if err != nil {
@@ -163,9 +168,6 @@ func (r RPiAB) installImage(part int, img BootImage) error {
 	if size > capacity {
 		return fmt.Errorf("boot image %s is %d bytes, partition %d (%s) holds %d", img.Path, size, part, dev, capacity)
 	}
-	if err := r.disarm(); err != nil {
-		return err
-	}
 	mounted, err := r.mounted(part)
 	if err != nil {
 		return err
@@ -174,6 +176,14 @@ func (r RPiAB) installImage(part int, img BootImage) error {
 		if err := unix.Unmount(at, 0); err != nil {
 			return fmt.Errorf("partition %d: unmount %s: %w", part, at, err)
 		}
+	}
+	if err := r.disarm(); err != nil {
+		if mounted {
+			if merr := MountBootPartition(dev, at, r.FSType); merr != nil {
+				err = errors.Join(err, fmt.Errorf("partition %d, left unmounted: %w", part, merr))
+			}
+		}
+		return err
 	}
 	if err := writeImage(dev, img, size); err != nil {
 		return fmt.Errorf("partition %d, left unmounted: %w", part, err)

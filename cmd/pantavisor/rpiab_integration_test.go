@@ -390,27 +390,14 @@ func TestRPiABInstallWhileAContainerHoldsACopy(t *testing.T) {
 	if err != nil {
 		t.Skip("no unshare (util-linux)")
 	}
-	devs := map[int]string{
-		1: attachLoop(t, ext4ImageOf(t, map[string]string{"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"})),
-		2: attachLoop(t, ext4ImageOf(t, map[string]string{"pv_rev.txt": "0\n"})),
-		3: attachLoop(t, ext4ImageOf(t, nil)),
-	}
 	img := bootloader.BootImage{Path: ext4ImageOf(t, map[string]string{"kernel": "one"}), Object: "a"}
-	site, run, log := testSite(t, devs)
-	r, err := site.place(log)
-	if err != nil {
-		t.Fatalf("place: %v", err)
-	}
-	r.BootDir, r.TrybootProperty = t.TempDir(), filepath.Join(t.TempDir(), "tryboot")
-	if err := os.WriteFile(r.TrybootProperty, make([]byte, 4), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	r, _, run := placeDisk(t, nil)
 	r.Image = func(string) (bootloader.BootImage, error) { return img, nil }
 	// What supervise does after isolate made every mount private.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		t.Fatal(err)
 	}
-	shareRPiAB(run, log)
+	shareRPiAB(run, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	// The container: a mount namespace of its own, its mounts slaves of
 	// ours, as libcontainer makes them.
 	holder := exec.Command(unshare, "--mount", "--propagation", "slave", "sleep", "60")
@@ -445,4 +432,96 @@ func testSite(t *testing.T, devs map[int]string) (rpiabSite, string, *slog.Logge
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	t.Cleanup(func() { unmountRPiAB(run, log) })
 	return site, run, log
+}
+
+// An install whose try partition cannot be unmounted (a file held open
+// on it: busy) is refused with nothing changed. Over updates stacked
+// without a reboot, the revision armed before stays armed, its image,
+// pv_rev.txt and pv_try in place: the refusal disarmed the tryboot flag
+// first, and the next reboot, a normal one with pv_try set, rolled back
+// the revision running. Over nothing armed, nothing is armed.
+func TestRPiABInstallWithTheTryPartitionBusy(t *testing.T) {
+	isolated.Require(t)
+	requireTools(t)
+	images := map[string]bootloader.BootImage{
+		"1": {Path: ext4ImageOf(t, map[string]string{"kernel": "one"}), Object: "a"},
+		"2": {Path: ext4ImageOf(t, map[string]string{"kernel": "two"}), Object: "b"},
+	}
+	r, devs, _ := placeDisk(t, map[string]string{"kernel": "factory"})
+	r.Image = func(rev string) (bootloader.BootImage, error) { return images[rev], nil }
+	p3 := r.Partitions[3]
+	hold := func() *os.File {
+		t.Helper()
+		f, err := os.Open(filepath.Join(p3, "kernel"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	refused := func(rev string) {
+		t.Helper()
+		if _, err := r.Install(rev); err == nil || !strings.Contains(err.Error(), "partition 3: unmount") {
+			t.Fatalf("install %s with the try partition busy: %v, want the unmount refused", rev, err)
+		}
+		onDevice(t, filepath.Join(p3, "kernel"), devs[3])
+	}
+
+	busy := hold()
+	refused("1")
+	busy.Close()
+	if _, err := os.Stat(r.TrybootFlag); err == nil {
+		t.Error("a refused install over nothing armed armed the flag")
+	}
+	if env := mustLoadEnv(t, r); env.Try() != "" {
+		t.Errorf("a refused install over nothing armed set pv_try: %v", env)
+	}
+
+	if _, err := r.Install("1"); err != nil {
+		t.Fatalf("install 1: %v", err)
+	}
+	busy = hold()
+	defer busy.Close()
+	refused("2")
+	env := mustLoadEnv(t, r)
+	if ok, err := r.Installed(env, "1"); !ok || err != nil {
+		_, ferr := os.Stat(r.TrybootFlag)
+		t.Errorf("after a refused install over revision 1 armed: 1 installed %v, %v (variables %v, flag %v); want it still armed", ok, err, env, ferr)
+	}
+	if data, err := os.ReadFile(filepath.Join(p3, "kernel")); err != nil || string(data) != "one" {
+		t.Errorf("the try partition's kernel %q, %v; want revision 1's", data, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(p3, "pv_rev.txt")); err != nil || string(data) != "1\n" {
+		t.Errorf("pv_rev.txt %q, %v; want 1 alone", data, err)
+	}
+	busy.Close()
+	if reboot, err := r.Install("2"); err != nil || !reboot {
+		t.Fatalf("install 2 once the partition is free: reboot %v, %v", reboot, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(p3, "kernel")); err != nil || string(data) != "two" {
+		t.Errorf("the try partition's kernel %q, %v; want revision 2's", data, err)
+	}
+}
+
+// placeDisk places a disk of loop devices laid out as upstream's, in a
+// normal boot: partition 1 boots 2 (installed for the factory revision)
+// and tries 3, which holds try. It returns the backend, with boot
+// variables and a tryboot property of the test's, the devices and the
+// run directory.
+func placeDisk(t *testing.T, try map[string]string) (bootloader.RPiAB, map[int]string, string) {
+	t.Helper()
+	devs := map[int]string{
+		1: attachLoop(t, ext4ImageOf(t, map[string]string{"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"})),
+		2: attachLoop(t, ext4ImageOf(t, map[string]string{"pv_rev.txt": "0\n"})),
+		3: attachLoop(t, ext4ImageOf(t, try)),
+	}
+	site, run, log := testSite(t, devs)
+	r, err := site.place(log)
+	if err != nil {
+		t.Fatalf("place: %v", err)
+	}
+	r.BootDir, r.TrybootProperty = t.TempDir(), filepath.Join(t.TempDir(), "tryboot")
+	if err := os.WriteFile(r.TrybootProperty, make([]byte, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r, devs, run
 }
