@@ -92,6 +92,9 @@ type RPiAB struct {
 	// the partition is worked out from autoboot.txt, which a commit
 	// during this boot has swapped since.
 	PartitionProperty string
+	// saveEnv stores rpiab.txt (saveNulEnv when nil): the tests put a
+	// medium that fails in its place.
+	saveEnv func(path string, env Env, size int) error
 }
 
 var _ Backend = RPiAB{}
@@ -140,7 +143,13 @@ func (r RPiAB) Load() (Env, error) { return loadNulEnv(r.envPath(), RPiABSize) }
 // Save replaces rpiab.txt with env, crash-safely; an env that does not fit
 // 512 bytes is refused and nothing is written. It arms or disarms nothing:
 // Install, Commit and Fail do.
-func (r RPiAB) Save(env Env) error { return saveNulEnv(r.envPath(), env, RPiABSize) }
+func (r RPiAB) Save(env Env) error {
+	save := saveNulEnv
+	if r.saveEnv != nil {
+		save = r.saveEnv
+	}
+	return save(r.envPath(), env, RPiABSize)
+}
 
 // Install arms rev to be tried at the next boot, in upstream's order:
 // rev's boot image written onto the [tryboot] partition (installImage),
@@ -148,8 +157,10 @@ func (r RPiAB) Save(env Env) error { return saveNulEnv(r.envPath(), env, RPiABSi
 // in rpiab.txt, then the tryboot flag, last: only from then on does a
 // reboot load the try partition. A crash before it leaves a normal boot
 // with pv_try set, which Running reports as the committed revision (a
-// rollback). A revision with no boot image is refused, with nothing
-// changed: the try would boot the kernel of whatever the partition held.
+// rollback). A save of pv_try or an arming of the flag that returns an
+// error puts the variables back as they were (undoInstall). A revision
+// with no boot image is refused, with nothing changed: the try would boot
+// the kernel of whatever the partition held.
 //
 // Updates stacked without a reboot (the flag already armed, the
 // partition listing the revisions installed since): when rev's image is
@@ -173,6 +184,10 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
 	}
+	before, err := r.Load()
+	if err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, err)
+	}
 	ab, err := r.autoboot()
 	if err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
@@ -191,18 +206,29 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 	if err := r.writeRevs(ab.Try, revs); err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, err)
 	}
-	if err := change(r, "install revision "+rev, func(e Env) Env { return e.installed(rev) }); err != nil {
-		return false, err
+	if err := r.Save(before.installed(rev)); err != nil {
+		return false, fmt.Errorf("install revision %s: %w", rev, r.undoInstall(before, err))
 	}
 	if err := storage.WriteFileAtomic(r.TrybootFlag, []byte("1\n"), 0o644); err != nil {
-		// pv_try without the flag would be a normal boot, reported as
-		// a rollback of an update that was refused: it goes too.
-		if ferr := change(r, "undo install revision "+rev, Env.failed); ferr != nil {
-			err = errors.Join(err, ferr)
-		}
-		return false, fmt.Errorf("install revision %s: arm tryboot: %w", rev, err)
+		return false, fmt.Errorf("install revision %s: arm tryboot: %w", rev, r.undoInstall(before, err))
 	}
 	return reboot, nil
+}
+
+// undoInstall puts back the variables before, as they were before an
+// install whose save of pv_try, or arming of the flag, returned err. A
+// save's error may come after its rename (the fsync of the directory):
+// pv_try=rev is stored then, with no flag, a normal boot read as the
+// rollback of an update that was refused. A revision armed before
+// (stacked) keeps its pv_try, under the flag still armed for it, or, when
+// the image write disarmed it, is rolled back by the next boot as its
+// image is gone. What is stored after it is judged by Confirm, as
+// everywhere: the undo may fail as the save did.
+func (r RPiAB) undoInstall(before Env, err error) error {
+	if uerr := r.Save(before); uerr != nil {
+		return errors.Join(err, fmt.Errorf("undo: %w", uerr))
+	}
+	return err
 }
 
 // Installed reports whether a reboot now tries rev: pv_try=rev without a

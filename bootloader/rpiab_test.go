@@ -547,3 +547,79 @@ func FuzzParsePvRevTxt(f *testing.F) {
 		}
 	})
 }
+
+// errDirSync is the error of a save whose rename took and whose fsync of
+// the directory failed: the new rpiab.txt is read back, and may not
+// outlive a power cut.
+var errDirSync = errors.New("sync dir: input/output error")
+
+// failAfterRename makes r's saves of rpiab.txt return errDirSync after
+// the rename, while fails says so of the variables being saved.
+func failAfterRename(r *RPiAB, fails func(Env) bool) {
+	r.saveEnv = func(path string, env Env, size int) error {
+		if err := saveNulEnv(path, env, size); err != nil || !fails(env) {
+			return err
+		}
+		return errDirSync
+	}
+}
+
+// An install whose save of pv_try returns an error after its rename is
+// undone: the variables as they were before it, and the flag as it was.
+// Left in place, pv_try=1 with no flag was a normal boot read as the
+// rollback of an update that had been refused (and a supervisor started
+// again rebooted to it). It is judged as everywhere (Confirm, with
+// Installed): not installed. Over revision 1 armed (updates stacked on
+// the same image), 1 stays armed. When every save fails so, the undo's
+// too, what is read back is the undo's: refused all the same.
+func TestRPiABInstallWhosePvTrySaveFailsIsUndone(t *testing.T) {
+	installed := func(r RPiAB, rev string) func(Env) bool {
+		return func(e Env) bool { ok, err := r.Installed(e, rev); return ok && err == nil }
+	}
+	refused := func(t *testing.T, r RPiAB, rev string) {
+		t.Helper()
+		_, err := r.Install(rev)
+		if !errors.Is(err, errDirSync) {
+			t.Fatalf("install %s: %v, want the save's error", rev, err)
+		}
+		if cerr := Confirm(r, err, installed(r, rev)); cerr == nil || errors.Is(cerr, ErrUnconfirmed) {
+			t.Errorf("install %s judged by what is stored: %v, want it refused", rev, cerr)
+		}
+	}
+	t.Run("nothing armed", func(t *testing.T) {
+		r := newRPi(t)
+		failAfterRename(&r, func(e Env) bool { return e.Try() == "1" })
+		refused(t, r, "1")
+		if env := mustLoad(t, r); env.Try() != "" {
+			t.Errorf("variables %v after a refused install: want no pv_try", env)
+		}
+		if _, err := os.Stat(r.TrybootFlag); err == nil {
+			t.Error("a refused install armed the flag")
+		}
+		if p := firmwareBoot(t, r); p != 2 || running(t, r) != "0" || mustLoad(t, r).Try() != "" {
+			t.Errorf("the next boot: partition %d, running %s, variables %v; want 0 with no try to report", p, running(t, r), mustLoad(t, r))
+		}
+	})
+	t.Run("revision 1 armed", func(t *testing.T) {
+		r := newRPi(t)
+		if _, err := r.Install("1"); err != nil {
+			t.Fatal(err)
+		}
+		failAfterRename(&r, func(e Env) bool { return e.Try() == "2" })
+		refused(t, r, "2")
+		if env := mustLoad(t, r); !installed(r, "1")(env) {
+			t.Errorf("variables %v after a refused install over 1 armed: want 1 still armed", env)
+		}
+		if p := firmwareBoot(t, r); p != 3 || running(t, r) != "1" {
+			t.Errorf("the next boot: partition %d, running %s; want the tryboot of 1", p, running(t, r))
+		}
+	})
+	t.Run("every save fails", func(t *testing.T) {
+		r := newRPi(t)
+		failAfterRename(&r, func(Env) bool { return true })
+		refused(t, r, "1")
+		if env := mustLoad(t, r); env.Try() != "" {
+			t.Errorf("variables %v after a refused install: want the undo's, no pv_try", env)
+		}
+	})
+}
