@@ -75,6 +75,10 @@ type RPiAB struct {
 	// short. Empty in the tests' directory model, where a partition's
 	// directory is the whole of it.
 	Devices map[int]string
+	// MountErrors holds, for a partition of Devices that did not mount
+	// at boot, its mount's error (cmd/pantavisor): a tryboot of it,
+	// which cannot tell which revision it runs, says why.
+	MountErrors map[int]error
 	// FSType is the filesystem of the boot partitions, mounted again
 	// after an image is written (vfat on a Pi).
 	FSType string
@@ -340,6 +344,12 @@ func (r RPiAB) Running(env Env) (string, error) {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
 	booted, other := r.bootedPartition(ab, tryboot)
+	// The partition booted not mounted (a tryboot of one whose mount
+	// failed: a normal boot needs it mounted to start): the firmware
+	// loaded its files, and which revisions they are for is unknown.
+	if err := r.needMounted(booted); err != nil {
+		return "", fmt.Errorf("read running revision: this boot loaded %w", err)
+	}
 	revs, err := r.revs(booted)
 	if errors.Is(err, os.ErrNotExist) {
 		return env.Committed(), nil
@@ -348,9 +358,7 @@ func (r RPiAB) Running(env Env) (string, error) {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
 	// The partition not booted may be unmounted (a power cut during
-	// its image write): a normal boot needs nothing of it. The booted
-	// one unmounted is an error: the firmware loaded its files, and which
-	// revisions they are for is unknown.
+	// its image write): a normal boot needs nothing of it.
 	otherRevs, err := r.revs(other)
 	if err != nil && !unlisted(err) {
 		return "", fmt.Errorf("read running revision: %w", err)
@@ -532,6 +540,10 @@ func (r RPiAB) TakeTryboot() (bool, error) {
 	}
 	return true, nil
 }
+
+// Tryboot says whether this boot is a tryboot, as the firmware's tryboot
+// property says.
+func (r RPiAB) Tryboot() (bool, error) { return r.tryboot() }
 
 // tryboot reads the firmware's tryboot property.
 func (r RPiAB) tryboot() (bool, error) {

@@ -320,6 +320,32 @@ func TestRPiABUnmountedPartitionListsNothing(t *testing.T) {
 	}
 }
 
+// A tryboot of a partition that did not mount cannot tell which revision
+// it runs: the error names the partition and why its mount failed. A node
+// that never appeared (its mount's error says so) is no mount either:
+// taken for a partition without pv_rev.txt (a factory image), the tryboot
+// ran the committed revision on the try's kernel.
+func TestRPiABTrybootOfAPartitionNotMounted(t *testing.T) {
+	for _, node := range []string{"/dev/null", "/dev/no-such-node"} {
+		t.Run(node, func(t *testing.T) {
+			r := newRPi(t)
+			if _, err := r.Install("1"); err != nil {
+				t.Fatal(err)
+			}
+			mountErr := errors.New("mount " + node + " (vfat) on " + r.Partitions[3] + ": invalid argument")
+			r.Devices = map[int]string{3: node}
+			r.MountErrors = map[int]error{3: mountErr}
+			if p := firmwareBoot(t, r); p != 3 {
+				t.Fatalf("the firmware booted partition %d, want the try's, 3", p)
+			}
+			rev, err := r.Running(mustLoad(t, r))
+			if err == nil || !errors.Is(err, errUnmounted) || !errors.Is(err, mountErr) || !strings.Contains(err.Error(), "partition 3 ("+node+")") {
+				t.Errorf("a tryboot of partition 3, not mounted: %q, %v; want an error naming it and its mount's error", rev, err)
+			}
+		})
+	}
+}
+
 // Updates stacked without a reboot share the try partition only when they
 // share its boot image: a revision with another image starts the list
 // afresh, and only a reboot starts it.

@@ -31,7 +31,9 @@ func MountBootPartition(dev, at, fstype string) error {
 // mounted says whether boot partition part is mounted where Partitions
 // says: the filesystem there is on its device node (Devices). A partition
 // with no device node is the directory model of the tests: its directory
-// is the whole of it.
+// is the whole of it. A node that does not exist (it never appeared) has
+// nothing mounted: its error was taken for a partition without
+// pv_rev.txt, and a tryboot of it for a run of the committed revision.
 func (r RPiAB) mounted(part int) (bool, error) {
 	dev := r.Devices[part]
 	if dev == "" {
@@ -45,22 +47,29 @@ func (r RPiAB) mounted(part int) (bool, error) {
 		return false, fmt.Errorf("partition %d: %w", part, err)
 	}
 	if err := unix.Stat(dev, &node); err != nil {
+		if os.IsNotExist(err) {
+			return false, nil
+		}
 		return false, fmt.Errorf("partition %d: device %s: %w", part, dev, err)
 	}
 	return node.Mode&unix.S_IFMT == unix.S_IFBLK && at.Dev == node.Rdev, nil
 }
 
 // needMounted returns an error wrapping errUnmounted when partition part
-// is not mounted.
+// is not mounted, and its mount's error at boot (MountErrors) when it has
+// one: said "at boot", as an image write since may have unmounted it.
 func (r RPiAB) needMounted(part int) error {
 	ok, err := r.mounted(part)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return fmt.Errorf("partition %d (%s) at %s: %w", part, r.Devices[part], r.Partitions[part], errUnmounted)
+	if ok {
+		return nil
 	}
-	return nil
+	if merr := r.MountErrors[part]; merr != nil {
+		return fmt.Errorf("partition %d (%s) at %s: %w (at boot: %w)", part, r.Devices[part], r.Partitions[part], errUnmounted, merr)
+	}
+	return fmt.Errorf("partition %d (%s) at %s: %w", part, r.Devices[part], r.Partitions[part], errUnmounted)
 }
 
 // BootImage is a revision's boot image for rpiab: the BSP's rpiab object,

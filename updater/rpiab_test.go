@@ -181,6 +181,17 @@ func TestStartRPiABUnknownBootIsSafeMode(t *testing.T) {
 			write(t, filepath.Join(r.Partitions[3], "pv_rev.txt"), "7\n")
 			firmware(t, r, true)
 		}, "cannot tell which revision it booted"},
+		{"tryboot of a partition that did not mount", func(t *testing.T, d *Device, r bootloader.RPiAB) {
+			if _, err := d.Install("1"); err != nil {
+				t.Fatal(err)
+			}
+			// A character device stands for the node the mount point
+			// is not on.
+			r.Devices = map[int]string{3: "/dev/null"}
+			r.MountErrors = map[int]error{3: errors.New("mount /dev/mmcblk0p3 (vfat) on /run/rpiab/p3: invalid argument")}
+			d.Bootloader = r
+			firmware(t, r, true)
+		}, "this boot loaded partition 3 (/dev/null) at "},
 		{"garbage autoboot.txt", func(t *testing.T, d *Device, r bootloader.RPiAB) {
 			write(t, filepath.Join(r.Bootsel, "autoboot.txt"), "garbage\n")
 		}, "read autoboot.txt"},
@@ -195,6 +206,9 @@ func TestStartRPiABUnknownBootIsSafeMode(t *testing.T) {
 			}
 			if b.Reboot != "" || b.State != nil || b.Action != update.BootSafeMode || !strings.Contains(b.SafeMode, tt.want) {
 				t.Fatalf("boot %+v: want safe mode with %q, no reboot", b, tt.want)
+			}
+			if rb, ok := d.Bootloader.(bootloader.RPiAB); ok && rb.MountErrors != nil && !strings.Contains(b.SafeMode, rb.MountErrors[3].Error()) {
+				t.Errorf("safe mode %q: want the mount error %q named", b.SafeMode, rb.MountErrors[3])
 			}
 		})
 	}

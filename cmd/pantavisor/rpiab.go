@@ -31,6 +31,10 @@ type rpiabSite struct {
 	// wait is how long a partition's node may take to appear
 	// (PV_STORAGE_WAIT: the same disk as the storage, as a rule).
 	wait time.Duration
+	// tryboot is the firmware's tryboot property;
+	// bootloader.DefaultTrybootProperty when empty (the tests pass
+	// their own).
+	tryboot string
 	// boot is true at a boot, false in a supervisor PID 1 started
 	// again: a boot drops a tryboot flag left in dir, as the firmware
 	// consumes its own before it boots; a supervisor started again keeps
@@ -48,15 +52,16 @@ func rpiabDir(run string) string { return filepath.Join(run, "rpiab") }
 // is an error naming it. The [tryboot] partition may not mount (an image
 // write cut by a power cut): the firmware tries it only once an install
 // has rewritten it, so it is logged and left unmounted, and the backend
-// reads it as listing no revision until Install writes it.
+// reads it as listing no revision until Install writes it. In a tryboot
+// the firmware loaded it: which revision runs cannot be told, and the
+// backend says why (MountErrors), when asked which revision runs.
 func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
-	r := bootloader.RPiAB{Partitions: map[int]string{}, Devices: map[int]string{}, FSType: s.fstype,
-		TrybootFlag: filepath.Join(s.dir, "tryboot")}
+	r := bootloader.RPiAB{Partitions: map[int]string{}, Devices: map[int]string{}, MountErrors: map[int]error{},
+		FSType: s.fstype, TrybootFlag: filepath.Join(s.dir, "tryboot"), TrybootProperty: s.tryboot}
 	mounted, err := mountPoints()
 	if err != nil {
 		return r, fmt.Errorf("rpiab: %w", err)
 	}
-	failed := map[int]error{}
 	for _, n := range slices.Sorted(maps.Keys(s.devs)) {
 		at := filepath.Join(s.dir, "p"+strconv.Itoa(n))
 		if n == bootloader.RPiABBootsel {
@@ -73,23 +78,27 @@ func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 			r.Devices[n] = node
 		}
 		if err != nil {
-			failed[n] = err
+			r.MountErrors[n] = err
 			continue
 		}
 		log.Info("rpiab partition mounted", "partition", n, "device", node, "on", at)
 	}
-	if err := failed[bootloader.RPiABBootsel]; err != nil {
+	if err := r.MountErrors[bootloader.RPiABBootsel]; err != nil {
 		return r, fmt.Errorf("rpiab: partition %d: %w", bootloader.RPiABBootsel, err)
 	}
 	boot, try, err := r.BootPartitions()
 	if err != nil {
 		return r, fmt.Errorf("rpiab: %w", err)
 	}
-	if err := failed[boot]; err != nil {
+	if err := r.MountErrors[boot]; err != nil {
 		return r, fmt.Errorf("rpiab: partition %d, which autoboot.txt boots: %w", boot, err)
 	}
-	if err := failed[try]; err != nil {
-		log.Warn("rpiab: the try partition does not mount: it lists no revision until the next install writes its boot image", "partition", try, "err", err)
+	if err := r.MountErrors[try]; err != nil {
+		if tryboot, _ := r.Tryboot(); tryboot {
+			log.Error("rpiab: the try partition, which this tryboot loaded, does not mount: which revision runs cannot be told", "partition", try, "err", err)
+		} else {
+			log.Warn("rpiab: the try partition does not mount: it lists no revision until the next install writes its boot image", "partition", try, "err", err)
+		}
 	}
 	if s.boot {
 		if err := os.Remove(r.TrybootFlag); err == nil {

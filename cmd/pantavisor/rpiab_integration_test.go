@@ -114,8 +114,11 @@ func TestRPiABPartitionsMounted(t *testing.T) {
 // A boot needs partition 1 and the partition autoboot.txt's [all] boots,
 // not the [tryboot] one: that one not mounting (its image write cut by a
 // power cut) is logged, and the boot runs on; it lists no revision until
-// an install writes it. [all]'s partition not mounting is the reason,
-// named.
+// an install writes it. In a tryboot, which loaded it, which revision
+// runs cannot be told: the log and the backend's answer name the
+// partition and its mount's error (they said it listed no revision until
+// the next install, and "not mounted"). [all]'s partition not mounting is
+// the reason, named.
 func TestRPiABTryPartitionUnmountable(t *testing.T) {
 	isolated.Require(t)
 	requireTools(t)
@@ -139,6 +142,27 @@ func TestRPiABTryPartitionUnmountable(t *testing.T) {
 	}
 	if rev, err := r.Running(bootloader.Env{bootloader.VarRev: "0"}); err != nil || rev != "0" {
 		t.Errorf("normal boot with the try partition unmountable: %q, %v; want 0", rev, err)
+	}
+	unmountRPiAB(run, log)
+
+	tryboot := site
+	tryboot.tryboot = filepath.Join(t.TempDir(), "tryboot")
+	if err := os.WriteFile(tryboot.tryboot, []byte{0, 0, 0, 1}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	r, err = tryboot.place(slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatalf("place in a tryboot with the try partition unmountable: %v", err)
+	}
+	if out := logged.String(); !strings.Contains(out, "which this tryboot loaded, does not mount") || !strings.Contains(out, "partition=3") ||
+		!strings.Contains(out, "mount "+torn+" (ext4)") {
+		t.Errorf("logged in a tryboot of the unmountable partition:\n%s", out)
+	}
+	r.BootDir = t.TempDir()
+	_, err = r.Running(bootloader.Env{bootloader.VarRev: "0", bootloader.VarTry: "1"})
+	if err == nil || !strings.Contains(err.Error(), "this boot loaded partition 3 ("+torn+")") || !strings.Contains(err.Error(), "mount "+torn+" (ext4)") {
+		t.Errorf("tryboot of the unmountable partition: %v, want it and its mount's error named", err)
 	}
 	unmountRPiAB(run, log)
 
