@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -235,5 +236,35 @@ func TestInstallUnconfirmedIsRefusedAndNotTried(t *testing.T) {
 	}
 	if b := nextBoot(t, rig.d); b.Rev != "1" || b.Trying {
 		t.Errorf("the boot after runs %s (trying %v), want 1", b.Rev, b.Trying)
+	}
+}
+
+// A LOCAL_RUN on a device whose bootloader is unusable (safe mode) is
+// refused with an error that wraps bootloader.ErrUnusable and the
+// reason, for ctrl to say why, and nothing is written to the revision's
+// progress. The refusal came from reading the variables (Revisions),
+// whose error went on as text only: ctrl answered "Internal error".
+func TestRunRefusedByAnUnusableBootloader(t *testing.T) {
+	l := storage.Layout{Root: t.TempDir()}
+	for _, rev := range []string{"1", "2"} {
+		if err := l.InstallTrail(rev, []byte(`{"#spec":"pantavisor-service-system@1"}`), storage.InstallOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	why := errors.New(`new bootloader: unknown bootloader type "uboot-ab"`)
+	d := &updater.Device{Layout: l, Bootloader: bootloader.Unusable{Err: why}, State: state.Options{AppEngine: true},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	reboots := make(chan string, 1)
+	sys := startSystemCfg(t, Config{Rev: "1", Updates: d, Engine: newFakeEngine(),
+		OnReboot: func(why string) { reboots <- why }})
+	err := sys.RunRevision("2", false)
+	if !errors.Is(err, bootloader.ErrUnusable) || !errors.Is(err, why) || errors.Is(err, bootloader.ErrUnconfirmed) {
+		t.Errorf("run on an unusable bootloader: %v, want it refused naming why", err)
+	}
+	if p, err := d.Progress("2"); p != nil || err != nil {
+		t.Errorf("progress of the refused revision %+v, %v; want none written", p, err)
+	}
+	if len(reboots) != 0 {
+		t.Errorf("rebooted: %q", <-reboots)
 	}
 }

@@ -416,7 +416,7 @@ func (a *rootActor) revisions() *messages.RevisionsReply {
 		var err error
 		if r.Committed, r.Tried, err = a.cfg.Updates.Env(); err != nil {
 			a.cfg.Log.Warn("read bootloader variables", "err", err)
-			r.Err = "read bootloader variables: " + err.Error()
+			r.Err = fmt.Errorf("read bootloader variables: %w", err)
 		}
 	}
 	r.Backing = a.up.backing

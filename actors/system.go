@@ -378,10 +378,10 @@ func (s *System) Revisions() (*messages.RevisionsReply, error) {
 	if !ok {
 		return nil, fmt.Errorf("revisions: unexpected reply %T", res)
 	}
-	if reply.Err != "" {
+	if reply.Err != nil {
 		// Fail closed: without the committed revision a GC would
 		// remove the one a rollback boots.
-		return nil, errors.New("revisions: " + reply.Err)
+		return nil, fmt.Errorf("revisions: %w", reply.Err)
 	}
 	return reply, nil
 }

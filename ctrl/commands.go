@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/update"
@@ -197,8 +198,8 @@ func (s *Server) commandStorage(w http.ResponseWriter, what string) (*Storage, *
 
 // commandError is the HTTP status and message for a command that did not
 // succeed: 503 while an update is under test, 404 for a revision never
-// uploaded, 422 for a bad name or a state that does not validate, 500
-// otherwise.
+// uploaded, 422 for a bad name or a state that does not validate, 409
+// with the reason for a bootloader that is unusable, 500 otherwise.
 func commandError(err error) (int, string) {
 	switch {
 	case errors.Is(err, update.ErrUpdateOngoing):
@@ -213,6 +214,11 @@ func commandError(err error) (int, string) {
 		return code, msg
 	case errors.Is(err, messages.ErrNoUpdates):
 		return http.StatusInternalServerError, msgNoUpdates
+	case errors.Is(err, bootloader.ErrUnusable):
+		// Safe mode, for a bootloader that cannot be set up: nothing
+		// that reads or writes its variables can be done until it is
+		// fixed, which the error says how (it was "Internal error").
+		return http.StatusConflict, err.Error()
 	}
 	return http.StatusInternalServerError, msgInternal
 }

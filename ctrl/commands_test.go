@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/bootloader"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/update"
@@ -51,6 +52,9 @@ func TestCommands(t *testing.T) {
 			422, errJSON("run locals/bad: invalid revision: no web/run.json"), "", []string{"run locals/bad"}},
 		{"no updates", command("LOCAL_RUN_COMMIT", "1"), fmt.Errorf("run 1: %w", messages.ErrNoUpdates),
 			500, errJSON(msgNoUpdates), "", []string{"run-commit 1"}},
+		{"unusable bootloader", command("LOCAL_RUN", "1"),
+			fmt.Errorf("run 1: revisions: %w", fmt.Errorf("%w: new bootloader: uboot-ab is not implemented", bootloader.ErrUnusable)),
+			409, errJSON("run 1: revisions: bootloader unusable: new bootloader: uboot-ab is not implemented"), "", []string{"run 1"}},
 		{"other failure", command("LOCAL_RUN", "1"), errors.New("actor timeout"),
 			500, errJSON(msgInternal), "", []string{"run 1"}},
 

@@ -90,6 +90,16 @@ func TestUnusableBootloaderIsSafeMode(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", w, d.output())
 		}
 	}
+	// An update is refused naming why, and the revision's progress is
+	// left as it was.
+	before, _ := d.pvcontrol("steps", "show-progress", "0")
+	out, code := d.pvcontrol("cmd", "run", "0")
+	if code == 0 || !strings.Contains(out, "bootloader unusable") || !strings.Contains(out, "uboot-ab") {
+		t.Errorf("cmd run on an unusable bootloader: %d %s; want a refusal naming why", code, out)
+	}
+	if after, _ := d.pvcontrol("steps", "show-progress", "0"); after != before {
+		t.Errorf("a refused run changed the progress of 0:\n%s\nwas:\n%s", after, before)
+	}
 	if code := d.stop(30 * time.Second); code != 0 {
 		t.Errorf("exit code %d", code)
 	}

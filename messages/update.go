@@ -47,8 +47,11 @@ type RevisionsReply struct {
 	// revision volumes and logs are in use.
 	Backing []string
 	// Err says the bootloader variables could not be read: Committed and
-	// Tried are unknown, so nothing may be removed on this answer.
-	Err string
+	// Tried are unknown, so nothing may be removed on this answer. An
+	// error, not its text: a bootloader that is unusable
+	// (bootloader.ErrUnusable) refuses every command that reads them,
+	// and ctrl says why.
+	Err error
 }
 
 // Revisions returns the distinct non-empty revisions of r, for GC.

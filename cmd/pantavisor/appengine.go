@@ -261,7 +261,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		// and every boot the same: a reboot loop nobody could look
 		// into. The boot decision fails on it instead: safe mode.
 		fmt.Fprintf(stderr, "pantavisor: %v\n", err)
-		bl = unusableBootloader{err}
+		bl = bootloader.Unusable{Err: err}
 	}
 	env, err := bl.Load()
 	if err != nil {
@@ -712,19 +712,6 @@ func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool, sit
 	}
 	return bootloader.New(typ, o)
 }
-
-// unusableBootloader stands for a bootloader that cannot be set up: every
-// step fails with why, so the boot decision enters safe mode (the control
-// socket up to tell why, no containers) instead of a reboot loop.
-type unusableBootloader struct{ err error }
-
-func (u unusableBootloader) Load() (bootloader.Env, error) { return nil, u.fail() }
-func (u unusableBootloader) Save(bootloader.Env) error     { return u.fail() }
-func (u unusableBootloader) Install(string) (bool, error)  { return false, u.fail() }
-func (u unusableBootloader) Commit(string) error           { return u.fail() }
-func (u unusableBootloader) Fail() error                   { return u.fail() }
-
-func (u unusableBootloader) fail() error { return fmt.Errorf("bootloader unusable: %w", u.err) }
 
 // initPathEnv carries the container init's path across the supervisor's
 // re-execution from a sealed copy of itself.
