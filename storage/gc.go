@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // GCOptions say what a garbage collection must keep. The caller knows the
@@ -19,6 +20,14 @@ type GCOptions struct {
 	// KeepObjects are objects kept although no trail refers to them yet:
 	// those of an update whose trail is not installed.
 	KeepObjects []string
+	// KeepNewer, when set, keeps what changed after it although nothing
+	// refers to it: every object whose file was modified after it (put,
+	// or put again), and every revision whose trail directory was (an
+	// install renames it into place). An automatic GC sets it to keep
+	// the uploads of a local update in progress, whose objects come
+	// before the trail that refers to them and whose trail comes before
+	// the LOCAL_RUN that makes it a revision in use.
+	KeepNewer time.Time
 }
 
 // GCReport is what a garbage collection freed.
@@ -58,7 +67,7 @@ func (l Layout) GC(opt GCOptions) (GCReport, error) {
 	}
 	var errs []error
 	for _, rev := range revs {
-		if keep[rev] {
+		if keep[rev] || l.newer(l.Trail(rev), opt.KeepNewer) {
 			continue
 		}
 		n, err := l.removeRevision(rev)
@@ -69,7 +78,7 @@ func (l Layout) GC(opt GCOptions) (GCReport, error) {
 		}
 		rep.Revisions = append(rep.Revisions, rev)
 	}
-	objs, bytes, err := l.gcObjects(opt.KeepObjects)
+	objs, bytes, err := l.gcObjects(opt.KeepObjects, opt.KeepNewer)
 	rep.Objects, rep.Bytes = objs, rep.Bytes+bytes
 	if err != nil {
 		errs = append(errs, err)
@@ -152,7 +161,17 @@ func (l Layout) referenced() (map[string]bool, error) {
 	return refs, nil
 }
 
-func (l Layout) gcObjects(keepObjects []string) ([]string, int64, error) {
+// newer reports whether the file at path was modified after t (never for
+// a zero t); one that cannot be read is kept, as newer.
+func (l Layout) newer(path string, t time.Time) bool {
+	if t.IsZero() {
+		return false
+	}
+	fi, err := os.Lstat(path)
+	return err != nil || fi.ModTime().After(t)
+}
+
+func (l Layout) gcObjects(keepObjects []string, keepNewer time.Time) ([]string, int64, error) {
 	refs, err := l.referenced()
 	if err != nil {
 		return nil, 0, fmt.Errorf("collect objects: %w", err)
@@ -175,7 +194,7 @@ func (l Layout) gcObjects(keepObjects []string) ([]string, int64, error) {
 			continue
 		}
 		fi, err := e.Info()
-		if err != nil || links(fi) > 1 {
+		if err != nil || links(fi) > 1 || !keepNewer.IsZero() && fi.ModTime().After(keepNewer) {
 			continue
 		}
 		if err := os.Remove(l.Object(sha)); err != nil {
