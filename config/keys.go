@@ -45,6 +45,7 @@ const (
 	PVWDTTimeout             = "PV_WDT_TIMEOUT"
 	PVStorageGCReserved      = "PV_STORAGE_GC_RESERVED"
 	PVStorageGCThreshold     = "PV_STORAGE_GC_THRESHOLD"
+	PVStorageGCDeferTime     = "PV_STORAGE_GC_THRESHOLD_DEFERTIME"
 	PVStorageWait            = "PV_STORAGE_WAIT"
 	PVNetBrDev               = "PV_NET_BRDEV"
 	PVNetBrAddress4          = "PV_NET_BRADDRESS4"
@@ -151,7 +152,8 @@ const (
 	maxInt   = math.MaxInt32
 )
 
-// table is reference §9.2 plus the keys this project adds
+// table is reference §9.2, upstream's PV_STORAGE_GC_THRESHOLD_DEFERTIME
+// that §9.2 leaves out, and the keys this project adds
 // (PV_AUTO_RECOVERY_MAX_DELAY, PV_POLICY, PV_OEM_NAME, PV_STORAGE_MNTPOINT).
 // Aliases are filled in by init with the scheme alias (prefix dropped,
 // lower case, '_' → '.'); an explicit alias is upstream's spelling where it
@@ -208,6 +210,9 @@ var table = []KeyInfo{
 	// Percent of the storage size.
 	{Name: PVStorageGCReserved, Kind: KindInt, Default: "5", Allowed: pvOEMRun, Max: 100},
 	{Name: PVStorageGCThreshold, Kind: KindInt, Default: "0", Allowed: pvOEMRun, Max: 100},
+	// Upstream's: no automatic GC within this long after the last upload
+	// (an object or a step), and what was uploaded within it is kept.
+	{Name: PVStorageGCDeferTime, Kind: KindSeconds, Default: "600", Allowed: pvOEMRun, Max: maxInt},
 	{Name: PVStorageWait, Kind: KindSeconds, Default: "5", Allowed: AllowPV, Max: maxInt},
 	// Legacy bridge settings; IPAM does not use them.
 	{Name: PVNetBrDev, Kind: KindString, Default: "lxcbr0", Allowed: pvOEM},

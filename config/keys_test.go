@@ -62,6 +62,8 @@ func TestReferenceKeyTable(t *testing.T) {
 		{"PV_WDT_TIMEOUT", "15", AllowPV, KindSeconds},
 		{"PV_STORAGE_GC_RESERVED", "5", pvOEMRun, KindInt},
 		{"PV_STORAGE_GC_THRESHOLD", "0", pvOEMRun, KindInt},
+		// Upstream's, not in the reference's table.
+		{"PV_STORAGE_GC_THRESHOLD_DEFERTIME", "600", pvOEMRun, KindSeconds},
 		{"PV_STORAGE_WAIT", "5", AllowPV, KindSeconds},
 		{"PV_NET_BRDEV", "lxcbr0", pvOEM, KindString},
 		{"PV_NET_BRADDRESS4", "10.0.3.1", pvOEM, KindIPv4},
