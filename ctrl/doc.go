@@ -144,6 +144,32 @@
 // Uploads hold the storage shared; RUN_GC needs it alone and is refused
 // (503 "Storage is busy", Retry-After) while an upload is being written.
 //
+// No object upload eats into the reserve, PV_STORAGE_GC_RESERVED % of the
+// storage's size (statfs: f_bavail free, f_blocks total; read at each
+// upload, so a change at run time applies to the next): the device keeps
+// room for its logs, progress and metadata. An upload whose
+// Content-Length is more than the free space less the reserve is
+// preceded by an automatic GC, and refused if it still does not fit:
+// 507 "Not enough disk space available" before its body is read
+// (Connection: close), upstream's "Space required N B, available M B"
+// logged with the object's name, nothing written. A body is also checked
+// as it is written, every 4 MiB or sooner when less is left: one without
+// a Content-Length, or one that other writers left no room for, is
+// stopped before it would reach the reserve, removed, and answered the
+// same. A full disk met anyway (ENOSPC, EDQUOT) is the same 507; a
+// read-only one 507 "Storage is read-only".
+//
+// The automatic GC (before an upload, and WatchStorage's when the free
+// space is below PV_STORAGE_GC_THRESHOLD %, checked every
+// StorageCheckInterval, 0 = off) keeps what RUN_GC keeps and what a local
+// update in progress has uploaded: objects put, and revisions installed,
+// within PV_STORAGE_GC_THRESHOLD_DEFERTIME (600 s), by the server's record
+// of the puts and by the files' modification times. The threshold GC
+// waits until no upload came within that window, and runs again only when
+// the revisions stored or in use, or the uploads, changed. Neither waits
+// for the storage: with a command or another write in flight it does not
+// run (space.go). Each logs what it freed.
+//
 // Upstream's pvcontrol uploads objects with "Transfer-Encoding: identity"
 // beside Content-Length, which net/http answers 501 before any handler;
 // the server's connections drop that one header line from request heads
@@ -183,7 +209,8 @@
 //
 //   - LOCAL_RUN, LOCAL_RUN_COMMIT (payload: revision): Backend.RunRevision.
 //   - REBOOT_DEVICE, POWEROFF_DEVICE (payload: reason): Backend.Power.
-//   - RUN_GC: storage.Layout.GC keeping Backend.Revisions() and "0".
+//   - RUN_GC: storage.Layout.GC keeping Backend.Revisions() and "0"
+//     (and nothing more: objects uploaded for a step not yet put go).
 //   - MAKE_FACTORY (payload: revision, "" for the running one): its state
 //     JSON replaces trail 0 whole (storage.ReplaceTrail), then "0" is run
 //     as LOCAL_RUN_COMMIT; refused while an update is under test.

@@ -1,6 +1,7 @@
 package ctrl
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -270,4 +271,40 @@ func send(t *testing.T, c *http.Client, method, path, body string, length int64)
 // errJSON is the exact body of an error answer.
 func errJSON(msg string) string {
 	return `{"Error":"` + msg + `"}`
+}
+
+// sendEarly is send for a request the server may answer before it read
+// the body, and close: the answer is read whatever became of the write,
+// as pvcontrol does (Go's client may report the broken pipe of its write
+// instead). length -1 sends the body chunked.
+func sendEarly(t *testing.T, sock, method, path, body string, length int64) reply {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, err := http.NewRequest(method, "http://localhost"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = length
+	if length < 0 {
+		req.TransferEncoding = []string{"chunked"}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = req.Write(c) // an early answer cuts it short
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		t.Fatalf("%s %s: read response: %v", method, path, err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	c.Close()
+	<-done
+	return reply{res.StatusCode, res.Header, string(b)}
 }

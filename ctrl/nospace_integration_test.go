@@ -18,10 +18,12 @@ import (
 func TestNoSpace507(t *testing.T) {
 	root := isolated.Tmpfs(t, "1m")
 	st := &Storage{Layout: storage.Layout{Root: root}, State: state.Options{AppEngine: true}}
-	client := unixClient(startServerWith(t, newFakeBackend(), fixedResolver("", nil), st))
+	sock := startServerWith(t, newFakeBackend(), fixedResolver("", nil), st)
+	client := unixClient(sock)
 
+	// Refused before its body is read: it does not fit.
 	big := strings.Repeat("x", 2<<20)
-	if got := do(t, client, "PUT", "/objects/"+shaOf(big), big); got.status != 507 || got.body != errJSON(msgNoSpace) {
+	if got := sendEarly(t, sock, "PUT", "/objects/"+shaOf(big), big, int64(len(big))); got.status != 507 || got.body != errJSON(msgNoSpace) {
 		t.Fatalf("2 MiB object on 1 MiB = %d %s", got.status, got.body)
 	}
 	if fs := files(t, st.Layout.Objects()); len(fs) != 0 {
@@ -33,7 +35,7 @@ func TestNoSpace507(t *testing.T) {
 	// Fill the storage, then a revision does not fit.
 	for i := 0; ; i++ {
 		data := strings.Repeat(string(rune('a'+i%26)), 64<<10) + string(rune(i))
-		got := do(t, client, "PUT", "/objects/"+shaOf(data), data)
+		got := sendEarly(t, sock, "PUT", "/objects/"+shaOf(data), data, int64(len(data)))
 		if got.status == 507 {
 			break
 		}

@@ -71,8 +71,11 @@ type Server struct {
 	// storeMu serializes storage GC (Lock) with the writes of the update
 	// endpoints (RLock), which may run together.
 	storeMu sync.RWMutex
-	// cmdMu lets one POST /commands run at a time.
+	// cmdMu lets one POST /commands run at a time; the automatic GC
+	// takes it too (space.go).
 	cmdMu sync.Mutex
+	// recent is the record of the recent uploads (space.go).
+	recent uploads
 	// x is what SetConfig and SetMeta gave (info.go); nil until then.
 	x *extras
 	// conns caps the open connections (SetMaxConns).

@@ -140,15 +140,30 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 	if !ok {
 		return
 	}
-	// RUN_GC is refused while a write holds the storage.
-	s.storeMu.RLock()
-	defer s.storeMu.RUnlock()
 	sha := c.args[0]
 	if !storage.IsSHA256(sha) {
 		s.writeError(w, http.StatusBadRequest, msgBadObjectName)
 		return
 	}
-	existed, err := st.Layout.PutObject(sha, r.Body, st.MaxObject)
+	// An upload defers the threshold GC, and what it stores is kept by
+	// the automatic ones for a while (space.go).
+	s.uploaded("")
+	// Before the storage is held: the GC that may make room needs it
+	// alone. An object already stored needs no room.
+	if r.ContentLength > 0 && !stored(st.Layout, sha) && !s.roomFor(st, sha, r.ContentLength) {
+		w.Header().Set("Connection", "close")
+		s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+		return
+	}
+	// RUN_GC is refused while a write holds the storage.
+	s.storeMu.RLock()
+	defer s.storeMu.RUnlock()
+	body := &reserveGuard{r: r.Body, length: r.ContentLength, space: func() (storage.Space, int, error) {
+		reserved, _, _ := s.spaceSettings()
+		sp, err := storage.StatSpace(st.Layout.Root)
+		return sp, reserved, err
+	}}
+	existed, err := st.Layout.PutObject(sha, body, st.MaxObject)
 	if err == nil && existed {
 		// Draining lets the client finish sending and keeps the
 		// connection usable; a failure only costs the connection.
@@ -164,6 +179,8 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 			s.writeError(w, http.StatusUnprocessableEntity, msgBadChecksum)
 		case errors.Is(err, storage.ErrNoSpace), errors.Is(err, storage.ErrReadOnly):
 			s.log.Warn("ctrl: object refused", "sha256", sha, "err", err)
+			// The rest of the body is not read.
+			w.Header().Set("Connection", "close")
 			code, msg, _ := unwritable(err)
 			s.writeError(w, code, msg)
 		case errors.As(err, &tooLarge), errors.Is(err, storage.ErrTooLarge):
@@ -184,8 +201,16 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 		}
 		return
 	}
+	s.uploaded(sha)
 	s.log.Info("ctrl: object stored", "sha256", sha, "existed", existed)
 	writeOK(w)
+}
+
+// stored reports whether object sha is stored and marked verified: a put
+// of it writes nothing.
+func stored(l storage.Layout, sha string) bool {
+	fi, err := os.Stat(l.Object(sha))
+	return err == nil && storage.Verified(fi)
 }
 
 // getObject streams a stored object. An object the device does not hold
@@ -392,6 +417,10 @@ func (s *Server) putStepLocal(w http.ResponseWriter, r *http.Request, c *call) {
 		s.writeError(w, http.StatusBadRequest, msgBadRevName)
 		return
 	}
+	// The step of a local update defers the threshold GC too: its
+	// LOCAL_RUN is next (space.go). Recorded again once installed.
+	s.uploaded("")
+	defer s.uploaded("")
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return

@@ -19,7 +19,8 @@ var _ ctrl.Backend = (*actors.System)(nil)
 // cgroup (containers live under the driver's cgroup parent) as a second
 // signal. The update endpoints (/objects,
 // /steps) write to st directly: mgmt callers can add objects and local
-// revisions to the device storage. /config and /config2 serve cfg, which
+// revisions to the device storage, and the storage is garbage collected
+// when its free space falls below PV_STORAGE_GC_THRESHOLD. /config and /config2 serve cfg, which
 // PUT /user-meta overrides; user-meta and device-meta live under runDir and
 // are kept under the storage's cache/ (a failure there leaves those
 // endpoints answering 500, the rest of the socket works).
@@ -51,7 +52,12 @@ func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ct
 			log.Debug("control socket closed", "err", err)
 		}
 	}()
+	// The threshold GC (PV_STORAGE_GC_THRESHOLD) lives with the server:
+	// it shares the storage's locks and the record of the uploads.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	go srv.WatchStorage(watchCtx, ctrl.StorageCheckInterval)
 	return func() {
+		stopWatch()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
