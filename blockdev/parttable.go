@@ -53,14 +53,18 @@ const (
 	mbrEmptyEBRs   = 100 // in a row without a partition: a loop, as blkid
 	gptHeaderSize  = 92
 	gptEntrySize   = 128
-	// The most of the entry array read (UEFI asks for at least 16 KiB,
-	// what every tool writes: 128 entries): a header whose CRC holds
-	// still must not make a probe read gigabytes. Linux has no partition
-	// numbers above 256 (DISK_MAX_PARTS) anyway.
-	gptMaxEntryBytes = 1 << 20
-	// blkid does not look for a GPT on a device this small: a floppy.
-	gptMinDisk = 1440*1024 + 1
-	gptNameLen = 36 // UTF-16 code units
+	// The largest entry array read (UEFI asks for at least 16 KiB, what
+	// every tool writes: 128 entries): the kernel's, which kmallocs the
+	// array whole and so makes no partitions of a disk whose array is
+	// larger than KMALLOC_MAX_SIZE (4 MiB here). A header whose CRC holds
+	// still must not make a probe read gigabytes. The array is read in
+	// gptReadChunk pieces for its CRC, and only its first gptMaxParts
+	// entries are kept: Linux numbers no partition above 256
+	// (DISK_MAX_PARTS).
+	gptMaxEntryBytes = 4 << 20
+	gptReadChunk     = 64 << 10
+	gptMaxParts      = 256
+	gptNameLen       = 36 // UTF-16 code units
 )
 
 // parseTable reads the partition table of a disk, r, of diskSize bytes and
@@ -197,22 +201,28 @@ func parseEBRs(r io.ReaderAt, exStart, exSize, sectorSize, num uint64, add func(
 }
 
 // parseGPT reads a GPT whose protective MBR has been seen. The primary
-// header (LBA 1) is used if it and its entry array pass their CRCs;
-// otherwise the backup at the disk's last LBA, under the same checks. The
-// kernel's efi parser and blkid both fall back so, so the partitions the
-// kernel (or partx) made for a disk whose primary header is damaged come
-// from the backup, and udev's links carry its names: refusing it would
-// leave a device that boots with root=PARTUUID=… unable to find its
-// storage by the same name. With neither copy valid there is no table: a
-// name is never taken from a header or entries that fail their CRC.
+// header (LBA 1) is used if it and its entry array pass their checks;
+// otherwise the backup at the disk's last LBA, under the same checks, as
+// blkid does (and the kernel with "gpt" on its command line; without it,
+// the kernel makes no partitions of such a disk, and there is nothing to
+// match). So partitions partx made for a disk whose primary header is
+// damaged come from the backup, and udev's links carry its names. With
+// neither copy valid there is no table: a name is never taken from a
+// header or entries that fail their CRC. A primary that is valid but
+// whose entry array is beyond gptMaxEntryBytes is no table either, never
+// a reason to read the backup: blkid takes the primary's names then, and
+// a backup left stale could name the same partitions otherwise.
 func parseGPT(r io.ReaderAt, sectorSize, diskSize uint64) (partTable, bool) {
-	if diskSize < gptMinDisk || diskSize < 2*sectorSize {
+	if diskSize < 2*sectorSize {
 		return partTable{}, false
 	}
 	last := diskSize/sectorSize - 1
-	h, ents, ok := gptHeader(r, 1, last, sectorSize)
-	if !ok {
-		if h, ents, ok = gptHeader(r, last, last, sectorSize); !ok {
+	h, ents, st := gptHeader(r, 1, last, sectorSize)
+	switch st {
+	case gptTooLarge:
+		return partTable{}, false
+	case gptInvalid:
+		if h, ents, st = gptHeader(r, last, last, sectorSize); st != gptValid {
 			return partTable{}, false
 		}
 	}
@@ -238,39 +248,72 @@ type gptHdr struct {
 	firstUsable, lastUsable uint64
 }
 
+// gptStatus is what gptHeader made of a header.
+type gptStatus int
+
+const (
+	gptValid    gptStatus = iota
+	gptInvalid            // fails a check: the other copy may be read
+	gptTooLarge           // valid, its entry array beyond gptMaxEntryBytes
+)
+
 // gptHeader reads and checks the GPT header at lba, with the disk's last
 // LBA last, as blkid's get_gpt_header: signature, size, CRC, its own LBA,
 // the usable area within the disk and without the header, 128-byte
 // entries (the size blkid and the kernel insist on), and the entry
-// array's CRC. It returns the entry array.
-func gptHeader(r io.ReaderAt, lba, last, sectorSize uint64) (gptHdr, []byte, bool) {
+// array's CRC. It returns the first gptMaxParts entries of the array.
+func gptHeader(r io.ReaderAt, lba, last, sectorSize uint64) (gptHdr, []byte, gptStatus) {
 	b := make([]byte, sectorSize)
 	if n, _ := r.ReadAt(b, offset(lba*sectorSize)); uint64(n) < sectorSize || string(b[:8]) != "EFI PART" {
-		return gptHdr{}, nil, false
+		return gptHdr{}, nil, gptInvalid
 	}
 	le := binary.LittleEndian
 	hsz := uint64(le.Uint32(b[12:]))
 	if hsz < gptHeaderSize || hsz > sectorSize {
-		return gptHdr{}, nil, false
+		return gptHdr{}, nil, gptInvalid
 	}
 	want := le.Uint32(b[16:])
 	le.PutUint32(b[16:], 0)
 	if crc32.ChecksumIEEE(b[:hsz]) != want || le.Uint64(b[24:]) != lba {
-		return gptHdr{}, nil, false
+		return gptHdr{}, nil, gptInvalid
 	}
 	h := gptHdr{le.Uint64(b[40:]), le.Uint64(b[48:])}
 	if h.lastUsable < h.firstUsable || h.lastUsable > last || (h.firstUsable < lba && lba < h.lastUsable) {
-		return gptHdr{}, nil, false
+		return gptHdr{}, nil, gptInvalid
 	}
 	entLBA, count, size := le.Uint64(b[72:]), uint64(le.Uint32(b[80:])), uint64(le.Uint32(b[84:]))
-	if size != gptEntrySize || count == 0 || count*size > gptMaxEntryBytes || entLBA > last {
-		return gptHdr{}, nil, false
+	if size != gptEntrySize || count == 0 || entLBA > last {
+		return gptHdr{}, nil, gptInvalid
 	}
-	ents := make([]byte, count*size)
-	if n, _ := r.ReadAt(ents, offset(entLBA*sectorSize)); n < len(ents) || crc32.ChecksumIEEE(ents) != le.Uint32(b[88:]) {
-		return gptHdr{}, nil, false
+	if count*size > gptMaxEntryBytes {
+		return gptHdr{}, nil, gptTooLarge
 	}
-	return h, ents, true
+	ents, sum, ok := readEntries(r, entLBA*sectorSize, count*size)
+	if !ok || sum != le.Uint32(b[88:]) {
+		return gptHdr{}, nil, gptInvalid
+	}
+	return h, ents, gptValid
+}
+
+// readEntries reads the n bytes of an entry array at off in pieces,
+// returning its CRC and its first gptMaxParts entries: a large array is
+// checked whole without being held whole.
+func readEntries(r io.ReaderAt, off, n uint64) (kept []byte, sum uint32, ok bool) {
+	kept = make([]byte, 0, min(n, gptMaxParts*gptEntrySize))
+	crc := crc32.NewIEEE()
+	buf := make([]byte, min(n, gptReadChunk))
+	for done := uint64(0); done < n; {
+		p := buf[:min(n-done, uint64(len(buf)))]
+		if m, _ := r.ReadAt(p, offset(off+done)); m < len(p) {
+			return nil, 0, false
+		}
+		crc.Write(p)
+		if room := uint64(cap(kept) - len(kept)); room > 0 {
+			kept = append(kept, p[:min(room, uint64(len(p)))]...)
+		}
+		done += uint64(len(p))
+	}
+	return kept, crc.Sum32(), true
 }
 
 // formatGUID prints an on-disk GUID (its first three fields little

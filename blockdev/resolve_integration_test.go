@@ -374,3 +374,25 @@ func TestResolveLoopPartStuckDisk(t *testing.T) {
 	good := disktest.Part(disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})), 512), 1)
 	checkStuck(t, stuck, disktest.Part(stuck.Node, 1), good, "PARTLABEL="+name, "PARTUUID="+randomUUID(t))
 }
+
+// On a loop device of a disk whose valid primary GPT has a large entry
+// array (largePrimaryGPT), the partition is resolved by the names blkid
+// -p (udev's ID_PART_ENTRY_*) gives it, the primary's, never by those of
+// its stale backup (found by review: they were).
+func TestResolveLoopPartLargePrimaryGPT(t *testing.T) {
+	isolated.Require(t)
+	cur := disktest.GPTPart{UUID: randomUUID(t), Name: "pvt-" + randomHex(t, 6)}
+	stale := disktest.GPTPart{UUID: randomUUID(t), Name: "pvt-" + randomHex(t, 6)}
+	disk := disktest.Attach(t, disktest.Write(t, largePrimaryGPT(t, cur.UUID, cur.Name, stale.UUID, stale.Name)), 512)
+	node := disktest.Part(disk, 1)
+	ref := blkidPart(t, node)
+	if ref["UUID"] != cur.UUID || ref["NAME"] != cur.Name {
+		t.Fatalf("blkid reads %s as %q %q, the test expects the primary's %q %q", node, ref["UUID"], ref["NAME"], cur.UUID, cur.Name)
+	}
+	resolvesTo(t, node, "PARTUUID="+cur.UUID, "PARTLABEL="+cur.Name)
+	for _, spec := range []string{"PARTUUID=" + stale.UUID, "PARTLABEL=" + stale.Name} {
+		if dev, _, err := Resolve(spec); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Resolve(%s), a name blkid gives no partition: %q, %v; want ErrNotFound", spec, dev, err)
+		}
+	}
+}
