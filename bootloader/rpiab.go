@@ -99,6 +99,9 @@ type RPiAB struct {
 	// saveEnv stores rpiab.txt (saveNulEnv when nil): the tests put a
 	// medium that fails in its place.
 	saveEnv func(path string, env Env, size int) error
+	// writeFlag arms the tryboot flag (storage.WriteFileAtomic when nil):
+	// the tests put a medium that fails in its place.
+	writeFlag func(path string, data []byte, perm os.FileMode) error
 }
 
 var _ Backend = RPiAB{}
@@ -213,10 +216,34 @@ func (r RPiAB) Install(rev string) (reboot bool, err error) {
 	if err := r.Save(before.installed(rev)); err != nil {
 		return false, fmt.Errorf("install revision %s: %w", rev, r.undoInstall(before, err))
 	}
-	if err := storage.WriteFileAtomic(r.TrybootFlag, []byte("1\n"), 0o644); err != nil {
+	if err := r.arm(); err != nil {
 		return false, fmt.Errorf("install revision %s: arm tryboot: %w", rev, r.undoInstall(before, err))
 	}
 	return reboot, nil
+}
+
+// arm arms the tryboot flag. Its write may fail after its rename (the
+// fsync of the directory), the flag then in place: an arming that
+// returns an error takes the flag back when it was not armed before, so
+// that the undone install leaves no tryboot with no pv_try (safe mode).
+// One armed before (updates stacked on the same image) stays armed, for
+// the revision the undo puts back.
+func (r RPiAB) arm() error {
+	was, err := r.armed()
+	if err != nil {
+		return err
+	}
+	write := storage.WriteFileAtomic
+	if r.writeFlag != nil {
+		write = r.writeFlag
+	}
+	err = write(r.TrybootFlag, []byte("1\n"), 0o644)
+	if err != nil && !was {
+		if derr := r.disarm(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", derr))
+		}
+	}
+	return err
 }
 
 // undoInstall puts back the variables before, as they were before an

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pantavisor/pv/storage"
 )
 
 const abDefault = "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
@@ -646,6 +648,48 @@ func TestRPiABInstallWhosePvTrySaveFailsIsUndone(t *testing.T) {
 		refused(t, r, "1")
 		if env := mustLoad(t, r); env.Try() != "" {
 			t.Errorf("variables %v after a refused install: want the undo's, no pv_try", env)
+		}
+	})
+}
+
+// An install whose arming of the flag returns an error after its rename
+// (the flag in place) is undone whole: pv_try as before, and the flag
+// taken back. Left armed with pv_try undone, the next reboot was a
+// tryboot with no pv_try: safe mode (found by review). Over revision 1
+// armed on the same image, 1 stays armed.
+func TestRPiABInstallWhoseArmingFailsIsUndone(t *testing.T) {
+	failArm := func(r *RPiAB) {
+		r.writeFlag = func(path string, data []byte, perm os.FileMode) error {
+			if err := storage.WriteFileAtomic(path, data, perm); err != nil {
+				return err
+			}
+			return errDirSync
+		}
+	}
+	t.Run("nothing armed", func(t *testing.T) {
+		r := newRPi(t)
+		failArm(&r)
+		if _, err := r.Install("1"); !errors.Is(err, errDirSync) {
+			t.Fatalf("install 1: %v, want the arming's error", err)
+		}
+		if env := mustLoad(t, r); env.Try() != "" {
+			t.Errorf("variables %v after a refused install: want no pv_try", env)
+		}
+		if _, err := os.Stat(r.TrybootFlag); err == nil {
+			t.Error("a refused install left the flag armed: a tryboot with no pv_try")
+		}
+	})
+	t.Run("revision 1 armed", func(t *testing.T) {
+		r := newRPi(t)
+		if _, err := r.Install("1"); err != nil {
+			t.Fatal(err)
+		}
+		failArm(&r)
+		if _, err := r.Install("2"); !errors.Is(err, errDirSync) {
+			t.Fatalf("install 2: %v, want the arming's error", err)
+		}
+		if ok, err := r.Installed(mustLoad(t, r), "1"); !ok || err != nil {
+			t.Errorf("after a refused install over 1 armed: 1 installed %v, %v; want it still armed", ok, err)
 		}
 	})
 }
