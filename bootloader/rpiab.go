@@ -29,6 +29,14 @@ const DefaultPartitionProperty = "/proc/device-tree/chosen/bootloader/partition"
 // the other one does. Commit(env.Committed()) finishes it; then reboot.
 var ErrCommitUnfinished = errors.New("commit stopped before autoboot.txt was switched")
 
+// ErrTryUnreadable is returned by RPiAB.Running for a tryboot whose boot
+// partition Linux cannot read (not mounted: a kernel without vfat, a
+// damaged partition). The firmware loaded the try's files; a revision
+// that cannot reach its boot partition could install no update after
+// it, so the try has failed. The firmware's tryboot is one-shot: a
+// reboot is a normal boot of the committed revision.
+var ErrTryUnreadable = errors.New("the tried boot partition cannot be read")
+
 // RPiAB is upstream's Raspberry Pi A/B backend, built on the firmware's
 // tryboot. What the firmware (the Pi 4/5 EEPROM bootloader) does:
 //
@@ -375,6 +383,9 @@ func (r RPiAB) Running(env Env) (string, error) {
 	// failed: a normal boot needs it mounted to start): the firmware
 	// loaded its files, and which revisions they are for is unknown.
 	if err := r.needMounted(booted); err != nil {
+		if tryboot {
+			return "", fmt.Errorf("read running revision: %w: this tryboot loaded %w", ErrTryUnreadable, err)
+		}
 		return "", fmt.Errorf("read running revision: this boot loaded %w", err)
 	}
 	revs, err := r.revs(booted)

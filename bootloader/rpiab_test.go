@@ -322,8 +322,9 @@ func TestRPiABUnmountedPartitionListsNothing(t *testing.T) {
 	}
 }
 
-// A tryboot of a partition that did not mount cannot tell which revision
-// it runs: the error names the partition and why its mount failed. A node
+// A tryboot of a partition that did not mount is a try that cannot read
+// its boot partition (ErrTryUnreadable): the error names the partition
+// and why its mount failed. A node
 // that never appeared (its mount's error says so) is no mount either:
 // taken for a partition without pv_rev.txt (a factory image), the tryboot
 // ran the committed revision on the try's kernel.
@@ -341,7 +342,7 @@ func TestRPiABTrybootOfAPartitionNotMounted(t *testing.T) {
 				t.Fatalf("the firmware booted partition %d, want the try's, 3", p)
 			}
 			rev, err := r.Running(mustLoad(t, r))
-			if err == nil || !errors.Is(err, errUnmounted) || !errors.Is(err, mountErr) || !strings.Contains(err.Error(), "partition 3 ("+node+")") {
+			if err == nil || !errors.Is(err, ErrTryUnreadable) || !errors.Is(err, errUnmounted) || !errors.Is(err, mountErr) || !strings.Contains(err.Error(), "partition 3 ("+node+")") {
 				t.Errorf("a tryboot of partition 3, not mounted: %q, %v; want an error naming it and its mount's error", rev, err)
 			}
 		})

@@ -327,6 +327,9 @@ func (d *Device) noteDisagreement(env bootloader.Env, booted string) {
 // safe mode with the reason, never a reboot into the same question.
 func (d *Device) unknownBoot(b Boot, env bootloader.Env, err error) Boot {
 	committed := env.Committed()
+	if try := env.Try(); try != "" && errors.Is(err, bootloader.ErrTryUnreadable) {
+		return d.unreadableTry(b, try, committed, err)
+	}
 	b.Boot = update.Boot{Action: update.BootSafeMode, Rev: committed, Why: err.Error()}
 	if !errors.Is(err, bootloader.ErrCommitUnfinished) {
 		b.SafeMode = "the bootloader cannot tell which revision it booted: " + err.Error()
@@ -344,6 +347,47 @@ func (d *Device) unknownBoot(b Boot, env bootloader.Env, err error) Boot {
 	b.Action, b.Why = update.BootRun, "commit finished"
 	b.Reboot = "the commit of revision " + committed + " was finished: rebooting into it"
 	return b
+}
+
+// unreadableTry decides a tryboot of revision try whose boot partition
+// cannot be read (bootloader.ErrTryUnreadable, err): the try failed. Its
+// progress says so, pv_try is dropped and the device reboots, into a
+// normal boot of committed (the firmware's tryboot is one-shot), or, for
+// the factory revision with nothing to roll back to, enters safe mode.
+// Safe mode for every such try left a device with no containers until
+// someone rebooted it, where the reboot is known to recover.
+func (d *Device) unreadableTry(b Boot, try, committed string, err error) Boot {
+	why := fmt.Sprintf("tried revision %s: %v", try, err)
+	d.Log.Error("the try cannot read its boot partition: it failed", "rev", try, "err", err)
+	p, perr := d.Progress(try)
+	if perr != nil {
+		d.Log.Warn("read update progress", "rev", try, "err", perr)
+	}
+	d.failTry(try, p, storage.MsgInternalError)
+	b.Boot = update.Boot{Action: update.BootRollback, Rev: committed, Why: why}
+	if update.OnFailure(try, committed, true) == update.RecoverSafeMode {
+		b.Action, b.SafeMode = update.BootSafeMode, why
+		return b
+	}
+	b.Reboot = why + ": back to the committed revision"
+	return b
+}
+
+// failTry ends the try of rev: its progress (p, or a new one) ERROR with
+// msg, then pv_try dropped. Errors are logged: the caller reboots or
+// enters safe mode all the same.
+func (d *Device) failTry(rev string, p *storage.Progress, msg string) {
+	np := storage.NewProgress(storage.StatusError, msg)
+	if p != nil {
+		np = *p
+		np.Status, np.Msg, np.Progress = storage.StatusError, msg, storage.StatusError.Percent()
+	}
+	if werr := d.WriteProgress(rev, np); werr != nil {
+		d.Log.Error("write progress", "rev", rev, "err", werr)
+	}
+	if ferr := d.Fail(); ferr != nil {
+		d.Log.Error("clear pv_try", "err", ferr)
+	}
 }
 
 // apply records a boot decision in the order update.Boot asks for.
@@ -380,17 +424,7 @@ func (d *Device) unloadable(b Boot, committed string, err error) Boot {
 	if errors.Is(err, fs.ErrNotExist) {
 		msg = storage.MsgNoStateJSON
 	}
-	p := storage.NewProgress(storage.StatusError, msg)
-	if b.Progress != nil {
-		p = *b.Progress
-		p.Status, p.Msg, p.Progress = storage.StatusError, msg, storage.StatusError.Percent()
-	}
-	if werr := d.WriteProgress(b.Rev, p); werr != nil {
-		d.Log.Error("write progress", "rev", b.Rev, "err", werr)
-	}
-	if ferr := d.Fail(); ferr != nil {
-		d.Log.Error("clear pv_try", "err", ferr)
-	}
+	d.failTry(b.Rev, b.Progress, msg)
 	if update.OnFailure(b.Rev, committed, true) == update.RecoverSafeMode {
 		b.SafeMode = why
 		return b

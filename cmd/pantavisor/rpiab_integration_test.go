@@ -161,7 +161,7 @@ func TestRPiABTryPartitionUnmountable(t *testing.T) {
 	}
 	r.BootDir = t.TempDir()
 	_, err = r.Running(bootloader.Env{bootloader.VarRev: "0", bootloader.VarTry: "1"})
-	if err == nil || !strings.Contains(err.Error(), "this boot loaded partition 3 ("+torn+")") || !strings.Contains(err.Error(), "mount "+torn+" (ext4)") {
+	if err == nil || !errors.Is(err, bootloader.ErrTryUnreadable) || !strings.Contains(err.Error(), "this tryboot loaded partition 3 ("+torn+")") || !strings.Contains(err.Error(), "mount "+torn+" (ext4)") {
 		t.Errorf("tryboot of the unmountable partition: %v, want it and its mount's error named", err)
 	}
 	unmountRPiAB(run, log)
