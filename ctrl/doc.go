@@ -147,28 +147,52 @@
 // No object upload eats into the reserve, PV_STORAGE_GC_RESERVED % of the
 // storage's size (statfs: f_bavail free, f_blocks total; read at each
 // upload, so a change at run time applies to the next): the device keeps
-// room for its logs, progress and metadata. An upload whose
-// Content-Length is more than the free space less the reserve is
-// preceded by an automatic GC, and refused if it still does not fit:
+// room for its logs, progress and metadata. An upload with a
+// Content-Length claims that many bytes while it is in flight; the room
+// it sees is the free space less the reserve less what the other uploads
+// in flight have still to write of their claims. One that does not fit
+// is preceded by an automatic GC, and refused if it still does not fit:
 // 507 "Not enough disk space available" before its body is read
 // (Connection: close), upstream's "Space required N B, available M B"
-// logged with the object's name, nothing written. A body is also checked
-// as it is written, every 4 MiB or sooner when less is left: one without
-// a Content-Length, or one that other writers left no room for, is
-// stopped before it would reach the reserve, removed, and answered the
-// same. A full disk met anyway (ENOSPC, EDQUOT) is the same 507; a
-// read-only one 507 "Storage is read-only".
+// logged with the object's name, nothing written. One larger than the
+// storage less the reserve could ever hold (any, with a reserve of
+// 100 %) is refused so at once, without a GC. One whose GC cannot run
+// now, a command or another write holding the storage, is answered 503
+// with a Retry-After (pvcontrol exits 75: try again) and nothing is
+// removed. A body is also checked as it is written, every 4 MiB or
+// sooner when less is left: one without a Content-Length (which gets no
+// GC), or one that other writers left no room for, is stopped before it
+// would reach the reserve, removed, and answered 507. A full disk met
+// anyway (ENOSPC, EDQUOT) is the same 507; a read-only one 507 "Storage
+// is read-only".
 //
 // The automatic GC (before an upload, and WatchStorage's when the free
 // space is below PV_STORAGE_GC_THRESHOLD %, checked every
-// StorageCheckInterval, 0 = off) keeps what RUN_GC keeps and what a local
-// update in progress has uploaded: objects put, and revisions installed,
-// within PV_STORAGE_GC_THRESHOLD_DEFERTIME (600 s), by the server's record
-// of the puts and by the files' modification times. The threshold GC
-// waits until no upload came within that window, and runs again only when
-// the revisions stored or in use, or the uploads, changed. Neither waits
-// for the storage: with a command or another write in flight it does not
-// run (space.go). Each logs what it freed.
+// StorageCheckInterval, 0 = off) depends on no clock for what it keeps.
+// It removes only:
+//   - revisions that RUN_GC would remove (not running, committed, tried,
+//     backing, "0" or trails/current) and whose progress is final (DONE,
+//     UPDATED, ERROR, WONTGO). A step put and not run (NEW), or a
+//     revision with any other, no or an unreadable progress, is removed
+//     by RUN_GC alone;
+//   - the objects those revisions alone referred to, but for those put
+//     since the last step (a local update may share an object with an
+//     old revision: its put found it stored). An object nothing
+//     referred to before (a local update's, uploaded before its step; a
+//     leftover) is never removed by the GC before an upload. The
+//     threshold GC removes those only once no upload (object or step)
+//     came for max(PV_STORAGE_GC_THRESHOLD_DEFERTIME, 60 s), on the
+//     monotonic clock, the server's start counting as an upload.
+//
+// The threshold GC waits until no upload came within
+// PV_STORAGE_GC_THRESHOLD_DEFERTIME (600 s), and runs again only when the
+// revisions stored or in use, the uploads, or whether objects nothing
+// refers to may go, changed. Neither GC waits for the storage: with a
+// command or another write in flight it does not run (space.go); a
+// command that comes while one runs is answered 503 "A command is
+// already in progress" with Retry-After, as during any command. Each logs
+// what it freed. WatchStorage returns, when stopped, once its GC in
+// flight is over.
 //
 // Upstream's pvcontrol uploads objects with "Transfer-Encoding: identity"
 // beside Content-Length, which net/http answers 501 before any handler;

@@ -74,7 +74,7 @@ type Server struct {
 	// cmdMu lets one POST /commands run at a time; the automatic GC
 	// takes it too (space.go).
 	cmdMu sync.Mutex
-	// recent is the record of the recent uploads (space.go).
+	// recent is the record of the uploads, for the automatic GC (space.go).
 	recent uploads
 	// x is what SetConfig and SetMeta gave (info.go); nil until then.
 	x *extras
@@ -108,6 +108,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 	}
 	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter, bodyTimeout: bodyTimeout}
 	s.conns.max = DefaultMaxConns
+	s.recent.start = time.Now()
 	s.conns.source = sourceByPidNS()
 	s.metrics = newMetrics(s)
 	s.hs = &http.Server{

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pantavisor/pv/config"
@@ -18,26 +19,50 @@ import (
 //
 // PV_STORAGE_GC_RESERVED is a share of the storage no upload may take, so
 // that a device an update fills still has room for its logs, progress
-// and metadata. An object upload that would eat into it is preceded by a
-// GC and refused (507, nothing written) if it still does not fit; one
-// without a Content-Length is stopped, and removed, once it would.
+// and metadata. An object upload with a Content-Length claims its bytes
+// (uploads in flight do not count each other's bytes twice, nor miss
+// them: each sees the free space less what the others still have to
+// write); one that would eat into the reserve is preceded by an automatic
+// GC and refused (507, nothing written) if it still does not fit. One
+// larger than the storage above its reserve could ever hold is refused at
+// once, without a GC. One whose GC cannot run now (a command or another
+// write holds the storage) is answered 503 with a Retry-After: pvcontrol
+// exits 75 (try again), not 48 (full). An upload without a Content-Length
+// (chunked) gets no GC: it is stopped, and removed, once it would reach
+// the reserve.
 //
 // PV_STORAGE_GC_THRESHOLD is a share of free space below which the GC
-// runs by itself (WatchStorage), as upstream's main loop does it.
+// runs by itself (WatchStorage), as upstream's main loop does it, once no
+// upload came within PV_STORAGE_GC_THRESHOLD_DEFERTIME.
 //
 // Neither GC may remove what a local update in progress needs: pvr and
-// pvcontrol upload the objects first and the step that refers to them
-// afterwards, then run it. So an automatic GC keeps, besides what RUN_GC
-// keeps, every object put and every revision installed within
-// PV_STORAGE_GC_THRESHOLD_DEFERTIME (upstream's window after the last
-// object put, 600 s). They are told by their files' modification times,
-// which survive a restart of the supervisor between the uploads and the
-// step, and by the server's own record of the objects put (an object put
-// again, already stored, is not rewritten, so its file keeps an older
-// time), which does not depend on the wall clock: a device without a
-// real-time clock may set it years forward after the upload. The
-// threshold GC also waits until no upload came within the window: the
-// update in progress is then over or abandoned.
+// pvcontrol upload the objects first, then the step that refers to them
+// (a revision in progress NEW), then run it. No clock tells that safely
+// (an upload may take hours; a device without an RTC may jump years), so
+// an automatic GC keeps, besides what RUN_GC keeps:
+//   - every revision whose progress is not final (storage.Status.Final):
+//     a step put and not run is NEW; none, or an unreadable one, is kept
+//     too. Only RUN_GC removes those.
+//   - every object it did not itself make unreferenced: an object nothing
+//     referred to before the GC (a pending update's, whose step is not
+//     put yet) is never removed by the upload-triggered GC; nor is an
+//     object put since the last step, though a revision the GC removes
+//     referred to it (an update sharing an object with an old one: the
+//     put found it stored). The threshold GC removes those only after no
+//     upload (object or step) came for max(PV_STORAGE_GC_THRESHOLD_DEFERTIME,
+//     orphanIdle) on the monotonic clock, the server's start counting as
+//     an upload: the update is then over or abandoned, and a supervisor
+//     restarted between an update's objects and its step does not lose
+//     them.
+//
+// The automatic GC takes the storage as RUN_GC does, so a command that
+// comes while it runs is answered 503 "A command is already in progress"
+// with a Retry-After, as for any command in progress: pvcontrol retries.
+
+// orphanIdle is the least time without an upload before the threshold GC
+// removes objects nothing refers to: a pvr or pvcontrol uploading an
+// update sends its next object, or its step, well within it.
+const orphanIdle = 60 * time.Second
 
 // guardEvery is how many bytes of an upload are written between two
 // looks at the free space: a statfs per read would cost more than the
@@ -51,6 +76,10 @@ const StorageCheckInterval = 10 * time.Second
 // errGCBusy: the automatic GC did not run, a command or another write
 // held the storage.
 var errGCBusy = errors.New("storage busy with a command or another write")
+
+// msgGCBusy answers an upload that fits only after a GC that cannot run
+// now (503): not msgNoSpace, which pvcontrol takes for a full storage.
+const msgGCBusy = "Storage is busy: room can be made once the command or upload in progress is over. Try again"
 
 // defaults is the configuration of a server given none (SetConfig).
 var defaults = config.New()
@@ -66,84 +95,173 @@ func (s *Server) spaceSettings() (reserved, threshold int, deferTime time.Durati
 		cfg.Duration(config.PVStorageGCDeferTime)
 }
 
-// uploads is the server's record of the recent uploads, for the
-// automatic GC.
+// uploads is the server's record of the uploads, for the automatic GC.
+// Its times are time.Now()'s, compared on the monotonic clock only.
 type uploads struct {
 	mu sync.Mutex
+	// start is when the server was made: counted as an upload before
+	// the threshold GC removes objects nothing refers to.
+	start time.Time
 	// last is when the last upload (an object or a step) started or
 	// ended; zero when none came since the server started.
 	last time.Time
 	// n counts the uploads: the threshold GC runs again only when
 	// something changed since it last ran.
 	n uint64
-	// objects are the objects put (stored or already there), with when,
-	// no older than the defer window at the last put.
-	objects map[string]time.Time
 	// gcKey is what the storage looked like after the last threshold GC
 	// (thresholdKey), "" when none ran or the free space rose above the
 	// threshold since.
 	gcKey string
+	// claims are the object uploads in flight with a Content-Length.
+	claims map[*claim]struct{}
+	// put are the objects put (stored, or already there) and not yet
+	// named by a step put since: kept by the automatic GC. An object a
+	// local update shares with a finished revision is already stored,
+	// and referenced; the GC that removes that revision must not take
+	// it from the update. Dropped when the threshold GC removes objects
+	// nothing refers to: the update is then over or abandoned.
+	put map[string]struct{}
 }
 
-// uploaded records an upload: of object sha when it is not "".
-func (s *Server) uploaded(sha string) {
-	_, _, window := s.spaceSettings()
+// objectPut records object sha as put by a local update in progress.
+func (s *Server) objectPut(sha string) {
 	u := &s.recent
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	now := time.Now()
-	u.last = now
+	if u.put == nil {
+		u.put = map[string]struct{}{}
+	}
+	u.put[sha] = struct{}{}
+}
+
+// stepPut drops the objects a step just installed names: its trail keeps
+// them now.
+func (s *Server) stepPut(objects map[string]string) {
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, sha := range objects {
+		delete(u.put, sha)
+	}
+}
+
+// pendingObjects are the objects put and named by no step since.
+func (s *Server) pendingObjects() []string {
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]string, 0, len(u.put))
+	for sha := range u.put {
+		out = append(out, sha)
+	}
+	return out
+}
+
+// forgetPending empties the record of the objects put.
+func (s *Server) forgetPending() {
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.put = nil
+}
+
+// claim is an upload's Content-Length, claimed before its body is
+// written, and how much of it is written.
+type claim struct {
+	size    int64
+	written atomic.Int64
+}
+
+// remaining is what the upload has still to write.
+func (c *claim) remaining() int64 { return max(c.size-c.written.Load(), 0) }
+
+// uploaded records an upload (an object or a step) starting or ending.
+func (s *Server) uploaded() {
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.last = time.Now()
 	u.n++
-	if sha == "" {
+}
+
+// sinceUpload is how long ago the last upload was (ok is false when none
+// came since the server started), and how long ago the last upload or
+// the server's start was.
+func (s *Server) sinceUpload() (d, idle time.Duration, n uint64, ok bool) {
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	idle = time.Since(u.start)
+	if u.last.IsZero() {
+		return 0, idle, u.n, false
+	}
+	d = time.Since(u.last)
+	return d, min(d, idle), u.n, true
+}
+
+// othersClaimed is what the uploads in flight other than self have still
+// to write.
+func (s *Server) othersClaimed(self *claim) int64 {
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var n int64
+	for c := range u.claims {
+		if c != self {
+			n += c.remaining()
+		}
+	}
+	return n
+}
+
+// release drops an upload's claim once it is over.
+func (s *Server) release(c *claim) {
+	if c == nil {
 		return
 	}
-	if u.objects == nil {
-		u.objects = map[string]time.Time{}
-	}
-	for k, t := range u.objects {
-		if now.Sub(t) > window {
-			delete(u.objects, k)
-		}
-	}
-	u.objects[sha] = now
-}
-
-// keepRecent is what an automatic GC keeps of the recent uploads (see
-// above): the objects put within the window, and a time after which a
-// modified object or trail is kept.
-func (s *Server) keepRecent(window time.Duration) (objects []string, newer time.Time) {
 	u := &s.recent
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	now := time.Now()
-	for sha, t := range u.objects {
-		if now.Sub(t) <= window {
-			objects = append(objects, sha)
-		}
-	}
-	// The cut is compared with file times, which have no monotonic
-	// reading: strip it, so that it is wall clock on both sides.
-	return objects, now.Add(-window).Round(0)
+	delete(u.claims, c)
 }
 
-// sinceUpload is how long ago the last upload was; ok is false when none
-// came since the server started.
-func (s *Server) sinceUpload() (d time.Duration, n uint64, ok bool) {
+// claimIfFits claims n bytes when they fit above the reserve beside the
+// other uploads' claims; it returns the claim, or nil and what was
+// available. The look and the claim are one step: two uploads cannot
+// both take the same room. A storage that cannot be measured is let
+// through: the writes report a full one themselves.
+func (s *Server) claimIfFits(root string, n int64, reserved int) (*claim, int64) {
 	u := &s.recent
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.last.IsZero() {
-		return 0, u.n, false
+	avail := int64(1<<63 - 1)
+	if sp, err := storage.StatSpace(root); err != nil {
+		s.log.Warn("ctrl: free space unknown", "err", err)
+	} else {
+		avail = sp.Available(reserved)
+		for c := range u.claims {
+			avail -= c.remaining()
+		}
 	}
-	return time.Since(u.last), u.n, true
+	if n > avail {
+		return nil, max(avail, 0)
+	}
+	c := &claim{size: n}
+	if u.claims == nil {
+		u.claims = map[*claim]struct{}{}
+	}
+	u.claims[c] = struct{}{}
+	return c, avail
 }
 
-// collectAuto runs an automatic GC: what RUN_GC keeps, and the recent
-// uploads. It takes the storage as RUN_GC does, and does not wait: with a
+// collectAuto runs an automatic GC: it removes the revisions not in use
+// whose progress is final and, with freedOnly, only the objects that
+// only they referred to; without it every object nothing refers to (see
+// above). It takes the storage as RUN_GC does, and does not wait: with a
 // command (LOCAL_RUN may be installing a revision) or another write in
 // flight it returns errGCBusy. Nothing is removed when root cannot say
-// which revisions are in use.
-func (s *Server) collectAuto(st *Storage, why string) (storage.GCReport, error) {
+// which revisions are in use, or when ctx ended while it asked.
+func (s *Server) collectAuto(ctx context.Context, st *Storage, why string, freedOnly bool) (storage.GCReport, error) {
 	var rep storage.GCReport
 	if !s.cmdMu.TryLock() {
 		return rep, errGCBusy
@@ -153,43 +271,72 @@ func (s *Server) collectAuto(st *Storage, why string) (storage.GCReport, error) 
 	if err != nil {
 		return rep, fmt.Errorf("revisions in use: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("automatic GC: %w", err)
+	}
 	if !s.storeMu.TryLock() {
 		return rep, errGCBusy
 	}
 	defer s.storeMu.Unlock()
-	_, _, window := s.spaceSettings()
-	objects, newer := s.keepRecent(window)
 	keep := append(revs.Revisions(), "0")
-	rep, err = st.Layout.GC(storage.GCOptions{Keep: keep, KeepObjects: objects, KeepNewer: newer})
+	// The objects put for an update whose step is not put yet: kept
+	// even when a finished revision shares them, but for the sweep
+	// after a long idle time, which takes them as abandoned.
+	var pending []string
+	if freedOnly {
+		pending = s.pendingObjects()
+	} else {
+		s.forgetPending()
+	}
+	rep, err = st.Layout.GC(storage.GCOptions{Keep: keep, KeepObjects: pending, OnlyFinal: true, OnlyFreed: freedOnly})
 	s.log.Info("ctrl: storage garbage collected automatically", "why", why, "keep", keep,
-		"kept_recent_objects", len(objects), "revisions", rep.Revisions, "objects", len(rep.Objects), "bytes", rep.Bytes)
+		"unreferenced_objects", !freedOnly, "revisions", rep.Revisions, "objects", len(rep.Objects), "bytes", rep.Bytes)
 	return rep, err
 }
 
-// roomFor reports whether an object of n bytes fits without eating into
-// the reserve, after an automatic GC when it did not at first. When it
-// does not, it has logged upstream's "Space required …" naming the
-// object. A storage that cannot be measured is let through: the writes
-// report a full one themselves.
-func (s *Server) roomFor(st *Storage, sha string, n int64) bool {
+// admitted is admit's verdict on an upload.
+type admitted int
+
+const (
+	admitOK     admitted = iota
+	admitFull            // 507: it does not fit, even after a GC
+	admitGCBusy          // 503: it would fit after a GC that cannot run now
+)
+
+// admit claims an object upload of n bytes (its Content-Length) when it
+// fits above the reserve beside the other uploads in flight, after an
+// automatic GC when it did not at first; the caller releases the claim.
+// When it does not fit it has logged upstream's "Space required …"
+// naming the object. A size the storage could never hold above its
+// reserve is refused without a GC: it would remove revisions for
+// nothing.
+func (s *Server) admit(ctx context.Context, st *Storage, sha string, n int64) (*claim, admitted) {
 	reserved, _, _ := s.spaceSettings()
-	sp, err := storage.StatSpace(st.Layout.Root)
+	root := st.Layout.Root
+	c, avail := s.claimIfFits(root, n, reserved)
+	if c != nil {
+		return c, admitOK
+	}
+	refuse := func(avail int64) (*claim, admitted) {
+		s.log.Warn("ctrl: object refused: "+storage.SpaceMsg(n, avail), "sha256", sha, "reserved_percent", reserved)
+		return nil, admitFull
+	}
+	if sp, err := storage.StatSpace(root); err == nil && n > sp.Total-sp.Percent(reserved) {
+		return refuse(avail)
+	}
+	_, err := s.collectAuto(ctx, st, "object "+sha+" does not fit: "+storage.SpaceMsg(n, avail), true)
+	if errors.Is(err, errGCBusy) {
+		s.log.Info("ctrl: object deferred: "+storage.SpaceMsg(n, avail)+", the garbage collection must wait",
+			"sha256", sha, "err", err)
+		return nil, admitGCBusy
+	}
 	if err != nil {
-		s.log.Warn("ctrl: free space unknown", "err", err)
-		return true
-	}
-	if sp.Fits(n, reserved) {
-		return true
-	}
-	if _, err := s.collectAuto(st, "object "+sha+" does not fit: "+storage.SpaceMsg(n, sp.Available(reserved))); err != nil {
 		s.log.Warn("ctrl: automatic storage garbage collection", "err", err)
 	}
-	if sp, err = storage.StatSpace(st.Layout.Root); err != nil || sp.Fits(n, reserved) {
-		return true
+	if c, avail = s.claimIfFits(root, n, reserved); c != nil {
+		return c, admitOK
 	}
-	s.log.Warn("ctrl: object refused: "+storage.SpaceMsg(n, sp.Available(reserved)), "sha256", sha,
-		"reserved_percent", reserved)
-	return false
+	return refuse(avail)
 }
 
 // spaceError is an upload stopped before it ate into the reserve. It is
@@ -207,17 +354,22 @@ func (e *spaceError) Error() string {
 
 func (e *spaceError) Is(target error) bool { return target == storage.ErrNoSpace }
 
-// reserveGuard passes an upload's body on, looking at the free space
+// reserveGuard passes an upload's body on, looking at the room left
 // every guardEvery bytes (or sooner when less is left): it fails a read
 // whose bytes, or with a Content-Length the rest of the body, would eat
 // into the reserve. The writer writes every read's bytes before the next
-// read, so the free space it sees counts all that came before.
+// read, so the free space it sees counts all that came before. It is the
+// backstop of the claims (admit): a chunked body claims nothing, and
+// other writers (logs, metadata) claim nothing either.
 type reserveGuard struct {
 	r io.Reader
 	// length is the body's Content-Length, -1 when unknown.
 	length int64
-	// space is the free space and the reserve in % now.
-	space func() (storage.Space, int, error)
+	// room is what this upload may still write now: the free space above
+	// the reserve less the other uploads' claims.
+	room func() (int64, error)
+	// claim, when not nil, is told how much is written.
+	claim *claim
 	// read counts the bytes passed on; budget how many more may be
 	// before the next look.
 	read, budget int64
@@ -229,7 +381,7 @@ func (g *reserveGuard) Read(p []byte) (int, error) {
 			p = p[:g.budget]
 		}
 		n, err := g.r.Read(p)
-		g.read += int64(n)
+		g.passed(n)
 		g.budget -= int64(n)
 		return n, err
 	}
@@ -238,14 +390,14 @@ func (g *reserveGuard) Read(p []byte) (int, error) {
 	if n == 0 {
 		return 0, err
 	}
-	sp, reserved, serr := g.space()
+	avail, serr := g.room()
 	if serr != nil {
 		// Unknown: the writes report a full storage themselves.
-		g.read += int64(n)
+		g.passed(n)
 		g.budget = guardEvery
 		return n, err
 	}
-	avail := sp.Available(reserved)
+	avail = max(avail, 0)
 	need := int64(n)
 	if g.length >= 0 {
 		need = max(g.length-g.read, need)
@@ -257,7 +409,7 @@ func (g *reserveGuard) Read(p []byte) (int, error) {
 		}
 		return 0, &spaceError{required: size, available: avail + g.read}
 	}
-	g.read += int64(n)
+	g.passed(n)
 	g.budget = max(min(guardEvery, avail)-int64(n), 0)
 	if g.length >= 0 {
 		// The rest of the body fits: look again only for the sake of
@@ -267,9 +419,20 @@ func (g *reserveGuard) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// passed counts n bytes passed on to the writer.
+func (g *reserveGuard) passed(n int) {
+	g.read += int64(n)
+	if g.claim != nil {
+		g.claim.written.Store(g.read)
+	}
+}
+
 // WatchStorage runs the threshold GC (PV_STORAGE_GC_THRESHOLD) until ctx
 // ends: every interval it looks at the free space, and collects when it
-// is below the threshold (thresholdGC). It returns when ctx ends.
+// is below the threshold (thresholdGC). It returns when ctx ends, once a
+// GC in flight is over: the caller that waits for it knows nothing is
+// removed after (cmd/pantavisor unmounts the storage next). A GC whose
+// ctx ended before it began removing removes nothing.
 func (s *Server) WatchStorage(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -278,28 +441,30 @@ func (s *Server) WatchStorage(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.thresholdGCSafe()
+			s.thresholdGCSafe(ctx)
 		}
 	}
 }
 
 // thresholdGCSafe is thresholdGC, a panic logged rather than the
 // supervisor's end.
-func (s *Server) thresholdGCSafe() {
+func (s *Server) thresholdGCSafe(ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("ctrl: storage threshold check panicked", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	s.thresholdGC()
+	s.thresholdGC(ctx)
 }
 
 // thresholdGC collects when the free space is below the threshold, but
 // not within the defer window after an upload, and not again while
 // nothing changed since it last did (the revisions on the storage, those
-// in use, the uploads): another run would find nothing more to remove.
-// It says whether it ran.
-func (s *Server) thresholdGC() bool {
+// in use, the uploads, whether objects nothing refers to may go): another
+// run would find nothing more to remove. It removes objects nothing
+// refers to only after max(defer window, orphanIdle) without an upload,
+// the server's start counted as one (see above). It says whether it ran.
+func (s *Server) thresholdGC(ctx context.Context) bool {
 	st := s.store
 	_, threshold, window := s.spaceSettings()
 	if st == nil || threshold == 0 {
@@ -313,37 +478,38 @@ func (s *Server) thresholdGC() bool {
 		s.setGCKey("")
 		return false
 	}
-	since, n, seen := s.sinceUpload()
+	since, idle, n, seen := s.sinceUpload()
 	if seen && since < window {
 		return false
 	}
+	orphans := idle >= max(window, orphanIdle)
 	revs, err := s.b.Revisions()
 	if err != nil {
 		return false
 	}
 	inUse := strings.Join(revs.Revisions(), ",")
-	if k := thresholdKey(st, inUse, n); k == "" || k == s.gcKeyNow() {
+	if k := thresholdKey(st, inUse, n, orphans); k == "" || k == s.gcKeyNow() {
 		return false
 	}
 	why := fmt.Sprintf("free space %d B below %d %% of %d B", sp.Free, threshold, sp.Total)
-	if _, err := s.collectAuto(st, why); errors.Is(err, errGCBusy) {
+	if _, err := s.collectAuto(ctx, st, why, !orphans); errors.Is(err, errGCBusy) || ctx.Err() != nil {
 		return false
 	} else if err != nil {
 		s.log.Warn("ctrl: automatic storage garbage collection", "err", err)
 	}
-	s.setGCKey(thresholdKey(st, inUse, n))
+	s.setGCKey(thresholdKey(st, inUse, n, orphans))
 	return true
 }
 
 // thresholdKey is what a GC's result depends on: the revisions stored,
-// those in use and the count of uploads; "" when the revisions cannot be
-// listed.
-func thresholdKey(st *Storage, inUse string, uploads uint64) string {
+// those in use, the count of uploads and whether objects nothing refers
+// to may go; "" when the revisions cannot be listed.
+func thresholdKey(st *Storage, inUse string, uploads uint64, orphans bool) string {
 	stored, err := st.Layout.Revisions()
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s|%s|%d", strings.Join(stored, ","), inUse, uploads)
+	return fmt.Sprintf("%s|%s|%d|%v", strings.Join(stored, ","), inUse, uploads, orphans)
 }
 
 func (s *Server) gcKeyNow() string {

@@ -145,23 +145,33 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 		s.writeError(w, http.StatusBadRequest, msgBadObjectName)
 		return
 	}
-	// An upload defers the threshold GC, and what it stores is kept by
-	// the automatic ones for a while (space.go).
-	s.uploaded("")
+	// An upload defers the threshold GC (space.go).
+	s.uploaded()
 	// Before the storage is held: the GC that may make room needs it
 	// alone. An object already stored needs no room.
-	if r.ContentLength > 0 && !stored(st.Layout, sha) && !s.roomFor(st, sha, r.ContentLength) {
-		w.Header().Set("Connection", "close")
-		s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
-		return
+	var cl *claim
+	if r.ContentLength > 0 && !stored(st.Layout, sha) {
+		var verdict admitted
+		cl, verdict = s.admit(r.Context(), st, sha, r.ContentLength)
+		switch verdict {
+		case admitFull:
+			w.Header().Set("Connection", "close")
+			s.writeError(w, http.StatusInsufficientStorage, msgNoSpace)
+			return
+		case admitGCBusy:
+			w.Header().Set("Connection", "close")
+			s.writeBusy(w, retryBusy, msgGCBusy)
+			return
+		}
+		defer s.release(cl)
 	}
 	// RUN_GC is refused while a write holds the storage.
 	s.storeMu.RLock()
 	defer s.storeMu.RUnlock()
-	body := &reserveGuard{r: r.Body, length: r.ContentLength, space: func() (storage.Space, int, error) {
+	body := &reserveGuard{r: r.Body, length: r.ContentLength, claim: cl, room: func() (int64, error) {
 		reserved, _, _ := s.spaceSettings()
 		sp, err := storage.StatSpace(st.Layout.Root)
-		return sp, reserved, err
+		return sp.Available(reserved) - s.othersClaimed(cl), err
 	}}
 	existed, err := st.Layout.PutObject(sha, body, st.MaxObject)
 	if err == nil && existed {
@@ -201,7 +211,8 @@ func (s *Server) putObject(w http.ResponseWriter, r *http.Request, c *call) {
 		}
 		return
 	}
-	s.uploaded(sha)
+	s.uploaded()
+	s.objectPut(sha)
 	s.log.Info("ctrl: object stored", "sha256", sha, "existed", existed)
 	writeOK(w)
 }
@@ -418,9 +429,10 @@ func (s *Server) putStepLocal(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	// The step of a local update defers the threshold GC too: its
-	// LOCAL_RUN is next (space.go). Recorded again once installed.
-	s.uploaded("")
-	defer s.uploaded("")
+	// LOCAL_RUN is next (space.go). Recorded again once installed. What
+	// keeps it from the automatic GC is its progress, NEW until it runs.
+	s.uploaded()
+	defer s.uploaded()
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -455,6 +467,7 @@ func (s *Server) putStepLocal(w http.ResponseWriter, r *http.Request, c *call) {
 		s.installFailed(w, rev, err)
 		return
 	}
+	s.stepPut(parsed.Objects)
 	s.log.Info("ctrl: local revision installed", "rev", rev)
 	writeOK(w)
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 )
 
 // GCOptions say what a garbage collection must keep. The caller knows the
@@ -20,14 +19,20 @@ type GCOptions struct {
 	// KeepObjects are objects kept although no trail refers to them yet:
 	// those of an update whose trail is not installed.
 	KeepObjects []string
-	// KeepNewer, when set, keeps what changed after it although nothing
-	// refers to it: every object whose file was modified after it (put,
-	// or put again), and every revision whose trail directory was (an
-	// install renames it into place). An automatic GC sets it to keep
-	// the uploads of a local update in progress, whose objects come
-	// before the trail that refers to them and whose trail comes before
-	// the LOCAL_RUN that makes it a revision in use.
-	KeepNewer time.Time
+	// OnlyFinal restricts the revisions removed to those whose progress
+	// is final (Status.Final: DONE, UPDATED, ERROR, WONTGO). A revision
+	// whose progress is NEW (a local step put, not yet run), any other
+	// status, missing or unreadable is kept: it may be an update on its
+	// way, and only RUN_GC, asked for, removes it. An automatic GC sets
+	// it; it does not depend on any clock.
+	OnlyFinal bool
+	// OnlyFreed restricts the objects removed to those this GC made
+	// unreferenced: referenced by a revision it removed and by no
+	// remaining trail. An object nothing referred to before the GC (the
+	// objects of a local update whose step is not put yet, leftovers of
+	// an abandoned one) is kept. The upload-triggered GC sets it, so an
+	// update's objects survive however long their upload takes.
+	OnlyFreed bool
 }
 
 // GCReport is what a garbage collection freed.
@@ -45,7 +50,10 @@ type GCReport struct {
 // trail refers to. Destructive: a revision missing from Keep is gone,
 // with its logs and revision-persistent volumes. The caller serializes GC
 // with InstallTrail and PutObject: an object put for an update whose trail
-// is not installed yet is removed unless named in KeepObjects.
+// is not installed yet is removed unless named in KeepObjects, or
+// unless OnlyFreed is set. OnlyFinal and OnlyFreed make the GC an
+// automatic one's: it removes only finished revisions and what they alone
+// referred to.
 //
 // An object stays when a remaining trail's state refers to it, or when it
 // is still hard-linked from anywhere (its link count above one). If a
@@ -66,9 +74,26 @@ func (l Layout) GC(opt GCOptions) (GCReport, error) {
 		return rep, fmt.Errorf("gc: %w", err)
 	}
 	var errs []error
+	// freed are the objects of the revisions removed: with OnlyFreed the
+	// only candidates.
+	var freed map[string]bool
+	if opt.OnlyFreed {
+		freed = map[string]bool{}
+	}
 	for _, rev := range revs {
-		if keep[rev] || l.newer(l.Trail(rev), opt.KeepNewer) {
+		if keep[rev] || opt.OnlyFinal && !l.final(rev) {
 			continue
+		}
+		var refs map[string]string
+		if freed != nil {
+			// Read before the trail goes. A revision whose state cannot
+			// be read frees none of its objects: which they are is
+			// unknown.
+			if data, err := l.ReadState(rev); err == nil {
+				if r, err := ParseRefs(data); err == nil {
+					refs = r.Objects
+				}
+			}
 		}
 		n, err := l.removeRevision(rev)
 		rep.Bytes += n
@@ -77,8 +102,11 @@ func (l Layout) GC(opt GCOptions) (GCReport, error) {
 			continue
 		}
 		rep.Revisions = append(rep.Revisions, rev)
+		for _, sha := range refs {
+			freed[sha] = true
+		}
 	}
-	objs, bytes, err := l.gcObjects(opt.KeepObjects, opt.KeepNewer)
+	objs, bytes, err := l.gcObjects(opt.KeepObjects, freed)
 	rep.Objects, rep.Bytes = objs, rep.Bytes+bytes
 	if err != nil {
 		errs = append(errs, err)
@@ -161,17 +189,16 @@ func (l Layout) referenced() (map[string]bool, error) {
 	return refs, nil
 }
 
-// newer reports whether the file at path was modified after t (never for
-// a zero t); one that cannot be read is kept, as newer.
-func (l Layout) newer(path string, t time.Time) bool {
-	if t.IsZero() {
-		return false
-	}
-	fi, err := os.Lstat(path)
-	return err != nil || fi.ModTime().After(t)
+// final reports whether revision rev's progress is readable and final;
+// false for no progress or one that cannot be read.
+func (l Layout) final(rev string) bool {
+	p, err := l.ReadProgress(rev)
+	return err == nil && p.Status.Final()
 }
 
-func (l Layout) gcObjects(keepObjects []string, keepNewer time.Time) ([]string, int64, error) {
+// gcObjects removes the objects no trail refers to and not in
+// keepObjects; when only is not nil, only those in it.
+func (l Layout) gcObjects(keepObjects []string, only map[string]bool) ([]string, int64, error) {
 	refs, err := l.referenced()
 	if err != nil {
 		return nil, 0, fmt.Errorf("collect objects: %w", err)
@@ -190,11 +217,11 @@ func (l Layout) gcObjects(keepObjects []string, keepNewer time.Time) ([]string, 
 	var freed int64
 	for _, e := range entries {
 		sha := e.Name()
-		if !IsSHA256(sha) || refs[sha] {
+		if !IsSHA256(sha) || refs[sha] || only != nil && !only[sha] {
 			continue
 		}
 		fi, err := e.Info()
-		if err != nil || links(fi) > 1 || !keepNewer.IsZero() && fi.ModTime().After(keepNewer) {
+		if err != nil || links(fi) > 1 {
 			continue
 		}
 		if err := os.Remove(l.Object(sha)); err != nil {

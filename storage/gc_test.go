@@ -8,6 +8,7 @@ import (
 	"sort"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestGC(t *testing.T) {
@@ -138,5 +139,80 @@ func TestGCCutShortLeavesNothingUncollectable(t *testing.T) {
 		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s of removed revision 1 is still there (stat: %v)", f, err)
 		}
+	}
+}
+
+// TestGCOnlyFinalOnlyFreed: an automatic GC's options. OnlyFinal removes
+// a revision whose update is over (DONE, ERROR) and keeps one whose
+// progress is NEW (a local step not run yet), another status, missing or
+// unreadable; OnlyFreed removes only the objects of the revisions it
+// removed that nothing else refers to, never an object that was
+// unreferenced before (a pending update's, a leftover), whatever the
+// files' times.
+func TestGCOnlyFinalOnlyFreed(t *testing.T) {
+	l := newLayout(t)
+	install(t, l, "0", map[string]string{"app/root.squashfs": "factory root", "app/conf": "shared conf"})
+	install(t, l, "1", map[string]string{"app/root.squashfs": "done root", "app/conf": "shared conf"})
+	install(t, l, "2", map[string]string{"app/root.squashfs": "failed root"})
+	install(t, l, "locals/step", map[string]string{"app/root.squashfs": "step root"})
+	install(t, l, "3", map[string]string{"app/root.squashfs": "testing root"})
+	install(t, l, "4", map[string]string{"app/root.squashfs": "no progress root"})
+	install(t, l, "5", map[string]string{"app/root.squashfs": "bad progress root"})
+	for rev, p := range map[string]Progress{
+		"1":           NewProgress(StatusDone, MsgDone),
+		"2":           NewProgress(StatusError, MsgContainerFailed),
+		"locals/step": NewProgress(StatusNew, MsgInstalled),
+		"3":           NewProgress(StatusTesting, MsgTestingReboot),
+	} {
+		if err := l.WriteProgress(rev, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(l.Trail("5"), ".pv"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.Trail("5"), TrailProgress), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pending := put(t, l, "pending object")
+	leftover := put(t, l, "leftover object")
+	// Times play no part: the pending object looks years old, a finished
+	// revision years ahead.
+	past, future := time.Now().AddDate(-5, 0, 0), time.Now().AddDate(5, 0, 0)
+	for p, tm := range map[string]time.Time{l.Object(pending): past, l.Object(leftover): past, l.Trail("1"): future, l.Trail("locals/step"): past} {
+		if err := os.Chtimes(p, tm, tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rep, err := l.GC(GCOptions{Keep: []string{"0"}, OnlyFinal: true, OnlyFreed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(rep.Objects)
+	want := []string{shaOf("done root"), shaOf("failed root")}
+	sort.Strings(want)
+	if !reflect.DeepEqual(rep.Revisions, []string{"1", "2"}) || !reflect.DeepEqual(rep.Objects, want) {
+		t.Errorf("removed %v and %v, want revisions 1 2 and their own objects %v", rep.Revisions, rep.Objects, want)
+	}
+	for _, sha := range []string{pending, leftover, shaOf("shared conf"), shaOf("step root")} {
+		if err := l.Verify(sha); err != nil {
+			t.Errorf("object kept by OnlyFreed removed: %v", err)
+		}
+	}
+	if revs, _ := l.Revisions(); !reflect.DeepEqual(revs, []string{"0", "3", "4", "5", "locals/step"}) {
+		t.Errorf("revisions %v, want 0 3 4 5 locals/step", revs)
+	}
+
+	// Without OnlyFreed the leftovers go too, the revisions stay.
+	rep, err = l.GC(GCOptions{Keep: []string{"0"}, OnlyFinal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(rep.Objects)
+	want = []string{pending, leftover}
+	sort.Strings(want)
+	if len(rep.Revisions) != 0 || !reflect.DeepEqual(rep.Objects, want) {
+		t.Errorf("OnlyFinal alone removed %v and %v, want the 2 unreferenced objects", rep.Revisions, rep.Objects)
 	}
 }

@@ -2,9 +2,7 @@ package storage
 
 import (
 	"math"
-	"os"
 	"testing"
-	"time"
 )
 
 func TestSpaceArithmetic(t *testing.T) {
@@ -75,48 +73,5 @@ func TestStatSpace(t *testing.T) {
 	}
 	if got := mulSat(-1, 4); got != 0 {
 		t.Errorf("mulSat(-1, 4) = %d", got)
-	}
-}
-
-// TestGCKeepNewer: what an automatic GC is given to keep, the uploads of a
-// local update in progress, stays; the same GC without it removes them.
-func TestGCKeepNewer(t *testing.T) {
-	l := newLayout(t)
-	install(t, l, "0", map[string]string{"app/root.squashfs": "factory root"})
-	install(t, l, "1", map[string]string{"app/root.squashfs": "old root"})
-	install(t, l, "locals/new", map[string]string{"app/root.squashfs": "new root"})
-	pending := put(t, l, "pending object")
-	stale := put(t, l, "stale object")
-	cut := time.Now().Add(-time.Minute)
-	old := cut.Add(-time.Hour)
-	for _, p := range []string{l.Trail("1"), l.Object(stale), l.Object(shaOf("old root"))} {
-		if err := os.Chtimes(p, old, old); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	rep, err := l.GC(GCOptions{Keep: []string{"0"}, KeepNewer: cut})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Revisions) != 1 || rep.Revisions[0] != "1" {
-		t.Errorf("removed revisions %v, want [1]", rep.Revisions)
-	}
-	if err := l.Verify(pending); err != nil {
-		t.Errorf("object put after the cut removed: %v", err)
-	}
-	if _, err := os.Stat(l.Object(stale)); !os.IsNotExist(err) {
-		t.Errorf("stale object kept: %v", err)
-	}
-	if revs, _ := l.Revisions(); len(revs) != 2 {
-		t.Errorf("revisions %v, want 0 and locals/new", revs)
-	}
-
-	rep, err = l.GC(GCOptions{Keep: []string{"0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Revisions) != 1 || rep.Revisions[0] != "locals/new" || len(rep.Objects) != 2 {
-		t.Errorf("GC without KeepNewer = %+v, want locals/new and two objects", rep)
 	}
 }

@@ -55,9 +55,16 @@ func serveControl(l net.Listener, sys *actors.System, cgroupParent string, st ct
 	// The threshold GC (PV_STORAGE_GC_THRESHOLD) lives with the server:
 	// it shares the storage's locks and the record of the uploads.
 	watchCtx, stopWatch := context.WithCancel(context.Background())
-	go srv.WatchStorage(watchCtx, ctrl.StorageCheckInterval)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		srv.WatchStorage(watchCtx, ctrl.StorageCheckInterval)
+	}()
 	return func() {
+		// A GC in flight finishes before the stop returns: the storage
+		// is unmounted next, and nothing must be removed after.
 		stopWatch()
+		<-watched
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
