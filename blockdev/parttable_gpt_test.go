@@ -2,10 +2,7 @@ package blockdev
 
 import (
 	"bytes"
-	"encoding/binary"
-	"hash/crc32"
 	"testing"
-	"unicode/utf16"
 
 	"github.com/pantavisor/pv/internal/disktest"
 )
@@ -14,35 +11,13 @@ import (
 // header for the entry array ents, which it writes at entLBA, with the
 // usable area first..last.
 func putGPTHeader(img []byte, my, alt, entLBA, first, last uint64, ents []byte) {
-	le := binary.LittleEndian
-	h := make([]byte, 92)
-	copy(h, "EFI PART")
-	le.PutUint32(h[8:], 0x00010000)
-	le.PutUint32(h[12:], 92)
-	le.PutUint64(h[24:], my)
-	le.PutUint64(h[32:], alt)
-	le.PutUint64(h[40:], first)
-	le.PutUint64(h[48:], last)
-	le.PutUint64(h[72:], entLBA)
-	le.PutUint32(h[80:], uint32(len(ents)/128))
-	le.PutUint32(h[84:], 128)
-	le.PutUint32(h[88:], crc32.ChecksumIEEE(ents))
-	le.PutUint32(h[16:], crc32.ChecksumIEEE(h))
-	copy(img[my*512:], h)
+	copy(img[my*512:], disktest.GPTHeader(my, alt, entLBA, first, last, ents))
 	copy(img[entLBA*512:], ents)
 }
 
 // putGPTEntry fills entry i of ents: a Linux filesystem partition.
 func putGPTEntry(tb testing.TB, ents []byte, i int, uuid, name string, first, last uint64) {
-	le := binary.LittleEndian
-	e := ents[128*i:]
-	copy(e, disktest.GUIDBytes(tb, "0fc63daf-8483-4772-8e79-3d69d8477de4"))
-	copy(e[16:], disktest.GUIDBytes(tb, uuid))
-	le.PutUint64(e[32:], first)
-	le.PutUint64(e[40:], last)
-	for j, u := range utf16.Encode([]rune(name)) {
-		le.PutUint16(e[56+2*j:], u)
-	}
+	disktest.GPTEntry(tb, ents, i, disktest.GPTPart{UUID: uuid, Name: name, First: first, Last: last})
 }
 
 // largePrimaryGPT is an 8 MiB GPT disk (512-byte sectors) whose primary

@@ -124,32 +124,14 @@ func GPT(tb testing.TB, ss int, parts []GPTPart) []byte {
 	img[510], img[511] = 0x55, 0xAA
 
 	ents := make([]byte, 128*128)
-	typ := GUIDBytes(tb, "0fc63daf-8483-4772-8e79-3d69d8477de4") // Linux filesystem
 	for i, p := range parts {
-		e := ents[128*i:]
-		copy(e, typ)
-		copy(e[16:], GUIDBytes(tb, p.UUID))
-		le.PutUint64(e[32:], p.First)
-		le.PutUint64(e[40:], p.Last)
-		for j, u := range utf16.Encode([]rune(p.Name)) {
-			le.PutUint16(e[56+2*j:], u)
-		}
+		GPTEntry(tb, ents, i, p)
 	}
 	entSectors := uint64(len(ents) / ss)
 	header := func(my, alt, entLBA uint64) []byte {
-		h := make([]byte, 92)
-		copy(h, "EFI PART")
-		le.PutUint32(h[8:], 0x00010000)
-		le.PutUint32(h[12:], 92)
-		le.PutUint64(h[24:], my)
-		le.PutUint64(h[32:], alt)
-		le.PutUint64(h[40:], 2+entSectors)
-		le.PutUint64(h[48:], last-entSectors-1)
+		h := GPTHeader(my, alt, entLBA, 2+entSectors, last-entSectors-1, ents)
 		copy(h[56:], GUIDBytes(tb, "6a1c9e2f-3b4d-4e5f-8a9b-0c1d2e3f4a5b"))
-		le.PutUint64(h[72:], entLBA)
-		le.PutUint32(h[80:], 128)
-		le.PutUint32(h[84:], 128)
-		le.PutUint32(h[88:], crc32.ChecksumIEEE(ents))
+		le.PutUint32(h[16:], 0)
 		le.PutUint32(h[16:], crc32.ChecksumIEEE(h))
 		return h
 	}
@@ -230,4 +212,39 @@ func Attacher(tb testing.TB, path string, ss int) func() (string, error) {
 // Part is the node of partition n of disk, a loop device.
 func Part(disk string, n int) string {
 	return fmt.Sprintf("%sp%d", disk, n)
+}
+
+// GPTEntry fills entry i of the entry array ents with p, a Linux
+// filesystem partition.
+func GPTEntry(tb testing.TB, ents []byte, i int, p GPTPart) {
+	le := binary.LittleEndian
+	e := ents[128*i:]
+	copy(e, GUIDBytes(tb, "0fc63daf-8483-4772-8e79-3d69d8477de4"))
+	copy(e[16:], GUIDBytes(tb, p.UUID))
+	le.PutUint64(e[32:], p.First)
+	le.PutUint64(e[40:], p.Last)
+	for j, u := range utf16.Encode([]rune(p.Name)) {
+		le.PutUint16(e[56+2*j:], u)
+	}
+}
+
+// GPTHeader is a GPT header (92 bytes, its CRC set) at LBA my, its
+// backup at alt, for the entry array ents at entLBA, with the usable
+// area first..last.
+func GPTHeader(my, alt, entLBA, first, last uint64, ents []byte) []byte {
+	le := binary.LittleEndian
+	h := make([]byte, 92)
+	copy(h, "EFI PART")
+	le.PutUint32(h[8:], 0x00010000)
+	le.PutUint32(h[12:], 92)
+	le.PutUint64(h[24:], my)
+	le.PutUint64(h[32:], alt)
+	le.PutUint64(h[40:], first)
+	le.PutUint64(h[48:], last)
+	le.PutUint64(h[72:], entLBA)
+	le.PutUint32(h[80:], uint32(len(ents)/128))
+	le.PutUint32(h[84:], 128)
+	le.PutUint32(h[88:], crc32.ChecksumIEEE(ents))
+	le.PutUint32(h[16:], crc32.ChecksumIEEE(h))
+	return h
 }
