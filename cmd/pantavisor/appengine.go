@@ -357,7 +357,9 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("set up namespaces", "err", err)
 		return 1
 	}
-	if site != nil {
+	if site != nil && site.devs != nil {
+		// Only rpiab places partitions (newBootloader sets devs): on
+		// any other device the directory is no mount to share.
 		shareRPiAB(o.run, log)
 	}
 	work := workDir(o)

@@ -53,8 +53,8 @@ func rpiabDir(run string) string { return filepath.Join(run, "rpiab") }
 // write cut by a power cut): the firmware tries it only once an install
 // has rewritten it, so it is logged and left unmounted, and the backend
 // reads it as listing no revision until Install writes it. In a tryboot
-// the firmware loaded it: which revision runs cannot be told, and the
-// backend says why (MountErrors), when asked which revision runs.
+// the firmware loaded it: the try fails (bootloader.ErrTryUnreadable),
+// and the backend says why (MountErrors), when asked which revision runs.
 func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 	r := bootloader.RPiAB{Partitions: map[int]string{}, Devices: map[int]string{}, MountErrors: map[int]error{},
 		FSType: s.fstype, TrybootFlag: filepath.Join(s.dir, "tryboot"), TrybootProperty: s.tryboot}
