@@ -75,7 +75,14 @@ type Liveness func(ctx context.Context) error
 type Kicker struct {
 	Dev      io.WriteCloser
 	Interval time.Duration // a fraction of the timeout, e.g. timeout/3
-	Probe    Liveness
+	// Timeout is the device's. A probe may answer until the hardware
+	// would reset: the last kick (the device's opening, at first) plus
+	// Timeout, less half an Interval for the kick itself. An actor tree
+	// that is slow but answers (containers starting on a loaded board)
+	// is kicked in time; one that does not answer for about Timeout is
+	// not. With it zero, a probe has one Interval.
+	Timeout time.Duration
+	Probe   Liveness
 }
 
 // Run kicks until ctx ends or the probe fails. It returns the probe error
@@ -92,8 +99,13 @@ func (k *Kicker) Run(ctx context.Context) (err error) {
 	}
 	t := time.NewTicker(k.Interval)
 	defer t.Stop()
+	last := time.Now() // the device was opened just before: its timer runs
 	for {
-		pctx, cancel := context.WithTimeout(ctx, k.Interval)
+		deadline := time.Now().Add(k.Interval)
+		if k.Timeout > k.Interval/2 {
+			deadline = last.Add(k.Timeout - k.Interval/2)
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
 		perr := k.Probe(pctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -106,6 +118,7 @@ func (k *Kicker) Run(ctx context.Context) (err error) {
 		if _, werr := k.Dev.Write([]byte{0}); werr != nil {
 			return fmt.Errorf("kick watchdog: %w", werr)
 		}
+		last = time.Now()
 		select {
 		case <-ctx.Done():
 			return nil

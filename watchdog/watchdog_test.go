@@ -76,6 +76,50 @@ func TestKickerKicksWhileLiveAndStopsWhenHung(t *testing.T) {
 	}
 }
 
+// A probe slower than an interval, that answers before the hardware
+// would reset, is kicked; one that does not answer by then stops the
+// kicks, about a Timeout after the last kick. A probe that took more
+// than its interval stopped the kicks for good: on the boot test's TCG
+// machine (3 s softdog) a root actor busy for a second while three
+// containers started had the board reset.
+func TestKickerWaitsForASlowProbeUntilTheTimeout(t *testing.T) {
+	f, p := fakeDev(t)
+	defer f.Close()
+	const interval = 20 * time.Millisecond
+	var probes atomic.Int32
+	var hungAt time.Time
+	k := &Kicker{Dev: f, Interval: interval, Timeout: 3 * interval, Probe: func(ctx context.Context) error {
+		switch probes.Add(1) {
+		case 1, 2:
+			// Slow, live: 1.5 intervals.
+			select {
+			case <-time.After(interval * 3 / 2):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			hungAt = time.Now()
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}}
+	start := time.Now()
+	err := k.Run(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v, want the hung probe's timeout", err)
+	}
+	if b, _ := os.ReadFile(p); len(b) != 2 {
+		t.Fatalf("%d kicks written, want 2 (the slow live probes), none for the hung one", len(b))
+	}
+	if waited := time.Since(hungAt); waited > 6*interval {
+		t.Errorf("the hung probe stopped the kicks after %v, more than the timeout %v", waited, 3*interval)
+	}
+	if took := time.Since(start); took < 5*interval {
+		t.Errorf("Run returned after %v: the slow probes were not waited for", took)
+	}
+}
+
 func TestKickerStopsOnContext(t *testing.T) {
 	f, _ := fakeDev(t)
 	defer f.Close()
