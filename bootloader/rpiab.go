@@ -31,7 +31,8 @@ var ErrCommitUnfinished = errors.New("commit stopped before autoboot.txt was swi
 
 // ErrTryUnreadable is returned by RPiAB.Running for a tryboot whose boot
 // partition Linux cannot read (not mounted: a kernel without vfat, a
-// damaged partition). The firmware loaded the try's files; a revision
+// damaged partition; or, with pv_try set, its pv_rev.txt missing or
+// unreadable, which Install writes before it arms the flag). The firmware loaded the try's files; a revision
 // that cannot reach its boot partition could install no update after
 // it, so the try has failed. The firmware's tryboot is one-shot: a
 // reboot is a normal boot of the committed revision.
@@ -389,6 +390,12 @@ func (r RPiAB) Running(env Env) (string, error) {
 		return "", fmt.Errorf("read running revision: this boot loaded %w", err)
 	}
 	revs, err := r.revs(booted)
+	if err != nil && tryboot && env.Try() != "" {
+		// Install writes pv_rev.txt before it arms the flag: in a
+		// tryboot of an install, a list that is missing or unreadable
+		// is the try partition's damage, as one that does not mount.
+		return "", fmt.Errorf("read running revision: %w: this tryboot loaded partition %d: %w", ErrTryUnreadable, booted, err)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return env.Committed(), nil
 	}
