@@ -201,13 +201,13 @@ func (s *System) Alive(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d
 	}
-	n, err := s.alive(s.root, "root actor", deadline)
+	n, err := s.alive(ctx, s.root, "root actor", deadline)
 	if err != nil {
 		return err
 	}
 	// Root names its running revision actor, none in safe mode.
 	for _, id := range n.ChildIDs {
-		_, err := s.alive(actor.NewPID(s.sys.Address(), id), "revision actor "+id, deadline)
+		_, err := s.alive(ctx, actor.NewPID(s.sys.Address(), id), "revision actor "+id, deadline)
 		if err == nil || errors.Is(err, actor.ErrDeadLetter) {
 			continue // a dead letter: stopped since root answered, a transition's end
 		}
@@ -243,13 +243,38 @@ func (s *silence) answered() {
 	s.mu.Unlock()
 }
 
-// alive asks pid to describe itself, waiting until deadline.
-func (s *System) alive(pid *actor.PID, what string, deadline time.Time) (*messages.Node, error) {
+// alive asks pid to describe itself, waiting until deadline, or until
+// ctx is cancelled: the watchdog cancels a probe in flight when a phase
+// disarms it, and a probe may run most of the watchdog's timeout.
+func (s *System) alive(ctx context.Context, pid *actor.PID, what string, deadline time.Time) (*messages.Node, error) {
 	timeout := time.Until(deadline)
 	if timeout <= 0 {
 		return nil, fmt.Errorf("%s: %w", what, context.DeadlineExceeded)
 	}
-	res, err := s.sys.Root.RequestFuture(pid, &messages.Describe{}, timeout).Result()
+	f := s.sys.Root.RequestFuture(pid, &messages.Describe{}, timeout)
+	type answer struct {
+		res any
+		err error
+	}
+	// Result blocks until the answer or the future's own timeout: it
+	// ends by deadline whatever happens, so this goroutine does too.
+	ch := make(chan answer, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ch <- answer{err: fmt.Errorf("panic: %v", p)}
+			}
+		}()
+		res, err := f.Result()
+		ch <- answer{res, err}
+	}()
+	var a answer
+	select {
+	case a = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	res, err := a.res, a.err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
