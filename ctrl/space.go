@@ -501,15 +501,26 @@ func (s *Server) thresholdGC(ctx context.Context) bool {
 	return true
 }
 
-// thresholdKey is what a GC's result depends on: the revisions stored,
-// those in use, the count of uploads and whether objects nothing refers
-// to may go; "" when the revisions cannot be listed.
+// thresholdKey is what a GC's result depends on: the revisions stored
+// and which of them are finished, those in use, the count of uploads and
+// whether objects nothing refers to may go; "" when the revisions cannot
+// be listed.
 func thresholdKey(st *Storage, inUse string, uploads uint64, orphans bool) string {
 	stored, err := st.Layout.Revisions()
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s|%s|%d|%v", strings.Join(stored, ","), inUse, uploads, orphans)
+	// Which revisions are finished too: the automatic GC removes only
+	// those (OnlyFinal), and a step put (NEW) may end without ever being
+	// in use (a LOCAL_RUN refused), which nothing else here would show.
+	revs := make([]string, len(stored))
+	for i, rev := range stored {
+		revs[i] = rev
+		if p, err := st.Layout.ReadProgress(rev); err == nil && p.Status.Final() {
+			revs[i] += "!"
+		}
+	}
+	return fmt.Sprintf("%s|%s|%d|%v", strings.Join(revs, ","), inUse, uploads, orphans)
 }
 
 func (s *Server) gcKeyNow() string {
