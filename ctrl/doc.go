@@ -177,7 +177,9 @@
 //     by RUN_GC alone;
 //   - the objects those revisions alone referred to, but for those put
 //     since the last step (a local update may share an object with an
-//     old revision: its put found it stored). An object nothing
+//     old revision: its put found it stored; the record of those is
+//     kept in Storage.PutRecord, on the run tmpfs, for a supervisor
+//     started again before the step). An object nothing
 //     referred to before (a local update's, uploaded before its step; a
 //     leftover) is never removed by the GC before an upload. The
 //     threshold GC removes those only once no upload (object or step)
@@ -186,8 +188,8 @@
 //
 // The threshold GC waits until no upload came within
 // PV_STORAGE_GC_THRESHOLD_DEFERTIME (600 s), and runs again only when the
-// revisions stored or in use, the uploads, or whether objects nothing
-// refers to may go, changed. Neither GC waits for the storage: with a
+// revisions stored (or which of them are finished) or in use, the
+// uploads, or whether objects nothing refers to may go, changed. Neither GC waits for the storage: with a
 // command or another write in flight it does not run (space.go); a
 // command that comes while one runs is answered 503 "A command is
 // already in progress" with Retry-After, as during any command. Each logs

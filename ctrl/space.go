@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
+	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,6 +136,7 @@ func (s *Server) objectPut(sha string) {
 		u.put = map[string]struct{}{}
 	}
 	u.put[sha] = struct{}{}
+	s.savePutRecord()
 }
 
 // stepPut drops the objects a step just installed names: its trail keeps
@@ -143,6 +148,7 @@ func (s *Server) stepPut(objects map[string]string) {
 	for _, sha := range objects {
 		delete(u.put, sha)
 	}
+	s.savePutRecord()
 }
 
 // pendingObjects are the objects put and named by no step since.
@@ -163,6 +169,51 @@ func (s *Server) forgetPending() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.put = nil
+	s.savePutRecord()
+}
+
+// savePutRecord writes the record of the objects put to the storage's
+// PutRecord, with s.recent.mu held. A failure is logged: the record in
+// memory stands until the supervisor's end.
+func (s *Server) savePutRecord() {
+	if s.store == nil || s.store.PutRecord == "" {
+		return
+	}
+	shas := slices.Sorted(maps.Keys(s.recent.put))
+	data := []byte(strings.Join(shas, "\n"))
+	if len(shas) > 0 {
+		data = append(data, '\n')
+	}
+	if err := storage.WriteFileAtomic(s.store.PutRecord, data, 0o600); err != nil {
+		s.log.Warn("ctrl: keep the record of the objects put", "err", err)
+	}
+}
+
+// loadPutRecord reads back the record a supervisor before this one kept
+// at path. What is not an object name is passed over (a record cut by
+// a crash): the record only keeps objects, it never removes one.
+func (s *Server) loadPutRecord(path string) {
+	if path == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("ctrl: read the record of the objects put", "err", err)
+		}
+		return
+	}
+	u := &s.recent
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, line := range strings.Split(string(data), "\n") {
+		if storage.IsSHA256(line) {
+			if u.put == nil {
+				u.put = map[string]struct{}{}
+			}
+			u.put[line] = struct{}{}
+		}
+	}
 }
 
 // claim is an upload's Content-Length, claimed before its body is

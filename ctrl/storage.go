@@ -29,6 +29,12 @@ type Storage struct {
 	// DefaultMaxObject when 0. Free space is checked by the writes
 	// themselves; this only bounds a runaway upload.
 	MaxObject int64
+	// PutRecord is a file, on the run tmpfs, in which the server keeps
+	// its record of the objects put and named by no step since (the
+	// automatic GC keeps them): a supervisor PID 1 starts again between
+	// an update's objects and its step reads it back. In memory only
+	// when "".
+	PutRecord string
 }
 
 // DefaultMaxObject is the largest object accepted when Storage.MaxObject is
@@ -85,6 +91,7 @@ func (s *Server) SetStorage(st Storage) {
 		st.MaxObject = DefaultMaxObject
 	}
 	s.store = &st
+	s.loadPutRecord(st.PutRecord)
 }
 
 // bodyLimit is the largest body route rt accepts on this server.

@@ -525,7 +525,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		onReexec = func(why string) { offer(reexec, why) }
 	}
 	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
-		ctrl.Storage{Layout: layout, State: stateOpts}, cfg, o.run, onReexec, log)
+		ctrl.Storage{Layout: layout, State: stateOpts, PutRecord: filepath.Join(o.run, "objects-put")}, cfg, o.run, onReexec, log)
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)
