@@ -178,7 +178,7 @@ PV_STORAGE_FSTYPE=ext4
 PV_STORAGE_WAIT=20
 PV_BOOTLOADER_TYPE=uboot
 PV_WDT_MODE=always
-PV_WDT_TIMEOUT=3
+PV_WDT_TIMEOUT=6
 PV_NET_IPTABLES=legacy
 CONF
 # softdog is the watchdog: kept alive by pantavisor through every boot.
@@ -278,7 +278,7 @@ check() { # check BOOT WHAT PATTERN
 }
 check 1 "storage mounted from the NVMe disk" 'storage mounted.*nvme0n1'
 check 1 "modules loaded" 'modules loaded'
-check 1 "the watchdog is armed (softdog)" 'watchdog armed.*timeout_s=3'
+check 1 "the watchdog is armed (softdog)" 'watchdog armed.*timeout_s=6'
 check 1 "revision 0 runs" 'boot decision.*rev=0'
 check 1 "the demo's pool is up (bridge, NAT by iptables)" 'pool ready'
 check 1 "the demo's web started" 'container started.*container=web'
@@ -320,7 +320,7 @@ fi
 # (QEMU exits at the reset: -no-reboot), before ctl could power it off.
 boot_vm hang _PV_TEST_HANG_ROOT=1
 echo "boot hang: qemu exit $code"
-check hang "the watchdog is armed" 'watchdog armed.*timeout_s=3'
+check hang "the watchdog is armed" 'watchdog armed.*timeout_s=6'
 check hang "the root actor hangs" 'root actor hanging on purpose'
 check hang "softdog resets the machine" 'softdog: Initiating system reboot'
 if grep -qE 'pantavisor: (powering off|rebooting)' "$work/boot-hang.txt"; then
