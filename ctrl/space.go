@@ -567,7 +567,7 @@ func thresholdKey(st *Storage, inUse string, uploads uint64, orphans bool) strin
 	revs := make([]string, len(stored))
 	for i, rev := range stored {
 		revs[i] = rev
-		if p, err := st.Layout.ReadProgress(rev); err == nil && p.Status.Final() {
+		if st.Layout.Finished(rev) {
 			revs[i] += "!"
 		}
 	}

@@ -81,7 +81,7 @@ func (l Layout) GC(opt GCOptions) (GCReport, error) {
 		freed = map[string]bool{}
 	}
 	for _, rev := range revs {
-		if keep[rev] || opt.OnlyFinal && !l.final(rev) {
+		if keep[rev] || opt.OnlyFinal && !l.Finished(rev) {
 			continue
 		}
 		var refs map[string]string
@@ -189,9 +189,10 @@ func (l Layout) referenced() (map[string]bool, error) {
 	return refs, nil
 }
 
-// final reports whether revision rev's progress is readable and final;
-// false for no progress or one that cannot be read.
-func (l Layout) final(rev string) bool {
+// Finished reports whether revision rev's progress is readable and
+// final (what an automatic GC may remove, OnlyFinal); false for no
+// progress or one that cannot be read.
+func (l Layout) Finished(rev string) bool {
 	p, err := l.ReadProgress(rev)
 	return err == nil && p.Status.Final()
 }
