@@ -48,7 +48,7 @@ func (g *Guard) Enter(p Phase) {
 		g.cancel, g.done = cancel, make(chan struct{})
 		interval := time.Duration(took) * time.Second / 3
 		g.Log.Info("watchdog armed", "timeout_s", took, "kick_every", interval)
-		go g.kick(ctx, &Kicker{Dev: dev, Interval: interval, Timeout: time.Duration(took) * time.Second, Probe: g.Probe}, g.done)
+		go g.kick(ctx, &Kicker{Dev: dev, Interval: interval, Timeout: time.Duration(took) * time.Second, Probe: g.Probe, Log: g.Log}, g.done)
 	case !armed && g.dev != nil:
 		g.cancel()
 		g.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -83,6 +84,12 @@ type Kicker struct {
 	// not. With it zero, a probe has one Interval.
 	Timeout time.Duration
 	Probe   Liveness
+	// Log, when set, is told of each kick that came later than two
+	// Intervals after the one before: the board came within a third of
+	// its timeout of a reset. The warning says whether the probe (the
+	// actor tree) or the kicker itself (a stalled process or machine)
+	// took the time, which is what a device maker needs to know first.
+	Log *slog.Logger
 }
 
 // Run kicks until ctx ends or the probe fails. It returns the probe error
@@ -106,8 +113,10 @@ func (k *Kicker) Run(ctx context.Context) (err error) {
 			deadline = last.Add(k.Timeout - k.Interval/2)
 		}
 		pctx, cancel := context.WithDeadline(ctx, deadline)
+		probed := time.Now()
 		perr := k.Probe(pctx)
 		cancel()
+		took := time.Since(probed)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -118,7 +127,12 @@ func (k *Kicker) Run(ctx context.Context) (err error) {
 		if _, werr := k.Dev.Write([]byte{0}); werr != nil {
 			return fmt.Errorf("kick watchdog: %w", werr)
 		}
-		last = time.Now()
+		now := time.Now()
+		if gap := now.Sub(last); k.Log != nil && gap > 2*k.Interval {
+			k.Log.Warn("watchdog kicked late", "since_last_kick", gap.Round(time.Millisecond),
+				"probe_took", took.Round(time.Millisecond), "timeout", k.Timeout)
+		}
+		last = now
 		select {
 		case <-ctx.Done():
 			return nil

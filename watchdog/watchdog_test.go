@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,6 +120,58 @@ func TestKickerWaitsForASlowProbeUntilTheTimeout(t *testing.T) {
 	if took := time.Since(start); took < 5*interval {
 		t.Errorf("Run returned after %v: the slow probes were not waited for", took)
 	}
+}
+
+// A kick that comes more than two intervals after the one before is
+// logged with how long the probe took, so a board that nearly reset says
+// whether its actor tree or the whole process was slow. Kicks on time
+// log nothing.
+func TestKickerWarnsOfALateKick(t *testing.T) {
+	f, _ := fakeDev(t)
+	defer f.Close()
+	const interval = 50 * time.Millisecond
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var probes atomic.Int32
+	k := &Kicker{Dev: f, Interval: interval, Timeout: 10 * interval, Log: log, Probe: func(context.Context) error {
+		switch probes.Add(1) {
+		case 3:
+			time.Sleep(4 * interval) // slow, live
+		case 5:
+			cancel()
+		}
+		return nil
+	}}
+	if err := k.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if n := strings.Count(out, "watchdog kicked late"); n != 1 {
+		t.Fatalf("%d late-kick warnings, want 1 (the slow probe's):\n%s", n, out)
+	}
+	m := regexp.MustCompile(`probe_took=(\d+)ms`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the warning does not give the probe's time in ms:\n%s", out)
+	}
+	if ms, _ := strconv.Atoi(m[1]); ms < 200 {
+		t.Errorf("the warning gives the probe %dms, want 200ms or more:\n%s", ms, out)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func TestKickerStopsOnContext(t *testing.T) {
