@@ -95,7 +95,10 @@ func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 	}
 	if err := r.MountErrors[try]; err != nil {
 		if tryboot, _ := r.Tryboot(); tryboot {
-			log.Error("rpiab: the try partition, which this tryboot loaded, does not mount: the try fails, and the device reboots into the committed revision", "partition", try, "err", err)
+			// What follows (a rollback reboot, or safe mode with no
+			// try set or nothing to roll back to) is the updater's
+			// decision, which it logs: this says only what was seen.
+			log.Error("rpiab: the try partition, which this tryboot loaded, does not mount: nothing can run from it", "partition", try, "err", err)
 		} else {
 			log.Warn("rpiab: the try partition does not mount: it lists no revision until the next install writes its boot image", "partition", try, "err", err)
 		}
