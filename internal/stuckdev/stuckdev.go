@@ -3,6 +3,8 @@
 // device-mapper volume, a dead USB stick or an NBD without its server does
 // to whoever reads it. It is a loop device over a file served by a FUSE
 // server, which holds every read back while the device is suspended.
+// Killing the server (Fail) makes it a device whose reads fail with EIO,
+// as a dying disk's do.
 //
 // Device-mapper would be the obvious reproduction (dmsetup suspend), but
 // kernels without it are common in CI VMs, and a suspended dm volume left
@@ -166,6 +168,21 @@ func (d *Device) partition(op int32, pno int, p Partition) error {
 func (d *Device) Resume() {
 	if _, err := d.ask("resume"); err != nil {
 		d.tb.Errorf("stuckdev: resume %s: %v", d.Node, err)
+	}
+}
+
+// Fail makes every read of the device fail from now on with EIO, as a
+// dying disk's do: its server is killed, and the kernel fails the reads
+// of a file whose server is gone.
+func (d *Device) Fail() {
+	d.tb.Helper()
+	if err := d.server.Process.Kill(); err != nil {
+		d.tb.Fatalf("stuckdev: kill the server of %s: %v", d.Node, err)
+	}
+	select {
+	case <-d.gone:
+	case <-time.After(10 * time.Second):
+		d.tb.Fatalf("stuckdev: server of %s still running 10s after it was killed", d.Node)
 	}
 }
 

@@ -5,6 +5,7 @@ package stuckdev
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,6 +47,20 @@ func TestDeviceServerDeath(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("read of %s still stuck 10s after its server died", d.Node)
+	}
+}
+
+// A failed device's reads fail with EIO, as a dying disk's do, at once.
+func TestDeviceFail(t *testing.T) {
+	d := New(t, writeImage(t, randomImage(t)))
+	d.Fail()
+	fd, err := unix.Open(d.Node, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if n, err := unix.Pread(fd, make([]byte, 4096), 8192); !errors.Is(err, unix.EIO) {
+		t.Errorf("read of failed %s = %d bytes, %v; want EIO", d.Node, n, err)
 	}
 }
 
