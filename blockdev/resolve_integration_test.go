@@ -144,6 +144,35 @@ func TestResolveStuckDevice(t *testing.T) {
 	checkStuck(t, stuck, stuck.Node, good, label, "LABEL=pvt-"+randomHex(t, 6))
 }
 
+// A device whose reads fail (a dying eMMC; here a loop device whose
+// FUSE server is gone, which the kernel fails with EIO) is named with
+// its error when no device carries the tag, and does not keep another
+// device that carries it from being found, though it may carry it too:
+// it is named then as well, for the log.
+func TestResolveFailingDevice(t *testing.T) {
+	isolated.Require(t)
+	label := "pvt-" + randomHex(t, 6)
+	failing := stuckdev.New(t, ext4Image(t, label, randomUUID(t)))
+	failing.Fail()
+	checkFailing(t, failing.Node+": read filesystem: input/output error", "LABEL="+label, "LABEL=pvt-"+randomHex(t, 6),
+		func() string { return attach(t, ext4Image(t, label, randomUUID(t))) })
+}
+
+// checkFailing checks what Resolve does with a device that fails: want
+// is how it is named; spec, which it carries, resolves to the node
+// carrier attaches, unknown is not found.
+func checkFailing(t *testing.T, want, spec, unknown string, carrier func() string) {
+	t.Helper()
+	dev, unread, err := Resolve(unknown)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), want) || !slices.Contains(unread, want) {
+		t.Errorf("Resolve(%s) = %q, %v, %v; want ErrNotFound naming %q", unknown, dev, unread, err, want)
+	}
+	good := carrier()
+	if dev, unread, err = Resolve(spec); err != nil || dev != good || !slices.Contains(unread, want) {
+		t.Errorf("Resolve(%s) = %q, %v, %v; want %s, %q unread", spec, dev, unread, err, good, want)
+	}
+}
+
 // checkStuck checks what Resolve does with stuck, a device whose reads
 // are held: spec, which carrier (stuck or a partition of it) and good
 // both carry, resolves to good within probeTimeout with stuck named as
@@ -154,7 +183,7 @@ func checkStuck(t *testing.T, stuck *stuckdev.Device, carrier, good, spec, unkno
 	t.Helper()
 	start := time.Now()
 	dev, unread, err := Resolve(spec)
-	if err != nil || dev != good || !slices.Contains(unread, stuck.Node) {
+	if err != nil || dev != good || !names(unread, stuck.Node) {
 		t.Fatalf("Resolve(%s) = %q, %v, %v; want %s, %s named as unread", spec, dev, unread, err, good, stuck.Node)
 	}
 	if took := time.Since(start); took > probeTimeout+time.Second {
@@ -169,7 +198,7 @@ func checkStuck(t *testing.T, stuck *stuckdev.Device, carrier, good, spec, unkno
 	for range 10 {
 		start := time.Now()
 		_, unread, err := Resolve(unknown)
-		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), stuck.Node) || !slices.Contains(unread, stuck.Node) {
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), stuck.Node) || !names(unread, stuck.Node) {
 			t.Fatalf("Resolve(%s) = %v, %v; want ErrNotFound naming %s", unknown, unread, err, stuck.Node)
 		}
 		if took := time.Since(start); took >= probeTimeout {
@@ -183,9 +212,14 @@ func checkStuck(t *testing.T, stuck *stuckdev.Device, carrier, good, spec, unkno
 	stuck.Resume()
 	waitProbes(t)
 	dev, unread, err = Resolve(spec)
-	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), carrier) || len(unread) > 0 {
-		t.Errorf("Resolve(%s) after resuming = %q, %v, %v; want an error naming %s and %s", spec, dev, unread, err, good, carrier)
+	if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), carrier) || names(unread, stuck.Node) {
+		t.Errorf("Resolve(%s) after resuming = %q, %v, %v; want an error naming %s and %s, %s no longer unread", spec, dev, unread, err, good, carrier, stuck.Node)
 	}
+}
+
+// names reports whether unread, Resolve's, names node ("node: why").
+func names(unread []string, node string) bool {
+	return slices.ContainsFunc(unread, func(u string) bool { return strings.HasPrefix(u, node+": ") })
 }
 
 // waitProbes waits for every probe still running to end.
@@ -373,6 +407,22 @@ func TestResolveLoopPartStuckDisk(t *testing.T) {
 	t.Cleanup(func() { stuck.Resume(); waitProbes(t) })
 	good := disktest.Part(disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})), 512), 1)
 	checkStuck(t, stuck, disktest.Part(stuck.Node, 1), good, "PARTLABEL="+name, "PARTUUID="+randomUUID(t))
+}
+
+// A disk whose reads fail is named with its error, as a device is, and
+// does not keep a partition of another disk from being found.
+func TestResolveLoopPartFailingDisk(t *testing.T) {
+	isolated.Require(t)
+	name := "pvt-" + randomHex(t, 6)
+	part := func() disktest.GPTPart {
+		return disktest.GPTPart{UUID: randomUUID(t), Name: name, First: 34, Last: 2081}
+	}
+	failing := stuckdev.NewPartitioned(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})),
+		[]stuckdev.Partition{{Start: 34 * 512, Length: 2048 * 512}})
+	failing.Fail()
+	checkFailing(t, failing.Node+": read partition table: input/output error", "PARTLABEL="+name, "PARTUUID="+randomUUID(t), func() string {
+		return disktest.Part(disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})), 512), 1)
+	})
 }
 
 // On a loop device of a disk whose valid primary GPT has a large entry

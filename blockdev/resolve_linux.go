@@ -41,11 +41,16 @@ type device struct {
 //
 // Reading a device only opens it read-only and reads its first 4 KiB
 // (and a FAT's root directory up to its label), or for a partition tag
-// its disk's partition table; one that cannot be opened or read (no
-// medium), or whose size is 0, is passed over. So is one that does not
-// answer within probeTimeout: unread names those (for a partition tag,
-// the disks), with a match as well as without, for the caller to log, and
-// ErrNotFound's error names them too.
+// its disk's partition table; one with no filesystem or table known, no
+// medium, or size 0 is passed over. So is one that does not answer
+// within probeTimeout. One that fails (an I/O error, as a failing disk
+// gives, or an open failing otherwise than for want of a medium) is
+// matched on what could be read of it; a short read at its end is no
+// failure. unread names the devices that did not answer or failed, each
+// as "node: why" (for a partition tag, the disks), with a match as well
+// as without, for the caller to log: one of them may carry the tag
+// unseen. ErrNotFound's error names them too, so that a device that
+// never comes up says which disk failed and how.
 func Resolve(spec string) (dev string, unread []string, err error) {
 	t, ok, err := parseSpec(spec)
 	if err != nil {
@@ -58,11 +63,10 @@ func Resolve(spec string) (dev string, unread []string, err error) {
 	if t.partition() {
 		scanOf = scanPartitions
 	}
-	hits, stuck, blocked, err := scanOf(t)
+	hits, blocked, unread, err := scanOf(t)
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: %w", spec, err)
 	}
-	unread = nodes(stuck)
 	// A udev link to a device that does not answer (or is on a disk that
 	// does not) is not followed: mounting it would hang as the probe did.
 	if h, ok := udevLink(t); ok && !contains(hits, h.rdev) && !contains(blocked, h.rdev) {
@@ -83,13 +87,20 @@ func Resolve(spec string) (dev string, unread []string, err error) {
 	return "", unread, fmt.Errorf("%s: found on %s: refusing to choose one", spec, strings.Join(nodes(hits), " and "))
 }
 
-// notFound is ErrNotFound for spec, naming the devices that did not
-// answer: the error a caller gives up with when the wait is over.
+// notFound is ErrNotFound for spec, naming the devices that could not be
+// read and why (unread): the error a caller gives up with when the wait
+// is over.
 func notFound(spec string, unread []string) error {
 	if len(unread) == 0 {
 		return fmt.Errorf("%s: %w", spec, ErrNotFound)
 	}
-	return fmt.Errorf("%s: %w (%s did not answer a read within %v)", spec, ErrNotFound, strings.Join(unread, ", "), probeTimeout)
+	return fmt.Errorf("%s: %w (%s)", spec, ErrNotFound, strings.Join(unread, "; "))
+}
+
+// noAnswer is how unread names d, which did not answer within
+// probeTimeout.
+func noAnswer(d device) string {
+	return fmt.Sprintf("%s: did not answer a read within %v", d.node, probeTimeout)
 }
 
 // probeTimeout is how long a scan waits for the devices to answer. A
@@ -101,10 +112,11 @@ func notFound(spec string, unread []string) error {
 const probeTimeout = 2 * time.Second
 
 // scan probes every block device of the kernel's at once and returns
-// those whose superblock carries t, and those that did not answer within
-// probeTimeout or whose probe from an earlier scan is still stuck (stuck,
-// and the same as blocked: the devices whose tag is unknown).
-func scan(t tag) (hits, stuck, blocked []device, err error) {
+// those whose superblock carries t; those that did not answer within
+// probeTimeout or whose probe from an earlier scan is still stuck
+// (blocked: the devices whose tag is unknown); and unread, which names
+// those and the devices that failed (Resolve).
+func scan(t tag) (hits, blocked []device, unread []string, err error) {
 	devs, err := devices()
 	if err != nil {
 		return nil, nil, nil, err
@@ -120,22 +132,28 @@ func scan(t tag) (hits, stuck, blocked []device, err error) {
 	defer cancel()
 	for i, d := range devs {
 		r, ok := await(ctx, probes[i])
-		switch {
-		case !ok:
-			stuck = append(stuck, d.device)
-		case r.err == nil && t.matches(r.in):
+		if !ok {
+			blocked = append(blocked, d.device)
+			unread = append(unread, noAnswer(d.device))
+			continue
+		}
+		if r.err != nil {
+			unread = append(unread, r.err.Error())
+		}
+		if t.matches(r.in) {
 			hits = append(hits, d.device)
 		}
 	}
-	return hits, stuck, stuck, nil
+	return hits, blocked, unread, nil
 }
 
 // scanPartitions reads the partition table of every disk with a
 // partition at once, as scan probes devices (under the same probeTimeout,
 // a disk stuck from an earlier scan not read again), and returns the
-// partitions whose entry carries t, the disks that did not answer, and
-// the partitions on those, blocked, whose entries are unknown.
-func scanPartitions(t tag) (hits, stuck, blocked []device, err error) {
+// partitions whose entry carries t; the disks that did not answer and
+// the partitions on those (blocked: whose entries are unknown); and
+// unread, which names the disks that did not answer or failed.
+func scanPartitions(t tag) (hits, blocked []device, unread []string, err error) {
 	devs, err := devices()
 	if err != nil {
 		return nil, nil, nil, err
@@ -166,11 +184,17 @@ func scanPartitions(t tag) (hits, stuck, blocked []device, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
+	var stuck []device
 	tables := make([]probeResult, len(disks))
 	answered := make([]bool, len(disks))
 	for i, d := range disks {
-		if tables[i], answered[i] = await(ctx, probes[i]); !answered[i] {
+		tables[i], answered[i] = await(ctx, probes[i])
+		switch {
+		case !answered[i]:
 			stuck = append(stuck, d.device)
+			unread = append(unread, noAnswer(d.device))
+		case tables[i].err != nil:
+			unread = append(unread, tables[i].err.Error())
 		}
 	}
 	for _, p := range parts {
@@ -179,11 +203,11 @@ func scanPartitions(t tag) (hits, stuck, blocked []device, err error) {
 			blocked = append(blocked, p.device)
 			continue
 		}
-		if e, ok := r.table.find(p.num, p.start, p.size); r.err == nil && ok && t.matchesEntry(e) {
+		if e, ok := r.table.find(p.num, p.start, p.size); ok && t.matchesEntry(e) {
 			hits = append(hits, p.device)
 		}
 	}
-	return hits, stuck, append(blocked, stuck...), nil
+	return hits, append(blocked, stuck...), unread, nil
 }
 
 // sysDevice is a block device and its directory in /sys/class/block.
@@ -261,7 +285,9 @@ func devices() ([]sysDevice, error) {
 	return devs, nil
 }
 
-// probeResult is what a probe read: a filesystem, or a partition table.
+// probeResult is what a probe read: a filesystem, or a partition table
+// (zero for none known, which matches no tag), and the device's failure,
+// which may have cut the read short (readInfo, readTable).
 type probeResult struct {
 	in    Info
 	table partTable
@@ -347,32 +373,74 @@ func nodeOf(dir string) (string, uint64, error) {
 }
 
 // readInfo probes the filesystem on node, which must be the block device
-// rdev.
+// rdev: Info{} for none known. err is the device's failure, naming node
+// (deviceFault); a filesystem found on what could be read comes with it.
 func readInfo(node string, rdev uint64) (Info, error) {
 	fd, err := openDevice(node, rdev)
 	if err != nil {
-		return Info{}, err
+		return Info{}, faultOf(node, "open", err)
 	}
 	defer unix.Close(fd)
-	in, ok := probe(fdReader(fd))
-	if !ok {
-		return Info{}, errors.New("no known filesystem")
-	}
-	return in, nil
+	r := &faultLog{r: fdReader(fd)}
+	in, _ := probe(r) // Info{} when nothing is found
+	return in, faultOf(node, "read filesystem", r.fault)
 }
 
-// readTable reads the partition table of disk d.
+// readTable reads the partition table of disk d, as readInfo does its
+// filesystem: partTable{} for none known.
 func readTable(d sysDisk) (partTable, error) {
 	fd, err := openDevice(d.node, d.rdev)
 	if err != nil {
-		return partTable{}, err
+		return partTable{}, faultOf(d.node, "open", err)
 	}
 	defer unix.Close(fd)
-	pt, ok := parseTable(fdReader(fd), d.sectorSize, d.size)
-	if !ok {
-		return partTable{}, errors.New("no known partition table")
+	r := &faultLog{r: fdReader(fd)}
+	pt, _ := parseTable(r, d.sectorSize, d.size) // partTable{} when none is found
+	return pt, faultOf(d.node, "read partition table", r.fault)
+}
+
+// deviceFault is err unless it is no failure of the device's: no medium
+// (ENOMEDIUM; ENXIO, which an empty drive or a device gone may give), or
+// a read that ends at the device's end (io.EOF, io.ErrUnexpectedEOF),
+// which the parsers take for the end of what there is.
+func deviceFault(err error) error {
+	for _, quiet := range []error{io.EOF, io.ErrUnexpectedEOF, unix.ENOMEDIUM, unix.ENXIO} {
+		if errors.Is(err, quiet) {
+			return nil
+		}
 	}
-	return pt, nil
+	return err
+}
+
+// faultOf is err, met doing what to node, as Resolve names it, or nil if
+// it is no failure of the device's (deviceFault).
+func faultOf(node, what string, err error) error {
+	if err = deviceFault(err); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %s: %w", node, what, err)
+}
+
+// faultLog is a device, r, read by a parser, keeping fault, the first
+// failure of a read of it (deviceFault). The parsers take a read that
+// fails for one that comes short, and find what they can on the rest:
+// this is how the caller learns that the device failed them.
+type faultLog struct {
+	r     io.ReaderAt
+	fault error
+}
+
+func (l *faultLog) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		// offset's mark of an offset beyond any device's end, which a
+		// corrupt table gave: not the device's failure.
+		return 0, io.EOF
+	}
+	n, err := l.r.ReadAt(p, off)
+	if l.fault == nil {
+		l.fault = deviceFault(err)
+	}
+	return n, err
 }
 
 // openDevice opens node read-only, which must be the block device rdev:
@@ -389,7 +457,7 @@ func openDevice(node string, rdev uint64) (int, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFBLK || st.Rdev != rdev {
 		unix.Close(fd)
-		return -1, fmt.Errorf("%s: not block device %d:%d", node, unix.Major(rdev), unix.Minor(rdev))
+		return -1, fmt.Errorf("not block device %d:%d", unix.Major(rdev), unix.Minor(rdev))
 	}
 	return fd, nil
 }

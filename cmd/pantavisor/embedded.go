@@ -211,9 +211,10 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 		log.Info("storage device found", "spec", spec, "device", dev)
 	}
 	if len(unread) > 0 {
-		// One may carry the tag too: Resolve cannot count a device it
-		// cannot read, and this names the ones it did not count.
-		log.Warn("storage: devices passed over, a read of them did not return", "devices", unread)
+		// One may carry the tag too, unseen: Resolve names the devices
+		// it could not read, or not in full, and why (no answer, or an
+		// I/O error, as a failing disk gives).
+		log.Warn("storage: devices not read in full", "devices", strings.Join(unread, "; "))
 	}
 	fstype := cfg.String(config.PVStorageFSType)
 	if err := unix.Mount(dev, mnt, fstype, unix.MS_NOATIME, ""); err != nil {
@@ -229,8 +230,9 @@ func mountStorage(cfg *config.Config, log *slog.Logger) error {
 // tag no device carries yet is waited for as a missing path is (USB
 // storage is probed late); one that waiting cannot mend (two devices
 // carry it, PARTUUID=…/PARTNROFF=) fails at once.
-// unread names the devices passed over because a read of them did not
-// return; when none carries the tag in time, the error names them.
+// unread names the devices that could not be read and why (a read did
+// not return, or failed); when none carries the tag in time, the error
+// names them.
 func waitStorage(spec string, wait time.Duration) (dev string, unread []string, err error) {
 	deadline := time.Now().Add(wait)
 	for {
