@@ -251,6 +251,18 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		cfg = loadConfig(o, console)
 		level.cfg.Store(cfg)
 	}
+	// The watchdog is armed as soon as its settings are known: a
+	// supervisor started again must kick the timer its predecessor left
+	// running (restartGrace). Its log is the console's until the log
+	// file is open.
+	wdtLog := &handlerSwitch{}
+	wdtLog.set(console.Handler())
+	probe := &treeProbe{start: time.Now()}
+	if gen > 0 {
+		probe.grace = restartGrace
+	}
+	guard := newWatchdogGuard(cfg, o.embedded, probe, slog.New(wdtLog))
+	guard.Enter(watchdog.Booting)
 	var site *rpiabSite
 	if o.embedded {
 		site = &rpiabSite{dir: rpiabDir(o.run), fstype: "vfat", wait: cfg.Duration(config.PVStorageWait), boot: gen == 0}
@@ -299,6 +311,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		return 1
 	}
 	defer ownLog.Close()
+	wdtLog.set(log.Handler())
 	if revErr != nil {
 		log.Error("bootloader names a bad revision: no log file", "rev", rev, "err", revErr)
 	}
@@ -423,30 +436,6 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if readopt && st != nil && boot.SafeMode == "" {
 		adopted = adoptRunning(st, running.Books, firstEngine, pools, exits, log)
 	}
-	// The hardware watchdog, on a device only (an appengine host's own
-	// watchdog is not ours to drive).
-	var live atomic.Pointer[actors.System]
-	guard := &watchdog.Guard{Mode: watchdog.Disabled, Log: log,
-		Probe: func(ctx context.Context) error {
-			if s := live.Load(); s != nil {
-				return s.Alive(ctx)
-			}
-			return nil // the tree is being made by the main goroutine
-		},
-		Open: func(t int) (io.WriteCloser, int, error) {
-			f, took, err := watchdog.Open(watchdogDevice, t)
-			if err != nil {
-				return nil, 0, err
-			}
-			return f, took, nil
-		}}
-	if o.embedded {
-		if guard.Mode, err = watchdog.ParseMode(cfg.String(config.PVWDTMode)); err != nil {
-			log.Error("watchdog not used", "err", err)
-		}
-		guard.Timeout = int(cfg.Duration(config.PVWDTTimeout) / time.Second)
-	}
-	guard.Enter(watchdog.Booting)
 	reboot, poweroff := make(chan string, 1), make(chan string, 1)
 	// The kernel path of tcp ingress (DNAT for clients outside the device)
 	// uses the pools' iptables backend: two backends in one namespace do
@@ -509,7 +498,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Error("start actors", "err", err)
 		return 1
 	}
-	live.Store(sys)
+	probe.live.Store(sys)
 	if readopt && boot.Reboot != "" {
 		log.Warn("rebooting, as the previous supervisor was", "why", boot.Reboot)
 		offer(reboot, boot.Reboot)
@@ -658,9 +647,6 @@ func testKnob(name, what string, fn func(), log *slog.Logger) {
 	log.Warn(what, "var", name, "after_s", secs)
 	time.AfterFunc(time.Duration(secs)*time.Second, fn)
 }
-
-// watchdogDevice is the kernel's watchdog device.
-const watchdogDevice = "/dev/watchdog"
 
 // offer hands v to whoever reads ch, unless a value is waiting already:
 // the first reboot or power-off request wins.

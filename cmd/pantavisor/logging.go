@@ -167,3 +167,23 @@ func (f fanout) WithGroup(n string) slog.Handler {
 	}
 	return out
 }
+
+// handlerSwitch sends every record to the handler set last: a logger
+// made before the log file is open (the watchdog's) that writes to it
+// once it is. Handlers derived by WithAttrs and WithGroup keep the
+// handler of the moment.
+type handlerSwitch struct{ h atomic.Pointer[slog.Handler] }
+
+func (s *handlerSwitch) set(h slog.Handler) { s.h.Store(&h) }
+
+func (s *handlerSwitch) Enabled(ctx context.Context, l slog.Level) bool {
+	return (*s.h.Load()).Enabled(ctx, l)
+}
+
+func (s *handlerSwitch) Handle(ctx context.Context, r slog.Record) error {
+	return (*s.h.Load()).Handle(ctx, r)
+}
+
+func (s *handlerSwitch) WithAttrs(a []slog.Attr) slog.Handler { return (*s.h.Load()).WithAttrs(a) }
+
+func (s *handlerSwitch) WithGroup(n string) slog.Handler { return (*s.h.Load()).WithGroup(n) }

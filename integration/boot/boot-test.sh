@@ -297,6 +297,18 @@ check 3 "web answered through the tcp ingress" 'power-off.*web-through-ingress-u
 check 3 "pantavisor stopped in order" 'pantavisor stopped'
 check 3 "PID 1 powered off" 'pantavisor: powering off'
 check 3 "the kernel powered down" 'reboot: Power down'
+# The supervisor started again arms the watchdog before its re-adoption:
+# its predecessor's timer runs on, and on a loaded TCG host the bootloader,
+# boot decision and re-adoption took longer than a 3 s softdog.
+if [ -f "$work/boot-3.txt" ] && awk '/the supervisor crashed/ { c = 1 }
+	c && /watchdog armed/ { armed = 1; exit }
+	c && /re-adopted the previous/ { exit }
+	END { exit !armed }' "$work/boot-3.txt"; then
+	echo "ok: boot 3: the supervisor started again arms the watchdog before it re-adopts"
+else
+	echo "FAIL: boot 3: the supervisor started again did not arm the watchdog before it re-adopted"
+	fails=$((fails + 1))
+fi
 [ "$boots" = 3 ] || { echo "FAIL: $boots boots, want 3"; fails=$((fails + 1)); }
 # The command line's pv_rev agreed with the variables at every boot: no
 # refusal of it as a setting, no disagreement.
