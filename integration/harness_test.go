@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -305,9 +306,14 @@ func (d *device) stop(timeout time.Duration) int {
 	select {
 	case <-d.exited:
 	case <-time.After(timeout):
+		// The control socket serves until the actors have stopped:
+		// the tree tells which one holds the stop up.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		tree, _ := exec.CommandContext(ctx, filepath.Join(bin, "pvcontrol"), "-s", d.sock(), "tree").CombinedOutput()
+		cancel()
 		_ = d.cmd.Process.Kill()
 		<-d.exited
-		d.t.Errorf("pantavisor did not stop within %v", timeout)
+		d.t.Errorf("pantavisor did not stop within %v; its actor tree then:\n%s", timeout, tree)
 	}
 	return d.cmd.ProcessState.ExitCode()
 }
