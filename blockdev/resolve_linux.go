@@ -376,27 +376,34 @@ func nodeOf(dir string) (string, uint64, error) {
 // rdev: Info{} for none known. err is the device's failure, naming node
 // (deviceFault); a filesystem found on what could be read comes with it.
 func readInfo(node string, rdev uint64) (Info, error) {
-	fd, err := openDevice(node, rdev)
-	if err != nil {
-		return Info{}, faultOf(node, "open", err)
-	}
-	defer unix.Close(fd)
-	r := &faultLog{r: fdReader(fd)}
-	in, _ := probe(r) // Info{} when nothing is found
-	return in, faultOf(node, "read filesystem", r.fault)
+	return readDevice(node, rdev, "read filesystem", func(r io.ReaderAt) Info {
+		in, _ := probe(r) // Info{} when nothing is found
+		return in
+	})
 }
 
 // readTable reads the partition table of disk d, as readInfo does its
 // filesystem: partTable{} for none known.
 func readTable(d sysDisk) (partTable, error) {
-	fd, err := openDevice(d.node, d.rdev)
+	return readDevice(d.node, d.rdev, "read partition table", func(r io.ReaderAt) partTable {
+		pt, _ := parseTable(r, d.sectorSize, d.size) // partTable{} when none is found
+		return pt
+	})
+}
+
+// readDevice opens node, which must be the block device rdev, and gives
+// it to parse through a faultLog; the error is the device's failure to
+// open or to be read (what), naming node.
+func readDevice[T any](node string, rdev uint64, what string, parse func(io.ReaderAt) T) (T, error) {
+	fd, err := openDevice(node, rdev)
 	if err != nil {
-		return partTable{}, faultOf(d.node, "open", err)
+		var none T
+		return none, faultOf(node, "open", err)
 	}
 	defer unix.Close(fd)
 	r := &faultLog{r: fdReader(fd)}
-	pt, _ := parseTable(r, d.sectorSize, d.size) // partTable{} when none is found
-	return pt, faultOf(d.node, "read partition table", r.fault)
+	v := parse(r)
+	return v, faultOf(node, what, r.fault)
 }
 
 // deviceFault is err unless it is no failure of the device's: no medium
