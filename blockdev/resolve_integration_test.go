@@ -391,6 +391,17 @@ func TestResolveLoopPartGPTCorrupt(t *testing.T) {
 	}
 }
 
+// namedGPT is the image of a GPT disk with one partition named name,
+// with a GUID of its own.
+func namedGPT(t *testing.T, name string) string {
+	return disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{{UUID: randomUUID(t), Name: name, First: 34, Last: 2081}}))
+}
+
+// namedGPTOnStuckdev is namedGPT on a stuckdev device, with its partition.
+func namedGPTOnStuckdev(t *testing.T, name string) *stuckdev.Device {
+	return stuckdev.NewPartitioned(t, namedGPT(t, name), []stuckdev.Partition{{Start: 34 * 512, Length: 2048 * 512}})
+}
+
 // A disk whose reads never return does not stop a partition scan: its
 // table is read under probeTimeout as a device is, the readable disk
 // with the name is used, and the stuck disk is named. Later calls pass
@@ -399,13 +410,9 @@ func TestResolveLoopPartGPTCorrupt(t *testing.T) {
 func TestResolveLoopPartStuckDisk(t *testing.T) {
 	isolated.Require(t)
 	name := "pvt-" + randomHex(t, 6)
-	part := func() disktest.GPTPart {
-		return disktest.GPTPart{UUID: randomUUID(t), Name: name, First: 34, Last: 2081}
-	}
-	stuck := stuckdev.NewPartitioned(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})),
-		[]stuckdev.Partition{{Start: 34 * 512, Length: 2048 * 512}})
+	stuck := namedGPTOnStuckdev(t, name)
 	t.Cleanup(func() { stuck.Resume(); waitProbes(t) })
-	good := disktest.Part(disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})), 512), 1)
+	good := disktest.Part(disktest.Attach(t, namedGPT(t, name), 512), 1)
 	checkStuck(t, stuck, disktest.Part(stuck.Node, 1), good, "PARTLABEL="+name, "PARTUUID="+randomUUID(t))
 }
 
@@ -414,14 +421,10 @@ func TestResolveLoopPartStuckDisk(t *testing.T) {
 func TestResolveLoopPartFailingDisk(t *testing.T) {
 	isolated.Require(t)
 	name := "pvt-" + randomHex(t, 6)
-	part := func() disktest.GPTPart {
-		return disktest.GPTPart{UUID: randomUUID(t), Name: name, First: 34, Last: 2081}
-	}
-	failing := stuckdev.NewPartitioned(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})),
-		[]stuckdev.Partition{{Start: 34 * 512, Length: 2048 * 512}})
+	failing := namedGPTOnStuckdev(t, name)
 	failing.Fail()
 	checkFailing(t, failing.Node+": read partition table: input/output error", "PARTLABEL="+name, "PARTUUID="+randomUUID(t), func() string {
-		return disktest.Part(disktest.Attach(t, disktest.Write(t, disktest.GPT(t, 512, []disktest.GPTPart{part()})), 512), 1)
+		return disktest.Part(disktest.Attach(t, namedGPT(t, name), 512), 1)
 	})
 }
 
