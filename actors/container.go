@@ -475,16 +475,25 @@ func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
 }
 
 // release destroys a dead run and unmounts, after the final decision d,
-// in the background; releaseDone tells d's status. It reports whether
-// there was anything to release (if not, the caller tells it now).
+// in the background; releaseDone tells d's status. It reports whether a
+// status is still to come (if not, the caller tells d's now).
+//
+// A stop whose teardown is under way took the run and mount already (the
+// exit came first, the revision's stop next, its decision last): that
+// teardown reports STOPPED once the container is down, as the stop asked,
+// and it must keep its generation, or its result would be dropped as stale
+// and the container left stopping for good.
 func (a *containerActor) release(ctx actor.Context, d *messages.RecoveryDecided) bool {
 	r := a.rec
-	r.gen++
+	if r.stopping {
+		return true
+	}
 	run, mount := r.run, r.mount
 	r.run, r.mount, r.running = nil, nil, false
 	if run == nil && mount == nil {
 		return false
 	}
+	r.gen++ // an exit or start in flight is now stale
 	r.releasing = true
 	self, sys, log, timeout := ctx.Self(), ctx.ActorSystem(), a.log, a.stopTimeout
 	goSafe(sys, self, func() any { return &releaseDone{decided: d} }, func() any {
