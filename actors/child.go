@@ -78,7 +78,11 @@ type containerChild struct {
 	asked bool
 	// timedOut: the group's timeout passed before the goal was reached.
 	timedOut bool
-	recovery recovery
+	// decidedSeq is the Seq of the last status the container actor sent
+	// before its last failure: a status up to it was overtaken by the
+	// failure and is older than the decision already in row.
+	decidedSeq uint64
+	recovery   recovery
 }
 
 // recovery is the auto-recovery bookkeeping of one container.

@@ -42,7 +42,11 @@ type containerRecord struct {
 	// the current one is stale and ignored.
 	gen uint64
 
-	status    messages.Status
+	status messages.Status
+	// statusSeq is the Seq of the last status sent (see
+	// messages.ContainerStatusChanged): kept with the record, so that it
+	// only grows across incarnations and handovers.
+	statusSeq uint64
 	since     time.Time
 	startedAt time.Time
 	lastExit  *messages.Exit
@@ -296,7 +300,7 @@ func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
 		return
 	}
 	if m.err != nil {
-		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
+		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error(), Seq: r.statusSeq})
 	}
 	r.mount, r.origin = m.mount, mountOrigin(m.mount, a.rev)
 	if r.spec.StatusGoal == state.GoalMounted {
@@ -364,7 +368,7 @@ func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
 		return
 	}
 	if m.err != nil {
-		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error()})
+		panic(&messages.ContainerStartFailed{Name: r.spec.Name, Err: m.err.Error(), Seq: r.statusSeq})
 	}
 	r.run, r.running = m.run, true
 	r.lease = m.lease
@@ -404,7 +408,7 @@ func (a *containerActor) exited(ctx actor.Context, m *exitDone) {
 	a.log.Info("container exited", "code", exit.Code, "signal", exit.Signal)
 	// The exit travels in the failure itself: a status message would be
 	// processed after the revision's decision and undo it.
-	panic(&messages.ContainerExited{Name: r.spec.Name, Exit: exit})
+	panic(&messages.ContainerExited{Name: r.spec.Name, Exit: exit, StartedAt: r.startedAt, Seq: r.statusSeq})
 }
 
 // stop brings the container down (and unmounts) in the background; the
@@ -558,9 +562,10 @@ func (a *containerActor) setStatus(ctx actor.Context, s messages.Status, errText
 
 func (a *containerActor) sendStatus(ctx actor.Context) {
 	r := a.rec
+	r.statusSeq++
 	m := &messages.ContainerStatusChanged{
 		Name: r.spec.Name, Status: r.status, Since: r.since, StartedAt: r.startedAt,
-		LastExit: r.lastExit, Err: r.err, Lease: r.lease,
+		LastExit: r.lastExit, Err: r.err, Lease: r.lease, Seq: r.statusSeq,
 	}
 	if r.run != nil && r.running {
 		m.Pid = r.run.Pid()

@@ -453,3 +453,43 @@ func TestSecondStopWaitsForTheFirstTeardown(t *testing.T) {
 		return
 	}
 }
+
+// A container actor's failure is a system message: it reaches the
+// revision ahead of the statuses the actor sent just before it, such as
+// the STARTED of a run that exited at once. Such a status comes after the
+// decision and must not undo it: before, the row of a container in its
+// back-off read STARTED (an update could be judged up and committed), and
+// a stopping revision asked a container it had given up to stop again.
+func TestStatusOvertakenByTheFailureIsDropped(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{
+		"policy": "on-failure", "retry_delay": 60}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(2, 0)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusRecovering})
+
+	rev := actor.NewPID(sys.sys.Address(), rootName+"/rev-0")
+	rows := func() map[string]messages.Status {
+		t.Helper()
+		res, err := sys.sys.Root.RequestFuture(rev, &messages.GetContainers{}, 5*time.Second).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]messages.Status{}
+		for _, c := range res.(*messages.ContainersReply).Containers {
+			got[c.Name] = messages.Status(c.Status)
+		}
+		return got
+	}
+	// The run's STARTED again, as if the failure had overtaken it: the
+	// actor's third status, after INSTALLED and STARTING.
+	sys.sys.Root.Send(rev, &messages.ContainerStatusChanged{Name: "app", Status: messages.StatusStarted, Pid: 4242, Seq: 3})
+	if got := rows()["app"]; got != messages.StatusRecovering {
+		t.Fatalf("after a status from before the exit: app %s, want RECOVERING", got)
+	}
+	// What the actor says after the decision still counts.
+	if err := sys.ContainerAction("app", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+}

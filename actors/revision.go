@@ -308,6 +308,12 @@ func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerSt
 	if ch == nil {
 		return
 	}
+	if m.Seq != 0 && m.Seq <= ch.ctr.decidedSeq {
+		// Sent before the failure that the row's decision answered (a
+		// STARTED just before an exit): it would show the container up
+		// during its back-off, or have a stopping revision stop it again.
+		return
+	}
 	ch.ctr.row = m
 	if r.stopping {
 		r.stopNextGroup(ctx)
@@ -478,14 +484,19 @@ func (r *revisionActor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervis
 func (r *revisionActor) containerFailed(sys *actor.ActorSystem, sup actor.Supervisor, ch *child, rs *actor.RestartStatistics, reason any) {
 	switch why := reason.(type) {
 	case *messages.ContainerExited:
+		ch.ctr.decidedSeq = why.Seq
 		row, ran := ch.ctr.row, time.Duration(0)
 		exit := why.Exit
 		row.LastExit, row.Pid = &exit, 0
-		if !row.StartedAt.IsZero() {
-			ran = why.Exit.At.Sub(row.StartedAt)
+		if !why.StartedAt.IsZero() {
+			// From the failure, not the row: the run's STARTED may be
+			// one of the statuses the failure overtook.
+			row.StartedAt = why.StartedAt
+			ran = why.Exit.At.Sub(why.StartedAt)
 		}
 		r.decide(sys, sup, ch, supervision.Exit{Failed: why.Exit.Failed(), Ran: ran}, why.Error())
 	case *messages.ContainerStartFailed:
+		ch.ctr.decidedSeq = why.Seq
 		r.decide(sys, sup, ch, supervision.Exit{Failed: true}, why.Error())
 	default:
 		r.log.Error("container actor panicked", "container", ch.name, "panic", fmt.Sprint(reason))

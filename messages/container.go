@@ -68,6 +68,12 @@ type ContainerStatusChanged struct {
 	Err string
 	// Lease is the container's network address, when it has one.
 	Lease *Lease
+	// Seq numbers the statuses of one container, from 1 up. A container
+	// actor's failure reaches the revision ahead of the statuses the actor
+	// sent before it (a failure is a system message); the failure carries
+	// the Seq of the last of them, and the revision drops those that come
+	// after its decision.
+	Seq uint64
 }
 
 // ContainerExited is the failure reason a container actor fails with when
@@ -76,6 +82,10 @@ type ContainerStatusChanged struct {
 type ContainerExited struct {
 	Name string
 	Exit Exit
+	// StartedAt is when the run that exited started.
+	StartedAt time.Time
+	// Seq is that of the last status sent before the exit.
+	Seq uint64
 }
 
 func (e *ContainerExited) Error() string {
@@ -87,6 +97,8 @@ func (e *ContainerExited) Error() string {
 type ContainerStartFailed struct {
 	Name string
 	Err  string
+	// Seq is that of the last status sent before the failure.
+	Seq uint64
 }
 
 func (e *ContainerStartFailed) Error() string {
