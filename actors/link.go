@@ -40,12 +40,10 @@ type linkActor struct {
 	plane xconnect.Plane
 	log   *slog.Logger
 	stats *xconnect.Stats
+	life  *linkLife
 
 	ends  xconnect.Ends
 	setup xconnect.Setup
-	// gen tags the establishing under way; a result of another
-	// generation is stale and is closed at once.
-	gen   int
 	busy  bool
 	err   string
 	retry time.Duration
@@ -55,8 +53,21 @@ type linkActor struct {
 
 type linkEnds struct{ ends xconnect.Ends }
 
+// linkLife is what a link actor's incarnations share, so that no setup an
+// establishing makes is lost, whichever incarnation it comes back to.
+type linkLife struct {
+	// gen tags the establishing under way; a result of another
+	// generation is stale and is closed at once. Shared, it only grows: a
+	// setup begun before a restart after a panic is stale to the next
+	// incarnation, not taken for its own.
+	gen int
+	// sent: the setups on their way to the actor.
+	sent inflight[xconnect.Setup]
+}
+
 type linkEstablished struct {
 	gen   int
+	key   uint64 // in linkLife.sent
 	ends  xconnect.Ends
 	setup xconnect.Setup
 	err   error
@@ -70,9 +81,10 @@ const (
 )
 
 func newLinkProps(l xconnect.Link, plane xconnect.Plane, log *slog.Logger) *actor.Props {
-	stats := &xconnect.Stats{} // outlives the actor's incarnations
+	// Both outlive the actor's incarnations.
+	stats, life := &xconnect.Stats{}, &linkLife{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &linkActor{link: l, plane: plane, stats: stats,
+		return &linkActor{link: l, plane: plane, stats: stats, life: life,
 			log: log.With("link", l.Consumer+"/"+l.Name, "type", l.Type, "provider", l.Provider)}
 	})
 }
@@ -86,16 +98,24 @@ func (a *linkActor) Receive(ctx actor.Context) {
 	case *linkEstablished:
 		a.onEstablished(ctx, m)
 	case *linkRetry:
-		if m.gen == a.gen && !a.busy && a.setup == nil && a.ends.Up() {
+		if m.gen == a.life.gen && !a.busy && a.setup == nil && a.ends.Up() {
 			a.establish(ctx)
 		}
-	case *actor.Stopping, *actor.Restarting:
+	case *actor.Restarting:
 		// A restart after a panic starts from nothing: the revision
 		// tells the new incarnation the ends again.
-		a.gen++
+		a.life.gen++
+		a.close("link actor restarting")
+	case *actor.Stopping:
+		a.life.gen++
 		a.close("link actor stopping")
+		for _, s := range a.life.sent.end() {
+			go closeSetup(a.log, s, "link actor stopped while it was established")
+		}
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
+	case *injectedPanic:
+		panic(m.reason) // the package's tests only (see containerActor)
 	}
 }
 
@@ -104,7 +124,7 @@ func (a *linkActor) endsChanged(ctx actor.Context, e xconnect.Ends) {
 	a.ends = e
 	switch {
 	case !e.Up():
-		a.gen++
+		a.life.gen++
 		a.err, a.busy = "", false
 		a.close("an end stopped")
 	case old.Up() && e.ConsumerPid == old.ConsumerPid && (a.setup != nil || a.busy):
@@ -116,7 +136,7 @@ func (a *linkActor) endsChanged(ctx actor.Context, e xconnect.Ends) {
 	default:
 		// A new consumer (or the first time both ends are there): the
 		// consumer end is made in its new namespaces.
-		a.gen++
+		a.life.gen++
 		a.close("consumer restarted")
 		a.retry = 0
 		a.establish(ctx)
@@ -126,22 +146,32 @@ func (a *linkActor) endsChanged(ctx actor.Context, e xconnect.Ends) {
 // establish starts making the link for the current ends in the background.
 func (a *linkActor) establish(ctx actor.Context) {
 	a.busy = true
-	gen, ends, self, sys := a.gen, a.ends, ctx.Self(), ctx.ActorSystem()
+	gen, ends, self, sys, log := a.life.gen, a.ends, ctx.Self(), ctx.ActorSystem(), a.log
+	sent, key := &a.life.sent, a.life.sent.key()
 	go func() {
 		var res linkEstablished
 		defer func() {
 			if p := recover(); p != nil {
-				res = linkEstablished{gen: gen, err: fmt.Errorf("panic: %v", p)}
+				res = linkEstablished{gen: gen, key: key, err: fmt.Errorf("panic: %v", p)}
+			}
+			if !sent.deliver(key, res.setup, res.setup != nil) {
+				if res.setup != nil {
+					closeSetup(log, res.setup, "link actor stopped while it was established")
+				}
+				return
 			}
 			sys.Root.Send(self, &res)
 		}()
 		s, err := a.plane.Establish(a.link, ends, a.stats)
-		res = linkEstablished{gen: gen, ends: ends, setup: s, err: err}
+		res = linkEstablished{gen: gen, key: key, ends: ends, setup: s, err: err}
 	}()
 }
 
 func (a *linkActor) onEstablished(ctx actor.Context, m *linkEstablished) {
-	if m.gen != a.gen {
+	if !a.life.sent.received(m.key) {
+		return // the actor is stopping for good: closed with the others
+	}
+	if m.gen != a.life.gen {
 		if m.setup != nil {
 			closeSetup(a.log, m.setup, "superseded")
 		}
@@ -152,7 +182,7 @@ func (a *linkActor) onEstablished(ctx actor.Context, m *linkEstablished) {
 		a.err = m.err.Error()
 		a.retry = min(max(2*a.retry, linkRetryMin), linkRetryMax)
 		a.log.Warn("link not established; will retry", "err", m.err, "retry_in", a.retry)
-		gen, self, sys := a.gen, ctx.Self(), ctx.ActorSystem()
+		gen, self, sys := a.life.gen, ctx.Self(), ctx.ActorSystem()
 		time.AfterFunc(a.retry, func() { sys.Root.Send(self, &linkRetry{gen: gen}) })
 		return
 	}

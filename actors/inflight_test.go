@@ -1,0 +1,113 @@
+package actors
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/xconnect"
+)
+
+// heldPlane holds its first Establish until release is closed, and
+// counts the setups it made and closed.
+type heldPlane struct {
+	fakePlane
+	release chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (p *heldPlane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Stats) (xconnect.Setup, error) {
+	first := false
+	p.once.Do(func() { first = true })
+	if first {
+		close(p.entered)
+		<-p.release
+	}
+	return p.fakePlane.Establish(l, e, st)
+}
+
+// A link actor restarted after a panic while its establishing was under
+// way closes that setup when it comes back, instead of taking it for its
+// own. Before, each incarnation counted its generations from 0: the old
+// setup matched the new incarnation's first generation and overwrote the
+// new setup, which was never closed (its listener and consumer socket
+// leaked until pantavisor ended).
+func TestLinkPanicDuringEstablishLeaksNoSetup(t *testing.T) {
+	p := &heldPlane{release: make(chan struct{}), entered: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	t.Cleanup(sys.Shutdown)
+	link := xconnect.Link{Consumer: "app", Name: "bus", Type: "unix", Provider: "nm"}
+	ends := xconnect.Ends{ConsumerPid: 10, ProviderPid: 20}
+	pid := sys.Root.Spawn(newLinkProps(link, p, log))
+
+	sys.Root.Send(pid, &linkEnds{ends: ends})
+	select {
+	case <-p.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first establishing never began")
+	}
+	sys.Root.Send(pid, &injectedPanic{reason: "injected by the test"})
+	// The revision tells a restarted link its ends again.
+	sys.Root.Send(pid, &linkEnds{ends: ends})
+	waitPlane(t, &p.fakePlane, "establish app/bus c=10 p=20")
+	close(p.release)
+	waitAny(t, &p.fakePlane, "close app/bus") // the first one, superseded
+	if err := sys.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitAllClosed(t, p, 2)
+}
+
+// A link actor that stops for good while its establishing is under way
+// closes what that establishing makes. Before, the setup was sent to the
+// stopped actor, lost as a dead letter, and never closed.
+func TestLinkStoppedDuringEstablishLeaksNoSetup(t *testing.T) {
+	p := &heldPlane{release: make(chan struct{}), entered: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	t.Cleanup(sys.Shutdown)
+	link := xconnect.Link{Consumer: "app", Name: "bus", Type: "unix", Provider: "nm"}
+	pid := sys.Root.Spawn(newLinkProps(link, p, log))
+	sys.Root.Send(pid, &linkEnds{ends: xconnect.Ends{ConsumerPid: 10, ProviderPid: 20}})
+	select {
+	case <-p.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the establishing never began")
+	}
+	if err := sys.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(p.release)
+	waitAllClosed(t, p, 1)
+}
+
+// waitAllClosed waits until p has made n setups and closed each.
+func waitAllClosed(t *testing.T, p *heldPlane, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		made, closed := 0, 0
+		for _, ev := range p.Events() {
+			switch {
+			case strings.HasPrefix(ev, "establish "):
+				made++
+			case strings.HasPrefix(ev, "close "):
+				closed++
+			}
+		}
+		if made == n && closed == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d setups made, %d closed, want %d and %d: %v", made, closed, n, n, p.Events())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
