@@ -111,3 +111,45 @@ func waitAllClosed(t *testing.T, p *heldPlane, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// heldIngress holds its first Listen until release is closed.
+type heldIngress struct {
+	fakeIngress
+	release chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (p *heldIngress) Listen(l IngressListener, stats []*xconnect.Stats) (IngressSetup, error) {
+	first := false
+	p.once.Do(func() { first = true })
+	if first {
+		close(p.entered)
+		<-p.release
+	}
+	return p.fakeIngress.Listen(l, stats)
+}
+
+// An ingress actor that stops for good while its listener is being bound
+// closes that listener when the bind comes back. Before, the listener
+// went to the stopped actor as a dead letter and kept its address bound
+// until pantavisor ended: an ingress bound again there (a revision
+// restarted after a panic stops and makes its children anew) never could.
+func TestIngressStoppedDuringBindLeaksNoListener(t *testing.T) {
+	p := &heldIngress{release: make(chan struct{}), entered: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	t.Cleanup(sys.Shutdown)
+	l := IngressListener{Type: "tcp", Addr: "0.0.0.0:8080", Rules: []IngressRule{{Port: 80}}}
+	pid := sys.Root.Spawn(newIngressProps(l, p, log))
+	select {
+	case <-p.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bind never began")
+	}
+	if err := sys.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(p.release)
+	waitPlane(t, &p.fakePlane, "listen tcp 0.0.0.0:8080", "close 0.0.0.0:8080")
+}

@@ -91,6 +91,9 @@ type ingressActor struct {
 	plane    IngressPlane
 	log      *slog.Logger
 	stats    []*xconnect.Stats
+	// sent: the listeners on their way to the actor, shared by its
+	// incarnations (see inflight).
+	sent *inflight[IngressSetup]
 
 	ends  []xconnect.Ends
 	setup IngressSetup
@@ -108,6 +111,7 @@ type ingressActor struct {
 type ingressEnds struct{ ends []xconnect.Ends }
 
 type ingressBound struct {
+	key   uint64 // in ingressActor.sent
 	setup IngressSetup
 	err   error
 }
@@ -125,8 +129,9 @@ func newIngressProps(l IngressListener, plane IngressPlane, log *slog.Logger) *a
 	for i := range stats {
 		stats[i] = &xconnect.Stats{}
 	}
+	sent := &inflight[IngressSetup]{}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &ingressActor{listener: l, plane: plane, stats: stats, ends: make([]xconnect.Ends, len(l.Rules)),
+		return &ingressActor{listener: l, plane: plane, stats: stats, sent: sent, ends: make([]xconnect.Ends, len(l.Rules)),
 			log: log.With("ingress", l.Addr, "type", l.Type)}
 	})
 }
@@ -153,9 +158,17 @@ func (a *ingressActor) Receive(ctx actor.Context) {
 		a.closed = true
 		a.notify = ctx.Parent()
 		a.close(ctx)
-	case *actor.Stopping, *actor.Restarting:
+	case *actor.Restarting:
 		a.closed = true
 		a.close(ctx)
+	case *actor.Stopping:
+		a.closed = true
+		a.close(ctx)
+		// A bind under way comes back to no one: its listener would
+		// hold the address until pantavisor ends.
+		for _, s := range a.sent.end() {
+			go closeIngress(a.log, s)
+		}
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
 	}
@@ -166,21 +179,31 @@ type stopIngress struct{}
 
 func (a *ingressActor) bind(ctx actor.Context) {
 	a.busy = true
-	self, sys, l := ctx.Self(), ctx.ActorSystem(), a.listener
+	self, sys, l, log := ctx.Self(), ctx.ActorSystem(), a.listener, a.log
+	sent, key := a.sent, a.sent.key()
 	go func() {
 		var res ingressBound
 		defer func() {
 			if p := recover(); p != nil {
-				res = ingressBound{err: fmt.Errorf("panic: %v", p)}
+				res = ingressBound{key: key, err: fmt.Errorf("panic: %v", p)}
+			}
+			if !sent.deliver(key, res.setup, res.setup != nil) {
+				if res.setup != nil {
+					closeIngress(log, res.setup)
+				}
+				return
 			}
 			sys.Root.Send(self, &res)
 		}()
 		s, err := a.plane.Listen(l, a.stats)
-		res = ingressBound{setup: s, err: err}
+		res = ingressBound{key: key, setup: s, err: err}
 	}()
 }
 
 func (a *ingressActor) bound(ctx actor.Context, m *ingressBound) {
+	if !a.sent.received(m.key) {
+		return // stopping for good: closed with the others
+	}
 	a.busy = false
 	if a.closed {
 		a.setup = m.setup
