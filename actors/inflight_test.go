@@ -40,19 +40,13 @@ func (p *heldPlane) Establish(l xconnect.Link, e xconnect.Ends, st *xconnect.Sta
 // leaked until pantavisor ended).
 func TestLinkPanicDuringEstablishLeaksNoSetup(t *testing.T) {
 	p := &heldPlane{release: make(chan struct{}), entered: make(chan struct{})}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
-	t.Cleanup(sys.Shutdown)
+	sys, log := bareSystem(t)
 	link := xconnect.Link{Consumer: "app", Name: "bus", Type: "unix", Provider: "nm"}
 	ends := xconnect.Ends{ConsumerPid: 10, ProviderPid: 20}
 	pid := sys.Root.Spawn(newLinkProps(link, p, log))
 
 	sys.Root.Send(pid, &linkEnds{ends: ends})
-	select {
-	case <-p.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the first establishing never began")
-	}
+	waitClosed(t, p.entered, "the first establishing never began")
 	sys.Root.Send(pid, &injectedPanic{reason: "injected by the test"})
 	// The revision tells a restarted link its ends again.
 	sys.Root.Send(pid, &linkEnds{ends: ends})
@@ -70,22 +64,36 @@ func TestLinkPanicDuringEstablishLeaksNoSetup(t *testing.T) {
 // stopped actor, lost as a dead letter, and never closed.
 func TestLinkStoppedDuringEstablishLeaksNoSetup(t *testing.T) {
 	p := &heldPlane{release: make(chan struct{}), entered: make(chan struct{})}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
-	t.Cleanup(sys.Shutdown)
+	sys, log := bareSystem(t)
 	link := xconnect.Link{Consumer: "app", Name: "bus", Type: "unix", Provider: "nm"}
 	pid := sys.Root.Spawn(newLinkProps(link, p, log))
 	sys.Root.Send(pid, &linkEnds{ends: xconnect.Ends{ConsumerPid: 10, ProviderPid: 20}})
-	select {
-	case <-p.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the establishing never began")
-	}
+	waitClosed(t, p.entered, "the establishing never began")
 	if err := sys.Root.StopFuture(pid).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	close(p.release)
 	waitAllClosed(t, p, 1)
+}
+
+// bareSystem is an actor system of its own for a test that spawns one
+// actor under test, with a logger that keeps quiet.
+func bareSystem(t *testing.T) (*actor.ActorSystem, *slog.Logger) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	t.Cleanup(sys.Shutdown)
+	return sys, log
+}
+
+// waitClosed waits until ch is closed, failing with what after 5 s.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal(what)
+	}
 }
 
 // waitAllClosed waits until p has made n setups and closed each.
@@ -137,16 +145,10 @@ func (p *heldIngress) Listen(l IngressListener, stats []*xconnect.Stats) (Ingres
 // restarted after a panic stops and makes its children anew) never could.
 func TestIngressStoppedDuringBindLeaksNoListener(t *testing.T) {
 	p := &heldIngress{release: make(chan struct{}), entered: make(chan struct{})}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
-	t.Cleanup(sys.Shutdown)
+	sys, log := bareSystem(t)
 	l := IngressListener{Type: "tcp", Addr: "0.0.0.0:8080", Rules: []IngressRule{{Port: 80}}}
 	pid := sys.Root.Spawn(newIngressProps(l, p, log))
-	select {
-	case <-p.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the bind never began")
-	}
+	waitClosed(t, p.entered, "the bind never began")
 	if err := sys.Root.StopFuture(pid).Wait(); err != nil {
 		t.Fatal(err)
 	}

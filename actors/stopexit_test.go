@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -38,9 +36,7 @@ func TestGiveUpDuringAStopEndsStopped(t *testing.T) {
 	e.slowDestroy["app"] = 300 * time.Millisecond
 	spec := oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}).Containers[0]
 	statuses := make(chan messages.Status, 64)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
-	t.Cleanup(sys.Shutdown)
+	sys, log := bareSystem(t)
 	var child *actor.PID
 	parent := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
