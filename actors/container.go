@@ -101,7 +101,23 @@ type containerActor struct {
 type actorLife struct {
 	quit chan struct{}
 	once sync.Once
+	// sent holds how to undo each mount or start whose result is on its
+	// way to the actor: one that stops for good before it takes them
+	// undoes them, or the mount or the running container would be left
+	// with nobody to own it (a revision restarted after a panic makes
+	// its container actors anew, and they mount and start again).
+	sent inflight[func() error]
+	// work counts the mounts and starts under way, which an actor
+	// stopping for good waits for (workWait at most): its successor
+	// mounts and starts the same container in the same places.
+	work sync.WaitGroup
 }
+
+// workWait bounds how long an actor stopping for good waits for a mount or
+// start under way. A start takes well under a second; the wait and the
+// stop's grace together stay within the revision's silence that the
+// watchdog's probe allows (revisionGraceMargin past the grace).
+const workWait = revisionGraceMargin / 2
 
 func (l *actorLife) end() { l.once.Do(func() { close(l.quit) }) }
 
@@ -134,11 +150,13 @@ func newExitWatch(run Run) *exitWatch {
 type (
 	mountDone struct {
 		gen   uint64
+		key   uint64 // in actorLife.sent
 		mount Mount
 		err   error
 	}
 	startDone struct {
 		gen   uint64
+		key   uint64 // in actorLife.sent
 		run   Run
 		lease *messages.Lease
 		err   error
@@ -266,11 +284,20 @@ func (a *containerActor) bringUp(ctx actor.Context) {
 	r.gen++
 	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
 	if r.mount == nil {
-		spec, engine := r.spec, a.engine
+		spec, engine, sent, key, work := r.spec, a.engine, &a.life.sent, a.life.sent.key(), &a.life.work
 		r.busy = true
-		goSafe(sys, self, func() any { return &mountDone{gen: gen, err: errPanic} }, func() any {
+		work.Add(1)
+		goSafe(sys, self, func() any { return &mountDone{gen: gen, key: key, err: errPanic} }, func() any {
+			defer work.Done()
 			m, err := engine.Mount(spec)
-			return &mountDone{gen: gen, mount: m, err: err}
+			undo := func() error { return teardown(nil, m, false, 0) }
+			if !sent.deliver(key, undo, m != nil) {
+				if err := undo(); err != nil {
+					a.log.Error("unmount a mount its actor never took", "err", err)
+				}
+				return nil
+			}
+			return &mountDone{gen: gen, key: key, mount: m, err: err}
 		})
 		return
 	}
@@ -278,6 +305,9 @@ func (a *containerActor) bringUp(ctx actor.Context) {
 }
 
 func (a *containerActor) mounted(ctx actor.Context, m *mountDone) {
+	if !a.life.sent.received(m.key) {
+		return // stopping for good: undone there
+	}
 	r := a.rec
 	r.busy = false
 	if r.stopWanted {
@@ -324,26 +354,42 @@ func (a *containerActor) startRun(ctx actor.Context) {
 	}
 	r.run = nil
 	r.busy = true
-	log, pool, req := a.log, r.pool, a.leaseRequest()
-	goSafe(sys, self, func() any { return &startDone{gen: gen, err: errPanic} }, func() any {
+	log, pool, req, timeout := a.log, r.pool, a.leaseRequest(), a.stopTimeout
+	sent, key, work := &a.life.sent, a.life.sent.key(), &a.life.work
+	work.Add(1)
+	goSafe(sys, self, func() any { return &startDone{gen: gen, key: key, err: errPanic} }, func() any {
+		defer work.Done()
 		if dead != nil {
 			if err := dead.Destroy(); err != nil {
 				log.Error("destroy exited container", "err", err)
 			}
 		}
 		var lease *messages.Lease
+		var run Run
+		err := error(nil)
 		if pool != nil {
-			var err error
-			if lease, err = askLease(sys, pool, req); err != nil {
-				return &startDone{gen: gen, err: err}
-			}
+			lease, err = askLease(sys, pool, req)
 		}
-		run, err := mount.Start(lease)
-		return &startDone{gen: gen, run: run, lease: lease, err: err}
+		if err == nil {
+			run, err = mount.Start(lease)
+		}
+		// The mount goes too: an actor that stops for good while a start
+		// is under way leaves it to the start (see stopping).
+		undo := func() error { return teardown(run, mount, run != nil, timeout) }
+		if !sent.deliver(key, undo, true) {
+			if err := undo(); err != nil {
+				log.Error("stop a container its actor never took", "err", err)
+			}
+			return nil
+		}
+		return &startDone{gen: gen, key: key, run: run, lease: lease, err: err}
 	})
 }
 
 func (a *containerActor) runStarted(ctx actor.Context, m *startDone) {
+	if !a.life.sent.received(m.key) {
+		return // stopping for good: undone there
+	}
 	r := a.rec
 	r.busy = false
 	if r.stopWanted {
@@ -516,18 +562,48 @@ func (a *containerActor) stopping() {
 	a.life.end()
 	r := a.rec
 	r.gen++
-	if r.run == nil && r.mount == nil {
-		return
-	}
 	defer func() {
 		if p := recover(); p != nil {
 			logPanic(a.log, "stop container on actor stop", p)
 		}
 	}()
-	if err := teardown(r.run, r.mount, r.running, a.stopTimeout); err != nil {
+	// Results on their way here will never be taken: undo them. A mount
+	// or start still under way undoes its own when it ends; it is waited
+	// for, as the next actor would mount and start in the same places.
+	for _, undo := range a.life.sent.end() {
+		if err := undo(); err != nil {
+			a.log.Error("undo a start on actor stop", "err", err)
+		}
+	}
+	if r.busy && !waitGroupFor(&a.life.work, workWait) {
+		a.log.Error("a mount or start still under way on actor stop: it is undone when it ends", "waited", workWait)
+	}
+	mount := r.mount
+	if r.busy {
+		mount = nil // a start under way ran in it, and took it down
+	}
+	if r.run == nil && mount == nil {
+		return
+	}
+	if err := teardown(r.run, mount, r.running, a.stopTimeout); err != nil {
 		a.log.Error("stop container on actor stop", "err", err)
 	}
 	r.run, r.mount, r.running = nil, nil, false
+}
+
+// waitGroupFor waits for wg at most d, and reports whether it is done.
+func waitGroupFor(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // signal takes a container's signal; the one known is "ready", which a
