@@ -81,6 +81,9 @@ type setupFlight struct {
 	abandoned bool
 	// reported is what the result on its way to the actor carries.
 	reported PoolSetup
+	// done is closed when the setup's goroutine ends, having sent its
+	// result or torn an abandoned setup down.
+	done chan struct{}
 }
 
 // report is called by the setup's goroutine with what it made; false
@@ -217,8 +220,16 @@ func (a *poolActor) Receive(ctx actor.Context) {
 		// Last resort when the pool is stopped without StopPool first
 		// (the revision gave up on it, or is itself going away). It
 		// blocks, but the actor is going away.
-		if r.flight != nil {
-			r.setup, r.flight = r.flight.abandon(), nil
+		if f := r.flight; f != nil {
+			r.setup, r.flight = f.abandon(), nil
+			// The setup under way is waited for: it tears itself down
+			// when it ends, and a pool made anew (a revision restarted
+			// after a panic) sets up the same bridge and rules.
+			select {
+			case <-f.done:
+			case <-time.After(workWait):
+				a.log.Error("a pool setup still under way on actor stop: it is torn down when it ends", "waited", workWait)
+			}
 		}
 		if r.setup != nil {
 			if err := r.setup.Teardown(); err != nil {
@@ -260,9 +271,10 @@ func (a *poolActor) start(ctx actor.Context) {
 		r.ready = true // nothing to set up
 		return
 	}
-	r.settingUp, r.flight = true, &setupFlight{}
+	r.settingUp, r.flight = true, &setupFlight{done: make(chan struct{})}
 	p, peers, net, self, sys, flight, log := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem(), r.flight, a.log
 	goSafe(sys, self, func() any { return &poolSetupDone{err: errPanic} }, func() any {
+		defer close(flight.done)
 		s, err := net.Setup(p, peers)
 		if s != nil && !flight.report(s) {
 			if err := s.Teardown(); err != nil {

@@ -1,12 +1,14 @@
 package actors
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
 )
 
 // A revision actor restarted after a Go panic stops its container actors
@@ -43,4 +45,42 @@ func TestRevisionPanicDuringAStartLeavesNoContainer(t *testing.T) {
 	if u := index(ev, "unmount app"); u < 0 || u > secondMount {
 		t.Errorf("app mounted again before its first mount was undone: %v", ev)
 	}
+}
+
+// So with a pool: its setup under way is torn down before the revision's
+// new pool actor sets the same bridge and rules up. Before, it was torn
+// down when it ended, after the new setup: the new pool's bridge went
+// with it.
+func TestRevisionPanicDuringAPoolSetupTearsItDownFirst(t *testing.T) {
+	e := newFakeEngine()
+	hold := make(chan struct{})
+	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &firstHeld{fakePoolNet: fakePoolNet{e: e}, pool: "iso", hold: hold}})
+	waitStatus(t, sys, map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted})
+	rev := actor.NewPID(sys.sys.Address(), sys.Tree().Children[0].Path)
+	sys.sys.Root.Send(rev, (*messages.ContainerStatusChanged)(nil))
+	time.Sleep(300 * time.Millisecond) // the old pool actor is stopping
+	close(hold)
+	waitEvents(t, e, "setup iso peers=pvbr0", 2, 5*time.Second)
+	ev := e.Events()
+	first := index(ev, "setup iso peers=pvbr0")
+	second := first + 1 + index(ev[first+1:], "setup iso peers=pvbr0")
+	if td := index(ev, "teardown iso"); td < 0 || td > second {
+		t.Errorf("iso set up again at %d, the first setup torn down at %d: %v", second, td, ev)
+	}
+}
+
+// firstHeld holds the first setup of pool until hold is closed; the
+// others go through at once.
+type firstHeld struct {
+	fakePoolNet
+	pool string
+	hold chan struct{}
+	n    atomic.Int32
+}
+
+func (f *firstHeld) Setup(p state.Pool, peers []string) (PoolSetup, error) {
+	if p.Name == f.pool && f.n.Add(1) == 1 {
+		<-f.hold
+	}
+	return f.fakePoolNet.Setup(p, peers)
 }
