@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -598,6 +599,23 @@ func TestReliabilityManyContainers(t *testing.T) {
 	}
 	if len(pids) != n {
 		t.Errorf("%d of %d containers have a pid", len(pids), n)
+	}
+	// STARTED is the exec of the container's init: a shell that has not
+	// set its trap yet ignores SIGTERM, as its pid namespace's init, and
+	// the stop would wait out the SIGKILL grace for it.
+	waiting := make([]int, 0, len(pids))
+	for _, pid := range pids {
+		waiting = append(waiting, hostPid(t, d.cmd.Process.Pid, pid))
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		waiting = slices.DeleteFunc(waiting, func(pid int) bool { return catches(pid, syscall.SIGTERM) })
+		if len(waiting) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d containers never trapped SIGTERM (pids as seen here): %v", len(waiting), waiting)
+			break
+		}
 	}
 	stopStart := time.Now()
 	code := d.stop(2 * time.Minute)
