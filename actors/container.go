@@ -101,23 +101,14 @@ type containerActor struct {
 type actorLife struct {
 	quit chan struct{}
 	once sync.Once
-	// sent holds how to undo each mount or start whose result is on its
-	// way to the actor: one that stops for good before it takes them
-	// undoes them, or the mount or the running container would be left
-	// with nobody to own it (a revision restarted after a panic makes
-	// its container actors anew, and they mount and start again).
+	// sent follows the mounts and starts under way, with how to undo
+	// each: an actor that stops for good waits for them and undoes their
+	// results, or the mount or the running container would be left with
+	// nobody to own it while its successor (a revision restarted after a
+	// panic makes its container actors anew) mounts and starts the same
+	// container in the same places.
 	sent inflight[func() error]
-	// work counts the mounts and starts under way, which an actor
-	// stopping for good waits for (workWait at most): its successor
-	// mounts and starts the same container in the same places.
-	work sync.WaitGroup
 }
-
-// workWait bounds how long an actor stopping for good waits for a mount or
-// start under way. A start takes well under a second; the wait and the
-// stop's grace together stay within the revision's silence that the
-// watchdog's probe allows (revisionGraceMargin past the grace).
-const workWait = revisionGraceMargin / 2
 
 func (l *actorLife) end() { l.once.Do(func() { close(l.quit) }) }
 
@@ -284,11 +275,10 @@ func (a *containerActor) bringUp(ctx actor.Context) {
 	r.gen++
 	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
 	if r.mount == nil {
-		spec, engine, sent, key, work := r.spec, a.engine, &a.life.sent, a.life.sent.key(), &a.life.work
+		spec, engine, sent, key := r.spec, a.engine, &a.life.sent, a.life.sent.begin()
 		r.busy = true
-		work.Add(1)
 		goSafe(sys, self, func() any { return &mountDone{gen: gen, key: key, err: errPanic} }, func() any {
-			defer work.Done()
+			defer sent.done()
 			m, err := engine.Mount(spec)
 			undo := func() error { return teardown(nil, m, false, 0) }
 			if !sent.deliver(key, undo, m != nil) {
@@ -355,10 +345,9 @@ func (a *containerActor) startRun(ctx actor.Context) {
 	r.run = nil
 	r.busy = true
 	log, pool, req, timeout := a.log, r.pool, a.leaseRequest(), a.stopTimeout
-	sent, key, work := &a.life.sent, a.life.sent.key(), &a.life.work
-	work.Add(1)
+	sent, key := &a.life.sent, a.life.sent.begin()
 	goSafe(sys, self, func() any { return &startDone{gen: gen, key: key, err: errPanic} }, func() any {
-		defer work.Done()
+		defer sent.done()
 		if dead != nil {
 			if err := dead.Destroy(); err != nil {
 				log.Error("destroy exited container", "err", err)
@@ -366,7 +355,7 @@ func (a *containerActor) startRun(ctx actor.Context) {
 		}
 		var lease *messages.Lease
 		var run Run
-		err := error(nil)
+		var err error
 		if pool != nil {
 			lease, err = askLease(sys, pool, req)
 		}
@@ -575,7 +564,7 @@ func (a *containerActor) stopping() {
 			a.log.Error("undo a start on actor stop", "err", err)
 		}
 	}
-	if r.busy && !waitGroupFor(&a.life.work, workWait) {
+	if r.busy && !a.life.sent.wait(workWait) {
 		a.log.Error("a mount or start still under way on actor stop: it is undone when it ends", "waited", workWait)
 	}
 	mount := r.mount
@@ -589,21 +578,6 @@ func (a *containerActor) stopping() {
 		a.log.Error("stop container on actor stop", "err", err)
 	}
 	r.run, r.mount, r.running = nil, nil, false
-}
-
-// waitGroupFor waits for wg at most d, and reports whether it is done.
-func waitGroupFor(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
-	}
 }
 
 // signal takes a container's signal; the one known is "ready", which a

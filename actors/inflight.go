@@ -1,28 +1,40 @@
 package actors
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
-// inflight holds what an actor's background work has sent it and the
-// actor has not yet received (a link's setup, a bound listener). A result
+// inflight follows an actor's background work (a mount, a start, a link's
+// setup, a bind, a pool's setup) and what it sends the actor. A result
 // that reaches an actor after it stopped for good is lost as a dead
-// letter, with the socket or listener it holds; so the work asks deliver
-// first, and an actor that stops takes back, with end, what it will never
-// receive. It is shared by the actor's incarnations, which all receive
-// through the same PID.
+// letter, with the socket, listener or container it holds; so the work
+// asks deliver first, and an actor that stops takes back, with end, what
+// it will never receive. An actor replaced by one that does the same work
+// in the same places (a revision restarted after a panic makes its
+// children anew) waits for the work under way. It is shared by the
+// actor's incarnations, which all receive through the same PID.
 type inflight[S any] struct {
 	mu    sync.Mutex
 	ended bool
 	sent  map[uint64]S
 	next  uint64
+	// running counts the work begun and not done.
+	running sync.WaitGroup
 }
 
-// key names one piece of background work; call it in the actor.
-func (f *inflight[S]) key() uint64 {
+// begin names one piece of background work, which must call done when it
+// ends; call it in the actor.
+func (f *inflight[S]) begin() uint64 {
+	f.running.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++
 	return f.next
 }
+
+// done: the work begun has ended, its result sent or undone.
+func (f *inflight[S]) done() { f.running.Done() }
 
 // deliver reports whether the work of key may send its result s to the
 // actor, which then owns it; if not, the actor has stopped for good and
@@ -55,7 +67,8 @@ func (f *inflight[S]) received(key uint64) bool {
 }
 
 // end marks the actor stopped for good and returns the results sent to it
-// that it will never receive, for it to close.
+// that it will never receive, for it to close. Work that ends later undoes
+// its own.
 func (f *inflight[S]) end() []S {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -67,3 +80,26 @@ func (f *inflight[S]) end() []S {
 	clear(f.sent)
 	return left
 }
+
+// wait waits at most d for the work under way to end, and reports whether
+// it did. Past d, its goroutine waits on until the work ends.
+func (f *inflight[S]) wait(d time.Duration) bool {
+	idle := make(chan struct{})
+	go func() {
+		f.running.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// workWait bounds how long an actor stopping for good waits for its work
+// under way. A start or a pool's setup takes well under a second; the
+// wait and a container's stop grace together stay within the revision's
+// silence that the watchdog's probe allows (revisionGraceMargin past the
+// grace).
+const workWait = revisionGraceMargin / 2

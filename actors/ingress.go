@@ -180,9 +180,10 @@ type stopIngress struct{}
 func (a *ingressActor) bind(ctx actor.Context) {
 	a.busy = true
 	self, sys, l, log := ctx.Self(), ctx.ActorSystem(), a.listener, a.log
-	sent, key := a.sent, a.sent.key()
+	sent, key := a.sent, a.sent.begin()
 	go func() {
 		var res ingressBound
+		defer sent.done()
 		defer func() {
 			if p := recover(); p != nil {
 				res = ingressBound{key: key, err: fmt.Errorf("panic: %v", p)}

@@ -147,9 +147,10 @@ func (a *linkActor) endsChanged(ctx actor.Context, e xconnect.Ends) {
 func (a *linkActor) establish(ctx actor.Context) {
 	a.busy = true
 	gen, ends, self, sys, log := a.life.gen, a.ends, ctx.Self(), ctx.ActorSystem(), a.log
-	sent, key := &a.life.sent, a.life.sent.key()
+	sent, key := &a.life.sent, a.life.sent.begin()
 	go func() {
 		var res linkEstablished
+		defer sent.done()
 		defer func() {
 			if p := recover(); p != nil {
 				res = linkEstablished{gen: gen, key: key, err: fmt.Errorf("panic: %v", p)}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -38,14 +37,15 @@ func poolActorName(pool string) string { return "pool:" + pool }
 // incarnations: the allocator (sticky leases), what was set up on the
 // device, and the lease requests waiting for that setup. A pool actor
 // restarted after a Go panic re-adopts them instead of setting the bridge
-// up a second time. Only the actor's goroutine touches it.
+// up a second time. Only the actor's goroutine touches it, but for sent,
+// which the setup's goroutine shares.
 type poolRecord struct {
 	alloc *ipam.Allocator
 	setup PoolSetup
 	// settingUp: the setup runs in the background; ready: it reported.
 	settingUp, ready bool
-	// flight is the setup under way, until its result is taken.
-	flight        *setupFlight
+	// sent follows the setup under way and its result (see inflight).
+	sent          inflight[PoolSetup]
 	err           error
 	queued        []queuedLease
 	since         time.Time
@@ -70,51 +70,13 @@ type poolActor struct {
 	stopFor *actor.PID
 }
 
-// setupFlight is a pool setup running in the background. Its result
-// reaches the actor as a message. An actor stopped before taking it (the
-// revision stopped it without StopPool: it kept panicking, or the
-// revision itself went away) abandons the setup, and whichever of the two
-// comes second tears down what was made: the result would reach no one,
-// and the bridge and rules would stay on the device, owned by nobody.
-type setupFlight struct {
-	mu        sync.Mutex
-	abandoned bool
-	// reported is what the result on its way to the actor carries.
-	reported PoolSetup
-	// done is closed when the setup's goroutine ends, having sent its
-	// result or torn an abandoned setup down.
-	done chan struct{}
-}
-
-// report is called by the setup's goroutine with what it made; false
-// means the actor is gone and the caller must tear it down.
-func (f *setupFlight) report(s PoolSetup) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.abandoned {
-		return false
-	}
-	f.reported = s
-	return true
-}
-
-// abandon is called by an actor that stops before the result came; it
-// returns what a result already sent carries, for the actor to tear down.
-func (f *setupFlight) abandon() PoolSetup {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.abandoned = true
-	s := f.reported
-	f.reported = nil
-	return s
-}
-
 type queuedLease struct {
 	from *actor.PID
 	req  *messages.LeaseRequest
 }
 
 type poolSetupDone struct {
+	key   uint64 // in poolRecord.sent
 	setup PoolSetup
 	err   error
 }
@@ -173,7 +135,10 @@ func (a *poolActor) Receive(ctx actor.Context) {
 	case *actor.Restarting:
 		r.actorRestarts++
 	case *poolSetupDone:
-		r.setup, r.err, r.ready, r.settingUp, r.flight = m.setup, m.err, true, false, nil
+		if !r.sent.received(m.key) {
+			return // stopping for good: torn down there
+		}
+		r.setup, r.err, r.ready, r.settingUp = m.setup, m.err, true, false
 		if m.err != nil {
 			a.log.Error("pool setup failed", "err", m.err)
 		} else {
@@ -219,23 +184,22 @@ func (a *poolActor) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		// Last resort when the pool is stopped without StopPool first
 		// (the revision gave up on it, or is itself going away). It
-		// blocks, but the actor is going away.
-		if f := r.flight; f != nil {
-			r.setup, r.flight = f.abandon(), nil
-			// The setup under way is waited for: it tears itself down
-			// when it ends, and a pool made anew (a revision restarted
-			// after a panic) sets up the same bridge and rules.
-			select {
-			case <-f.done:
-			case <-time.After(workWait):
-				a.log.Error("a pool setup still under way on actor stop: it is torn down when it ends", "waited", workWait)
-			}
+		// blocks, but the actor is going away. A setup on its way here
+		// is torn down now; one under way tears itself down when it
+		// ends, and is waited for: a pool made anew (a revision
+		// restarted after a panic) sets up the same bridge and rules.
+		setups := r.sent.end()
+		if r.settingUp && !r.sent.wait(workWait) {
+			a.log.Error("a pool setup still under way on actor stop: it is torn down when it ends", "waited", workWait)
 		}
 		if r.setup != nil {
-			if err := r.setup.Teardown(); err != nil {
+			setups = append(setups, r.setup)
+			r.setup = nil
+		}
+		for _, s := range setups {
+			if err := s.Teardown(); err != nil {
 				a.log.Error("pool teardown on stop", "err", err)
 			}
-			r.setup = nil
 		}
 	case *messages.Describe:
 		ctx.Respond(a.describe(ctx))
@@ -271,18 +235,21 @@ func (a *poolActor) start(ctx actor.Context) {
 		r.ready = true // nothing to set up
 		return
 	}
-	r.settingUp, r.flight = true, &setupFlight{done: make(chan struct{})}
-	p, peers, net, self, sys, flight, log := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem(), r.flight, a.log
-	goSafe(sys, self, func() any { return &poolSetupDone{err: errPanic} }, func() any {
-		defer close(flight.done)
+	r.settingUp = true
+	p, peers, net, self, sys, sent, log := a.pool, a.peers, a.net, ctx.Self(), ctx.ActorSystem(), &r.sent, a.log
+	key := sent.begin()
+	goSafe(sys, self, func() any { return &poolSetupDone{key: key, err: errPanic} }, func() any {
+		defer sent.done()
 		s, err := net.Setup(p, peers)
-		if s != nil && !flight.report(s) {
-			if err := s.Teardown(); err != nil {
-				log.Error("teardown of a setup its pool actor left", "err", err)
+		if !sent.deliver(key, s, s != nil) {
+			if s != nil {
+				if err := s.Teardown(); err != nil {
+					log.Error("teardown of a setup its pool actor left", "err", err)
+				}
 			}
 			return nil
 		}
-		return &poolSetupDone{setup: s, err: err}
+		return &poolSetupDone{key: key, setup: s, err: err}
 	})
 }
 
