@@ -206,14 +206,12 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		a.stopped(ctx, m)
 	case *releaseDone:
 		a.rec.releasing = false
-		if !a.rec.stopWanted {
-			a.setStatus(ctx, m.decided.Status, m.decided.Reason)
-		}
-		if a.rec.stopWanted {
+		switch {
+		case a.rec.stopWanted:
 			// The release took what it released off the record when
-			// it began: a run or mount there now is a later start's
-			// (an API start during a slow release), which the stop
-			// must bring down too, not report as stopped.
+			// it began, and bringUp starts nothing while it runs: a
+			// run or mount there now would be a bug's, which the stop
+			// still brings down rather than report as stopped.
 			a.rec.stopWanted = false
 			if a.rec.run == nil && a.rec.mount == nil && !a.rec.busy {
 				a.log.Info("container stopped")
@@ -221,6 +219,12 @@ func (a *containerActor) Receive(ctx actor.Context) {
 			} else {
 				a.stop(ctx, a.rec.stopTimeout)
 			}
+		case a.rec.armed:
+			// A start asked during the release (an API start of a
+			// container given up): it mounts only now.
+			a.bringUp(ctx)
+		default:
+			a.setStatus(ctx, m.decided.Status, m.decided.Reason)
 		}
 	case *messages.RecoveryDecided:
 		a.rec.armed = false
@@ -253,6 +257,9 @@ func (a *containerActor) started(ctx actor.Context) {
 		a.adopt(ctx)
 	case r.run != nil && r.running:
 		a.log.Info("re-adopted running container", "pid", r.run.Pid())
+	case r.busy || r.releasing || r.stopping:
+		// Work under way reports to this incarnation, which carries on
+		// from there as the record says (bringUp).
 	case r.armed:
 		// Restarted by the revision after an exit: start again.
 		if r.lastExit != nil {
@@ -267,10 +274,27 @@ func (a *containerActor) started(ctx actor.Context) {
 }
 
 // bringUp mounts when needed, then starts unless the goal is MOUNTED.
+//
+// It starts nothing while other work on the container runs. A mount or
+// start under way serves the start asked (a second one would create the
+// same container twice), and a stop asked before it is dropped: the later
+// request wins. A teardown under way (a stop's, or the release after a
+// final decision) is unmounting the places a new mount would use, since
+// the engine's are named after the container: the start waits for it, and
+// its end (stopped, releaseDone) brings the container up, as armed says.
 func (a *containerActor) bringUp(ctx actor.Context) {
 	r := a.rec
-	if r.run != nil && r.running {
+	switch {
+	case r.run != nil && r.running:
 		return // already up
+	case r.busy:
+		r.stopWanted = false
+		a.setStatus(ctx, messages.StatusStarting, "")
+		return
+	case r.releasing || r.stopping:
+		a.log.Info("start waits for the container's teardown")
+		a.setStatus(ctx, messages.StatusStarting, "")
+		return
 	}
 	r.gen++
 	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
@@ -487,6 +511,11 @@ func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
 		a.log.Error("stop container", "err", m.err)
 	}
 	a.log.Info("container stopped")
+	if a.rec.armed {
+		// A start asked during the teardown waited for it (bringUp).
+		a.bringUp(ctx)
+		return
+	}
 	a.setStatus(ctx, messages.StatusStopped, errText)
 }
 

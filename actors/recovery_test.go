@@ -374,37 +374,35 @@ func TestExitAndOutcomeShowTogether(t *testing.T) {
 	}
 }
 
-// A restart asked while the run of an earlier failure is still being
-// released (its destroy is slow) stops the new run and starts it again:
-// the release's end must not take the stop for done.
-func TestRestartWhileAnOldRunIsReleased(t *testing.T) {
+// A start asked while the run of an earlier failure is still being
+// released (its destroy is slow) waits for the release: the new mount is
+// made in the places the release unmounts (the real engine's rootfs and
+// boot storage are under the container's name), so a mount made beside it
+// lost its rootfs and storage to the release's unmount. A restart after
+// that stops the new run and starts it again.
+func TestStartWhileAnOldRunIsReleasedWaitsForIt(t *testing.T) {
 	e := newFakeEngine()
 	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
 	e.mu.Lock()
-	e.slowDestroy["app"] = time.Second
+	e.slowDestroy["app"] = 300 * time.Millisecond
 	e.mu.Unlock()
 	e.run("app").Exit(1, 0) // no recovery: the run is released, slowly
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		cs, _ := sys.Containers()
-		if i := slices.IndexFunc(cs, func(c messages.ContainerInfo) bool { return c.Name == "app" }); i >= 0 && cs[i].Status != messages.StatusStarted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("app still STARTED after its exit")
-		}
-		time.Sleep(10 * time.Millisecond)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed})
+	if n := countEvents(e, "destroy app"); n != 0 {
+		t.Fatalf("the release ended before the start was asked (%d destroys): the test proves nothing", n)
 	}
 	if err := sys.ContainerAction("app", "start"); err != nil {
 		t.Fatalf("start during the release: %v", err)
 	}
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-	if n := countEvents(e, "destroy app"); n != 0 {
-		t.Fatalf("the release ended before the restart (%d destroys): the test proves nothing", n)
+	ev := e.Events()
+	second := slices.Index(ev[index(ev, "mount app")+1:], "mount app")
+	if second < 0 || index(ev, "unmount app") < 0 || index(ev, "mount app")+1+second < index(ev, "unmount app") {
+		t.Fatalf("the start mounted beside the release's unmount: %v", ev)
 	}
 	if err := sys.ContainerAction("app", "restart"); err != nil {
-		t.Fatalf("restart during the release: %v", err)
+		t.Fatalf("restart: %v", err)
 	}
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
 	if n := countEvents(e, "stop app"); n != 1 {
@@ -412,6 +410,38 @@ func TestRestartWhileAnOldRunIsReleased(t *testing.T) {
 	}
 	if n := countEvents(e, "start app"); n != 3 {
 		t.Errorf("%d starts, want 3: %v", n, e.Events())
+	}
+}
+
+// A StartContainer, or a restart of the actor after a Go panic, while a
+// start runs in the background is served by that start: before, each began
+// a second start of the same mount, and the first run was torn down when
+// its result came back stale (two creations of one container at once).
+func TestStartDuringAStartStartsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nudge func(sys *System, pid *actor.PID)
+	}{
+		{"StartContainer", func(sys *System, pid *actor.PID) { sys.sys.Root.Send(pid, &messages.StartContainer{}) }},
+		{"panic", func(sys *System, pid *actor.PID) {
+			sys.sys.Root.Send(pid, &injectedPanic{reason: "injected by the test"})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFakeEngine()
+			e.startDly["app"] = 300 * time.Millisecond
+			sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarting})
+			tc.nudge(sys, actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app"))
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+			time.Sleep(500 * time.Millisecond) // a second start would be done by now
+			if n, m := countEvents(e, "start app"), countEvents(e, "stop app"); n != 1 || m != 0 {
+				t.Fatalf("%d starts and %d stops, want 1 and 0: %v", n, m, e.Events())
+			}
+			if c := info(t, sys, "app"); c.Status != messages.StatusStarted {
+				t.Fatalf("app %s after the start, want STARTED", c.Status)
+			}
+		})
 	}
 }
 
