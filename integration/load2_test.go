@@ -111,6 +111,7 @@ func TestReliabilityManyLinks(t *testing.T) {
 			pids = append(pids, c.Pid)
 		}
 	}
+	pids = d.hostPids(t, pids)
 	code := d.stop(time.Minute)
 	left := alive(pids)
 	fig = fmt.Sprintf("%d/%d links established in %.1fs from start; %d used end to end; supervisor RSS %.1f MiB, %d fds; exit %d, %d processes left",

@@ -603,10 +603,8 @@ func TestReliabilityManyContainers(t *testing.T) {
 	// STARTED is the exec of the container's init: a shell that has not
 	// set its trap yet ignores SIGTERM, as its pid namespace's init, and
 	// the stop would wait out the SIGKILL grace for it.
-	waiting := make([]int, 0, len(pids))
-	for _, pid := range pids {
-		waiting = append(waiting, hostPid(t, d.cmd.Process.Pid, pid))
-	}
+	pids = d.hostPids(t, pids)
+	waiting := slices.Clone(pids)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		waiting = slices.DeleteFunc(waiting, func(pid int) bool { return catches(pid, syscall.SIGTERM) })
 		if len(waiting) == 0 {
@@ -634,9 +632,21 @@ func TestReliabilityManyContainers(t *testing.T) {
 	}
 }
 
-// alive is the processes of pids still running (a zombie is not), and
-// every other process of this pid namespace but the test itself: after
-// the device stopped, anything else is left over.
+// hostPids is pids, which pantavisor reports in its own pid namespace, as
+// this test sees them.
+func (d *device) hostPids(t *testing.T, pids []int) []int {
+	t.Helper()
+	out := make([]int, 0, len(pids))
+	for _, pid := range pids {
+		out = append(out, hostPid(t, d.cmd.Process.Pid, pid))
+	}
+	return out
+}
+
+// alive is the processes of pids (as this test sees them: hostPids)
+// still running (a zombie is not), and every other process of this pid
+// namespace but the test itself: after the device stopped, anything else
+// is left over.
 func alive(pids []int) []string {
 	var out []string
 	self := os.Getpid()
