@@ -428,6 +428,24 @@ func TestResolveLoopPartFailingDisk(t *testing.T) {
 	})
 }
 
+// A disk whose reads fail fails in each of its partitions too: a LABEL=
+// scan, which reads every device, names the disk once, with its
+// partitions, rather than the same error once per partition.
+func TestResolveFailingDiskNamedOnce(t *testing.T) {
+	isolated.Require(t)
+	failing := namedGPTOnStuckdev(t, "pvt-"+randomHex(t, 6))
+	failing.Fail()
+	part := disktest.Part(failing.Node, 1)
+	_, unread, err := Resolve("LABEL=pvt-" + randomHex(t, 6))
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Resolve of an unknown label: %v", err)
+	}
+	want := failing.Node + ": read filesystem: input/output error (its partitions too: " + part + ")"
+	if !slices.Contains(unread, want) || names(unread, part) {
+		t.Errorf("unread = %q; want %q, and no entry of %s's own", unread, want, part)
+	}
+}
+
 // On a loop device of a disk whose valid primary GPT has a large entry
 // array (largePrimaryGPT), the partition is resolved by the names blkid
 // -p (udev's ID_PART_ENTRY_*) gives it, the primary's, never by those of

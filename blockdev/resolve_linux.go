@@ -47,7 +47,8 @@ type device struct {
 // gives, or an open failing otherwise than for want of a medium) is
 // matched on what could be read of it; a short read at its end is no
 // failure. unread names the devices that did not answer or failed, each
-// as "node: why" (for a partition tag, the disks), with a match as well
+// as "node: why" (for a partition tag, the disks; a partition that failed
+// as its disk did is named in the disk's entry), with a match as well
 // as without, for the caller to log: one of them may carry the tag
 // unseen. ErrNotFound's error names them too, so that a device that
 // never comes up says which disk failed and how.
@@ -130,21 +131,65 @@ func scan(t tag) (hits, blocked []device, unread []string, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
+	var failed []failure
 	for i, d := range devs {
 		r, ok := await(ctx, probes[i])
 		if !ok {
 			blocked = append(blocked, d.device)
-			unread = append(unread, noAnswer(d.device))
+			failed = append(failed, failure{d, noAnswer(d.device)})
 			continue
 		}
 		if r.err != nil {
-			unread = append(unread, r.err.Error())
+			failed = append(failed, failure{d, r.err.Error()})
 		}
 		if t.matches(r.in) {
 			hits = append(hits, d.device)
 		}
 	}
-	return hits, blocked, unread, nil
+	return hits, blocked, foldPartitions(failed), nil
+}
+
+// failure is a device that a scan could not read, and how unread names
+// it ("node: why").
+type failure struct {
+	dev  sysDevice
+	text string
+}
+
+// foldPartitions is unread for failed, where a partition that failed as
+// its disk did is named in its disk's entry rather than in one of its
+// own: a dead disk with eight partitions is one fault, and nine entries
+// of the same error would bury a second disk's in the log line. A
+// partition that failed otherwise keeps its entry.
+func foldPartitions(failed []failure) []string {
+	cause := func(f failure) string { return strings.TrimPrefix(f.text, f.dev.node) }
+	disk := map[uint64]int{} // rdev → index in failed
+	for i, f := range failed {
+		disk[f.dev.rdev] = i
+	}
+	parts := make([][]string, len(failed)) // by the disk's index
+	folded := make([]bool, len(failed))
+	for i, f := range failed {
+		_, d, ok := partitionOf(f.dev)
+		if !ok {
+			continue
+		}
+		if j, ok := disk[d.rdev]; ok && cause(failed[j]) == cause(f) {
+			parts[j] = append(parts[j], f.dev.node)
+			folded[i] = true
+		}
+	}
+	var unread []string
+	for i, f := range failed {
+		switch {
+		case folded[i]:
+		case len(parts[i]) > 0:
+			unread = append(unread, fmt.Sprintf("%s (its partitions too: %s)", f.text, strings.Join(parts[i], ", ")))
+		default:
+			unread = append(unread, f.text)
+		}
+	}
+	return unread
 }
 
 // scanPartitions reads the partition table of every disk with a
