@@ -22,11 +22,44 @@ type fakeEngine struct {
 	// slowDestroy makes Destroy of these containers take a while.
 	slowDestroy map[string]time.Duration
 	nextPid     int
+	// mounted and alive count, per container, the mounts not yet
+	// unmounted and the runs not yet destroyed, from the moment their
+	// Mount or Start begins. The real engine mounts a container's rootfs
+	// and makes its libcontainer state in places named after it, so a
+	// second of either while the first lives would clash: overlaps
+	// records each, for every test to check (startSystemCfg).
+	mounted, alive map[string]int
+	overlaps       []string
+}
+
+// overlap counts one more of what (mount or run) of name in n, and
+// records an overlap if another is alive.
+func (e *fakeEngine) overlap(n map[string]int, what, name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n[name]++
+	if n[name] > 1 {
+		e.overlaps = append(e.overlaps, fmt.Sprintf("%s of %s begun with %d alive (after %v)", what, name, n[name]-1, e.Events()))
+	}
+}
+
+// gone counts one less in n.
+func (e *fakeEngine) gone(n map[string]int, name string) {
+	e.mu.Lock()
+	n[name]--
+	e.mu.Unlock()
+}
+
+// Overlaps returns the overlaps recorded.
+func (e *fakeEngine) Overlaps() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.overlaps...)
 }
 
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{runs: map[string]*fakeRun{}, failOn: map[string]string{}, startDly: map[string]time.Duration{},
-		slowDestroy: map[string]time.Duration{}, nextPid: 100}
+		slowDestroy: map[string]time.Duration{}, nextPid: 100, mounted: map[string]int{}, alive: map[string]int{}}
 }
 
 // recorder keeps what a fake was asked, in order, for the test to read.
@@ -61,6 +94,7 @@ func (e *fakeEngine) Mount(c *state.Container) (Mount, error) {
 	if fail {
 		return nil, errors.New("mount squashfs: no such object")
 	}
+	e.overlap(e.mounted, "mount", c.Name)
 	e.record("mount " + c.Name)
 	return &fakeMount{e: e, name: c.Name}, nil
 }
@@ -69,8 +103,9 @@ func (e *fakeEngine) Mount(c *state.Container) (Mount, error) {
 func (e *fakeEngine) Close() error { e.record("close engine"); return nil }
 
 type fakeMount struct {
-	e    *fakeEngine
-	name string
+	e         *fakeEngine
+	name      string
+	unmounted sync.Once
 }
 
 func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
@@ -83,10 +118,12 @@ func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
 	m.e.nextPid++
 	pid := m.e.nextPid
 	m.e.mu.Unlock()
+	m.e.overlap(m.e.alive, "start", m.name)
 	if dly > 0 {
 		time.Sleep(dly)
 	}
 	if fail {
+		m.e.gone(m.e.alive, m.name)
 		return nil, errors.New("exec /sbin/init: no such file")
 	}
 	r := &fakeRun{pid: pid, exit: make(chan messages.Exit, 1), e: m.e, name: m.name}
@@ -97,17 +134,22 @@ func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
 	return r, nil
 }
 
-func (m *fakeMount) Unmount() error { m.e.record("unmount " + m.name); return nil }
+func (m *fakeMount) Unmount() error {
+	m.e.record("unmount " + m.name)
+	m.unmounted.Do(func() { m.e.gone(m.e.mounted, m.name) })
+	return nil
+}
 
 // Origin is "": a fake mount uses no revision directories.
 func (m *fakeMount) Origin() string { return "" }
 
 type fakeRun struct {
-	e    *fakeEngine
-	name string
-	pid  int
-	exit chan messages.Exit
-	once sync.Once
+	e         *fakeEngine
+	name      string
+	pid       int
+	exit      chan messages.Exit
+	once      sync.Once
+	destroyed sync.Once
 }
 
 func (r *fakeRun) Pid() int { return r.pid }
@@ -130,6 +172,7 @@ func (r *fakeRun) Destroy() error {
 	r.e.mu.Unlock()
 	time.Sleep(d)
 	r.e.record("destroy " + r.name)
+	r.destroyed.Do(func() { r.e.gone(r.e.alive, r.name) })
 	return nil
 }
 

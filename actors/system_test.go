@@ -70,6 +70,11 @@ func startSystemCfg(t *testing.T, cfg Config) *System {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = sys.Shutdown(ctx, "test end")
+		if e, ok := cfg.Engine.(*fakeEngine); ok {
+			for _, o := range e.Overlaps() {
+				t.Errorf("overlap: %s", o)
+			}
+		}
 	})
 	return sys
 }
