@@ -75,6 +75,7 @@ func (r *revisionActor) handOver(ctx actor.Context, m *handOver) {
 		return
 	}
 	r.stopping = true
+	r.cancelPending(ctx.ActorSystem(), "the revision is being replaced")
 	hd := &handing{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}},
 		kept: map[string]bool{}, replyTo: ctx.Sender()}
 	r.handing = hd

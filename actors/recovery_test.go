@@ -523,3 +523,61 @@ func TestStatusOvertakenByTheFailureIsDropped(t *testing.T) {
 	}
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
 }
+
+// A start through the API waits for the container to be up; one
+// overtaken by a stop through the API or by the revision's own stop is
+// answered that it was canceled. Before, it was never answered: the
+// request hung until its minute ran out (TestContainerInterleavings found
+// it).
+func TestStartOvertakenByAStopIsAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop func(sys *System) error
+		want string
+	}{
+		{"API stop", func(sys *System) error { return sys.ContainerAction("app", "stop") }, "stopped through the API"},
+		{"revision stop", func(sys *System) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return sys.Shutdown(ctx, "test")
+		}, "the revision is stopping"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFakeEngine()
+			sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+			if err := sys.ContainerAction("app", "stop"); err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+			e.mu.Lock()
+			e.startDly["app"] = 500 * time.Millisecond
+			e.mu.Unlock()
+			started := make(chan error, 1)
+			go func() { started <- sys.ContainerAction("app", "start") }()
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarting})
+			if err := tc.stop(sys); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-started:
+				var ae *messages.ActionError
+				if !errors.As(err, &ae) || ae.Outcome != messages.Canceled || ae.Detail != tc.want {
+					t.Fatalf("start overtaken by a stop: %v, want canceled: %s", err, tc.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the start was never answered")
+			}
+			if tc.name == "API stop" {
+				waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+			}
+			// STOPPED, and the shutdown's end, come after the teardown.
+			e.mu.Lock()
+			alive, mounted := e.alive["app"], e.mounted["app"]
+			e.mu.Unlock()
+			if alive != 0 || mounted != 0 {
+				t.Errorf("%d runs and %d mounts of app left after the stop: %v", alive, mounted, e.Events())
+			}
+		})
+	}
+}

@@ -116,6 +116,7 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		}
 	case *messages.StopRevision:
 		r.stopping, r.stopFor = true, ctx.Sender()
+		r.cancelPending(ctx.ActorSystem(), "the revision is stopping")
 		r.stopGroup = len(r.st.Groups) - 1
 		r.stopNextGroup(ctx)
 	case *messages.GetContainers:
@@ -348,6 +349,14 @@ func (r *revisionActor) answerPending(sys *actor.ActorSystem, ch *child, o messa
 	rc.pending, rc.pendingAction = nil, ""
 }
 
+// cancelPending answers every start or restart still waiting: the
+// revision is stopping, and no container of it will come up.
+func (r *revisionActor) cancelPending(sys *actor.ActorSystem, why string) {
+	for ch := range r.children(kindContainer) {
+		r.answerPending(sys, ch, messages.Canceled, why)
+	}
+}
+
 // stopNextGroup stops the highest group that still has containers up, and
 // moves down once all of them are STOPPED; once the last group is down,
 // the pools remove their bridges and rules, and the revision answers the
@@ -502,6 +511,7 @@ func (r *revisionActor) containerFailed(sys *actor.ActorSystem, sup actor.Superv
 		r.log.Error("container actor panicked", "container", ch.name, "panic", fmt.Sprint(reason))
 		if !r.restartAfterPanic(sup, ch, rs, reason) {
 			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone
+			r.answerPending(sys, ch, messages.StartFailed, ch.gone)
 		}
 	}
 }
@@ -618,9 +628,12 @@ func (r *revisionActor) action(ctx actor.Context, m *messages.ContainerAction) {
 	switch m.Action {
 	case messages.ActionStop:
 		ctx.Respond(&messages.ActionResult{})
-		if status == messages.StatusStopped || status == messages.StatusStopping {
+		if rc.pending == nil && (status == messages.StatusStopped || status == messages.StatusStopping) {
 			return
 		}
+		// A start or restart still under way is overtaken: the later
+		// request wins, and the earlier one is told so.
+		r.answerPending(ctx.ActorSystem(), ch, messages.Canceled, "stopped through the API")
 		rc.restartAfterStop = false
 		if r.cancelRetry(ctx, ch, "stopped through the API") {
 			return

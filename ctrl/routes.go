@@ -205,6 +205,8 @@ func actionReply(err error) (int, string) {
 		return http.StatusBadRequest, "Container state does not allow " + ae.Action
 	case messages.StartFailed:
 		return http.StatusInternalServerError, "container failed: " + ae.Detail
+	case messages.Canceled:
+		return http.StatusConflict, "container " + ae.Action + " canceled: " + ae.Detail
 	}
 	return http.StatusInternalServerError, err.Error()
 }

@@ -663,6 +663,8 @@ func TestPutContainer(t *testing.T) {
 			errJSON("Container state does not allow restart")},
 		{"start failure reported", `{"action":"start"}`, &messages.ActionError{Container: "app", Action: "start", Outcome: messages.StartFailed, Detail: "exec /sbin/init: no such file"}, 500,
 			errJSON("container failed: exec /sbin/init: no such file")},
+		{"start overtaken by a stop", `{"action":"start"}`, &messages.ActionError{Container: "app", Action: "start", Outcome: messages.Canceled, Detail: "stopped through the API"}, 409,
+			errJSON("container start canceled: stopped through the API")},
 		{"tree not answering", `{"action":"start"}`, errors.New("start container app: ask root: future: timeout"), 500,
 			errJSON("start container app: ask root: future: timeout")},
 	}

@@ -214,6 +214,9 @@ const (
 	WrongState
 	// StartFailed: the container was asked up and failed.
 	StartFailed
+	// Canceled: a start or restart was overtaken before the container
+	// was up, by a stop through the API or the revision's own stop.
+	Canceled
 )
 
 var outcomes = [...]string{
@@ -223,6 +226,7 @@ var outcomes = [...]string{
 	InvalidAction: "invalid action",
 	WrongState:    "the container's state does not allow it",
 	StartFailed:   "start failed",
+	Canceled:      "canceled",
 }
 
 func (o Outcome) String() string {

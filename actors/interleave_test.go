@@ -1,0 +1,156 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+)
+
+// A container is driven through random interleavings of what can reach
+// its actor: API starts, stops and restarts, exits of its run, Go panics
+// of its actor, and slow starts and teardowns. Whatever the order:
+//   - no mount or run of it begins while another lives (the fake engine
+//     records every overlap and startSystemCfg fails the test on one);
+//   - every API action is answered;
+//   - afterwards an API start brings it up (nothing is stuck);
+//   - the shutdown ends, with every mount unmounted and every run
+//     destroyed.
+//
+// The seed is logged; PV_INTERLEAVE_SEED replays one.
+func TestContainerInterleavings(t *testing.T) {
+	seeds := []uint64{uint64(time.Now().UnixNano())}
+	for i := 1; i < 6; i++ {
+		seeds = append(seeds, seeds[0]+uint64(i))
+	}
+	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
+		}
+		seeds = []uint64{v}
+	}
+	for _, seed := range seeds {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { interleave(t, seed) })
+	}
+}
+
+func interleave(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	policies := []map[string]any{
+		{"policy": "always", "retry_delay": 0},
+		{"policy": "on-failure", "retry_delay": 0, "max_retries": 2},
+		{"policy": "no"},
+	}
+	policy := policies[rng.IntN(len(policies))]
+	t.Logf("seed %d, auto_recovery %v", seed, policy)
+	e := newFakeEngine()
+	var logs logBuffer
+	sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": policy}), Engine: e,
+		Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	pid := actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app")
+
+	var actions sync.WaitGroup
+	unanswered := make(chan string, 64)
+	act := func(a string) {
+		actions.Add(1)
+		go func() {
+			defer actions.Done()
+			err := sys.ContainerAction("app", a)
+			var refused *messages.ActionError
+			if err != nil && !errors.As(err, &refused) {
+				unanswered <- fmt.Sprintf("%s: %v", a, err)
+			}
+		}()
+	}
+	delays := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
+	var did []string
+	panics := 0
+	for range 40 {
+		switch k := rng.IntN(8); k {
+		case 0, 1, 2:
+			a := []string{"start", "stop", "restart"}[k]
+			act(a)
+			did = append(did, a)
+		case 3, 4:
+			if r := e.run("app"); r != nil {
+				code := rng.IntN(2)
+				r.Exit(code, 0)
+				did = append(did, fmt.Sprintf("exit %d", code))
+			}
+		case 5:
+			// Within the panic budget: past it, the revision stops
+			// the actor and gives the container up for good.
+			if panics < panicBudget-1 {
+				panics++
+				sys.sys.Root.Send(pid, &injectedPanic{reason: "injected by the test"})
+				did = append(did, "panic")
+			}
+		case 6:
+			e.mu.Lock()
+			e.startDly["app"] = delays[rng.IntN(len(delays))]
+			e.slowDestroy["app"] = delays[rng.IntN(len(delays))]
+			e.mu.Unlock()
+		case 7:
+			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+		}
+	}
+	t.Logf("did %v", did)
+	answered := make(chan struct{})
+	go func() { actions.Wait(); close(answered) }()
+	select {
+	case <-answered:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("API actions still unanswered after 30s: %v", e.Events())
+	}
+	close(unanswered)
+	for u := range unanswered {
+		t.Errorf("API action failed: %s", u)
+	}
+
+	// Nothing is stuck: a start brings the container up, once whatever
+	// is under way has settled (a start is refused while the row is in
+	// a transition).
+	e.mu.Lock()
+	e.startDly["app"], e.slowDestroy["app"] = 0, 0
+	e.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := sys.ContainerAction("app", "start")
+		if err == nil && info(t, sys, "app").Status == messages.StatusStarted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app cannot be started after %v: %v, %+v; engine %v", did, err, info(t, sys, "app"), e.Events())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatalf("shutdown after %v: %v; engine %v", did, err, e.Events())
+	}
+	e.mu.Lock()
+	mounted, alive := e.mounted["app"], e.alive["app"]
+	e.mu.Unlock()
+	if mounted != 0 || alive != 0 {
+		t.Errorf("after the shutdown: %d mounts and %d runs of app left, after %v; engine %v", mounted, alive, did, e.Events())
+	}
+}
