@@ -60,6 +60,11 @@ type containerRecord struct {
 	// so that nothing it made outlives the stop.
 	stopWanted  bool
 	stopTimeout time.Duration
+	// decided is a final decision that arrived while a mount or start
+	// ran (a restarted incarnation went on with the start): it waits as
+	// a stop does (stopWanted), and its status is told once the stop is
+	// done, in place of STOPPED.
+	decided *messages.RecoveryDecided
 	// busy is set while a mount or start runs in the background.
 	busy bool
 	// stopping is set while a stop's teardown runs in the background:
@@ -195,6 +200,7 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		a.rec.armed = true
 		a.bringUp(ctx)
 	case *messages.StopContainer:
+		a.rec.decided = nil // the later request wins
 		a.stop(ctx, m.Timeout)
 	case *mountDone:
 		a.mounted(ctx, m)
@@ -277,22 +283,25 @@ func (a *containerActor) started(ctx actor.Context) {
 //
 // It starts nothing while other work on the container runs. A mount or
 // start under way serves the start asked (a second one would create the
-// same container twice), and a stop asked before it is dropped: the later
-// request wins. A teardown under way (a stop's, or the release after a
-// final decision) is unmounting the places a new mount would use, since
-// the engine's are named after the container: the start waits for it, and
-// its end (stopped, releaseDone) brings the container up, as armed says.
+// same container twice). A teardown under way (a stop's, or the release
+// after a final decision) is unmounting the places a new mount would use,
+// since the engine's are named after the container: the start waits for
+// it, and its end (stopped, releaseDone) brings the container up, as armed
+// says. Either way a stop asked before the start and still waiting
+// (stopWanted) is dropped: the later request wins, and the revision
+// answers the API's start only once the container is up or failed.
 func (a *containerActor) bringUp(ctx actor.Context) {
 	r := a.rec
 	switch {
 	case r.run != nil && r.running:
 		return // already up
 	case r.busy:
-		r.stopWanted = false
+		r.stopWanted, r.decided = false, nil
 		a.setStatus(ctx, messages.StatusStarting, "")
 		return
 	case r.releasing || r.stopping:
 		a.log.Info("start waits for the container's teardown")
+		r.stopWanted, r.decided = false, nil
 		a.setStatus(ctx, messages.StatusStarting, "")
 		return
 	}
@@ -487,7 +496,7 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 	}
 	r.gen++ // anything in flight is now stale
 	if r.run == nil && r.mount == nil {
-		a.setStatus(ctx, messages.StatusStopped, "")
+		a.down(ctx, "")
 		return
 	}
 	a.log.Info("stopping container")
@@ -514,6 +523,17 @@ func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
 	if a.rec.armed {
 		// A start asked during the teardown waited for it (bringUp).
 		a.bringUp(ctx)
+		return
+	}
+	a.down(ctx, errText)
+}
+
+// down tells that a stop is done: STOPPED, or the status of the final
+// decision the stop was made for (decided).
+func (a *containerActor) down(ctx actor.Context, errText string) {
+	if d := a.rec.decided; d != nil {
+		a.rec.decided = nil
+		a.setStatus(ctx, d.Status, d.Reason)
 		return
 	}
 	a.setStatus(ctx, messages.StatusStopped, errText)
@@ -554,6 +574,13 @@ func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
 func (a *containerActor) release(ctx actor.Context, d *messages.RecoveryDecided) bool {
 	r := a.rec
 	if r.stopping {
+		return true
+	}
+	if r.busy {
+		// A mount or start under way, which an incarnation restarted
+		// after a panic went on with: it is undone when it reports, as
+		// for a stop asked meanwhile, and d told then (down).
+		r.stopWanted, r.stopTimeout, r.decided = true, a.stopTimeout, d
 		return true
 	}
 	run, mount := r.run, r.mount

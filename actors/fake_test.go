@@ -106,6 +106,11 @@ type fakeMount struct {
 	e         *fakeEngine
 	name      string
 	unmounted sync.Once
+	// gone and starting (under e.mu): Unmount was called; starts under
+	// way in the mount. A start in a mount being unmounted is an overlap
+	// too.
+	gone     bool
+	starting int
 }
 
 func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
@@ -119,6 +124,17 @@ func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
 	pid := m.e.nextPid
 	m.e.mu.Unlock()
 	m.e.overlap(m.e.alive, "start", m.name)
+	m.e.mu.Lock()
+	if m.gone {
+		m.e.overlaps = append(m.e.overlaps, fmt.Sprintf("start of %s in an unmounted mount (after %v)", m.name, m.e.Events()))
+	}
+	m.starting++
+	m.e.mu.Unlock()
+	defer func() {
+		m.e.mu.Lock()
+		m.starting--
+		m.e.mu.Unlock()
+	}()
 	if dly > 0 {
 		time.Sleep(dly)
 	}
@@ -135,6 +151,12 @@ func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
 }
 
 func (m *fakeMount) Unmount() error {
+	m.e.mu.Lock()
+	if m.starting > 0 {
+		m.e.overlaps = append(m.e.overlaps, fmt.Sprintf("unmount of %s during a start in it (after %v)", m.name, m.e.Events()))
+	}
+	m.gone = true
+	m.e.mu.Unlock()
 	m.e.record("unmount " + m.name)
 	m.unmounted.Do(func() { m.e.gone(m.e.mounted, m.name) })
 	return nil

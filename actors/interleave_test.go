@@ -56,22 +56,29 @@ func interleave(t *testing.T, seed uint64) {
 	t.Logf("seed %d, auto_recovery %v", seed, policy)
 	e := newFakeEngine()
 	var logs logBuffer
-	sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": policy}), Engine: e,
-		Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	// Before the system's cleanup, so run after it: that shuts down and
+	// checks for overlaps.
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", logs.String())
 		}
 	})
+	sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": policy}), Engine: e,
+		Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
 	pid := actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app")
 
 	var actions sync.WaitGroup
+	var did []string
 	unanswered := make(chan string, 64)
+	var inflight sync.Map // action number → what
 	act := func(a string) {
 		actions.Add(1)
+		n := len(did)
+		inflight.Store(n, a)
 		go func() {
 			defer actions.Done()
+			defer inflight.Delete(n)
 			err := sys.ContainerAction("app", a)
 			var refused *messages.ActionError
 			if err != nil && !errors.As(err, &refused) {
@@ -80,10 +87,9 @@ func interleave(t *testing.T, seed uint64) {
 		}()
 	}
 	delays := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
-	var did []string
 	panics := 0
 	for range 40 {
-		switch k := rng.IntN(8); k {
+		switch k := rng.IntN(9); k {
 		case 0, 1, 2:
 			a := []string{"start", "stop", "restart"}[k]
 			act(a)
@@ -109,6 +115,12 @@ func interleave(t *testing.T, seed uint64) {
 			e.mu.Unlock()
 		case 7:
 			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+		case 8:
+			f := []string{"", "", "mount", "start"}[rng.IntN(4)]
+			e.mu.Lock()
+			e.failOn["app"] = f
+			e.mu.Unlock()
+			did = append(did, "fail on "+f)
 		}
 	}
 	t.Logf("did %v", did)
@@ -117,19 +129,23 @@ func interleave(t *testing.T, seed uint64) {
 	select {
 	case <-answered:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("API actions still unanswered after 30s: %v", e.Events())
+		var left []string
+		inflight.Range(func(k, v any) bool { left = append(left, fmt.Sprintf("#%d %v", k, v)); return true })
+		t.Fatalf("API actions still unanswered after 30s: %v; engine %v", left, e.Events())
 	}
 	close(unanswered)
 	for u := range unanswered {
 		t.Errorf("API action failed: %s", u)
 	}
 
+	e.mu.Lock()
+	e.startDly["app"], e.slowDestroy["app"], e.failOn["app"] = 0, 0, ""
+	e.mu.Unlock()
+	settled(t, sys, e, did)
+
 	// Nothing is stuck: a start brings the container up, once whatever
 	// is under way has settled (a start is refused while the row is in
 	// a transition).
-	e.mu.Lock()
-	e.startDly["app"], e.slowDestroy["app"] = 0, 0
-	e.mu.Unlock()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := sys.ContainerAction("app", "start")
@@ -152,5 +168,49 @@ func interleave(t *testing.T, seed uint64) {
 	e.mu.Unlock()
 	if mounted != 0 || alive != 0 {
 		t.Errorf("after the shutdown: %d mounts and %d runs of app left, after %v; engine %v", mounted, alive, did, e.Events())
+	}
+}
+
+// settled waits until app's row is out of its transitions, then checks
+// that the row, the container actor's own status and the engine agree:
+// STARTED with the engine's one live run and mount, STOPPED or FAILED
+// with none.
+func settled(t *testing.T, sys *System, e *fakeEngine, did []string) {
+	t.Helper()
+	var row messages.ContainerInfo
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		row = info(t, sys, "app")
+		if s := row.Status; s == messages.StatusStarted || s == messages.StatusStopped || s == messages.StatusFailed {
+			time.Sleep(100 * time.Millisecond) // a status still on its way
+			again := info(t, sys, "app")
+			if again.Status == s && again.Pid == row.Pid {
+				break
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app still %s 10s after %v; engine %v", row.Status, did, e.Events())
+		}
+	}
+	var own string
+	for _, rev := range sys.Tree().Children {
+		for _, n := range rev.Children {
+			if n.Path == rev.Path+"/app" {
+				own = n.Status
+			}
+		}
+	}
+	e.mu.Lock()
+	alive, mounted := e.alive["app"], e.mounted["app"]
+	e.mu.Unlock()
+	want := 0
+	if row.Status == messages.StatusStarted {
+		want = 1
+	}
+	if own != string(row.Status) || alive != want || mounted != want {
+		t.Errorf("settled after %v: row %s, actor %s, %d runs and %d mounts alive; engine %v", did, row.Status, own, alive, mounted, e.Events())
+	}
+	if r := e.run("app"); want == 1 && (r == nil || r.Pid() != row.Pid) {
+		t.Errorf("settled after %v: row STARTED with pid %d, not the engine's live run", did, row.Pid)
 	}
 }

@@ -492,11 +492,7 @@ func TestSecondStopWaitsForTheFirstTeardown(t *testing.T) {
 // a stopping revision asked a container it had given up to stop again.
 func TestStatusOvertakenByTheFailureIsDropped(t *testing.T) {
 	e := newFakeEngine()
-	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{
-		"policy": "on-failure", "retry_delay": 60}}), e)
-	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-	e.run("app").Exit(2, 0)
-	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusRecovering})
+	sys := inBackoff(t, e, 2)
 
 	rev := actor.NewPID(sys.sys.Address(), rootName+"/rev-0")
 	rows := func() map[string]messages.Status {
@@ -580,4 +576,46 @@ func TestStartOvertakenByAStopIsAnswered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A container actor that panics while it waits for its retry is
+// restarted once the revision resumes it, and the new incarnation goes on
+// with the start; a stop through the API during the back-off resumes it
+// in order to settle it STOPPED. The decision then meets a start under
+// way and must undo it. Before, it reported STOPPED at once and the start
+// went on: the container ran after the stop was answered (or, had the
+// start failed, sat in RECOVERING for good with nothing to retry it).
+func TestStopDuringBackoffUndoesTheStartOfAPanicRestart(t *testing.T) {
+	e := newFakeEngine()
+	sys := inBackoff(t, e, 1)
+	e.mu.Lock()
+	e.startDly["app"] = 200 * time.Millisecond
+	e.mu.Unlock()
+	sys.injectPanic(t, "app") // queued: the actor is suspended for its back-off
+	if err := sys.ContainerAction("app", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the start under way is over
+	c := info(t, sys, "app")
+	e.mu.Lock()
+	alive, mounted := e.alive["app"], e.mounted["app"]
+	e.mu.Unlock()
+	if c.Status != messages.StatusStopped || alive != 0 || mounted != 0 {
+		t.Fatalf("after a stop during the back-off: %s, %d runs and %d mounts alive; want STOPPED and none: %v", c.Status, alive, mounted, e.Events())
+	}
+	if err := sys.ContainerAction("app", "start"); err != nil {
+		t.Fatalf("start after the stop: %v", err)
+	}
+}
+
+// inBackoff starts app (on-failure, a minute's back-off) on e, and has
+// its run exit with code: app is RECOVERING, its actor suspended.
+func inBackoff(t *testing.T, e *fakeEngine, code int) *System {
+	t.Helper()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{
+		"policy": "on-failure", "retry_delay": 60}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.run("app").Exit(code, 0)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusRecovering})
+	return sys
 }
