@@ -82,7 +82,13 @@ type containerChild struct {
 	// before its last failure: a status up to it was overtaken by the
 	// failure and is older than the decision already in row.
 	decidedSeq uint64
-	recovery   recovery
+	// settling: row holds a final decision (STOPPED or FAILED) that the
+	// container actor has not reported back yet; it may still be
+	// releasing the dead run and its mount. A stopping revision waits for
+	// its report before it calls the container down: the next revision,
+	// or the engine's close, would otherwise meet the release.
+	settling bool
+	recovery recovery
 }
 
 // recovery is the auto-recovery bookkeeping of one container.

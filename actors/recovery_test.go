@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -618,4 +619,36 @@ func inBackoff(t *testing.T, e *fakeEngine, code int) *System {
 	e.run("app").Exit(code, 0)
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusRecovering})
 	return sys
+}
+
+// A container given up while its dead run is released (a slow destroy)
+// shows STOPPED or FAILED at once, but a stopping revision waits for the
+// release before it calls the container down. Before, a shutdown closed
+// the engine, and a non-reboot update mounted the container anew in the
+// next revision, while the release still ran (TestUpdateInterleavings
+// found the second).
+func TestStopWaitsForTheReleaseOfAGivenUpContainer(t *testing.T) {
+	for _, code := range []int{0, 1} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			e := newFakeEngine()
+			policy := map[int]string{0: "on-failure", 1: "no"}[code]
+			sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": policy}}), e)
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+			e.mu.Lock()
+			e.slowDestroy["app"] = 300 * time.Millisecond
+			e.mu.Unlock()
+			e.run("app").Exit(code, 0)
+			want := map[int]messages.Status{0: messages.StatusStopped, 1: messages.StatusFailed}[code]
+			waitStatus(t, sys, map[string]messages.Status{"app": want})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := sys.Shutdown(ctx, "test"); err != nil {
+				t.Fatal(err)
+			}
+			ev := e.Events()
+			if u, c := index(ev, "unmount app"), index(ev, "close engine"); u < 0 || c < u {
+				t.Fatalf("the engine closed before app's release was done: %v", ev)
+			}
+		})
+	}
 }

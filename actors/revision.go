@@ -316,6 +316,7 @@ func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerSt
 		return
 	}
 	ch.ctr.row = m
+	ch.ctr.settling = false // the actor's own word, after the decision
 	if r.stopping {
 		r.stopNextGroup(ctx)
 		return
@@ -374,6 +375,9 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 			}
 			switch c.row.Status {
 			case messages.StatusStopped:
+				if c.settling {
+					pending = true // its release reports STOPPED
+				}
 				continue
 			case messages.StatusStopping:
 				pending = true
@@ -587,6 +591,7 @@ func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, ch 
 	// actor reports the decision back.
 	row := ch.ctr.row
 	row.Status, row.Since, row.Pid, row.Err = status, time.Now(), 0, why
+	ch.ctr.settling = true
 	sup.ResumeChildren(ch.pid)
 	sys.Root.Send(ch.pid, &messages.RecoveryDecided{Status: status, Reason: why})
 	if !failed || r.stopping {
