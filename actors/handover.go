@@ -177,8 +177,10 @@ func (a *containerActor) detach(ctx actor.Context) {
 	r := a.rec
 	reply := &detached{kind: kindContainer, name: r.spec.Name}
 	// A run that exited but is not settled yet (its exit is on its way to
-	// the revision) is not handed over either.
-	if !r.busy && !r.releasing && !r.stopWanted && (r.run == nil || r.running) {
+	// the revision) is not handed over either, nor one that a stop's
+	// teardown or a final decision is bringing down: their ends report to
+	// this actor, and the next one would wait for them for good.
+	if !r.busy && !r.releasing && !r.stopWanted && !r.stopping && r.decided == nil && (r.run == nil || r.running) {
 		reply.ctr = r
 		a.rec = &containerRecord{spec: r.spec, status: messages.StatusStopped}
 	}

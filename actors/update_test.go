@@ -562,3 +562,33 @@ func TestKeptContainerWatchesDoNotPileUp(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A container whose stop's teardown is still under way when a non-reboot
+// update hands over is not handed over (the teardown reports to the old
+// actor): the old revision lets the stop end, and the next revision starts
+// the container afresh, as it does with any container not handed over.
+func TestHandoverOfAContainerBeingStoppedStartsItAfresh(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	rig.e.mu.Lock()
+	rig.e.slowDestroy["other"] = 300 * time.Millisecond
+	rig.e.mu.Unlock()
+	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, rig.e, "stop other", 1, 2*time.Second) // the teardown is under way
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	waitStatus(t, rig.sys, allStarted)
+	rig.e.mu.Lock()
+	alive, mounted := rig.e.alive["other"], rig.e.mounted["other"]
+	rig.e.mu.Unlock()
+	if alive != 1 || mounted != 1 {
+		t.Errorf("other has %d runs and %d mounts alive, want 1 and 1: %v", alive, mounted, rig.e.Events())
+	}
+}
+
