@@ -33,6 +33,21 @@ type rootActor struct {
 	rollbacks []string
 	// booted is the revision's boot report, once it came.
 	booted *messages.RevisionBooted
+	// revEnding: rev was told to stop. Requests for it are held (held)
+	// until it is gone, then go to the next revision, or get their empty
+	// answer if none follows: a message that reaches an actor after it
+	// stopped is dropped without a reply, and its sender would wait out
+	// its timeout (a minute for a container action).
+	revEnding bool
+	held      []heldRequest
+}
+
+// heldRequest is a request root holds for the next revision: the message,
+// who asked, and the answer when no revision runs.
+type heldRequest struct {
+	msg    any
+	sender *actor.PID
+	empty  any
 }
 
 func (a *rootActor) Receive(ctx actor.Context) {
@@ -55,15 +70,17 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		}
 		ctx.Request(a.rev, &messages.StopRevision{})
 	case *messages.RevisionStopped:
-		ctx.Stop(a.rev) // its containers are down; Terminated follows
+		a.endRevision(ctx) // its containers are down; Terminated follows
 	case *actor.Terminated:
 		if a.rev != nil && m.Who.Equal(a.rev) {
-			a.rev = nil
+			a.rev, a.revEnding = nil, false
 			a.cfg.board.publish(nil) // no revision: the tree answers (empty)
 			if n := a.up.next; n != nil && n.from != nil {
 				a.startNext(ctx)
+				a.releaseHeld(ctx)
 				return
 			}
+			a.releaseHeld(ctx)
 			a.finishShutdown(ctx)
 		}
 	case *messages.RebootRequested:
@@ -182,11 +199,38 @@ func revisionActorName(rev string) string {
 }
 
 func (a *rootActor) forward(ctx actor.Context, empty any) {
-	if a.rev == nil {
+	switch {
+	case a.rev == nil:
 		ctx.Respond(empty)
-		return
+	case a.revEnding:
+		a.held = append(a.held, heldRequest{msg: ctx.Message(), sender: ctx.Sender(), empty: empty})
+	default:
+		ctx.Forward(a.rev)
 	}
-	ctx.Forward(a.rev)
+}
+
+// endRevision stops the running revision actor once it has served what is
+// queued for it (a poison pill, not a stop, which would drop those
+// requests unanswered), and holds what comes for it from now on.
+func (a *rootActor) endRevision(ctx actor.Context) {
+	a.revEnding = true
+	ctx.Poison(a.rev)
+}
+
+// releaseHeld passes the requests held while a revision ended to the one
+// that runs now, or answers them as root does with none.
+func (a *rootActor) releaseHeld(ctx actor.Context) {
+	held := a.held
+	a.held = nil
+	for _, h := range held {
+		switch {
+		case h.sender == nil:
+		case a.rev == nil:
+			ctx.Send(h.sender, h.empty)
+		default:
+			ctx.RequestWithCustomSender(a.rev, h.msg, h.sender)
+		}
+	}
 }
 
 func (a *rootActor) finishShutdown(ctx actor.Context) {

@@ -197,7 +197,7 @@ func (a *rootActor) handedOver(ctx actor.Context, m *handedOver) {
 	}
 	n.from = m.h
 	a.up.backing = backing(m.h, n.rev)
-	ctx.Stop(a.rev)
+	a.endRevision(ctx)
 }
 
 // backing returns the revisions other than next whose engines made the

@@ -592,3 +592,54 @@ func TestHandoverOfAContainerBeingStoppedStartsItAfresh(t *testing.T) {
 	}
 }
 
+// Container actions asked while a non-reboot update switches from one
+// revision actor to the next are all answered: root holds those that come
+// while the old one stops and passes them to the new one, and the old one
+// serves what was queued for it before it stops. Before, a request that
+// reached the old revision as it stopped was dropped without a reply and
+// its client waited out the minute (TestUpdateInterleavings found it).
+func TestActionsDuringATransitionAreAnswered(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	stop := make(chan struct{})
+	slow := make(chan string, 100)
+	var asked atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				done := make(chan error, 1)
+				go func() { done <- rig.sys.ContainerAction("other", "start") }()
+				asked.Add(1)
+				select {
+				case <-done:
+				case <-time.After(3 * time.Second):
+					slow <- "a start of other was not answered within 3s"
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(slow)
+	for s := range slow {
+		t.Error(s)
+	}
+	t.Logf("%d actions asked", asked.Load())
+}
