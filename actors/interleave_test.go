@@ -15,6 +15,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
 )
 
 // A container is driven through random interleavings of what can reach
@@ -68,31 +71,15 @@ func interleave(t *testing.T, seed uint64) {
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
 	pid := actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app")
 
-	var actions sync.WaitGroup
+	calls := &apiCalls{sys: sys}
 	var did []string
-	unanswered := make(chan string, 64)
-	var inflight sync.Map // action number → what
-	act := func(a string) {
-		actions.Add(1)
-		n := len(did)
-		inflight.Store(n, a)
-		go func() {
-			defer actions.Done()
-			defer inflight.Delete(n)
-			err := sys.ContainerAction("app", a)
-			var refused *messages.ActionError
-			if err != nil && !errors.As(err, &refused) {
-				unanswered <- fmt.Sprintf("%s: %v", a, err)
-			}
-		}()
-	}
 	delays := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
 	panics := 0
 	for range 40 {
 		switch k := rng.IntN(9); k {
 		case 0, 1, 2:
 			a := []string{"start", "stop", "restart"}[k]
-			act(a)
+			calls.do("app", a, len(did))
 			did = append(did, a)
 		case 3, 4:
 			if r := e.run("app"); r != nil {
@@ -124,19 +111,7 @@ func interleave(t *testing.T, seed uint64) {
 		}
 	}
 	t.Logf("did %v", did)
-	answered := make(chan struct{})
-	go func() { actions.Wait(); close(answered) }()
-	select {
-	case <-answered:
-	case <-time.After(30 * time.Second):
-		var left []string
-		inflight.Range(func(k, v any) bool { left = append(left, fmt.Sprintf("#%d %v", k, v)); return true })
-		t.Fatalf("API actions still unanswered after 30s: %v; engine %v", left, e.Events())
-	}
-	close(unanswered)
-	for u := range unanswered {
-		t.Errorf("API action failed: %s", u)
-	}
+	calls.wait(t, e)
 
 	e.mu.Lock()
 	e.startDly["app"], e.slowDestroy["app"], e.failOn["app"] = 0, 0, ""
@@ -212,5 +187,189 @@ func settled(t *testing.T, sys *System, e *fakeEngine, did []string) {
 	}
 	if r := e.run("app"); want == 1 && (r == nil || r.Pid() != row.Pid) {
 		t.Errorf("settled after %v: row STARTED with pid %d, not the engine's live run", did, row.Pid)
+	}
+}
+
+// Non-reboot updates are interleaved with the churn of
+// TestContainerInterleavings: each update changes app and keeps other,
+// which is handed over running. Whatever the order, no mount or run of a
+// container overlaps another (across revisions too: one engine serves
+// them all), every API action is answered, and once all is settled every
+// container is up, each with one run and one mount, in the revision last
+// run.
+func TestUpdateInterleavings(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
+		}
+		seed = v
+	}
+	for i := range uint64(4) {
+		t.Run(strconv.FormatUint(seed+i, 10), func(t *testing.T) { interleaveUpdates(t, seed+i) })
+	}
+}
+
+func interleaveUpdates(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	t.Logf("seed %d", seed)
+	always := map[string]any{"auto_recovery": map[string]any{"policy": "always", "retry_delay": 0}}
+	stateOf := func(appExec string) *state.State {
+		doc := appDoc("/sbin/init", appExec, always)
+		doc["other/run.json"] = map[string]any{"name": "other", "group": "apps", "auto_recovery": always["auto_recovery"]}
+		return parseState(t, doc)
+	}
+	u := newFakeUpdates("1")
+	var logs logBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	rig := startUpdateRig(t, Config{State: stateOf("/bin/a0"),
+		Log: slog.New(slog.NewTextHandler(&logs, nil))}, u)
+	waitStatus(t, rig.sys, allStarted)
+	e := rig.e
+
+	calls := &apiCalls{sys: rig.sys}
+	var did []string
+	updates, panics := 0, map[string]int{}
+	running := "1"
+	for range 40 {
+		name := []string{"app", "other"}[rng.IntN(2)]
+		switch k := rng.IntN(8); k {
+		case 0, 1:
+			a := []string{"start", "stop", "restart"}[rng.IntN(3)]
+			calls.do(name, a, len(did))
+			did = append(did, a+" "+name)
+		case 2, 3:
+			if r := e.run(name); r != nil {
+				r.Exit(rng.IntN(2), 0)
+				did = append(did, "exit "+name)
+			}
+		case 4:
+			rev := fmt.Sprintf("locals/u%d", updates+1)
+			u.mu.Lock()
+			u.states[rev] = stateOf("/bin/a" + strconv.Itoa(updates+1))
+			u.mu.Unlock()
+			if err := rig.sys.RunRevision(rev, false); err == nil {
+				updates++
+				running = rev
+				did = append(did, "update "+rev)
+			} else if !errors.Is(err, update.ErrUpdateOngoing) {
+				t.Fatalf("run %s: %v", rev, err)
+			}
+		case 5:
+			// Within each revision's panic budget for the child.
+			key := running + "/" + name
+			if panics[key] < panicBudget-1 {
+				panics[key]++
+				rig.sys.sys.Root.Send(actor.NewPID(rig.sys.sys.Address(), rootName+"/"+revisionActorName(running)+"/"+name),
+					&injectedPanic{reason: "injected by the test"})
+				did = append(did, "panic "+name)
+			}
+		case 6:
+			d := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
+			e.mu.Lock()
+			e.startDly[name] = d[rng.IntN(len(d))]
+			e.slowDestroy[name] = d[rng.IntN(len(d))]
+			e.mu.Unlock()
+		case 7:
+			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+		}
+	}
+	t.Logf("did %v", did)
+	calls.wait(t, e)
+	e.mu.Lock()
+	clear(e.startDly)
+	clear(e.slowDestroy)
+	e.mu.Unlock()
+	// Stopped ones are started again (a container stopped through the
+	// API keeps an update from reaching its goals); then all must be up,
+	// each once, and the last update finished.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, name := range []string{"app", "other"} {
+		for {
+			// A stop through the API is answered before the container
+			// is down: STARTED must hold a while after the start.
+			err := rig.sys.ContainerAction(name, "start")
+			if err == nil && info(t, rig.sys, name).Status == messages.StatusStarted {
+				time.Sleep(100 * time.Millisecond)
+				if info(t, rig.sys, name).Status == messages.StatusStarted {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s cannot be started after %v: %v; engine %v", name, did, err, e.Events())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if updates > 0 {
+		u.waitStatus(t, running, storage.StatusUpdated)
+	}
+	time.Sleep(100 * time.Millisecond)
+	e.mu.Lock()
+	for _, name := range []string{"sys", "app", "other"} {
+		if e.alive[name] != 1 || e.mounted[name] != 1 {
+			t.Errorf("settled after %v: %s has %d runs and %d mounts alive, want 1 and 1", did, name, e.alive[name], e.mounted[name])
+		}
+	}
+	e.mu.Unlock()
+	if revs, err := rig.sys.Revisions(); err != nil || revs.Running != running {
+		t.Errorf("revisions %+v, %v; want %s running", revs, err, running)
+	}
+}
+
+// apiCalls makes container actions in the background, as clients of the
+// control socket do, each answered in its own time.
+type apiCalls struct {
+	sys    *System
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	left   map[int]string // unanswered, by the number of the test's step
+	failed []string
+}
+
+// do asks action of container name, as step n of the test.
+func (c *apiCalls) do(name, action string, n int) {
+	what := action + " " + name
+	c.mu.Lock()
+	if c.left == nil {
+		c.left = map[int]string{}
+	}
+	c.left[n] = what
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		err := c.sys.ContainerAction(name, action)
+		var refused *messages.ActionError
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.left, n)
+		if err != nil && !errors.As(err, &refused) {
+			c.failed = append(c.failed, fmt.Sprintf("#%d %s: %v", n, what, err))
+		}
+	}()
+}
+
+// wait fails t unless every action was answered within 30s, with an
+// outcome (a refusal is one).
+func (c *apiCalls) wait(t *testing.T, e *fakeEngine) {
+	t.Helper()
+	answered := make(chan struct{})
+	go func() { c.wg.Wait(); close(answered) }()
+	select {
+	case <-answered:
+	case <-time.After(30 * time.Second):
+		c.mu.Lock()
+		left := fmt.Sprint(c.left)
+		c.mu.Unlock()
+		t.Fatalf("API actions still unanswered after 30s: %s; engine %v", left, e.Events())
+	}
+	for _, f := range c.failed {
+		t.Errorf("API action failed: %s", f)
 	}
 }

@@ -160,7 +160,9 @@ func startUpdateRig(t *testing.T, cfg Config, u *fakeUpdates) *updateRig {
 	}
 	cfg.Engine, cfg.Updates = rig.e, u
 	cfg.NewEngine = func(string, *state.State) Engine { return rig.e }
-	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	if cfg.CommitDelay == 0 {
 		cfg.CommitDelay = 30 * time.Millisecond
 	}
