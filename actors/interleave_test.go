@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -372,4 +373,139 @@ func (c *apiCalls) wait(t *testing.T, e *fakeEngine) {
 	for _, f := range c.failed {
 		t.Errorf("API action failed: %s", f)
 	}
+}
+
+// A link's ends churn at random (API actions on its consumer and
+// provider, their exits and actor panics, panics of the link actor, slow
+// and failing establishes). Whatever the order, once both ends are up
+// again the link has exactly one setup open, made for the consumer's
+// current run, and none is left after the shutdown: no setup leaks, and
+// none is missing.
+func TestLinkInterleavings(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
+		}
+		seed = v
+	}
+	for i := range uint64(4) {
+		t.Run(strconv.FormatUint(seed+i, 10), func(t *testing.T) { interleaveLinks(t, seed+i) })
+	}
+}
+
+func interleaveLinks(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	t.Logf("seed %d", seed)
+	doc := meshState(t)
+	for _, f := range []string{"nm/run.json", "app/run.json"} {
+		doc[f].(map[string]any)["auto_recovery"] = map[string]any{"policy": "always", "retry_delay": 0}
+	}
+	e, p := newFakeEngine(), &fakePlane{}
+	var logs logBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	sys := startSystemCfg(t, Config{State: parseState(t, doc), Engine: e, Links: p,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	both := map[string]messages.Status{"nm": messages.StatusStarted, "app": messages.StatusStarted}
+	waitStatus(t, sys, both)
+
+	calls := &apiCalls{sys: sys}
+	var did []string
+	panics := map[string]int{}
+	for range 40 {
+		name := []string{"app", "nm"}[rng.IntN(2)]
+		switch k := rng.IntN(8); k {
+		case 0, 1:
+			a := []string{"start", "stop", "restart"}[rng.IntN(3)]
+			calls.do(name, a, len(did))
+			did = append(did, a+" "+name)
+		case 2, 3:
+			if r := e.run(name); r != nil {
+				r.Exit(rng.IntN(2), 0)
+				did = append(did, "exit "+name)
+			}
+		case 4:
+			if rng.IntN(2) == 0 {
+				name = "link:app:bus"
+			}
+			if panics[name] < panicBudget-1 {
+				panics[name]++
+				sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/rev-0/"+name), &injectedPanic{reason: "injected by the test"})
+				did = append(did, "panic "+name)
+			}
+		case 5:
+			p.mu.Lock()
+			p.delay = []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}[rng.IntN(4)]
+			p.failures = rng.IntN(2)
+			p.mu.Unlock()
+		case 6, 7:
+			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+		}
+	}
+	t.Logf("did %v", did)
+	calls.wait(t, e)
+	p.mu.Lock()
+	p.delay, p.failures = 0, 0
+	p.mu.Unlock()
+
+	// Both up again, steadily (a stop is answered before it is done).
+	deadline := time.Now().Add(10 * time.Second)
+	up := func() ([]messages.ContainerInfo, bool) {
+		cs, err := sys.Containers()
+		ok := err == nil
+		for _, c := range cs {
+			ok = ok && (c.Status == messages.StatusStarted || both[c.Name] == "")
+		}
+		return cs, ok
+	}
+	for {
+		errN, errA := sys.ContainerAction("nm", "start"), sys.ContainerAction("app", "start")
+		time.Sleep(100 * time.Millisecond)
+		cs, ok := up()
+		if ok {
+			time.Sleep(100 * time.Millisecond)
+			if again, ok := up(); ok && slices.Equal(pidsOf(cs), pidsOf(again)) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app and nm not steadily up after %v: %+v; last starts: nm %v, app %v", did, cs, errN, errA)
+		}
+	}
+	app := info(t, sys, "app").Pid
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		live := p.liveSetups("app/bus")
+		if slices.Equal(live, []int{app}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: setups of app/bus open for consumer pids %v; want one, for %d: %v", did, live, app, p.Events())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatalf("shutdown after %v: %v", did, err)
+	}
+	// A setup under way when its link stopped closes itself when it is
+	// done, after the shutdown maybe.
+	for deadline := time.Now().Add(5 * time.Second); len(p.liveSetups("app/bus")) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the shutdown: setups of app/bus open for consumer pids %v: %v", p.liveSetups("app/bus"), p.Events())
+		}
+	}
+}
+
+// pidsOf is the pids of cs, in order.
+func pidsOf(cs []messages.ContainerInfo) []int {
+	out := make([]int, len(cs))
+	for i, c := range cs {
+		out[i] = c.Pid
+	}
+	return out
 }

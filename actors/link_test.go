@@ -20,6 +20,18 @@ type fakePlane struct {
 	mu sync.Mutex
 	// failures makes the next n Establish calls fail.
 	failures int
+	// delay makes Establish take a while.
+	delay time.Duration
+	// live holds, per link, the consumer pid of each setup made and not
+	// closed yet.
+	live map[string][]int
+}
+
+// liveSetups returns the consumer pids of the setups of key still open.
+func (p *fakePlane) liveSetups(key string) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.live[key])
 }
 
 func (p *fakePlane) Establish(l xconnect.Link, e xconnect.Ends, _ *xconnect.Stats) (xconnect.Setup, error) {
@@ -28,24 +40,45 @@ func (p *fakePlane) Establish(l xconnect.Link, e xconnect.Ends, _ *xconnect.Stat
 	if fail {
 		p.failures--
 	}
+	delay := p.delay
 	p.mu.Unlock()
+	time.Sleep(delay)
 	if fail {
 		p.record("fail " + l.Key())
 		return nil, fmt.Errorf("target is a directory")
 	}
 	p.record(fmt.Sprintf("establish %s c=%d p=%d", l.Key(), e.ConsumerPid, e.ProviderPid))
-	return &fakeLinkSetup{p: p, key: l.Key()}, nil
+	p.mu.Lock()
+	if p.live == nil {
+		p.live = map[string][]int{}
+	}
+	p.live[l.Key()] = append(p.live[l.Key()], e.ConsumerPid)
+	p.mu.Unlock()
+	return &fakeLinkSetup{p: p, key: l.Key(), consumer: e.ConsumerPid}, nil
 }
 
 type fakeLinkSetup struct {
-	p   *fakePlane
-	key string
+	p        *fakePlane
+	key      string
+	consumer int
+	closed   sync.Once
 }
 
 func (s *fakeLinkSetup) Provider(e xconnect.Ends) {
 	s.p.record(fmt.Sprintf("provider %s p=%d", s.key, e.ProviderPid))
 }
-func (s *fakeLinkSetup) Close() error     { s.p.record("close " + s.key); return nil }
+func (s *fakeLinkSetup) Close() error {
+	s.p.record("close " + s.key)
+	s.closed.Do(func() {
+		s.p.mu.Lock()
+		live := s.p.live[s.key]
+		if i := slices.Index(live, s.consumer); i >= 0 {
+			s.p.live[s.key] = slices.Delete(live, i, i+1)
+		}
+		s.p.mu.Unlock()
+	})
+	return nil
+}
 func (s *fakeLinkSetup) Describe() string { return "fake " + s.key }
 
 // meshState: nm exports "bus" (unix); app requires it, web asks for it as
