@@ -33,20 +33,7 @@ import (
 //
 // The seed is logged; PV_INTERLEAVE_SEED replays one.
 func TestContainerInterleavings(t *testing.T) {
-	seeds := []uint64{uint64(time.Now().UnixNano())}
-	for i := 1; i < 6; i++ {
-		seeds = append(seeds, seeds[0]+uint64(i))
-	}
-	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
-		}
-		seeds = []uint64{v}
-	}
-	for _, seed := range seeds {
-		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { interleave(t, seed) })
-	}
+	runSeeds(t, 6, interleave)
 }
 
 func interleave(t *testing.T, seed uint64) {
@@ -199,17 +186,7 @@ func settled(t *testing.T, sys *System, e *fakeEngine, did []string) {
 // container is up, each with one run and one mount, in the revision last
 // run.
 func TestUpdateInterleavings(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
-		}
-		seed = v
-	}
-	for i := range uint64(4) {
-		t.Run(strconv.FormatUint(seed+i, 10), func(t *testing.T) { interleaveUpdates(t, seed+i) })
-	}
+	runSeeds(t, 4, interleaveUpdates)
 }
 
 func interleaveUpdates(t *testing.T, seed uint64) {
@@ -240,15 +217,8 @@ func interleaveUpdates(t *testing.T, seed uint64) {
 	for range 40 {
 		name := []string{"app", "other"}[rng.IntN(2)]
 		switch k := rng.IntN(8); k {
-		case 0, 1:
-			a := []string{"start", "stop", "restart"}[rng.IntN(3)]
-			calls.do(name, a, len(did))
-			did = append(did, a+" "+name)
-		case 2, 3:
-			if r := e.run(name); r != nil {
-				r.Exit(rng.IntN(2), 0)
-				did = append(did, "exit "+name)
-			}
+		case 0, 1, 2, 3:
+			churn(rng, calls, e, name, k, &did)
 		case 4:
 			rev := fmt.Sprintf("locals/u%d", updates+1)
 			u.mu.Lock()
@@ -382,17 +352,7 @@ func (c *apiCalls) wait(t *testing.T, e *fakeEngine) {
 // current run, and none is left after the shutdown: no setup leaks, and
 // none is missing.
 func TestLinkInterleavings(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
-		}
-		seed = v
-	}
-	for i := range uint64(4) {
-		t.Run(strconv.FormatUint(seed+i, 10), func(t *testing.T) { interleaveLinks(t, seed+i) })
-	}
+	runSeeds(t, 4, interleaveLinks)
 }
 
 func interleaveLinks(t *testing.T, seed uint64) {
@@ -420,15 +380,8 @@ func interleaveLinks(t *testing.T, seed uint64) {
 	for range 40 {
 		name := []string{"app", "nm"}[rng.IntN(2)]
 		switch k := rng.IntN(8); k {
-		case 0, 1:
-			a := []string{"start", "stop", "restart"}[rng.IntN(3)]
-			calls.do(name, a, len(did))
-			did = append(did, a+" "+name)
-		case 2, 3:
-			if r := e.run(name); r != nil {
-				r.Exit(rng.IntN(2), 0)
-				did = append(did, "exit "+name)
-			}
+		case 0, 1, 2, 3:
+			churn(rng, calls, e, name, k, &did)
 		case 4:
 			if rng.IntN(2) == 0 {
 				name = "link:app:bus"
@@ -508,4 +461,36 @@ func pidsOf(cs []messages.ContainerInfo) []int {
 		out[i] = c.Pid
 	}
 	return out
+}
+
+// runSeeds runs f as n subtests, seeded from the clock and named by their
+// seeds; PV_INTERLEAVE_SEED runs the one seed it names instead.
+func runSeeds(t *testing.T, n int, f func(*testing.T, uint64)) {
+	first := uint64(time.Now().UnixNano())
+	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("PV_INTERLEAVE_SEED: %v", err)
+		}
+		first, n = v, 1
+	}
+	for i := range uint64(n) {
+		seed := first + i
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { f(t, seed) })
+	}
+}
+
+// churn is a step the interleavings share: an API action on container
+// name (k 0 or 1) or an exit of its run (k 2 or 3).
+func churn(rng *rand.Rand, calls *apiCalls, e *fakeEngine, name string, k int, did *[]string) {
+	if k < 2 {
+		a := []string{"start", "stop", "restart"}[rng.IntN(3)]
+		calls.do(name, a, len(*did))
+		*did = append(*did, a+" "+name)
+		return
+	}
+	if r := e.run(name); r != nil {
+		r.Exit(rng.IntN(2), 0)
+		*did = append(*did, "exit "+name)
+	}
 }
