@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,43 +47,20 @@ func interleave(t *testing.T, seed uint64) {
 	policy := policies[rng.IntN(len(policies))]
 	t.Logf("seed %d, auto_recovery %v", seed, policy)
 	e := newFakeEngine()
-	var logs logBuffer
-	// Before the system's cleanup, so run after it: that shuts down and
-	// checks for overlaps.
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
 	sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": policy}), Engine: e,
-		Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Log: failureLog(t)})
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-	pid := actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app")
 
 	calls := &apiCalls{sys: sys}
 	var did []string
 	delays := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
-	panics := 0
+	panics := map[string]int{}
 	for range 40 {
 		switch k := rng.IntN(9); k {
-		case 0, 1, 2:
-			a := []string{"start", "stop", "restart"}[k]
-			calls.do("app", a, len(did))
-			did = append(did, a)
-		case 3, 4:
-			if r := e.run("app"); r != nil {
-				code := rng.IntN(2)
-				r.Exit(code, 0)
-				did = append(did, fmt.Sprintf("exit %d", code))
-			}
+		case 0, 1, 2, 3, 4:
+			churn(rng, calls, e, "app", k*4/5, &did) // 3 of 5 actions, 2 exits
 		case 5:
-			// Within the panic budget: past it, the revision stops
-			// the actor and gives the container up for good.
-			if panics < panicBudget-1 {
-				panics++
-				sys.sys.Root.Send(pid, &injectedPanic{reason: "injected by the test"})
-				did = append(did, "panic")
-			}
+			panicChild(sys, "0", "app", panics, &did)
 		case 6:
 			e.mu.Lock()
 			e.startDly["app"] = delays[rng.IntN(len(delays))]
@@ -199,14 +177,8 @@ func interleaveUpdates(t *testing.T, seed uint64) {
 		return parseState(t, doc)
 	}
 	u := newFakeUpdates("1")
-	var logs logBuffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
 	rig := startUpdateRig(t, Config{State: stateOf("/bin/a0"),
-		Log: slog.New(slog.NewTextHandler(&logs, nil))}, u)
+		Log: failureLog(t)}, u)
 	waitStatus(t, rig.sys, allStarted)
 	e := rig.e
 
@@ -232,14 +204,7 @@ func interleaveUpdates(t *testing.T, seed uint64) {
 				t.Fatalf("run %s: %v", rev, err)
 			}
 		case 5:
-			// Within each revision's panic budget for the child.
-			key := running + "/" + name
-			if panics[key] < panicBudget-1 {
-				panics[key]++
-				rig.sys.sys.Root.Send(actor.NewPID(rig.sys.sys.Address(), rootName+"/"+revisionActorName(running)+"/"+name),
-					&injectedPanic{reason: "injected by the test"})
-				did = append(did, "panic "+name)
-			}
+			panicChild(rig.sys, running, name, panics, &did)
 		case 6:
 			d := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
 			e.mu.Lock()
@@ -363,14 +328,8 @@ func interleaveLinks(t *testing.T, seed uint64) {
 		doc[f].(map[string]any)["auto_recovery"] = map[string]any{"policy": "always", "retry_delay": 0}
 	}
 	e, p := newFakeEngine(), &fakePlane{}
-	var logs logBuffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
 	sys := startSystemCfg(t, Config{State: parseState(t, doc), Engine: e, Links: p,
-		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		Log: failureLog(t)})
 	both := map[string]messages.Status{"nm": messages.StatusStarted, "app": messages.StatusStarted}
 	waitStatus(t, sys, both)
 
@@ -386,11 +345,7 @@ func interleaveLinks(t *testing.T, seed uint64) {
 			if rng.IntN(2) == 0 {
 				name = "link:app:bus"
 			}
-			if panics[name] < panicBudget-1 {
-				panics[name]++
-				sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/rev-0/"+name), &injectedPanic{reason: "injected by the test"})
-				did = append(did, "panic "+name)
-			}
+			panicChild(sys, "0", name, panics, &did)
 		case 5:
 			p.mu.Lock()
 			p.delay = []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}[rng.IntN(4)]
@@ -406,30 +361,7 @@ func interleaveLinks(t *testing.T, seed uint64) {
 	p.delay, p.failures = 0, 0
 	p.mu.Unlock()
 
-	// Both up again, steadily (a stop is answered before it is done).
-	deadline := time.Now().Add(10 * time.Second)
-	up := func() ([]messages.ContainerInfo, bool) {
-		cs, err := sys.Containers()
-		ok := err == nil
-		for _, c := range cs {
-			ok = ok && (c.Status == messages.StatusStarted || both[c.Name] == "")
-		}
-		return cs, ok
-	}
-	for {
-		errN, errA := sys.ContainerAction("nm", "start"), sys.ContainerAction("app", "start")
-		time.Sleep(100 * time.Millisecond)
-		cs, ok := up()
-		if ok {
-			time.Sleep(100 * time.Millisecond)
-			if again, ok := up(); ok && slices.Equal(pidsOf(cs), pidsOf(again)) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("app and nm not steadily up after %v: %+v; last starts: nm %v, app %v", did, cs, errN, errA)
-		}
-	}
+	steadilyUp(t, sys, both, did)
 	app := info(t, sys, "app").Pid
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		live := p.liveSetups("app/bus")
@@ -493,4 +425,147 @@ func churn(rng *rand.Rand, calls *apiCalls, e *fakeEngine, name string, k int, d
 		r.Exit(rng.IntN(2), 0)
 		*did = append(*did, "exit "+name)
 	}
+}
+
+// The containers of an IPAM pool churn at random (API actions, exits,
+// panics of their actors and of the pool's, slow starts). Whatever the
+// order, once they are steadily up again each has its own address, the
+// one it had at first (leases are sticky; db's is static), the pool's
+// bridge is set up once, and the shutdown tears it down.
+func TestPoolInterleavings(t *testing.T) {
+	runSeeds(t, 4, interleavePools)
+}
+
+func interleavePools(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	t.Logf("seed %d", seed)
+	e := newFakeEngine()
+	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &fakePoolNet{e: e},
+		Log: failureLog(t)})
+	both := map[string]messages.Status{"web": messages.StatusStarted, "db": messages.StatusStarted}
+	first := map[string]string{}
+	for _, c := range waitStatus(t, sys, both) {
+		first[c.Name] = c.IPv4Address
+	}
+
+	calls := &apiCalls{sys: sys}
+	var did []string
+	panics := map[string]int{}
+	for range 40 {
+		name := []string{"web", "db"}[rng.IntN(2)]
+		switch k := rng.IntN(8); k {
+		case 0, 1, 2, 3:
+			churn(rng, calls, e, name, k, &did)
+		case 4:
+			if rng.IntN(2) == 0 {
+				name = "pool:lan"
+			}
+			panicChild(sys, "0", name, panics, &did)
+		case 5:
+			e.mu.Lock()
+			e.startDly[name] = []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}[rng.IntN(4)]
+			e.mu.Unlock()
+		case 6, 7:
+			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+		}
+	}
+	t.Logf("did %v", did)
+	calls.wait(t, e)
+	e.mu.Lock()
+	clear(e.startDly)
+	e.mu.Unlock()
+
+	cs := steadilyUp(t, sys, both, did)
+	for _, c := range cs {
+		if want, ok := first[c.Name]; ok && c.IPv4Address != want {
+			t.Errorf("after %v: %s has address %q, had %q", did, c.Name, c.IPv4Address, want)
+		}
+	}
+	if first["web"] == first["db"] {
+		t.Errorf("web and db share the address %s", first["web"])
+	}
+	if n := setUp(e, "lan"); n != 1 {
+		t.Errorf("after %v: lan set up %d times more than torn down, want 1: %v", did, n, e.Events())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatalf("shutdown after %v: %v", did, err)
+	}
+	if n := setUp(e, "lan"); n != 0 {
+		t.Errorf("after the shutdown: lan set up %d times more than torn down: %v", n, e.Events())
+	}
+}
+
+// setUp is how many more times pool was set up than torn down.
+func setUp(e *fakeEngine, pool string) int {
+	n := 0
+	for _, ev := range e.Events() {
+		switch {
+		case strings.HasPrefix(ev, "setup "+pool+" "):
+			n++
+		case ev == "teardown "+pool:
+			n--
+		}
+	}
+	return n
+}
+
+// steadilyUp starts the containers of want until each is STARTED, with
+// the same pids 100 ms later (a stop through the API is answered before
+// the container is down), and returns them.
+func steadilyUp(t *testing.T, sys *System, want map[string]messages.Status, did []string) []messages.ContainerInfo {
+	t.Helper()
+	up := func() ([]messages.ContainerInfo, bool) {
+		cs, err := sys.Containers()
+		ok := err == nil
+		for _, c := range cs {
+			ok = ok && (c.Status == messages.StatusStarted || want[c.Name] == "")
+		}
+		return cs, ok
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		errs := map[string]error{}
+		for name := range want {
+			errs[name] = sys.ContainerAction(name, "start")
+		}
+		time.Sleep(100 * time.Millisecond)
+		cs, ok := up()
+		if ok {
+			time.Sleep(100 * time.Millisecond)
+			if again, ok := up(); ok && slices.Equal(pidsOf(cs), pidsOf(again)) {
+				return again
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not steadily up after %v: %+v; last starts: %v", did, cs, errs)
+		}
+	}
+}
+
+// failureLog is a logger for a test's System, whose output the test
+// prints if it fails. Its cleanup is registered before the System's, so
+// it runs after it: that shuts down and checks for overlaps.
+func failureLog(t *testing.T) *slog.Logger {
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(logs, nil))
+}
+
+// panicChild makes child name of revision rev panic, within its panic
+// budget there (panics counts them): past it, the revision stops the
+// actor for good, which the interleavings do not test.
+func panicChild(sys *System, rev, name string, panics map[string]int, did *[]string) {
+	key := rev + "/" + name
+	if panics[key] >= panicBudget-1 {
+		return
+	}
+	panics[key]++
+	sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/"+revisionActorName(rev)+"/"+name),
+		&injectedPanic{reason: "injected by the test"})
+	*did = append(*did, "panic "+name)
 }
