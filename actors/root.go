@@ -224,9 +224,12 @@ func (a *rootActor) releaseHeld(ctx actor.Context) {
 	a.held = nil
 	for _, h := range held {
 		switch {
-		case h.sender == nil:
 		case a.rev == nil:
-			ctx.Send(h.sender, h.empty)
+			if h.sender != nil {
+				ctx.Send(h.sender, h.empty)
+			}
+		case h.sender == nil:
+			ctx.Send(a.rev, h.msg)
 		default:
 			ctx.RequestWithCustomSender(a.rev, h.msg, h.sender)
 		}
