@@ -37,15 +37,14 @@ func TestContainerInterleavings(t *testing.T) {
 	runSeeds(t, 6, interleave)
 }
 
-func interleave(t *testing.T, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+func interleave(t *testing.T, rng *rand.Rand) {
 	policies := []map[string]any{
 		{"policy": "always", "retry_delay": 0},
 		{"policy": "on-failure", "retry_delay": 0, "max_retries": 2},
 		{"policy": "no"},
 	}
 	policy := policies[rng.IntN(len(policies))]
-	t.Logf("seed %d, auto_recovery %v", seed, policy)
+	t.Logf("auto_recovery %v", policy)
 	e := newFakeEngine()
 	sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": policy}), Engine: e,
 		Log: failureLog(t)})
@@ -67,7 +66,7 @@ func interleave(t *testing.T, seed uint64) {
 			e.slowDestroy["app"] = delays[rng.IntN(len(delays))]
 			e.mu.Unlock()
 		case 7:
-			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+			pause(rng)
 		case 8:
 			f := []string{"", "", "mount", "start"}[rng.IntN(4)]
 			e.mu.Lock()
@@ -76,8 +75,7 @@ func interleave(t *testing.T, seed uint64) {
 			did = append(did, "fail on "+f)
 		}
 	}
-	t.Logf("did %v", did)
-	calls.wait(t, e)
+	calls.wait(t, e, did)
 
 	e.mu.Lock()
 	e.startDly["app"], e.slowDestroy["app"], e.failOn["app"] = 0, 0, ""
@@ -167,9 +165,7 @@ func TestUpdateInterleavings(t *testing.T) {
 	runSeeds(t, 4, interleaveUpdates)
 }
 
-func interleaveUpdates(t *testing.T, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	t.Logf("seed %d", seed)
+func interleaveUpdates(t *testing.T, rng *rand.Rand) {
 	always := map[string]any{"auto_recovery": map[string]any{"policy": "always", "retry_delay": 0}}
 	stateOf := func(appExec string) *state.State {
 		doc := appDoc("/sbin/init", appExec, always)
@@ -212,11 +208,10 @@ func interleaveUpdates(t *testing.T, seed uint64) {
 			e.slowDestroy[name] = d[rng.IntN(len(d))]
 			e.mu.Unlock()
 		case 7:
-			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+			pause(rng)
 		}
 	}
-	t.Logf("did %v", did)
-	calls.wait(t, e)
+	calls.wait(t, e, did)
 	e.mu.Lock()
 	clear(e.startDly)
 	clear(e.slowDestroy)
@@ -291,10 +286,11 @@ func (c *apiCalls) do(name, action string, n int) {
 	}()
 }
 
-// wait fails t unless every action was answered within 30s, with an
-// outcome (a refusal is one).
-func (c *apiCalls) wait(t *testing.T, e *fakeEngine) {
+// wait logs the test's steps (did), and fails t unless every action was
+// answered within 30s, with an outcome (a refusal is one).
+func (c *apiCalls) wait(t *testing.T, e *fakeEngine, did []string) {
 	t.Helper()
+	t.Logf("did %v", did)
 	answered := make(chan struct{})
 	go func() { c.wg.Wait(); close(answered) }()
 	select {
@@ -320,9 +316,7 @@ func TestLinkInterleavings(t *testing.T) {
 	runSeeds(t, 4, interleaveLinks)
 }
 
-func interleaveLinks(t *testing.T, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	t.Logf("seed %d", seed)
+func interleaveLinks(t *testing.T, rng *rand.Rand) {
 	doc := meshState(t)
 	for _, f := range []string{"nm/run.json", "app/run.json"} {
 		doc[f].(map[string]any)["auto_recovery"] = map[string]any{"policy": "always", "retry_delay": 0}
@@ -352,11 +346,10 @@ func interleaveLinks(t *testing.T, seed uint64) {
 			p.failures = rng.IntN(2)
 			p.mu.Unlock()
 		case 6, 7:
-			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+			pause(rng)
 		}
 	}
-	t.Logf("did %v", did)
-	calls.wait(t, e)
+	calls.wait(t, e, did)
 	p.mu.Lock()
 	p.delay, p.failures = 0, 0
 	p.mu.Unlock()
@@ -372,11 +365,7 @@ func interleaveLinks(t *testing.T, seed uint64) {
 			t.Fatalf("after %v: setups of app/bus open for consumer pids %v; want one, for %d: %v", did, live, app, p.Events())
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := sys.Shutdown(ctx, "test"); err != nil {
-		t.Fatalf("shutdown after %v: %v", did, err)
-	}
+	shutdown(t, sys, did)
 	// A setup under way when its link stopped closes itself when it is
 	// done, after the shutdown maybe.
 	for deadline := time.Now().Add(5 * time.Second); len(p.liveSetups("app/bus")) > 0; time.Sleep(10 * time.Millisecond) {
@@ -395,9 +384,10 @@ func pidsOf(cs []messages.ContainerInfo) []int {
 	return out
 }
 
-// runSeeds runs f as n subtests, seeded from the clock and named by their
-// seeds; PV_INTERLEAVE_SEED runs the one seed it names instead.
-func runSeeds(t *testing.T, n int, f func(*testing.T, uint64)) {
+// runSeeds runs f as n subtests, each with a random source seeded from
+// the clock and named by its seed, which it logs; PV_INTERLEAVE_SEED runs
+// the one seed it names instead.
+func runSeeds(t *testing.T, n int, f func(*testing.T, *rand.Rand)) {
 	first := uint64(time.Now().UnixNano())
 	if s := os.Getenv("PV_INTERLEAVE_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -408,7 +398,10 @@ func runSeeds(t *testing.T, n int, f func(*testing.T, uint64)) {
 	}
 	for i := range uint64(n) {
 		seed := first + i
-		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { f(t, seed) })
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			t.Logf("seed %d (PV_INTERLEAVE_SEED replays it)", seed)
+			f(t, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)))
+		})
 	}
 }
 
@@ -436,9 +429,7 @@ func TestPoolInterleavings(t *testing.T) {
 	runSeeds(t, 4, interleavePools)
 }
 
-func interleavePools(t *testing.T, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	t.Logf("seed %d", seed)
+func interleavePools(t *testing.T, rng *rand.Rand) {
 	e := newFakeEngine()
 	sys := startSystemCfg(t, Config{State: pooledState(t), Engine: e, PoolNet: &fakePoolNet{e: e},
 		Log: failureLog(t)})
@@ -466,11 +457,10 @@ func interleavePools(t *testing.T, seed uint64) {
 			e.startDly[name] = []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}[rng.IntN(4)]
 			e.mu.Unlock()
 		case 6, 7:
-			time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond)
+			pause(rng)
 		}
 	}
-	t.Logf("did %v", did)
-	calls.wait(t, e)
+	calls.wait(t, e, did)
 	e.mu.Lock()
 	clear(e.startDly)
 	e.mu.Unlock()
@@ -487,11 +477,7 @@ func interleavePools(t *testing.T, seed uint64) {
 	if n := setUp(e, "lan"); n != 1 {
 		t.Errorf("after %v: lan set up %d times more than torn down, want 1: %v", did, n, e.Events())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := sys.Shutdown(ctx, "test"); err != nil {
-		t.Fatalf("shutdown after %v: %v", did, err)
-	}
+	shutdown(t, sys, did)
 	if n := setUp(e, "lan"); n != 0 {
 		t.Errorf("after the shutdown: lan set up %d times more than torn down: %v", n, e.Events())
 	}
@@ -568,4 +554,116 @@ func panicChild(sys *System, rev, name string, panics map[string]int, did *[]str
 	sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/"+revisionActorName(rev)+"/"+name),
 		&injectedPanic{reason: "injected by the test"})
 	*did = append(*did, "panic "+name)
+}
+
+// The provider of two ingress listeners (one http address with two
+// prefixes, one tcp) churns at random, with panics of its actor and of
+// the ingress actors and failing binds. Whatever the order, once it is
+// steadily up again each address has one listener open, whose backends
+// point at the provider's current run, and the shutdown closes both.
+func TestIngressInterleavings(t *testing.T) {
+	runSeeds(t, 4, interleaveIngress)
+}
+
+func interleaveIngress(t *testing.T, rng *rand.Rand) {
+	doc := ingressState(t)
+	doc["nm/run.json"].(map[string]any)["auto_recovery"] = map[string]any{"policy": "always", "retry_delay": 0}
+	e, p := newFakeEngine(), &fakeIngress{bindFail: map[string]int{}}
+	sys := startSystemCfg(t, Config{State: parseState(t, doc), Engine: e, Ingress: p, Log: failureLog(t)})
+	nmUp := map[string]messages.Status{"nm": messages.StatusStarted}
+	waitStatus(t, sys, nmUp)
+	addrs := []string{"0.0.0.0:80", "127.0.0.1:2222"}
+
+	calls := &apiCalls{sys: sys}
+	var did []string
+	panics := map[string]int{}
+	for range 40 {
+		switch k := rng.IntN(8); k {
+		case 0, 1, 2, 3:
+			churn(rng, calls, e, "nm", k, &did)
+		case 4:
+			name := []string{"nm", "ingress:" + addrs[0], "ingress:" + addrs[1]}[rng.IntN(3)]
+			panicChild(sys, "0", name, panics, &did)
+		case 5:
+			a := addrs[rng.IntN(2)]
+			p.mu.Lock()
+			p.bindFail[a] = rng.IntN(2)
+			p.mu.Unlock()
+		case 6, 7:
+			pause(rng)
+		}
+	}
+	calls.wait(t, e, did)
+	p.mu.Lock()
+	clear(p.bindFail)
+	p.mu.Unlock()
+
+	steadilyUp(t, sys, nmUp, did)
+	nm := info(t, sys, "nm").Pid
+	backends := map[string]int{addrs[0] + " 0": 0, addrs[0] + " 1": 0, addrs[1] + " 0": 0}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ev := p.Events()
+		ok := true
+		for _, a := range addrs {
+			ok = ok && listening(ev, a) == 1
+		}
+		for b := range backends {
+			backends[b] = lastBackend(ev, b)
+			ok = ok && backends[b] == nm
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: listeners open %d and %d, backends %v; want 1, 1 and all at %d: %v",
+				did, listening(ev, addrs[0]), listening(ev, addrs[1]), backends, nm, ev)
+		}
+	}
+	shutdown(t, sys, did)
+	for deadline := time.Now().Add(5 * time.Second); listening(p.Events(), addrs[0])+listening(p.Events(), addrs[1]) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the shutdown: listeners still open: %v", p.Events())
+		}
+	}
+}
+
+// listening is how many more listeners of addr the fake ingress plane
+// opened than it closed.
+func listening(events []string, addr string) int {
+	n := 0
+	for _, ev := range events {
+		f := strings.Fields(ev)
+		switch {
+		case len(f) >= 3 && f[0] == "listen" && f[2] == addr:
+			n++
+		case len(f) == 2 && f[0] == "close" && f[1] == addr:
+			n--
+		}
+	}
+	return n
+}
+
+// lastBackend is the provider pid the last "backend <addr> <rule>" event
+// named (b is "<addr> <rule>"), -1 if none.
+func lastBackend(events []string, b string) int {
+	pid := -1
+	for _, ev := range events {
+		if rest, ok := strings.CutPrefix(ev, "backend "+b+" p="); ok {
+			pid, _ = strconv.Atoi(rest)
+		}
+	}
+	return pid
+}
+
+// pause is a step the interleavings share: up to 50 ms of nothing.
+func pause(rng *rand.Rand) { time.Sleep(time.Duration(rng.IntN(50)) * time.Millisecond) }
+
+// shutdown shuts sys down, within 20 s, after the test's steps (did).
+func shutdown(t *testing.T, sys *System, did []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sys.Shutdown(ctx, "test"); err != nil {
+		t.Fatalf("shutdown after %v: %v", did, err)
+	}
 }
