@@ -503,8 +503,10 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 	a.setStatus(ctx, messages.StatusStopping, "")
 	run, mount, running := r.run, r.mount, r.running
 	r.run, r.mount, r.running, r.stopping = nil, nil, false, true
-	gen, self, sys := r.gen, ctx.Self(), ctx.ActorSystem()
+	gen, self, sys, sent := r.gen, ctx.Self(), ctx.ActorSystem(), &a.life.sent
+	sent.begin() // an actor stopping for good waits for it too
 	goSafe(sys, self, func() any { return &stopDone{gen: gen, err: errPanic} }, func() any {
+		defer sent.done()
 		return &stopDone{gen: gen, err: teardown(run, mount, running, timeout)}
 	})
 }
@@ -590,8 +592,10 @@ func (a *containerActor) release(ctx actor.Context, d *messages.RecoveryDecided)
 	}
 	r.gen++ // an exit or start in flight is now stale
 	r.releasing = true
-	self, sys, log, timeout := ctx.Self(), ctx.ActorSystem(), a.log, a.stopTimeout
+	self, sys, log, timeout, sent := ctx.Self(), ctx.ActorSystem(), a.log, a.stopTimeout, &a.life.sent
+	sent.begin() // an actor stopping for good waits for it too
 	goSafe(sys, self, func() any { return &releaseDone{decided: d} }, func() any {
+		defer sent.done()
 		if err := teardown(run, mount, false, timeout); err != nil {
 			log.Error("release container", "err", err)
 		}
@@ -620,8 +624,10 @@ func (a *containerActor) stopping() {
 			a.log.Error("undo a start on actor stop", "err", err)
 		}
 	}
-	if r.busy && !a.life.sent.wait(workWait) {
-		a.log.Error("a mount or start still under way on actor stop: it is undone when it ends", "waited", workWait)
+	// So is a stop's teardown or a release under way: it is unmounting
+	// the places the next actor mounts in.
+	if (r.busy || r.stopping || r.releasing) && !a.life.sent.wait(workWait) {
+		a.log.Error("a mount, start or teardown still under way on actor stop: it is undone when it ends", "waited", workWait)
 	}
 	mount := r.mount
 	if r.busy {

@@ -382,12 +382,7 @@ func TestExitAndOutcomeShowTogether(t *testing.T) {
 // lost its rootfs and storage to the release's unmount. A restart after
 // that stops the new run and starts it again.
 func TestStartWhileAnOldRunIsReleasedWaitsForIt(t *testing.T) {
-	e := newFakeEngine()
-	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
-	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-	e.mu.Lock()
-	e.slowDestroy["app"] = 300 * time.Millisecond
-	e.mu.Unlock()
+	e, sys := slowTeardown(t)
 	e.run("app").Exit(1, 0) // no recovery: the run is released, slowly
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusFailed})
 	if n := countEvents(e, "destroy app"); n != 0 {
@@ -607,6 +602,19 @@ func TestStopDuringBackoffUndoesTheStartOfAPanicRestart(t *testing.T) {
 	if err := sys.ContainerAction("app", "start"); err != nil {
 		t.Fatalf("start after the stop: %v", err)
 	}
+}
+
+// slowTeardown starts app (policy no) and makes its teardowns slow (a
+// destroy takes 300 ms), for a test to act while one runs.
+func slowTeardown(t *testing.T) (*fakeEngine, *System) {
+	t.Helper()
+	e := newFakeEngine()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	e.mu.Lock()
+	e.slowDestroy["app"] = 300 * time.Millisecond
+	e.mu.Unlock()
+	return e, sys
 }
 
 // inBackoff starts app (on-failure, a minute's back-off) on e, and has
