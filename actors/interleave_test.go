@@ -59,7 +59,16 @@ func interleave(t *testing.T, rng *rand.Rand) {
 		case 0, 1, 2, 3, 4:
 			churn(rng, calls, e, "app", k*4/5, &did) // 3 of 5 actions, 2 exits
 		case 5:
-			panicChild(sys, "0", "app", panics, &did)
+			if rng.IntN(4) > 0 {
+				panicChild(sys, "0", "app", panics, &did)
+			} else if panics["revision"] < 2 {
+				// Within root's budget for the revision (3 a minute).
+				// A nil status change: the revision actor
+				// dereferences it and panics.
+				panics["revision"]++
+				sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/"+revisionActorName("0")), (*messages.ContainerStatusChanged)(nil))
+				did = append(did, "panic revision")
+			}
 		case 6:
 			e.mu.Lock()
 			e.startDly["app"] = delays[rng.IntN(len(delays))]

@@ -517,10 +517,10 @@ func TestStatusOvertakenByTheFailureIsDropped(t *testing.T) {
 }
 
 // A start through the API waits for the container to be up; one
-// overtaken by a stop through the API or by the revision's own stop is
-// answered that it was canceled. Before, it was never answered: the
-// request hung until its minute ran out (TestContainerInterleavings found
-// it).
+// overtaken by a stop through the API, by the revision's own stop or by
+// a restart of the revision after a panic is answered that it was
+// canceled. Before, it was never answered: the request hung until its
+// minute ran out (TestContainerInterleavings found it).
 func TestStartOvertakenByAStopIsAnswered(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -533,6 +533,13 @@ func TestStartOvertakenByAStopIsAnswered(t *testing.T) {
 			defer cancel()
 			return sys.Shutdown(ctx, "test")
 		}, "the revision is stopping"},
+		// The revision restarted after a panic knows nothing of the
+		// start (and starts its containers afresh).
+		{"revision panic", func(sys *System) error {
+			rev := actor.NewPID(sys.sys.Address(), sys.Tree().Children[0].Path)
+			sys.sys.Root.Send(rev, (*messages.ContainerStatusChanged)(nil))
+			return nil
+		}, "the revision restarted after an internal error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFakeEngine()
@@ -560,7 +567,10 @@ func TestStartOvertakenByAStopIsAnswered(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("the start was never answered")
 			}
-			if tc.name == "API stop" {
+			switch tc.name {
+			case "revision panic":
+				return
+			case "API stop":
 				waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
 			}
 			// STOPPED, and the shutdown's end, come after the teardown.

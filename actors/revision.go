@@ -106,6 +106,13 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.start(ctx)
+	case *actor.Restarting:
+		// The next incarnation starts from the state, its children
+		// made anew: it knows nothing of the API's requests waiting
+		// here, which would otherwise wait out their minute.
+		r.cancelPending(ctx.ActorSystem(), "the revision restarted after an internal error")
+	case *actor.Stopping:
+		r.cancelPending(ctx.ActorSystem(), "the revision stopped")
 	case *messages.ContainerStatusChanged:
 		r.statusChanged(ctx, m)
 	case *groupTimedOut:
