@@ -209,7 +209,15 @@ func interleaveUpdates(t *testing.T, rng *rand.Rand) {
 				t.Fatalf("run %s: %v", rev, err)
 			}
 		case 5:
-			panicChild(rig.sys, running, name, panics, &did)
+			if rng.IntN(4) > 0 {
+				panicChild(rig.sys, running, name, panics, &did)
+			} else if panics[running+"/revision"] < 2 {
+				// Within root's budget for a revision.
+				panics[running+"/revision"]++
+				rig.sys.sys.Root.Send(actor.NewPID(rig.sys.sys.Address(), rootName+"/"+revisionActorName(running)),
+					(*messages.ContainerStatusChanged)(nil))
+				did = append(did, "panic revision")
+			}
 		case 6:
 			d := []time.Duration{0, 0, 20 * time.Millisecond, 100 * time.Millisecond}
 			e.mu.Lock()
