@@ -236,24 +236,7 @@ func interleaveUpdates(t *testing.T, rng *rand.Rand) {
 	// Stopped ones are started again (a container stopped through the
 	// API keeps an update from reaching its goals); then all must be up,
 	// each once, and the last update finished.
-	deadline := time.Now().Add(10 * time.Second)
-	for _, name := range []string{"app", "other"} {
-		for {
-			// A stop through the API is answered before the container
-			// is down: STARTED must hold a while after the start.
-			err := rig.sys.ContainerAction(name, "start")
-			if err == nil && info(t, rig.sys, name).Status == messages.StatusStarted {
-				time.Sleep(100 * time.Millisecond)
-				if info(t, rig.sys, name).Status == messages.StatusStarted {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s cannot be started after %v: %v; engine %v", name, did, err, e.Events())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	steadilyUp(t, rig.sys, map[string]messages.Status{"app": messages.StatusStarted, "other": messages.StatusStarted}, did)
 	if updates > 0 {
 		u.waitStatus(t, running, storage.StatusUpdated)
 	}

@@ -152,12 +152,7 @@ func TestBackoffDelayAndRecoveringStatus(t *testing.T) {
 
 func TestUnlessStoppedHonoursAPIStop(t *testing.T) {
 	e := newFakeEngine()
-	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "unless-stopped"}}), e)
-	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-	if err := sys.ContainerAction("app", "stop"); err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+	sys := stoppedThroughAPI(t, e, "unless-stopped")
 	time.Sleep(100 * time.Millisecond)
 	if n := countEvents(e, "start app"); n != 1 {
 		t.Fatalf("restarted after an API stop: %d starts", n)
@@ -543,12 +538,7 @@ func TestStartOvertakenByAStopIsAnswered(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newFakeEngine()
-			sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": "no"}}), e)
-			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-			if err := sys.ContainerAction("app", "stop"); err != nil {
-				t.Fatal(err)
-			}
-			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+			sys := stoppedThroughAPI(t, e, "no")
 			e.mu.Lock()
 			e.startDly["app"] = 500 * time.Millisecond
 			e.mu.Unlock()
@@ -669,4 +659,17 @@ func TestStopWaitsForTheReleaseOfAGivenUpContainer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stoppedThroughAPI starts app (of the given recovery policy) on e and
+// stops it through the API: app is STOPPED.
+func stoppedThroughAPI(t *testing.T, e *fakeEngine, policy string) *System {
+	t.Helper()
+	sys := startSystem(t, oneContainer(t, map[string]any{"auto_recovery": map[string]any{"policy": policy}}), e)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+	if err := sys.ContainerAction("app", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+	return sys
 }
