@@ -13,10 +13,16 @@ type member struct {
 	timedOut bool
 }
 
+// goalStopped is the goal of a container stopped through the API, as
+// upstream sets it: reached once it is STOPPED, until the API starts it.
+const goalStopped state.Goal = "STOPPED"
+
 // achieved reports whether a container is at its goal. A container that
 // reached READY also satisfies STARTED; MOUNTED is only reached by mounting.
 func achieved(status messages.Status, goal state.Goal) bool {
 	switch goal {
+	case goalStopped:
+		return status == messages.StatusStopped
 	case state.GoalMounted:
 		return status == messages.StatusMounted
 	case state.GoalStarted:

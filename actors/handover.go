@@ -32,6 +32,9 @@ type handOver struct {
 type handover struct {
 	containers map[string]*containerRecord
 	pools      map[string]*poolRecord
+	// held: the containers stopped through the API (revisionActor.held)
+	// that the next revision keeps as they are.
+	held map[string]bool
 }
 
 // handedOver answers handOver once the changed containers are stopped and
@@ -57,8 +60,11 @@ type detached struct {
 
 // handing is a revision's handover under way.
 type handing struct {
-	h       *handover
-	kept    map[string]bool
+	h    *handover
+	kept map[string]bool
+	// same is every container the next revision keeps as it is,
+	// handed over (kept) or started afresh there.
+	same    map[string]bool
 	waiting int // detach answers still due
 	pools   bool
 	replyTo *actor.PID
@@ -76,10 +82,11 @@ func (r *revisionActor) handOver(ctx actor.Context, m *handOver) {
 	}
 	r.stopping = true
 	r.cancelPending(ctx.ActorSystem(), "the revision is being replaced")
-	hd := &handing{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}},
-		kept: map[string]bool{}, replyTo: ctx.Sender()}
+	hd := &handing{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}, held: map[string]bool{}},
+		kept: map[string]bool{}, same: map[string]bool{}, replyTo: ctx.Sender()}
 	r.handing = hd
 	for _, name := range m.keep {
+		hd.same[name] = true
 		ch := r.container(name)
 		if ch == nil || ch.pid == nil || ch.ctr.recovery.suspended || ch.ctr.recovery.pending != nil {
 			continue // not settled: stopped below, started afresh by the next revision
@@ -166,6 +173,16 @@ func (r *revisionActor) detachPools(ctx actor.Context) bool {
 // finishHandover answers root with the records.
 func (r *revisionActor) finishHandover(ctx actor.Context) {
 	hd := r.handing
+	// A stop through the API holds in the next revision for the same
+	// container, whether handed over or started afresh there, and
+	// whether it came before the handover or during it (the next
+	// revision then stops it: its actor here had given its record away).
+	// A changed container is another one: the update starts it.
+	for name := range r.held {
+		if hd.same[name] {
+			hd.h.held[name] = true
+		}
+	}
 	r.publish()
 	ctx.Send(hd.replyTo, &handedOver{h: hd.h})
 	r.stopFor = nil

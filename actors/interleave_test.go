@@ -234,7 +234,7 @@ func interleaveUpdates(t *testing.T, rng *rand.Rand) {
 	clear(e.slowDestroy)
 	e.mu.Unlock()
 	// Stopped ones are started again (a container stopped through the
-	// API keeps an update from reaching its goals); then all must be up,
+	// API stays down, across updates too); then all must be up,
 	// each once, and the last update finished.
 	steadilyUp(t, rig.sys, map[string]messages.Status{"app": messages.StatusStarted, "other": messages.StatusStarted}, did)
 	if updates > 0 {

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -59,6 +60,12 @@ type revisionActor struct {
 	// otherwise; from is what the previous revision handed to this one.
 	handing *handing
 	from    *handover
+	// held names the containers stopped through the API: their goal is
+	// STOPPED (goalStopped) until the API starts them. The incarnations
+	// of the actor share it, and the next revision takes it over for the
+	// containers it keeps, so that neither a restart after a Go panic
+	// nor a non-reboot update starts what the API stopped.
+	held map[string]bool
 	// onBooks is Config.OnBooks; books what it was last given.
 	onBooks func(Books)
 	books   Books
@@ -80,12 +87,17 @@ type groupTimedOut struct{ name string }
 // newRevisionProps makes the revision actor of cfg.Rev; from is what the
 // previous revision handed over (nil at boot). Only the first incarnation
 // takes it over: a revision actor restarted after a Go panic has stopped
-// its children, and with them the containers, so it starts afresh.
+// its children, and with them the containers, so it starts afresh, but
+// for the containers stopped through the API (held).
 func newRevisionProps(cfg Config, from *handover) *actor.Props {
+	held := map[string]bool{}
+	if from != nil {
+		maps.Copy(held, from.held)
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.tunables().MaxRecoveryDelay, poolNet: cfg.PoolNet,
-			links: cfg.Links, ingress: cfg.Ingress, from: from, board: cfg.board, onBooks: cfg.OnBooks,
+			links: cfg.Links, ingress: cfg.Ingress, from: from, held: held, board: cfg.board, onBooks: cfg.OnBooks,
 			groupTimeout: func() time.Duration { return cfg.tunables().GroupTimeout }}
 		from = nil
 		return r
@@ -150,6 +162,7 @@ func (r *revisionActor) Receive(ctx actor.Context) {
 		}
 	case *messages.ContainerAction:
 		r.action(ctx, m)
+		r.evaluate(ctx) // a stop or start through the API changes the container's goal
 	case *messages.Describe:
 		ctx.Respond(r.describe(ctx))
 	case hang:
@@ -195,6 +208,12 @@ func (r *revisionActor) start(ctx actor.Context) {
 			recovery: recovery{policy: supervision.PolicyFor(c, r.maxDelay)},
 		}}
 		rec, adopted := r.adopt(rec, ch)
+		if r.held[c.Name] && !adopted {
+			// Stopped through the API before this incarnation: it
+			// stays down until the API starts it. The new actor
+			// reports STOPPED, not INSTALLED.
+			rec.status, ch.ctr.asked, ch.ctr.row.Status = messages.StatusStopped, true, messages.StatusStopped
+		}
 		if rec.origin == "" {
 			// Adopted from a dead supervisor: taken to be this
 			// revision's, whose engine adopted its mount.
@@ -202,8 +221,15 @@ func (r *revisionActor) start(ctx actor.Context) {
 		}
 		props := newContainerProps(rec, r.engine, r.rev, r.log, adopted)
 		r.add(ch, func() (*actor.PID, error) { return ctx.SpawnNamed(props, c.Name) })
-		if ch.pid == nil {
+		switch {
+		case ch.pid == nil:
 			ch.ctr.row.Status, ch.ctr.row.Err = messages.StatusFailed, ch.gone
+		case adopted && r.held[c.Name] && rec.status != messages.StatusStopped:
+			// Stopped through the API while the previous revision
+			// handed it over: that revision's actor had given its
+			// record away, so the stop is carried out here.
+			ch.ctr.asked = true
+			ctx.Send(ch.pid, &messages.StopContainer{Timeout: r.stopTimeout})
 		}
 	}
 	r.graph = xconnect.Graph(r.st)
@@ -270,14 +296,23 @@ func (r *revisionActor) checkBooted(ctx actor.Context) {
 }
 
 func (r *revisionActor) reached(ch *child) bool {
-	return achieved(ch.ctr.row.Status, ch.ctr.spec.StatusGoal)
+	return achieved(ch.ctr.row.Status, r.goal(ch))
+}
+
+// goal is the container's goal: its state's, or STOPPED after a stop
+// through the API.
+func (r *revisionActor) goal(ch *child) state.Goal {
+	if r.held[ch.name] {
+		return goalStopped
+	}
+	return ch.ctr.spec.StatusGoal
 }
 
 func (r *revisionActor) members() []member {
 	ms := make([]member, 0, len(r.st.Containers))
 	for ch := range r.children(kindContainer) {
 		c := ch.ctr
-		ms = append(ms, member{group: c.group, status: c.row.Status, goal: c.spec.StatusGoal, timedOut: c.timedOut})
+		ms = append(ms, member{group: c.group, status: c.row.Status, goal: r.goal(ch), timedOut: c.timedOut})
 	}
 	return ms
 }
@@ -640,6 +675,7 @@ func (r *revisionActor) action(ctx actor.Context, m *messages.ContainerAction) {
 	switch m.Action {
 	case messages.ActionStop:
 		ctx.Respond(&messages.ActionResult{})
+		r.held[ch.name] = true
 		if rc.pending == nil && (status == messages.StatusStopped || status == messages.StatusStopping) {
 			return
 		}
@@ -661,11 +697,14 @@ func (r *revisionActor) action(ctx actor.Context, m *messages.ContainerAction) {
 		case rc.pending != nil:
 			refuse(messages.WrongState, "a "+rc.pendingAction+" is in progress")
 		case up && m.Action == messages.ActionStart:
+			delete(r.held, ch.name)
 			ctx.Respond(&messages.ActionResult{})
 		case up:
+			delete(r.held, ch.name)
 			rc.pending, rc.pendingAction, rc.restartAfterStop = ctx.Sender(), m.Action, true
 			ctx.Send(ch.pid, &messages.StopContainer{Timeout: r.stopTimeout})
 		default:
+			delete(r.held, ch.name)
 			rc.pending, rc.pendingAction = ctx.Sender(), m.Action
 			rc.history = supervision.History{} // a manual start re-arms recovery afresh
 			c.asked = true
@@ -690,7 +729,7 @@ func (r *revisionActor) containers() []messages.ContainerInfo {
 		out = append(out, messages.ContainerInfo{})
 		info := &out[len(out)-1]
 		*info = messages.ContainerInfo{
-			Name: c.Name, Group: c.Group, Status: r.displayStatus(ch), StatusGoal: string(c.StatusGoal),
+			Name: c.Name, Group: c.Group, Status: r.displayStatus(ch), StatusGoal: string(r.goal(ch)),
 			RestartPolicy: string(c.RestartPolicy), Pid: t.Pid, Roles: v.Roles,
 			AutoRecovery: messages.AutoRecovery{
 				Type: string(v.AutoRecovery.Type), MaxRetries: v.AutoRecovery.MaxRetries,

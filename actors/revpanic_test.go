@@ -85,19 +85,23 @@ func (f *firstHeld) Setup(p state.Pool, peers []string) (PoolSetup, error) {
 	return f.fakePoolNet.Setup(p, peers)
 }
 
-// A revision restarted after a panic makes its container actors anew, and
-// they start their containers again. The old actor of one whose stop was
-// under way waits for that stop's teardown before it goes: before, the
-// new actor mounted the container while the old teardown still destroyed
-// and unmounted it (the fake engine's overlap check fails the test).
+// A revision restarted after a panic makes its container actors anew. The
+// old actor of one whose stop was under way waits for that stop's
+// teardown before it goes: before, an API start of the container right
+// after the restart mounted it while the old teardown still destroyed and
+// unmounted it (the fake engine's overlap check fails the test).
 func TestRevisionPanicDuringAStopWaitsForItsTeardown(t *testing.T) {
 	e, sys := slowTeardown(t)
 	if err := sys.ContainerAction("app", "stop"); err != nil {
 		t.Fatal(err)
 	}
 	waitEvents(t, e, "stop app", 1, 5*time.Second) // the teardown is under way
-	rev := actor.NewPID(sys.sys.Address(), sys.Tree().Children[0].Path)
-	sys.sys.Root.Send(rev, (*messages.ContainerStatusChanged)(nil))
+	panicRevision(sys)
+	waitEvents(t, e, "start sys", 2, 10*time.Second) // the revision restarted
+	// Stopped through the API, it stays down until the API starts it.
+	if err := sys.ContainerAction("app", "start"); err != nil {
+		t.Fatal(err)
+	}
 	waitEvents(t, e, "start app", 2, 10*time.Second)
 	ev := e.Events()
 	second := index(ev[index(ev, "mount app")+1:], "mount app") + index(ev, "mount app") + 1

@@ -567,9 +567,11 @@ func TestKeptContainerWatchesDoNotPileUp(t *testing.T) {
 
 // A container whose stop's teardown is still under way when a non-reboot
 // update hands over is not handed over (the teardown reports to the old
-// actor): the old revision lets the stop end, and the next revision starts
-// the container afresh, as it does with any container not handed over.
-func TestHandoverOfAContainerBeingStoppedStartsItAfresh(t *testing.T) {
+// actor): the old revision lets the stop end. Before, the update stayed
+// INPROGRESS for good. The next revision makes the container anew, and,
+// as the stop came through the API, leaves it STOPPED until the API
+// starts it.
+func TestHandoverOfAContainerBeingStoppedEndsStopped(t *testing.T) {
 	u := newFakeUpdates("1")
 	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
 	waitStatus(t, rig.sys, allStarted)
@@ -585,7 +587,7 @@ func TestHandoverOfAContainerBeingStoppedStartsItAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.waitStatus(t, "locals/b", storage.StatusUpdated)
-	waitStatus(t, rig.sys, allStarted)
+	stayStopped(t, rig.sys, rig.e, "other", 1)
 	rig.e.mu.Lock()
 	alive, mounted := rig.e.alive["other"], rig.e.mounted["other"]
 	rig.e.mu.Unlock()

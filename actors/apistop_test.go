@@ -1,0 +1,128 @@
+package actors
+
+import (
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/storage"
+)
+
+// A container stopped through the API has STOPPED for its goal, as
+// upstream sets it, until the API starts it again. These tests hold that
+// goal across what makes a revision actor anew: a non-reboot update that
+// keeps the container, and a restart of the revision after a Go panic.
+
+// panicRevision makes the running revision actor panic: it dereferences
+// a nil status change.
+func panicRevision(sys *System) {
+	rev := actor.NewPID(sys.sys.Address(), sys.Tree().Children[0].Path)
+	sys.sys.Root.Send(rev, (*messages.ContainerStatusChanged)(nil))
+}
+
+// stayStopped checks that name stays STOPPED with no run for a while, then
+// that an API start brings it up.
+func stayStopped(t *testing.T, sys *System, e *fakeEngine, name string, starts int) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond)
+	waitStatus(t, sys, map[string]messages.Status{name: messages.StatusStopped})
+	if n := countEvents(e, "start "+name); n != starts {
+		t.Errorf("%s started %d times, want %d (stopped through the API): %v", name, n, starts, e.Events())
+	}
+	if err := sys.ContainerAction(name, "start"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{name: messages.StatusStarted})
+}
+
+// Before, the next revision took the kept STOPPED container for one still
+// on its way to its goal, with no group timer to end the wait: the update
+// stayed INPROGRESS for good.
+func TestAPIStopHoldsAcrossANonRebootUpdate(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, rig.sys, map[string]messages.Status{"other": messages.StatusStopped})
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	waitStatus(t, rig.sys, map[string]messages.Status{"app": messages.StatusStarted})
+	stayStopped(t, rig.sys, rig.e, "other", 1)
+}
+
+// A stop through the API that reaches the running revision while it
+// hands a kept container over to the next one holds too. Before, the
+// stop was answered and lost: the container's actor had given its record
+// away, and the container ran on in the next revision.
+func TestAPIStopDuringAHandoverHolds(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	rig.e.mu.Lock()
+	rig.e.slowDestroy["app"] = 300 * time.Millisecond // the handover stops app, slowly
+	rig.e.mu.Unlock()
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, rig.e, "stop app", 1, 2*time.Second)
+	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	stayStopped(t, rig.sys, rig.e, "other", 1)
+}
+
+// Before, the restarted revision started every container afresh, the one
+// the API had stopped too.
+func TestAPIStopHoldsAcrossARevisionPanic(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, appState(t, "/sbin/init", "/bin/a", nil), e)
+	waitStatus(t, sys, allStarted)
+	if err := sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
+	panicRevision(sys)
+	waitEvents(t, e, "start app", 2, 5*time.Second)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted, "sys": messages.StatusStarted})
+	stayStopped(t, sys, e, "other", 1)
+}
+
+// A container the API stopped does not hold back the groups after its
+// own: its goal is reached. Before, the restarted revision waited for it
+// until its group's timeout (30 s here).
+func TestAPIStoppedContainerDoesNotHoldBackTheNextGroup(t *testing.T) {
+	doc := appDoc("/sbin/init", "/bin/a", nil)
+	doc["device.json"] = map[string]any{"groups": []any{
+		map[string]any{"name": "core", "restart_policy": "system"},
+		map[string]any{"name": "platform", "restart_policy": "container", "timeout": 30},
+		map[string]any{"name": "apps", "restart_policy": "container"},
+	}}
+	doc["other/run.json"] = map[string]any{"name": "other", "group": "platform"}
+	e := newFakeEngine()
+	sys := startSystem(t, parseState(t, doc), e)
+	waitStatus(t, sys, allStarted)
+	if err := sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
+	panicRevision(sys)
+	waitEvents(t, e, "start app", 2, 5*time.Second)
+	gs, err := sys.Groups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
+		if g.Name == "platform" && g.Status != messages.StatusReady {
+			t.Errorf("group platform is %s, want READY (its one container stopped through the API)", g.Status)
+		}
+	}
+}
