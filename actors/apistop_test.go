@@ -126,3 +126,38 @@ func TestAPIStoppedContainerDoesNotHoldBackTheNextGroup(t *testing.T) {
 		}
 	}
 }
+
+// A kept container that ended on its own (policy no), cleanly or not, is
+// started afresh by a non-reboot update, as a reboot update would. Before,
+// the next revision waited for one that had STOPPED to reach its goal,
+// with no timer to end the wait (the update stayed INPROGRESS for good),
+// and took one that had FAILED for a goal the update missed (the update
+// failed and rolled back).
+func TestKeptContainerThatEndedIsStartedAfreshByAnUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		code int
+		ends messages.Status
+	}{{0, messages.StatusStopped}, {1, messages.StatusFailed}} {
+		t.Run(string(tc.ends), func(t *testing.T) {
+			u := newFakeUpdates("1")
+			oneShot := func(exec string) map[string]any {
+				doc := appDoc("/sbin/init", exec, nil)
+				doc["other/run.json"] = map[string]any{"name": "other", "group": "apps", "auto_recovery": map[string]any{"policy": "no"}}
+				return doc
+			}
+			rig := startUpdateRig(t, Config{State: parseState(t, oneShot("/bin/a"))}, u)
+			waitStatus(t, rig.sys, allStarted)
+			rig.e.run("other").Exit(tc.code, 0)
+			waitStatus(t, rig.sys, map[string]messages.Status{"other": tc.ends})
+			u.states["locals/b"] = parseState(t, oneShot("/bin/b"))
+			if err := rig.sys.RunRevision("locals/b", false); err != nil {
+				t.Fatal(err)
+			}
+			u.waitStatus(t, "locals/b", storage.StatusUpdated)
+			waitStatus(t, rig.sys, allStarted)
+			if n := countEvents(rig.e, "start other"); n != 2 {
+				t.Errorf("other started %d times, want 2: %v", n, rig.e.Events())
+			}
+		})
+	}
+}

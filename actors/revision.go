@@ -260,8 +260,17 @@ func (r *revisionActor) adopt(rec *containerRecord, ch *child) (*containerRecord
 	}
 	old := r.from.containers[ch.name]
 	old.spec, old.pool = rec.spec, rec.pool
+	if (old.status == messages.StatusStopped || old.status == messages.StatusFailed) && !r.held[ch.name] {
+		// It ended (on its own, or it gave up), and not through the
+		// API: the update is tried with it started afresh, as after a
+		// reboot update. Waiting for its goal, this revision would
+		// wait with no group timer to end the wait; a FAILED one would
+		// fail the update at once. Its actor reports INSTALLED, not
+		// the old end, which would overtake its new start.
+		old.status, old.retries = messages.StatusInstalled, 0
+	}
 	// Asked already unless it never left INSTALLED (its group was still
-	// blocked): then this revision's group order starts it.
+	// blocked, or it ended): then this revision's group order starts it.
 	ch.ctr.asked = old.status != "" && old.status != messages.StatusInstalled
 	row := ch.ctr.row
 	row.Status, row.Since, row.StartedAt, row.LastExit, row.Err, row.Lease = old.status, old.since, old.startedAt, old.lastExit, old.err, old.lease
