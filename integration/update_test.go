@@ -243,6 +243,37 @@ func TestUpdateNonRebootSwapsOneContainer(t *testing.T) {
 	}
 }
 
+// A container stopped through the API stays stopped across a non-reboot
+// update that keeps it, and the update finishes: before, the next
+// revision waited for it to reach its goal, and the update stayed
+// INPROGRESS for good.
+func TestUpdateNonRebootKeepsAContainerStoppedThroughTheAPI(t *testing.T) {
+	isolated.Require(t)
+	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
+	d := startDeviceEnv(t, dir, commitDelay)
+	d.waitUp("first boot", 30*time.Second)
+	if out, code := d.pvcontrol("containers", "stop", "a"); code != 0 {
+		t.Fatalf("stop a: %d %s", code, out)
+	}
+	d.waitContainers("a stopped", 20*time.Second, statusIs(messages.StatusStopped, "a"))
+	d.upload(buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v2"), nil)), "v2")
+	if out, code := d.pvcontrol("cmd", "run", "locals/v2"); code != 0 {
+		t.Fatalf("cmd run: %d %s", code, out)
+	}
+	if p, seen := d.waitProgress("locals/v2", 60*time.Second); p.Status != storage.StatusUpdated {
+		t.Fatalf("final progress %+v (seen %v)", p, seen)
+	}
+	d.waitConsole("b", "b-v2", 10*time.Second)
+	m := d.waitContainers("a still stopped", time.Second, statusIs(messages.StatusStopped, "a"))
+	if m["a"].Pid != 0 || m["a"].StatusGoal != "STOPPED" {
+		t.Errorf("a after the update: pid %d, goal %s; want 0 and STOPPED", m["a"].Pid, m["a"].StatusGoal)
+	}
+	if out, code := d.pvcontrol("containers", "start", "a"); code != 0 {
+		t.Fatalf("start a: %d %s", code, out)
+	}
+	d.waitUp("a started again", 20*time.Second)
+}
+
 func containsStatus(seen []storage.Status, s storage.Status) bool {
 	for _, x := range seen {
 		if x == s {
