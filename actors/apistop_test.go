@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 )
 
@@ -159,5 +160,31 @@ func TestKeptContainerThatEndedIsStartedAfreshByAnUpdate(t *testing.T) {
 				t.Errorf("other started %d times, want 2: %v", n, rig.e.Events())
 			}
 		})
+	}
+}
+
+// A kept container that is up but short of its goal (READY, never
+// signalled) gets its group's timeout in the next revision too. Before,
+// no timer was armed for a kept container, and the update waited for the
+// goal for good.
+func TestKeptContainerShortOfItsGoalTimesOut(t *testing.T) {
+	u := newFakeUpdates("1")
+	waitsForReady := func(exec string) *state.State {
+		doc := appDoc("/sbin/init", exec, nil)
+		doc["device.json"] = map[string]any{"groups": []any{
+			map[string]any{"name": "core", "restart_policy": "system"},
+			map[string]any{"name": "apps", "restart_policy": "container", "timeout": 1},
+		}}
+		doc["other/run.json"] = map[string]any{"name": "other", "group": "apps", "status_goal": "READY"}
+		return parseState(t, doc)
+	}
+	rig := startUpdateRig(t, Config{State: waitsForReady("/bin/a")}, u)
+	waitStatus(t, rig.sys, allStarted)
+	u.states["locals/b"] = waitsForReady("/bin/b")
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	if msg := u.waitStatus(t, "locals/b", storage.StatusError); msg != storage.MsgStatusGoalFailed {
+		t.Errorf("the update failed with %q, want %q", msg, storage.MsgStatusGoalFailed)
 	}
 }

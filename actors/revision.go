@@ -230,6 +230,12 @@ func (r *revisionActor) start(ctx actor.Context) {
 			// record away, so the stop is carried out here.
 			ch.ctr.asked = true
 			ctx.Send(ch.pid, &messages.StopContainer{Timeout: r.stopTimeout})
+			r.armGoalTimer(ctx, ch)
+		case adopted && ch.ctr.asked && !r.reached(ch):
+			// Up but short of its goal (READY not signalled yet):
+			// its group's timeout runs again here, or this revision
+			// would wait for the goal for good.
+			r.armGoalTimer(ctx, ch)
 		}
 	}
 	r.graph = xconnect.Graph(r.st)
@@ -334,7 +340,7 @@ func (r *revisionActor) evaluate(ctx actor.Context) {
 		return
 	}
 	ms := r.members()
-	for gi, g := range r.st.Groups {
+	for gi := range r.st.Groups {
 		if !groupOpen(gi, ms) {
 			break
 		}
@@ -344,15 +350,22 @@ func (r *revisionActor) evaluate(ctx actor.Context) {
 			}
 			ch.ctr.asked = true
 			ctx.Send(ch.pid, &messages.StartContainer{})
-			name, self, sys := ch.name, ctx.Self(), ctx.ActorSystem()
-			timeout := time.Duration(g.Timeout) * time.Second
-			if d := r.groupTimeout(); g.TimeoutUnset && d > 0 {
-				timeout = d
-			}
-			time.AfterFunc(timeout, func() { sys.Root.Send(self, &groupTimedOut{name: name}) })
+			r.armGoalTimer(ctx, ch)
 		}
 	}
 	r.checkBooted(ctx)
+}
+
+// armGoalTimer gives the container its group's timeout to reach its goal
+// (groupTimedOut).
+func (r *revisionActor) armGoalTimer(ctx actor.Context, ch *child) {
+	g := r.st.Groups[ch.ctr.group]
+	timeout := time.Duration(g.Timeout) * time.Second
+	if d := r.groupTimeout(); g.TimeoutUnset && d > 0 {
+		timeout = d
+	}
+	name, self, sys := ch.name, ctx.Self(), ctx.ActorSystem()
+	time.AfterFunc(timeout, func() { sys.Root.Send(self, &groupTimedOut{name: name}) })
 }
 
 func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerStatusChanged) {
