@@ -47,7 +47,12 @@ type Adoption struct {
 // with the books it kept. Every failure is logged and leaves the container
 // to a fresh start.
 func Adopt(st *state.State, a Adopter, books Books, log *slog.Logger) *Adoption {
-	ad := &Adoption{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}}}
+	ad := &Adoption{h: &handover{containers: map[string]*containerRecord{}, pools: map[string]*poolRecord{}, held: map[string]bool{}}}
+	for name, b := range books {
+		if b.Stopped {
+			ad.h.held[name] = true // stopped through the API: it stays down
+		}
+	}
 	now := time.Now()
 	// Pools and containers are taken over side by side: a pool's rules
 	// are iptables runs, and the control socket waits for all of it.

@@ -129,3 +129,28 @@ func TestAdoptSurvivesAPanic(t *testing.T) {
 		t.Errorf("running %v, fresh %v: want ready and fresh running, gone fresh", ad.Running, ad.Fresh)
 	}
 }
+
+// A container the API stopped stays down under the next supervisor: the
+// books carry the stop. Before, the supervisor PID 1 started again
+// started it as at boot.
+func TestAdoptLeavesAContainerStoppedThroughTheAPIDown(t *testing.T) {
+	e := newFakeEngine()
+	ready := &fakeRun{e: e, name: "ready", pid: 41, exit: make(chan messages.Exit, 1)}
+	gone := &fakeRun{e: e, name: "gone", pid: 42, exit: make(chan messages.Exit, 1)}
+	st := adoptState(t)
+	books := Books{"ready": {Ready: true}, "fresh": {Stopped: true}}
+	ad := Adopt(st, &fakeAdopter{e: e, runs: map[string]*fakeRun{"ready": ready, "gone": gone}}, books, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var mu sync.Mutex
+	var kept []Books
+	sys := startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad, OnBooks: func(b Books) {
+		mu.Lock()
+		kept = append(kept, b)
+		mu.Unlock()
+	}})
+	stayStopped(t, sys, e, "fresh", 0)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(kept) < 2 || !kept[0]["fresh"].Stopped || kept[len(kept)-1]["fresh"].Stopped {
+		t.Errorf("books kept: %+v; want fresh stopped, then not once the API started it", kept)
+	}
+}
