@@ -1,6 +1,9 @@
 package actors
 
 import (
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +189,45 @@ func TestKeptContainerShortOfItsGoalTimesOut(t *testing.T) {
 	}
 	if msg := u.waitStatus(t, "locals/b", storage.StatusError); msg != storage.MsgStatusGoalFailed {
 		t.Errorf("the update failed with %q, want %q", msg, storage.MsgStatusGoalFailed)
+	}
+}
+
+// The books of the next revision reach Config.OnBooks after root named
+// that revision to Config.OnRevision, which starts the running record
+// afresh for it: before, the revision's first books could come first
+// (root called OnRevision after the spawn) and be wiped, and a
+// supervisor restarted then lost the stop (here) or a READY.
+func TestBooksOfTheNextRevisionFollowItsRecord(t *testing.T) {
+	u := newFakeUpdates("1")
+	var mu sync.Mutex
+	var calls []string
+	cfg := Config{State: appState(t, "/sbin/init", "/bin/a", nil),
+		OnRevision: func(rev string, _ *state.State, _ bool) {
+			time.Sleep(50 * time.Millisecond) // a slow write of the record
+			mu.Lock()
+			calls = append(calls, "revision "+rev)
+			mu.Unlock()
+		},
+		OnBooks: func(b Books) {
+			mu.Lock()
+			calls = append(calls, fmt.Sprintf("books other stopped=%v", b["other"].Stopped))
+			mu.Unlock()
+		}}
+	rig := startUpdateRig(t, cfg, u)
+	waitStatus(t, rig.sys, allStarted)
+	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, rig.sys, map[string]messages.Status{"other": messages.StatusStopped})
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	mu.Lock()
+	defer mu.Unlock()
+	rec := slices.Index(calls, "revision locals/b")
+	if rec < 0 || !slices.Contains(calls[rec:], "books other stopped=true") {
+		t.Errorf("no books with other stopped after the record of locals/b: %v", calls)
 	}
 }

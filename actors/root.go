@@ -178,6 +178,14 @@ func (a *rootActor) startRevision(ctx actor.Context) {
 // spawnRevision spawns the actor of the revision cfg names, with what the
 // previous revision handed over (nil at boot).
 func (a *rootActor) spawnRevision(ctx actor.Context, from *handover) {
+	if a.cfg.OnRevision != nil {
+		// Before the spawn: the record must name the revision by the
+		// time any container of it starts, and its first books, which
+		// its start hands to OnBooks, must not reach a record still
+		// naming the previous revision (it starts afresh for the new
+		// one, wiping them).
+		a.cfg.OnRevision(a.cfg.Rev, a.cfg.State, a.cfg.Trying)
+	}
 	props := newRevisionProps(*a.cfg, from)
 	pid, err := ctx.SpawnNamed(props, revisionActorName(a.cfg.Rev))
 	if err != nil {
@@ -185,11 +193,6 @@ func (a *rootActor) spawnRevision(ctx actor.Context, from *handover) {
 		return
 	}
 	a.rev = pid
-	if a.cfg.OnRevision != nil {
-		// In this actor, before anything of the revision runs: the
-		// record must name it by the time any container of it starts.
-		a.cfg.OnRevision(a.cfg.Rev, a.cfg.State, a.cfg.Trying)
-	}
 }
 
 // revisionActorName is the revision actor's name: "rev-" and the revision,
