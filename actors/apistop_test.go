@@ -46,7 +46,17 @@ func stayStopped(t *testing.T, sys *System, e *fakeEngine, name string, starts i
 // stayed INPROGRESS for good.
 func TestAPIStopHoldsAcrossANonRebootUpdate(t *testing.T) {
 	u := newFakeUpdates("1")
-	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	rig := stopOtherThenUpdate(t, Config{}, u)
+	waitStatus(t, rig.sys, map[string]messages.Status{"app": messages.StatusStarted})
+	stayStopped(t, rig.sys, rig.e, "other", 1)
+}
+
+// stopOtherThenUpdate runs appState with cfg, stops other through the
+// API, and runs locals/b, which changes app and keeps other, to UPDATED.
+func stopOtherThenUpdate(t *testing.T, cfg Config, u *fakeUpdates) *updateRig {
+	t.Helper()
+	cfg.State = appState(t, "/sbin/init", "/bin/a", nil)
+	rig := startUpdateRig(t, cfg, u)
 	waitStatus(t, rig.sys, allStarted)
 	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
 		t.Fatal(err)
@@ -57,8 +67,7 @@ func TestAPIStopHoldsAcrossANonRebootUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.waitStatus(t, "locals/b", storage.StatusUpdated)
-	waitStatus(t, rig.sys, map[string]messages.Status{"app": messages.StatusStarted})
-	stayStopped(t, rig.sys, rig.e, "other", 1)
+	return rig
 }
 
 // A stop through the API that reaches the running revision while it
@@ -87,8 +96,17 @@ func TestAPIStopDuringAHandoverHolds(t *testing.T) {
 // Before, the restarted revision started every container afresh, the one
 // the API had stopped too.
 func TestAPIStopHoldsAcrossARevisionPanic(t *testing.T) {
+	sys, e := stopOtherThenPanic(t, appState(t, "/sbin/init", "/bin/a", nil))
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted, "sys": messages.StatusStarted})
+	stayStopped(t, sys, e, "other", 1)
+}
+
+// stopOtherThenPanic runs st (of sys, app and other), stops other through
+// the API, makes the revision panic and waits until it started app again.
+func stopOtherThenPanic(t *testing.T, st *state.State) (*System, *fakeEngine) {
+	t.Helper()
 	e := newFakeEngine()
-	sys := startSystem(t, appState(t, "/sbin/init", "/bin/a", nil), e)
+	sys := startSystem(t, st, e)
 	waitStatus(t, sys, allStarted)
 	if err := sys.ContainerAction("other", "stop"); err != nil {
 		t.Fatal(err)
@@ -96,8 +114,7 @@ func TestAPIStopHoldsAcrossARevisionPanic(t *testing.T) {
 	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
 	panicRevision(sys)
 	waitEvents(t, e, "start app", 2, 5*time.Second)
-	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted, "sys": messages.StatusStarted})
-	stayStopped(t, sys, e, "other", 1)
+	return sys, e
 }
 
 // A container the API stopped does not hold back the groups after its
@@ -111,15 +128,7 @@ func TestAPIStoppedContainerDoesNotHoldBackTheNextGroup(t *testing.T) {
 		map[string]any{"name": "apps", "restart_policy": "container"},
 	}}
 	doc["other/run.json"] = map[string]any{"name": "other", "group": "platform"}
-	e := newFakeEngine()
-	sys := startSystem(t, parseState(t, doc), e)
-	waitStatus(t, sys, allStarted)
-	if err := sys.ContainerAction("other", "stop"); err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
-	panicRevision(sys)
-	waitEvents(t, e, "start app", 2, 5*time.Second)
+	sys, _ := stopOtherThenPanic(t, parseState(t, doc))
 	gs, err := sys.Groups()
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +210,7 @@ func TestBooksOfTheNextRevisionFollowItsRecord(t *testing.T) {
 	u := newFakeUpdates("1")
 	var mu sync.Mutex
 	var calls []string
-	cfg := Config{State: appState(t, "/sbin/init", "/bin/a", nil),
+	cfg := Config{
 		OnRevision: func(rev string, _ *state.State, _ bool) {
 			time.Sleep(50 * time.Millisecond) // a slow write of the record
 			mu.Lock()
@@ -213,17 +222,7 @@ func TestBooksOfTheNextRevisionFollowItsRecord(t *testing.T) {
 			calls = append(calls, fmt.Sprintf("books other stopped=%v", b["other"].Stopped))
 			mu.Unlock()
 		}}
-	rig := startUpdateRig(t, cfg, u)
-	waitStatus(t, rig.sys, allStarted)
-	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, rig.sys, map[string]messages.Status{"other": messages.StatusStopped})
-	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
-	if err := rig.sys.RunRevision("locals/b", false); err != nil {
-		t.Fatal(err)
-	}
-	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	stopOtherThenUpdate(t, cfg, u)
 	mu.Lock()
 	defer mu.Unlock()
 	rec := slices.Index(calls, "revision locals/b")

@@ -237,21 +237,8 @@ func TestReadoptKeptOnceKeepsItsRevision(t *testing.T) {
 // the new supervisor started it as at boot.
 func TestReadoptLeavesAContainerStoppedThroughTheAPIDown(t *testing.T) {
 	isolated.Require(t)
-	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
-	d := startDeviceEnv(t, dir, commitDelay)
-	d.waitUp("first boot", 30*time.Second)
-	if out, code := d.pvcontrol("containers", "stop", "a"); code != 0 {
-		t.Fatalf("stop a: %d %s", code, out)
-	}
-	d.waitContainers("a stopped", 20*time.Second, statusIs(messages.StatusStopped, "a"))
+	d := deviceWithAStopped(t)
 	d.killSupervisorReadopt("sys", "b")
 	time.Sleep(time.Second) // a start, were one made, would show by now
-	m := d.waitContainers("a still stopped", time.Second, statusIs(messages.StatusStopped, "a"))
-	if m["a"].Pid != 0 || m["a"].StatusGoal != "STOPPED" {
-		t.Errorf("a after the supervisor's restart: pid %d, goal %s; want 0 and STOPPED", m["a"].Pid, m["a"].StatusGoal)
-	}
-	if out, code := d.pvcontrol("containers", "start", "a"); code != 0 {
-		t.Fatalf("start a: %d %s", code, out)
-	}
-	d.waitUp("a started again", 20*time.Second)
+	d.aStaysStoppedUntilStarted("the supervisor's restart")
 }

@@ -249,13 +249,7 @@ func TestUpdateNonRebootSwapsOneContainer(t *testing.T) {
 // INPROGRESS for good.
 func TestUpdateNonRebootKeepsAContainerStoppedThroughTheAPI(t *testing.T) {
 	isolated.Require(t)
-	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
-	d := startDeviceEnv(t, dir, commitDelay)
-	d.waitUp("first boot", 30*time.Second)
-	if out, code := d.pvcontrol("containers", "stop", "a"); code != 0 {
-		t.Fatalf("stop a: %d %s", code, out)
-	}
-	d.waitContainers("a stopped", 20*time.Second, statusIs(messages.StatusStopped, "a"))
+	d := deviceWithAStopped(t)
 	d.upload(buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v2"), nil)), "v2")
 	if out, code := d.pvcontrol("cmd", "run", "locals/v2"); code != 0 {
 		t.Fatalf("cmd run: %d %s", code, out)
@@ -264,12 +258,34 @@ func TestUpdateNonRebootKeepsAContainerStoppedThroughTheAPI(t *testing.T) {
 		t.Fatalf("final progress %+v (seen %v)", p, seen)
 	}
 	d.waitConsole("b", "b-v2", 10*time.Second)
+	d.aStaysStoppedUntilStarted("the update")
+}
+
+// deviceWithAStopped boots updateCtrs (sys, a, b) and stops a with
+// pvcontrol.
+func deviceWithAStopped(t *testing.T) *device {
+	t.Helper()
+	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
+	d := startDeviceEnv(t, dir, commitDelay)
+	d.waitUp("first boot", 30*time.Second)
+	if out, code := d.pvcontrol("containers", "stop", "a"); code != 0 {
+		t.Fatalf("stop a: %d %s", code, out)
+	}
+	d.waitContainers("a stopped", 20*time.Second, statusIs(messages.StatusStopped, "a"))
+	return d
+}
+
+// aStaysStoppedUntilStarted checks that a, stopped through the API, is
+// still STOPPED after what happened (pid 0, goal STOPPED), and that
+// pvcontrol starts it again.
+func (d *device) aStaysStoppedUntilStarted(after string) {
+	d.t.Helper()
 	m := d.waitContainers("a still stopped", time.Second, statusIs(messages.StatusStopped, "a"))
 	if m["a"].Pid != 0 || m["a"].StatusGoal != "STOPPED" {
-		t.Errorf("a after the update: pid %d, goal %s; want 0 and STOPPED", m["a"].Pid, m["a"].StatusGoal)
+		d.t.Errorf("a after %s: pid %d, goal %s; want 0 and STOPPED", after, m["a"].Pid, m["a"].StatusGoal)
 	}
 	if out, code := d.pvcontrol("containers", "start", "a"); code != 0 {
-		t.Fatalf("start a: %d %s", code, out)
+		d.t.Fatalf("start a: %d %s", code, out)
 	}
 	d.waitUp("a started again", 20*time.Second)
 }
