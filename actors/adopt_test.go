@@ -154,3 +154,18 @@ func TestAdoptLeavesAContainerStoppedThroughTheAPIDown(t *testing.T) {
 		t.Errorf("books kept: %+v; want fresh stopped, then not once the API started it", kept)
 	}
 }
+
+// So with one whose init ended in the gap (the previous supervisor died
+// in the middle of its stop): the stop is carried out, and its policy
+// (always) does not start it again. Before the books carried the stop,
+// it was recovered.
+func TestAdoptDoesNotRecoverAContainerStoppedThroughTheAPI(t *testing.T) {
+	e := newFakeEngine()
+	gone := &fakeRun{e: e, name: "gone", pid: 42, exit: make(chan messages.Exit, 1)}
+	gone.Exit(0, 15) // in the gap
+	st := adoptState(t)
+	ad := Adopt(st, &fakeAdopter{e: e, runs: map[string]*fakeRun{"gone": gone}}, Books{"gone": {Stopped: true}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sys := startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad})
+	stayStopped(t, sys, e, "gone", 0)
+}
