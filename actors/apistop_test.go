@@ -117,6 +117,23 @@ func stopOtherThenPanic(t *testing.T, st *state.State) (*System, *fakeEngine) {
 	return sys, e
 }
 
+// So across a restart of root after a Go panic (a nil boot report here),
+// which makes the revision actor anew. Before, root's new incarnation
+// started every container afresh.
+func TestAPIStopHoldsAcrossARootPanic(t *testing.T) {
+	e := newFakeEngine()
+	sys := startSystem(t, appState(t, "/sbin/init", "/bin/a", nil), e)
+	waitStatus(t, sys, allStarted)
+	if err := sys.ContainerAction("other", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
+	sys.sys.Root.Send(sys.root, (*messages.RevisionBooted)(nil))
+	waitEvents(t, e, "start app", 2, 5*time.Second)
+	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted, "sys": messages.StatusStarted})
+	stayStopped(t, sys, e, "other", 1)
+}
+
 // A container the API stopped does not hold back the groups after its
 // own: its goal is reached. Before, the restarted revision waited for it
 // until its group's timeout (30 s here).

@@ -3,7 +3,6 @@ package actors
 import (
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -61,10 +60,11 @@ type revisionActor struct {
 	handing *handing
 	from    *handover
 	// held names the containers stopped through the API: their goal is
-	// STOPPED (goalStopped) until the API starts them. The incarnations
-	// of the actor share it, and the next revision takes it over for the
-	// containers it keeps, so that neither a restart after a Go panic
-	// nor a non-reboot update starts what the API stopped.
+	// STOPPED (goalStopped) until the API starts them. It outlives the
+	// actor's incarnations and root's (heldStops), and the next revision
+	// takes it over for the containers it keeps, so that neither a
+	// restart after a Go panic nor a non-reboot update starts what the
+	// API stopped.
 	held map[string]bool
 	// onBooks is Config.OnBooks; books what it was last given.
 	onBooks func(Books)
@@ -88,12 +88,9 @@ type groupTimedOut struct{ name string }
 // previous revision handed over (nil at boot). Only the first incarnation
 // takes it over: a revision actor restarted after a Go panic has stopped
 // its children, and with them the containers, so it starts afresh, but
-// for the containers stopped through the API (held).
-func newRevisionProps(cfg Config, from *handover) *actor.Props {
-	held := map[string]bool{}
-	if from != nil {
-		maps.Copy(held, from.held)
-	}
+// for the containers stopped through the API: held, which root keeps
+// (heldStops).
+func newRevisionProps(cfg Config, from *handover, held map[string]bool) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		r := &revisionActor{rev: cfg.Rev, st: cfg.State, engine: cfg.Engine, log: cfg.Log.With("rev", cfg.Rev),
 			stopTimeout: cfg.StopTimeout, trying: cfg.Trying, maxDelay: cfg.tunables().MaxRecoveryDelay, poolNet: cfg.PoolNet,

@@ -186,7 +186,7 @@ func (a *rootActor) spawnRevision(ctx actor.Context, from *handover) {
 		// one, wiping them).
 		a.cfg.OnRevision(a.cfg.Rev, a.cfg.State, a.cfg.Trying)
 	}
-	props := newRevisionProps(*a.cfg, from)
+	props := newRevisionProps(*a.cfg, from, a.up.held.of(a.cfg.Rev, from))
 	pid, err := ctx.SpawnNamed(props, revisionActorName(a.cfg.Rev))
 	if err != nil {
 		a.cfg.Log.Error("spawn revision", "rev", a.cfg.Rev, "err", err)

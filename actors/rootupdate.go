@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -36,6 +37,31 @@ type rootUpdate struct {
 	// backing are the revisions other than the running one whose engines
 	// made the mounts of containers kept running (see backing).
 	backing []string
+	held    heldStops
+}
+
+// heldStops is the running revision's containers stopped through the
+// API (revisionActor.held). It is kept here, where it outlives both root's
+// incarnations and the revision actor's: a restart of either after a Go
+// panic makes the revision actor anew, which must not start them. Root
+// only hands the map to each revision actor it spawns; the actor alone
+// reads and changes it.
+type heldStops struct {
+	rev   string
+	names map[string]bool
+}
+
+// of returns the set for rev: from's, for a revision taken over (a
+// handover, or an adoption by a supervisor started again), else the one
+// kept, or a fresh one for another revision.
+func (h *heldStops) of(rev string, from *handover) map[string]bool {
+	if from != nil || h.rev != rev || h.names == nil {
+		h.rev, h.names = rev, map[string]bool{}
+		if from != nil {
+			maps.Copy(h.names, from.held)
+		}
+	}
+	return h.names
 }
 
 // tryRun is the update under test.
