@@ -96,14 +96,15 @@ func TestAPIStopDuringAHandoverHolds(t *testing.T) {
 // Before, the restarted revision started every container afresh, the one
 // the API had stopped too.
 func TestAPIStopHoldsAcrossARevisionPanic(t *testing.T) {
-	sys, e := stopOtherThenPanic(t, appState(t, "/sbin/init", "/bin/a", nil))
+	sys, e := stopOtherThenPanic(t, appState(t, "/sbin/init", "/bin/a", nil), panicRevision)
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted, "sys": messages.StatusStarted})
 	stayStopped(t, sys, e, "other", 1)
 }
 
 // stopOtherThenPanic runs st (of sys, app and other), stops other through
-// the API, makes the revision panic and waits until it started app again.
-func stopOtherThenPanic(t *testing.T, st *state.State) (*System, *fakeEngine) {
+// the API, makes an actor panic (panicOf: panicRevision, or root) and
+// waits until app was started again.
+func stopOtherThenPanic(t *testing.T, st *state.State, panicOf func(*System)) (*System, *fakeEngine) {
 	t.Helper()
 	e := newFakeEngine()
 	sys := startSystem(t, st, e)
@@ -112,7 +113,7 @@ func stopOtherThenPanic(t *testing.T, st *state.State) (*System, *fakeEngine) {
 		t.Fatal(err)
 	}
 	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
-	panicRevision(sys)
+	panicOf(sys)
 	waitEvents(t, e, "start app", 2, 5*time.Second)
 	return sys, e
 }
@@ -121,15 +122,9 @@ func stopOtherThenPanic(t *testing.T, st *state.State) (*System, *fakeEngine) {
 // which makes the revision actor anew. Before, root's new incarnation
 // started every container afresh.
 func TestAPIStopHoldsAcrossARootPanic(t *testing.T) {
-	e := newFakeEngine()
-	sys := startSystem(t, appState(t, "/sbin/init", "/bin/a", nil), e)
-	waitStatus(t, sys, allStarted)
-	if err := sys.ContainerAction("other", "stop"); err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, sys, map[string]messages.Status{"other": messages.StatusStopped})
-	sys.sys.Root.Send(sys.root, (*messages.RevisionBooted)(nil))
-	waitEvents(t, e, "start app", 2, 5*time.Second)
+	sys, e := stopOtherThenPanic(t, appState(t, "/sbin/init", "/bin/a", nil), func(sys *System) {
+		sys.sys.Root.Send(sys.root, (*messages.RevisionBooted)(nil))
+	})
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted, "sys": messages.StatusStarted})
 	stayStopped(t, sys, e, "other", 1)
 }
@@ -145,7 +140,7 @@ func TestAPIStoppedContainerDoesNotHoldBackTheNextGroup(t *testing.T) {
 		map[string]any{"name": "apps", "restart_policy": "container"},
 	}}
 	doc["other/run.json"] = map[string]any{"name": "other", "group": "platform"}
-	sys, _ := stopOtherThenPanic(t, parseState(t, doc))
+	sys, _ := stopOtherThenPanic(t, parseState(t, doc), panicRevision)
 	gs, err := sys.Groups()
 	if err != nil {
 		t.Fatal(err)
