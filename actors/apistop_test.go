@@ -242,3 +242,31 @@ func TestBooksOfTheNextRevisionFollowItsRecord(t *testing.T) {
 		t.Errorf("no books with other stopped after the record of locals/b: %v", calls)
 	}
 }
+
+// A revision actor that panics while it hands over to the next one goes
+// on with the handover: root resumes it instead of making it anew. Before,
+// the new incarnation lost the records detached so far and root's answer:
+// the update stayed INPROGRESS for good, and the new incarnation started
+// the kept containers beside their runs, which no actor owned any more
+// (the fake engine's overlap check: "mount of sys begun with 1 alive").
+func TestRevisionPanicDuringAHandoverGoesOn(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	rig.e.mu.Lock()
+	rig.e.slowDestroy["app"] = 300 * time.Millisecond // the handover stops app, slowly
+	rig.e.mu.Unlock()
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, rig.e, "stop app", 1, 2*time.Second) // the handover is under way
+	panicRevision(rig.sys)
+	u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	waitStatus(t, rig.sys, allStarted)
+	for _, name := range []string{"sys", "other"} {
+		if n := countEvents(rig.e, "start "+name); n != 1 {
+			t.Errorf("%s started %d times, want 1 (kept running): %v", name, n, rig.e.Events())
+		}
+	}
+}

@@ -253,12 +253,22 @@ func (a *rootActor) finishShutdown(ctx actor.Context) {
 }
 
 // HandleFailure supervises the revision: a panic in the revision actor is a
-// bug; it is restarted (which restarts its containers) a few times, then left
-// stopped so that the device stays up with the control socket answering.
+// bug; it is restarted (which restarts its containers; resumed during a
+// handover) a few times, then left stopped so that the device stays up
+// with the control socket answering.
 func (a *rootActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
 	a.cfg.Log.Error("revision actor failed", "actor", child.Id, "reason", fmt.Sprint(reason))
 	if rs.NumberOfFailures(time.Minute) < 3 {
 		rs.Fail()
+		if a.up.next != nil {
+			// In the middle of a handover: a new incarnation would
+			// lose the records detached so far (their containers
+			// would run on beside the ones it starts, owned by no
+			// one) and the answer root waits for. The revision goes
+			// on from where it was; the message that panicked is lost.
+			sup.ResumeChildren(child)
+			return
+		}
 		sup.RestartChildren(child)
 		return
 	}
