@@ -250,6 +250,14 @@ func TestBooksOfTheNextRevisionFollowItsRecord(t *testing.T) {
 // the kept containers beside their runs, which no actor owned any more
 // (the fake engine's overlap check: "mount of sys begun with 1 alive").
 func TestRevisionPanicDuringAHandoverGoesOn(t *testing.T) {
+	panicDuringAHandover(t, panicRevision)
+}
+
+// panicDuringAHandover runs a non-reboot update that keeps sys and other,
+// makes an actor panic (panicOf) while it stops app, and checks that the
+// update finishes with sys and other kept running.
+func panicDuringAHandover(t *testing.T, panicOf func(*System)) {
+	t.Helper()
 	u := newFakeUpdates("1")
 	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
 	waitStatus(t, rig.sys, allStarted)
@@ -261,7 +269,7 @@ func TestRevisionPanicDuringAHandoverGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvents(t, rig.e, "stop app", 1, 2*time.Second) // the handover is under way
-	panicRevision(rig.sys)
+	panicOf(rig.sys)
 	u.waitStatus(t, "locals/b", storage.StatusUpdated)
 	waitStatus(t, rig.sys, allStarted)
 	for _, name := range []string{"sys", "other"} {
@@ -269,4 +277,12 @@ func TestRevisionPanicDuringAHandoverGoesOn(t *testing.T) {
 			t.Errorf("%s started %d times, want 1 (kept running): %v", name, n, rig.e.Events())
 		}
 	}
+}
+
+// So when root panics during the handover: its guardian resumes it.
+// Before, root's new incarnation stopped the revision, lost what it had
+// detached, started those containers again beside their runs, and the
+// update stayed INPROGRESS (the same failures as above).
+func TestRootPanicDuringAHandoverGoesOn(t *testing.T) {
+	panicDuringAHandover(t, func(sys *System) { sys.sys.Root.Send(sys.root, (*messages.RevisionBooted)(nil)) })
 }

@@ -278,9 +278,24 @@ func (a *rootActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, ch
 
 // guardian keeps root alive whatever happens to it: PID 1 must not lose its
 // supervisor. Root restarts on a panic; its state is rebuilt from Config.
-type guardian struct{ log *slog.Logger }
+// During a non-reboot update's handover (up.next) it is resumed instead:
+// a restart stops the revision, and the records it detached so far, whose
+// containers run on, would be lost with it, beside a new revision that
+// starts them again, and the update would wait for good. up is root's
+// update state; HandleFailure runs on root's goroutine, which alone
+// changes it.
+type guardian struct {
+	log *slog.Logger
+	up  *rootUpdate
+}
 
 func (g guardian) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+	if g.up != nil && g.up.next != nil {
+		g.log.Error("root actor failed during a handover; resuming it", "reason", fmt.Sprint(reason), "failures", rs.FailureCount())
+		rs.Fail()
+		sup.ResumeChildren(child)
+		return
+	}
 	g.log.Error("root actor failed; restarting it", "reason", fmt.Sprint(reason), "failures", rs.FailureCount())
 	rs.Fail()
 	sup.RestartChildren(child)

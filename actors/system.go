@@ -67,7 +67,7 @@ func Start(cfg Config) (*System, error) {
 		up.try = &tryRun{rev: cfg.Rev, progress: *cfg.TryProgress, reboot: reboot, resumed: cfg.Adopted != nil}
 	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &rootActor{cfg: &shared, up: up} },
-		actor.WithGuardian(guardian{log: cfg.Log}))
+		actor.WithGuardian(guardian{log: cfg.Log, up: up}))
 	root, err := sys.Root.SpawnNamed(props, rootName)
 	if err != nil {
 		return nil, fmt.Errorf("spawn root actor: %w", err)
