@@ -75,17 +75,7 @@ func stopOtherThenUpdate(t *testing.T, cfg Config, u *fakeUpdates) *updateRig {
 // stop was answered and lost: the container's actor had given its record
 // away, and the container ran on in the next revision.
 func TestAPIStopDuringAHandoverHolds(t *testing.T) {
-	u := newFakeUpdates("1")
-	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
-	waitStatus(t, rig.sys, allStarted)
-	rig.e.mu.Lock()
-	rig.e.slowDestroy["app"] = 300 * time.Millisecond // the handover stops app, slowly
-	rig.e.mu.Unlock()
-	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
-	if err := rig.sys.RunRevision("locals/b", false); err != nil {
-		t.Fatal(err)
-	}
-	waitEvents(t, rig.e, "stop app", 1, 2*time.Second)
+	rig, u := inAHandover(t)
 	if err := rig.sys.ContainerAction("other", "stop"); err != nil {
 		t.Fatal(err)
 	}
@@ -253,10 +243,10 @@ func TestRevisionPanicDuringAHandoverGoesOn(t *testing.T) {
 	panicDuringAHandover(t, panicRevision)
 }
 
-// panicDuringAHandover runs a non-reboot update that keeps sys and other,
-// makes an actor panic (panicOf) while it stops app, and checks that the
-// update finishes with sys and other kept running.
-func panicDuringAHandover(t *testing.T, panicOf func(*System)) {
+// inAHandover runs appState and a non-reboot update to locals/b, which
+// changes app and keeps sys and other, and returns once the handover is
+// stopping app (slowly, 300 ms).
+func inAHandover(t *testing.T) (*updateRig, *fakeUpdates) {
 	t.Helper()
 	u := newFakeUpdates("1")
 	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
@@ -268,7 +258,16 @@ func panicDuringAHandover(t *testing.T, panicOf func(*System)) {
 	if err := rig.sys.RunRevision("locals/b", false); err != nil {
 		t.Fatal(err)
 	}
-	waitEvents(t, rig.e, "stop app", 1, 2*time.Second) // the handover is under way
+	waitEvents(t, rig.e, "stop app", 1, 2*time.Second)
+	return rig, u
+}
+
+// panicDuringAHandover runs a non-reboot update that keeps sys and other,
+// makes an actor panic (panicOf) while it stops app, and checks that the
+// update finishes with sys and other kept running.
+func panicDuringAHandover(t *testing.T, panicOf func(*System)) {
+	t.Helper()
+	rig, u := inAHandover(t)
 	panicOf(rig.sys)
 	u.waitStatus(t, "locals/b", storage.StatusUpdated)
 	waitStatus(t, rig.sys, allStarted)
