@@ -56,19 +56,11 @@ func TestAdoptTakesOverWithoutStarting(t *testing.T) {
 	ready := &fakeRun{e: e, name: "ready", pid: 41, exit: make(chan messages.Exit, 1)}
 	gone := &fakeRun{e: e, name: "gone", pid: 42, exit: make(chan messages.Exit, 1)}
 	gone.Exit(7, 0) // in the gap
-	st := adoptState(t)
-	books := Books{"ready": {Ready: true}, "gone": {Retries: 2}}
-	ad := Adopt(st, &fakeAdopter{e: e, runs: map[string]*fakeRun{"ready": ready, "gone": gone}}, books, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sys, ad, books := adoptedSystem(t, e, map[string]*fakeRun{"ready": ready, "gone": gone},
+		Books{"ready": {Ready: true}, "gone": {Retries: 2}})
 	if !slices.Equal(ad.Fresh, []string{"fresh"}) {
 		t.Errorf("fresh %v, want [fresh]", ad.Fresh)
 	}
-	var mu sync.Mutex
-	var kept []Books
-	sys := startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad, OnBooks: func(b Books) {
-		mu.Lock()
-		kept = append(kept, b)
-		mu.Unlock()
-	}})
 	cs := waitStatus(t, sys, map[string]messages.Status{"ready": messages.StatusReady, "fresh": messages.StatusStarted})
 	for _, c := range cs {
 		if c.Name == "ready" && c.Pid != 41 {
@@ -97,10 +89,29 @@ func TestAdoptTakesOverWithoutStarting(t *testing.T) {
 	if countEvents(e, "start fresh") != 1 || countEvents(e, "start gone") != 1 {
 		t.Errorf("fresh and gone should start once each: %v", e.Events())
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(kept) == 0 || kept[len(kept)-1]["gone"].Retries != 3 || !kept[len(kept)-1]["ready"].Ready {
+	if kept := books(); len(kept) == 0 || kept[len(kept)-1]["gone"].Retries != 3 || !kept[len(kept)-1]["ready"].Ready {
 		t.Errorf("books kept: %+v", kept)
+	}
+}
+
+// adoptedSystem adopts adoptState with runs (the previous supervisor's,
+// by name) and books, and runs the tree on what it took over. books
+// returns every Books handed to OnBooks so far.
+func adoptedSystem(t *testing.T, e *fakeEngine, runs map[string]*fakeRun, kept Books) (sys *System, ad *Adoption, books func() []Books) {
+	t.Helper()
+	st := adoptState(t)
+	ad = Adopt(st, &fakeAdopter{e: e, runs: runs}, kept, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var mu sync.Mutex
+	var all []Books
+	sys = startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad, OnBooks: func(b Books) {
+		mu.Lock()
+		all = append(all, b)
+		mu.Unlock()
+	}})
+	return sys, ad, func() []Books {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(all)
 	}
 }
 
@@ -137,20 +148,10 @@ func TestAdoptLeavesAContainerStoppedThroughTheAPIDown(t *testing.T) {
 	e := newFakeEngine()
 	ready := &fakeRun{e: e, name: "ready", pid: 41, exit: make(chan messages.Exit, 1)}
 	gone := &fakeRun{e: e, name: "gone", pid: 42, exit: make(chan messages.Exit, 1)}
-	st := adoptState(t)
-	books := Books{"ready": {Ready: true}, "fresh": {Stopped: true}}
-	ad := Adopt(st, &fakeAdopter{e: e, runs: map[string]*fakeRun{"ready": ready, "gone": gone}}, books, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	var mu sync.Mutex
-	var kept []Books
-	sys := startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad, OnBooks: func(b Books) {
-		mu.Lock()
-		kept = append(kept, b)
-		mu.Unlock()
-	}})
+	sys, _, books := adoptedSystem(t, e, map[string]*fakeRun{"ready": ready, "gone": gone},
+		Books{"ready": {Ready: true}, "fresh": {Stopped: true}})
 	stayStopped(t, sys, e, "fresh", 0)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(kept) < 2 || !kept[0]["fresh"].Stopped || kept[len(kept)-1]["fresh"].Stopped {
+	if kept := books(); len(kept) < 2 || !kept[0]["fresh"].Stopped || kept[len(kept)-1]["fresh"].Stopped {
 		t.Errorf("books kept: %+v; want fresh stopped, then not once the API started it", kept)
 	}
 }
@@ -163,9 +164,6 @@ func TestAdoptDoesNotRecoverAContainerStoppedThroughTheAPI(t *testing.T) {
 	e := newFakeEngine()
 	gone := &fakeRun{e: e, name: "gone", pid: 42, exit: make(chan messages.Exit, 1)}
 	gone.Exit(0, 15) // in the gap
-	st := adoptState(t)
-	ad := Adopt(st, &fakeAdopter{e: e, runs: map[string]*fakeRun{"gone": gone}}, Books{"gone": {Stopped: true}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	sys := startSystemCfg(t, Config{State: st, Engine: e, Adopted: ad})
+	sys, _, _ := adoptedSystem(t, e, map[string]*fakeRun{"gone": gone}, Books{"gone": {Stopped: true}})
 	stayStopped(t, sys, e, "gone", 0)
 }
