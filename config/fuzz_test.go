@@ -52,7 +52,7 @@ func FuzzParseConfigFile(f *testing.F) {
 func FuzzParseCmdline(f *testing.F) {
 	for _, seed := range []string{
 		cmdline, "", `"`, `pv_a="x`, `"pv_a=b c" pv_`, "pv_sysctl.kernel.panic=1", "ph_", "pv_=1",
-		"PV_LOG_LEVEL=9 pv_policy=../../x pv_oem_name=a/b", "pv_log.level=\t3\n",
+		"PV_LOG_LEVEL=9 pv_policy=../../x pv_oem_name=a/b", "pv_log.level=\t3\n", "softdog.soft_margin=\"1 2\" -- x.y=1",
 	} {
 		f.Add(seed)
 	}
@@ -65,6 +65,11 @@ func FuzzParseCmdline(f *testing.F) {
 			// Quotes are delimiters and never survive; quoted blanks may.
 			if strings.Contains(p.Key+p.Value, `"`) {
 				t.Fatalf("quote left in %#v", p)
+			}
+		}
+		for mod, params := range ModuleParams(s) {
+			if mod == "" || strings.ContainsAny(mod, "-.") || params == "" {
+				t.Fatalf("module %q params %q", mod, params)
 			}
 		}
 		c := New()

@@ -163,6 +163,43 @@ func ParseCmdline(cmdline string) []Pair {
 	return pairs
 }
 
+// ModuleParams returns the module parameters a kernel command line sets,
+// as kmod's modprobe takes them: "softdog.soft_margin=30" gives softdog
+// "soft_margin=30". The kernel applies such parameters itself only to
+// built-in modules and does not pass them to init, so a loader of modules
+// must. Module names are keyed with dashes as underscores, as modules are
+// named; several parameters of one module are joined by a space in the
+// order given, each as finit_module(2) parses it: a value with blanks is
+// quoted again, a parameter without '=' is a boolean set. Parsing stops at
+// "--", after which the line is init's. Tokens without a module name or a
+// parameter are left out.
+func ModuleParams(cmdline string) map[string]string {
+	out := map[string]string{}
+	for _, tok := range splitCmdline(cmdline) {
+		if tok == "--" {
+			break
+		}
+		k, v, hasValue := strings.Cut(tok, "=")
+		mod, param, ok := strings.Cut(k, ".")
+		if !ok || mod == "" || param == "" {
+			continue
+		}
+		arg := param
+		if hasValue {
+			if strings.IndexFunc(v, func(r rune) bool { return r < 0x80 && isCmdlineSpace(byte(r)) }) >= 0 {
+				v = `"` + v + `"`
+			}
+			arg += "=" + v
+		}
+		mod = strings.ReplaceAll(mod, "-", "_")
+		if prev := out[mod]; prev != "" {
+			arg = prev + " " + arg
+		}
+		out[mod] = arg
+	}
+	return out
+}
+
 func splitCmdline(s string) []string {
 	var (
 		toks    []string

@@ -112,6 +112,26 @@ func TestParseCmdline(t *testing.T) {
 	}
 }
 
+// Module parameters on the command line reach the module they name, as
+// modprobe passes them: dashes in its name are underscores, several join
+// in order, blanks in a value stay quoted for finit_module, a bare
+// parameter is a boolean, and nothing after "--" (init's arguments).
+func TestModuleParams(t *testing.T) {
+	in := `console=ttyS0 softdog.soft_margin=30 pv_log.level=4 nf-conntrack.hashsize=4096 ` +
+		`softdog.soft_panic=1 usbcore.quirks="0781:5580:k x" loop.max_part .x=1 y.=2 ` +
+		`-- squashfs.a=1`
+	want := map[string]string{
+		"softdog":      "soft_margin=30 soft_panic=1",
+		"pv_log":       "level=4",
+		"nf_conntrack": "hashsize=4096",
+		"usbcore":      `quirks="0781:5580:k x"`,
+		"loop":         "max_part",
+	}
+	if got := ModuleParams(in); !reflect.DeepEqual(got, want) {
+		t.Errorf("ModuleParams:\n got %q\nwant %q", got, want)
+	}
+}
+
 // The boot script's pv_rev= names the booted revision: the last one
 // counts, quotes are taken off, and it is no setting (a refusal of it was
 // logged on every boot of a real device).

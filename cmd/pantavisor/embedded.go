@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,7 +47,7 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	cfg, cmdline := loadBootConfig(console)
-	loadModules(console)
+	loadModules(cmdline, console)
 	mnt := cfg.String(config.PVStorageMntPoint)
 	if err := mountStorage(cfg, console); err != nil {
 		console.Error("storage", "err", err)
@@ -267,8 +268,10 @@ const modulesLoadDir = "/etc/modules-load.d"
 // loadModules loads the modules modulesLoadDir names, each after the
 // modules it depends on (modules.dep of the running kernel). A module
 // that is built in or loaded already is fine; one that fails is logged
-// and the boot goes on: what needs it then fails with its own error.
-func loadModules(log *slog.Logger) {
+// and the boot goes on: what needs it then fails with its own error. Each
+// module, named or needed, gets the parameters the kernel command line
+// sets for it (config.ModuleParams), as modprobe would give it.
+func loadModules(cmdline string, log *slog.Logger) {
 	confs, _ := filepath.Glob(filepath.Join(modulesLoadDir, "*.conf"))
 	var want []string
 	for _, c := range confs {
@@ -294,11 +297,24 @@ func loadModules(log *slog.Logger) {
 		log.Error("modules not loaded", "err", err)
 		return
 	}
+	params := config.ModuleParams(cmdline)
+	load := func(path string) error { return finitModule(path, params[moduleName(path)]) }
 	loaded := map[string]bool{}
 	for _, name := range want {
-		if err := loadModule(dir, deps, name, loaded, 0, finitModule); err != nil {
+		if err := loadModule(dir, deps, name, loaded, 0, load); err != nil {
 			log.Error("load module", "module", name, "err", err)
 		}
+	}
+	var given []string
+	for name := range loaded {
+		if p := params[name]; p != "" {
+			given = append(given, name+": "+p)
+		}
+	}
+	slices.Sort(given)
+	if len(given) > 0 {
+		log.Info("modules loaded", "modules", want, "params", given)
+		return
 	}
 	log.Info("modules loaded", "modules", want)
 }
@@ -359,14 +375,15 @@ func loadModule(dir string, deps map[string][]string, name string, loaded map[st
 	return load(filepath.Join(dir, entry[0]))
 }
 
-// finitModule loads the module file at path; one loaded already is fine.
-func finitModule(path string) error {
+// finitModule loads the module file at path with params (finit_module's
+// "name=value ..."); one loaded already is fine, and keeps its parameters.
+func finitModule(path, params string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := unix.FinitModule(int(f.Fd()), params, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("finit_module %s: %w", path, err)
 	}
 	return nil
