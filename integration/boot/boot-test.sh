@@ -182,8 +182,10 @@ PV_WDT_TIMEOUT=6
 PV_NET_IPTABLES=legacy
 CONF
 # softdog is the watchdog: kept alive by pantavisor through every boot.
-# The pool: a bridge, veths, NAT by iptables (legacy tables).
+# The pool: a bridge, veths, NAT by iptables (legacy tables). The tcp
+# ingress's kernel path (DNAT of local addresses): addrtype, tcp, DNAT.
 printf '%s\n' loop squashfs overlay softdog bridge veth iptable_filter iptable_nat xt_MASQUERADE xt_conntrack \
+	xt_addrtype xt_tcpudp xt_nat \
 	>"$ird/etc/modules-load.d/pantavisor.conf"
 # iptables-legacy, its libraries and extensions, as Debian has them.
 mkdir -p "$ird/usr/sbin" "$ird/lib64" "$ird/lib/x86_64-linux-gnu" "$ird/usr/lib/x86_64-linux-gnu"
@@ -297,6 +299,7 @@ check 1 "the watchdog is armed (softdog)" 'watchdog armed.*timeout_s=6'
 check 1 "revision 0 runs" 'boot decision.*rev=0'
 check 1 "the demo's pool is up (bridge, NAT by iptables)" 'pool ready'
 check 1 "the demo's web started" 'container started.*container=web'
+check 1 "the tcp ingress's kernel path (DNAT) installed" 'kernel path installed.*ingress=0.0.0.0:8080'
 check 1 "the demo's shell started" 'container started.*container=shell'
 check 1 "ctl started" 'container started.*container=ctl'
 check 1 "the update is run from the control socket" 'LOCAL_RUN.*locals/bad'
