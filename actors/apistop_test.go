@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,4 +285,47 @@ func panicDuringAHandover(t *testing.T, panicOf func(*System)) {
 // update stayed INPROGRESS (the same failures as above).
 func TestRootPanicDuringAHandoverGoesOn(t *testing.T) {
 	panicDuringAHandover(t, func(sys *System) { sys.sys.Root.Send(sys.root, (*messages.RevisionBooted)(nil)) })
+}
+
+// A container that exits on its own while a stop through the API is on
+// its way to its actor ended as the API asked: STOPPED, its exit shown,
+// with no recovery. Before, the exit went through the recovery policy, as
+// the stop had not reached the actor: with retries left the container was
+// started again (then stopped), and with none, while the revision was
+// being tried, the update rolled back for a container the API had
+// stopped.
+func TestAPIStopRacingAnExitEndsStopped(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		policy map[string]any
+	}{
+		{"retries left", map[string]any{"policy": "on-failure", "max_retries": 3, "retry_delay": 0}},
+		{"none left, trying", map[string]any{"policy": "no"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newFakeEngine()
+			var rollbacks atomic.Int32
+			sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": tt.policy}),
+				Engine: e, Trying: true, OnRollback: func(string) { rollbacks.Add(1) }})
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+			// The exit reaches app's actor first, the stop right after it.
+			release := make(chan struct{})
+			sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app"), hang{until: release})
+			e.run("app").Exit(1, 0)
+			time.Sleep(100 * time.Millisecond) // the exit's report is queued
+			if err := sys.ContainerAction("app", "stop"); err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
+			time.Sleep(300 * time.Millisecond)
+			c := info(t, sys, "app")
+			if c.Status != messages.StatusStopped || c.LastExit == nil || c.LastExit.Code != 1 {
+				t.Errorf("app %s, last exit %+v: want STOPPED after its exit with code 1", c.Status, c.LastExit)
+			}
+			if n := countEvents(e, "start app"); n != 1 || rollbacks.Load() != 0 {
+				t.Errorf("%d starts, %d rollbacks, want 1 and 0 (stopped through the API): %v", n, rollbacks.Load(), e.Events())
+			}
+		})
+	}
 }

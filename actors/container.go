@@ -248,6 +248,10 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		// Go bug in a container actor neither kills pantavisor nor loses
 		// the container.
 		panic(m.reason)
+	case hang:
+		// The package's tests only: messages queue behind it in the order
+		// a busy actor would see them.
+		<-m.until
 	}
 }
 

@@ -598,6 +598,15 @@ func (r *revisionActor) decide(sys *actor.ActorSystem, sup actor.Supervisor, ch 
 		r.giveUp(sys, sup, ch, e.Failed, why)
 		return
 	}
+	if r.held[ch.name] {
+		// Stopped through the API, and the stop still on its way to the
+		// actor when the container exited or failed to start: it ended as
+		// asked. Its policy would start it again, or give up and roll a
+		// tried revision back, for a container the API stopped.
+		r.log.Info("container ended as it was being stopped through the API", "container", ch.name, "reason", why)
+		r.settle(sys, sup, ch, messages.StatusStopped, "")
+		return
+	}
 	d := supervision.Decide(rc.policy, rc.history, e)
 	rc.history.Retries = d.Retry
 	if !d.Restart {
@@ -646,15 +655,7 @@ func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, ch 
 	} else {
 		r.log.Info("container stopped on its own", "container", ch.name)
 	}
-	ch.ctr.recovery.suspended = false
-	// At once, as RECOVERING is: the exit is in the row already, and it
-	// must not show beside the status from before it until the container
-	// actor reports the decision back.
-	row := ch.ctr.row
-	row.Status, row.Since, row.Pid, row.Err = status, time.Now(), 0, why
-	ch.ctr.settling = true
-	sup.ResumeChildren(ch.pid)
-	sys.Root.Send(ch.pid, &messages.RecoveryDecided{Status: status, Reason: why})
+	r.settle(sys, sup, ch, status, why)
 	if !failed || r.stopping {
 		return
 	}
@@ -667,6 +668,20 @@ func (r *revisionActor) giveUp(sys *actor.ActorSystem, sup actor.Supervisor, ch 
 		r.log.Error("system container gave up; reboot required", "container", ch.name, "reason", why)
 		sys.Root.Send(r.parentPID(sys), &messages.RebootRequested{Rev: r.rev, Reason: why})
 	}
+}
+
+// settle ends a container's exit or failed start with status, for good:
+// its actor, suspended by the failure, resumes and takes the decision.
+func (r *revisionActor) settle(sys *actor.ActorSystem, sup actor.Supervisor, ch *child, status messages.Status, why string) {
+	ch.ctr.recovery.suspended = false
+	// At once, as RECOVERING is: the exit is in the row already, and it
+	// must not show beside the status from before it until the container
+	// actor reports the decision back.
+	row := ch.ctr.row
+	row.Status, row.Since, row.Pid, row.Err = status, time.Now(), 0, why
+	ch.ctr.settling = true
+	sup.ResumeChildren(ch.pid)
+	sys.Root.Send(ch.pid, &messages.RecoveryDecided{Status: status, Reason: why})
 }
 
 // action carries out PUT /containers/{name}.
