@@ -298,7 +298,7 @@ func loadModules(cmdline string, log *slog.Logger) {
 		return
 	}
 	params := config.ModuleParams(cmdline)
-	load := func(path string) error { return finitModule(path, params[moduleName(path)]) }
+	load := func(path string) error { return loadWithParams(path, params[moduleName(path)], finitModule, log) }
 	loaded := map[string]bool{}
 	for _, name := range want {
 		if err := loadModule(dir, deps, name, loaded, 0, load); err != nil {
@@ -373,6 +373,20 @@ func loadModule(dir string, deps map[string][]string, name string, loaded map[st
 		}
 	}
 	return load(filepath.Join(dir, entry[0]))
+}
+
+// loadWithParams loads the module at path with params, and without them
+// when the kernel refuses them (EINVAL: a value it cannot parse): a typo
+// on the command line must not cost the device its disk driver or its
+// watchdog. The refusal is logged with the parameters.
+func loadWithParams(path, params string, load func(path, params string) error, log *slog.Logger) error {
+	err := load(path, params)
+	if err == nil || params == "" || !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	log.Error("module refused its parameters from the kernel command line: loading it without them",
+		"module", moduleName(path), "params", params, "err", err)
+	return load(path, "")
 }
 
 // finitModule loads the module file at path with params (finit_module's

@@ -2,12 +2,15 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/blockdev"
 )
@@ -51,6 +54,33 @@ func TestLoadModuleOrder(t *testing.T) {
 	}
 	if err := loadModule(dir, deps, "nosuch", loaded, 0, load); err == nil || !strings.Contains(err.Error(), "modules.dep") {
 		t.Errorf("unknown module: %v", err)
+	}
+}
+
+// A module that refuses its command-line parameters (EINVAL) is loaded
+// without them, and the refusal is logged; another error stands.
+func TestLoadWithParams(t *testing.T) {
+	var calls []string
+	load := func(refuse error) func(string, string) error {
+		return func(path, params string) error {
+			calls = append(calls, params)
+			if params != "" {
+				return refuse
+			}
+			return nil
+		}
+	}
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	if err := loadWithParams("/m/softdog.ko", "soft_margin=x", load(unix.EINVAL), log); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(calls, []string{"soft_margin=x", ""}) || !strings.Contains(logged.String(), `module=softdog params="soft_margin=x"`) {
+		t.Errorf("calls %q, log %q", calls, logged.String())
+	}
+	calls = nil
+	if err := loadWithParams("/m/softdog.ko", "soft_margin=1", load(unix.ENOEXEC), log); !errors.Is(err, unix.ENOEXEC) || len(calls) != 1 {
+		t.Errorf("another error: %v after %q", err, calls)
 	}
 }
 
