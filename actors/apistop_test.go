@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -327,5 +328,34 @@ func TestAPIStopRacingAnExitEndsStopped(t *testing.T) {
 				t.Errorf("%d starts, %d rollbacks, want 1 and 0 (stopped through the API): %v", n, rollbacks.Load(), e.Events())
 			}
 		})
+	}
+}
+
+// A revision actor that keeps panicking during a handover is stopped once
+// past its budget, before it answers root. Before, root waited for that
+// answer for good: the update stayed INPROGRESS, every later one was
+// refused, and the containers whose records the revision had detached
+// ran on, owned by no actor. Root now reboots, as when a revision cannot
+// hand over: pv_try names the update, which the next boot tries, and the
+// reboot takes those containers down.
+func TestRevisionPanicsPastItsBudgetDuringAHandoverReboot(t *testing.T) {
+	rig, u := inAHandover(t)
+	for range 4 { // resumed three times within a minute, then stopped
+		panicRevision(rig.sys)
+	}
+	select {
+	case why := <-rig.reboots:
+		if !strings.Contains(why, "locals/b") {
+			t.Errorf("reboot %q, want one for the update to locals/b", why)
+		}
+	case <-time.After(5 * time.Second):
+		p, _ := u.Progress("locals/b")
+		t.Fatalf("no reboot; progress of locals/b %+v, events %v", p, rig.e.Events())
+	}
+	if p, _ := u.Progress("locals/b"); p == nil || p.Status != storage.StatusInProgress {
+		t.Errorf("progress of locals/b %+v, want INPROGRESS for the next boot to try", p)
+	}
+	for _, name := range []string{"sys", "other"} {
+		rig.e.run(name).Exit(0, 9) // the reboot takes down what was detached
 	}
 }
