@@ -274,7 +274,9 @@ while [ $boots -lt 4 ]; do
 	# the revision it booted (boot 2 tries the update the first one
 	# armed, the third is back on revision 0).
 	args=pv_rev=0
-	[ $boots = 2 ] && args=pv_rev=locals/bad
+	# Boot 2 also gives softdog a value it refuses: loaded without its
+	# parameters, it still keeps the boot.
+	[ $boots = 2 ] && args="pv_rev=locals/bad softdog.soft_noboot=x"
 	[ $boots = 3 ] && args="pv_rev=0 _PV_TEST_CRASH_SUPERVISOR=1"
 	boot_vm $boots "$args"
 	echo "boot $boots: qemu exit $code, $(grep -cE 'reboot: (Restarting|Power down)' "$work/boot-$boots.txt") end(s)"
@@ -307,6 +309,8 @@ check 1 "the update's reboot, in order" 'pantavisor: rebooting'
 check 2 "the bootloader tries locals/bad" 'boot decision.*rev=locals/bad'
 check 2 "its failure rolls back" 'rollback requested rev=locals/bad'
 check 2 "and reboots" 'pantavisor: rebooting'
+check 2 "softdog refused soft_noboot=x and was loaded without its parameters" 'module refused its parameters.*module=softdog'
+check 2 "the watchdog is armed all the same" 'watchdog armed.*timeout_s=6'
 check 3 "revision 0 again" 'boot decision.*rev=0'
 check 3 "its supervisor crashes and PID 1 starts it again" 'the supervisor crashed: starting it again'
 check 3 "the next one re-adopts the device" "re-adopted the previous supervisor's containers running=[1-9]"
