@@ -288,50 +288,66 @@ func TestRootPanicDuringAHandoverGoesOn(t *testing.T) {
 	panicDuringAHandover(t, func(sys *System) { sys.sys.Root.Send(sys.root, (*messages.RevisionBooted)(nil)) })
 }
 
-// A container that exits on its own while a stop through the API is on
-// its way to its actor ended as the API asked: STOPPED, its exit shown,
-// with no recovery. Before, the exit went through the recovery policy, as
-// the stop had not reached the actor: with retries left the container was
-// started again (then stopped), and with none, while the revision was
-// being tried, the update rolled back for a container the API had
-// stopped.
-func TestAPIStopRacingAnExitEndsStopped(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		policy map[string]any
-	}{
-		{"retries left", map[string]any{"policy": "on-failure", "max_retries": 3, "retry_delay": 0}},
-		{"none left, trying", map[string]any{"policy": "no"}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			e := newFakeEngine()
-			var rollbacks atomic.Int32
-			sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": tt.policy}),
-				Engine: e, Trying: true, OnRollback: func(string) { rollbacks.Add(1) }})
-			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
-			// The exit reaches app's actor first, the stop right after it.
-			release := make(chan struct{})
-			sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app"), hang{until: release})
-			e.run("app").Exit(1, 0)
-			time.Sleep(100 * time.Millisecond) // the exit's report is queued
-			if err := sys.ContainerAction("app", "stop"); err != nil {
-				t.Fatal(err)
-			}
-			close(release)
-			waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
-			time.Sleep(300 * time.Millisecond)
-			c := info(t, sys, "app")
-			if c.Status != messages.StatusStopped || c.LastExit == nil || c.LastExit.Code != 1 {
-				t.Errorf("app %s, last exit %+v: want STOPPED after its exit with code 1", c.Status, c.LastExit)
-			}
-			if n := countEvents(e, "start app"); n != 1 || rollbacks.Load() != 0 {
-				t.Errorf("%d starts, %d rollbacks, want 1 and 0 (stopped through the API): %v", n, rollbacks.Load(), e.Events())
-			}
-			if countEvents(e, "stop app") != 0 {
-				// The stop signals a run that is still up: it came first.
-				t.Errorf("the stop reached app's actor before its exit; the race was not tested: %v", e.Events())
-			}
-		})
+// A container that exits on its own while a stop or restart through the
+// API is on its way to its actor ended as the API asked: a stop leaves it
+// STOPPED with its exit shown, a restart starts it again and is answered
+// done, and its recovery policy has no say. Before, the exit went
+// through the policy, as the stop had not reached the actor: with retries
+// left the container was started again, then stopped (and a restart was
+// answered "start failed"), and with none, while the revision was being
+// tried, the update rolled back for a container the API was taking down.
+func TestAPIActionRacingAnExit(t *testing.T) {
+	for _, action := range []string{"stop", "restart"} {
+		for _, tt := range []struct {
+			name   string
+			policy map[string]any
+		}{
+			{"retries left", map[string]any{"policy": "on-failure", "max_retries": 3, "retry_delay": 0}},
+			{"none left, trying", map[string]any{"policy": "no"}},
+		} {
+			t.Run(action+"/"+tt.name, func(t *testing.T) {
+				e := newFakeEngine()
+				var rollbacks atomic.Int32
+				sys := startSystemCfg(t, Config{State: oneContainer(t, map[string]any{"auto_recovery": tt.policy}),
+					Engine: e, Trying: true, OnRollback: func(string) { rollbacks.Add(1) }})
+				waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStarted})
+				// The exit reaches app's actor first, the action's stop
+				// right after it.
+				release := make(chan struct{})
+				sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app"), hang{until: release})
+				e.run("app").Exit(1, 0)
+				time.Sleep(100 * time.Millisecond) // the exit's report is queued
+				answer := make(chan error, 1)
+				go func() { answer <- sys.ContainerAction("app", action) }()
+				if action == "stop" {
+					if err := <-answer; err != nil { // answered at once
+						t.Fatal(err)
+					}
+				} else {
+					time.Sleep(100 * time.Millisecond) // the restart's stop is queued
+				}
+				close(release)
+				want, starts := messages.StatusStopped, 1
+				if action == "restart" {
+					if err := <-answer; err != nil {
+						t.Errorf("restart answered %v, want done", err)
+					}
+					want, starts = messages.StatusStarted, 2
+				}
+				waitStatus(t, sys, map[string]messages.Status{"app": want})
+				time.Sleep(300 * time.Millisecond)
+				if c := info(t, sys, "app"); c.Status != want || (action == "stop" && (c.LastExit == nil || c.LastExit.Code != 1)) {
+					t.Errorf("app %s, last exit %+v: want %s after its exit with code 1", c.Status, c.LastExit, want)
+				}
+				if n := countEvents(e, "start app"); n != starts || rollbacks.Load() != 0 {
+					t.Errorf("%d starts, %d rollbacks, want %d and 0: %v", n, rollbacks.Load(), starts, e.Events())
+				}
+				if countEvents(e, "stop app") != 0 {
+					// The stop signals a run that is still up: it came first.
+					t.Errorf("the stop reached app's actor before its exit; the race was not tested: %v", e.Events())
+				}
+			})
+		}
 	}
 }
 

@@ -598,11 +598,13 @@ func (r *revisionActor) decide(sys *actor.ActorSystem, sup actor.Supervisor, ch 
 		r.giveUp(sys, sup, ch, e.Failed, why)
 		return
 	}
-	if r.held[ch.name] {
-		// Stopped through the API, and the stop still on its way to the
-		// actor when the container exited or failed to start: it ended as
-		// asked. Its policy would start it again, or give up and roll a
-		// tried revision back, for a container the API stopped.
+	if r.held[ch.name] || rc.restartAfterStop {
+		// Stopped or restarted through the API, and the stop still on its
+		// way to the actor when the container exited or failed to start:
+		// it ended as asked, and a restart starts it once that stop is
+		// through. Its policy would start it again (a restart would then
+		// be answered as failed), or give up and roll a tried revision
+		// back, for a container the API was taking down.
 		r.log.Info("container ended as it was being stopped through the API", "container", ch.name, "reason", why)
 		r.settle(sys, sup, ch, messages.StatusStopped, "")
 		return
