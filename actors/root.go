@@ -81,15 +81,12 @@ func (a *rootActor) Receive(ctx actor.Context) {
 				return
 			}
 			a.releaseHeld(ctx)
-			if n := a.up.next; n != nil {
+			if a.up.next != nil {
 				// Stopped before it handed over: only a Go panic past
 				// its budget does that (a shutdown waits for the
-				// transition's end). As when it could not hand over,
-				// the next boot tries the update (pv_try names it), and
-				// the reboot takes down the containers whose records it
-				// had detached, which no actor owns now.
-				a.up.next = nil
-				a.leave(ctx, false, "update to "+n.rev+": the running revision stopped before it handed over")
+				// transition's end). The containers whose records it had
+				// detached are owned by no actor now.
+				a.abandonTransition(ctx, "stopped before it handed over")
 			}
 			a.finishShutdown(ctx)
 		}

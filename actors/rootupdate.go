@@ -215,15 +215,22 @@ func (a *rootActor) handedOver(ctx actor.Context, m *handedOver) {
 		return
 	}
 	if m.h == nil {
-		// pv_try names the update and its progress says INPROGRESS: the
-		// boot after the reboot tries it.
-		a.up.next = nil
-		a.leave(ctx, false, "update to "+n.rev+": the running revision could not hand over")
+		a.abandonTransition(ctx, "could not hand over")
 		return
 	}
 	n.from = m.h
 	a.up.backing = backing(m.h, n.rev)
 	a.endRevision(ctx)
+}
+
+// abandonTransition gives up the non-reboot transition under way (why the
+// running revision did not hand over) for a reboot: pv_try names the
+// update and its progress says INPROGRESS, so the boot after the reboot
+// tries it, and the reboot takes down whatever the revision had detached.
+func (a *rootActor) abandonTransition(ctx actor.Context, why string) {
+	n := a.up.next
+	a.up.next = nil
+	a.leave(ctx, false, "update to "+n.rev+": the running revision "+why)
 }
 
 // backing returns the revisions other than next whose engines made the
