@@ -314,7 +314,7 @@ func TestAPIActionRacingAnExit(t *testing.T) {
 				// The exit reaches app's actor first, the action's stop
 				// right after it.
 				release := make(chan struct{})
-				sys.sys.Root.Send(actor.NewPID(sys.sys.Address(), rootName+"/rev-0/app"), hang{until: release})
+				sys.sys.Root.Send(sys.revisionChild("app"), hang{until: release})
 				e.run("app").Exit(1, 0)
 				time.Sleep(100 * time.Millisecond) // the exit's report is queued
 				answer := make(chan error, 1)
