@@ -305,18 +305,18 @@ func loadModules(cmdline string, log *slog.Logger) {
 			log.Error("load module", "module", name, "err", err)
 		}
 	}
+	attrs := []any{"modules", want}
 	var given []string
 	for name := range loaded {
 		if p := params[name]; p != "" {
 			given = append(given, name+": "+p)
 		}
 	}
-	slices.Sort(given)
 	if len(given) > 0 {
-		log.Info("modules loaded", "modules", want, "params", given)
-		return
+		slices.Sort(given)
+		attrs = append(attrs, "params", given)
 	}
-	log.Info("modules loaded", "modules", want)
+	log.Info("modules loaded", attrs...)
 }
 
 // readModulesDep maps each module name (dashes as underscores) to its
