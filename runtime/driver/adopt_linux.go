@@ -53,7 +53,7 @@ func (d *Driver) Adopt(name string, exits ExitSource) (*Container, error) {
 	}
 	cfg := lc.Config()
 	c := &Container{d: d, name: name, lc: lc, tr: &Translated{Config: &cfg}, started: true,
-		adoptedPid: st.InitProcessPid, adoptedStart: st.InitProcessStartTime, created: st.Created, paths: st.CgroupPaths, done: make(chan struct{})}
+		adoptedPid: st.InitProcessPid, adoptedStart: st.InitProcessStartTime, created: startedAt(st.InitProcessStartTime, st.Created), paths: st.CgroupPaths, done: make(chan struct{})}
 	d.noteParents(c.paths)
 	// The pidfd first, the state check after: if the init still runs
 	// once the pidfd is open, the pidfd is the init's (its start time is
@@ -138,5 +138,36 @@ func awaitPidfd(f *os.File) error {
 }
 
 // Created is when an adopted container was started by the previous
-// supervisor (libcontainer's state); zero for one started here.
+// supervisor; zero for one started here. It carries a monotonic reading
+// (see startedAt): durations measured from it hold across clock steps.
 func (c *Container) Created() time.Time { return c.created }
+
+// startedAt is when an adopted init started: time.Now less its age, the
+// kernel's count since boot (CLOCK_BOOTTIME) less its start time (field
+// 22 of /proc/<pid>/stat, in clock ticks), which no wall-clock step
+// changes. Taken from time.Now, it keeps the monotonic reading, so the
+// run's length measured from it (what the recovery policy's reset window
+// compares) and the uptime are right. libcontainer's Created, a wall time,
+// is only the fallback for an unknown start: a board without an RTC
+// battery creates its containers at 1970's or its build date's time and
+// NTP steps the clock by decades afterwards, or back. A long run measured
+// as negative kept its retries: a system container that had used its
+// max_retries long before was given up at its next exit, and the device
+// rebooted.
+func startedAt(ticks uint64, created time.Time) time.Time {
+	var ts unix.Timespec
+	if ticks == 0 || unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
+		return created
+	}
+	now := time.Now()
+	// Ticks are USER_HZ, 100 a second on Linux; in that unit, an uptime
+	// of centuries fits a Duration.
+	age := time.Duration(ts.Nano()) - time.Duration(ticks)*(time.Second/userHZ)
+	if age < 0 {
+		return created // not a start time of this boot's
+	}
+	return now.Add(-age)
+}
+
+// userHZ is the unit of /proc/<pid>/stat's times.
+const userHZ = 100
