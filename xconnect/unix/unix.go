@@ -31,9 +31,14 @@ type Proxy struct {
 	cfg     xconnect.Config
 	connect Connect
 	// lastFail rate-limits the log of failed dials: a consumer retrying
-	// in a loop must not flood the log.
+	// in a loop must not flood the log. It is monotonic time since
+	// epoch (0: none yet): a board without an RTC battery has its wall
+	// clock stepped by NTP, and a step back would silence the warning
+	// for as long as the step.
 	lastFail atomic.Int64
 }
+
+var epoch = time.Now()
 
 // Connect makes the provider's end of one consumer connection c: a
 // plugin on top of this one (dbus) dials its own way and speaks to both
@@ -76,7 +81,7 @@ func (p *Proxy) handle(c net.Conn) {
 	}
 	if err != nil {
 		st.Errors.Add(1)
-		if now := time.Now().UnixNano(); now-p.lastFail.Load() > int64(10*time.Second) {
+		if now, last := int64(time.Since(epoch))+1, p.lastFail.Load(); last == 0 || now-last > int64(10*time.Second) {
 			p.lastFail.Store(now)
 			p.cfg.Log.Warn("link: provider not reachable", "err", err)
 		}

@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -217,4 +220,54 @@ func TestUnreachableProviderAndClose(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > base+2 {
 		t.Errorf("%d goroutines after Close, %d before", n, base)
 	}
+}
+
+// A consumer that retries against a provider that is gone gets each
+// connection closed and counted; the warning is logged once, not once per
+// try.
+func TestUnreachableProviderIsWarnedOnce(t *testing.T) {
+	var logged lockedBuffer
+	st := &xconnect.Stats{}
+	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "c", Name: "s", Type: "unix"}, Stats: st,
+		Log:  slog.New(slog.NewTextHandler(&logged, nil)),
+		Dial: func(context.Context) (net.Conn, error) { return nil, errors.New("no provider") }})
+	cons := filepath.Join(t.TempDir(), "consumer.sock")
+	cl, err := net.Listen("unix", cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.ServeProxy(t, p, cl)
+	const tries = 5
+	for range tries {
+		c, err := net.Dial("unix", cons)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("read from a link without its provider: %d, %v; want the end of stream", n, err)
+		}
+		c.Close()
+	}
+	out := logged.String()
+	if n := strings.Count(out, "provider not reachable"); n != 1 || st.Errors.Load() != tries {
+		t.Errorf("%d warnings and %d errors counted for %d failed tries, want 1 and %d:\n%s", n, st.Errors.Load(), tries, tries, out)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
