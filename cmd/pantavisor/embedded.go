@@ -463,7 +463,7 @@ func processStart(pid int) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return time.Duration(ticks) * time.Second / 100, true
+	return time.Duration(ticks) * (time.Second / 100), true
 }
 
 // residentKiB is VmRSS of /proc/<who>/status, 0 when unknown.
