@@ -402,12 +402,14 @@ func (r RPiAB) Running(env Env) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read running revision: %w", err)
 	}
-	// The partition not booted may be unmounted (a power cut during
-	// its image write): a normal boot needs nothing of it.
-	otherRevs, err := r.revs(other)
-	if err != nil && !unlisted(err) {
-		return "", fmt.Errorf("read running revision: %w", err)
-	}
+	// The partition not booted may be unmounted, or mount with a
+	// pv_rev.txt that is missing, empty or garbage: a power cut during
+	// its image write leaves it a mix of old and new blocks (the flag
+	// was disarmed first, so this is a normal boot). This boot needs
+	// nothing of it; its list only tells a commit cut short, which a
+	// torn partition cannot be. Read as listing nothing, or the
+	// committed revision, intact on the booted partition, would not run.
+	otherRevs, _ := r.revs(other)
 	// A normal boot of what autoboot.txt now names the [tryboot]
 	// partition: a commit swapped it during this boot (a non-reboot
 	// update committed, or a commit cut short and finished by Start),
