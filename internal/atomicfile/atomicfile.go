@@ -37,30 +37,53 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	return &File{File: f, Path: path}, nil
 }
 
+// The system calls Commit makes, replaced by the tests to see their order.
+var (
+	fsync  = (*os.File).Sync
+	rename = os.Rename
+)
+
 // Commit makes the file Path, in the order crash safety needs: its data
-// synced, the rename, the directory synced. A failure before the rename
-// removes the temporary file and leaves Path as it was; one of the
-// directory's sync comes after it (Path is new, and a power cut may
-// still undo the rename).
+// synced, the rename, the file synced again, the directory synced. A
+// failure before the rename removes the temporary file and leaves Path
+// as it was; one after it leaves Path new (a power cut may still undo
+// the rename).
+//
+// The sync after the rename is FAT's (rpiab's boot partitions, a U-Boot
+// environment file on one): there a rename writes the file's new
+// directory entry only when the file's inode is written back (vfat_rename
+// marks it dirty, without dirsync), which the directory's sync does not
+// do; the old entry stays on the medium for up to the writeback delay,
+// pointing at the clusters the rename freed, and a power cut then brings
+// the old file back. The file's own sync writes the entry. On a
+// journaling filesystem it joins the journal commit the directory's sync
+// makes anyway.
 func (f *File) Commit() error {
 	name := f.Name()
-	err := f.Sync()
+	err := fsync(f.File)
 	if err != nil {
 		err = fmt.Errorf("sync %s: %w", name, err)
 	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", name, cerr)
-	}
 	if err == nil {
-		if rerr := os.Rename(name, f.Path); rerr != nil {
+		if rerr := rename(name, f.Path); rerr != nil {
 			err = fmt.Errorf("rename %s: %w", f.Path, rerr)
 		}
 	}
 	if err != nil {
+		f.Close()
 		os.Remove(name)
 		return err
 	}
-	return SyncDir(filepath.Dir(f.Path))
+	err = fsync(f.File)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", f.Path, cerr)
+	} else if err != nil {
+		err = fmt.Errorf("sync %s after its rename: %w", f.Path, err)
+	}
+	if derr := SyncDir(filepath.Dir(f.Path)); err == nil {
+		err = derr
+	}
+	return err
 }
 
 // Discard removes the temporary file: Path is left as it was.
@@ -76,7 +99,7 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("open dir %s: %w", dir, err)
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := fsync(d); err != nil {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil

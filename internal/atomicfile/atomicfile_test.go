@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -48,5 +49,52 @@ func TestWholeOrNothing(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 || !ents[0].IsDir() {
 		t.Errorf("after a failed commit: %v, want the directory alone", ents)
+	}
+}
+
+// Commit syncs the file again after its rename, before the directory:
+// on FAT (rpiab's autoboot.txt and pv_rev.txt, a U-Boot environment file
+// there) the renamed file's new directory entry is written with its inode,
+// which the directory's sync does not write, and a power cut within the
+// writeback delay brought the old file back, pointing at clusters the
+// rename had freed. The calls are seen through the package's seams.
+func TestCommitSyncsTheFileAfterItsRename(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "autoboot.txt")
+	var calls []string
+	tmp := ""
+	defer func(s func(*os.File) error, r func(string, string) error) { fsync, rename = s, r }(fsync, rename)
+	fsync = func(f *os.File) error {
+		switch f.Name() {
+		case dir:
+			calls = append(calls, "sync dir")
+		case tmp:
+			calls = append(calls, "sync file")
+		default:
+			calls = append(calls, "sync "+f.Name())
+		}
+		return f.Sync()
+	}
+	rename = func(from, to string) error {
+		calls = append(calls, "rename")
+		return os.Rename(from, to)
+	}
+	f, err := Create(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp = f.Name()
+	if _, err := f.Write([]byte("[all]\nboot_partition=3\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sync file", "rename", "sync file", "sync dir"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("calls %q, want %q", calls, want)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "[all]\nboot_partition=3\n" {
+		t.Errorf("file %q, %v", b, err)
 	}
 }
