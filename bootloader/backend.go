@@ -55,6 +55,16 @@ type InstallChecker interface {
 
 var _ InstallChecker = RPiAB{}
 
+// CommittedLister is a backend whose boot files say which revision is
+// committed, for when its variables do not (rpiab: the revision the
+// partition a normal boot loads lists alone). ListedCommitted returns an
+// error when they cannot say it.
+type CommittedLister interface {
+	ListedCommitted() (string, error)
+}
+
+var _ CommittedLister = RPiAB{}
+
 // Trybooter is a backend whose try needs a reboot of its own kind: the
 // Raspberry Pi firmware boots the try partition only after a reboot with
 // "0 tryboot" (rpiab). TakeTryboot consumes what Install armed and says

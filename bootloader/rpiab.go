@@ -271,6 +271,30 @@ func (r RPiAB) undoInstall(before Env, err error) error {
 	return err
 }
 
+// ListedCommitted returns the revision the partition a normal boot loads
+// (autoboot.txt's [all]) lists alone in its pv_rev.txt: what a commit
+// leaves there (Commit switches autoboot.txt to the partition of the
+// revision, then cuts its list to it), the committed revision when the
+// variables no longer say it. An error when that partition lists none,
+// or several (a commit cut before it cut the list).
+func (r RPiAB) ListedCommitted() (string, error) {
+	if err := r.check(); err != nil {
+		return "", fmt.Errorf("committed revision of the boot partitions: %w", err)
+	}
+	ab, err := r.autoboot()
+	if err != nil {
+		return "", fmt.Errorf("committed revision of the boot partitions: %w", err)
+	}
+	revs, err := r.revs(ab.Boot)
+	if err != nil {
+		return "", fmt.Errorf("committed revision of the boot partitions: %w", err)
+	}
+	if len(revs) != 1 {
+		return "", fmt.Errorf("committed revision of the boot partitions: partition %d lists %v, not one revision", ab.Boot, revs)
+	}
+	return revs[0], nil
+}
+
 // Installed reports whether a reboot now tries rev: pv_try=rev without a
 // latch naming it, and the tryboot flag armed, which lies outside the
 // variables (updater.Device.Install judges an install that returned an

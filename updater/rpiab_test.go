@@ -365,3 +365,58 @@ func TestRPiABCorruptVariablesAfterACommit(t *testing.T) {
 		t.Errorf("runs %q (why %q) on partition 3's boot files, progress of 1 %s %q: want the committed 1", b.Rev, b.Why, p.Status, p.Msg)
 	}
 }
+
+// rpiab: revision 1 tried and committed (autoboot.txt boots partition 3,
+// which lists 1 alone), then rpiab.txt damaged (garbage, zeroed, gone)
+// and no pv_rev on the command line, which an rpiab boot image, shared
+// by the revisions its partition lists, does not carry. The variables
+// then named no committed revision, read as the factory one: partition
+// 2 lists 0, so the boot took it for a commit of 0 cut short, "finished"
+// it by switching autoboot.txt back to partition 2 and rebooted into the
+// factory revision, revision 1 left for the automatic GC. A commit
+// always stores pv_rev, and leaves the partition a normal boot loads
+// listing that revision alone: that one is the committed revision, and
+// is stored as such.
+func TestRPiABVariablesLostKeepTheCommittedRevision(t *testing.T) {
+	for name, damage := range map[string]func(path string){
+		"garbage": func(path string) { write(t, path, "pv_rev\x00garbage") },
+		"zeroed":  func(path string) { write(t, path, string(make([]byte, bootloader.RPiABSize))) },
+		"gone": func(path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, r := rpiDevice(t)
+			if _, err := d.Install("1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.WriteProgress("1", storage.NewProgress(storage.StatusTesting, storage.MsgTry)); err != nil {
+				t.Fatal(err)
+			}
+			firmware(t, r, true)
+			if err := d.Commit("1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.WriteProgress("1", storage.NewProgress(storage.StatusDone, storage.MsgDone)); err != nil {
+				t.Fatal(err)
+			}
+			firmware(t, r, false)
+			damage(filepath.Join(r.BootDir, "rpiab.txt"))
+			b, err := d.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Rev != "1" || b.State == nil || b.Reboot != "" || b.SafeMode != "" {
+				t.Errorf("boot %+v, reboot %q, safe mode %q: want the committed revision 1 running", b.Boot, b.Reboot, b.SafeMode)
+			}
+			if ab, err := os.ReadFile(filepath.Join(r.Bootsel, "autoboot.txt")); err != nil || !strings.Contains(string(ab), "[all]\ntryboot_a_b=1\nboot_partition=3\n") {
+				t.Errorf("autoboot.txt %q, %v: want partition 3, revision 1's, booted", ab, err)
+			}
+			if env := d.mustEnv(t); env.Committed() != "1" {
+				t.Errorf("variables %v: want pv_rev=1 stored", env)
+			}
+		})
+	}
+}

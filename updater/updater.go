@@ -236,6 +236,9 @@ func (d *Device) Start() (Boot, error) {
 	} else if err != nil {
 		return b, fmt.Errorf("read bootloader variables: %w", err)
 	}
+	if env[bootloader.VarRev] == "" {
+		env = d.committedFromBootFiles(env)
+	}
 	booted, next, err := Running(d.Bootloader, env, d.BootedRev)
 	if err != nil {
 		return d.unknownBoot(b, env, err), nil
@@ -284,6 +287,38 @@ func (d *Device) Start() (Boot, error) {
 		d.Log.Warn("point trails/current at the running revision", "rev", b.Rev, "err", err)
 	}
 	return b, nil
+}
+
+// committedFromBootFiles returns env, which names no committed
+// revision, with the one the backend's boot files name
+// (bootloader.CommittedLister: rpiab), stored. A commit always stores
+// pv_rev, so it is missing only where nothing was ever committed (the
+// normal boot's partition then lists the factory revision, or nothing,
+// and env is left as it is) or where the variables were lost: rpiab.txt
+// corrupt and reset with no pv_rev on the command line (an rpiab boot
+// image, shared by the revisions its partition lists, carries none),
+// zeroed or gone. Read as the factory revision, the committed one's
+// partition was taken for a commit of the factory revision cut short,
+// which the boot "finished" by switching autoboot.txt back to the
+// factory partition: the device ran revision 0, and the committed
+// revision was left to the automatic GC.
+func (d *Device) committedFromBootFiles(env bootloader.Env) bootloader.Env {
+	l, ok := d.Bootloader.(bootloader.CommittedLister)
+	if !ok {
+		return env
+	}
+	rev, err := l.ListedCommitted()
+	if err != nil || rev == bootloader.FactoryRev {
+		return env
+	}
+	d.Log.Error("the bootloader variables name no committed revision: the partition a normal boot loads lists one, stored as committed", "rev", rev)
+	n := bootloader.Env{}
+	maps.Copy(n, env)
+	n[bootloader.VarRev] = rev
+	if err := d.Bootloader.Save(n); err != nil {
+		d.Log.Error("store the committed revision", "rev", rev, "err", err)
+	}
+	return n
 }
 
 // underTest says whether corrupt variables are to be reset with rev, the
