@@ -16,6 +16,12 @@
 // emptied, since a writer may hold one open — until it is under the limit less a hysteresis
 // margin (1/PV_LOG_HYSTERESIS_FACTOR of it), so a steady writer does not
 // make it sweep at every write.
+//
+// A container may have its log directory bind-mounted, and then put a
+// symlink, a FIFO or a device node anywhere in it at any moment: every
+// file the keeper truncates, copies or removes is reached from the tree's
+// root without following a symlink, and must be a regular file
+// (internal/nofollow).
 package logs
 
 import (
@@ -37,7 +43,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/internal/nofollow"
 )
 
 // Limits are the sizes the directory is kept within.
@@ -250,12 +256,12 @@ func (k *Keeper) enforce() (c check) {
 		if lim.MaxFile <= 0 || f.rotated || f.size <= lim.MaxFile {
 			continue
 		}
-		err := rotate(f.path, lim.MaxFile)
+		err := k.at(f.path, unix.O_RDONLY, func(dir int, name string) error { return rotate(dir, name, lim.MaxFile) })
 		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
 			// No room for the copy: the storage is full, and the live
 			// file, over its limit, is part of why. Its lines are
 			// lost rather than the storage kept full.
-			if terr := os.Truncate(f.path, 0); terr != nil {
+			if terr := k.at(f.path, unix.O_PATH, truncate); terr != nil {
 				if k.warnOnce(f.path) {
 					k.Log.Warn("log over its limit, and no room to rotate it", "file", f.path, "err", errors.Join(err, terr))
 				}
@@ -313,14 +319,14 @@ func (k *Keeper) enforce() (c check) {
 			// container kept by a non-reboot update writes on in the
 			// revision it was started in), and a removed file they
 			// append to would grow unseen until the storage is full.
-			if err := os.Truncate(f.path, 0); err == nil {
+			if err := k.at(f.path, unix.O_PATH, truncate); err == nil {
 				total -= f.size
 				k.Removed.Add(1)
 				c.acted = true
 			}
 			continue
 		}
-		if err := os.Remove(f.path); err == nil {
+		if err := k.at(f.path, unix.O_PATH, remove); err == nil {
 			total -= f.size
 			k.Removed.Add(1)
 			c.acted = true
@@ -396,12 +402,59 @@ func (k *Keeper) scan() ([]logFile, int64) {
 	return out, total
 }
 
-// rotate copies the last keep bytes of path to path.1 (through a
-// temporary file and a rename) and truncates path. Only the tail is copied: a file far over
+// at calls fn with the directory of path (opened with flags: O_PATH, or
+// O_RDONLY to sync it) and path's name in it. path is a file the walk of
+// k.Dir found; what is below k.Dir may be a container's (its log
+// directory bind-mounted into it), and may have become a symlink since:
+// the directory is opened without following any (nofollow.Dir), and fn
+// uses names in it that it does not follow either, so nothing outside
+// the tree is ever truncated, written or removed.
+func (k *Keeper) at(path string, flags int, fn func(dir int, name string) error) error {
+	rel, err := filepath.Rel(k.Dir, filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	root, err := unix.Open(k.Dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: k.Dir, Err: err}
+	}
+	defer unix.Close(root)
+	dir, err := nofollow.Dir(root, rel, flags)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer unix.Close(dir)
+	if err := fn(dir, filepath.Base(path)); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// truncate empties the regular file name in dir.
+func truncate(dir int, name string) error {
+	f, err := nofollow.Regular(dir, name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// remove unlinks name in dir (a symlink there is removed itself).
+func remove(dir int, name string) error {
+	return unix.Unlinkat(dir, name, 0)
+}
+
+// rotate copies the last keep bytes of name to name.1 (through a
+// temporary file and a rename) and truncates name, all in the directory
+// dir (readable: it is synced). Only the tail is copied: a file far over
 // its limit (a flood between two checks) costs one file's worth of copy,
 // not the flood's.
-func rotate(path string, keep int64) error {
-	src, err := os.Open(path)
+func rotate(dir int, name string, keep int64) error {
+	src, err := nofollow.Regular(dir, name, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
@@ -411,8 +464,14 @@ func rotate(path string, keep int64) error {
 			return err
 		}
 	}
-	tmp := path + ".1.tmp"
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	// A temporary file a crash left, or one planted (a symlink to a
+	// file the copy would overwrite), is removed, never followed, and
+	// the copy made anew where nothing is.
+	tmp := name + ".1.tmp"
+	if err := unix.Unlinkat(dir, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "remove", Path: tmp, Err: err}
+	}
+	dst, err := nofollow.Regular(dir, tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
@@ -431,16 +490,20 @@ func rotate(path string, keep int64) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path+".1")
+		if rerr := unix.Renameat(dir, tmp, dir, name+".1"); rerr != nil {
+			err = &os.PathError{Op: "rename", Path: tmp, Err: rerr}
+		}
 	}
 	if err == nil {
-		err = storage.SyncDir(filepath.Dir(path))
+		if serr := unix.Fsync(dir); serr != nil {
+			err = &os.PathError{Op: "sync", Path: ".", Err: serr}
+		}
 	}
 	if err == nil {
-		err = os.Truncate(path, 0)
+		err = src.Truncate(0)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		unix.Unlinkat(dir, tmp, 0)
 	}
 	return err
 }
@@ -472,7 +535,9 @@ func newWatch(root string) (*watch, error) {
 func (w *watch) addTree() error {
 	return filepath.WalkDir(w.root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			_, err = unix.InotifyAddWatch(w.fd, p, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO)
+			// IN_DONT_FOLLOW: a directory swapped for a link since
+			// the walk saw it does not put a watch outside the tree.
+			_, err = unix.InotifyAddWatch(w.fd, p, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DONT_FOLLOW|unix.IN_ONLYDIR)
 		}
 		return err
 	})
