@@ -24,6 +24,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/internal/nofollow"
 	"github.com/pantavisor/pv/spec"
 )
 
@@ -437,7 +438,18 @@ func openConsole(path string, null *os.File) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create console log dir: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	// The log directory may be bind-mounted into the container, which
+	// may have put a symlink (to the storage's state JSON, say), a FIFO
+	// (whose open would wait for a reader for ever) or a device node at
+	// the log's name: only a regular file there is appended to; anything
+	// else is removed, never followed, and the log made anew.
+	flags := os.O_WRONLY | os.O_APPEND | os.O_CREATE
+	f, err := nofollow.Regular(unix.AT_FDCWD, path, flags, 0o644)
+	if errors.Is(err, nofollow.ErrNotRegular) {
+		if err = unix.Unlink(path); err == nil {
+			f, err = nofollow.Regular(unix.AT_FDCWD, path, flags|os.O_EXCL, 0o644)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open console log: %w", err)
 	}
