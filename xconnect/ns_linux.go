@@ -351,7 +351,8 @@ func OpenIn(pid int, path string) (*os.File, error) {
 }
 
 // ReadFileIn reads the regular file at path inside pid's root (resolved
-// as OpenIn does), up to max bytes: more is an error.
+// as OpenIn does), up to max bytes: more is an error. What is read is
+// the size the file has when opened; a pseudo-file of size 0 reads empty.
 func ReadFileIn(pid int, path string, max int64) ([]byte, error) {
 	f, err := OpenIn(pid, path)
 	if err != nil {
@@ -363,17 +364,28 @@ func ReadFileIn(pid int, path string, max int64) ([]byte, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s in pid %d: not a regular file", path, pid)
 	}
-	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	// O_NONBLOCK: a regular file's read never waits anyway; a
+	// pseudo-file's may, and then fails rather than waits.
+	r, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	fi, err := r.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(data)) > max {
+	if fi.Size() > max {
 		return nil, fmt.Errorf("%s in pid %d: larger than %d bytes", path, pid, max)
+	}
+	// Only the size the file has: the kernel's pseudo-files (/proc/kmsg,
+	// a trace_pipe) are regular files of size 0 whose read waits for
+	// data, for ever when none comes, and /proc/kmsg's takes the kernel's
+	// messages from whoever collects them. A file that grows meanwhile
+	// is read as it was.
+	data, err := io.ReadAll(io.LimitReader(r, fi.Size()))
+	if err != nil {
+		return nil, err
 	}
 	return data, nil
 }

@@ -369,6 +369,58 @@ func TestReadFileInRefusesAFIFO(t *testing.T) {
 	}
 }
 
+// A regular file whose read waits for data: the kernel's pseudo-files
+// (a provider's /etc/passwd linked to /proc/kmsg, whose read also takes
+// the kernel's messages from whoever collects them, or to a trace_pipe)
+// are regular files of size 0. Reading one to its end blocked a dbus
+// link's connection, and the goroutine serving it, for ever. Only the
+// size the file says it has is read now. A tracing instance of the
+// test's own stands for them: its trace_pipe is no one else's.
+func TestReadFileInDoesNotWaitOnAPseudoFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a tracing instance needs root")
+	}
+	inst := filepath.Join("/sys/kernel/tracing/instances", "pv-readfilein-"+strconv.Itoa(os.Getpid()))
+	if err := os.Mkdir(inst, 0o755); err != nil {
+		t.Skipf("no tracing instance: %v", err)
+	}
+	done := make(chan error, 1)
+	t.Cleanup(func() {
+		// A read still waiting is given a line, which ends it (the
+		// limit is a few bytes), before the instance goes.
+		for range 100 {
+			select {
+			case <-done:
+				os.Remove(inst)
+				return
+			default:
+			}
+			os.WriteFile(filepath.Join(inst, "trace_marker"), []byte("end of the test\n"), 0)
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Errorf("the read of %s never ended; the instance is left", inst)
+	})
+	passwd := filepath.Join(t.TempDir(), "passwd")
+	if err := os.Symlink(filepath.Join(inst, "trace_pipe"), passwd); err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	go func() {
+		var err error
+		data, err = ReadFileIn(0, passwd, 16)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		done <- err // for the cleanup
+		if err == nil && len(data) != 0 {
+			t.Errorf("read %q from a file of size 0", data)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadFileIn of a pseudo-file still waiting after 2 s")
+	}
+}
+
 // A provider's socket that leads to pantavisor's control socket (a
 // symlink, a hard link, or the control socket itself, which every
 // container has bind-mounted) is never connected to: pantavisor would
