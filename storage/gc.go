@@ -126,7 +126,9 @@ func (l Layout) removeRevision(rev string) (int64, error) {
 	var freed int64
 	for _, dir := range []string{l.Logs(rev), filepath.Join(l.Root, "disks", "rev", rev)} {
 		n := unshared(dir)
-		if err := os.RemoveAll(dir); err != nil {
+		// A container's files (its volumes, its log directory if
+		// bind-mounted): RemoveTree, whatever their depth.
+		if err := RemoveTree(dir); err != nil {
 			return freed, fmt.Errorf("remove revision %s: %w", rev, err)
 		}
 		freed += n

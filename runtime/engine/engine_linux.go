@@ -361,7 +361,8 @@ func plumb(name string, ct *driver.Container, l *messages.Lease) (link.Attachmen
 func (m *Mount) Unmount() error {
 	err := m.root.Unmount()
 	if err == nil {
-		err = os.RemoveAll(filepath.Join(m.work, "storage"))
+		// The container's files, nested as deep as it liked.
+		err = storage.RemoveTree(filepath.Join(m.work, "storage"))
 	}
 	return err
 }
