@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/config"
+	"github.com/pantavisor/pv/internal/nofollow"
 )
 
 // newLogger logs to stderr (coloured with tint when it is a terminal) and,
@@ -98,7 +99,10 @@ func (s *logSink) Move(file string) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// The revision's log directory may be bind-mounted into a
+	// container, which may have put a symlink at the log's name (to the
+	// storage's state JSON, say): it is replaced, never followed.
+	f, err := nofollow.Append(file, 0o644)
 	if err != nil {
 		return err
 	}

@@ -91,3 +91,33 @@ func TestLogLevelFollowsTheConfiguration(t *testing.T) {
 		t.Error("-v without a configuration: not debug")
 	}
 }
+
+// A container with its revision's log directory bind-mounted can put a
+// symlink at pantavisor/pantavisor.log: at the next boot (or the next
+// non-reboot update into that revision) pantavisor appended its own log,
+// as root, to whatever the link named, the storage's state JSON say.
+// The link is replaced by the log now.
+func TestOwnLogIsNotWrittenThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "json")
+	if err := os.WriteFile(target, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "1", "pantavisor", "pantavisor.log")
+	os.MkdirAll(filepath.Dir(file), 0o755)
+	if err := os.Symlink(target, file); err != nil {
+		t.Fatal(err)
+	}
+	log, sink, err := newLogger(&bytes.Buffer{}, file, slog.LevelInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	log.Info("booted")
+	if got, _ := os.ReadFile(target); string(got) != "{}" {
+		t.Errorf("the file the link names was written: %q", got)
+	}
+	if got, err := os.ReadFile(file); err != nil || !strings.Contains(string(got), "booted") {
+		t.Errorf("pantavisor's log holds %q (%v)", got, err)
+	}
+}

@@ -80,3 +80,20 @@ func Regular(dirfd int, name string, flags int, perm uint32) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+// Append opens the log file at path for appending, creating it with perm
+// (less the umask) when missing. A regular file there is appended to;
+// anything else (a symlink, a FIFO, a device node a container put at the
+// log's name) is removed, the link itself and never what it names, and
+// the log made anew. path's directories are followed as usual: they are
+// the caller's.
+func Append(path string, perm uint32) (*os.File, error) {
+	flags := os.O_WRONLY | os.O_APPEND | os.O_CREATE
+	f, err := Regular(unix.AT_FDCWD, path, flags, perm)
+	if errors.Is(err, ErrNotRegular) {
+		if err = unix.Unlink(path); err == nil {
+			f, err = Regular(unix.AT_FDCWD, path, flags|os.O_EXCL, perm)
+		}
+	}
+	return f, err
+}

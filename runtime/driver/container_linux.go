@@ -443,13 +443,7 @@ func openConsole(path string, null *os.File) (*os.File, error) {
 	// (whose open would wait for a reader for ever) or a device node at
 	// the log's name: only a regular file there is appended to; anything
 	// else is removed, never followed, and the log made anew.
-	flags := os.O_WRONLY | os.O_APPEND | os.O_CREATE
-	f, err := nofollow.Regular(unix.AT_FDCWD, path, flags, 0o644)
-	if errors.Is(err, nofollow.ErrNotRegular) {
-		if err = unix.Unlink(path); err == nil {
-			f, err = nofollow.Regular(unix.AT_FDCWD, path, flags|os.O_EXCL, 0o644)
-		}
-	}
+	f, err := nofollow.Append(path, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open console log: %w", err)
 	}
