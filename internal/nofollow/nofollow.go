@@ -75,10 +75,41 @@ func Regular(dirfd int, name string, flags int, perm uint32) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: name, Err: fmt.Errorf("%w (mode %#o)", ErrNotRegular, st.Mode&unix.S_IFMT)}
 	}
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(p), flags|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		// No /proc where this process is seen: the name opened again,
+		// not followed and without waiting, and kept only when it is
+		// still the inode checked.
+		fd, err = reopenAt(dirfd, name, flags, &st)
+	}
 	if err != nil {
 		return nil, &os.PathError{Op: "reopen", Path: name, Err: err}
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// reopenAt opens name in dirfd with flags when it is still the inode st
+// describes.
+func reopenAt(dirfd int, name string, flags int, st *unix.Stat_t) (int, error) {
+	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("replaced while being opened: %w", ErrNotRegular)
+	}
+	if flags&unix.O_NONBLOCK == 0 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^(unix.O_ACCMODE|unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_NOCTTY)); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+	}
+	return fd, nil
 }
 
 // Append opens the log file at path for appending, creating it with perm
