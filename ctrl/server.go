@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pantavisor/pv/internal/acceptretry"
 	"github.com/pantavisor/pv/messages"
 )
 
@@ -131,8 +132,13 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 // Serve accepts connections on l until Close or Shutdown, then returns nil.
 // l should be a unix socket listener (see Listen): on any other kind peers
 // have no credentials, so every caller is unknown and denied.
+//
+// An accept that fails (the kernel short of memory or socket buffers, the
+// descriptor table full) is tried again after a pause, however it failed:
+// a control socket that stopped answering would stay so until the next
+// boot.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.hs.Serve(limitListener{Listener: teListener{l}, lim: &s.conns, s: s})
+	err := s.hs.Serve(limitListener{Listener: teListener{acceptretry.Listener(l)}, lim: &s.conns, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
