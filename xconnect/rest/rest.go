@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pantavisor/pv/internal/acceptretry"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -111,9 +112,12 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 	return p
 }
 
-// Serve serves the consumer's requests on ln until Close.
+// Serve serves the consumer's requests on ln until Close. An accept that
+// fails (the kernel short of memory or socket buffers) is tried again
+// after a pause, however it failed: a proxy that returned would leave
+// the link established and serving nothing.
 func (p *Proxy) Serve(ln net.Listener) error {
-	err := p.srv.Serve(countingListener{ln, p.cfg.Stats})
+	err := p.srv.Serve(countingListener{acceptretry.Listener(ln), p.cfg.Stats})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
