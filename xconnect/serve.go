@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// Conns is the accept loop and connection bookkeeping of the byte
-// plugins (unix, tcp): each accepted connection is handled in its own
-// goroutine, which recovers from a panic; Close stops accepting, closes
-// every connection tracked (the accepted ones, and the provider ones a
-// handler tracks) and waits for every handler.
+// Conns is the accept loop and connection bookkeeping of the proxies
+// (unix, tcp, http): each accepted connection is handled in its own
+// goroutine, which recovers from a panic; past a cap, one more is closed
+// on arrival; Close stops accepting, closes every connection tracked (the
+// accepted ones, and the provider ones a handler tracks) and waits for
+// every handler.
 type Conns struct {
 	log   *slog.Logger
 	ctx   context.Context
@@ -23,7 +24,26 @@ type Conns struct {
 	ln    net.Listener
 	conns map[net.Conn]bool // true: accepted, false: tracked by a handler
 	wg    sync.WaitGroup
+	// accepted counts the accepted connections in conns, max caps them;
+	// refused is told of each connection closed beyond the cap, and
+	// refusals counts those not logged yet (at most one line per
+	// refuseLogEvery: lastRefusalLog).
+	accepted, max  int
+	refused        func()
+	refusals       int
+	lastRefusalLog time.Time
 }
+
+// DefaultMaxConns is how many accepted connections one proxy carries at
+// once unless SetMax says otherwise. Each costs pantavisor descriptors
+// (two, the provider's included) and goroutines: a consumer or a client
+// that opens connections without end, and holds them, must not take
+// every descriptor of the supervisor (no container start, no control
+// socket while it holds them).
+const DefaultMaxConns = 1024
+
+// refuseLogEvery rate-limits the log of connections refused at the cap.
+const refuseLogEvery = 10 * time.Second
 
 // NewConns makes the bookkeeping of one proxy.
 func NewConns(log *slog.Logger) *Conns {
@@ -31,7 +51,20 @@ func NewConns(log *slog.Logger) *Conns {
 		log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{}}
+	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{}, max: DefaultMaxConns}
+}
+
+// SetMax caps the accepted connections carried at once at n
+// (DefaultMaxConns when n <= 0); refused, when not nil, is called for
+// each connection closed on arrival beyond the cap (a plugin counts it
+// as an error). It must be called before Serve.
+func (s *Conns) SetMax(n int, refused func()) {
+	if n <= 0 {
+		n = DefaultMaxConns
+	}
+	s.mu.Lock()
+	s.max, s.refused = n, refused
+	s.mu.Unlock()
 }
 
 // Context ends when Close is called: handlers dial with it.
@@ -69,27 +102,67 @@ func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 			}
 			continue
 		}
-		if !s.admit(c) {
+		switch s.admit(c) {
+		case admitted:
+			go s.run(c, handle)
+		case full:
+			c.Close()
+			s.refuse()
+		default: // closed
 			c.Close()
 			return nil
 		}
-		go s.run(c, handle)
 	}
 }
+
+// admission is what admit made of a connection.
+type admission int
+
+const (
+	admitted admission = iota
+	full               // beyond the cap: refused
+	closed             // Close came first
+)
 
 // admit tracks an accepted connection and counts its goroutine, both
 // under mu: Close, which holds mu while it cancels and then waits, either
 // sees the goroutine counted or keeps it from starting (a wg.Add racing
 // Close's Wait would let Close return with a handler still running).
-func (s *Conns) admit(c net.Conn) bool {
+func (s *Conns) admit(c net.Conn) admission {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
-		return false
+		return closed
+	}
+	if s.accepted >= s.max {
+		return full
 	}
 	s.conns[c] = true
+	s.accepted++
 	s.wg.Add(1)
-	return true
+	return admitted
+}
+
+// refuse tells of a connection refused at the cap, and logs the
+// refusals at most once per refuseLogEvery: a peer that keeps opening
+// connections must not flood the log.
+func (s *Conns) refuse() {
+	s.mu.Lock()
+	refused := s.refused
+	s.refusals++
+	n, now := s.refusals, time.Now()
+	logIt := now.Sub(s.lastRefusalLog) >= refuseLogEvery
+	if logIt {
+		s.lastRefusalLog, s.refusals = now, 0
+	}
+	max := s.max
+	s.mu.Unlock()
+	if refused != nil {
+		refused()
+	}
+	if logIt {
+		s.log.Warn("connections refused: too many at once", "refused", n, "max", max)
+	}
 }
 
 func (s *Conns) run(c net.Conn, handle func(net.Conn)) {
@@ -119,7 +192,12 @@ func (s *Conns) Track(c net.Conn) bool {
 // Untrack forgets a connection.
 func (s *Conns) Untrack(c net.Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	if acc, ok := s.conns[c]; ok {
+		if acc {
+			s.accepted--
+		}
+		delete(s.conns, c)
+	}
 	s.mu.Unlock()
 }
 

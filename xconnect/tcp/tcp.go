@@ -24,8 +24,9 @@ type Options struct {
 	// IdleTimeout ends a connection with no traffic either way for that
 	// long (default 1 h).
 	IdleTimeout time.Duration
-	// MaxConns caps the connections carried at once (default 1024); one
-	// more is closed on arrival and counted as an error.
+	// MaxConns caps the connections carried at once (default
+	// xconnect.DefaultMaxConns); one more is closed on arrival and
+	// counted as an error.
 	MaxConns int
 }
 
@@ -34,7 +35,6 @@ type Proxy struct {
 	*xconnect.Conns
 	cfg xconnect.Config
 	opt Options
-	n   atomic.Int64
 }
 
 // New makes a relay to cfg.Dial's backend.
@@ -51,10 +51,10 @@ func NewWith(cfg xconnect.Config, opt Options) *Proxy {
 	if opt.IdleTimeout <= 0 {
 		opt.IdleTimeout = time.Hour
 	}
-	if opt.MaxConns <= 0 {
-		opt.MaxConns = 1024
-	}
-	return &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, opt: opt}
+	p := &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, opt: opt}
+	st := cfg.Stats
+	p.SetMax(opt.MaxConns, func() { st.Errors.Add(1) })
+	return p
 }
 
 // Serve accepts on ln until Close.
@@ -62,12 +62,6 @@ func (p *Proxy) Serve(ln net.Listener) error { return p.Conns.Serve(ln, p.handle
 
 func (p *Proxy) handle(c net.Conn) {
 	st := p.cfg.Stats
-	defer p.n.Add(-1)
-	if p.n.Add(1) > int64(p.opt.MaxConns) {
-		// Over the cap: refused at once (closed on return).
-		st.Errors.Add(1)
-		return
-	}
 	st.Connections.Add(1)
 	st.Active.Add(1)
 	defer st.Active.Add(-1)

@@ -58,7 +58,11 @@ func NewWith(cfg xconnect.Config, connect Connect) xconnect.Proxy {
 	if cfg.Stats == nil {
 		cfg.Stats = &xconnect.Stats{}
 	}
-	return &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, connect: connect}
+	p := &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, connect: connect}
+	// Beyond the cap a connection is closed on arrival, an error.
+	st := cfg.Stats
+	p.SetMax(0, func() { st.Errors.Add(1) })
+	return p
 }
 
 // Serve accepts consumer connections on ln until Close.
