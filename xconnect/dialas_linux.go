@@ -53,10 +53,27 @@ func HelperMain() {
 	os.Exit(0)
 }
 
+// helpers bounds the dial helpers alive at once, process-wide: each is a
+// process running the whole binary, and holds a thread of this process
+// locked to its wait. A consumer opening connections to a dbus link
+// without end would otherwise have as many started at once as it has
+// connections under way: hundreds of processes (memory a device does not
+// have) and threads (beyond Go's 10 000, a fatal error). A helper lives
+// a few milliseconds: a handful at a time serves hundreds of
+// connections a second.
+var helpers = make(chan struct{}, 4)
+
 // DialAs connects to the unix socket at path inside pid's root (resolved
 // as OpenIn does) with the credentials uid and gid (no supplementary
-// groups).
+// groups). It waits, until ctx ends, while the dial helpers at work are
+// as many as helpers allows.
 func DialAs(ctx context.Context, pid int, path string, uid, gid int) (*net.UnixConn, error) {
+	select {
+	case helpers <- struct{}{}:
+		defer func() { <-helpers }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dial as %d: waiting for a dial helper: %w", uid, ctx.Err())
+	}
 	target, err := openSocketIn(pid, path)
 	if err != nil {
 		return nil, err
