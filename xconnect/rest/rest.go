@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pantavisor/pv/internal/acceptretry"
@@ -45,6 +46,9 @@ type Proxy struct {
 	mu       sync.Mutex
 	upgraded map[net.Conn]bool
 	closed   bool
+	// open counts the consumer connections held, upgraded ones
+	// included, for the cap (xconnect.DefaultMaxConns).
+	open atomic.Int64
 }
 
 // New makes the proxy of cfg.Link.
@@ -117,7 +121,7 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 // after a pause, however it failed: a proxy that returned would leave
 // the link established and serving nothing.
 func (p *Proxy) Serve(ln net.Listener) error {
-	err := p.srv.Serve(countingListener{acceptretry.Listener(ln), p.cfg.Stats})
+	err := p.srv.Serve(countingListener{Listener: acceptretry.Listener(ln), st: p.cfg.Stats, open: &p.open})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -170,23 +174,36 @@ func (p *Proxy) track(c net.Conn) {
 }
 
 // countingListener counts the bytes of every consumer connection: read is
-// up (consumer → provider), written down.
+// up (consumer → provider), written down. It holds at most
+// xconnect.DefaultMaxConns at once, as the other links do: one more is
+// closed on arrival and counted as an error, so that a consumer opening
+// connections without end cannot take the supervisor's descriptors.
 type countingListener struct {
 	net.Listener
-	st *xconnect.Stats
+	st   *xconnect.Stats
+	open *atomic.Int64
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > xconnect.DefaultMaxConns {
+			l.open.Add(-1)
+			c.Close()
+			l.st.Errors.Add(1)
+			continue
+		}
+		return &countingConn{Conn: c, st: l.st, open: l.open}, nil
 	}
-	return &countingConn{Conn: c, st: l.st}, nil
 }
 
 type countingConn struct {
 	net.Conn
-	st *xconnect.Stats
+	st   *xconnect.Stats
+	open *atomic.Int64
 	// onClose, set once the connection is upgraded (before the proxy
 	// uses it), drops it from the proxy's upgraded set.
 	onClose   func()
@@ -195,6 +212,7 @@ type countingConn struct {
 
 func (c *countingConn) Close() error {
 	c.closeOnce.Do(func() {
+		c.open.Add(-1)
 		if c.onClose != nil {
 			c.onClose()
 		}
