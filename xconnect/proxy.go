@@ -3,10 +3,12 @@ package xconnect
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync/atomic"
 )
 
@@ -128,8 +130,8 @@ func Relay(c, p net.Conn, st *Stats) error {
 // end first.
 func BothWays(c, p net.Conn, up, down func() error) (first, second error) {
 	errc := make(chan error, 2)
-	go func() { errc <- up() }()
-	go func() { errc <- down() }()
+	go func() { errc <- Recovered(up) }()
+	go func() { errc <- Recovered(down) }()
 	first = <-errc
 	if first != nil {
 		c.Close()
@@ -139,6 +141,20 @@ func BothWays(c, p net.Conn, up, down func() error) (first, second error) {
 	c.Close()
 	p.Close()
 	return first, second
+}
+
+// Recovered runs f and returns its error, or a panic's as an error (its
+// stack logged): the directions of a connection run in goroutines of
+// their own, outside the recover of Conns' handlers, and a panic there,
+// a bug met by some peer's bytes, would end the supervisor.
+func Recovered(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			slog.Error("connection relay panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f()
 }
 
 // pipe copies src to dst, then half-closes dst (or closes it, when it

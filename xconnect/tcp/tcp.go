@@ -90,10 +90,15 @@ func (p *Proxy) handle(c net.Conn) {
 func relay(c, b net.Conn, st *xconnect.Stats, idle time.Duration) error {
 	done := make(chan struct{})
 	errc := make(chan error, 2)
-	go func() { errc <- copyHalf(b, c, &st.BytesUp) }()
-	go func() { errc <- copyHalf(c, b, &st.BytesDown) }()
+	// Each in a goroutine of its own, outside the handler's recover: a
+	// panic is that connection's error, never the supervisor's end.
+	go func() { errc <- xconnect.Recovered(func() error { return copyHalf(b, c, &st.BytesUp) }) }()
+	go func() { errc <- xconnect.Recovered(func() error { return copyHalf(c, b, &st.BytesDown) }) }()
 	if tc, ok := c.(*net.TCPConn); ok {
-		go watchIdle(tc, idle, done, func() { c.Close(); b.Close() })
+		go xconnect.Recovered(func() error {
+			watchIdle(tc, idle, done, func() { c.Close(); b.Close() })
+			return nil
+		})
 	}
 	e1 := <-errc
 	if e1 != nil {
