@@ -83,6 +83,13 @@ type route struct {
 	be    *conns
 }
 
+// maxHeaderBytes bounds a request's head on net/http's path (431
+// beyond), as the control socket's: net/http's default, 1 MiB, held by
+// each of a listener's connections at once while a client sends its head
+// slowly, was a gigabyte of the supervisor's memory from anyone on the
+// network. nginx takes at most 32 KiB (4 buffers of 8 KiB).
+const maxHeaderBytes = 64 << 10
+
 // NewServer makes a server with no route (every request a 404 until Set).
 func NewServer(opt Options) *Server {
 	if opt.ReadHeaderTimeout <= 0 {
@@ -103,7 +110,7 @@ func NewServer(opt Options) *Server {
 	s := &Server{opt: opt, cc: xconnect.NewConns(opt.Log), queue: newConnQueue()}
 	s.routes.Store(&routeTable{})
 	s.srv = &nethttp.Server{Handler: s, ReadHeaderTimeout: opt.ReadHeaderTimeout, IdleTimeout: opt.IdleTimeout,
-		ErrorLog: slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug)}
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug)}
 	return s
 }
 

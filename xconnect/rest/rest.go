@@ -99,7 +99,11 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 		Handler:           rp,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		// net/http's default, 1 MiB per head, held by each of the
+		// link's connections at once while a consumer sends its heads
+		// slowly, was a gigabyte of the supervisor's memory.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
