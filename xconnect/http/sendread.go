@@ -35,6 +35,11 @@ type sendRead struct {
 	rc   syscall.RawConn // nil: conn is read as is
 	out  []byte          // written by the next Read, before it reads
 
+	// headLeft bounds what Read takes while limited (an answer's head
+	// on net/http's path, see limitHead).
+	limited  bool
+	headLeft int
+
 	// The state of one Read's callback, kept here with the callback bound
 	// once, so that a read allocates nothing.
 	p    []byte
@@ -65,7 +70,36 @@ func (s *sendRead) send(b []byte) bool {
 	return true
 }
 
+// errHeadTooLarge ends the reading of an answer whose head does not end
+// within maxRespHead.
+var errHeadTooLarge = errors.New("backend's answer head too large")
+
+// limitHead bounds what Read takes to n bytes (a head and what the
+// reader buffers after it), until unlimitHead: net/http's ReadResponse
+// reads a head to its end however long it is, and a backend whose head
+// does not end (a provider container, hostile or broken) would grow the
+// supervisor's memory as fast as it writes, for the whole header
+// timeout.
+func (s *sendRead) limitHead(n int) { s.limited, s.headLeft = true, n }
+
+func (s *sendRead) unlimitHead() { s.limited = false }
+
 func (s *sendRead) Read(p []byte) (int, error) {
+	if !s.limited {
+		return s.read(p)
+	}
+	if s.headLeft <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if len(p) > s.headLeft {
+		p = p[:s.headLeft]
+	}
+	n, err := s.read(p)
+	s.headLeft -= n
+	return n, err
+}
+
+func (s *sendRead) read(p []byte) (int, error) {
 	if s.rc == nil {
 		return s.conn.Read(p)
 	}
@@ -87,7 +121,7 @@ func (s *sendRead) Read(p []byte) (int, error) {
 		if _, err := s.conn.Write(out); err != nil {
 			return 0, err
 		}
-		return s.Read(p)
+		return s.read(p)
 	case n == 0 && len(p) > 0:
 		return 0, io.EOF
 	}

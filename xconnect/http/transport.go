@@ -284,12 +284,16 @@ func (b *conns) exchange(c *backConn, req *nethttp.Request) (*nethttp.Response, 
 	}
 	var res *nethttp.Response
 	var err error
+	// The heads, interim ones included, within maxRespHead (and what the
+	// reader buffers past them), as on the plain path.
+	c.sr.limitHead(maxRespHead + c.br.Size())
 	for {
 		res, err = nethttp.ReadResponse(c.br, req)
 		if err != nil || res.StatusCode >= 200 || res.StatusCode == nethttp.StatusSwitchingProtocols {
 			break
 		}
 	}
+	c.sr.unlimitHead()
 	if err != nil {
 		stop()
 		if werr != nil {
