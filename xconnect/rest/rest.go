@@ -70,6 +70,11 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 		},
 		MaxIdleConns: 16, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
 		ResponseHeaderTimeout: 5 * time.Minute,
+		// net/http's default, 10 MiB per answer head, held for each of
+		// the link's connections at once, was gigabytes of the
+		// supervisor's memory at a provider's will; 1 MiB, as the http
+		// proxy's.
+		MaxResponseHeaderBytes: 1 << 20,
 	}
 	client, role := cfg.Link.Consumer, cfg.Link.Role
 	rp := &httputil.ReverseProxy{
