@@ -42,7 +42,8 @@ type Conns struct {
 // socket while it holds them).
 const DefaultMaxConns = 1024
 
-// refuseLogEvery rate-limits the log of connections refused at the cap.
+// refuseLogEvery rate-limits the log of connections refused at the cap,
+// and of accepts that fail.
 const refuseLogEvery = 10 * time.Second
 
 // NewConns makes the bookkeeping of one proxy.
@@ -73,7 +74,8 @@ func (s *Conns) Context() context.Context { return s.ctx }
 // Serve accepts on ln until Close, handing each connection to handle in
 // a goroutine; the connection is closed and forgotten when handle
 // returns. A listener that fails for another reason than Close is
-// retried after a pause (EMFILE and the like), never spun on.
+// retried after a pause (EMFILE and the like), never spun on, and logged
+// at most once per refuseLogEvery.
 func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 	s.mu.Lock()
 	closed := s.ctx.Err() != nil
@@ -84,6 +86,8 @@ func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 		ln.Close()
 		return nil
 	}
+	var lastLog time.Time // of an accept failure, with failed since
+	failed := 0
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -94,7 +98,13 @@ func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			s.log.Warn("accept", "err", err)
+			if failed++; time.Since(lastLog) >= refuseLogEvery {
+				// A failure lasts (every descriptor taken): a
+				// line per try, ten a second per link, would
+				// flood the log with it.
+				s.log.Warn("accept failed; trying again", "err", err, "failures", failed)
+				lastLog, failed = time.Now(), 0
+			}
 			select {
 			case <-s.ctx.Done():
 				return nil
