@@ -293,7 +293,7 @@ func (kp *kernelPath) run() {
 	count := func() {
 		f := kp.base
 		f.To = cur
-		n, err := kp.k.Connections(f)
+		n, err := safely(func() (uint64, error) { return kp.k.Connections(f) })
 		kp.mu.Lock()
 		defer kp.mu.Unlock()
 		kp.lastAt = time.Now()
@@ -313,7 +313,7 @@ func (kp *kernelPath) run() {
 			return nil
 		}
 		count() // its last connections, before the rule and its counter go
-		if err := remove(); err != nil {
+		if _, err := safely(func() (struct{}, error) { return struct{}{}, remove() }); err != nil {
 			return err
 		}
 		kp.mu.Lock()
@@ -355,7 +355,7 @@ func (kp *kernelPath) run() {
 		}
 		f := kp.base
 		f.To = want
-		rm, err := kp.k.Add(f)
+		rm, err := safely(func() (func() error, error) { return kp.k.Add(f) })
 		if err != nil {
 			kp.setState("relay only: " + err.Error())
 			kp.log.Warn("kernel path not installed; the relay serves every client", "to", want, "err", err)
@@ -365,6 +365,19 @@ func (kp *kernelPath) run() {
 		kp.setState("dnat to " + want.String())
 		kp.log.Info("kernel path installed", "to", want)
 	}
+}
+
+// safely makes a call of the kernel (iptables on a device) whose panic is
+// its error: the kernel path's goroutine runs outside the actor system,
+// where a panic would end the supervisor; as an error it is a failure of
+// that install or removal, which the loop handles (the relay serves).
+func safely[T any](f func() (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f()
 }
 
 // removeRetry is how long a kernel path waits before it tries again to

@@ -116,6 +116,8 @@ type fakeKernel struct {
 	removeFails int
 	counts      map[string]uint64 // by forward, what Connections says
 	asked       int               // calls of Connections
+	// addPanics is how many installs panic before one works.
+	addPanics int
 }
 
 func (k *fakeKernel) Connections(f nat.Forward) (uint64, error) {
@@ -197,6 +199,11 @@ func waitConnections(t *testing.T, s actors.IngressSetup, n int64) {
 func (k *fakeKernel) Add(f nat.Forward) (func() error, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.addPanics > 0 {
+		k.addPanics--
+		k.events = append(k.events, "panic "+f.String())
+		panic("iptables output not understood")
+	}
 	if k.fail != nil {
 		k.events = append(k.events, "fail "+f.String())
 		return nil, k.fail
@@ -366,4 +373,25 @@ func TestKernelPathRetriesAFailedRemoval(t *testing.T) {
 	waitKernel(t, s, k, "dnat to 10.0.5.20:8080", "add "+fw("10.0.5.13")+" local ",
 		"remove failed "+fw("10.0.5.13"), "remove failed "+fw("10.0.5.13"), "remove "+fw("10.0.5.13"),
 		"add "+fw("10.0.5.20")+" local ")
+}
+
+// TestKernelPathPanicIsAFailure: a kernel call that panics (the iptables
+// library on output it does not expect) is a failure of that install,
+// the relay serving meanwhile, and the next change of the provider
+// installs the path. The kernel path's goroutine runs outside the actor
+// system: unrecovered, the panic ended the supervisor.
+func TestKernelPathPanicIsAFailure(t *testing.T) {
+	k := &fakeKernel{addPanics: 1}
+	addr := freeAddr(t)
+	rule := actors.IngressRule{IngressRule: state.IngressRule{Type: "tcp", Provider: "web"}, Port: 8080, Bridge: "pvbr0"}
+	s, err := (&Plane{Kernel: k}).Listen(actors.IngressListener{Type: "tcp", Addr: addr, Rules: []actors.IngressRule{rule}}, []*xconnect.Stats{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fw := func(ip string) string { return addr + " → " + ip + ":8080" }
+	s.Backend(0, xconnect.Ends{ProviderPid: 42, ProviderAddr: netip.MustParseAddr("10.0.5.13")})
+	waitKernel(t, s, k, "relay only: panic: iptables output not understood", "panic "+fw("10.0.5.13"))
+	s.Backend(0, xconnect.Ends{ProviderPid: 43, ProviderAddr: netip.MustParseAddr("10.0.5.20")})
+	waitKernel(t, s, k, "dnat to 10.0.5.20:8080", "panic "+fw("10.0.5.13"), "add "+fw("10.0.5.20")+" local ")
 }
