@@ -63,6 +63,20 @@ func HelperMain() {
 // connections a second.
 var helpers = make(chan struct{}, 4)
 
+// runHelper starts the helper, closes our copy of its end of the pair
+// (theirs) and waits for it to exit, killed if ctx ends first. A test
+// replaces it to see how many run at once.
+var runHelper = func(ctx context.Context, cmd *exec.Cmd, theirs *os.File) error {
+	err := cmd.Start()
+	theirs.Close()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	defer stop()
+	return cmd.Wait()
+}
+
 // DialAs connects to the unix socket at path inside pid's root (resolved
 // as OpenIn does) with the credentials uid and gid (no supplementary
 // groups). It waits, until ctx ends, while the dial helpers at work are
@@ -110,13 +124,7 @@ func DialAs(ctx context.Context, pid int, path string, uid, gid int) (*net.UnixC
 	// goroutine's alone.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	err = cmd.Start()
-	theirs.Close()
-	if err == nil {
-		stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
-		err = cmd.Wait()
-		stop()
-	}
+	err = runHelper(ctx, cmd, theirs)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s in pid %d as uid %d: %w: %s", path, pid, uid, err, bytes.TrimSpace(out.Bytes()))
 	}
