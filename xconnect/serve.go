@@ -116,8 +116,10 @@ func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 		case admitted:
 			go s.run(c, handle)
 		case full:
-			c.Close()
+			// Counted before the close: the peer that reads its
+			// end finds the refusal counted.
 			s.refuse()
+			c.Close()
 		default: // closed
 			c.Close()
 			return nil

@@ -201,8 +201,8 @@ func (l countingListener) Accept() (net.Conn, error) {
 		}
 		if l.open.Add(1) > xconnect.DefaultMaxConns {
 			l.open.Add(-1)
+			l.st.Errors.Add(1) // before the close, which the peer sees
 			c.Close()
-			l.st.Errors.Add(1)
 			continue
 		}
 		return &countingConn{Conn: c, st: l.st, open: l.open}, nil
