@@ -12,10 +12,10 @@ import (
 
 // Conns is the accept loop and connection bookkeeping of the proxies
 // (unix, tcp, http): each accepted connection is handled in its own
-// goroutine, which recovers from a panic; past a cap, one more is closed
-// on arrival; Close stops accepting, closes every connection tracked (the
-// accepted ones, and the provider ones a handler tracks) and waits for
-// every handler.
+// goroutine, which recovers from a panic; past a cap, its own or the
+// process-wide one (budget.go), one more is closed on arrival; Close
+// stops accepting, closes every connection tracked (the accepted ones,
+// and the provider ones a handler tracks) and waits for every handler.
 type Conns struct {
 	log   *slog.Logger
 	ctx   context.Context
@@ -146,7 +146,7 @@ func (s *Conns) admit(c net.Conn) admission {
 	if s.ctx.Err() != nil {
 		return closed
 	}
-	if s.accepted >= s.max {
+	if s.accepted >= s.max || !connBudget.take() {
 		return full
 	}
 	s.conns[c] = true
@@ -207,6 +207,7 @@ func (s *Conns) Untrack(c net.Conn) {
 	if acc, ok := s.conns[c]; ok {
 		if acc {
 			s.accepted--
+			connBudget.give()
 		}
 		delete(s.conns, c)
 	}

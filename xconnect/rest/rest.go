@@ -184,9 +184,10 @@ func (p *Proxy) track(c net.Conn) {
 
 // countingListener counts the bytes of every consumer connection: read is
 // up (consumer → provider), written down. It holds at most
-// xconnect.DefaultMaxConns at once, as the other links do: one more is
-// closed on arrival and counted as an error, so that a consumer opening
-// connections without end cannot take the supervisor's descriptors.
+// xconnect.DefaultMaxConns at once, within the process-wide budget, as
+// the other links do: one more is closed on arrival and counted as an
+// error, so that a consumer opening connections without end cannot take
+// the supervisor's descriptors.
 type countingListener struct {
 	net.Listener
 	st   *xconnect.Stats
@@ -199,7 +200,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) > xconnect.DefaultMaxConns {
+		if l.open.Add(1) > xconnect.DefaultMaxConns || !xconnect.TakeConn() {
 			l.open.Add(-1)
 			l.st.Errors.Add(1) // before the close, which the peer sees
 			c.Close()
@@ -222,6 +223,7 @@ type countingConn struct {
 func (c *countingConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.open.Add(-1)
+		xconnect.ReleaseConn()
 		if c.onClose != nil {
 			c.onClose()
 		}
