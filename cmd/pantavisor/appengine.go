@@ -398,7 +398,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		log.Info("removed the cgroups a previous run left", "dirs", len(removed))
 	}
 	drv, err := driver.New(driver.Options{StateRoot: filepath.Join(work, "libcontainer"), CgroupParent: cgParent,
-		NoPivotRoot: o.embedded && onInitramfs()})
+		NoPivotRoot: o.embedded && onInitramfs(), Log: log})
 	if err != nil {
 		log.Error("container driver", "err", err)
 		return 1

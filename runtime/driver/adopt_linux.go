@@ -55,6 +55,8 @@ func (d *Driver) Adopt(name string, exits ExitSource) (*Container, error) {
 	c := &Container{d: d, name: name, lc: lc, tr: &Translated{Config: &cfg}, started: true,
 		adoptedPid: st.InitProcessPid, adoptedStart: st.InitProcessStartTime, created: startedAt(st.InitProcessStartTime, st.Created), paths: st.CgroupPaths, done: make(chan struct{})}
 	d.noteParents(c.paths)
+	// A supervisor from before the containers' task limit left it unset.
+	d.limitParentOrLog(c.paths)
 	// The pidfd first, the state check after: if the init still runs
 	// once the pidfd is open, the pidfd is the init's (its start time is
 	// what libcontainer compares), not a process that reused its pid.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -72,6 +73,9 @@ type Options struct {
 	// root is then not detached from its mount namespace, which is why
 	// pivot_root is kept wherever it works.
 	NoPivotRoot bool
+	// Log receives what the driver cannot do but does not fail a start
+	// for (the containers' task limit not set); nil discards it.
+	Log *slog.Logger
 }
 
 // Driver creates containers with one state root and one cgroup parent. It
@@ -102,6 +106,7 @@ type Driver struct {
 	// two).
 	initMakesDev bool
 	noPivotRoot  bool
+	log          *slog.Logger
 }
 
 // New returns a Driver, creating its state root (mode 0700).
@@ -116,7 +121,10 @@ func New(o Options) (*Driver, error) {
 	if os.Getenv("GOMAXPROCS") == "" {
 		os.Setenv("GOMAXPROCS", "1")
 	}
-	d := &Driver{stateRoot: o.StateRoot, cgroupParent: o.CgroupParent, noPivotRoot: o.NoPivotRoot}
+	d := &Driver{stateRoot: o.StateRoot, cgroupParent: o.CgroupParent, noPivotRoot: o.NoPivotRoot, log: o.Log}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
 	if d.stateRoot == "" {
 		d.stateRoot = DefaultStateRoot
 	}
@@ -384,6 +392,11 @@ func (c *Container) Start() error {
 		c.paths = plannedCgroupPaths(c.lc)
 	}
 	c.d.noteParents(c.paths)
+	if err == nil {
+		// Before Exec: the container's command has not run yet. Held
+		// under cgroupMu, the parent cannot be removed meanwhile.
+		c.d.limitParentOrLog(c.paths)
+	}
 	c.d.cgroupMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.name, err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -58,9 +59,15 @@ type testEnv struct {
 
 func newEnv(tb testing.TB) *testEnv {
 	tb.Helper()
+	return newEnvParent(tb, "pvtest-"+randomSuffix())
+}
+
+// newEnvParent is newEnv with the given cgroup parent.
+func newEnvParent(tb testing.TB, parent string) *testEnv {
+	tb.Helper()
 	isolated.Require(tb)
 	tmp := tb.TempDir()
-	d, err := New(Options{StateRoot: filepath.Join(tmp, "state"), CgroupParent: "pvtest-" + randomSuffix()})
+	d, err := New(Options{StateRoot: filepath.Join(tmp, "state"), CgroupParent: parent})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -838,4 +845,78 @@ func TestUserNamespace(t *testing.T) {
 	}
 	c.Signal(syscall.SIGKILL)
 	c.Wait()
+}
+
+// A container's fork bomb takes the tasks the supervisor shares with it up
+// to the containers' parent cgroup's limit only: a process beside the
+// containers (the supervisor) can still fork. The shared limit here is a
+// cgroup the test makes with pids.max 300, never a host-wide one.
+func TestForkBombLeavesSupervisorRoom(t *testing.T) {
+	isolated.Require(t)
+	hier := "/sys/fs/cgroup/pids"
+	if cgroups.IsCgroup2UnifiedMode() {
+		hier = "/sys/fs/cgroup"
+	}
+	shared := "pvlimit-" + randomSuffix()
+	sharedDir := filepath.Join(hier, shared)
+	if err := os.Mkdir(sharedDir, 0o755); err != nil {
+		t.Skipf("no pids cgroup to bound the test: %v", err)
+	}
+	t.Cleanup(func() {
+		// The driver removes it with the empty parents.
+		if err := rmdirCgroup(sharedDir, time.Now().Add(10*time.Second)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("remove %s: %v", sharedDir, err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(sharedDir, "pids.max"), []byte("300"), 0o644); err != nil {
+		t.Skipf("no pids controller to bound the test: %v", err)
+	}
+	e := newEnvParent(t, "/"+shared+"/pvtest-"+randomSuffix())
+	bomb := `sh -c 'while :; do sleep 1000 & done' 2>/dev/null; echo full; exec sleep 1000`
+	c, log := e.create(t, "bomb", &spec.Container{Args: []string{"/bin/sh", "-c", bomb}}, nil)
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for b, _ := os.ReadFile(log); string(b) != "full\n"; b, _ = os.ReadFile(log) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fork bomb never filled its limit; console %q", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A process moved into the shared cgroup (moving ignores pids.max)
+	// forks there once told to: into a leaf of its own beside the
+	// containers' parent, as cgroup v2 allows no process in a cgroup
+	// with children.
+	beside := filepath.Join(sharedDir, "beside")
+	if err := os.Mkdir(beside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rmdirCgroup(beside, time.Now().Add(10*time.Second)); err != nil {
+			t.Errorf("remove %s: %v", beside, err)
+		}
+	})
+	cmd := exec.Command("/bin/sh", "-c", "read x; /bin/true && echo forked")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(beside, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	in.Write([]byte("\n"))
+	in.Close()
+	cmd.Wait()
+	if got := strings.TrimSpace(out.String()); got != "forked" {
+		cur, _ := os.ReadFile(filepath.Join(sharedDir, "pids.current"))
+		t.Errorf("a process beside the containers could not fork: %q (tasks in the shared cgroup: %s of 300)", got, strings.TrimSpace(string(cur)))
+	}
 }
