@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -217,6 +218,13 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// revision, whose log directory the log file goes to: until then,
 	// logs go to stderr only.
 	console, _, _ := newLogger(stderr, "", level)
+	if err := protectFromOOM(); errors.Is(err, fs.ErrPermission) {
+		// No CAP_SYS_RESOURCE (an appengine in an unprivileged
+		// container): the supervisor and containers stay equal.
+		console.Info("the supervisor keeps the OOM killer's default", "err", err)
+	} else if err != nil {
+		console.Warn("the OOM killer may pick the supervisor before a container", "err", err)
+	}
 	// PID 1's channel: exit statuses of the inits it reaps, and where
 	// the control socket is kept for the next supervisor.
 	exits, err := reaper.OpenExits(console)

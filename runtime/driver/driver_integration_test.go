@@ -920,3 +920,34 @@ func TestForkBombLeavesSupervisorRoom(t *testing.T) {
 		t.Errorf("a process beside the containers could not fork: %q (tasks in the shared cgroup: %s of 300)", got, strings.TrimSpace(string(cur)))
 	}
 }
+
+// A container's init is cloned from the supervisor, whose oom_score_adj
+// is not the container's to keep (the supervisor's is -999 on a device):
+// the container starts with the kernel's default, 0. Here the test raises
+// its own (lowering it needs CAP_SYS_RESOURCE) and sets it back after.
+func TestContainerOOMScoreAdjIsDefault(t *testing.T) {
+	e := newEnv(t)
+	const self = "/proc/self/oom_score_adj"
+	old, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(self, []byte("300"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(self, old, 0); err != nil {
+			t.Errorf("restore oom_score_adj %s: %v", strings.TrimSpace(string(old)), err)
+		}
+	})
+	c, log := e.create(t, "oom", &spec.Container{Args: []string{"/bin/cat", "/proc/self/oom_score_adj"}}, nil)
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := c.Wait(); err != nil || !exit.Success() {
+		t.Fatalf("exit %v, %v", exit, err)
+	}
+	if out, _ := os.ReadFile(log); strings.TrimSpace(string(out)) != "0" {
+		t.Errorf("container's oom_score_adj = %q, want 0", out)
+	}
+}

@@ -147,6 +147,10 @@ func Translate(in Input) (*Translated, error) {
 			Parent:    in.CgroupParent,
 			Resources: res,
 		},
+		// The init is cloned from the supervisor, whose oom_score_adj
+		// keeps it last for the OOM killer: a container gets the
+		// kernel's default back, as under LXC (lxc.proc.* is ignored).
+		OomScoreAdj: new(int),
 	}
 	// As LXC: a profile is applied where the kernel enforces AppArmor
 	// (libcontainer has the init change to it at its exec; a profile the
