@@ -3,31 +3,12 @@ package ctrl
 import (
 	"io"
 	"log/slog"
-	"net"
-	"os"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pantavisor/pv/internal/nstest"
 )
-
-// failingListener fails every Accept with err while failing is set, as
-// accept(2) does while the process or the kernel is short of something,
-// and counts those calls.
-type failingListener struct {
-	net.Listener
-	err     error
-	failing atomic.Bool
-	calls   atomic.Int64
-}
-
-func (l *failingListener) Accept() (net.Conn, error) {
-	if l.failing.Load() {
-		l.calls.Add(1)
-		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", l.err)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestAcceptErrorsDoNotEndTheSocket: while accept(2) fails (the kernel out
 // of memory or socket buffers, the descriptor table full), the control
@@ -43,14 +24,14 @@ func TestAcceptErrorsDoNotEndTheSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := &failingListener{Listener: raw, err: errno}
-			l.failing.Store(true)
+			l := &nstest.FailingListener{Listener: raw, Err: errno}
+			l.Failing.Store(true)
 			served := make(chan error, 1)
 			go func() { served <- s.Serve(l) }()
 			defer s.Close()
 			time.Sleep(500 * time.Millisecond)
-			l.failing.Store(false)
-			calls := l.calls.Load()
+			l.Failing.Store(false)
+			calls := l.Calls.Load()
 			select {
 			case err := <-served:
 				t.Fatalf("Serve returned after %d failed accepts: %v", calls, err)

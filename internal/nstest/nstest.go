@@ -20,6 +20,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,4 +285,39 @@ func Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
+}
+
+// FailingListener fails every Accept with Err while Failing is set, as
+// accept(2) does while the process or the kernel is short of something
+// (descriptors, memory, socket buffers, epoll watches), and counts those
+// calls; otherwise it accepts from the Listener it wraps.
+type FailingListener struct {
+	net.Listener
+	Err     error
+	Failing atomic.Bool
+	Calls   atomic.Int64
+}
+
+func (l *FailingListener) Accept() (net.Conn, error) {
+	if l.Failing.Load() {
+		l.Calls.Add(1)
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", l.Err)}
+	}
+	return l.Listener.Accept()
+}
+
+// ClosedByPeer says the other end of c has closed it: a read that does
+// not wait finds its end of stream (or a reset).
+func ClosedByPeer(t testing.TB, c net.Conn) bool {
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closed bool
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = (err == nil && n == 0) || errors.Is(err, unix.ECONNRESET)
+	})
+	return closed
 }

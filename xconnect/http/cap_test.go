@@ -1,33 +1,15 @@
 package http
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	nethttp "net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/pantavisor/pv/internal/nstest"
 )
-
-// closedByPeer says the other end of c has closed it: a read that does
-// not wait finds its end of stream (or a reset).
-func closedByPeer(t *testing.T, c net.Conn) bool {
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var closed bool
-	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = (err == nil && n == 0) || errors.Is(err, unix.ECONNRESET)
-	})
-	return closed
-}
 
 // TestConnectionCap: a client (an ingress listener's is anyone on the
 // network) that opens connections without end and sends nothing gets at
@@ -59,7 +41,7 @@ func TestConnectionCap(t *testing.T) {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		refused = 0
 		for _, c := range conns {
-			if closedByPeer(t, c) {
+			if nstest.ClosedByPeer(t, c) {
 				refused++
 			}
 		}

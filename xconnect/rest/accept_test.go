@@ -6,33 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/nstest"
 	"github.com/pantavisor/pv/xconnect"
 )
-
-// failingListener fails every Accept with err while failing is set, as
-// accept(2) does while the kernel is short of memory or socket buffers,
-// and counts those calls.
-type failingListener struct {
-	net.Listener
-	err     error
-	failing atomic.Bool
-	calls   atomic.Int64
-}
-
-func (l *failingListener) Accept() (net.Conn, error) {
-	if l.failing.Load() {
-		l.calls.Add(1)
-		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", l.err)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestAcceptErrorsDoNotEndTheLink: while accept(2) fails, the link waits
 // and tries again without spinning, and serves the consumer once accept
@@ -53,8 +34,8 @@ func TestAcceptErrorsDoNotEndTheLink(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := &failingListener{Listener: raw, err: errno}
-			l.failing.Store(true)
+			l := &nstest.FailingListener{Listener: raw, Err: errno}
+			l.Failing.Store(true)
 			served, done := make(chan error, 1), make(chan struct{})
 			go func() {
 				defer close(done)
@@ -65,8 +46,8 @@ func TestAcceptErrorsDoNotEndTheLink(t *testing.T) {
 				<-done
 			}()
 			time.Sleep(500 * time.Millisecond)
-			l.failing.Store(false)
-			calls := l.calls.Load()
+			l.Failing.Store(false)
+			calls := l.Calls.Load()
 			select {
 			case err := <-served:
 				t.Fatalf("Serve returned after %d failed accepts: %v", calls, err)

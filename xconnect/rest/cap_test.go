@@ -1,31 +1,13 @@
 package rest
 
 import (
-	"errors"
 	"net"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/pantavisor/pv/internal/nstest"
 )
-
-// closedByPeer says the other end of c has closed it: a read that does
-// not wait finds its end of stream (or a reset).
-func closedByPeer(t *testing.T, c net.Conn) bool {
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var closed bool
-	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = (err == nil && n == 0) || errors.Is(err, unix.ECONNRESET)
-	})
-	return closed
-}
 
 // TestConnectionCap: a consumer that opens connections to its rest link
 // without end gets at most xconnect.DefaultMaxConns of them held; those
@@ -57,7 +39,7 @@ func TestConnectionCap(t *testing.T) {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		refused = 0
 		for _, c := range conns {
-			if closedByPeer(t, c) {
+			if nstest.ClosedByPeer(t, c) {
 				refused++
 			}
 		}
