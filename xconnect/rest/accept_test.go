@@ -20,7 +20,7 @@ import (
 // works again. A proxy that returned stayed "established" in GET /actors
 // and served nothing until the consumer or the provider restarted.
 func TestAcceptErrorsDoNotEndTheLink(t *testing.T) {
-	for _, errno := range []syscall.Errno{syscall.ENOMEM, syscall.ENOBUFS} {
+	for _, errno := range []syscall.Errno{syscall.ENOMEM, syscall.ENOBUFS, syscall.ENOSPC} {
 		t.Run(errno.Error(), func(t *testing.T) {
 			prov := filepath.Join(t.TempDir(), "prov.sock")
 			startProvider(t, prov)
