@@ -321,3 +321,41 @@ func ClosedByPeer(t testing.TB, c net.Conn) bool {
 	})
 	return closed
 }
+
+// DialMany opens n connections to addr and holds them until the test
+// ends: a peer that opens connections without end and sends nothing.
+func DialMany(t testing.TB, network, addr string, n int) []net.Conn {
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := net.Dial(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// Refused counts the connections of conns their peer has closed, waiting
+// (up to 20 s) until there are at least want: a server refuses what is
+// over its cap as it accepts, at its own pace.
+func Refused(t testing.TB, conns []net.Conn, want int) int {
+	refused := 0
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		refused = 0
+		for _, c := range conns {
+			if ClosedByPeer(t, c) {
+				refused++
+			}
+		}
+		if refused >= want {
+			break
+		}
+	}
+	return refused
+}

@@ -2,7 +2,6 @@ package http
 
 import (
 	"fmt"
-	"net"
 	nethttp "net/http"
 	"strings"
 	"testing"
@@ -22,33 +21,8 @@ func TestConnectionCap(t *testing.T) {
 	base := serve(t, Options{ReadHeaderTimeout: 5 * time.Minute, IdleTimeout: 5 * time.Minute},
 		Route{Prefix: "/", Dial: backend(t, func(w nethttp.ResponseWriter, r *nethttp.Request) { fmt.Fprint(w, "ok") })})
 	addr := strings.TrimPrefix(base, "http://")
-	conns := make([]net.Conn, 0, opened)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range opened {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	// The refusals come as the server accepts, at its pace: wait for
-	// them, for as long as it takes, then count once more.
-	refused := 0
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		refused = 0
-		for _, c := range conns {
-			if nstest.ClosedByPeer(t, c) {
-				refused++
-			}
-		}
-		if refused >= opened-maxConns {
-			break
-		}
-	}
+	conns := nstest.DialMany(t, "tcp", addr, opened)
+	refused := nstest.Refused(t, conns, opened-maxConns)
 	if refused != opened-maxConns {
 		t.Fatalf("%d of %d idle connections closed, want %d (%d held)", refused, opened, opened-maxConns, opened-refused)
 	}

@@ -1,10 +1,8 @@
 package rest
 
 import (
-	"net"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/pantavisor/pv/internal/nstest"
 )
@@ -20,33 +18,8 @@ func TestConnectionCap(t *testing.T) {
 	prov := filepath.Join(t.TempDir(), "prov.sock")
 	startProvider(t, prov)
 	cons, st := startLink(t, prov)
-	conns := make([]net.Conn, 0, opened)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range opened {
-		c, err := net.Dial("unix", cons)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	// The refusals come as the proxy accepts, at its pace: wait for
-	// them, for as long as it takes.
-	refused := 0
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		refused = 0
-		for _, c := range conns {
-			if nstest.ClosedByPeer(t, c) {
-				refused++
-			}
-		}
-		if refused >= opened-maxConns {
-			break
-		}
-	}
+	conns := nstest.DialMany(t, "unix", cons, opened)
+	refused := nstest.Refused(t, conns, opened-maxConns)
 	if refused != opened-maxConns {
 		t.Fatalf("%d of %d idle connections closed, want %d (%d held); %+v", refused, opened, opened-maxConns, opened-refused, st.Snapshot())
 	}
