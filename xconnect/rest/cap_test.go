@@ -1,10 +1,14 @@
 package rest
 
 import (
+	"context"
+	"net"
+	"net/http"
 	"path/filepath"
 	"testing"
 
 	"github.com/pantavisor/pv/internal/nstest"
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // TestConnectionCap: a consumer that opens connections to its rest link
@@ -25,5 +29,42 @@ func TestConnectionCap(t *testing.T) {
 	}
 	if st.Errors.Load() != opened-maxConns {
 		t.Errorf("refusals counted: %+v", st.Snapshot())
+	}
+}
+
+// TestProcessWideBudget: the connections of every proxy count against one
+// budget (xconnect.TakeConn); with the budget spent by the others, a rest
+// link's consumer connection is closed on arrival and counted as an error,
+// and served again once one is given back.
+func TestProcessWideBudget(t *testing.T) {
+	prov := filepath.Join(t.TempDir(), "prov.sock")
+	startProvider(t, prov)
+	cons, st := startLink(t, prov)
+	// What other links' connections would hold: the whole budget.
+	taken := 0
+	for xconnect.TakeConn() {
+		taken++
+	}
+	defer func() {
+		for range taken {
+			xconnect.ReleaseConn()
+		}
+	}()
+	if refused := nstest.Refused(t, nstest.DialMany(t, "unix", cons, 1), 1); refused != 1 || st.Errors.Load() != 1 {
+		t.Fatalf("with the budget spent: %d of 1 connections closed, want 1; %+v", refused, st.Snapshot())
+	}
+	xconnect.ReleaseConn()
+	taken--
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", cons)
+	}}}
+	resp, err := c.Get("http://api/x")
+	if err != nil {
+		t.Fatalf("with one given back: %v", err)
+	}
+	resp.Body.Close()
+	c.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("with one given back: status %d, want 200", resp.StatusCode)
 	}
 }
