@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pantavisor/pv/internal/throttle"
 )
 
 // The socket's limits (package documentation, "Limits").
@@ -80,9 +82,8 @@ type connLimit struct {
 	guests   int64
 	bySource map[uint64]int64
 
-	logMu   sync.Mutex
-	lastLog time.Time
-	refused int
+	// refusals keeps their log to a line per refuseLogEvery.
+	refusals *throttle.Throttle
 }
 
 // limitListener refuses connections beyond its limit at accept: they are
@@ -178,13 +179,8 @@ func readHead(c net.Conn, limit int) {
 
 // logRefused logs refused connections, at most once per refuseLogEvery.
 func (s *Server) logRefused() {
-	l := &s.conns
-	l.logMu.Lock()
-	defer l.logMu.Unlock()
-	l.refused++
-	if now := time.Now(); now.Sub(l.lastLog) >= refuseLogEvery {
-		s.log.Warn("ctrl: connections refused: too many connections", "refused", l.refused, "max", l.max)
-		l.lastLog, l.refused = now, 0
+	if n, ok := s.conns.refusals.Event(); ok {
+		s.log.Warn("ctrl: connections refused: too many connections", "refused", n, "max", s.conns.max)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/internal/acceptretry"
+	"github.com/pantavisor/pv/internal/throttle"
 	"github.com/pantavisor/pv/messages"
 )
 
@@ -109,6 +110,7 @@ func New(b Backend, r Resolver, log *slog.Logger) *Server {
 	}
 	s := &Server{b: b, resolve: r, log: log, routes: defaultRouter, bodyTimeout: bodyTimeout}
 	s.conns.max = DefaultMaxConns
+	s.conns.refusals = throttle.Every(refuseLogEvery)
 	s.recent.start = time.Now()
 	s.conns.source = sourceByPidNS()
 	s.metrics = newMetrics(s)

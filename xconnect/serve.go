@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/pantavisor/pv/internal/throttle"
 )
 
 // Conns is the accept loop and connection bookkeeping of the proxies
@@ -26,12 +28,10 @@ type Conns struct {
 	wg    sync.WaitGroup
 	// accepted counts the accepted connections in conns, max caps them;
 	// refused is told of each connection closed beyond the cap, and
-	// refusals counts those not logged yet (at most one line per
-	// refuseLogEvery: lastRefusalLog).
-	accepted, max  int
-	refused        func()
-	refusals       int
-	lastRefusalLog time.Time
+	// refusals keeps their log to a line per refuseLogEvery.
+	accepted, max int
+	refused       func()
+	refusals      *throttle.Throttle
 }
 
 // DefaultMaxConns is how many accepted connections one proxy carries at
@@ -52,7 +52,8 @@ func NewConns(log *slog.Logger) *Conns {
 		log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{}, max: DefaultMaxConns}
+	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{}, max: DefaultMaxConns,
+		refusals: throttle.Every(refuseLogEvery)}
 }
 
 // SetMax caps the accepted connections carried at once at n
@@ -86,8 +87,7 @@ func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 		ln.Close()
 		return nil
 	}
-	var lastLog time.Time // of an accept failure, with failed since
-	failed := 0
+	failures := throttle.Every(refuseLogEvery)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -98,12 +98,11 @@ func (s *Conns) Serve(ln net.Listener, handle func(c net.Conn)) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if failed++; time.Since(lastLog) >= refuseLogEvery {
+			if n, ok := failures.Event(); ok {
 				// A failure lasts (every descriptor taken): a
 				// line per try, ten a second per link, would
 				// flood the log with it.
-				s.log.Warn("accept failed; trying again", "err", err, "failures", failed)
-				lastLog, failed = time.Now(), 0
+				s.log.Warn("accept failed; trying again", "err", err, "failures", n)
 			}
 			select {
 			case <-s.ctx.Done():
@@ -160,19 +159,12 @@ func (s *Conns) admit(c net.Conn) admission {
 // connections must not flood the log.
 func (s *Conns) refuse() {
 	s.mu.Lock()
-	refused := s.refused
-	s.refusals++
-	n, now := s.refusals, time.Now()
-	logIt := now.Sub(s.lastRefusalLog) >= refuseLogEvery
-	if logIt {
-		s.lastRefusalLog, s.refusals = now, 0
-	}
-	max := s.max
+	refused, max := s.refused, s.max
 	s.mu.Unlock()
 	if refused != nil {
 		refused()
 	}
-	if logIt {
+	if n, ok := s.refusals.Event(); ok {
 		s.log.Warn("connections refused: too many at once", "refused", n, "max", max)
 	}
 }

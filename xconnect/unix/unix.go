@@ -10,11 +10,11 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pantavisor/pv/internal/throttle"
 	"github.com/pantavisor/pv/xconnect"
 )
 
@@ -30,15 +30,10 @@ type Proxy struct {
 	*xconnect.Conns
 	cfg     xconnect.Config
 	connect Connect
-	// lastFail rate-limits the log of failed dials: a consumer retrying
-	// in a loop must not flood the log. It is monotonic time since
-	// epoch (0: none yet): a board without an RTC battery has its wall
-	// clock stepped by NTP, and a step back would silence the warning
-	// for as long as the step.
-	lastFail atomic.Int64
+	// failLog keeps the log of failed dials to a line per 10 s: a
+	// consumer retrying in a loop must not flood the log.
+	failLog *throttle.Throttle
 }
-
-var epoch = time.Now()
 
 // Connect makes the provider's end of one consumer connection c: a
 // plugin on top of this one (dbus) dials its own way and speaks to both
@@ -58,7 +53,8 @@ func NewWith(cfg xconnect.Config, connect Connect) xconnect.Proxy {
 	if cfg.Stats == nil {
 		cfg.Stats = &xconnect.Stats{}
 	}
-	p := &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, connect: connect}
+	p := &Proxy{Conns: xconnect.NewConns(cfg.Log), cfg: cfg, connect: connect,
+		failLog: throttle.Every(10 * time.Second)}
 	// Beyond the cap a connection is closed on arrival, an error.
 	st := cfg.Stats
 	p.SetMax(0, func() { st.Errors.Add(1) })
@@ -85,8 +81,7 @@ func (p *Proxy) handle(c net.Conn) {
 	}
 	if err != nil {
 		st.Errors.Add(1)
-		if now, last := int64(time.Since(epoch))+1, p.lastFail.Load(); last == 0 || now-last > int64(10*time.Second) {
-			p.lastFail.Store(now)
+		if _, ok := p.failLog.Event(); ok {
 			p.cfg.Log.Warn("link: provider not reachable", "err", err)
 		}
 		c.Close()
