@@ -293,7 +293,8 @@ func (kp *kernelPath) run() {
 	count := func() {
 		f := kp.base
 		f.To = cur
-		n, err := safely(func() (uint64, error) { return kp.k.Connections(f) })
+		var n uint64
+		err := xconnect.Recovered(func() (err error) { n, err = kp.k.Connections(f); return err })
 		kp.mu.Lock()
 		defer kp.mu.Unlock()
 		kp.lastAt = time.Now()
@@ -313,7 +314,7 @@ func (kp *kernelPath) run() {
 			return nil
 		}
 		count() // its last connections, before the rule and its counter go
-		if _, err := safely(func() (struct{}, error) { return struct{}{}, remove() }); err != nil {
+		if err := xconnect.Recovered(remove); err != nil {
 			return err
 		}
 		kp.mu.Lock()
@@ -355,7 +356,11 @@ func (kp *kernelPath) run() {
 		}
 		f := kp.base
 		f.To = want
-		rm, err := safely(func() (func() error, error) { return kp.k.Add(f) })
+		// This goroutine is outside the actor system: a panic in a
+		// kernel call (iptables) is that install's failure, never the
+		// supervisor's end (Recovered, as for removal and counting).
+		var rm func() error
+		err := xconnect.Recovered(func() (err error) { rm, err = kp.k.Add(f); return err })
 		if err != nil {
 			kp.setState("relay only: " + err.Error())
 			kp.log.Warn("kernel path not installed; the relay serves every client", "to", want, "err", err)
@@ -365,19 +370,6 @@ func (kp *kernelPath) run() {
 		kp.setState("dnat to " + want.String())
 		kp.log.Info("kernel path installed", "to", want)
 	}
-}
-
-// safely makes a call of the kernel (iptables on a device) whose panic is
-// its error: the kernel path's goroutine runs outside the actor system,
-// where a panic would end the supervisor; as an error it is a failure of
-// that install or removal, which the loop handles (the relay serves).
-func safely[T any](f func() (T, error)) (v T, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return f()
 }
 
 // removeRetry is how long a kernel path waits before it tries again to

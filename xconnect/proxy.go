@@ -146,11 +146,13 @@ func BothWays(c, p net.Conn, up, down func() error) (first, second error) {
 // Recovered runs f and returns its error, or a panic's as an error (its
 // stack logged): the directions of a connection run in goroutines of
 // their own, outside the recover of Conns' handlers, and a panic there,
-// a bug met by some peer's bytes, would end the supervisor.
+// a bug met by some peer's bytes, would end the supervisor. The ingress
+// kernel path's iptables calls, in a goroutine of their own too, go
+// through it as well: a panic is that install's or removal's failure.
 func Recovered(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			slog.Error("connection relay panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			slog.Error("recovered from a panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
