@@ -2,7 +2,6 @@ package rest
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/internal/nstest"
-	"github.com/pantavisor/pv/xconnect"
 )
 
 // TestAcceptErrorsDoNotEndTheLink: while accept(2) fails, the link waits
@@ -24,11 +22,7 @@ func TestAcceptErrorsDoNotEndTheLink(t *testing.T) {
 		t.Run(errno.Error(), func(t *testing.T) {
 			prov := filepath.Join(t.TempDir(), "prov.sock")
 			startProvider(t, prov)
-			p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"},
-				Dial: func(ctx context.Context) (net.Conn, error) {
-					var d net.Dialer
-					return d.DialContext(ctx, "unix", prov)
-				}})
+			p := newLink(prov, nil)
 			cons := filepath.Join(t.TempDir(), "api.sock")
 			raw, err := net.Listen("unix", cons)
 			if err != nil {

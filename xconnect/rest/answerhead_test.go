@@ -2,7 +2,6 @@ package rest
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pantavisor/pv/xconnect"
 )
 
 // TestHugeAnswerHeadRefused: a provider whose answer's head runs to
@@ -52,18 +49,7 @@ func TestHugeAnswerHeadRefused(t *testing.T) {
 		io.WriteString(c, "Content-Length: 2\r\n\r\nok")
 		written <- total
 	}()
-	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"},
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", prov)
-		}})
-	cons := filepath.Join(t.TempDir(), "api.sock")
-	cl, err := net.Listen("unix", cons)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(cl)
-	defer p.Close()
+	cons, _ := startLink(t, prov)
 	c, err := net.Dial("unix", cons)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package rest
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -55,9 +53,7 @@ func TestProcessWideBudget(t *testing.T) {
 	}
 	xconnect.ReleaseConn()
 	taken--
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return net.Dial("unix", cons)
-	}}}
+	c := consumerClient(cons)
 	resp, err := c.Get("http://api/x")
 	if err != nil {
 		t.Fatalf("with one given back: %v", err)

@@ -58,21 +58,38 @@ func startProvider(t *testing.T, path string) *seen {
 	return s
 }
 
-func startLink(t *testing.T, prov string) (string, *xconnect.Stats) {
-	dir := t.TempDir()
-	st := &xconnect.Stats{}
-	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"}, Stats: st,
+// newLink is a rest link from app, role reader, to the provider's socket
+// prov.
+func newLink(prov string, st *xconnect.Stats) xconnect.Proxy {
+	return New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"}, Stats: st,
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", prov)
 		}})
-	cons := filepath.Join(dir, "api.sock")
+}
+
+// serveLink serves p on a consumer socket until the test ends, and
+// returns the socket's path.
+func serveLink(t *testing.T, p xconnect.Proxy) string {
+	cons := filepath.Join(t.TempDir(), "api.sock")
 	ln, err := net.Listen("unix", cons)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nstest.ServeProxy(t, p, ln)
-	return cons, st
+	return cons
+}
+
+func startLink(t *testing.T, prov string) (string, *xconnect.Stats) {
+	st := &xconnect.Stats{}
+	return serveLink(t, newLink(prov, st)), st
+}
+
+// consumerClient makes its requests through the consumer socket cons.
+func consumerClient(cons string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", cons)
+	}}}
 }
 
 // Every request of one keep-alive connection carries the consumer's
@@ -130,9 +147,7 @@ func TestIdentityOnEveryRequest(t *testing.T) {
 
 func TestProviderDownIs502(t *testing.T) {
 	cons, st := startLink(t, filepath.Join(t.TempDir(), "nobody.sock"))
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return net.Dial("unix", cons)
-	}}}
+	c := consumerClient(cons)
 	resp, err := c.Get("http://api/x")
 	if err != nil {
 		t.Fatal(err)
@@ -160,17 +175,8 @@ func TestCloseEndsUpgradedConnections(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		io.Copy(c, br) // echo
 	})
-	p := New(xconnect.Config{Link: xconnect.Link{Consumer: "app", Provider: "api", Role: "reader"},
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", prov)
-		}})
-	cons := filepath.Join(t.TempDir(), "api.sock")
-	ln, err := net.Listen("unix", cons)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nstest.ServeProxy(t, p, ln)
+	p := newLink(prov, nil)
+	cons := serveLink(t, p)
 
 	c, err := net.Dial("unix", cons)
 	if err != nil {
