@@ -62,6 +62,24 @@ func firmware(t *testing.T, r bootloader.RPiAB, tryboot bool) {
 	write(t, r.TrybootProperty, string(binary.BigEndian.AppendUint32(nil, on)))
 }
 
+// committedOne is an rpiab device that installed revision 1, tried it
+// (TESTING, the firmware's tryboot) and committed it: what comes after
+// the commit is the test's.
+func committedOne(t *testing.T) (*Device, bootloader.RPiAB) {
+	d, r := rpiDevice(t)
+	if _, err := d.Install("1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusTesting, storage.MsgTry)); err != nil {
+		t.Fatal(err)
+	}
+	firmware(t, r, true)
+	if err := d.Commit("1"); err != nil {
+		t.Fatal(err)
+	}
+	return d, r
+}
+
 // The firmware, not a latch in the variables, says what an rpiab boot
 // runs. An update installed whose tryboot never happened (the power went
 // before the reboot, and the flag with it) boots partition 2, revision
@@ -338,17 +356,7 @@ func TestRPiABStartAgainAfterANonRebootCommit(t *testing.T) {
 // stored as the try, the normal boot read as its rollback ran revision 0
 // on 1's boot files. (The third review found it in c17eda6.)
 func TestRPiABCorruptVariablesAfterACommit(t *testing.T) {
-	d, r := rpiDevice(t)
-	if _, err := d.Install("1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.WriteProgress("1", storage.NewProgress(storage.StatusTesting, storage.MsgTry)); err != nil {
-		t.Fatal(err)
-	}
-	firmware(t, r, true)
-	if err := d.Commit("1"); err != nil {
-		t.Fatal(err)
-	}
+	d, r := committedOne(t)
 	firmware(t, r, false)
 	write(t, r.PartitionProperty, string(binary.BigEndian.AppendUint32(nil, 3)))
 	write(t, filepath.Join(r.BootDir, "rpiab.txt"), "pv_rev\x00garbage")
@@ -388,17 +396,7 @@ func TestRPiABVariablesLostKeepTheCommittedRevision(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			d, r := rpiDevice(t)
-			if _, err := d.Install("1"); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.WriteProgress("1", storage.NewProgress(storage.StatusTesting, storage.MsgTry)); err != nil {
-				t.Fatal(err)
-			}
-			firmware(t, r, true)
-			if err := d.Commit("1"); err != nil {
-				t.Fatal(err)
-			}
+			d, r := committedOne(t)
 			if err := d.WriteProgress("1", storage.NewProgress(storage.StatusDone, storage.MsgDone)); err != nil {
 				t.Fatal(err)
 			}
