@@ -54,11 +54,47 @@ func descriptorLimit() uint64 {
 	return l.Cur
 }
 
-// TakeConn counts one more proxied connection against the process-wide
-// budget and reports whether it may be carried; a proxy that carries it
-// calls ReleaseConn when it is closed. Conns does this itself; a proxy
-// with its own accept loop (rest, on net/http) calls them.
-func TakeConn() bool { return connBudget.take() }
+// A Gate admits one proxy's connections: at most its own cap
+// (DefaultMaxConns unless SetMax says otherwise), within the process-wide
+// budget. Conns keeps one; a proxy with its own accept loop (rest, on
+// net/http) keeps its own.
+type Gate struct {
+	n, max atomic.Int64
+}
 
-// ReleaseConn returns a connection TakeConn allowed.
-func ReleaseConn() { connBudget.give() }
+// SetMax caps the gate at n connections (DefaultMaxConns when n <= 0).
+func (g *Gate) SetMax(n int) {
+	if n <= 0 {
+		n = DefaultMaxConns
+	}
+	g.max.Store(int64(n))
+}
+
+// Max is the gate's own cap.
+func (g *Gate) Max() int {
+	if m := g.max.Load(); m > 0 {
+		return int(m)
+	}
+	return DefaultMaxConns
+}
+
+// Take counts one more connection and reports whether it may be carried:
+// under the gate's cap and within the budget. A connection taken is
+// given back with Give when it is closed.
+func (g *Gate) Take() bool {
+	if g.n.Add(1) > int64(g.Max()) {
+		g.n.Add(-1)
+		return false
+	}
+	if !connBudget.take() {
+		g.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Give returns a connection Take allowed.
+func (g *Gate) Give() {
+	g.n.Add(-1)
+	connBudget.give()
+}

@@ -26,12 +26,12 @@ type Conns struct {
 	ln    net.Listener
 	conns map[net.Conn]bool // true: accepted, false: tracked by a handler
 	wg    sync.WaitGroup
-	// accepted counts the accepted connections in conns, max caps them;
-	// refused is told of each connection closed beyond the cap, and
-	// refusals keeps their log to a line per refuseLogEvery.
-	accepted, max int
-	refused       func()
-	refusals      *throttle.Throttle
+	// gate admits the accepted connections; refused is told of each
+	// connection closed beyond it, and refusals keeps their log to a
+	// line per refuseLogEvery.
+	gate     Gate
+	refused  func()
+	refusals *throttle.Throttle
 }
 
 // DefaultMaxConns is how many accepted connections one proxy carries at
@@ -52,7 +52,7 @@ func NewConns(log *slog.Logger) *Conns {
 		log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{}, max: DefaultMaxConns,
+	return &Conns{log: log, ctx: ctx, stop: stop, conns: map[net.Conn]bool{},
 		refusals: throttle.Every(refuseLogEvery)}
 }
 
@@ -65,7 +65,8 @@ func (s *Conns) SetMax(n int, refused func()) {
 		n = DefaultMaxConns
 	}
 	s.mu.Lock()
-	s.max, s.refused = n, refused
+	s.gate.SetMax(n)
+	s.refused = refused
 	s.mu.Unlock()
 }
 
@@ -145,11 +146,10 @@ func (s *Conns) admit(c net.Conn) admission {
 	if s.ctx.Err() != nil {
 		return closed
 	}
-	if s.accepted >= s.max || !connBudget.take() {
+	if !s.gate.Take() {
 		return full
 	}
 	s.conns[c] = true
-	s.accepted++
 	s.wg.Add(1)
 	return admitted
 }
@@ -159,7 +159,7 @@ func (s *Conns) admit(c net.Conn) admission {
 // connections must not flood the log.
 func (s *Conns) refuse() {
 	s.mu.Lock()
-	refused, max := s.refused, s.max
+	refused, max := s.refused, s.gate.Max()
 	s.mu.Unlock()
 	if refused != nil {
 		refused()
@@ -198,8 +198,7 @@ func (s *Conns) Untrack(c net.Conn) {
 	s.mu.Lock()
 	if acc, ok := s.conns[c]; ok {
 		if acc {
-			s.accepted--
-			connBudget.give()
+			s.gate.Give()
 		}
 		delete(s.conns, c)
 	}

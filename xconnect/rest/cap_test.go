@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"math"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -31,7 +32,7 @@ func TestConnectionCap(t *testing.T) {
 }
 
 // TestProcessWideBudget: the connections of every proxy count against one
-// budget (xconnect.TakeConn); with the budget spent by the others, a rest
+// budget (every xconnect.Gate takes from it); with the budget spent by the others, a rest
 // link's consumer connection is closed on arrival and counted as an error,
 // and served again once one is given back.
 func TestProcessWideBudget(t *testing.T) {
@@ -39,19 +40,21 @@ func TestProcessWideBudget(t *testing.T) {
 	startProvider(t, prov)
 	cons, st := startLink(t, prov)
 	// What other links' connections would hold: the whole budget.
+	var others xconnect.Gate
+	others.SetMax(math.MaxInt32)
 	taken := 0
-	for xconnect.TakeConn() {
+	for others.Take() {
 		taken++
 	}
 	defer func() {
 		for range taken {
-			xconnect.ReleaseConn()
+			others.Give()
 		}
 	}()
 	if refused := nstest.Refused(t, nstest.DialMany(t, "unix", cons, 1), 1); refused != 1 || st.Errors.Load() != 1 {
 		t.Fatalf("with the budget spent: %d of 1 connections closed, want 1; %+v", refused, st.Snapshot())
 	}
-	xconnect.ReleaseConn()
+	others.Give()
 	taken--
 	c := consumerClient(cons)
 	resp, err := c.Get("http://api/x")

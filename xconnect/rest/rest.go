@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pantavisor/pv/internal/acceptretry"
@@ -46,9 +45,9 @@ type Proxy struct {
 	mu       sync.Mutex
 	upgraded map[net.Conn]bool
 	closed   bool
-	// open counts the consumer connections held, upgraded ones
-	// included, for the cap (xconnect.DefaultMaxConns).
-	open atomic.Int64
+	// gate admits the consumer connections held, upgraded ones
+	// included (xconnect.DefaultMaxConns, within the budget).
+	gate xconnect.Gate
 }
 
 // New makes the proxy of cfg.Link.
@@ -130,7 +129,7 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 // after a pause, however it failed: a proxy that returned would leave
 // the link established and serving nothing.
 func (p *Proxy) Serve(ln net.Listener) error {
-	err := p.srv.Serve(countingListener{Listener: acceptretry.Listener(ln), st: p.cfg.Stats, open: &p.open})
+	err := p.srv.Serve(countingListener{Listener: acceptretry.Listener(ln), st: p.cfg.Stats, gate: &p.gate})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -191,7 +190,7 @@ func (p *Proxy) track(c net.Conn) {
 type countingListener struct {
 	net.Listener
 	st   *xconnect.Stats
-	open *atomic.Int64
+	gate *xconnect.Gate
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
@@ -200,20 +199,19 @@ func (l countingListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) > xconnect.DefaultMaxConns || !xconnect.TakeConn() {
-			l.open.Add(-1)
+		if !l.gate.Take() {
 			l.st.Errors.Add(1) // before the close, which the peer sees
 			c.Close()
 			continue
 		}
-		return &countingConn{Conn: c, st: l.st, open: l.open}, nil
+		return &countingConn{Conn: c, st: l.st, gate: l.gate}, nil
 	}
 }
 
 type countingConn struct {
 	net.Conn
 	st   *xconnect.Stats
-	open *atomic.Int64
+	gate *xconnect.Gate
 	// onClose, set once the connection is upgraded (before the proxy
 	// uses it), drops it from the proxy's upgraded set.
 	onClose   func()
@@ -222,8 +220,7 @@ type countingConn struct {
 
 func (c *countingConn) Close() error {
 	c.closeOnce.Do(func() {
-		c.open.Add(-1)
-		xconnect.ReleaseConn()
+		c.gate.Give()
 		if c.onClose != nil {
 			c.onClose()
 		}
