@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/internal/isolated"
@@ -307,25 +308,9 @@ func TestReaperRestartsCrashedSupervisor(t *testing.T) {
 
 func TestSupervisorUpKillsItself(t *testing.T) {
 	childOnly(t)
-	f, err := os.OpenFile(os.Getenv("PV_TEST_GENERATIONS"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "%d ", reaper.Generation())
-	f.Close()
+	recordGeneration(t)
 	if reaper.Generation() == 0 {
-		// Up: the control socket goes to PID 1.
-		exits, err := reaper.OpenExits(slog.Default())
-		if err != nil || exits == nil {
-			t.Fatalf("no exit channel: %v", err)
-		}
-		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(filepath.Dir(os.Getenv("PV_TEST_GENERATIONS")), "sock"), Net: "unix"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := exits.KeepListener(l); err != nil {
-			t.Fatal(err)
-		}
+		comeUp(t)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	time.Sleep(10 * time.Second)
@@ -522,4 +507,219 @@ func TestEmbeddedPID1Reboots(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pid1 is a PID 1 the test started, its output kept to be searched while
+// it runs (and passed to the test log).
+type pid1 struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	b    strings.Builder
+	done chan struct{} // closed once cmd ended
+}
+
+func startPID1(t *testing.T, cmd *exec.Cmd) *pid1 {
+	t.Helper()
+	p := &pid1{t: t, cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p, p
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *pid1) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	p.b.Write(b)
+	p.mu.Unlock()
+	p.t.Logf("%s", b)
+	return len(b), nil
+}
+
+func (p *pid1) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.b.String()
+}
+
+// waitFor waits for s in PID 1's output; the test fails if PID 1 ends
+// first, or after a minute.
+func (p *pid1) waitFor(t *testing.T, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(p.String(), s); {
+		select {
+		case <-p.done:
+			t.Fatalf("PID 1 exited %d before it said %q", p.cmd.ProcessState.ExitCode(), s)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PID 1 never said %q", s)
+		}
+	}
+}
+
+// exited waits for PID 1's end and returns its exit code.
+func (p *pid1) exited(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Fatal("PID 1 still runs after a minute")
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// pidsCgroup makes a pids cgroup for the test and removes it at its end;
+// it skips the test where there is none.
+func pidsCgroup(t *testing.T) string {
+	t.Helper()
+	hier := "/sys/fs/cgroup/pids"
+	if cgroups.IsCgroup2UnifiedMode() {
+		hier = "/sys/fs/cgroup"
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	dir := filepath.Join(hier, "pvreaper-"+hex.EncodeToString(b))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("no pids cgroup for the test: %v", err)
+	}
+	t.Cleanup(func() {
+		// PID 1 and what it forked are gone: the cgroup empties.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			err := unix.Rmdir(dir)
+			if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+				if err != nil {
+					t.Errorf("remove %s: %v", dir, err)
+				}
+				return
+			}
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte("max"), 0o644); err != nil {
+		t.Skipf("no pids controller for the test: %v", err)
+	}
+	return dir
+}
+
+// A fork of the supervisor that the kernel refuses for want of tasks (a
+// pids limit, here the cgroup's; on a device threads-max or pid_max filled
+// by containers) is tried again until the tasks come back. Before, PID 1
+// exited at boot (a device's kernel panics) and, after a crash, rebooted
+// at once, killing every container.
+func TestReaperRetriesARefusedFork(t *testing.T) {
+	isolated.Require(t)
+	if reaper.IsChild() {
+		t.Skip("parent-side test")
+	}
+	limit := func(t *testing.T, cg, v string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(cg, "pids.max"), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(t *testing.T, p *pid1, gens, want string) {
+		t.Helper()
+		if code := p.exited(t); code != 0 {
+			t.Errorf("PID 1 exited %d, want 0 (the supervisor's own exit)", code)
+		}
+		if data, _ := os.ReadFile(gens); string(data) != want {
+			t.Errorf("generations started: %q, want %q", data, want)
+		}
+	}
+	t.Run("at boot", func(t *testing.T) {
+		cg := pidsCgroup(t)
+		limit(t, cg, "1")
+		gens := filepath.Join(t.TempDir(), "generations")
+		// sh is PID 1 first: it joins the cgroup (a move ignores
+		// pids.max) and becomes the test binary, whose first fork,
+		// the supervisor's, the limit refuses.
+		cmd := exec.Command("/bin/sh", "-c", `echo 0 > "$0/cgroup.procs" && exec "$@"`, cg,
+			os.Args[0], "-test.run=^TestSupervisorRecordsItsGeneration$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), reaper.PID1Env+"=1", "PV_TEST_GENERATIONS="+gens)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
+		p := startPID1(t, cmd)
+		p.waitFor(t, "fork of the supervisor refused")
+		limit(t, cg, "max")
+		check(t, p, gens, "0 ")
+	})
+	t.Run("after a crash", func(t *testing.T) {
+		cg := pidsCgroup(t)
+		dir := t.TempDir()
+		gens := filepath.Join(dir, "generations")
+		t.Setenv("PV_TEST_GENERATIONS", gens)
+		p := startPID1(t, underReaper(t, "TestSupervisorCrashesWhenTold"))
+		p.waitFor(t, "supervisor up\n")
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(p.cmd.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		limit(t, cg, "1")
+		if err := os.WriteFile(filepath.Join(dir, "crash"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p.waitFor(t, "fork of the supervisor refused")
+		limit(t, cg, "max")
+		check(t, p, gens, "0 1 ")
+	})
+}
+
+// recordGeneration appends the supervisor's generation to the file
+// PV_TEST_GENERATIONS names.
+func recordGeneration(t *testing.T) {
+	f, err := os.OpenFile(os.Getenv("PV_TEST_GENERATIONS"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "%d ", reaper.Generation())
+	f.Close()
+}
+
+// comeUp makes the supervisor up for PID 1, which then starts it again
+// after a crash: its control socket (a listener beside
+// PV_TEST_GENERATIONS) goes to PID 1. It says "supervisor up".
+func comeUp(t *testing.T) {
+	exits, err := reaper.OpenExits(slog.Default())
+	if err != nil || exits == nil {
+		t.Fatalf("no exit channel: %v", err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(filepath.Dir(os.Getenv("PV_TEST_GENERATIONS")), "sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exits.KeepListener(l); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(os.Stderr, "supervisor up")
+}
+
+func TestSupervisorRecordsItsGeneration(t *testing.T) {
+	childOnly(t)
+	recordGeneration(t)
+}
+
+// The first generation comes up (its control socket to PID 1) and, once
+// the file "crash" beside PV_TEST_GENERATIONS exists, dies of SIGKILL;
+// the next ends cleanly.
+func TestSupervisorCrashesWhenTold(t *testing.T) {
+	childOnly(t)
+	recordGeneration(t)
+	if reaper.Generation() > 0 {
+		return
+	}
+	comeUp(t)
+	dir := filepath.Dir(os.Getenv("PV_TEST_GENERATIONS"))
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(dir, "crash")); err == nil {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}
+	t.Fatal("never told to crash")
 }

@@ -316,6 +316,46 @@ static int is_stop(int sig)
 	return sig == SIGTERM || sig == SIGINT || sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGPWR;
 }
 
+// A fork the kernel refuses for want of tasks or memory (EAGAIN: a pids
+// limit, threads-max, pid_max; ENOMEM) is tried again, FORK_FIRST_WAIT_MS
+// after the first refusal and twice as long each time up to
+// FORK_MAX_WAIT_MS, FORK_TRIES times in all (about 30 s): containers'
+// processes ending, or the orphans PID 1 reaps meanwhile, give the tasks
+// back. Refused once and given up, a device rebooted and killed its
+// containers for what may last a second, and at boot PID 1 exited: a
+// kernel panic.
+#define FORK_TRIES 20
+#define FORK_FIRST_WAIT_MS 100
+#define FORK_MAX_WAIT_MS 2000
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+// fork_patiently is fork, tried again while the kernel lacks tasks or
+// memory for the child (see FORK_TRIES). Orphans are reaped between tries
+// (their zombies hold tasks); their exits are kept for the supervisor.
+static pid_t fork_patiently(void)
+{
+	long wait = FORK_FIRST_WAIT_MS;
+	for (int try = 1;; try++) {
+		pid_t pid = fork();
+		if (pid >= 0 || (errno != EAGAIN && errno != ENOMEM) || try == FORK_TRIES)
+			return pid;
+		char msg[160];
+		snprintf(msg, sizeof msg, "pantavisor: fork of the supervisor refused (%s): trying again in %ld ms (try %d of %d)\n",
+			 strerror(errno), wait, try + 1, FORK_TRIES);
+		pv_say(msg);
+		sleep_ms(wait);
+		int ignored = 0;
+		reap_all(0, &ignored, &ignored);
+		wait = wait * 2 > FORK_MAX_WAIT_MS ? FORK_MAX_WAIT_MS : wait * 2;
+	}
+}
+
 // start_supervisor forks and executes the supervisor (generation gen:
 // how many came before it) with a fresh exit channel at EXITS_FD, and
 // sends it the orphans reaped so far.
@@ -324,7 +364,7 @@ static pid_t start_supervisor(char **argv, const char *exe, unsigned gen, const 
 	int sv[2] = {-1, -1};
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		logmsg("exit channel");
-	pid_t pid = fork();
+	pid_t pid = fork_patiently();
 	if (pid < 0) {
 		logmsg("fork supervisor");
 		if (sv[0] >= 0) {
@@ -388,6 +428,18 @@ static int crash_loop(void)
 	return now.tv_sec - at[n % CRASH_LIMIT].tv_sec < CRASH_WINDOW;
 }
 
+// start_failed ends PID 1 when it cannot start a first supervisor: a
+// device's PID 1 must not exit (the kernel panics, and without panic=
+// stays there), it reboots; elsewhere it exits 1.
+static void start_failed(int embedded)
+{
+	if (embedded) {
+		pv_say("pantavisor: the supervisor could not be started\n");
+		end_device(0, 1);
+	}
+	_exit(1);
+}
+
 __attribute__((constructor)) static void pv_reaper(void)
 {
 	const char *mark = getenv(PID1_ENV);
@@ -434,7 +486,7 @@ __attribute__((constructor)) static void pv_reaper(void)
 	}
 	if (setenv(CHILD_ENV, "1", 1) != 0) {
 		logmsg("setenv");
-		_exit(1);
+		start_failed(embedded);
 	}
 	// The binary's file, for an in-place upgrade (EXIT_REEXEC): a new
 	// file renamed over it is what the next supervisor runs. A crashed
@@ -449,7 +501,7 @@ __attribute__((constructor)) static void pv_reaper(void)
 	int stop_sent = 0, give_up = 0, killed_starting = 0, status = 0;
 	pid_t supervisor = start_supervisor(argv, "/proc/self/exe", gen, &old);
 	if (supervisor < 0)
-		_exit(1);
+		start_failed(embedded);
 	for (;;) {
 		int done = 0;
 		while (!done) {
