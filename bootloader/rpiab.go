@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/pantavisor/pv/internal/atomicfile"
 	"github.com/pantavisor/pv/storage"
 )
 
@@ -542,6 +543,36 @@ func (r RPiAB) partitionOf(ab autoboot, rev string) (int, error) {
 }
 
 func (r RPiAB) revsPath(part int) string { return filepath.Join(r.Partitions[part], "pv_rev.txt") }
+
+// RemoveLeftovers removes the temporary files power cuts left of the
+// crash-safe writes to the boot partitions (".autoboot.txt.tmp…",
+// ".pv_rev.txt.tmp…"), which storage's start-up sweep does not reach,
+// and returns those it removed. Each is small, but nothing else ever
+// removes them, and a device cut at every update would pile them up on a
+// partition of a few megabytes. Run it before anything writes to the
+// partitions: it takes a write under way for a leftover.
+func (r RPiAB) RemoveLeftovers() ([]string, error) {
+	paths := []string{r.autobootPath()}
+	for _, n := range slices.Sorted(maps.Keys(r.Partitions)) {
+		if r.needMounted(n) == nil {
+			paths = append(paths, r.revsPath(n))
+		}
+	}
+	var removed []string
+	var errs []error
+	for _, p := range paths {
+		names, err := atomicfile.Leftovers(p)
+		errs = append(errs, err)
+		for _, name := range names {
+			if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, name)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
 
 // revs reads the revisions partition part's pv_rev.txt lists; an error
 // for which unlisted holds when it lists none.

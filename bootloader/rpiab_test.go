@@ -694,3 +694,44 @@ func TestRPiABInstallWhoseArmingFailsIsUndone(t *testing.T) {
 		}
 	})
 }
+
+// What power cuts left of the writes to autoboot.txt and pv_rev.txt is
+// removed, and nothing else: the files themselves, a device maker's own
+// dot files, and the mount point of a partition that did not mount stay.
+func TestRPiABRemoveLeftovers(t *testing.T) {
+	r := newRPi(t)
+	r.Devices = map[int]string{3: "/dev/null"} // partition 3 did not mount
+	left := []string{
+		filepath.Join(r.Bootsel, ".autoboot.txt.tmp123"),
+		filepath.Join(r.Bootsel, ".autoboot.txt.tmp9"),
+		filepath.Join(r.Partitions[2], ".pv_rev.txt.tmp44"),
+	}
+	kept := []string{
+		r.autobootPath(), r.revsPath(2),
+		filepath.Join(r.Bootsel, ".config.txt.tmp1"),
+		filepath.Join(r.Bootsel, ".autoboot.txt.bak"),
+		filepath.Join(r.Partitions[3], ".pv_rev.txt.tmp5"),
+	}
+	for _, f := range append(slices.Clone(left), kept[2:]...) {
+		writeFile(t, f, "x")
+	}
+	removed, err := r.RemoveLeftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(removed)
+	slices.Sort(left)
+	if !slices.Equal(removed, left) {
+		t.Errorf("removed %q, want %q", removed, left)
+	}
+	for _, f := range left {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there: %v", f, err)
+		}
+	}
+	for _, f := range kept {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -110,6 +110,14 @@ func (s rpiabSite) place(log *slog.Logger) (bootloader.RPiAB, error) {
 			return r, fmt.Errorf("rpiab: drop the tryboot flag left: %w", err)
 		}
 	}
+	// Nothing has written to the partitions yet.
+	removed, err := r.RemoveLeftovers()
+	for _, f := range removed {
+		log.Info("rpiab: removed a temporary file a power cut left", "file", f)
+	}
+	if err != nil {
+		log.Warn("rpiab: temporary files a power cut left not all removed", "err", err)
+	}
 	return r, nil
 }
 

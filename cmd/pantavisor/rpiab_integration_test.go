@@ -32,8 +32,10 @@ func TestRPiABPartitionsMounted(t *testing.T) {
 	isolated.Require(t)
 	requireTools(t)
 	files := map[int]map[string]string{
-		1: {"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"},
-		2: {"pv_rev.txt": "0\n"},
+		// With what power cuts left of earlier writes, which place
+		// removes.
+		1: {"autoboot.txt": "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n", ".autoboot.txt.tmp77": "[all]\n"},
+		2: {"pv_rev.txt": "0\n", ".pv_rev.txt.tmp3": ""},
 		3: {},
 	}
 	devs := map[int]string{}
@@ -62,6 +64,14 @@ func TestRPiABPartitionsMounted(t *testing.T) {
 	at := map[int]string{1: r.Bootsel, 2: r.Partitions[2], 3: r.Partitions[3]}
 	for n, dev := range devs {
 		onDevice(t, at[n], dev)
+		for name := range files[n] {
+			_, err := os.Stat(filepath.Join(at[n], name))
+			if left := strings.Contains(name, ".tmp"); left && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("partition %d: %s a power cut left is still there (%v)", n, name, err)
+			} else if !left && err != nil {
+				t.Errorf("partition %d: %v", n, err)
+			}
+		}
 	}
 
 	r.BootDir = filepath.Join(t.TempDir(), "boot")

@@ -10,14 +10,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // File is the temporary file that becomes Path at Commit. Its name is
 // ".<base>.tmp<random>" in Path's directory: what storage's start-up sweep
 // (storage.Layout.Recover) takes for a write a crash interrupted, in the
 // directories it sweeps (a trail's .pv and .pvr, boot/, the metadata
-// caches); one a crash leaves elsewhere (beside pvcontrol's -f FILE, on
-// rpiab's boot partitions) stays until someone removes it.
+// caches) and by rpiab's on its boot partitions (RPiAB.RemoveLeftovers,
+// through Leftovers); one a crash leaves elsewhere (beside pvcontrol's
+// -f FILE) stays until someone removes it.
 type File struct {
 	*os.File
 	Path string
@@ -84,6 +86,30 @@ func (f *File) Commit() error {
 		err = derr
 	}
 	return err
+}
+
+// Leftovers returns the temporary files a crash left of writes to path:
+// the files of its directory named as Create names them.
+func Leftovers(path string) ([]string, error) {
+	// The base is quoted for Glob: a name may hold its metacharacters.
+	pattern := filepath.Join(filepath.Dir(path), "."+globQuote(filepath.Base(path))+".tmp*")
+	names, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("temporary files of %s: %w", path, err)
+	}
+	return names, nil
+}
+
+// globQuote escapes filepath.Match's metacharacters in s.
+func globQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Discard removes the temporary file: Path is left as it was.

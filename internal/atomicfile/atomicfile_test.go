@@ -98,3 +98,33 @@ func TestCommitSyncsTheFileAfterItsRename(t *testing.T) {
 		t.Errorf("file %q, %v", b, err)
 	}
 }
+
+// Leftovers finds what a crash left of the writes to one path (a
+// temporary never committed nor discarded), and nothing else of its
+// directory, even when the name holds glob characters.
+func TestLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a[1]*.txt")
+	var want []string
+	for range 2 {
+		f, err := Create(path, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.File.Close() // the crash: neither Commit nor Discard
+		want = append(want, f.Name())
+	}
+	for _, other := range []string{"a[1]*.txt", ".a[1]*.txt.bak", ".a1x.txt.tmp1", ".b.tmp1", ".a[1]*.txt2.tmp3"} {
+		if err := os.WriteFile(filepath.Join(dir, other), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Leftovers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("leftovers %q, want %q", got, want)
+	}
+}
