@@ -9,15 +9,22 @@ import (
 // listener and by all else it does: containers' consoles and inits, the
 // control socket, logs, the storage. Each proxy caps its own connections
 // (DefaultMaxConns), but on a device the supervisor has the kernel's
-// default limit, 4096 descriptors, and a proxied connection holds two to
-// five of them (the consumer's, the provider's, a pipe and an fdinfo
-// while it splices): two links held at their caps by a leaking or
-// hostile consumer would take them all. So the connections of all
-// proxies together are capped too, at a quarter of the limit: whatever
-// consumers and clients do, the rest stays the supervisor's.
+// default limit, 4096 descriptors: two links held at their caps by a
+// leaking or hostile consumer would take them all. So the descriptors all
+// proxies hold together are capped, at a quarter of the limit: whatever
+// consumers and clients do, the rest stays the supervisor's. It counts
+// descriptors, not connections: a connection holds its two sockets
+// (connDescriptors, taken by its Gate), and on top of them what a proxy
+// takes with TakeDescriptors (the unix link's pipe and fdinfo per
+// direction while it splices; the descriptors of a message it waits to
+// pass on, up to 253), eight and more where a connection is two.
 var connBudget = newBudget(descriptorLimit())
 
-// budget counts connections against a process-wide maximum.
+// connDescriptors are what a proxied connection holds at the least: the
+// consumer's (client's) socket and the provider's (backend's).
+const connDescriptors = 2
+
+// budget counts descriptors against a process-wide maximum.
 type budget struct {
 	n   atomic.Int64
 	max int64
@@ -31,17 +38,27 @@ func newBudget(descriptors uint64) *budget {
 // device's usual links to be served at all.
 const minBudget = 64
 
-// take counts one more connection if the budget allows it.
-func (b *budget) take() bool {
-	if b.n.Add(1) > b.max {
-		b.n.Add(-1)
+// take counts k more descriptors if the budget allows them.
+func (b *budget) take(k int64) bool {
+	if b.n.Add(k) > b.max {
+		b.n.Add(-k)
 		return false
 	}
 	return true
 }
 
-// give returns one connection taken.
-func (b *budget) give() { b.n.Add(-1) }
+// give returns k descriptors taken.
+func (b *budget) give(k int64) { b.n.Add(-k) }
+
+// TakeDescriptors counts k descriptors a proxy holds beyond its
+// connections' sockets, and reports whether the process-wide budget
+// allows them; those taken are given back with GiveDescriptors once
+// closed. A proxy refused does without (copies rather than splices) or
+// ends the connection that asked for them.
+func TakeDescriptors(k int) bool { return connBudget.take(int64(k)) }
+
+// GiveDescriptors returns k descriptors TakeDescriptors allowed.
+func GiveDescriptors(k int) { connBudget.give(int64(k)) }
 
 // descriptorLimit is the process's limit on open descriptors (the Go
 // runtime has already raised the soft limit to the hard one), 4096 when
@@ -86,7 +103,7 @@ func (g *Gate) Take() bool {
 		g.n.Add(-1)
 		return false
 	}
-	if !connBudget.take() {
+	if !connBudget.take(connDescriptors) {
 		g.n.Add(-1)
 		return false
 	}
@@ -96,5 +113,5 @@ func (g *Gate) Take() bool {
 // Give returns a connection Take allowed.
 func (g *Gate) Give() {
 	g.n.Add(-1)
-	connBudget.give()
+	connBudget.give(connDescriptors)
 }

@@ -12,20 +12,20 @@ import (
 func TestBudgetIsAQuarterOfTheDescriptors(t *testing.T) {
 	for descriptors, want := range map[uint64]int64{4096: 1024, 20000: 5000, 100: minBudget, 0: minBudget} {
 		if got := newBudget(descriptors).max; got != want {
-			t.Errorf("budget for %d descriptors: %d connections, want %d", descriptors, got, want)
+			t.Errorf("budget for a limit of %d descriptors: %d, want %d", descriptors, got, want)
 		}
 	}
 }
 
 // Two proxies share the process-wide budget: with room for three
-// connections, the fourth is closed on arrival whichever proxy it came
+// connections (two descriptors each), the fourth is closed on arrival whichever proxy it came
 // to, though neither is at its own cap; and one closed makes room again.
 func TestProxiesShareTheBudget(t *testing.T) {
 	// Put back last, once the proxies below are closed (cleanups run
 	// in reverse): their connections are given back to this one.
 	orig := connBudget
 	t.Cleanup(func() { connBudget = orig })
-	connBudget = &budget{max: 3}
+	connBudget = &budget{max: 3 * connDescriptors}
 	dir := t.TempDir()
 	started := make(chan struct{}, 8)
 	serve := func(name string) string {
@@ -76,7 +76,7 @@ func TestProxiesShareTheBudget(t *testing.T) {
 	}
 	first.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for connBudget.n.Load() > 2 && time.Now().Before(deadline) {
+	for connBudget.n.Load() > 2*connDescriptors && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if _, ok := carried(b); !ok {

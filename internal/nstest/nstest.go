@@ -359,3 +359,54 @@ func Refused(t testing.TB, conns []net.Conn, want int) int {
 	}
 	return refused
 }
+
+// underLimitEnv marks the run of a test binary that UnderDescriptorLimit
+// started.
+const underLimitEnv = "PV_TEST_UNDER_DESCRIPTOR_LIMIT"
+
+// UnderDescriptorLimit runs the calling test again in a child copy of the
+// test binary whose descriptor limit is limit (soft and hard: the Go
+// runtime cannot raise it), as a device's supervisor has the kernel's
+// 4096, and reports whether this is that child, which then does the
+// test's work. In the parent it fails the test if the child failed, with
+// the child's output.
+func UnderDescriptorLimit(t *testing.T, limit int) bool {
+	t.Helper()
+	if os.Getenv(underLimitEnv) != "" {
+		return true
+	}
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n "$0" && exec "$@"`, fmt.Sprint(limit),
+		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), underLimitEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("under a limit of %d descriptors:\n%s", limit, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return false
+}
+
+// OpenDescriptors counts the process's open descriptors.
+func OpenDescriptors(t testing.TB) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+// DescriptorsBeyond is how many descriptors the process holds beyond
+// baseline and own (the test's own, such as both ends of its
+// connections): the median of five looks 20 ms apart, as one refused
+// message or connection holds its descriptors for an instant.
+func DescriptorsBeyond(t testing.TB, baseline, own int) int {
+	t.Helper()
+	var n []int
+	for range 5 {
+		time.Sleep(20 * time.Millisecond)
+		n = append(n, OpenDescriptors(t)-baseline-own)
+	}
+	sort.Ints(n)
+	return n[2]
+}

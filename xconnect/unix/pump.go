@@ -280,9 +280,16 @@ func (p *pump) forward(off, k, oobn, flags int, rerr error) (done bool, err erro
 			closeAll(fds)
 			return true, errors.New("file descriptors truncated")
 		}
+		// Held until dst takes them, for as long as its reader leaves
+		// it full: counted, as they are the supervisor's own.
+		if !xconnect.TakeDescriptors(len(fds)) {
+			closeAll(fds)
+			return true, fmt.Errorf("%d file descriptors passed beyond the links' share of the supervisor's", len(fds))
+		}
 		w, _, werr := dst.WriteMsgUnix(buf[:k], p.oob[:oobn], nil)
 		// Ours are copies: the receiver has its own now.
 		closeAll(fds)
+		xconnect.GiveDescriptors(len(fds))
 		if werr == nil && w < k {
 			// A stream socket may take part of a message (sendmsg
 			// returns short when dst's buffer fills); the

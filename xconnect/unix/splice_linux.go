@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pantavisor/pv/xconnect"
 )
 
 // A splicer moves bulk bytes from one unix connection to another through
@@ -34,6 +36,10 @@ type splicer struct {
 	dead     bool   // splicing is not possible
 }
 
+// spliceDescriptors are what a splicer holds, counted in xconnect's
+// process-wide budget: the pipe's two ends and src's fdinfo.
+const spliceDescriptors = 3
+
 // pipeSize is asked for the pipe: fewer, larger splices. The kernel may
 // give less (pipe-max-size); F_GETPIPE_SZ tells.
 const pipeSize = 1 << 20
@@ -52,31 +58,38 @@ func (s *splicer) open() bool {
 	if s.pr >= 0 {
 		return true
 	}
+	// Refused, the bytes are copied; a later bulk read asks again.
+	if !xconnect.TakeDescriptors(spliceDescriptors) {
+		return false
+	}
 	s.dead = true // unless all of the below works
+	fail := func() bool {
+		s.closeInfo()
+		xconnect.GiveDescriptors(spliceDescriptors)
+		return false
+	}
 	rc, err := s.src.SyscallConn()
 	if err != nil {
-		return false
+		return fail()
 	}
 	var fd int
 	if rc.Control(func(f uintptr) { fd = int(f) }) != nil {
-		return false
+		return fail()
 	}
 	// The number stays this socket's while the connection is open: Go
 	// closes the descriptor only when no call holds it, and every read of
 	// info is made inside a call on src (see move).
 	info, err := unix.Open("/proc/self/fdinfo/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return fail()
 	}
 	s.info, s.buf = info, make([]byte, 512)
 	if _, ok := s.queuedFds(); !ok {
-		s.closeInfo()
-		return false
+		return fail()
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		s.closeInfo()
-		return false
+		return fail()
 	}
 	s.pr, s.pw = p[0], p[1]
 	unix.FcntlInt(uintptr(s.pw), unix.F_SETPIPE_SZ, pipeSize)
@@ -101,6 +114,7 @@ func (s *splicer) close() {
 		unix.Close(s.pr)
 		unix.Close(s.pw)
 		s.pr, s.pw = -1, -1
+		xconnect.GiveDescriptors(spliceDescriptors)
 	}
 	s.dead = true
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -132,7 +131,7 @@ func TestMessageAndEndInOneWakeUp(t *testing.T) {
 // The proxy keeps none of the descriptors it passed on.
 func TestNoDescriptorLeak(t *testing.T) {
 	cons, _, _ := link(t)
-	before := openFds(t)
+	before := nstest.OpenDescriptors(t)
 	for i := 0; i < 20; i++ {
 		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: cons, Net: "unix"})
 		if err != nil {
@@ -154,17 +153,9 @@ func TestNoDescriptorLeak(t *testing.T) {
 		c.Close()
 	}
 	time.Sleep(100 * time.Millisecond)
-	if after := openFds(t); after > before+2 {
+	if after := nstest.OpenDescriptors(t); after > before+2 {
 		t.Errorf("%d descriptors open after 20 connections, %d before", after, before)
 	}
-}
-
-func openFds(t *testing.T) int {
-	es, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(es)
 }
 
 // A provider that cannot be reached closes the consumer's connection and
