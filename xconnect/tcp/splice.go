@@ -55,6 +55,10 @@ var pipes struct {
 	free []*pipe
 }
 
+// errNoPipe: xconnect's process-wide descriptor budget has no room for
+// one more pipe (the free ones count too, as they are open).
+var errNoPipe = errors.New("no descriptors left in the budget for a pipe")
+
 // getPipe takes a free pipe or makes one.
 func getPipe() (*pipe, error) {
 	pipes.Lock()
@@ -66,8 +70,12 @@ func getPipe() (*pipe, error) {
 		return p, nil
 	}
 	pipes.Unlock()
+	if !xconnect.TakeDescriptors(2) {
+		return nil, errNoPipe
+	}
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		xconnect.GiveDescriptors(2)
 		return nil, err
 	}
 	unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, pipeSize) // best effort
@@ -88,6 +96,7 @@ func putPipe(p *pipe) {
 	}
 	unix.Close(p.r)
 	unix.Close(p.w)
+	xconnect.GiveDescriptors(2)
 }
 
 // errStalled: a splice out of a pipe holding bytes moved none.

@@ -167,20 +167,29 @@ func copyHalf(dst, src net.Conn, n *atomic.Int64) error {
 // descriptor limit; this way it costs its two sockets. Between two TCP
 // sockets it is splicePump; otherwise it waits for src to have bytes
 // holding nothing, then copies exactly what is queued with io.CopyN, one
-// burst at a time.
+// burst at a time. A splicePump refused a pipe by the descriptor budget
+// goes on that way, through a buffer (Go's own splice would take a pipe
+// the budget does not see): it held no byte when it was refused.
 func pump(dst, src net.Conn) (int64, error) {
+	var total int64
+	var out io.Writer = dst
 	if d, s, ok := tcpRaw(dst, src); ok {
-		return splicePump(d, s)
+		n, err := splicePump(d, s)
+		if !errors.Is(err, errNoPipe) {
+			return n, err
+		}
+		total, out = n, writerOnly{dst}
 	}
 	sc, ok := src.(syscall.Conn)
 	if !ok {
-		return io.Copy(dst, src)
+		n, err := io.Copy(out, src)
+		return total + n, err
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return io.Copy(dst, src)
+		n, err := io.Copy(out, src)
+		return total + n, err
 	}
-	var total int64
 	var mark *urgentStep // made at the first urgent data only: it holds a buffer
 	// The burst's results, declared once: the callback shares them, and
 	// per burst each would be an allocation.
@@ -228,7 +237,7 @@ func pump(dst, src net.Conn) (int64, error) {
 		case eof:
 			return total, nil
 		case atMark:
-			w, err := dst.Write(mark.buf[:mark.n])
+			w, err := out.Write(mark.buf[:mark.n])
 			total += int64(w)
 			if err == nil {
 				err = mark.err
@@ -240,7 +249,7 @@ func pump(dst, src net.Conn) (int64, error) {
 		case queued == 0:
 			continue
 		}
-		w, err := io.CopyN(dst, src, int64(queued))
+		w, err := io.CopyN(out, src, int64(queued))
 		total += w
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -250,6 +259,10 @@ func pump(dst, src net.Conn) (int64, error) {
 		}
 	}
 }
+
+// writerOnly hides dst's ReadFrom, so that io.CopyN copies through a
+// buffer.
+type writerOnly struct{ io.Writer }
 
 func quiet(err error) error {
 	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {

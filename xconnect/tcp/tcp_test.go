@@ -5,8 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -293,17 +291,8 @@ func TestResetEndsBoth(t *testing.T) {
 // direction, for the life of the connection).
 func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 	addr, st := start(t, backend(t), Options{})
-	count := func() (fds, pipes int) {
-		ents, _ := os.ReadDir("/proc/self/fd")
-		for _, e := range ents {
-			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
-				pipes++
-			}
-		}
-		return len(ents), pipes
-	}
 	// A burst first: the pipes of a transfer go back to the free list.
-	_, pipesBefore := count()
+	pipesBefore := pipeFDs()
 	const n = 20
 	var conns []net.Conn
 	for i := 0; i < n; i++ {
@@ -323,7 +312,7 @@ func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // the bursts relayed, the relays idle
-	if _, pipes := count(); pipes-pipesBefore > 4 {
+	if pipes := pipeFDs(); pipes-pipesBefore > 4 {
 		// The free list keeps a few pipes for reuse; one per idle
 		// direction (2n) would be a leak of the design.
 		t.Errorf("%d pipes open for %d idle relayed connections (%d before)", pipes, n, pipesBefore)
