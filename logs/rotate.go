@@ -15,7 +15,11 @@
 // log and the quiet containers'); rotated copies are removed, live logs
 // emptied, since a writer may hold one open — until it is under the limit less a hysteresis
 // margin (1/PV_LOG_HYSTERESIS_FACTOR of it), so a steady writer does not
-// make it sweep at every write.
+// make it sweep at every write. A tree holding more than MaxFiles files
+// of any kind (a container making empty files, symlinks or FIFOs without
+// end would take the storage's inodes, which no size limit sees) loses
+// those of the directories holding the most first, each cut down to one
+// common level.
 //
 // A container may have its log directory bind-mounted, and then put a
 // symlink, a FIFO or a device node anywhere in it at any moment: every
@@ -52,10 +56,19 @@ type Limits struct {
 	MaxFile int64
 	// MaxDir is the size of the whole directory tree; 0 is no limit.
 	MaxDir int64
+	// MaxFiles is the number of files (of any kind but directories) in
+	// the tree; 0 is no limit. Over it, the directory holding the most
+	// loses its files first (see enforceCount).
+	MaxFiles int
 	// Hysteresis: a sweep goes down to MaxDir - MaxDir/Hysteresis (0
-	// or 1: down to MaxDir).
+	// or 1: down to MaxDir), and to MaxFiles - MaxFiles/Hysteresis.
 	Hysteresis int64
 }
+
+// DefaultMaxFiles is the MaxFiles the device's keeper applies: far more
+// than its containers' console logs and their copies over the revisions
+// kept, far fewer than the inodes of the smallest storage.
+const DefaultMaxFiles = 10000
 
 // Keeper watches one log directory tree and keeps it within its limits.
 type Keeper struct {
@@ -281,7 +294,7 @@ func (k *Keeper) enforce() (c check) {
 		k.Rotations.Add(1)
 		c.acted = true
 	}
-	if lim.MaxDir <= 0 {
+	if lim.MaxDir <= 0 && lim.MaxFiles <= 0 {
 		return c
 	}
 	// The tree walked again only when rotations changed it: a check that
@@ -291,8 +304,22 @@ func (k *Keeper) enforce() (c check) {
 		files, total = k.scan()
 	}
 	c.after = total
+	if lim.MaxDir > 0 {
+		files = k.sweepBytes(files, lim, &c)
+	}
+	if lim.MaxFiles > 0 {
+		k.sweepCount(files, lim, &c)
+	}
+	return c
+}
+
+// sweepBytes brings the tree under lim.MaxDir, if it is over, less the
+// hysteresis, and returns the files left (c.after is the tree's size).
+func (k *Keeper) sweepBytes(files []logFile, lim Limits, c *check) []logFile {
+	total := c.after
 	if total <= lim.MaxDir {
-		return c
+		delete(k.failing, k.Dir)
+		return files
 	}
 	target := lim.MaxDir
 	if h := lim.Hysteresis; h > 1 {
@@ -309,9 +336,11 @@ func (k *Keeper) enforce() (c check) {
 		}
 		return cmp.Or(c, a.mtime.Compare(b.mtime))
 	})
+	left := files[:0]
 	for _, f := range files {
-		if total <= target {
-			break
+		if total <= target || f.other {
+			left = append(left, f)
+			continue
 		}
 		if f.live {
 			// Live logs are truncated, not removed: their writers
@@ -324,13 +353,16 @@ func (k *Keeper) enforce() (c check) {
 				k.Removed.Add(1)
 				c.acted = true
 			}
+			left = append(left, f)
 			continue
 		}
 		if err := k.at(f.path, unix.O_PATH, remove); err == nil {
 			total -= f.size
 			k.Removed.Add(1)
 			c.acted = true
+			continue
 		}
+		left = append(left, f)
 	}
 	if total > lim.MaxDir && k.warnOnce(k.Dir) {
 		k.Log.Warn("log directory over its limit", "dir", k.Dir, "bytes", total, "limit", lim.MaxDir)
@@ -338,7 +370,103 @@ func (k *Keeper) enforce() (c check) {
 		delete(k.failing, k.Dir)
 	}
 	c.after = total
-	return c
+	return left
+}
+
+// sweepCount brings the number of files under lim.MaxFiles, if it is
+// over, less the hysteresis. A container with its log directory mounted
+// that makes files without end (empty ones, which no size limit sees;
+// symlinks, FIFOs) would otherwise take every inode of the storage: no
+// update, no object, no state written. The files go from the directories
+// holding the most (a revision's container's, or anything else directly
+// under the tree), each down to one common level, so that the flood
+// loses its files and pantavisor's own log and the quiet containers'
+// theirs only if they too are that many; within a directory, rotated
+// copies first, then the oldest. Live logs are removed here too: a
+// writer that keeps appending to one removed grows it unseen, but a
+// container can do that to the storage with a file of its own anyway.
+func (k *Keeper) sweepCount(files []logFile, lim Limits, c *check) {
+	target := lim.MaxFiles
+	if h := int(lim.Hysteresis); h > 1 {
+		target -= lim.MaxFiles / h
+	}
+	if len(files) <= lim.MaxFiles {
+		delete(k.failing, k.Dir+" files")
+		return
+	}
+	groups := map[string][]logFile{}
+	for _, f := range files {
+		g := k.owner(f.path)
+		groups[g] = append(groups[g], f)
+	}
+	// The level: the highest count every group is cut down to that
+	// leaves at most target files in all.
+	over := func(level int) int {
+		n := 0
+		for _, g := range groups {
+			n += max(len(g)-level, 0)
+		}
+		return n
+	}
+	excess := len(files) - target
+	lo, hi := 0, 0
+	for _, g := range groups {
+		hi = max(hi, len(g))
+	}
+	for lo < hi { // the largest level with over(level) >= excess
+		mid := (lo + hi + 1) / 2
+		if over(mid) >= excess {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	removed, failed := 0, 0
+	for _, g := range groups {
+		if len(g) <= lo {
+			continue
+		}
+		slices.SortStableFunc(g, func(a, b logFile) int {
+			return cmp.Or(-cmp.Compare(btoi(a.rotated), btoi(b.rotated)), a.mtime.Compare(b.mtime))
+		})
+		for _, f := range g[:len(g)-lo] {
+			if err := k.at(f.path, unix.O_PATH, remove); err != nil {
+				failed++
+				continue
+			}
+			removed++
+			k.Removed.Add(1)
+			c.acted = true
+		}
+	}
+	// Once until a check finds the tree under its limit again: a flood
+	// makes a check act at every turn.
+	if k.warnOnce(k.Dir + " files") {
+		k.Log.Warn("log directory over its file limit: the files of the directories holding the most removed",
+			"dir", k.Dir, "files", len(files), "limit", lim.MaxFiles, "removed", removed, "not removed", failed)
+	}
+}
+
+// owner is the directory a file counts to for MaxFiles: its revision's
+// container's (the first two levels under the tree), or the level it is
+// at when it is above that.
+func (k *Keeper) owner(path string) string {
+	rel, err := filepath.Rel(k.Dir, path)
+	if err != nil {
+		return ""
+	}
+	parts := strings.SplitN(rel, string(filepath.Separator), 3)
+	if len(parts) < 3 {
+		return filepath.Dir(rel)
+	}
+	return filepath.Join(parts[0], parts[1])
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // warnOnce says whether a failure about path is the first since its last
@@ -377,6 +505,10 @@ type logFile struct {
 	mtime   time.Time
 	rotated bool
 	live    bool
+	// other: not a regular file (a symlink, a FIFO, a socket, a device
+	// node a container put there): never a log, counted for MaxFiles
+	// only, and only ever removed.
+	other bool
 }
 
 func (f logFile) inCurrent(cur string) bool {
@@ -387,7 +519,11 @@ func (k *Keeper) scan() ([]logFile, int64) {
 	var out []logFile
 	var total int64
 	filepath.WalkDir(k.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			out = append(out, logFile{path: p, other: true})
 			return nil
 		}
 		fi, err := d.Info()

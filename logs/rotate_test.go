@@ -3,12 +3,15 @@ package logs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -203,5 +206,82 @@ func TestSweepNeverUnlinksAWrittenLog(t *testing.T) {
 	}
 	if fi.Size() > 800 {
 		t.Errorf("the log holds %d bytes, over the directory's limit", fi.Size())
+	}
+}
+
+// A container with its log directory mounted that creates files without
+// end (empty ones, which the size limits never see, or symlinks and
+// FIFOs) would take every inode of the storage: no update, no object, no
+// state written. Over MaxFiles, the files of the directory holding the
+// most go first, down to the limit less the hysteresis; pantavisor's own
+// log and the other containers' stay.
+func TestFilesFloodStaysUnderTheCount(t *testing.T) {
+	dir := t.TempDir()
+	own := writeAged(t, dir, "0/pantavisor/pantavisor.log", 300, time.Hour)
+	other := writeAged(t, dir, "0/quiet/console.log", 200, time.Minute)
+	oldRev := writeAged(t, dir, "1/app/console.log", 10, time.Hour)
+	flood := filepath.Join(dir, "1", "flood")
+	os.MkdirAll(flood, 0o755)
+	for i := range 1500 {
+		p := filepath.Join(flood, fmt.Sprintf("f%d", i))
+		var err error
+		switch i % 3 {
+		case 0:
+			err = os.WriteFile(p, nil, 0o644)
+		case 1:
+			err = os.Symlink("/etc/passwd", p)
+		case 2:
+			err = unix.Mkfifo(p, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := &Keeper{Dir: dir, Current: filepath.Join(dir, "1"), Limits: Limits{MaxFile: 1 << 20, MaxDir: 1 << 20, MaxFiles: 1000, Hysteresis: 4}, Log: quiet()}
+	k.Enforce()
+	ents, err := os.ReadDir(flood)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1503 files, 750 left (1000 less a quarter): the three others
+	// stay, the flood keeps 747.
+	if len(ents) != 747 {
+		t.Errorf("the flooding directory holds %d files after the check, want 747", len(ents))
+	}
+	for _, f := range []string{own, other, oldRev} {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat("/etc/passwd"); err != nil {
+		t.Errorf("a symlink's target: %v", err)
+	}
+}
+
+// Two directories over their share are cut down to one level: the one
+// holding the most is not emptied while the other keeps all of its own,
+// and a small one keeps all; a directory's rotated copies go first.
+func TestCountSweepLevelsTheLargest(t *testing.T) {
+	dir := t.TempDir()
+	for name, n := range map[string]int{"a": 600, "b": 300, "c": 5} {
+		d := filepath.Join(dir, "0", name)
+		os.MkdirAll(d, 0o755)
+		for i := range n {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d", i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rotated := writeAged(t, dir, "0/b/console.log.1", 1, 0)
+	k := &Keeper{Dir: dir, Limits: Limits{MaxFiles: 500}, Log: quiet()}
+	k.Enforce()
+	// 906 files down to 500: a and b to 247 each, c's 5 kept.
+	for name, want := range map[string]int{"a": 247, "b": 247, "c": 5} {
+		if ents, _ := os.ReadDir(filepath.Join(dir, "0", name)); len(ents) != want {
+			t.Errorf("%s holds %d files, want %d", name, len(ents), want)
+		}
+	}
+	if _, err := os.Stat(rotated); !os.IsNotExist(err) {
+		t.Errorf("a rotated copy kept while its directory lost live files: %v", err)
 	}
 }

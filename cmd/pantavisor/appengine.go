@@ -323,15 +323,16 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if revErr != nil {
 		log.Error("bootloader names a bad revision: no log file", "rev", rev, "err", revErr)
 	}
-	// The log directory is kept within PV_LOG_MAXSIZE (per file) and
-	// PV_LOG_DIR_MAXSIZE for as long as the device runs; the running
-	// revision's logs go last (none is running under a bad name).
+	// The log directory is kept within PV_LOG_MAXSIZE (per file),
+	// PV_LOG_DIR_MAXSIZE and logs.DefaultMaxFiles files for as long as
+	// the device runs; the running revision's logs go last (none is
+	// running under a bad name).
 	// The limits are read at each check: the revision's OEM configuration
 	// and user-meta may change them while the device runs.
 	keeper := &logs.Keeper{Dir: filepath.Join(layout.Root, "logs"), Log: log,
 		LimitsNow: func() logs.Limits {
 			return logs.Limits{MaxFile: int64(cfg.Int(config.PVLogMaxSize)), MaxDir: int64(cfg.Int(config.PVLogDirMaxSize)),
-				Hysteresis: int64(cfg.Int(config.PVLogHysteresisFactor))}
+				MaxFiles: logs.DefaultMaxFiles, Hysteresis: int64(cfg.Int(config.PVLogHysteresisFactor))}
 		}}
 	if revErr == nil {
 		keeper.Current = layout.Logs(rev)
