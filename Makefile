@@ -35,6 +35,7 @@ FUZZ_TARGETS := \
 	./blockdev:FuzzParseTable \
 	./state:FuzzSplitObject \
 	./state/lxcconf:FuzzParse \
+	./state/lxcconf:FuzzParseIncludes \
 	./state/lxcconf:FuzzParseSeccompProfile \
 	./config:FuzzParseConfigFile \
 	./config:FuzzParseCmdline \

@@ -98,6 +98,22 @@ func TestLoadTrailObjectFaults(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("includes that repeat each other", func(t *testing.T) {
+		// A few kilobytes of revision that would be read a hundred
+		// million times: refused on the config's key, at once.
+		bomb := map[string]string{
+			"app/lxc.container.conf": testLXC + strings.Repeat("lxc.include = b.conf\n", 100),
+			"app/b.conf":             strings.Repeat("lxc.include = c.conf\n", 100),
+			"app/c.conf":             strings.Repeat("lxc.include = d.conf\n", 100),
+			"app/d.conf":             strings.Repeat("lxc.environment = A=1\n", 100),
+			"app/root.squashfs":      "rootfs",
+		}
+		_, err := LoadTrail(writeTrail(t, bomb, ""), Options{AppEngine: true})
+		probs := Problems(err)
+		if len(probs) != 1 || probs[0].File != "app/lxc.container.conf" || !strings.Contains(probs[0].Msg, "add up to more than") {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("unreadable", func(t *testing.T) {
 		_, err := LoadTrail(t.TempDir(), Options{})
 		var re *ReadError

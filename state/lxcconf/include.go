@@ -59,17 +59,33 @@ func (p *parser) readRevisionFile(val string) (name string, data []byte, err err
 	if name == "." || name == ".." || strings.HasPrefix(name, "../") {
 		return "", nil, fmt.Errorf("%q leaves the container's directory of the revision", val)
 	}
+	left := p.budget - p.included
+	if left <= 0 {
+		return "", nil, p.exhausted(name)
+	}
 	rc, err := p.open(name)
 	if err != nil {
 		return "", nil, fmt.Errorf("open %q: %w", name, err)
 	}
-	data, err = io.ReadAll(io.LimitReader(rc, maxIncludeSize+1))
+	data, err = io.ReadAll(io.LimitReader(rc, int64(min(left, maxIncludeSize))+1))
 	rc.Close()
-	if err != nil {
+	// What was read counts, refused or not: a file too large, included
+	// over and over, is read over and over too.
+	p.included += len(data)
+	switch {
+	case err != nil:
 		return "", nil, fmt.Errorf("read %q: %w", name, err)
-	}
-	if len(data) > maxIncludeSize {
+	case len(data) > left:
+		return "", nil, p.exhausted(name)
+	case len(data) > maxIncludeSize:
 		return "", nil, fmt.Errorf("%q is larger than %d bytes", name, maxIncludeSize)
 	}
 	return name, data, nil
+}
+
+// exhausted stops the parse at the read of name that would take the
+// files read through includes and profiles past the budget.
+func (p *parser) exhausted(name string) error {
+	p.overBudget = true
+	return fmt.Errorf("%q: the files included and profiles read add up to more than %d bytes (a file included over and over?)", name, p.budget)
 }

@@ -159,3 +159,96 @@ func TestParseIncludesBoundsTheConfig(t *testing.T) {
 
 // bufSlack is what a reader may take beyond what it parses (bufio's buffer).
 const bufSlack = 4096
+
+// countingOpener serves files as mapOpener does and counts the bytes read
+// from them.
+func countingOpener(files map[string]string, read *int) Opener {
+	return func(name string) (io.ReadCloser, error) {
+		s, ok := files[name]
+		if !ok {
+			return nil, fs.ErrNotExist
+		}
+		return io.NopCloser(&countingReader{r: strings.NewReader(s), n: read}), nil
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n *int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	*c.n += n
+	return n, err
+}
+
+// A few kilobytes of revision that include each other over and over (a
+// "billion laughs") are read up to maxIncludedTotal and refused, with one
+// error, instead of being read a hundred million times: LoadTrail runs
+// at every boot and for every LOCAL_RUN, which holds the command lock
+// meanwhile.
+func TestParseIncludesBoundsRepeatedIncludes(t *testing.T) {
+	files := map[string]string{
+		"b.conf": strings.Repeat("lxc.include = c.conf\n", 100),
+		"c.conf": strings.Repeat("lxc.include = d.conf\n", 100),
+		"d.conf": strings.Repeat("lxc.mount.entry = /a b none bind 0 0\n", 100),
+	}
+	read := 0
+	c, _, err := ParseIncludes(strings.NewReader(strings.Repeat("lxc.include = b.conf\n", 100)), countingOpener(files, &read))
+	if err == nil || !strings.Contains(err.Error(), "add up to more than 8388608 bytes") {
+		t.Fatalf("spec %v, err %v: want the includes refused for their total size", c != nil, err)
+	}
+	if n := strings.Count(err.Error(), "add up to"); n != 1 {
+		t.Errorf("the budget is reported %d times, want once: %v", n, err)
+	}
+	if max := maxIncludedTotal + bufSlack; read > max {
+		t.Errorf("read %d bytes of included files, want at most %d", read, max)
+	}
+	var se *SyntaxError
+	if !errors.As(err, &se) || se.Line != 1 || se.Key != "lxc.include" {
+		t.Errorf("not a SyntaxError on the first include line: %#v", err)
+	}
+
+	// A seccomp profile named over and over counts too.
+	files["p.seccomp"] = "2\ndenylist\n" + strings.Repeat("# "+strings.Repeat("x", 1000)+"\n", 1000)
+	in := strings.Repeat("lxc.seccomp.profile = p.seccomp\n", 20)
+	if _, _, err := ParseIncludes(strings.NewReader(in), mapOpener(files)); err == nil || !strings.Contains(err.Error(), "add up to more than") {
+		t.Errorf("a profile read 20 times: err %v, want it refused for the total size", err)
+	}
+
+	// A file too large to include, included over and over: what is read
+	// of it before it is refused counts as well.
+	files["big.conf"] = strings.Repeat("#", 4*maxIncludeSize)
+	read = 0
+	_, _, err = ParseIncludes(strings.NewReader(strings.Repeat("lxc.include = big.conf\n", 1000)), countingOpener(files, &read))
+	if err == nil || !strings.Contains(err.Error(), "add up to more than") {
+		t.Errorf("a file too large included 1000 times: err %v, want the budget reached", err)
+	}
+	if max := maxIncludedTotal + bufSlack; read > max {
+		t.Errorf("read %d bytes of a file too large, want at most %d", read, max)
+	}
+}
+
+// The budget leaves room for the deepest chain allowed of the largest
+// files allowed, each read once.
+func TestParseIncludesDeepestLargestChain(t *testing.T) {
+	files := map[string]string{}
+	comment := strings.Repeat("#", maxIncludeSize-len("lxc.include = f0.conf\n")-1) + "\n"
+	for i := 0; i < maxIncludeDepth; i++ {
+		body := comment
+		if i+1 < maxIncludeDepth {
+			body += "lxc.include = f" + string(rune('0'+i+1)) + ".conf\n"
+		} else {
+			body += strings.Repeat("#", len("lxc.include = f0.conf\n")-1) + "\n"
+		}
+		files["f"+string(rune('0'+i))+".conf"] = body
+	}
+	c, _, err := ParseIncludes(strings.NewReader("lxc.include = f0.conf\nlxc.tty.max = 3\n"), mapOpener(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TTYMax != 3 {
+		t.Errorf("TTYMax %d, want 3", c.TTYMax)
+	}
+}

@@ -97,6 +97,15 @@ const maxIncludeDepth = 8
 // must not make PID 1 read all of it.
 const maxIncludeSize = 1 << 20
 
+// maxIncludedTotal bounds what the files a config includes (and the
+// seccomp profiles it names) add up to, each read counted every time it
+// is read: room for the deepest chain of the largest files. Depth and
+// size alone do not bound it: a file that includes another a thousand
+// times, which includes a third a thousand times, is a million reads of
+// the third from a few kilobytes of revision, and eight such levels
+// never end.
+const maxIncludedTotal = maxIncludeDepth * maxIncludeSize
+
 // ParseIncludes is Parse with lxc.include honoured as LXC does: the included
 // file's lines are read in place of the include line. Only files of the
 // container's own directory in the revision can be included (open finds
@@ -104,11 +113,20 @@ const maxIncludeSize = 1 << 20
 // does not have, an include loop or nesting deeper than maxIncludeDepth are
 // errors on the lxc.include line. Errors and warnings from an included file
 // are reported on the top-level include line and name the file and its line.
-// A config larger than maxIncludeSize is an error too. A nil open behaves
-// as Parse.
+// A config larger than maxIncludeSize is an error too, and so are included
+// files and seccomp profiles adding up to more than maxIncludedTotal bytes,
+// each counted at every read (the error stops the parse). A nil open
+// behaves as Parse.
 func ParseIncludes(r io.Reader, open Opener) (*spec.Container, []Warning, error) {
+	return parseIncludes(r, open, maxIncludedTotal)
+}
+
+// parseIncludes is ParseIncludes with budget in place of maxIncludedTotal
+// (the fuzz target's is smaller, so that its runs stay fast).
+func parseIncludes(r io.Reader, open Opener, budget int) (*spec.Container, []Warning, error) {
 	p := newParser()
 	p.open = open
+	p.budget = budget
 	lr := &io.LimitedReader{R: r, N: maxIncludeSize + 1}
 	if err := p.parseReader(lr); err != nil {
 		return nil, nil, err
@@ -125,7 +143,7 @@ func ParseIncludes(r io.Reader, open Opener) (*spec.Container, []Warning, error)
 
 func (p *parser) parseReader(r io.Reader) error {
 	br := bufio.NewReader(r)
-	for n := 1; ; n++ {
+	for n := 1; !p.overBudget; n++ {
 		line, err := br.ReadString('\n')
 		if line != "" {
 			p.parseLine(n, line)
@@ -137,6 +155,7 @@ func (p *parser) parseReader(r io.Reader) error {
 			return fmt.Errorf("read lxc config: %w", err)
 		}
 	}
+	return nil
 }
 
 // netState is one lxc.net.N block while it is being read.
@@ -176,6 +195,13 @@ type parser struct {
 	// file being read. incWhere is "" in the top-level file.
 	incLine  int
 	incWhere string
+	// included counts the bytes of every included file and profile
+	// read so far, against budget (maxIncludedTotal); overBudget stops
+	// the parse once it is reached, so that the lines still to come
+	// (more of the same includes) are neither read nor each reported.
+	included   int
+	budget     int
+	overBudget bool
 }
 
 func newParser() *parser {

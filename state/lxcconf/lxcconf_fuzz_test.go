@@ -93,3 +93,45 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseIncludes feeds a config and the files of its revision that it
+// may include (the input's sections, split at "\n===\n", are the config,
+// then a.conf, b.conf and c.conf): ParseIncludes must never panic, must
+// report errors as *SyntaxError on a line, and must never read more of
+// the included files than its budget allows, however they include each
+// other (a budget of 64 KiB here, maxIncludedTotal's runs being slow).
+func FuzzParseIncludes(f *testing.F) {
+	f.Add("lxc.include = a.conf\nlxc.tty.max = 1\n===\nlxc.include = b.conf\n===\nlxc.environment = A=1\n===\n")
+	f.Add("lxc.include = a.conf\n===\nlxc.include = a.conf\n===\n===\n")
+	f.Add(strings.Repeat("lxc.include = a.conf\n", 20) + "===\n" + strings.Repeat("lxc.include = b.conf\n", 20) +
+		"===\n" + strings.Repeat("lxc.include = c.conf\n", 20) + "===\n" + strings.Repeat("lxc.mount.entry = /a b none bind 0 0\n", 20))
+	f.Add("lxc.seccomp.profile = a.conf\nlxc.seccomp.profile = a.conf\n===\n2\ndenylist\nmount errno 1\n===\n===\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		parts := strings.SplitN(in, "\n===\n", 4)
+		files := map[string]string{}
+		for i, name := range []string{"a.conf", "b.conf", "c.conf"} {
+			if i+1 < len(parts) {
+				files[name] = parts[i+1]
+			}
+		}
+		read := 0
+		const budget = 64 << 10
+		c, _, err := parseIncludes(strings.NewReader(parts[0]), countingOpener(files, &read), budget)
+		if max := budget + bufSlack; read > max {
+			t.Fatalf("read %d bytes of included files, more than %d", read, max)
+		}
+		if err != nil {
+			if c != nil {
+				t.Fatalf("error %v came with a spec", err)
+			}
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Line < 1 {
+				t.Fatalf("error %v does not name a line", err)
+			}
+			return
+		}
+		if c == nil {
+			t.Fatal("no error and no spec")
+		}
+	})
+}
