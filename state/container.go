@@ -16,14 +16,16 @@ import (
 func (p *parser) readContainers() {
 	p.runlevels = map[string]string{}
 	p.reqAt = map[string][]string{}
+	p.byName = map[string]*Container{}
 	for _, dir := range slices.Sorted(maps.Keys(p.runs)) {
 		if c := p.readRun(dir, p.runs[dir]); c != nil {
 			p.st.Containers = append(p.st.Containers, c)
+			p.byName[c.Name] = c
 		}
 	}
 	for _, dir := range slices.Sorted(maps.Keys(p.services)) {
 		file := dir + "/services.json"
-		c := p.st.Container(dir)
+		c := p.container(dir)
 		if c == nil {
 			p.errorf(file, "", "no container %q: services.json needs a %s/run.json", dir, dir)
 			continue
@@ -36,7 +38,7 @@ func (p *parser) readContainers() {
 		if name == "" || name == "bsp" {
 			continue
 		}
-		if c := p.st.Container(name); c != nil {
+		if c := p.container(name); c != nil {
 			c.Objects[key] = sha
 		}
 	}
@@ -231,10 +233,8 @@ func (p *parser) needObject(c *Container, file, path, name string) {
 		p.errorf(file, path, "names %q but the state has no %s", name, key)
 		return
 	}
-	for _, e := range p.c.errs {
-		if e.File == key {
-			return // a malformed value: reported on its own key
-		}
+	if p.c.errFiles[key] {
+		return // a malformed value: reported on its own key
 	}
 	// run.json, services.json, src.json, build.json: documents of the
 	// container, read (or skipped) as such.
@@ -297,6 +297,10 @@ func (p *parser) readRequirements(container string, s *object, key string, requi
 	reqKey := container + "/" + key
 	var out []ServiceRequirement
 	seen := map[string]string{} // name → key path of its first requirement
+	isRequired := make(map[string]bool, len(required))
+	for _, r := range required {
+		isRequired[r.Name] = true
+	}
 	unique := func(name, at, namePath string) {
 		if name == "" {
 			return
@@ -306,11 +310,8 @@ func (p *parser) readRequirements(container string, s *object, key string, requi
 			return
 		}
 		seen[name] = at
-		for _, r := range required {
-			if r.Name == name {
-				p.warnf(s.file, namePath, "ignored: services.required lists %q already", name)
-				return
-			}
+		if isRequired[name] {
+			p.warnf(s.file, namePath, "ignored: services.required lists %q already", name)
 		}
 	}
 	for i, it := range items {
@@ -615,7 +616,7 @@ func (p *parser) assignGroups() {
 	for _, c := range p.st.Containers {
 		file := c.Name + "/run.json"
 		if rl, ok := p.runlevels[c.Name]; ok && !c.GroupSet {
-			if p.st.Group(rl) == nil {
+			if p.group(rl) == nil {
 				p.errorf(file, "runlevel", "unknown runlevel %q: no group of that name", rl)
 			} else {
 				c.Group, c.GroupSet = rl, true
@@ -624,7 +625,7 @@ func (p *parser) assignGroups() {
 		if c.Group == "" && !c.GroupSet {
 			c.Group = last
 		}
-		g := p.st.Group(c.Group)
+		g := p.group(c.Group)
 		if g == nil {
 			if c.GroupSet {
 				p.errorf(file, "group", "unknown group %q (groups: %s)", c.Group, p.groupNames())

@@ -121,33 +121,28 @@ func netnsOf(c *Container) string {
 // listener (in the device's) or another link. ListenTCP would fail for
 // ever on the second.
 func (p *parser) validateLinkListeners() {
+	ingress := p.ingressListeners
+	if ingress == nil {
+		ingress = newListenIndex()
+	}
+	byNetns := map[string]*listenIndex{}
 	for i, l := range p.linkListeners {
 		where := "the device's network namespace"
 		if l.netns != "" {
 			where = "the network namespace of " + l.consumer
 		}
-		if l.netns == "" {
-			if j := p.ingressListening(l.addr); j >= 0 {
-				p.errorf(l.file, l.at, "%s collides with device.json %s (%s) in %s", l.end, p.ingressAt[j], p.st.Ingress[j].External, where)
-				continue
-			}
+		earlier := byNetns[l.netns]
+		if earlier == nil {
+			earlier = newListenIndex()
+			byNetns[l.netns] = earlier
 		}
-		for _, o := range p.linkListeners[:i] {
-			if o.netns == l.netns && overlaps(o.addr, l.addr) {
-				p.errorf(l.file, l.at, "%s collides with %s: %s (%s) in %s", l.end, o.file, o.at, o.end, where)
-				break
-			}
+		switch j, k := ingress.overlapping(l.addr), earlier.overlapping(l.addr); {
+		case l.netns == "" && j >= 0:
+			p.errorf(l.file, l.at, "%s collides with device.json %s (%s) in %s", l.end, p.ingressAt[j], p.st.Ingress[j].External, where)
+		case k >= 0:
+			o := p.linkListeners[k]
+			p.errorf(l.file, l.at, "%s collides with %s: %s (%s) in %s", l.end, o.file, o.at, o.end, where)
 		}
+		earlier.add(l.addr, i)
 	}
-}
-
-// ingressListening returns the index of the first ingress rule whose
-// listener overlaps addr, or -1.
-func (p *parser) ingressListening(addr netip.AddrPort) int {
-	for i, r := range p.st.Ingress {
-		if r.Addr.IsValid() && overlaps(r.Addr, addr) {
-			return i
-		}
-	}
-	return -1
 }

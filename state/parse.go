@@ -89,9 +89,20 @@ type parser struct {
 	// linkListeners are the consumer ends of the tcp and http links,
 	// gathered by validateServices.
 	linkListeners []linkListener
+	// ingressListeners indexes the ingress rules' listen addresses, for
+	// validateLinkListeners.
+	ingressListeners *listenIndex
 	// deviceBroken is set when device.json is not an object at all, so that
 	// references into it are not reported a second time.
 	deviceBroken bool
+	// The lookups by name (index.go): byName is filled by readContainers,
+	// the others at their first use, once what they index is read.
+	byName    map[string]*Container
+	groupAt   map[string]int
+	poolAt    map[string]int
+	exportAt  map[exportKey]int
+	exporters map[string]*exporters
+	exportPos map[*ServiceExport]int
 }
 
 func (p *parser) parse(data []byte) {

@@ -70,10 +70,16 @@ func (e *InvalidError) Error() string {
 type collector struct {
 	errs  []Problem
 	warns []Problem
+	// errFiles holds the files errs names.
+	errFiles map[string]bool
 }
 
 func (c *collector) errorf(file, path, format string, args ...any) {
 	c.errs = append(c.errs, Problem{File: file, Path: path, Msg: fmt.Sprintf(format, args...)})
+	if c.errFiles == nil {
+		c.errFiles = map[string]bool{}
+	}
+	c.errFiles[file] = true
 }
 
 func (c *collector) warnf(file, path, format string, args ...any) {

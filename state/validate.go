@@ -144,7 +144,7 @@ func (p *parser) validateNetworks() {
 			continue
 		}
 		file := c.Name + "/run.json"
-		pool := p.st.Pool(n.Pool)
+		pool := p.pool(n.Pool)
 		if pool == nil && p.deviceBroken {
 			continue // device.json itself is the error to fix
 		}
@@ -175,7 +175,7 @@ func (p *parser) validateNetworks() {
 			if h, taken := macs[n.MAC]; taken {
 				derived := ""
 				if h.key != "mac" {
-					derived = fmt.Sprintf(" (derived from its %s %s)", h.key, p.st.Container(h.container).Network.IP)
+					derived = fmt.Sprintf(" (derived from its %s %s)", h.key, p.container(h.container).Network.IP)
 				}
 				p.errorf(file, "network.mac", "%s is already the MAC address of container %s%s", n.MAC, h.container, derived)
 			} else {
@@ -195,11 +195,17 @@ func (p *parser) validateNetworks() {
 		}
 		bridges[pool.Bridge] = pool.Name
 	}
-	for i, a := range p.st.Pools {
-		for _, b := range p.st.Pools[i+1:] {
-			if a.Subnet.IsValid() && b.Subnet.IsValid() && a.Subnet.Overlaps(b.Subnet) {
-				p.errorf("device.json", "network.pools."+b.Name+".subnet", "%s overlaps pool %s (%s)", b.Subnet, a.Name, a.Subnet)
-			}
+	// One error per pool, naming the first it overlaps: every pair
+	// reported was n²/2 problems for n pools on one subnet, gigabytes
+	// from a state of a few hundred kilobytes.
+	subnets := make([]netip.Prefix, len(p.st.Pools))
+	for i, pool := range p.st.Pools {
+		subnets[i] = pool.Subnet
+	}
+	for j, i := range firstOverlaps(subnets) {
+		if i >= 0 {
+			a, b := p.st.Pools[i], p.st.Pools[j]
+			p.errorf("device.json", "network.pools."+b.Name+".subnet", "%s overlaps pool %s (%s)", b.Subnet, a.Name, a.Subnet)
 		}
 	}
 }
@@ -213,16 +219,6 @@ func (p *parser) poolHint() string {
 		names[i] = pl.Name
 	}
 	return " (pools: " + strings.Join(names, ", ") + ")"
-}
-
-// exporter returns the export of service name by container c, or nil.
-func exportOf(c *Container, name string) *ServiceExport {
-	for i := range c.Exports {
-		if c.Exports[i].Name == name {
-			return &c.Exports[i]
-		}
-	}
-	return nil
 }
 
 // validateServices checks that every required service is exported by some
@@ -241,12 +237,12 @@ func (p *parser) validateServices() {
 				}
 				linked[r.Name] = true
 				if r.Provider != "" {
-					prov := p.st.Container(r.Provider)
+					prov := p.container(r.Provider)
 					if prov == nil {
 						p.errorf(file, joinPath(at, "provider"), "unknown container %q", r.Provider)
 						continue
 					}
-					e := exportOf(prov, r.Name)
+					e := p.export(prov, r.Name)
 					switch {
 					case e == nil:
 						if required {
@@ -264,16 +260,10 @@ func (p *parser) validateServices() {
 				if r.Name == "" {
 					continue
 				}
-				var found *ServiceExport
+				found, wrong := p.provider(r.Name, r.Type)
 				wrongType := ""
-				for _, prov := range p.st.Containers {
-					if e := exportOf(prov, r.Name); e != nil {
-						if typesMatch(r.Type, e.Type) {
-							found = e
-							break
-						}
-						wrongType = fmt.Sprintf(" (%s exports it as type %s)", prov.Name, e.Type)
-					}
+				if wrong != nil {
+					wrongType = fmt.Sprintf(" (%s exports it as type %s)", wrong.container.Name, wrong.export.Type)
 				}
 				switch {
 				case found != nil:
@@ -307,11 +297,7 @@ var ingressBackends = map[string]map[string]bool{
 }
 
 func (p *parser) validateIngress() {
-	type claim struct {
-		index int
-		rule  IngressRule
-	}
-	var claims []claim
+	claims := newListenIndex()
 	names := map[string]int{}
 	for i, r := range p.st.Ingress {
 		at := p.ingressAt[i]
@@ -322,12 +308,12 @@ func (p *parser) validateIngress() {
 			names[r.Name] = i
 		}
 		if r.Provider != "" {
-			prov := p.st.Container(r.Provider)
+			prov := p.container(r.Provider)
 			switch {
 			case prov == nil:
 				p.errorf("device.json", joinPath(at, "provider"), "unknown container %q", r.Provider)
 			case r.Service != "":
-				e := exportOf(prov, r.Service)
+				e := p.export(prov, r.Service)
 				switch {
 				case e == nil:
 					p.errorf("device.json", joinPath(at, "service"), "container %s exports no service %q", r.Provider, r.Service)
@@ -339,18 +325,14 @@ func (p *parser) validateIngress() {
 		if !r.Addr.IsValid() {
 			continue
 		}
-		for _, c := range claims {
-			if !overlaps(c.rule.Addr, r.Addr) {
-				continue
-			}
-			if c.rule.Type == "http" && r.Type == "http" && c.rule.Prefix != r.Prefix && c.rule.Addr == r.Addr {
-				continue // one HTTP listener routes both prefixes
-			}
-			p.errorf("device.json", joinPath(at, "external"), "%s collides with %s (%s)", r.External, p.ingressAt[c.index], c.rule.External)
-			break
+		// One HTTP listener routes several prefixes: an http rule
+		// collides with another at its address only on the same one.
+		if j := claims.collision(r); j >= 0 {
+			p.errorf("device.json", joinPath(at, "external"), "%s collides with %s (%s)", r.External, p.ingressAt[j], p.st.Ingress[j].External)
 		}
-		claims = append(claims, claim{i, r})
+		claims.addRule(r, i)
 	}
+	p.ingressListeners = claims
 }
 
 // overlaps reports whether two listen addresses would compete for one port:
@@ -376,7 +358,7 @@ func (p *parser) validateOwners() {
 
 func (p *parser) checkOwner(key string, seen map[string]bool) {
 	name := owner(key)
-	if !strings.HasPrefix(key, "_config/") || name == "" || p.st.Container(name) != nil || seen[name] {
+	if !strings.HasPrefix(key, "_config/") || name == "" || p.container(name) != nil || seen[name] {
 		return
 	}
 	seen[name] = true
