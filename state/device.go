@@ -304,13 +304,24 @@ func Broadcast(pfx netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// checkIfName returns why s cannot be a Linux interface name, or "".
+// checkIfName returns why s cannot name a pool's bridge or parent, or "".
+// The kernel refuses what dev_valid_name refuses (longer than 15 bytes,
+// "." and "..", a '/', a ':' or white space), and ends a name at a NUL
+// byte, which would make two names that validation tells apart one
+// interface. The bridge's name also goes into iptables rules (-i, -o),
+// where a final '+' is a wildcard and a lone "!" a negation: "eth+" would
+// make the pool's ACCEPT rules match every eth interface of the host.
 func checkIfName(s string) string {
-	if len(s) > 15 {
-		return "interface name " + strconv.Quote(s) + " is longer than 15 bytes"
-	}
-	if s == "." || s == ".." || strings.ContainsAny(s, "/ \t\n:") {
-		return "interface name " + strconv.Quote(s) + " is not valid"
+	q := strconv.Quote(s)
+	switch {
+	case len(s) > 15:
+		return "interface name " + q + " is longer than 15 bytes"
+	case s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\v\f\r\x00"):
+		return "interface name " + q + " is not valid: the kernel refuses '/', ':', white space, \".\" and \"..\", and ends a name at a NUL byte"
+	case strings.HasSuffix(s, "+"):
+		return "interface name " + q + " ends in '+', which iptables reads as a wildcard: the pool's rules would match every interface whose name starts with " + strconv.Quote(strings.TrimSuffix(s, "+"))
+	case s == "!":
+		return "interface name \"!\" is iptables' negation, not a name"
 	}
 	return ""
 }

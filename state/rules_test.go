@@ -219,6 +219,21 @@ func TestValidationRules(t *testing.T) {
 		{"bridge name too long", false, func(st map[string]any) {
 			doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["internal"].(map[string]any)["bridge"] = "averyveryverylongbridge"
 		}, "device.json: network.pools.internal.bridge", "longer than 15"},
+		{"bridge name an iptables wildcard", false, func(st map[string]any) {
+			doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["internal"].(map[string]any)["bridge"] = "eth+"
+		}, "device.json: network.pools.internal.bridge", `ends in '+', which iptables reads as a wildcard: the pool's rules would match every interface whose name starts with "eth"`},
+		{"bridge name iptables' negation", false, func(st map[string]any) {
+			doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["internal"].(map[string]any)["bridge"] = "!"
+		}, "device.json: network.pools.internal.bridge", "iptables' negation"},
+		{"bridge name with a NUL byte", false, func(st map[string]any) {
+			doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["internal"].(map[string]any)["bridge"] = "pvbr0\x00x"
+		}, "device.json: network.pools.internal.bridge", "ends a name at a NUL byte"},
+		{"bridge name with a carriage return", false, func(st map[string]any) {
+			doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["internal"].(map[string]any)["bridge"] = "pv\rbr"
+		}, "device.json: network.pools.internal.bridge", "white space"},
+		{"parent name an iptables wildcard", false, func(st map[string]any) {
+			doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["lan"].(map[string]any)["parent"] = "eth+"
+		}, "device.json: network.pools.lan.parent", "wildcard"},
 		{"parent missing", false, func(st map[string]any) {
 			delete(doc(st, "device.json")["network"].(map[string]any)["pools"].(map[string]any)["lan"].(map[string]any), "parent")
 		}, "device.json: network.pools.lan.parent", "missing"},

@@ -99,6 +99,9 @@ func TestBridgeErrors(t *testing.T) {
 	}{
 		{"dummy in the way", "notabr0", "10.90.0.1/24", ErrNotBridge, "ensure bridge notabr0: check type: link is a veth"},
 		{"name too long", "averyveryverylongname", "10.90.0.1/24", ErrInvalid, "check name"},
+		// The kernel would end the name at the NUL and find notabr0.
+		{"name with a NUL", "notabr0\x00x", "10.90.0.1/24", ErrInvalid, "check name"},
+		{"name with a carriage return", "pv\rtest", "10.90.0.1/24", ErrInvalid, "check name"},
 		{"ipv6 gateway", "pvtest1", "fd00::1/64", ErrInvalid, "check gateway"},
 	}
 	for _, tt := range tests {

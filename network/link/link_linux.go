@@ -499,9 +499,12 @@ func notFound(err error) bool {
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
+// checkName refuses what the kernel's dev_valid_name refuses, and a NUL
+// byte, at which the kernel would end the name: the link made or found
+// would be another's.
 func checkName(name string) error {
-	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n:") || name == "." || name == ".." {
-		return fmt.Errorf("interface name %q: 1 to 15 bytes without '/', ':' or spaces: %w", name, ErrInvalid)
+	if name == "" || len(name) > 15 || strings.ContainsAny(name, "/: \t\n\v\f\r\x00") || name == "." || name == ".." {
+		return fmt.Errorf("interface name %q: 1 to 15 bytes without '/', ':', white space or NUL: %w", name, ErrInvalid)
 	}
 	return nil
 }

@@ -181,6 +181,11 @@ func Apply(b *Backend, cfg Config) (*Rules, error) {
 	if cfg.Bridge == "" || !cfg.Subnet.IsValid() || !cfg.Subnet.Addr().Is4() {
 		return nil, fmt.Errorf("apply rules for pool %s: bridge %q subnet %v: %w", cfg.Pool, cfg.Bridge, cfg.Subnet, ErrInvalid)
 	}
+	for _, name := range append([]string{cfg.Bridge}, cfg.Peers...) {
+		if !literalIfName(name) {
+			return nil, fmt.Errorf("apply rules for pool %s: interface %q is not one name to iptables (a final '+' matches every name it begins, \"!\" negates): %w", cfg.Pool, name, ErrInvalid)
+		}
+	}
 	cfg.Subnet = cfg.Subnet.Masked()
 	r := &Rules{b: b, cfg: cfg}
 	if cfg.NAT {
@@ -210,6 +215,14 @@ func Apply(b *Backend, cfg Config) (*Rules, error) {
 		}
 	}
 	return r, nil
+}
+
+// literalIfName says whether iptables reads name in -i and -o as that one
+// interface: a final '+' makes it a wildcard, and a lone "!" negates the
+// match. The kernel allows both in a name, and a rule on such a "bridge"
+// would accept or drop the traffic of the host's own interfaces.
+func literalIfName(name string) bool {
+	return !strings.HasSuffix(name, "+") && name != "!"
 }
 
 // listChains lists every chain of plan once (iptables -S) and returns the

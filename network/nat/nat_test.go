@@ -60,6 +60,10 @@ func TestApplyInvalid(t *testing.T) {
 		{"no bridge", Config{Pool: "p", Subnet: netip.MustParsePrefix("10.0.0.0/24")}},
 		{"no subnet", Config{Pool: "p", Bridge: "pvbr0"}},
 		{"ipv6 subnet", Config{Pool: "p", Bridge: "pvbr0", Subnet: netip.MustParsePrefix("fd00::/64")}},
+		// iptables would read these as more than the one interface.
+		{"wildcard bridge", Config{Pool: "p", Bridge: "eth+", Subnet: netip.MustParsePrefix("10.0.0.0/24")}},
+		{"wildcard peer", Config{Pool: "p", Bridge: "pvbr0", Peers: []string{"+"}, Subnet: netip.MustParsePrefix("10.0.0.0/24")}},
+		{"negation bridge", Config{Pool: "p", Bridge: "!", Subnet: netip.MustParsePrefix("10.0.0.0/24")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
