@@ -57,6 +57,7 @@ FUZZ_TARGETS := \
 	./runtime/rootfs:FuzzResolveIn \
 	./runtime/seccomp:FuzzCompile \
 	./storage:FuzzParseProgress \
+	./storage:FuzzParseRefs \
 	./xconnect/dbus:FuzzLookup \
 	./xconnect/dbus:FuzzCommand \
 	./xconnect/http:FuzzMatch \

@@ -172,6 +172,12 @@ func TestLocalStep(t *testing.T) {
 			422, `{"Error":"Storage: `, []string{"web/root.squashfs (" + missing + ")"}},
 		{"key escaping the trail", "/steps/locals/bad",
 			strings.Replace(permState, `"web/lxc.container.conf"`, `"../x"`, 1), 422, `{"Error":"`, nil},
+		// Both keys are objects of the store: the trail could not hold
+		// them both, and the state says so, naming the key, rather than
+		// an internal error halfway through the install.
+		{"key below another key", "/steps/locals/bad",
+			strings.TrimSuffix(permState, `}`) + `,"web/root.squashfs/x":"` + shaX + `"}`, 422,
+			`{"Error":"` + msgBadStateJSON + ": ", []string{"web/root.squashfs/x: web/root.squashfs is a file of the revision"}},
 		{"hidden name", "/steps/locals/.bad", permState, 400, errJSON(msgBadRevName), nil},
 		{"long name", "/steps/locals/" + strings.Repeat("n", 65), permState, 400, errJSON(msgBadRevName), nil},
 		{"not a local", "/steps/7", permState, 400, errJSON(msgBadRevName), nil},

@@ -209,6 +209,46 @@ func (p *parser) classify() {
 		}
 		p.classifyArtifact(key, raw)
 	}
+	p.checkFileTree()
+}
+
+// checkFileTree refuses a key below another key: the trail lays every
+// key out as a file (an object linked, a document written), and one path
+// cannot be a file and the directory of another. The install would fail
+// halfway otherwise, as an I/O error rather than a fault of the state.
+func (p *parser) checkFileTree() {
+	files := map[string]bool{}
+	for _, key := range p.order {
+		if written(key) {
+			files[key] = true
+		}
+	}
+	for _, key := range p.order {
+		if !written(key) {
+			continue
+		}
+		for i := strings.IndexByte(key, '/'); i >= 0; i = nextSlash(key, i) {
+			if dir := key[:i]; files[dir] {
+				p.c.errorf(key, "", "%s is a file of the revision: no key can be below it", dir)
+				break
+			}
+		}
+	}
+}
+
+// written says whether key becomes a file of the trail: every key but
+// #spec and the signatures (storage.ParseRefs, which lays the trail out,
+// skips those; a key that is neither an object nor a document is an
+// error of its own).
+func written(key string) bool {
+	return key != "#spec" && !strings.HasPrefix(key, "_sigs/") && checkKeyPath(key) == ""
+}
+
+func nextSlash(s string, i int) int {
+	if j := strings.IndexByte(s[i+1:], '/'); j >= 0 {
+		return i + 1 + j
+	}
+	return -1
 }
 
 // classifyArtifact files a key as an object reference or an inline JSON.

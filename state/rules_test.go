@@ -113,6 +113,8 @@ func TestValidationRules(t *testing.T) {
 		{"object not a string", false, func(st map[string]any) { st["web/root.squashfs"] = 42 }, "web/root.squashfs", "got a number"},
 		{"key escapes trail", false, func(st map[string]any) { st["web/../../etc/passwd"] = sha1 }, "web/../../etc/passwd", "'..'"},
 		{"absolute key", false, func(st map[string]any) { st["/etc/passwd"] = sha1 }, "/etc/passwd", "relative"},
+		{"key below an object's", false, func(st map[string]any) { st["web/root.squashfs/x"] = sha1 }, "web/root.squashfs/x", "web/root.squashfs is a file of the revision: no key can be below it"},
+		{"key below a document's", false, func(st map[string]any) { st["web/run.json/x.json"] = map[string]any{} }, "web/run.json/x.json", "web/run.json is a file"},
 		{"device.json without groups", false, func(st map[string]any) { delete(doc(st, "device.json"), "groups") }, "device.json: groups", "missing"},
 		{"device.json not an object", false, func(st map[string]any) { st["device.json"] = []any{} }, "device.json", "must be a JSON object"},
 		{"empty groups", false, func(st map[string]any) { doc(st, "device.json")["groups"] = []any{} }, "device.json: groups", "at least one"},

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -40,6 +42,61 @@ func FuzzParseProgress(f *testing.F) {
 		}
 		if !reflect.DeepEqual(p, back) {
 			t.Fatalf("round trip changed the progress:\n%+v\n%+v", p, back)
+		}
+	})
+}
+
+// FuzzParseRefs feeds arbitrary state JSON to the reader of what a trail
+// lays out: it must never panic, and what it and checkTree accept must be
+// a set of files that can all exist: clean relative keys, none in the
+// trail's own .pv/ or .pvr/, none below another.
+func FuzzParseRefs(f *testing.F) {
+	sha := "1111111111111111111111111111111111111111111111111111111111111111"
+	for _, seed := range []string{
+		`{"#spec":"pantavisor-service-system@1","a/run.json":{"name":"a"},"a/root.squashfs":"` + sha + `"}`,
+		`{"a/b":"` + sha + `","a/b/c":"` + sha + `"}`,
+		`{"a/b.json":{},"a/b.json/c":1,"a/b.json/d.json":[]}`,
+		`{"_sigs/x":"` + sha + `","#spec":"` + sha + `","x/../y":"` + sha + `"}`,
+		`{".pv/progress":{},"a//b":"` + sha + `"}`,
+		`[]`, `null`, `{"a":`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		refs, err := ParseRefs(data)
+		if err != nil {
+			if !errors.Is(err, ErrBadState) {
+				t.Fatalf("error %v is not ErrBadState", err)
+			}
+			return
+		}
+		keys := map[string]bool{}
+		for k, sha := range refs.Objects {
+			if !IsSHA256(sha) {
+				t.Fatalf("object %q names %q", k, sha)
+			}
+			keys[k] = true
+		}
+		for k := range refs.JSONs {
+			if keys[k] {
+				t.Fatalf("key %q is an object and a document", k)
+			}
+			keys[k] = true
+		}
+		for k := range keys {
+			if checkKey(k) != nil {
+				t.Fatalf("accepted key %q that checkKey refuses", k)
+			}
+		}
+		if refs.checkTree() != nil {
+			return
+		}
+		for k := range keys {
+			for d := range keys {
+				if strings.HasPrefix(k, d+"/") {
+					t.Fatalf("key %q below key %q accepted", k, d)
+				}
+			}
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -81,6 +82,28 @@ func ParseRefs(data []byte) (Refs, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkTree refuses refs whose files cannot all be laid out: a key below
+// another key, which would have to be a file and a directory at once.
+// Found here, it is ErrBadState before anything is written, not an I/O
+// error halfway through the trail.
+func (r Refs) checkTree() error {
+	files := make(map[string]bool, len(r.Objects)+len(r.JSONs))
+	for key := range r.Objects {
+		files[key] = true
+	}
+	for key := range r.JSONs {
+		files[key] = true
+	}
+	for _, key := range slices.Sorted(maps.Keys(files)) {
+		for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
+			if files[dir] {
+				return fmt.Errorf("%w: key %q is below key %q, a file of the trail", ErrBadState, key, dir)
+			}
+		}
+	}
+	return nil
 }
 
 // checkKey refuses a state key that cannot be a file of the trail.
@@ -206,6 +229,9 @@ func (l Layout) prepareTrail(rev string, stateJSON []byte, opt InstallOptions, r
 		return "", fmt.Errorf("%s trail: %w", verb, err)
 	}
 	refs, err := ParseRefs(stateJSON)
+	if err == nil {
+		err = refs.checkTree()
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s trail %s: %w", verb, rev, err)
 	}

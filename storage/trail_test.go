@@ -108,6 +108,8 @@ func TestInstallTrailRefusals(t *testing.T) {
 		{"not an object", "1", `[1]`, "", ErrBadState},
 		{"escaping key", "1", `{"../../etc/x":"` + sha + `"}`, "", ErrBadState},
 		{"metadata key", "1", `{".pvr/json":"` + sha + `"}`, "", ErrBadState},
+		{"key below an object's", "1", `{"a/b":"` + sha + `","a/b/c":"` + sha + `"}`, "", ErrBadState},
+		{"key below a document's", "1", `{"a/b.json":{},"a/b.json/c/d":"` + sha + `"}`, "", ErrBadState},
 		{"missing object", "1", `{"a/b":"` + shaOf("absent") + `"}`, "", ErrObjectMissing},
 		{"no space linking", "1", `{"a/b":"` + sha + `"}`, "install.link", ErrNoSpace},
 		{"no space syncing", "1", `{"a/b":"` + sha + `"}`, "install.sync", ErrNoSpace},
