@@ -61,6 +61,9 @@ func validContainerName(name string) bool {
 	return true
 }
 
+// maxNameLen is NAME_MAX, the longest file name the kernel takes.
+const maxNameLen = 255
+
 // reservedDirs are the top-level directories of a revision that are not
 // containers, with what they hold.
 var reservedDirs = map[string]string{"_config": "per-container configuration files", "_sigs": "signatures"}
@@ -100,6 +103,8 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 	}
 	c.Name = dir
 	switch {
+	case len(dir) > maxNameLen:
+		p.errorf(file, "name", "is %d bytes: a container's name names its directories (work, logs, disks), at most %d bytes each", len(dir), maxNameLen)
 	case !validContainerName(dir):
 		p.errorf(file, "name", "%q cannot name a container: use letters, digits, '_', '+', '-' and '.' (the runtime's container ids), not only dots", dir)
 	case reservedDirs[dir] != "":

@@ -52,7 +52,7 @@ func FuzzParse(f *testing.F) {
 func checkAccepted(t *testing.T, st *State) {
 	t.Helper()
 	for _, c := range st.Containers {
-		if !validContainerName(c.Name) || reservedDirs[c.Name] != "" {
+		if !validContainerName(c.Name) || reservedDirs[c.Name] != "" || len(c.Name) > maxNameLen {
 			t.Fatalf("valid state with container name %q", c.Name)
 		}
 		if st.Group(c.Group) == nil {

@@ -113,6 +113,11 @@ func TestValidationRules(t *testing.T) {
 		{"object not a string", false, func(st map[string]any) { st["web/root.squashfs"] = 42 }, "web/root.squashfs", "got a number"},
 		{"key escapes trail", false, func(st map[string]any) { st["web/../../etc/passwd"] = sha1 }, "web/../../etc/passwd", "'..'"},
 		{"absolute key", false, func(st map[string]any) { st["/etc/passwd"] = sha1 }, "/etc/passwd", "relative"},
+		{"container name longer than a file name", false, func(st map[string]any) {
+			n := strings.Repeat("x", 256)
+			st[n+"/run.json"] = map[string]any{"name": n, "root-volume": "r"}
+			st[n+"/r"] = sha1
+		}, strings.Repeat("x", 256) + "/run.json: name", "is 256 bytes: a container's name names its directories"},
 		{"key below an object's", false, func(st map[string]any) { st["web/root.squashfs/x"] = sha1 }, "web/root.squashfs/x", "web/root.squashfs is a file of the revision: no key can be below it"},
 		{"key below a document's", false, func(st map[string]any) { st["web/run.json/x.json"] = map[string]any{} }, "web/run.json/x.json", "web/run.json is a file"},
 		{"device.json without groups", false, func(st map[string]any) { delete(doc(st, "device.json"), "groups") }, "device.json: groups", "missing"},

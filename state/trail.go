@@ -127,28 +127,55 @@ func includeOpener(st *State, trailDir, objectsDir, container string) lxcconf.Op
 // readLXC translates every container's LXC config file.
 func readLXC(c *collector, st *State, trailDir, objectsDir string) {
 	for _, ct := range st.Containers {
-		if ct.Config == "" {
-			continue
+		if readConfig(c, st, ct, trailDir, objectsDir) {
+			checkHostname(c, ct)
 		}
-		key := ct.Name + "/" + ct.Config
-		sha, ok := st.Objects[key]
-		if !ok {
-			continue // inline JSON config: not an LXC file
-		}
-		f, err := os.Open(ObjectPath(trailDir, objectsDir, key, sha))
-		if err != nil {
-			c.errorf(key, "", "open: %v", err)
-			continue
-		}
-		spec, warns, err := lxcconf.ParseIncludes(f, includeOpener(st, trailDir, objectsDir, ct.Name))
-		f.Close()
-		for _, w := range warns {
-			c.warnf(key, "", "%s", w.String())
-		}
-		if err != nil {
-			c.errorf(key, "", "%v", err)
-			continue
-		}
-		ct.LXC = spec
 	}
+}
+
+// maxHostname is the kernel's limit on a host name (__NEW_UTS_LEN).
+const maxHostname = 64
+
+// checkHostname refuses a container that would get its name as its host
+// name (a UTS namespace of its own, and neither lxc.uts.name nor
+// network.hostname, as LXC names it) when the kernel cannot take that
+// name: every start would fail in sethostname(2) with EINVAL, a try
+// rolled back for a reason nothing names.
+func checkHostname(c *collector, ct *Container) {
+	if len(ct.Name) <= maxHostname || (ct.Network != nil && ct.Network.Hostname != "") {
+		return
+	}
+	if ct.LXC != nil && (ct.LXC.Hostname != "" || slices.Contains(ct.LXC.NamespaceKeep, "uts")) {
+		return
+	}
+	c.errorf(ct.Name+"/run.json", "name", "%q is %d bytes: the container's host name would be its name, and the kernel takes at most %d; give it a network.hostname or lxc.uts.name", ct.Name, len(ct.Name), maxHostname)
+}
+
+// readConfig translates ct's LXC config file, when it has one; false when
+// it could not, an error reported.
+func readConfig(c *collector, st *State, ct *Container, trailDir, objectsDir string) bool {
+	if ct.Config == "" {
+		return true
+	}
+	key := ct.Name + "/" + ct.Config
+	sha, ok := st.Objects[key]
+	if !ok {
+		return true // inline JSON config: not an LXC file
+	}
+	f, err := os.Open(ObjectPath(trailDir, objectsDir, key, sha))
+	if err != nil {
+		c.errorf(key, "", "open: %v", err)
+		return false
+	}
+	spec, warns, err := lxcconf.ParseIncludes(f, includeOpener(st, trailDir, objectsDir, ct.Name))
+	f.Close()
+	for _, w := range warns {
+		c.warnf(key, "", "%s", w.String())
+	}
+	if err != nil {
+		c.errorf(key, "", "%v", err)
+		return false
+	}
+	ct.LXC = spec
+	return true
 }

@@ -178,3 +178,66 @@ func TestLoadTrailLocal(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// A container that would get its name as host name, a name longer than
+// the kernel's 64 bytes, fails every start in sethostname(2): refused
+// when the revision is loaded, naming the container, unless it has a
+// host name of its own or keeps the host's UTS namespace.
+func TestLoadTrailHostnameFromName(t *testing.T) {
+	long := strings.Repeat("n", 65)
+	tests := []struct {
+		name    string
+		conf    string
+		network map[string]any
+		bad     bool
+	}{
+		{"name as host name", testLXC, nil, true},
+		{"lxc.uts.name", testLXC + "lxc.uts.name = short\n", nil, false},
+		{"network.hostname", testLXC, map[string]any{"hostname": "short"}, false},
+		{"host's UTS namespace", strings.Replace(testLXC, "user net ipc", "user net ipc uts", 1), nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			storage := t.TempDir()
+			trail := filepath.Join(storage, "trails", "0")
+			objects := filepath.Join(storage, "objects")
+			for _, d := range []string{filepath.Join(trail, ".pvr"), objects} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run := map[string]any{"name": long, "config": "lxc.container.conf", "root-volume": "root.squashfs"}
+			if tc.network != nil {
+				run["network"] = tc.network
+			}
+			st := map[string]any{
+				"#spec":            SpecSystem1,
+				"device.json":      map[string]any{"groups": []any{map[string]any{"name": "app"}}},
+				long + "/run.json": run,
+			}
+			for key, content := range map[string]string{"lxc.container.conf": tc.conf, "root.squashfs": "rootfs"} {
+				sum := sha256.Sum256([]byte(content))
+				sha := hex.EncodeToString(sum[:])
+				st[long+"/"+key] = sha
+				if err := os.WriteFile(filepath.Join(objects, sha), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data, err := json.Marshal(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(trail, TrailJSON), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = LoadTrail(trail, Options{AppEngine: true})
+			probs := Problems(err)
+			switch {
+			case tc.bad && (len(probs) != 1 || probs[0].File != long+"/run.json" || probs[0].Path != "name" || !strings.Contains(probs[0].Msg, "the kernel takes at most 64")):
+				t.Fatalf("got %v, want the name refused as a host name", err)
+			case !tc.bad && err != nil:
+				t.Fatalf("got %v, want it valid", err)
+			}
+		})
+	}
+}
