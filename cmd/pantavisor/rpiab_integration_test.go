@@ -186,7 +186,8 @@ func TestRPiABTryPartitionUnmountable(t *testing.T) {
 // shows it mounted again, with pv_rev.txt, before pv_try and the flag:
 // a plain image, then updates stacked on the same image (not written
 // again), then a gzipped other image (written, the list afresh, a
-// reboot). An image larger than the partition, or none, is refused with
+// reboot). An image larger than the partition (a gzipped one measured no
+// further than the partition holds), or none, is refused with
 // nothing changed. Then the state a power cut between the image write and
 // the remount leaves: the flag gone with the tmpfs, the partition torn; a
 // normal boot runs the committed revision (pv_try set, no tryboot: a
@@ -203,6 +204,7 @@ func TestRPiABInstallWritesTheImage(t *testing.T) {
 		"1": {Path: ext4ImageOf(t, map[string]string{"kernel": "one"}), Object: "a"},
 		"3": {Path: gzipped(t, ext4ImageOf(t, map[string]string{"kernel": "three"})), Gzip: true, Object: "b"},
 		"4": {Path: ext4ImageSized(t, map[string]string{"kernel": "four"}, "4M"), Object: "c"},
+		"6": {Path: gzippedZeros(t, 64<<20), Gzip: true, Object: "d"},
 	}
 	images["2"] = images["1"]
 	site, run, log := testSite(t, devs)
@@ -270,6 +272,12 @@ func TestRPiABInstallWritesTheImage(t *testing.T) {
 	if _, err := r.Install("5"); !errors.Is(err, bootloader.ErrNoBootImage) || !strings.Contains(err.Error(), "revision 5") {
 		t.Errorf("install of a revision with no image: %v", err)
 	}
+	// Compressed, an image is measured up to the partition's size only:
+	// a small gzip can decompress to terabytes.
+	_, err = r.Install("6")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("decompresses to more than 2097152 bytes: larger than the partition, partition 3 (%s) holds 2097152", devs[3])) {
+		t.Errorf("install of a gzipped image larger than the partition: %v, want it refused at the partition's size", err)
+	}
 	onDevice(t, filepath.Join(p3, "kernel"), devs[3])
 	if data, _ := os.ReadFile(filepath.Join(p3, "pv_rev.txt")); string(data) != "3\n" {
 		t.Errorf("a refused install changed pv_rev.txt: %q", data)
@@ -330,6 +338,16 @@ func gzipped(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return gz
+}
+
+// gzippedZeros is n zero bytes gzipped.
+func gzippedZeros(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "zeros.img")
+	if err := os.WriteFile(path, make([]byte, n), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return gzipped(t, path)
 }
 
 // zeroImage is a 2 MiB image of zeros: no filesystem mounts it.
