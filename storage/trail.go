@@ -297,11 +297,12 @@ func (l Layout) fillTrail(dir string, stateJSON []byte, refs Refs, opt InstallOp
 	if err := writeNew(filepath.Join(dir, TrailConfig), cfg); err != nil {
 		return err
 	}
+	copies := map[string]string{}
 	for _, key := range slices.Sorted(maps.Keys(refs.Objects)) {
 		if err := hit("install.link"); err != nil {
 			return unwritable(err)
 		}
-		if err := linkObject(l.Object(refs.Objects[key]), filepath.Join(dir, filepath.FromSlash(key))); err != nil {
+		if err := linkObject(l.Object(refs.Objects[key]), filepath.Join(dir, filepath.FromSlash(key)), copies); err != nil {
 			return fmt.Errorf("link %s: %w", key, err)
 		}
 	}
@@ -354,15 +355,38 @@ func writeNew(path string, data []byte) error {
 // linkObject makes dst a hard link to the object src, or a copy where the
 // filesystem refuses the link (another filesystem, too many links, or no
 // hard links at all). A copy is fsynced and carries the verified mark,
-// since it is made from a verified object.
-func linkObject(src, dst string) error {
+// since it is made from a verified object. copies holds the copies made
+// for this trail so far, by object: a later key of the same object is a
+// link to its copy where that is allowed. Without it a state naming one
+// object under many keys made a copy per key once the object had its
+// filesystem's most links (65 000 on ext4): a few megabytes of state
+// asked for terabytes, written until the storage was full.
+func linkObject(src, dst string, copies map[string]string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return unwritable(err)
 	}
-	err := os.Link(src, dst)
+	err := linkFile(src, dst)
 	if err == nil || !(errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.EPERM)) {
 		return unwritable(err)
 	}
+	if c, ok := copies[src]; ok {
+		if err := linkFile(c, dst); err == nil {
+			return nil
+		}
+	}
+	if err := copyObject(src, dst); err != nil {
+		return err
+	}
+	copies[src] = dst
+	return nil
+}
+
+// linkFile is os.Link; tests make it fail as a filesystem would.
+var linkFile = os.Link
+
+// copyObject copies the object src to the new file dst, fsynced and
+// marked verified.
+func copyObject(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

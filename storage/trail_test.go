@@ -309,3 +309,43 @@ func TestReplaceTrail(t *testing.T) {
 		t.Errorf("bad name: %v", err)
 	}
 }
+
+// An object at its filesystem's most links (EMLINK) is copied into the
+// trail once, and its other keys link to that copy: a state naming it
+// under thousands of keys must not ask for a copy per key.
+func TestInstallTrailCopiesAnObjectOnce(t *testing.T) {
+	l := newLayout(t)
+	sha := put(t, l, "rootfs")
+	objects := l.Objects()
+	real := linkFile
+	t.Cleanup(func() { linkFile = real })
+	linkFile = func(src, dst string) error {
+		if filepath.Dir(src) == objects {
+			return &os.LinkError{Op: "link", Old: src, New: dst, Err: syscall.EMLINK}
+		}
+		return real(src, dst)
+	}
+	st := `{"a/1":"` + sha + `","a/2":"` + sha + `","b/3":"` + sha + `","c/4/5":"` + sha + `"}`
+	if err := l.InstallTrail("1", []byte(st), InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[uint64]bool{}
+	for _, key := range []string{"a/1", "a/2", "b/3", "c/4/5"} {
+		p := filepath.Join(l.Trail("1"), filepath.FromSlash(key))
+		data, err := os.ReadFile(p)
+		if err != nil || string(data) != "rootfs" {
+			t.Fatalf("%s: %q, %v", key, data, err)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !Verified(fi) {
+			t.Errorf("%s: mode %v, want the verified mark", key, fi.Mode())
+		}
+		inodes[fi.Sys().(*syscall.Stat_t).Ino] = true
+	}
+	if len(inodes) != 1 {
+		t.Errorf("%d copies of the object in the trail, want 1", len(inodes))
+	}
+}
