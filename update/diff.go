@@ -116,8 +116,9 @@ func rebootReason(cur, next *state.State, changes map[string]string) string {
 			return fmt.Sprintf("%s %s (a key of no container: the BSP's)", k.key, k.how)
 		}
 	}
+	curBy, nextBy := byName(cur), byName(next)
 	for _, name := range slices.Sorted(maps.Keys(changes)) {
-		if isSystem(cur.Container(name)) || isSystem(next.Container(name)) {
+		if isSystem(curBy[name]) || isSystem(nextBy[name]) {
 			return fmt.Sprintf("system container %s changed: %s", name, changes[name])
 		}
 	}
@@ -138,24 +139,32 @@ func rebootReason(cur, next *state.State, changes map[string]string) string {
 // and the handover frees it when its owner goes.
 func staticOverKeptDynamic(cur, next *state.State, changes map[string]string) string {
 	static := map[string]bool{}
+	// The first kept container (in state order) on a dynamic lease of
+	// each pool.
+	dynamic := map[string]string{}
 	for _, c := range cur.Containers {
-		if n := c.Network; n != nil && n.Mode == state.NetPool && n.IP.IsValid() {
+		n := c.Network
+		if n == nil || n.Mode != state.NetPool {
+			continue
+		}
+		if n.IP.IsValid() {
 			static[n.Pool+" "+n.IP.String()] = true
+		} else if _, changed := changes[c.Name]; !changed {
+			if _, ok := dynamic[n.Pool]; !ok {
+				dynamic[n.Pool] = c.Name
+			}
 		}
 	}
+	nextBy := byName(next)
 	for _, name := range slices.Sorted(maps.Keys(changes)) {
-		c := next.Container(name)
+		c := nextBy[name]
 		if c == nil || c.Network == nil || c.Network.Mode != state.NetPool || !c.Network.IP.IsValid() ||
 			static[c.Network.Pool+" "+c.Network.IP.String()] {
 			continue
 		}
-		for _, k := range cur.Containers {
-			if _, changed := changes[k.Name]; changed || k.Network == nil || k.Network.Mode != state.NetPool ||
-				k.Network.Pool != c.Network.Pool || k.Network.IP.IsValid() {
-				continue
-			}
+		if k, ok := dynamic[c.Network.Pool]; ok {
 			return fmt.Sprintf("container %s takes the static address %s on pool %s, which kept container %s may hold as its dynamic lease",
-				name, c.Network.IP, c.Network.Pool, k.Name)
+				name, c.Network.IP, c.Network.Pool, k)
 		}
 	}
 	return ""
@@ -202,15 +211,16 @@ func sameValue(a, b any) bool {
 // and next, what changed. Unchanged containers are absent.
 func containerChanges(cur, next *state.State) map[string]string {
 	changes := map[string]string{}
+	curBy, nextBy := byName(cur), byName(next)
 	for name := range containerNames(cur, next) {
-		if why := containerChange(cur.Container(name), next.Container(name)); why != "" {
+		if why := containerChange(curBy[name], nextBy[name]); why != "" {
 			changes[name] = why
 		}
 	}
 	curKeys, nextKeys := keyContents(cur), keyContents(next)
 	for _, k := range changedKeys(curKeys, nextKeys) {
 		name := ownerOf(k.key)
-		if _, seen := changes[name]; !seen && (cur.Container(name) != nil || next.Container(name) != nil) {
+		if _, seen := changes[name]; !seen && (curBy[name] != nil || nextBy[name] != nil) {
 			changes[name] = k.key + " " + k.how
 		}
 	}
@@ -304,6 +314,17 @@ func ownerOf(key string) string {
 		return name
 	}
 	return first
+}
+
+// byName is st.Container as a map, the first container of each name:
+// Diff runs in root's Receive, where a lookup that scans the list for
+// every container of two large states held root for seconds.
+func byName(st *state.State) map[string]*state.Container {
+	m := make(map[string]*state.Container, len(st.Containers))
+	for i := len(st.Containers) - 1; i >= 0; i-- {
+		m[st.Containers[i].Name] = st.Containers[i]
+	}
+	return m
 }
 
 // containerNames is the set of container names of either state.

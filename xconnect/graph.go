@@ -53,13 +53,14 @@ func (l Link) ConsumerEnd() string {
 func Graph(st *state.State) []Link {
 	var out []Link
 	seen := map[string]bool{}
+	x := indexExports(st)
 	for _, c := range st.Containers {
 		for _, set := range []struct {
 			list     []state.ServiceRequirement
 			required bool
 		}{{c.Requires, true}, {c.Optional, false}} {
 			for _, r := range set.list {
-				if l, ok := resolve(st, c, r); ok && !seen[l.Key()] {
+				if l, ok := x.resolve(c, r); ok && !seen[l.Key()] {
 					seen[l.Key()] = true
 					l.Required = set.required
 					out = append(out, l)
@@ -70,28 +71,102 @@ func Graph(st *state.State) []Link {
 	return out
 }
 
-func resolve(st *state.State, c *state.Container, r state.ServiceRequirement) (Link, bool) {
+// export is one export of the state, with its place in state order.
+type export struct {
+	order    int
+	provider *state.Container
+	e        *state.ServiceExport
+}
+
+// exportIndex finds the first export (in state order) of a name that
+// answers a requirement without a scan of every export per requirement,
+// which made Graph, run as a revision starts, quadratic in its size.
+type exportIndex struct {
+	// byName: per service name, the first export of each type ("" for
+	// an export of no known type, which answers any requirement), and
+	// the first of all.
+	byName map[string]*firstExports
+	// byProvider: per provider and service name, its exports, in order.
+	byProvider map[[2]string][]export
+}
+
+type firstExports struct {
+	any    export
+	byType map[string]export
+}
+
+func indexExports(st *state.State) exportIndex {
+	x := exportIndex{byName: map[string]*firstExports{}, byProvider: map[[2]string][]export{}}
+	n := 0
+	for _, p := range st.Containers {
+		for i := range p.Exports {
+			e := export{n, p, &p.Exports[i]}
+			n++
+			k := [2]string{p.Name, e.e.Name}
+			x.byProvider[k] = append(x.byProvider[k], e)
+			f := x.byName[e.e.Name]
+			if f == nil {
+				f = &firstExports{any: e, byType: map[string]export{}}
+				x.byName[e.e.Name] = f
+			}
+			if _, ok := f.byType[e.e.Type]; !ok {
+				f.byType[e.e.Type] = e
+			}
+		}
+	}
+	return x
+}
+
+// find is the first export that answers r: of its name, of a matching
+// type (either one empty, or equal), of its provider when it names one.
+func (x exportIndex) find(r state.ServiceRequirement) (export, bool) {
+	if r.Provider != "" {
+		for _, e := range x.byProvider[[2]string{r.Provider, r.Name}] {
+			if r.Type == "" || e.e.Type == "" || e.e.Type == r.Type {
+				return e, true
+			}
+		}
+		return export{}, false
+	}
+	f := x.byName[r.Name]
+	if f == nil {
+		return export{}, false
+	}
+	if r.Type == "" {
+		return f.any, true
+	}
+	typed, ok1 := f.byType[r.Type]
+	untyped, ok2 := f.byType[""]
+	switch {
+	case ok1 && ok2:
+		if untyped.order < typed.order {
+			return untyped, true
+		}
+		return typed, true
+	case ok1:
+		return typed, true
+	case ok2:
+		return untyped, true
+	}
+	return export{}, false
+}
+
+func (x exportIndex) resolve(c *state.Container, r state.ServiceRequirement) (Link, bool) {
 	if r.Name == "" {
 		return Link{}, false
 	}
-	for _, p := range st.Containers {
-		if r.Provider != "" && p.Name != r.Provider {
-			continue
-		}
-		for _, e := range p.Exports {
-			if e.Name != r.Name || (r.Type != "" && e.Type != "" && e.Type != r.Type) {
-				continue
-			}
-			l := Link{Consumer: c.Name, Provider: p.Name, Name: r.Name, Type: r.Type, Role: r.Role,
-				Interface: r.Interface, Target: r.Target, Socket: e.Socket, Port: e.Port}
-			if l.Type == "" {
-				l.Type = e.Type
-			}
-			if l.Role == "" {
-				l.Role = DefaultRole
-			}
-			return l, true
-		}
+	found, ok := x.find(r)
+	if !ok {
+		return Link{}, false
 	}
-	return Link{}, false
+	p, e := found.provider, found.e
+	l := Link{Consumer: c.Name, Provider: p.Name, Name: r.Name, Type: r.Type, Role: r.Role,
+		Interface: r.Interface, Target: r.Target, Socket: e.Socket, Port: e.Port}
+	if l.Type == "" {
+		l.Type = e.Type
+	}
+	if l.Role == "" {
+		l.Role = DefaultRole
+	}
+	return l, true
 }

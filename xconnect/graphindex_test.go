@@ -1,0 +1,89 @@
+package xconnect
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/pantavisor/pv/state"
+)
+
+// scanGraph is Graph as it was, scanning every export per requirement:
+// the index must give the same links.
+func scanGraph(st *state.State) []Link {
+	var out []Link
+	seen := map[string]bool{}
+	for _, c := range st.Containers {
+		for _, set := range []struct {
+			list     []state.ServiceRequirement
+			required bool
+		}{{c.Requires, true}, {c.Optional, false}} {
+			for _, r := range set.list {
+				if l, ok := scanResolve(st, c, r); ok && !seen[l.Key()] {
+					seen[l.Key()] = true
+					l.Required = set.required
+					out = append(out, l)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func scanResolve(st *state.State, c *state.Container, r state.ServiceRequirement) (Link, bool) {
+	if r.Name == "" {
+		return Link{}, false
+	}
+	for _, p := range st.Containers {
+		if r.Provider != "" && p.Name != r.Provider {
+			continue
+		}
+		for _, e := range p.Exports {
+			if e.Name != r.Name || (r.Type != "" && e.Type != "" && e.Type != r.Type) {
+				continue
+			}
+			l := Link{Consumer: c.Name, Provider: p.Name, Name: r.Name, Type: r.Type, Role: r.Role,
+				Interface: r.Interface, Target: r.Target, Socket: e.Socket, Port: e.Port}
+			if l.Type == "" {
+				l.Type = e.Type
+			}
+			if l.Role == "" {
+				l.Role = DefaultRole
+			}
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+func TestGraphIndexAnswersAsTheScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	types := []string{"", "unix", "tcp", "rest"}
+	names := []string{"", "a", "b", "c"}
+	for round := 0; round < 500; round++ {
+		st := &state.State{}
+		n := 1 + rng.IntN(6)
+		for i := 0; i < n; i++ {
+			c := &state.Container{Name: fmt.Sprintf("c%d", i)}
+			for j := rng.IntN(4); j > 0; j-- {
+				c.Exports = append(c.Exports, state.ServiceExport{Name: names[rng.IntN(len(names))], Type: types[rng.IntN(len(types))], Port: j})
+			}
+			for j := rng.IntN(4); j > 0; j-- {
+				r := state.ServiceRequirement{Name: names[rng.IntN(len(names))], Type: types[rng.IntN(len(types))]}
+				if rng.IntN(3) == 0 {
+					r.Provider = fmt.Sprintf("c%d", rng.IntN(n+1))
+				}
+				if rng.IntN(2) == 0 {
+					c.Requires = append(c.Requires, r)
+				} else {
+					c.Optional = append(c.Optional, r)
+				}
+			}
+			st.Containers = append(st.Containers, c)
+		}
+		if got, want := Graph(st), scanGraph(st); !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: Graph %+v, the scan %+v", round, got, want)
+		}
+	}
+}
