@@ -61,7 +61,9 @@ func validContainerName(name string) bool {
 	return true
 }
 
-// maxNameLen is NAME_MAX, the longest file name the kernel takes.
+// maxNameLen is NAME_MAX, the longest file name the kernel takes: a key's
+// segments (checkKeyPath) and the names of directories (a container's
+// work, logs and disks, by its name; storage entries).
 const maxNameLen = 255
 
 // reservedDirs are the top-level directories of a revision that are not
@@ -103,8 +105,6 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 	}
 	c.Name = dir
 	switch {
-	case len(dir) > maxNameLen:
-		p.errorf(file, "name", "is %d bytes: a container's name names its directories (work, logs, disks), at most %d bytes each", len(dir), maxNameLen)
 	case !validContainerName(dir):
 		p.errorf(file, "name", "%q cannot name a container: use letters, digits, '_', '+', '-' and '.' (the runtime's container ids), not only dots", dir)
 	case reservedDirs[dir] != "":

@@ -12,6 +12,7 @@ package state
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/pantavisor/pv/storage"
@@ -281,11 +282,13 @@ func checkKeyPath(key string) string {
 		return "key contains a NUL byte"
 	}
 	for _, seg := range strings.Split(key, "/") {
-		switch seg {
-		case "":
+		switch {
+		case seg == "":
 			return "key has an empty path segment"
-		case ".", "..":
+		case seg == "." || seg == "..":
 			return "key has a '.' or '..' path segment"
+		case len(seg) > maxNameLen:
+			return fmt.Sprintf("key has a path segment of %d bytes: a file name is at most %d", len(seg), maxNameLen)
 		}
 	}
 	return ""

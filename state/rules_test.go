@@ -116,8 +116,10 @@ func TestValidationRules(t *testing.T) {
 		{"container name longer than a file name", false, func(st map[string]any) {
 			n := strings.Repeat("x", 256)
 			st[n+"/run.json"] = map[string]any{"name": n, "root-volume": "r"}
-			st[n+"/r"] = sha1
-		}, strings.Repeat("x", 256) + "/run.json: name", "is 256 bytes: a container's name names its directories"},
+		}, strings.Repeat("x", 256) + "/run.json", "key has a path segment of 256 bytes: a file name is at most 255"},
+		{"object key longer than a file name", false, func(st map[string]any) {
+			st["web/"+strings.Repeat("v", 256)] = sha1
+		}, "web/" + strings.Repeat("v", 256), "a file name is at most 255"},
 		{"key below an object's", false, func(st map[string]any) { st["web/root.squashfs/x"] = sha1 }, "web/root.squashfs/x", "web/root.squashfs is a file of the revision: no key can be below it"},
 		{"key below a document's", false, func(st map[string]any) { st["web/run.json/x.json"] = map[string]any{} }, "web/run.json/x.json", "web/run.json is a file"},
 		{"device.json without groups", false, func(st map[string]any) { delete(doc(st, "device.json"), "groups") }, "device.json: groups", "missing"},
@@ -458,6 +460,9 @@ func TestValidationRules(t *testing.T) {
 		{"storage name dot-dot", false, func(st map[string]any) {
 			doc(st, "web/run.json")["storage"].(map[string]any)[".."] = map[string]any{"persistence": "boot"}
 		}, "web/run.json: storage...", "dot segment"},
+		{"storage name longer than a file name", false, func(st map[string]any) {
+			doc(st, "web/run.json")["storage"].(map[string]any)[strings.Repeat("s", 256)] = map[string]any{"persistence": "permanent"}
+		}, "web/run.json: storage." + strings.Repeat("s", 256), "is 256 bytes, longer than a file name (255)"},
 		{"storage name empty", false, func(st map[string]any) {
 			doc(st, "web/run.json")["storage"].(map[string]any)[""] = map[string]any{"persistence": "boot"}
 		}, "web/run.json: storage.", "is empty"},

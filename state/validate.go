@@ -53,6 +53,8 @@ func segmentProblem(name string) string {
 		return fmt.Sprintf("%q contains a slash", name)
 	case strings.ContainsRune(name, 0):
 		return fmt.Sprintf("%q contains a NUL byte", name)
+	case len(name) > maxNameLen:
+		return fmt.Sprintf("is %d bytes, longer than a file name (%d)", len(name), maxNameLen)
 	}
 	return ""
 }

@@ -106,6 +106,9 @@ func (r Refs) checkTree() error {
 	return nil
 }
 
+// maxNameLen is NAME_MAX, the longest file name the kernel takes.
+const maxNameLen = 255
+
 // checkKey refuses a state key that cannot be a file of the trail.
 func checkKey(key string) error {
 	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsRune(key, 0) {
@@ -114,6 +117,9 @@ func checkKey(key string) error {
 	for _, seg := range strings.Split(key, "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return fmt.Errorf("%w: key %q is not a clean path", ErrBadState, key)
+		}
+		if len(seg) > maxNameLen {
+			return fmt.Errorf("%w: key %q has a path segment longer than %d bytes", ErrBadState, key, maxNameLen)
 		}
 	}
 	first, _, _ := strings.Cut(key, "/")
