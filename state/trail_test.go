@@ -22,6 +22,18 @@ lxc.namespace.keep = user net ipc
 // keeps them and returns the trail directory.
 func writeTrail(t *testing.T, files map[string]string, corrupt string) string {
 	t.Helper()
+	return layTrail(t, map[string]any{
+		"#spec":       SpecSystem1,
+		"device.json": map[string]any{"groups": []any{map[string]any{"name": "app"}}},
+		"app/run.json": map[string]any{"name": "app", "type": "lxc", "config": "lxc.container.conf",
+			"root-volume": "root.squashfs", "storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}}},
+	}, files, corrupt)
+}
+
+// layTrail is writeTrail for the state st, to which files are added as
+// objects.
+func layTrail(t *testing.T, st map[string]any, files map[string]string, corrupt string) string {
+	t.Helper()
 	storage := t.TempDir()
 	trail := filepath.Join(storage, "trails", "0")
 	objects := filepath.Join(storage, "objects")
@@ -29,12 +41,6 @@ func writeTrail(t *testing.T, files map[string]string, corrupt string) string {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	st := map[string]any{
-		"#spec":       SpecSystem1,
-		"device.json": map[string]any{"groups": []any{map[string]any{"name": "app"}}},
-		"app/run.json": map[string]any{"name": "app", "type": "lxc", "config": "lxc.container.conf",
-			"root-volume": "root.squashfs", "storage": map[string]any{"lxc-overlay": map[string]any{"persistence": "boot"}}},
 	}
 	for key, content := range files {
 		sum := sha256.Sum256([]byte(content))
@@ -198,39 +204,16 @@ func TestLoadTrailHostnameFromName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			storage := t.TempDir()
-			trail := filepath.Join(storage, "trails", "0")
-			objects := filepath.Join(storage, "objects")
-			for _, d := range []string{filepath.Join(trail, ".pvr"), objects} {
-				if err := os.MkdirAll(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
 			run := map[string]any{"name": long, "config": "lxc.container.conf", "root-volume": "root.squashfs"}
 			if tc.network != nil {
 				run["network"] = tc.network
 			}
-			st := map[string]any{
+			trail := layTrail(t, map[string]any{
 				"#spec":            SpecSystem1,
 				"device.json":      map[string]any{"groups": []any{map[string]any{"name": "app"}}},
 				long + "/run.json": run,
-			}
-			for key, content := range map[string]string{"lxc.container.conf": tc.conf, "root.squashfs": "rootfs"} {
-				sum := sha256.Sum256([]byte(content))
-				sha := hex.EncodeToString(sum[:])
-				st[long+"/"+key] = sha
-				if err := os.WriteFile(filepath.Join(objects, sha), []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			data, err := json.Marshal(st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(trail, TrailJSON), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			_, err = LoadTrail(trail, Options{AppEngine: true})
+			}, map[string]string{long + "/lxc.container.conf": tc.conf, long + "/root.squashfs": "rootfs"}, "")
+			_, err := LoadTrail(trail, Options{AppEngine: true})
 			probs := Problems(err)
 			switch {
 			case tc.bad && (len(probs) != 1 || probs[0].File != long+"/run.json" || probs[0].Path != "name" || !strings.Contains(probs[0].Msg, "the kernel takes at most 64")):
