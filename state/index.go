@@ -45,7 +45,7 @@ func (p *parser) pool(name string) *Pool {
 	return nil
 }
 
-// export is exportOf(c, name): c's first export of that name.
+// export is c's first export of service name, or nil.
 func (p *parser) export(c *Container, name string) *ServiceExport {
 	if p.exportAt == nil {
 		p.indexExports()
@@ -62,9 +62,15 @@ type exportKey struct{ container, service string }
 // validateServices needs to find the first one of a type, and to name
 // one of the wrong type when there is none.
 type exporters struct {
-	first  *ServiceExport            // the first, whatever its type
-	byType map[string]*ServiceExport // the first of each type ("" an unknown one)
-	last   *exporter                 // the last
+	first  *ServiceExport           // the first, whatever its type
+	byType map[string]orderedExport // the first of each type ("" an unknown one)
+	last   *exporter                // the last
+}
+
+// orderedExport is an export and its place among the state's exports.
+type orderedExport struct {
+	n int
+	e *ServiceExport
 }
 
 type exporter struct {
@@ -75,21 +81,23 @@ type exporter struct {
 func (p *parser) indexExports() {
 	p.exportAt = map[exportKey]int{}
 	p.exporters = map[string]*exporters{}
+	n := 0
 	for _, c := range p.st.Containers {
 		for i := range c.Exports {
 			e := &c.Exports[i]
+			n++
 			k := exportKey{c.Name, e.Name}
 			if _, dup := p.exportAt[k]; dup {
-				continue // exportOf finds the first
+				continue // c's first export of the name is the one
 			}
 			p.exportAt[k] = i
 			x := p.exporters[e.Name]
 			if x == nil {
-				x = &exporters{first: e, byType: map[string]*ServiceExport{}}
+				x = &exporters{first: e, byType: map[string]orderedExport{}}
 				p.exporters[e.Name] = x
 			}
-			if x.byType[e.Type] == nil {
-				x.byType[e.Type] = e
+			if _, ok := x.byType[e.Type]; !ok {
+				x.byType[e.Type] = orderedExport{n, e}
 			}
 			x.last = &exporter{c, e}
 		}
@@ -114,35 +122,15 @@ func (p *parser) provider(name, want string) (found *ServiceExport, wrong *expor
 	}
 	// Among the exports of type want and those of no known type, the
 	// first in container order.
-	a, b := x.byType[want], x.byType[""]
+	a, okA := x.byType[want]
+	b, okB := x.byType[""]
 	switch {
-	case a != nil && b != nil:
-		if p.exportOrder(a) < p.exportOrder(b) {
-			return a, nil
-		}
-		return b, nil
-	case a != nil:
-		return a, nil
-	case b != nil:
-		return b, nil
+	case okA && okB && b.n < a.n, !okA && okB:
+		return b.e, nil
+	case okA:
+		return a.e, nil
 	}
 	return nil, x.last
-}
-
-// exportOrder is the position of e among every export of the state, in
-// container order, then services.json order.
-func (p *parser) exportOrder(e *ServiceExport) int {
-	if p.exportPos == nil {
-		p.exportPos = map[*ServiceExport]int{}
-		n := 0
-		for _, c := range p.st.Containers {
-			for i := range c.Exports {
-				p.exportPos[&c.Exports[i]] = n
-				n++
-			}
-		}
-	}
-	return p.exportPos[e]
 }
 
 // firstOverlaps returns, for each prefix, the index of the first earlier

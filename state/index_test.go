@@ -133,3 +133,52 @@ func BenchmarkParseManyContainers(b *testing.B) {
 		}
 	}
 }
+
+func TestProviderIsTheFirstMatchingExporter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	types := []string{"", "unix", "tcp"}
+	names := []string{"a", "b"}
+	for round := 0; round < 500; round++ {
+		p := &parser{st: &State{}}
+		for i := rng.IntN(6); i > 0; i-- {
+			c := &Container{Name: fmt.Sprintf("c%d", i)}
+			for j := rng.IntN(4); j > 0; j-- {
+				c.Exports = append(c.Exports, ServiceExport{Name: names[rng.IntN(2)], Type: types[rng.IntN(3)]})
+			}
+			p.st.Containers = append(p.st.Containers, c)
+		}
+		for _, name := range names {
+			for _, want := range types {
+				// The scan validateServices made, with exportOf, the
+				// first export of the name in each container.
+				var found *ServiceExport
+				wrong := ""
+				for _, c := range p.st.Containers {
+					var e *ServiceExport
+					for i := range c.Exports {
+						if c.Exports[i].Name == name {
+							e = &c.Exports[i]
+							break
+						}
+					}
+					if e == nil {
+						continue
+					}
+					if typesMatch(want, e.Type) {
+						found = e
+						break
+					}
+					wrong = c.Name + " " + e.Type
+				}
+				got, gotWrong := p.provider(name, want)
+				w := ""
+				if gotWrong != nil {
+					w = gotWrong.container.Name + " " + gotWrong.export.Type
+				}
+				if got != found || (found == nil && w != wrong) {
+					t.Fatalf("round %d, %s of type %q: provider %p (wrong %q), the scan %p (wrong %q)", round, name, want, got, w, found, wrong)
+				}
+			}
+		}
+	}
+}

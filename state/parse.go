@@ -103,7 +103,6 @@ type parser struct {
 	poolAt    map[string]int
 	exportAt  map[exportKey]int
 	exporters map[string]*exporters
-	exportPos map[*ServiceExport]int
 }
 
 func (p *parser) parse(data []byte) {
