@@ -345,6 +345,12 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if sealErr != nil {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
+	if m := cfg.String(config.PVSecurebootMode); m == "strict" || m == "audit" {
+		// Asked for explicitly: a device maker who set it must not
+		// believe its revisions checked. (lenient, the default, runs
+		// unsigned revisions anyway.)
+		log.Error("revision signatures (_sigs) are not verified by this pantavisor: every revision runs unchecked", "PV_SECUREBOOT_MODE", m)
+	}
 	stateOpts := state.Options{AppEngine: !o.embedded, GroupTimeout: cfg.Int(config.PVUpdaterGoalsTimeout)}
 	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log, BootedRev: o.bootedRev}
 	var boot updater.Boot
