@@ -53,6 +53,13 @@ const (
 	Running
 	// Stopping: shutdown for reboot or poweroff has begun.
 	Stopping
+	// Stopped: the actor tree has stopped for the reboot or power-off;
+	// what is left is the supervisor's exit (syncing and unmounting the
+	// storage) and PID 1's reboot. The tree answers still, but it no
+	// longer tells whether the device gets on: a watchdog open for
+	// Stopping stays open and is kicked no more (Guard.Enter), so that a
+	// device whose end hangs (a sync on a dying disk) is reset.
+	Stopped
 )
 
 // Armed says whether the watchdog must be open in this phase.
@@ -63,7 +70,7 @@ func (m Mode) Armed(p Phase) bool {
 	case Startup:
 		return p == Booting
 	case Shutdown:
-		return p == Stopping
+		return p == Stopping || p == Stopped
 	}
 	return false
 }

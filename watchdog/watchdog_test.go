@@ -19,23 +19,23 @@ import (
 
 func TestParseModeAndArmed(t *testing.T) {
 	cases := []struct {
-		in                      string
-		want                    Mode
-		boot, running, stopping bool
+		in                               string
+		want                             Mode
+		boot, running, stopping, stopped bool
 	}{
-		{"", Disabled, false, false, false},
-		{"disabled", Disabled, false, false, false},
-		{"shutdown", Shutdown, false, false, true},
-		{"Startup", Startup, true, false, false},
-		{" always ", Always, true, true, true},
+		{"", Disabled, false, false, false, false},
+		{"disabled", Disabled, false, false, false, false},
+		{"shutdown", Shutdown, false, false, true, true},
+		{"Startup", Startup, true, false, false, false},
+		{" always ", Always, true, true, true, true},
 	}
 	for _, c := range cases {
 		m, err := ParseMode(c.in)
 		if err != nil || m != c.want {
 			t.Fatalf("ParseMode(%q) = %v, %v; want %v", c.in, m, err, c.want)
 		}
-		got := []bool{m.Armed(Booting), m.Armed(Running), m.Armed(Stopping)}
-		want := []bool{c.boot, c.running, c.stopping}
+		got := []bool{m.Armed(Booting), m.Armed(Running), m.Armed(Stopping), m.Armed(Stopped)}
+		want := []bool{c.boot, c.running, c.stopping, c.stopped}
 		for i := range got {
 			if got[i] != want[i] {
 				t.Errorf("mode %q phase %d armed = %v, want %v", c.in, i, got[i], want[i])
@@ -289,5 +289,48 @@ func TestGuardStopsKickingWhenHung(t *testing.T) {
 	g.Enter(Running) // always: armed anyway; a hung guard never closes
 	if magic || closed {
 		t.Fatalf("hung watchdog closed (magic %v, closed %v)", magic, closed)
+	}
+}
+
+// Once the actor tree has stopped, a watchdog open for the stop gets one
+// last kick and no more, whatever the probe says (the tree answers still
+// while the supervisor's exit may hang on a dead disk), and stays open
+// without the magic close: the hardware resets a device that does not
+// reboot within a timeout. A mode that does not arm the stop opens
+// nothing.
+func TestGuardStopsKickingOnceStopped(t *testing.T) {
+	for _, mode := range []Mode{Shutdown, Always} {
+		dev := &guardDev{}
+		g := &Guard{Mode: mode, Timeout: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Open:  func(int) (io.WriteCloser, int, error) { return dev, 1, nil },
+			Probe: func(context.Context) error { return nil }}
+		g.Enter(Running)
+		g.Enter(Stopping)
+		time.Sleep(50 * time.Millisecond)
+		before, _, _ := dev.state()
+		g.Enter(Stopped)
+		k1, _, _ := dev.state()
+		time.Sleep(time.Second) // interval 1/3 s: three kicks, had they gone on
+		g.Enter(Stopping)       // nothing starts them again
+		time.Sleep(500 * time.Millisecond)
+		k2, magic, closed := dev.state()
+		if before == 0 || k1 <= before || k2 != k1 {
+			t.Errorf("mode %v: kicks %d while stopping, %d once stopped, %d a second later: want some, one more, then none", mode, before, k1, k2)
+		}
+		if magic || closed {
+			t.Errorf("mode %v: stopped watchdog closed (magic %v, closed %v)", mode, magic, closed)
+		}
+	}
+	for _, mode := range []Mode{Disabled, Startup} {
+		opened := 0
+		g := &Guard{Mode: mode, Timeout: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Open:  func(int) (io.WriteCloser, int, error) { opened++; return &guardDev{}, 1, nil },
+			Probe: func(context.Context) error { return nil }}
+		g.Enter(Running)
+		g.Enter(Stopping)
+		g.Enter(Stopped)
+		if opened != 0 {
+			t.Errorf("mode %v opened the watchdog %d times for the stop", mode, opened)
+		}
 	}
 }

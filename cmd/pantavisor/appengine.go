@@ -576,6 +576,15 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if err := sys.Shutdown(ctx, reason); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+	// The tree has stopped, or would not within the bound. What is left
+	// (the control socket's stop, the cgroups, a device's sync and
+	// unmounts, PID 1's reboot) may hang on a dying disk while the tree
+	// still answers the watchdog's probe: the watchdog gets a last kick
+	// and no more, and resets a device that has not rebooted by then.
+	guard.Enter(watchdog.Stopped)
+	if o.embedded {
+		hangStoppedForTest(log)
+	}
 	stopCtrl()
 	// Every container is down: their parent cgroups go too, once the
 	// kernel has let go of the last ones.
@@ -629,10 +638,15 @@ func reexecSupervisor(log *slog.Logger, closeLog func(), why string) {
 //     resets;
 //   - crashTestEnv makes the boot's first supervisor kill itself that long
 //     after the revision booted: PID 1 starts it again and the next one
-//     re-adopts the device.
+//     re-adopts the device;
+//   - hangStoppedTestEnv makes the supervisor stall that long once its
+//     actor tree has stopped for a reboot or power-off, as a sync on a
+//     dead disk does: the watchdog's last kick has been given, and the
+//     board resets.
 const (
-	hangTestEnv  = "_PV_TEST_HANG_ROOT"
-	crashTestEnv = "_PV_TEST_CRASH_SUPERVISOR"
+	hangTestEnv        = "_PV_TEST_HANG_ROOT"
+	crashTestEnv       = "_PV_TEST_CRASH_SUPERVISOR"
+	hangStoppedTestEnv = "_PV_TEST_HANG_STOPPED"
 )
 
 func hangForTest(sys *actors.System, log *slog.Logger) {
@@ -647,20 +661,34 @@ func crashForTest(log *slog.Logger) {
 		func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }, log)
 }
 
+func hangStoppedForTest(log *slog.Logger) {
+	if d, ok := knobSeconds(hangStoppedTestEnv, "the supervisor stalls after its stop (a test of the watchdog)", log); ok {
+		time.Sleep(d)
+	}
+}
+
 // testKnob runs fn as many seconds from now as the variable name says,
 // when it is set.
 func testKnob(name, what string, fn func(), log *slog.Logger) {
+	if d, ok := knobSeconds(name, what, log); ok {
+		time.AfterFunc(d, fn)
+	}
+}
+
+// knobSeconds reads the variable name, a number of seconds, and logs what
+// it does when it is set.
+func knobSeconds(name, what string, log *slog.Logger) (time.Duration, bool) {
 	v := os.Getenv(name)
 	if v == "" {
-		return
+		return 0, false
 	}
 	secs, err := strconv.Atoi(v)
 	if err != nil || secs < 0 {
 		log.Error("ignored: not a number of seconds", "var", name, "value", v)
-		return
+		return 0, false
 	}
-	log.Warn(what, "var", name, "after_s", secs)
-	time.AfterFunc(time.Duration(secs)*time.Second, fn)
+	log.Warn(what, "var", name, "seconds", secs)
+	return time.Duration(secs) * time.Second, true
 }
 
 // offer hands v to whoever reads ch, unless a value is waiting already:

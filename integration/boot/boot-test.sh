@@ -364,6 +364,23 @@ if grep -qE 'pantavisor: (powering off|rebooting)' "$work/boot-hang.txt"; then
 	fails=$((fails + 1))
 fi
 [ "$code" = 0 ] || { echo "FAIL: boot hang: qemu exit $code (124: no reset within 170 s)"; fails=$((fails + 1)); }
+# A stop that hangs once the actor tree has stopped (a sync or an unmount
+# on a dying disk): ctl powers the device off, and the supervisor then
+# stalls (_PV_TEST_HANG_STOPPED) while its tree still answers. The
+# watchdog's last kick was given as the tree stopped: softdog resets the
+# machine, where the kicks went on for as long as the stall lasted.
+boot_vm stall "pv_rev=0 _PV_TEST_HANG_STOPPED=600"
+echo "boot stall: qemu exit $code"
+check stall "power-off requested through the control socket" 'stopping.*power-off.*update-rolled-back'
+check stall "pantavisor's tree stopped in order" 'group stopped.*group=data'
+check stall "the watchdog's last kick" 'watchdog: last kick'
+check stall "the supervisor stalls after its stop" 'the supervisor stalls after its stop'
+check stall "softdog resets the machine" 'softdog: Initiating panic'
+if grep -qE 'pantavisor: (powering off|rebooting)' "$work/boot-stall.txt"; then
+	echo "FAIL: boot stall: pantavisor ended the boot itself: the stall did not hold it"
+	fails=$((fails + 1))
+fi
+[ "$code" = 0 ] || { echo "FAIL: boot stall: qemu exit $code (124: no reset within 170 s)"; fails=$((fails + 1)); }
 echo "--- boot figures"
 echo "wall time, three boots to power-off: $(awk "BEGIN{printf \"%.1f\", $end - $start}") s ($accel)"
 # Kernel time at /init's first log line is not printed (loglevel); the
