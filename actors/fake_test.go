@@ -21,7 +21,11 @@ type fakeEngine struct {
 	startDly map[string]time.Duration
 	// slowDestroy makes Destroy of these containers take a while.
 	slowDestroy map[string]time.Duration
-	nextPid     int
+	// stuckStop makes Stop of these containers wait until the channel
+	// closes, as a teardown stuck on the kernel (an unmount whose sync
+	// waits on a dying disk) does.
+	stuckStop map[string]chan struct{}
+	nextPid   int
 	// mounted and alive count, per container, the mounts not yet
 	// unmounted and the runs not yet destroyed, from the moment their
 	// Mount or Start begins. The real engine mounts a container's rootfs
@@ -59,7 +63,7 @@ func (e *fakeEngine) Overlaps() []string {
 
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{runs: map[string]*fakeRun{}, failOn: map[string]string{}, startDly: map[string]time.Duration{},
-		slowDestroy: map[string]time.Duration{}, nextPid: 100, mounted: map[string]int{}, alive: map[string]int{}}
+		slowDestroy: map[string]time.Duration{}, stuckStop: map[string]chan struct{}{}, nextPid: 100, mounted: map[string]int{}, alive: map[string]int{}}
 }
 
 // recorder keeps what a fake was asked, in order, for the test to read.
@@ -185,6 +189,12 @@ func (r *fakeRun) Exit(code, sig int) {
 }
 func (r *fakeRun) Stop(time.Duration) error {
 	r.e.record("stop " + r.name)
+	r.e.mu.Lock()
+	stuck := r.e.stuckStop[r.name]
+	r.e.mu.Unlock()
+	if stuck != nil {
+		<-stuck
+	}
 	r.Exit(0, 15)
 	return nil
 }

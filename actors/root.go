@@ -96,6 +96,8 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		a.runRevision(ctx, m)
 	case *handedOver:
 		a.handedOver(ctx, m)
+	case *handoverDue:
+		a.handoverDue(ctx, m)
 	case *commitDue:
 		if tr := a.up.try; tr != nil && tr.gen == m.gen {
 			a.tryStep(ctx, update.Check{CommitDue: true})
@@ -322,6 +324,10 @@ type Config struct {
 	Log    *slog.Logger
 	// StopTimeout is the SIGTERM → SIGKILL grace per container.
 	StopTimeout time.Duration
+	// HandoverTimeout bounds a non-reboot transition's handover (the
+	// running revision stopping its changed containers): past it, the
+	// transition is given up for a reboot. 0: DefaultHandoverTimeout.
+	HandoverTimeout time.Duration
 	// OnReboot is called (in its own goroutine) when the revision asks for
 	// a reboot.
 	OnReboot func(reason string)

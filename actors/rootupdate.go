@@ -169,8 +169,34 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 		a.leave(ctx, false, "update to "+m.Rev+": "+t.Reason)
 		return
 	}
-	u.next = &pendingRun{rev: m.Rev, st: m.State, reason: t.Reason}
+	n := &pendingRun{rev: m.Rev, st: m.State, reason: t.Reason}
+	u.next = n
 	ctx.Request(a.rev, &handOver{stop: t.Stop, keep: t.Keep})
+	self, sys := ctx.Self(), ctx.ActorSystem()
+	time.AfterFunc(cfg.HandoverTimeout, func() { sys.Root.Send(self, &handoverDue{run: n}) })
+}
+
+// DefaultHandoverTimeout is Config.HandoverTimeout's default: the bound
+// the device gives its own stop. A handover stops the changed containers
+// group by group, each within its grace and the SIGKILL's wait; one
+// whose teardown does not end is stuck on the kernel (an unmount whose
+// sync waits on a dying disk, a mount under way that reads one), which
+// only a reboot clears.
+const DefaultHandoverTimeout = 2 * time.Minute
+
+// handoverDue fires HandoverTimeout after a handover was asked for.
+type handoverDue struct{ run *pendingRun }
+
+// handoverDue gives up the transition m names when its revision has not
+// handed over yet: the device would otherwise stay in the transition for
+// good, every update and reboot through the control socket refused as an
+// update under way. The reboot tries the update at the next boot.
+func (a *rootActor) handoverDue(ctx actor.Context, m *handoverDue) {
+	if n := a.up.next; n != m.run || n.from != nil {
+		return // handed over, or given up already
+	}
+	a.cfg.Log.Error("the running revision did not hand over in time: rebooting to run the update", "rev", m.run.rev, "waited", a.cfg.HandoverTimeout)
+	a.abandonTransition(ctx, "did not hand over within "+a.cfg.HandoverTimeout.String())
 }
 
 // installFailed records an install that returned an error and is not
@@ -211,7 +237,17 @@ func (a *rootActor) progressOf(rev string) storage.Progress {
 // to tear down), and the next revision starts once it is gone.
 func (a *rootActor) handedOver(ctx actor.Context, m *handedOver) {
 	n := a.up.next
-	if n == nil || a.rev == nil {
+	if a.rev == nil {
+		return
+	}
+	if n == nil {
+		// Handed over after the transition was given up (handoverDue):
+		// the device is leaving, and a shutdown waits for this
+		// revision, which has nothing left to stop but what it handed
+		// over (the reboot takes that down).
+		if !a.revEnding {
+			a.endRevision(ctx)
+		}
 		return
 	}
 	if m.h == nil {

@@ -54,6 +54,9 @@ func Start(cfg Config) (*System, error) {
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 10 * time.Second
 	}
+	if cfg.HandoverTimeout == 0 {
+		cfg.HandoverTimeout = DefaultHandoverTimeout
+	}
 	protoLog := slog.New(levelFilter{h: cfg.Log.Handler(), min: slog.LevelWarn}).With("lib", "protoactor")
 	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
 	// Root's configuration and update state outlive its incarnations.

@@ -508,6 +508,47 @@ func TestShutdownDuringHandoverStopsEverything(t *testing.T) {
 	}
 }
 
+// A changed container whose stop does not end (its teardown stuck on the
+// kernel: an unmount whose sync waits on a dying disk) holds the handover
+// up: the transition is given up for a reboot within HandoverTimeout,
+// with the update still INPROGRESS, so that the boot after the reboot
+// (which ends the stuck container) tries it. Before, the device stayed in
+// the transition for good: updates and reboots through the control
+// socket refused as an update under way, the watchdog kicked.
+func TestHandoverThatDoesNotEndReboots(t *testing.T) {
+	u := newFakeUpdates("1")
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil), HandoverTimeout: 300 * time.Millisecond}, u)
+	waitStatus(t, rig.sys, allStarted)
+	release := make(chan struct{})
+	rig.e.mu.Lock()
+	rig.e.stuckStop["app"] = release
+	rig.e.mu.Unlock()
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	why := rig.waitReboot(t)
+	if !strings.Contains(why, "locals/b") || !strings.Contains(why, "did not hand over") {
+		t.Errorf("reboot %q does not say the transition to locals/b was given up", why)
+	}
+	if s, msg := u.status("locals/b"); s != storage.StatusInProgress {
+		t.Errorf("progress %s %q, want INPROGRESS for the next boot to try it", s, msg)
+	}
+	// Once the stuck stop ends, the device's own stop is not held up by
+	// the handover given up.
+	close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rig.sys.Shutdown(ctx, "the reboot"); err != nil {
+		t.Errorf("shutdown after the handover was given up: %v", err)
+	}
+	// What the revision had handed over, no actor owns: the reboot ends
+	// it.
+	for _, name := range []string{"sys", "other"} {
+		rig.e.run(name).Exit(0, 9)
+	}
+}
+
 // A container kept through non-reboot updates is watched by one goroutine,
 // not one more per update: each revision's actor ends its watch when it
 // stops (the soak of the reliability suite found them piling up).
