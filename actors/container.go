@@ -71,6 +71,9 @@ type containerRecord struct {
 	// another stop then waits for it, instead of finding nothing to stop
 	// and reporting STOPPED while the container still runs.
 	stopping bool
+	// stuckPid is the init of a run whose processes survived the stop's
+	// SIGKILL, which the teardown waits for (stopStuck); 0 otherwise.
+	stuckPid int
 	// restarts counts container (not actor) restarts.
 	restarts      int
 	actorRestarts int
@@ -165,6 +168,15 @@ type (
 		gen uint64
 		err error
 	}
+	// stopStuck tells, from a stop's teardown, that the run's processes
+	// survived SIGKILL: the teardown waits for them to end before it
+	// destroys the run and unmounts (neither can be done while they
+	// live), and the container is STOPPING, stuck, meanwhile.
+	stopStuck struct {
+		gen uint64
+		pid int
+		err error
+	}
 	// releaseDone carries the final decision whose release is done: its
 	// status is told only then, as a container reported STOPPED or FAILED
 	// has nothing left to release (a shutdown during a retry's back-off
@@ -210,6 +222,8 @@ func (a *containerActor) Receive(ctx actor.Context) {
 		a.exited(ctx, m)
 	case *stopDone:
 		a.stopped(ctx, m)
+	case *stopStuck:
+		a.stuck(ctx, m)
 	case *releaseDone:
 		a.rec.releasing = false
 		switch {
@@ -494,8 +508,9 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 		return
 	}
 	if r.stopping {
-		// The teardown under way reports STOPPED when it is done.
-		a.setStatus(ctx, messages.StatusStopping, "")
+		// The teardown under way reports STOPPED when it is done; a
+		// stuck one keeps saying so.
+		a.setStatus(ctx, messages.StatusStopping, r.err)
 		return
 	}
 	r.gen++ // anything in flight is now stale
@@ -509,17 +524,37 @@ func (a *containerActor) stop(ctx actor.Context, timeout time.Duration) {
 	r.run, r.mount, r.running, r.stopping = nil, nil, false, true
 	gen, self, sys, sent := r.gen, ctx.Self(), ctx.ActorSystem(), &a.life.sent
 	sent.begin() // an actor stopping for good waits for it too
+	stuck := func(pid int, err error) { sys.Root.Send(self, &stopStuck{gen: gen, pid: pid, err: err}) }
+	quit := a.life.quit
 	goSafe(sys, self, func() any { return &stopDone{gen: gen, err: errPanic} }, func() any {
 		defer sent.done()
-		return &stopDone{gen: gen, err: teardown(run, mount, running, timeout)}
+		return &stopDone{gen: gen, err: teardownWaiting(run, mount, running, timeout, stuck, quit)}
 	})
+}
+
+// stuck: the stop's SIGKILL did not end the container's processes (they
+// are in uninterruptible sleep: a hung FUSE server, a dead disk), and its
+// teardown waits for them. The container is not STOPPED while they live:
+// it stays STOPPING, with why and its init's pid, and the revision's own
+// stop goes on without it (messages.ContainerStatusChanged.Stuck).
+func (a *containerActor) stuck(ctx actor.Context, m *stopStuck) {
+	r := a.rec
+	if m.gen != r.gen || !r.stopping {
+		return
+	}
+	r.stuckPid = m.pid
+	a.log.Error("container processes outlive the stop: it waits for them to end", "pid", m.pid, "err", m.err)
+	a.setStatus(ctx, messages.StatusStopping, "its processes outlive the stop, which waits for them to end: "+m.err.Error())
 }
 
 func (a *containerActor) stopped(ctx actor.Context, m *stopDone) {
 	if m.gen != a.rec.gen {
 		return
 	}
-	a.rec.stopping = false
+	if a.rec.stuckPid != 0 {
+		a.log.Info("the processes that outlived the stop have ended", "pid", a.rec.stuckPid)
+	}
+	a.rec.stopping, a.rec.stuckPid = false, 0
 	errText := ""
 	if m.err != nil {
 		errText = m.err.Error()
@@ -549,11 +584,42 @@ func (a *containerActor) down(ctx actor.Context, errText string) {
 // instead of stopping at the first, so that as much as possible is undone;
 // the errors are joined, so errors.Is still finds each (a kill timeout).
 func teardown(run Run, mount Mount, running bool, timeout time.Duration) error {
+	return teardownWaiting(run, mount, running, timeout, nil, nil)
+}
+
+// errLeft is a stuck teardown's end once its actor is gone: see
+// teardownWaiting.
+var errLeft = errors.New("its processes ended after its actor stopped: its cgroups, state and mounts are left")
+
+// teardownWaiting is teardown that, when the run's processes survive its
+// stop (SIGKILL is queued, and they do not end: uninterruptible sleep),
+// tells stuck and waits for them to end before it destroys the run and
+// unmounts, however long that takes: until then its cgroups cannot be
+// removed, nor its mounts let go. A nil stuck waits for nothing: the
+// stop's error is the teardown's, and the run is left to the kernel.
+//
+// Once gone is closed (the actor stopped for good while it waited), the
+// processes' end destroys and unmounts nothing: the container's next
+// actor mounts in the same places (a revision restarted after a Go panic
+// makes its actors anew), and an unmount now would take its mounts and
+// its boot storage; the next start removes the state left (a stale
+// container), the reboot the rest.
+func teardownWaiting(run Run, mount Mount, running bool, timeout time.Duration, stuck func(pid int, err error), gone <-chan struct{}) error {
 	var errs []error
 	if run != nil {
 		if running {
 			if err := run.Stop(timeout); err != nil {
-				errs = append(errs, fmt.Errorf("stop: %w", err))
+				if stuck == nil || exited(run) {
+					errs = append(errs, fmt.Errorf("stop: %w", err))
+				} else {
+					stuck(run.Pid(), err)
+					run.Wait()
+					select {
+					case <-gone:
+						return errLeft
+					default:
+					}
+				}
 			}
 		}
 		if err := run.Destroy(); err != nil {
@@ -686,6 +752,9 @@ func (a *containerActor) sendStatus(ctx actor.Context) {
 	if r.run != nil && r.running {
 		m.Pid = r.run.Pid()
 	}
+	if r.stuckPid != 0 {
+		m.Pid, m.Stuck = r.stuckPid, true
+	}
 	ctx.Send(ctx.Parent(), m)
 }
 
@@ -702,6 +771,9 @@ func (a *containerActor) describe(ctx actor.Context) *messages.Node {
 	}
 	if r.run != nil && r.running {
 		n.Info["pid"] = strconv.Itoa(r.run.Pid())
+	}
+	if r.stuckPid != 0 {
+		n.Info["pid"], n.Info["stuck"] = strconv.Itoa(r.stuckPid), "processes outlive the stop"
 	}
 	if r.lastExit != nil {
 		n.Info["last_exit"] = r.lastExit.String()

@@ -44,7 +44,10 @@ type Run interface {
 	// Wait blocks until the init exits and reports how.
 	Wait() messages.Exit
 	// Stop sends SIGTERM, waits up to timeout, then SIGKILLs; it returns
-	// when the init is gone.
+	// when the init is gone, or with an error. An init that SIGKILL does
+	// not end in time (processes in uninterruptible sleep) is still
+	// there: its run's Done, when it has one, is still open, and Wait
+	// returns once it ends.
 	Stop(timeout time.Duration) error
 	// Destroy removes the container (cgroups, state); the init must be gone.
 	Destroy() error

@@ -25,7 +25,11 @@ type fakeEngine struct {
 	// closes, as a teardown stuck on the kernel (an unmount whose sync
 	// waits on a dying disk) does.
 	stuckStop map[string]chan struct{}
-	nextPid   int
+	// unkillable makes Stop of these containers fail as the driver's
+	// does when SIGKILL does not end the init (uninterruptible sleep):
+	// the run ends only once the channel closes.
+	unkillable map[string]chan struct{}
+	nextPid    int
 	// mounted and alive count, per container, the mounts not yet
 	// unmounted and the runs not yet destroyed, from the moment their
 	// Mount or Start begins. The real engine mounts a container's rootfs
@@ -63,7 +67,8 @@ func (e *fakeEngine) Overlaps() []string {
 
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{runs: map[string]*fakeRun{}, failOn: map[string]string{}, startDly: map[string]time.Duration{},
-		slowDestroy: map[string]time.Duration{}, stuckStop: map[string]chan struct{}{}, nextPid: 100, mounted: map[string]int{}, alive: map[string]int{}}
+		slowDestroy: map[string]time.Duration{}, stuckStop: map[string]chan struct{}{},
+		unkillable: map[string]chan struct{}{}, nextPid: 100, mounted: map[string]int{}, alive: map[string]int{}}
 }
 
 // recorder keeps what a fake was asked, in order, for the test to read.
@@ -146,7 +151,7 @@ func (m *fakeMount) Start(lease *messages.Lease) (Run, error) {
 		m.e.gone(m.e.alive, m.name)
 		return nil, errors.New("exec /sbin/init: no such file")
 	}
-	r := &fakeRun{pid: pid, exit: make(chan messages.Exit, 1), e: m.e, name: m.name}
+	r := &fakeRun{pid: pid, exit: make(chan messages.Exit, 1), done: make(chan struct{}), e: m.e, name: m.name}
 	m.e.mu.Lock()
 	m.e.runs[m.name] = r
 	m.e.mu.Unlock()
@@ -170,13 +175,19 @@ func (m *fakeMount) Unmount() error {
 func (m *fakeMount) Origin() string { return "" }
 
 type fakeRun struct {
-	e         *fakeEngine
-	name      string
-	pid       int
-	exit      chan messages.Exit
+	e    *fakeEngine
+	name string
+	pid  int
+	exit chan messages.Exit
+	// done, when made, is closed by the exit, as the driver's Done.
+	done      chan struct{}
 	once      sync.Once
 	destroyed sync.Once
 }
+
+// Done is closed once the run has exited (never for a run made without
+// it).
+func (r *fakeRun) Done() <-chan struct{} { return r.done }
 
 func (r *fakeRun) Pid() int { return r.pid }
 func (r *fakeRun) Wait() messages.Exit {
@@ -185,15 +196,28 @@ func (r *fakeRun) Wait() messages.Exit {
 	return ex
 }
 func (r *fakeRun) Exit(code, sig int) {
-	r.once.Do(func() { r.exit <- messages.Exit{Code: code, Signal: sig, At: time.Now()} })
+	r.once.Do(func() {
+		r.exit <- messages.Exit{Code: code, Signal: sig, At: time.Now()}
+		if r.done != nil {
+			close(r.done)
+		}
+	})
 }
 func (r *fakeRun) Stop(time.Duration) error {
 	r.e.record("stop " + r.name)
 	r.e.mu.Lock()
 	stuck := r.e.stuckStop[r.name]
+	unkillable := r.e.unkillable[r.name]
 	r.e.mu.Unlock()
 	if stuck != nil {
 		<-stuck
+	}
+	if unkillable != nil {
+		go func() {
+			<-unkillable
+			r.Exit(137, 9)
+		}()
+		return errors.New("kill container " + r.name + ": container did not die after SIGKILL")
 	}
 	r.Exit(0, 15)
 	return nil

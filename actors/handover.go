@@ -170,6 +170,20 @@ func (r *revisionActor) detachPools(ctx actor.Context) bool {
 	return hd.waiting > 0
 }
 
+// cannotHandOver gives the handover up: name, a container it stops, has
+// processes that survive SIGKILL, which only a reboot ends, and which hold
+// the mounts and the state the next revision's container of that name
+// would be made in. Root answers a handover refused with a reboot
+// (abandonTransition), after which the update is tried; what was detached
+// for the next revision runs until then, owned by no actor. The revision
+// stays stopping, for root's StopRevision, which goes past name.
+func (r *revisionActor) cannotHandOver(ctx actor.Context, name string) {
+	hd := r.handing
+	r.log.Error("a container stopped for the update has processes that outlive its stop: no handover, the update needs a reboot", "container", name)
+	r.handing, r.stopFor = nil, nil
+	ctx.Send(hd.replyTo, &handedOver{})
+}
+
 // finishHandover answers root with the records.
 func (r *revisionActor) finishHandover(ctx actor.Context) {
 	hd := r.handing

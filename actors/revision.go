@@ -388,6 +388,13 @@ func (r *revisionActor) statusChanged(ctx actor.Context, m *messages.ContainerSt
 		rc.history = supervision.History{}
 		ctx.Send(ch.pid, &messages.StartContainer{})
 	}
+	if rc.restartAfterStop && m.Stuck {
+		// The restart's stop cannot end while the kernel holds the
+		// processes: the restart fails now, rather than wait out the
+		// request's minute; the container stays down once they end.
+		rc.restartAfterStop = false
+		r.answerPending(ctx.ActorSystem(), ch, messages.StartFailed, m.Err)
+	}
 	if rc.pending != nil {
 		switch {
 		case achieved(m.Status, ch.ctr.spec.StatusGoal) || m.Status == messages.StatusStarted:
@@ -441,7 +448,18 @@ func (r *revisionActor) stopNextGroup(ctx actor.Context) {
 				}
 				continue
 			case messages.StatusStopping:
-				pending = true
+				// Unless its processes survived SIGKILL: the kernel
+				// holds them (uninterruptible sleep), and its
+				// teardown waits for them for as long as that
+				// lasts. The stop goes on without it; its actor
+				// stopping for good leaves the teardown. Not a
+				// handover: the next revision would start it
+				// again in the places it still holds.
+				if c.row.Stuck && r.handing != nil {
+					r.cannotHandOver(ctx, ch.name)
+					return
+				}
+				pending = pending || !c.row.Stuck
 				continue
 			}
 			if !c.asked && c.row.Status == messages.StatusInstalled {

@@ -68,6 +68,12 @@ type ContainerStatusChanged struct {
 	Err string
 	// Lease is the container's network address, when it has one.
 	Lease *Lease
+	// Stuck is set while the container's processes outlive its stop
+	// (SIGKILL did not end them: uninterruptible sleep, a hung FUSE
+	// server, a dead disk): the stop waits for them to end, for as long
+	// as it takes, and nothing more can be done to the container
+	// meanwhile. Pid is its init.
+	Stuck bool
 	// Seq numbers the statuses of one container, from 1 up. A container
 	// actor's failure reaches the revision ahead of the statuses the actor
 	// sent before it (a failure is a system message); the failure carries
