@@ -220,6 +220,9 @@ type Container struct {
 	done    chan struct{} // closed when the init has been waited for
 	exit    Exit
 	waitErr error
+	// unkillable: a SIGKILL was waited for killWait and the init did not
+	// end (uninterruptible sleep). Under mu.
+	unkillable bool
 }
 
 // Translate returns the libcontainer description Create would use.
@@ -628,6 +631,9 @@ func (c *Container) kill() error {
 	case <-c.done:
 		return nil
 	case <-t.C:
+		c.mu.Lock()
+		c.unkillable = true
+		c.mu.Unlock()
 		return fmt.Errorf("kill container %s: %w", c.name, ErrKillTimeout)
 	}
 }
@@ -646,6 +652,11 @@ func (c *Container) Destroy() error {
 		select {
 		case <-c.done:
 		default:
+			if c.unkillable {
+				// Killed and waited for in vain already: another
+				// wait, holding mu, would end the same way.
+				return fmt.Errorf("destroy: kill container %s: %w", c.name, ErrKillTimeout)
+			}
 			if err := c.killLocked(); err != nil {
 				return fmt.Errorf("destroy: %w", err)
 			}
@@ -680,6 +691,7 @@ func (c *Container) killLocked() error {
 	case <-c.done:
 		return nil
 	case <-t.C:
+		c.unkillable = true
 		return fmt.Errorf("kill container %s: %w", c.name, ErrKillTimeout)
 	}
 }
