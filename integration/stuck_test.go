@@ -3,14 +3,13 @@
 package integration
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/freezetest"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
 	"github.com/pantavisor/pv/storage"
@@ -18,78 +17,25 @@ import (
 
 // A container process in uninterruptible sleep (a hung FUSE server, a
 // stuck NFS mount, a dying disk) does not die of SIGKILL until the kernel
-// lets it go. These tests make one with the cgroup v1 freezer: a child of
-// the container's init moved into a frozen cgroup nested in the
-// container's does not end until it is thawed, and the init, the pid
-// namespace's reaper, cannot finish its own exit meanwhile.
-
-// freezerDir is the directory of pid's freezer cgroup; the test skips
-// without a v1 freezer hierarchy.
-func freezerDir(t *testing.T, pid int) string {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(l, ":", 3)
-		if len(parts) == 3 && parts[1] == "freezer" {
-			dir := filepath.Join("/sys/fs/cgroup/freezer", parts[2])
-			if _, err := os.Stat(filepath.Join(dir, "freezer.state")); err == nil || parts[2] == "/" {
-				return dir
-			}
-		}
-	}
-	t.Skipf("no cgroup v1 freezer hierarchy for pid %d: %s", pid, data)
-	return ""
-}
+// lets it go. These tests make one with the cgroup v1 freezer
+// (freezetest): a child of the container's init frozen in a cgroup nested
+// in the container's, which the init, its pid namespace's reaper, cannot
+// end before.
 
 // freezeChild freezes a child of the container init whose host pid is
-// init, in a freezer cgroup nested in the container's: SIGKILL does not
-// end it until thaw is called (also when the test ends).
+// init (freezetest): SIGKILL does not end it until thaw is called (also
+// when the test ends).
 func freezeChild(t *testing.T, init int) (thaw func()) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	var kids []string
-	for {
-		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", init, init))
-		if kids = strings.Fields(string(data)); len(kids) > 0 {
-			break
-		}
+	kids := freezetest.Children(init)
+	for ; len(kids) == 0; kids = freezetest.Children(init) {
 		if time.Now().After(deadline) {
 			t.Fatalf("init %d has no child", init)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	sub := filepath.Join(freezerDir(t, init), "stuck")
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(sub, "cgroup.procs"), []byte(kids[0]), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(sub, "freezer.state"), []byte("FROZEN"), 0); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	thaw = func() {
-		if thawed {
-			return
-		}
-		thawed = true
-		if err := os.WriteFile(filepath.Join(sub, "freezer.state"), []byte("THAWED"), 0); err != nil && !os.IsNotExist(err) {
-			t.Errorf("thaw %s: %v", sub, err)
-		}
-		// The container's teardown removes it once its task is gone.
-		for i := 0; i < 500; i++ {
-			if err := os.Remove(sub); err == nil || os.IsNotExist(err) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	t.Cleanup(thaw)
-	return thaw
+	return freezetest.Nested(t, freezetest.Dir(t, init), kids[0])
 }
 
 // stuckCmd is a container whose init takes SIGTERM and waits for its
@@ -112,7 +58,7 @@ func TestStopOfAContainerStuckInTheKernel(t *testing.T) {
 	d := startDevice(t, storage)
 	m := d.waitContainers("up", 20*time.Second, statusIs(messages.StatusStarted, "stuck", "other"))
 	init := hostPid(t, nsInit(t, d), m["stuck"].Pid)
-	dir := freezerDir(t, init)
+	dir := freezetest.Dir(t, init)
 	thaw := freezeChild(t, init)
 	if out, code := d.pvcontrol("containers", "stop", "stuck"); code != 0 {
 		t.Fatalf("stop: %d %s", code, out)

@@ -4,45 +4,12 @@ package driver
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/freezetest"
 	"github.com/pantavisor/pv/spec"
 )
-
-// freezeNested moves pid into a frozen freezer cgroup nested in dir (a
-// container's freezer cgroup): SIGKILL does not end it until the returned
-// thaw, as a process in uninterruptible sleep (a hung FUSE server, a dead
-// disk). Skips without a cgroup v1 freezer.
-func freezeNested(t *testing.T, dir string, pid int) (thaw func()) {
-	t.Helper()
-	if dir == "" {
-		t.Skip("no cgroup v1 freezer hierarchy")
-	}
-	sub := filepath.Join(dir, "stuck")
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(sub, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(sub, "freezer.state"), []byte("FROZEN"), 0); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	thaw = func() {
-		if !thawed {
-			thawed = true
-			_ = os.WriteFile(filepath.Join(sub, "freezer.state"), []byte("THAWED"), 0)
-		}
-	}
-	t.Cleanup(thaw)
-	return thaw
-}
 
 // A container whose init cannot end (its child frozen: the init, its pid
 // namespace's reaper, waits for it) survives the SIGKILL of Stop, which
@@ -57,12 +24,11 @@ func TestDestroyDoesNotWaitAgainForAnInitThatSurvivedSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "child", fileContains(log, "child="))
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.Pid()), "task", strconv.Itoa(c.Pid()), "children"))
-	if err != nil || len(strings.Fields(string(data))) == 0 {
-		t.Fatalf("init's children: %q %v", data, err)
+	kids := freezetest.Children(c.Pid())
+	if len(kids) == 0 {
+		t.Fatal("the init has no child")
 	}
-	child, _ := strconv.Atoi(strings.Fields(string(data))[0])
-	thaw := freezeNested(t, cgroupPaths(c.lc)["freezer"], child)
+	thaw := freezetest.Nested(t, cgroupPaths(c.lc)["freezer"], kids[0])
 
 	start := time.Now()
 	if _, err := c.Stop(100 * time.Millisecond); !errors.Is(err, ErrKillTimeout) {
