@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/freezetest"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/runtime/reaper"
@@ -83,8 +83,8 @@ func planCut(rng *rand.Rand) cutPlan {
 // reboot's new start, or a start under way).
 func supervisor(d *device) int {
 	host := d.cmd.Process.Pid
-	for _, init := range childPids(host) {
-		for _, c := range childPids(init) {
+	for _, init := range freezetest.Children(host) {
+		for _, c := range freezetest.Children(init) {
 			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c))
 			if slices.Contains(strings.Split(string(env), "\x00"), reaper.ChildEnv+"=1") {
 				return c
@@ -92,17 +92,6 @@ func supervisor(d *device) int {
 		}
 	}
 	return 0
-}
-
-func childPids(pid int) []int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	var out []int
-	for _, f := range strings.Fields(string(data)) {
-		if p, err := strconv.Atoi(f); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // cut SIGKILLs the host stage, which ends the device at once, as a power

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantavisor/pv/internal/freezetest"
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/messages"
 )
@@ -272,7 +273,7 @@ func deviceProcesses(t *testing.T, d *device) []int {
 	pids := []int{d.cmd.Process.Pid}
 	pid1 := nsInit(t, d)
 	pids = append(pids, pid1)
-	return append(pids, childPids(pid1)...)
+	return append(pids, freezetest.Children(pid1)...)
 }
 
 // cpuTicks sums utime+stime of pids (and their threads) in clock ticks.

@@ -159,7 +159,12 @@ func (x exportIndex) resolve(c *state.Container, r state.ServiceRequirement) (Li
 	if !ok {
 		return Link{}, false
 	}
-	p, e := found.provider, found.e
+	return linkOf(c, found.provider, r, *found.e), true
+}
+
+// linkOf is the link of consumer c's requirement r to provider p's
+// export e.
+func linkOf(c, p *state.Container, r state.ServiceRequirement, e state.ServiceExport) Link {
 	l := Link{Consumer: c.Name, Provider: p.Name, Name: r.Name, Type: r.Type, Role: r.Role,
 		Interface: r.Interface, Target: r.Target, Socket: e.Socket, Port: e.Port}
 	if l.Type == "" {
@@ -168,5 +173,5 @@ func (x exportIndex) resolve(c *state.Container, r state.ServiceRequirement) (Li
 	if l.Role == "" {
 		l.Role = DefaultRole
 	}
-	return l, true
+	return l
 }

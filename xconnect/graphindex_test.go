@@ -43,15 +43,7 @@ func scanResolve(st *state.State, c *state.Container, r state.ServiceRequirement
 			if e.Name != r.Name || (r.Type != "" && e.Type != "" && e.Type != r.Type) {
 				continue
 			}
-			l := Link{Consumer: c.Name, Provider: p.Name, Name: r.Name, Type: r.Type, Role: r.Role,
-				Interface: r.Interface, Target: r.Target, Socket: e.Socket, Port: e.Port}
-			if l.Type == "" {
-				l.Type = e.Type
-			}
-			if l.Role == "" {
-				l.Role = DefaultRole
-			}
-			return l, true
+			return linkOf(c, p, r, e), true
 		}
 	}
 	return Link{}, false
