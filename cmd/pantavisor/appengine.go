@@ -576,6 +576,14 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if err := sys.Shutdown(ctx, reason); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+	// What the containers left in the page cache is written back first,
+	// while the watchdog is still kicked: on a slow medium that can take
+	// longer than one watchdog timeout, and a reset in the middle of it
+	// loses what a clean reboot would have kept. A sync that has not
+	// ended within stopSyncWait (a dying disk) is left to go on.
+	if o.embedded {
+		syncBounded(unix.Sync, stopSyncWait, log)
+	}
 	// The tree has stopped, or would not within the bound. What is left
 	// (the control socket's stop, the cgroups, a device's sync and
 	// unmounts, PID 1's reboot) may hang on a dying disk while the tree
@@ -659,6 +667,30 @@ func crashForTest(log *slog.Logger) {
 	}
 	testKnob(crashTestEnv, "the supervisor will kill itself (a test of re-adoption)",
 		func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }, log)
+}
+
+// stopSyncWait bounds the write-back of the page cache after the tree's
+// stop, before the watchdog's last kick.
+const stopSyncWait = 2 * time.Minute
+
+// syncBounded runs sync, waiting for it at most wait: one that has not
+// ended by then (a dying disk) is left to go on, and logged.
+func syncBounded(sync func(), wait time.Duration, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("sync panicked", "panic", fmt.Sprint(p))
+			}
+		}()
+		sync()
+	}()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		log.Error("the storage's write-back has not ended: going on without it", "waited", wait)
+	}
 }
 
 func hangStoppedForTest(log *slog.Logger) {
