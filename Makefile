@@ -122,10 +122,13 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg; \
 	done
 
+# -parallel 3: the stuck-process tests (integration/stuck_test.go), the
+# only parallel ones, each wait out a device's 20 s of kill timeouts;
+# each device is in namespaces and cgroups of its own.
 integration: build
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "integration tests need root (containers, namespaces): skipped"; exit 0; fi; \
-	$(CGO_ENV) $(GO) test -count=1 -tags integration -exec '$(NS_EXEC)' -skip '^TestReliability' ./...
+	$(CGO_ENV) $(GO) test -count=1 -parallel 3 -tags integration -exec '$(NS_EXEC)' -skip '^TestReliability' ./...
 
 # The reliability suite (integration/reliability_test.go): faults, load and
 # soak against real devices, one table at the end. PROFILE=full (the

@@ -51,6 +51,7 @@ const stuckCmd = `/bin/sh "-c" "trap 'exit 0' TERM; sleep 1000 & wait"`
 // on the container "left running".
 func TestStopOfAContainerStuckInTheKernel(t *testing.T) {
 	isolated.Require(t)
+	t.Parallel() // mostly waits on the kill timeouts; each device is its own
 	storage := buildStorage(t, []map[string]any{{"name": "a"}, {"name": "b"}}, []ctr{
 		{name: "stuck", group: "a", cmd: stuckCmd},
 		{name: "other", group: "b", cmd: sleeper},
@@ -108,6 +109,7 @@ func TestStopOfAContainerStuckInTheKernel(t *testing.T) {
 // reboots.)
 func TestDeviceStopGoesOnPastAContainerStuckInTheKernel(t *testing.T) {
 	isolated.Require(t)
+	t.Parallel() // mostly waits on the kill timeouts; each device is its own
 	storage := buildStorage(t, []map[string]any{{"name": "a"}, {"name": "b"}}, []ctr{
 		{name: "other", group: "a", cmd: sleeper},
 		{name: "stuck", group: "b", cmd: stuckCmd},
@@ -143,6 +145,7 @@ func TestDeviceStopGoesOnPastAContainerStuckInTheKernel(t *testing.T) {
 // timeout, and the update was rolled back.
 func TestNonRebootUpdateOfAContainerStuckInTheKernelReboots(t *testing.T) {
 	isolated.Require(t)
+	t.Parallel() // mostly waits on the kill timeouts; each device is its own
 	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", stuckCmd, nil))
 	d := startDeviceEnv(t, dir, commitDelay)
 	m := d.waitUp("first boot", 30*time.Second)
