@@ -51,16 +51,21 @@ func (l Link) ConsumerEnd() string {
 // required. A consumer has one link per service name: a second requirement
 // of the same name (optional after required, in that order) is left out.
 func Graph(st *state.State) []Link {
+	return graphBy(st, indexExports(st).resolve)
+}
+
+// graphBy is Graph with the requirement of a consumer resolved by
+// resolve (the index; its test's reference, a scan).
+func graphBy(st *state.State, resolve func(*state.Container, state.ServiceRequirement) (Link, bool)) []Link {
 	var out []Link
 	seen := map[string]bool{}
-	x := indexExports(st)
 	for _, c := range st.Containers {
 		for _, set := range []struct {
 			list     []state.ServiceRequirement
 			required bool
 		}{{c.Requires, true}, {c.Optional, false}} {
 			for _, r := range set.list {
-				if l, ok := x.resolve(c, r); ok && !seen[l.Key()] {
+				if l, ok := resolve(c, r); ok && !seen[l.Key()] {
 					seen[l.Key()] = true
 					l.Required = set.required
 					out = append(out, l)

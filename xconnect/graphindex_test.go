@@ -12,23 +12,7 @@ import (
 // scanGraph is Graph as it was, scanning every export per requirement:
 // the index must give the same links.
 func scanGraph(st *state.State) []Link {
-	var out []Link
-	seen := map[string]bool{}
-	for _, c := range st.Containers {
-		for _, set := range []struct {
-			list     []state.ServiceRequirement
-			required bool
-		}{{c.Requires, true}, {c.Optional, false}} {
-			for _, r := range set.list {
-				if l, ok := scanResolve(st, c, r); ok && !seen[l.Key()] {
-					seen[l.Key()] = true
-					l.Required = set.required
-					out = append(out, l)
-				}
-			}
-		}
-	}
-	return out
+	return graphBy(st, func(c *state.Container, r state.ServiceRequirement) (Link, bool) { return scanResolve(st, c, r) })
 }
 
 func scanResolve(st *state.State, c *state.Container, r state.ServiceRequirement) (Link, bool) {
