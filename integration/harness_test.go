@@ -120,6 +120,8 @@ type ctr struct {
 	services any
 	// files are more files of the container's directory in the revision.
 	files map[string][]byte
+	// config is its config overlay (revtest.Container.Config).
+	config map[string]any
 }
 
 // addDeviceJSON puts fields (JSON members, each line ending in a comma)
@@ -157,7 +159,7 @@ func buildStorage(t *testing.T, groups []map[string]any, ctrs []ctr) string {
 	rc := make([]revtest.Container, len(ctrs))
 	for i, c := range ctrs {
 		rc[i] = revtest.Container{Name: c.name, Group: c.group, Cmd: c.cmd,
-			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run, Services: c.services, Files: c.files}
+			LXC: append(append([]string(nil), revtest.UpstreamLXC...), c.lxc...), Run: c.run, Services: c.services, Files: c.files, Config: c.config}
 	}
 	if err := revtest.Build(dir, rootImage(t), map[string]any{"groups": gs}, rc); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,43 @@ func (p *parser) readContainers() {
 			c.Objects[key] = sha
 		}
 	}
+	for key, raw := range p.st.JSONs {
+		if c := p.container(owner(key)); c != nil && owner(key) != "bsp" {
+			c.JSONs[key] = raw
+		}
+	}
+}
+
+// ConfigPrefix is where a container's config overlay lies in the state:
+// the key "_config/<name>/etc/x" is the file /etc/x of its root.
+func ConfigPrefix(name string) string { return "_config/" + name + "/" }
+
+// ConfigFile is a file of a container's config overlay: the object Sha, or
+// the inline document Data.
+type ConfigFile struct {
+	// Key is the state key; Path the file's path in the root, relative.
+	Key, Path string
+	Sha       string
+	Data      json.RawMessage
+}
+
+// ConfigOverlay lists the files of c's config overlay (upstream's
+// _config/<name>/), sorted by path.
+func (c *Container) ConfigOverlay() []ConfigFile {
+	prefix := ConfigPrefix(c.Name)
+	var files []ConfigFile
+	for key, sha := range c.Objects {
+		if p, ok := strings.CutPrefix(key, prefix); ok {
+			files = append(files, ConfigFile{Key: key, Path: p, Sha: sha})
+		}
+	}
+	for key, raw := range c.JSONs {
+		if p, ok := strings.CutPrefix(key, prefix); ok {
+			files = append(files, ConfigFile{Key: key, Path: p, Data: raw})
+		}
+	}
+	slices.SortFunc(files, func(a, b ConfigFile) int { return strings.Compare(a.Path, b.Path) })
+	return files
 }
 
 // validContainerName says whether name can be a container's id for the
@@ -90,7 +127,7 @@ func (p *parser) readRun(dir string, raw json.RawMessage) *Container {
 		return nil
 	}
 	defer o.finish()
-	c := &Container{Objects: map[string]string{}, AutoModFW: true, Roles: []string{"mgmt"}}
+	c := &Container{Objects: map[string]string{}, JSONs: map[string]json.RawMessage{}, AutoModFW: true, Roles: []string{"mgmt"}}
 	name, ok := o.str("name")
 	switch {
 	case !ok && !o.has("name"):

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +58,45 @@ func TestFixturesValidateAppengine(t *testing.T) {
 				t.Errorf("embedded: BSP not parsed")
 			}
 		})
+	}
+}
+
+// A container's config overlay is its _config/<name>/ keys, objects and
+// inline documents alike, and nobody else's.
+func TestFixtureConfigOverlay(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(fixturesDir(t), "expected-state_after_pvwificonnect.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Parse(data, Options{AppEngine: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range st.Containers {
+		for _, f := range c.ConfigOverlay() {
+			var doc bytes.Buffer
+			json.Compact(&doc, f.Data)
+			kind := "document " + doc.String()
+			if f.Sha != "" {
+				kind = "object " + f.Sha[:8]
+			}
+			if f.Key != ConfigPrefix(c.Name)+f.Path {
+				t.Errorf("%s: key %s and path %s disagree", c.Name, f.Key, f.Path)
+			}
+			got = append(got, c.Name+": "+f.Path+" "+kind)
+		}
+	}
+	want := []string{
+		"awconnect: etc/NetworkManager/dnsmasq-shared.d/device-dns.conf object 4a3d3154",
+		"awconnect: etc/iptables/dump object a4cfeef3",
+		"awconnect: etc/iptables/rules.v4 object 6deed309",
+		"awconnect: etc/iptables/rules.v6 object b7c1828d",
+		`awconnect: etc/wifi-connect/conf.d/WifiHotspot.json document {"psk":"p4nt4c0r","ssid":"pantacor"}`,
+		"pv-avahi: etc/hostname object 2c8b08da",
+		`pvr-sdk: etc/pvr-sdk/config.json document {"httpd":{"listen":"0.0.0.0","port":"12368"}}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("config overlays:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

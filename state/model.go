@@ -225,6 +225,10 @@ type Container struct {
 	// Objects maps the container's state keys (e.g. "web/root.squashfs",
 	// "_config/web/etc/x") to their sha256.
 	Objects map[string]string
+	// JSONs maps the container's inline documents that are not
+	// interpreted (e.g. "_config/web/etc/app.json") to their bytes, as
+	// the trail holds them.
+	JSONs map[string]json.RawMessage
 	// LXC is the translated lxc.container.conf; only set when the trail's
 	// objects were available to read it.
 	LXC *spec.Container

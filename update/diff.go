@@ -248,12 +248,12 @@ func containerChange(a, b *state.Container) string {
 
 // runJSON is what a container's run.json declares: the container without
 // its group (compared on its own), its exports (services.json), its
-// objects (compared as state keys) and its translated LXC config (derived
-// from an object, and present only when the state was loaded from a
-// trail).
+// objects and inline documents (compared as state keys) and its
+// translated LXC config (derived from an object, and present only when
+// the state was loaded from a trail).
 func runJSON(c *state.Container) state.Container {
 	d := *c
-	d.Group, d.Exports, d.Objects, d.LXC = "", nil, nil, nil
+	d.Group, d.Exports, d.Objects, d.JSONs, d.LXC = "", nil, nil, nil, nil
 	return d
 }
 

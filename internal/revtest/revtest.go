@@ -49,6 +49,10 @@ type Container struct {
 	// Files are more files of the container's directory in the revision
 	// (an lxc.include, a seccomp profile), by name relative to it.
 	Files map[string][]byte
+	// Config is the container's config overlay (_config/<name>/...), by
+	// path in its root: []byte is an object, anything else an inline JSON
+	// document (the path must end in .json).
+	Config map[string]any
 }
 
 // Build writes the storage under dir: device.json (as given, or one group
@@ -115,6 +119,19 @@ func Build(dir, image string, device map[string]any, ctrs []Container) error {
 				return err
 			}
 			st[c.Name+"/"+name] = sha
+		}
+		for path, v := range c.Config {
+			key := "_config/" + c.Name + "/" + path
+			data, ok := v.([]byte)
+			if !ok {
+				st[key] = v
+				continue
+			}
+			sha, err := put(data)
+			if err != nil {
+				return err
+			}
+			st[key] = sha
 		}
 		st[c.Name+"/root.squashfs"] = rootSha
 	}

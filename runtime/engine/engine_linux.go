@@ -150,7 +150,8 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
 	}
-	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work, Lowers: e.lowers(), Adopt: adopt}
+	opts := rootfs.Options{Image: image, Persistence: persist, WorkBase: work, Lowers: e.lowers(), Adopt: adopt,
+		Config: e.configOverlay(c)}
 	if persist != rootfs.Boot {
 		opts.PersistDir = e.storageDir(rev, c.Name, overlayVolume, overlay.Persistence)
 	}
@@ -181,6 +182,9 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 	root, err := rootfs.Mount(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", c.Name, err)
+	}
+	if n := len(opts.Config); n > 0 && !adopt {
+		e.Log.Info("config overlay laid over the root", "container", c.Name, "files", n)
 	}
 	if !adopt {
 		if err := writeOrigin(work, rev); err != nil {
@@ -248,6 +252,20 @@ func (e *Engine) object(c *state.Container, name string) (string, error) {
 		return "", fmt.Errorf("mount %s: the revision has no object %s", c.Name, key)
 	}
 	return state.ObjectPath(e.Layout.Trail(e.Rev), e.Layout.Objects(), key, sha), nil
+}
+
+// configOverlay is c's config overlay (upstream's _config/<name>/) with
+// each object's file in this engine's revision, as e.object finds it.
+func (e *Engine) configOverlay(c *state.Container) []rootfs.ConfigFile {
+	var files []rootfs.ConfigFile
+	for _, f := range c.ConfigOverlay() {
+		cf := rootfs.ConfigFile{Path: f.Path, Data: f.Data}
+		if f.Sha != "" {
+			cf.Source = state.ObjectPath(e.Layout.Trail(e.Rev), e.Layout.Objects(), f.Key, f.Sha)
+		}
+		files = append(files, cf)
+	}
+	return files
 }
 
 func (e *Engine) storageDir(rev, container, volume string, p state.Persistence) string {

@@ -399,3 +399,126 @@ func TestVolumeBindKeepsItsSourcesFlags(t *testing.T) {
 		}
 	}
 }
+
+// The config overlay (upstream's _config/<name>/) is the root's topmost
+// read-only layer: its files shadow the image's, the container's writes
+// reach neither the overlay's copy nor its sources, a supervisor that
+// adopts the root keeps it, and Unmount removes it.
+func TestMountConfigOverlay(t *testing.T) {
+	isolated.Require(t)
+	img := testrootfs.Squashfs(t)
+	tmp := t.TempDir()
+	work := filepath.Join(tmp, "work")
+	object := filepath.Join(tmp, "object")
+	if err := os.WriteFile(object, []byte("configured\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Image: img, WorkBase: work, Config: []ConfigFile{
+		{Path: "etc/hostname", Source: object},
+		{Path: "etc/app/app.json", Data: []byte(`{"level":3}`)},
+	}}
+	r, err := Mount(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(rel string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(r.Path(), rel))
+		if err != nil {
+			t.Errorf("read %s: %v", rel, err)
+		}
+		return string(b)
+	}
+	if got := read("etc/hostname"); got != "configured\n" {
+		t.Errorf("etc/hostname = %q: the config does not shadow the image", got)
+	}
+	if got := read("etc/app/app.json"); got != `{"level":3}` {
+		t.Errorf("etc/app/app.json = %q", got)
+	}
+	if got := read("etc/passwd"); !strings.HasPrefix(got, "root:") {
+		t.Errorf("etc/passwd = %q: the image's files are gone", got)
+	}
+	if err := os.WriteFile(filepath.Join(r.Path(), "etc/hostname"), []byte("written\n"), 0o644); err != nil {
+		t.Fatalf("write a config file: %v", err)
+	}
+	if got := read("etc/hostname"); got != "written\n" {
+		t.Errorf("etc/hostname after a write = %q", got)
+	}
+	for _, f := range []string{object, filepath.Join(work, configDir, "etc/hostname")} {
+		if b, err := os.ReadFile(f); err != nil || string(b) != "configured\n" {
+			t.Errorf("%s = %q, %v: the write reached it", f, b, err)
+		}
+	}
+
+	// A supervisor that adopts the root finds the overlay, and writes
+	// nothing: the container's write stays.
+	opts.Adopt = true
+	adopted, err := Mount(opts)
+	if err != nil {
+		t.Fatalf("adopt: %v", err)
+	}
+	if got := read("etc/hostname"); got != "written\n" {
+		t.Errorf("etc/hostname after the adoption = %q", got)
+	}
+	if err := adopted.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(work, configDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the config overlay is left after Unmount: %v", err)
+	}
+	assertClean(t, work, img)
+
+	// A root a supervisor from before config overlays mounted has none:
+	// it is adopted as it is, and nothing is written.
+	opts.Adopt = false
+	opts.Config = nil
+	if r, err = Mount(opts); err != nil {
+		t.Fatal(err)
+	}
+	opts.Adopt = true
+	opts.Config = []ConfigFile{{Path: "etc/hostname", Source: object}}
+	if adopted, err = Mount(opts); err != nil {
+		t.Fatalf("adopt a root without its overlay: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(work, configDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the adoption wrote an overlay: %v", err)
+	}
+	if got := read("etc/hostname"); got != "testrootfs\n" {
+		t.Errorf("etc/hostname of the adopted root = %q", got)
+	}
+	if err := errors.Join(adopted.Unmount(), r.Unmount()); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, work, img)
+}
+
+// What a crash left in the config overlay's place is replaced.
+func TestMountConfigOverlayReplacesLeftovers(t *testing.T) {
+	isolated.Require(t)
+	img := testrootfs.Squashfs(t)
+	work := filepath.Join(t.TempDir(), "work")
+	stale := filepath.Join(work, configDir, "etc", "stale")
+	if err := os.MkdirAll(filepath.Dir(stale), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stale, []byte("old revision"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Mount(Options{Image: img, WorkBase: work, Config: []ConfigFile{{Path: "etc/new", Data: []byte("n")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(r.Path(), "etc/stale")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a leftover of the overlay shows in the root: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.Path(), "etc/new")); err != nil || string(b) != "n" {
+		t.Errorf("etc/new = %q, %v", b, err)
+	}
+	if err := r.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, work, img)
+}

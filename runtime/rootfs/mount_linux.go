@@ -117,16 +117,27 @@ func Mount(o Options) (_ *Root, err error) {
 			return nil, fmt.Errorf("create overlay dir: %w", err)
 		}
 	}
-	for _, d := range []string{r.lower, upper, work} {
+	dirs, lowers := []string{r.lower, upper, work}, r.lower
+	if len(o.Config) > 0 {
+		config := filepath.Join(o.WorkBase, configDir)
+		// Leftmost is topmost: the config's files shadow the image's.
+		dirs, lowers = append(dirs, config), config+":"+r.lower
+	}
+	for _, d := range dirs {
 		if strings.ContainsAny(d, ",:\\") {
 			return nil, fmt.Errorf("mount overlay for %s: path %q has one of ,:\\: %w", o.Image, d, ErrBadOptions)
+		}
+	}
+	if len(o.Config) > 0 {
+		if err := r.layConfig(filepath.Join(o.WorkBase, configDir), o.Config); err != nil {
+			return nil, err
 		}
 	}
 	r.path = filepath.Join(o.WorkBase, "rootfs")
 	if err := r.mkdir(r.path); err != nil {
 		return nil, err
 	}
-	data := "lowerdir=" + r.lower + ",upperdir=" + upper + ",workdir=" + work
+	data := "lowerdir=" + lowers + ",upperdir=" + upper + ",workdir=" + work
 	if err := r.mount("overlay", r.path, "overlay", 0, data); err != nil {
 		return nil, fmt.Errorf("mount overlay for %s: %w", o.Image, err)
 	}
@@ -147,6 +158,31 @@ func Mount(o Options) (_ *Root, err error) {
 		}
 	}
 	return r, nil
+}
+
+// layConfig writes the config overlay at dir and records its removal.
+// What a power cut or a crash left at dir is replaced: the overlay is the
+// revision's, as upstream copies it again at every start.
+//
+// Adopting, nothing is written: the overlay mount holds what the previous
+// supervisor laid. A supervisor from before config overlays laid none;
+// its container is adopted as it runs (adoption restarts nothing), and
+// gets its overlay at its next start.
+func (r *Root) layConfig(dir string, files []ConfigFile) error {
+	if r.adopt {
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	} else {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("config overlay: remove the old one: %w", err)
+		}
+		if err := writeConfig(dir, files); err != nil {
+			return errors.Join(err, os.RemoveAll(dir))
+		}
+	}
+	r.push("remove config overlay "+dir, func() error { return os.RemoveAll(dir) })
+	return nil
 }
 
 // mountVolume mounts one extra image read-only at its target; a squashfs

@@ -127,6 +127,22 @@ type Options struct {
 	// (ErrNotMounted otherwise), and Unmount undoes them as usual. The
 	// shared lowers must have been recovered first (Lowers.Recover).
 	Adopt bool
+	// Config is laid over the image as its topmost read-only layer:
+	// upstream's config overlay (a revision's _config/<container>/ keys).
+	// Mount writes it afresh into WorkBase/config, files 0644 and
+	// directories 0755 as upstream's copy gives them, and Unmount
+	// removes it. The container's writes to these files go to the upper
+	// layer, never to their sources.
+	Config []ConfigFile
+}
+
+// ConfigFile is one file of the config overlay: Data, or the content of
+// the file Source when Source is set.
+type ConfigFile struct {
+	// Path is where the file appears in the root: relative, with slashes.
+	Path   string
+	Source string
+	Data   []byte
 }
 
 // Volume is an extra read-only image and where to mount it.
