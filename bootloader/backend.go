@@ -101,6 +101,11 @@ type Options struct {
 	// RPiAB places the Raspberry Pi's partitions (rpiab). Its BootDir is
 	// Options.BootDir when empty.
 	RPiAB RPiAB
+	// NoReader says no bootloader reads the files: pantavisor runs as an
+	// application, and a bootloader backend is only played. Their writes
+	// are then not checkpointed out of the ext4 journal (a whole-journal
+	// flush, or a syncfs, of someone's host filesystem at every write).
+	NoReader bool
 }
 
 // New returns the backend named typ, as PV_BOOTLOADER_TYPE names it. For
@@ -122,12 +127,12 @@ func New(typ string, o Options) (Backend, error) {
 		if err := needDir(); err != nil {
 			return nil, err
 		}
-		return Uboot{Dir: o.BootDir}, nil
+		return Uboot{Dir: o.BootDir, NoReader: o.NoReader}, nil
 	case TypeGrub:
 		if err := needDir(); err != nil {
 			return nil, err
 		}
-		return Grub{Dir: o.BootDir}, nil
+		return Grub{Dir: o.BootDir, NoReader: o.NoReader}, nil
 	case TypeRPiAB:
 		r := o.RPiAB
 		if r.BootDir == "" {
@@ -146,6 +151,7 @@ func New(typ string, o Options) (Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("new %s bootloader: %w", typ, err)
 		}
+		u.NoReader = o.NoReader
 		return u, nil
 	case TypeUbootAB:
 		return nil, fmt.Errorf("new bootloader: %w %q: upstream's FIT A/B in MTD partitions is not implemented", ErrUnknownType, typ)

@@ -20,6 +20,8 @@ const grubenvHeader = "# GRUB Environment Block\n"
 // (grub-editenv writes a warning line; a write here drops it).
 type Grub struct {
 	Dir string
+	// NoReader: as Uboot's.
+	NoReader bool
 }
 
 var _ Backend = Grub{}
@@ -38,7 +40,7 @@ func (g Grub) Save(env Env) error {
 	if err != nil {
 		return fmt.Errorf("save grubenv: %w", err)
 	}
-	return saveEnvFile(g.path(), data)
+	return saveEnvFile(g.path(), data, g.NoReader)
 }
 
 // Install sets pv_try=rev.

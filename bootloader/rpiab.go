@@ -161,7 +161,11 @@ func (r RPiAB) Load() (Env, error) { return loadNulEnv(r.envPath(), RPiABSize) }
 // 512 bytes is refused and nothing is written. It arms or disarms nothing:
 // Install, Commit and Fail do.
 func (r RPiAB) Save(env Env) error {
-	save := saveNulEnv
+	save := func(path string, env Env, size int) error {
+		// The firmware reads autoboot.txt on FAT, not this file:
+		// nothing to checkpoint for it.
+		return saveNulEnv(path, env, size, true)
+	}
 	if r.saveEnv != nil {
 		save = r.saveEnv
 	}

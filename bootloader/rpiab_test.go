@@ -586,7 +586,7 @@ var errDirSync = errors.New("sync dir: input/output error")
 // the rename, while fails says so of the variables being saved.
 func failAfterRename(r *RPiAB, fails func(Env) bool) {
 	r.saveEnv = func(path string, env Env, size int) error {
-		if err := saveNulEnv(path, env, size); err != nil || !fails(env) {
+		if err := saveNulEnv(path, env, size, true); err != nil || !fails(env) {
 			return err
 		}
 		return errDirSync

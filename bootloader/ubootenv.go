@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/pantavisor/pv/storage"
 )
 
 // ErrNoValidCopy is returned when no copy of a U-Boot environment has a
@@ -50,6 +48,8 @@ type EnvCopy struct {
 type UbootEnv struct {
 	// Copies holds one copy, or two for a redundant environment.
 	Copies []EnvCopy
+	// NoReader: as Uboot's, for copies in regular files.
+	NoReader bool
 }
 
 var _ Backend = UbootEnv{}
@@ -142,7 +142,7 @@ func (u UbootEnv) Save(env Env) error {
 			target, img[4] = 1-cur, imgs[cur].flags+1
 		}
 	}
-	if err := writeCopy(u.Copies[target], img); err != nil {
+	if err := writeCopy(u.Copies[target], img, u.NoReader); err != nil {
 		return fmt.Errorf("save u-boot env %s: %w", u.where(target), err)
 	}
 	return nil
@@ -313,7 +313,7 @@ func readCopy(c EnvCopy) ([]byte, error) {
 
 // writeCopy writes one copy durably: a regular file is replaced whole
 // (crash-safe), a block device is written in place and fsynced.
-func writeCopy(c EnvCopy, img []byte) error {
+func writeCopy(c EnvCopy, img []byte, noReader bool) error {
 	f, fi, off, err := openCopy(c, os.O_RDWR)
 	if err != nil {
 		return err
@@ -340,5 +340,5 @@ func writeCopy(c EnvCopy, img []byte) error {
 		return fmt.Errorf("%s is %d bytes, the copy of %#x bytes at %#x does not fit", path, len(data), c.Size, off)
 	}
 	copy(data[off:], img)
-	return storage.WriteFileAtomic(path, data, fi.Mode().Perm())
+	return writeForBootloader(path, data, fi.Mode().Perm(), noReader)
 }

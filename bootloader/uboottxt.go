@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/pantavisor/pv/storage"
 )
 
 // UbootTxtSize is the size of upstream's uboot.txt: U-Boot's boot script
@@ -22,6 +20,9 @@ const UbootTxtSize = 1024
 // lives in the script's own pv.env, which this backend does not touch.
 type Uboot struct {
 	Dir string
+	// NoReader says no bootloader reads the file (appengine): it is not
+	// checkpointed out of the ext4 journal (writeForBootloader).
+	NoReader bool
 }
 
 var _ Backend = Uboot{}
@@ -37,7 +38,7 @@ func (u Uboot) Load() (Env, error) {
 // Save replaces uboot.txt with env, crash-safely; an env that does not fit
 // 1 KiB is refused and nothing is written.
 func (u Uboot) Save(env Env) error {
-	return saveNulEnv(u.path(), env, UbootTxtSize)
+	return saveNulEnv(u.path(), env, UbootTxtSize, u.NoReader)
 }
 
 // Install sets pv_try=rev.
@@ -53,12 +54,12 @@ func loadNulEnv(path string, size int) (Env, error) {
 	return loadEnvFile(path, func(data []byte) (Env, error) { return parseNulFile(data, size) })
 }
 
-func saveNulEnv(path string, env Env, size int) error {
+func saveNulEnv(path string, env Env, size int, noReader bool) error {
 	data, err := formatNulFile(env, size)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", filepath.Base(path), err)
 	}
-	return saveEnvFile(path, data)
+	return saveEnvFile(path, data, noReader)
 }
 
 // loadEnvFile reads the environment file at path with parse; a missing
@@ -80,12 +81,9 @@ func loadEnvFile(path string, parse func([]byte) (Env, error)) (Env, error) {
 }
 
 // saveEnvFile replaces the environment file at path with data,
-// crash-safely, making its directory when needed.
-func saveEnvFile(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
-	}
-	return storage.WriteFileAtomic(path, data, 0o644)
+// crash-safely and where the bootloader sees it (writeForBootloader).
+func saveEnvFile(path string, data []byte, noReader bool) error {
+	return writeForBootloader(path, data, 0o644, noReader)
 }
 
 // parseNulFile reads upstream's NUL-separated file (uboot.txt, rpiab.txt).

@@ -755,7 +755,9 @@ func newBootloader(cfg *config.Config, layout storage.Layout, embedded bool, sit
 		return nil, fmt.Errorf("PV_BOOTLOADER_MTD_ONLY=1 is not supported by the %s backend: use PV_BOOTLOADER_TYPE=%s with an fw_env.config that names the MTD partition",
 			typ, bootloader.TypeUbootEnv)
 	}
-	o := bootloader.Options{BootDir: layout.Boot()}
+	// In appengine mode a bootloader backend is only played: no
+	// bootloader reads its files.
+	o := bootloader.Options{BootDir: layout.Boot(), NoReader: !embedded}
 	if typ == bootloader.TypeRPiAB && site != nil {
 		if site.devs == nil {
 			devs, err := bootloader.RPiABDevices(bootloader.DefaultBootModeProperty)

@@ -70,6 +70,36 @@ func TestMTDOnlyIsRefusedWithTheWayToGetIt(t *testing.T) {
 	}
 }
 
+// A bootloader backend played in appengine mode has no bootloader reading
+// its files: its writes are not checkpointed out of the host's journal.
+// On a device they are.
+func TestOnlyADeviceCheckpointsItsBootloaderFiles(t *testing.T) {
+	for _, embedded := range []bool{true, false} {
+		for _, typ := range []string{bootloader.TypeUboot, bootloader.TypeGrub} {
+			cfg := config.New()
+			if _, err := cfg.Set(config.PVBootloaderType, typ, config.LevelPVConf); err != nil {
+				t.Fatal(err)
+			}
+			bl, err := newBootloader(cfg, storage.Layout{Root: t.TempDir()}, embedded, nil, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var noReader bool
+			switch b := bl.(type) {
+			case bootloader.Uboot:
+				noReader = b.NoReader
+			case bootloader.Grub:
+				noReader = b.NoReader
+			default:
+				t.Fatalf("%s: a %T", typ, bl)
+			}
+			if noReader == embedded {
+				t.Errorf("%s, embedded %v: NoReader %v", typ, embedded, noReader)
+			}
+		}
+	}
+}
+
 // rpiab on a device is placed on the disk's partitions, which pantavisor
 // mounts: one that is not there is the reason the bootloader is unusable
 // (safe mode), named, rather than "no bootsel partition" at every boot
