@@ -673,3 +673,36 @@ func stoppedThroughAPI(t *testing.T, e *fakeEngine, policy string) *System {
 	waitStatus(t, sys, map[string]messages.Status{"app": messages.StatusStopped})
 	return sys
 }
+
+// A container in its recovery back-off shows in the tree as RECOVERING,
+// with its retry and the failure that caused it. Its actor is suspended
+// until the retry and cannot answer: before, the tree waited out 500 ms
+// for it and showed it "unresponsive", the status of a hung actor.
+func TestTreeShowsABackoffAsRecovering(t *testing.T) {
+	e := newFakeEngine()
+	sys := inBackoff(t, e, 3)
+	tree := sys.Tree()
+	var node *messages.Node
+	var walk func(n *messages.Node)
+	walk = func(n *messages.Node) {
+		if n.Kind == "container" && strings.HasSuffix(n.Path, "/app") {
+			node = n
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(tree)
+	if node == nil {
+		t.Fatalf("no container app in the tree: %+v", tree)
+	}
+	if node.Status != string(messages.StatusRecovering) {
+		t.Errorf("app is %q (%s), want RECOVERING", node.Status, node.LastFailure)
+	}
+	if !strings.Contains(node.LastFailure, "code 3") {
+		t.Errorf("last failure %q does not give the exit", node.LastFailure)
+	}
+	if node.Info["retry"] != "1" || node.Info["next_retry_at"] == "" || node.Info["group"] == "" {
+		t.Errorf("info %v: want retry 1, next_retry_at and the group", node.Info)
+	}
+}

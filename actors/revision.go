@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -844,6 +845,22 @@ func (r *revisionActor) groups() []messages.GroupInfo {
 // describe is the revision's node of GET /actors: its live children are
 // described by their actors; a child whose actor is gone is described here,
 // with the reason, so that its failure stays visible.
+// describeSuspended describes a container whose actor is suspended by its
+// failure until the revision decides (at once) or its back-off is over:
+// it cannot answer, and is no hung actor.
+func describeSuspended(ch *child) *messages.Node {
+	row, rc, spec := ch.ctr.row, &ch.ctr.recovery, ch.ctr.spec
+	n := &messages.Node{Path: ch.pid.Id, Kind: kindContainer.String(), Status: string(row.Status), LastFailure: row.Err,
+		Since: row.Since, Info: map[string]string{"group": spec.Group, "goal": string(spec.StatusGoal), "retry": strconv.Itoa(rc.history.Retries)}}
+	if !rc.nextRetryAt.IsZero() {
+		n.Info["next_retry_at"] = rc.nextRetryAt.UTC().Format(time.RFC3339Nano)
+	}
+	if row.LastExit != nil {
+		n.Info["last_exit"] = row.LastExit.String()
+	}
+	return n
+}
+
 func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 	status := "running"
 	if r.stopping {
@@ -869,6 +886,12 @@ func (r *revisionActor) describe(ctx actor.Context) *messages.Node {
 	for _, ch := range slices.Concat(pools, containers, links) {
 		if ch.pid != nil {
 			n.ChildIDs = append(n.ChildIDs, ch.pid.Id)
+			if ch.kind == kindContainer && ch.ctr.recovery.suspended {
+				if n.Described == nil {
+					n.Described = map[string]*messages.Node{}
+				}
+				n.Described[ch.pid.Id] = describeSuspended(ch)
+			}
 			continue
 		}
 		path := n.Path + "/" + ch.name

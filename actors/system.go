@@ -296,6 +296,10 @@ func (s *System) describe(id string) *messages.Node {
 		return &messages.Node{Path: id, Status: "unresponsive", LastFailure: fmt.Sprint(err)}
 	}
 	for _, c := range n.ChildIDs {
+		if d := n.Described[c]; d != nil {
+			n.Children = append(n.Children, d)
+			continue
+		}
 		n.Children = append(n.Children, s.describe(c))
 	}
 	return n

@@ -28,6 +28,10 @@ type Node struct {
 	// ChildIDs are the children to describe next; filled by the actor and
 	// consumed by whoever assembles the tree.
 	ChildIDs []string `json:"-"`
+	// Described holds, by id, children of ChildIDs that the actor
+	// describes itself because they cannot answer now: a container actor
+	// suspended in its recovery back-off.
+	Described map[string]*Node `json:"-"`
 }
 
 // GetContainers asks the revision for GET /containers.
