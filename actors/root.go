@@ -357,6 +357,10 @@ type Config struct {
 	// nothing else (no POST /commands LOCAL_RUN), and a rollback request
 	// is only recorded and handed to OnRollback.
 	Updates Updates
+	// CheckRevision, when set, is what a revision must also pass before
+	// LOCAL_RUN installs it, past its validation: the runtime's check
+	// of what it would run (engine.Engine.Check).
+	CheckRevision func(rev string, st *state.State) error
 	// TryProgress is Rev's progress when Trying: where the try/commit loop
 	// starts (package update's Resume decided it at boot).
 	TryProgress *storage.Progress

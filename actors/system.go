@@ -39,6 +39,7 @@ type System struct {
 	root    *actor.PID
 	timeout time.Duration
 	updates Updates
+	check   func(rev string, st *state.State) error
 	board   *board
 	// revisionGrace is how long the revision actor may stay silent
 	// before the probe fails (Alive); revSilence since when it is.
@@ -75,7 +76,7 @@ func Start(cfg Config) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn root actor: %w", err)
 	}
-	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates, board: cfg.board,
+	return &System{sys: sys, root: root, timeout: 2 * time.Second, updates: cfg.Updates, check: cfg.CheckRevision, board: cfg.board,
 		revisionGrace: max(cfg.StopTimeout, containerStopGrace) + revisionGraceMargin}, nil
 }
 
@@ -369,6 +370,8 @@ func (s *System) RunRevision(rev string, commit bool) error {
 		facts.Exists = false
 	case err != nil:
 		facts.Invalid = err
+	case s.check != nil:
+		facts.Invalid = s.check(rev, st)
 	}
 	if err := update.Run(rev, facts); err != nil {
 		return err

@@ -312,13 +312,30 @@ func TestRunCommitAlwaysReboots(t *testing.T) {
 
 func TestRunRefusals(t *testing.T) {
 	u := newFakeUpdates("1")
-	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	checked := map[string]bool{}
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil),
+		CheckRevision: func(rev string, st *state.State) error {
+			checked[rev] = true
+			if rev == "locals/unrunnable" {
+				return errors.New("translate container app: unsupported cgroup settings")
+			}
+			return nil
+		}}, u)
 	waitStatus(t, rig.sys, allStarted)
 	if err := rig.sys.RunRevision("locals/nothing", false); !errors.Is(err, update.ErrUnknownRevision) {
 		t.Errorf("unknown revision: %v", err)
 	}
 	if err := rig.sys.RunRevision("../etc", false); !errors.Is(err, update.ErrInvalidRevision) {
 		t.Errorf("bad name: %v", err)
+	}
+	// A revision that validates but that the runtime refuses.
+	u.states["locals/unrunnable"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/unrunnable", false); !errors.Is(err, update.ErrInvalidRevision) ||
+		!strings.Contains(err.Error(), "unsupported cgroup settings") {
+		t.Errorf("a revision the runtime refuses: %v", err)
+	}
+	if !checked["locals/unrunnable"] || len(checked) != 1 {
+		t.Errorf("checked %v: want the one revision that loaded", checked)
 	}
 	if len(u.Calls()) != 0 {
 		t.Errorf("a refused run wrote: %q", u.Calls())

@@ -80,3 +80,36 @@ func TestConfigOverlay(t *testing.T) {
 	}
 	d.waitConsole("b", `config: host-v2 greeting-v2 { "word": "v2" }`, 10*time.Second)
 }
+
+// A revision whose lxc config the runtime cannot run (here a cgroup key
+// it does not know) is refused at LOCAL_RUN, naming the container and
+// the key, before anything is installed: before, it was tried, its
+// container failed to start, and the device rolled back.
+func TestRunRefusesWhatTheRuntimeCannotRun(t *testing.T) {
+	isolated.Require(t)
+	dir := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v1"), nil))
+	d := startDeviceEnv(t, dir, commitDelay)
+	before := pidsOf(d.waitUp("first boot", 30*time.Second))
+
+	bad := updateCtrs("sys-v1", echoer("b-v2"), nil)
+	bad[2].lxc = []string{"lxc.cgroup.pids.nosuchkey = 1"}
+	next := buildStorage(t, updateGroups(), bad)
+	d.upload(next, "bad")
+	out, code := d.pvcontrol("cmd", "run", "locals/bad")
+	if code == 0 || !strings.Contains(out, "translate container b") || !strings.Contains(out, "nosuchkey") {
+		t.Fatalf("cmd run of a revision the runtime cannot run: %d %s", code, out)
+	}
+	t.Logf("refused: %s", out)
+	if env := bootEnv(t, dir); env.Try() != "" {
+		t.Errorf("the refused revision was armed: %v", env)
+	}
+	if p, _ := d.progress("locals/bad"); p.Status != storage.StatusNew {
+		t.Errorf("progress of the refused revision: %+v", p)
+	}
+	after := pidsOf(d.waitUp("after the refusal", 10*time.Second))
+	for n, pid := range before {
+		if after[n] != pid {
+			t.Errorf("%s was restarted: before %v after %v", n, before, after)
+		}
+	}
+}

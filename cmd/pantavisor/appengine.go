@@ -470,6 +470,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		Links:   &mesh.Plane{Log: log, Proxies: mesh.Plugins()},
 		Ingress: ingressPlane,
 		Updates: dev, Trying: boot.Trying, TryProgress: boot.TryProgress,
+		CheckRevision: func(rev string, st *state.State) error { return mkEngine(rev, st).Check(st) },
 		Tunables: func() actors.Tunables {
 			return actors.Tunables{CommitDelay: cfg.Duration(config.PVUpdaterCommitDelay),
 				MaxRecoveryDelay: cfg.Duration(config.PVAutoRecoveryMaxDelay),

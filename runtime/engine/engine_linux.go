@@ -196,6 +196,16 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 		e.keepWarm(v.Image)
 	}
 	prefixes["/volumes/"+c.Name+"/"+volumeFile(c.RootVolume)] = root.Lower()
+	return &Mount{
+		e: e, name: c.Name, root: root, work: work, spec: e.specOf(c), rev: rev,
+		resolve: driver.PrefixResolver(prefixes),
+		console: filepath.Join(e.Layout.Logs(rev), c.Name, "console.log"),
+	}, nil
+}
+
+// specOf is what the driver runs for c: its lxc config, with its network
+// and the control socket's bind mount.
+func (e *Engine) specOf(c *state.Container) *spec.Container {
 	sp := &spec.Container{}
 	if c.LXC != nil {
 		copied := *c.LXC // the model is shared and read-only
@@ -208,11 +218,33 @@ func (e *Engine) mount(c *state.Container, adopt bool) (_ *Mount, err error) {
 			Options: []string{"bind", "create=file"},
 		})
 	}
-	return &Mount{
-		e: e, name: c.Name, root: root, work: work, spec: sp, rev: rev,
-		resolve: driver.PrefixResolver(prefixes),
-		console: filepath.Join(e.Layout.Logs(rev), c.Name, "console.log"),
-	}, nil
+	return sp
+}
+
+// Check translates every container of st as Mount and Start would, and
+// mounts and creates nothing: what the driver refuses in a container's
+// lxc config (an unknown cgroup key, a capability this supervisor cannot
+// grant, a seccomp filter past the kernel's size, a kept mount
+// namespace) shows before a revision is tried, not at its start, after
+// the device has left the revision it ran. Bind sources are not looked
+// at: volumes are mounted, and drivers loaded, only at a start. The error
+// names each container refused.
+func (e *Engine) Check(st *state.State) error {
+	var errs []error
+	for _, c := range st.Containers {
+		if c.LXC == nil {
+			continue // its config was not read: nothing to translate
+		}
+		_, err := e.Driver.Translate(driver.Config{
+			Name: c.Name, Spec: e.specOf(c), Rootfs: "/",
+			// Every source resolves to a directory that exists.
+			ResolveSource: func(string) (string, error) { return "/", nil },
+		})
+		if err != nil {
+			errs = append(errs, err) // "translate container <name>: ..."
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // originFile, in a container's work directory (the work tmpfs, which
