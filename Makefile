@@ -31,6 +31,7 @@ FIXTURES  ?= $(abspath testdata/upstream-pvtx)
 # package:FuzzTarget pairs run by `make fuzz` (each for FUZZTIME).
 FUZZ_TARGETS := \
 	./state:FuzzParse \
+	./signature:FuzzVerify \
 	./blockdev:FuzzProbe \
 	./blockdev:FuzzParseTable \
 	./state:FuzzSplitObject \

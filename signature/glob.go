@@ -1,0 +1,60 @@
+package signature
+
+import (
+	"path"
+	"strings"
+)
+
+// globMatch matches key against an include or exclude glob of a pvs
+// header as upstream does: fnmatch(3) with FNM_PATHNAME ('*' and '?' do
+// not match '/'), and for "x/**" the pattern "x" with FNM_LEADING_DIR
+// (x itself, or anything below it). "**" alone is the empty pattern with
+// FNM_LEADING_DIR, which matches no state key (none starts with '/'):
+// upstream's reading, kept so that a device decides as an upstream one.
+// A pattern fnmatch would refuse matches nothing.
+func globMatch(glob, key string) bool {
+	pat, leading := glob, false
+	switch {
+	case glob == "**":
+		pat, leading = "", true
+	case strings.HasSuffix(glob, "/**"):
+		pat, leading = path.Dir(glob), true
+	}
+	pat = fnmatchClasses(pat)
+	if ok, _ := path.Match(pat, key); ok {
+		return true
+	}
+	if !leading {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			if ok, _ := path.Match(pat, key[:i]); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fnmatchClasses writes fnmatch's negated class "[!...]" as path.Match's
+// "[^...]".
+func fnmatchClasses(pat string) string {
+	if !strings.Contains(pat, "[!") {
+		return pat
+	}
+	var b strings.Builder
+	for i := 0; i < len(pat); i++ {
+		c := pat[i]
+		b.WriteByte(c)
+		switch {
+		case c == '\\' && i+1 < len(pat):
+			i++
+			b.WriteByte(pat[i])
+		case c == '[' && i+1 < len(pat) && pat[i+1] == '!':
+			b.WriteByte('^')
+			i++
+		}
+	}
+	return b.String()
+}
