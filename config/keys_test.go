@@ -58,6 +58,9 @@ func TestReferenceKeyTable(t *testing.T) {
 		{"PV_DEBUG_SHELL", "1", AllowPV, KindBool},
 		{"PV_DEBUG_SSH", "1", pvOEMRun, KindBool},
 		{"PV_SECUREBOOT_MODE", "lenient", AllowPV, KindEnum},
+		// Upstream's, not in the reference's table.
+		{"PV_SECUREBOOT_TRUSTSTORE", "ca-certificates", AllowPV, KindName},
+		{"PV_SECUREBOOT_OEM_TRUSTSTORE", "ca-oem-certificates", AllowPV, KindName},
 		{"PV_WDT_MODE", "shutdown", AllowPV, KindEnum},
 		{"PV_WDT_TIMEOUT", "15", AllowPV, KindSeconds},
 		{"PV_STORAGE_GC_RESERVED", "5", pvOEMRun, KindInt},

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/signature"
 )
 
 // fixturesDir holds real upstream states (pvtx test resources and expected
@@ -98,5 +101,36 @@ func TestFixtureConfigOverlay(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("config overlays:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Options.Signatures refuses a revision whose signature fails, naming its
+// key, and passes one whose signatures verify.
+func TestParseChecksSignatures(t *testing.T) {
+	v := &signature.Verifier{Mode: signature.Lenient, TrustStore: filepath.Join("..", "signature", "testdata", "pantavisor-dev-ca.crt"),
+		Now: func() time.Time { return time.Date(2023, 6, 1, 0, 0, 0, 0, time.UTC) }}
+	good, err := os.ReadFile(filepath.Join(fixturesDir(t), "resources-awconnect.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(good, Options{AppEngine: true, Signatures: v}); err != nil {
+		t.Errorf("a signed revision: %v", err)
+	}
+	bad := strings.Replace(string(good), `"root.squashfs"`, `"evil.squashfs"`, 1)
+	if bad == string(good) {
+		t.Fatal("the test's edit did not apply")
+	}
+	_, err = Parse([]byte(bad), Options{AppEngine: true, Signatures: v})
+	found := false
+	for _, p := range Problems(err) {
+		found = found || p.File == "_sigs/awconnect.json" && strings.Contains(p.Msg, "PV_SECUREBOOT_MODE=lenient")
+	}
+	if !found {
+		t.Errorf("a tampered revision: %v", err)
+	}
+	v.Mode = signature.Audit
+	st, err := Parse(good, Options{AppEngine: true, Signatures: v})
+	if err != nil || len(st.Warnings) == 0 || !strings.Contains(st.Warnings[len(st.Warnings)-1].Msg, "covered by no signature") {
+		t.Errorf("audit: %v, warnings %v", err, st.Warnings)
 	}
 }

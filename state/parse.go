@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pantavisor/pv/signature"
 	"github.com/pantavisor/pv/storage"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	// that declares none: PV_UPDATER_GOALS_TIMEOUT, as upstream reads
 	// it; DefaultGroupTimeout when 0.
 	GroupTimeout int
+	// Signatures, when set, checks the revision's signatures (_sigs/,
+	// upstream's pvs@2) under its mode: a refusal is a problem of the
+	// signature's key, an audit's uncovered keys are warnings.
+	Signatures *signature.Verifier
 }
 
 // Parse reads a state JSON document and validates it. It returns the model
@@ -121,6 +126,27 @@ func (p *parser) parse(data []byte) {
 	p.readContainers()
 	p.assignGroups()
 	p.validate()
+	p.verifySignatures(data)
+}
+
+// verifySignatures runs opt.Signatures on the document.
+func (p *parser) verifySignatures(data []byte) {
+	v := p.opt.Signatures
+	if v == nil {
+		return
+	}
+	rep, err := v.Verify(data)
+	var se *signature.Error
+	switch {
+	case errors.As(err, &se):
+		for _, pr := range se.Problems {
+			p.c.errorf(pr.Key, "", "%s (PV_SECUREBOOT_MODE=%s)", pr.Reason, v.Mode)
+		}
+	case err != nil:
+		p.c.errorf("", "", "%v", err)
+	case len(rep.Uncovered) > 0:
+		p.c.warnf("", "", "PV_SECUREBOOT_MODE=audit: %d keys covered by no signature, first %s", len(rep.Uncovered), rep.Uncovered[0])
+	}
 }
 
 // readTop splits the document into its top-level keys, refusing duplicate

@@ -33,6 +33,7 @@ import (
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/runtime/reaper"
 	"github.com/pantavisor/pv/runtime/rootfs"
+	"github.com/pantavisor/pv/signature"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
 	"github.com/pantavisor/pv/updater"
@@ -345,13 +346,17 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	if sealErr != nil {
 		log.Warn("containers will copy the binary at each start", "err", sealErr)
 	}
-	if m := cfg.String(config.PVSecurebootMode); m == "strict" || m == "audit" {
-		// Asked for explicitly: a device maker who set it must not
-		// believe its revisions checked. (lenient, the default, runs
-		// unsigned revisions anyway.)
-		log.Error("revision signatures (_sigs) are not verified by this pantavisor: every revision runs unchecked", "PV_SECUREBOOT_MODE", m)
+	// Uploads are checked against the clock; a revision already on the
+	// device, at a boot (maybe before any clock) or a LOCAL_RUN, at its
+	// signer's time (signature.Verifier.AnyTime).
+	uploadOpts := state.Options{AppEngine: !o.embedded, GroupTimeout: cfg.Int(config.PVUpdaterGoalsTimeout),
+		Signatures: signatureVerifier(cfg, log)}
+	stateOpts := uploadOpts
+	if v := uploadOpts.Signatures; v != nil {
+		onDevice := *v
+		onDevice.AnyTime = true
+		stateOpts.Signatures = &onDevice
 	}
-	stateOpts := state.Options{AppEngine: !o.embedded, GroupTimeout: cfg.Int(config.PVUpdaterGoalsTimeout)}
 	dev := &updater.Device{Layout: layout, Bootloader: bl, State: stateOpts, Log: log, BootedRev: o.bootedRev}
 	var boot updater.Boot
 	if readopt {
@@ -530,7 +535,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 		onReexec = func(why string) { offer(reexec, why) }
 	}
 	stopCtrl := serveControl(listener, sys, drv.CgroupParent(),
-		ctrl.Storage{Layout: layout, State: stateOpts, PutRecord: filepath.Join(o.run, "objects-put")}, cfg, o.run, onReexec, log)
+		ctrl.Storage{Layout: layout, State: uploadOpts, PutRecord: filepath.Join(o.run, "objects-put")}, cfg, o.run, onReexec, log)
 	log.Info("control socket ready", "path", sock)
 
 	sigs := make(chan os.Signal, 2)
@@ -668,6 +673,33 @@ func crashForTest(log *slog.Logger) {
 	}
 	testKnob(crashTestEnv, "the supervisor will kill itself (a test of re-adoption)",
 		func() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }, log)
+}
+
+// signatureVerifier checks revisions' signatures as PV_SECUREBOOT_MODE
+// asks (nil: disabled), with upstream's trust stores and public key under
+// PV_SYSTEM_ETCPANTAVISORDIR/pvs/trust.
+func signatureVerifier(cfg *config.Config, log *slog.Logger) *signature.Verifier {
+	mode, err := signature.ParseMode(cfg.String(config.PVSecurebootMode))
+	if err != nil { // the configuration refuses other values
+		log.Error("secure boot", "err", err)
+		mode = signature.Lenient // upstream keeps its default
+	}
+	if mode == signature.Disabled {
+		log.Warn("revision signatures are not checked", "PV_SECUREBOOT_MODE", mode)
+		return nil
+	}
+	trust := filepath.Join(cfg.String(config.PVSystemEtcPantavisorDir), "pvs", "trust")
+	v := &signature.Verifier{Mode: mode,
+		TrustStore:    filepath.Join(trust, cfg.String(config.PVSecurebootTruststore)+".crt"),
+		OEMTrustStore: filepath.Join(trust, cfg.String(config.PVSecurebootOEMTruststore)+".crt"),
+		OEMName:       cfg.String(config.PVOEMName), PublicKey: filepath.Join(trust, "pub.pem")}
+	log.Info("revision signatures are checked", "PV_SECUREBOOT_MODE", mode, "trust_store", v.TrustStore)
+	if _, err := os.Stat(v.TrustStore); err != nil {
+		// Said once here: every signed revision, the running one too,
+		// will be refused with this in its reason.
+		log.Info("no trust store: a revision signed with a certificate chain will be refused", "err", err)
+	}
+	return v
 }
 
 // stopSyncWait bounds the write-back of the page cache after the tree's
