@@ -305,6 +305,8 @@ func checkKeyPath(key string) string {
 		return "key must be a relative path"
 	case strings.ContainsRune(key, 0):
 		return "key contains a NUL byte"
+	case len(key) > storage.MaxKeyLen:
+		return fmt.Sprintf("key is %d bytes: a key is at most %d (its paths on the device must fit PATH_MAX)", len(key), storage.MaxKeyLen)
 	}
 	for _, seg := range strings.Split(key, "/") {
 		switch {

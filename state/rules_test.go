@@ -120,6 +120,9 @@ func TestValidationRules(t *testing.T) {
 		{"object key longer than a file name", false, func(st map[string]any) {
 			st["web/"+strings.Repeat("v", 256)] = sha1
 		}, "web/" + strings.Repeat("v", 256), "a file name is at most 255"},
+		{"key longer than its paths allow", false, func(st map[string]any) {
+			st["web/"+strings.Repeat(strings.Repeat("v", 200)+"/", 11)+"x"] = sha1
+		}, "web/" + strings.Repeat(strings.Repeat("v", 200)+"/", 11) + "x", "key is 2216 bytes: a key is at most 2048"},
 		{"key below an object's", false, func(st map[string]any) { st["web/root.squashfs/x"] = sha1 }, "web/root.squashfs/x", "web/root.squashfs is a file of the revision: no key can be below it"},
 		{"key below a document's", false, func(st map[string]any) { st["web/run.json/x.json"] = map[string]any{} }, "web/run.json/x.json", "web/run.json is a file"},
 		{"device.json without groups", false, func(st map[string]any) { delete(doc(st, "device.json"), "groups") }, "device.json: groups", "missing"},

@@ -109,10 +109,19 @@ func (r Refs) checkTree() error {
 // maxNameLen is NAME_MAX, the longest file name the kernel takes.
 const maxNameLen = 255
 
+// MaxKeyLen is the longest state key a trail takes. Every path made of
+// a key (the trail's file, the temporary trail's, a container's config
+// overlay under the run directory) must fit PATH_MAX, 4096 bytes with
+// its NUL; half of it is left to the directories before the key.
+const MaxKeyLen = 2048
+
 // checkKey refuses a state key that cannot be a file of the trail.
 func checkKey(key string) error {
 	if key == "" || strings.HasPrefix(key, "/") || strings.ContainsRune(key, 0) {
 		return fmt.Errorf("%w: key %q is not a relative path", ErrBadState, key)
+	}
+	if len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: key %.64q... is %d bytes, longer than %d", ErrBadState, key, len(key), MaxKeyLen)
 	}
 	for _, seg := range strings.Split(key, "/") {
 		if seg == "" || seg == "." || seg == ".." {

@@ -110,6 +110,7 @@ func TestInstallTrailRefusals(t *testing.T) {
 		{"escaping key", "1", `{"../../etc/x":"` + sha + `"}`, "", ErrBadState},
 		{"metadata key", "1", `{".pvr/json":"` + sha + `"}`, "", ErrBadState},
 		{"key segment longer than a file name", "1", `{"a/` + strings.Repeat("b", 256) + `":"` + sha + `"}`, "", ErrBadState},
+		{"key longer than MaxKeyLen", "1", `{"a/` + strings.Repeat(strings.Repeat("b", 200)+"/", 11) + `c":"` + sha + `"}`, "", ErrBadState},
 		{"key below an object's", "1", `{"a/b":"` + sha + `","a/b/c":"` + sha + `"}`, "", ErrBadState},
 		{"key below a document's", "1", `{"a/b.json":{},"a/b.json/c/d":"` + sha + `"}`, "", ErrBadState},
 		{"missing object", "1", `{"a/b":"` + shaOf("absent") + `"}`, "", ErrObjectMissing},
