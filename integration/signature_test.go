@@ -4,14 +4,8 @@ package integration
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/internal/pvstest"
 	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/signature"
 )
@@ -34,25 +29,8 @@ type signer struct {
 
 func newSigner(t *testing.T) signer {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "device maker CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "release signer"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, key.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(leafDER)
-	return signer{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), key: key, chain: []*x509.Certificate{leaf}}
+	ca, key := pvstest.NewCA(t, "device maker CA"), pvstest.Key(t)
+	return signer{caPEM: ca.PEM(), key: key, chain: []*x509.Certificate{ca.Issue(t, "release signer", key)}}
 }
 
 // signRevision signs revision 0 of the storage Build laid out under dir,

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pantavisor/pv/internal/pvstest"
 )
 
 // upstream reads a state of the upstream fixtures.
@@ -138,7 +139,7 @@ func TestChainChecks(t *testing.T) {
 	if _, err := v.Verify(data); err == nil || !strings.Contains(err.Error(), "none.crt") {
 		t.Errorf("no trust store: %v", err)
 	}
-	other := writeCA(t, newCA(t))
+	other := pvstest.NewCA(t, "other CA").Store(t)
 	v.TrustStore = other
 	if _, err := v.Verify(data); err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Errorf("another trust store: %v", err)
@@ -176,50 +177,6 @@ func TestModes(t *testing.T) {
 }
 
 // --- signatures made here, with keys of the test's own ---
-
-type ca struct {
-	key  crypto.Signer
-	cert *x509.Certificate
-}
-
-func newCA(t *testing.T) ca {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return ca{key, cert}
-}
-
-func writeCA(t *testing.T, c ca) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// leaf is a signer's key and certificate, issued by c with common name cn.
-func (c ca) leaf(t *testing.T, cn string, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, key.Public(), c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert
-}
 
 // sign adds to doc the signature sigKey (Sign) of the keys include and
 // exclude select, with chain as x5c (none: no x5c). der writes an ECDSA
@@ -269,8 +226,8 @@ func marshal(t *testing.T, doc map[string]any) []byte {
 }
 
 func TestOwnSignatures(t *testing.T) {
-	root := newCA(t)
-	store := writeCA(t, root)
+	root := pvstest.NewCA(t, "test CA")
+	store := root.Store(t)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +241,7 @@ func TestOwnSignatures(t *testing.T) {
 	}{{"RS256", rsaKey, false}, {"ES256 as JWS", ecKey, false}, {"ES256 in DER", ecKey, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := testDoc()
-			leaf := root.leaf(t, "signer", tc.key)
+			leaf := root.Issue(t, "signer", tc.key)
 			sign(t, doc, "_sigs/bsp.json", tc.key, []*x509.Certificate{leaf}, []string{"bsp/**", "#spec"}, []string{}, tc.der)
 			sign(t, doc, "_sigs/app.json", tc.key, []*x509.Certificate{leaf}, []string{"app/**", "_config/app/**", "oem/**"}, []string{}, tc.der)
 			rep, err := v.Verify(marshal(t, doc))
@@ -318,10 +275,10 @@ func TestPublicKeyWithoutChain(t *testing.T) {
 // against the OEM trust store, unless it signs the BSP or the OEM's own
 // container.
 func TestOEMSigner(t *testing.T) {
-	main, oem := newCA(t), newCA(t)
+	main, oem := pvstest.NewCA(t, "main CA"), pvstest.NewCA(t, "OEM CA")
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := oem.leaf(t, "acme", key)
-	v := &Verifier{Mode: Lenient, TrustStore: writeCA(t, main), OEMTrustStore: writeCA(t, oem), OEMName: "acme"}
+	leaf := oem.Issue(t, "acme", key)
+	v := &Verifier{Mode: Lenient, TrustStore: main.Store(t), OEMTrustStore: oem.Store(t), OEMName: "acme"}
 	doc := testDoc()
 	sign(t, doc, "_sigs/app.json", key, []*x509.Certificate{leaf}, []string{"app/**"}, []string{}, false)
 	if _, err := v.Verify(marshal(t, doc)); err != nil {

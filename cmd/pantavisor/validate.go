@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/pantavisor/pv/signature"
 	"github.com/pantavisor/pv/state"
 )
 
@@ -23,8 +24,14 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	appengine := fs.Bool("appengine", false, "validate for appengine mode (no BSP)")
 	warnings := fs.Bool("warnings", false, "also print warnings (unknown keys, aliases, ...)")
+	mode := fs.String("secureboot", "disabled", "check the signatures as PV_SECUREBOOT_MODE does: disabled, audit, lenient or strict")
+	sig := &signature.Verifier{}
+	fs.StringVar(&sig.TrustStore, "trust-store", "", "PEM certificates a signer's chain must lead to (the device's pvs/trust/ca-certificates.crt)")
+	fs.StringVar(&sig.OEMTrustStore, "oem-trust-store", "", "PEM certificates of the OEM signer (pvs/trust/ca-oem-certificates.crt)")
+	fs.StringVar(&sig.OEMName, "oem-name", "", "PV_OEM_NAME, the common name of the OEM signer")
+	fs.StringVar(&sig.PublicKey, "public-key", "", "PEM public key of signatures without a chain (pvs/trust/pub.pem)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pantavisor validate [--appengine] [--warnings] PATH")
+		fmt.Fprintln(stderr, "usage: pantavisor validate [--appengine] [--warnings] [--secureboot MODE --trust-store FILE ...] PATH")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -34,10 +41,20 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUnreadable
 	}
+	m, err := signature.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "pantavisor validate: --secureboot: %v\n", err)
+		return exitUnreadable
+	}
+	sig.Mode = m
+	opt := state.Options{AppEngine: *appengine, VerifyObjects: true}
+	if m != signature.Disabled {
+		opt.Signatures = sig // against the clock, as an upload
+	}
 	path := fs.Arg(0)
 	// Every object is hashed: validate is the check that does not trust
 	// the store's marks.
-	st, err := load(path, state.Options{AppEngine: *appengine, VerifyObjects: true})
+	st, err := load(path, opt)
 	var rerr *state.ReadError
 	if errors.As(err, &rerr) {
 		fmt.Fprintf(stderr, "pantavisor validate: %v\n", err)

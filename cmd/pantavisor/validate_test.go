@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pantavisor/pv/internal/pvstest"
+	"github.com/pantavisor/pv/signature"
 )
 
 // fixtures are upstream's states, in the repository's testdata/.
@@ -104,5 +108,46 @@ func TestValidateHashesEveryObject(t *testing.T) {
 	code, _, errs := runCLI("validate", "--appengine", trail)
 	if code != exitInvalid || !strings.Contains(errs, "app/root.squashfs: object "+sha+" is corrupt") {
 		t.Fatalf("exit %d, stderr:\n%s", code, errs)
+	}
+}
+
+// validate checks signatures when asked, as a device in that mode would.
+func TestValidateChecksSignatures(t *testing.T) {
+	dir := t.TempDir()
+	ca, key := pvstest.NewCA(t, "ca"), pvstest.Key(t)
+	leaf, store := ca.Issue(t, "signer", key), ca.Store(t)
+	unsigned := []byte(`{"#spec":"pantavisor-service-system@1","device.json":{"groups":[{"name":"app"}]},
+		"web/run.json":{"name":"web","root-volume":"root.squashfs","group":"app"},
+		"web/root.squashfs":"2222222222222222222222222222222222222222222222222222222222222222"}`)
+	signed, err := signature.Sign(unsigned, "_sigs/web.json", key, []*x509.Certificate{leaf},
+		[]string{"#spec", "device.json", "web/**"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"signed.json": signed, "unsigned.json": unsigned,
+		"tampered.json": []byte(strings.Replace(string(signed), `"group":"app"`, `"group":"app","args":["evil"]`, 1))}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--secureboot", "strict", "--trust-store", store, "signed.json"}, 0, "valid"},
+		{[]string{"--secureboot", "lenient", "--trust-store", store, "tampered.json"}, 1, "_sigs/web.json: signature validation failed"},
+		{[]string{"--secureboot", "strict", "--trust-store", store, "unsigned.json"}, 1, "not covered"},
+		{[]string{"--secureboot", "lenient", "--trust-store", store, "unsigned.json"}, 0, "valid"},
+		{[]string{"tampered.json"}, 0, "valid"}, // not asked
+		{[]string{"--secureboot", "paranoid", "signed.json"}, 2, "paranoid"},
+	} {
+		args := append([]string{"validate", "--appengine"}, tc.args...)
+		args[len(args)-1] = filepath.Join(dir, args[len(args)-1])
+		code, out, errOut := runCLI(args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
+		}
 	}
 }
