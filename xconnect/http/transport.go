@@ -191,6 +191,7 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 	for n := len(b.idle); n > 0; n = len(b.idle) {
 		c := b.idle[n-1]
 		b.idle = b.idle[:n-1]
+		xconnect.GiveDescriptors(1) // its client's Gate counts it now
 		if now-c.idleAt < b.idleLimit() {
 			b.mu.Unlock()
 			return c, nil
@@ -211,9 +212,18 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 	return c, nil
 }
 
-// put returns c to the free list, or closes it.
+// put returns c to the free list, or closes it. A kept connection
+// outlives its client's, whose Gate counted it: while it is idle it takes
+// a descriptor of the process-wide budget of its own, and is closed
+// rather than kept when the budget has none (the routes' idle
+// connections, up to maxIdle each, would otherwise hold descriptors
+// beyond it).
 func (b *conns) put(c *backConn) {
 	c.reused, c.idleAt = true, mono()
+	if !xconnect.TakeDescriptors(1) {
+		c.Close()
+		return
+	}
 	b.mu.Lock()
 	if !b.closed && len(b.idle) < maxIdle {
 		b.idle = append(b.idle, c)
@@ -224,6 +234,7 @@ func (b *conns) put(c *backConn) {
 	}
 	b.mu.Unlock()
 	if c != nil {
+		xconnect.GiveDescriptors(1)
 		c.Close()
 	}
 }
@@ -245,6 +256,7 @@ func (b *conns) expire() {
 		b.sweep = nil
 	}
 	b.mu.Unlock()
+	xconnect.GiveDescriptors(len(old))
 	for _, c := range old {
 		c.Close()
 	}
@@ -262,6 +274,7 @@ func (b *conns) close() {
 		b.sweep = nil
 	}
 	b.mu.Unlock()
+	xconnect.GiveDescriptors(len(idle))
 	for _, c := range idle {
 		c.Close()
 	}

@@ -99,67 +99,91 @@ func TestBackendConnectionsKept(t *testing.T) {
 	}
 }
 
-// Connections a burst opened are closed once they have been idle for
-// idleFor, not kept (half-closed when the backend gives up on them) while
-// later requests only ever take the newest one.
-func TestIdleBackendConnectionsClosed(t *testing.T) {
+// burstBackend is a backend whose answers to /burst wait until release is
+// closed, each request first announced on arrived; it counts the
+// connections opened and closed. roundTrip sends a GET through b and
+// reads its answer, which gives the connection back.
+type burstBackend struct {
+	addr           string
+	arrived        chan struct{}
+	release        chan struct{}
+	opened, closed atomic.Int64
+}
+
+func newBurstBackend(t *testing.T, burst int) *burstBackend {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	const burst = 3
-	var opened, closed atomic.Int64
-	arrived := make(chan struct{}, burst)
-	release := make(chan struct{})
+	bb := &burstBackend{addr: ln.Addr().String(), arrived: make(chan struct{}, burst), release: make(chan struct{})}
 	srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		if r.URL.Path == "/burst" {
-			arrived <- struct{}{}
-			<-release
+			bb.arrived <- struct{}{}
+			<-bb.release
 		}
 		io.WriteString(w, "ok")
 	}), ConnState: func(_ net.Conn, s nethttp.ConnState) {
 		switch s {
 		case nethttp.StateNew:
-			opened.Add(1)
+			bb.opened.Add(1)
 		case nethttp.StateClosed:
-			closed.Add(1)
+			bb.closed.Add(1)
 		}
 	}}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	b := &conns{dial: xconnect.TCPDialer(ln.Addr().String()), headerTimeout: 5 * time.Second, idleFor: 300 * time.Millisecond}
-	t.Cleanup(b.close)
-	roundTrip := func(path string) error {
-		req, err := nethttp.NewRequest("GET", "http://backend"+path, nil)
-		if err != nil {
-			return err
-		}
-		res, err := b.RoundTrip(req)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, res.Body) // gives the connection back
-		res.Body.Close()
+	return bb
+}
+
+func roundTrip(b *conns, path string) error {
+	req, err := nethttp.NewRequest("GET", "http://backend"+path, nil)
+	if err != nil {
 		return err
 	}
-	errc := make(chan error, burst)
-	for range burst {
-		go func() { errc <- roundTrip("/burst") }()
+	res, err := b.RoundTrip(req)
+	if err != nil {
+		return err
 	}
-	for range burst {
-		<-arrived // every request of the burst on a connection of its own
+	_, err = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return err
+}
+
+// burst sends n requests to /burst at once, each on a connection of its
+// own, and lets them all end.
+func (bb *burstBackend) burst(t *testing.T, b *conns, n int) {
+	t.Helper()
+	errc := make(chan error, n)
+	for range n {
+		go func() { errc <- roundTrip(b, "/burst") }()
 	}
-	close(release)
-	for range burst {
+	for range n {
+		<-bb.arrived
+	}
+	close(bb.release)
+	for range n {
 		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Connections a burst opened are closed once they have been idle for
+// idleFor, not kept (half-closed when the backend gives up on them) while
+// later requests only ever take the newest one.
+func TestIdleBackendConnectionsClosed(t *testing.T) {
+	const burst = 3
+	bb := newBurstBackend(t, burst)
+	opened, closed := &bb.opened, &bb.closed
+	b := &conns{dial: xconnect.TCPDialer(bb.addr), headerTimeout: 5 * time.Second, idleFor: 300 * time.Millisecond}
+	t.Cleanup(b.close)
+	bb.burst(t, b, burst)
 	// A trickle of requests takes the newest connection each time; the
 	// other two are left idle and must go after idleFor.
 	deadline := time.Now().Add(3 * time.Second)
 	for closed.Load() < burst-1 && time.Now().Before(deadline) {
-		if err := roundTrip("/trickle"); err != nil {
+		if err := roundTrip(b, "/trickle"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -269,5 +293,60 @@ func TestClosedKeptConnectionNotUsedForAPOST(t *testing.T) {
 	}
 	if n := accepted.Load(); n != 2 {
 		t.Errorf("%d backend connections, want 2", n)
+	}
+}
+
+// budgetLeft is how many descriptors the process-wide budget still
+// allows: it takes them one by one until refused, then gives them back.
+func budgetLeft() int {
+	n := 0
+	for xconnect.TakeDescriptors(1) {
+		n++
+	}
+	xconnect.GiveDescriptors(n)
+	return n
+}
+
+// A kept backend connection holds a descriptor of the process-wide
+// budget while it is idle (its client's Gate no longer counts it), and
+// is closed rather than kept when the budget has none left. Before, the
+// routes' idle connections, up to 64 each, were counted nowhere.
+func TestKeptConnectionsCountInTheBudget(t *testing.T) {
+	const burst = 3
+	bb := newBurstBackend(t, burst)
+	b := &conns{dial: xconnect.TCPDialer(bb.addr), headerTimeout: 5 * time.Second}
+	before := budgetLeft()
+	bb.burst(t, b, burst)
+	if left := budgetLeft(); left != before-burst {
+		t.Errorf("%d kept connections, and the budget went from %d to %d", burst, before, left)
+	}
+	b.close()
+	if left := budgetLeft(); left != before {
+		t.Errorf("the route closed, and the budget is %d, was %d", left, before)
+	}
+
+	// The budget used up: a connection is closed once its answer is
+	// read, not kept.
+	b = &conns{dial: xconnect.TCPDialer(bb.addr), headerTimeout: 5 * time.Second}
+	t.Cleanup(b.close)
+	full := budgetLeft()
+	if !xconnect.TakeDescriptors(full) {
+		t.Fatal("the budget refused what it had left")
+	}
+	defer xconnect.GiveDescriptors(full)
+	closedBefore := bb.closed.Load()
+	if err := roundTrip(b, "/one"); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	kept := len(b.idle)
+	b.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d connections kept with the budget used up", kept)
+	}
+	for deadline := time.Now().Add(5 * time.Second); bb.closed.Load() == closedBefore; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection was not closed")
+		}
 	}
 }
