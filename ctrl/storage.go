@@ -60,6 +60,7 @@ const (
 	msgNoResource    = "Resource does not exist"
 	msgNoCommitMsg   = "No commit message"
 	msgBadStateJSON  = "Parser: State JSON has bad format"
+	msgSecureboot    = "Secureboot"
 )
 
 // Our own messages for the storage endpoints.
@@ -500,17 +501,29 @@ func (s *Server) installFailed(w http.ResponseWriter, rev string, err error) {
 }
 
 // badStateMsg is upstream's parser message followed by every problem
-// found, so that the user fixes them all at once.
+// found, so that the user fixes them all at once; problems of the
+// signatures come first, under upstream's own prefix.
 func badStateMsg(err error) string {
 	ps := state.Problems(err)
 	if len(ps) == 0 {
 		return msgBadStateJSON + ": " + err.Error()
 	}
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.String()
+	var sigs, others []string
+	for _, p := range ps {
+		if p.Secureboot {
+			sigs = append(sigs, p.String())
+		} else {
+			others = append(others, p.String())
+		}
 	}
-	return msgBadStateJSON + ": " + strings.Join(lines, "; ")
+	var parts []string
+	if len(sigs) > 0 {
+		parts = append(parts, msgSecureboot+": "+strings.Join(sigs, "; "))
+	}
+	if len(others) > 0 {
+		parts = append(parts, msgBadStateJSON+": "+strings.Join(others, "; "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // missingObjects lists, as "key (sha256)" sorted by key, the objects

@@ -346,3 +346,20 @@ func TestObjectStreamed(t *testing.T) {
 		t.Errorf("objects/ holds %q", fs)
 	}
 }
+
+// Problems of the signatures come first, under upstream's "Secureboot:"
+// prefix; the parser's follow under theirs.
+func TestBadStateMsgPutsSignaturesFirst(t *testing.T) {
+	err := &state.InvalidError{Problems: []state.Problem{
+		{File: "web/run.json", Path: "group", Msg: "no group \"x\""},
+		{File: "_sigs/web.json", Msg: "signature validation failed", Secureboot: true},
+	}}
+	want := `Secureboot: _sigs/web.json: signature validation failed; Parser: State JSON has bad format: web/run.json: group: no group "x"`
+	if got := badStateMsg(err); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	err.Problems = err.Problems[1:]
+	if got := badStateMsg(err); got != "Secureboot: _sigs/web.json: signature validation failed" {
+		t.Errorf("signatures alone: %s", got)
+	}
+}

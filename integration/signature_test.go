@@ -131,7 +131,7 @@ func TestSignedRevisions(t *testing.T) {
 		t.Fatal("the test's edit did not apply")
 	}
 	os.WriteFile(path, []byte(evil), 0o644)
-	refused("tampered", tampered, "_sigs/release.json", "signature validation failed")
+	refused("tampered", tampered, "Secureboot: _sigs/release.json", "signature validation failed")
 
 	unsigned := buildStorage(t, updateGroups(), updateCtrs("sys-v1", echoer("b-v2"), nil))
 	refused("unsigned", unsigned, "not covered", "PV_SECUREBOOT_MODE=strict")

@@ -140,7 +140,7 @@ func (p *parser) verifySignatures(data []byte) {
 	switch {
 	case errors.As(err, &se):
 		for _, pr := range se.Problems {
-			p.c.errorf(pr.Key, "", "%s (PV_SECUREBOOT_MODE=%s)", pr.Reason, v.Mode)
+			p.c.errs = append(p.c.errs, Problem{File: pr.Key, Msg: fmt.Sprintf("%s (PV_SECUREBOOT_MODE=%s)", pr.Reason, v.Mode), Secureboot: true})
 		}
 	case err != nil:
 		p.c.errorf("", "", "%v", err)

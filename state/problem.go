@@ -18,6 +18,9 @@ type Problem struct {
 	File string
 	Path string
 	Msg  string
+	// Secureboot marks a problem of the revision's signatures, which
+	// upstream reports apart ("Secureboot: ...").
+	Secureboot bool
 }
 
 // String renders the problem the way `pantavisor validate` prints it:
