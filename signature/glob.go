@@ -37,6 +37,33 @@ func globMatch(glob, key string) bool {
 	return false
 }
 
+// selection applies a signature's include globs, then its exclude
+// globs, to keys, as upstream does: in are the keys it signs, named those
+// any of its globs matches (covered, in strict mode, whether included or
+// excluded), both in the order of keys.
+func selection(keys, include, exclude []string) (in, named []string) {
+	for _, key := range keys {
+		included, matched := false, false
+		for _, g := range include {
+			if globMatch(g, key) {
+				included, matched = true, true
+			}
+		}
+		for _, g := range exclude {
+			if globMatch(g, key) {
+				included, matched = false, true
+			}
+		}
+		if included {
+			in = append(in, key)
+		}
+		if matched {
+			named = append(named, key)
+		}
+	}
+	return in, named
+}
+
 // fnmatchClasses writes fnmatch's negated class "[!...]" as path.Match's
 // "[^...]".
 func fnmatchClasses(pat string) string {

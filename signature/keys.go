@@ -20,7 +20,7 @@ import (
 // certificate of x5c once its chain leads to the trust store (the OEM
 // trust store for an OEM signer that may sign), or without x5c the
 // device's public key.
-func (v *Verifier) signerKey(x5c []string, oemSignable bool) (crypto.PublicKey, error) {
+func (v *Verifier) signerKey(x5c []string, oemSignable bool, trust stores) (crypto.PublicKey, error) {
 	if len(x5c) == 0 {
 		if v.PublicKey == "" {
 			return nil, errors.New("no certificate chain (x5c), and no public key configured")
@@ -41,7 +41,7 @@ func (v *Verifier) signerKey(x5c []string, oemSignable bool) (crypto.PublicKey, 
 	if oemSignable && certs[0].Subject.CommonName == v.OEMName {
 		store = v.OEMTrustStore
 	}
-	roots, err := readTrustStore(store)
+	roots, err := trust.read(store)
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +60,24 @@ func (v *Verifier) signerKey(x5c []string, oemSignable bool) (crypto.PublicKey, 
 		return nil, fmt.Errorf("certificate %q against the trust store %s: %w", certs[0].Subject.CommonName, store, err)
 	}
 	return certs[0].PublicKey, nil
+}
+
+// stores reads each trust store once per Verify, a state having as many
+// signatures as it has containers.
+type stores map[string]storeRead
+
+type storeRead struct {
+	pool *x509.CertPool
+	err  error
+}
+
+func (s stores) read(path string) (*x509.CertPool, error) {
+	r, ok := s[path]
+	if !ok {
+		r.pool, r.err = readTrustStore(path)
+		s[path] = r
+	}
+	return r.pool, r.err
 }
 
 func readTrustStore(path string) (*x509.CertPool, error) {

@@ -1,7 +1,6 @@
 package signature
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -47,19 +46,7 @@ func Sign(stateJSON []byte, sigKey string, key crypto.Signer, chain []*x509.Cert
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	protected := base64.RawURLEncoding.EncodeToString(hb)
-	var in []string
-	for _, k := range slices.Sorted(maps.Keys(doc)) {
-		included := false
-		for _, g := range include {
-			included = included || globMatch(g, k)
-		}
-		for _, g := range exclude {
-			included = included && !globMatch(g, k)
-		}
-		if included {
-			in = append(in, k)
-		}
-	}
+	in, _ := selection(slices.Sorted(maps.Keys(doc)), include, exclude)
 	payload, err := payloadOf(doc, in)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
@@ -88,13 +75,11 @@ func Sign(stateJSON []byte, sigKey string, key crypto.Signer, chain []*x509.Cert
 	doc[sigKey] = value
 	// No HTML escaping: a string's "<", ">" or "&" would come out as
 	// \u003c..., which is not the text the payload was made of.
-	var out bytes.Buffer
-	e := json.NewEncoder(&out)
-	e.SetEscapeHTML(false)
-	if err := e.Encode(doc); err != nil {
+	out, err := encodeJSON(doc)
+	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
+	return out, nil
 }
 
 func nonNil(s []string) []string {

@@ -127,13 +127,14 @@ func (v *Verifier) Verify(stateJSON []byte) (Report, error) {
 	}
 	keys := slices.Sorted(maps.Keys(doc))
 	covered := map[string]bool{}
+	trust := stores{} // each trust store read once, however many signatures
 	var problems []Problem
 	for _, key := range keys {
 		sig, ok := parseSignature(doc[key])
 		if !ok {
 			continue
 		}
-		if err := v.verifyOne(sig, doc, keys, covered); err != nil {
+		if err := v.verifyOne(sig, doc, keys, covered, trust); err != nil {
 			problems = append(problems, Problem{Key: key, Reason: "signature validation failed: " + err.Error()})
 			continue
 		}
@@ -190,7 +191,7 @@ type header struct {
 	} `json:"pvs"`
 }
 
-func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys []string, covered map[string]bool) error {
+func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys []string, covered map[string]bool, trust stores) error {
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sig.Protected, "="))
 	if err != nil {
 		return fmt.Errorf("protected header: %w", err)
@@ -205,24 +206,9 @@ func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys
 	case h.PVS == nil || h.PVS.Include == nil || h.PVS.Exclude == nil:
 		return errors.New("protected header: no pvs include and exclude")
 	}
-	included := map[string]bool{}
-	for _, rule := range []struct {
-		globs []string
-		in    bool
-	}{{h.PVS.Include, true}, {h.PVS.Exclude, false}} {
-		for _, g := range rule.globs {
-			for _, key := range keys {
-				if globMatch(g, key) {
-					included[key], covered[key] = rule.in, true
-				}
-			}
-		}
-	}
-	var in []string
-	for _, key := range keys {
-		if included[key] {
-			in = append(in, key)
-		}
+	in, named := selection(keys, h.PVS.Include, h.PVS.Exclude)
+	for _, key := range named {
+		covered[key] = true
 	}
 	payload, err := payloadOf(doc, in)
 	if err != nil {
@@ -233,7 +219,7 @@ func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys
 	if err != nil {
 		return fmt.Errorf("signature: %w", err)
 	}
-	key, err := v.signerKey(h.X5c, v.oemSignable(in))
+	key, err := v.signerKey(h.X5c, v.oemSignable(in), trust)
 	if err != nil {
 		return err
 	}
@@ -249,7 +235,7 @@ func payloadOf(doc map[string]json.RawMessage, in []string) ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, err := canonical([]byte(strconvQuote(key)))
+		k, err := encodeJSON(key)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
@@ -286,6 +272,12 @@ func canonical(raw []byte) ([]byte, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, err
 	}
+	return encodeJSON(v)
+}
+
+// encodeJSON is v as compact JSON, maps' keys sorted, with no HTML
+// escaping: "<", ">" and "&" stay as written.
+func encodeJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	e := json.NewEncoder(&b)
 	e.SetEscapeHTML(false)
@@ -293,12 +285,6 @@ func canonical(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-// strconvQuote is s as a JSON string.
-func strconvQuote(s string) string {
-	b, _ := json.Marshal(s) // a string always encodes
-	return string(b)
 }
 
 // oemSignable says whether an OEM signer may sign keys: none of the BSP
