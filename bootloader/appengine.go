@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/pantavisor/pv/storage"
 )
 
 // AppEngine keeps the environment in <storage>/boot/appengine.txt, one
@@ -62,10 +59,7 @@ func (a AppEngine) Save(env Env) error {
 		fmt.Fprintf(&b, "%s=%s\n", k, env[k])
 	}
 	// No bootloader reads it: pantavisor does, through the kernel.
-	if err := os.MkdirAll(a.Dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", a.Dir, err)
-	}
-	return storage.WriteFileAtomic(a.path(), []byte(b.String()), 0o644)
+	return writeForBootloader(a.path(), []byte(b.String()), 0o644, true)
 }
 
 // Install sets pv_try=rev.

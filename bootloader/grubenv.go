@@ -40,7 +40,7 @@ func (g Grub) Save(env Env) error {
 	if err != nil {
 		return fmt.Errorf("save grubenv: %w", err)
 	}
-	return saveEnvFile(g.path(), data, g.NoReader)
+	return writeForBootloader(g.path(), data, 0o644, g.NoReader)
 }
 
 // Install sets pv_try=rev.

@@ -59,7 +59,7 @@ func saveNulEnv(path string, env Env, size int, noReader bool) error {
 	if err != nil {
 		return fmt.Errorf("save %s: %w", filepath.Base(path), err)
 	}
-	return saveEnvFile(path, data, noReader)
+	return writeForBootloader(path, data, 0o644, noReader)
 }
 
 // loadEnvFile reads the environment file at path with parse; a missing
@@ -78,12 +78,6 @@ func loadEnvFile(path string, parse func([]byte) (Env, error)) (Env, error) {
 		return nil, fmt.Errorf("read bootloader env %s: %w: %w", path, ErrCorrupt, err)
 	}
 	return env, nil
-}
-
-// saveEnvFile replaces the environment file at path with data,
-// crash-safely and where the bootloader sees it (writeForBootloader).
-func saveEnvFile(path string, data []byte, noReader bool) error {
-	return writeForBootloader(path, data, 0o644, noReader)
 }
 
 // parseNulFile reads upstream's NUL-separated file (uboot.txt, rpiab.txt).
