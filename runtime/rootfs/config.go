@@ -33,25 +33,27 @@ func writeConfig(dir string, files []ConfigFile) (err error) {
 		return fmt.Errorf("config overlay: %w", err)
 	}
 	defer root.Close()
+	dirs := map[string]bool{} // made and given their mode already
 	for _, f := range files {
-		if err := writeConfigFile(root, f); err != nil {
+		if err := writeConfigFile(root, f, dirs); err != nil {
 			return fmt.Errorf("config overlay: %s: %w", f.Path, err)
 		}
 	}
 	return nil
 }
 
-func writeConfigFile(root *os.Root, f ConfigFile) (err error) {
+func writeConfigFile(root *os.Root, f ConfigFile, dirs map[string]bool) (err error) {
 	// The modes are set, not asked of a umask: they are the overlay's
 	// contract with the container, whatever umask the supervisor has.
-	if d := path.Dir(f.Path); d != "." {
+	if d := path.Dir(f.Path); d != "." && !dirs[d] {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
-		for ; d != "."; d = path.Dir(d) {
+		for ; d != "." && !dirs[d]; d = path.Dir(d) {
 			if err := root.Chmod(d, 0o755); err != nil {
 				return err
 			}
+			dirs[d] = true
 		}
 	}
 	out, err := root.OpenFile(f.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
