@@ -32,18 +32,21 @@ func (p *parser) readContainers() {
 		}
 		c.Exports = p.readExports(file, p.services[dir])
 	}
-	// Attach objects and report orphans of the container namespace.
-	for key, sha := range p.st.Objects {
+	// Attach objects and inline documents to the container owning them.
+	ownerOf := func(key string) *Container {
 		name := owner(key)
 		if name == "" || name == "bsp" {
-			continue
+			return nil
 		}
-		if c := p.container(name); c != nil {
+		return p.container(name)
+	}
+	for key, sha := range p.st.Objects {
+		if c := ownerOf(key); c != nil {
 			c.Objects[key] = sha
 		}
 	}
 	for key, raw := range p.st.JSONs {
-		if c := p.container(owner(key)); c != nil && owner(key) != "bsp" {
+		if c := ownerOf(key); c != nil {
 			c.JSONs[key] = raw
 		}
 	}
