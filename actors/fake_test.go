@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/pantavisor/pv/messages"
@@ -63,6 +64,27 @@ func (e *fakeEngine) Overlaps() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]string(nil), e.overlaps...)
+}
+
+// holdStops makes the stops of name's container fail as those of a
+// container whose processes survive SIGKILL, until the channel returned
+// is closed (its processes end).
+func (e *fakeEngine) holdStops(name string) chan struct{} {
+	held := make(chan struct{})
+	e.mu.Lock()
+	e.unkillable[name] = held
+	e.mu.Unlock()
+	return held
+}
+
+// startedApp runs the revision of appState on a fresh fake engine, its
+// containers STARTED.
+func startedApp(t *testing.T) (*fakeEngine, *System) {
+	t.Helper()
+	e := newFakeEngine()
+	sys := startSystemCfg(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil), Engine: e})
+	waitStatus(t, sys, allStarted)
+	return e, sys
 }
 
 func newFakeEngine() *fakeEngine {

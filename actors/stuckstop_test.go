@@ -37,14 +37,9 @@ func stuckRow(t *testing.T, sys *System, name string) messages.ContainerInfo {
 // driver gave up, its run forgotten: its cgroups and libcontainer state
 // stayed, and every start failed on the container left running.
 func TestStopOfAContainerWhoseProcessesSurviveSIGKILL(t *testing.T) {
-	e := newFakeEngine()
-	sys := startSystemCfg(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil), Engine: e})
-	waitStatus(t, sys, allStarted)
+	e, sys := startedApp(t)
 	pid := info(t, sys, "other").Pid
-	held := make(chan struct{})
-	e.mu.Lock()
-	e.unkillable["other"] = held
-	e.mu.Unlock()
+	held := e.holdStops("other")
 	if err := sys.ContainerAction("other", "stop"); err != nil {
 		t.Fatal(err)
 	}
@@ -79,14 +74,9 @@ func TestStopOfAContainerWhoseProcessesSurviveSIGKILL(t *testing.T) {
 // SIGKILL is answered as failed as soon as that is known, not after the
 // request's minute.
 func TestRestartOfAContainerWhoseProcessesSurviveSIGKILL(t *testing.T) {
-	e := newFakeEngine()
-	sys := startSystemCfg(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil), Engine: e})
-	waitStatus(t, sys, allStarted)
-	held := make(chan struct{})
+	e, sys := startedApp(t)
+	held := e.holdStops("other")
 	defer close(held)
-	e.mu.Lock()
-	e.unkillable["other"] = held
-	e.mu.Unlock()
 	start := time.Now()
 	var ae *messages.ActionError
 	err := sys.ContainerAction("other", "restart")
@@ -102,13 +92,8 @@ func TestRestartOfAContainerWhoseProcessesSurviveSIGKILL(t *testing.T) {
 // SIGKILL: the containers of earlier groups are stopped in order, the
 // shutdown ends, and the reboot takes the stuck processes down.
 func TestShutdownGoesOnPastAStuckContainer(t *testing.T) {
-	e := newFakeEngine()
-	sys := startSystemCfg(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil), Engine: e})
-	waitStatus(t, sys, allStarted)
-	held := make(chan struct{})
-	e.mu.Lock()
-	e.unkillable["app"] = held
-	e.mu.Unlock()
+	e, sys := startedApp(t)
+	held := e.holdStops("app")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -144,10 +129,7 @@ func TestHandoverOfAContainerWhoseProcessesSurviveSIGKILLReboots(t *testing.T) {
 	u := newFakeUpdates("1")
 	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
 	waitStatus(t, rig.sys, allStarted)
-	held := make(chan struct{})
-	rig.e.mu.Lock()
-	rig.e.unkillable["app"] = held
-	rig.e.mu.Unlock()
+	held := rig.e.holdStops("app")
 	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
 	if err := rig.sys.RunRevision("locals/b", false); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,23 @@ func freezeChild(t *testing.T, init int) (thaw func()) {
 // child, which the test freezes.
 const stuckCmd = `/bin/sh "-c" "trap 'exit 0' TERM; sleep 1000 & wait"`
 
+// stuckDevice starts a device of two groups, "a" then "b": the container
+// "stuck" (stuckCmd) in group stuckGroup, "other" (sleeper) in the other
+// one, and waits for both STARTED.
+func stuckDevice(t *testing.T, stuckGroup string) (*device, map[string]messages.ContainerInfo) {
+	t.Helper()
+	otherGroup := "a"
+	if stuckGroup == "a" {
+		otherGroup = "b"
+	}
+	storage := buildStorage(t, []map[string]any{{"name": "a"}, {"name": "b"}}, []ctr{
+		{name: "stuck", group: stuckGroup, cmd: stuckCmd},
+		{name: "other", group: otherGroup, cmd: sleeper},
+	})
+	d := startDevice(t, storage)
+	return d, d.waitContainers("up", 20*time.Second, statusIs(messages.StatusStarted, "stuck", "other"))
+}
+
 // A stop through the API of a container whose processes survive SIGKILL:
 // the container stays STOPPING, its init's pid and why shown, while the
 // control socket serves and the other containers are managed as usual;
@@ -52,12 +69,7 @@ const stuckCmd = `/bin/sh "-c" "trap 'exit 0' TERM; sleep 1000 & wait"`
 func TestStopOfAContainerStuckInTheKernel(t *testing.T) {
 	isolated.Require(t)
 	t.Parallel() // mostly waits on the kill timeouts; each device is its own
-	storage := buildStorage(t, []map[string]any{{"name": "a"}, {"name": "b"}}, []ctr{
-		{name: "stuck", group: "a", cmd: stuckCmd},
-		{name: "other", group: "b", cmd: sleeper},
-	})
-	d := startDevice(t, storage)
-	m := d.waitContainers("up", 20*time.Second, statusIs(messages.StatusStarted, "stuck", "other"))
+	d, m := stuckDevice(t, "a")
 	init := hostPid(t, nsInit(t, d), m["stuck"].Pid)
 	dir := freezetest.Dir(t, init)
 	thaw := freezeChild(t, init)
@@ -110,12 +122,7 @@ func TestStopOfAContainerStuckInTheKernel(t *testing.T) {
 func TestDeviceStopGoesOnPastAContainerStuckInTheKernel(t *testing.T) {
 	isolated.Require(t)
 	t.Parallel() // mostly waits on the kill timeouts; each device is its own
-	storage := buildStorage(t, []map[string]any{{"name": "a"}, {"name": "b"}}, []ctr{
-		{name: "other", group: "a", cmd: sleeper},
-		{name: "stuck", group: "b", cmd: stuckCmd},
-	})
-	d := startDevice(t, storage)
-	m := d.waitContainers("up", 20*time.Second, statusIs(messages.StatusStarted, "stuck", "other"))
+	d, m := stuckDevice(t, "b")
 	thaw := freezeChild(t, hostPid(t, nsInit(t, d), m["stuck"].Pid))
 	start := time.Now()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
