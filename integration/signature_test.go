@@ -15,7 +15,6 @@ import (
 
 	"github.com/pantavisor/pv/internal/isolated"
 	"github.com/pantavisor/pv/internal/pvstest"
-	"github.com/pantavisor/pv/internal/revtest"
 	"github.com/pantavisor/pv/signature"
 )
 
@@ -64,17 +63,6 @@ func (s signer) signRevision(t *testing.T, dir string) {
 	if err := os.WriteFile(path, signed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// install uploads the revision under dir as locals/name, and returns
-// pvcontrol's answer.
-func (d *device) install(dir, name string) (string, int) {
-	d.t.Helper()
-	tgz := filepath.Join(d.t.TempDir(), "rev.tgz")
-	if err := revtest.Export(dir, tgz); err != nil {
-		d.t.Fatal(err)
-	}
-	return d.pvcontrol("steps", "install", tgz, "locals/"+name)
 }
 
 // A device in PV_SECUREBOOT_MODE=strict, its trust store under

@@ -55,13 +55,21 @@ var commitDelay = []string{"PV_UPDATER_COMMIT_DELAY=1"}
 // locals/name, through bin/pvcontrol: its objects, then its state.
 func (d *device) upload(dir, name string) {
 	d.t.Helper()
+	if out, code := d.install(dir, name); code != 0 {
+		d.t.Fatalf("pvcontrol steps install: %d %s", code, out)
+	}
+}
+
+// install uploads the revision Build laid out under dir as locals/name,
+// as upload does, and returns pvcontrol's answer, for a test of a
+// refusal.
+func (d *device) install(dir, name string) (string, int) {
+	d.t.Helper()
 	tgz := filepath.Join(d.t.TempDir(), "rev.tgz")
 	if err := revtest.Export(dir, tgz); err != nil {
 		d.t.Fatal(err)
 	}
-	if out, code := d.pvcontrol("steps", "install", tgz, "locals/"+name); code != 0 {
-		d.t.Fatalf("pvcontrol steps install: %d %s", code, out)
-	}
+	return d.pvcontrol("steps", "install", tgz, "locals/"+name)
 }
 
 // progress reads a revision's progress through pvcontrol; ok is false
