@@ -61,14 +61,11 @@ func (a *rootActor) Receive(ctx actor.Context) {
 	case *messages.Shutdown:
 		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)
 		a.shutdown = ctx.Sender()
-		if a.up.next != nil {
-			return // the transition's end stops the next revision
-		}
-		if a.rev == nil {
-			a.finishShutdown(ctx)
+		if a.deferInstalling(ctx) {
+			a.cfg.Log.Info("shutdown waits for the install under way", "rev", a.up.installing.run.Rev)
 			return
 		}
-		ctx.Request(a.rev, &messages.StopRevision{})
+		a.stopForShutdown(ctx)
 	case *messages.RevisionStopped:
 		a.endRevision(ctx) // its containers are down; Terminated follows
 	case *actor.Terminated:
@@ -91,9 +88,14 @@ func (a *rootActor) Receive(ctx actor.Context) {
 			a.finishShutdown(ctx)
 		}
 	case *messages.RebootRequested:
+		if a.deferInstalling(ctx) {
+			return
+		}
 		a.failedOutsideUpdate(ctx, m.Reason)
 	case *runRevision:
 		a.runRevision(ctx, m)
+	case *installed:
+		a.installed(ctx, m)
 	case *handedOver:
 		a.handedOver(ctx, m)
 	case *handoverDue:
@@ -160,11 +162,27 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		if tr := a.up.try; tr != nil {
 			n.Info["update"] = tr.rev + " " + string(tr.progress.Status)
 		}
+		if in := a.up.installing; in != nil {
+			n.Info["update"] = in.run.Rev + " installing"
+		}
 		if a.rev != nil {
 			n.ChildIDs = []string{a.rev.Id}
 		}
 		ctx.Respond(n)
 	}
+}
+
+// stopForShutdown stops the revision for the shutdown asked for
+// (a.shutdown), then finishes it.
+func (a *rootActor) stopForShutdown(ctx actor.Context) {
+	if a.up.next != nil {
+		return // the transition's end stops the next revision
+	}
+	if a.rev == nil {
+		a.finishShutdown(ctx)
+		return
+	}
+	ctx.Request(a.rev, &messages.StopRevision{})
 }
 
 func (a *rootActor) startRevision(ctx actor.Context) {

@@ -38,6 +38,8 @@ type rootUpdate struct {
 	// made the mounts of containers kept running (see backing).
 	backing []string
 	held    heldStops
+	// installing is the Install under way, off root's Receive.
+	installing *installRun
 }
 
 // heldStops is the running revision's containers stopped through the
@@ -96,7 +98,7 @@ type pendingRun struct {
 // transition under way.
 func (a *rootActor) updating() bool {
 	u := a.up
-	return u.next != nil || (u.try != nil && update.Ongoing(&u.try.progress))
+	return u.installing != nil || u.next != nil || (u.try != nil && update.Ongoing(&u.try.progress))
 }
 
 // runRevision asks root to start an update to Rev (System.RunRevision:
@@ -116,6 +118,9 @@ type runRevision struct {
 // runRevision (the method) is POST /commands LOCAL_RUN: install rev (pv_try, then the
 // INPROGRESS progress: a crash between them boots rev as a try, which
 // writes its own), answer, then make the transition.
+//
+// The install runs in a goroutine of its own, and root goes on (see
+// installRun); installed carries on from its result.
 func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 	refuse := func(err error) { ctx.Respond(&messages.RunResult{Err: err}) }
 	cfg, u := a.cfg, a.up
@@ -137,14 +142,85 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 	case !t.Reboot && (cfg.NewEngine == nil || a.rev == nil || u.safeMode != ""):
 		t.Reboot, t.Reason = true, "no running revision to hand over from"
 	}
-	reboot, err := cfg.Updates.Install(m.Rev)
-	if err != nil {
-		a.installFailed(m.Rev, err)
-		refuse(fmt.Errorf("run %s: %w", m.Rev, err))
+	in := &installRun{run: m, t: t, asker: ctx.Sender()}
+	u.installing = in
+	cfg.Log.Info("installing update", "rev", m.Rev)
+	in.start(cfg.Updates, ctx.ActorSystem(), ctx.Self())
+}
+
+// installRun is an Install under way. An install writes the bootloader's
+// variables, and on rpiab a boot image onto the try partition: on an SD
+// card that takes seconds to minutes, and root must keep answering
+// meanwhile, the watchdog's probe first (a root silent for one watchdog
+// timeout resets the board, in the middle of the install, at every try).
+// So Install runs in a goroutine, and root treats the run as an update
+// under way until installed arrives: another run and a reboot or power-off
+// through the control socket are refused, and a shutdown waits for it
+// (the install's writes are not cut by the unmounts). Nothing else of
+// root's writes the bootloader's variables meanwhile: the writers are the
+// try/commit loop, which no update under way leaves running, and a
+// system container's failure, which waits too (deferred).
+type installRun struct {
+	run   *runRevision
+	t     update.Transition
+	asker *actor.PID // the run's sender, answered once installed
+	// deferred are the messages that would write the variables or stop
+	// the device, received while the install runs; root takes them
+	// again after it, in order. They are kept here, with their senders,
+	// as a root restarted after a Go panic goes on with the install.
+	deferred []heldRequest
+}
+
+// installed is an install's result.
+type installed struct {
+	in     *installRun
+	reboot bool
+	err    error
+}
+
+// start runs the install and sends its result to root, a panic included:
+// an install that never answered would leave every later update refused.
+func (in *installRun) start(up Updates, sys *actor.ActorSystem, root *actor.PID) {
+	go func() {
+		res := &installed{in: in}
+		defer func() {
+			if p := recover(); p != nil {
+				// Whether it stored pv_try is unknown: as when the
+				// variables cannot be read back.
+				res.reboot, res.err = false, fmt.Errorf("install panicked: %v: %w", p, bootloader.ErrUnconfirmed)
+			}
+			sys.Root.Send(root, res)
+		}()
+		res.reboot, res.err = up.Install(in.run.Rev)
+	}()
+}
+
+// installed carries on with the run whose install ended: the INPROGRESS
+// progress, the answer, then the transition. A shutdown asked for
+// meanwhile goes on after it, the update left for the next boot to try.
+func (a *rootActor) installed(ctx actor.Context, res *installed) {
+	in, cfg, u := res.in, a.cfg, a.up
+	if u.installing != in {
 		return
 	}
-	if reboot && !t.Reboot {
+	u.installing = nil
+	defer a.takeDeferred(ctx, in)
+	m, t := in.run, in.t
+	answer := func(err error) {
+		if in.asker != nil {
+			ctx.Send(in.asker, &messages.RunResult{Err: err})
+		}
+	}
+	if res.err != nil {
+		a.installFailed(m.Rev, res.err)
+		answer(fmt.Errorf("run %s: %w", m.Rev, res.err))
+		return
+	}
+	if res.reboot && !t.Reboot {
 		t.Reboot, t.Reason = true, "the bootloader starts it only by a reboot"
+	}
+	if a.shutdown != nil && !t.Reboot {
+		t.Reboot, t.Reason = true, "the device is shutting down: the next boot tries it"
 	}
 	msg := storage.MsgTransition
 	if t.Reboot {
@@ -159,12 +235,15 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 		if ferr := cfg.Updates.Fail(); ferr != nil {
 			cfg.Log.Error("drop pv_try", "err", ferr)
 		}
-		refuse(fmt.Errorf("run %s: %w", m.Rev, err))
+		answer(fmt.Errorf("run %s: %w", m.Rev, err))
 		return
 	}
 	u.try = &tryRun{rev: m.Rev, progress: p, reboot: t.Reboot}
-	ctx.Respond(&messages.RunResult{})
+	answer(nil)
 	cfg.Log.Info("update installed", "rev", m.Rev, "reboot", t.Reboot, "why", t.Reason)
+	if a.shutdown != nil {
+		return // its stop goes on (deferred), and ends in the reboot
+	}
 	if t.Reboot {
 		a.leave(ctx, false, "update to "+m.Rev+": "+t.Reason)
 		return
@@ -174,6 +253,33 @@ func (a *rootActor) runRevision(ctx actor.Context, m *runRevision) {
 	ctx.Request(a.rev, &handOver{stop: t.Stop, keep: t.Keep})
 	self, sys := ctx.Self(), ctx.ActorSystem()
 	time.AfterFunc(cfg.HandoverTimeout, func() { sys.Root.Send(self, &handoverDue{run: n}) })
+}
+
+// deferInstalling keeps the message ctx holds for after the install
+// under way, if any; it reports whether it did.
+func (a *rootActor) deferInstalling(ctx actor.Context) bool {
+	in := a.up.installing
+	if in == nil {
+		return false
+	}
+	in.deferred = append(in.deferred, heldRequest{msg: ctx.Message(), sender: ctx.Sender()})
+	return true
+}
+
+// takeDeferred takes the messages in held back, in the order they came.
+func (a *rootActor) takeDeferred(ctx actor.Context, in *installRun) {
+	for _, d := range in.deferred {
+		switch m := d.msg.(type) {
+		case *messages.Shutdown:
+			if a.shutdown == nil {
+				a.shutdown = d.sender
+			}
+			a.stopForShutdown(ctx)
+		case *messages.RebootRequested:
+			a.failedOutsideUpdate(ctx, m.Reason)
+		}
+	}
+	in.deferred = nil
 }
 
 // DefaultHandoverTimeout is Config.HandoverTimeout's default: the bound

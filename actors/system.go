@@ -376,7 +376,7 @@ func (s *System) RunRevision(rev string, commit bool) error {
 	if err := update.Run(rev, facts); err != nil {
 		return err
 	}
-	res, err := s.sys.Root.RequestFuture(s.root, &runRevision{Rev: rev, State: st, Commit: commit}, time.Minute).Result()
+	res, err := s.sys.Root.RequestFuture(s.root, &runRevision{Rev: rev, State: st, Commit: commit}, installWait).Result()
 	if err != nil {
 		return fmt.Errorf("run %s: %w", rev, err)
 	}
@@ -386,6 +386,12 @@ func (s *System) RunRevision(rev string, commit bool) error {
 	}
 	return reply.Err
 }
+
+// installWait is how long RunRevision waits for the install: root stays
+// free meanwhile (installRun), and an rpiab install writes a boot image,
+// minutes on a slow SD card. Past it the caller is told so, and the
+// update goes on.
+const installWait = 30 * time.Minute
 
 // Power reboots (or powers off) the device: POST /commands REBOOT_DEVICE
 // and POWEROFF_DEVICE. It is refused with update.ErrUpdateOngoing while an

@@ -31,6 +31,12 @@ type fakeUpdates struct {
 	progress map[string]storage.Progress
 	recorder
 	rev, try string
+	// installGate, when set, holds every Install until it is closed,
+	// after telling installStarted (an install on a slow medium);
+	// installPanics makes Install panic.
+	installGate    chan struct{}
+	installStarted chan string
+	installPanics  bool
 }
 
 func newFakeUpdates(committed string) *fakeUpdates {
@@ -74,7 +80,15 @@ func (u *fakeUpdates) MarkDone(rev string) error   { u.call("done " + rev); retu
 func (u *fakeUpdates) SetCurrent(rev string) error { u.call("current " + rev); return nil }
 
 func (u *fakeUpdates) Install(rev string) (bool, error) {
+	if u.installGate != nil {
+		u.installStarted <- rev
+		<-u.installGate
+	}
 	u.mu.Lock()
+	if u.installPanics {
+		u.mu.Unlock()
+		panic("install of " + rev)
+	}
 	u.try = rev
 	u.mu.Unlock()
 	u.call("install " + rev)

@@ -7,9 +7,11 @@ import (
 
 // Updates is the device's storage and bootloader as root's update flow
 // uses them (package updater implements it). Every write is durable when
-// it returns (temp file, fsync, rename). Root calls the writes from its
-// Receive, one at a time, in the order crash safety asks for: each is one
-// small file, and the order between them is the point.
+// it returns (temp file, fsync, rename). Root calls the writes one at a
+// time, in the order crash safety asks for: each is one small file, and
+// the order between them is the point. All but Install are called from
+// root's Receive; Install, which may write a boot image, from a goroutine
+// of its own while root writes nothing else (installRun).
 type Updates interface {
 	// Load reads and validates rev's state from storage. An error wraps
 	// fs.ErrNotExist when rev has no state, and carries the validation

@@ -1,0 +1,185 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pantavisor/pv/bootloader"
+	"github.com/pantavisor/pv/messages"
+	"github.com/pantavisor/pv/storage"
+	"github.com/pantavisor/pv/update"
+)
+
+// slowInstallRig runs revision "1" with an update "locals/b" (app
+// changed) whose install is held until the returned gate is closed.
+func slowInstallRig(t *testing.T) (*updateRig, chan struct{}) {
+	t.Helper()
+	u := newFakeUpdates("1")
+	gate := make(chan struct{})
+	u.installGate, u.installStarted = gate, make(chan string, 1)
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	waitStatus(t, rig.sys, allStarted)
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	return rig, gate
+}
+
+// runInBackground starts RunRevision(rev) and returns where its result
+// comes, once the install has begun.
+func runInBackground(t *testing.T, rig *updateRig, rev string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- rig.sys.RunRevision(rev, false) }()
+	select {
+	case got := <-rig.u.installStarted:
+		if got != rev {
+			t.Fatalf("install of %s began, want %s", got, rev)
+		}
+	case err := <-done:
+		t.Fatalf("run %s ended before its install began: %v", rev, err)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the install of %s never began", rev)
+	}
+	return done
+}
+
+func waitRun(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the run was not answered after its install ended")
+		return nil
+	}
+}
+
+// An install that takes long (rpiab writes a boot image onto the try
+// partition: seconds to minutes on an SD card) leaves root answering:
+// the watchdog's probe passes, the tree shows the install, and what an
+// update under way refuses is refused. Before, the install ran in root's
+// Receive: root was silent for as long as it took, and a silence of one
+// watchdog timeout resets the board in the middle of the install.
+func TestRootAnswersDuringALongInstall(t *testing.T) {
+	rig, gate := slowInstallRig(t)
+	done := runInBackground(t, rig, "locals/b")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := rig.sys.Alive(ctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("the watchdog's probe during the install: %v", err)
+	}
+	if n := rig.sys.Tree(); n.Info["update"] != "locals/b installing" {
+		t.Errorf("root during the install: status %q, info %v", n.Status, n.Info)
+	}
+	revs, err := rig.sys.Revisions()
+	if err != nil || !revs.Updating || revs.Running != "1" {
+		t.Errorf("revisions during the install: %+v %v", revs, err)
+	}
+	rig.u.states["locals/c"] = appState(t, "/sbin/init", "/bin/c", nil)
+	if err := rig.sys.RunRevision("locals/c", false); !errors.Is(err, update.ErrUpdateOngoing) {
+		t.Errorf("a second run during the install: %v", err)
+	}
+	if err := rig.sys.Power(false, "now"); !errors.Is(err, update.ErrUpdateOngoing) {
+		t.Errorf("a reboot during the install: %v", err)
+	}
+
+	close(gate)
+	if err := waitRun(t, done); err != nil {
+		t.Fatalf("run once installed: %v", err)
+	}
+	rig.u.waitStatus(t, "locals/b", storage.StatusUpdated)
+	want := []string{
+		"install locals/b",
+		"progress locals/b INPROGRESS " + storage.MsgTransition,
+		"current locals/b",
+		"progress locals/b TESTING " + storage.MsgTestingNonReboot,
+		"progress locals/b UPDATED " + storage.MsgUpdated,
+	}
+	if got := rig.u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A shutdown asked for during an install waits for it: the device does
+// not stop under the install's writes. The update is then left for the
+// next boot to try (INPROGRESS, by a reboot), and the run is answered.
+func TestShutdownWaitsForTheInstall(t *testing.T) {
+	rig, gate := slowInstallRig(t)
+	done := runInBackground(t, rig, "locals/b")
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- rig.sys.Shutdown(ctx, "power button")
+	}()
+	// A system container giving up meanwhile waits too.
+	rig.sys.sys.Root.Send(rig.sys.root, &messages.RebootRequested{Reason: "sys gave up"})
+	select {
+	case err := <-stopped:
+		t.Fatalf("shutdown ended during the install: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := countEvents(rig.e, "stop sys") + countEvents(rig.e, "stop app"); n != 0 {
+		t.Fatalf("containers stopped during the install: %v", rig.e.Events())
+	}
+
+	close(gate)
+	if err := waitRun(t, done); err != nil {
+		t.Fatalf("run once installed: %v", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown after the install: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shutdown did not go on after the install")
+	}
+	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
+		t.Errorf("progress of the update left for the next boot: %s %q", s, msg)
+	}
+	if n := countEvents(rig.e, "start app"); n != 1 {
+		t.Errorf("app started %d times: the shutdown made a transition: %v", n, rig.e.Events())
+	}
+	want := []string{"install locals/b", "progress locals/b INPROGRESS " + storage.MsgReboot}
+	if got := rig.u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+}
+
+// An install that panics is answered as a refusal, its outcome unknown
+// (ERROR: a pv_try it may have stored is rolled back by the next boot),
+// and later runs are not refused as an update under way.
+func TestInstallThatPanicsIsAnswered(t *testing.T) {
+	u := newFakeUpdates("1")
+	u.installPanics = true
+	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	err := rig.sys.RunRevision("locals/b", false)
+	if !errors.Is(err, bootloader.ErrUnconfirmed) {
+		t.Fatalf("run whose install panicked: %v", err)
+	}
+	if s, _ := u.status("locals/b"); s != storage.StatusError {
+		t.Errorf("progress after the panic: %s", s)
+	}
+	u.mu.Lock()
+	u.installPanics = false
+	u.mu.Unlock()
+	u.states["locals/c"] = appState(t, "/sbin/init", "/bin/c", nil)
+	if err := rig.sys.RunRevision("locals/c", false); err != nil {
+		t.Fatalf("a run after the panic: %v", err)
+	}
+	u.waitStatus(t, "locals/c", storage.StatusUpdated)
+}
