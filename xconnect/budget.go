@@ -17,8 +17,9 @@ import (
 // (connDescriptors, taken by its Gate), and on top of them what a proxy
 // takes with TakeDescriptors (the unix link's pipe and fdinfo per
 // direction while it splices; the descriptors of a message it waits to
-// pass on, up to 253; an http route's idle backend connection, which
-// outlives its client's), eight and more where a connection is two.
+// pass on, up to 253; an http route's or a rest link's idle backend
+// connection, which outlives its client's), eight and more where a
+// connection is two.
 var connBudget = newBudget(descriptorLimit())
 
 // connDescriptors are what a proxied connection holds at the least: the

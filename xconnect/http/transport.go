@@ -30,6 +30,8 @@ type conns struct {
 	headerTimeout time.Duration
 	// idleFor is how long a connection is kept unused (0: idleTimeout).
 	idleFor time.Duration
+	// keep is how many idle connections are kept at most (0: maxIdle).
+	keep int
 
 	mu   sync.Mutex
 	idle []*backConn // most recently used last, so the oldest first
@@ -55,6 +57,48 @@ func (b *conns) idleLimit() time.Duration {
 	}
 	return idleTimeout
 }
+
+func (b *conns) keepLimit() int {
+	if b.keep > 0 {
+		return b.keep
+	}
+	return maxIdle
+}
+
+// Transport is a route's way to its backend, for a proxy of its own on
+// httputil.ReverseProxy (the rest link's): its idle connections count in
+// the process-wide descriptor budget as a route's do, which net/http's
+// Transport gives no way to do (it returns a connection to its pool, and
+// only then tells, when a request may already have taken it).
+type Transport struct{ b *conns }
+
+// TransportOptions are a Transport's limits.
+type TransportOptions struct {
+	// HeaderTimeout bounds the wait for an answer's head (0: 60 s, as
+	// Options.BackendTimeout: none would fail every request at once).
+	HeaderTimeout time.Duration
+	// MaxIdle is how many idle connections are kept at most (0: 64),
+	// and IdleTimeout how long one is kept unused (0: 60 s).
+	MaxIdle     int
+	IdleTimeout time.Duration
+}
+
+// NewTransport makes the Transport to the backend dial reaches.
+func NewTransport(dial xconnect.Dialer, o TransportOptions) *Transport {
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = 60 * time.Second
+	}
+	return &Transport{b: &conns{dial: dial, headerTimeout: o.HeaderTimeout, idleFor: o.IdleTimeout, keep: o.MaxIdle}}
+}
+
+// RoundTrip sends req and returns the answer with its head read.
+func (t *Transport) RoundTrip(req *nethttp.Request) (*nethttp.Response, error) {
+	return t.b.RoundTrip(req)
+}
+
+// Close closes the idle connections, and those given back later: the
+// proxy is gone.
+func (t *Transport) Close() { t.b.close() }
 
 type backConn struct {
 	net.Conn
@@ -216,7 +260,7 @@ func (b *conns) get(ctx context.Context) (*backConn, error) {
 // outlives its client's, whose Gate counted it: while it is idle it takes
 // a descriptor of the process-wide budget of its own, and is closed
 // rather than kept when the budget has none (the routes' idle
-// connections, up to maxIdle each, would otherwise hold descriptors
+// connections, up to keepLimit each, would otherwise hold descriptors
 // beyond it).
 func (b *conns) put(c *backConn) {
 	c.reused, c.idleAt = true, mono()
@@ -225,7 +269,7 @@ func (b *conns) put(c *backConn) {
 		return
 	}
 	b.mu.Lock()
-	if !b.closed && len(b.idle) < maxIdle {
+	if !b.closed && len(b.idle) < b.keepLimit() {
 		b.idle = append(b.idle, c)
 		c = nil
 		if b.sweep == nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pantavisor/pv/internal/acceptretry"
 	"github.com/pantavisor/pv/xconnect"
+	xhttp "github.com/pantavisor/pv/xconnect/http"
 )
 
 // The identity headers.
@@ -29,9 +30,13 @@ const (
 
 // Proxy is one rest link's HTTP proxy.
 type Proxy struct {
-	cfg  xconnect.Config
-	srv  *http.Server
-	tr   *http.Transport
+	cfg xconnect.Config
+	srv *http.Server
+	// tr keeps the connections to the provider alive. An idle one
+	// outlives the consumer connection whose Gate counted it: it holds
+	// a descriptor of the process-wide budget of its own, and is closed
+	// rather than kept when the budget has none.
+	tr   *xhttp.Transport
 	once sync.Once
 	// stop cancels the context every request is made under: it ends the
 	// connections the server no longer tracks, those switched to another
@@ -59,22 +64,17 @@ func New(cfg xconnect.Config) xconnect.Proxy {
 		cfg.Stats = &xconnect.Stats{}
 	}
 	p := &Proxy{cfg: cfg}
-	p.tr = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			c, err := cfg.Dial(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
-		MaxIdleConns: 16, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
-		ResponseHeaderTimeout: 5 * time.Minute,
-		// net/http's default, 10 MiB per answer head, held for each of
-		// the link's connections at once, was gigabytes of the
-		// supervisor's memory at a provider's will; 1 MiB, as the http
-		// proxy's.
-		MaxResponseHeaderBytes: 1 << 20,
-	}
+	// The http proxy's transport, not net/http's: net/http's Transport
+	// returns a connection to its pool before it tells, and keeps there
+	// the connections dialed for requests that went on another, so its
+	// idle connections could not be counted in the budget. Its answer
+	// heads are bounded at 1 MiB (net/http's default, 10 MiB per head,
+	// held for each of the link's connections at once, was gigabytes of
+	// the supervisor's memory at a provider's will).
+	p.tr = xhttp.NewTransport(cfg.Dial, xhttp.TransportOptions{
+		HeaderTimeout: 5 * time.Minute,
+		MaxIdle:       16, IdleTimeout: 90 * time.Second,
+	})
 	client, role := cfg.Link.Consumer, cfg.Link.Role
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -144,7 +144,7 @@ func (p *Proxy) Close() error {
 	p.once.Do(func() {
 		err = p.srv.Close()
 		p.stop()
-		p.tr.CloseIdleConnections()
+		p.tr.Close()
 		p.mu.Lock()
 		p.closed = true
 		upgraded := p.upgraded
