@@ -4,7 +4,9 @@
 // to whoever reads it. It is a loop device over a file served by a FUSE
 // server, which holds every read back while the device is suspended.
 // Killing the server (Fail) makes it a device whose reads fail with EIO,
-// as a dying disk's do.
+// as a dying disk's do. A writable one (NewWritable) holds its writes too
+// while suspended (Suspend): a sync of a file system on it waits in the
+// kernel, unkillable, as on a disk that stopped answering.
 //
 // Device-mapper would be the obvious reproduction (dmsetup suspend), but
 // kernels without it are common in CI VMs, and a suspended dm volume left
@@ -38,8 +40,12 @@ import (
 )
 
 // envServe, in a child's environment, names the image it serves: the
-// test binary, run again with it, is the server (see init).
-const envServe = "PV_STUCKDEV_SERVE"
+// test binary, run again with it, is the server (see init). envWritable
+// set to 1 serves it writable, and not suspended.
+const (
+	envServe    = "PV_STUCKDEV_SERVE"
+	envWritable = "PV_STUCKDEV_WRITABLE"
+)
 
 // The server's files, as the child sees them (ExtraFiles).
 const (
@@ -49,7 +55,7 @@ const (
 
 func init() {
 	if image := os.Getenv(envServe); image != "" {
-		os.Exit(serveChild(image))
+		os.Exit(serveChild(image, os.Getenv(envWritable) == "1"))
 	}
 }
 
@@ -57,13 +63,14 @@ func init() {
 type Device struct {
 	Node string // /dev/loopN
 
-	tb      testing.TB
-	file    string        // the FUSE mount, the loop device's backing file
-	server  *exec.Cmd     // the FUSE server
-	control *os.File      // commands to the server: "resume", "held"
-	gone    chan struct{} // closed when the server has exited
-	waitErr error         // how it exited, once gone is closed
-	release chan struct{} // lets the server's parent thread go
+	tb       testing.TB
+	file     string        // the FUSE mount, the loop device's backing file
+	server   *exec.Cmd     // the FUSE server
+	control  *os.File      // commands to the server: "resume", "held"
+	gone     chan struct{} // closed when the server has exited
+	waitErr  error         // how it exited, once gone is closed
+	release  chan struct{} // lets the server's parent thread go
+	writable bool
 }
 
 // New serves image read-only on a free loop device, suspended: a read
@@ -72,7 +79,18 @@ type Device struct {
 // outside fresh namespaces or without /dev/fuse or losetup.
 func New(tb testing.TB, image string) *Device {
 	tb.Helper()
-	return newDevice(tb, image, nil)
+	return newDevice(tb, image, nil, false)
+}
+
+// NewWritable serves image writable on a free loop device, running: its
+// reads and writes are answered until Suspend, and held from then on
+// until Resume. What is written is kept in the server's memory, not in
+// image. A file system made in image beforehand (mkfs) can be mounted
+// from it, written, and then made to hang its sync. When tb ends it is
+// resumed and detached as New's.
+func NewWritable(tb testing.TB, image string) *Device {
+	tb.Helper()
+	return newDevice(tb, image, nil, true)
 }
 
 // Partition is a partition of NewPartitioned's device, in bytes.
@@ -87,10 +105,10 @@ type Partition struct {
 // read, and removed when tb ends, before the device is detached.
 func NewPartitioned(tb testing.TB, image string, parts []Partition) *Device {
 	tb.Helper()
-	return newDevice(tb, image, parts)
+	return newDevice(tb, image, parts, false)
 }
 
-func newDevice(tb testing.TB, image string, parts []Partition) *Device {
+func newDevice(tb testing.TB, image string, parts []Partition, writable bool) *Device {
 	tb.Helper()
 	isolated.Require(tb)
 	losetup, err := exec.LookPath("losetup")
@@ -99,13 +117,16 @@ func newDevice(tb testing.TB, image string, parts []Partition) *Device {
 			tb.Skip("stuckdev: no losetup (util-linux)")
 		}
 	}
-	d := &Device{tb: tb}
+	d := &Device{tb: tb, writable: writable}
 	d.mount(image)
 	// Registered before the loop device, so run after its detaching: the
 	// loop device's last close flushes the file, which needs the server.
 	tb.Cleanup(d.stop)
 
 	args := []string{"--find", "--show", "--read-only", d.file}
+	if writable {
+		args = []string{"--find", "--show", d.file}
+	}
 	if parts != nil {
 		// Partitions may be added to it only with partscan; a kernel
 		// without partition parsers reads nothing for it.
@@ -164,6 +185,13 @@ func (d *Device) partition(op int32, pno int, p Partition) error {
 	return nil
 }
 
+// Suspend holds every later read and write of the device until Resume.
+func (d *Device) Suspend() {
+	if _, err := d.ask("suspend"); err != nil {
+		d.tb.Errorf("stuckdev: suspend %s: %v", d.Node, err)
+	}
+}
+
 // Resume answers the reads held so far and every later one.
 func (d *Device) Resume() {
 	if _, err := d.ask("resume"); err != nil {
@@ -197,8 +225,8 @@ func (d *Device) alive() bool {
 	}
 }
 
-// Held is how many reads of the device wait for Resume: more than 0
-// shows that a reader really is stuck on it.
+// Held is how many reads and writes of the device wait for Resume: more
+// than 0 shows that a reader or writer really is stuck on it.
 func (d *Device) Held() int {
 	answer, err := d.ask("held")
 	n, convErr := strconv.Atoi(answer)
@@ -277,6 +305,9 @@ func (d *Device) start(image string, fuse *os.File) error {
 	defer theirs.Close()
 	d.server = exec.Command("/proc/self/exe")
 	d.server.Env = append(os.Environ(), envServe+"="+image)
+	if d.writable {
+		d.server.Env = append(d.server.Env, envWritable+"=1")
+	}
 	d.server.ExtraFiles = []*os.File{fuse, theirs} // childFuseFd, childControlFd
 	d.server.Stderr = os.Stderr
 	d.server.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -325,13 +356,13 @@ func (d *Device) stop() {
 // serveChild is the server's process: it answers the kernel on
 // childFuseFd and the test on childControlFd until the file is
 // unmounted, or the test is gone.
-func serveChild(image string) int {
+func serveChild(image string, writable bool) int {
 	data, err := os.ReadFile(image)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "stuckdev:", err)
 		return 1
 	}
-	s := &server{fd: childFuseFd, data: data, suspended: true, done: make(chan struct{})}
+	s := &server{fd: childFuseFd, data: data, writable: writable, suspended: !writable, done: make(chan struct{})}
 	go s.serve()
 	go func() {
 		s.control(childControlFd)
@@ -342,11 +373,12 @@ func serveChild(image string) int {
 }
 
 // server answers the kernel's FUSE requests for one file, holding its
-// reads back while suspended.
+// reads (and writes, and fsyncs) back while suspended.
 type server struct {
-	fd   int
-	data []byte
-	done chan struct{} // closed when serve returns
+	fd       int
+	data     []byte
+	writable bool
+	done     chan struct{} // closed when serve returns
 
 	mu        sync.Mutex
 	suspended bool
@@ -354,9 +386,11 @@ type server struct {
 }
 
 type request struct {
+	op     uint32
 	unique uint64
 	off    uint64
 	size   uint32
+	data   []byte // a write's
 }
 
 // FUSE protocol (include/uapi/linux/fuse.h), version 7.31: the opcodes
@@ -366,6 +400,8 @@ const (
 	opGetattr     = 3
 	opOpen        = 14
 	opRead        = 15
+	opWrite       = 16
+	opFsync       = 20
 	opRelease     = 18
 	opFlush       = 25
 	opInit        = 26
@@ -377,6 +413,8 @@ const (
 	attrSize      = 88
 	initOutSize   = 64
 	openOutSize   = 16
+	writeInSize   = 40
+	writeOutSize  = 8
 	attrValidSecs = 3600
 )
 
@@ -419,8 +457,27 @@ func (s *server) handle(req []byte) {
 		out := make([]byte, openOutSize)
 		le.PutUint64(out[0:], 1) // fh
 		s.reply(unique, 0, out)
-	case opRead:
-		r := request{unique: unique, off: le.Uint64(body[8:]), size: le.Uint32(body[16:])}
+	case opRead, opWrite, opFsync:
+		r := request{op: op, unique: unique}
+		switch op {
+		case opRead:
+			r.off, r.size = le.Uint64(body[8:]), le.Uint32(body[16:])
+		case opFsync:
+			if !s.writable {
+				// As before writes were served: the kernel takes
+				// ENOSYS for an fsync with nothing to do (the loop
+				// device's set-up asks for one).
+				s.reply(unique, -int32(unix.ENOSYS), nil)
+				return
+			}
+		case opWrite:
+			if !s.writable || len(body) < writeInSize {
+				s.reply(unique, -int32(unix.EROFS), nil)
+				return
+			}
+			r.off, r.size = le.Uint64(body[8:]), le.Uint32(body[16:])
+			r.data = append([]byte(nil), body[writeInSize:]...)
+		}
 		s.mu.Lock()
 		if s.suspended {
 			s.held = append(s.held, r)
@@ -443,18 +500,46 @@ func (s *server) putAttr(b []byte) {
 	le.PutUint64(b[0:], 1)                            // ino
 	le.PutUint64(b[8:], uint64(len(s.data)))          // size
 	le.PutUint64(b[16:], uint64(len(s.data)+511)/512) // blocks
-	le.PutUint32(b[60:], unix.S_IFREG|0o400)          // mode
-	le.PutUint32(b[64:], 1)                           // nlink
-	le.PutUint32(b[80:], 4096)                        // blksize
+	mode := uint32(0o400)
+	if s.writable {
+		mode = 0o600
+	}
+	le.PutUint32(b[60:], unix.S_IFREG|mode) // mode
+	le.PutUint32(b[64:], 1)                 // nlink
+	le.PutUint32(b[80:], 4096)              // blksize
 }
 
-// answer replies to a read with the data asked for, short at the end.
+// answer replies to a read with the data asked for, short at the end;
+// to a write by storing what fits in the file (its size is fixed: the
+// loop device's); to an fsync at once, the data being in memory.
 func (s *server) answer(r request) {
+	switch r.op {
+	case opWrite:
+		n := 0
+		s.mu.Lock() // resume answers from the control goroutine
+		if r.off < uint64(len(s.data)) {
+			n = copy(s.data[r.off:], r.data[:min(uint64(len(r.data)), uint64(r.size))])
+		}
+		s.mu.Unlock()
+		if n == 0 && r.size > 0 {
+			s.reply(r.unique, -int32(unix.ENOSPC), nil)
+			return
+		}
+		out := make([]byte, writeOutSize)
+		binary.LittleEndian.PutUint32(out[0:], uint32(n))
+		s.reply(r.unique, 0, out)
+		return
+	case opFsync:
+		s.reply(r.unique, 0, nil)
+		return
+	}
+	s.mu.Lock()
 	end := min(r.off+uint64(r.size), uint64(len(s.data)))
 	var data []byte
 	if r.off < end {
-		data = s.data[r.off:end]
+		data = append(data, s.data[r.off:end]...)
 	}
+	s.mu.Unlock()
 	s.reply(r.unique, 0, data)
 }
 
@@ -494,6 +579,10 @@ func (s *server) control(fd int) {
 		switch string(b[:n]) {
 		case "resume":
 			s.resume()
+		case "suspend":
+			s.mu.Lock()
+			s.suspended = true
+			s.mu.Unlock()
 		case "held":
 			s.mu.Lock()
 			answer = strconv.Itoa(len(s.held))
@@ -505,4 +594,42 @@ func (s *server) control(fd int) {
 			return
 		}
 	}
+}
+
+// MountedExt4 makes a 32 MiB ext4 file system on a writable device
+// (NewWritable), running, and mounts it on a temporary directory, in
+// this mount namespace; unmounted (lazily, should something still hold
+// it) when tb ends, before the device goes. Skips tb without mkfs.ext4.
+func MountedExt4(tb testing.TB) (*Device, string) {
+	tb.Helper()
+	isolated.Require(tb)
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		if mkfs, err = exec.LookPath("/usr/sbin/mkfs.ext4"); err != nil {
+			tb.Skip("stuckdev: no mkfs.ext4 (e2fsprogs)")
+		}
+	}
+	image := filepath.Join(tb.TempDir(), "ext4.img")
+	if err := os.WriteFile(image, nil, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Truncate(image, 32<<20); err != nil {
+		tb.Fatal(err)
+	}
+	if out, err := exec.Command(mkfs, "-q", "-F", image).CombinedOutput(); err != nil {
+		tb.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	d := NewWritable(tb, image)
+	mnt := tb.TempDir()
+	if err := unix.Mount(d.Node, mnt, "ext4", 0, ""); err != nil {
+		tb.Fatalf("stuckdev: mount %s: %v", d.Node, err)
+	}
+	tb.Cleanup(func() {
+		// The device is resumed by now (cleanups run last first): an
+		// unmount writes back what is left.
+		if err := unix.Unmount(mnt, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			_ = unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	return d, mnt
 }

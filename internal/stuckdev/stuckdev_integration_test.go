@@ -111,3 +111,54 @@ func stuckRead(t *testing.T, d *Device) <-chan readResult {
 	}
 	return done
 }
+
+// A writable device holds its writes while suspended: the sync of a file
+// system on it waits, and ends once the device is resumed, with what was
+// written there to read back.
+func TestWritableDeviceHoldsWrites(t *testing.T) {
+	d, mnt := MountedExt4(t)
+	want := randomImage(t)
+	if err := os.WriteFile(filepath.Join(mnt, "f"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Suspend()
+	done := make(chan error, 1)
+	go func() {
+		fd, err := unix.Open(mnt, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		err = unix.Syncfs(fd)
+		unix.Close(fd) // before the answer: the unmount below finds it closed
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("syncfs of %s on suspended %s returned: %v", mnt, d.Node, err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if d.Held() == 0 {
+		t.Errorf("no write of %s held, yet syncfs waits", d.Node)
+	}
+	d.Resume()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("syncfs after resume: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("syncfs of %s still stuck 10s after Resume", mnt)
+	}
+	// Read back from the device, not from the page cache.
+	if err := unix.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(d.Node, mnt, "ext4", unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, "f"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("read back %d bytes, %v; want the %d written", len(got), err, len(want))
+	}
+}
