@@ -22,6 +22,8 @@
 // Modes, as upstream's PV_SECUREBOOT_MODE: disabled checks nothing;
 // lenient (the default) refuses a revision with a signature that does not
 // verify; strict also refuses a revision with a key no signature covers
-// (an excluded key counts as covered, as upstream has it); audit reports
-// those keys but runs the revision.
+// (an excluded key counts as covered, as upstream has it, except a key of
+// the BSP or of the OEM's container that an OEM signer excludes: it may
+// not sign them, so it may not waive them); audit reports those keys but
+// runs the revision.
 package signature

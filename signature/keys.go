@@ -18,32 +18,33 @@ import (
 
 // signerKey is the key that verifies a signature: that of the first
 // certificate of x5c once its chain leads to the trust store (the OEM
-// trust store for an OEM signer that may sign), or without x5c the
+// trust store for an OEM signer that may sign: oem), or without x5c the
 // device's public key.
-func (v *Verifier) signerKey(x5c []string, oemSignable bool, trust stores) (crypto.PublicKey, error) {
+func (v *Verifier) signerKey(x5c []string, oemSignable bool, trust stores) (key crypto.PublicKey, oem bool, err error) {
 	if len(x5c) == 0 {
 		if v.PublicKey == "" {
-			return nil, errors.New("no certificate chain (x5c), and no public key configured")
+			return nil, false, errors.New("no certificate chain (x5c), and no public key configured")
 		}
-		return readPublicKey(v.PublicKey)
+		key, err := readPublicKey(v.PublicKey)
+		return key, false, err
 	}
 	certs := make([]*x509.Certificate, len(x5c))
 	for i, c := range x5c {
 		der, err := base64.StdEncoding.DecodeString(c)
 		if err != nil {
-			return nil, fmt.Errorf("x5c certificate %d: %w", i, err)
+			return nil, false, fmt.Errorf("x5c certificate %d: %w", i, err)
 		}
 		if certs[i], err = x509.ParseCertificate(der); err != nil {
-			return nil, fmt.Errorf("x5c certificate %d: %w", i, err)
+			return nil, false, fmt.Errorf("x5c certificate %d: %w", i, err)
 		}
 	}
 	store := v.TrustStore
 	if oemSignable && certs[0].Subject.CommonName == v.OEMName {
-		store = v.OEMTrustStore
+		store, oem = v.OEMTrustStore, true
 	}
 	roots, err := trust.read(store)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
@@ -57,9 +58,9 @@ func (v *Verifier) signerKey(x5c []string, oemSignable bool, trust stores) (cryp
 	_, err = certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
-		return nil, fmt.Errorf("certificate %q against the trust store %s: %w", certs[0].Subject.CommonName, store, err)
+		return nil, false, fmt.Errorf("certificate %q against the trust store %s: %w", certs[0].Subject.CommonName, store, err)
 	}
-	return certs[0].PublicKey, nil
+	return certs[0].PublicKey, oem, nil
 }
 
 // stores reads each trust store once per Verify, a state having as many

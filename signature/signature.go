@@ -207,9 +207,6 @@ func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys
 		return errors.New("protected header: no pvs include and exclude")
 	}
 	in, named := selection(keys, h.PVS.Include, h.PVS.Exclude)
-	for _, key := range named {
-		covered[key] = true
-	}
 	payload, err := payloadOf(doc, in)
 	if err != nil {
 		return err
@@ -219,11 +216,23 @@ func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys
 	if err != nil {
 		return fmt.Errorf("signature: %w", err)
 	}
-	key, err := v.signerKey(h.X5c, v.oemSignable(in), trust)
+	key, oem, err := v.signerKey(h.X5c, v.oemSignable(in), trust)
 	if err != nil {
 		return err
 	}
-	return verifyJWS(h.Alg, key, []byte(signing), sigBytes)
+	if err := verifyJWS(h.Alg, key, []byte(signing), sigBytes); err != nil {
+		return err
+	}
+	for _, key := range named {
+		// An OEM signer may not sign the BSP nor the OEM's own
+		// container: its exclude globs may not waive them either,
+		// or strict mode would run a BSP that nobody signed.
+		if oem && !v.oemSignable([]string{key}) {
+			continue
+		}
+		covered[key] = true
+	}
+	return nil
 }
 
 // payloadOf is the signed payload of the keys in: a JSON object of each

@@ -298,6 +298,33 @@ func TestOEMSigner(t *testing.T) {
 	}
 }
 
+// An OEM signer may not sign the BSP nor the OEM's own container, and
+// so may not waive them either: in strict mode, keys its exclude globs
+// name there stay uncovered, whoever else signs or not.
+func TestOEMSignerExcludingBSPCoversNothing(t *testing.T) {
+	main, oem := pvstest.NewCA(t, "main CA"), pvstest.NewCA(t, "OEM CA")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := oem.Issue(t, "acme", key)
+	v := &Verifier{Mode: Strict, TrustStore: main.Store(t), OEMTrustStore: oem.Store(t), OEMName: "acme"}
+	for _, waived := range []string{"bsp", "acme"} {
+		doc := testDoc()
+		doc["acme/run.json"] = map[string]any{"name": "acme"}
+		for key := range doc {
+			// The other of the two is not there, or it would be
+			// uncovered anyway: only the one waived is in question.
+			if other := map[string]string{"bsp": "acme", "acme": "bsp"}[waived]; strings.HasPrefix(key, other+"/") {
+				delete(doc, key)
+			}
+		}
+		include := []string{"#spec", "app/**", "_config/app/**", "oem/**"}
+		sign(t, doc, "_sigs/oem.json", key, []*x509.Certificate{leaf}, include, []string{waived + "/**"}, false)
+		_, err := v.Verify(marshal(t, doc))
+		if err == nil || !strings.Contains(err.Error(), waived+"/run.json") || !strings.Contains(err.Error(), "not covered") {
+			t.Errorf("an OEM signer excluding %s/**: %v", waived, err)
+		}
+	}
+}
+
 func TestGlobMatch(t *testing.T) {
 	for _, tc := range []struct {
 		glob, key string
