@@ -277,11 +277,53 @@ func payloadOf(doc map[string]json.RawMessage, in []string) ([]byte, error) {
 func canonical(raw []byte) ([]byte, error) {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
+	v, err := decodeOnce(d)
+	if err != nil {
 		return nil, err
 	}
 	return encodeJSON(v)
+}
+
+// decodeOnce reads d's next value, refusing an object with a key twice:
+// decoding keeps one of its values, so that {"a":1,"a":2} and {"a":2}
+// would be one payload, while the document is written on the device as
+// it came, both values under one signature for its reader to choose.
+func decodeOnce(d *json.Decoder) (any, error) {
+	tok, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		m := map[string]any{}
+		for d.More() {
+			kt, err := d.Token()
+			if err != nil {
+				return nil, err
+			}
+			k, _ := kt.(string)
+			if _, dup := m[k]; dup {
+				return nil, fmt.Errorf("key %q appears more than once", k)
+			}
+			if m[k], err = decodeOnce(d); err != nil {
+				return nil, err
+			}
+		}
+		_, err := d.Token() // '}'
+		return m, err
+	case json.Delim('['):
+		a := []any{}
+		for d.More() {
+			e, err := decodeOnce(d)
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, e)
+		}
+		_, err := d.Token() // ']'
+		return a, err
+	}
+	return tok, nil
 }
 
 // encodeJSON is v as compact JSON, maps' keys sorted, with no HTML

@@ -1,6 +1,7 @@
 package signature
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -321,6 +322,29 @@ func TestOEMSignerExcludingBSPCoversNothing(t *testing.T) {
 		_, err := v.Verify(marshal(t, doc))
 		if err == nil || !strings.Contains(err.Error(), waived+"/run.json") || !strings.Contains(err.Error(), "not covered") {
 			t.Errorf("an OEM signer excluding %s/**: %v", waived, err)
+		}
+	}
+}
+
+// A signed document with a key twice is refused: decoded, it would be
+// the payload of the document with that key once, while the device
+// writes it as it came, both values under the signature.
+func TestSignedDocumentsReadOneWay(t *testing.T) {
+	ca, key := pvstest.NewCA(t, "ca"), pvstest.Key(t)
+	v := &Verifier{Mode: Strict, TrustStore: ca.Store(t)}
+	doc := testDoc()
+	doc["app/conf.json"] = map[string]any{"user": "app", "list": []any{map[string]any{"user": "app"}}}
+	sign(t, doc, "_sigs/all.json", key, []*x509.Certificate{ca.Issue(t, "signer", key)}, []string{"#spec", "bsp/**", "app/**", "_config/app/**", "oem/**"}, nil, false)
+	signed := marshal(t, doc)
+	if _, err := v.Verify(signed); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, old, new string }{
+		{"a duplicate key", `"user": "app"`, `"user": "root", "user": "app"`},
+	} {
+		tampered := bytes.Replace(signed, []byte(tc.old), []byte(tc.new), 1)
+		if _, err := v.Verify(tampered); err == nil || !strings.Contains(err.Error(), `app/conf.json: key "user" appears more than once`) {
+			t.Errorf("%s: %v: %s", tc.name, err, tampered)
 		}
 	}
 }
