@@ -6,35 +6,51 @@ import (
 )
 
 // globMatch matches key against an include or exclude glob of a pvs
-// header as upstream does: fnmatch(3) with FNM_PATHNAME ('*' and '?' do
-// not match '/'), and for "x/**" the pattern "x" with FNM_LEADING_DIR
-// (x itself, or anything below it). "**" alone is the empty pattern with
-// FNM_LEADING_DIR, which matches no state key (none starts with '/'):
-// upstream's reading, kept so that a device decides as an upstream one.
-// A pattern fnmatch would refuse matches nothing.
+// header as upstream does: fnmatch(3) with FNM_PATHNAME ('*', '?' and a
+// bracket expression do not match '/'), and for "x/**" the pattern
+// dirname("x/**") with FNM_LEADING_DIR (x itself, or anything below it).
+// "**" alone is the empty pattern with FNM_LEADING_DIR, which matches no
+// state key (none starts with '/'): upstream's reading, kept so that a
+// device decides as an upstream one. A pattern fnmatch would refuse
+// matches nothing.
 func globMatch(glob, key string) bool {
 	pat, leading := glob, false
 	switch {
 	case glob == "**":
 		pat, leading = "", true
 	case strings.HasSuffix(glob, "/**"):
-		pat, leading = path.Dir(glob), true
+		pat, leading = dirname(glob), true
 	}
 	pat = fnmatchClasses(pat)
-	if ok, _ := path.Match(pat, key); ok {
-		return true
-	}
-	if !leading {
-		return false
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			if ok, _ := path.Match(pat, key[:i]); ok {
-				return true
-			}
+	// Segment by segment: with FNM_PATHNAME only a '/' of the pattern
+	// matches a '/' of the key, where path.Match lets a bracket
+	// expression match one; and FNM_LEADING_DIR, the key's first
+	// segments, costs one pass rather than one per prefix.
+	for {
+		p, pRest, pMore := strings.Cut(pat, "/")
+		k, kRest, kMore := strings.Cut(key, "/")
+		if ok, _ := path.Match(p, k); !ok {
+			return false
 		}
+		switch {
+		case !pMore:
+			return !kMore || leading
+		case !kMore:
+			return false
+		}
+		pat, key = pRest, kRest
 	}
-	return false
+}
+
+// dirname is dirname(3) of a glob that ends in "/**", as upstream takes
+// it: without its last segment and the slashes before it, "/" when
+// nothing is left. Not path.Dir, which also cleans the path: "a/./**" is
+// the pattern "a/.", which matches no key, not "a".
+func dirname(glob string) string {
+	if d := strings.TrimRight(strings.TrimSuffix(glob, "**"), "/"); d != "" {
+		return d
+	}
+	return "/"
 }
 
 // selection applies a signature's include globs, then its exclude

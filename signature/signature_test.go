@@ -370,6 +370,13 @@ func TestGlobMatch(t *testing.T) {
 		{"a?c", "abc", true},
 		{"a?c", "a/c", false},
 		{"a[", "a[", false}, // malformed: nothing
+		// FNM_PATHNAME: a bracket expression matches no '/' either.
+		{"a[^x]b", "a/b", false},
+		{"a[/]b", "a/b", false},
+		// dirname(3) does not clean the path: "app/." matches no key.
+		{"app/./**", "app/run.json", false},
+		{"x/../app/**", "app/run.json", false},
+		{"app//**", "app/run.json", true},
 	} {
 		if got := globMatch(tc.glob, tc.key); got != tc.want {
 			t.Errorf("globMatch(%q, %q) = %v, want %v", tc.glob, tc.key, got, tc.want)
