@@ -19,6 +19,10 @@
 // PV_OEM_NAME is checked against the OEM trust store instead, unless it
 // covers a key of the BSP or of the OEM's own container.
 //
+// The work a state's signatures ask for is bounded (maxMatching,
+// maxPayloads): their globs and keys are the sender's, and a state that
+// asks for more than a device does is refused.
+//
 // Modes, as upstream's PV_SECUREBOOT_MODE: disabled checks nothing;
 // lenient (the default) refuses a revision with a signature that does not
 // verify; strict also refuses a revision with a key no signature covers

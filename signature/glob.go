@@ -58,26 +58,91 @@ func dirname(glob string) string {
 // any of its globs matches (covered, in strict mode, whether included or
 // excluded), both in the order of keys.
 func selection(keys, include, exclude []string) (in, named []string) {
+	return selectKeys(keys, newGlobSet(include), newGlobSet(exclude))
+}
+
+func selectKeys(keys []string, include, exclude globSet) (in, named []string) {
 	for _, key := range keys {
-		included, matched := false, false
-		for _, g := range include {
-			if globMatch(g, key) {
-				included, matched = true, true
-			}
-		}
-		for _, g := range exclude {
-			if globMatch(g, key) {
-				included, matched = false, true
-			}
-		}
-		if included {
+		included, excluded := include.match(key), exclude.match(key)
+		if included && !excluded {
 			in = append(in, key)
 		}
-		if matched {
+		if included || excluded {
 			named = append(named, key)
 		}
 	}
 	return in, named
+}
+
+// globSet is a signature's include or exclude globs, ready to match: a
+// glob without wildcards is looked up (pvr lists a package's files one by
+// one) or, "x/**", compared, the others are matched.
+type globSet struct {
+	exact   map[string]bool
+	leading []string // "x" of "x/**"
+	wild    []string
+}
+
+func newGlobSet(globs []string) globSet {
+	s := globSet{exact: map[string]bool{}}
+	for _, g := range globs {
+		pat, leading := g, false
+		switch {
+		case g == "**":
+			pat, leading = "", true
+		case strings.HasSuffix(g, "/**"):
+			pat, leading = dirname(g), true
+		}
+		switch {
+		case strings.ContainsAny(pat, `*?[\`):
+			s.wild = append(s.wild, g)
+		case leading:
+			s.leading = append(s.leading, pat)
+		default:
+			s.exact[pat] = true
+		}
+	}
+	return s
+}
+
+// match says whether a glob of s matches key, as globMatch.
+func (s globSet) match(key string) bool {
+	if s.exact[key] {
+		return true
+	}
+	for _, p := range s.leading {
+		if key == p || len(key) > len(p) && key[len(p)] == '/' && key[:len(p)] == p {
+			return true
+		}
+	}
+	for _, g := range s.wild {
+		if globMatch(g, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// cost bounds what matching keys, n of them of keyBytes bytes (each
+// counted one more), against s costs: a look-up reads each key once, a
+// comparison its glob; path.Match compares a glob segment with a key's in
+// steps of their lengths' sum, or their product for a segment with a
+// '*', which tries each position of the key's.
+func (s globSet) cost(n int, keyBytes int64) int64 {
+	c := keyBytes
+	for _, p := range s.leading {
+		c += int64(len(p)+2) * int64(n)
+	}
+	for _, g := range s.wild {
+		star := 0
+		for seg := range strings.SplitSeq(g, "/") {
+			if strings.Contains(seg, "*") {
+				star = max(star, len(seg))
+			}
+		}
+		c += int64(len(g)+1)*int64(n) + int64(star+1)*keyBytes
+	}
+	return c
 }
 
 // fnmatchClasses writes fnmatch's negated class "[!...]" as path.Match's

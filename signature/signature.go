@@ -128,14 +128,21 @@ func (v *Verifier) Verify(stateJSON []byte) (Report, error) {
 	keys := slices.Sorted(maps.Keys(doc))
 	covered := map[string]bool{}
 	trust := stores{} // each trust store read once, however many signatures
+	w := &budget{}
+	for _, key := range keys {
+		w.keyBytes += int64(len(key) + 1)
+	}
 	var problems []Problem
 	for _, key := range keys {
 		sig, ok := parseSignature(doc[key])
 		if !ok {
 			continue
 		}
-		if err := v.verifyOne(sig, doc, keys, covered, trust); err != nil {
+		if err := v.verifyOne(sig, doc, keys, covered, trust, w); err != nil {
 			problems = append(problems, Problem{Key: key, Reason: "signature validation failed: " + err.Error()})
+			if errors.Is(err, errTooMuch) {
+				break // the next signatures would only say it again
+			}
 			continue
 		}
 		rep.Verified = append(rep.Verified, key)
@@ -191,7 +198,27 @@ type header struct {
 	} `json:"pvs"`
 }
 
-func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys []string, covered map[string]bool, trust stores) error {
+// Bounds of the work a state's signatures ask of Verify (budget): its
+// keys and globs are the sender's, and a few megabytes of them would
+// otherwise keep a device matching for hours (a glob "*aaa…ab" against a
+// key "aaa…a", or 200,000 globs against 200,000 keys) or writing
+// gigabytes of payloads (thousands of signatures of one big value).
+// Upstream's signed states cost some million steps of matching and
+// payloads of their own size.
+const (
+	maxMatching = 1 << 31  // steps, globSet.cost
+	maxPayloads = 64 << 20 // bytes, all signatures' together
+)
+
+var errTooMuch = errors.New("more work than a device does")
+
+// budget counts the work of one Verify.
+type budget struct {
+	keyBytes           int64 // the state's keys, each counted one more
+	matching, payloads int64
+}
+
+func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys []string, covered map[string]bool, trust stores, w *budget) error {
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sig.Protected, "="))
 	if err != nil {
 		return fmt.Errorf("protected header: %w", err)
@@ -206,10 +233,17 @@ func (v *Verifier) verifyOne(sig signature, doc map[string]json.RawMessage, keys
 	case h.PVS == nil || h.PVS.Include == nil || h.PVS.Exclude == nil:
 		return errors.New("protected header: no pvs include and exclude")
 	}
-	in, named := selection(keys, h.PVS.Include, h.PVS.Exclude)
+	include, exclude := newGlobSet(h.PVS.Include), newGlobSet(h.PVS.Exclude)
+	if w.matching += include.cost(len(keys), w.keyBytes) + exclude.cost(len(keys), w.keyBytes); w.matching > maxMatching {
+		return fmt.Errorf("%w: the signatures' globs against the state's keys are more than %d steps of matching", errTooMuch, maxMatching)
+	}
+	in, named := selectKeys(keys, include, exclude)
 	payload, err := payloadOf(doc, in)
 	if err != nil {
 		return err
+	}
+	if w.payloads += int64(len(payload)); w.payloads > maxPayloads {
+		return fmt.Errorf("%w: the signatures' payloads are more than %d bytes", errTooMuch, maxPayloads)
 	}
 	signing := sig.Protected + "." + base64.RawURLEncoding.EncodeToString(payload)
 	sigBytes, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sig.Signature, "="))

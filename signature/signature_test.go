@@ -13,9 +13,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -346,6 +348,69 @@ func TestSignedDocumentsReadOneWay(t *testing.T) {
 		if _, err := v.Verify(tampered); err == nil || !strings.Contains(err.Error(), `app/conf.json: key "user" appears more than once`) {
 			t.Errorf("%s: %v: %s", tc.name, err, tampered)
 		}
+	}
+}
+
+// pvs is a signature value whose header has these globs (its signature
+// and chain do not matter: the work is done before they are checked).
+func pvs(include []string) string {
+	h, _ := json.Marshal(map[string]any{"alg": "ES256", "typ": "PVS", "pvs": map[string]any{"include": include, "exclude": []string{}}})
+	return fmt.Sprintf(`{"#spec":"pvs@2","protected":%q,"signature":"AA"}`, base64.RawURLEncoding.EncodeToString(h))
+}
+
+// A state an upload accepts (at most 4 MiB) cannot keep Verify busy:
+// its keys and globs are the sender's, and matching each glob against
+// each key costs their product. The timeout only catches a hang.
+func TestVerifyWorkIsBounded(t *testing.T) {
+	var many bytes.Buffer // 200,000 globs against 200,000 keys
+	many.WriteString(`{"#spec":"x"`)
+	for i := range 200000 {
+		fmt.Fprintf(&many, `,"k%d":0`, i)
+	}
+	globs := make([]string, 200000)
+	for i := range globs {
+		globs[i] = "x*"
+	}
+	fmt.Fprintf(&many, `,"_sigs/a.json":%s}`, pvs(globs))
+
+	long := strings.Repeat("a", 1<<20) // one glob "*aaa…ab" against one key "aaa…a"
+	quadratic := fmt.Sprintf(`{"%s":0,"_sigs/a.json":%s}`, long, pvs([]string{"*" + long + "b"}))
+
+	var sigs bytes.Buffer // 10,000 signatures of a 1 MiB value each
+	fmt.Fprintf(&sigs, `{"app/big.json":%q`, strings.Repeat("b", 1<<20))
+	for i := range 10000 {
+		fmt.Fprintf(&sigs, `,"_sigs/%d.json":%s`, i, pvs([]string{"app/*"}))
+	}
+	sigs.WriteString("}")
+
+	for _, tc := range []struct {
+		name  string
+		state []byte
+	}{{"many_globs_and_keys", many.Bytes()}, {"a_long_glob_and_key", []byte(quadratic)}, {"many_signatures", sigs.Bytes()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(tc.state) > 4<<20 {
+				t.Fatalf("%d bytes, more than an upload", len(tc.state))
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			done := make(chan error, 1)
+			go func() {
+				_, err := (&Verifier{Mode: Lenient}).Verify(tc.state)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "more work than a device does") {
+					t.Errorf("Verify: %.300v", err)
+				}
+			case <-time.After(2 * time.Minute):
+				t.Fatal("Verify still busy after 2 minutes")
+			}
+			runtime.ReadMemStats(&after)
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<30 {
+				t.Errorf("Verify allocated %d MiB", n>>20)
+			}
+		})
 	}
 }
 
