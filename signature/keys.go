@@ -54,9 +54,16 @@ func (v *Verifier) signerKey(x5c []string, oemSignable bool, trust stores) (key 
 	if v.AnyTime || at.Before(ClockFloor) {
 		at = certs[0].NotBefore
 	}
-	// Any key usage: upstream's check (mbedtls) asks for none.
+	// Code signing, what upstream's signers' certificates say they are
+	// for (or no extended key usage at all): upstream's check (mbedtls)
+	// asks for none, so that a TLS certificate of a server or a device
+	// that the same CA issued would sign revisions, and one device's key
+	// would update them all.
+	if ku := certs[0].KeyUsage; ku != 0 && ku&x509.KeyUsageDigitalSignature == 0 {
+		return nil, false, fmt.Errorf("certificate %q: its key usage does not allow digital signatures", certs[0].Subject.CommonName)
+	}
 	_, err = certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
 	if err != nil {
 		return nil, false, fmt.Errorf("certificate %q against the trust store %s: %w", certs[0].Subject.CommonName, store, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
@@ -411,6 +412,43 @@ func TestVerifyWorkIsBounded(t *testing.T) {
 				t.Errorf("Verify allocated %d MiB", n>>20)
 			}
 		})
+	}
+}
+
+// A certificate the trust store's CA issued for another purpose (a
+// server's or a device's TLS certificate, a key for encryption) signs no
+// revision; one for code signing does, as upstream's signers have it.
+func TestSignerCertificatePurpose(t *testing.T) {
+	ca, key := pvstest.NewCA(t, "ca"), pvstest.Key(t)
+	v := &Verifier{Mode: Strict, TrustStore: ca.Store(t)}
+	for _, tc := range []struct {
+		name string
+		ku   x509.KeyUsage
+		eku  []x509.ExtKeyUsage
+		ok   bool
+	}{
+		{"code signing", x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, true},
+		{"no extended key usage", x509.KeyUsageDigitalSignature, nil, true},
+		{"TLS server", x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, false},
+		{"TLS client", x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, false},
+		{"encryption only", x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement, nil, false},
+	} {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "signer"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: tc.ku, ExtKeyUsage: tc.eku}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		doc := testDoc()
+		sign(t, doc, "_sigs/all.json", key, []*x509.Certificate{leaf}, []string{"#spec", "bsp/**", "app/**", "_config/app/**", "oem/**"}, nil, false)
+		_, err = v.Verify(marshal(t, doc))
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "usage")):
+			t.Errorf("%s: %v", tc.name, err)
+		}
 	}
 }
 
