@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pantavisor/pv/internal/isolated"
+	"github.com/pantavisor/pv/internal/stuckdev"
 	"github.com/pantavisor/pv/runtime/driver"
 	_ "github.com/pantavisor/pv/runtime/driver/initshim"
 	"github.com/pantavisor/pv/runtime/reaper"
@@ -38,6 +39,15 @@ func TestMain(m *testing.M) {
 	// `pantavisor embedded`, which exits with the code asked for.
 	if reaper.IsChild() && len(os.Args) == 2 && os.Args[1] == reaper.EmbeddedCmd {
 		code, _ := strconv.Atoi(os.Getenv(embeddedExitEnv))
+		if path := os.Getenv(embeddedDirtyEnv); path != "" {
+			// Left in the page cache for PID 1's sync: the file's
+			// pages are cached, so that writing them reads nothing
+			// from a device whose reads are held too.
+			if err := overwrite(path); err != nil {
+				fmt.Fprintln(os.Stderr, "dirty the page cache:", err)
+				os.Exit(1)
+			}
+		}
 		os.Exit(code)
 	}
 	code := m.Run()
@@ -459,6 +469,91 @@ func TestSupervisorWaitsForUSR1(t *testing.T) {
 // embeddedExitEnv is the exit code of the supervisor an embedded PID 1 of
 // TestEmbeddedPID1Reboots runs.
 const embeddedExitEnv = "_PV_TEST_EMBEDDED_EXIT"
+
+// embeddedDirtyEnv names a file that supervisor writes over before it
+// exits (overwrite).
+const embeddedDirtyEnv = "_PV_TEST_EMBEDDED_DIRTY"
+
+const dirtySize = 4 << 20
+
+// overwrite writes the dirtySize bytes of the file at path again, in
+// place, and syncs them unless told not to by the caller's not being
+// the test (the supervisor leaves them dirty).
+func overwrite(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(bytes.Repeat([]byte("d"), dirtySize)); err != nil {
+		f.Close()
+		return err
+	}
+	if !reaper.IsChild() {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// A disk that stops answering as the device stops (its writes never
+// complete) does not keep PID 1 from rebooting: its sync of the page
+// cache, which never ends, is left behind. Before, PID 1 synced by itself
+// and hung there for good, in a task no signal ends: with no watchdog,
+// or one in its startup mode, the device stayed down until its power was
+// cut.
+func TestEmbeddedPID1RebootsWithAHungSync(t *testing.T) {
+	isolated.Require(t)
+	if reaper.IsChild() {
+		t.Skip("parent-side test")
+	}
+	d, mnt := stuckdev.MountedExt4(t)
+	dirty := filepath.Join(mnt, "dirty")
+	if err := os.WriteFile(dirty, make([]byte, dirtySize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := overwrite(dirty); err != nil { // allocated, written back, cached
+		t.Fatal(err)
+	}
+	d.Suspend()
+	cmd := exec.Command(os.Args[0])
+	cmd.Args = []string{"init"}
+	cmd.Env = append(os.Environ(), embeddedExitEnv+"="+strconv.Itoa(reaper.ExitReboot),
+		embeddedDirtyEnv+"="+dirty, "_PV_TEST_SYNC_WAIT=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
+	p := startPID1(t, cmd)
+	t.Cleanup(d.Resume) // before PID 1 is waited for: its namespace's end waits for the sync
+	p.waitFor(t, "write-back has not ended")
+	// PID 1 rebooted its pid namespace: the kernel ends it, waiting for
+	// every task in it (a machine's reboot does not), the stuck sync
+	// included. So PID 1 is seen leaving, and ends once the disk answers.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", p.cmd.Process.Pid))
+		if bytes.Contains(stack, []byte("zap_pid_ns_processes")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PID 1 did not reboot after its sync was left behind; its stack:\n%s\n%s", stack, p.String())
+		}
+	}
+	if d.Held() == 0 {
+		t.Error("no write of the storage held: the sync was not stuck")
+	}
+	d.Resume()
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("PID 1 still runs 20 s after the disk answered again:\n%s", p.String())
+	}
+	ws := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGHUP {
+		t.Errorf("PID 1 ended with %v, want its reboot (SIGHUP)\n%s", ws, p.String())
+	}
+	if !strings.Contains(p.String(), "pantavisor: rebooting\n") {
+		t.Errorf("PID 1 did not say it reboots:\n%s", p.String())
+	}
+}
 
 // PID 1 of a device ends as its supervisor asks: a reboot, a reboot with
 // "0 tryboot" (rpiab's firmware tries the other partition once), a

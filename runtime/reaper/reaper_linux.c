@@ -261,6 +261,46 @@ static void kill_all(void)
 	}
 }
 
+// SYNC_WAIT bounds PID 1's write-back before it reboots, in seconds;
+// SYNC_WAIT_ENV (a test knob, as the supervisor's: the kernel passes
+// unknown command-line parameters to init's environment) sets another.
+#define SYNC_WAIT 30
+#define SYNC_WAIT_ENV "_PV_TEST_SYNC_WAIT"
+
+// sync_bounded writes the page cache back before the reboot, waiting for
+// it at most SYNC_WAIT seconds. A sync on a disk that stopped answering
+// never returns, and the task making it cannot be killed: made by PID 1
+// itself, the device would never reboot (with no watchdog, or one in its
+// startup mode, until someone cut its power). So a child makes it, which
+// PID 1 leaves behind when it has not ended in time: the reboot does not
+// wait for it. The supervisor has synced already (bounded too): what is
+// left is written at once on a healthy disk.
+static void sync_bounded(void)
+{
+	int wait = SYNC_WAIT;
+	const char *knob = getenv(SYNC_WAIT_ENV);
+	if (knob != NULL && atoi(knob) > 0)
+		wait = atoi(knob);
+	pid_t child = fork();
+	if (child < 0) {
+		// No task to spare: as before, by PID 1 itself.
+		sync();
+		return;
+	}
+	if (child == 0) {
+		sync();
+		_exit(0);
+	}
+	for (int i = 0; i < wait * 10; i++) {
+		pid_t p = waitpid(child, NULL, WNOHANG);
+		if (p == child || (p < 0 && errno == ECHILD))
+			return;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	pv_say("pantavisor: the storage's write-back has not ended: rebooting without it\n");
+}
+
 // end_device is how PID 1 of a device ends once its supervisor is gone
 // for good: PID 1 must not exit (the kernel panics), so it powers off or
 // reboots. After a clean supervisor exit the containers are stopped and
@@ -285,7 +325,7 @@ static void end_device(int status, int crash)
 		pv_say("pantavisor: the supervisor ended unexpectedly: killing what is left and rebooting\n");
 		kill_all();
 	}
-	sync();
+	sync_bounded();
 	if (tryboot && syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_RESTART2,
 			       TRYBOOT_CMD) != 0)
 		pv_logmsg("reaper", "reboot \"" TRYBOOT_CMD "\" refused, rebooting plainly (the committed revision boots)");
