@@ -33,6 +33,7 @@ import (
 	"github.com/pantavisor/pv/runtime/engine"
 	"github.com/pantavisor/pv/runtime/reaper"
 	"github.com/pantavisor/pv/runtime/rootfs"
+	"github.com/pantavisor/pv/runtime/writeback"
 	"github.com/pantavisor/pv/signature"
 	"github.com/pantavisor/pv/state"
 	"github.com/pantavisor/pv/storage"
@@ -588,7 +589,7 @@ func supervise(o appengineOpts, stderr io.Writer) int {
 	// loses what a clean reboot would have kept. A sync that has not
 	// ended within stopSyncWait (a dying disk) is left to go on.
 	if o.embedded {
-		syncBounded(unix.Sync, stopSyncWait, log)
+		syncBounded(stopSyncWait, log)
 	}
 	// The tree has stopped, or would not within the bound. What is left
 	// (the control socket's stop, the cgroups, a device's sync and
@@ -706,24 +707,16 @@ func signatureVerifier(cfg *config.Config, log *slog.Logger) *signature.Verifier
 // stop, before the watchdog's last kick.
 const stopSyncWait = 2 * time.Minute
 
-// syncBounded runs sync, waiting for it at most wait: one that has not
-// ended by then (a dying disk) is left to go on, and logged.
-func syncBounded(sync func(), wait time.Duration, log *slog.Logger) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("sync panicked", "panic", fmt.Sprint(p))
-			}
-		}()
-		sync()
-	}()
-	select {
-	case <-done:
-	case <-time.After(wait):
-		log.Error("the storage's write-back has not ended: going on without it", "waited", wait)
+// syncBounded writes the page cache back, waiting for it at most wait:
+// one that has not ended by then (a dying disk) is left to go on in a
+// process of its own (package writeback), and logged. It reports whether
+// it ended.
+func syncBounded(wait time.Duration, log *slog.Logger) bool {
+	if writeback.Sync(wait) {
+		return true
 	}
+	log.Error("the storage's write-back has not ended: going on without it", "waited", wait)
+	return false
 }
 
 func hangStoppedForTest(log *slog.Logger) {

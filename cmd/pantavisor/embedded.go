@@ -57,14 +57,24 @@ func embeddedCmd(args []string, stderr io.Writer) int {
 	code := supervise(appengineOpts{storage: mnt, run: run, embedded: true, cfg: cfg,
 		bootedRev: bootedRev(cmdline, console)}, stderr)
 	// Everything that wrote to storage has stopped: what is cached goes
-	// to the disk before PID 1 reboots or powers off.
-	unix.Sync()
+	// to the disk before PID 1 reboots or powers off. A disk that does
+	// not take it is left as it is: an unmount would wait on it as the
+	// sync did, and PID 1's reboot does not wait for the sync left
+	// behind.
+	if !syncBounded(finalSyncWait, console) {
+		return code
+	}
 	unmountRPiAB(run, console)
 	if cfg.String(config.PVStorageDevice) != "" {
 		unmountOrReadOnly(mnt, console)
 	}
 	return code
 }
+
+// finalSyncWait bounds the last write-back, once the supervisor has
+// stopped everything: the one before the watchdog's last kick
+// (stopSyncWait) has written most of it.
+const finalSyncWait = 30 * time.Second
 
 // unmountOrReadOnly unmounts what is mounted at path, or remounts it
 // read-only when it is busy, so that nothing more is written to it.
