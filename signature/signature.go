@@ -102,13 +102,22 @@ type Error struct {
 	Problems []Problem
 }
 
+// Error names the first maxProblems problems, and how many more there
+// are: every one goes into a 422's body and the log, and a state may
+// carry thousands of failing signatures.
 func (e *Error) Error() string {
-	s := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		s[i] = p.String()
+	s := make([]string, 0, min(len(e.Problems), maxProblems)+1)
+	for _, p := range e.Problems[:min(len(e.Problems), maxProblems)] {
+		s = append(s, p.String())
+	}
+	if more := len(e.Problems) - maxProblems; more > 0 {
+		s = append(s, fmt.Sprintf("and %d more", more))
 	}
 	return "signatures: " + strings.Join(s, "; ")
 }
+
+// maxProblems bounds the problems an Error names.
+const maxProblems = 10
 
 // maxUncovered bounds the keys a coverage problem names.
 const maxUncovered = 10
@@ -139,10 +148,15 @@ func (v *Verifier) Verify(stateJSON []byte) (Report, error) {
 			continue
 		}
 		if err := v.verifyOne(sig, doc, keys, covered, trust, w); err != nil {
-			problems = append(problems, Problem{Key: key, Reason: "signature validation failed: " + err.Error()})
+			p := Problem{Key: key, Reason: "signature validation failed: " + err.Error()}
 			if errors.Is(err, errTooMuch) {
-				break // the next signatures would only say it again
+				// First, as the state's refusal whatever the others
+				// say (an Error names the first few); the next
+				// signatures would only say it again.
+				problems = append([]Problem{p}, problems...)
+				break
 			}
+			problems = append(problems, p)
 			continue
 		}
 		rep.Verified = append(rep.Verified, key)

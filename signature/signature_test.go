@@ -538,3 +538,16 @@ func TestSignKeepsStringsAsWritten(t *testing.T) {
 		t.Errorf("Sign's own output: %v", err)
 	}
 }
+
+// A state with thousands of failing signatures is refused with a message
+// of a few lines: it goes into the 422's body and the log.
+func TestErrorNamesTheFirstProblems(t *testing.T) {
+	e := &Error{}
+	for i := range 5000 {
+		e.Problems = append(e.Problems, Problem{Key: fmt.Sprintf("_sigs/%d.json", i), Reason: "the signature does not match"})
+	}
+	msg := e.Error()
+	if len(msg) > 2000 || !strings.Contains(msg, "_sigs/0.json") || !strings.HasSuffix(msg, "and 4990 more") {
+		t.Errorf("%d bytes: %.300s…%s", len(msg), msg, msg[max(0, len(msg)-100):])
+	}
+}
