@@ -99,13 +99,7 @@ func TestRootAnswersDuringALongInstall(t *testing.T) {
 		t.Fatalf("run once installed: %v", err)
 	}
 	rig.u.waitStatus(t, "locals/b", storage.StatusUpdated)
-	want := []string{
-		"install locals/b",
-		"progress locals/b INPROGRESS " + storage.MsgTransition,
-		"current locals/b",
-		"progress locals/b TESTING " + storage.MsgTestingNonReboot,
-		"progress locals/b UPDATED " + storage.MsgUpdated,
-	}
+	want := transitionCalls("locals/b")
 	if got := rig.u.Calls(); !slices.Equal(got, want) {
 		t.Errorf("calls:\n got %q\nwant %q", got, want)
 	}

@@ -233,6 +233,18 @@ func (r *updateRig) waitReboot(t *testing.T) string {
 	}
 }
 
+// transitionCalls are the storage and bootloader calls of a non-reboot
+// update to rev, from its install to UPDATED.
+func transitionCalls(rev string) []string {
+	return []string{
+		"install " + rev,
+		"progress " + rev + " INPROGRESS " + storage.MsgTransition,
+		"current " + rev,
+		"progress " + rev + " TESTING " + storage.MsgTestingNonReboot,
+		"progress " + rev + " UPDATED " + storage.MsgUpdated,
+	}
+}
+
 var allStarted = map[string]messages.Status{"sys": messages.StatusStarted, "app": messages.StatusStarted, "other": messages.StatusStarted}
 
 func TestNonRebootUpdateSwapsOnlyTheChangedContainer(t *testing.T) {
@@ -266,13 +278,7 @@ func TestNonRebootUpdateSwapsOnlyTheChangedContainer(t *testing.T) {
 	}
 	// The previous revision's engine lets go of its images.
 	waitEvents(t, rig.e, "close engine", 1, 2*time.Second)
-	want := []string{
-		"install locals/b",
-		"progress locals/b INPROGRESS " + storage.MsgTransition,
-		"current locals/b",
-		"progress locals/b TESTING " + storage.MsgTestingNonReboot,
-		"progress locals/b UPDATED " + storage.MsgUpdated,
-	}
+	want := transitionCalls("locals/b")
 	if got := u.Calls(); !slices.Equal(got, want) {
 		t.Errorf("calls:\n got %q\nwant %q", got, want)
 	}

@@ -62,6 +62,10 @@ func TakeDescriptors(k int) bool { return connBudget.take(int64(k)) }
 // GiveDescriptors returns k descriptors TakeDescriptors allowed.
 func GiveDescriptors(k int) { connBudget.give(int64(k)) }
 
+// DescriptorsLeft is how many descriptors the process-wide budget still
+// allows, for the tests of what takes them.
+func DescriptorsLeft() int { return int(connBudget.max - connBudget.n.Load()) }
+
 // descriptorLimit is the process's limit on open descriptors (the Go
 // runtime has already raised the soft limit to the hard one), 4096 when
 // it cannot be read: the kernel's default hard limit.

@@ -296,17 +296,6 @@ func TestClosedKeptConnectionNotUsedForAPOST(t *testing.T) {
 	}
 }
 
-// budgetLeft is how many descriptors the process-wide budget still
-// allows: it takes them one by one until refused, then gives them back.
-func budgetLeft() int {
-	n := 0
-	for xconnect.TakeDescriptors(1) {
-		n++
-	}
-	xconnect.GiveDescriptors(n)
-	return n
-}
-
 // A kept backend connection holds a descriptor of the process-wide
 // budget while it is idle (its client's Gate no longer counts it), and
 // is closed rather than kept when the budget has none left. Before, the
@@ -315,13 +304,13 @@ func TestKeptConnectionsCountInTheBudget(t *testing.T) {
 	const burst = 3
 	bb := newBurstBackend(t, burst)
 	b := &conns{dial: xconnect.TCPDialer(bb.addr), headerTimeout: 5 * time.Second}
-	before := budgetLeft()
+	before := xconnect.DescriptorsLeft()
 	bb.burst(t, b, burst)
-	if left := budgetLeft(); left != before-burst {
+	if left := xconnect.DescriptorsLeft(); left != before-burst {
 		t.Errorf("%d kept connections, and the budget went from %d to %d", burst, before, left)
 	}
 	b.close()
-	if left := budgetLeft(); left != before {
+	if left := xconnect.DescriptorsLeft(); left != before {
 		t.Errorf("the route closed, and the budget is %d, was %d", left, before)
 	}
 
@@ -329,7 +318,7 @@ func TestKeptConnectionsCountInTheBudget(t *testing.T) {
 	// read, not kept.
 	b = &conns{dial: xconnect.TCPDialer(bb.addr), headerTimeout: 5 * time.Second}
 	t.Cleanup(b.close)
-	full := budgetLeft()
+	full := xconnect.DescriptorsLeft()
 	if !xconnect.TakeDescriptors(full) {
 		t.Fatal("the budget refused what it had left")
 	}

@@ -13,17 +13,6 @@ import (
 	"github.com/pantavisor/pv/xconnect"
 )
 
-// budgetLeft is how many descriptors the process-wide budget still
-// allows: it takes them one by one until refused, then gives them back.
-func budgetLeft() int {
-	n := 0
-	for xconnect.TakeDescriptors(1) {
-		n++
-	}
-	xconnect.GiveDescriptors(n)
-	return n
-}
-
 // burstProvider is a provider whose answers to /burst wait until release
 // is closed, each request first announced on arrived, so that a burst's
 // requests each take a connection of their own; it counts the
@@ -97,7 +86,7 @@ func TestKeptConnectionsCountInTheBudget(t *testing.T) {
 	st := &xconnect.Stats{}
 	p := newLink(prov, st)
 	cons := serveLink(t, p)
-	before := budgetLeft()
+	before := xconnect.DescriptorsLeft()
 
 	c := consumerClient(cons)
 	errc := make(chan error, burst)
@@ -115,11 +104,11 @@ func TestKeptConnectionsCountInTheBudget(t *testing.T) {
 	}
 	c.CloseIdleConnections()
 	consumersGone(t, st)
-	if left := budgetLeft(); left != before-burst {
+	if left := xconnect.DescriptorsLeft(); left != before-burst {
 		t.Errorf("%d kept connections, and the budget went from %d to %d", burst, before, left)
 	}
 	p.Close()
-	if left := budgetLeft(); left != before {
+	if left := xconnect.DescriptorsLeft(); left != before {
 		t.Errorf("the link closed, and the budget is %d, was %d", left, before)
 	}
 
@@ -128,7 +117,7 @@ func TestKeptConnectionsCountInTheBudget(t *testing.T) {
 	// request is served all the same.
 	st = &xconnect.Stats{}
 	cons = serveLink(t, newLink(prov, st))
-	spare := budgetLeft() - 2 // the consumer's connection: its Gate takes 2
+	spare := xconnect.DescriptorsLeft() - 2 // the consumer's connection: its Gate takes 2
 	if !xconnect.TakeDescriptors(spare) {
 		t.Fatal("the budget refused what it had left")
 	}
