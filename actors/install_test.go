@@ -177,3 +177,43 @@ func TestInstallThatPanicsIsAnswered(t *testing.T) {
 	}
 	u.waitStatus(t, "locals/c", storage.StatusUpdated)
 }
+
+// A shutdown that waits for the install still leaves the update for the
+// next boot when root restarts after a Go panic in the meantime: the
+// waiting shutdown is the install's, not root's incarnation's. Before,
+// the new incarnation had forgotten it, made the transition under the
+// shutdown (the new revision's containers started, to be stopped at
+// once), and the shutdown waited for the handover.
+func TestShutdownWaitsForTheInstallAcrossARootPanic(t *testing.T) {
+	rig, gate := slowInstallRig(t)
+	done := runInBackground(t, rig, "locals/b")
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- rig.sys.Shutdown(ctx, "power button")
+	}()
+	time.Sleep(200 * time.Millisecond)                                   // root took the shutdown, and keeps it for after the install
+	rig.sys.sys.Root.Send(rig.sys.root, (*messages.RevisionBooted)(nil)) // a Go panic in root
+	waitStatus(t, rig.sys, allStarted)
+
+	close(gate)
+	if err := waitRun(t, done); err != nil {
+		t.Fatalf("run once installed: %v", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown after the install: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shutdown did not go on after the install")
+	}
+	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
+		t.Errorf("progress of the update left for the next boot: %s %q", s, msg)
+	}
+	want := []string{"install locals/b", "progress locals/b INPROGRESS " + storage.MsgReboot}
+	if got := rig.u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+}

@@ -60,11 +60,14 @@ func (a *rootActor) Receive(ctx actor.Context) {
 		<-m.until
 	case *messages.Shutdown:
 		a.cfg.Log.Info("shutdown requested", "reason", m.Reason)
-		a.shutdown = ctx.Sender()
 		if a.deferInstalling(ctx) {
+			// Its sender is kept with the install, not in a.shutdown:
+			// a root restarted after a Go panic meanwhile must still
+			// know that the install ends in a shutdown.
 			a.cfg.Log.Info("shutdown waits for the install under way", "rev", a.up.installing.run.Rev)
 			return
 		}
+		a.shutdown = ctx.Sender()
 		a.stopForShutdown(ctx)
 	case *messages.RevisionStopped:
 		a.endRevision(ctx) // its containers are down; Terminated follows

@@ -219,7 +219,8 @@ func (a *rootActor) installed(ctx actor.Context, res *installed) {
 	if res.reboot && !t.Reboot {
 		t.Reboot, t.Reason = true, "the bootloader starts it only by a reboot"
 	}
-	if a.shutdown != nil && !t.Reboot {
+	shuttingDown := a.shutdown != nil || in.shutdownWaits()
+	if shuttingDown && !t.Reboot {
 		t.Reboot, t.Reason = true, "the device is shutting down: the next boot tries it"
 	}
 	msg := storage.MsgTransition
@@ -241,7 +242,7 @@ func (a *rootActor) installed(ctx actor.Context, res *installed) {
 	u.try = &tryRun{rev: m.Rev, progress: p, reboot: t.Reboot}
 	answer(nil)
 	cfg.Log.Info("update installed", "rev", m.Rev, "reboot", t.Reboot, "why", t.Reason)
-	if a.shutdown != nil {
+	if shuttingDown {
 		return // its stop goes on (deferred), and ends in the reboot
 	}
 	if t.Reboot {
@@ -266,14 +267,20 @@ func (a *rootActor) deferInstalling(ctx actor.Context) bool {
 	return true
 }
 
+// shutdownWaits says whether a shutdown waits for the install.
+func (in *installRun) shutdownWaits() bool {
+	return slices.ContainsFunc(in.deferred, func(d heldRequest) bool {
+		_, ok := d.msg.(*messages.Shutdown)
+		return ok
+	})
+}
+
 // takeDeferred takes the messages in held back, in the order they came.
 func (a *rootActor) takeDeferred(ctx actor.Context, in *installRun) {
 	for _, d := range in.deferred {
 		switch m := d.msg.(type) {
 		case *messages.Shutdown:
-			if a.shutdown == nil {
-				a.shutdown = d.sender
-			}
+			a.shutdown = d.sender
 			a.stopForShutdown(ctx)
 		case *messages.RebootRequested:
 			a.failedOutsideUpdate(ctx, m.Reason)
