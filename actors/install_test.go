@@ -217,3 +217,80 @@ func TestShutdownWaitsForTheInstallAcrossARootPanic(t *testing.T) {
 		t.Errorf("calls:\n got %q\nwant %q", got, want)
 	}
 }
+
+// A system container of the factory revision that gives up during the
+// install of the first update waits for it, and is then taken as the
+// failure of a revision being left: the device reboots into the update,
+// whose pv_try stays. Before, it was taken as a failure with no update
+// under way: safe mode, which dropped the pv_try just stored while the
+// update stayed INPROGRESS, so every later run and reboot through the
+// control socket was refused as an update under way.
+func TestFactorySystemFailureDuringTheInstall(t *testing.T) {
+	u := newFakeUpdates("0")
+	gate := make(chan struct{})
+	u.installGate, u.installStarted = gate, make(chan string, 1)
+	rig := startUpdateRig(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	defer func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}()
+	waitStatus(t, rig.sys, allStarted)
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	done := runInBackground(t, rig, "locals/b")
+	rig.sys.sys.Root.Send(rig.sys.root, &messages.RebootRequested{Reason: "sys gave up"})
+	time.Sleep(100 * time.Millisecond) // root took it, and keeps it for after the install
+	close(gate)
+	if err := waitRun(t, done); err != nil {
+		t.Fatalf("run once installed: %v", err)
+	}
+	select {
+	case why := <-rig.reboots:
+		t.Logf("reboot: %s", why)
+	case <-time.After(5 * time.Second):
+		t.Errorf("no reboot after the install; calls %q", u.Calls())
+	}
+	if _, try, _ := u.Env(); try != "locals/b" {
+		t.Errorf("pv_try after the install: %q; calls %q", try, u.Calls())
+	}
+	if n := rig.sys.Tree(); n.Status == "safe-mode" {
+		t.Errorf("root in safe mode (%s) with the update installed", n.LastFailure)
+	}
+	want := []string{"install locals/b", "progress locals/b INPROGRESS " + storage.MsgReboot}
+	if got := u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
+	}
+}
+
+// So during a non-reboot handover from the factory revision: a system
+// container that gives up in the revision being left reboots the device
+// into the update. Before, safe mode dropped the update's pv_try, and
+// the handover went on to run the update that the next boot would not.
+func TestFactorySystemFailureDuringAHandover(t *testing.T) {
+	u := newFakeUpdates("0")
+	rig := startUpdateRig(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	waitStatus(t, rig.sys, allStarted)
+	rig.e.mu.Lock()
+	rig.e.slowDestroy["app"] = 300 * time.Millisecond // the handover stops app, slowly
+	rig.e.mu.Unlock()
+	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	if err := rig.sys.RunRevision("locals/b", false); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, rig.e, "stop app", 1, 2*time.Second)
+	rig.sys.sys.Root.Send(rig.sys.root, &messages.RebootRequested{Reason: "sys gave up"})
+	select {
+	case why := <-rig.reboots:
+		t.Logf("reboot: %s", why)
+	case <-time.After(5 * time.Second):
+		t.Errorf("no reboot; calls %q", u.Calls())
+	}
+	if _, try, _ := u.Env(); try != "locals/b" {
+		t.Errorf("pv_try: %q; calls %q", try, u.Calls())
+	}
+	for _, name := range []string{"sys", "other"} {
+		rig.e.run(name).Exit(0, 9) // the reboot takes down what was detached
+	}
+}

@@ -219,9 +219,16 @@ func (a *rootActor) installed(ctx actor.Context, res *installed) {
 	if res.reboot && !t.Reboot {
 		t.Reboot, t.Reason = true, "the bootloader starts it only by a reboot"
 	}
-	shuttingDown := a.shutdown != nil || in.shutdownWaits()
-	if shuttingDown && !t.Reboot {
+	waitingShutdown, waitingFailure := in.waiting()
+	shuttingDown := a.shutdown != nil || waitingShutdown
+	switch {
+	case t.Reboot:
+	case shuttingDown:
 		t.Reboot, t.Reason = true, "the device is shutting down: the next boot tries it"
+	case waitingFailure:
+		// The system container failed in the revision being left: the
+		// reboot it asks for tries the update.
+		t.Reboot, t.Reason = true, "a system container gave up during the install"
 	}
 	msg := storage.MsgTransition
 	if t.Reboot {
@@ -267,12 +274,18 @@ func (a *rootActor) deferInstalling(ctx actor.Context) bool {
 	return true
 }
 
-// shutdownWaits says whether a shutdown waits for the install.
-func (in *installRun) shutdownWaits() bool {
-	return slices.ContainsFunc(in.deferred, func(d heldRequest) bool {
-		_, ok := d.msg.(*messages.Shutdown)
-		return ok
-	})
+// waiting says whether a shutdown, and a system container's failure,
+// wait for the install.
+func (in *installRun) waiting() (shutdown, failure bool) {
+	for _, d := range in.deferred {
+		switch d.msg.(type) {
+		case *messages.Shutdown:
+			shutdown = true
+		case *messages.RebootRequested:
+			failure = true
+		}
+	}
+	return shutdown, failure
 }
 
 // takeDeferred takes the messages in held back, in the order they came.
@@ -639,6 +652,14 @@ func (a *rootActor) rollbackRequested(ctx actor.Context, m *messages.RollbackReq
 // whose reboot would loop: it enters safe mode with its progress in ERROR
 // (SPEC §4).
 func (a *rootActor) failedOutsideUpdate(ctx actor.Context, why string) {
+	if a.updating() {
+		// The revision that failed is being left for an update (its
+		// install is stored, or it is handing over): the reboot tries
+		// the update. Safe mode, for the factory revision, would drop
+		// the update's pv_try and leave its progress INPROGRESS.
+		a.leave(ctx, false, why)
+		return
+	}
 	r := update.OnFailure(a.cfg.Rev, "", false)
 	if a.cfg.Updates == nil || r != update.RecoverSafeMode {
 		a.leave(ctx, false, why)
