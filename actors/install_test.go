@@ -294,3 +294,34 @@ func TestFactorySystemFailureDuringAHandover(t *testing.T) {
 		rig.e.run(name).Exit(0, 9) // the reboot takes down what was detached
 	}
 }
+
+// A revision that stops during the install (a Go panic past its budget)
+// leaves nothing to hand over from: the update is tried by a reboot.
+func TestRevisionGoneDuringTheInstallReboots(t *testing.T) {
+	rig, gate := slowInstallRig(t)
+	done := runInBackground(t, rig, "locals/b")
+	for range 4 { // restarted three times within a minute, then stopped
+		panicRevision(rig.sys)
+		time.Sleep(50 * time.Millisecond)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rig.sys.Tree().Children) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the revision did not stop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(gate)
+	if err := waitRun(t, done); err != nil {
+		t.Fatalf("run once installed: %v", err)
+	}
+	select {
+	case why := <-rig.reboots:
+		t.Logf("reboot: %s", why)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no reboot; calls %q", rig.u.Calls())
+	}
+	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
+		t.Errorf("progress of the update: %s %q", s, msg)
+	}
+}

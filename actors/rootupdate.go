@@ -229,6 +229,10 @@ func (a *rootActor) installed(ctx actor.Context, res *installed) {
 		// The system container failed in the revision being left: the
 		// reboot it asks for tries the update.
 		t.Reboot, t.Reason = true, "a system container gave up during the install"
+	case a.rev == nil || u.safeMode != "":
+		// Root went on during the install: the revision may have
+		// stopped meanwhile (a Go panic past its budget).
+		t.Reboot, t.Reason = true, "no running revision to hand over from"
 	}
 	msg := storage.MsgTransition
 	if t.Reboot {
