@@ -220,7 +220,7 @@ type header struct {
 // Upstream's signed states cost some million steps of matching and
 // payloads of their own size.
 const (
-	maxMatching = 1 << 31  // steps, globSet.cost
+	maxMatching = 1 << 28  // steps, globSet.cost: seconds on a slow core
 	maxPayloads = 64 << 20 // bytes, all signatures' together
 )
 
