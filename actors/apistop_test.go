@@ -250,8 +250,14 @@ func TestRevisionPanicDuringAHandoverGoesOn(t *testing.T) {
 // stopping app (slowly, 300 ms).
 func inAHandover(t *testing.T) (*updateRig, *fakeUpdates) {
 	t.Helper()
-	u := newFakeUpdates("1")
-	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	return inAHandoverFrom(t, "1")
+}
+
+// inAHandoverFrom is inAHandover from revision rev, committed.
+func inAHandoverFrom(t *testing.T, rev string) (*updateRig, *fakeUpdates) {
+	t.Helper()
+	u := newFakeUpdates(rev)
+	rig := startUpdateRig(t, Config{Rev: rev, State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
 	waitStatus(t, rig.sys, allStarted)
 	rig.e.mu.Lock()
 	rig.e.slowDestroy["app"] = 300 * time.Millisecond // the handover stops app, slowly

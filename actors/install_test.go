@@ -17,10 +17,16 @@ import (
 // changed) whose install is held until the returned gate is closed.
 func slowInstallRig(t *testing.T) (*updateRig, chan struct{}) {
 	t.Helper()
-	u := newFakeUpdates("1")
+	return slowInstallRigFrom(t, "1")
+}
+
+// slowInstallRigFrom is slowInstallRig from revision rev, committed.
+func slowInstallRigFrom(t *testing.T, rev string) (*updateRig, chan struct{}) {
+	t.Helper()
+	u := newFakeUpdates(rev)
 	gate := make(chan struct{})
 	u.installGate, u.installStarted = gate, make(chan string, 1)
-	rig := startUpdateRig(t, Config{State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
+	rig := startUpdateRig(t, Config{Rev: rev, State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
 	t.Cleanup(func() {
 		select {
 		case <-gate:
@@ -111,12 +117,7 @@ func TestRootAnswersDuringALongInstall(t *testing.T) {
 func TestShutdownWaitsForTheInstall(t *testing.T) {
 	rig, gate := slowInstallRig(t)
 	done := runInBackground(t, rig, "locals/b")
-	stopped := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stopped <- rig.sys.Shutdown(ctx, "power button")
-	}()
+	stopped := shutdownInBackground(rig)
 	// A system container giving up meanwhile waits too.
 	rig.sys.sys.Root.Send(rig.sys.root, &messages.RebootRequested{Reason: "sys gave up"})
 	select {
@@ -129,26 +130,9 @@ func TestShutdownWaitsForTheInstall(t *testing.T) {
 	}
 
 	close(gate)
-	if err := waitRun(t, done); err != nil {
-		t.Fatalf("run once installed: %v", err)
-	}
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("shutdown after the install: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the shutdown did not go on after the install")
-	}
-	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
-		t.Errorf("progress of the update left for the next boot: %s %q", s, msg)
-	}
+	shutdownLeftTheUpdate(t, rig, done, stopped)
 	if n := countEvents(rig.e, "start app"); n != 1 {
 		t.Errorf("app started %d times: the shutdown made a transition: %v", n, rig.e.Events())
-	}
-	want := []string{"install locals/b", "progress locals/b INPROGRESS " + storage.MsgReboot}
-	if got := rig.u.Calls(); !slices.Equal(got, want) {
-		t.Errorf("calls:\n got %q\nwant %q", got, want)
 	}
 }
 
@@ -187,35 +171,13 @@ func TestInstallThatPanicsIsAnswered(t *testing.T) {
 func TestShutdownWaitsForTheInstallAcrossARootPanic(t *testing.T) {
 	rig, gate := slowInstallRig(t)
 	done := runInBackground(t, rig, "locals/b")
-	stopped := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		stopped <- rig.sys.Shutdown(ctx, "power button")
-	}()
+	stopped := shutdownInBackground(rig)
 	time.Sleep(200 * time.Millisecond)                                   // root took the shutdown, and keeps it for after the install
 	rig.sys.sys.Root.Send(rig.sys.root, (*messages.RevisionBooted)(nil)) // a Go panic in root
 	waitStatus(t, rig.sys, allStarted)
 
 	close(gate)
-	if err := waitRun(t, done); err != nil {
-		t.Fatalf("run once installed: %v", err)
-	}
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("shutdown after the install: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the shutdown did not go on after the install")
-	}
-	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
-		t.Errorf("progress of the update left for the next boot: %s %q", s, msg)
-	}
-	want := []string{"install locals/b", "progress locals/b INPROGRESS " + storage.MsgReboot}
-	if got := rig.u.Calls(); !slices.Equal(got, want) {
-		t.Errorf("calls:\n got %q\nwant %q", got, want)
-	}
+	shutdownLeftTheUpdate(t, rig, done, stopped)
 }
 
 // A system container of the factory revision that gives up during the
@@ -226,19 +188,8 @@ func TestShutdownWaitsForTheInstallAcrossARootPanic(t *testing.T) {
 // update stayed INPROGRESS, so every later run and reboot through the
 // control socket was refused as an update under way.
 func TestFactorySystemFailureDuringTheInstall(t *testing.T) {
-	u := newFakeUpdates("0")
-	gate := make(chan struct{})
-	u.installGate, u.installStarted = gate, make(chan string, 1)
-	rig := startUpdateRig(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
-	defer func() {
-		select {
-		case <-gate:
-		default:
-			close(gate)
-		}
-	}()
-	waitStatus(t, rig.sys, allStarted)
-	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
+	rig, gate := slowInstallRigFrom(t, "0")
+	u := rig.u
 	done := runInBackground(t, rig, "locals/b")
 	rig.sys.sys.Root.Send(rig.sys.root, &messages.RebootRequested{Reason: "sys gave up"})
 	time.Sleep(100 * time.Millisecond) // root took it, and keeps it for after the install
@@ -246,12 +197,7 @@ func TestFactorySystemFailureDuringTheInstall(t *testing.T) {
 	if err := waitRun(t, done); err != nil {
 		t.Fatalf("run once installed: %v", err)
 	}
-	select {
-	case why := <-rig.reboots:
-		t.Logf("reboot: %s", why)
-	case <-time.After(5 * time.Second):
-		t.Errorf("no reboot after the install; calls %q", u.Calls())
-	}
+	t.Logf("reboot: %s", rig.waitReboot(t))
 	if _, try, _ := u.Env(); try != "locals/b" {
 		t.Errorf("pv_try after the install: %q; calls %q", try, u.Calls())
 	}
@@ -269,24 +215,9 @@ func TestFactorySystemFailureDuringTheInstall(t *testing.T) {
 // into the update. Before, safe mode dropped the update's pv_try, and
 // the handover went on to run the update that the next boot would not.
 func TestFactorySystemFailureDuringAHandover(t *testing.T) {
-	u := newFakeUpdates("0")
-	rig := startUpdateRig(t, Config{Rev: "0", State: appState(t, "/sbin/init", "/bin/a", nil)}, u)
-	waitStatus(t, rig.sys, allStarted)
-	rig.e.mu.Lock()
-	rig.e.slowDestroy["app"] = 300 * time.Millisecond // the handover stops app, slowly
-	rig.e.mu.Unlock()
-	u.states["locals/b"] = appState(t, "/sbin/init", "/bin/b", nil)
-	if err := rig.sys.RunRevision("locals/b", false); err != nil {
-		t.Fatal(err)
-	}
-	waitEvents(t, rig.e, "stop app", 1, 2*time.Second)
+	rig, u := inAHandoverFrom(t, "0")
 	rig.sys.sys.Root.Send(rig.sys.root, &messages.RebootRequested{Reason: "sys gave up"})
-	select {
-	case why := <-rig.reboots:
-		t.Logf("reboot: %s", why)
-	case <-time.After(5 * time.Second):
-		t.Errorf("no reboot; calls %q", u.Calls())
-	}
+	t.Logf("reboot: %s", rig.waitReboot(t))
 	if _, try, _ := u.Env(); try != "locals/b" {
 		t.Errorf("pv_try: %q; calls %q", try, u.Calls())
 	}
@@ -315,13 +246,45 @@ func TestRevisionGoneDuringTheInstallReboots(t *testing.T) {
 	if err := waitRun(t, done); err != nil {
 		t.Fatalf("run once installed: %v", err)
 	}
-	select {
-	case why := <-rig.reboots:
-		t.Logf("reboot: %s", why)
-	case <-time.After(5 * time.Second):
-		t.Fatalf("no reboot; calls %q", rig.u.Calls())
-	}
+	t.Logf("reboot: %s", rig.waitReboot(t))
 	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
 		t.Errorf("progress of the update: %s %q", s, msg)
+	}
+}
+
+// shutdownInBackground asks for a shutdown and returns where its result
+// comes.
+func shutdownInBackground(rig *updateRig) <-chan error {
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- rig.sys.Shutdown(ctx, "power button")
+	}()
+	return stopped
+}
+
+// shutdownLeftTheUpdate checks a run and a shutdown that waited for its
+// install, now released: the run answered, the shutdown done, and the
+// update left INPROGRESS for the next boot, with nothing else written.
+func shutdownLeftTheUpdate(t *testing.T, rig *updateRig, done, stopped <-chan error) {
+	t.Helper()
+	if err := waitRun(t, done); err != nil {
+		t.Fatalf("run once installed: %v", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown after the install: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shutdown did not go on after the install")
+	}
+	if s, msg := rig.u.status("locals/b"); s != storage.StatusInProgress || msg != storage.MsgReboot {
+		t.Errorf("progress of the update left for the next boot: %s %q", s, msg)
+	}
+	want := []string{"install locals/b", "progress locals/b INPROGRESS " + storage.MsgReboot}
+	if got := rig.u.Calls(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n got %q\nwant %q", got, want)
 	}
 }
