@@ -19,6 +19,7 @@
 package stuckdev
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -111,12 +112,7 @@ func NewPartitioned(tb testing.TB, image string, parts []Partition) *Device {
 func newDevice(tb testing.TB, image string, parts []Partition, writable bool) *Device {
 	tb.Helper()
 	isolated.Require(tb)
-	losetup, err := exec.LookPath("losetup")
-	if err != nil {
-		if losetup, err = exec.LookPath("/usr/sbin/losetup"); err != nil {
-			tb.Skip("stuckdev: no losetup (util-linux)")
-		}
-	}
+	losetup := tool(tb, "losetup", "util-linux")
 	d := &Device{tb: tb, writable: writable}
 	d.mount(image)
 	// Registered before the loop device, so run after its detaching: the
@@ -603,12 +599,7 @@ func (s *server) control(fd int) {
 func MountedExt4(tb testing.TB) (*Device, string) {
 	tb.Helper()
 	isolated.Require(tb)
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		if mkfs, err = exec.LookPath("/usr/sbin/mkfs.ext4"); err != nil {
-			tb.Skip("stuckdev: no mkfs.ext4 (e2fsprogs)")
-		}
-	}
+	mkfs := tool(tb, "mkfs.ext4", "e2fsprogs")
 	image := filepath.Join(tb.TempDir(), "ext4.img")
 	if err := os.WriteFile(image, nil, 0o600); err != nil {
 		tb.Fatal(err)
@@ -632,4 +623,40 @@ func MountedExt4(tb testing.TB) (*Device, string) {
 		}
 	})
 	return d, mnt
+}
+
+// tool is the path of the program name, from PATH or /usr/sbin (which a
+// test's PATH may lack); it skips tb without it, naming its package.
+func tool(tb testing.TB, name, pkg string) string {
+	tb.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if path, err = exec.LookPath("/usr/sbin/" + name); err != nil {
+			tb.Skipf("stuckdev: no %s (%s)", name, pkg)
+		}
+	}
+	return path
+}
+
+// Overwrite writes size bytes at the start of the file at path, made if
+// missing, and fsyncs them when sync is set. Written once with sync and
+// again without once the device is suspended, they are dirty pages whose
+// writing reads nothing from the device (its reads are held too): what
+// the tests of a sync stuck on a dying disk give that sync to write.
+func Overwrite(path string, size int, sync bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(bytes.Repeat([]byte("w"), size)); err != nil {
+		f.Close()
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }

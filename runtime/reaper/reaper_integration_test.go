@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 			// Left in the page cache for PID 1's sync: the file's
 			// pages are cached, so that writing them reads nothing
 			// from a device whose reads are held too.
-			if err := overwrite(path); err != nil {
+			if err := stuckdev.Overwrite(path, dirtySize, false); err != nil {
 				fmt.Fprintln(os.Stderr, "dirty the page cache:", err)
 				os.Exit(1)
 			}
@@ -471,31 +471,10 @@ func TestSupervisorWaitsForUSR1(t *testing.T) {
 const embeddedExitEnv = "_PV_TEST_EMBEDDED_EXIT"
 
 // embeddedDirtyEnv names a file that supervisor writes over before it
-// exits (overwrite).
+// exits, leaving its pages dirty (stuckdev.Overwrite).
 const embeddedDirtyEnv = "_PV_TEST_EMBEDDED_DIRTY"
 
 const dirtySize = 4 << 20
-
-// overwrite writes the dirtySize bytes of the file at path again, in
-// place, and syncs them unless told not to by the caller's not being
-// the test (the supervisor leaves them dirty).
-func overwrite(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(bytes.Repeat([]byte("d"), dirtySize)); err != nil {
-		f.Close()
-		return err
-	}
-	if !reaper.IsChild() {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	return f.Close()
-}
 
 // A disk that stops answering as the device stops (its writes never
 // complete) does not keep PID 1 from rebooting: its sync of the page
@@ -510,10 +489,7 @@ func TestEmbeddedPID1RebootsWithAHungSync(t *testing.T) {
 	}
 	d, mnt := stuckdev.MountedExt4(t)
 	dirty := filepath.Join(mnt, "dirty")
-	if err := os.WriteFile(dirty, make([]byte, dirtySize), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := overwrite(dirty); err != nil { // allocated, written back, cached
+	if err := stuckdev.Overwrite(dirty, dirtySize, true); err != nil { // allocated, written back, cached
 		t.Fatal(err)
 	}
 	d.Suspend()

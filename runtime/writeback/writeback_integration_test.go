@@ -27,28 +27,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// dirty leaves size bytes of the file at path dirty in the page cache:
-// written and synced once, then written again in place, so that writing
-// them reads nothing from a device whose reads are held too.
+// dirty leaves size bytes of the file at path dirty in the page cache,
+// suspend called in between (stuckdev.Overwrite).
 func dirty(t *testing.T, path string, size int, suspend func()) {
 	t.Helper()
-	write := func() *os.File {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.Write(bytes.Repeat([]byte("w"), size)); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	f := write()
-	if err := f.Sync(); err != nil {
+	if err := stuckdev.Overwrite(path, size, true); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
 	suspend()
-	write().Close()
+	if err := stuckdev.Overwrite(path, size, false); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A sync that ends in time says so, with what was dirty written.
